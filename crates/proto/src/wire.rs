@@ -1,0 +1,367 @@
+//! Control messages between the control plane and an agent.
+//!
+//! Every message is one JSON object in one WebSocket text frame: `{"v":1,"type":"…", …}`.
+//! `v` is the protocol version; `type` selects the message. The decoders check the size before
+//! parsing, reject other versions, and name unknown types separately from malformed JSON, so the
+//! server can close a bad connection with a precise code and reason.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::api::{Action, SessionState, Template};
+
+/// Version of the control protocol spoken by this build.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest control message accepted, in bytes. Commands and reports are small; anything bigger is
+/// a bug or an attack.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// WebSocket close codes the control plane uses when it ends an agent connection.
+pub mod close_code {
+    /// The agent's text was not a valid message (bad JSON, missing fields, wrong version).
+    pub const INVALID_MESSAGE: u16 = 1007;
+    /// The agent is not allowed to do this (key bound to another agent, foreign session, …).
+    pub const POLICY: u16 = 1008;
+    /// The message exceeded [`super::MAX_MESSAGE_BYTES`].
+    pub const TOO_BIG: u16 = 1009;
+    /// A binary frame or an unexpected message on the control connection.
+    pub const UNSUPPORTED: u16 = 1003;
+    /// The replica is going away; reconnect (possibly elsewhere).
+    pub const GOING_AWAY: u16 = 1001;
+    /// A newer connection of the same agent replaced this one.
+    pub const REPLACED: u16 = 4001;
+    /// No heartbeat within three heartbeat intervals.
+    pub const LIVENESS: u16 = 4002;
+}
+
+/// Resources an agent offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Most sessions this agent runs at once.
+    pub max_sessions: u32,
+}
+
+/// First message on a new agent connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Register {
+    pub agent_id: String,
+    /// `process`, `docker` or `kubernetes`.
+    pub platform: String,
+    /// The agent's software version.
+    pub version: String,
+    pub capacity: Capacity,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Sessions the agent holds right now (after a restart: what it re-adopted or lost).
+    #[serde(default)]
+    pub sessions: Vec<SessionStatus>,
+}
+
+/// Observed state of one session, reported by the agent that runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionStatus {
+    pub session_id: Uuid,
+    pub state: SessionState,
+    /// Where the session's VNC server listens, as seen from the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnc_address: Option<String>,
+    /// Why, when the state is `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Messages an agent sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    Register(Register),
+    Heartbeat {
+        active_sessions: u32,
+        capacity: Capacity,
+    },
+    /// The agent has the command and will run it.
+    Ack { command_id: Uuid },
+    /// The command finished; `result` is kept with the command.
+    Complete {
+        command_id: Uuid,
+        #[serde(default)]
+        result: Value,
+    },
+    Failed { command_id: Uuid, error: String },
+    SessionStatus(SessionStatus),
+}
+
+/// Body of a `start_session` command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartSessionPayload {
+    pub template: Template,
+}
+
+/// A command for the agent to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandMessage {
+    pub command_id: Uuid,
+    pub action: Action,
+    #[serde(default)]
+    pub session_id: Option<Uuid>,
+    /// Action-specific (for `start_session`: [`StartSessionPayload`]).
+    #[serde(default)]
+    pub payload: Value,
+    /// 1 for the first delivery; more when resent.
+    pub attempt: u32,
+}
+
+/// Messages the control plane sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Answer to `register`.
+    Welcome {
+        accepted: bool,
+        heartbeat_interval_secs: u64,
+        replica_id: String,
+        /// This connection's epoch; bumps on every registration of the agent.
+        epoch: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    Command(CommandMessage),
+    Ping,
+    /// The replica is shutting down: reconnect, to another replica if there is one.
+    Shutdown { reason: String },
+}
+
+/// Why a control message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    TooBig { size: usize, limit: usize },
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("unsupported protocol version {found} (this build speaks {PROTOCOL_VERSION})")]
+    UnsupportedVersion { found: u32 },
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+}
+
+impl ProtoError {
+    /// The WebSocket close code that answers this error.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            Self::TooBig { .. } => close_code::TOO_BIG,
+            Self::UnknownType(_) => close_code::UNSUPPORTED,
+            Self::Malformed(_) | Self::UnsupportedVersion { .. } => close_code::INVALID_MESSAGE,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Outgoing<'a, T> {
+    v: u32,
+    #[serde(flatten)]
+    msg: &'a T,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    v: Option<u32>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// Encodes a message as one JSON text frame.
+pub fn encode<T: Serialize>(msg: &T) -> String {
+    serde_json::to_string(&Outgoing {
+        v: PROTOCOL_VERSION,
+        msg,
+    })
+    .expect("protocol messages contain only JSON-representable values")
+}
+
+/// Decodes what an agent sent.
+pub fn decode_agent_message(text: &str) -> Result<AgentMessage, ProtoError> {
+    decode(text, AGENT_TYPES)
+}
+
+/// Decodes what the control plane sent.
+pub fn decode_server_message(text: &str) -> Result<ServerMessage, ProtoError> {
+    decode(text, SERVER_TYPES)
+}
+
+const AGENT_TYPES: &[&str] = &[
+    "register",
+    "heartbeat",
+    "ack",
+    "complete",
+    "failed",
+    "session_status",
+];
+const SERVER_TYPES: &[&str] = &["welcome", "command", "ping", "shutdown"];
+
+fn decode<T: DeserializeOwned>(text: &str, known: &[&str]) -> Result<T, ProtoError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(ProtoError::TooBig {
+            size: text.len(),
+            limit: MAX_MESSAGE_BYTES,
+        });
+    }
+    let header: Header =
+        serde_json::from_str(text).map_err(|e| ProtoError::Malformed(e.to_string()))?;
+    match header.v {
+        Some(PROTOCOL_VERSION) => {}
+        Some(found) => return Err(ProtoError::UnsupportedVersion { found }),
+        None => return Err(ProtoError::Malformed("missing field `v`".into())),
+    }
+    let kind = header
+        .kind
+        .ok_or_else(|| ProtoError::Malformed("missing field `type`".into()))?;
+    if !known.contains(&kind.as_str()) {
+        return Err(ProtoError::UnknownType(kind));
+    }
+    serde_json::from_str(text).map_err(|e| ProtoError::Malformed(format!("{kind}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_agent_messages() -> Vec<AgentMessage> {
+        let id = Uuid::now_v7();
+        vec![
+            AgentMessage::Register(Register {
+                agent_id: "a1".into(),
+                platform: "process".into(),
+                version: "0.1.0".into(),
+                capacity: Capacity { max_sessions: 4 },
+                labels: BTreeMap::from([("zone".into(), "lab".into())]),
+                sessions: vec![SessionStatus {
+                    session_id: id,
+                    state: SessionState::Running,
+                    vnc_address: Some("127.0.0.1:5901".into()),
+                    message: None,
+                }],
+            }),
+            AgentMessage::Heartbeat {
+                active_sessions: 1,
+                capacity: Capacity { max_sessions: 4 },
+            },
+            AgentMessage::Ack { command_id: id },
+            AgentMessage::Complete {
+                command_id: id,
+                result: serde_json::json!({"vnc_address": "127.0.0.1:5901"}),
+            },
+            AgentMessage::Failed {
+                command_id: id,
+                error: "no such session".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn agent_messages_round_trip() {
+        for msg in sample_agent_messages() {
+            let text = encode(&msg);
+            assert!(text.starts_with("{\"v\":1,"), "{text}");
+            assert_eq!(decode_agent_message(&text), Ok(msg));
+        }
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        let msgs = vec![
+            ServerMessage::Welcome {
+                accepted: true,
+                heartbeat_interval_secs: 10,
+                replica_id: "r1".into(),
+                epoch: 3,
+                reason: None,
+            },
+            ServerMessage::Command(CommandMessage {
+                command_id: Uuid::now_v7(),
+                action: Action::StopSession,
+                session_id: Some(Uuid::now_v7()),
+                payload: Value::Null,
+                attempt: 2,
+            }),
+            ServerMessage::Ping,
+            ServerMessage::Shutdown {
+                reason: "replica stopping".into(),
+            },
+        ];
+        for msg in msgs {
+            assert_eq!(decode_server_message(&encode(&msg)), Ok(msg));
+        }
+    }
+
+    #[test]
+    fn bad_input_is_named_precisely() {
+        assert!(matches!(
+            decode_agent_message("{not json"),
+            Err(ProtoError::Malformed(_))
+        ));
+        assert_eq!(
+            decode_agent_message(r#"{"v":1,"type":"teleport"}"#),
+            Err(ProtoError::UnknownType("teleport".into()))
+        );
+        assert_eq!(
+            decode_agent_message(r#"{"v":9,"type":"heartbeat"}"#),
+            Err(ProtoError::UnsupportedVersion { found: 9 })
+        );
+        assert!(matches!(
+            decode_agent_message(r#"{"v":1,"type":"ack"}"#),
+            Err(ProtoError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_agent_message(r#"[1,2,3]"#),
+            Err(ProtoError::Malformed(_))
+        ));
+        // A server message arriving where an agent message is expected is unknown, not valid.
+        assert_eq!(
+            decode_agent_message(r#"{"v":1,"type":"ping"}"#),
+            Err(ProtoError::UnknownType("ping".into()))
+        );
+        let big = format!(
+            r#"{{"v":1,"type":"failed","error":"{}"}}"#,
+            "x".repeat(MAX_MESSAGE_BYTES)
+        );
+        assert!(matches!(
+            decode_agent_message(&big),
+            Err(ProtoError::TooBig { .. })
+        ));
+    }
+
+    #[test]
+    fn two_messages_in_one_frame_are_refused() {
+        let one = encode(&AgentMessage::Ack {
+            command_id: Uuid::now_v7(),
+        });
+        let two = format!("{one}{one}");
+        assert!(matches!(
+            decode_agent_message(&two),
+            Err(ProtoError::Malformed(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decoder_never_panics(s in ".{0,512}") {
+            let _ = decode_agent_message(&s);
+            let _ = decode_server_message(&s);
+        }
+
+        #[test]
+        fn decoder_never_panics_on_json_like_input(
+            kind in prop::sample::select(vec!["register", "heartbeat", "ack", "complete", "failed", "session_status", "x"]),
+            body in "[ -~]{0,128}",
+        ) {
+            let text = format!(r#"{{"v":1,"type":"{kind}",{body}}}"#);
+            let _ = decode_agent_message(&text);
+        }
+    }
+}

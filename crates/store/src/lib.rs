@@ -1,0 +1,307 @@
+//! Persistence for the StreamSpace control plane.
+//!
+//! The server talks to the database only through the [`Store`] trait: one method per thing the
+//! control plane needs to do, each a single statement or a single transaction, so that every
+//! invariant the design depends on (forward-only status changes, capacity checks, epoch fencing)
+//! is enforced by the database rather than by the caller. Two backends implement it:
+//! [`postgres::PgStore`] for production and [`sqlite::SqliteStore`] for `streamspace up` and small
+//! installs. Each owns a numbered, reversible migration folder; [`open`] picks the backend from the
+//! URL. One conformance suite (`tests/conformance.rs`) runs against both.
+//!
+//! Timestamps are always taken from the database clock (never bound from the application), and
+//! `updated_at` is maintained by triggers, never by application code.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use streamspace_proto::api::{
+    Action, Agent, AgentKey, Command, CommandFilter, CommandStatus, Session, SessionState,
+    Template,
+};
+use uuid::Uuid;
+
+pub mod migrate;
+pub mod postgres;
+pub mod sqlite;
+
+pub use migrate::{MigrationState, MigrationStatus};
+
+/// What can go wrong in the store, in the control plane's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no online agent has free capacity for a new session")]
+    NoCapacity,
+    #[error("unsupported database URL {0:?} (expected postgres://… or sqlite:…)")]
+    UnsupportedUrl(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything needed to register (or re-register) an agent connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRegistration {
+    pub agent_id: String,
+    pub platform: String,
+    pub version: String,
+    pub max_sessions: i32,
+    pub labels: BTreeMap<String, String>,
+    pub replica_id: String,
+}
+
+/// A stored API credential (admin token or agent key); only its keyed hash is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyRecord {
+    pub id: Uuid,
+    pub kind: ApiKeyKind,
+    /// For agent keys: the only agent id this key may register as.
+    pub agent_id: Option<String>,
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeyKind {
+    Admin,
+    Agent,
+}
+
+impl ApiKeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Agent => "agent",
+        }
+    }
+}
+
+impl ApiKeyRecord {
+    pub fn to_agent_key(&self) -> Option<AgentKey> {
+        Some(AgentKey {
+            id: self.id,
+            agent_id: self.agent_id.clone()?,
+            prefix: self.prefix.clone(),
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            revoked_at: self.revoked_at,
+        })
+    }
+}
+
+/// A new credential to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewApiKey {
+    pub id: Uuid,
+    pub kind: ApiKeyKind,
+    pub agent_id: Option<String>,
+    pub prefix: String,
+    /// Keyed hash (HMAC) of the secret, hex.
+    pub key_hash: String,
+}
+
+/// A new command row (always created `pending`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCommand {
+    pub command_id: Uuid,
+    pub agent_id: String,
+    pub session_id: Option<Uuid>,
+    pub action: Action,
+    pub payload: Value,
+}
+
+/// A session to create together with its `start_session` command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub template: String,
+    pub owner: String,
+    /// Used as the command's `command_id`.
+    pub command_id: Uuid,
+    /// Built once the agent is chosen (it may embed the template).
+    pub payload: Value,
+    /// Only agents of this platform, when set.
+    pub platform: Option<String>,
+}
+
+/// Outcome of an agent's report on a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandOutcome {
+    Completed(Value),
+    Failed(String),
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: Value,
+}
+
+/// Persistence for the control plane. All methods are safe to call from several replicas at once.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Backend name (`postgres` or `sqlite`), for logs and `/readyz`.
+    fn backend(&self) -> &'static str;
+
+    /// Cheap round trip, for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+
+    // --- settings -------------------------------------------------------------------------
+
+    /// Returns the stored value for `key`, or stores `value` if there is none yet and returns it.
+    /// Used for the server-wide secret that keys the API key hashes: the first replica to start
+    /// wins, every other one reads the same secret.
+    async fn setting_get_or_init(&self, key: &str, value: &str) -> Result<String>;
+
+    // --- api keys -------------------------------------------------------------------------
+
+    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord>;
+    /// Looks up a non-revoked key by its keyed hash and records its use.
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+    async fn list_api_keys(&self, kind: ApiKeyKind) -> Result<Vec<ApiKeyRecord>>;
+    /// Marks a key revoked; `NotFound` if no such key.
+    async fn revoke_api_key(&self, id: Uuid) -> Result<()>;
+    /// Whether any admin credential exists (so the first start knows to create one).
+    async fn has_admin_key(&self) -> Result<bool>;
+
+    // --- templates ------------------------------------------------------------------------
+
+    /// `Conflict` if a template of that name exists.
+    async fn create_template(&self, template: &streamspace_proto::api::CreateTemplate)
+    -> Result<Template>;
+    async fn get_template(&self, name: &str) -> Result<Template>;
+    async fn list_templates(&self) -> Result<Vec<Template>>;
+    async fn delete_template(&self, name: &str) -> Result<()>;
+
+    // --- agents ---------------------------------------------------------------------------
+
+    /// Creates or updates the agent, marks it online on `replica_id`, bumps and returns its epoch.
+    async fn register_agent(&self, reg: &AgentRegistration) -> Result<i64>;
+    /// Records a heartbeat (and the capacity it reports) for the connection with `epoch`;
+    /// returns false if that connection is no longer current (a newer registration happened).
+    async fn heartbeat_agent(&self, agent_id: &str, epoch: i64, max_sessions: i32) -> Result<bool>;
+    /// Marks the agent offline only if `epoch` is still its current one (a stale connection's
+    /// cleanup never marks the newer connection's agent offline).
+    async fn agent_disconnected(&self, agent_id: &str, epoch: i64) -> Result<bool>;
+    /// Marks offline every online agent whose last heartbeat is older than `older_than_secs`;
+    /// returns their ids.
+    async fn expire_agents(&self, older_than_secs: f64) -> Result<Vec<String>>;
+    async fn get_agent(&self, agent_id: &str) -> Result<Agent>;
+    async fn list_agents(&self) -> Result<Vec<Agent>>;
+    /// Removes the agent and revokes its keys; `Conflict` while it has non-terminal sessions.
+    async fn delete_agent(&self, agent_id: &str) -> Result<()>;
+
+    // --- sessions -------------------------------------------------------------------------
+
+    /// In one transaction: choose the least-loaded online agent with free capacity (`NoCapacity`
+    /// if none), insert the session (`pending`) and its `start_session` command (`pending`).
+    async fn create_session(&self, new: &NewSession) -> Result<(Session, Command)>;
+    async fn get_session(&self, id: Uuid) -> Result<Session>;
+    /// Newest first; only `owner`'s sessions when given.
+    async fn list_sessions(&self, owner: Option<&str>) -> Result<Vec<Session>>;
+    /// Moves a session to `state` if the state machine allows it from the current state
+    /// (guarded in SQL). Returns the session after the call and whether it changed.
+    /// `vnc_address` and `error_message` are set when given.
+    async fn set_session_state(
+        &self,
+        id: Uuid,
+        state: SessionState,
+        vnc_address: Option<&str>,
+        error_message: Option<&str>,
+    ) -> Result<(Session, bool)>;
+    /// In one transaction: check the session exists, is not terminal and is in one of
+    /// `allowed_from` (else `Conflict` naming the current state), then insert the command.
+    async fn create_session_command(
+        &self,
+        session_id: Uuid,
+        allowed_from: &[SessionState],
+        command: &NewCommand,
+    ) -> Result<Command>;
+
+    // --- commands -------------------------------------------------------------------------
+
+    async fn get_command(&self, command_id: Uuid) -> Result<Command>;
+    /// Newest first, at most `filter.limit` (default 100, max 1000).
+    async fn list_commands(&self, filter: &CommandFilter) -> Result<Vec<Command>>;
+    /// Commands to deliver to `agent_id` now, oldest first: `pending` ones, plus `sent` ones whose
+    /// last send is older than their backoff (`ack_timeout_secs · 2^(attempts-1)`) and which
+    /// have fewer than `max_attempts` attempts. With `include_unfinished`, also every `sent` and
+    /// `acknowledged` command regardless of timing (used when an agent (re)connects: it answers
+    /// duplicates from memory and re-runs idempotent actions otherwise).
+    async fn deliverable_commands(
+        &self,
+        agent_id: &str,
+        ack_timeout_secs: f64,
+        max_attempts: i32,
+        include_unfinished: bool,
+        limit: i64,
+    ) -> Result<Vec<Command>>;
+    /// Agents that have deliverable commands (as in [`Self::deliverable_commands`] without
+    /// `include_unfinished`); the dispatcher's periodic sweep starts here.
+    async fn agents_with_deliverable_commands(
+        &self,
+        ack_timeout_secs: f64,
+        max_attempts: i32,
+    ) -> Result<Vec<String>>;
+    /// Claims one delivery attempt: `pending|sent → sent`, `attempts += 1`, `sent_at = now`, only
+    /// if the row still has `expected_attempts` attempts (so two dispatchers never send the same
+    /// attempt). Returns the updated command, or `None` if someone else claimed it or it moved on.
+    async fn claim_delivery(&self, command_id: Uuid, expected_attempts: i32)
+    -> Result<Option<Command>>;
+    /// `pending|sent → acknowledged`. Returns false (and changes nothing) if the command is
+    /// already acknowledged or terminal, or belongs to another agent.
+    async fn ack_command(&self, agent_id: &str, command_id: Uuid) -> Result<bool>;
+    /// Records the terminal outcome (forward-only: a terminal row never changes again) and, in the
+    /// same transaction, moves the command's session: on success to the action's resulting state
+    /// (with `vnc_address` from the result when present); a failed `start_session` fails the
+    /// session. Returns the command after the call and whether this call changed it.
+    async fn finish_command(
+        &self,
+        agent_id: &str,
+        command_id: Uuid,
+        outcome: &CommandOutcome,
+    ) -> Result<(Command, bool)>;
+    /// Fails (with `reason`) non-terminal commands that cannot finish any more: `sent` or
+    /// `acknowledged` rows not updated for `stuck_secs`, `sent` rows out of attempts and past
+    /// their last ack timeout, and `pending` rows older than `pending_secs`. A failed
+    /// `start_session` fails its session. Returns the commands it failed.
+    async fn fail_stuck_commands(
+        &self,
+        stuck_secs: f64,
+        pending_secs: f64,
+        ack_timeout_secs: f64,
+        max_attempts: i32,
+    ) -> Result<Vec<Command>>;
+
+    // --- audit ----------------------------------------------------------------------------
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<()>;
+}
+
+/// Opens the store a URL names: `postgres://…`/`postgresql://…` or `sqlite:PATH` / `sqlite://PATH`
+/// (created if missing). Does not migrate.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}

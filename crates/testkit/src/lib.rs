@@ -1,0 +1,19 @@
+//! What StreamSpace's tests share: a throwaway PostgreSQL cluster, free ports, polling with a
+//! deadline, and a VNC banner probe.
+//!
+//! Everything here starts real components and fails loudly (with the command that failed and
+//! its output) when it cannot: a test that needs PostgreSQL never silently skips.
+
+pub mod poll;
+pub mod postgres;
+pub mod vnc;
+
+pub use poll::wait_until;
+pub use postgres::PgCluster;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago. Prefer handing servers an already bound
+/// listener; use this only for programs that must be told a port (PostgreSQL, Redis, Xvnc).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}

@@ -1,0 +1,25 @@
+//! Probing a VNC server the way a viewer would: its first bytes are the RFB banner.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// Connects to `addr` and returns the 12-byte RFB banner (e.g. `RFB 003.008\n`).
+pub async fn read_rfb_banner(addr: &str) -> anyhow::Result<String> {
+    let read = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to VNC server at {addr}"))?;
+        let mut banner = [0u8; 12];
+        stream
+            .read_exact(&mut banner)
+            .await
+            .with_context(|| format!("reading the RFB banner from {addr}"))?;
+        anyhow::Ok(String::from_utf8_lossy(&banner).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .with_context(|| format!("VNC server at {addr} sent no banner within 5 s"))?
+}
