@@ -1,1 +1,334 @@
-//! placeholder
+//! A typed client for the StreamSpace REST API.
+//!
+//! Used by the `streamspace` command line, the end-to-end tests and the benchmark harness. It
+//! speaks in `streamspace_proto::api` types, the same ones the server serialises, so the client
+//! never drifts from the server. API errors come back as [`ClientError::Api`] with the server's
+//! error code and message.
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use streamspace_proto::api::{
+    Agent, AgentKey, Command, CommandFilter, CreateAgentKey, CreateSession, CreateTemplate,
+    CreatedAgentKey, ErrorBody, Readiness, Session, Template,
+};
+use url::Url;
+use uuid::Uuid;
+
+/// What went wrong talking to the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid server URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("{message} (HTTP {status}, {code})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("could not reach the control plane at {url}: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("unexpected answer from {url} (HTTP {status}): {detail}")]
+    Decode {
+        url: String,
+        status: u16,
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// The API error code, when the server answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } | Self::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// A client for one control plane, authenticated with one bearer token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: String,
+}
+
+impl Client {
+    /// `base` is the control plane's address, e.g. `http://127.0.0.1:8080`.
+    pub fn new(base: &str, token: &str) -> Result<Self> {
+        // reqwest is built without a bundled crypto provider; the first client installs ring's.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let invalid = |reason: String| ClientError::InvalidUrl {
+            url: base.to_owned(),
+            reason,
+        };
+        let mut base_url = Url::parse(base).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(base_url.scheme(), "http" | "https") {
+            return Err(invalid("the scheme must be http or https".into()));
+        }
+        if !base_url.path().ends_with('/') {
+            let path = format!("{}/", base_url.path());
+            base_url.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base: base_url,
+            token: token.to_owned(),
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    // --- health ---------------------------------------------------------------------------
+
+    pub async fn healthz(&self) -> Result<()> {
+        self.send_unit(self.request(Method::GET, "healthz")?).await
+    }
+
+    /// `GET /readyz`; a 503 with a readiness body is returned as `Ok` with `ready: false`.
+    pub async fn readyz(&self) -> Result<Readiness> {
+        let url = self.url("readyz")?;
+        let response = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|source| transport(&url, source))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| transport(&url, source))?;
+        serde_json::from_slice(&body).map_err(|_| api_error(&url, status, &body))
+    }
+
+    // --- sessions -------------------------------------------------------------------------
+
+    pub async fn create_session(&self, template: &str) -> Result<Session> {
+        let body = CreateSession {
+            template: template.to_owned(),
+        };
+        self.send(self.request(Method::POST, "api/v1/sessions")?.json(&body))
+            .await
+    }
+
+    pub async fn list_sessions(&self) -> Result<Vec<Session>> {
+        self.send(self.request(Method::GET, "api/v1/sessions")?)
+            .await
+    }
+
+    pub async fn get_session(&self, id: Uuid) -> Result<Session> {
+        self.send(self.request(Method::GET, &format!("api/v1/sessions/{id}"))?)
+            .await
+    }
+
+    /// Asks the agent to stop the session; it reaches `terminated` when the agent confirms.
+    pub async fn stop_session(&self, id: Uuid) -> Result<Session> {
+        self.send(self.request(Method::DELETE, &format!("api/v1/sessions/{id}"))?)
+            .await
+    }
+
+    pub async fn hibernate_session(&self, id: Uuid) -> Result<Session> {
+        self.send(self.request(Method::POST, &format!("api/v1/sessions/{id}/hibernate"))?)
+            .await
+    }
+
+    pub async fn wake_session(&self, id: Uuid) -> Result<Session> {
+        self.send(self.request(Method::POST, &format!("api/v1/sessions/{id}/wake"))?)
+            .await
+    }
+
+    // --- agents ---------------------------------------------------------------------------
+
+    pub async fn list_agents(&self) -> Result<Vec<Agent>> {
+        self.send(self.request(Method::GET, "api/v1/agents")?).await
+    }
+
+    pub async fn get_agent(&self, agent_id: &str) -> Result<Agent> {
+        let path = format!("api/v1/agents/{}", encode_segment(agent_id));
+        self.send(self.request(Method::GET, &path)?).await
+    }
+
+    pub async fn delete_agent(&self, agent_id: &str) -> Result<()> {
+        let path = format!("api/v1/agents/{}", encode_segment(agent_id));
+        self.send_unit(self.request(Method::DELETE, &path)?).await
+    }
+
+    // --- commands -------------------------------------------------------------------------
+
+    pub async fn list_commands(&self, filter: &CommandFilter) -> Result<Vec<Command>> {
+        self.send(self.request(Method::GET, "api/v1/commands")?.query(filter))
+            .await
+    }
+
+    pub async fn get_command(&self, command_id: Uuid) -> Result<Command> {
+        self.send(self.request(Method::GET, &format!("api/v1/commands/{command_id}"))?)
+            .await
+    }
+
+    // --- templates ------------------------------------------------------------------------
+
+    pub async fn list_templates(&self) -> Result<Vec<Template>> {
+        self.send(self.request(Method::GET, "api/v1/templates")?)
+            .await
+    }
+
+    pub async fn create_template(&self, template: &CreateTemplate) -> Result<Template> {
+        self.send(
+            self.request(Method::POST, "api/v1/templates")?
+                .json(template),
+        )
+        .await
+    }
+
+    pub async fn delete_template(&self, name: &str) -> Result<()> {
+        let path = format!("api/v1/templates/{}", encode_segment(name));
+        self.send_unit(self.request(Method::DELETE, &path)?).await
+    }
+
+    // --- agent keys -----------------------------------------------------------------------
+
+    pub async fn create_agent_key(&self, agent_id: &str) -> Result<CreatedAgentKey> {
+        let body = CreateAgentKey {
+            agent_id: agent_id.to_owned(),
+        };
+        self.send(self.request(Method::POST, "api/v1/agent-keys")?.json(&body))
+            .await
+    }
+
+    pub async fn list_agent_keys(&self) -> Result<Vec<AgentKey>> {
+        self.send(self.request(Method::GET, "api/v1/agent-keys")?)
+            .await
+    }
+
+    pub async fn revoke_agent_key(&self, id: Uuid) -> Result<()> {
+        self.send_unit(self.request(Method::DELETE, &format!("api/v1/agent-keys/{id}"))?)
+            .await
+    }
+
+    // --- plumbing -------------------------------------------------------------------------
+
+    fn url(&self, path: &str) -> Result<Url> {
+        self.base.join(path).map_err(|e| ClientError::InvalidUrl {
+            url: format!("{}{path}", self.base),
+            reason: e.to_string(),
+        })
+    }
+
+    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
+        Ok(self
+            .http
+            .request(method, self.url(path)?)
+            .bearer_auth(&self.token))
+    }
+
+    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        let (url, status, body) = self.execute(request).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
+            url: url.to_string(),
+            status: status.as_u16(),
+            detail: e.to_string(),
+        })
+    }
+
+    async fn send_unit(&self, request: RequestBuilder) -> Result<()> {
+        self.execute(request).await.map(|_| ())
+    }
+
+    async fn execute(&self, request: RequestBuilder) -> Result<(Url, StatusCode, Vec<u8>)> {
+        let (client, request) = request.build_split();
+        let request = request.map_err(|source| transport(&self.base, source))?;
+        let url = request.url().clone();
+        let response = client
+            .execute(request)
+            .await
+            .map_err(|source| transport(&url, source))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| transport(&url, source))?;
+        if !status.is_success() {
+            return Err(api_error(&url, status, &body));
+        }
+        Ok((url, status, body.to_vec()))
+    }
+}
+
+fn transport(url: &Url, source: reqwest::Error) -> ClientError {
+    ClientError::Transport {
+        url: url.to_string(),
+        source,
+    }
+}
+
+fn api_error(url: &Url, status: StatusCode, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(err) => ClientError::Api {
+            status: status.as_u16(),
+            code: err.error.code,
+            message: err.error.message,
+        },
+        Err(_) => ClientError::Decode {
+            url: url.to_string(),
+            status: status.as_u16(),
+            detail: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        },
+    }
+}
+
+/// Percent-encodes one path segment (agent ids and template names are user-chosen).
+fn encode_segment(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_gets_a_trailing_slash_and_joins_paths() {
+        let client = Client::new("http://127.0.0.1:8080/prefix", "t").expect("valid URL");
+        assert_eq!(
+            client.url("api/v1/sessions").expect("joins").as_str(),
+            "http://127.0.0.1:8080/prefix/api/v1/sessions"
+        );
+    }
+
+    #[test]
+    fn refuses_non_http_urls() {
+        assert!(matches!(
+            Client::new("ws://127.0.0.1:8080", "t"),
+            Err(ClientError::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
+    }
+}

@@ -54,13 +54,13 @@ impl SessionState {
     /// not a transition (callers treat it as a no-op).
     pub fn can_move_to(self, next: SessionState) -> bool {
         use SessionState::*;
-        match (self, next) {
-            (Pending, Starting | Running | Failed | Terminated) => true,
-            (Starting, Running | Failed | Terminated) => true,
-            (Running, Hibernated | Failed | Terminated) => true,
-            (Hibernated, Running | Failed | Terminated) => true,
-            _ => false,
-        }
+        matches!(
+            (self, next),
+            (Pending, Starting | Running | Failed | Terminated)
+                | (Starting, Running | Failed | Terminated)
+                | (Running, Hibernated | Failed | Terminated)
+                | (Hibernated, Running | Failed | Terminated)
+        )
     }
 
     /// Every state from which `next` may be reached: what a guarded SQL `UPDATE … WHERE state IN
@@ -382,11 +382,17 @@ mod tests {
     #[test]
     fn command_status_only_moves_forward() {
         use CommandStatus::*;
-        assert!(!Completed.can_move_to(Acknowledged), "late ack must not reopen");
+        assert!(
+            !Completed.can_move_to(Acknowledged),
+            "late ack must not reopen"
+        );
         assert!(!Acknowledged.can_move_to(Sent));
         assert!(Sent.can_move_to(Sent), "a resend keeps the row in sent");
         assert!(Pending.can_move_to(Failed));
-        assert_eq!(CommandStatus::predecessors(Acknowledged), vec![Pending, Sent]);
+        assert_eq!(
+            CommandStatus::predecessors(Acknowledged),
+            vec![Pending, Sent]
+        );
     }
 
     #[test]

@@ -85,14 +85,19 @@ pub enum AgentMessage {
         capacity: Capacity,
     },
     /// The agent has the command and will run it.
-    Ack { command_id: Uuid },
+    Ack {
+        command_id: Uuid,
+    },
     /// The command finished; `result` is kept with the command.
     Complete {
         command_id: Uuid,
         #[serde(default)]
         result: Value,
     },
-    Failed { command_id: Uuid, error: String },
+    Failed {
+        command_id: Uuid,
+        error: String,
+    },
     SessionStatus(SessionStatus),
 }
 
@@ -133,7 +138,9 @@ pub enum ServerMessage {
     Command(CommandMessage),
     Ping,
     /// The replica is shutting down: reconnect, to another replica if there is one.
-    Shutdown { reason: String },
+    Shutdown {
+        reason: String,
+    },
 }
 
 /// Why a control message was refused.

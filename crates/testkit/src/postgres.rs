@@ -50,10 +50,17 @@ impl PgCluster {
             port: 0,
             as_postgres_user,
         };
-        run(&mut cluster.pg_command("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]))?;
+        run(
+            &mut cluster.pg_command("initdb").arg("-D").arg(&data).args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]),
+        )?;
         // Retry on a port taken between choosing and binding.
         let mut last_err = None;
         for _ in 0..5 {
@@ -62,7 +69,8 @@ impl PgCluster {
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
                 cluster.dir.path().display()
             );
-            let result = run(&mut cluster.pg_command("pg_ctl")
+            let result = run(&mut cluster
+                .pg_command("pg_ctl")
                 .arg("-w")
                 .arg("-D")
                 .arg(&data)
@@ -101,7 +109,14 @@ impl PgCluster {
     pub fn create_database(&self) -> anyhow::Result<String> {
         let name = format!("t_{:016x}", rand::rng().random::<u64>());
         run(Command::new(self.bin.join("createdb"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .arg(&name))?;
         Ok(self.url_for(&name))
     }
@@ -144,9 +159,7 @@ fn is_root() -> bool {
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let output = cmd
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
+    let output = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !output.status.success() {
         bail!(
             "{cmd:?} failed with {}:\n{}{}",
