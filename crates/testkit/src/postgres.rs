@@ -50,17 +50,15 @@ impl PgCluster {
             port: 0,
             as_postgres_user,
         };
-        run(
-            &mut cluster.pg_command("initdb").arg("-D").arg(&data).args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ]),
-        )?;
+        run(cluster.pg_command("initdb").arg("-D").arg(&data).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ]))?;
         // Retry on a port taken between choosing and binding.
         let mut last_err = None;
         for _ in 0..5 {
@@ -69,7 +67,7 @@ impl PgCluster {
                 "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
                 cluster.dir.path().display()
             );
-            let result = run(&mut cluster
+            let result = run(cluster
                 .pg_command("pg_ctl")
                 .arg("-w")
                 .arg("-D")
