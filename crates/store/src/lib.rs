@@ -18,14 +18,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use streamspace_proto::api::{
-    Action, Agent, AgentKey, Command, CommandFilter, CommandStatus, Session, SessionState,
-    Template,
+    Action, Agent, AgentKey, Command, CommandFilter, CommandStatus, Session, SessionState, Template,
 };
 use uuid::Uuid;
 
 pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
+mod stub;
 
 pub use migrate::{MigrationState, MigrationStatus};
 
@@ -183,8 +183,10 @@ pub trait Store: Send + Sync + 'static {
     // --- templates ------------------------------------------------------------------------
 
     /// `Conflict` if a template of that name exists.
-    async fn create_template(&self, template: &streamspace_proto::api::CreateTemplate)
-    -> Result<Template>;
+    async fn create_template(
+        &self,
+        template: &streamspace_proto::api::CreateTemplate,
+    ) -> Result<Template>;
     async fn get_template(&self, name: &str) -> Result<Template>;
     async fn list_templates(&self) -> Result<Vec<Template>>;
     async fn delete_template(&self, name: &str) -> Result<()>;
@@ -262,8 +264,11 @@ pub trait Store: Send + Sync + 'static {
     /// Claims one delivery attempt: `pending|sent → sent`, `attempts += 1`, `sent_at = now`, only
     /// if the row still has `expected_attempts` attempts (so two dispatchers never send the same
     /// attempt). Returns the updated command, or `None` if someone else claimed it or it moved on.
-    async fn claim_delivery(&self, command_id: Uuid, expected_attempts: i32)
-    -> Result<Option<Command>>;
+    async fn claim_delivery(
+        &self,
+        command_id: Uuid,
+        expected_attempts: i32,
+    ) -> Result<Option<Command>>;
     /// `pending|sent → acknowledged`. Returns false (and changes nothing) if the command is
     /// already acknowledged or terminal, or belongs to another agent.
     async fn ack_command(&self, agent_id: &str, command_id: Uuid) -> Result<bool>;

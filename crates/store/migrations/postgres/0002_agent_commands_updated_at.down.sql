@@ -1,0 +1,4 @@
+DROP TRIGGER agent_commands_set_updated_at ON agent_commands;
+DROP FUNCTION agent_commands_set_updated_at();
+DROP INDEX agent_commands_updated_idx;
+ALTER TABLE agent_commands DROP COLUMN updated_at;
