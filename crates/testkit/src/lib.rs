@@ -6,6 +6,7 @@
 
 pub mod poll;
 pub mod postgres;
+pub mod tagged;
 pub mod vnc;
 
 pub use poll::wait_until;
