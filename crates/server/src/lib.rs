@@ -1,1 +1,124 @@
-//! placeholder
+//! The StreamSpace control plane: REST API, agent WebSocket endpoint, hub and dispatcher.
+//!
+//! [`serve`] runs one replica on an already bound listener until its shutdown token is
+//! cancelled. The parts, one module each:
+//! - [`api`] — the REST API under `/api/v1` (admin token), `/healthz` and `/readyz`;
+//! - [`agent_ws`] — the agents' WebSocket endpoint: authentication, registration, messages;
+//! - [`hub`] — which agents are connected here and how to send to them (in memory for now,
+//!   behind a trait so a Redis-backed hub can route between replicas later);
+//! - [`dispatcher`] — moves commands from the database to connected agents;
+//! - [`keys`] and [`bootstrap`] — credentials stored as keyed hashes, and first-start setup.
+//!
+//! The server never starts sessions itself: it records intent in the [`Store`] and tells agents.
+
+mod agent_ws;
+mod api;
+mod auth;
+mod bootstrap;
+mod config;
+mod dispatcher;
+mod error;
+pub mod hub;
+mod keys;
+mod state;
+
+use std::sync::Arc;
+
+use streamspace_proto::api::CreatedAgentKey;
+use streamspace_store::Store;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::ServerConfig;
+pub use error::{ApiError, ServerError};
+pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
+
+use crate::dispatcher::DispatchContext;
+use crate::hub::{Hub, LocalHub};
+use crate::state::AppState;
+
+/// Runs one control-plane replica on `listener` until `shutdown` is cancelled.
+///
+/// On shutdown it stops accepting requests, tells connected agents to reconnect elsewhere
+/// (`shutdown`, then close 1001), lets in-flight requests and deliveries finish (up to a grace
+/// period), and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Store>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    config.validate().map_err(ServerError::InvalidConfig)?;
+    let hasher = KeyHasher::load(store.as_ref()).await?;
+    let config = Arc::new(config);
+    let hub: Arc<dyn Hub> = Arc::new(LocalHub::new());
+    let tasks = TaskTracker::new();
+    let dispatcher = dispatcher::start(
+        DispatchContext {
+            store: store.clone(),
+            hub: hub.clone(),
+            config: config.clone(),
+        },
+        shutdown.clone(),
+        &tasks,
+    );
+    let state = AppState {
+        store,
+        config: config.clone(),
+        hasher,
+        hub: hub.clone(),
+        dispatcher,
+        shutdown: shutdown.clone(),
+        agent_slots: Arc::new(Semaphore::new(config.max_agent_connections)),
+        tasks: tasks.clone(),
+    };
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, replica_id = %config.replica_id, "control plane listening");
+
+    // Agent connections are upgraded out of the HTTP server's sight: close them ourselves.
+    let notify = {
+        let shutdown = shutdown.clone();
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            hub.shutdown_all("replica shutting down").await;
+        })
+    };
+    let result = axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    // If serving failed on its own, stop everything else too.
+    shutdown.cancel();
+    let _ = notify.await;
+    tasks.close();
+    if tokio::time::timeout(dispatcher::SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some agent connections or deliveries did not finish in time");
+    }
+    tracing::info!(replica_id = %config.replica_id, "control plane stopped");
+    result.map_err(ServerError::Io)
+}
+
+/// Ensures the HMAC secret exists, the admin token exists (from `admin_token` if given — e.g.
+/// `STREAMSPACE_ADMIN_TOKEN` — else generated when no admin key exists yet), and seeds the
+/// default templates (at least `xterm` = `["xterm"]`) into an empty templates table. Returns the
+/// newly generated admin token, if one was generated (to print once).
+pub async fn bootstrap(
+    store: &dyn Store,
+    admin_token: Option<&str>,
+) -> Result<Option<String>, ServerError> {
+    bootstrap::run(store, admin_token).await
+}
+
+/// Creates an agent key bound to `agent_id` (used by `streamspace up` for its local agent, and by
+/// the API). The secret in the answer is shown only this once.
+pub async fn create_agent_key(
+    store: &dyn Store,
+    agent_id: &str,
+) -> Result<CreatedAgentKey, ServerError> {
+    let hasher = KeyHasher::load(store).await?;
+    keys::create_agent_key_with(store, &hasher, agent_id).await
+}

@@ -1,0 +1,384 @@
+//! What each agent message does, and the per-connection state it needs.
+//!
+//! Store failures while handling a message are logged and the connection stays up (the agent's
+//! next report or the sweep repairs the state). Only protocol and policy violations end the
+//! connection, through a [`Refusal`] naming the close code and the problem.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use streamspace_proto::api::{Session, SessionState};
+use streamspace_proto::wire::{
+    AgentMessage, Capacity, Register, ServerMessage, SessionStatus, close_code,
+};
+use streamspace_store::{AgentRegistration, ApiKeyRecord, CommandOutcome, StoreError};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::hub::{AgentConnection, Closer};
+use crate::state::AppState;
+
+/// Error message given to a session its agent no longer reports.
+pub(crate) const LOST_SESSION: &str = "agent no longer has this session";
+/// Close code for a server-side failure.
+const INTERNAL: u16 = 1011;
+
+/// Why the server ends a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Refusal {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Refusal {
+    pub fn new(code: u16, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn policy(reason: impl Into<String>) -> Self {
+        Self::new(close_code::POLICY, reason)
+    }
+}
+
+/// The registered identity of a connection.
+struct Registered {
+    agent_id: String,
+    epoch: i64,
+    conn_id: u64,
+}
+
+/// One agent connection's state, owned by its reader.
+pub(super) struct Conn {
+    pub app: AppState,
+    pub closer: Arc<Closer>,
+    key: ApiKeyRecord,
+    tx: mpsc::Sender<ServerMessage>,
+    registered: Option<Registered>,
+}
+
+impl Conn {
+    pub fn new(
+        app: AppState,
+        key: ApiKeyRecord,
+        tx: mpsc::Sender<ServerMessage>,
+        closer: Arc<Closer>,
+    ) -> Self {
+        Self {
+            app,
+            closer,
+            key,
+            tx,
+            registered: None,
+        }
+    }
+
+    pub fn is_registered(&self) -> bool {
+        self.registered.is_some()
+    }
+
+    /// Ends the connection with the refusal's close code, logging why.
+    pub fn refuse(&self, refusal: Refusal) {
+        if !self.closer.is_closed() {
+            tracing::warn!(code = refusal.code, reason = %refusal.reason, "closing agent connection");
+        }
+        self.closer.close(refusal.code, refusal.reason);
+    }
+
+    /// The replica is shutting down: tell the agent, then close.
+    pub fn going_away(&self) {
+        let _ = self.tx.try_send(ServerMessage::Shutdown {
+            reason: "replica shutting down".into(),
+        });
+        self.closer
+            .close(close_code::GOING_AWAY, "replica shutting down");
+    }
+
+    pub async fn handle(&mut self, msg: AgentMessage) -> Result<(), Refusal> {
+        let Some(reg) = &self.registered else {
+            return match msg {
+                AgentMessage::Register(register) => self.register(register).await,
+                _ => Err(Refusal::policy("the first message must be register")),
+            };
+        };
+        let agent_id = reg.agent_id.clone();
+        let epoch = reg.epoch;
+        match msg {
+            AgentMessage::Register(_) => Err(Refusal::policy(
+                "register was already sent on this connection",
+            )),
+            AgentMessage::Heartbeat { capacity, .. } => {
+                self.heartbeat(&agent_id, epoch, capacity).await
+            }
+            AgentMessage::Ack { command_id } => {
+                self.ack(&agent_id, command_id).await;
+                Ok(())
+            }
+            AgentMessage::Complete { command_id, result } => {
+                self.finish(&agent_id, command_id, CommandOutcome::Completed(result))
+                    .await;
+                Ok(())
+            }
+            AgentMessage::Failed { command_id, error } => {
+                self.finish(&agent_id, command_id, CommandOutcome::Failed(error))
+                    .await;
+                Ok(())
+            }
+            AgentMessage::SessionStatus(status) => self.session_status(&agent_id, status).await,
+        }
+    }
+
+    async fn register(&mut self, reg: Register) -> Result<(), Refusal> {
+        let bound = self.key.agent_id.clone().unwrap_or_default();
+        if reg.agent_id != bound {
+            return Err(Refusal::policy(format!(
+                "this key is bound to agent {bound:?}, not {:?}",
+                reg.agent_id
+            )));
+        }
+        let app = self.app.clone();
+        let registration = AgentRegistration {
+            agent_id: reg.agent_id.clone(),
+            platform: reg.platform.clone(),
+            version: reg.version.clone(),
+            max_sessions: clamp_i32(reg.capacity.max_sessions),
+            labels: reg.labels.clone(),
+            replica_id: app.config.replica_id.clone(),
+        };
+        let epoch = app.store.register_agent(&registration).await.map_err(|e| {
+            tracing::error!(error = %e, "recording the agent's registration failed");
+            Refusal::new(
+                INTERNAL,
+                "the server could not record the registration; retry",
+            )
+        })?;
+        tracing::Span::current().record("epoch", epoch);
+        // Queued before the hub knows the connection, so `welcome` is always the first message.
+        let welcome = ServerMessage::Welcome {
+            accepted: true,
+            heartbeat_interval_secs: app.config.heartbeat_interval_secs(),
+            replica_id: app.config.replica_id.clone(),
+            epoch,
+            reason: None,
+        };
+        if self.tx.try_send(welcome).is_err() {
+            return Err(Refusal::new(INTERNAL, "could not queue welcome"));
+        }
+        let conn = AgentConnection::new(
+            reg.agent_id.clone(),
+            epoch,
+            self.key.id,
+            self.tx.clone(),
+            self.closer.clone(),
+        );
+        let conn_id = conn.conn_id;
+        app.hub
+            .attach(conn)
+            .await
+            .map_err(|stale| Refusal::new(close_code::REPLACED, stale.to_string()))?;
+        self.registered = Some(Registered {
+            agent_id: reg.agent_id.clone(),
+            epoch,
+            conn_id,
+        });
+        tracing::info!(
+            platform = %reg.platform,
+            version = %reg.version,
+            max_sessions = reg.capacity.max_sessions,
+            "agent connected"
+        );
+        self.reconcile(&reg.agent_id, &reg.sessions).await?;
+        app.dispatcher.wake(&reg.agent_id, true);
+        Ok(())
+    }
+
+    /// Brings the database in line with the sessions the agent reported on registration.
+    async fn reconcile(&self, agent_id: &str, reported: &[SessionStatus]) -> Result<(), Refusal> {
+        for status in reported {
+            match self.owned_session(agent_id, status.session_id).await {
+                Ok(Some(_)) => self.apply_status(status).await,
+                Ok(None) => tracing::warn!(
+                    session_id = %status.session_id,
+                    "agent reported a session that is not assigned to it; ignored"
+                ),
+                Err(e) => {
+                    tracing::warn!(session_id = %status.session_id, error = %e, "reading a reported session failed")
+                }
+            }
+        }
+        let held: HashSet<Uuid> = reported.iter().map(|s| s.session_id).collect();
+        let sessions = match self.app.store.list_sessions(None).await {
+            Ok(sessions) => sessions,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing sessions for reconciliation failed");
+                return Ok(());
+            }
+        };
+        let lost = sessions.into_iter().filter(|s| {
+            s.agent_id.as_deref() == Some(agent_id)
+                && matches!(s.state, SessionState::Running | SessionState::Hibernated)
+                && !held.contains(&s.id)
+        });
+        for session in lost {
+            match self
+                .app
+                .store
+                .set_session_state(session.id, SessionState::Failed, None, Some(LOST_SESSION))
+                .await
+            {
+                Ok((_, true)) => {
+                    tracing::warn!(session_id = %session.id, "session failed: {LOST_SESSION}")
+                }
+                Ok((_, false)) => {}
+                Err(e) => {
+                    tracing::warn!(session_id = %session.id, error = %e, "failing a lost session failed")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The session if it exists and is assigned to `agent_id`; `None` if it is another agent's.
+    async fn owned_session(
+        &self,
+        agent_id: &str,
+        session_id: Uuid,
+    ) -> Result<Option<Session>, StoreError> {
+        match self.app.store.get_session(session_id).await {
+            Ok(s) if s.agent_id.as_deref() == Some(agent_id) => Ok(Some(s)),
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn apply_status(&self, status: &SessionStatus) {
+        let message = match status.state {
+            SessionState::Failed => status.message.as_deref(),
+            _ => None,
+        };
+        match self
+            .app
+            .store
+            .set_session_state(
+                status.session_id,
+                status.state,
+                status.vnc_address.as_deref(),
+                message,
+            )
+            .await
+        {
+            Ok((_, true)) => {
+                tracing::info!(session_id = %status.session_id, state = %status.state, "session state changed")
+            }
+            Ok((session, false)) => tracing::debug!(
+                session_id = %status.session_id,
+                reported = %status.state,
+                current = %session.state,
+                "reported session state not applied"
+            ),
+            Err(e) => {
+                tracing::warn!(session_id = %status.session_id, error = %e, "recording a session state failed")
+            }
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        agent_id: &str,
+        epoch: i64,
+        capacity: Capacity,
+    ) -> Result<(), Refusal> {
+        match self
+            .app
+            .store
+            .heartbeat_agent(agent_id, epoch, clamp_i32(capacity.max_sessions))
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Refusal::new(
+                close_code::REPLACED,
+                "a newer connection of this agent has registered",
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "recording a heartbeat failed");
+                Ok(())
+            }
+        }
+    }
+
+    async fn ack(&self, agent_id: &str, command_id: Uuid) {
+        match self.app.store.ack_command(agent_id, command_id).await {
+            Ok(true) => tracing::debug!(%command_id, "command acknowledged"),
+            Ok(false) => tracing::debug!(%command_id, "late or foreign ack ignored"),
+            Err(e) => tracing::warn!(%command_id, error = %e, "recording an ack failed"),
+        }
+    }
+
+    async fn finish(&self, agent_id: &str, command_id: Uuid, outcome: CommandOutcome) {
+        match self
+            .app
+            .store
+            .finish_command(agent_id, command_id, &outcome)
+            .await
+        {
+            Ok((command, true)) => tracing::info!(
+                %command_id,
+                session_id = ?command.session_id,
+                status = %command.status,
+                error = command.error_message.as_deref().unwrap_or(""),
+                "command finished"
+            ),
+            Ok((_, false)) => tracing::debug!(%command_id, "repeated command result ignored"),
+            Err(StoreError::NotFound { .. }) => {
+                tracing::debug!(%command_id, "result for an unknown command ignored")
+            }
+            Err(e) => tracing::warn!(%command_id, error = %e, "recording a command result failed"),
+        }
+    }
+
+    async fn session_status(&self, agent_id: &str, status: SessionStatus) -> Result<(), Refusal> {
+        match self.app.store.get_session(status.session_id).await {
+            Ok(session) if session.agent_id.as_deref() == Some(agent_id) => {
+                self.apply_status(&status).await;
+                Ok(())
+            }
+            Ok(_) => Err(Refusal::policy(format!(
+                "session {} is not assigned to this agent",
+                status.session_id
+            ))),
+            Err(StoreError::NotFound { .. }) => {
+                tracing::debug!(session_id = %status.session_id, "status for an unknown session ignored");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(session_id = %status.session_id, error = %e, "reading a session failed");
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes this connection (only this one) from the hub and marks the agent offline if no
+    /// newer connection has registered since.
+    pub async fn cleanup(&mut self) {
+        let Some(reg) = self.registered.take() else {
+            return;
+        };
+        self.app.hub.detach(&reg.agent_id, reg.conn_id).await;
+        match self
+            .app
+            .store
+            .agent_disconnected(&reg.agent_id, reg.epoch)
+            .await
+        {
+            Ok(true) => tracing::info!("agent marked offline"),
+            Ok(false) => tracing::debug!("a newer connection holds the agent"),
+            Err(e) => tracing::warn!(error = %e, "marking the agent offline failed"),
+        }
+    }
+}
+
+fn clamp_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}

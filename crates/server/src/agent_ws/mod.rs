@@ -1,0 +1,92 @@
+//! The agent WebSocket endpoint, `GET /api/v1/agents/connect`.
+//!
+//! Before the upgrade: browsers (any request with an `Origin` header) are refused with 403, the
+//! agent key is checked (401 otherwise), and a connection slot is taken (503 when full). The
+//! upgrade caps messages and frames at [`wire::MAX_MESSAGE_BYTES`] and bounds the write buffer.
+//! What happens after the upgrade lives in [`connection`] (transport: one reader, one writer)
+//! and [`messages`] (what each agent message does).
+
+mod connection;
+mod messages;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use streamspace_proto::wire;
+use streamspace_store::{ApiKeyKind, ApiKeyRecord};
+
+use crate::auth::bearer_token;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Most bytes tungstenite may hold unsent for one connection before writes fail.
+const MAX_WRITE_BUFFER: usize = 4 * wire::MAX_MESSAGE_BYTES;
+
+pub(crate) async fn connect(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if headers.contains_key(header::ORIGIN) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "agent connections must not come from a browser (an Origin header was sent)",
+        )
+        .into_response();
+    }
+    let key = match authenticate(&app, &headers).await {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::new(rejection.status(), "bad_request", rejection.body_text())
+                .into_response();
+        }
+    };
+    if app.shutdown.is_cancelled() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "this replica is shutting down; connect to another one",
+        )
+        .into_response();
+    }
+    let Ok(slot) = app.agent_slots.clone().try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "this replica holds as many agent connections as it is configured for",
+        )
+        .into_response();
+    };
+    upgrade
+        .max_message_size(wire::MAX_MESSAGE_BYTES)
+        .max_frame_size(wire::MAX_MESSAGE_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "agent WebSocket upgrade failed"))
+        .on_upgrade(move |socket| {
+            let tasks = app.tasks.clone();
+            tasks.track_future(connection::run(app, socket, key, slot))
+        })
+}
+
+/// The agent key in the `Authorization` header, if it is a valid, unrevoked agent key.
+async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<ApiKeyRecord, ApiError> {
+    let token = bearer_token(headers)
+        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <agent key>`"))?;
+    let record = app
+        .hasher
+        .find(app.store.as_ref(), token)
+        .await
+        .map_err(|e| ApiError::from_store(e, "looking up an agent key"))?;
+    match record {
+        Some(record) if record.kind == ApiKeyKind::Agent && record.agent_id.is_some() => Ok(record),
+        _ => Err(ApiError::unauthorized("invalid or revoked agent key")),
+    }
+}

@@ -1,0 +1,81 @@
+//! `/api/v1/agent-keys`: create (the secret is shown once), list (never secrets), revoke.
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use serde_json::json;
+use streamspace_proto::api::{AgentKey, CreateAgentKey, CreatedAgentKey};
+use streamspace_proto::wire::close_code;
+use streamspace_store::ApiKeyKind;
+use uuid::Uuid;
+
+use super::{ApiJson, ApiPath, audit};
+use crate::auth::Actor;
+use crate::error::{ApiError, ServerError};
+use crate::keys;
+use crate::state::AppState;
+
+pub(super) async fn create(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiJson(body): ApiJson<CreateAgentKey>,
+) -> Result<(StatusCode, Json<CreatedAgentKey>), ApiError> {
+    let created = keys::create_agent_key_with(app.store.as_ref(), &app.hasher, &body.agent_id)
+        .await
+        .map_err(|e| match e {
+            ServerError::InvalidInput(message) => ApiError::bad_request(message),
+            ServerError::Store(e) => ApiError::from_store(e, "creating an agent key"),
+            other => {
+                tracing::error!(error = %other, "creating an agent key failed");
+                ApiError::internal()
+            }
+        })?;
+    audit(
+        &app,
+        &actor,
+        "agent_key.create",
+        created.key.id.to_string(),
+        json!({ "agent_id": created.key.agent_id }),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+pub(super) async fn list(State(app): State<AppState>) -> Result<Json<Vec<AgentKey>>, ApiError> {
+    let records = app
+        .store
+        .list_api_keys(ApiKeyKind::Agent)
+        .await
+        .map_err(|e| ApiError::from_store(e, "listing agent keys"))?;
+    Ok(Json(
+        records.iter().filter_map(|r| r.to_agent_key()).collect(),
+    ))
+}
+
+/// Revokes the key and closes any connection that authenticated with it.
+pub(super) async fn revoke(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    // Only agent keys are managed here; an admin token's id answers like an unknown key.
+    let is_agent_key = app
+        .store
+        .list_api_keys(ApiKeyKind::Agent)
+        .await
+        .map_err(|e| ApiError::from_store(e, "listing agent keys"))?
+        .iter()
+        .any(|r| r.id == id);
+    if !is_agent_key {
+        return Err(ApiError::not_found(format!("agent key {id} not found")));
+    }
+    app.store
+        .revoke_api_key(id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "revoking an agent key"))?;
+    app.hub
+        .close_key(id, close_code::POLICY, "agent key revoked")
+        .await;
+    audit(&app, &actor, "agent_key.revoke", id.to_string(), json!({})).await;
+    Ok(StatusCode::NO_CONTENT)
+}

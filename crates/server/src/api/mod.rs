@@ -1,0 +1,125 @@
+//! The REST API: routes, shared extractors, and the JSON error answers for everything that is not
+//! a route.
+//!
+//! Handlers live in one module per resource. All of them use [`ApiJson`], [`ApiPath`] and
+//! [`ApiQuery`], whose rejections become [`ApiError`]s, so even a malformed body or path answers
+//! with `{"error":{"code","message"}}`.
+
+mod agent_keys;
+mod agents;
+mod commands;
+mod health;
+mod sessions;
+mod templates;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{delete, get, post};
+use serde_json::Value;
+use streamspace_store::AuditEntry;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{Actor, require_admin};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON request body whose rejection is an [`ApiError`].
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub(crate) struct ApiJson<T>(pub T);
+
+/// Path parameters whose rejection is an [`ApiError`].
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct ApiPath<T>(pub T);
+
+/// Query parameters whose rejection is an [`ApiError`].
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(crate) struct ApiQuery<T>(pub T);
+
+/// The whole HTTP surface of a replica.
+pub(crate) fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route(
+            "/api/v1/sessions",
+            post(sessions::create).get(sessions::list),
+        )
+        .route(
+            "/api/v1/sessions/{id}",
+            get(sessions::get).delete(sessions::stop),
+        )
+        .route("/api/v1/sessions/{id}/hibernate", post(sessions::hibernate))
+        .route("/api/v1/sessions/{id}/wake", post(sessions::wake))
+        .route("/api/v1/agents", get(agents::list))
+        .route(
+            "/api/v1/agents/{id}",
+            get(agents::get).delete(agents::remove),
+        )
+        .route("/api/v1/commands", get(commands::list))
+        .route("/api/v1/commands/{command_id}", get(commands::get))
+        .route(
+            "/api/v1/templates",
+            get(templates::list).post(templates::create),
+        )
+        .route("/api/v1/templates/{name}", delete(templates::remove))
+        .route(
+            "/api/v1/agent-keys",
+            post(agent_keys::create).get(agent_keys::list),
+        )
+        .route("/api/v1/agent-keys/{id}", delete(agent_keys::revoke))
+        .route_layer(from_fn_with_state(state.clone(), require_admin));
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/api/v1/agents/connect", get(crate::agent_ws::connect))
+        .merge(admin)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                tracing::info_span!(
+                    "request",
+                    request_id = %uuid::Uuid::now_v7(),
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                )
+            },
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+/// Records a mutating call; a failure to audit is logged, not returned (the change is made).
+pub(crate) async fn audit(
+    app: &AppState,
+    actor: &Actor,
+    action: &str,
+    target: String,
+    detail: Value,
+) {
+    let entry = AuditEntry {
+        actor: actor.name(),
+        action: action.to_owned(),
+        target,
+        detail,
+    };
+    if let Err(e) = app.store.audit(&entry).await {
+        tracing::error!(error = %e, action, "writing the audit log failed");
+    }
+}

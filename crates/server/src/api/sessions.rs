@@ -1,0 +1,199 @@
+//! `/api/v1/sessions`: create (places the session and queues its start), list, get, stop,
+//! hibernate and wake. Every state change is a command for the session's agent; the session
+//! itself moves when the agent reports back.
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use serde_json::json;
+use streamspace_proto::api::{Action, CreateSession, Session, SessionState};
+use streamspace_proto::wire::StartSessionPayload;
+use streamspace_store::{NewCommand, NewSession, StoreError};
+use uuid::Uuid;
+
+use super::{ApiJson, ApiPath, audit};
+use crate::auth::Actor;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Owner of sessions until users exist.
+const OWNER: &str = "admin";
+
+pub(super) async fn create(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiJson(body): ApiJson<CreateSession>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    let template = match app.store.get_template(&body.template).await {
+        Ok(t) => t,
+        Err(StoreError::NotFound { .. }) => {
+            return Err(ApiError::not_found(format!(
+                "template {:?} not found",
+                body.template
+            )));
+        }
+        Err(e) => return Err(ApiError::from_store(e, "reading a template")),
+    };
+    let payload = serde_json::to_value(StartSessionPayload { template }).map_err(|e| {
+        tracing::error!(error = %e, "encoding a start_session payload failed");
+        ApiError::internal()
+    })?;
+    let new = NewSession {
+        id: Uuid::now_v7(),
+        template: body.template.clone(),
+        owner: OWNER.to_owned(),
+        command_id: Uuid::now_v7(),
+        payload,
+        platform: None,
+    };
+    let (session, command) = app
+        .store
+        .create_session(&new)
+        .await
+        .map_err(|e| ApiError::from_store(e, "creating a session"))?;
+    tracing::info!(
+        session_id = %session.id,
+        agent_id = %command.agent_id,
+        command_id = %command.command_id,
+        template = %session.template,
+        "session created"
+    );
+    app.dispatcher.wake(&command.agent_id, false);
+    audit(
+        &app,
+        &actor,
+        "session.create",
+        session.id.to_string(),
+        json!({ "template": session.template, "agent_id": command.agent_id }),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(session)))
+}
+
+pub(super) async fn list(State(app): State<AppState>) -> Result<Json<Vec<Session>>, ApiError> {
+    let sessions = app
+        .store
+        .list_sessions(None)
+        .await
+        .map_err(|e| ApiError::from_store(e, "listing sessions"))?;
+    Ok(Json(sessions))
+}
+
+pub(super) async fn get(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Session>, ApiError> {
+    let session = app
+        .store
+        .get_session(id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading a session"))?;
+    Ok(Json(session))
+}
+
+pub(super) async fn stop(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    let from = [
+        SessionState::Pending,
+        SessionState::Starting,
+        SessionState::Running,
+        SessionState::Hibernated,
+    ];
+    session_command(&app, &actor, id, Action::StopSession, &from).await
+}
+
+pub(super) async fn hibernate(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    session_command(
+        &app,
+        &actor,
+        id,
+        Action::HibernateSession,
+        &[SessionState::Running],
+    )
+    .await
+}
+
+pub(super) async fn wake(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    session_command(
+        &app,
+        &actor,
+        id,
+        Action::WakeSession,
+        &[SessionState::Hibernated],
+    )
+    .await
+}
+
+/// Queues `action` for the session's agent if the session is in one of `allowed_from`.
+async fn session_command(
+    app: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    action: Action,
+    allowed_from: &[SessionState],
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    let session = app
+        .store
+        .get_session(id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading a session"))?;
+    let Some(agent_id) = session.agent_id.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "session {id} was never placed on an agent (state {})",
+                session.state
+            ),
+        ));
+    };
+    let command = NewCommand {
+        command_id: Uuid::now_v7(),
+        agent_id: agent_id.clone(),
+        session_id: Some(id),
+        action,
+        payload: serde_json::Value::Null,
+    };
+    let created = app
+        .store
+        .create_session_command(id, allowed_from, &command)
+        .await
+        .map_err(|e| ApiError::from_store(e, "queueing a session command"))?;
+    tracing::info!(
+        session_id = %id,
+        %agent_id,
+        command_id = %created.command_id,
+        action = %action,
+        "session command queued"
+    );
+    app.dispatcher.wake(&agent_id, false);
+    audit(
+        app,
+        actor,
+        &format!("session.{}", verb(action)),
+        id.to_string(),
+        json!({ "command_id": created.command_id, "agent_id": agent_id }),
+    )
+    .await;
+    Ok((StatusCode::ACCEPTED, Json(session)))
+}
+
+fn verb(action: Action) -> &'static str {
+    match action {
+        Action::StartSession => "start",
+        Action::StopSession => "stop",
+        Action::HibernateSession => "hibernate",
+        Action::WakeSession => "wake",
+    }
+}

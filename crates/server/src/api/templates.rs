@@ -1,0 +1,120 @@
+//! `/api/v1/templates`: what sessions can run.
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use serde_json::json;
+use streamspace_proto::api::{CreateTemplate, Template};
+
+use super::{ApiJson, ApiPath, audit};
+use crate::auth::Actor;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub(super) async fn list(State(app): State<AppState>) -> Result<Json<Vec<Template>>, ApiError> {
+    let templates = app
+        .store
+        .list_templates()
+        .await
+        .map_err(|e| ApiError::from_store(e, "listing templates"))?;
+    Ok(Json(templates))
+}
+
+pub(super) async fn create(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiJson(body): ApiJson<CreateTemplate>,
+) -> Result<(StatusCode, Json<Template>), ApiError> {
+    validate(&body).map_err(ApiError::bad_request)?;
+    let template = app
+        .store
+        .create_template(&body)
+        .await
+        .map_err(|e| ApiError::from_store(e, "creating a template"))?;
+    audit(
+        &app,
+        &actor,
+        "template.create",
+        template.name.clone(),
+        json!({ "command": template.command }),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(template)))
+}
+
+pub(super) async fn remove(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    app.store
+        .delete_template(&name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "deleting a template"))?;
+    audit(&app, &actor, "template.delete", name, json!({})).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A template name is a DNS label (it may end up in names of containers and Kubernetes objects);
+/// the command names a program.
+fn validate(t: &CreateTemplate) -> Result<(), String> {
+    if !is_dns_label(&t.name) {
+        return Err(format!(
+            "template name {:?} must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit",
+            t.name
+        ));
+    }
+    match t.command.first() {
+        Some(program) if !program.trim().is_empty() => {}
+        _ => return Err("command must name a program to run".into()),
+    }
+    if let Some(bad) = t.env.keys().find(|k| !is_env_name(k)) {
+        return Err(format!("environment variable name {bad:?} is not valid"));
+    }
+    Ok(())
+}
+
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn t(name: &str, command: &[&str]) -> CreateTemplate {
+        CreateTemplate {
+            name: name.into(),
+            description: String::new(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            env: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn names_are_dns_labels_and_commands_non_empty() {
+        assert!(validate(&t("xterm", &["xterm"])).is_ok());
+        assert!(validate(&t("fire-fox2", &["firefox", "--kiosk"])).is_ok());
+        for bad in ["", "Xterm", "-x", "x-", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(validate(&t(bad, &["x"])).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate(&t("x", &[])).is_err());
+        assert!(validate(&t("x", &[" "])).is_err());
+        let mut env = t("x", &["x"]);
+        env.env.insert("1BAD".into(), "v".into());
+        assert!(validate(&env).is_err());
+    }
+}

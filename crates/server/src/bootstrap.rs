@@ -1,0 +1,77 @@
+//! First-start setup: the HMAC secret, the admin token and the default templates.
+//!
+//! Safe to run on every start and on several replicas at once: each step only creates what is
+//! missing.
+
+use std::collections::BTreeMap;
+
+use streamspace_proto::api::CreateTemplate;
+use streamspace_store::{ApiKeyKind, Store, StoreError};
+
+use crate::error::ServerError;
+use crate::keys::{self, ADMIN_PREFIX, KeyHasher};
+
+/// Templates seeded into an empty templates table.
+fn default_templates() -> Vec<CreateTemplate> {
+    vec![CreateTemplate {
+        name: "xterm".into(),
+        description: "A terminal (xterm)".into(),
+        command: vec!["xterm".into()],
+        env: BTreeMap::new(),
+    }]
+}
+
+/// See the crate-level [`crate::bootstrap`].
+pub(crate) async fn run(
+    store: &dyn Store,
+    admin_token: Option<&str>,
+) -> Result<Option<String>, ServerError> {
+    let hasher = KeyHasher::load(store).await?;
+    let generated = ensure_admin(store, &hasher, admin_token).await?;
+    seed_templates(store).await?;
+    Ok(generated)
+}
+
+async fn ensure_admin(
+    store: &dyn Store,
+    hasher: &KeyHasher,
+    admin_token: Option<&str>,
+) -> Result<Option<String>, ServerError> {
+    if let Some(token) = admin_token {
+        if token.is_empty() || token.chars().any(char::is_whitespace) {
+            return Err(ServerError::InvalidInput(
+                "the admin token must be non-empty and contain no whitespace".into(),
+            ));
+        }
+        if token.len() < 16 {
+            tracing::warn!("the configured admin token is shorter than 16 characters");
+        }
+        if hasher.find(store, token).await?.is_none() {
+            keys::store_key(store, hasher, ApiKeyKind::Admin, None, token).await?;
+            tracing::info!("stored the configured admin token");
+        }
+        return Ok(None);
+    }
+    if store.has_admin_key().await? {
+        return Ok(None);
+    }
+    let token = keys::generate_secret(ADMIN_PREFIX);
+    keys::store_key(store, hasher, ApiKeyKind::Admin, None, &token).await?;
+    tracing::info!("generated the first admin token");
+    Ok(Some(token))
+}
+
+async fn seed_templates(store: &dyn Store) -> Result<(), ServerError> {
+    if !store.list_templates().await?.is_empty() {
+        return Ok(());
+    }
+    for template in default_templates() {
+        match store.create_template(&template).await {
+            // Another replica seeded it at the same moment.
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!("seeded the default templates");
+    Ok(())
+}

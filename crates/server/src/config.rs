@@ -1,0 +1,115 @@
+//! The server's typed configuration, built by the CLI and passed down explicitly.
+//!
+//! Every liveness timeout derives from one number, [`ServerConfig::heartbeat_interval`]: an agent
+//! that sends nothing for three intervals is dead, whichever part of the server notices first.
+
+use std::time::Duration;
+
+/// Configuration of one control-plane replica.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Name of this replica, recorded as the owner of the agents it holds.
+    pub replica_id: String,
+    /// How often agents send a heartbeat; an agent is dead after three intervals without a message.
+    pub heartbeat_interval: Duration,
+    /// Most commands delivered concurrently.
+    pub dispatcher_workers: usize,
+    /// How long a sent command may go unacknowledged before it is sent again; attempt `n` waits
+    /// `ack_timeout · 2^(n-1)`.
+    pub ack_timeout: Duration,
+    /// Most delivery attempts of one command.
+    pub max_attempts: i32,
+    /// A `sent`/`acknowledged` command not updated for this long is failed.
+    pub stuck_after: Duration,
+    /// A command still `pending` (its agent offline) after this long is failed.
+    pub pending_ttl: Duration,
+    /// How often the dispatcher sweeps the database for work it was not woken for.
+    pub sweep_interval: Duration,
+    /// Largest accepted REST request body.
+    pub max_body_bytes: usize,
+    /// Most agent WebSocket connections held at once.
+    pub max_agent_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            replica_id: "local".to_owned(),
+            heartbeat_interval: Duration::from_secs(10),
+            dispatcher_workers: 10,
+            ack_timeout: Duration::from_secs(5),
+            max_attempts: 5,
+            stuck_after: Duration::from_secs(120),
+            pending_ttl: Duration::from_secs(24 * 60 * 60),
+            sweep_interval: Duration::from_secs(1),
+            max_body_bytes: 1024 * 1024,
+            max_agent_connections: 10_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// After this long without any message from an agent, its connection is dead (3 heartbeats).
+    pub fn liveness_timeout(&self) -> Duration {
+        self.heartbeat_interval.saturating_mul(3)
+    }
+
+    /// The heartbeat interval as told to agents in `welcome` (whole seconds, at least one).
+    pub fn heartbeat_interval_secs(&self) -> u64 {
+        let secs = self.heartbeat_interval.as_secs_f64().ceil();
+        (secs as u64).max(1)
+    }
+
+    /// Rejects settings the server cannot run with.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.replica_id.trim().is_empty() {
+            return Err("replica_id must not be empty".into());
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err("heartbeat_interval must be positive".into());
+        }
+        if self.dispatcher_workers == 0 {
+            return Err("dispatcher_workers must be at least 1".into());
+        }
+        if self.max_attempts < 1 {
+            return Err("max_attempts must be at least 1".into());
+        }
+        if self.sweep_interval.is_zero() {
+            return Err("sweep_interval must be positive".into());
+        }
+        if self.max_agent_connections == 0 {
+            return Err("max_agent_connections must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_derives_from_the_heartbeat() {
+        let config = ServerConfig {
+            heartbeat_interval: Duration::from_millis(400),
+            ..ServerConfig::default()
+        };
+        assert_eq!(config.liveness_timeout(), Duration::from_millis(1200));
+        assert_eq!(
+            config.heartbeat_interval_secs(),
+            1,
+            "agents are told whole seconds"
+        );
+        assert_eq!(ServerConfig::default().heartbeat_interval_secs(), 10);
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(ServerConfig::default().validate(), Ok(()));
+        let bad = ServerConfig {
+            dispatcher_workers: 0,
+            ..ServerConfig::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,299 @@
+//! The dispatcher: moves commands from the database to the agents connected here.
+//!
+//! Requests to "deliver for agent X" come from three places — a command created by this replica,
+//! an agent (re)connecting, and a periodic sweep of the database — and go through one bounded,
+//! de-duplicated queue to a bounded pool of workers. A worker reads the agent's deliverable
+//! commands, claims each delivery attempt in the database (so no attempt is sent twice), and hands
+//! the command to the hub. Commands for agents that are not connected stay `pending` in the
+//! database until the agent connects. The sweep also fails stuck commands and expires silent
+//! agents. Delivery is at least once; the agent answers duplicates from memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use streamspace_proto::api::{Command, CommandStatus};
+use streamspace_proto::wire::{CommandMessage, ServerMessage, close_code};
+use streamspace_store::Store;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::ServerConfig;
+use crate::hub::Hub;
+
+/// Most commands read for one agent per pass; a worker loops until the agent has no more.
+const BATCH: i64 = 100;
+
+/// Queue of agents to deliver for, each at most once at a time.
+pub(crate) struct Dispatcher {
+    tx: mpsc::Sender<String>,
+    /// Agents waiting in the queue, with whether to include unfinished (`sent`/`acknowledged`)
+    /// commands regardless of their timing.
+    queued: Mutex<HashMap<String, bool>>,
+}
+
+impl Dispatcher {
+    /// Asks for delivery of `agent_id`'s commands. Never blocks; if the queue is full the request
+    /// is dropped and the next sweep finds the work.
+    pub fn wake(&self, agent_id: &str, include_unfinished: bool) {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(flag) = queued.get_mut(agent_id) {
+            *flag |= include_unfinished;
+            return;
+        }
+        if self.tx.try_send(agent_id.to_owned()).is_ok() {
+            queued.insert(agent_id.to_owned(), include_unfinished);
+        } else {
+            tracing::debug!(agent_id, "dispatch queue full; the sweep will deliver");
+        }
+    }
+
+    fn take(&self, agent_id: &str) -> bool {
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        queued.remove(agent_id).unwrap_or(false)
+    }
+}
+
+/// Everything a worker or the sweep needs.
+#[derive(Clone)]
+pub(crate) struct DispatchContext {
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<dyn Hub>,
+    pub config: Arc<ServerConfig>,
+}
+
+/// Creates the dispatcher and starts its queue reader and sweep, owned by `shutdown`.
+pub(crate) fn start(
+    ctx: DispatchContext,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+) -> Arc<Dispatcher> {
+    let capacity = ctx.config.max_agent_connections.max(64);
+    let (tx, rx) = mpsc::channel(capacity);
+    let dispatcher = Arc::new(Dispatcher {
+        tx,
+        queued: Mutex::new(HashMap::new()),
+    });
+    let span = tracing::info_span!("dispatcher", replica_id = %ctx.config.replica_id);
+    tasks.spawn(
+        run_queue(
+            ctx.clone(),
+            dispatcher.clone(),
+            rx,
+            shutdown.clone(),
+            tasks.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    tasks.spawn(run_sweep(ctx, dispatcher.clone(), shutdown).instrument(span));
+    dispatcher
+}
+
+async fn run_queue(
+    ctx: DispatchContext,
+    dispatcher: Arc<Dispatcher>,
+    mut rx: mpsc::Receiver<String>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let workers = Arc::new(Semaphore::new(ctx.config.dispatcher_workers));
+    loop {
+        let agent_id = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = rx.recv() => match next {
+                Some(agent_id) => agent_id,
+                None => break,
+            },
+        };
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = workers.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let include_unfinished = dispatcher.take(&agent_id);
+        let ctx = ctx.clone();
+        let span = tracing::info_span!("deliver", agent_id = %agent_id);
+        tasks.spawn(
+            async move {
+                deliver_for_agent(&ctx, &agent_id, include_unfinished).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Sends every deliverable command of `agent_id`, if it is connected here.
+pub(crate) async fn deliver_for_agent(
+    ctx: &DispatchContext,
+    agent_id: &str,
+    include_unfinished: bool,
+) {
+    let mut include_unfinished = include_unfinished;
+    loop {
+        if !ctx.hub.holds(agent_id).await {
+            return;
+        }
+        let commands = match ctx
+            .store
+            .deliverable_commands(
+                agent_id,
+                ctx.config.ack_timeout.as_secs_f64(),
+                ctx.config.max_attempts,
+                include_unfinished,
+                BATCH,
+            )
+            .await
+        {
+            Ok(commands) => commands,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading deliverable commands failed; the sweep retries");
+                return;
+            }
+        };
+        let full_batch = commands.len() as i64 >= BATCH;
+        let mut sent_any = false;
+        for command in commands {
+            let span = tracing::info_span!(
+                "command",
+                command_id = %command.command_id,
+                action = %command.action
+            );
+            match deliver_one(ctx, agent_id, command).instrument(span).await {
+                Delivered::Yes => sent_any = true,
+                Delivered::Skipped => {}
+                Delivered::AgentGone => return,
+            }
+        }
+        // Only a full batch that made progress can hide more work; unfinished commands were all
+        // in this pass, so later passes look only at what is due.
+        if !(full_batch && sent_any) {
+            return;
+        }
+        include_unfinished = false;
+    }
+}
+
+enum Delivered {
+    Yes,
+    Skipped,
+    AgentGone,
+}
+
+async fn deliver_one(ctx: &DispatchContext, agent_id: &str, command: Command) -> Delivered {
+    let command_id = command.command_id;
+    // An acknowledged command is with the agent already; after a reconnect it is sent again as
+    // is (the agent answers a duplicate from memory) without claiming a new attempt.
+    let command = if command.status == CommandStatus::Acknowledged {
+        command
+    } else {
+        match ctx.store.claim_delivery(command_id, command.attempts).await {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => return Delivered::Skipped,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming a delivery failed; the sweep retries");
+                return Delivered::Skipped;
+            }
+        }
+    };
+    let attempt = u32::try_from(command.attempts.max(1)).unwrap_or(1);
+    let msg = ServerMessage::Command(CommandMessage {
+        command_id,
+        action: command.action,
+        session_id: command.session_id,
+        payload: command.payload,
+        attempt,
+    });
+    match ctx.hub.send(agent_id, msg).await {
+        Ok(()) => {
+            if attempt == 1 {
+                tracing::info!(session_id = ?command.session_id, "command sent");
+            } else {
+                tracing::debug!(attempt, "command sent again");
+            }
+            Delivered::Yes
+        }
+        Err(e) => {
+            // The claimed attempt stays `sent`; it is resent after its ack timeout, or at once
+            // when the agent reconnects.
+            tracing::debug!(error = %e, "agent went away during delivery");
+            Delivered::AgentGone
+        }
+    }
+}
+
+async fn run_sweep(ctx: DispatchContext, dispatcher: Arc<Dispatcher>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(ctx.config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let result = sweep(&ctx, &dispatcher).await;
+        match (&result, failing) {
+            (Err(e), false) => tracing::error!(error = %e, "dispatcher sweep failing"),
+            (Ok(()), true) => tracing::info!("dispatcher sweep recovered"),
+            _ => {}
+        }
+        failing = result.is_err();
+    }
+}
+
+/// One pass: fail what cannot finish, expire silent agents, wake delivery for connected agents.
+pub(crate) async fn sweep(
+    ctx: &DispatchContext,
+    dispatcher: &Dispatcher,
+) -> Result<(), streamspace_store::StoreError> {
+    let config = &ctx.config;
+    let failed = ctx
+        .store
+        .fail_stuck_commands(
+            config.stuck_after.as_secs_f64(),
+            config.pending_ttl.as_secs_f64(),
+            config.ack_timeout.as_secs_f64(),
+            config.max_attempts,
+        )
+        .await?;
+    for command in failed {
+        tracing::warn!(
+            command_id = %command.command_id,
+            agent_id = %command.agent_id,
+            session_id = ?command.session_id,
+            reason = command.error_message.as_deref().unwrap_or(""),
+            "command failed: it could not finish in time"
+        );
+    }
+    let expired = ctx
+        .store
+        .expire_agents(config.liveness_timeout().as_secs_f64())
+        .await?;
+    for agent_id in expired {
+        tracing::warn!(%agent_id, "agent marked offline: no heartbeat for 3 intervals");
+        ctx.hub
+            .close_agent(
+                &agent_id,
+                close_code::LIVENESS,
+                "no heartbeat for 3 intervals",
+            )
+            .await;
+    }
+    let agents = ctx
+        .store
+        .agents_with_deliverable_commands(config.ack_timeout.as_secs_f64(), config.max_attempts)
+        .await?;
+    for agent_id in agents {
+        if ctx.hub.holds(&agent_id).await {
+            dispatcher.wake(&agent_id, false);
+        }
+    }
+    Ok(())
+}
+
+/// How long to wait for in-flight work on shutdown.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

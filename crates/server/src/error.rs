@@ -1,0 +1,152 @@
+//! Errors: [`ServerError`] for the library's public functions, [`ApiError`] for HTTP answers.
+//!
+//! Every HTTP error leaves the server as `{"error":{"code","message"}}` (proto's `ErrorBody`).
+//! Store failures that are not the client's fault are logged here, inside the request's span,
+//! and answered with a bare `internal` so no SQL text reaches a client.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use streamspace_proto::api::{ErrorBody, ErrorDetail};
+use streamspace_store::StoreError;
+
+/// What can stop the server or one of its setup functions.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("invalid server configuration: {0}")]
+    InvalidConfig(String),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An HTTP error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error; the server log has the details",
+        )
+    }
+
+    /// Maps a store error, logging the ones that are not the client's fault.
+    pub fn from_store(err: StoreError, doing: &str) -> Self {
+        match err {
+            StoreError::NotFound { what } => Self::not_found(format!("{what} not found")),
+            StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::NoCapacity => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_capacity",
+                "no online agent has free capacity for a new session",
+            ),
+            other => {
+                tracing::error!(error = %other, "{doing} failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        Self::from_store(err, "store call")
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let code = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "bad_request",
+        };
+        Self::new(rejection.status(), code, rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            rejection.body_text(),
+        )
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            rejection.body_text(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_statuses_without_leaking_details() {
+        let e = ApiError::from_store(StoreError::Corrupt("select * from secrets".into()), "test");
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            !e.message.contains("select"),
+            "SQL text leaked: {}",
+            e.message
+        );
+        let e = ApiError::from_store(StoreError::NoCapacity, "test");
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "no_capacity")
+        );
+        let e = ApiError::from_store(StoreError::NotFound { what: "session" }, "test");
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+    }
+}

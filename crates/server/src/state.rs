@@ -1,0 +1,29 @@
+//! What every handler and background task of one replica shares.
+
+use std::sync::Arc;
+
+use streamspace_store::Store;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ServerConfig;
+use crate::dispatcher::Dispatcher;
+use crate::hub::Hub;
+use crate::keys::KeyHasher;
+
+/// Shared state, cheap to clone (axum's `State`).
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<ServerConfig>,
+    pub hasher: KeyHasher,
+    pub hub: Arc<dyn Hub>,
+    pub dispatcher: Arc<Dispatcher>,
+    /// Cancelled when the replica shuts down.
+    pub shutdown: CancellationToken,
+    /// Free agent connection slots.
+    pub agent_slots: Arc<Semaphore>,
+    /// Agent connections and dispatcher work, awaited on shutdown.
+    pub tasks: TaskTracker,
+}
