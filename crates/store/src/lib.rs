@@ -18,14 +18,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use streamspace_proto::api::{
-    Action, Agent, AgentKey, Command, CommandFilter, CommandStatus, Session, SessionState, Template,
+    Action, Agent, AgentKey, Command, CommandFilter, Session, SessionState, Template,
 };
 use uuid::Uuid;
 
+mod common;
 pub mod migrate;
 pub mod postgres;
+mod rows;
+mod sql;
 pub mod sqlite;
-mod stub;
 
 pub use migrate::{MigrationState, MigrationStatus};
 

@@ -1,12 +1,36 @@
 //! The PostgreSQL backend: production, several replicas sharing one database.
+//!
+//! Differs from SQLite where several writers really run at once: placing a session locks the
+//! chosen agent row (`SELECT … FOR UPDATE`) and re-checks its capacity under the lock, and a
+//! delivery claim skips rows another dispatcher holds (`FOR UPDATE SKIP LOCKED`).
 
-use sqlx::PgPool;
+use std::sync::LazyLock;
+
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use streamspace_proto::api::{Command, CommandStatus, Session};
+use uuid::Uuid;
 
-use crate::Result;
+use crate::rows::{CommandRow, DbUuid};
+use crate::sql::{self, PG_STATEMENTS};
+use crate::{NewSession, Result, StoreError};
 
 /// Migrations of this backend, embedded in the binary.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How often placement retries when the chosen agent filled up before it could be locked.
+const PLACEMENT_TRIES: usize = 8;
+
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, \
+         sent_at = clock_timestamp() WHERE id = (SELECT id FROM agent_commands \
+         WHERE command_id = $1 AND attempts = $2 AND status IN ({}) FOR UPDATE SKIP LOCKED) \
+         RETURNING {}",
+        sql::command_from(CommandStatus::Sent),
+        sql::command_columns!()
+    )
+});
 
 /// [`crate::Store`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -15,7 +39,7 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects to `url` (`postgres://…`). Does not migrate.
+    /// Connects to `url` (`postgres://…` or `postgresql://…`). Does not migrate.
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -28,6 +52,51 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    async fn write_tx(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Chooses the least-loaded agent, locks it, and re-checks its capacity under the lock (a
+    /// new statement sees sessions that concurrent placements committed meanwhile). If it
+    /// filled up, the transaction is dropped and placement starts over, so a transaction never
+    /// holds more than one agent lock.
+    async fn place_session(&self, new: &NewSession) -> Result<(Session, Command)> {
+        for _ in 0..PLACEMENT_TRIES {
+            let mut tx = self.write_tx().await?;
+            let Some(agent_id) = sqlx::query_scalar::<_, String>(sql::AGENT_CHOOSE)
+                .bind(new.platform.as_deref())
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Err(StoreError::NoCapacity);
+            };
+            let locked: Option<String> = sqlx::query_scalar(PG_STATEMENTS.agent_lock)
+                .bind(&agent_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let has_room: bool = sqlx::query_scalar(sql::AGENT_HAS_ROOM)
+                .bind(&agent_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if locked.is_some() && has_room {
+                let placed = Self::insert_session(&mut tx, new, &agent_id).await?;
+                tx.commit().await?;
+                return Ok(placed);
+            }
+        }
+        Err(StoreError::NoCapacity)
+    }
+
+    async fn claim(&self, command_id: Uuid, expected_attempts: i32) -> Result<Option<Command>> {
+        sqlx::query_as::<_, CommandRow>(sqlx::AssertSqlSafe(CLAIM.as_str()))
+            .bind(DbUuid(command_id))
+            .bind(expected_attempts)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(TryInto::try_into)
+            .transpose()
+    }
 }
 
-crate::stub::stub_store!(PgStore, "postgres");
+crate::common::impl_store!(PgStore, "postgres", PgConnection, PG_STATEMENTS);

@@ -1,12 +1,21 @@
 //! The SQLite backend: `streamspace up` and small single-replica installs.
+//!
+//! Every transaction that writes starts with `BEGIN IMMEDIATE`: SQLite runs one writer at a
+//! time, so taking the write lock up front makes a read-then-write transaction (placing a
+//! session, claiming a delivery) atomic, and a second writer waits on the busy timeout instead
+//! of failing when it would have had to upgrade a read lock.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use streamspace_proto::api::{Command, Session};
+use uuid::Uuid;
 
-use crate::{Result, StoreError};
+use crate::rows::DbUuid;
+use crate::sql::{self, SQLITE_STATEMENTS};
+use crate::{NewSession, Result, StoreError};
 
 /// Migrations of this backend, embedded in the binary.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -32,6 +41,42 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn place_session(&self, new: &NewSession) -> Result<(Session, Command)> {
+        let mut tx = self.write_tx().await?;
+        let agent_id: String = sqlx::query_scalar(sql::AGENT_CHOOSE)
+            .bind(new.platform.as_deref())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NoCapacity)?;
+        let placed = Self::insert_session(&mut tx, new, &agent_id).await?;
+        tx.commit().await?;
+        Ok(placed)
+    }
+
+    async fn claim(&self, command_id: Uuid, expected_attempts: i32) -> Result<Option<Command>> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(SQLITE_STATEMENTS.command_claim)
+            .bind(DbUuid(command_id))
+            .bind(expected_attempts)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        // Read back rather than RETURNING: RETURNING would miss the trigger's updated_at.
+        let command = sqlx::query_as::<_, crate::rows::CommandRow>(sql::COMMAND_GET)
+            .bind(DbUuid(command_id))
+            .fetch_one(&mut *tx)
+            .await?
+            .try_into()?;
+        tx.commit().await?;
+        Ok(Some(command))
+    }
 }
 
 /// WAL, foreign keys on, a busy timeout so concurrent writers wait instead of failing.
@@ -47,4 +92,4 @@ pub(crate) fn connect_options(url: &str) -> Result<SqliteConnectOptions> {
         .busy_timeout(Duration::from_secs(5)))
 }
 
-crate::stub::stub_store!(SqliteStore, "sqlite");
+crate::common::impl_store!(SqliteStore, "sqlite", SqliteConnection, SQLITE_STATEMENTS);

@@ -1,0 +1,603 @@
+//! The [`crate::Store`] implementation both backends share.
+//!
+//! sqlx's executor traits make code generic over the database hard to write (every function
+//! would carry a page of bounds), while the statements themselves are shared ([`crate::sql`]).
+//! So the shared method bodies live in one macro, expanded once per backend. Each backend
+//! provides only what genuinely differs:
+//!
+//! - `write_tx()`: a transaction that may write (SQLite: `BEGIN IMMEDIATE`, so writers queue
+//!   on the busy timeout instead of failing when a reader upgrades);
+//! - `place_session()`: choosing and locking an agent for a new session;
+//! - `claim()`: claiming one delivery attempt.
+
+macro_rules! impl_store {
+    ($store:ty, $backend:literal, $conn:ty, $stmts:expr) => {
+        impl $store {
+            /// Guarded session move inside a transaction; true if the state changed.
+            async fn move_session(
+                conn: &mut $conn,
+                id: uuid::Uuid,
+                next: streamspace_proto::api::SessionState,
+                vnc_address: Option<&str>,
+                error_message: Option<&str>,
+            ) -> $crate::Result<bool> {
+                let done = sqlx::query($stmts.session_move(next))
+                    .bind($crate::rows::DbUuid(id))
+                    .bind(next.as_str())
+                    .bind(vnc_address)
+                    .bind(error_message)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn command_by_id(
+                conn: &mut $conn,
+                id: i64,
+            ) -> $crate::Result<streamspace_proto::api::Command> {
+                sqlx::query_as::<_, $crate::rows::CommandRow>($crate::sql::COMMAND_BY_ID)
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or($crate::StoreError::NotFound { what: "command" })?
+                    .try_into()
+            }
+
+            async fn insert_command(
+                conn: &mut $conn,
+                command: &$crate::NewCommand,
+            ) -> $crate::Result<streamspace_proto::api::Command> {
+                sqlx::query_as::<_, $crate::rows::CommandRow>($crate::sql::COMMAND_INSERT)
+                    .bind($crate::rows::DbUuid(command.command_id))
+                    .bind(&command.agent_id)
+                    .bind(command.session_id.map($crate::rows::DbUuid))
+                    .bind(command.action.as_str())
+                    .bind(sqlx::types::Json(&command.payload))
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(|e| {
+                        $crate::sql::conflict_on_unique(e, || {
+                            format!("command {} already exists", command.command_id)
+                        })
+                    })?
+                    .try_into()
+            }
+
+            /// Inserts a placed session and its `start_session` command.
+            async fn insert_session(
+                conn: &mut $conn,
+                new: &$crate::NewSession,
+                agent_id: &str,
+            ) -> $crate::Result<(
+                streamspace_proto::api::Session,
+                streamspace_proto::api::Command,
+            )> {
+                let session: streamspace_proto::api::Session =
+                    sqlx::query_as::<_, $crate::rows::SessionRow>($crate::sql::SESSION_INSERT)
+                        .bind($crate::rows::DbUuid(new.id))
+                        .bind(&new.template)
+                        .bind(agent_id)
+                        .bind(&new.owner)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(|e| {
+                            $crate::sql::conflict_on_unique(e, || {
+                                format!("session {} already exists", new.id)
+                            })
+                        })?
+                        .try_into()?;
+                let command = $crate::NewCommand {
+                    command_id: new.command_id,
+                    agent_id: agent_id.to_owned(),
+                    session_id: Some(new.id),
+                    action: streamspace_proto::api::Action::StartSession,
+                    payload: new.payload.clone(),
+                };
+                let command = Self::insert_command(conn, &command).await?;
+                Ok((session, command))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> $crate::Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn setting_get_or_init(&self, key: &str, value: &str) -> $crate::Result<String> {
+                sqlx::query($crate::sql::SETTING_INSERT)
+                    .bind(key)
+                    .bind(value)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(sqlx::query_scalar($crate::sql::SETTING_GET)
+                    .bind(key)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn create_api_key(
+                &self,
+                key: $crate::NewApiKey,
+            ) -> $crate::Result<$crate::ApiKeyRecord> {
+                sqlx::query_as::<_, $crate::rows::ApiKeyRow>($crate::sql::KEY_INSERT)
+                    .bind($crate::rows::DbUuid(key.id))
+                    .bind(key.kind.as_str())
+                    .bind(&key.agent_id)
+                    .bind(&key.prefix)
+                    .bind(&key.key_hash)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| {
+                        $crate::sql::conflict_on_unique(e, || "that API key already exists".into())
+                    })?
+                    .try_into()
+            }
+
+            async fn find_api_key(
+                &self,
+                key_hash: &str,
+            ) -> $crate::Result<Option<$crate::ApiKeyRecord>> {
+                sqlx::query_as::<_, $crate::rows::ApiKeyRow>($stmts.key_find)
+                    .bind(key_hash)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(TryInto::try_into)
+                    .transpose()
+            }
+
+            async fn list_api_keys(
+                &self,
+                kind: $crate::ApiKeyKind,
+            ) -> $crate::Result<Vec<$crate::ApiKeyRecord>> {
+                let rows = sqlx::query_as::<_, $crate::rows::ApiKeyRow>($crate::sql::KEY_LIST)
+                    .bind(kind.as_str())
+                    .fetch_all(&self.pool)
+                    .await?;
+                $crate::rows::convert_all(rows)
+            }
+
+            async fn revoke_api_key(&self, id: uuid::Uuid) -> $crate::Result<()> {
+                let done = sqlx::query($stmts.key_revoke)
+                    .bind($crate::rows::DbUuid(id))
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound { what: "api key" });
+                }
+                Ok(())
+            }
+
+            async fn has_admin_key(&self) -> $crate::Result<bool> {
+                Ok(sqlx::query_scalar($crate::sql::HAS_ADMIN_KEY)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn create_template(
+                &self,
+                t: &streamspace_proto::api::CreateTemplate,
+            ) -> $crate::Result<streamspace_proto::api::Template> {
+                sqlx::query_as::<_, $crate::rows::TemplateRow>($crate::sql::TEMPLATE_INSERT)
+                    .bind(&t.name)
+                    .bind(&t.description)
+                    .bind(sqlx::types::Json(&t.command))
+                    .bind(sqlx::types::Json(&t.env))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| {
+                        $crate::sql::conflict_on_unique(e, || {
+                            format!("a template named {:?} already exists", t.name)
+                        })
+                    })?
+                    .try_into()
+            }
+
+            async fn get_template(
+                &self,
+                name: &str,
+            ) -> $crate::Result<streamspace_proto::api::Template> {
+                sqlx::query_as::<_, $crate::rows::TemplateRow>($crate::sql::TEMPLATE_GET)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or($crate::StoreError::NotFound { what: "template" })?
+                    .try_into()
+            }
+
+            async fn list_templates(
+                &self,
+            ) -> $crate::Result<Vec<streamspace_proto::api::Template>> {
+                let rows =
+                    sqlx::query_as::<_, $crate::rows::TemplateRow>($crate::sql::TEMPLATE_LIST)
+                        .fetch_all(&self.pool)
+                        .await?;
+                $crate::rows::convert_all(rows)
+            }
+
+            async fn delete_template(&self, name: &str) -> $crate::Result<()> {
+                let done = sqlx::query($crate::sql::TEMPLATE_DELETE)
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound { what: "template" });
+                }
+                Ok(())
+            }
+
+            async fn register_agent(&self, reg: &$crate::AgentRegistration) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar($stmts.agent_register)
+                    .bind(&reg.agent_id)
+                    .bind(&reg.platform)
+                    .bind(&reg.version)
+                    .bind(reg.max_sessions.max(0))
+                    .bind(sqlx::types::Json(&reg.labels))
+                    .bind(&reg.replica_id)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn heartbeat_agent(
+                &self,
+                agent_id: &str,
+                epoch: i64,
+                max_sessions: i32,
+            ) -> $crate::Result<bool> {
+                let done = sqlx::query($stmts.agent_heartbeat)
+                    .bind(agent_id)
+                    .bind(epoch)
+                    .bind(max_sessions.max(0))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn agent_disconnected(&self, agent_id: &str, epoch: i64) -> $crate::Result<bool> {
+                let done = sqlx::query($stmts.agent_disconnected)
+                    .bind(agent_id)
+                    .bind(epoch)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn expire_agents(&self, older_than_secs: f64) -> $crate::Result<Vec<String>> {
+                let mut ids: Vec<String> = sqlx::query_scalar($stmts.agent_expire)
+                    .bind(older_than_secs)
+                    .fetch_all(&self.pool)
+                    .await?;
+                ids.sort();
+                Ok(ids)
+            }
+
+            async fn get_agent(
+                &self,
+                agent_id: &str,
+            ) -> $crate::Result<streamspace_proto::api::Agent> {
+                sqlx::query_as::<_, $crate::rows::AgentRow>($crate::sql::AGENT_GET)
+                    .bind(agent_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or($crate::StoreError::NotFound { what: "agent" })?
+                    .try_into()
+            }
+
+            async fn list_agents(&self) -> $crate::Result<Vec<streamspace_proto::api::Agent>> {
+                let rows = sqlx::query_as::<_, $crate::rows::AgentRow>($crate::sql::AGENT_LIST)
+                    .fetch_all(&self.pool)
+                    .await?;
+                $crate::rows::convert_all(rows)
+            }
+
+            async fn delete_agent(&self, agent_id: &str) -> $crate::Result<()> {
+                let mut tx = self.write_tx().await?;
+                let found: Option<String> = sqlx::query_scalar($stmts.agent_lock)
+                    .bind(agent_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if found.is_none() {
+                    return Err($crate::StoreError::NotFound { what: "agent" });
+                }
+                let active: i64 = sqlx::query_scalar($crate::sql::AGENT_ACTIVE_SESSIONS)
+                    .bind(agent_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if active > 0 {
+                    return Err($crate::StoreError::Conflict(format!(
+                        "agent {agent_id:?} still has {active} active session(s); stop them first"
+                    )));
+                }
+                sqlx::query($stmts.keys_revoke_agent)
+                    .bind(agent_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query($crate::sql::AGENT_DELETE)
+                    .bind(agent_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_session(
+                &self,
+                new: &$crate::NewSession,
+            ) -> $crate::Result<(
+                streamspace_proto::api::Session,
+                streamspace_proto::api::Command,
+            )> {
+                self.place_session(new).await
+            }
+
+            async fn get_session(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::Result<streamspace_proto::api::Session> {
+                sqlx::query_as::<_, $crate::rows::SessionRow>($crate::sql::SESSION_GET)
+                    .bind($crate::rows::DbUuid(id))
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or($crate::StoreError::NotFound { what: "session" })?
+                    .try_into()
+            }
+
+            async fn list_sessions(
+                &self,
+                owner: Option<&str>,
+            ) -> $crate::Result<Vec<streamspace_proto::api::Session>> {
+                let rows = sqlx::query_as::<_, $crate::rows::SessionRow>($crate::sql::SESSION_LIST)
+                    .bind(owner)
+                    .fetch_all(&self.pool)
+                    .await?;
+                $crate::rows::convert_all(rows)
+            }
+
+            async fn set_session_state(
+                &self,
+                id: uuid::Uuid,
+                state: streamspace_proto::api::SessionState,
+                vnc_address: Option<&str>,
+                error_message: Option<&str>,
+            ) -> $crate::Result<(streamspace_proto::api::Session, bool)> {
+                let mut conn = self.pool.acquire().await?;
+                let changed =
+                    Self::move_session(&mut conn, id, state, vnc_address, error_message).await?;
+                drop(conn);
+                Ok((self.get_session(id).await?, changed))
+            }
+
+            async fn create_session_command(
+                &self,
+                session_id: uuid::Uuid,
+                allowed_from: &[streamspace_proto::api::SessionState],
+                command: &$crate::NewCommand,
+            ) -> $crate::Result<streamspace_proto::api::Command> {
+                let mut tx = self.write_tx().await?;
+                let session: streamspace_proto::api::Session =
+                    sqlx::query_as::<_, $crate::rows::SessionRow>($stmts.session_lock)
+                        .bind($crate::rows::DbUuid(session_id))
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or($crate::StoreError::NotFound { what: "session" })?
+                        .try_into()?;
+                if session.state.is_terminal() || !allowed_from.contains(&session.state) {
+                    return Err($crate::StoreError::Conflict(format!(
+                        "session {session_id} is {}",
+                        session.state
+                    )));
+                }
+                let command = Self::insert_command(&mut tx, command).await?;
+                tx.commit().await?;
+                Ok(command)
+            }
+
+            async fn get_command(
+                &self,
+                command_id: uuid::Uuid,
+            ) -> $crate::Result<streamspace_proto::api::Command> {
+                sqlx::query_as::<_, $crate::rows::CommandRow>($crate::sql::COMMAND_GET)
+                    .bind($crate::rows::DbUuid(command_id))
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or($crate::StoreError::NotFound { what: "command" })?
+                    .try_into()
+            }
+
+            async fn list_commands(
+                &self,
+                filter: &streamspace_proto::api::CommandFilter,
+            ) -> $crate::Result<Vec<streamspace_proto::api::Command>> {
+                let rows = sqlx::query_as::<_, $crate::rows::CommandRow>($crate::sql::COMMAND_LIST)
+                    .bind(filter.session_id.map($crate::rows::DbUuid))
+                    .bind(filter.agent_id.as_deref())
+                    .bind(filter.status.map(|s| s.as_str()))
+                    .bind($crate::sql::command_limit(filter.limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                $crate::rows::convert_all(rows)
+            }
+
+            async fn deliverable_commands(
+                &self,
+                agent_id: &str,
+                ack_timeout_secs: f64,
+                max_attempts: i32,
+                include_unfinished: bool,
+                limit: i64,
+            ) -> $crate::Result<Vec<streamspace_proto::api::Command>> {
+                let rows = sqlx::query_as::<_, $crate::rows::CommandRow>($stmts.deliverable)
+                    .bind(agent_id)
+                    .bind(ack_timeout_secs)
+                    .bind(max_attempts)
+                    .bind(include_unfinished)
+                    .bind(limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await?;
+                $crate::rows::convert_all(rows)
+            }
+
+            async fn agents_with_deliverable_commands(
+                &self,
+                ack_timeout_secs: f64,
+                max_attempts: i32,
+            ) -> $crate::Result<Vec<String>> {
+                Ok(sqlx::query_scalar($stmts.agents_with_deliverable)
+                    .bind(ack_timeout_secs)
+                    .bind(max_attempts)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn claim_delivery(
+                &self,
+                command_id: uuid::Uuid,
+                expected_attempts: i32,
+            ) -> $crate::Result<Option<streamspace_proto::api::Command>> {
+                self.claim(command_id, expected_attempts).await
+            }
+
+            async fn ack_command(
+                &self,
+                agent_id: &str,
+                command_id: uuid::Uuid,
+            ) -> $crate::Result<bool> {
+                let done = sqlx::query($stmts.command_ack)
+                    .bind($crate::rows::DbUuid(command_id))
+                    .bind(agent_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn finish_command(
+                &self,
+                agent_id: &str,
+                command_id: uuid::Uuid,
+                outcome: &$crate::CommandOutcome,
+            ) -> $crate::Result<(streamspace_proto::api::Command, bool)> {
+                use streamspace_proto::api::{Action, SessionState};
+                let (status, result, error) = match outcome {
+                    $crate::CommandOutcome::Completed(v) => {
+                        ("completed", Some(sqlx::types::Json(v)), None)
+                    }
+                    $crate::CommandOutcome::Failed(e) => ("failed", None, Some(e.as_str())),
+                };
+                let mut tx = self.write_tx().await?;
+                let done = sqlx::query($stmts.command_finish)
+                    .bind($crate::rows::DbUuid(command_id))
+                    .bind(agent_id)
+                    .bind(status)
+                    .bind(result)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                let command: streamspace_proto::api::Command =
+                    sqlx::query_as::<_, $crate::rows::CommandRow>($crate::sql::COMMAND_GET)
+                        .bind($crate::rows::DbUuid(command_id))
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or($crate::StoreError::NotFound { what: "command" })?
+                        .try_into()?;
+                // Another agent's command is not this agent's to see.
+                if command.agent_id != agent_id {
+                    return Err($crate::StoreError::NotFound { what: "command" });
+                }
+                let changed = done.rows_affected() > 0;
+                if let (true, Some(session_id)) = (changed, command.session_id) {
+                    match outcome {
+                        $crate::CommandOutcome::Completed(v) => {
+                            let next = command.action.resulting_state();
+                            let vnc = v.get("vnc_address").and_then(serde_json::Value::as_str);
+                            let vnc = if next == SessionState::Running {
+                                vnc
+                            } else {
+                                None
+                            };
+                            Self::move_session(&mut tx, session_id, next, vnc, None).await?;
+                        }
+                        $crate::CommandOutcome::Failed(e)
+                            if command.action == Action::StartSession =>
+                        {
+                            Self::move_session(
+                                &mut tx,
+                                session_id,
+                                SessionState::Failed,
+                                None,
+                                Some(e),
+                            )
+                            .await?;
+                        }
+                        $crate::CommandOutcome::Failed(_) => {}
+                    }
+                }
+                tx.commit().await?;
+                Ok((command, changed))
+            }
+
+            async fn fail_stuck_commands(
+                &self,
+                stuck_secs: f64,
+                pending_secs: f64,
+                ack_timeout_secs: f64,
+                max_attempts: i32,
+            ) -> $crate::Result<Vec<streamspace_proto::api::Command>> {
+                use streamspace_proto::api::{Action, SessionState};
+                let mut tx = self.write_tx().await?;
+                let stuck: Vec<(i64, String)> = sqlx::query_as($stmts.stuck)
+                    .bind(stuck_secs)
+                    .bind(ack_timeout_secs)
+                    .bind(max_attempts)
+                    .bind(pending_secs)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut failed = Vec::with_capacity(stuck.len());
+                for (id, reason) in stuck {
+                    let done = sqlx::query($stmts.command_fail)
+                        .bind(id)
+                        .bind(&reason)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        continue;
+                    }
+                    let command = Self::command_by_id(&mut tx, id).await?;
+                    if let (Action::StartSession, Some(session_id)) =
+                        (command.action, command.session_id)
+                    {
+                        let why = format!("start_session failed: {reason}");
+                        Self::move_session(
+                            &mut tx,
+                            session_id,
+                            SessionState::Failed,
+                            None,
+                            Some(&why),
+                        )
+                        .await?;
+                    }
+                    failed.push(command);
+                }
+                tx.commit().await?;
+                Ok(failed)
+            }
+
+            async fn audit(&self, entry: &$crate::AuditEntry) -> $crate::Result<()> {
+                sqlx::query($crate::sql::AUDIT_INSERT)
+                    .bind(&entry.actor)
+                    .bind(&entry.action)
+                    .bind(&entry.target)
+                    .bind(sqlx::types::Json(&entry.detail))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

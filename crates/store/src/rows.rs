@@ -1,0 +1,264 @@
+//! Rows as both backends read them, and their conversion to the API types.
+//!
+//! The two schemas differ only in column types (native `uuid`/`timestamptz`/`jsonb` on
+//! PostgreSQL, `TEXT` on SQLite), and sqlx decodes both into the same Rust types, except for
+//! ids: [`DbUuid`] bridges that gap, so one row struct and one conversion serve both backends.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
+use sqlx::types::Json;
+use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
+use streamspace_proto::api::{Agent, AgentStatus, Command, Session, Template};
+use uuid::Uuid;
+
+use crate::{ApiKeyKind, ApiKeyRecord, Result, StoreError};
+
+/// A UUID column: native `uuid` on PostgreSQL, hyphenated `TEXT` on SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DbUuid(pub Uuid);
+
+impl From<Uuid> for DbUuid {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl Type<Postgres> for DbUuid {
+    fn type_info() -> PgTypeInfo {
+        <Uuid as Type<Postgres>>::type_info()
+    }
+}
+
+impl Encode<'_, Postgres> for DbUuid {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <Uuid as Encode<Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for DbUuid {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Self(<Uuid as Decode<Postgres>>::decode(value)?))
+    }
+}
+
+impl Type<Sqlite> for DbUuid {
+    fn type_info() -> SqliteTypeInfo {
+        <uuid::fmt::Hyphenated as Type<Sqlite>>::type_info()
+    }
+}
+
+impl Encode<'_, Sqlite> for DbUuid {
+    fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
+        <uuid::fmt::Hyphenated as Encode<Sqlite>>::encode_by_ref(&self.0.hyphenated(), buf)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for DbUuid {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Self(
+            <uuid::fmt::Hyphenated as Decode<Sqlite>>::decode(value)?.into_uuid(),
+        ))
+    }
+}
+
+fn parse<T: FromStr<Err = streamspace_proto::api::UnknownValue>>(s: &str) -> Result<T> {
+    s.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// One `agent_commands` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CommandRow {
+    id: i64,
+    command_id: DbUuid,
+    agent_id: String,
+    session_id: Option<DbUuid>,
+    action: String,
+    payload: Json<Value>,
+    status: String,
+    result: Option<Json<Value>>,
+    error_message: Option<String>,
+    attempts: i32,
+    created_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+    acknowledged_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<CommandRow> for Command {
+    type Error = StoreError;
+    fn try_from(r: CommandRow) -> Result<Self> {
+        Ok(Command {
+            id: r.id,
+            command_id: r.command_id.0,
+            agent_id: r.agent_id,
+            session_id: r.session_id.map(|s| s.0),
+            action: parse(&r.action)?,
+            payload: r.payload.0,
+            status: parse(&r.status)?,
+            result: r.result.map(|j| j.0),
+            error_message: r.error_message,
+            attempts: r.attempts,
+            created_at: r.created_at,
+            sent_at: r.sent_at,
+            acknowledged_at: r.acknowledged_at,
+            completed_at: r.completed_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// One `sessions` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    id: DbUuid,
+    template: String,
+    agent_id: Option<String>,
+    state: String,
+    vnc_address: Option<String>,
+    error_message: Option<String>,
+    owner: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+    fn try_from(r: SessionRow) -> Result<Self> {
+        Ok(Session {
+            id: r.id.0,
+            template: r.template,
+            agent_id: r.agent_id,
+            state: parse(&r.state)?,
+            vnc_address: r.vnc_address,
+            error_message: r.error_message,
+            owner: r.owner,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// One `agents` row with its count of non-terminal sessions.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AgentRow {
+    agent_id: String,
+    platform: String,
+    status: String,
+    labels: Json<Value>,
+    max_sessions: i32,
+    active_sessions: i64,
+    epoch: i64,
+    replica_id: Option<String>,
+    version: Option<String>,
+    last_heartbeat_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<AgentRow> for Agent {
+    type Error = StoreError;
+    fn try_from(r: AgentRow) -> Result<Self> {
+        let status = match r.status.as_str() {
+            "online" => AgentStatus::Online,
+            "offline" => AgentStatus::Offline,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown agent status {other:?}"
+                )));
+            }
+        };
+        Ok(Agent {
+            agent_id: r.agent_id,
+            platform: r.platform,
+            status,
+            labels: from_json::<BTreeMap<String, String>>("agent labels", r.labels.0)?,
+            max_sessions: r.max_sessions,
+            active_sessions: i32::try_from(r.active_sessions).unwrap_or(i32::MAX),
+            epoch: r.epoch,
+            replica_id: r.replica_id,
+            version: r.version,
+            last_heartbeat_at: r.last_heartbeat_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// One `templates` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TemplateRow {
+    name: String,
+    description: String,
+    command: Json<Value>,
+    env: Json<Value>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<TemplateRow> for Template {
+    type Error = StoreError;
+    fn try_from(r: TemplateRow) -> Result<Self> {
+        Ok(Template {
+            name: r.name,
+            description: r.description,
+            command: from_json("template command", r.command.0)?,
+            env: from_json("template env", r.env.0)?,
+            created_at: r.created_at,
+        })
+    }
+}
+
+/// One `api_keys` row (without the hash, which is never read back).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ApiKeyRow {
+    id: DbUuid,
+    kind: String,
+    agent_id: Option<String>,
+    prefix: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<ApiKeyRow> for ApiKeyRecord {
+    type Error = StoreError;
+    fn try_from(r: ApiKeyRow) -> Result<Self> {
+        let kind = match r.kind.as_str() {
+            "admin" => ApiKeyKind::Admin,
+            "agent" => ApiKeyKind::Agent,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown api key kind {other:?}"
+                )));
+            }
+        };
+        Ok(ApiKeyRecord {
+            id: r.id.0,
+            kind,
+            agent_id: r.agent_id,
+            prefix: r.prefix,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            revoked_at: r.revoked_at,
+        })
+    }
+}
+
+/// Converts every row, failing on the first corrupt one.
+pub(crate) fn convert_all<R, T>(rows: Vec<R>) -> Result<Vec<T>>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}

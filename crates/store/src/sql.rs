@@ -1,0 +1,381 @@
+//! SQL shared by both backends.
+//!
+//! sqlx binds `$1…$N` on SQLite too, so most statements are written once. Two things differ:
+//! how each backend reads its clock (PostgreSQL `clock_timestamp()`; SQLite millisecond TEXT,
+//! see the SQLite migrations) and the guarded status lists, which are built from proto's state
+//! machines ([`CommandStatus::predecessors`], [`SessionState::predecessors`]) so the database
+//! enforces exactly the transitions the rest of the system assumes. Those statements are built
+//! once per backend into [`Statements`].
+
+use std::sync::LazyLock;
+
+use streamspace_proto::api::{CommandStatus, SessionState};
+
+use crate::StoreError;
+
+macro_rules! command_columns {
+    () => {
+        "id, command_id, agent_id, session_id, action, payload, status, result, error_message, \
+         attempts, created_at, sent_at, acknowledged_at, completed_at, updated_at"
+    };
+}
+
+macro_rules! session_columns {
+    () => {
+        "id, template, agent_id, state, vnc_address, error_message, owner, created_at, updated_at"
+    };
+}
+
+macro_rules! active_sessions {
+    () => {
+        "(SELECT COUNT(*) FROM sessions s \
+          WHERE s.agent_id = a.agent_id AND s.state NOT IN ('terminated', 'failed'))"
+    };
+}
+
+macro_rules! agent_columns {
+    () => {
+        concat!(
+            "a.agent_id, a.platform, a.status, a.labels, a.max_sessions, ",
+            active_sessions!(),
+            " AS active_sessions, a.epoch, a.replica_id, a.version, a.last_heartbeat_at, \
+             a.created_at, a.updated_at"
+        )
+    };
+}
+
+macro_rules! template_columns {
+    () => {
+        "name, description, command, env, created_at"
+    };
+}
+
+macro_rules! key_columns {
+    () => {
+        "id, kind, agent_id, prefix, created_at, last_used_at, revoked_at"
+    };
+}
+
+pub(crate) use command_columns;
+
+pub(crate) const SETTING_INSERT: &str =
+    "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
+pub(crate) const SETTING_GET: &str = "SELECT value FROM settings WHERE key = $1";
+
+pub(crate) const KEY_INSERT: &str = concat!(
+    "INSERT INTO api_keys (id, kind, agent_id, prefix, key_hash) VALUES ($1, $2, $3, $4, $5) \
+     RETURNING ",
+    key_columns!()
+);
+pub(crate) const KEY_LIST: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM api_keys WHERE kind = $1 ORDER BY created_at, id"
+);
+pub(crate) const HAS_ADMIN_KEY: &str =
+    "SELECT EXISTS (SELECT 1 FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL)";
+
+pub(crate) const TEMPLATE_INSERT: &str = concat!(
+    "INSERT INTO templates (name, description, command, env) VALUES ($1, $2, $3, $4) RETURNING ",
+    template_columns!()
+);
+pub(crate) const TEMPLATE_GET: &str = concat!(
+    "SELECT ",
+    template_columns!(),
+    " FROM templates WHERE name = $1"
+);
+pub(crate) const TEMPLATE_LIST: &str = concat!(
+    "SELECT ",
+    template_columns!(),
+    " FROM templates ORDER BY name"
+);
+pub(crate) const TEMPLATE_DELETE: &str = "DELETE FROM templates WHERE name = $1";
+
+pub(crate) const AGENT_GET: &str = concat!(
+    "SELECT ",
+    agent_columns!(),
+    " FROM agents a WHERE a.agent_id = $1"
+);
+pub(crate) const AGENT_LIST: &str = concat!(
+    "SELECT ",
+    agent_columns!(),
+    " FROM agents a ORDER BY a.agent_id"
+);
+/// Least-loaded online agent (of platform `$1`, when not null) with a free session slot.
+pub(crate) const AGENT_CHOOSE: &str = concat!(
+    "SELECT agent_id FROM (SELECT a.agent_id, a.max_sessions, ",
+    active_sessions!(),
+    " AS active FROM agents a WHERE a.status = 'online' AND ($1 IS NULL OR a.platform = $1)) c \
+     WHERE active < max_sessions ORDER BY active, agent_id LIMIT 1"
+);
+/// Whether agent `$1` is still online with a free slot (re-checked after locking it).
+pub(crate) const AGENT_HAS_ROOM: &str = concat!(
+    "SELECT EXISTS (SELECT 1 FROM agents a WHERE a.agent_id = $1 AND a.status = 'online' AND ",
+    active_sessions!(),
+    " < a.max_sessions)"
+);
+pub(crate) const AGENT_ACTIVE_SESSIONS: &str = "SELECT COUNT(*) FROM sessions \
+     WHERE agent_id = $1 AND state NOT IN ('terminated', 'failed')";
+pub(crate) const AGENT_DELETE: &str = "DELETE FROM agents WHERE agent_id = $1";
+
+pub(crate) const SESSION_INSERT: &str = concat!(
+    "INSERT INTO sessions (id, template, agent_id, owner) VALUES ($1, $2, $3, $4) RETURNING ",
+    session_columns!()
+);
+pub(crate) const SESSION_GET: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM sessions WHERE id = $1"
+);
+pub(crate) const SESSION_LIST: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM sessions WHERE ($1 IS NULL OR owner = $1) ORDER BY created_at DESC, id DESC"
+);
+
+pub(crate) const COMMAND_INSERT: &str = concat!(
+    "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload) \
+     VALUES ($1, $2, $3, $4, $5) RETURNING ",
+    command_columns!()
+);
+pub(crate) const COMMAND_GET: &str = concat!(
+    "SELECT ",
+    command_columns!(),
+    " FROM agent_commands WHERE command_id = $1"
+);
+pub(crate) const COMMAND_BY_ID: &str = concat!(
+    "SELECT ",
+    command_columns!(),
+    " FROM agent_commands WHERE id = $1"
+);
+pub(crate) const COMMAND_LIST: &str = concat!(
+    "SELECT ",
+    command_columns!(),
+    " FROM agent_commands WHERE ($1 IS NULL OR session_id = $1) \
+     AND ($2 IS NULL OR agent_id = $2) AND ($3 IS NULL OR status = $3) \
+     ORDER BY id DESC LIMIT $4"
+);
+
+pub(crate) const AUDIT_INSERT: &str =
+    "INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)";
+
+/// How one backend reads the database clock.
+pub(crate) struct Dialect {
+    /// The current time, in the form the backend stores timestamps.
+    now: &'static str,
+    /// The time `secs` (an SQL expression, in seconds) before now, comparable with stored ones.
+    ago: fn(&str) -> String,
+    /// Row lock for a read that a write in the same transaction depends on. SQLite needs none:
+    /// its write transactions are `BEGIN IMMEDIATE`, so writers never interleave.
+    lock: &'static str,
+    /// Like `lock`, for work any replica may do: rows another replica holds are skipped.
+    lock_skip: &'static str,
+}
+
+fn pg_ago(secs: &str) -> String {
+    format!("(clock_timestamp() - make_interval(secs => {secs}))")
+}
+
+fn sqlite_ago(secs: &str) -> String {
+    format!("strftime('%Y-%m-%d %H:%M:%f', 'now', printf('-%.3f seconds', {secs}))")
+}
+
+/// `clock_timestamp()` rather than `now()`: a row changed later in a transaction (or after
+/// waiting for a lock) never gets an older time than one changed before it.
+pub(crate) const PG: Dialect = Dialect {
+    now: "clock_timestamp()",
+    ago: pg_ago,
+    lock: " FOR UPDATE",
+    lock_skip: " FOR UPDATE SKIP LOCKED",
+};
+
+pub(crate) const SQLITE: Dialect = Dialect {
+    now: "strftime('%Y-%m-%d %H:%M:%f', 'now')",
+    ago: sqlite_ago,
+    lock: "",
+    lock_skip: "",
+};
+
+/// `'a', 'b'` for a guarded `IN (…)`; `NULL` (matching nothing) when empty.
+fn in_list<T>(items: impl IntoIterator<Item = T>, name: impl Fn(T) -> &'static str) -> String {
+    let list: Vec<String> = items
+        .into_iter()
+        .map(|s| format!("'{}'", name(s)))
+        .collect();
+    if list.is_empty() {
+        "NULL".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+pub(crate) fn command_from(next: CommandStatus) -> String {
+    in_list(CommandStatus::predecessors(next), CommandStatus::as_str)
+}
+
+/// Built once per process; the strings live as long as the process.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// Statements that depend on the backend's clock or on the state machines.
+pub(crate) struct Statements {
+    pub key_find: &'static str,
+    pub key_revoke: &'static str,
+    pub keys_revoke_agent: &'static str,
+    pub agent_register: &'static str,
+    pub agent_heartbeat: &'static str,
+    pub agent_disconnected: &'static str,
+    pub agent_expire: &'static str,
+    pub command_claim: &'static str,
+    pub command_ack: &'static str,
+    pub command_finish: &'static str,
+    pub command_fail: &'static str,
+    pub deliverable: &'static str,
+    pub agents_with_deliverable: &'static str,
+    pub stuck: &'static str,
+    pub session_lock: &'static str,
+    pub agent_lock: &'static str,
+    session_move: [&'static str; SessionState::ALL.len()],
+}
+
+impl Statements {
+    fn new(d: &Dialect) -> Self {
+        let now = d.now;
+        let ago = d.ago;
+        let (lock, lock_skip) = (d.lock, d.lock_skip);
+        // A `sent` row may be sent again once its last send is older than its backoff.
+        let backoff = |ack: &str| ago(&format!("{ack} * (1 << (attempts - 1))"));
+        let retry_due = |ack: &str, max: &str| {
+            format!(
+                "(status = 'sent' AND attempts < {max} AND sent_at < {})",
+                backoff(ack)
+            )
+        };
+        Self {
+            key_find: leak(format!(
+                "UPDATE api_keys SET last_used_at = {now} \
+                 WHERE key_hash = $1 AND revoked_at IS NULL RETURNING {}",
+                key_columns!()
+            )),
+            key_revoke: leak(format!(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, {now}) WHERE id = $1"
+            )),
+            keys_revoke_agent: leak(format!(
+                "UPDATE api_keys SET revoked_at = {now} WHERE agent_id = $1 AND revoked_at IS NULL"
+            )),
+            agent_register: leak(format!(
+                "INSERT INTO agents (agent_id, platform, version, max_sessions, labels, replica_id, \
+                 status, epoch, last_heartbeat_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'online', 1, {now}) \
+                 ON CONFLICT (agent_id) DO UPDATE SET platform = excluded.platform, \
+                 version = excluded.version, max_sessions = excluded.max_sessions, \
+                 labels = excluded.labels, replica_id = excluded.replica_id, status = 'online', \
+                 epoch = agents.epoch + 1, last_heartbeat_at = excluded.last_heartbeat_at \
+                 RETURNING epoch"
+            )),
+            agent_heartbeat: leak(format!(
+                "UPDATE agents SET last_heartbeat_at = {now}, max_sessions = $3, status = 'online' \
+                 WHERE agent_id = $1 AND epoch = $2"
+            )),
+            agent_disconnected: leak(
+                "UPDATE agents SET status = 'offline', replica_id = NULL \
+                 WHERE agent_id = $1 AND epoch = $2"
+                    .to_owned(),
+            ),
+            agent_expire: leak(format!(
+                "UPDATE agents SET status = 'offline', replica_id = NULL WHERE status = 'online' \
+                 AND (last_heartbeat_at IS NULL OR last_heartbeat_at < {}) RETURNING agent_id",
+                ago("$1")
+            )),
+            command_claim: leak(format!(
+                "UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, \
+                 sent_at = {now} WHERE command_id = $1 AND attempts = $2 AND status IN ({})",
+                command_from(CommandStatus::Sent)
+            )),
+            command_ack: leak(format!(
+                "UPDATE agent_commands SET status = 'acknowledged', acknowledged_at = {now} \
+                 WHERE command_id = $1 AND agent_id = $2 AND status IN ({})",
+                command_from(CommandStatus::Acknowledged)
+            )),
+            // Completed and Failed have the same predecessors.
+            command_finish: leak(format!(
+                "UPDATE agent_commands SET status = $3, result = $4, error_message = $5, \
+                 completed_at = {now} WHERE command_id = $1 AND agent_id = $2 AND status IN ({})",
+                command_from(CommandStatus::Completed)
+            )),
+            command_fail: leak(format!(
+                "UPDATE agent_commands SET status = 'failed', error_message = $2, \
+                 completed_at = {now} WHERE id = $1 AND status IN ({})",
+                command_from(CommandStatus::Failed)
+            )),
+            deliverable: leak(format!(
+                "SELECT {} FROM agent_commands WHERE agent_id = $1 AND (status = 'pending' \
+                 OR {} OR ($4 AND status IN ('sent', 'acknowledged'))) \
+                 ORDER BY id LIMIT $5",
+                command_columns!(),
+                retry_due("$2", "$3"),
+            )),
+            agents_with_deliverable: leak(format!(
+                "SELECT DISTINCT agent_id FROM agent_commands \
+                 WHERE status = 'pending' OR {} ORDER BY agent_id",
+                retry_due("$1", "$2")
+            )),
+            // $1 stuck_secs, $2 ack_timeout_secs, $3 max_attempts, $4 pending_secs.
+            stuck: leak(format!(
+                "SELECT id, CASE \
+                   WHEN status = 'pending' THEN 'not delivered within ' || $4 || ' s' \
+                   WHEN status = 'sent' AND attempts >= $3 AND sent_at < {backoff} \
+                     THEN 'not acknowledged after ' || attempts || ' attempts' \
+                   ELSE 'no progress for ' || $1 || ' s' END AS reason \
+                 FROM agent_commands \
+                 WHERE (status IN ('sent', 'acknowledged') AND updated_at < {stuck}) \
+                    OR (status = 'sent' AND attempts >= $3 AND sent_at < {backoff}) \
+                    OR (status = 'pending' AND created_at < {pending}) \
+                 ORDER BY id{lock_skip}",
+                stuck = ago("$1"),
+                pending = ago("$4"),
+                backoff = backoff("$2"),
+            )),
+            session_lock: leak(format!("{SESSION_GET}{lock}")),
+            agent_lock: leak(format!(
+                "SELECT agent_id FROM agents WHERE agent_id = $1{lock}"
+            )),
+            session_move: SessionState::ALL.map(|next| {
+                leak(format!(
+                    "UPDATE sessions SET state = $2, vnc_address = COALESCE($3, vnc_address), \
+                     error_message = COALESCE($4, error_message) \
+                     WHERE id = $1 AND state IN ({})",
+                    in_list(SessionState::predecessors(next), SessionState::as_str)
+                ))
+            }),
+        }
+    }
+
+    /// Guarded `UPDATE` moving session `$1` to `next` (`$2`), setting `$3` vnc_address and
+    /// `$4` error_message when not null.
+    pub fn session_move(&self, next: SessionState) -> &'static str {
+        let index = SessionState::ALL
+            .iter()
+            .position(|s| *s == next)
+            .expect("ALL lists every state");
+        self.session_move[index]
+    }
+}
+
+pub(crate) static PG_STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements::new(&PG));
+pub(crate) static SQLITE_STATEMENTS: LazyLock<Statements> =
+    LazyLock::new(|| Statements::new(&SQLITE));
+
+/// Maps a unique violation to `Conflict(message)`, anything else to a database error.
+pub(crate) fn conflict_on_unique(e: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match e.as_database_error() {
+        Some(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => StoreError::Database(e),
+    }
+}
+
+/// `limit` of a command listing: default 100, at most 1000.
+pub(crate) fn command_limit(limit: Option<u32>) -> i64 {
+    i64::from(limit.unwrap_or(100).clamp(1, 1000))
+}
