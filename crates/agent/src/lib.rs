@@ -1,1 +1,117 @@
-//! placeholder
+//! The StreamSpace agent: runs next to the compute, connects *out* to the control plane over one
+//! WebSocket, and executes the commands it receives (start, stop, hibernate, wake a session).
+//!
+//! How the parts fit:
+//! - [`run`] recovers the sessions a previous agent process left behind, then hands over to the
+//!   supervisor, which keeps one connection open at a time ([`connection`]), rotating through
+//!   the configured servers with backoff;
+//! - each connection registers (reporting every session the agent holds), then reads commands
+//!   and passes them to the [`executor`], which acknowledges at once, suppresses duplicates with
+//!   a persisted [`command_log`], and runs actions on a bounded pool against a [`runtime`];
+//! - everything the agent says goes through one bounded outbox drained by the current
+//!   connection's writer, so results produced while disconnected are sent after reconnecting.
+
+pub mod backoff;
+pub mod command_log;
+mod config;
+pub mod connection;
+pub mod endpoint;
+mod error;
+pub mod executor;
+pub mod runtime;
+mod supervisor;
+
+use std::sync::Arc;
+
+use streamspace_proto::SessionState;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{AgentConfig, RuntimeKind};
+pub use error::AgentError;
+use runtime::{ProcessRuntime, ProcessRuntimeConfig, Runtime};
+
+/// Messages waiting for the writer; producers wait when it is full.
+const OUTBOX_DEPTH: usize = 256;
+
+/// Runs the agent until `shutdown` is cancelled. Returns an error only for problems a restart
+/// would not fix (bad configuration, unusable state directory); connection problems are retried
+/// forever.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+    let runtime: Arc<dyn Runtime> = match config.runtime {
+        RuntimeKind::Process => Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(
+            config.state_dir.join("sessions"),
+        ))),
+    };
+    run_with_runtime(config, runtime, shutdown).await
+}
+
+/// [`run`] with a runtime chosen by the caller (tests, embedders).
+pub async fn run_with_runtime(
+    config: AgentConfig,
+    runtime: Arc<dyn Runtime>,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let urls = validate(&config)?;
+    // Only one TLS backend is compiled in; installing it can only fail if one already is.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| AgentError::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })?;
+    let recovered = runtime.recover().await.map_err(AgentError::Recovery)?;
+    let (outbox_tx, outbox_rx) = mpsc::channel(OUTBOX_DEPTH);
+    let executor = executor::Executor::start(
+        runtime,
+        &config.state_dir,
+        config.max_sessions,
+        config.max_concurrent_commands,
+        config.command_log_capacity,
+        outbox_tx.clone(),
+    )
+    .map_err(|source| AgentError::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })?;
+    executor.add_failures(
+        recovered
+            .iter()
+            .filter(|s| s.state == SessionState::Failed)
+            .map(runtime::SessionInfo::to_status),
+    );
+    tracing::info!(
+        agent_id = %config.agent_id,
+        runtime = %config.runtime,
+        recovered = recovered.len(),
+        "agent starting"
+    );
+    let ctx = connection::Context {
+        config: &config,
+        executor: &executor,
+        outbox: &outbox_tx,
+    };
+    supervisor::keep_connected(&ctx, &urls, outbox_rx, &shutdown).await;
+    tracing::info!(agent_id = %config.agent_id, "agent stopped");
+    Ok(())
+}
+
+fn validate(config: &AgentConfig) -> Result<Vec<url::Url>, AgentError> {
+    let invalid = |what: &str| Err(AgentError::InvalidConfig(what.to_owned()));
+    if config.servers.is_empty() {
+        return invalid("no control-plane server URL given");
+    }
+    if config.agent_id.trim().is_empty() {
+        return invalid("the agent id is empty");
+    }
+    if config.key.is_empty() {
+        return invalid("the agent key is empty");
+    }
+    if config.max_concurrent_commands == 0 {
+        return invalid("max_concurrent_commands must be at least 1");
+    }
+    config
+        .servers
+        .iter()
+        .map(|s| endpoint::connect_url(s))
+        .collect()
+}

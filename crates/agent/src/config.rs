@@ -1,0 +1,139 @@
+//! The agent's configuration: one typed struct, built by the CLI and passed down explicitly.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which runtime runs the sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeKind {
+    /// Local processes under Xvnc (see [`crate::runtime::process`]).
+    #[default]
+    Process,
+}
+
+impl RuntimeKind {
+    /// The platform name the agent registers with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+        }
+    }
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RuntimeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "process" => Ok(Self::Process),
+            other => Err(format!(
+                "unknown runtime {other:?}; this build supports: process"
+            )),
+        }
+    }
+}
+
+/// Everything [`crate::run`] needs. Build it with [`AgentConfig::new`] and adjust fields.
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// Control-plane base URLs (`http(s)://host:port[/prefix]`), tried in turn.
+    pub servers: Vec<String>,
+    pub agent_id: String,
+    /// The agent key, sent as `Authorization: Bearer <key>`. Never logged.
+    pub key: String,
+    pub runtime: RuntimeKind,
+    /// Where the agent keeps session state and its recent-command log.
+    pub state_dir: PathBuf,
+    /// Most sessions this agent runs at once.
+    pub max_sessions: u32,
+    pub labels: BTreeMap<String, String>,
+    /// Most commands executed at the same time.
+    pub max_concurrent_commands: usize,
+    /// First reconnect delay ceiling; doubles per failure up to `backoff_max`.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// A connection that stayed up this long resets the backoff.
+    pub stable_after: Duration,
+    /// How long to wait for the TCP/TLS/WebSocket handshake.
+    pub connect_timeout: Duration,
+    /// How long the control plane has to answer `register` with `welcome`.
+    pub welcome_timeout: Duration,
+    /// How many finished commands are remembered for duplicate suppression.
+    pub command_log_capacity: usize,
+}
+
+impl AgentConfig {
+    /// A configuration with the defaults an operator expects.
+    pub fn new(
+        servers: Vec<String>,
+        agent_id: impl Into<String>,
+        key: impl Into<String>,
+        state_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            servers,
+            agent_id: agent_id.into(),
+            key: key.into(),
+            runtime: RuntimeKind::Process,
+            state_dir: state_dir.into(),
+            max_sessions: 10,
+            labels: BTreeMap::new(),
+            max_concurrent_commands: 8,
+            backoff_min: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            welcome_timeout: Duration::from_secs(10),
+            command_log_capacity: 1000,
+        }
+    }
+}
+
+impl fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("servers", &self.servers)
+            .field("agent_id", &self.agent_id)
+            .field("key", &"<redacted>")
+            .field("runtime", &self.runtime)
+            .field("state_dir", &self.state_dir)
+            .field("max_sessions", &self.max_sessions)
+            .field("labels", &self.labels)
+            .field("max_concurrent_commands", &self.max_concurrent_commands)
+            .field("backoff_min", &self.backoff_min)
+            .field("backoff_max", &self.backoff_max)
+            .field("stable_after", &self.stable_after)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("welcome_timeout", &self.welcome_timeout)
+            .field("command_log_capacity", &self.command_log_capacity)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_key() {
+        let c = AgentConfig::new(vec!["http://x".into()], "a1", "s3cr3t-key", "/tmp/x");
+        let text = format!("{c:?}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert_eq!(c.max_sessions, 10);
+        assert_eq!(c.max_concurrent_commands, 8);
+    }
+
+    #[test]
+    fn runtime_kind_parses() {
+        assert_eq!("process".parse::<RuntimeKind>(), Ok(RuntimeKind::Process));
+        assert!("docker".parse::<RuntimeKind>().is_err());
+    }
+}

@@ -1,0 +1,322 @@
+//! One connection to one control-plane replica, from handshake to teardown.
+//!
+//! A connection is `register` → `welcome`, then three loops polled together in one task:
+//! the **reader** decodes server messages and hands commands to the executor (never running
+//! them itself), the **writer** drains the agent's bounded outbox into the socket — one message
+//! per text frame — and the **heartbeat** ticks at the interval the server asked for, checking
+//! for dead sessions on the way. The first of them to end ends the connection and drops the
+//! other two, so a write error tears down the reader too and the supervisor reconnects: there
+//! is never a half-alive connection that reads commands it cannot answer.
+//!
+//! A `ping` from the server is answered with a heartbeat (the heartbeat is the liveness signal
+//! the server measures; answering a ping with one lets a server probe an agent on demand).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use streamspace_proto::wire::{
+    self, AgentMessage, Capacity, MAX_MESSAGE_BYTES, ProtoError, Register, ServerMessage,
+    close_code,
+};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::AgentConfig;
+use crate::executor::Executor;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Sink = futures_util::stream::SplitSink<Socket, Message>;
+type Stream = futures_util::stream::SplitStream<Socket>;
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The agent is shutting down.
+    Cancelled,
+    /// The server asked the agent to go elsewhere.
+    ServerShutdown(String),
+    /// The server refused the registration.
+    Rejected(String),
+    /// The server sent something that is not a valid message.
+    BadMessage(ProtoError),
+    /// Could not connect, or the connection broke.
+    Lost(String),
+}
+
+/// What the supervisor learns from one connection.
+#[derive(Debug)]
+pub struct Report {
+    pub ended: Ended,
+    /// How long the connection was registered (zero if it never was).
+    pub registered_for: Duration,
+}
+
+/// What every connection shares.
+pub struct Context<'a> {
+    pub config: &'a AgentConfig,
+    pub executor: &'a Executor,
+    pub outbox: &'a mpsc::Sender<AgentMessage>,
+}
+
+/// Connects to `url`, registers, and serves until the connection ends.
+pub async fn serve(
+    ctx: &Context<'_>,
+    url: &Url,
+    outbox: &mut mpsc::Receiver<AgentMessage>,
+    shutdown: &CancellationToken,
+) -> Report {
+    let lost = |ended| Report {
+        ended,
+        registered_for: Duration::ZERO,
+    };
+    let socket = tokio::select! {
+        () = shutdown.cancelled() => return lost(Ended::Cancelled),
+        r = connect(ctx.config, url) => match r {
+            Ok(socket) => socket,
+            Err(e) => return lost(Ended::Lost(e)),
+        },
+    };
+    let (mut sink, mut stream) = socket.split();
+    let welcomed = tokio::select! {
+        () = shutdown.cancelled() => Err(Ended::Cancelled),
+        r = register(ctx, &mut sink, &mut stream) => r,
+    };
+    let heartbeat = match welcomed {
+        Ok(heartbeat) => heartbeat,
+        Err(ended) => {
+            close(&mut sink, &ended).await;
+            return lost(ended);
+        }
+    };
+    tracing::info!(server = %url, ?heartbeat, "connected and registered");
+    let since = Instant::now();
+    let ended = tokio::select! {
+        () = shutdown.cancelled() => Ended::Cancelled,
+        e = write_loop(&mut sink, outbox) => e,
+        e = read_loop(ctx, &mut stream) => e,
+        e = heartbeat_loop(ctx, heartbeat) => e,
+    };
+    close(&mut sink, &ended).await;
+    Report {
+        ended,
+        registered_for: since.elapsed(),
+    }
+}
+
+async fn connect(config: &AgentConfig, url: &Url) -> Result<Socket, String> {
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("bad server URL {url}: {e}"))?;
+    let mut auth = HeaderValue::from_str(&format!("Bearer {}", config.key))
+        .map_err(|_| "the agent key contains characters not allowed in a header".to_owned())?;
+    auth.set_sensitive(true);
+    request.headers_mut().insert(AUTHORIZATION, auth);
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 * MAX_MESSAGE_BYTES);
+    let handshake = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+    match tokio::time::timeout(config.connect_timeout, handshake).await {
+        Ok(Ok((socket, _response))) => Ok(socket),
+        Ok(Err(WsError::Http(response))) => Err(format!(
+            "{url} refused the connection: HTTP {}",
+            response.status()
+        )),
+        Ok(Err(e)) => Err(format!("connecting to {url}: {e}")),
+        Err(_) => Err(format!(
+            "connecting to {url}: no answer within {:?}",
+            config.connect_timeout
+        )),
+    }
+}
+
+/// Sends `register` and waits for an accepting `welcome`; the heartbeat interval it sets.
+async fn register(
+    ctx: &Context<'_>,
+    sink: &mut Sink,
+    stream: &mut Stream,
+) -> Result<Duration, Ended> {
+    let config = ctx.config;
+    let sessions = ctx.executor.registration_sessions().await;
+    let message = AgentMessage::Register(Register {
+        agent_id: config.agent_id.clone(),
+        platform: ctx.executor.runtime().platform().to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        capacity: Capacity {
+            max_sessions: config.max_sessions,
+        },
+        labels: config.labels.clone(),
+        sessions: sessions.clone(),
+    });
+    write(sink, &message).await?;
+    let welcome = tokio::time::timeout(config.welcome_timeout, async {
+        loop {
+            match next_message(stream).await? {
+                ServerMessage::Ping => continue,
+                ServerMessage::Shutdown { reason } => return Err(Ended::ServerShutdown(reason)),
+                ServerMessage::Welcome {
+                    accepted,
+                    heartbeat_interval_secs,
+                    replica_id,
+                    epoch,
+                    reason,
+                } => return Ok((accepted, heartbeat_interval_secs, replica_id, epoch, reason)),
+                ServerMessage::Command(c) => {
+                    return Err(Ended::Lost(format!(
+                        "server sent command {} before welcome",
+                        c.command_id
+                    )));
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|_| {
+        Ended::Lost(format!(
+            "no welcome within {:?} of registering",
+            config.welcome_timeout
+        ))
+    })??;
+    let (accepted, interval, replica_id, epoch, reason) = welcome;
+    if !accepted {
+        return Err(Ended::Rejected(
+            reason.unwrap_or_else(|| "no reason given".to_owned()),
+        ));
+    }
+    ctx.executor.confirm_failures(&sessions);
+    tracing::debug!(%replica_id, epoch, "welcomed");
+    Ok(Duration::from_secs(interval.max(1)))
+}
+
+/// The next control message, skipping WebSocket pings and pongs.
+async fn next_message(stream: &mut Stream) -> Result<ServerMessage, Ended> {
+    loop {
+        let frame = match stream.next().await {
+            None => return Err(Ended::Lost("the server closed the connection".to_owned())),
+            Some(Err(e)) => return Err(Ended::Lost(format!("reading from the server: {e}"))),
+            Some(Ok(frame)) => frame,
+        };
+        match frame {
+            Message::Text(text) => {
+                return wire::decode_server_message(text.as_str()).map_err(Ended::BadMessage);
+            }
+            Message::Binary(_) => {
+                return Err(Ended::BadMessage(ProtoError::UnknownType(
+                    "binary frame".to_owned(),
+                )));
+            }
+            Message::Close(frame) => {
+                let why = frame.map_or_else(String::new, |f| format!(" ({} {})", f.code, f.reason));
+                return Err(Ended::Lost(format!(
+                    "the server closed the connection{why}"
+                )));
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    }
+}
+
+async fn write(sink: &mut Sink, message: &AgentMessage) -> Result<(), Ended> {
+    let text = wire::encode(message);
+    if text.len() > MAX_MESSAGE_BYTES {
+        // Our own messages are small by construction; refuse rather than be disconnected.
+        tracing::error!(
+            size = text.len(),
+            "dropping an outgoing message over the size limit"
+        );
+        return Ok(());
+    }
+    sink.send(Message::text(text))
+        .await
+        .map_err(|e| Ended::Lost(format!("writing to the server: {e}")))
+}
+
+async fn write_loop(sink: &mut Sink, outbox: &mut mpsc::Receiver<AgentMessage>) -> Ended {
+    loop {
+        let Some(message) = outbox.recv().await else {
+            return Ended::Cancelled;
+        };
+        if let Err(ended) = write(sink, &message).await {
+            return ended;
+        }
+    }
+}
+
+async fn read_loop(ctx: &Context<'_>, stream: &mut Stream) -> Ended {
+    loop {
+        match next_message(stream).await {
+            Err(ended) => return ended,
+            Ok(ServerMessage::Command(command)) => ctx.executor.submit(command).await,
+            Ok(ServerMessage::Ping) => send_heartbeat(ctx).await,
+            Ok(ServerMessage::Shutdown { reason }) => return Ended::ServerShutdown(reason),
+            Ok(ServerMessage::Welcome { .. }) => {
+                tracing::debug!("ignoring a second welcome");
+            }
+        }
+    }
+}
+
+async fn heartbeat_loop(ctx: &Context<'_>, period: Duration) -> Ended {
+    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        for status in ctx.executor.collect_failures().await {
+            if ctx
+                .outbox
+                .send(AgentMessage::SessionStatus(status))
+                .await
+                .is_err()
+            {
+                return Ended::Cancelled;
+            }
+        }
+        send_heartbeat(ctx).await;
+    }
+}
+
+async fn send_heartbeat(ctx: &Context<'_>) {
+    let heartbeat = AgentMessage::Heartbeat {
+        active_sessions: ctx.executor.active_sessions().await,
+        capacity: Capacity {
+            max_sessions: ctx.config.max_sessions,
+        },
+    };
+    let _ = ctx.outbox.send(heartbeat).await;
+}
+
+/// Says goodbye with a close code that explains why, without waiting long for a dead peer.
+async fn close(sink: &mut Sink, ended: &Ended) {
+    let (code, reason) = match ended {
+        Ended::BadMessage(e) => (e.close_code(), e.to_string()),
+        Ended::Cancelled => (close_code::GOING_AWAY, "agent shutting down".to_owned()),
+        Ended::ServerShutdown(_) | Ended::Rejected(_) => (1000, String::new()),
+        Ended::Lost(_) => return,
+    };
+    // A close reason must fit in a control frame (123 bytes).
+    let mut cut = reason.len().min(120);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let reason = &reason[..cut];
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_owned().into(),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        sink.send(Message::Close(Some(frame))),
+    )
+    .await;
+}

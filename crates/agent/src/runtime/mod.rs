@@ -1,0 +1,125 @@
+//! Session runtimes: the one place that knows how a session is actually run.
+//!
+//! The executor speaks only to the [`Runtime`] trait, so adding the Docker or Kubernetes runtime
+//! never touches the connection loop or the duplicate suppression. Every method is idempotent
+//! where the protocol asks for it (starting a running session returns its address, stopping an
+//! unknown session succeeds), because the control plane delivers commands at least once.
+//! Callers serialise actions on one session; a runtime need not defend against two concurrent
+//! actions on the same session id.
+
+pub mod process;
+
+use async_trait::async_trait;
+use streamspace_proto::SessionState;
+use streamspace_proto::api::Template;
+use streamspace_proto::wire::SessionStatus;
+use uuid::Uuid;
+
+pub use process::{ProcessRuntime, ProcessRuntimeConfig};
+
+/// What a runtime observes about one session it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub session_id: Uuid,
+    /// `running`, `hibernated`, or `failed` (its processes died; see `message`).
+    pub state: SessionState,
+    /// Where the session's VNC server listens (`127.0.0.1:PORT`).
+    pub vnc_address: String,
+    /// The X display number the session's programs draw on.
+    pub display: u32,
+    /// Why the session failed, when it did.
+    pub message: Option<String>,
+}
+
+impl SessionInfo {
+    /// The report the control plane understands.
+    pub fn to_status(&self) -> SessionStatus {
+        SessionStatus {
+            session_id: self.session_id,
+            state: self.state,
+            vnc_address: (!self.state.is_terminal()).then(|| self.vnc_address.clone()),
+            message: self.message.clone(),
+        }
+    }
+
+    /// Whether the session counts against the agent's capacity.
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, SessionState::Running | SessionState::Hibernated)
+    }
+}
+
+/// Why a runtime action did not happen. The message is what the control plane shows the user.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("no session {0} on this agent")]
+    UnknownSession(Uuid),
+    #[error("session {session_id} has failed: {message}")]
+    SessionFailed { session_id: Uuid, message: String },
+    #[error("{0}")]
+    MissingProgram(String),
+    #[error("invalid template: {0}")]
+    InvalidTemplate(String),
+    #[error("session did not start: {0}")]
+    StartFailed(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Signal(String),
+}
+
+impl RuntimeError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// Runs sessions on one kind of compute.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// `process`, `docker` or `kubernetes`: what the agent registers as its platform.
+    fn platform(&self) -> &'static str;
+
+    /// Starts the session, or returns it unchanged if it is already running or hibernated.
+    async fn start(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+    ) -> Result<SessionInfo, RuntimeError>;
+
+    /// Stops the session and removes everything it left behind. Stopping a session that is
+    /// unknown or already stopped succeeds.
+    async fn stop(&self, session_id: Uuid) -> Result<(), RuntimeError>;
+
+    /// Freezes the session; hibernating a hibernated session succeeds.
+    async fn hibernate(&self, session_id: Uuid) -> Result<SessionInfo, RuntimeError>;
+
+    /// Resumes a hibernated session; waking a running session succeeds.
+    async fn wake(&self, session_id: Uuid) -> Result<SessionInfo, RuntimeError>;
+
+    /// The session as observed now, or `None` if this runtime does not hold it.
+    async fn status(&self, session_id: Uuid) -> Result<Option<SessionInfo>, RuntimeError>;
+
+    /// Every session held now, as observed now (including ones whose processes died and that
+    /// have not been stopped yet: those are `failed`).
+    async fn list(&self) -> Result<Vec<SessionInfo>, RuntimeError>;
+
+    /// Called once when the agent starts: re-adopts the sessions a previous agent process left
+    /// running, cleans up the ones that died, and returns what happened to each.
+    async fn recover(&self) -> Result<Vec<SessionInfo>, RuntimeError>;
+
+    /// Where the session's VNC server listens, if the session is held and alive.
+    async fn vnc_address(&self, session_id: Uuid) -> Result<Option<String>, RuntimeError> {
+        Ok(self
+            .status(session_id)
+            .await?
+            .filter(SessionInfo::is_live)
+            .map(|s| s.vnc_address))
+    }
+}

@@ -1,0 +1,564 @@
+//! The `process` runtime: each session is an Xvnc server on its own display and loopback port,
+//! plus the template's program drawing on that display. No container engine needed — this is
+//! what `streamspace up` runs.
+//!
+//! All of a session's processes share one process group (Xvnc's), so stop, hibernate
+//! (`SIGSTOP`) and wake (`SIGCONT`) signal the whole session at once. Sessions outlive the
+//! agent: children are not killed when the agent exits, each one is reaped by a task while the
+//! agent runs, and a state file per session (see [`state`]) lets the next agent process
+//! re-adopt them. `/proc` is the source of truth for what is alive; the recorded start time of
+//! every pid guards against the kernel reusing it for an unrelated process.
+
+mod procfs;
+mod state;
+mod xdisplay;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use streamspace_proto::SessionState;
+use streamspace_proto::api::Template;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{Runtime, RuntimeError, SessionInfo};
+use state::{Intent, ProcessRecord, Role, SessionRecord, StateDir};
+
+/// How many display/port pairs a start tries before giving up (each try that loses a race for
+/// a display or a port moves on to another).
+const LAUNCH_ATTEMPTS: u32 = 8;
+const POLL: Duration = Duration::from_millis(25);
+
+/// Settings of the process runtime.
+#[derive(Debug, Clone)]
+pub struct ProcessRuntimeConfig {
+    /// Directory of the per-session state and log files.
+    pub state_dir: PathBuf,
+    /// The Xvnc program (a name looked up on `PATH`, or a path).
+    pub xvnc: String,
+    /// The lowest X display number to use.
+    pub first_display: u32,
+    pub geometry: String,
+    /// How long Xvnc has to answer with its RFB banner.
+    pub ready_timeout: Duration,
+    /// How long processes have to exit after `SIGTERM` before they get `SIGKILL`.
+    pub stop_timeout: Duration,
+}
+
+impl ProcessRuntimeConfig {
+    pub fn new(state_dir: PathBuf) -> Self {
+        Self {
+            state_dir,
+            xvnc: "Xvnc".to_owned(),
+            first_display: 20,
+            geometry: "1280x800".to_owned(),
+            ready_timeout: Duration::from_secs(15),
+            stop_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Runs sessions as local processes under Xvnc.
+#[derive(Debug)]
+pub struct ProcessRuntime {
+    config: ProcessRuntimeConfig,
+    dir: StateDir,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sessions: HashMap<Uuid, SessionRecord>,
+    /// Displays held by sessions or by starts in progress.
+    displays: HashSet<u32>,
+}
+
+/// Why one launch attempt failed.
+enum LaunchError {
+    /// Xvnc exited at once — most likely another server took the display or the port first.
+    Lost(String),
+    Fatal(RuntimeError),
+}
+
+impl ProcessRuntime {
+    pub fn new(config: ProcessRuntimeConfig) -> Self {
+        let dir = StateDir::new(config.state_dir.clone());
+        Self {
+            config,
+            dir,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves plain data behind; keep serving.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn record(&self, session_id: Uuid) -> Option<SessionRecord> {
+        self.inner().sessions.get(&session_id).cloned()
+    }
+
+    fn reserve_display(&self) -> Result<u32, RuntimeError> {
+        let mut inner = self.inner();
+        let first = self.config.first_display;
+        let display = (first..first.saturating_add(1000))
+            .find(|n| !inner.displays.contains(n) && !xdisplay::display_taken(*n))
+            .ok_or_else(|| {
+                RuntimeError::StartFailed(format!("no free X display from :{first} upwards"))
+            })?;
+        inner.displays.insert(display);
+        Ok(display)
+    }
+
+    fn release_display(&self, display: u32) {
+        self.inner().displays.remove(&display);
+    }
+
+    fn save(&self, record: &SessionRecord) -> Result<(), RuntimeError> {
+        self.dir
+            .save(record)
+            .map_err(|e| RuntimeError::io("writing the session state file", e))
+    }
+
+    async fn launch(
+        &self,
+        session_id: Uuid,
+        display: u32,
+        template: &Template,
+    ) -> Result<SessionInfo, LaunchError> {
+        let port = xdisplay::free_loopback_port()
+            .map_err(|e| LaunchError::Fatal(RuntimeError::io("choosing a free port", e)))?;
+        let log_path = self.dir.log_file(session_id);
+        let log = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .map_err(|e| LaunchError::Fatal(RuntimeError::io("opening the session log", e)))
+        };
+        let mut xvnc = Command::new(&self.config.xvnc);
+        xvnc.arg(format!(":{display}"))
+            .args(["-rfbport", &port.to_string(), "-localhost"])
+            .args(["-SecurityTypes", "None", "-geometry", &self.config.geometry])
+            .args(["-depth", "24"])
+            .stdin(Stdio::null())
+            .stdout(log()?)
+            .stderr(log()?)
+            .process_group(0);
+        let xvnc = spawn_reaped(&mut xvnc, Role::Xvnc).map_err(LaunchError::Fatal)?;
+        let mut record = SessionRecord {
+            session_id,
+            display,
+            port,
+            pgid: xvnc.pid,
+            processes: vec![xvnc],
+            intent: Intent::Running,
+        };
+        self.save(&record).map_err(LaunchError::Fatal)?;
+
+        if let Err(e) = self.wait_ready(&record).await {
+            self.cleanup(&record).await;
+            return Err(e);
+        }
+
+        let mut program = Command::new(&template.command[0]);
+        program
+            .args(&template.command[1..])
+            .envs(&template.env)
+            .env("DISPLAY", format!(":{display}"))
+            .stdin(Stdio::null())
+            .stdout(log()?)
+            .stderr(log()?)
+            .process_group(record.pgid);
+        match spawn_reaped(&mut program, Role::Program) {
+            Ok(p) => record.processes.push(p),
+            Err(e) => {
+                self.cleanup(&record).await;
+                return Err(LaunchError::Fatal(e));
+            }
+        }
+        self.save(&record).map_err(LaunchError::Fatal)?;
+        let info = observe(&record);
+        self.inner().sessions.insert(session_id, record);
+        Ok(info)
+    }
+
+    /// Waits until Xvnc answers with its RFB banner, or exits, or the deadline passes.
+    async fn wait_ready(&self, record: &SessionRecord) -> Result<(), LaunchError> {
+        let deadline = Instant::now() + self.config.ready_timeout;
+        let log = self.dir.log_file(record.session_id);
+        loop {
+            let alive = || {
+                record
+                    .processes
+                    .iter()
+                    .all(|p| procfs::alive(p.pid, p.start_time).is_some())
+            };
+            if !alive() {
+                return Err(LaunchError::Lost(xdisplay::log_tail(&log, 600)));
+            }
+            if xdisplay::rfb_banner_ok(record.port).await && alive() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(LaunchError::Fatal(RuntimeError::StartFailed(format!(
+                    "Xvnc did not answer on port {} within {:?}; its log ends with: {}",
+                    record.port,
+                    self.config.ready_timeout,
+                    xdisplay::log_tail(&log, 600)
+                ))));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Ends whatever is left of a session and removes every trace of it.
+    async fn cleanup(&self, record: &SessionRecord) {
+        terminate(record, self.config.stop_timeout).await;
+        if let Some(xvnc) = record.xvnc() {
+            xdisplay::remove_lock_files(record.display, xvnc.pid);
+        }
+        if let Err(e) = self.dir.remove(record.session_id) {
+            tracing::warn!(session_id = %record.session_id, error = %e, "could not remove the session's state file");
+        }
+        let mut inner = self.inner();
+        inner.sessions.remove(&record.session_id);
+        inner.displays.remove(&record.display);
+    }
+
+    /// Sends `signal` to the session and waits until every process is (or is no longer)
+    /// stopped.
+    async fn signal_and_wait(
+        &self,
+        record: &SessionRecord,
+        signal: Signal,
+        stopped: bool,
+    ) -> Result<(), RuntimeError> {
+        signal_group(record, signal)?;
+        let settled = poll_until(Duration::from_secs(5), || {
+            record
+                .processes
+                .iter()
+                .filter_map(|p| procfs::alive(p.pid, p.start_time))
+                .all(|s| s.is_stopped() == stopped)
+        })
+        .await;
+        if settled {
+            Ok(())
+        } else {
+            Err(RuntimeError::Signal(format!(
+                "session {} did not settle after {signal}",
+                record.session_id
+            )))
+        }
+    }
+
+    /// The record of a session that is alive, or the error to report.
+    fn live_record(&self, session_id: Uuid) -> Result<(SessionRecord, SessionInfo), RuntimeError> {
+        let record = self
+            .record(session_id)
+            .ok_or(RuntimeError::UnknownSession(session_id))?;
+        let info = observe(&record);
+        if info.state == SessionState::Failed {
+            return Err(RuntimeError::SessionFailed {
+                session_id,
+                message: info.message.unwrap_or_default(),
+            });
+        }
+        Ok((record, info))
+    }
+
+    fn set_intent(&self, record: &mut SessionRecord, intent: Intent) -> Result<(), RuntimeError> {
+        record.intent = intent;
+        self.save(record)?;
+        if let Some(held) = self.inner().sessions.get_mut(&record.session_id) {
+            held.intent = intent;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Runtime for ProcessRuntime {
+    fn platform(&self) -> &'static str {
+        "process"
+    }
+
+    async fn start(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+    ) -> Result<SessionInfo, RuntimeError> {
+        if let Some(record) = self.record(session_id) {
+            let info = observe(&record);
+            return match info.message {
+                None => Ok(info),
+                Some(message) => Err(RuntimeError::SessionFailed {
+                    session_id,
+                    message,
+                }),
+            };
+        }
+        let Some(program) = template.command.first() else {
+            return Err(RuntimeError::InvalidTemplate(format!(
+                "template {:?} has an empty command",
+                template.name
+            )));
+        };
+        if xdisplay::find_program(&self.config.xvnc).is_none() {
+            return Err(RuntimeError::MissingProgram(format!(
+                "Xvnc not found (looked for {:?}): install tigervnc-standalone-server",
+                self.config.xvnc
+            )));
+        }
+        if xdisplay::find_program(program).is_none() {
+            return Err(RuntimeError::MissingProgram(format!(
+                "program {program:?} of template {:?} not found on this agent's PATH",
+                template.name
+            )));
+        }
+        self.dir
+            .create()
+            .map_err(|e| RuntimeError::io("creating the session state directory", e))?;
+        let mut last = String::new();
+        for _ in 0..LAUNCH_ATTEMPTS {
+            let n = self.reserve_display()?;
+            match self.launch(session_id, n, template).await {
+                Ok(info) => {
+                    tracing::info!(%session_id, x_display = n, address = %info.vnc_address, "session started");
+                    return Ok(info);
+                }
+                Err(LaunchError::Lost(log)) => {
+                    tracing::debug!(%session_id, x_display = n, %log, "Xvnc exited at once; trying another display");
+                    self.release_display(n);
+                    last = log;
+                }
+                Err(LaunchError::Fatal(e)) => {
+                    self.release_display(n);
+                    return Err(e);
+                }
+            }
+        }
+        Err(RuntimeError::StartFailed(format!(
+            "Xvnc exited at once {LAUNCH_ATTEMPTS} times; last output: {last}"
+        )))
+    }
+
+    async fn stop(&self, session_id: Uuid) -> Result<(), RuntimeError> {
+        match self.record(session_id) {
+            Some(record) => {
+                self.cleanup(&record).await;
+                tracing::info!(%session_id, "session stopped");
+            }
+            // Nothing held; make sure no stray file survives either.
+            None => self
+                .dir
+                .remove(session_id)
+                .map_err(|e| RuntimeError::io("removing the session state file", e))?,
+        }
+        Ok(())
+    }
+
+    async fn hibernate(&self, session_id: Uuid) -> Result<SessionInfo, RuntimeError> {
+        let (mut record, info) = self.live_record(session_id)?;
+        if info.state != SessionState::Hibernated {
+            self.signal_and_wait(&record, Signal::SIGSTOP, true).await?;
+        }
+        self.set_intent(&mut record, Intent::Hibernated)?;
+        Ok(observe(&record))
+    }
+
+    async fn wake(&self, session_id: Uuid) -> Result<SessionInfo, RuntimeError> {
+        let (mut record, info) = self.live_record(session_id)?;
+        if info.state != SessionState::Running {
+            self.signal_and_wait(&record, Signal::SIGCONT, false)
+                .await?;
+        }
+        self.set_intent(&mut record, Intent::Running)?;
+        Ok(observe(&record))
+    }
+
+    async fn status(&self, session_id: Uuid) -> Result<Option<SessionInfo>, RuntimeError> {
+        Ok(self.record(session_id).map(|r| observe(&r)))
+    }
+
+    async fn list(&self) -> Result<Vec<SessionInfo>, RuntimeError> {
+        let records: Vec<SessionRecord> = self.inner().sessions.values().cloned().collect();
+        Ok(records.iter().map(observe).collect())
+    }
+
+    async fn recover(&self) -> Result<Vec<SessionInfo>, RuntimeError> {
+        let (records, unreadable) = self
+            .dir
+            .load_all()
+            .map_err(|e| RuntimeError::io("reading the session state directory", e))?;
+        let mut report = Vec::new();
+        for (session_id, message) in unreadable {
+            let _ = self.dir.remove(session_id);
+            report.push(lost(session_id, 0, String::new(), message));
+        }
+        for record in records {
+            let info = observe(&record);
+            if info.is_live() {
+                tracing::info!(session_id = %record.session_id, state = %info.state, "re-adopted session");
+                let mut inner = self.inner();
+                inner.displays.insert(record.display);
+                inner.sessions.insert(record.session_id, record);
+                report.push(info);
+            } else {
+                let message = format!(
+                    "lost while the agent was down: {}",
+                    info.message.unwrap_or_default()
+                );
+                tracing::warn!(session_id = %record.session_id, %message, "cleaning up a dead session");
+                self.cleanup(&record).await;
+                report.push(lost(
+                    record.session_id,
+                    record.display,
+                    record.vnc_address(),
+                    message,
+                ));
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn lost(session_id: Uuid, display: u32, vnc_address: String, message: String) -> SessionInfo {
+    SessionInfo {
+        session_id,
+        state: SessionState::Failed,
+        vnc_address,
+        display,
+        message: Some(message),
+    }
+}
+
+/// What `/proc` says about the session now.
+fn observe(record: &SessionRecord) -> SessionInfo {
+    let mut all_stopped = true;
+    let mut message = None;
+    for p in &record.processes {
+        match procfs::alive(p.pid, p.start_time) {
+            Some(stat) => all_stopped &= stat.is_stopped(),
+            None => {
+                let what = match p.role {
+                    Role::Xvnc => "the session's Xvnc server",
+                    Role::Program => "the session's program",
+                };
+                message.get_or_insert_with(|| format!("{what} (pid {}) exited", p.pid));
+            }
+        }
+    }
+    let state = match (&message, all_stopped) {
+        (Some(_), _) => SessionState::Failed,
+        (None, true) => SessionState::Hibernated,
+        (None, false) => SessionState::Running,
+    };
+    SessionInfo {
+        session_id: record.session_id,
+        state,
+        vnc_address: record.vnc_address(),
+        display: record.display,
+        message,
+    }
+}
+
+/// Spawns a child that outlives the agent, and a task that reaps it while the agent runs.
+fn spawn_reaped(command: &mut Command, role: Role) -> Result<ProcessRecord, RuntimeError> {
+    let program = command
+        .as_std()
+        .get_program()
+        .to_string_lossy()
+        .into_owned();
+    let mut child: Child = command.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            RuntimeError::MissingProgram(format!("program {program:?} not found"))
+        }
+        _ => RuntimeError::io(format!("starting {program}"), e),
+    })?;
+    // Read the start time before the reaper may wait on the child: until then even a child
+    // that exited at once is still listed (as a zombie).
+    let pid = child.id().and_then(|p| i32::try_from(p).ok());
+    let start_time = pid.and_then(procfs::stat).map(|s| s.start_time);
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        tracing::debug!(%program, ?status, "session process exited");
+    });
+    let (Some(pid), Some(start_time)) = (pid, start_time) else {
+        return Err(RuntimeError::StartFailed(format!(
+            "{role:?} exited at once"
+        )));
+    };
+    Ok(ProcessRecord {
+        role,
+        pid,
+        start_time,
+    })
+}
+
+/// Signals the session's process group, but only while one of its recorded processes is
+/// verifiably alive: a group id whose members are all gone may name someone else's group.
+fn signal_group(record: &SessionRecord, signal: Signal) -> Result<(), RuntimeError> {
+    if !any_alive(record) {
+        return Ok(());
+    }
+    match killpg(Pid::from_raw(record.pgid), signal) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(RuntimeError::Signal(format!(
+            "sending {signal} to process group {}: {e}",
+            record.pgid
+        ))),
+    }
+}
+
+fn any_alive(record: &SessionRecord) -> bool {
+    record
+        .processes
+        .iter()
+        .any(|p| procfs::alive(p.pid, p.start_time).is_some())
+}
+
+/// `SIGTERM` (and `SIGCONT`, so hibernated processes can act on it), then `SIGKILL` after
+/// `grace`.
+async fn terminate(record: &SessionRecord, grace: Duration) {
+    for signal in [Signal::SIGTERM, Signal::SIGCONT] {
+        if let Err(e) = signal_group(record, signal) {
+            tracing::warn!(session_id = %record.session_id, error = %e, "could not signal session");
+        }
+    }
+    if poll_until(grace, || !any_alive(record)).await {
+        return;
+    }
+    tracing::warn!(session_id = %record.session_id, "session ignored SIGTERM; killing it");
+    if let Err(e) = signal_group(record, Signal::SIGKILL) {
+        tracing::warn!(session_id = %record.session_id, error = %e, "could not kill session");
+    }
+    if !poll_until(Duration::from_secs(5), || !any_alive(record)).await {
+        tracing::error!(session_id = %record.session_id, "session processes survived SIGKILL");
+    }
+}
+
+async fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

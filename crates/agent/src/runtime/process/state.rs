@@ -1,0 +1,187 @@
+//! The state file of one process-runtime session: `<dir>/<session_id>.json`.
+//!
+//! It is what lets sessions outlive the agent: a restarted agent reads these files to find the
+//! processes it started before (pid *and* start time, to survive pid reuse), the display and
+//! port, and whether the session was hibernated. Files are replaced atomically (write to a
+//! temporary file, then rename), so a crash never leaves half a record.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The role a process plays in a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Xvnc,
+    Program,
+}
+
+/// One process of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub role: Role,
+    pub pid: i32,
+    /// Field 22 of `/proc/PID/stat` when the process was started.
+    pub start_time: u64,
+}
+
+/// What the agent last asked of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    Running,
+    Hibernated,
+}
+
+/// Everything needed to find, signal and clean up a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub session_id: Uuid,
+    pub display: u32,
+    pub port: u16,
+    /// The process group of all the session's processes (Xvnc's pid).
+    pub pgid: i32,
+    pub processes: Vec<ProcessRecord>,
+    pub intent: Intent,
+}
+
+impl SessionRecord {
+    pub fn vnc_address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn xvnc(&self) -> Option<&ProcessRecord> {
+        self.processes.iter().find(|p| p.role == Role::Xvnc)
+    }
+}
+
+/// What [`StateDir::load_all`] found: readable records, and unreadable files by session id
+/// with the reason.
+pub type Loaded = (Vec<SessionRecord>, Vec<(Uuid, String)>);
+
+/// The directory of state files.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    #[cfg(test)]
+    pub fn path(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    pub fn create(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+    }
+
+    fn file(&self, session_id: Uuid) -> PathBuf {
+        self.dir.join(format!("{session_id}.json"))
+    }
+
+    /// Where the session's processes write their output.
+    pub fn log_file(&self, session_id: Uuid) -> PathBuf {
+        self.dir.join(format!("{session_id}.log"))
+    }
+
+    pub fn save(&self, record: &SessionRecord) -> std::io::Result<()> {
+        let path = self.file(record.session_id);
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// Deletes the state and log files; missing files are fine.
+    pub fn remove(&self, session_id: Uuid) -> std::io::Result<()> {
+        for path in [self.file(session_id), self.log_file(session_id)] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Every state file: the records that parse, and the session ids of those that do not.
+    pub fn load_all(&self) -> std::io::Result<Loaded> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((good, bad)),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let Some(id) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| Uuid::parse_str(s).ok())
+            else {
+                continue;
+            };
+            let parsed = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<SessionRecord>(&bytes).map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok(record) if record.session_id == id => good.push(record),
+                Ok(_) => bad.push((id, "state file names another session".to_owned())),
+                Err(e) => bad.push((id, format!("unreadable state file: {e}"))),
+            }
+        }
+        Ok((good, bad))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> SessionRecord {
+        SessionRecord {
+            session_id: Uuid::now_v7(),
+            display: 21,
+            port: 5921,
+            pgid: 100,
+            processes: vec![ProcessRecord {
+                role: Role::Xvnc,
+                pid: 100,
+                start_time: 5,
+            }],
+            intent: Intent::Running,
+        }
+    }
+
+    #[test]
+    fn saves_loads_and_removes() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let dir = StateDir::new(tmp.path().join("sessions"));
+        dir.create()?;
+        let rec = record();
+        dir.save(&rec)?;
+        std::fs::write(
+            dir.path().join(format!("{}.json", Uuid::now_v7())),
+            "{trunc",
+        )?;
+        std::fs::write(dir.path().join("notes.txt"), "ignored")?;
+        let (good, bad) = dir.load_all()?;
+        assert_eq!(good, vec![rec.clone()]);
+        assert_eq!(bad.len(), 1, "the corrupt file is reported: {bad:?}");
+        dir.remove(rec.session_id)?;
+        dir.remove(rec.session_id)?;
+        assert!(dir.load_all()?.0.is_empty());
+        Ok(())
+    }
+}

@@ -1,0 +1,131 @@
+//! The X side of a process session: picking a free display, cleaning its lock files, finding
+//! programs on `PATH`, and knowing when a VNC server is ready.
+//!
+//! An X server claims display `N` by creating `/tmp/.X{N}-lock` (holding its pid) and the socket
+//! `/tmp/.X11-unix/X{N}`. The lock file is the arbiter between concurrent servers, so cleanup
+//! only removes it when it names our own server (or a server that no longer exists): a session
+//! that lost a race for a display must never delete the winner's lock.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::procfs;
+
+const X_TMP: &str = "/tmp";
+
+fn lock_file(display: u32) -> PathBuf {
+    Path::new(X_TMP).join(format!(".X{display}-lock"))
+}
+
+fn socket_file(display: u32) -> PathBuf {
+    Path::new(X_TMP).join(format!(".X11-unix/X{display}"))
+}
+
+/// Whether some X server (alive or crashed) holds display `n`.
+pub fn display_taken(n: u32) -> bool {
+    lock_file(n).exists() || socket_file(n).exists()
+}
+
+/// Removes the lock file and socket of `display` if they belong to the X server `pid` or to no
+/// living process. Missing files are fine.
+pub fn remove_lock_files(display: u32, pid: i32) {
+    let lock = lock_file(display);
+    let owner = std::fs::read_to_string(&lock)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok());
+    let ours_or_stale = match owner {
+        Some(owner) => owner == pid || procfs::stat(owner).is_none_or(|s| s.is_dead()),
+        // No lock: a socket left behind is stale (a live server keeps its lock).
+        None => true,
+    };
+    if !ours_or_stale {
+        let n = display;
+        tracing::debug!(
+            x_display = n,
+            "display lock belongs to another X server; left alone"
+        );
+        return;
+    }
+    for path in [lock, socket_file(display)] {
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove X lock file");
+        }
+    }
+}
+
+/// Finds `program` the way a shell would: as a path if it contains `/`, else on `PATH`.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return is_executable(&path).then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Whether a VNC server answers on `127.0.0.1:port` with its `RFB ` banner.
+pub async fn rfb_banner_ok(port: u16) -> bool {
+    let probe = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut banner = [0u8; 4];
+        stream.read_exact(&mut banner).await.ok()?;
+        Some(&banner == b"RFB ")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), probe).await,
+        Ok(Some(true))
+    )
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_loopback_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The last `max` bytes of a log file, for error messages.
+pub fn log_tail(path: &Path, max: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let start = text.len().saturating_sub(max);
+    String::from_utf8_lossy(&text[start..]).trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_programs_on_path_and_by_path() {
+        assert!(find_program("sh").is_some(), "sh is on PATH");
+        assert_eq!(find_program("/bin/sh"), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(find_program("surely-not-a-program-xyz"), None);
+        assert_eq!(find_program("/nonexistent/sh"), None);
+    }
+
+    #[tokio::test]
+    async fn a_port_without_vnc_is_not_ready() -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Ok((mut s, _)) = listener.accept().await {
+                let _ = s.write_all(b"SSH-2.0-x\r\n").await;
+            }
+        });
+        assert!(!rfb_banner_ok(port).await);
+        server.abort();
+        Ok(())
+    }
+}
