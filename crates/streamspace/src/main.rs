@@ -1,1 +1,61 @@
-fn main() {}
+//! The `streamspace` command: every StreamSpace role in one binary.
+//!
+//! - `up`: a complete platform on a laptop (control plane on embedded SQLite plus a local agent).
+//! - `server`: one control-plane replica against PostgreSQL (or SQLite).
+//! - `agent`: an agent that connects out to the control plane and runs sessions.
+//! - `migrate`: apply, revert or list schema migrations.
+//! - `session`, `agent list|show|delete`, `command`, `template`, `agent-key`: REST API clients.
+//!
+//! This crate only parses arguments and wires the library crates together; behaviour lives in
+//! `streamspace-server`, `streamspace-agent`, `streamspace-store` and `streamspace-client`.
+
+mod cli;
+mod commands;
+mod output;
+mod secrets;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // TLS (wss:// agents, https:// clients) uses ring; install it once for the whole process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    init_tracing(cli.log_format, cli.command.default_log_level());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,383 @@
+//! Command-line definitions. Every flag can also come from an environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "streamspace",
+    version,
+    about = "Stream containerised desktop applications to the browser"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log output format.
+    #[arg(long, global = true, env = "STREAMSPACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole platform locally: control plane on SQLite plus a local agent.
+    Up(UpArgs),
+    /// Run one control-plane replica.
+    Server(ServerArgs),
+    /// Run an agent (with flags), or manage agents (`list`, `show`, `delete`).
+    Agent(AgentCommand),
+    /// Apply, revert or list database migrations.
+    Migrate(MigrateArgs),
+    /// Create, list and control sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// List agent commands.
+    #[command(subcommand, name = "command")]
+    Commands(CommandsCommand),
+    /// Manage session templates.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// Create, list and revoke agent keys.
+    #[command(subcommand)]
+    AgentKey(AgentKeyCommand),
+}
+
+impl Command {
+    /// Long-running roles log at info; one-shot client commands only say what went wrong.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Up(_) | Command::Server(_) | Command::Migrate(_) => "info",
+            Command::Agent(a) if a.action.is_none() => "info",
+            _ => "warn",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the database, admin token and session state live [default: the user's data
+    /// directory, e.g. ~/.local/share/streamspace].
+    #[arg(long, env = "STREAMSPACE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address for the REST API and the agent endpoint.
+    #[arg(long, env = "STREAMSPACE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Most sessions the local agent runs at once.
+    #[arg(long, env = "STREAMSPACE_MAX_SESSIONS", default_value_t = 10)]
+    pub max_sessions: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// PostgreSQL (postgres://…) or SQLite (sqlite:PATH) database.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Address to listen on.
+    #[arg(long, env = "STREAMSPACE_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    /// This replica's name [default: $POD_NAME, else the hostname].
+    #[arg(long, env = "STREAMSPACE_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// Do not apply pending migrations at start (run `streamspace migrate up` yourself).
+    #[arg(long, env = "STREAMSPACE_NO_MIGRATE")]
+    pub no_migrate: bool,
+    /// If set, a newly generated admin token is also written to DIR/admin-token (mode 0600).
+    #[arg(long, env = "STREAMSPACE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub tuning: ServerTuning,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerTuning {
+    /// Seconds between agent heartbeats; an agent silent for three intervals is offline.
+    #[arg(long, env = "STREAMSPACE_HEARTBEAT_INTERVAL", default_value_t = 10)]
+    pub heartbeat_interval: u64,
+    /// Workers delivering commands to agents.
+    #[arg(long, env = "STREAMSPACE_DISPATCHER_WORKERS", default_value_t = 10)]
+    pub dispatcher_workers: usize,
+    /// Seconds to wait for an agent's ack before resending (doubles per attempt).
+    #[arg(long, env = "STREAMSPACE_ACK_TIMEOUT", default_value_t = 5)]
+    pub ack_timeout: u64,
+    /// Delivery attempts before a command is given up.
+    #[arg(long, env = "STREAMSPACE_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: i32,
+    /// Seconds a sent or acknowledged command may go without progress before it fails.
+    #[arg(long, env = "STREAMSPACE_COMMAND_DEADLINE", default_value_t = 120)]
+    pub command_deadline: u64,
+    /// Seconds a command may wait for an offline agent before it fails.
+    #[arg(long, env = "STREAMSPACE_PENDING_TTL", default_value_t = 86_400)]
+    pub pending_ttl: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AgentCommand {
+    #[command(subcommand)]
+    pub action: Option<AgentAction>,
+    #[command(flatten)]
+    pub run: AgentRunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentAction {
+    /// List agents.
+    List(ClientArgs),
+    /// Show one agent.
+    Show {
+        agent_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Forget an agent and revoke its keys.
+    Delete {
+        agent_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentRunArgs {
+    /// Control plane base URL (http:// or https://); repeat to fail over between replicas.
+    #[arg(long = "server", env = "STREAMSPACE_SERVER", value_delimiter = ',')]
+    pub servers: Vec<String>,
+    /// This agent's id (the key must be bound to it).
+    #[arg(long, env = "STREAMSPACE_AGENT_ID")]
+    pub agent_id: Option<String>,
+    /// Agent key from `streamspace agent-key create`.
+    #[arg(long, env = "STREAMSPACE_AGENT_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// How sessions run.
+    #[arg(long, env = "STREAMSPACE_RUNTIME", value_enum, default_value_t = RuntimeArg::Process)]
+    pub runtime: RuntimeArg,
+    /// Where the agent keeps session state [default: <data dir>/agent-<id>].
+    #[arg(long, env = "STREAMSPACE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Most sessions this agent runs at once.
+    #[arg(long, env = "STREAMSPACE_MAX_SESSIONS", default_value_t = 10)]
+    pub max_sessions: u32,
+    /// A label KEY=VALUE to report (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Commands executed at once.
+    #[arg(long, env = "STREAMSPACE_MAX_CONCURRENT_COMMANDS", default_value_t = 8)]
+    pub max_concurrent_commands: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RuntimeArg {
+    /// Xvnc plus the template's program, as local processes.
+    Process,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub action: MigrateAction,
+    /// PostgreSQL (postgres://…) or SQLite (sqlite:PATH) database.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Revert the newest migrations.
+    Down {
+        /// How many migrations to revert.
+        #[arg(long, default_value_t = 1)]
+        steps: u32,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+/// How client commands reach the control plane.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Control plane base URL.
+    #[arg(
+        long,
+        env = "STREAMSPACE_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// API token [default: the admin token `streamspace up` saved in $STREAMSPACE_DATA_DIR or the
+    /// default data directory].
+    #[arg(long, env = "STREAMSPACE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', env = "STREAMSPACE_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Start a session from a template.
+    Create {
+        template: String,
+        /// Wait until the session is running (or has failed).
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait with --wait.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List sessions.
+    List(ClientArgs),
+    /// Show one session.
+    Show {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop a session for good.
+    Stop {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Suspend a running session.
+    Hibernate {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Resume a hibernated session.
+    Wake {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CommandsCommand {
+    /// List recent commands, newest first.
+    List {
+        #[arg(long)]
+        session: Option<uuid::Uuid>,
+        #[arg(long)]
+        agent: Option<String>,
+        /// pending, sent, acknowledged, completed or failed.
+        #[arg(long)]
+        status: Option<streamspace_proto::CommandStatus>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one command.
+    Show {
+        command_id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// List templates.
+    List(ClientArgs),
+    /// Add a template.
+    Create {
+        name: String,
+        /// Program and arguments to run in the session, e.g. `--command xterm --command -fa`.
+        #[arg(long = "command", required = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Environment variable KEY=VALUE for the program (repeatable).
+        #[arg(long = "env", value_parser = parse_label)]
+        env: Vec<(String, String)>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a template.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentKeyCommand {
+    /// Create a key bound to one agent id; the secret is shown once.
+    Create {
+        agent_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List keys (never their secrets).
+    List(ClientArgs),
+    /// Revoke a key.
+    Revoke {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn agent_runs_with_flags_and_lists_with_a_subcommand() {
+        let cli = Cli::try_parse_from([
+            "streamspace",
+            "agent",
+            "--server",
+            "http://a:8080",
+            "--server",
+            "http://b:8080",
+            "--agent-id",
+            "a1",
+            "--key",
+            "k",
+        ])
+        .expect("agent run parses");
+        let Command::Agent(agent) = cli.command else {
+            panic!("expected the agent command");
+        };
+        assert!(agent.action.is_none());
+        assert_eq!(agent.run.servers, ["http://a:8080", "http://b:8080"]);
+
+        let cli = Cli::try_parse_from(["streamspace", "agent", "list", "-o", "json"])
+            .expect("agent list parses");
+        let Command::Agent(agent) = cli.command else {
+            panic!("expected the agent command");
+        };
+        assert!(matches!(agent.action, Some(AgentAction::List(_))));
+    }
+}

@@ -1,0 +1,189 @@
+//! Client subcommands: thin wrappers over `streamspace-client` that print the API's objects.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use streamspace_client::Client;
+use streamspace_proto::api::{CommandFilter, CreateTemplate};
+
+use crate::cli::{
+    AgentAction, AgentKeyCommand, ClientArgs, CommandsCommand, OutputFormat, SessionCommand,
+    TemplateCommand,
+};
+use crate::output::{print_many, print_one};
+use crate::secrets;
+
+fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
+    let token = match &args.token {
+        Some(t) => t.clone(),
+        None => secrets::default_data_dir()
+            .ok()
+            .and_then(|dir| secrets::read(&dir.join("admin-token")).ok().flatten())
+            .context("no API token: pass --token or set STREAMSPACE_TOKEN")?,
+    };
+    Client::new(&args.server, &token).context("setting up the API client")
+}
+
+pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
+    match cmd {
+        SessionCommand::Create {
+            template,
+            wait,
+            timeout,
+            client,
+        } => {
+            let api = connect(&client)?;
+            let mut session = api.create_session(&template).await?;
+            if wait {
+                let deadline = Instant::now() + Duration::from_secs(timeout);
+                while !matches!(session.state, streamspace_proto::SessionState::Running)
+                    && !session.state.is_terminal()
+                {
+                    if Instant::now() >= deadline {
+                        anyhow::bail!(
+                            "session {} is still {} after {timeout} s",
+                            session.id,
+                            session.state
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    session = api.get_session(session.id).await?;
+                }
+            }
+            print_one(client.output, &session)?;
+            if session.state == streamspace_proto::SessionState::Failed {
+                anyhow::bail!(
+                    "session {} failed: {}",
+                    session.id,
+                    session
+                        .error_message
+                        .as_deref()
+                        .unwrap_or("no reason given")
+                );
+            }
+            Ok(())
+        }
+        SessionCommand::List(client) => {
+            print_many(client.output, &connect(&client)?.list_sessions().await?)
+        }
+        SessionCommand::Show { id, client } => {
+            print_one(client.output, &connect(&client)?.get_session(id).await?)
+        }
+        SessionCommand::Stop { id, client } => {
+            print_one(client.output, &connect(&client)?.stop_session(id).await?)
+        }
+        SessionCommand::Hibernate { id, client } => print_one(
+            client.output,
+            &connect(&client)?.hibernate_session(id).await?,
+        ),
+        SessionCommand::Wake { id, client } => {
+            print_one(client.output, &connect(&client)?.wake_session(id).await?)
+        }
+    }
+}
+
+pub async fn agent(action: AgentAction) -> anyhow::Result<()> {
+    match action {
+        AgentAction::List(client) => {
+            print_many(client.output, &connect(&client)?.list_agents().await?)
+        }
+        AgentAction::Show { agent_id, client } => print_one(
+            client.output,
+            &connect(&client)?.get_agent(&agent_id).await?,
+        ),
+        AgentAction::Delete { agent_id, client } => {
+            connect(&client)?.delete_agent(&agent_id).await?;
+            if client.output == OutputFormat::Table {
+                println!("deleted agent {agent_id}");
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn commands(cmd: CommandsCommand) -> anyhow::Result<()> {
+    match cmd {
+        CommandsCommand::List {
+            session,
+            agent,
+            status,
+            limit,
+            client,
+        } => {
+            let filter = CommandFilter {
+                session_id: session,
+                agent_id: agent,
+                status,
+                limit,
+            };
+            print_many(
+                client.output,
+                &connect(&client)?.list_commands(&filter).await?,
+            )
+        }
+        CommandsCommand::Show { command_id, client } => print_one(
+            client.output,
+            &connect(&client)?.get_command(command_id).await?,
+        ),
+    }
+}
+
+pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
+    match cmd {
+        TemplateCommand::List(client) => {
+            print_many(client.output, &connect(&client)?.list_templates().await?)
+        }
+        TemplateCommand::Create {
+            name,
+            command,
+            description,
+            env,
+            client,
+        } => {
+            let body = CreateTemplate {
+                name,
+                description,
+                command,
+                env: env.into_iter().collect(),
+            };
+            print_one(
+                client.output,
+                &connect(&client)?.create_template(&body).await?,
+            )
+        }
+        TemplateCommand::Delete { name, client } => {
+            connect(&client)?.delete_template(&name).await?;
+            if client.output == OutputFormat::Table {
+                println!("deleted template {name}");
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn agent_key(cmd: AgentKeyCommand) -> anyhow::Result<()> {
+    match cmd {
+        AgentKeyCommand::Create { agent_id, client } => {
+            let created = connect(&client)?.create_agent_key(&agent_id).await?;
+            match client.output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&created)?),
+                OutputFormat::Table => {
+                    print_one(client.output, &created.key)?;
+                    println!();
+                    println!("Secret (shown once): {}", created.secret);
+                }
+            }
+            Ok(())
+        }
+        AgentKeyCommand::List(client) => {
+            print_many(client.output, &connect(&client)?.list_agent_keys().await?)
+        }
+        AgentKeyCommand::Revoke { id, client } => {
+            connect(&client)?.revoke_agent_key(id).await?;
+            if client.output == OutputFormat::Table {
+                println!("revoked key {id}");
+            }
+            Ok(())
+        }
+    }
+}

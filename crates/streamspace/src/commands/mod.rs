@@ -1,0 +1,41 @@
+//! One module per subcommand; each turns parsed arguments into calls on the library crates.
+
+mod agent;
+mod client;
+mod migrate;
+mod server;
+mod up;
+
+use crate::cli::Command;
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(args) => up::run(args).await,
+        Command::Server(args) => server::run(args).await,
+        Command::Agent(cmd) => match cmd.action {
+            None => agent::run(cmd.run).await,
+            Some(action) => client::agent(action).await,
+        },
+        Command::Migrate(args) => migrate::run(args).await,
+        Command::Session(cmd) => client::session(cmd).await,
+        Command::Commands(cmd) => client::commands(cmd).await,
+        Command::Template(cmd) => client::template(cmd).await,
+        Command::AgentKey(cmd) => client::agent_key(cmd).await,
+    }
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! `streamspace server`: one control-plane replica.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use streamspace_server::ServerConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{ServerArgs, ServerTuning};
+use crate::secrets;
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let replica_id = args.replica_id.clone().unwrap_or_else(default_replica_id);
+    if !args.no_migrate {
+        let applied = streamspace_store::migrate::up(&args.database_url)
+            .await
+            .context("applying database migrations (use --no-migrate to skip)")?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied migrations");
+        }
+    }
+    let store = streamspace_store::open(&args.database_url)
+        .await
+        .context("opening the database")?;
+    let env_token = std::env::var("STREAMSPACE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let new_token = streamspace_server::bootstrap(store.as_ref(), env_token.as_deref())
+        .await
+        .context("bootstrapping the control plane")?;
+    if let Some(token) = new_token {
+        println!("Admin token (shown once): {token}");
+        if let Some(dir) = &args.data_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            secrets::write(&dir.join("admin-token"), &token)?;
+            println!("Saved to {}", dir.join("admin-token").display());
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, %replica_id, backend = store.backend(), "control plane listening");
+    println!("StreamSpace control plane {replica_id} listening on http://{addr}");
+    let shutdown = CancellationToken::new();
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        super::stop_signal().await;
+        tracing::info!("stopping");
+        stopper.cancel();
+    });
+    let config = server_config(replica_id, &args.tuning);
+    streamspace_server::serve(listener, store, config, shutdown)
+        .await
+        .context("control plane stopped with an error")
+}
+
+pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
+    ServerConfig {
+        replica_id,
+        heartbeat_interval: Duration::from_secs(t.heartbeat_interval.max(1)),
+        dispatcher_workers: t.dispatcher_workers.max(1),
+        ack_timeout: Duration::from_secs(t.ack_timeout.max(1)),
+        max_attempts: t.max_attempts.max(1),
+        stuck_after: Duration::from_secs(t.command_deadline.max(1)),
+        pending_ttl: Duration::from_secs(t.pending_ttl.max(1)),
+        ..ServerConfig::default()
+    }
+}
+
+/// `POD_NAME` (set from the Kubernetes downward API), else the hostname.
+fn default_replica_id() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "streamspace".to_owned())
+}

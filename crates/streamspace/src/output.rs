@@ -1,0 +1,173 @@
+//! Printing API objects: aligned tables for people, the API's own JSON for scripts.
+
+use serde::Serialize;
+use streamspace_proto::api::{Agent, AgentKey, Command, Session, Template};
+
+use crate::cli::OutputFormat;
+
+/// Something that can be shown as table rows.
+pub trait Tabular: Serialize {
+    fn headers() -> &'static [&'static str];
+    fn row(&self) -> Vec<String>;
+}
+
+/// Prints one object: the API's JSON, or a one-row table.
+pub fn print_one<T: Tabular>(format: OutputFormat, item: &T) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(item)?),
+        OutputFormat::Table => print_table(T::headers(), &[item.row()]),
+    }
+    Ok(())
+}
+
+/// Prints a list: a JSON array, or a table.
+pub fn print_many<T: Tabular>(format: OutputFormat, items: &[T]) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(items)?),
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = items.iter().map(Tabular::row).collect();
+            print_table(T::headers(), &rows);
+        }
+    }
+    Ok(())
+}
+
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    print!("{}", render_table(headers, rows));
+}
+
+fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let parts: Vec<String> = cells
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+fn or_dash<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+impl Tabular for Session {
+    fn headers() -> &'static [&'static str] {
+        &["ID", "TEMPLATE", "AGENT", "STATE", "VNC", "CREATED"]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.template.clone(),
+            or_dash(self.agent_id.as_ref()),
+            self.state.to_string(),
+            or_dash(self.vnc_address.as_ref()),
+            time(self.created_at),
+        ]
+    }
+}
+
+impl Tabular for Agent {
+    fn headers() -> &'static [&'static str] {
+        &[
+            "AGENT",
+            "PLATFORM",
+            "STATUS",
+            "SESSIONS",
+            "REPLICA",
+            "LAST HEARTBEAT",
+        ]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.agent_id.clone(),
+            self.platform.clone(),
+            self.status.to_string(),
+            format!("{}/{}", self.active_sessions, self.max_sessions),
+            or_dash(self.replica_id.as_ref()),
+            or_dash(self.last_heartbeat_at.map(time)),
+        ]
+    }
+}
+
+impl Tabular for Command {
+    fn headers() -> &'static [&'static str] {
+        &[
+            "COMMAND", "ACTION", "AGENT", "SESSION", "STATUS", "ATTEMPTS", "CREATED", "ERROR",
+        ]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.command_id.to_string(),
+            self.action.to_string(),
+            self.agent_id.clone(),
+            or_dash(self.session_id),
+            self.status.to_string(),
+            self.attempts.to_string(),
+            time(self.created_at),
+            or_dash(self.error_message.as_ref()),
+        ]
+    }
+}
+
+impl Tabular for Template {
+    fn headers() -> &'static [&'static str] {
+        &["NAME", "COMMAND", "DESCRIPTION"]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.command.join(" "),
+            self.description.clone(),
+        ]
+    }
+}
+
+impl Tabular for AgentKey {
+    fn headers() -> &'static [&'static str] {
+        &["ID", "AGENT", "PREFIX", "CREATED", "LAST USED", "REVOKED"]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.agent_id.clone(),
+            self.prefix.clone(),
+            time(self.created_at),
+            or_dash(self.last_used_at.map(time)),
+            or_dash(self.revoked_at.map(time)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up() {
+        let out = render_table(
+            &["A", "LONGER"],
+            &[
+                vec!["x".into(), "y".into()],
+                vec!["wide cell".into(), "z".into()],
+            ],
+        );
+        assert_eq!(out, "A          LONGER\nx          y\nwide cell  z\n");
+    }
+}

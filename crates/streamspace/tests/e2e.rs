@@ -1,0 +1,307 @@
+//! End-to-end: real `streamspace` server and agent processes, real PostgreSQL, real Xvnc.
+//!
+//! These are the flows an operator relies on: a session goes through its whole life on separate
+//! processes; an agent killed in the middle of a command does not run the session twice; commands
+//! issued while an agent is away reach it when it returns; `streamspace up` works from nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use common::{
+    ADMIN_TOKEN, Harness, commands_for, wait_for_agent_online, wait_for_ready, wait_for_state,
+};
+use streamspace_client::Client;
+use streamspace_proto::api::{Action, AgentStatus, CommandStatus, SessionState};
+use streamspace_testkit::vnc::read_rfb_banner;
+use streamspace_testkit::{PgCluster, wait_until};
+
+const START_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// Server + agent as separate processes on a fresh PostgreSQL database.
+async fn platform(
+    h: &mut Harness,
+    pg: &PgCluster,
+) -> anyhow::Result<(common::Proc, common::Proc, Client, String)> {
+    let db = pg.create_database()?;
+    let (server, url) = h.server(&db, &["--heartbeat-interval", "1"]).await?;
+    let api = Client::new(&url, ADMIN_TOKEN)?;
+    wait_for_ready(&api).await.with_context(|| server.logs())?;
+    let key = api.create_agent_key("e2e-agent").await?;
+    let state_dir = h.path("agent-state");
+    let agent = h.agent(&url, "e2e-agent", &key.secret, &state_dir)?;
+    wait_for_agent_online(&api, "e2e-agent")
+        .await
+        .with_context(|| format!("{}\n{}", server.logs(), agent.logs()))?;
+    Ok((server, agent, api, key.secret))
+}
+
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_lives_its_whole_life_across_separate_processes() -> anyhow::Result<()> {
+    let pg = PgCluster::start()?;
+    let mut h = Harness::new()?;
+    let (server, agent, api, _) = platform(&mut h, &pg).await?;
+    let logs = || format!("{}\n{}", server.logs(), agent.logs());
+
+    let session = api.create_session("xterm").await?;
+    assert_eq!(session.state, SessionState::Pending);
+    assert_eq!(session.id.get_version_num(), 7, "session ids are UUIDv7");
+    let running = wait_for_state(&api, session.id, SessionState::Running, START_TIMEOUT)
+        .await
+        .with_context(logs)?;
+    let vnc = running
+        .vnc_address
+        .clone()
+        .context("a running session reports its VNC address")?;
+    assert_eq!(read_rfb_banner(&vnc).await?, "RFB 003.008\n");
+    let xvnc = h.xvnc_processes();
+    assert_eq!(xvnc.len(), 1, "exactly one Xvnc for one session: {xvnc:?}");
+    let xvnc_pid = xvnc[0].0;
+
+    api.hibernate_session(session.id).await?;
+    wait_for_state(&api, session.id, SessionState::Hibernated, START_TIMEOUT)
+        .await
+        .with_context(logs)?;
+    assert_eq!(
+        process_state(xvnc_pid),
+        Some('T'),
+        "hibernated Xvnc is stopped"
+    );
+
+    api.wake_session(session.id).await?;
+    let woken = wait_for_state(&api, session.id, SessionState::Running, START_TIMEOUT)
+        .await
+        .with_context(logs)?;
+    let vnc = woken
+        .vnc_address
+        .context("woken session has a VNC address")?;
+    assert_eq!(read_rfb_banner(&vnc).await?, "RFB 003.008\n");
+
+    api.stop_session(session.id).await?;
+    wait_for_state(&api, session.id, SessionState::Terminated, START_TIMEOUT)
+        .await
+        .with_context(logs)?;
+    wait_until(
+        "the session's Xvnc to be gone",
+        Duration::from_secs(10),
+        || {
+            let gone = h.xvnc_processes().is_empty();
+            async move { gone.then_some(()) }
+        },
+    )
+    .await?;
+
+    let commands = commands_for(&api, session.id).await?;
+    let actions: Vec<Action> = commands.iter().map(|c| c.action).collect();
+    assert_eq!(
+        actions,
+        [
+            Action::StartSession,
+            Action::HibernateSession,
+            Action::WakeSession,
+            Action::StopSession
+        ]
+    );
+    for c in &commands {
+        assert_eq!(c.status, CommandStatus::Completed, "{c:?}");
+        let sent = c.sent_at.context("sent_at set")?;
+        let acked = c.acknowledged_at.context("acknowledged_at set")?;
+        let completed = c.completed_at.context("completed_at set")?;
+        assert!(
+            sent <= acked && acked <= completed && completed <= c.updated_at,
+            "timestamps out of order: {c:?}"
+        );
+        assert!(c.created_at <= sent, "{c:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_killed_after_ack_runs_the_session_once() -> anyhow::Result<()> {
+    let pg = PgCluster::start()?;
+    let mut h = Harness::new()?;
+    let (server, mut agent, api, key) = platform(&mut h, &pg).await?;
+
+    let session = api.create_session("xterm").await?;
+    let commands = commands_for(&api, session.id).await?;
+    let start = commands
+        .first()
+        .context("the session has a start command")?
+        .command_id;
+    let seen = wait_until(
+        "the start command to be acknowledged",
+        Duration::from_secs(20),
+        || {
+            let api = api.clone();
+            async move {
+                let c = api.get_command(start).await.ok()?;
+                (c.status != CommandStatus::Pending && c.status != CommandStatus::Sent).then_some(c)
+            }
+        },
+    )
+    .await
+    .with_context(|| agent.logs())?;
+    agent.kill();
+    assert_eq!(
+        seen.status,
+        CommandStatus::Acknowledged,
+        "the agent must be killed between ack and completion for this test to mean anything"
+    );
+
+    let state_dir = h.path("agent-state");
+    let agent = h.agent(&server_url(&api), "e2e-agent", &key, &state_dir)?;
+    let logs = || format!("{}\n{}", server.logs(), agent.logs());
+    wait_for_state(&api, session.id, SessionState::Running, START_TIMEOUT)
+        .await
+        .with_context(logs)?;
+    let finished = wait_until("the start command to finish", START_TIMEOUT, || {
+        let api = api.clone();
+        async move {
+            api.get_command(start)
+                .await
+                .ok()
+                .filter(|c| c.status.is_terminal())
+        }
+    })
+    .await
+    .with_context(logs)?;
+    assert_eq!(finished.status, CommandStatus::Completed, "{finished:?}");
+    let commands = commands_for(&api, session.id).await?;
+    assert_eq!(commands.len(), 1, "no second start command: {commands:?}");
+    // Give a duplicate start every chance to show up before counting.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let xvnc = h.xvnc_processes();
+    assert_eq!(
+        xvnc.len(),
+        1,
+        "the session runs once, not twice: {xvnc:?}\n{}",
+        logs()
+    );
+    Ok(())
+}
+
+fn server_url(api: &Client) -> String {
+    api.base_url().as_str().trim_end_matches('/').to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_wait_for_an_offline_agent() -> anyhow::Result<()> {
+    let pg = PgCluster::start()?;
+    let mut h = Harness::new()?;
+    let (server, mut agent, api, key) = platform(&mut h, &pg).await?;
+
+    let session = api.create_session("xterm").await?;
+    wait_for_state(&api, session.id, SessionState::Running, START_TIMEOUT)
+        .await
+        .with_context(|| agent.logs())?;
+
+    agent.terminate().await?;
+    wait_until("the agent to be offline", Duration::from_secs(20), || {
+        let api = api.clone();
+        async move {
+            let a = api.get_agent("e2e-agent").await.ok()?;
+            (a.status == AgentStatus::Offline).then_some(())
+        }
+    })
+    .await
+    .with_context(|| server.logs())?;
+
+    api.hibernate_session(session.id).await?;
+    let hibernate = commands_for(&api, session.id)
+        .await?
+        .into_iter()
+        .find(|c| c.action == Action::HibernateSession)
+        .context("a hibernate command was created")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still = api.get_command(hibernate.command_id).await?;
+    assert_eq!(
+        still.status,
+        CommandStatus::Pending,
+        "nobody to deliver to yet: {still:?}"
+    );
+
+    let agent = h.agent(&server_url(&api), "e2e-agent", &key, &h.path("agent-state"))?;
+    wait_for_state(&api, session.id, SessionState::Hibernated, START_TIMEOUT)
+        .await
+        .with_context(|| format!("{}\n{}", server.logs(), agent.logs()))?;
+    let done = api.get_command(hibernate.command_id).await?;
+    assert_eq!(done.status, CommandStatus::Completed, "{done:?}");
+
+    api.stop_session(session.id).await?;
+    wait_for_state(&api, session.id, SessionState::Terminated, START_TIMEOUT).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_from_a_fresh_data_dir_runs_an_xterm_session() -> anyhow::Result<()> {
+    let mut h = Harness::new()?;
+    let data = h.path("data");
+    let data_arg = data.display().to_string();
+    let up = h.spawn(
+        "up",
+        &["up", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"],
+        &[],
+    )?;
+    let line = up.wait_for_stdout("URL:").await?;
+    let url = line
+        .split_whitespace()
+        .last()
+        .context("URL on the line")?
+        .to_owned();
+    let token_file = data.join("admin-token");
+    let token = std::fs::read_to_string(&token_file)?.trim().to_owned();
+    assert!(
+        up.wait_for_stdout(&token).await.is_ok(),
+        "up prints the admin token"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&token_file)?.permissions().mode() & 0o777,
+        0o600
+    );
+
+    let api = Client::new(&url, &token)?;
+    wait_for_ready(&api).await.with_context(|| up.logs())?;
+    wait_for_agent_online(&api, "local")
+        .await
+        .with_context(|| up.logs())?;
+    let session = api.create_session("xterm").await?;
+    let running = wait_for_state(&api, session.id, SessionState::Running, START_TIMEOUT)
+        .await
+        .with_context(|| up.logs())?;
+    let vnc = running.vnc_address.clone().context("VNC address")?;
+    assert_eq!(read_rfb_banner(&vnc).await?, "RFB 003.008\n");
+
+    // The CLI's JSON output is exactly the API object.
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "session",
+            "show",
+            &session.id.to_string(),
+            "--server",
+            &url,
+            "--token",
+            &token,
+            "-o",
+            "json",
+        ])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let fetched = serde_json::to_value(api.get_session(session.id).await?)?;
+    assert_eq!(printed, fetched);
+
+    api.stop_session(session.id).await?;
+    wait_for_state(&api, session.id, SessionState::Terminated, START_TIMEOUT).await?;
+    Ok(())
+}
