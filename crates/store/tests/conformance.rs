@@ -1,0 +1,1006 @@
+//! One conformance suite for the `Store` contract, run against real SQLite (a file in a
+//! temporary directory) and real PostgreSQL (a throwaway cluster per test; nextest runs each
+//! test in its own process). A test that cannot start PostgreSQL fails; it never skips.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::json;
+use streamspace_proto::api::{
+    Action, AgentStatus, CommandFilter, CommandStatus, CreateTemplate, SessionState,
+};
+use streamspace_store::{
+    ApiKeyKind, CommandOutcome, MigrationState, NewApiKey, NewCommand, StoreError, migrate,
+};
+use support::{Db, new_session, register, tick};
+use uuid::Uuid;
+
+/// Declares every conformance test once per backend.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    let db = super::support::Db::sqlite()?;
+                    super::$name(&db).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    let db = super::support::Db::postgres()?;
+                    super::$name(&db).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    updated_at_follows_updates_and_created_at_stays,
+    timestamps_decode_with_millisecond_precision,
+    backfill_sets_updated_at_to_created_at,
+    down_then_up_restores_the_same_schema,
+    migrate_down_to_zero_and_up_again,
+    late_ack_after_complete_changes_nothing,
+    ack_of_another_agents_command_is_refused,
+    command_timestamps_are_ordered,
+    claim_delivery_has_one_winner,
+    placement_picks_least_loaded_and_enforces_capacity,
+    concurrent_placements_never_exceed_capacity,
+    no_capacity_without_an_online_agent,
+    epoch_fences_stale_connections,
+    expire_agents_marks_silent_agents_offline,
+    deliverable_commands_follow_backoff,
+    fail_stuck_commands_fails_what_cannot_finish,
+    finishing_commands_moves_sessions,
+    session_state_only_moves_forward,
+    session_commands_respect_allowed_states,
+    api_keys_lookup_and_revoke,
+    settings_get_or_init_keeps_the_first_value,
+    delete_agent_refuses_while_sessions_are_active,
+    templates_crud_and_conflict,
+    listings_filter_and_order,
+);
+
+async fn updated_at_follows_updates_and_created_at_stays(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 4).await?;
+    let (session, command) = store.create_session(&new_session("alice")).await?;
+    tick().await;
+    let (moved, changed) = store
+        .set_session_state(session.id, SessionState::Starting, None, None)
+        .await?;
+    ensure!(changed, "pending → starting should change the session");
+    ensure!(
+        moved.created_at == session.created_at,
+        "created_at changed on update"
+    );
+    ensure!(
+        moved.updated_at > session.updated_at,
+        "session updated_at did not move: {} then {}",
+        session.updated_at,
+        moved.updated_at
+    );
+
+    tick().await;
+    let claimed = store
+        .claim_delivery(command.command_id, 0)
+        .await?
+        .context("claim")?;
+    ensure!(
+        claimed.created_at == command.created_at,
+        "command created_at changed"
+    );
+    ensure!(
+        claimed.updated_at > command.updated_at,
+        "command updated_at did not move: {} then {}",
+        command.updated_at,
+        claimed.updated_at
+    );
+
+    let before = store.get_agent("a1").await?;
+    tick().await;
+    ensure!(
+        store.heartbeat_agent("a1", before.epoch, 5).await?,
+        "heartbeat refused"
+    );
+    let after = store.get_agent("a1").await?;
+    ensure!(
+        after.created_at == before.created_at,
+        "agent created_at changed"
+    );
+    ensure!(
+        after.updated_at > before.updated_at,
+        "agent updated_at did not move"
+    );
+    ensure!(after.max_sessions == 5, "heartbeat did not record capacity");
+    Ok(())
+}
+
+async fn timestamps_decode_with_millisecond_precision(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    let before = chrono::Utc::now();
+    register(&*store, "a1", 1).await?;
+    let agent = store.get_agent("a1").await?;
+    let after = chrono::Utc::now();
+    let slack = chrono::Duration::milliseconds(5);
+    ensure!(
+        agent.created_at >= before - slack && agent.created_at <= after + slack,
+        "database time {} is not between {before} and {after}",
+        agent.created_at
+    );
+    if db.is_sqlite() {
+        let raw = db.strings("SELECT created_at FROM agents").await?;
+        let text = raw.first().context("no agent row")?;
+        ensure!(
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.3f").is_ok()
+                && text.len() == 23,
+            "stored timestamp {text:?} is not YYYY-MM-DD HH:MM:SS.mmm"
+        );
+    }
+    Ok(())
+}
+
+async fn backfill_sets_updated_at_to_created_at(db: &Db) -> Result<()> {
+    let applied = migrate::up_to(&db.url, 1).await?;
+    ensure!(applied == vec![1], "up_to(1) applied {applied:?}");
+    db.exec("INSERT INTO agents (agent_id, platform) VALUES ('old', 'process')")
+        .await?;
+    let old = if db.is_sqlite() {
+        "'2020-01-02 03:04:05.678'"
+    } else {
+        "'2020-01-02 03:04:05.678+00'"
+    };
+    let id = Uuid::now_v7();
+    db.exec(&format!(
+        "INSERT INTO agent_commands (command_id, agent_id, action, payload, created_at) \
+         VALUES ('{id}', 'old', 'start_session', '{{}}', {old})"
+    ))
+    .await?;
+    let applied = migrate::up(&db.url).await?;
+    ensure!(applied == vec![2], "up applied {applied:?}");
+    let store = db.open().await?;
+    let command = store.get_command(id).await?;
+    ensure!(
+        command.updated_at == command.created_at,
+        "backfill left updated_at {} for created_at {}",
+        command.updated_at,
+        command.created_at
+    );
+    ensure!(command.created_at.to_rfc3339() == "2020-01-02T03:04:05.678+00:00");
+    // New rows get the default, and updates bump it.
+    let claimed = store
+        .claim_delivery(id, 0)
+        .await?
+        .context("claim old command")?;
+    ensure!(
+        claimed.updated_at > claimed.created_at,
+        "trigger did not bump updated_at"
+    );
+    Ok(())
+}
+
+async fn down_then_up_restores_the_same_schema(db: &Db) -> Result<()> {
+    migrate::up(&db.url).await?;
+    let full = db.schema().await?;
+    let reverted = migrate::down(&db.url, 1).await?;
+    ensure!(reverted == vec![2], "down(1) reverted {reverted:?}");
+    let partial = db.schema().await?;
+    ensure!(
+        partial != full,
+        "reverting 0002 changed nothing in the schema"
+    );
+    ensure!(
+        !partial
+            .iter()
+            .any(|line| line.contains("agent_commands_set_updated_at")),
+        "0002's trigger survived its down migration: {partial:#?}"
+    );
+    let applied = migrate::up(&db.url).await?;
+    ensure!(applied == vec![2], "up applied {applied:?}");
+    let again = db.schema().await?;
+    ensure!(
+        again == full,
+        "schema differs after down+up:\nbefore {full:#?}\nafter {again:#?}"
+    );
+    Ok(())
+}
+
+async fn migrate_down_to_zero_and_up_again(db: &Db) -> Result<()> {
+    let applied = migrate::up(&db.url).await?;
+    ensure!(applied == vec![1, 2], "up applied {applied:?}");
+    ensure!(
+        migrate::up(&db.url).await?.is_empty(),
+        "second up applied something"
+    );
+    let status = migrate::status(&db.url).await?;
+    ensure!(
+        status.iter().all(|m| m.state == MigrationState::Applied),
+        "{status:?}"
+    );
+    let reverted = migrate::down(&db.url, 10).await?;
+    ensure!(reverted == vec![2, 1], "down(10) reverted {reverted:?}");
+    let status = migrate::status(&db.url).await?;
+    ensure!(status.len() == 2, "status lists {status:?}");
+    ensure!(
+        status.iter().all(|m| m.state == MigrationState::Pending),
+        "{status:?}"
+    );
+    ensure!(
+        !db.schema().await?.iter().any(|l| l.contains("agents")),
+        "tables left after migrating down to zero"
+    );
+    ensure!(migrate::up(&db.url).await? == vec![1, 2]);
+    let store = db.open().await?;
+    store.ping().await?;
+    register(&*store, "a1", 1).await?;
+    store.create_session(&new_session("bob")).await?;
+    Ok(())
+}
+
+async fn late_ack_after_complete_changes_nothing(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 1).await?;
+    let (_, command) = store.create_session(&new_session("alice")).await?;
+    let id = command.command_id;
+    store.claim_delivery(id, 0).await?.context("claim")?;
+    let outcome = CommandOutcome::Completed(json!({"vnc_address": "127.0.0.1:5901"}));
+    let (done, changed) = store.finish_command("a1", id, &outcome).await?;
+    ensure!(
+        changed && done.status == CommandStatus::Completed,
+        "{done:?}"
+    );
+    ensure!(!store.ack_command("a1", id).await?, "late ack was accepted");
+    let failed = CommandOutcome::Failed("late".into());
+    let (again, changed) = store.finish_command("a1", id, &failed).await?;
+    ensure!(!changed, "a terminal command changed again");
+    ensure!(again.status == CommandStatus::Completed && again.error_message.is_none());
+    ensure!(again.result == Some(json!({"vnc_address": "127.0.0.1:5901"})));
+    ensure!(
+        again.acknowledged_at.is_none(),
+        "late ack set acknowledged_at"
+    );
+    Ok(())
+}
+
+async fn ack_of_another_agents_command_is_refused(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 1).await?;
+    let (_, command) = store.create_session(&new_session("alice")).await?;
+    register(&*store, "intruder", 1).await?;
+    ensure!(
+        !store.ack_command("intruder", command.command_id).await?,
+        "foreign ack accepted"
+    );
+    let outcome = CommandOutcome::Completed(json!({}));
+    let finish = store
+        .finish_command("intruder", command.command_id, &outcome)
+        .await;
+    ensure!(
+        matches!(finish, Err(StoreError::NotFound { .. })),
+        "foreign finish: {finish:?}"
+    );
+    let now = store.get_command(command.command_id).await?;
+    ensure!(
+        now.status == CommandStatus::Pending,
+        "foreign agent moved it to {}",
+        now.status
+    );
+    ensure!(
+        store.ack_command("a1", command.command_id).await?,
+        "owner's ack refused"
+    );
+    Ok(())
+}
+
+async fn command_timestamps_are_ordered(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 1).await?;
+    let (_, command) = store.create_session(&new_session("alice")).await?;
+    let id = command.command_id;
+    store.claim_delivery(id, 0).await?.context("claim")?;
+    store.ack_command("a1", id).await?;
+    store
+        .finish_command("a1", id, &CommandOutcome::Completed(json!({})))
+        .await?;
+    let c = store.get_command(id).await?;
+    let sent = c.sent_at.context("sent_at")?;
+    let acked = c.acknowledged_at.context("acknowledged_at")?;
+    let completed = c.completed_at.context("completed_at")?;
+    ensure!(
+        c.created_at <= sent && sent <= acked && acked <= completed && completed <= c.updated_at,
+        "out of order: created {} sent {sent} acked {acked} completed {completed} updated {}",
+        c.created_at,
+        c.updated_at
+    );
+    Ok(())
+}
+
+async fn claim_delivery_has_one_winner(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 1).await?;
+    let (_, command) = store.create_session(&new_session("alice")).await?;
+    let id = command.command_id;
+    let (first, second) = tokio::join!(store.claim_delivery(id, 0), store.claim_delivery(id, 0));
+    let winners = [first?, second?].into_iter().flatten().collect::<Vec<_>>();
+    ensure!(
+        winners.len() == 1,
+        "{} dispatchers claimed attempt 1",
+        winners.len()
+    );
+    ensure!(winners[0].attempts == 1 && winners[0].status == CommandStatus::Sent);
+    ensure!(
+        store.claim_delivery(id, 0).await?.is_none(),
+        "stale claim succeeded"
+    );
+    let resend = store.claim_delivery(id, 1).await?.context("resend claim")?;
+    ensure!(resend.attempts == 2 && resend.sent_at >= winners[0].sent_at);
+    store.ack_command("a1", id).await?;
+    ensure!(
+        store.claim_delivery(id, 2).await?.is_none(),
+        "claimed an acknowledged command"
+    );
+    Ok(())
+}
+
+async fn placement_picks_least_loaded_and_enforces_capacity(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a", 2).await?;
+    register(&*store, "b", 1).await?;
+    let mut placed = Vec::new();
+    for _ in 0..3 {
+        let (s, c) = store.create_session(&new_session("alice")).await?;
+        ensure!(s.agent_id.as_deref() == Some(c.agent_id.as_str()));
+        ensure!(c.action == Action::StartSession && c.session_id == Some(s.id));
+        placed.push(c.agent_id);
+    }
+    ensure!(placed == ["a", "b", "a"], "placement order {placed:?}");
+    let full = store.create_session(&new_session("alice")).await;
+    ensure!(
+        matches!(full, Err(StoreError::NoCapacity)),
+        "over capacity: {full:?}"
+    );
+    let a = store.get_agent("a").await?;
+    ensure!(
+        a.active_sessions == 2,
+        "agent a reports {} sessions",
+        a.active_sessions
+    );
+    // A terminal session frees its slot.
+    let first = store
+        .list_sessions(None)
+        .await?
+        .pop()
+        .context("no sessions")?;
+    store
+        .set_session_state(first.id, SessionState::Terminated, None, None)
+        .await?;
+    store.create_session(&new_session("alice")).await?;
+    // Platform filter.
+    let mut other = new_session("alice");
+    other.platform = Some("kubernetes".into());
+    let r = store.create_session(&other).await;
+    ensure!(
+        matches!(r, Err(StoreError::NoCapacity)),
+        "platform ignored: {r:?}"
+    );
+    Ok(())
+}
+
+async fn concurrent_placements_never_exceed_capacity(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a", 2).await?;
+    register(&*store, "b", 1).await?;
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_session(&new_session("alice")).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        match task.await? {
+            Ok(_) => ok += 1,
+            Err(StoreError::NoCapacity) => {}
+            Err(e) => return Err(e).context("unexpected placement error"),
+        }
+    }
+    ensure!(ok == 3, "{ok} sessions placed on 3 slots");
+    for agent in store.list_agents().await? {
+        ensure!(
+            agent.active_sessions <= agent.max_sessions,
+            "{agent:?} over capacity"
+        );
+    }
+    Ok(())
+}
+
+async fn no_capacity_without_an_online_agent(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    let r = store.create_session(&new_session("alice")).await;
+    ensure!(matches!(r, Err(StoreError::NoCapacity)), "no agents: {r:?}");
+    let epoch = register(&*store, "a1", 3).await?;
+    ensure!(store.agent_disconnected("a1", epoch).await?);
+    let r = store.create_session(&new_session("alice")).await;
+    ensure!(
+        matches!(r, Err(StoreError::NoCapacity)),
+        "offline agent used: {r:?}"
+    );
+    ensure!(
+        store.list_sessions(None).await?.is_empty(),
+        "failed placement left a session"
+    );
+    register(&*store, "zero", 0).await?;
+    let r = store.create_session(&new_session("alice")).await;
+    ensure!(
+        matches!(r, Err(StoreError::NoCapacity)),
+        "max_sessions 0 used: {r:?}"
+    );
+    Ok(())
+}
+
+async fn epoch_fences_stale_connections(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    let old = register(&*store, "a1", 1).await?;
+    let new = register(&*store, "a1", 1).await?;
+    ensure!(new > old, "epoch did not grow: {old} then {new}");
+    ensure!(
+        !store.agent_disconnected("a1", old).await?,
+        "stale disconnect accepted"
+    );
+    ensure!(
+        store.get_agent("a1").await?.status == AgentStatus::Online,
+        "stale cleanup won"
+    );
+    ensure!(
+        !store.heartbeat_agent("a1", old, 1).await?,
+        "stale heartbeat accepted"
+    );
+    ensure!(
+        store.heartbeat_agent("a1", new, 1).await?,
+        "current heartbeat refused"
+    );
+    ensure!(store.agent_disconnected("a1", new).await?);
+    let agent = store.get_agent("a1").await?;
+    ensure!(
+        agent.status == AgentStatus::Offline && agent.replica_id.is_none(),
+        "{agent:?}"
+    );
+    Ok(())
+}
+
+async fn expire_agents_marks_silent_agents_offline(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a", 1).await?;
+    register(&*store, "b", 1).await?;
+    ensure!(
+        store.expire_agents(3600.0).await?.is_empty(),
+        "fresh agents expired"
+    );
+    tick().await;
+    ensure!(
+        store.expire_agents(0.0).await? == ["a", "b"],
+        "silent agents not expired"
+    );
+    ensure!(store.get_agent("a").await?.status == AgentStatus::Offline);
+    ensure!(
+        store.expire_agents(0.0).await?.is_empty(),
+        "offline agents expired twice"
+    );
+    Ok(())
+}
+
+async fn deliverable_commands_follow_backoff(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 2).await?;
+    let (_, c) = store.create_session(&new_session("alice")).await?;
+    let id = c.command_id;
+    let ids = |v: Vec<streamspace_proto::api::Command>| {
+        v.into_iter().map(|c| c.command_id).collect::<Vec<_>>()
+    };
+    ensure!(
+        ids(store
+            .deliverable_commands("a1", 3600.0, 3, false, 10)
+            .await?)
+            == [id]
+    );
+    ensure!(store.agents_with_deliverable_commands(3600.0, 3).await? == ["a1"]);
+    ensure!(
+        store
+            .deliverable_commands("other", 3600.0, 3, false, 10)
+            .await?
+            .is_empty()
+    );
+
+    store.claim_delivery(id, 0).await?.context("claim")?;
+    ensure!(
+        store
+            .deliverable_commands("a1", 3600.0, 3, false, 10)
+            .await?
+            .is_empty(),
+        "resent before its ack timeout"
+    );
+    ensure!(
+        store
+            .agents_with_deliverable_commands(3600.0, 3)
+            .await?
+            .is_empty()
+    );
+    ensure!(
+        ids(store
+            .deliverable_commands("a1", 3600.0, 3, true, 10)
+            .await?)
+            == [id],
+        "reconnect misses sent command"
+    );
+    tick().await;
+    ensure!(
+        ids(store
+            .deliverable_commands("a1", 0.001, 3, false, 10)
+            .await?)
+            == [id],
+        "not resent after its timeout"
+    );
+    // Second attempt: backoff doubles (0.2 s · 2 = 0.4 s have not passed).
+    store.claim_delivery(id, 1).await?.context("second claim")?;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    ensure!(
+        store
+            .deliverable_commands("a1", 0.2, 3, false, 10)
+            .await?
+            .is_empty(),
+        "backoff did not double"
+    );
+    ensure!(
+        ids(store.deliverable_commands("a1", 0.1, 3, false, 10).await?) == [id],
+        "not resent after backoff"
+    );
+    // Out of attempts.
+    store.claim_delivery(id, 2).await?.context("third claim")?;
+    tick().await;
+    ensure!(
+        store
+            .deliverable_commands("a1", 0.0, 3, false, 10)
+            .await?
+            .is_empty(),
+        "sent beyond max_attempts"
+    );
+    ensure!(
+        store
+            .agents_with_deliverable_commands(0.0, 3)
+            .await?
+            .is_empty()
+    );
+    store.ack_command("a1", id).await?;
+    ensure!(
+        store
+            .deliverable_commands("a1", 0.0, 9, false, 10)
+            .await?
+            .is_empty(),
+        "acknowledged resent"
+    );
+    ensure!(ids(store.deliverable_commands("a1", 0.0, 9, true, 10).await?) == [id]);
+    store
+        .finish_command("a1", id, &CommandOutcome::Completed(json!({})))
+        .await?;
+    ensure!(
+        store
+            .deliverable_commands("a1", 0.0, 9, true, 10)
+            .await?
+            .is_empty(),
+        "finished resent"
+    );
+    Ok(())
+}
+
+async fn fail_stuck_commands_fails_what_cannot_finish(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 5).await?;
+    let (pending_session, pending) = store.create_session(&new_session("alice")).await?;
+    let (_, exhausted) = store.create_session(&new_session("alice")).await?;
+    let (_, acked) = store.create_session(&new_session("alice")).await?;
+    store
+        .claim_delivery(exhausted.command_id, 0)
+        .await?
+        .context("claim")?;
+    store
+        .claim_delivery(acked.command_id, 0)
+        .await?
+        .context("claim")?;
+    store.ack_command("a1", acked.command_id).await?;
+    ensure!(
+        store
+            .fail_stuck_commands(3600.0, 3600.0, 3600.0, 1)
+            .await?
+            .is_empty(),
+        "failed fresh commands"
+    );
+    tick().await;
+
+    // Out of attempts (1 of 1) and past its ack timeout.
+    let failed = store.fail_stuck_commands(3600.0, 3600.0, 0.0, 1).await?;
+    ensure!(
+        failed.len() == 1 && failed[0].command_id == exhausted.command_id,
+        "{failed:?}"
+    );
+    ensure!(failed[0].status == CommandStatus::Failed && failed[0].completed_at.is_some());
+    let session = store
+        .get_session(exhausted.session_id.context("session")?)
+        .await?;
+    ensure!(
+        session.state == SessionState::Failed && session.error_message.is_some(),
+        "{session:?}"
+    );
+
+    // Pending too long.
+    let failed = store.fail_stuck_commands(3600.0, 0.0, 3600.0, 5).await?;
+    ensure!(
+        failed.len() == 1 && failed[0].command_id == pending.command_id,
+        "{failed:?}"
+    );
+    ensure!(
+        failed[0]
+            .error_message
+            .as_deref()
+            .is_some_and(|m| !m.is_empty())
+    );
+    ensure!(store.get_session(pending_session.id).await?.state == SessionState::Failed);
+
+    // Acknowledged but silent.
+    let failed = store.fail_stuck_commands(0.0, 3600.0, 3600.0, 5).await?;
+    ensure!(
+        failed.len() == 1 && failed[0].command_id == acked.command_id,
+        "{failed:?}"
+    );
+    ensure!(
+        store
+            .fail_stuck_commands(0.0, 0.0, 0.0, 1)
+            .await?
+            .is_empty(),
+        "terminal failed twice"
+    );
+    Ok(())
+}
+
+async fn finishing_commands_moves_sessions(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 5).await?;
+    let (s, start) = store.create_session(&new_session("alice")).await?;
+    let done = CommandOutcome::Completed(json!({"vnc_address": "10.0.0.1:5901"}));
+    store.finish_command("a1", start.command_id, &done).await?;
+    let running = store.get_session(s.id).await?;
+    ensure!(running.state == SessionState::Running, "{running:?}");
+    ensure!(running.vnc_address.as_deref() == Some("10.0.0.1:5901"));
+
+    let steps = [
+        (Action::HibernateSession, SessionState::Hibernated),
+        (Action::WakeSession, SessionState::Running),
+        (Action::StopSession, SessionState::Terminated),
+    ];
+    for (action, expected) in steps {
+        let cmd = session_command(s.id, action);
+        store
+            .create_session_command(s.id, &SessionState::ALL, &cmd)
+            .await?;
+        let (_, changed) = store
+            .finish_command("a1", cmd.command_id, &CommandOutcome::Completed(json!({})))
+            .await?;
+        ensure!(changed);
+        let now = store.get_session(s.id).await?;
+        ensure!(
+            now.state == expected,
+            "{action} left the session {}",
+            now.state
+        );
+    }
+
+    let (failing, start) = store.create_session(&new_session("alice")).await?;
+    store
+        .finish_command(
+            "a1",
+            start.command_id,
+            &CommandOutcome::Failed("no image".into()),
+        )
+        .await?;
+    let failed = store.get_session(failing.id).await?;
+    ensure!(failed.state == SessionState::Failed, "{failed:?}");
+    ensure!(
+        failed.error_message.as_deref() == Some("no image"),
+        "{failed:?}"
+    );
+    let c = store.get_command(start.command_id).await?;
+    ensure!(c.status == CommandStatus::Failed && c.error_message.as_deref() == Some("no image"));
+    Ok(())
+}
+
+async fn session_state_only_moves_forward(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 1).await?;
+    let (s, _) = store.create_session(&new_session("alice")).await?;
+    let (now, changed) = store
+        .set_session_state(s.id, SessionState::Running, Some("h:1"), None)
+        .await?;
+    ensure!(changed && now.vnc_address.as_deref() == Some("h:1"));
+    let (now, changed) = store
+        .set_session_state(s.id, SessionState::Starting, None, None)
+        .await?;
+    ensure!(
+        !changed && now.state == SessionState::Running,
+        "running went back to starting"
+    );
+    let (_, changed) = store
+        .set_session_state(s.id, SessionState::Running, None, None)
+        .await?;
+    ensure!(!changed, "same state counted as a transition");
+    let (now, changed) = store
+        .set_session_state(s.id, SessionState::Failed, None, Some("boom"))
+        .await?;
+    ensure!(changed && now.error_message.as_deref() == Some("boom"));
+    for next in SessionState::ALL {
+        let (_, changed) = store.set_session_state(s.id, next, None, None).await?;
+        ensure!(!changed, "terminal session moved to {next}");
+    }
+    let missing = store
+        .set_session_state(Uuid::now_v7(), SessionState::Running, None, None)
+        .await;
+    ensure!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    Ok(())
+}
+
+async fn session_commands_respect_allowed_states(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 1).await?;
+    let (s, _) = store.create_session(&new_session("alice")).await?;
+    let cmd = session_command(s.id, Action::HibernateSession);
+    let r = store
+        .create_session_command(s.id, &[SessionState::Running], &cmd)
+        .await;
+    ensure!(
+        matches!(&r, Err(StoreError::Conflict(m)) if m.contains("pending")),
+        "{r:?}"
+    );
+    store
+        .set_session_state(s.id, SessionState::Terminated, None, None)
+        .await?;
+    let r = store
+        .create_session_command(s.id, &SessionState::ALL, &cmd)
+        .await;
+    ensure!(
+        matches!(r, Err(StoreError::Conflict(_))),
+        "command on terminal session: {r:?}"
+    );
+    let r = store
+        .create_session_command(Uuid::now_v7(), &SessionState::ALL, &cmd)
+        .await;
+    ensure!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+    Ok(())
+}
+
+async fn api_keys_lookup_and_revoke(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    ensure!(!store.has_admin_key().await?);
+    let admin = NewApiKey {
+        id: Uuid::now_v7(),
+        kind: ApiKeyKind::Admin,
+        agent_id: None,
+        prefix: "adm".into(),
+        key_hash: "h-admin".into(),
+    };
+    let created = store.create_api_key(admin.clone()).await?;
+    ensure!(created.id == admin.id && created.last_used_at.is_none());
+    ensure!(store.has_admin_key().await?);
+    let dup = store
+        .create_api_key(NewApiKey {
+            id: Uuid::now_v7(),
+            ..admin.clone()
+        })
+        .await;
+    ensure!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "duplicate hash: {dup:?}"
+    );
+    let agent_key = NewApiKey {
+        id: Uuid::now_v7(),
+        kind: ApiKeyKind::Agent,
+        agent_id: Some("a1".into()),
+        prefix: "agt".into(),
+        key_hash: "h-agent".into(),
+    };
+    store.create_api_key(agent_key.clone()).await?;
+
+    let found = store
+        .find_api_key("h-agent")
+        .await?
+        .context("agent key not found")?;
+    ensure!(
+        found.id == agent_key.id && found.last_used_at.is_some(),
+        "{found:?}"
+    );
+    ensure!(found.to_agent_key().is_some_and(|k| k.agent_id == "a1"));
+    ensure!(store.find_api_key("nope").await?.is_none());
+    let listed = store.list_api_keys(ApiKeyKind::Agent).await?;
+    ensure!(
+        listed.len() == 1 && listed[0].id == agent_key.id,
+        "{listed:?}"
+    );
+
+    store.revoke_api_key(agent_key.id).await?;
+    ensure!(
+        store.find_api_key("h-agent").await?.is_none(),
+        "revoked key still accepted"
+    );
+    let listed = store.list_api_keys(ApiKeyKind::Agent).await?;
+    ensure!(listed[0].revoked_at.is_some(), "{listed:?}");
+    let missing = store.revoke_api_key(Uuid::now_v7()).await;
+    ensure!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    store.revoke_api_key(admin.id).await?;
+    ensure!(
+        !store.has_admin_key().await?,
+        "revoked admin key still counts"
+    );
+    Ok(())
+}
+
+async fn settings_get_or_init_keeps_the_first_value(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    ensure!(store.setting_get_or_init("hmac", "first").await? == "first");
+    ensure!(store.setting_get_or_init("hmac", "second").await? == "first");
+    ensure!(store.setting_get_or_init("other", "x").await? == "x");
+    Ok(())
+}
+
+async fn delete_agent_refuses_while_sessions_are_active(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 1).await?;
+    let key = NewApiKey {
+        id: Uuid::now_v7(),
+        kind: ApiKeyKind::Agent,
+        agent_id: Some("a1".into()),
+        prefix: "p".into(),
+        key_hash: "h1".into(),
+    };
+    store.create_api_key(key).await?;
+    let (s, _) = store.create_session(&new_session("alice")).await?;
+    let r = store.delete_agent("a1").await;
+    ensure!(
+        matches!(r, Err(StoreError::Conflict(_))),
+        "deleted with an active session: {r:?}"
+    );
+    ensure!(
+        store.find_api_key("h1").await?.is_some(),
+        "refused delete revoked the key"
+    );
+    store
+        .set_session_state(s.id, SessionState::Terminated, None, None)
+        .await?;
+    store.delete_agent("a1").await?;
+    ensure!(matches!(
+        store.get_agent("a1").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    ensure!(
+        store.find_api_key("h1").await?.is_none(),
+        "deleted agent's key still works"
+    );
+    let kept = store.get_session(s.id).await?;
+    ensure!(
+        kept.agent_id.is_none(),
+        "terminal session still points at the deleted agent"
+    );
+    let again = store.delete_agent("a1").await;
+    ensure!(
+        matches!(again, Err(StoreError::NotFound { .. })),
+        "{again:?}"
+    );
+    Ok(())
+}
+
+async fn templates_crud_and_conflict(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    let t = CreateTemplate {
+        name: "xterm".into(),
+        description: "a terminal".into(),
+        command: vec!["xterm".into(), "-fa".into(), "Mono".into()],
+        env: BTreeMap::from([("LANG".into(), "C.UTF-8".into())]),
+    };
+    let created = store.create_template(&t).await?;
+    ensure!(created.command == t.command && created.env == t.env);
+    let dup = store.create_template(&t).await;
+    ensure!(
+        matches!(&dup, Err(StoreError::Conflict(m)) if m.contains("xterm")),
+        "{dup:?}"
+    );
+    ensure!(store.get_template("xterm").await? == created);
+    ensure!(store.list_templates().await?.len() == 1);
+    store.delete_template("xterm").await?;
+    ensure!(matches!(
+        store.get_template("xterm").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    ensure!(matches!(
+        store.delete_template("xterm").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    Ok(())
+}
+
+async fn listings_filter_and_order(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 10).await?;
+    let (s1, c1) = store.create_session(&new_session("alice")).await?;
+    let (s2, c2) = store.create_session(&new_session("bob")).await?;
+    let (s3, _) = store.create_session(&new_session("alice")).await?;
+    let alice: Vec<_> = store
+        .list_sessions(Some("alice"))
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    ensure!(
+        alice == [s3.id, s1.id],
+        "alice's sessions, newest first: {alice:?}"
+    );
+    ensure!(store.list_sessions(None).await?.len() == 3);
+    let all = store.list_commands(&CommandFilter::default()).await?;
+    ensure!(
+        all.len() == 3 && all[0].id > all[2].id,
+        "commands not newest first"
+    );
+    let f = CommandFilter {
+        session_id: Some(s2.id),
+        ..Default::default()
+    };
+    let only = store.list_commands(&f).await?;
+    ensure!(
+        only.len() == 1 && only[0].command_id == c2.command_id,
+        "{only:?}"
+    );
+    store.claim_delivery(c1.command_id, 0).await?;
+    let f = CommandFilter {
+        status: Some(CommandStatus::Sent),
+        agent_id: Some("a1".into()),
+        ..Default::default()
+    };
+    let sent = store.list_commands(&f).await?;
+    ensure!(
+        sent.len() == 1 && sent[0].command_id == c1.command_id,
+        "{sent:?}"
+    );
+    let f = CommandFilter {
+        limit: Some(2),
+        ..Default::default()
+    };
+    ensure!(store.list_commands(&f).await?.len() == 2);
+    store
+        .audit(&streamspace_store::AuditEntry {
+            actor: "admin".into(),
+            action: "session.create".into(),
+            target: s1.id.to_string(),
+            detail: json!({"n": 1}),
+        })
+        .await?;
+    Ok(())
+}
+
+fn session_command(session_id: Uuid, action: Action) -> NewCommand {
+    NewCommand {
+        command_id: Uuid::now_v7(),
+        agent_id: "a1".into(),
+        session_id: Some(session_id),
+        action,
+        payload: json!({"session_id": session_id}),
+    }
+}

@@ -1,0 +1,146 @@
+//! Databases for the conformance suite, and small builders.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use sqlx::{PgPool, SqlitePool};
+use streamspace_store::{AgentRegistration, NewSession, Store, migrate};
+use streamspace_testkit::PgCluster;
+use uuid::Uuid;
+
+/// One test's database: a SQLite file or a database in a throwaway PostgreSQL cluster.
+pub struct Db {
+    pub url: String,
+    _pg: Option<PgCluster>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Db {
+    pub fn sqlite() -> Result<Self> {
+        let dir = tempfile::tempdir().context("creating a directory for the SQLite file")?;
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        Ok(Self {
+            url,
+            _pg: None,
+            _dir: Some(dir),
+        })
+    }
+
+    pub fn postgres() -> Result<Self> {
+        let cluster = PgCluster::start().context("starting PostgreSQL for the test")?;
+        let url = cluster.create_database()?;
+        Ok(Self {
+            url,
+            _pg: Some(cluster),
+            _dir: None,
+        })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.url.starts_with("sqlite:")
+    }
+
+    /// Migrates to the newest version, then opens the store.
+    pub async fn store(&self) -> Result<Arc<dyn Store>> {
+        migrate::up(&self.url).await.context("migrating")?;
+        self.open().await
+    }
+
+    pub async fn open(&self) -> Result<Arc<dyn Store>> {
+        Ok(streamspace_store::open(&self.url).await?)
+    }
+
+    /// Runs one raw statement.
+    pub async fn exec(&self, statement: &str) -> Result<()> {
+        let statement = sqlx::AssertSqlSafe(statement.to_owned());
+        if self.is_sqlite() {
+            let pool = SqlitePool::connect(&self.url).await?;
+            sqlx::query(statement).execute(&pool).await?;
+            pool.close().await;
+        } else {
+            let pool = PgPool::connect(&self.url).await?;
+            sqlx::query(statement).execute(&pool).await?;
+            pool.close().await;
+        }
+        Ok(())
+    }
+
+    /// The first column of every row of a query, as text.
+    pub async fn strings(&self, query: &str) -> Result<Vec<String>> {
+        let query = sqlx::AssertSqlSafe(query.to_owned());
+        let rows = if self.is_sqlite() {
+            let pool = SqlitePool::connect(&self.url).await?;
+            let rows = sqlx::query_scalar(query).fetch_all(&pool).await?;
+            pool.close().await;
+            rows
+        } else {
+            let pool = PgPool::connect(&self.url).await?;
+            let rows = sqlx::query_scalar(query).fetch_all(&pool).await?;
+            pool.close().await;
+            rows
+        };
+        Ok(rows)
+    }
+
+    /// Everything that defines our schema, one line per object, sorted.
+    pub async fn schema(&self) -> Result<Vec<String>> {
+        if self.is_sqlite() {
+            return self
+                .strings(
+                    "SELECT type || ' ' || name || ' ON ' || tbl_name || ': ' || COALESCE(sql, '') \
+                     FROM sqlite_master WHERE name NOT LIKE '_sqlx%' ORDER BY 1",
+                )
+                .await;
+        }
+        self.strings(
+            "SELECT line FROM ( \
+               SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || \
+                      ' null=' || is_nullable || ' default=' || COALESCE(column_default, '') AS line \
+               FROM information_schema.columns \
+               WHERE table_schema = 'public' AND table_name NOT LIKE '\\_sqlx%' \
+               UNION ALL SELECT 'trigger ' || tgname || ': ' || pg_get_triggerdef(t.oid) \
+               FROM pg_trigger t WHERE NOT t.tgisinternal \
+               UNION ALL SELECT 'function ' || p.proname || ': ' || p.prosrc FROM pg_proc p \
+               JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' \
+               UNION ALL SELECT 'index ' || indexdef FROM pg_indexes \
+               WHERE schemaname = 'public' AND tablename NOT LIKE '\\_sqlx%' \
+               UNION ALL SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ': ' \
+                      || pg_get_constraintdef(c.oid) FROM pg_constraint c \
+               JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = 'public' \
+             ) s ORDER BY line",
+        )
+        .await
+    }
+}
+
+/// Lets the database clock move on (timestamps have millisecond precision on SQLite).
+pub async fn tick() {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+pub async fn register(store: &dyn Store, agent_id: &str, max_sessions: i32) -> Result<i64> {
+    let reg = AgentRegistration {
+        agent_id: agent_id.into(),
+        platform: "process".into(),
+        version: "0.1.0".into(),
+        max_sessions,
+        labels: BTreeMap::from([("zone".into(), "test".into())]),
+        replica_id: "replica-1".into(),
+    };
+    Ok(store.register_agent(&reg).await?)
+}
+
+pub fn new_session(owner: &str) -> NewSession {
+    let id = Uuid::now_v7();
+    NewSession {
+        id,
+        template: "xterm".into(),
+        owner: owner.into(),
+        command_id: Uuid::now_v7(),
+        payload: json!({"session_id": id, "template": "xterm"}),
+        platform: Some("process".into()),
+    }
+}
