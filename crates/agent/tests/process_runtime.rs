@@ -1,0 +1,330 @@
+//! The process runtime against real Xvnc and xterm: what a viewer sees, what `/proc` shows, and
+//! what is left on disk after each action.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use streamspace_agent::runtime::{ProcessRuntime, ProcessRuntimeConfig, Runtime, SessionInfo};
+use streamspace_proto::SessionState;
+use streamspace_proto::api::Template;
+use streamspace_testkit::vnc::read_rfb_banner;
+use streamspace_testkit::wait_until;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn template(command: &[&str]) -> Template {
+    Template {
+        name: "test".into(),
+        description: String::new(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        env: [("STREAMSPACE_TEST".to_string(), "1".to_string())].into(),
+        created_at: chrono::Utc::now(),
+    }
+}
+
+fn runtime(dir: &Path) -> ProcessRuntime {
+    ProcessRuntime::new(ProcessRuntimeConfig::new(dir.to_path_buf()))
+}
+
+/// The pids recorded in the session's state file.
+fn recorded_pids(dir: &Path, id: Uuid) -> anyhow::Result<Vec<i32>> {
+    let path = dir.join(format!("{id}.json"));
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    let pids = value["processes"]
+        .as_array()
+        .context("state file lists processes")?
+        .iter()
+        .filter_map(|p| p["pid"].as_i64().and_then(|p| i32::try_from(p).ok()))
+        .collect::<Vec<_>>();
+    ensure!(pids.len() == 2, "Xvnc and the program are recorded: {text}");
+    Ok(pids)
+}
+
+/// The `/proc` state letter of `pid`, `None` once it is gone (zombies count as gone).
+fn proc_state(pid: i32) -> Option<char> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = text[text.rfind(')')? + 1..].trim_start().chars().next()?;
+    (state != 'Z').then_some(state)
+}
+
+fn lock_files(display: u32) -> [PathBuf; 2] {
+    [
+        PathBuf::from(format!("/tmp/.X{display}-lock")),
+        PathBuf::from(format!("/tmp/.X11-unix/X{display}")),
+    ]
+}
+
+async fn wait_states(pids: &[i32], stopped: bool) -> anyhow::Result<()> {
+    wait_until(
+        if stopped {
+            "processes in state T"
+        } else {
+            "processes running"
+        },
+        WAIT,
+        || async {
+            pids.iter()
+                .all(|p| proc_state(*p).is_some_and(|s| (s == 'T') == stopped))
+                .then_some(())
+        },
+    )
+    .await
+}
+
+async fn started(rt: &ProcessRuntime, id: Uuid) -> anyhow::Result<SessionInfo> {
+    let info = rt.start(id, &template(&["xterm"])).await?;
+    ensure!(info.state == SessionState::Running, "{info:?}");
+    Ok(info)
+}
+
+#[tokio::test]
+async fn a_started_session_speaks_rfb_and_stop_leaves_nothing_behind() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime(dir.path());
+    let id = Uuid::now_v7();
+    let info = started(&rt, id).await?;
+    let banner = read_rfb_banner(&info.vnc_address).await?;
+    assert_eq!(banner, "RFB 003.008\n", "a viewer gets the RFB banner");
+    let pids = recorded_pids(dir.path(), id)?;
+    for path in lock_files(info.display) {
+        assert!(path.exists(), "Xvnc holds {path:?}");
+    }
+    assert_eq!(rt.vnc_address(id).await?, Some(info.vnc_address.clone()));
+
+    rt.stop(id).await?;
+    for pid in &pids {
+        assert_eq!(proc_state(*pid), None, "pid {pid} is gone after stop");
+    }
+    for path in lock_files(info.display) {
+        assert!(!path.exists(), "{path:?} removed");
+    }
+    assert!(
+        !dir.path().join(format!("{id}.json")).exists(),
+        "state file removed"
+    );
+    assert_eq!(rt.status(id).await?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn hibernate_freezes_the_session_and_wake_resumes_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime(dir.path());
+    let id = Uuid::now_v7();
+    let info = started(&rt, id).await?;
+    let pids = recorded_pids(dir.path(), id)?;
+
+    let hibernated = rt.hibernate(id).await?;
+    assert_eq!(hibernated.state, SessionState::Hibernated);
+    wait_states(&pids, true).await?;
+    let again = rt.hibernate(id).await?;
+    assert_eq!(
+        again.state,
+        SessionState::Hibernated,
+        "hibernating twice is fine"
+    );
+
+    let woken = rt.wake(id).await?;
+    assert_eq!(woken.state, SessionState::Running);
+    assert_eq!(woken.vnc_address, info.vnc_address);
+    wait_states(&pids, false).await?;
+    assert_eq!(
+        rt.wake(id).await?.state,
+        SessionState::Running,
+        "waking twice is fine"
+    );
+    assert_eq!(read_rfb_banner(&woken.vnc_address).await?, "RFB 003.008\n");
+
+    // A hibernated session can be stopped too.
+    rt.hibernate(id).await?;
+    rt.stop(id).await?;
+    for pid in &pids {
+        assert_eq!(proc_state(*pid), None, "pid {pid} is gone");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn start_and_stop_are_idempotent() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime(dir.path());
+    let id = Uuid::now_v7();
+    let first = started(&rt, id).await?;
+    let second = started(&rt, id).await?;
+    assert_eq!(first, second, "a second start returns the running session");
+    assert_eq!(rt.list().await?.len(), 1, "and does not start another");
+    rt.stop(id).await?;
+    rt.stop(id).await?;
+    rt.stop(Uuid::now_v7()).await?;
+    assert!(rt.list().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_new_runtime_re_adopts_live_sessions() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let id = Uuid::now_v7();
+    let (info, pids) = {
+        let first = runtime(dir.path());
+        let info = started(&first, id).await?;
+        first.hibernate(id).await?;
+        (info, recorded_pids(dir.path(), id)?)
+        // `first` is dropped here, as if the agent had exited; its sessions stay.
+    };
+    let second = Arc::new(runtime(dir.path()));
+    let recovered = second.recover().await?;
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(recovered[0].session_id, id);
+    assert_eq!(recovered[0].state, SessionState::Hibernated);
+    assert_eq!(recovered[0].vnc_address, info.vnc_address);
+
+    let woken = second.wake(id).await?;
+    assert_eq!(woken.state, SessionState::Running);
+    assert_eq!(read_rfb_banner(&info.vnc_address).await?, "RFB 003.008\n");
+    assert_eq!(started(&second, id).await?.vnc_address, info.vnc_address);
+
+    second.stop(id).await?;
+    for pid in &pids {
+        assert_eq!(proc_state(*pid), None, "adopted pid {pid} is stopped too");
+    }
+    for path in lock_files(info.display) {
+        assert!(!path.exists(), "{path:?} removed");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_session_whose_xvnc_was_killed_is_reported_failed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let id = Uuid::now_v7();
+    let first = runtime(dir.path());
+    let info = started(&first, id).await?;
+    let pids = recorded_pids(dir.path(), id)?;
+    let xvnc = pids[0];
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &xvnc.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -KILL {xvnc}");
+    wait_until("Xvnc to be gone", WAIT, || async {
+        proc_state(xvnc).is_none().then_some(())
+    })
+    .await?;
+
+    let seen = first.status(id).await?.context("still held")?;
+    assert_eq!(seen.state, SessionState::Failed, "{seen:?}");
+    assert!(
+        seen.message.as_deref().is_some_and(|m| m.contains("Xvnc")),
+        "{seen:?}"
+    );
+    drop(first);
+
+    let second = runtime(dir.path());
+    let recovered = second.recover().await?;
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(recovered[0].state, SessionState::Failed);
+    let message = recovered[0].message.clone().unwrap_or_default();
+    assert!(
+        message.contains("lost while the agent was down"),
+        "{message}"
+    );
+    assert!(
+        second.list().await?.is_empty(),
+        "a lost session is not held"
+    );
+    wait_until("xterm to be cleaned up", WAIT, || async {
+        proc_state(pids[1]).is_none().then_some(())
+    })
+    .await?;
+    for path in lock_files(info.display) {
+        assert!(!path.exists(), "stale {path:?} removed");
+    }
+    assert!(!dir.path().join(format!("{id}.json")).exists());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_program_that_exits_fails_the_session() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime(dir.path());
+    let id = Uuid::now_v7();
+    rt.start(id, &template(&["sh", "-c", "exit 0"])).await?;
+    let failed = wait_until("the session to be seen as failed", WAIT, || async {
+        rt.status(id)
+            .await
+            .ok()
+            .flatten()
+            .filter(|s| s.state == SessionState::Failed)
+    })
+    .await?;
+    assert!(
+        failed
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("program")),
+        "{failed:?}"
+    );
+    rt.stop(id).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_programs_are_named_in_the_error() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = ProcessRuntimeConfig::new(dir.path().to_path_buf());
+    config.xvnc = "/nonexistent/Xvnc".into();
+    let no_xvnc = ProcessRuntime::new(config);
+    let Err(e) = no_xvnc.start(Uuid::now_v7(), &template(&["xterm"])).await else {
+        bail!("start without Xvnc succeeded");
+    };
+    assert!(
+        e.to_string().contains("install tigervnc-standalone-server"),
+        "{e}"
+    );
+
+    let rt = runtime(dir.path());
+    let Err(e) = rt
+        .start(Uuid::now_v7(), &template(&["no-such-program-xyz"]))
+        .await
+    else {
+        bail!("start of a missing program succeeded");
+    };
+    assert!(e.to_string().contains("no-such-program-xyz"), "{e}");
+    let Err(e) = rt.start(Uuid::now_v7(), &template(&[])).await else {
+        bail!("start of an empty command succeeded");
+    };
+    assert!(e.to_string().contains("empty command"), "{e}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "nothing left behind: {leftovers:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_starts_get_distinct_displays() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = Arc::new(runtime(dir.path()));
+    let ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    let mut tasks = Vec::new();
+    for id in ids {
+        let rt = rt.clone();
+        tasks.push(tokio::spawn(async move {
+            rt.start(id, &template(&["xterm"])).await
+        }));
+    }
+    let mut displays = std::collections::BTreeSet::new();
+    for task in tasks {
+        let info = task.await??;
+        assert_eq!(read_rfb_banner(&info.vnc_address).await?, "RFB 003.008\n");
+        displays.insert(info.display);
+    }
+    assert_eq!(displays.len(), 3, "each session has its own display");
+    for id in ids {
+        rt.stop(id).await?;
+    }
+    Ok(())
+}
