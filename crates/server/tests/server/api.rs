@@ -1,0 +1,375 @@
+//! The REST API: health, errors as JSON, templates, agent keys, sessions and placement.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use streamspace_proto::api::{AgentKey, Command, Readiness, Template};
+use streamspace_server::{KeyHasher, ServerConfig};
+use streamspace_store::ApiKeyKind;
+use uuid::Uuid;
+
+use crate::common::{ADMIN_TOKEN, Backend, FakeAgent, TestServer, assert_error, fast_config, read};
+use crate::on_both_backends;
+
+#[tokio::test]
+async fn health_and_readiness_answer_without_a_token() -> anyhow::Result<()> {
+    let s = TestServer::sqlite(fast_config()).await?;
+    let (status, _) = read(s.http.get(format!("{}/healthz", s.base)).send().await?).await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = read(s.http.get(format!("{}/readyz", s.base)).send().await?).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ready: Readiness = serde_json::from_value(body)?;
+    assert!(ready.ready);
+    assert_eq!(ready.replica_id, "test");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn readiness_is_503_json_when_the_database_is_gone() -> anyhow::Result<()> {
+    let backend = Backend::postgres()?;
+    let s = backend.server(fast_config()).await?;
+    drop(backend); // stops PostgreSQL under the running server
+    let (status, body) = read(s.http.get(format!("{}/readyz", s.base)).send().await?).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let ready: Readiness = serde_json::from_value(body)?;
+    assert!(!ready.ready);
+    let (status, _) = read(s.http.get(format!("{}/healthz", s.base)).send().await?).await?;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "liveness does not depend on the database"
+    );
+    Ok(())
+}
+
+async fn api_errors_are_json(backend: Backend) -> anyhow::Result<()> {
+    let s = backend
+        .server(ServerConfig {
+            max_body_bytes: 1024,
+            ..fast_config()
+        })
+        .await?;
+    let url = |p: &str| format!("{}{p}", s.base);
+
+    let (status, body) = read(s.http.get(url("/nope")).send().await?).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "not_found");
+
+    let (status, body) = s.call(Method::GET, "/api/v1/nope", None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "not_found");
+
+    let (status, body) = s.call(Method::PUT, "/api/v1/sessions", None).await?;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&body, "method_not_allowed");
+
+    let (status, body) = read(s.http.get(url("/api/v1/sessions")).send().await?).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no token");
+    assert_error(&body, "unauthorized");
+
+    let wrong = s.http.get(url("/api/v1/sessions")).bearer_auth("ssa_wrong");
+    let (status, body) = read(wrong.send().await?).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "wrong token");
+    assert_error(&body, "unauthorized");
+
+    let agent_key = s.agent_key("a1").await?;
+    let as_agent = s.http.get(url("/api/v1/sessions")).bearer_auth(&agent_key);
+    let (status, body) = read(as_agent.send().await?).await?;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "an agent key is not an admin token"
+    );
+    assert_error(&body, "unauthorized");
+
+    let bad_json = s
+        .http
+        .post(url("/api/v1/sessions"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json");
+    let (status, body) = read(bad_json.send().await?).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "bad_request");
+
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            Some(json!({ "tmpl": "x" })),
+        )
+        .await?;
+    assert!(status.is_client_error(), "unknown field accepted: {status}");
+    assert!(body["error"]["code"].is_string(), "{body}");
+
+    let no_type = s
+        .http
+        .post(url("/api/v1/sessions"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(r#"{"template":"xterm"}"#);
+    let (status, body) = read(no_type.send().await?).await?;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_error(&body, "unsupported_media_type");
+
+    let big = json!({ "template": "x".repeat(4096) });
+    let (status, body) = s.call(Method::POST, "/api/v1/sessions", Some(big)).await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&body, "payload_too_large");
+
+    let (status, body) = s
+        .call(Method::GET, "/api/v1/sessions/not-a-uuid", None)
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "bad_request");
+
+    for query in [
+        "status=bogus",
+        "limit=0",
+        "limit=abc",
+        "unknown=1",
+        "session_id=x",
+    ] {
+        let (status, body) = s
+            .call(Method::GET, &format!("/api/v1/commands?{query}"), None)
+            .await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "?{query}: {body}");
+        assert_error(&body, "bad_request");
+    }
+
+    let missing = format!("/api/v1/sessions/{}", Uuid::now_v7());
+    let (status, body) = s.call(Method::GET, &missing, None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "not_found");
+    let (status, body) = s.call(Method::GET, "/api/v1/agents/nobody", None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "not_found");
+    let missing = format!("/api/v1/commands/{}", Uuid::now_v7());
+    let (status, body) = s.call(Method::GET, &missing, None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "not_found");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn templates_are_validated_and_managed() -> anyhow::Result<()> {
+    let s = TestServer::sqlite(fast_config()).await?;
+    let templates: Vec<Template> = s.get_json("/api/v1/templates").await?;
+    assert!(
+        templates
+            .iter()
+            .any(|t| t.name == "xterm" && t.command == ["xterm"]),
+        "bootstrap seeds xterm: {templates:?}"
+    );
+    for bad in [
+        json!({ "name": "Bad_Name", "command": ["x"] }),
+        json!({ "name": "ok", "command": [] }),
+        json!({ "name": "ok", "command": [""] }),
+    ] {
+        let (status, body) = s
+            .call(Method::POST, "/api/v1/templates", Some(bad.clone()))
+            .await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} accepted: {body}");
+        assert_error(&body, "bad_request");
+    }
+    let good =
+        json!({ "name": "firefox", "command": ["firefox", "--kiosk"], "env": { "LANG": "C" } });
+    let (status, body) = s
+        .call(Method::POST, "/api/v1/templates", Some(good.clone()))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["name"], "firefox");
+    let (status, body) = s
+        .call(Method::POST, "/api/v1/templates", Some(good))
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&body, "conflict");
+    let (status, _) = s
+        .call(Method::DELETE, "/api/v1/templates/firefox", None)
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = s
+        .call(Method::DELETE, "/api/v1/templates/firefox", None)
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "not_found");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn agent_keys_are_keyed_hashes_and_revocable() -> anyhow::Result<()> {
+    let s = TestServer::sqlite(fast_config()).await?;
+    let (status, created) = s
+        .call(
+            Method::POST,
+            "/api/v1/agent-keys",
+            Some(json!({ "agent_id": "a1" })),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        secret.starts_with("ssk_") && secret.len() >= 40,
+        "weak secret {secret:?}"
+    );
+    let key_id: Uuid = serde_json::from_value(created["id"].clone())?;
+    assert_eq!(key_id.get_version_num(), 7, "key ids are UUIDv7");
+
+    let (status, listed) = s.call(Method::GET, "/api/v1/agent-keys", None).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !listed.to_string().contains(&secret),
+        "the secret is listed: {listed}"
+    );
+    let keys: Vec<AgentKey> = serde_json::from_value(listed)?;
+    assert!(keys.iter().any(|k| k.id == key_id && k.agent_id == "a1"));
+
+    // Only a keyed hash is stored: the secret itself finds nothing, its HMAC does.
+    assert!(
+        s.store.find_api_key(&secret).await?.is_none(),
+        "the secret is stored as is"
+    );
+    let hasher = KeyHasher::load(s.store.as_ref()).await?;
+    assert_ne!(hasher.hash(&secret), secret);
+    let record = s.store.find_api_key(&hasher.hash(&secret)).await?;
+    assert_eq!(
+        record.map(|r| (r.kind, r.agent_id)),
+        Some((ApiKeyKind::Agent, Some("a1".into())))
+    );
+
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/agent-keys",
+            Some(json!({ "agent_id": "bad id" })),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&body, "bad_request");
+
+    // Revoking closes the live connection and refuses the next one.
+    let mut agent = FakeAgent::connect(&s.ws_url, &secret, "a1", 1, vec![]).await?;
+    let (status, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/agent-keys/{key_id}"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (code, reason) = agent.expect_close().await?;
+    assert_eq!(code, 1008, "revoked key's connection closed: {reason}");
+    let refused = crate::common::fake_agent::open(&s.ws_url, &secret, None).await?;
+    match refused {
+        Err(r) => {
+            assert_eq!(r.status, 401);
+            assert_error(&r.body, "unauthorized");
+        }
+        Ok(_) => anyhow::bail!("a revoked key was accepted"),
+    }
+    let unknown = format!("/api/v1/agent-keys/{}", Uuid::now_v7());
+    let (status, _) = s.call(Method::DELETE, &unknown, None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn bootstrap_creates_credentials_and_templates_once() -> anyhow::Result<()> {
+    crate::common::init();
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite:{}", dir.path().join("db").display());
+    streamspace_store::migrate::up(&url).await?;
+    let store = streamspace_store::open(&url).await?;
+    let token = streamspace_server::bootstrap(store.as_ref(), None).await?;
+    let token = token.ok_or_else(|| anyhow::anyhow!("no admin token generated on first start"))?;
+    assert!(token.starts_with("ssa_"), "{token}");
+    assert_eq!(
+        streamspace_server::bootstrap(store.as_ref(), None).await?,
+        None
+    );
+    assert_eq!(
+        store.list_templates().await?.len(),
+        1,
+        "templates seeded once"
+    );
+    let hasher = KeyHasher::load(store.as_ref()).await?;
+    let admin = store.find_api_key(&hasher.hash(&token)).await?;
+    assert_eq!(admin.map(|r| r.kind), Some(ApiKeyKind::Admin));
+
+    let created = streamspace_server::create_agent_key(store.as_ref(), "local").await?;
+    assert_eq!(created.key.agent_id, "local");
+    assert!(
+        streamspace_server::create_agent_key(store.as_ref(), "")
+            .await
+            .is_err()
+    );
+    Ok(())
+}
+
+async fn sessions_have_uuid_v7_ids_and_need_a_template(backend: Backend) -> anyhow::Result<()> {
+    let s = backend.server(fast_config()).await?;
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            Some(json!({ "template": "xterm" })),
+        )
+        .await?;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no agent online: {body}"
+    );
+    assert_error(&body, "no_capacity");
+
+    let _agent = s.agent("a1", 4).await?;
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            Some(json!({ "template": "nope" })),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&body, "not_found");
+
+    let session = s.create_session("xterm").await?;
+    assert_eq!(session.id.get_version_num(), 7, "session ids are UUIDv7");
+    assert_eq!(session.owner, "admin");
+    let commands: Vec<Command> = s
+        .get_json(&format!("/api/v1/commands?session_id={}", session.id))
+        .await?;
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    assert_eq!(
+        commands[0].command_id.get_version_num(),
+        7,
+        "command ids are UUIDv7"
+    );
+    let listed: Vec<Value> = s.get_json("/api/v1/sessions").await?;
+    assert_eq!(listed.len(), 1);
+    s.stop().await
+}
+
+async fn capacity_is_enforced(backend: Backend) -> anyhow::Result<()> {
+    let s = backend.server(fast_config()).await?;
+    let _agent = s.agent("small", 1).await?;
+    s.create_session("xterm").await?;
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            Some(json!({ "template": "xterm" })),
+        )
+        .await?;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "second session placed: {body}"
+    );
+    assert_error(&body, "no_capacity");
+    s.stop().await
+}
+
+on_both_backends!(
+    api_errors_are_json,
+    sessions_have_uuid_v7_ids_and_need_a_template,
+    capacity_is_enforced,
+);

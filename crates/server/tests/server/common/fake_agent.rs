@@ -1,0 +1,262 @@
+//! A scripted fake agent: speaks the control protocol over a real WebSocket, one step at a time,
+//! so tests can play every part of an agent — including the bad ones.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use streamspace_proto::api::{Action, SessionState};
+use streamspace_proto::wire::{
+    self, AgentMessage, Capacity, CommandMessage, Register, ServerMessage, SessionStatus,
+};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+/// How long a fake agent waits for any one message.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct FakeAgent {
+    pub agent_id: String,
+    pub epoch: i64,
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// The result of a connection attempt refused before the upgrade.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// Opens the agent WebSocket with `key` and optional extra headers; `Err(Refused)` if the server
+/// answered with an HTTP error instead of upgrading.
+pub async fn open(
+    ws_url: &str,
+    key: &str,
+    origin: Option<&str>,
+) -> anyhow::Result<Result<WebSocketStream<MaybeTlsStream<TcpStream>>, Refused>> {
+    let mut request = ws_url.into_client_request()?;
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {key}"))?,
+    );
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_str(origin)?);
+    }
+    let config = WebSocketConfig::default().max_message_size(Some(16 << 20));
+    match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
+        Ok((ws, _)) => Ok(Ok(ws)),
+        Err(WsError::Http(response)) => {
+            let status = response.status().as_u16();
+            let body = response
+                .body()
+                .as_deref()
+                .map(serde_json::from_slice::<Value>)
+                .transpose()
+                .context("refusal body is not JSON")?
+                .unwrap_or(Value::Null);
+            Ok(Err(Refused { status, body }))
+        }
+        Err(e) => Err(e).context("connecting the fake agent"),
+    }
+}
+
+pub fn register_message(
+    agent_id: &str,
+    max_sessions: u32,
+    sessions: Vec<SessionStatus>,
+) -> AgentMessage {
+    AgentMessage::Register(Register {
+        agent_id: agent_id.into(),
+        platform: "process".into(),
+        version: "test".into(),
+        capacity: Capacity { max_sessions },
+        labels: Default::default(),
+        sessions,
+    })
+}
+
+impl FakeAgent {
+    /// Connects and registers as `agent_id`, returning once `welcome` arrived.
+    pub async fn connect(
+        ws_url: &str,
+        key: &str,
+        agent_id: &str,
+        max_sessions: u32,
+        sessions: Vec<SessionStatus>,
+    ) -> anyhow::Result<Self> {
+        let ws = match open(ws_url, key, None).await? {
+            Ok(ws) => ws,
+            Err(refused) => bail!("agent {agent_id} refused: {refused:?}"),
+        };
+        let mut agent = Self {
+            agent_id: agent_id.into(),
+            epoch: 0,
+            ws,
+        };
+        agent
+            .send(&register_message(agent_id, max_sessions, sessions))
+            .await?;
+        match agent.recv().await? {
+            ServerMessage::Welcome {
+                accepted: true,
+                epoch,
+                ..
+            } => agent.epoch = epoch,
+            other => bail!("expected welcome, got {other:?}"),
+        }
+        Ok(agent)
+    }
+
+    /// Wraps an already open socket (nothing sent yet).
+    pub fn raw(agent_id: &str, ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Self {
+            agent_id: agent_id.into(),
+            epoch: 0,
+            ws,
+        }
+    }
+
+    pub async fn send(&mut self, msg: &AgentMessage) -> anyhow::Result<()> {
+        self.send_text(&wire::encode(msg)).await
+    }
+
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.ws
+            .send(Message::text(text))
+            .await
+            .context("sending a text frame")
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.ws
+            .send(Message::binary(bytes))
+            .await
+            .context("sending a binary frame")
+    }
+
+    pub async fn heartbeat(&mut self, max_sessions: u32) -> anyhow::Result<()> {
+        self.send(&AgentMessage::Heartbeat {
+            active_sessions: 0,
+            capacity: Capacity { max_sessions },
+        })
+        .await
+    }
+
+    /// The next server message (pings and pongs skipped).
+    pub async fn recv(&mut self) -> anyhow::Result<ServerMessage> {
+        loop {
+            let frame = tokio::time::timeout(RECV_TIMEOUT, self.ws.next())
+                .await
+                .with_context(|| {
+                    format!("agent {} got no message in {RECV_TIMEOUT:?}", self.agent_id)
+                })?;
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    return wire::decode_server_message(text.as_str())
+                        .with_context(|| format!("server sent an invalid message: {text}"));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(other)) => {
+                    bail!("agent {} expected a message, got {other:?}", self.agent_id)
+                }
+                Some(Err(e)) => bail!("agent {} read failed: {e}", self.agent_id),
+                None => bail!("agent {} connection ended", self.agent_id),
+            }
+        }
+    }
+
+    /// The next command; fails on anything else.
+    pub async fn expect_command(&mut self) -> anyhow::Result<CommandMessage> {
+        match self.recv().await? {
+            ServerMessage::Command(c) => Ok(c),
+            other => bail!("agent {} expected a command, got {other:?}", self.agent_id),
+        }
+    }
+
+    /// Whether a command arrives within `wait`.
+    pub async fn command_within(
+        &mut self,
+        wait: Duration,
+    ) -> anyhow::Result<Option<CommandMessage>> {
+        match tokio::time::timeout(wait, self.expect_command()).await {
+            Ok(c) => c.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Waits for the server to close the connection; returns the close code and reason.
+    pub async fn expect_close(&mut self) -> anyhow::Result<(u16, String)> {
+        loop {
+            let frame = tokio::time::timeout(RECV_TIMEOUT, self.ws.next())
+                .await
+                .with_context(|| {
+                    format!("agent {} was not closed in {RECV_TIMEOUT:?}", self.agent_id)
+                })?;
+            match frame {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Ok((u16::from(frame.code), frame.reason.as_str().to_owned()));
+                }
+                Some(Ok(Message::Close(None))) => return Ok((1005, String::new())),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => bail!(
+                    "agent {} read failed before a close frame: {e}",
+                    self.agent_id
+                ),
+                None => bail!(
+                    "agent {} connection ended without a close frame",
+                    self.agent_id
+                ),
+            }
+        }
+    }
+
+    /// Plays a well-behaved agent for one command: ack, then complete with `result`.
+    pub async fn ack_and_complete(
+        &mut self,
+        command_id: Uuid,
+        result: Value,
+    ) -> anyhow::Result<()> {
+        self.send(&AgentMessage::Ack { command_id }).await?;
+        self.send(&AgentMessage::Complete { command_id, result })
+            .await
+    }
+
+    /// Receives the next command, checks its action, and completes it successfully.
+    pub async fn run_next(&mut self, action: Action) -> anyhow::Result<CommandMessage> {
+        let command = self.expect_command().await?;
+        if command.action != action {
+            bail!("expected a {action} command, got {command:?}");
+        }
+        let result = match action {
+            Action::StartSession | Action::WakeSession => {
+                json!({ "vnc_address": "127.0.0.1:5901" })
+            }
+            _ => json!({}),
+        };
+        self.ack_and_complete(command.command_id, result).await?;
+        Ok(command)
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+
+    pub fn status(session_id: Uuid, state: SessionState) -> SessionStatus {
+        SessionStatus {
+            session_id,
+            state,
+            vnc_address: None,
+            message: None,
+        }
+    }
+}

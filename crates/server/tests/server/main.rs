@@ -1,0 +1,8 @@
+//! Integration tests of the control plane: a real server on 127.0.0.1:0 over a real database,
+//! driven over HTTP and by scripted fake agents over real WebSockets.
+
+mod common;
+
+mod agent_ws;
+mod api;
+mod dispatch;
