@@ -404,3 +404,49 @@ async fn invalid_configuration_is_refused_up_front() -> anyhow::Result<()> {
     assert!(matches!(err, Err(AgentError::InvalidConfig(_))), "{err:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_session_whose_program_exits_is_reported_failed_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut server = FakeServer::start().await?;
+    let agent = Agent::start(config(&[&server], dir.path()));
+    let (mut conn, _) = server.accept_registered().await?;
+    conn.welcome().await?;
+    let session = Uuid::now_v7();
+    let payload = json!({
+        "template": {
+            "name": "short", "command": ["sh", "-c", "sleep 0.3"],
+            "created_at": "2026-01-01T00:00:00Z"
+        }
+    });
+    let start = command(Action::StartSession, session, payload);
+    conn.send(&ServerMessage::Command(start)).await?;
+    assert!(matches!(conn.reply().await?, AgentMessage::Ack { .. }));
+    assert!(matches!(conn.reply().await?, AgentMessage::Complete { .. }));
+    assert_eq!(conn.session_status().await?.state, SessionState::Running);
+
+    let failed = conn.session_status().await?;
+    assert_eq!(failed.session_id, session);
+    assert_eq!(failed.state, SessionState::Failed);
+    assert!(
+        failed
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("program")),
+        "{failed:?}"
+    );
+    // Two more heartbeats pass without the failure being reported again.
+    let mut heartbeats = 0;
+    while heartbeats < 2 {
+        match conn.recv().await? {
+            AgentMessage::Heartbeat {
+                active_sessions, ..
+            } => {
+                assert_eq!(active_sessions, 0, "the failed session is not counted");
+                heartbeats += 1;
+            }
+            other => bail!("unexpected {other:?}"),
+        }
+    }
+    agent.stop().await
+}

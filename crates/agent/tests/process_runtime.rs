@@ -328,3 +328,73 @@ async fn concurrent_starts_get_distinct_displays() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+fn start_time(pid: i32) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = &text[text.rfind(')').context("stat has a name")? + 1..];
+    Ok(rest
+        .split_whitespace()
+        .nth(19)
+        .context("stat has field 22")?
+        .parse()?)
+}
+
+fn write_state(
+    dir: &Path,
+    id: Uuid,
+    pgid: i32,
+    processes: serde_json::Value,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let record = serde_json::json!({
+        "session_id": id, "display": 999, "port": 1, "pgid": pgid,
+        "processes": processes, "intent": "running",
+    });
+    std::fs::write(dir.join(format!("{id}.json")), record.to_string())?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn recovery_never_signals_a_reused_pid() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let id = Uuid::now_v7();
+    // The recorded pid is alive — it is this test — but started at another time: pid reuse.
+    let me = std::process::id() as i32;
+    let wrong = start_time(me)? + 1;
+    let processes = serde_json::json!([
+        { "role": "xvnc", "pid": me, "start_time": wrong },
+        { "role": "program", "pid": me, "start_time": wrong },
+    ]);
+    write_state(dir.path(), id, me, processes)?;
+    let recovered = runtime(dir.path()).recover().await?;
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(recovered[0].state, SessionState::Failed);
+    assert!(!dir.path().join(format!("{id}.json")).exists());
+    // Still running: the session's cleanup did not signal an unrelated process.
+    Ok(())
+}
+
+#[tokio::test]
+async fn recovery_removes_a_start_that_was_interrupted() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir()?;
+    let id = Uuid::now_v7();
+    // Stands in for an Xvnc whose program the dead agent never got to start.
+    let mut child = std::process::Command::new("sleep")
+        .arg("600")
+        .process_group(0)
+        .spawn()?;
+    let pid = child.id() as i32;
+    let processes =
+        serde_json::json!([{ "role": "xvnc", "pid": pid, "start_time": start_time(pid)? }]);
+    write_state(dir.path(), id, pid, processes)?;
+    let recovered = runtime(dir.path()).recover().await?;
+    assert!(
+        recovered.is_empty(),
+        "an unfinished start is not reported: {recovered:?}"
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    assert!(!status.success(), "the half-started session was terminated");
+    assert!(!dir.path().join(format!("{id}.json")).exists());
+    Ok(())
+}

@@ -5,10 +5,11 @@
 //! All of a session's processes share one process group (Xvnc's), so stop, hibernate
 //! (`SIGSTOP`) and wake (`SIGCONT`) signal the whole session at once. Sessions outlive the
 //! agent: children are not killed when the agent exits, each one is reaped by a task while the
-//! agent runs, and a state file per session (see [`state`]) lets the next agent process
+//! agent runs, and a state file per session (`<state_dir>/<session_id>.json`) lets the next agent process
 //! re-adopt them. `/proc` is the source of truth for what is alive; the recorded start time of
 //! every pid guards against the kernel reusing it for an unrelated process.
 
+mod group;
 mod procfs;
 mod state;
 mod xdisplay;
@@ -20,17 +21,16 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nix::errno::Errno;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use streamspace_proto::SessionState;
 use streamspace_proto::api::Template;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Runtime, RuntimeError, SessionInfo};
-use state::{Intent, ProcessRecord, Role, SessionRecord, StateDir};
+use group::{poll_until, signal_group, spawn_reaped, terminate};
+use state::{Intent, Role, SessionRecord, StateDir};
 
 /// How many display/port pairs a start tries before giving up (each try that loses a race for
 /// a display or a port moves on to another).
@@ -409,6 +409,13 @@ impl Runtime for ProcessRuntime {
             report.push(lost(session_id, 0, String::new(), message));
         }
         for record in records {
+            if !record.processes.iter().any(|p| p.role == Role::Program) {
+                // The agent died between starting Xvnc and the program: the start never
+                // completed, so its redelivery will start the session afresh.
+                tracing::info!(session_id = %record.session_id, "removing a session whose start was interrupted");
+                self.cleanup(&record).await;
+                continue;
+            }
             let info = observe(&record);
             if info.is_live() {
                 tracing::info!(session_id = %record.session_id, state = %info.state, "re-adopted session");
@@ -472,93 +479,5 @@ fn observe(record: &SessionRecord) -> SessionInfo {
         vnc_address: record.vnc_address(),
         display: record.display,
         message,
-    }
-}
-
-/// Spawns a child that outlives the agent, and a task that reaps it while the agent runs.
-fn spawn_reaped(command: &mut Command, role: Role) -> Result<ProcessRecord, RuntimeError> {
-    let program = command
-        .as_std()
-        .get_program()
-        .to_string_lossy()
-        .into_owned();
-    let mut child: Child = command.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            RuntimeError::MissingProgram(format!("program {program:?} not found"))
-        }
-        _ => RuntimeError::io(format!("starting {program}"), e),
-    })?;
-    // Read the start time before the reaper may wait on the child: until then even a child
-    // that exited at once is still listed (as a zombie).
-    let pid = child.id().and_then(|p| i32::try_from(p).ok());
-    let start_time = pid.and_then(procfs::stat).map(|s| s.start_time);
-    tokio::spawn(async move {
-        let status = child.wait().await;
-        tracing::debug!(%program, ?status, "session process exited");
-    });
-    let (Some(pid), Some(start_time)) = (pid, start_time) else {
-        return Err(RuntimeError::StartFailed(format!(
-            "{role:?} exited at once"
-        )));
-    };
-    Ok(ProcessRecord {
-        role,
-        pid,
-        start_time,
-    })
-}
-
-/// Signals the session's process group, but only while one of its recorded processes is
-/// verifiably alive: a group id whose members are all gone may name someone else's group.
-fn signal_group(record: &SessionRecord, signal: Signal) -> Result<(), RuntimeError> {
-    if !any_alive(record) {
-        return Ok(());
-    }
-    match killpg(Pid::from_raw(record.pgid), signal) {
-        Ok(()) | Err(Errno::ESRCH) => Ok(()),
-        Err(e) => Err(RuntimeError::Signal(format!(
-            "sending {signal} to process group {}: {e}",
-            record.pgid
-        ))),
-    }
-}
-
-fn any_alive(record: &SessionRecord) -> bool {
-    record
-        .processes
-        .iter()
-        .any(|p| procfs::alive(p.pid, p.start_time).is_some())
-}
-
-/// `SIGTERM` (and `SIGCONT`, so hibernated processes can act on it), then `SIGKILL` after
-/// `grace`.
-async fn terminate(record: &SessionRecord, grace: Duration) {
-    for signal in [Signal::SIGTERM, Signal::SIGCONT] {
-        if let Err(e) = signal_group(record, signal) {
-            tracing::warn!(session_id = %record.session_id, error = %e, "could not signal session");
-        }
-    }
-    if poll_until(grace, || !any_alive(record)).await {
-        return;
-    }
-    tracing::warn!(session_id = %record.session_id, "session ignored SIGTERM; killing it");
-    if let Err(e) = signal_group(record, Signal::SIGKILL) {
-        tracing::warn!(session_id = %record.session_id, error = %e, "could not kill session");
-    }
-    if !poll_until(Duration::from_secs(5), || !any_alive(record)).await {
-        tracing::error!(session_id = %record.session_id, "session processes survived SIGKILL");
-    }
-}
-
-async fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(POLL).await;
     }
 }
