@@ -398,3 +398,65 @@ async fn recovery_removes_a_start_that_was_interrupted() -> anyhow::Result<()> {
     assert!(!dir.path().join(format!("{id}.json")).exists());
     Ok(())
 }
+
+const HELPER_DIR_ENV: &str = "STREAMSPACE_TEST_HELPER_STATE_DIR";
+
+/// Not a test on its own: the "agent" that `sessions_survive_the_agent_being_killed` starts as
+/// a separate process and then SIGKILLs. Does nothing unless that test set its state directory.
+#[tokio::test]
+#[ignore = "helper process for sessions_survive_the_agent_being_killed"]
+async fn helper_agent_that_starts_a_session_and_waits() -> anyhow::Result<()> {
+    let Some(dir) = std::env::var_os(HELPER_DIR_ENV) else {
+        return Ok(());
+    };
+    let rt = runtime(Path::new(&dir));
+    started(&rt, Uuid::now_v7()).await?;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn sessions_survive_the_agent_being_killed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut agent = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "helper_agent_that_starts_a_session_and_waits",
+            "--exact",
+            "--ignored",
+        ])
+        .env(HELPER_DIR_ENV, dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let id = wait_until("the helper agent to start a session", WAIT, || async {
+        let entries = std::fs::read_dir(dir.path()).ok()?;
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.path().file_stem()?.to_str()?.parse::<Uuid>().ok())
+            .find(|id| recorded_pids(dir.path(), *id).is_ok())
+    })
+    .await?;
+    agent.kill()?;
+    agent.wait()?;
+
+    let pids = recorded_pids(dir.path(), id)?;
+    for pid in &pids {
+        assert!(
+            proc_state(*pid).is_some(),
+            "pid {pid} survived the agent's SIGKILL"
+        );
+    }
+    let rt = runtime(dir.path());
+    let recovered = rt.recover().await?;
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(recovered[0].state, SessionState::Running);
+    assert_eq!(
+        read_rfb_banner(&recovered[0].vnc_address).await?,
+        "RFB 003.008\n"
+    );
+    rt.stop(id).await?;
+    for pid in &pids {
+        assert_eq!(proc_state(*pid), None, "pid {pid} stopped by the new agent");
+    }
+    Ok(())
+}
