@@ -147,6 +147,8 @@ impl ProcessRuntime {
                 .open(&log_path)
                 .map_err(|e| LaunchError::Fatal(RuntimeError::io("opening the session log", e)))
         };
+        // Opened before anything runs, so a failure here leaves nothing to clean up.
+        let (program_out, program_err) = (log()?, log()?);
         let mut xvnc = Command::new(&self.config.xvnc);
         xvnc.arg(format!(":{display}"))
             .args(["-rfbport", &port.to_string(), "-localhost"])
@@ -165,7 +167,10 @@ impl ProcessRuntime {
             processes: vec![xvnc],
             intent: Intent::Running,
         };
-        self.save(&record).map_err(LaunchError::Fatal)?;
+        if let Err(e) = self.save(&record) {
+            self.cleanup(&record).await;
+            return Err(LaunchError::Fatal(e));
+        }
 
         if let Err(e) = self.wait_ready(&record).await {
             self.cleanup(&record).await;
@@ -178,8 +183,8 @@ impl ProcessRuntime {
             .envs(&template.env)
             .env("DISPLAY", format!(":{display}"))
             .stdin(Stdio::null())
-            .stdout(log()?)
-            .stderr(log()?)
+            .stdout(program_out)
+            .stderr(program_err)
             .process_group(record.pgid);
         match spawn_reaped(&mut program, Role::Program) {
             Ok(p) => record.processes.push(p),
@@ -188,7 +193,10 @@ impl ProcessRuntime {
                 return Err(LaunchError::Fatal(e));
             }
         }
-        self.save(&record).map_err(LaunchError::Fatal)?;
+        if let Err(e) = self.save(&record) {
+            self.cleanup(&record).await;
+            return Err(LaunchError::Fatal(e));
+        }
         let info = observe(&record);
         self.inner().sessions.insert(session_id, record);
         Ok(info)
