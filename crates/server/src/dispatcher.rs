@@ -26,33 +26,66 @@ use crate::hub::Hub;
 /// Most commands read for one agent per pass; a worker loops until the agent has no more.
 const BATCH: i64 = 100;
 
-/// Queue of agents to deliver for, each at most once at a time.
+/// Queue of agents to deliver for. Each agent is queued at most once and delivered for by at
+/// most one worker at a time, so concurrent wake-ups never send the same command twice.
 pub(crate) struct Dispatcher {
     tx: mpsc::Sender<String>,
-    /// Agents waiting in the queue, with whether to include unfinished (`sent`/`acknowledged`)
-    /// commands regardless of their timing.
-    queued: Mutex<HashMap<String, bool>>,
+    agents: Mutex<HashMap<String, Entry>>,
+}
+
+/// Where an agent is in the dispatcher. The flags say whether to include unfinished
+/// (`sent`/`acknowledged`) commands regardless of their timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    Queued { unfinished: bool },
+    Running { again: Option<bool> },
 }
 
 impl Dispatcher {
     /// Asks for delivery of `agent_id`'s commands. Never blocks; if the queue is full the request
     /// is dropped and the next sweep finds the work.
     pub fn wake(&self, agent_id: &str, include_unfinished: bool) {
-        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(flag) = queued.get_mut(agent_id) {
-            *flag |= include_unfinished;
-            return;
-        }
-        if self.tx.try_send(agent_id.to_owned()).is_ok() {
-            queued.insert(agent_id.to_owned(), include_unfinished);
-        } else {
-            tracing::debug!(agent_id, "dispatch queue full; the sweep will deliver");
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        match agents.get_mut(agent_id) {
+            Some(Entry::Queued { unfinished }) => *unfinished |= include_unfinished,
+            Some(Entry::Running { again }) => {
+                *again = Some(again.unwrap_or(false) | include_unfinished);
+            }
+            None => {
+                if self.tx.try_send(agent_id.to_owned()).is_ok() {
+                    let entry = Entry::Queued {
+                        unfinished: include_unfinished,
+                    };
+                    agents.insert(agent_id.to_owned(), entry);
+                } else {
+                    tracing::debug!(agent_id, "dispatch queue full; the sweep will deliver");
+                }
+            }
         }
     }
 
-    fn take(&self, agent_id: &str) -> bool {
-        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
-        queued.remove(agent_id).unwrap_or(false)
+    /// A worker starts on `agent_id`; returns its include-unfinished flag.
+    fn start(&self, agent_id: &str) -> bool {
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        let unfinished = match agents.get(agent_id) {
+            Some(Entry::Queued { unfinished }) => *unfinished,
+            _ => false,
+        };
+        agents.insert(agent_id.to_owned(), Entry::Running { again: None });
+        unfinished
+    }
+
+    /// A worker is done with `agent_id`; queues it again if it was woken meanwhile.
+    fn finish(&self, agent_id: &str) {
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        match agents.remove(agent_id) {
+            Some(Entry::Running {
+                again: Some(unfinished),
+            }) if self.tx.try_send(agent_id.to_owned()).is_ok() => {
+                agents.insert(agent_id.to_owned(), Entry::Queued { unfinished });
+            }
+            _ => {}
+        }
     }
 }
 
@@ -74,7 +107,7 @@ pub(crate) fn start(
     let (tx, rx) = mpsc::channel(capacity);
     let dispatcher = Arc::new(Dispatcher {
         tx,
-        queued: Mutex::new(HashMap::new()),
+        agents: Mutex::new(HashMap::new()),
     });
     let span = tracing::info_span!("dispatcher", replica_id = %ctx.config.replica_id);
     tasks.spawn(
@@ -114,12 +147,14 @@ async fn run_queue(
                 Err(_) => break,
             },
         };
-        let include_unfinished = dispatcher.take(&agent_id);
+        let include_unfinished = dispatcher.start(&agent_id);
         let ctx = ctx.clone();
+        let dispatcher = dispatcher.clone();
         let span = tracing::info_span!("deliver", agent_id = %agent_id);
         tasks.spawn(
             async move {
                 deliver_for_agent(&ctx, &agent_id, include_unfinished).await;
+                dispatcher.finish(&agent_id);
                 drop(permit);
             }
             .instrument(span),
@@ -297,3 +332,58 @@ pub(crate) async fn sweep(
 
 /// How long to wait for in-flight work on shutdown.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dispatcher(capacity: usize) -> (Dispatcher, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let d = Dispatcher {
+            tx,
+            agents: Mutex::new(HashMap::new()),
+        };
+        (d, rx)
+    }
+
+    #[test]
+    fn wakes_are_deduplicated_and_never_run_twice_at_once() {
+        let (d, mut rx) = dispatcher(8);
+        d.wake("a", false);
+        d.wake("a", true);
+        d.wake("b", false);
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("a"));
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("b"));
+        assert!(rx.try_recv().is_err(), "a was queued twice");
+        assert!(d.start("a"), "the include-unfinished flags merge");
+        d.wake("a", false);
+        assert!(
+            rx.try_recv().is_err(),
+            "a running agent is not queued again at once"
+        );
+        d.finish("a");
+        assert_eq!(
+            rx.try_recv().ok().as_deref(),
+            Some("a"),
+            "woken meanwhile: queued after"
+        );
+        assert!(!d.start("a"));
+        d.finish("a");
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_wake_for_the_sweep() {
+        let (d, mut rx) = dispatcher(1);
+        d.wake("a", false);
+        d.wake("b", false);
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("a"));
+        assert!(rx.try_recv().is_err());
+        d.wake("b", false);
+        assert_eq!(
+            rx.try_recv().ok().as_deref(),
+            Some("b"),
+            "b can be queued later"
+        );
+    }
+}

@@ -1,5 +1,7 @@
 //! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers).
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,14 +10,25 @@ use streamspace_proto::api::Readiness;
 
 use crate::state::AppState;
 
+/// A readiness probe must answer quickly even when the database hangs.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 pub(super) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let (status, ready, database) = match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, true, "ok"),
-        Err(e) => {
+    let ping = tokio::time::timeout(PING_TIMEOUT, app.store.ping()).await;
+    let (status, ready, database) = match ping {
+        Ok(Ok(())) => (StatusCode::OK, true, "ok"),
+        Err(_) => {
+            tracing::warn!(
+                backend = app.store.backend(),
+                "database did not answer in time"
+            );
+            (StatusCode::SERVICE_UNAVAILABLE, false, "unreachable")
+        }
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, backend = app.store.backend(), "database unreachable");
             (StatusCode::SERVICE_UNAVAILABLE, false, "unreachable")
         }

@@ -27,7 +27,8 @@ async fn health_and_readiness_answer_without_a_token() -> anyhow::Result<()> {
 async fn readiness_is_503_json_when_the_database_is_gone() -> anyhow::Result<()> {
     let backend = Backend::postgres()?;
     let s = backend.server(fast_config()).await?;
-    drop(backend); // stops PostgreSQL under the running server
+    // Stop PostgreSQL under the running server.
+    tokio::task::spawn_blocking(move || drop(backend)).await?;
     let (status, body) = read(s.http.get(format!("{}/readyz", s.base)).send().await?).await?;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let ready: Readiness = serde_json::from_value(body)?;

@@ -97,7 +97,7 @@ impl TestServer {
             config,
             shutdown.clone(),
         ));
-        Ok(Self {
+        let server = Self {
             base: format!("http://{addr}"),
             ws_url: format!("ws://{addr}/api/v1/agents/connect"),
             store,
@@ -105,7 +105,14 @@ impl TestServer {
             shutdown,
             handle: Some(handle),
             _dir: dir,
+        };
+        let ready = format!("{}/readyz", server.base);
+        wait_until("the server to be ready", WAIT, || async {
+            let response = server.http.get(&ready).send().await.ok()?;
+            response.status().is_success().then_some(())
         })
+        .await?;
+        Ok(server)
     }
 
     /// Sends a request with the admin token; returns the status and the JSON body (Null if none).
