@@ -2,12 +2,12 @@
 //!
 //! [`serve`] runs one replica on an already bound listener until its shutdown token is
 //! cancelled. The parts, one module each:
-//! - [`api`] — the REST API under `/api/v1` (admin token), `/healthz` and `/readyz`;
-//! - [`agent_ws`] — the agents' WebSocket endpoint: authentication, registration, messages;
+//! - `api` — the REST API under `/api/v1` (admin token), `/healthz` and `/readyz`;
+//! - `agent_ws` — the agents' WebSocket endpoint: authentication, registration, messages;
 //! - [`hub`] — which agents are connected here and how to send to them (in memory for now,
 //!   behind a trait so a Redis-backed hub can route between replicas later);
-//! - [`dispatcher`] — moves commands from the database to connected agents;
-//! - [`keys`] and [`bootstrap`] — credentials stored as keyed hashes, and first-start setup.
+//! - `dispatcher` — moves commands from the database to connected agents;
+//! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup.
 //!
 //! The server never starts sessions itself: it records intent in the [`Store`] and tells agents.
 

@@ -162,3 +162,23 @@ async fn wrong_protocol_version_closes_with_1007() -> anyhow::Result<()> {
     )
     .await
 }
+
+#[tokio::test]
+async fn connection_limit_is_enforced() -> anyhow::Result<()> {
+    let s = TestServer::sqlite(streamspace_server::ServerConfig {
+        max_agent_connections: 1,
+        ..fast_config()
+    })
+    .await?;
+    let mut good = s.agent("good", 100).await?;
+    let key = s.agent_key("extra").await?;
+    match fake_agent::open(&s.ws_url, &key, None).await? {
+        Err(refused) => {
+            assert_eq!(refused.status, 503);
+            assert_error(&refused.body, "too_many_connections");
+        }
+        Ok(_) => anyhow::bail!("a connection beyond the limit was accepted"),
+    }
+    assert_still_works(&s, &mut good).await?;
+    s.stop().await
+}

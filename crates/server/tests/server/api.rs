@@ -374,3 +374,47 @@ on_both_backends!(
     sessions_have_uuid_v7_ids_and_need_a_template,
     capacity_is_enforced,
 );
+
+#[tokio::test]
+async fn deleting_an_agent_needs_it_idle_and_disconnects_it() -> anyhow::Result<()> {
+    let s = TestServer::sqlite(fast_config()).await?;
+    let key = s.agent_key("a1").await?;
+    let mut agent = FakeAgent::connect(&s.ws_url, &key, "a1", 1, vec![]).await?;
+    let session = s.create_session("xterm").await?;
+    agent
+        .run_next(streamspace_proto::api::Action::StartSession)
+        .await?;
+    s.wait_session_state(session.id, streamspace_proto::api::SessionState::Running)
+        .await?;
+    let (status, body) = s.call(Method::DELETE, "/api/v1/agents/a1", None).await?;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "deleted with a live session: {body}"
+    );
+    assert_error(&body, "conflict");
+
+    let (status, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/sessions/{}", session.id),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    agent
+        .run_next(streamspace_proto::api::Action::StopSession)
+        .await?;
+    s.wait_session_state(session.id, streamspace_proto::api::SessionState::Terminated)
+        .await?;
+
+    let (status, body) = s.call(Method::DELETE, "/api/v1/agents/a1", None).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (code, _) = agent.expect_close().await?;
+    assert_eq!(code, 1008, "a deleted agent's connection is closed");
+    match crate::common::fake_agent::open(&s.ws_url, &key, None).await? {
+        Err(refused) => assert_eq!(refused.status, 401, "its keys are revoked"),
+        Ok(_) => anyhow::bail!("a deleted agent's key still connects"),
+    }
+    s.stop().await
+}
