@@ -90,6 +90,8 @@ impl From<JsonRejection> for ApiError {
         let code = match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            // Well-formed JSON of the wrong shape (missing or unknown fields, wrong types).
+            StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
             _ => "bad_request",
         };
         Self::new(rejection.status(), code, rejection.body_text())

@@ -10,6 +10,21 @@
 //! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup.
 //!
 //! The server never starts sessions itself: it records intent in the [`Store`] and tells agents.
+//!
+//! Decisions the architecture document leaves open, made here:
+//! - `no_capacity` answers 503 (retry later); well-formed JSON of the wrong shape answers 422
+//!   `invalid_body`; malformed JSON 400 `bad_request`.
+//! - One clock: an agent must register within, and send something every, 3 × the heartbeat
+//!   interval; a write to an agent may take at most one interval. `welcome` states the interval
+//!   in whole seconds (rounded up), so intervals under a second are for tests only.
+//! - Close codes beyond proto's: 1002 broken WebSocket framing, 1011 server-side failure
+//!   (registration not recorded, write failed), 1013 the agent's outbound queue is full.
+//! - On (re)connect, `acknowledged` commands are sent again without a new attempt (the agent
+//!   answers duplicates from memory); `sent` ones are re-claimed at once.
+//! - At registration, reported sessions of other agents are ignored (logged); a later
+//!   `session_status` for another agent's session closes the connection (1008). Reports for
+//!   unknown sessions are ignored.
+//! - At most one dispatcher worker delivers for a given agent at a time.
 
 mod agent_ws;
 mod api;
