@@ -157,7 +157,7 @@ pub struct AgentRunArgs {
     /// How sessions run.
     #[arg(long, env = "STREAMSPACE_RUNTIME", value_enum, default_value_t = RuntimeArg::Process)]
     pub runtime: RuntimeArg,
-    /// Where the agent keeps session state [default: <data dir>/agent-<id>].
+    /// Where the agent keeps session state [default: DATA_DIR/agent-ID, DATA_DIR being $STREAMSPACE_DATA_DIR or ~/.local/share/streamspace].
     #[arg(long, env = "STREAMSPACE_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
     /// Most sessions this agent runs at once.
