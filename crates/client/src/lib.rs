@@ -11,7 +11,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use streamspace_proto::api::{
     Agent, AgentKey, Command, CommandFilter, CreateAgentKey, CreateSession, CreateTemplate,
-    CreatedAgentKey, ErrorBody, Readiness, Session, Template,
+    CreatedAgentKey, ErrorBody, Readiness, Session, SessionFilter, Template,
 };
 use url::Url;
 use uuid::Uuid;
@@ -134,8 +134,8 @@ impl Client {
             .await
     }
 
-    pub async fn list_sessions(&self) -> Result<Vec<Session>> {
-        self.send(self.request(Method::GET, "api/v1/sessions")?)
+    pub async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>> {
+        self.send(self.request(Method::GET, "api/v1/sessions")?.query(filter))
             .await
     }
 

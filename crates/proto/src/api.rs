@@ -221,6 +221,15 @@ pub struct CreateSession {
     pub template: String,
 }
 
+/// Filter for `GET /api/v1/sessions`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFilter {
+    /// Only sessions placed on this agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+}
+
 /// One row of `agent_commands`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {

@@ -217,8 +217,12 @@ pub trait Store: Send + Sync + 'static {
     /// if none), insert the session (`pending`) and its `start_session` command (`pending`).
     async fn create_session(&self, new: &NewSession) -> Result<(Session, Command)>;
     async fn get_session(&self, id: Uuid) -> Result<Session>;
-    /// Newest first; only `owner`'s sessions when given.
-    async fn list_sessions(&self, owner: Option<&str>) -> Result<Vec<Session>>;
+    /// Newest first; only `owner`'s sessions and only those placed on `agent_id`, when given.
+    async fn list_sessions(
+        &self,
+        owner: Option<&str>,
+        agent_id: Option<&str>,
+    ) -> Result<Vec<Session>>;
     /// Moves a session to `state` if the state machine allows it from the current state
     /// (guarded in SQL). Returns the session after the call and whether it changed.
     /// `vnc_address` and `error_message` are set when given.

@@ -130,7 +130,8 @@ pub(crate) const SESSION_GET: &str = concat!(
 pub(crate) const SESSION_LIST: &str = concat!(
     "SELECT ",
     session_columns!(),
-    " FROM sessions WHERE ($1 IS NULL OR owner = $1) ORDER BY created_at DESC, id DESC"
+    " FROM sessions WHERE ($1 IS NULL OR owner = $1) AND ($2 IS NULL OR agent_id = $2) \
+     ORDER BY created_at DESC, id DESC"
 );
 
 pub(crate) const COMMAND_INSERT: &str = concat!(

@@ -375,7 +375,7 @@ async fn placement_picks_least_loaded_and_enforces_capacity(db: &Db) -> Result<(
     );
     // A terminal session frees its slot.
     let first = store
-        .list_sessions(None)
+        .list_sessions(None, None)
         .await?
         .pop()
         .context("no sessions")?;
@@ -434,7 +434,7 @@ async fn no_capacity_without_an_online_agent(db: &Db) -> Result<()> {
         "offline agent used: {r:?}"
     );
     ensure!(
-        store.list_sessions(None).await?.is_empty(),
+        store.list_sessions(None, None).await?.is_empty(),
         "failed placement left a session"
     );
     register(&*store, "zero", 0).await?;
@@ -944,7 +944,7 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
     let (s2, c2) = store.create_session(&new_session("bob")).await?;
     let (s3, _) = store.create_session(&new_session("alice")).await?;
     let alice: Vec<_> = store
-        .list_sessions(Some("alice"))
+        .list_sessions(Some("alice"), None)
         .await?
         .into_iter()
         .map(|s| s.id)
@@ -953,7 +953,12 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
         alice == [s3.id, s1.id],
         "alice's sessions, newest first: {alice:?}"
     );
-    ensure!(store.list_sessions(None).await?.len() == 3);
+    ensure!(store.list_sessions(None, None).await?.len() == 3);
+    ensure!(store.list_sessions(None, Some("a1")).await?.len() == 3);
+    ensure!(
+        store.list_sessions(None, Some("nobody")).await?.is_empty(),
+        "the agent filter keeps only that agent's sessions"
+    );
     let all = store.list_commands(&CommandFilter::default()).await?;
     ensure!(
         all.len() == 3 && all[0].id > all[2].id,

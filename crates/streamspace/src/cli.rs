@@ -246,8 +246,14 @@ pub enum SessionCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// List sessions.
-    List(ClientArgs),
+    /// List sessions, newest first.
+    List {
+        /// Only sessions placed on this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show one session.
     Show {
         id: uuid::Uuid,

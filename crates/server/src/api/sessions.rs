@@ -6,12 +6,12 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use streamspace_proto::api::{Action, CreateSession, Session, SessionState};
+use streamspace_proto::api::{Action, CreateSession, Session, SessionFilter, SessionState};
 use streamspace_proto::wire::StartSessionPayload;
 use streamspace_store::{NewCommand, NewSession, StoreError};
 use uuid::Uuid;
 
-use super::{ApiJson, ApiPath, audit};
+use super::{ApiJson, ApiPath, ApiQuery, audit};
 use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -70,10 +70,13 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(session)))
 }
 
-pub(super) async fn list(State(app): State<AppState>) -> Result<Json<Vec<Session>>, ApiError> {
+pub(super) async fn list(
+    State(app): State<AppState>,
+    ApiQuery(filter): ApiQuery<SessionFilter>,
+) -> Result<Json<Vec<Session>>, ApiError> {
     let sessions = app
         .store
-        .list_sessions(None)
+        .list_sessions(None, filter.agent_id.as_deref())
         .await
         .map_err(|e| ApiError::from_store(e, "listing sessions"))?;
     Ok(Json(sessions))

@@ -350,6 +350,10 @@ async fn sessions_have_uuid_v7_ids_and_need_a_template(backend: Backend) -> anyh
     );
     let listed: Vec<Value> = s.get_json("/api/v1/sessions").await?;
     assert_eq!(listed.len(), 1);
+    let on_a1: Vec<Value> = s.get_json("/api/v1/sessions?agent_id=a1").await?;
+    assert_eq!(on_a1.len(), 1, "the session is on a1");
+    let elsewhere: Vec<Value> = s.get_json("/api/v1/sessions?agent_id=a2").await?;
+    assert!(elsewhere.is_empty(), "agent filter: {elsewhere:?}");
     s.stop().await
 }
 

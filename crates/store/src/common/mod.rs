@@ -242,9 +242,11 @@ macro_rules! impl_store {
             async fn list_sessions(
                 &self,
                 owner: Option<&str>,
+                agent_id: Option<&str>,
             ) -> $crate::Result<Vec<streamspace_proto::api::Session>> {
                 let rows = sqlx::query_as::<_, $crate::rows::SessionRow>($crate::sql::SESSION_LIST)
                     .bind(owner)
+                    .bind(agent_id)
                     .fetch_all(&self.pool)
                     .await?;
                 $crate::rows::convert_all(rows)

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use streamspace_client::Client;
-use streamspace_proto::api::{CommandFilter, CreateTemplate};
+use streamspace_proto::api::{CommandFilter, CreateTemplate, SessionFilter};
 
 use crate::cli::{
     AgentAction, AgentKeyCommand, ClientArgs, CommandsCommand, OutputFormat, SessionCommand,
@@ -63,8 +63,12 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        SessionCommand::List(client) => {
-            print_many(client.output, &connect(&client)?.list_sessions().await?)
+        SessionCommand::List { agent, client } => {
+            let filter = SessionFilter { agent_id: agent };
+            print_many(
+                client.output,
+                &connect(&client)?.list_sessions(&filter).await?,
+            )
         }
         SessionCommand::Show { id, client } => {
             print_one(client.output, &connect(&client)?.get_session(id).await?)
