@@ -301,7 +301,7 @@ async fn close(sink: &mut Sink, ended: &Ended) {
     let (code, reason) = match ended {
         Ended::BadMessage(e) => (e.close_code(), e.to_string()),
         Ended::Cancelled => (close_code::GOING_AWAY, "agent shutting down".to_owned()),
-        Ended::ServerShutdown(_) | Ended::Rejected(_) => (1000, String::new()),
+        Ended::ServerShutdown(_) | Ended::Rejected(_) => (close_code::NORMAL, String::new()),
         Ended::Lost(_) => return,
     };
     // A close reason must fit in a control frame (123 bytes).

@@ -23,6 +23,14 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// WebSocket close codes the control plane uses when it ends an agent connection.
 pub mod close_code {
+    /// Ordinary end of a connection.
+    pub const NORMAL: u16 = 1000;
+    /// Broken WebSocket framing.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// The server failed on its side (database error at registration, write failure).
+    pub const INTERNAL: u16 = 1011;
+    /// The peer is not reading: its bounded outbound queue filled up.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The agent's text was not a valid message (bad JSON, missing fields, wrong version).
     pub const INVALID_MESSAGE: u16 = 1007;
     /// The agent is not allowed to do this (key bound to another agent, foreign session, …).

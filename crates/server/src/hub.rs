@@ -110,7 +110,7 @@ impl AgentConnection {
         match self.outbox.try_send(msg) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close(1013, "outbound queue full: the agent is not reading");
+                self.close(close_code::TRY_AGAIN_LATER, "outbound queue full: the agent is not reading");
                 Err(DeliveryError::Overloaded(self.agent_id.clone()))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {

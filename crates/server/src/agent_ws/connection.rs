@@ -28,7 +28,7 @@ const OUTBOX: usize = 256;
 /// Close reasons are limited to 123 bytes by the WebSocket protocol.
 const MAX_REASON: usize = 120;
 /// Close code for a broken WebSocket protocol.
-const PROTOCOL_ERROR: u16 = 1002;
+const PROTOCOL_ERROR: u16 = close_code::PROTOCOL_ERROR;
 
 pub(super) async fn run(
     app: AppState,
@@ -52,7 +52,7 @@ pub(super) async fn run(
             tokio::spawn(write_loop(sink, rx, closer.clone(), send_timeout).in_current_span());
         let mut conn = Conn::new(app, key, tx, closer.clone());
         read_loop(&mut conn, &mut stream).await;
-        closer.close(1000, "connection closed");
+        closer.close(close_code::NORMAL, "connection closed");
         if tokio::time::timeout(send_timeout * 2, writer)
             .await
             .is_err()
@@ -155,11 +155,11 @@ async fn write_loop(
             },
         };
         if !send(&mut sink, text(&msg), send_timeout).await {
-            closer.close(1011, "writing to the agent failed");
+            closer.close(close_code::INTERNAL, "writing to the agent failed");
             return;
         }
     }
-    let (code, reason) = closer.reason().unwrap_or((1000, String::new()));
+    let (code, reason) = closer.reason().unwrap_or((close_code::NORMAL, String::new()));
     if code == close_code::GOING_AWAY {
         // Deliver the `shutdown` notice queued before the close.
         while let Ok(msg) = rx.try_recv() {

@@ -21,7 +21,7 @@ use crate::state::AppState;
 /// Error message given to a session its agent no longer reports.
 pub(crate) const LOST_SESSION: &str = "agent no longer has this session";
 /// Close code for a server-side failure.
-const INTERNAL: u16 = 1011;
+const INTERNAL: u16 = close_code::INTERNAL;
 
 /// Why the server ends a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
