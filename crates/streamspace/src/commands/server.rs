@@ -11,7 +11,21 @@ use crate::secrets;
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let replica_id = args.replica_id.clone().unwrap_or_else(default_replica_id);
-    if !args.no_migrate {
+    if args.no_migrate {
+        let pending: Vec<i64> = streamspace_store::migrate::status(&args.database_url)
+            .await
+            .context("reading the database's migration status")?
+            .into_iter()
+            .filter(|m| m.state == streamspace_store::MigrationState::Pending)
+            .map(|m| m.version)
+            .collect();
+        if !pending.is_empty() {
+            anyhow::bail!(
+                "the database schema is not up to date (pending migrations: {pending:?}); \
+                 run `streamspace migrate up --database-url …` or start without --no-migrate"
+            );
+        }
+    } else {
         let applied = streamspace_store::migrate::up(&args.database_url)
             .await
             .context("applying database migrations (use --no-migrate to skip)")?;
