@@ -66,6 +66,11 @@ pub struct AgentConfig {
     pub connect_timeout: Duration,
     /// How long the control plane has to answer `register` with `welcome`.
     pub welcome_timeout: Duration,
+    /// How long one write to the control plane may take before the connection counts as lost
+    /// and is rebuilt. `None` (the default) uses the heartbeat interval the server sets in
+    /// `welcome`: a write stuck that long has already delayed the next heartbeat, and the server
+    /// only gives up on an agent after three intervals, so there is time to reconnect.
+    pub write_timeout: Option<Duration>,
     /// How many finished commands are remembered for duplicate suppression.
     pub command_log_capacity: usize,
 }
@@ -92,6 +97,7 @@ impl AgentConfig {
             stable_after: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             welcome_timeout: Duration::from_secs(10),
+            write_timeout: None,
             command_log_capacity: 1000,
         }
     }
@@ -113,6 +119,7 @@ impl fmt::Debug for AgentConfig {
             .field("stable_after", &self.stable_after)
             .field("connect_timeout", &self.connect_timeout)
             .field("welcome_timeout", &self.welcome_timeout)
+            .field("write_timeout", &self.write_timeout)
             .field("command_log_capacity", &self.command_log_capacity)
             .finish()
     }

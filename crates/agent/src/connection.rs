@@ -8,12 +8,20 @@
 //! other two, so a write error tears down the reader too and the supervisor reconnects: there
 //! is never a half-alive connection that reads commands it cannot answer.
 //!
+//! A write that makes no progress is a failed write too: a server that stops reading fills the
+//! TCP buffers and would otherwise block the writer forever while the reader looks healthy. Each
+//! write gets [`AgentConfig::write_timeout`] (by default the heartbeat interval from `welcome`),
+//! the same bound the server puts on its own writes.
+//!
+//! Everything after `welcome` is generic over the two halves of the socket (`FrameSink`,
+//! `FrameStream`), so tests drive the loops with scripted halves and paused time.
+//!
 //! A `ping` from the server is answered with a heartbeat (the heartbeat is the liveness signal
 //! the server measures; answering a ping with one lets a server probe an agent on demand).
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use streamspace_proto::wire::{
     self, AgentMessage, Capacity, MAX_MESSAGE_BYTES, ProtoError, Register, ServerMessage,
     close_code,
@@ -34,8 +42,14 @@ use crate::AgentConfig;
 use crate::executor::Executor;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-type Sink = futures_util::stream::SplitSink<Socket, Message>;
-type Stream = futures_util::stream::SplitStream<Socket>;
+
+/// The writing half of a connection: the socket's in production, a scripted one in tests.
+trait FrameSink: Sink<Message, Error = WsError> + Unpin {}
+impl<T: Sink<Message, Error = WsError> + Unpin> FrameSink for T {}
+
+/// The reading half of a connection.
+trait FrameStream: Stream<Item = Result<Message, WsError>> + Unpin {}
+impl<T: Stream<Item = Result<Message, WsError>> + Unpin> FrameStream for T {}
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -99,17 +113,32 @@ pub async fn serve(
     };
     tracing::info!(server = %url, ?heartbeat, "connected and registered");
     let since = Instant::now();
-    let ended = tokio::select! {
-        () = shutdown.cancelled() => Ended::Cancelled,
-        e = write_loop(&mut sink, outbox) => e,
-        e = read_loop(ctx, &mut stream) => e,
-        e = heartbeat_loop(ctx, heartbeat) => e,
-    };
-    close(&mut sink, &ended).await;
+    let ended = serve_registered(ctx, &mut sink, &mut stream, outbox, shutdown, heartbeat).await;
     Report {
         ended,
         registered_for: since.elapsed(),
     }
+}
+
+/// Runs the reader, the writer and the heartbeat of a registered connection until the first of
+/// them ends (or `shutdown`), then says goodbye. Returning drops all three.
+async fn serve_registered(
+    ctx: &Context<'_>,
+    sink: &mut impl FrameSink,
+    stream: &mut impl FrameStream,
+    outbox: &mut mpsc::Receiver<AgentMessage>,
+    shutdown: &CancellationToken,
+    heartbeat: Duration,
+) -> Ended {
+    let write_timeout = ctx.config.write_timeout.unwrap_or(heartbeat);
+    let ended = tokio::select! {
+        () = shutdown.cancelled() => Ended::Cancelled,
+        e = write_loop(sink, outbox, write_timeout) => e,
+        e = read_loop(ctx, stream) => e,
+        e = heartbeat_loop(ctx, heartbeat) => e,
+    };
+    close(sink, &ended).await;
+    ended
 }
 
 async fn connect(config: &AgentConfig, url: &Url) -> Result<Socket, String> {
@@ -144,8 +173,8 @@ async fn connect(config: &AgentConfig, url: &Url) -> Result<Socket, String> {
 /// Sends `register` and waits for an accepting `welcome`; the heartbeat interval it sets.
 async fn register(
     ctx: &Context<'_>,
-    sink: &mut Sink,
-    stream: &mut Stream,
+    sink: &mut impl FrameSink,
+    stream: &mut impl FrameStream,
 ) -> Result<Duration, Ended> {
     let config = ctx.config;
     let sessions = ctx.executor.registration_sessions().await;
@@ -159,7 +188,7 @@ async fn register(
         labels: config.labels.clone(),
         sessions: sessions.clone(),
     });
-    write(sink, &message).await?;
+    write(sink, &message, config.welcome_timeout).await?;
     let welcome = tokio::time::timeout(config.welcome_timeout, async {
         loop {
             match next_message(stream).await? {
@@ -200,7 +229,7 @@ async fn register(
 }
 
 /// The next control message, skipping WebSocket pings and pongs.
-async fn next_message(stream: &mut Stream) -> Result<ServerMessage, Ended> {
+async fn next_message(stream: &mut impl FrameStream) -> Result<ServerMessage, Ended> {
     loop {
         let frame = match stream.next().await {
             None => return Err(Ended::Lost("the server closed the connection".to_owned())),
@@ -227,7 +256,12 @@ async fn next_message(stream: &mut Stream) -> Result<ServerMessage, Ended> {
     }
 }
 
-async fn write(sink: &mut Sink, message: &AgentMessage) -> Result<(), Ended> {
+/// Sends one message; a write that fails or does not finish within `timeout` loses the connection.
+async fn write(
+    sink: &mut impl FrameSink,
+    message: &AgentMessage,
+    timeout: Duration,
+) -> Result<(), Ended> {
     let text = wire::encode(message);
     if text.len() > MAX_MESSAGE_BYTES {
         // Our own messages are small by construction; refuse rather than be disconnected.
@@ -237,23 +271,32 @@ async fn write(sink: &mut Sink, message: &AgentMessage) -> Result<(), Ended> {
         );
         return Ok(());
     }
-    sink.send(Message::text(text))
-        .await
-        .map_err(|e| Ended::Lost(format!("writing to the server: {e}")))
+    match tokio::time::timeout(timeout, sink.send(Message::text(text))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Ended::Lost(format!("writing to the server: {e}"))),
+        Err(_) => Err(Ended::Lost(format!(
+            "writing to the server: a write did not finish within {timeout:?} \
+             (the server is not reading, or the network is stalled)"
+        ))),
+    }
 }
 
-async fn write_loop(sink: &mut Sink, outbox: &mut mpsc::Receiver<AgentMessage>) -> Ended {
+async fn write_loop(
+    sink: &mut impl FrameSink,
+    outbox: &mut mpsc::Receiver<AgentMessage>,
+    timeout: Duration,
+) -> Ended {
     loop {
         let Some(message) = outbox.recv().await else {
             return Ended::Cancelled;
         };
-        if let Err(ended) = write(sink, &message).await {
+        if let Err(ended) = write(sink, &message, timeout).await {
             return ended;
         }
     }
 }
 
-async fn read_loop(ctx: &Context<'_>, stream: &mut Stream) -> Ended {
+async fn read_loop(ctx: &Context<'_>, stream: &mut impl FrameStream) -> Ended {
     loop {
         match next_message(stream).await {
             Err(ended) => return ended,
@@ -297,7 +340,7 @@ async fn send_heartbeat(ctx: &Context<'_>) {
 }
 
 /// Says goodbye with a close code that explains why, without waiting long for a dead peer.
-async fn close(sink: &mut Sink, ended: &Ended) {
+async fn close(sink: &mut impl FrameSink, ended: &Ended) {
     let (code, reason) = match ended {
         Ended::BadMessage(e) => (e.close_code(), e.to_string()),
         Ended::Cancelled => (close_code::GOING_AWAY, "agent shutting down".to_owned()),
@@ -320,3 +363,6 @@ async fn close(sink: &mut Sink, ended: &Ended) {
     )
     .await;
 }
+
+#[cfg(test)]
+mod tests;
