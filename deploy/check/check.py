@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""Offline checks of the Helm chart and the plain manifests (no cluster runs here).
+
+1. `helm lint --strict` of the chart, with Helm's own Go code (helm-python-sdk binds the Helm SDK).
+2. Renders the chart with its defaults, with every values file in cases/, and with
+   plain-values.yaml, exactly as `helm template` would.
+3. Validates every rendered object, and every file in deploy/kubernetes/, against the Kubernetes
+   OpenAPI schemas of the oldest and the newest supported version in strict mode (unknown fields
+   are errors), offline, with kubernetes-validate.
+4. Checks what a schema cannot: references between objects (Secrets, ServiceAccount, Role,
+   selectors), the settings the control plane relies on (replicas, downward API, probes,
+   non-root), and that invalid values are refused with a message.
+5. Checks that deploy/kubernetes/ is what the chart renders from plain-values.yaml (less the two
+   Helm bookkeeping labels); `--write` regenerates it.
+
+Exits non-zero with every problem listed.
+"""
+
+import argparse
+import pathlib
+import re
+import sys
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+DEPLOY = pathlib.Path(__file__).resolve().parent.parent
+CHART = DEPLOY / "helm" / "streamspace"
+PLAIN_DIR = DEPLOY / "kubernetes"
+CHECK_DIR = DEPLOY / "check"
+RELEASE = "streamspace"
+NAMESPACE = "streamspace"
+# The chart's kubeVersion floor, and the newest schemas kubernetes-validate ships.
+KUBE_VERSIONS = ["1.30.0", kubernetes_validate.utils.latest_version()]
+HAND_WRITTEN = {"00-namespace.yaml"}
+HELM_LABEL = re.compile(r"^\s*(helm\.sh/chart|app\.kubernetes\.io/managed-by): .*\n", re.M)
+GENERATED_HEADER = (
+    "# Generated from deploy/helm/streamspace with deploy/check/plain-values.yaml by\n"
+    "# `deploy/check/run --write`: edit the chart, then regenerate.\n"
+)
+
+# Values that must be refused, and a part of the message that says why.
+REFUSED = [
+    ({"postgresql": {"bundled": False}}, "postgresql.external.url is required"),
+    ({"redis": {"bundled": False}}, "redis.url is required"),
+    ({"agent": {"enabled": True}}, "agent.key"),
+    ({"agent": {"enabled": True, "key": "k", "runtime": "process"}}, "agent.replicas above 1"),
+    ({"postgresql": {"password": "p@ss/word"}}, "only letters and digits"),
+    ({"ingress": {"enabled": True, "tls": {"enabled": True}}}, "ingress.tls.secretName"),
+]
+
+
+class Problems:
+    def __init__(self):
+        self.items = []
+
+    def add(self, where, message):
+        self.items.append(f"{where}: {message}")
+
+    def check(self, ok, where, message):
+        if not ok:
+            self.add(where, message)
+
+
+def render(values):
+    """Renders the chart; returns {template path: text} without NOTES.txt and empty outputs."""
+    with helm.Chart.load(str(CHART)) as chart:
+        out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return {k: v for k, v in out.items() if not k.endswith("NOTES.txt") and v.strip()}
+
+
+def parse(text, where, problems):
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        problems.add(where, f"not valid YAML: {e}")
+        return []
+    for d in docs:
+        if not isinstance(d, dict) or "kind" not in d or "apiVersion" not in d:
+            problems.add(where, "a document without kind/apiVersion")
+    return [d for d in docs if isinstance(d, dict) and "kind" in d]
+
+
+def schema_check(objects, where, problems):
+    for obj in objects:
+        name = f"{obj['kind']}/{obj.get('metadata', {}).get('name')}"
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                path = ".".join(str(p) for p in e.path)
+                problems.add(f"{where} {name} (k8s {version})", f"{path}: {e.message}")
+            except Exception as e:  # unknown kind, unsupported version, broken schema
+                message = getattr(e, "message", None) or repr(e)
+                problems.add(f"{where} {name} (k8s {version})", f"cannot validate: {message}")
+
+
+def pod_specs(objects):
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            yield obj, obj["spec"]["template"]
+
+
+def env_of(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def references(objects, external_secrets, where, problems):
+    """Every name an object points at exists in the render (or is an operator's Secret)."""
+    by_kind = {}
+    for obj in objects:
+        by_kind.setdefault(obj["kind"], set()).add(obj["metadata"]["name"])
+        problems.check(
+            obj["kind"] == "Namespace" or obj["metadata"].get("namespace") == NAMESPACE,
+            where, f"{obj['kind']}/{obj['metadata']['name']} has no namespace {NAMESPACE}")
+    secrets = by_kind.get("Secret", set()) | set(external_secrets)
+    pod_labels = []
+    for owner, template in pod_specs(objects):
+        oname = f"{owner['kind']}/{owner['metadata']['name']}"
+        labels = template["metadata"].get("labels", {})
+        pod_labels.append(labels)
+        selector = owner["spec"]["selector"]["matchLabels"]
+        problems.check(selector.items() <= labels.items(), where,
+                       f"{oname}: selector does not match its pod labels")
+        spec = template["spec"]
+        sa = spec.get("serviceAccountName")
+        problems.check(sa is None or sa in by_kind.get("ServiceAccount", set()), where,
+                       f"{oname}: ServiceAccount {sa} is not rendered")
+        security(oname, spec, where, problems)
+        for c in spec["containers"]:
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref and not ref.get("optional"):
+                    problems.check(ref["name"] in secrets, where,
+                                   f"{oname}: env {e['name']} needs Secret {ref['name']}")
+    for obj in objects:
+        oname = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["kind"] == "Service":
+            sel = obj["spec"].get("selector", {})
+            problems.check(any(sel.items() <= l.items() for l in pod_labels), where,
+                           f"{oname}: selects no pod")
+        if obj["kind"] == "PodDisruptionBudget":
+            sel = obj["spec"]["selector"]["matchLabels"]
+            problems.check(any(sel.items() <= l.items() for l in pod_labels), where,
+                           f"{oname}: selects no pod")
+        if obj["kind"] == "RoleBinding":
+            problems.check(obj["roleRef"]["name"] in by_kind.get("Role", set()), where,
+                           f"{oname}: Role {obj['roleRef']['name']} is not rendered")
+            for s in obj["subjects"]:
+                problems.check(s["name"] in by_kind.get("ServiceAccount", set()), where,
+                               f"{oname}: ServiceAccount {s['name']} is not rendered")
+        if obj["kind"] == "Ingress":
+            for rule in obj["spec"]["rules"]:
+                for p in rule["http"]["paths"]:
+                    svc = p["backend"]["service"]["name"]
+                    problems.check(svc in by_kind.get("Service", set()), where,
+                                   f"{oname}: backend Service {svc} is not rendered")
+
+
+def security(oname, spec, where, problems):
+    """What the 'restricted' Pod Security Standard asks of every pod in the chart."""
+    psc = spec.get("securityContext", {})
+    problems.check(psc.get("runAsNonRoot") is True, where, f"{oname}: runAsNonRoot is not set")
+    problems.check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where,
+                   f"{oname}: no RuntimeDefault seccomp profile")
+    for c in spec["containers"]:
+        csc = c.get("securityContext", {})
+        problems.check(csc.get("allowPrivilegeEscalation") is False, where,
+                       f"{oname}/{c['name']}: allowPrivilegeEscalation is not false")
+        problems.check(csc.get("capabilities", {}).get("drop") == ["ALL"], where,
+                       f"{oname}/{c['name']}: capabilities are not dropped")
+        problems.check("requests" in c.get("resources", {}), where,
+                       f"{oname}/{c['name']}: no resource requests")
+
+
+def find(objects, kind, name):
+    for obj in objects:
+        if obj["kind"] == kind and obj["metadata"]["name"] == name:
+            return obj
+    return None
+
+
+def control_plane(objects, min_replicas, where, problems):
+    """What the server needs from its Deployment to run as several replicas."""
+    dep = find(objects, "Deployment", "streamspace-server")
+    if dep is None:
+        problems.add(where, "no Deployment streamspace-server")
+        return
+    problems.check(dep["spec"]["replicas"] >= min_replicas, where,
+                   f"server replicas {dep['spec']['replicas']} < {min_replicas}")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(c)
+    field = lambda n: env.get(n, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+    problems.check(field("POD_NAME") == "metadata.name", where, "POD_NAME not from metadata.name")
+    problems.check(field("POD_IP") == "status.podIP", where, "POD_IP not from status.podIP")
+    problems.check("$(POD_IP)" in env.get("STREAMSPACE_INTERNAL_ADDRESS", {}).get("value", ""),
+                   where, "the advertised address is not the pod IP")
+    for name in ("DATABASE_URL", "REDIS_URL", "STREAMSPACE_ADMIN_TOKEN"):
+        problems.check(name in env, where, f"server env has no {name}")
+    for name in ("STREAMSPACE_ADMIN_TOKEN",):
+        problems.check("value" not in env.get(name, {}), where, f"{name} is not from a Secret")
+    problems.check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", where,
+                   "readiness probe is not /readyz")
+    problems.check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", where,
+                   "liveness probe is not /healthz")
+    problems.check(c["args"] == ["server"], where, "the server container does not run `server`")
+
+
+def agent(objects, where, problems):
+    """The agent's Deployment, and the RBAC the kubernetes runtime needs."""
+    dep = find(objects, "Deployment", "streamspace-agent")
+    if dep is None:
+        problems.add(where, "no Deployment streamspace-agent")
+        return
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(c)
+    problems.check(c["args"] == ["agent"], where, "the agent container does not run `agent`")
+    for name in ("STREAMSPACE_SERVER", "STREAMSPACE_AGENT_ID", "STREAMSPACE_AGENT_KEY",
+                 "STREAMSPACE_RUNTIME", "POD_NAME", "POD_NAMESPACE"):
+        problems.check(name in env, where, f"agent env has no {name}")
+    problems.check("value" not in env.get("STREAMSPACE_AGENT_KEY", {}), where,
+                   "the agent key is not from a Secret")
+    role = find(objects, "Role", "streamspace-agent")
+    if role is None:
+        problems.add(where, "no Role streamspace-agent")
+        return
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
+               for r in rule["resources"] for v in rule["verbs"]}
+    needed = [("", "pods"), ("", "services"), ("", "persistentvolumeclaims"),
+              ("apps", "deployments"), ("coordination.k8s.io", "leases")]
+    for group, resource in needed:
+        for verb in ("get", "list", "watch", "create", "update", "patch", "delete"):
+            problems.check((group, resource, verb) in granted, where,
+                           f"Role does not grant {verb} on {group or 'core'}/{resource}")
+
+
+def check_render(name, values, expect, problems):
+    where = f"render {name}"
+    try:
+        rendered = render(values)
+    except helm.HelmError as e:
+        problems.add(where, f"does not render: {e}")
+        return []
+    objects = [o for path, text in rendered.items() for o in parse(text, f"{where} {path}", problems)]
+    schema_check(objects, where, problems)
+    external = [values.get(k, {}).get("existingSecret") for k in ("controlPlane", "agent")]
+    references(objects, [s for s in external if s], where, problems)
+    control_plane(objects, expect.get("replicas", 2), where, problems)
+    if expect.get("agent"):
+        agent(objects, where, problems)
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    for kind_name in expect.get("has", []):
+        problems.check(kind_name in kinds, where, f"{kind_name[0]}/{kind_name[1]} is missing")
+    for kind_name in expect.get("lacks", []):
+        problems.check(kind_name not in kinds, where, f"{kind_name[0]}/{kind_name[1]} is rendered")
+    return rendered
+
+
+def check_refused(problems):
+    for values, message in REFUSED:
+        try:
+            render(values)
+            problems.add(f"values {values}", "rendered, but must be refused")
+        except helm.HelmError as e:
+            problems.check(message in str(e), f"values {values}",
+                           f"refused without saying {message!r}: {e}")
+
+
+def plain_files(rendered):
+    """deploy/kubernetes/ as the chart renders it: one file per template, Helm labels removed."""
+    files = {}
+    for path, text in sorted(rendered.items()):
+        files[pathlib.PurePosixPath(path).name] = GENERATED_HEADER + HELM_LABEL.sub("", text.lstrip("\n"))
+    return files
+
+
+def check_plain(rendered, write, problems):
+    want = plain_files(rendered)
+    have = {p.name for p in PLAIN_DIR.glob("*.yaml")} - HAND_WRITTEN
+    for stale in sorted(have - set(want)):
+        if write:
+            (PLAIN_DIR / stale).unlink()
+        else:
+            problems.add(f"deploy/kubernetes/{stale}", "is not rendered by the chart any more")
+    for name, text in want.items():
+        path = PLAIN_DIR / name
+        current = path.read_text() if path.exists() else None
+        if write and current != text:
+            path.write_text(text)
+        elif current != text:
+            problems.add(f"deploy/kubernetes/{name}",
+                         "differs from the chart's rendering: run deploy/check/run --write")
+    objects = []
+    for path in sorted(PLAIN_DIR.glob("*.yaml")):
+        objects += parse(path.read_text(), str(path.relative_to(DEPLOY)), problems)
+    schema_check(objects, "deploy/kubernetes", problems)
+    references(objects, [], "deploy/kubernetes", problems)
+    control_plane(objects, 2, "deploy/kubernetes", problems)
+    agent(objects, "deploy/kubernetes", problems)
+    return len(objects)
+
+
+def self_test(problems):
+    """The validator must reject an unknown field, or every check above proves nothing."""
+    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+           "spec": {"selectr": {"a": "b"}, "ports": [{"port": 80}]}}
+    caught = Problems()
+    schema_check([bad], "self-test", caught)
+    problems.check(len(caught.items) == len(KUBE_VERSIONS), "self-test",
+                   "a misspelled field was not rejected by the schema check")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="regenerate deploy/kubernetes/")
+    args = parser.parse_args()
+    problems = Problems()
+    self_test(problems)
+    lint = helm.lint(str(CHART), strict=True)
+    for m in lint.get("messages", []):
+        problems.check(m["severity"] < 2, f"helm lint {m['path']}", m["error"])
+    for e in lint.get("errors", []):
+        problems.add("helm lint", str(e))
+
+    cases = {"defaults": ({}, {"lacks": [("Deployment", "streamspace-agent")],
+                               "has": [("StatefulSet", "streamspace-postgresql"),
+                                       ("Deployment", "streamspace-redis")]})}
+    expectations = {
+        "external": {"replicas": 3, "agent": True,
+                     "has": [("Ingress", "streamspace-server")],
+                     "lacks": [("StatefulSet", "streamspace-postgresql"),
+                               ("Deployment", "streamspace-redis"),
+                               ("Secret", "streamspace-agent")]},
+        "existing-secrets": {"lacks": [("Secret", "streamspace-server"),
+                                       ("StatefulSet", "streamspace-postgresql")]},
+    }
+    for path in sorted((CHECK_DIR / "cases").glob("*.yaml")):
+        values = yaml.safe_load(path.read_text()) or {}
+        expect = expectations.get(path.stem)
+        if expect is None:
+            problems.add(str(path), "has no expectations in check.py")
+            continue
+        cases[path.stem] = (values, expect)
+    for name, (values, expect) in cases.items():
+        check_render(name, values, expect, problems)
+    check_refused(problems)
+
+    plain_values = yaml.safe_load((CHECK_DIR / "plain-values.yaml").read_text())
+    rendered = check_render("plain", plain_values, {"agent": True}, problems)
+    count = check_plain(rendered, args.write, problems) if rendered else 0
+
+    if problems.items:
+        print(f"deploy check FAILED ({len(problems.items)} problems):", file=sys.stderr)
+        for p in problems.items:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    print(f"deploy check: helm lint clean; {len(cases) + 1} renders and {count} plain objects "
+          f"valid against Kubernetes {' and '.join(KUBE_VERSIONS)}; "
+          f"{len(REFUSED)} invalid value sets refused")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
