@@ -48,6 +48,10 @@ REFUSED = [
     ({"agent": {"enabled": True, "key": "k", "runtime": "process"}}, "agent.replicas above 1"),
     ({"postgresql": {"password": "p@ss/word"}}, "only letters and digits"),
     ({"ingress": {"enabled": True, "tls": {"enabled": True}}}, "ingress.tls.secretName"),
+    # values.schema.json: misspelled keys and impossible values.
+    ({"controlPlane": {"replica": 3}}, "additional properties 'replica' not allowed"),
+    ({"agent": {"runtime": "podman"}}, "value must be one of"),
+    ({"redis": {"bundled": False, "url": "localhost:6379"}}, "/redis/url"),
 ]
 
 
@@ -63,10 +67,10 @@ class Problems:
             self.add(where, message)
 
 
-def render(values):
+def render(values, release=RELEASE):
     """Renders the chart; returns {template path: text} without NOTES.txt and empty outputs."""
     with helm.Chart.load(str(CHART)) as chart:
-        out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        out = chart.render(values, name=release, namespace=NAMESPACE, is_install=True)
     return {k: v for k, v in out.items() if not k.endswith("NOTES.txt") and v.strip()}
 
 
@@ -144,6 +148,13 @@ def references(objects, external_secrets, where, problems):
             sel = obj["spec"]["selector"]["matchLabels"]
             problems.check(any(sel.items() <= l.items() for l in pod_labels), where,
                            f"{oname}: selects no pod")
+        if obj["kind"] == "NetworkPolicy":
+            sels = [obj["spec"]["podSelector"]["matchLabels"]] + [
+                peer["podSelector"]["matchLabels"]
+                for rule in obj["spec"]["ingress"] for peer in rule["from"]]
+            for sel in sels:
+                problems.check(any(sel.items() <= l.items() for l in pod_labels), where,
+                               f"{oname}: a selector matches no pod")
         if obj["kind"] == "RoleBinding":
             problems.check(obj["roleRef"]["name"] in by_kind.get("Role", set()), where,
                            f"{oname}: Role {obj['roleRef']['name']} is not rendered")
@@ -174,18 +185,20 @@ def security(oname, spec, where, problems):
                        f"{oname}/{c['name']}: no resource requests")
 
 
-def find(objects, kind, name):
+def find(objects, kind, component):
+    """The object of a kind for one component (server, agent, ...), whatever the release name."""
     for obj in objects:
-        if obj["kind"] == kind and obj["metadata"]["name"] == name:
+        labels = obj["metadata"].get("labels", {})
+        if obj["kind"] == kind and labels.get("app.kubernetes.io/component") == component:
             return obj
     return None
 
 
 def control_plane(objects, min_replicas, where, problems):
     """What the server needs from its Deployment to run as several replicas."""
-    dep = find(objects, "Deployment", "streamspace-server")
+    dep = find(objects, "Deployment", "server")
     if dep is None:
-        problems.add(where, "no Deployment streamspace-server")
+        problems.add(where, "no server Deployment")
         return
     problems.check(dep["spec"]["replicas"] >= min_replicas, where,
                    f"server replicas {dep['spec']['replicas']} < {min_replicas}")
@@ -209,9 +222,9 @@ def control_plane(objects, min_replicas, where, problems):
 
 def agent(objects, where, problems):
     """The agent's Deployment, and the RBAC the kubernetes runtime needs."""
-    dep = find(objects, "Deployment", "streamspace-agent")
+    dep = find(objects, "Deployment", "agent")
     if dep is None:
-        problems.add(where, "no Deployment streamspace-agent")
+        problems.add(where, "no agent Deployment")
         return
     c = dep["spec"]["template"]["spec"]["containers"][0]
     env = env_of(c)
@@ -221,9 +234,9 @@ def agent(objects, where, problems):
         problems.check(name in env, where, f"agent env has no {name}")
     problems.check("value" not in env.get("STREAMSPACE_AGENT_KEY", {}), where,
                    "the agent key is not from a Secret")
-    role = find(objects, "Role", "streamspace-agent")
+    role = find(objects, "Role", "agent")
     if role is None:
-        problems.add(where, "no Role streamspace-agent")
+        problems.add(where, "no agent Role")
         return
     granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
                for r in rule["resources"] for v in rule["verbs"]}
@@ -238,7 +251,7 @@ def agent(objects, where, problems):
 def check_render(name, values, expect, problems):
     where = f"render {name}"
     try:
-        rendered = render(values)
+        rendered = render(values, expect.get("release", RELEASE))
     except helm.HelmError as e:
         problems.add(where, f"does not render: {e}")
         return []
@@ -323,9 +336,20 @@ def main():
     for e in lint.get("errors", []):
         problems.add("helm lint", str(e))
 
-    cases = {"defaults": ({}, {"lacks": [("Deployment", "streamspace-agent")],
-                               "has": [("StatefulSet", "streamspace-postgresql"),
-                                       ("Deployment", "streamspace-redis")]})}
+    cases = {
+        "defaults": ({}, {"lacks": [("Deployment", "streamspace-agent")],
+                          "has": [("StatefulSet", "streamspace-postgresql"),
+                                  ("Deployment", "streamspace-redis"),
+                                  ("NetworkPolicy", "streamspace-redis"),
+                                  ("NetworkPolicy", "streamspace-postgresql")]}),
+        "release prod": ({"networkPolicy": {"enabled": False}},
+                         {"release": "prod",
+                          "has": [("Deployment", "prod-streamspace-server"),
+                                  ("StatefulSet", "prod-streamspace-postgresql")],
+                          "lacks": [("NetworkPolicy", "prod-streamspace-redis")]}),
+        "fullnameOverride": ({"fullnameOverride": "ss"},
+                             {"has": [("Deployment", "ss-server"), ("Service", "ss-redis")]}),
+    }
     expectations = {
         "external": {"replicas": 3, "agent": True,
                      "has": [("Ingress", "streamspace-server")],
@@ -333,7 +357,8 @@ def main():
                                ("Deployment", "streamspace-redis"),
                                ("Secret", "streamspace-agent")]},
         "existing-secrets": {"lacks": [("Secret", "streamspace-server"),
-                                       ("StatefulSet", "streamspace-postgresql")]},
+                                       ("StatefulSet", "streamspace-postgresql"),
+                                       ("NetworkPolicy", "streamspace-postgresql")]},
     }
     for path in sorted((CHECK_DIR / "cases").glob("*.yaml")):
         values = yaml.safe_load(path.read_text()) or {}
