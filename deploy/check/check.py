@@ -280,17 +280,26 @@ def check_refused(problems):
                            f"refused without saying {message!r}: {e}")
 
 
-def plain_files(rendered):
-    """deploy/kubernetes/ as the chart renders it: one file per template, Helm labels removed."""
+def plain_files(rendered, optional):
+    """deploy/kubernetes/ as the chart renders it: one file per template, Helm labels removed;
+    optional/ holds objects `kubectl apply -f deploy/kubernetes/` leaves out (it does not
+    recurse), rendered with the plain values plus their own."""
     files = {}
     for path, text in sorted(rendered.items()):
-        files[pathlib.PurePosixPath(path).name] = GENERATED_HEADER + HELM_LABEL.sub("", text.lstrip("\n"))
-    return files
+        files[pathlib.PurePosixPath(path).name] = text
+    for name, text in optional.items():
+        files[f"optional/{name}"] = text
+    return {name: GENERATED_HEADER + HELM_LABEL.sub("", text.lstrip("\n"))
+            for name, text in files.items()}
 
 
-def check_plain(rendered, write, problems):
-    want = plain_files(rendered)
-    have = {p.name for p in PLAIN_DIR.glob("*.yaml")} - HAND_WRITTEN
+def plain_paths():
+    return sorted(PLAIN_DIR.glob("*.yaml")) + sorted(PLAIN_DIR.glob("optional/*.yaml"))
+
+
+def check_plain(rendered, optional, write, problems):
+    want = plain_files(rendered, optional)
+    have = {str(p.relative_to(PLAIN_DIR)) for p in plain_paths()} - HAND_WRITTEN
     for stale in sorted(have - set(want)):
         if write:
             (PLAIN_DIR / stale).unlink()
@@ -300,12 +309,13 @@ def check_plain(rendered, write, problems):
         path = PLAIN_DIR / name
         current = path.read_text() if path.exists() else None
         if write and current != text:
+            path.parent.mkdir(exist_ok=True)
             path.write_text(text)
         elif current != text:
             problems.add(f"deploy/kubernetes/{name}",
                          "differs from the chart's rendering: run deploy/check/run --write")
     objects = []
-    for path in sorted(PLAIN_DIR.glob("*.yaml")):
+    for path in plain_paths():
         objects += parse(path.read_text(), str(path.relative_to(DEPLOY)), problems)
     schema_check(objects, "deploy/kubernetes", problems)
     references(objects, [], "deploy/kubernetes", problems)
@@ -373,7 +383,12 @@ def main():
 
     plain_values = yaml.safe_load((CHECK_DIR / "plain-values.yaml").read_text())
     rendered = check_render("plain", plain_values, {"agent": True}, problems)
-    count = check_plain(rendered, args.write, problems) if rendered else 0
+    ingress = {"enabled": True, "className": "nginx", "host": "streamspace.example.com",
+               "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
+                               "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600"}}
+    with_ingress = render(dict(plain_values, ingress=ingress))
+    optional = {"ingress.yaml": with_ingress.get("streamspace/templates/ingress.yaml", "")}
+    count = check_plain(rendered, optional, args.write, problems) if rendered else 0
 
     if problems.items:
         print(f"deploy check FAILED ({len(problems.items)} problems):", file=sys.stderr)
