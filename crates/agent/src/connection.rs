@@ -79,6 +79,8 @@ pub struct Context<'a> {
     pub config: &'a AgentConfig,
     pub executor: &'a Executor,
     pub outbox: &'a mpsc::Sender<AgentMessage>,
+    /// Viewer streams (see [`crate::tunnel`]).
+    pub tunnels: &'a std::sync::Arc<crate::tunnel::Tunnels>,
 }
 
 /// Connects to `url`, registers, and serves until the connection ends.
@@ -99,6 +101,7 @@ pub async fn serve(
             Err(e) => return lost(Ended::Lost(e)),
         },
     };
+    ctx.tunnels.set_server(url);
     let (mut sink, mut stream) = socket.split();
     let welcomed = tokio::select! {
         () = shutdown.cancelled() => Err(Ended::Cancelled),
@@ -192,7 +195,9 @@ async fn register(
     let welcome = tokio::time::timeout(config.welcome_timeout, async {
         loop {
             match next_message(stream).await? {
-                ServerMessage::Ping => continue,
+                ServerMessage::Ping
+                | ServerMessage::TunnelOpen(_)
+                | ServerMessage::TunnelClose { .. } => continue,
                 ServerMessage::Shutdown { reason } => return Err(Ended::ServerShutdown(reason)),
                 ServerMessage::Welcome {
                     accepted,
@@ -303,6 +308,8 @@ async fn read_loop(ctx: &Context<'_>, stream: &mut impl FrameStream) -> Ended {
             Ok(ServerMessage::Command(command)) => ctx.executor.submit(command).await,
             Ok(ServerMessage::Ping) => send_heartbeat(ctx).await,
             Ok(ServerMessage::Shutdown { reason }) => return Ended::ServerShutdown(reason),
+            Ok(ServerMessage::TunnelOpen(open)) => ctx.tunnels.open(open),
+            Ok(ServerMessage::TunnelClose { tunnel_id, .. }) => ctx.tunnels.close(tunnel_id),
             Ok(ServerMessage::Welcome { .. }) => {
                 tracing::debug!("ignoring a second welcome");
             }

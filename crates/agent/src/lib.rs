@@ -8,6 +8,8 @@
 //! - each connection registers (reporting every session the agent holds), then reads commands
 //!   and passes them to the [`executor`], which acknowledges at once, suppresses duplicates with
 //!   a persisted [`command_log`], and runs actions on a bounded pool against a [`runtime`];
+//! - a `tunnel_open` starts a viewer stream ([`tunnel`]): its own data WebSocket to the control
+//!   plane, copied to and from the session's VNC server;
 //! - everything the agent says goes through one bounded outbox drained by the current
 //!   connection's writer, so results produced while disconnected are sent after reconnecting.
 
@@ -20,6 +22,7 @@ mod error;
 pub mod executor;
 pub mod runtime;
 mod supervisor;
+pub mod tunnel;
 
 use std::sync::Arc;
 
@@ -85,12 +88,20 @@ pub async fn run_with_runtime(
         recovered = recovered.len(),
         "agent starting"
     );
+    let tunnels = tunnel::Tunnels::new(
+        executor.runtime().clone(),
+        config.key.clone(),
+        config.connect_timeout,
+        outbox_tx.clone(),
+    );
     let ctx = connection::Context {
         config: &config,
         executor: &executor,
         outbox: &outbox_tx,
+        tunnels: &tunnels,
     };
     supervisor::keep_connected(&ctx, &urls, outbox_rx, &shutdown).await;
+    tunnels.shutdown().await;
     tracing::info!(agent_id = %config.agent_id, "agent stopped");
     Ok(())
 }

@@ -7,8 +7,10 @@
 //! - [`api`]: the objects of the REST API (sessions, commands, agents, templates, keys) and the
 //!   state machines that say which status changes are allowed. The server, the store, the CLI
 //!   and the typed client all use these same types, so a field means one thing everywhere.
+//! - [`tunnel`]: the data side of a viewer's stream (binary frames, tokens, close codes).
 
 pub mod api;
+pub mod tunnel;
 pub mod wire;
 
 pub use api::{Action, CommandStatus, SessionState};

@@ -107,6 +107,29 @@ pub enum AgentMessage {
         error: String,
     },
     SessionStatus(SessionStatus),
+    /// The agent could not open the tunnel asked for by `tunnel_open` (no such session, VNC
+    /// unreachable, data connection refused).
+    TunnelError {
+        tunnel_id: Uuid,
+        session_id: Uuid,
+        error: String,
+    },
+    /// The agent ended a tunnel on its side (the session's VNC server closed the connection).
+    TunnelClose {
+        tunnel_id: Uuid,
+        #[serde(default)]
+        reason: String,
+    },
+}
+
+/// Asks the agent to carry one viewer's stream: dial a data WebSocket to the control plane with
+/// `token` and copy bytes between it and the session's VNC server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelOpen {
+    pub tunnel_id: Uuid,
+    pub session_id: Uuid,
+    /// One-time stream token, presented on the data connection (see [`crate::tunnel`]).
+    pub token: String,
 }
 
 /// Body of a `start_session` command.
@@ -147,6 +170,13 @@ pub enum ServerMessage {
     Ping,
     /// The replica is shutting down: reconnect, to another replica if there is one.
     Shutdown {
+        reason: String,
+    },
+    TunnelOpen(TunnelOpen),
+    /// The control plane ended a tunnel (viewer gone, session ended): drop it if still open.
+    TunnelClose {
+        tunnel_id: Uuid,
+        #[serde(default)]
         reason: String,
     },
 }
@@ -215,8 +245,17 @@ const AGENT_TYPES: &[&str] = &[
     "complete",
     "failed",
     "session_status",
+    "tunnel_error",
+    "tunnel_close",
 ];
-const SERVER_TYPES: &[&str] = &["welcome", "command", "ping", "shutdown"];
+const SERVER_TYPES: &[&str] = &[
+    "welcome",
+    "command",
+    "ping",
+    "shutdown",
+    "tunnel_open",
+    "tunnel_close",
+];
 
 fn decode<T: DeserializeOwned>(text: &str, known: &[&str]) -> Result<T, ProtoError> {
     if text.len() > MAX_MESSAGE_BYTES {
@@ -275,6 +314,15 @@ mod tests {
                 command_id: id,
                 error: "no such session".into(),
             },
+            AgentMessage::TunnelError {
+                tunnel_id: id,
+                session_id: id,
+                error: "connection refused".into(),
+            },
+            AgentMessage::TunnelClose {
+                tunnel_id: id,
+                reason: "VNC server closed the connection".into(),
+            },
         ]
     }
 
@@ -307,6 +355,15 @@ mod tests {
             ServerMessage::Ping,
             ServerMessage::Shutdown {
                 reason: "replica stopping".into(),
+            },
+            ServerMessage::TunnelOpen(TunnelOpen {
+                tunnel_id: Uuid::now_v7(),
+                session_id: Uuid::now_v7(),
+                token: "sst_abc".into(),
+            }),
+            ServerMessage::TunnelClose {
+                tunnel_id: Uuid::now_v7(),
+                reason: "viewer left".into(),
             },
         ];
         for msg in msgs {

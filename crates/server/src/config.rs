@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Most agent WebSocket connections held at once.
     pub max_agent_connections: usize,
+    /// Viewer streams (timeouts, token lifetime, public URL).
+    pub tunnel: crate::tunnel::TunnelConfig,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +46,7 @@ impl Default for ServerConfig {
             sweep_interval: Duration::from_secs(1),
             max_body_bytes: 1024 * 1024,
             max_agent_connections: 10_000,
+            tunnel: crate::tunnel::TunnelConfig::default(),
         }
     }
 }

@@ -49,6 +49,12 @@ impl KeyHasher {
         })
     }
 
+    /// A hasher with a given secret (unit tests).
+    #[cfg(test)]
+    pub(crate) fn from_secret(secret: Vec<u8>) -> Self {
+        Self { secret }
+    }
+
     /// The keyed hash stored for `key`, in hex.
     pub fn hash(&self, key: &str) -> String {
         let mut mac =

@@ -7,6 +7,7 @@
 //! - [`hub`] — which agents are connected here and how to send to them (in memory for now,
 //!   behind a trait so a Redis-backed hub can route between replicas later);
 //! - `dispatcher` — moves commands from the database to connected agents;
+//! - [`tunnel`] — viewers' VNC streams: viewer tokens, the browser and agent data endpoints;
 //! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup.
 //!
 //! The server never starts sessions itself: it records intent in the [`Store`] and tells agents.
@@ -36,6 +37,7 @@ mod error;
 pub mod hub;
 mod keys;
 mod state;
+pub mod tunnel;
 
 use std::sync::Arc;
 
@@ -46,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::ServerConfig;
+pub use tunnel::TunnelConfig;
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
 
@@ -87,6 +90,7 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         agent_slots: Arc::new(Semaphore::new(config.max_agent_connections)),
         tasks: tasks.clone(),
+        tunnels: Arc::default(),
     };
     let addr = listener.local_addr()?;
     tracing::info!(%addr, replica_id = %config.replica_id, "control plane listening");

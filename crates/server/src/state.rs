@@ -26,4 +26,6 @@ pub(crate) struct AppState {
     pub agent_slots: Arc<Semaphore>,
     /// Agent connections and dispatcher work, awaited on shutdown.
     pub tasks: TaskTracker,
+    /// Viewer streams of this replica.
+    pub tunnels: Arc<crate::tunnel::Tunnels>,
 }

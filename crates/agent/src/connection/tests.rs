@@ -182,10 +182,17 @@ impl Harness {
         sink: &mut impl FrameSink,
         stream: &mut impl FrameStream,
     ) -> (Ended, Duration) {
+        let tunnels = crate::tunnel::Tunnels::new(
+            self.executor.runtime().clone(),
+            "key".into(),
+            Duration::from_secs(1),
+            self.outbox_tx.clone(),
+        );
         let ctx = Context {
             config: &self.config,
             executor: &self.executor,
             outbox: &self.outbox_tx,
+            tunnels: &tunnels,
         };
         let start = Instant::now();
         let serving = serve_registered(

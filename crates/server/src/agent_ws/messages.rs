@@ -127,6 +127,18 @@ impl Conn {
                 Ok(())
             }
             AgentMessage::SessionStatus(status) => self.session_status(&agent_id, status).await,
+            AgentMessage::TunnelError {
+                tunnel_id,
+                session_id,
+                error,
+            } => {
+                tracing::warn!(%tunnel_id, %session_id, %error, "the agent could not open a stream");
+                Ok(())
+            }
+            AgentMessage::TunnelClose { tunnel_id, reason } => {
+                tracing::debug!(%tunnel_id, %reason, "the agent ended a stream");
+                Ok(())
+            }
         }
     }
 
@@ -270,7 +282,15 @@ impl Conn {
             .await
         {
             Ok((_, true)) => {
-                tracing::info!(session_id = %status.session_id, state = %status.state, "session state changed")
+                tracing::info!(session_id = %status.session_id, state = %status.state, "session state changed");
+                if status.state != SessionState::Running {
+                    // Viewers of a session that stopped, froze or failed are told so at once.
+                    self.app.tunnels.close_session(
+                        status.session_id,
+                        streamspace_proto::tunnel::close_code::NORMAL,
+                        &format!("the session is {}", status.state),
+                    );
+                }
             }
             Ok((session, false)) => tracing::debug!(
                 session_id = %status.session_id,

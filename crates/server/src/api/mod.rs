@@ -53,6 +53,10 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sessions/{id}/hibernate", post(sessions::hibernate))
         .route("/api/v1/sessions/{id}/wake", post(sessions::wake))
+        .route(
+            "/api/v1/sessions/{id}/connect",
+            post(crate::tunnel::viewer::connect),
+        )
         .route("/api/v1/agents", get(agents::list))
         .route(
             "/api/v1/agents/{id}",
@@ -76,6 +80,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/api/v1/agents/connect", get(crate::agent_ws::connect))
+        .route("/api/v1/agents/tunnel", get(crate::tunnel::data::connect))
+        .route("/api/v1/sessions/{id}/vnc", get(crate::tunnel::viewer::vnc))
         .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

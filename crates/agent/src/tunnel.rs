@@ -1,0 +1,280 @@
+//! The agent's side of viewer streams: for each `tunnel_open`, dial a data WebSocket to the
+//! control plane with the one-time stream token and copy bytes between it and the session's VNC
+//! server, until either side ends.
+//!
+//! Each stream is its own task with its own TCP connections, so a viewer that reads slowly only
+//! slows its own copy loop (TCP flow control reaches back to that one VNC connection) and never
+//! the control connection or other viewers. Memory per stream is one read buffer of
+//! [`CHUNK_BYTES`] per direction plus the socket's bounded write buffer. Streams outlive a
+//! reconnect of the control connection: they depend only on their own sockets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use streamspace_proto::tunnel::{
+    AGENT_TUNNEL_PATH, CHUNK_BYTES, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, TOKEN_PARAM,
+    close_code,
+};
+use streamspace_proto::wire::{AgentMessage, TunnelOpen};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use url::Url;
+use uuid::Uuid;
+
+use crate::runtime::Runtime;
+
+type DataSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long one write on a stream may take before the stream is dropped. Generous: the control
+/// plane closes slow viewers itself; this only frees a stream whose peer vanished.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The open streams of this agent.
+pub struct Tunnels {
+    runtime: Arc<dyn Runtime>,
+    key: String,
+    connect_timeout: Duration,
+    outbox: mpsc::Sender<AgentMessage>,
+    server: Mutex<Option<Url>>,
+    open: Mutex<HashMap<Uuid, CancellationToken>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Tunnels {
+    pub fn new(
+        runtime: Arc<dyn Runtime>,
+        key: String,
+        connect_timeout: Duration,
+        outbox: mpsc::Sender<AgentMessage>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            runtime,
+            key,
+            connect_timeout,
+            outbox,
+            server: Mutex::new(None),
+            open: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Remembers which control-plane URL the current connection uses; data connections go to
+    /// the same place (`…/agents/connect` becomes `…/agents/tunnel`).
+    pub fn set_server(&self, control_url: &Url) {
+        let mut url = control_url.clone();
+        let prefix = url
+            .path()
+            .trim_end_matches('/')
+            .trim_end_matches("api/v1/agents/connect")
+            .trim_end_matches('/')
+            .to_owned();
+        url.set_path(&format!("{prefix}/{AGENT_TUNNEL_PATH}"));
+        url.set_query(None);
+        *lock(&self.server) = Some(url);
+    }
+
+    /// Starts the stream `open` asks for.
+    pub fn open(self: &Arc<Self>, open: TunnelOpen) {
+        let cancel = self.shutdown.child_token();
+        lock(&self.open).insert(open.tunnel_id, cancel.clone());
+        let this = self.clone();
+        let span = tracing::info_span!("tunnel", tunnel_id = %open.tunnel_id, session_id = %open.session_id);
+        self.tasks.spawn(
+            async move {
+                let tunnel_id = open.tunnel_id;
+                let session_id = open.session_id;
+                match this.run(&open, &cancel).await {
+                    Ok(reason) => {
+                        tracing::info!(%tunnel_id, %session_id, %reason, "stream closed");
+                        let _ = this
+                            .outbox
+                            .try_send(AgentMessage::TunnelClose { tunnel_id, reason });
+                    }
+                    Err(error) => {
+                        tracing::warn!(%tunnel_id, %session_id, %error, "stream failed");
+                        let _ = this.outbox.try_send(AgentMessage::TunnelError {
+                            tunnel_id,
+                            session_id,
+                            error,
+                        });
+                    }
+                }
+                lock(&this.open).remove(&tunnel_id);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Ends the stream `tunnel_id`, if open.
+    pub fn close(&self, tunnel_id: Uuid) {
+        if let Some(cancel) = lock(&self.open).get(&tunnel_id) {
+            cancel.cancel();
+        }
+    }
+
+    /// Streams open now.
+    pub fn active(&self) -> usize {
+        lock(&self.open).len()
+    }
+
+    /// Ends every stream and waits (briefly) for their tasks.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
+    }
+
+    async fn run(&self, open: &TunnelOpen, cancel: &CancellationToken) -> Result<String, String> {
+        let address = self
+            .runtime
+            .vnc_address(open.session_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("session {} is not running on this agent", open.session_id))?;
+        let vnc = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&address))
+            .await
+            .map_err(|_| format!("connecting to the VNC server at {address} timed out"))?
+            .map_err(|e| format!("connecting to the VNC server at {address}: {e}"))?;
+        vnc.set_nodelay(true).ok();
+        let data = self.dial(&open.token).await?;
+        Ok(splice(data, vnc, cancel).await)
+    }
+
+    async fn dial(&self, token: &str) -> Result<DataSocket, String> {
+        let mut url = lock(&self.server)
+            .clone()
+            .ok_or_else(|| "no control-plane URL known yet".to_owned())?;
+        url.query_pairs_mut().append_pair(TOKEN_PARAM, token);
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| format!("bad data URL: {e}"))?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key))
+            .map_err(|_| "the agent key contains characters not allowed in a header".to_owned())?;
+        auth.set_sensitive(true);
+        request.headers_mut().insert(AUTHORIZATION, auth);
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_FRAME_BYTES))
+            .max_frame_size(Some(MAX_FRAME_BYTES))
+            .write_buffer_size(0)
+            .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
+        let handshake = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+        match tokio::time::timeout(self.connect_timeout, handshake).await {
+            Ok(Ok((socket, _))) => Ok(socket),
+            Ok(Err(e)) => Err(format!("opening the data connection: {e}")),
+            Err(_) => Err("opening the data connection timed out".to_owned()),
+        }
+    }
+}
+
+/// Copies until one side ends; returns why.
+async fn splice(data: DataSocket, vnc: TcpStream, cancel: &CancellationToken) -> String {
+    let (mut data_tx, mut data_rx) = data.split();
+    let (mut vnc_rx, mut vnc_tx) = vnc.into_split();
+    let (code, reason) = tokio::select! {
+        () = cancel.cancelled() => (close_code::GOING_AWAY, "stream closed by the agent".to_owned()),
+        r = vnc_to_data(&mut vnc_rx, &mut data_tx) => (close_code::NORMAL, r),
+        r = data_to_vnc(&mut data_rx, &mut vnc_tx) => (close_code::NORMAL, r),
+    };
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.clone().into(),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        data_tx.send(Message::Close(Some(frame))),
+    )
+    .await;
+    let _ = vnc_tx.shutdown().await;
+    reason
+}
+
+async fn vnc_to_data(
+    vnc: &mut OwnedReadHalf,
+    data: &mut (impl SinkExt<Message> + Unpin),
+) -> String {
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    loop {
+        let n = match vnc.read(&mut buf).await {
+            Ok(0) => return "the VNC server closed the connection".to_owned(),
+            Ok(n) => n,
+            Err(e) => return format!("reading from the VNC server: {e}"),
+        };
+        let frame = Message::binary(buf[..n].to_vec());
+        match tokio::time::timeout(WRITE_TIMEOUT, data.send(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return "the data connection was lost".to_owned(),
+            Err(_) => return "the control plane stopped reading the stream".to_owned(),
+        }
+    }
+}
+
+async fn data_to_vnc(
+    data: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+    vnc: &mut OwnedWriteHalf,
+) -> String {
+    loop {
+        let bytes = match data.next().await {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Close(_))) | None => return "the viewer left".to_owned(),
+            Some(Ok(Message::Text(_))) => return "a text frame on a binary stream".to_owned(),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return format!("the data connection failed: {e}"),
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, vnc.write_all(&bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return format!("writing to the VNC server: {e}"),
+            Err(_) => return "the VNC server stopped reading".to_owned(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{ProcessRuntime, ProcessRuntimeConfig};
+
+    #[test]
+    fn data_connections_go_where_the_control_connection_goes() {
+        let runtime: Arc<dyn Runtime> = Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(
+            std::env::temp_dir().join("unused-tunnel-test"),
+        )));
+        let (tx, _rx) = mpsc::channel(1);
+        let tunnels = Tunnels::new(runtime, "k".into(), Duration::from_secs(1), tx);
+        for (control, data) in [
+            (
+                "ws://h:1/api/v1/agents/connect",
+                "ws://h:1/api/v1/agents/tunnel",
+            ),
+            (
+                "wss://h/pre/api/v1/agents/connect",
+                "wss://h/pre/api/v1/agents/tunnel",
+            ),
+        ] {
+            let url = Url::parse(control).ok();
+            if let Some(url) = url {
+                tunnels.set_server(&url);
+            }
+            assert_eq!(lock(&tunnels.server).as_ref().map(Url::as_str), Some(data));
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The tunnel: a viewer's VNC stream from the browser, through this replica, to the agent that
+//! runs the session — one pair of WebSockets per viewer.
+//!
+//! 1. `POST /api/v1/sessions/{id}/connect` (admin) issues a short-lived viewer token for one
+//!    running session ([`token`]) and the WebSocket URL to open with it.
+//! 2. `GET /api/v1/sessions/{id}/vnc?token=…` ([`viewer`]) checks the token and that the
+//!    session is running — all before the upgrade, so refusals are JSON — registers a pending
+//!    tunnel under a fresh one-time stream token, and sends `tunnel_open` to the session's agent
+//!    through the hub.
+//! 3. The agent dials `GET /api/v1/agents/tunnel?token=…` ([`data`]) with its agent key; the
+//!    pending tunnel is taken out (one use) and the data socket handed to the viewer's task.
+//! 4. [`splice`] copies binary frames both ways until either side ends. Nothing is buffered
+//!    beyond one frame per direction plus each socket's bounded write buffer: a viewer that does
+//!    not read within the send timeout is closed with 1013, and since every viewer has its own
+//!    data connection, TCP flow control keeps one slow viewer from stalling any other.
+//!
+//! When a session leaves `running`, [`Tunnels::close_session`] ends its viewers here. A data
+//! connection arriving at a replica that does not hold the pending tunnel is refused today;
+//! the cross-replica hop (look the token up in Redis, forward to the owning replica) belongs in
+//! [`data`] once the Redis hub can name the replica holding a browser.
+
+pub(crate) mod data;
+mod splice;
+pub(crate) mod token;
+pub(crate) mod viewer;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::ws::WebSocket;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::hub::Closer;
+
+/// Settings of the tunnel, part of [`crate::ServerConfig`].
+#[derive(Debug, Clone)]
+pub struct TunnelConfig {
+    /// How long a viewer token stays valid after `connect`.
+    pub viewer_token_ttl: Duration,
+    /// How long one send to a viewer (or to the agent) may take before the stream is closed
+    /// (1013 to the viewer).
+    pub send_timeout: Duration,
+    /// How long the agent has to dial its data connection after `tunnel_open`.
+    pub open_timeout: Duration,
+    /// How long a closing viewer is given to take its close frame.
+    pub close_grace: Duration,
+    /// Base URL browsers use to reach the control plane (`https://streamspace.example`); the
+    /// `url` of `connect` is built from it. Without it, from the request's `Host` header.
+    pub public_url: Option<String>,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        Self {
+            viewer_token_ttl: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(10),
+            open_timeout: Duration::from_secs(10),
+            close_grace: Duration::from_secs(10),
+            public_url: None,
+        }
+    }
+}
+
+/// A tunnel waiting for its agent's data connection.
+pub(crate) struct Pending {
+    pub tunnel_id: Uuid,
+    pub session_id: Uuid,
+    pub agent_id: String,
+    deliver: oneshot::Sender<WebSocket>,
+}
+
+impl Pending {
+    /// Hands the agent's data socket to the viewer's task; false if the viewer is gone.
+    pub fn deliver(self, socket: WebSocket) -> bool {
+        self.deliver.send(socket).is_ok()
+    }
+}
+
+/// The tunnels of this replica: pending ones by stream token, open ones by session.
+#[derive(Default)]
+pub(crate) struct Tunnels {
+    pending: Mutex<HashMap<String, Pending>>,
+    open: Mutex<HashMap<Uuid, HashMap<Uuid, Arc<Closer>>>>,
+    spliced: AtomicUsize,
+}
+
+impl Tunnels {
+    /// Registers a pending tunnel under `token`. The returned guard removes it when dropped, so
+    /// a viewer that goes away before the agent dials leaves nothing behind.
+    pub fn expect(
+        self: &Arc<Self>,
+        token: String,
+        tunnel_id: Uuid,
+        session_id: Uuid,
+        agent_id: String,
+    ) -> (oneshot::Receiver<WebSocket>, PendingGuard) {
+        let (tx, rx) = oneshot::channel();
+        let pending = Pending {
+            tunnel_id,
+            session_id,
+            agent_id,
+            deliver: tx,
+        };
+        lock(&self.pending).insert(token.clone(), pending);
+        let guard = PendingGuard {
+            tunnels: self.clone(),
+            token,
+        };
+        (rx, guard)
+    }
+
+    /// Takes the pending tunnel `token` names if `agent_id` is the agent it waits for. One use
+    /// only: a second data connection with the same token finds nothing.
+    pub fn take(&self, token: &str, agent_id: &str) -> Result<Pending, TakeError> {
+        let mut pending = lock(&self.pending);
+        match pending.get(token) {
+            None => Err(TakeError::Unknown),
+            Some(p) if p.agent_id != agent_id => Err(TakeError::OtherAgent),
+            Some(_) => pending.remove(token).ok_or(TakeError::Unknown),
+        }
+    }
+
+    /// Records an open stream of `session_id`; the guard forgets it.
+    pub fn opened(self: &Arc<Self>, session_id: Uuid, tunnel_id: Uuid) -> OpenGuard {
+        let closer = Arc::new(Closer::default());
+        lock(&self.open)
+            .entry(session_id)
+            .or_default()
+            .insert(tunnel_id, closer.clone());
+        self.spliced.fetch_add(1, Ordering::Relaxed);
+        OpenGuard {
+            tunnels: self.clone(),
+            session_id,
+            tunnel_id,
+            closer,
+        }
+    }
+
+    /// Ends every stream of `session_id` held here.
+    pub fn close_session(&self, session_id: Uuid, code: u16, reason: &str) {
+        let closers: Vec<Arc<Closer>> = lock(&self.open)
+            .get(&session_id)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        for closer in closers {
+            closer.close(code, reason);
+        }
+    }
+
+    /// Streams spliced right now, and tunnels waiting for their agent.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.spliced.load(Ordering::Relaxed),
+            lock(&self.pending).len(),
+        )
+    }
+}
+
+/// Why a data connection's token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TakeError {
+    Unknown,
+    OtherAgent,
+}
+
+/// Removes a pending tunnel when dropped.
+pub(crate) struct PendingGuard {
+    tunnels: Arc<Tunnels>,
+    token: String,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        lock(&self.tunnels.pending).remove(&self.token);
+    }
+}
+
+/// An open stream's registration; dropping it forgets the stream.
+pub(crate) struct OpenGuard {
+    tunnels: Arc<Tunnels>,
+    session_id: Uuid,
+    tunnel_id: Uuid,
+    pub closer: Arc<Closer>,
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        {
+            let mut open = lock(&self.tunnels.open);
+            if let Some(streams) = open.get_mut(&self.session_id) {
+                streams.remove(&self.tunnel_id);
+                if streams.is_empty() {
+                    open.remove(&self.session_id);
+                }
+            }
+        }
+        self.tunnels.spliced.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_token_works_once_and_only_for_its_agent() {
+        let tunnels = Arc::new(Tunnels::default());
+        let (_rx, _guard) =
+            tunnels.expect("sst_t".into(), Uuid::now_v7(), Uuid::now_v7(), "a".into());
+        assert_eq!(
+            tunnels.take("sst_t", "b").err(),
+            Some(TakeError::OtherAgent)
+        );
+        assert!(tunnels.take("sst_t", "a").is_ok());
+        assert_eq!(tunnels.take("sst_t", "a").err(), Some(TakeError::Unknown));
+    }
+
+    #[test]
+    fn guards_leave_nothing_behind() {
+        let tunnels = Arc::new(Tunnels::default());
+        let session = Uuid::now_v7();
+        {
+            let (_rx, _guard) = tunnels.expect("sst_x".into(), Uuid::now_v7(), session, "a".into());
+            let open = tunnels.opened(session, Uuid::now_v7());
+            assert_eq!(tunnels.counts(), (1, 1));
+            tunnels.close_session(session, 1000, "session ended");
+            assert!(open.closer.is_closed());
+        }
+        assert_eq!(tunnels.counts(), (0, 0));
+        assert!(lock(&tunnels.open).is_empty());
+    }
+}

@@ -1,0 +1,161 @@
+//! Copies one viewer's stream between the browser's WebSocket and the agent's data connection.
+//!
+//! Each direction reads one frame, sends it on, and only then reads the next, so what is held
+//! in memory is one frame per direction plus each socket's bounded write buffer. A send that
+//! does not finish within the send timeout ends the stream: towards the viewer that is a viewer
+//! not reading (closed with 1013); towards the agent, a stalled agent (closed with 1011). The
+//! data connection is closed first, so the agent releases its side at once, and the viewer is
+//! then given `close_grace` to take its close frame.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use streamspace_proto::tunnel::close_code;
+
+use crate::hub::Closer;
+
+/// How a stream ended, and what the viewer is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Ending {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Ending {
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Timing of one splice.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timing {
+    pub send_timeout: Duration,
+    pub close_grace: Duration,
+}
+
+/// Runs the stream until either side ends or `closer` is closed; returns how it ended.
+pub(super) async fn run(
+    viewer: WebSocket,
+    data: WebSocket,
+    closer: &Closer,
+    timing: Timing,
+) -> Ending {
+    let (mut viewer_tx, mut viewer_rx) = viewer.split();
+    let (mut data_tx, mut data_rx) = data.split();
+    let ending = tokio::select! {
+        () = closer.closed() => {
+            let (code, reason) = closer.reason().unwrap_or((close_code::NORMAL, String::new()));
+            Ending::new(code, reason)
+        }
+        e = down(&mut data_rx, &mut viewer_tx, timing.send_timeout) => e,
+        e = up(&mut viewer_rx, &mut data_tx, timing.send_timeout) => e,
+    };
+    let data_code = if ending.code == close_code::SLOW_VIEWER {
+        close_code::NORMAL
+    } else {
+        ending.code
+    };
+    close(&mut data_tx, data_code, &ending.reason, timing.send_timeout).await;
+    drop((data_tx, data_rx));
+    close(
+        &mut viewer_tx,
+        ending.code,
+        &ending.reason,
+        timing.close_grace,
+    )
+    .await;
+    ending
+}
+
+/// Agent → viewer.
+async fn down(
+    from: &mut SplitStream<WebSocket>,
+    to: &mut SplitSink<WebSocket, Message>,
+    send_timeout: Duration,
+) -> Ending {
+    loop {
+        let bytes = match from.next().await {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(frame))) => {
+                let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                return Ending::new(close_code::NORMAL, non_empty(reason, "stream ended"));
+            }
+            Some(Ok(Message::Text(_))) => {
+                return Ending::new(close_code::TUNNEL_FAILED, "the agent sent a text frame");
+            }
+            Some(Err(_)) | None => {
+                return Ending::new(close_code::TUNNEL_FAILED, "the agent's connection was lost");
+            }
+        };
+        match tokio::time::timeout(send_timeout, to.send(Message::Binary(bytes))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Ending::new(close_code::NORMAL, "viewer gone"),
+            Err(_) => {
+                return Ending::new(
+                    close_code::SLOW_VIEWER,
+                    "the viewer did not read its stream in time",
+                );
+            }
+        }
+    }
+}
+
+/// Viewer → agent.
+async fn up(
+    from: &mut SplitStream<WebSocket>,
+    to: &mut SplitSink<WebSocket, Message>,
+    send_timeout: Duration,
+) -> Ending {
+    loop {
+        let bytes = match from.next().await {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Text(_))) => {
+                return Ending::new(
+                    close_code::UNSUPPORTED,
+                    "this stream carries binary frames only",
+                );
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                return Ending::new(close_code::NORMAL, "viewer left");
+            }
+        };
+        match tokio::time::timeout(send_timeout, to.send(Message::Binary(bytes))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                return Ending::new(close_code::TUNNEL_FAILED, "the agent's connection was lost");
+            }
+            Err(_) => {
+                return Ending::new(close_code::TUNNEL_FAILED, "the agent did not read in time");
+            }
+        }
+    }
+}
+
+async fn close(sink: &mut SplitSink<WebSocket, Message>, code: u16, reason: &str, wait: Duration) {
+    let frame = CloseFrame {
+        code,
+        reason: truncate(reason).into(),
+    };
+    let _ = tokio::time::timeout(wait, sink.send(Message::Close(Some(frame)))).await;
+}
+
+fn non_empty(s: String, default: &str) -> String {
+    if s.is_empty() { default.to_owned() } else { s }
+}
+
+/// Close reasons must fit a control frame (123 bytes).
+fn truncate(reason: &str) -> String {
+    let mut end = reason.len().min(120);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}

@@ -1,0 +1,151 @@
+//! The two kinds of tunnel token.
+//!
+//! - **Viewer tokens** (`ssv_…`) open `GET /api/v1/sessions/{id}/vnc` from a browser. They are
+//!   signed, not stored: `ssv_<session>.<expires ms>.<nonce>.<HMAC>` with the server secret every
+//!   replica shares, so any replica can check a token another one issued. They are short-lived
+//!   and name one session; whether that session is still running is checked in the database on
+//!   every use, so a token is worthless once its session has ended.
+//! - **Stream tokens** (`sst_…`) authenticate one agent data connection. They are random, live
+//!   only in the memory of the replica holding the viewer, and are taken out on first use.
+
+use chrono::{DateTime, Utc};
+use streamspace_proto::tunnel::{STREAM_TOKEN_PREFIX, VIEWER_TOKEN_PREFIX};
+use uuid::Uuid;
+
+use crate::keys::{KeyHasher, generate_secret};
+
+/// What a valid viewer token grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ViewerGrant {
+    pub session_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a viewer token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TokenError {
+    #[error("the token is not a valid viewer token")]
+    Invalid,
+    #[error("the token has expired; ask for a new one")]
+    Expired,
+}
+
+/// Issues a viewer token for `session_id`, valid until `expires_at`.
+pub(crate) fn issue_viewer(
+    hasher: &KeyHasher,
+    session_id: Uuid,
+    expires_at: DateTime<Utc>,
+) -> String {
+    let nonce = hex::encode(rand::random::<[u8; 12]>());
+    let body = format!(
+        "{}.{}.{nonce}",
+        session_id.simple(),
+        expires_at.timestamp_millis()
+    );
+    let sig = hasher.hash(&signed_text(&body));
+    format!("{VIEWER_TOKEN_PREFIX}{body}.{sig}")
+}
+
+/// Checks a viewer token's signature and expiry at `now`.
+pub(crate) fn verify_viewer(
+    hasher: &KeyHasher,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<ViewerGrant, TokenError> {
+    let rest = token
+        .strip_prefix(VIEWER_TOKEN_PREFIX)
+        .ok_or(TokenError::Invalid)?;
+    let (body, sig) = rest.rsplit_once('.').ok_or(TokenError::Invalid)?;
+    if !constant_time_eq(hasher.hash(&signed_text(body)).as_bytes(), sig.as_bytes()) {
+        return Err(TokenError::Invalid);
+    }
+    let mut parts = body.split('.');
+    let (Some(session), Some(expires), Some(_nonce), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Invalid);
+    };
+    let session_id = Uuid::try_parse(session).map_err(|_| TokenError::Invalid)?;
+    let expires_at = expires
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .ok_or(TokenError::Invalid)?;
+    if now >= expires_at {
+        return Err(TokenError::Expired);
+    }
+    Ok(ViewerGrant {
+        session_id,
+        expires_at,
+    })
+}
+
+/// A fresh one-time stream token.
+pub(crate) fn new_stream_token() -> String {
+    generate_secret(STREAM_TOKEN_PREFIX)
+}
+
+/// Domain separation: a viewer token's signature can never be mistaken for a key hash.
+fn signed_text(body: &str) -> String {
+    format!("streamspace viewer token\n{body}")
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn hasher() -> KeyHasher {
+        KeyHasher::from_secret(b"test secret".to_vec())
+    }
+
+    #[test]
+    fn a_token_opens_its_session_until_it_expires() {
+        let h = hasher();
+        let now = Utc::now();
+        let session = Uuid::now_v7();
+        let token = issue_viewer(&h, session, now + TimeDelta::seconds(60));
+        let grant = verify_viewer(&h, &token, now).ok();
+        assert_eq!(grant.map(|g| g.session_id), Some(session));
+        assert_eq!(
+            verify_viewer(&h, &token, now + TimeDelta::seconds(61)),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn tampered_or_foreign_tokens_are_invalid() {
+        let h = hasher();
+        let now = Utc::now();
+        let token = issue_viewer(&h, Uuid::now_v7(), now + TimeDelta::seconds(60));
+        let other = KeyHasher::from_secret(b"another secret".to_vec());
+        assert_eq!(verify_viewer(&other, &token, now), Err(TokenError::Invalid));
+        let swapped = token.replacen(&token[4..8], "ffff", 1);
+        assert_eq!(verify_viewer(&h, &swapped, now), Err(TokenError::Invalid));
+        for bad in [
+            "",
+            "ssv_",
+            "ssv_a.b",
+            "sst_x",
+            "ssv_....",
+            &format!("{token}x"),
+        ] {
+            assert_eq!(
+                verify_viewer(&h, bad, now),
+                Err(TokenError::Invalid),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn stream_tokens_are_unique() {
+        assert_ne!(new_stream_token(), new_stream_token());
+        assert!(new_stream_token().starts_with(STREAM_TOKEN_PREFIX));
+    }
+}

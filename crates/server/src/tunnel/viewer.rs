@@ -1,0 +1,314 @@
+//! The browser's side: `POST /api/v1/sessions/{id}/connect` (admin) issues a viewer token, and
+//! `GET /api/v1/sessions/{id}/vnc?token=…` upgrades to the viewer's WebSocket.
+//!
+//! The WebSocket is websockify-style: raw VNC bytes in binary frames, no subprotocol required,
+//! `binary` answered when the browser offers it — so stock noVNC connects as it is. Every
+//! refusal happens before the upgrade and is a JSON error: 401 for a missing, forged or expired
+//! token, 403 for a token of another session or of a session that has ended, 409 for a session
+//! that is not running (yet, or hibernated), 503 when its agent cannot be reached.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{TimeDelta, Utc};
+use serde::Deserialize;
+use streamspace_proto::api::{Session, SessionState};
+use streamspace_proto::tunnel::{
+    BINARY_SUBPROTOCOL, ConnectInfo, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, close_code,
+};
+use streamspace_proto::wire::{ServerMessage, TunnelOpen};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::splice::{self, Timing};
+use super::token::{self, TokenError};
+use super::{PendingGuard, Tunnels};
+use crate::api::{ApiPath, ApiQuery};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TokenQuery {
+    #[serde(default)]
+    token: Option<String>,
+}
+
+impl TokenQuery {
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref().filter(|t| !t.is_empty())
+    }
+}
+
+/// `POST /api/v1/sessions/{id}/connect`: a viewer token and the URL to open with it.
+pub(crate) async fn connect(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ConnectInfo>, ApiError> {
+    let session = load_session(&app, id).await?;
+    require_running(&session)?;
+    let ttl = TimeDelta::from_std(app.config.tunnel.viewer_token_ttl)
+        .unwrap_or_else(|_| TimeDelta::seconds(60));
+    let expires_at = Utc::now() + ttl;
+    let token = token::issue_viewer(&app.hasher, id, expires_at);
+    let base = public_base(app.config.tunnel.public_url.as_deref(), &headers)?;
+    let url = format!("{base}/api/v1/sessions/{id}/vnc?token={token}");
+    tracing::info!(session_id = %id, %expires_at, "viewer token issued");
+    Ok(Json(ConnectInfo {
+        token,
+        url,
+        expires_at,
+    }))
+}
+
+/// `GET /api/v1/sessions/{id}/vnc?token=…`: the viewer's WebSocket.
+pub(crate) async fn vnc(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<TokenQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match prepare(&app, id, query).await {
+        Ok((agent_id, tunnel_id, delivered, guard)) => match upgrade {
+            Ok(upgrade) => upgrade
+                .protocols([BINARY_SUBPROTOCOL])
+                .max_message_size(MAX_FRAME_BYTES)
+                .max_frame_size(MAX_FRAME_BYTES)
+                .write_buffer_size(0)
+                .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+                .on_failed_upgrade(|e| tracing::debug!(error = %e, "viewer upgrade failed"))
+                .on_upgrade(move |socket| {
+                    let span = tracing::info_span!(
+                        "viewer",
+                        session_id = %id,
+                        %tunnel_id,
+                        agent_id = %agent_id,
+                        replica_id = %app.config.replica_id,
+                    );
+                    let tasks = app.tasks.clone();
+                    let stream = Stream {
+                        app,
+                        session_id: id,
+                        tunnel_id,
+                        agent_id,
+                    };
+                    tasks.track_future(stream.run(socket, delivered, guard).instrument(span))
+                }),
+            Err(rejection) => {
+                ApiError::new(rejection.status(), "bad_request", rejection.body_text())
+                    .into_response()
+            }
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Everything checked before the upgrade; on success the agent has been asked to dial.
+async fn prepare(
+    app: &AppState,
+    id: Uuid,
+    query: TokenQuery,
+) -> Result<(String, Uuid, oneshot::Receiver<WebSocket>, PendingGuard), ApiError> {
+    let token = query
+        .token()
+        .ok_or_else(|| ApiError::unauthorized("missing `token` query parameter"))?;
+    let grant = token::verify_viewer(&app.hasher, token, Utc::now()).map_err(|e| match e {
+        TokenError::Invalid => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string())
+        }
+        TokenError::Expired => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", e.to_string())
+        }
+    })?;
+    if grant.session_id != id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_session",
+            "this token was issued for another session",
+        ));
+    }
+    let session = load_session(app, id).await?;
+    require_running(&session)?;
+    let agent_id = session.agent_id.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "session_not_running",
+            "the session has no agent",
+        )
+    })?;
+    if app.shutdown.is_cancelled() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "this replica is shutting down; connect again",
+        ));
+    }
+    let tunnel_id = Uuid::now_v7();
+    let stream_token = token::new_stream_token();
+    let (delivered, guard) =
+        app.tunnels
+            .expect(stream_token.clone(), tunnel_id, id, agent_id.clone());
+    let open = ServerMessage::TunnelOpen(TunnelOpen {
+        tunnel_id,
+        session_id: id,
+        token: stream_token,
+    });
+    if let Err(e) = app.hub.send(&agent_id, open).await {
+        tracing::info!(session_id = %id, %agent_id, error = %e, "cannot open a tunnel");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "agent_unavailable",
+            format!("the session's agent cannot be reached: {e}"),
+        ));
+    }
+    Ok((agent_id, tunnel_id, delivered, guard))
+}
+
+/// One viewer's stream after the upgrade.
+struct Stream {
+    app: AppState,
+    session_id: Uuid,
+    tunnel_id: Uuid,
+    agent_id: String,
+}
+
+impl Stream {
+    async fn run(
+        self,
+        viewer: WebSocket,
+        delivered: oneshot::Receiver<WebSocket>,
+        _pending: PendingGuard,
+    ) {
+        let tunnel = &self.app.config.tunnel;
+        let data = tokio::select! {
+            () = self.app.shutdown.cancelled() => None,
+            d = tokio::time::timeout(tunnel.open_timeout, delivered) => d.ok().and_then(Result::ok),
+        };
+        let Some(data) = data else {
+            tracing::warn!("the agent did not open the stream in time");
+            self.tell_agent("the agent did not open the stream in time")
+                .await;
+            refuse(viewer, "the agent did not open the stream in time").await;
+            return;
+        };
+        let tunnels: &Arc<Tunnels> = &self.app.tunnels;
+        let open = tunnels.opened(self.session_id, self.tunnel_id);
+        tracing::info!(streams_here = tunnels.counts().0, "viewer stream open");
+        let timing = Timing {
+            send_timeout: tunnel.send_timeout,
+            close_grace: tunnel.close_grace,
+        };
+        let ending = tokio::select! {
+            e = splice::run(viewer, data, &open.closer, timing) => e,
+            () = self.app.shutdown.cancelled() => {
+                open.closer.close(close_code::GOING_AWAY, "replica shutting down");
+                return;
+            }
+        };
+        tracing::info!(code = ending.code, reason = %ending.reason, "viewer stream closed");
+    }
+
+    async fn tell_agent(&self, reason: &str) {
+        let close = ServerMessage::TunnelClose {
+            tunnel_id: self.tunnel_id,
+            reason: reason.to_owned(),
+        };
+        let _ = self.app.hub.send(&self.agent_id, close).await;
+    }
+}
+
+async fn refuse(mut viewer: WebSocket, reason: &str) {
+    let frame = axum::extract::ws::CloseFrame {
+        code: close_code::TUNNEL_FAILED,
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        viewer.send(axum::extract::ws::Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+async fn load_session(app: &AppState, id: Uuid) -> Result<Session, ApiError> {
+    app.store
+        .get_session(id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading a session"))
+}
+
+fn require_running(session: &Session) -> Result<(), ApiError> {
+    match session.state {
+        SessionState::Running => Ok(()),
+        SessionState::Terminated | SessionState::Failed => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "session_ended",
+            format!("session {} has ended ({})", session.id, session.state),
+        )),
+        other => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "session_not_running",
+            format!("session {} is {other}, not running", session.id),
+        )),
+    }
+}
+
+/// `ws(s)://host[/prefix]` for the viewer URL.
+fn public_base(configured: Option<&str>, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(base) = configured {
+        let base = base.trim_end_matches('/');
+        return Ok(if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            base.to_owned()
+        });
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '?', '#']))
+        .ok_or_else(|| {
+            ApiError::bad_request("no usable Host header to build the viewer URL from")
+        })?;
+    let tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    Ok(format!("{}://{host}", if tls { "wss" } else { "ws" }))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn the_viewer_url_follows_config_or_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("10.0.0.1:8080"));
+        assert_eq!(
+            public_base(None, &h).ok().as_deref(),
+            Some("ws://10.0.0.1:8080")
+        );
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert_eq!(
+            public_base(None, &h).ok().as_deref(),
+            Some("wss://10.0.0.1:8080")
+        );
+        assert_eq!(
+            public_base(Some("https://ss.example/base/"), &h)
+                .ok()
+                .as_deref(),
+            Some("wss://ss.example/base")
+        );
+        assert!(public_base(None, &HeaderMap::new()).is_err());
+    }
+}
