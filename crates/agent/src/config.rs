@@ -12,6 +12,10 @@ pub enum RuntimeKind {
     /// Local processes under Xvnc (see [`crate::runtime::process`]).
     #[default]
     Process,
+    /// Containers through the Docker Engine API (Docker or Podman).
+    Docker,
+    /// Pods in a Kubernetes cluster.
+    Kubernetes,
 }
 
 impl RuntimeKind {
@@ -19,6 +23,8 @@ impl RuntimeKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Process => "process",
+            Self::Docker => "docker",
+            Self::Kubernetes => "kubernetes",
         }
     }
 }
@@ -34,8 +40,10 @@ impl FromStr for RuntimeKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "process" => Ok(Self::Process),
+            "docker" => Ok(Self::Docker),
+            "kubernetes" => Ok(Self::Kubernetes),
             other => Err(format!(
-                "unknown runtime {other:?}; this build supports: process"
+                "unknown runtime {other:?}; expected process, docker or kubernetes"
             )),
         }
     }
@@ -73,6 +81,9 @@ pub struct AgentConfig {
     pub write_timeout: Option<Duration>,
     /// How many finished commands are remembered for duplicate suppression.
     pub command_log_capacity: usize,
+    /// The Docker Engine API endpoint (`unix:///path` or `tcp://host:port`) for the docker
+    /// runtime; `None` uses `DOCKER_HOST`, else `/var/run/docker.sock`.
+    pub docker_host: Option<String>,
 }
 
 impl AgentConfig {
@@ -99,6 +110,7 @@ impl AgentConfig {
             welcome_timeout: Duration::from_secs(10),
             write_timeout: None,
             command_log_capacity: 1000,
+            docker_host: None,
         }
     }
 }
@@ -121,6 +133,7 @@ impl fmt::Debug for AgentConfig {
             .field("welcome_timeout", &self.welcome_timeout)
             .field("write_timeout", &self.write_timeout)
             .field("command_log_capacity", &self.command_log_capacity)
+            .field("docker_host", &self.docker_host)
             .finish()
     }
 }
@@ -141,6 +154,11 @@ mod tests {
     #[test]
     fn runtime_kind_parses() {
         assert_eq!("process".parse::<RuntimeKind>(), Ok(RuntimeKind::Process));
-        assert!("docker".parse::<RuntimeKind>().is_err());
+        assert_eq!("docker".parse::<RuntimeKind>(), Ok(RuntimeKind::Docker));
+        assert_eq!(
+            "kubernetes".parse::<RuntimeKind>(),
+            Ok(RuntimeKind::Kubernetes)
+        );
+        assert!("podman".parse::<RuntimeKind>().is_err());
     }
 }

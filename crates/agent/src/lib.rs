@@ -45,6 +45,12 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         RuntimeKind::Process => Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(
             config.state_dir.join("sessions"),
         ))),
+        RuntimeKind::Docker | RuntimeKind::Kubernetes => {
+            return Err(AgentError::InvalidConfig(format!(
+                "the {} runtime is not available in this build yet",
+                config.runtime
+            )));
+        }
     };
     run_with_runtime(config, runtime, shutdown).await
 }

@@ -16,13 +16,13 @@ use uuid::Uuid;
 const WAIT: Duration = Duration::from_secs(15);
 
 fn template(command: &[&str]) -> Template {
-    Template {
+    let create = streamspace_proto::api::CreateTemplate {
         name: "test".into(),
-        description: String::new(),
         command: command.iter().map(|s| s.to_string()).collect(),
         env: [("STREAMSPACE_TEST".to_string(), "1".to_string())].into(),
-        created_at: chrono::Utc::now(),
-    }
+        ..Default::default()
+    };
+    Template::new(create, chrono::Utc::now())
 }
 
 fn runtime(dir: &Path) -> ProcessRuntime {

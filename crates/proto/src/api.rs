@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+mod template;
+pub use template::{DEFAULT_VNC_PORT, HomePolicy, TemplatePorts, TemplateResources};
+
 /// Lifecycle of a session. Terminal states (`terminated`, `failed`) never change again; a
 /// session may move between `running` and `hibernated` any number of times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -308,23 +311,49 @@ pub struct Template {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    /// Program and arguments started on the session's display (process runtime).
+    /// Program and arguments started on the session's display (process runtime); for
+    /// container runtimes, replaces the image's command when not empty.
+    #[serde(default)]
     pub command: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Container image (`docker` and `kubernetes` runtimes; they refuse a template without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub ports: TemplatePorts,
+    #[serde(default)]
+    pub resources: TemplateResources,
+    #[serde(default)]
+    pub persistent_home: HomePolicy,
+    /// Hibernate the session after this many seconds without a viewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u32>,
     pub created_at: DateTime<Utc>,
 }
 
 /// `POST /api/v1/templates`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTemplate {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Required unless `image` is given.
+    #[serde(default)]
     pub command: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "TemplatePorts::is_default")]
+    pub ports: TemplatePorts,
+    #[serde(default, skip_serializing_if = "TemplateResources::is_empty")]
+    pub resources: TemplateResources,
+    #[serde(default, skip_serializing_if = "HomePolicy::is_none")]
+    pub persistent_home: HomePolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u32>,
 }
 
 /// An agent key as listed (never includes the secret).

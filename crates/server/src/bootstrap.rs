@@ -18,6 +18,7 @@ fn default_templates() -> Vec<CreateTemplate> {
         description: "A terminal (xterm)".into(),
         command: vec!["xterm".into()],
         env: BTreeMap::new(),
+        ..CreateTemplate::default()
     }]
 }
 

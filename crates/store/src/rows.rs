@@ -203,6 +203,12 @@ pub(crate) struct TemplateRow {
     description: String,
     command: Json<Value>,
     env: Json<Value>,
+    image: Option<String>,
+    vnc_port: i32,
+    cpu_millis: Option<i64>,
+    memory_mib: Option<i64>,
+    persistent_home: String,
+    idle_timeout_secs: Option<i64>,
     created_at: DateTime<Utc>,
 }
 
@@ -214,6 +220,25 @@ impl TryFrom<TemplateRow> for Template {
             description: r.description,
             command: from_json("template command", r.command.0)?,
             env: from_json("template env", r.env.0)?,
+            image: r.image,
+            ports: streamspace_proto::api::TemplatePorts {
+                vnc: int_column("templates.vnc_port", r.vnc_port)?,
+            },
+            resources: streamspace_proto::api::TemplateResources {
+                cpu_millis: r
+                    .cpu_millis
+                    .map(|v| int_column("templates.cpu_millis", v))
+                    .transpose()?,
+                memory_mib: r
+                    .memory_mib
+                    .map(|v| int_column("templates.memory_mib", v))
+                    .transpose()?,
+            },
+            persistent_home: r.persistent_home.parse().map_err(StoreError::Corrupt)?,
+            idle_timeout_secs: r
+                .idle_timeout_secs
+                .map(|v| int_column("templates.idle_timeout_secs", v))
+                .transpose()?,
             created_at: r.created_at,
         })
     }
@@ -261,4 +286,10 @@ where
     T: TryFrom<R, Error = StoreError>,
 {
     rows.into_iter().map(T::try_from).collect()
+}
+
+/// An integer column narrowed to the type the API uses; out of range means a corrupt row.
+fn int_column<T: TryFrom<i64>>(what: &str, v: impl Into<i64>) -> Result<T> {
+    let v = v.into();
+    T::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} = {v} is out of range")))
 }

@@ -46,7 +46,8 @@ macro_rules! agent_columns {
 
 macro_rules! template_columns {
     () => {
-        "name, description, command, env, created_at"
+        "name, description, command, env, image, vnc_port, cpu_millis, memory_mib, \
+         persistent_home, idle_timeout_secs, created_at"
     };
 }
 
@@ -76,7 +77,9 @@ pub(crate) const HAS_ADMIN_KEY: &str =
     "SELECT EXISTS (SELECT 1 FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL)";
 
 pub(crate) const TEMPLATE_INSERT: &str = concat!(
-    "INSERT INTO templates (name, description, command, env) VALUES ($1, $2, $3, $4) RETURNING ",
+    "INSERT INTO templates (name, description, command, env, image, vnc_port, cpu_millis, \
+     memory_mib, persistent_home, idle_timeout_secs) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ",
     template_columns!()
 );
 pub(crate) const TEMPLATE_GET: &str = concat!(

@@ -169,12 +169,20 @@ pub struct AgentRunArgs {
     /// Commands executed at once.
     #[arg(long, env = "STREAMSPACE_MAX_CONCURRENT_COMMANDS", default_value_t = 8)]
     pub max_concurrent_commands: usize,
+    /// Docker Engine API for `--runtime docker`: unix:///path or tcp://host:port [default:
+    /// $DOCKER_HOST, else unix:///var/run/docker.sock].
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum RuntimeArg {
     /// Xvnc plus the template's program, as local processes.
     Process,
+    /// Containers through the Docker Engine API (Docker or Podman's compatible socket).
+    Docker,
+    /// Pods in a Kubernetes cluster (in-cluster service account or kubeconfig).
+    Kubernetes,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -311,14 +319,21 @@ pub enum TemplateCommand {
     /// Add a template.
     Create {
         name: String,
-        /// Program and arguments to run in the session, e.g. `--command xterm --command -fa`.
-        #[arg(long = "command", required = true, allow_hyphen_values = true)]
+        /// Program and arguments to run in the session, e.g. `--command xterm --command -fa`
+        /// (required unless --image is given).
+        #[arg(
+            long = "command",
+            required_unless_present = "image",
+            allow_hyphen_values = true
+        )]
         command: Vec<String>,
         #[arg(long, default_value = "")]
         description: String,
         /// Environment variable KEY=VALUE for the program (repeatable).
         #[arg(long = "env", value_parser = parse_label)]
         env: Vec<(String, String)>,
+        #[command(flatten)]
+        runtime: TemplateRuntimeArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -328,6 +343,29 @@ pub enum TemplateCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// What container runtimes need from a template.
+#[derive(Debug, Args)]
+pub struct TemplateRuntimeArgs {
+    /// Container image (docker and kubernetes runtimes).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// The port the image's VNC server listens on.
+    #[arg(long, default_value_t = streamspace_proto::api::DEFAULT_VNC_PORT)]
+    pub vnc_port: u16,
+    /// CPU limit in thousandths of a core (500 = half a core).
+    #[arg(long)]
+    pub cpu_millis: Option<u32>,
+    /// Memory limit in MiB.
+    #[arg(long)]
+    pub memory_mib: Option<u32>,
+    /// Home volume: none, delete (removed at stop) or retain (kept after stop).
+    #[arg(long, default_value = "none")]
+    pub persistent_home: streamspace_proto::api::HomePolicy,
+    /// Hibernate sessions after this many seconds without a viewer.
+    #[arg(long)]
+    pub idle_timeout_secs: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -126,13 +126,12 @@ impl Harness {
 }
 
 fn template() -> Template {
-    Template {
+    let create = streamspace_proto::api::CreateTemplate {
         name: "xterm".into(),
-        description: String::new(),
         command: vec!["xterm".into()],
-        env: Default::default(),
-        created_at: chrono::Utc::now(),
-    }
+        ..Default::default()
+    };
+    Template::new(create, chrono::Utc::now())
 }
 
 fn command(action: Action, session_id: Uuid) -> CommandMessage {

@@ -10,6 +10,7 @@ mod agents;
 mod commands;
 mod health;
 mod sessions;
+mod template_fields;
 mod templates;
 
 use axum::Router;

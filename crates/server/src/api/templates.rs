@@ -56,7 +56,8 @@ pub(super) async fn remove(
 }
 
 /// A template name is a DNS label (it may end up in names of containers and Kubernetes objects);
-/// the command names a program.
+/// the command names a program. A template needs a command (process runtime) or an image
+/// (container runtimes), or both; which one a session needs is checked by the agent that runs it.
 fn validate(t: &CreateTemplate) -> Result<(), String> {
     if !is_dns_label(&t.name) {
         return Err(format!(
@@ -64,14 +65,18 @@ fn validate(t: &CreateTemplate) -> Result<(), String> {
             t.name
         ));
     }
-    match t.command.first() {
-        Some(program) if !program.trim().is_empty() => {}
-        _ => return Err("command must name a program to run".into()),
+    match (t.command.first(), &t.image) {
+        (Some(program), _) if !program.trim().is_empty() => {}
+        (None, Some(_)) => {}
+        (Some(_), _) => return Err("command must name a program to run".into()),
+        (None, None) => {
+            return Err("a template needs a command (process runtime) or an image (docker and kubernetes runtimes)".into());
+        }
     }
     if let Some(bad) = t.env.keys().find(|k| !is_env_name(k)) {
         return Err(format!("environment variable name {bad:?} is not valid"));
     }
-    Ok(())
+    super::template_fields::validate(t)
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -101,6 +106,7 @@ mod tests {
             description: String::new(),
             command: command.iter().map(|s| s.to_string()).collect(),
             env: BTreeMap::new(),
+            ..CreateTemplate::default()
         }
     }
 
@@ -112,6 +118,11 @@ mod tests {
             assert!(validate(&t(bad, &["x"])).is_err(), "{bad:?} accepted");
         }
         assert!(validate(&t("x", &[])).is_err());
+        let image_only = CreateTemplate {
+            image: Some("localhost/desktop:1".into()),
+            ..t("x", &[])
+        };
+        assert!(validate(&image_only).is_ok());
         assert!(validate(&t("x", &[" "])).is_err());
         let mut env = t("x", &["x"]);
         env.env.insert("1BAD".into(), "v".into());

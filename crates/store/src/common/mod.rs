@@ -106,6 +106,12 @@ macro_rules! impl_store {
                     .bind(&t.description)
                     .bind(sqlx::types::Json(&t.command))
                     .bind(sqlx::types::Json(&t.env))
+                    .bind(&t.image)
+                    .bind(i32::from(t.ports.vnc))
+                    .bind(t.resources.cpu_millis.map(i64::from))
+                    .bind(t.resources.memory_mib.map(i64::from))
+                    .bind(t.persistent_home.as_str())
+                    .bind(t.idle_timeout_secs.map(i64::from))
                     .fetch_one(&self.pool)
                     .await
                     .map_err(|e| {

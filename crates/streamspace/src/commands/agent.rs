@@ -26,7 +26,10 @@ pub async fn run(args: AgentRunArgs) -> anyhow::Result<()> {
     let mut config = AgentConfig::new(args.servers, agent_id, key, state_dir);
     config.runtime = match args.runtime {
         RuntimeArg::Process => RuntimeKind::Process,
+        RuntimeArg::Docker => RuntimeKind::Docker,
+        RuntimeArg::Kubernetes => RuntimeKind::Kubernetes,
     };
+    config.docker_host = args.docker_host;
     config.max_sessions = args.max_sessions;
     config.labels = args.labels.into_iter().collect();
     config.max_concurrent_commands = args.max_concurrent_commands.max(1);

@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use streamspace_client::Client;
-use streamspace_proto::api::{CommandFilter, CreateTemplate, SessionFilter};
+use streamspace_proto::api::{
+    CommandFilter, CreateTemplate, SessionFilter, TemplatePorts, TemplateResources,
+};
 
 use crate::cli::{
     AgentAction, AgentKeyCommand, ClientArgs, CommandsCommand, OutputFormat, SessionCommand,
@@ -83,6 +85,11 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
         SessionCommand::Wake { id, client } => {
             print_one(client.output, &connect(&client)?.wake_session(id).await?)
         }
+        SessionCommand::Connect {
+            id,
+            timeout,
+            client,
+        } => super::viewer::connect(&connect(&client)?, id, timeout, client.output).await,
     }
 }
 
@@ -142,6 +149,7 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
             command,
             description,
             env,
+            runtime,
             client,
         } => {
             let body = CreateTemplate {
@@ -149,6 +157,16 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                 description,
                 command,
                 env: env.into_iter().collect(),
+                image: runtime.image,
+                ports: TemplatePorts {
+                    vnc: runtime.vnc_port,
+                },
+                resources: TemplateResources {
+                    cpu_millis: runtime.cpu_millis,
+                    memory_mib: runtime.memory_mib,
+                },
+                persistent_home: runtime.persistent_home,
+                idle_timeout_secs: runtime.idle_timeout_secs,
             };
             print_one(
                 client.output,
