@@ -9,6 +9,7 @@
 //! - `dispatcher` — moves commands from the database to connected agents;
 //! - [`tunnel`] — viewers' VNC streams: viewer tokens, the browser and agent data endpoints;
 //! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup.
+//! - `web` — the web UI's built files, embedded in the binary and served by the fallback route.
 //!
 //! The server never starts sessions itself: it records intent in the [`Store`] and tells agents.
 //!
@@ -37,6 +38,7 @@ mod error;
 pub mod hub;
 mod keys;
 mod state;
+mod web;
 pub mod tunnel;
 
 use std::sync::Arc;

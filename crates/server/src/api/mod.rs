@@ -84,7 +84,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/agents/tunnel", get(crate::tunnel::data::connect))
         .route("/api/v1/sessions/{id}/vnc", get(crate::tunnel::viewer::vnc))
         .merge(admin)
-        .fallback(not_found)
+        .fallback(crate::web::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TraceLayer::new_for_http().make_span_with(
@@ -98,10 +98,6 @@ pub(crate) fn router(state: AppState) -> Router {
             },
         ))
         .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("no such route")
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -1,0 +1,169 @@
+//! The web UI in a real browser: Debian's headless Chromium, driven by Playwright
+//! (`web/tests/e2e.mjs`), against a real `streamspace up` (control plane, local agent, Xvnc).
+//!
+//! Needs `node`, `npm ci` done in `web/` and `/usr/bin/chromium` (or `$CHROMIUM`); without them
+//! the tests fail, saying what is missing. Screenshots are kept in
+//! `target/test-artifacts/browser/`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use common::{Harness, Proc, wait_for_agent_online, wait_for_ready};
+use streamspace_client::Client;
+use uuid::Uuid;
+
+/// The whole driver run, browser start to last assertion.
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(240);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// Fails with what to install when the browser toolchain is missing.
+fn check_toolchain() -> anyhow::Result<()> {
+    let node = std::process::Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        bail!("browser tests need Node.js (`node`): apt-get install -y nodejs npm");
+    }
+    let playwright = workspace_root().join("web/node_modules/playwright-core");
+    if !playwright.is_dir() {
+        bail!(
+            "browser tests need the web UI's npm packages: run `npm ci` in {}",
+            workspace_root().join("web").display()
+        );
+    }
+    if !chromium().is_file() {
+        bail!(
+            "browser tests need Chromium at {} (apt-get install -y chromium, or set $CHROMIUM)",
+            chromium().display()
+        );
+    }
+    Ok(())
+}
+
+fn artifact(name: &str) -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let dir = target.join("test-artifacts/browser");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir.join(name))
+}
+
+/// `streamspace up` on a fresh data dir; returns it with its URL and admin token.
+async fn platform(h: &mut Harness) -> anyhow::Result<(Proc, String, String)> {
+    let data = h.path("data");
+    let data_arg = data.display().to_string();
+    let up = h.spawn(
+        "up",
+        &["up", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"],
+        &[],
+    )?;
+    let line = up.wait_for_stdout("URL:").await?;
+    let url = line
+        .split_whitespace()
+        .last()
+        .context("URL on the line")?
+        .trim_end_matches('/')
+        .to_owned();
+    let token = std::fs::read_to_string(data.join("admin-token"))?
+        .trim()
+        .to_owned();
+    let api = Client::new(&url, &token)?;
+    wait_for_ready(&api).await.with_context(|| up.logs())?;
+    wait_for_agent_online(&api, "local")
+        .await
+        .with_context(|| up.logs())?;
+    Ok((up, url, token))
+}
+
+/// Runs one scenario of the driver; returns its output, or fails with it and the platform's logs.
+async fn drive(
+    up: &Proc,
+    url: &str,
+    token: &str,
+    scenario: &str,
+    extra: &[&str],
+) -> anyhow::Result<String> {
+    let screenshot = artifact(&format!("{scenario}.png"))?;
+    let _ = std::fs::remove_file(&screenshot);
+    let script = workspace_root().join("web/tests/e2e.mjs");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(&script)
+        .args(["--url", url, "--token", token, "--scenario", scenario])
+        .arg("--screenshot")
+        .arg(&screenshot)
+        .arg("--chromium")
+        .arg(chromium())
+        .args(extra)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(DRIVER_TIMEOUT, cmd.output())
+        .await
+        .with_context(|| format!("the browser driver ran over {DRIVER_TIMEOUT:?}"))?
+        .context("starting node")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() || !stdout.contains(&format!("ok: {scenario}")) {
+        bail!(
+            "browser scenario {scenario} failed ({}); screenshot: {}\n--- driver stdout ---\n{stdout}\n--- driver stderr ---\n{stderr}\n{}",
+            out.status,
+            screenshot.display(),
+            up.logs()
+        );
+    }
+    assert!(
+        screenshot.is_file(),
+        "the driver kept a screenshot at {}",
+        screenshot.display()
+    );
+    Ok(stdout)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Result<()> {
+    check_toolchain()?;
+    let mut h = Harness::new()?;
+    let (up, url, token) = platform(&mut h).await?;
+    let out = drive(&up, &url, &token, "lifecycle", &[]).await?;
+    for state in ["hibernated", "running", "terminated"] {
+        assert!(
+            out.contains(&format!("the sessions page shows {state}")),
+            "{out}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keystrokes_typed_in_the_browser_reach_the_session() -> anyhow::Result<()> {
+    check_toolchain()?;
+    let mut h = Harness::new()?;
+    let (up, url, token) = platform(&mut h).await?;
+    let marker = format!("marker{}", Uuid::now_v7().simple());
+    let file = h.path("typed-through-novnc.txt");
+    let file_arg = file.display().to_string();
+    drive(
+        &up,
+        &url,
+        &token,
+        "keystrokes",
+        &["--marker", &marker, "--marker-file", &file_arg],
+    )
+    .await?;
+    // The agent runs on this machine: the shell in the session's xterm wrote the file.
+    let written =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    assert_eq!(written.trim(), marker);
+    Ok(())
+}

@@ -1,0 +1,23 @@
+// The part of noVNC's RFB class (docs/API.md of @novnc/novnc) this UI uses; the package ships no
+// type declarations.
+declare module "@novnc/novnc" {
+  export interface RfbOptions {
+    shared?: boolean;
+    credentials?: { username?: string; password?: string; target?: string };
+    wsProtocols?: string[];
+  }
+
+  export default class RFB extends EventTarget {
+    constructor(target: HTMLElement, urlOrChannel: string | WebSocket, options?: RfbOptions);
+    scaleViewport: boolean;
+    resizeSession: boolean;
+    clipViewport: boolean;
+    focusOnClick: boolean;
+    viewOnly: boolean;
+    background: string;
+    disconnect(): void;
+    focus(): void;
+    clipboardPasteFrom(text: string): void;
+    sendCtrlAltDel(): void;
+  }
+}

@@ -1,0 +1,87 @@
+import { Session, api, isTerminal } from "../api";
+import { badge, clearMessages, h, poll, replace, shortId, showError, time } from "../dom";
+import { navigate } from "../router";
+
+const POLL_MS = 1500;
+
+export function sessionsPage(root: HTMLElement): () => void {
+  const body = h("tbody");
+  const showEnded = h("input", { type: "checkbox", id: "show-ended" });
+  const table = h(
+    "table",
+    { "aria-describedby": "sessions-title" },
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        ...["Session", "Template", "Agent", "State", "Updated", "Actions"].map((c) => h("th", { scope: "col" }, c)),
+      ),
+    ),
+    body,
+  );
+  replace(
+    root,
+    h(
+      "div",
+      { class: "row spread" },
+      h("h1", { id: "sessions-title" }, "My sessions"),
+      h("label", { class: "inline" }, showEnded, " Show ended sessions"),
+    ),
+    table,
+  );
+
+  let latest: Session[] = [];
+  const render = () => {
+    const rows = latest.filter((s) => showEnded.checked || !isTerminal(s.state));
+    if (rows.length === 0) {
+      replace(body, h("tr", {}, h("td", { colspan: 6 }, "No sessions. Launch one from the catalog.")));
+      return;
+    }
+    replace(body, ...rows.map(row));
+  };
+  showEnded.addEventListener("change", render);
+
+  const act = async (label: string, call: () => Promise<unknown>) => {
+    clearMessages();
+    try {
+      await call();
+      latest = await api.sessions();
+      render();
+    } catch (e) {
+      showError(`${label} failed: ${(e as Error).message}`);
+    }
+  };
+
+  function row(s: Session): HTMLTableRowElement {
+    const button = (label: string, onclick: () => void) =>
+      h("button", { type: "button", "data-action": label.toLowerCase(), onclick: () => onclick() }, label);
+    const actions: HTMLElement[] = [];
+    if (s.state === "running") {
+      actions.push(button("Connect", () => navigate(`/view/${s.id}`)));
+      actions.push(button("Hibernate", () => void act("Hibernate", () => api.hibernate(s.id))));
+    }
+    if (s.state === "hibernated") actions.push(button("Wake", () => void act("Wake", () => api.wake(s.id))));
+    if (!isTerminal(s.state)) actions.push(button("Stop", () => void act("Stop", () => api.stop(s.id))));
+    return h(
+      "tr",
+      { "data-session": s.id, "data-state": s.state },
+      h("td", { title: s.id }, h("code", {}, shortId(s.id))),
+      h("td", {}, s.template),
+      h("td", {}, s.agent_id ?? "—"),
+      h("td", { title: s.error_message ?? "" }, badge(s.state)),
+      h("td", {}, time(s.updated_at)),
+      h("td", { class: "actions" }, ...actions),
+    );
+  }
+
+  return poll(async () => {
+    try {
+      latest = await api.sessions();
+      render();
+    } catch (e) {
+      showError((e as Error).message);
+    }
+  }, POLL_MS);
+}

@@ -1,0 +1,178 @@
+// The viewer: noVNC's RFB class on the session's WebSocket, with scaling, clipboard and full
+// screen. It asks for a one-time connect ticket, and tells the user plainly when the session is
+// not running (with Wake for a hibernated one).
+
+import RFB from "@novnc/novnc";
+import { ApiError, Session, api, isTerminal, websocketUrl } from "../api";
+import { h, poll, replace } from "../dom";
+
+type ViewState = "loading" | "connecting" | "connected" | "disconnected" | "unavailable";
+
+export function viewerPage(root: HTMLElement, id: string): () => void {
+  let rfb: RFB | null = null;
+  let closed = false;
+
+  const status = h("p", { class: "viewer-status", role: "status", "aria-live": "polite" }, "Loading…");
+  const screen = h("div", { class: "screen", id: "screen", "aria-label": "Remote desktop" });
+  const scale = h("input", { type: "checkbox", id: "scale", checked: true });
+  const resize = h("input", { type: "checkbox", id: "resize" });
+  const clipboard = h("textarea", { id: "clipboard", rows: 3, spellcheck: "false" });
+  const sendClipboard = h("button", { type: "button" }, "Send to session");
+  const fullscreen = h("button", { type: "button" }, "Full screen");
+  const reconnect = h("button", { type: "button", hidden: true }, "Connect again");
+  const wake = h("button", { type: "button", hidden: true }, "Wake session");
+  const view = h(
+    "section",
+    { class: "viewer", "data-view-state": "loading", "aria-labelledby": "viewer-title" },
+    h(
+      "div",
+      { class: "row spread" },
+      h("h1", { id: "viewer-title" }, "Session ", h("code", {}, id.slice(-8))),
+      h("div", { class: "row" }, reconnect, wake, fullscreen, h("a", { href: "/sessions", "data-link": "" }, "My sessions")),
+    ),
+    status,
+    screen,
+    h(
+      "div",
+      { class: "viewer-tools" },
+      h("label", { class: "inline" }, scale, " Scale to fit"),
+      h("label", { class: "inline" }, resize, " Resize the remote desktop to fit"),
+      h(
+        "div",
+        { class: "clipboard" },
+        h("label", { for: "clipboard" }, "Clipboard (the session's copies appear here; edit and send to paste)"),
+        clipboard,
+        sendClipboard,
+      ),
+    ),
+  );
+  replace(root, view);
+
+  const setState = (state: ViewState, message: string) => {
+    view.dataset.viewState = state;
+    status.textContent = message;
+    status.className = `viewer-status state-${state}`;
+    reconnect.hidden = state !== "disconnected";
+  };
+
+  const notRunning = (session: Session) => {
+    wake.hidden = session.state !== "hibernated";
+    const reason = session.error_message ? ` (${session.error_message})` : "";
+    const message: Record<string, string> = {
+      hibernated: "This session is hibernated. Wake it to connect.",
+      terminated: "This session has ended.",
+      failed: `This session failed${reason}.`,
+      pending: "This session is still starting…",
+      starting: "This session is still starting…",
+    };
+    setState("unavailable", message[session.state] ?? `This session is ${session.state}.`);
+  };
+
+  const disconnectRfb = () => {
+    if (rfb) {
+      const old = rfb;
+      rfb = null;
+      old.disconnect();
+    }
+    screen.replaceChildren();
+  };
+
+  async function connect() {
+    if (closed) return;
+    disconnectRfb();
+    setState("loading", "Checking the session…");
+    let session: Session;
+    try {
+      session = await api.session(id);
+    } catch (e) {
+      setState("unavailable", e instanceof ApiError ? e.message : String(e));
+      return;
+    }
+    if (session.state !== "running") {
+      notRunning(session);
+      return;
+    }
+    wake.hidden = true;
+    setState("connecting", "Connecting…");
+    let url: string;
+    try {
+      url = websocketUrl((await api.connect(id)).url);
+    } catch (e) {
+      setState("disconnected", `Cannot connect: ${(e as Error).message}`);
+      return;
+    }
+    if (closed) return;
+    const client = new RFB(screen, url, { shared: true });
+    rfb = client;
+    client.scaleViewport = scale.checked;
+    client.resizeSession = resize.checked;
+    client.background = "#1e1e1e";
+    client.addEventListener("connect", () => {
+      if (rfb !== client) return;
+      setState("connected", "Connected.");
+      client.focus();
+    });
+    client.addEventListener("disconnect", async (event) => {
+      if (rfb !== client) return;
+      rfb = null;
+      const clean = (event as CustomEvent<{ clean: boolean }>).detail?.clean;
+      // Tell "the session stopped" apart from "the connection dropped".
+      const now = await api.session(id).catch(() => null);
+      if (now && now.state !== "running") notRunning(now);
+      else setState("disconnected", clean ? "Disconnected." : "The connection was lost.");
+    });
+    client.addEventListener("securityfailure", (event) => {
+      const reason = (event as CustomEvent<{ reason?: string }>).detail?.reason;
+      setState("disconnected", `The session refused the connection${reason ? `: ${reason}` : ""}.`);
+    });
+    client.addEventListener("clipboard", (event) => {
+      clipboard.value = (event as CustomEvent<{ text: string }>).detail.text;
+    });
+  }
+
+  scale.addEventListener("change", () => {
+    if (rfb) rfb.scaleViewport = scale.checked;
+  });
+  resize.addEventListener("change", () => {
+    if (rfb) rfb.resizeSession = resize.checked;
+  });
+  sendClipboard.addEventListener("click", () => {
+    if (!rfb) return;
+    rfb.clipboardPasteFrom(clipboard.value);
+    rfb.focus();
+  });
+  fullscreen.addEventListener("click", () => {
+    void screen.requestFullscreen?.().catch(() => setState("connected", "Full screen is not available here."));
+  });
+  reconnect.addEventListener("click", () => void connect());
+  wake.addEventListener("click", async () => {
+    wake.disabled = true;
+    try {
+      await api.wake(id);
+      setState("loading", "Waking the session…");
+    } catch (e) {
+      setState("unavailable", `Wake failed: ${(e as Error).message}`);
+    } finally {
+      wake.disabled = false;
+    }
+  });
+
+  void connect();
+  // While not connected, follow the session: connect when it becomes running again.
+  const stopWatching = poll(async () => {
+    const state = view.dataset.viewState;
+    if (state !== "unavailable" && state !== "loading") return;
+    const session = await api.session(id).catch(() => null);
+    if (!session || closed) return;
+    if (session.state === "running" && state === "unavailable") void connect();
+    else if (session.state !== "running" && state === "unavailable") notRunning(session);
+    if (isTerminal(session.state)) wake.hidden = true;
+  }, 2000);
+
+  return () => {
+    closed = true;
+    stopWatching();
+    disconnectRfb();
+  };
+}
+

@@ -1,0 +1,171 @@
+// Drives the web UI in Debian's headless Chromium through Playwright (playwright-core, no
+// downloaded browser). Run by crates/streamspace/tests/browser.rs against a real platform:
+//
+//   node web/tests/e2e.mjs --url http://127.0.0.1:PORT --token TOKEN --scenario NAME \
+//        --screenshot OUT.png [--marker M --marker-file PATH]
+//
+// Scenarios:
+//   lifecycle   sign in (a wrong token first), launch xterm from the catalog, then on
+//               "My sessions" hibernate, wake and stop it, following the live state; agents
+//               and commands pages show the agent and the commands.
+//   keystrokes  sign in, launch xterm, wait for the noVNC viewer to connect, click into it and
+//               type `echo MARKER > PATH` + Enter; wait until PATH holds MARKER.
+//
+// Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
+// stderr (and a screenshot) on failure.
+
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+
+const { values: opts } = parseArgs({
+  options: {
+    url: { type: "string" },
+    token: { type: "string" },
+    scenario: { type: "string" },
+    screenshot: { type: "string" },
+    marker: { type: "string" },
+    "marker-file": { type: "string" },
+    chromium: { type: "string", default: process.env.CHROMIUM ?? "/usr/bin/chromium" },
+  },
+});
+for (const required of ["url", "token", "scenario", "screenshot"]) {
+  if (!opts[required]) fail(`missing --${required}`);
+}
+
+const TIMEOUT = 60_000;
+const step = (text) => console.log(`step: ${text}`);
+const nav = (page, name) => page.locator("nav").getByRole("link", { name });
+
+function fail(message) {
+  console.error(`error: ${message}`);
+  process.exit(1);
+}
+
+async function signIn(page) {
+  step("open the UI");
+  await page.goto(opts.url);
+  await page.getByLabel("Admin token").waitFor();
+  step("a wrong token is refused");
+  await page.getByLabel("Admin token").fill("ssa_not_the_token");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("That token is not valid.").waitFor();
+  step("sign in");
+  await page.getByLabel("Admin token").fill(opts.token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "My sessions" }).waitFor();
+}
+
+/** Launches xterm from the catalog; returns the session id once the viewer page opens. */
+async function launchXterm(page) {
+  step("launch xterm from the catalog");
+  await nav(page, "Catalog").click();
+  await page.locator('button[data-template="xterm"]').click();
+  // The catalog waits for `running` before opening the viewer.
+  await page.waitForURL(/\/view\/[0-9a-f-]{36}$/, { timeout: TIMEOUT });
+  const id = new URL(page.url()).pathname.split("/").pop();
+  step(`session ${id} is running`);
+  return id;
+}
+
+async function lifecycle(page) {
+  await signIn(page);
+  const id = await launchXterm(page);
+  await nav(page, "My sessions").click();
+  const row = page.locator(`tr[data-session="${id}"]`);
+  const expectState = async (state) => {
+    step(`the sessions page shows ${state}`);
+    await page.locator(`tr[data-session="${id}"][data-state="${state}"]`).waitFor({ timeout: TIMEOUT });
+  };
+  await expectState("running");
+  await row.getByRole("button", { name: "Hibernate" }).click();
+  await expectState("hibernated");
+
+  step("the viewer says a hibernated session is not running");
+  await page.goto(`${opts.url}/view/${id}`);
+  await page.getByText("This session is hibernated. Wake it to connect.").waitFor();
+  await nav(page, "My sessions").click();
+
+  await row.getByRole("button", { name: "Wake" }).click();
+  await expectState("running");
+  await row.getByRole("button", { name: "Stop" }).click();
+  step("a stopped session leaves the list, and shows as terminated with ended sessions");
+  await row.waitFor({ state: "detached", timeout: TIMEOUT });
+  await page.getByLabel("Show ended sessions").check();
+  await expectState("terminated");
+
+  step("the agents page shows the local agent online");
+  await nav(page, "Agents").click();
+  await page.locator('tr[data-agent="local"]').getByText("online").waitFor();
+  step("the commands page shows the session's commands");
+  await nav(page, "Commands").click();
+  for (const action of ["start_session", "hibernate_session", "wake_session", "stop_session"]) {
+    await page.getByRole("cell", { name: action, exact: true }).first().waitFor();
+  }
+}
+
+async function keystrokes(page) {
+  const marker = opts.marker;
+  const file = opts["marker-file"];
+  if (!marker || !file) fail("keystrokes needs --marker and --marker-file");
+  await signIn(page);
+  await launchXterm(page);
+  step("wait for the viewer to connect");
+  await page.locator('[data-view-state="connected"]').waitFor({ timeout: TIMEOUT });
+  const canvas = page.locator("#screen canvas");
+  await canvas.waitFor();
+  // Without a window manager, X focus follows the pointer: click inside xterm (top left).
+  const box = await canvas.boundingBox();
+  if (!box) fail("the noVNC canvas has no box");
+  await page.mouse.click(box.x + Math.min(40, box.width / 4), box.y + Math.min(40, box.height / 4));
+  step(`type the command into xterm through noVNC`);
+  await page.keyboard.type(`echo ${marker} > ${file}`, { delay: 20 });
+  await page.keyboard.press("Enter");
+  step(`wait for ${file}`);
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    const text = await readFile(file, "utf8").catch(() => "");
+    if (text.trim() === marker) break;
+    if (Date.now() > deadline) fail(`${file} never held the marker (last: ${JSON.stringify(text)})`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+const scenarios = { lifecycle, keystrokes };
+const scenario = scenarios[opts.scenario];
+if (!scenario) fail(`unknown scenario ${opts.scenario}`);
+
+let browser;
+try {
+  browser = await chromium.launch({
+    executablePath: opts.chromium,
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+} catch (e) {
+  fail(`cannot start Chromium at ${opts.chromium}: ${e.message}`);
+}
+const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+page.setDefaultTimeout(TIMEOUT);
+page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+let failure = null;
+try {
+  await scenario(page);
+} catch (e) {
+  failure = e;
+}
+await page.screenshot({ path: opts.screenshot, fullPage: true }).catch((e) => {
+  console.error(`screenshot failed: ${e.message}`);
+});
+await browser.close();
+if (failure) fail(`${opts.scenario}: ${failure.stack ?? failure}`);
+console.log(`ok: ${opts.scenario}`);
