@@ -51,7 +51,8 @@ async fn api_errors_are_json(backend: Backend) -> anyhow::Result<()> {
         .await?;
     let url = |p: &str| format!("{}{p}", s.base);
 
-    let (status, body) = read(s.http.get(url("/nope")).send().await?).await?;
+    // Outside /api/, extension-less paths are the web UI's pages; a missing file is a JSON 404.
+    let (status, body) = read(s.http.get(url("/nope.js")).send().await?).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_error(&body, "not_found");
 
