@@ -80,13 +80,18 @@ async function lifecycle(page) {
   await expectState("running");
   await row.getByRole("button", { name: "Hibernate" }).click();
   await expectState("hibernated");
+  await row.getByRole("button", { name: "Wake" }).click();
+  await expectState("running");
 
-  step("the viewer says a hibernated session is not running");
+  await row.getByRole("button", { name: "Hibernate" }).click();
+  await expectState("hibernated");
+  step("the viewer says a hibernated session is not running, and connects once woken");
   await page.goto(`${opts.url}/view/${id}`);
   await page.getByText("This session is hibernated. Wake it to connect.").waitFor();
-  await nav(page, "My sessions").click();
+  await page.getByRole("button", { name: "Wake session" }).click();
+  await page.locator('[data-view-state="connected"]').waitFor({ timeout: TIMEOUT });
 
-  await row.getByRole("button", { name: "Wake" }).click();
+  await nav(page, "My sessions").click();
   await expectState("running");
   await row.getByRole("button", { name: "Stop" }).click();
   step("a stopped session leaves the list, and shows as terminated with ended sessions");
@@ -109,7 +114,7 @@ async function keystrokes(page) {
   const file = opts["marker-file"];
   if (!marker || !file) fail("keystrokes needs --marker and --marker-file");
   await signIn(page);
-  await launchXterm(page);
+  const id = await launchXterm(page);
   step("wait for the viewer to connect");
   await page.locator('[data-view-state="connected"]').waitFor({ timeout: TIMEOUT });
   const canvas = page.locator("#screen canvas");
@@ -129,6 +134,14 @@ async function keystrokes(page) {
     if (Date.now() > deadline) fail(`${file} never held the marker (last: ${JSON.stringify(text)})`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+  await page.screenshot({ path: opts.screenshot, fullPage: true });
+  step("stopping the session ends the viewer with a clear message");
+  const stopped = await fetch(`${opts.url}/api/v1/sessions/${id}`, {
+    method: "DELETE",
+    headers: { Authorization: `Bearer ${opts.token}` },
+  });
+  if (!stopped.ok) fail(`stopping the session: ${stopped.status} ${await stopped.text()}`);
+  await page.getByText("This session has ended.").waitFor({ timeout: TIMEOUT });
 }
 
 const scenarios = { lifecycle, keystrokes };
@@ -163,9 +176,12 @@ try {
 } catch (e) {
   failure = e;
 }
-await page.screenshot({ path: opts.screenshot, fullPage: true }).catch((e) => {
-  console.error(`screenshot failed: ${e.message}`);
-});
+// Keystrokes keeps the screenshot it took of the typed command; others take theirs at the end.
+if (failure || opts.scenario !== "keystrokes") {
+  await page.screenshot({ path: opts.screenshot, fullPage: true }).catch((e) => {
+    console.error(`screenshot failed: ${e.message}`);
+  });
+}
 await browser.close();
 if (failure) fail(`${opts.scenario}: ${failure.stack ?? failure}`);
 console.log(`ok: ${opts.scenario}`);

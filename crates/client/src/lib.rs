@@ -160,6 +160,15 @@ impl Client {
             .await
     }
 
+    /// A short-lived viewer token for a running session and the WebSocket URL to open with it.
+    pub async fn connect_session(
+        &self,
+        id: Uuid,
+    ) -> Result<streamspace_proto::tunnel::ConnectInfo> {
+        self.send(self.request(Method::POST, &format!("api/v1/sessions/{id}/connect"))?)
+            .await
+    }
+
     // --- agents ---------------------------------------------------------------------------
 
     pub async fn list_agents(&self) -> Result<Vec<Agent>> {

@@ -114,6 +114,20 @@ pub struct ServerTuning {
     /// Seconds a command may wait for an offline agent before it fails.
     #[arg(long, env = "STREAMSPACE_PENDING_TTL", default_value_t = 86_400)]
     pub pending_ttl: u64,
+    /// Seconds a send to a viewer may take; a viewer that does not read for that long is closed
+    /// with 1013.
+    #[arg(long, env = "STREAMSPACE_VIEWER_SEND_TIMEOUT", default_value_t = 10)]
+    pub viewer_send_timeout: u64,
+    /// Seconds a viewer being closed is given to take its close frame.
+    #[arg(long, env = "STREAMSPACE_VIEWER_CLOSE_GRACE", default_value_t = 10)]
+    pub viewer_close_grace: u64,
+    /// Seconds a viewer token from `session connect` stays valid.
+    #[arg(long, env = "STREAMSPACE_VIEWER_TOKEN_TTL", default_value_t = 60)]
+    pub viewer_token_ttl: u64,
+    /// Base URL browsers use to reach the control plane (for the viewer URL) [default: from the
+    /// request's Host header].
+    #[arg(long, env = "STREAMSPACE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +297,16 @@ pub enum SessionCommand {
     /// Resume a hibernated session.
     Wake {
         id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Wait until the session is running, then print the viewer's WebSocket URL (with a
+    /// short-lived token; `-o json` prints the token and its expiry too).
+    Connect {
+        id: uuid::Uuid,
+        /// Seconds to wait for the session to be running.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -153,7 +153,7 @@ async fn keystrokes_typed_in_the_browser_reach_the_session() -> anyhow::Result<(
     let marker = format!("marker{}", Uuid::now_v7().simple());
     let file = h.path("typed-through-novnc.txt");
     let file_arg = file.display().to_string();
-    drive(
+    let out = drive(
         &up,
         &url,
         &token,
@@ -161,6 +161,10 @@ async fn keystrokes_typed_in_the_browser_reach_the_session() -> anyhow::Result<(
         &["--marker", &marker, "--marker-file", &file_arg],
     )
     .await?;
+    assert!(
+        out.contains("stopping the session ends the viewer"),
+        "{out}"
+    );
     // The agent runs on this machine: the shell in the session's xterm wrote the file.
     let written =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;

@@ -6,7 +6,8 @@ import RFB from "@novnc/novnc";
 import { ApiError, Session, api, isTerminal, websocketUrl } from "../api";
 import { h, poll, replace } from "../dom";
 
-type ViewState = "loading" | "connecting" | "connected" | "disconnected" | "unavailable";
+// waiting: the session is on its way to running (starting, waking); unavailable: it is not.
+type ViewState = "loading" | "waiting" | "connecting" | "connected" | "disconnected" | "unavailable";
 
 export function viewerPage(root: HTMLElement, id: string): () => void {
   let rfb: RFB | null = null;
@@ -58,12 +59,14 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
   const notRunning = (session: Session) => {
     wake.hidden = session.state !== "hibernated";
     const reason = session.error_message ? ` (${session.error_message})` : "";
+    if (session.state === "pending" || session.state === "starting") {
+      setState("waiting", "This session is still starting…");
+      return;
+    }
     const message: Record<string, string> = {
       hibernated: "This session is hibernated. Wake it to connect.",
       terminated: "This session has ended.",
       failed: `This session failed${reason}.`,
-      pending: "This session is still starting…",
-      starting: "This session is still starting…",
     };
     setState("unavailable", message[session.state] ?? `This session is ${session.state}.`);
   };
@@ -149,7 +152,8 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
     wake.disabled = true;
     try {
       await api.wake(id);
-      setState("loading", "Waking the session…");
+      wake.hidden = true;
+      setState("waiting", "Waking the session…");
     } catch (e) {
       setState("unavailable", `Wake failed: ${(e as Error).message}`);
     } finally {
@@ -158,16 +162,17 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
   });
 
   void connect();
-  // While not connected, follow the session: connect when it becomes running again.
+  // While not connected, follow the session: connect once it runs (again), and say so when a
+  // dropped connection was the session stopping or hibernating.
   const stopWatching = poll(async () => {
     const state = view.dataset.viewState;
-    if (state !== "unavailable" && state !== "loading") return;
+    if (state !== "waiting" && state !== "unavailable" && state !== "disconnected") return;
     const session = await api.session(id).catch(() => null);
-    if (!session || closed) return;
-    if (session.state === "running" && state === "unavailable") void connect();
-    else if (session.state !== "running" && state === "unavailable") notRunning(session);
+    if (!session || closed || view.dataset.viewState !== state) return;
+    if (session.state !== "running") notRunning(session);
+    else if (state !== "disconnected") void connect();
     if (isTerminal(session.state)) wake.hidden = true;
-  }, 2000);
+  }, 1500);
 
   return () => {
     closed = true;

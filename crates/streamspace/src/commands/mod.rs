@@ -5,6 +5,7 @@ mod client;
 mod migrate;
 mod server;
 mod up;
+mod viewer;
 
 use crate::cli::Command;
 

@@ -78,6 +78,13 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
         max_attempts: t.max_attempts.max(1),
         stuck_after: Duration::from_secs(t.command_deadline.max(1)),
         pending_ttl: Duration::from_secs(t.pending_ttl.max(1)),
+        tunnel: streamspace_server::TunnelConfig {
+            send_timeout: Duration::from_secs(t.viewer_send_timeout.max(1)),
+            close_grace: Duration::from_secs(t.viewer_close_grace.max(1)),
+            viewer_token_ttl: Duration::from_secs(t.viewer_token_ttl.max(1)),
+            public_url: t.public_url.clone(),
+            ..streamspace_server::TunnelConfig::default()
+        },
         ..ServerConfig::default()
     }
 }

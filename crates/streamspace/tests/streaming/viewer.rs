@@ -1,0 +1,155 @@
+//! A viewer for the tests: opens the browser WebSocket the way noVNC does and speaks just enough
+//! RFB to prove bytes travel both ways.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Opens `url`, offering `subprotocol` if given; the socket and the subprotocol answered.
+pub async fn open(url: &str, subprotocol: Option<&str>) -> anyhow::Result<(Ws, Option<String>)> {
+    let mut request = url.into_client_request()?;
+    if let Some(p) = subprotocol {
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_str(p)?);
+    }
+    let (ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .with_context(|| format!("opening the viewer WebSocket {url}"))?;
+    let answered = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok((ws, answered))
+}
+
+/// Tries to open `url` and expects an HTTP refusal; its status and JSON error code.
+pub async fn refusal(url: &str) -> anyhow::Result<(u16, String)> {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => bail!("{url} was accepted; expected a refusal"),
+        Err(WsError::Http(response)) => {
+            let body: serde_json::Value = response
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            let code = body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            Ok((response.status().as_u16(), code))
+        }
+        Err(e) => bail!("{url}: expected an HTTP refusal, got {e}"),
+    }
+}
+
+/// Reads until the server's close frame; its code (1005 if none was given).
+pub async fn close_code(ws: &mut Ws, within: Duration) -> anyhow::Result<u16> {
+    let read = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return Ok(frame.map_or(1005, |f| f.code.into())),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("the viewer socket failed before a close frame: {e}"),
+                None => bail!("the viewer socket ended without a close frame"),
+            }
+        }
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .context("no close frame in time")?
+}
+
+/// A byte stream over the viewer's binary frames.
+pub struct Rfb {
+    pub ws: Ws,
+    buf: VecDeque<u8>,
+}
+
+impl Rfb {
+    pub fn new(ws: Ws) -> Self {
+        Self {
+            ws,
+            buf: VecDeque::new(),
+        }
+    }
+
+    pub async fn read_exact(&mut self, n: usize) -> anyhow::Result<Vec<u8>> {
+        while self.buf.len() < n {
+            let frame = tokio::time::timeout(READ_TIMEOUT, self.ws.next())
+                .await
+                .context("the stream sent nothing in time")?;
+            match frame {
+                Some(Ok(Message::Binary(bytes))) => self.buf.extend(bytes.iter()),
+                Some(Ok(Message::Text(_))) => bail!("a text frame on the VNC stream"),
+                Some(Ok(Message::Close(f))) => bail!("the stream closed: {f:?}"),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("reading the stream: {e}"),
+                None => bail!("the stream ended"),
+            }
+        }
+        Ok(self.buf.drain(..n).collect())
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.ws.send(Message::binary(bytes.to_vec())).await?;
+        Ok(())
+    }
+
+    /// RFB 3.8 without authentication up to the first framebuffer update; returns the
+    /// framebuffer's size.
+    pub async fn handshake_to_first_update(&mut self) -> anyhow::Result<(u16, u16)> {
+        let banner = self.read_exact(12).await?;
+        if banner != b"RFB 003.008\n" {
+            bail!("unexpected banner {:?}", String::from_utf8_lossy(&banner));
+        }
+        self.write(b"RFB 003.008\n").await?;
+        let count = self.read_exact(1).await?[0];
+        if count == 0 {
+            bail!("the server refused the connection");
+        }
+        let types = self.read_exact(usize::from(count)).await?;
+        if !types.contains(&1) {
+            bail!("security type None not offered: {types:?}");
+        }
+        self.write(&[1]).await?;
+        let result = self.read_exact(4).await?;
+        if result != [0, 0, 0, 0] {
+            bail!("security handshake failed: {result:?}");
+        }
+        self.write(&[1]).await?; // ClientInit, shared
+        let init = self.read_exact(24).await?;
+        let width = u16::from_be_bytes([init[0], init[1]]);
+        let height = u16::from_be_bytes([init[2], init[3]]);
+        let name_len = u32::from_be_bytes([init[20], init[21], init[22], init[23]]);
+        self.read_exact(usize::try_from(name_len)?).await?;
+        let mut request = vec![3u8, 0, 0, 0, 0, 0];
+        request.extend_from_slice(&width.to_be_bytes());
+        request.extend_from_slice(&height.to_be_bytes());
+        self.write(&request).await?;
+        let header = self.read_exact(4).await?;
+        if header[0] != 0 {
+            bail!(
+                "expected a FramebufferUpdate (type 0), got message type {}",
+                header[0]
+            );
+        }
+        let rects = u16::from_be_bytes([header[2], header[3]]);
+        if rects == 0 {
+            bail!("the first framebuffer update has no rectangles");
+        }
+        Ok((width, height))
+    }
+}
