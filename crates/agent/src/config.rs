@@ -82,8 +82,11 @@ pub struct AgentConfig {
     /// How many finished commands are remembered for duplicate suppression.
     pub command_log_capacity: usize,
     /// The Docker Engine API endpoint (`unix:///path` or `tcp://host:port`) for the docker
-    /// runtime; `None` uses `DOCKER_HOST`, else `/var/run/docker.sock`.
+    /// runtime; `None` uses `/var/run/docker.sock` (the CLI fills it from `DOCKER_HOST`).
     pub docker_host: Option<String>,
+    /// High availability for the process and docker runtimes: only the process holding this
+    /// lease runs (see [`crate::ha`]). `None`: this process is always active.
+    pub ha: Option<crate::ha::HaConfig>,
 }
 
 impl AgentConfig {
@@ -111,6 +114,7 @@ impl AgentConfig {
             write_timeout: None,
             command_log_capacity: 1000,
             docker_host: None,
+            ha: None,
         }
     }
 }
@@ -134,6 +138,7 @@ impl fmt::Debug for AgentConfig {
             .field("write_timeout", &self.write_timeout)
             .field("command_log_capacity", &self.command_log_capacity)
             .field("docker_host", &self.docker_host)
+            .field("ha", &self.ha)
             .finish()
     }
 }

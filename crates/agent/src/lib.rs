@@ -20,6 +20,7 @@ pub mod connection;
 pub mod endpoint;
 mod error;
 pub mod executor;
+pub mod ha;
 pub mod runtime;
 mod supervisor;
 pub mod tunnel;
@@ -45,12 +46,30 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         RuntimeKind::Process => Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(
             config.state_dir.join("sessions"),
         ))),
-        RuntimeKind::Docker | RuntimeKind::Kubernetes => {
+        RuntimeKind::Kubernetes => {
             return Err(AgentError::InvalidConfig(format!(
                 "the {} runtime is not available in this build yet",
                 config.runtime
             )));
         }
+        RuntimeKind::Docker => {
+            let mut docker = runtime::DockerRuntimeConfig::new(config.agent_id.clone());
+            docker.host = config.docker_host.clone();
+            Arc::new(
+                runtime::DockerRuntime::new(docker)
+                    .map_err(|e| AgentError::InvalidConfig(e.to_string()))?,
+            )
+        }
+    };
+    // With HA, only the lease holder recovers sessions and connects; the lease is held until
+    // this function returns (or the process dies).
+    let _lease = match &config.ha {
+        Some(ha) => match ha::acquire(ha, &config.agent_id, &shutdown).await {
+            Ok(Some(lease)) => Some(lease),
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(AgentError::InvalidConfig(e.to_string())),
+        },
+        None => None,
     };
     run_with_runtime(config, runtime, shutdown).await
 }

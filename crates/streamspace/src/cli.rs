@@ -187,6 +187,15 @@ pub struct AgentRunArgs {
     /// $DOCKER_HOST, else unix:///var/run/docker.sock].
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// Run as one of several processes with this agent id, only the holder of an exclusive
+    /// lock on this file being active (process and docker runtimes; the file must be on a
+    /// filesystem all of them share, with working locks).
+    #[arg(long, env = "STREAMSPACE_HA_LOCK_FILE")]
+    pub ha_lock_file: Option<PathBuf>,
+    /// Milliseconds between a standby's attempts to take the HA lock: the longest a takeover
+    /// waits after the active process dies.
+    #[arg(long, env = "STREAMSPACE_HA_RETRY_MS", default_value_t = 1000)]
+    pub ha_retry_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -4,11 +4,13 @@
 //! Everything here starts real components and fails loudly (with the command that failed and
 //! its output) when it cannot: a test that needs PostgreSQL never silently skips.
 
+pub mod podman;
 pub mod poll;
 pub mod postgres;
 pub mod tagged;
 pub mod vnc;
 
+pub use podman::Podman;
 pub use poll::wait_until;
 pub use postgres::PgCluster;
 

@@ -7,6 +7,7 @@
 //! Callers serialise actions on one session; a runtime need not defend against two concurrent
 //! actions on the same session id.
 
+pub mod docker;
 pub mod process;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use streamspace_proto::api::Template;
 use streamspace_proto::wire::SessionStatus;
 use uuid::Uuid;
 
+pub use docker::{DockerRuntime, DockerRuntimeConfig};
 pub use process::{ProcessRuntime, ProcessRuntimeConfig};
 
 /// What a runtime observes about one session it holds.
@@ -69,6 +71,9 @@ pub enum RuntimeError {
     },
     #[error("{0}")]
     Signal(String),
+    /// The container platform's API (Kubernetes) failed or refused a request.
+    #[error("{0}")]
+    Platform(String),
 }
 
 impl RuntimeError {

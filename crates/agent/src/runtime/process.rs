@@ -12,7 +12,7 @@
 mod group;
 mod procfs;
 mod state;
-mod xdisplay;
+pub(crate) mod xdisplay;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

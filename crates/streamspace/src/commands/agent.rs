@@ -30,6 +30,12 @@ pub async fn run(args: AgentRunArgs) -> anyhow::Result<()> {
         RuntimeArg::Kubernetes => RuntimeKind::Kubernetes,
     };
     config.docker_host = args.docker_host;
+    config.ha = args
+        .ha_lock_file
+        .map(|lock_file| streamspace_agent::ha::HaConfig {
+            lock_file,
+            retry: std::time::Duration::from_millis(args.ha_retry_ms.max(10)),
+        });
     config.max_sessions = args.max_sessions;
     config.labels = args.labels.into_iter().collect();
     config.max_concurrent_commands = args.max_concurrent_commands.max(1);

@@ -1,0 +1,417 @@
+//! The `docker` runtime: one container per session through the Docker Engine API (Docker, or
+//! Podman's compatible socket), over a unix socket or plain TCP.
+//!
+//! - **Start** creates `streamspace-<session id>` from the template's image, labelled with the
+//!   session and agent ids ([`spec`]), its VNC port published on 127.0.0.1 with a port the engine
+//!   picks, CPU and memory limits from the template, and a `streamspace-home-<session id>` volume
+//!   on `/home` when the template has a home policy. It is ready when the published port answers
+//!   with the RFB banner.
+//! - **Hibernate** pauses the container (as the process runtime stops its process group): the
+//!   desktop keeps its state and its port, wake is instant, and a paused container is told apart
+//!   from a dead one without any state of our own. Memory stays allocated while hibernated.
+//! - **Stop** stops and removes the container; the volume is deleted or kept per the policy
+//!   recorded in its labels.
+//! - **Recover** (agent start) adopts running and paused containers labelled for this agent,
+//!   reports exited ones as failed and removes them, and removes containers that were created but
+//!   never started (an interrupted start, which the control plane redelivers) once they are older
+//!   than a grace period.
+//!
+//! The engine is the only state: nothing is written to the agent's state directory.
+
+mod spec;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptions, StopContainerOptionsBuilder,
+};
+use streamspace_proto::SessionState;
+use streamspace_proto::api::{HomePolicy, Template};
+use uuid::Uuid;
+
+use super::process::xdisplay::rfb_banner_ok;
+use super::{Runtime, RuntimeError, SessionInfo};
+
+pub use spec::{AGENT_LABEL, SESSION_LABEL, container_name, volume_name};
+
+/// The Docker Engine endpoint used when none is configured.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Settings of the docker runtime.
+#[derive(Debug, Clone)]
+pub struct DockerRuntimeConfig {
+    /// `unix:///path` or `tcp://host:port`; `None` uses [`DEFAULT_DOCKER_HOST`].
+    pub host: Option<String>,
+    /// Containers are labelled with it; recovery touches only this agent's containers.
+    pub agent_id: String,
+    /// How long a session's VNC port has to answer after the container starts.
+    pub ready_timeout: Duration,
+    /// How long a container has to exit on stop before it is killed.
+    pub stop_timeout: Duration,
+    /// Containers of this agent that were created but never started are removed at recovery
+    /// once they are older than this (younger ones may be a start still in progress elsewhere).
+    pub orphan_grace: Duration,
+}
+
+impl DockerRuntimeConfig {
+    pub fn new(agent_id: impl Into<String>) -> Self {
+        Self {
+            host: None,
+            agent_id: agent_id.into(),
+            ready_timeout: Duration::from_secs(60),
+            stop_timeout: Duration::from_secs(10),
+            orphan_grace: Duration::from_secs(300),
+        }
+    }
+}
+
+/// See the module documentation.
+pub struct DockerRuntime {
+    docker: Docker,
+    config: DockerRuntimeConfig,
+}
+
+fn engine(what: &str, e: DockerError) -> RuntimeError {
+    RuntimeError::Platform(format!("{what}: {e}"))
+}
+
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+impl DockerRuntime {
+    /// Connects lazily: a wrong host shows up as an error on the first request (at recovery).
+    pub fn new(config: DockerRuntimeConfig) -> Result<Self, RuntimeError> {
+        let host = config.host.as_deref().unwrap_or(DEFAULT_DOCKER_HOST);
+        let docker = Docker::connect_with_host(host).map_err(|e| {
+            RuntimeError::Platform(format!("cannot use the Docker host {host:?}: {e}"))
+        })?;
+        Ok(Self { docker, config })
+    }
+
+    async fn inspect(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Option<ContainerInspectResponse>, RuntimeError> {
+        let name = container_name(session_id);
+        match self.docker.inspect_container(&name, None).await {
+            Ok(c) if self.is_ours(c.config.as_ref().and_then(|c| c.labels.as_ref())) => Ok(Some(c)),
+            Ok(_) => Ok(None),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(engine("inspecting a session container", e)),
+        }
+    }
+
+    fn is_ours(&self, labels: Option<&HashMap<String, String>>) -> bool {
+        labels.and_then(|l| l.get(AGENT_LABEL)) == Some(&self.config.agent_id)
+    }
+
+    /// Creates the home volume unless it exists (a retained one is reused).
+    async fn ensure_volume(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+    ) -> Result<(), RuntimeError> {
+        match self.docker.inspect_volume(&volume_name(session_id)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(engine("inspecting the home volume", e)),
+        }
+        let request = spec::volume(session_id, &self.config.agent_id, template);
+        self.docker
+            .create_volume(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| engine("creating the home volume", e))
+    }
+
+    /// Removes the container (stopping it first) and, if its policy says so, its volume.
+    async fn remove(&self, session_id: Uuid) -> Result<(), RuntimeError> {
+        let name = container_name(session_id);
+        let stop = StopContainerOptionsBuilder::new()
+            .t(i32::try_from(self.config.stop_timeout.as_secs()).unwrap_or(i32::MAX))
+            .build();
+        match self.docker.stop_container(&name, Some(stop)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            // 304: already stopped; other failures are settled by the forced remove below.
+            Err(e) => tracing::debug!(session_id = %session_id, error = %e, "stopping container"),
+        }
+        let remove = RemoveContainerOptionsBuilder::new().force(true).build();
+        match self.docker.remove_container(&name, Some(remove)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(engine("removing a session container", e)),
+        }
+        self.remove_volume_per_policy(session_id).await
+    }
+
+    async fn remove_volume_per_policy(&self, session_id: Uuid) -> Result<(), RuntimeError> {
+        let name = volume_name(session_id);
+        let volume = match self.docker.inspect_volume(&name).await {
+            Ok(v) => v,
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(engine("inspecting the home volume", e)),
+        };
+        if !self.is_ours(Some(&volume.labels))
+            || spec::home_policy(Some(&volume.labels)) != HomePolicy::Delete
+        {
+            return Ok(());
+        }
+        match self
+            .docker
+            .remove_volume(&name, None::<RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine("removing the home volume", e)),
+        }
+    }
+
+    /// Waits until the container runs and its published VNC port answers; fails early if the
+    /// container exits.
+    async fn wait_ready(&self, session_id: Uuid) -> Result<SessionInfo, RuntimeError> {
+        let deadline = Instant::now() + self.config.ready_timeout;
+        loop {
+            let info = self
+                .inspect(session_id)
+                .await?
+                .map(|c| observe(session_id, &c))
+                .ok_or_else(|| RuntimeError::StartFailed("the container disappeared".into()))?;
+            if info.state == SessionState::Failed {
+                let why = info.message.unwrap_or_default();
+                return Err(RuntimeError::StartFailed(why));
+            }
+            if let Some(port) = port_of(&info.vnc_address)
+                && rfb_banner_ok(port).await
+            {
+                return Ok(info);
+            }
+            if Instant::now() >= deadline {
+                return Err(RuntimeError::StartFailed(format!(
+                    "the session's VNC server did not answer within {:?}",
+                    self.config.ready_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn create_and_start(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+    ) -> Result<SessionInfo, RuntimeError> {
+        let image = template
+            .image
+            .as_deref()
+            .filter(|i| !i.trim().is_empty())
+            .ok_or_else(|| {
+                RuntimeError::InvalidTemplate(format!(
+                    "template {:?} has no image; the docker runtime runs sessions from container images",
+                    template.name
+                ))
+            })?;
+        if template.persistent_home.has_volume() {
+            self.ensure_volume(session_id, template).await?;
+        }
+        let name = container_name(session_id);
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        let body = spec::container(session_id, &self.config.agent_id, template, image);
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| match e {
+                DockerError::DockerResponseServerError {
+                    status_code: 404,
+                    message,
+                } => RuntimeError::StartFailed(format!(
+                    "image {image:?} is not on the Docker host (pull it there first): {message}"
+                )),
+                e => engine("creating the session container", e),
+            })?;
+        self.docker
+            .start_container(&name, None)
+            .await
+            .map_err(|e| engine("starting the session container", e))?;
+        self.wait_ready(session_id).await
+    }
+
+    async fn own_containers(&self) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+        let filters = HashMap::from([(
+            "label",
+            vec![format!("{AGENT_LABEL}={}", self.config.agent_id)],
+        )]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| engine("listing session containers", e))
+    }
+}
+
+/// What a container inspection says about its session.
+fn observe(session_id: Uuid, c: &ContainerInspectResponse) -> SessionInfo {
+    let state = c.state.as_ref();
+    let status = state.and_then(|s| s.status);
+    let (session_state, message) = match status {
+        Some(ContainerStateStatusEnum::RUNNING) => (SessionState::Running, None),
+        Some(ContainerStateStatusEnum::PAUSED) => (SessionState::Hibernated, None),
+        other => {
+            let code = state.and_then(|s| s.exit_code).unwrap_or_default();
+            let error = state.and_then(|s| s.error.clone()).unwrap_or_default();
+            let status = other
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            let mut message = format!("the session container is {status} (exit code {code})");
+            if !error.is_empty() {
+                message.push_str(&format!(": {error}"));
+            }
+            (SessionState::Failed, Some(message))
+        }
+    };
+    SessionInfo {
+        session_id,
+        state: session_state,
+        vnc_address: published_vnc(c).unwrap_or_default(),
+        display: 0,
+        message,
+    }
+}
+
+/// `127.0.0.1:PORT` where the container's VNC port is published.
+fn published_vnc(c: &ContainerInspectResponse) -> Option<String> {
+    let labels = c.config.as_ref()?.labels.as_ref()?;
+    let port: u16 = labels.get(spec::VNC_PORT_LABEL)?.parse().ok()?;
+    let ports = c.network_settings.as_ref()?.ports.as_ref()?;
+    let binding = ports.get(&spec::port_key(port))?.as_ref()?.first()?;
+    let host_port = binding.host_port.as_deref().filter(|p| !p.is_empty())?;
+    Some(format!("127.0.0.1:{host_port}"))
+}
+
+fn port_of(address: &str) -> Option<u16> {
+    address.rsplit_once(':')?.1.parse().ok()
+}
+
+fn session_of(labels: Option<&HashMap<String, String>>) -> Option<Uuid> {
+    labels?.get(SESSION_LABEL)?.parse().ok()
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    fn platform(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn start(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+    ) -> Result<SessionInfo, RuntimeError> {
+        if let Some(existing) = self.inspect(session_id).await? {
+            let info = observe(session_id, &existing);
+            if info.is_live() {
+                return Ok(info);
+            }
+            // A leftover that never became a session (or died): start afresh.
+            self.remove(session_id).await?;
+        }
+        match self.create_and_start(session_id, template).await {
+            Ok(info) => {
+                tracing::info!(session_id = %session_id, vnc = %info.vnc_address, "session container running");
+                Ok(info)
+            }
+            Err(e) => {
+                if let Err(cleanup) = self.remove(session_id).await {
+                    tracing::warn!(session_id = %session_id, error = %cleanup, "cleaning up a failed start");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn stop(&self, session_id: Uuid) -> Result<(), RuntimeError> {
+        self.remove(session_id).await
+    }
+
+    async fn hibernate(&self, session_id: Uuid) -> Result<SessionInfo, RuntimeError> {
+        let info = self.live(session_id).await?;
+        if info.state == SessionState::Running {
+            self.docker
+                .pause_container(&container_name(session_id))
+                .await
+                .map_err(|e| engine("pausing the session container", e))?;
+        }
+        self.live(session_id).await
+    }
+
+    async fn wake(&self, session_id: Uuid) -> Result<SessionInfo, RuntimeError> {
+        let info = self.live(session_id).await?;
+        if info.state == SessionState::Hibernated {
+            self.docker
+                .unpause_container(&container_name(session_id))
+                .await
+                .map_err(|e| engine("unpausing the session container", e))?;
+        }
+        self.live(session_id).await
+    }
+
+    async fn status(&self, session_id: Uuid) -> Result<Option<SessionInfo>, RuntimeError> {
+        Ok(self
+            .inspect(session_id)
+            .await?
+            .map(|c| observe(session_id, &c)))
+    }
+
+    async fn list(&self) -> Result<Vec<SessionInfo>, RuntimeError> {
+        let mut sessions = Vec::new();
+        for summary in self.own_containers().await? {
+            let Some(session_id) = session_of(summary.labels.as_ref()) else {
+                continue;
+            };
+            if let Some(info) = self.status(session_id).await? {
+                sessions.push(info);
+            }
+        }
+        Ok(sessions)
+    }
+
+    async fn recover(&self) -> Result<Vec<SessionInfo>, RuntimeError> {
+        recover::run(self).await
+    }
+}
+
+impl DockerRuntime {
+    /// The session, which must be running or hibernated.
+    async fn live(&self, session_id: Uuid) -> Result<SessionInfo, RuntimeError> {
+        let info = self
+            .status(session_id)
+            .await?
+            .ok_or(RuntimeError::UnknownSession(session_id))?;
+        if info.state == SessionState::Failed {
+            return Err(RuntimeError::SessionFailed {
+                session_id,
+                message: info.message.unwrap_or_default(),
+            });
+        }
+        Ok(info)
+    }
+}
+
+mod recover;

@@ -1,0 +1,165 @@
+//! What the docker runtime asks the engine for: names and labels derived from ids (never from
+//! user input), and the container and volume a session's template describes.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
+};
+use streamspace_proto::api::{HomePolicy, Template};
+use uuid::Uuid;
+
+/// The session a container or volume belongs to.
+pub const SESSION_LABEL: &str = "io.streamspace.session";
+/// The agent that owns it; reconciliation only ever touches its own agent's objects.
+pub const AGENT_LABEL: &str = "io.streamspace.agent";
+/// The template's home policy, so that stop knows what to do with the volume.
+pub const HOME_LABEL: &str = "io.streamspace.home";
+/// The VNC port inside the container, to find its published host port again.
+pub const VNC_PORT_LABEL: &str = "io.streamspace.vnc-port";
+/// The template the session was started from (informational).
+pub const TEMPLATE_LABEL: &str = "io.streamspace.template";
+
+/// Where the home volume is mounted in the container.
+pub const HOME_MOUNT: &str = "/home";
+
+pub fn container_name(session_id: Uuid) -> String {
+    format!("streamspace-{session_id}")
+}
+
+pub fn volume_name(session_id: Uuid) -> String {
+    format!("streamspace-home-{session_id}")
+}
+
+/// `5901/tcp`, the key Docker uses for a container port.
+pub fn port_key(port: u16) -> String {
+    format!("{port}/tcp")
+}
+
+fn labels(session_id: Uuid, agent_id: &str, template: &Template) -> HashMap<String, String> {
+    HashMap::from([
+        (SESSION_LABEL.to_owned(), session_id.to_string()),
+        (AGENT_LABEL.to_owned(), agent_id.to_owned()),
+        (
+            HOME_LABEL.to_owned(),
+            template.persistent_home.as_str().to_owned(),
+        ),
+        (VNC_PORT_LABEL.to_owned(), template.ports.vnc.to_string()),
+        (TEMPLATE_LABEL.to_owned(), template.name.clone()),
+    ])
+}
+
+/// The container for one session: the template's image, command and environment, its VNC port
+/// published on loopback with a port the engine picks, its CPU and memory limits, and the home
+/// volume when the template asks for one.
+pub fn container(
+    session_id: Uuid,
+    agent_id: &str,
+    template: &Template,
+    image: &str,
+) -> ContainerCreateBody {
+    let vnc = port_key(template.ports.vnc);
+    let mut env: Vec<String> = template
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    env.push(format!("STREAMSPACE_SESSION_ID={session_id}"));
+    if !template.env.contains_key("VNC_PORT") {
+        env.push(format!("VNC_PORT={}", template.ports.vnc));
+    }
+    let mounts = template.persistent_home.has_volume().then(|| {
+        vec![Mount {
+            target: Some(HOME_MOUNT.to_owned()),
+            source: Some(volume_name(session_id)),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        }]
+    });
+    let host_config = HostConfig {
+        port_bindings: Some(HashMap::from([(
+            vnc.clone(),
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".to_owned()),
+                // Empty: the engine picks a free port, read back after start.
+                host_port: Some(String::new()),
+            }]),
+        )])),
+        nano_cpus: template
+            .resources
+            .cpu_millis
+            .map(|m| i64::from(m) * 1_000_000),
+        memory: template
+            .resources
+            .memory_mib
+            .map(|m| i64::from(m) * 1024 * 1024),
+        mounts,
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: (!template.command.is_empty()).then(|| template.command.clone()),
+        env: Some(env),
+        labels: Some(labels(session_id, agent_id, template)),
+        exposed_ports: Some(vec![vnc]),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+/// The session's home volume, labelled like its container.
+pub fn volume(session_id: Uuid, agent_id: &str, template: &Template) -> VolumeCreateRequest {
+    VolumeCreateRequest {
+        name: Some(volume_name(session_id)),
+        labels: Some(labels(session_id, agent_id, template)),
+        ..Default::default()
+    }
+}
+
+/// The home policy recorded in a container's or volume's labels (`none` if absent or unknown).
+pub fn home_policy(labels: Option<&HashMap<String, String>>) -> HomePolicy {
+    labels
+        .and_then(|l| l.get(HOME_LABEL))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamspace_proto::api::{CreateTemplate, TemplateResources};
+
+    #[test]
+    fn container_carries_labels_limits_port_and_volume() {
+        let id = Uuid::now_v7();
+        let t = Template::new(
+            CreateTemplate {
+                name: "desk".into(),
+                image: Some("img:1".into()),
+                resources: TemplateResources {
+                    cpu_millis: Some(500),
+                    memory_mib: Some(256),
+                },
+                persistent_home: HomePolicy::Retain,
+                ..Default::default()
+            },
+            chrono::Utc::now(),
+        );
+        let c = container(id, "a1", &t, "img:1");
+        let labels = c.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get(SESSION_LABEL), Some(&id.to_string()));
+        assert_eq!(labels.get(AGENT_LABEL).map(String::as_str), Some("a1"));
+        assert_eq!(home_policy(Some(&labels)), HomePolicy::Retain);
+        let host = c.host_config.unwrap_or_default();
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.memory, Some(256 * 1024 * 1024));
+        assert!(
+            host.port_bindings
+                .unwrap_or_default()
+                .contains_key("5901/tcp")
+        );
+        let mounts = host.mounts.unwrap_or_default();
+        assert_eq!(mounts[0].source, Some(volume_name(id)));
+        assert_eq!(c.cmd, None, "an empty command keeps the image's own");
+    }
+}

@@ -1,0 +1,260 @@
+//! The docker runtime against a real Docker-compatible engine: Podman's Docker API socket,
+//! started by each test with its own storage, and a busybox session image built locally whose
+//! stand-in VNC server answers with the RFB banner. What the runtime asked for (labels, limits,
+//! ports, volumes) is checked through the engine's own API.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use bollard::Docker;
+use bollard::models::ContainerStateStatusEnum;
+use streamspace_agent::runtime::docker::{AGENT_LABEL, SESSION_LABEL, container_name, volume_name};
+use streamspace_agent::runtime::{DockerRuntime, DockerRuntimeConfig, Runtime, RuntimeError};
+use streamspace_proto::SessionState;
+use streamspace_proto::api::{CreateTemplate, HomePolicy, Template, TemplateResources};
+use streamspace_testkit::Podman;
+use streamspace_testkit::vnc::read_rfb_banner;
+use uuid::Uuid;
+
+const IMAGE: &str = "localhost/streamspace-session:test";
+
+fn engine() -> Result<Podman> {
+    let podman = Podman::start()?;
+    podman.import_session_image(IMAGE)?;
+    Ok(podman)
+}
+
+fn runtime(podman: &Podman, agent_id: &str) -> Result<DockerRuntime> {
+    let mut config = DockerRuntimeConfig::new(agent_id);
+    config.host = Some(podman.docker_host());
+    config.ready_timeout = Duration::from_secs(30);
+    // The stand-in's shell ignores SIGTERM: do not wait long for it.
+    config.stop_timeout = Duration::from_secs(1);
+    config.orphan_grace = Duration::ZERO;
+    Ok(DockerRuntime::new(config)?)
+}
+
+fn template(home: HomePolicy) -> Template {
+    Template::new(
+        CreateTemplate {
+            name: "desk".into(),
+            image: Some(IMAGE.into()),
+            resources: TemplateResources {
+                cpu_millis: Some(500),
+                memory_mib: Some(64),
+            },
+            persistent_home: home,
+            env: [("GREETING".to_string(), "hello".to_string())].into(),
+            ..Default::default()
+        },
+        chrono::Utc::now(),
+    )
+}
+
+fn api(podman: &Podman) -> Result<Docker> {
+    Ok(Docker::connect_with_host(&podman.docker_host())?)
+}
+
+async fn answers_rfb(address: &str) -> Result<()> {
+    let banner = read_rfb_banner(address)
+        .await
+        .with_context(|| format!("no VNC on {address}"))?;
+    ensure!(
+        banner.starts_with("RFB "),
+        "banner {banner:?} from {address}"
+    );
+    Ok(())
+}
+
+async fn container_status(docker: &Docker, id: Uuid) -> Result<Option<ContainerStateStatusEnum>> {
+    match docker.inspect_container(&container_name(id), None).await {
+        Ok(c) => Ok(c.state.and_then(|s| s.status)),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn volume_exists(docker: &Docker, id: Uuid) -> Result<bool> {
+    match docker.inspect_volume(&volume_name(id)).await {
+        Ok(_) => Ok(true),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[tokio::test]
+async fn start_hibernate_wake_stop_with_labels_limits_and_home_volume() -> Result<()> {
+    let podman = engine()?;
+    let docker = api(&podman)?;
+    let rt = runtime(&podman, "dock-1")?;
+    let id = Uuid::now_v7();
+
+    let started = rt.start(id, &template(HomePolicy::Delete)).await?;
+    ensure!(started.state == SessionState::Running, "{started:?}");
+    ensure!(started.vnc_address.starts_with("127.0.0.1:"), "{started:?}");
+    answers_rfb(&started.vnc_address).await?;
+    let again = rt.start(id, &template(HomePolicy::Delete)).await?;
+    ensure!(
+        again.vnc_address == started.vnc_address,
+        "a repeated start changed the session"
+    );
+
+    let inspected = docker.inspect_container(&container_name(id), None).await?;
+    let labels = inspected
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    ensure!(
+        labels.get(SESSION_LABEL) == Some(&id.to_string()),
+        "labels {labels:?}"
+    );
+    ensure!(
+        labels.get(AGENT_LABEL).map(String::as_str) == Some("dock-1"),
+        "labels {labels:?}"
+    );
+    let env = inspected
+        .config
+        .as_ref()
+        .and_then(|c| c.env.clone())
+        .unwrap_or_default();
+    ensure!(env.iter().any(|e| e == "GREETING=hello"), "env {env:?}");
+    let host = inspected.host_config.clone().unwrap_or_default();
+    ensure!(
+        host.nano_cpus == Some(500_000_000),
+        "cpu limit {:?}",
+        host.nano_cpus
+    );
+    ensure!(
+        host.memory == Some(64 * 1024 * 1024),
+        "memory limit {:?}",
+        host.memory
+    );
+    ensure!(volume_exists(&docker, id).await?, "no home volume");
+
+    let hibernated = rt.hibernate(id).await?;
+    ensure!(
+        hibernated.state == SessionState::Hibernated,
+        "{hibernated:?}"
+    );
+    ensure!(
+        container_status(&docker, id).await? == Some(ContainerStateStatusEnum::PAUSED),
+        "hibernate did not pause the container"
+    );
+    ensure!(rt.hibernate(id).await?.state == SessionState::Hibernated);
+    let woken = rt.wake(id).await?;
+    ensure!(woken.state == SessionState::Running, "{woken:?}");
+    answers_rfb(&woken.vnc_address).await?;
+
+    rt.stop(id).await?;
+    ensure!(
+        container_status(&docker, id).await?.is_none(),
+        "container left after stop"
+    );
+    ensure!(
+        !volume_exists(&docker, id).await?,
+        "a `delete` home volume survived stop"
+    );
+    rt.stop(id).await?;
+    ensure!(rt.status(id).await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn templates_without_an_image_or_with_a_missing_one_fail_clearly() -> Result<()> {
+    let podman = engine()?;
+    let rt = runtime(&podman, "dock-1")?;
+    let mut no_image = template(HomePolicy::None);
+    no_image.image = None;
+    match rt.start(Uuid::now_v7(), &no_image).await {
+        Err(RuntimeError::InvalidTemplate(m)) if m.contains("no image") => {}
+        other => bail!("a template without an image gave {other:?}"),
+    }
+    let mut missing = template(HomePolicy::Retain);
+    missing.image = Some("localhost/no-such-image:1".into());
+    let id = Uuid::now_v7();
+    match rt.start(id, &missing).await {
+        Err(RuntimeError::StartFailed(m)) if m.contains("no-such-image") => {}
+        other => bail!("a missing image gave {other:?}"),
+    }
+    ensure!(
+        rt.status(id).await?.is_none(),
+        "a failed start left a container"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_restarted_agent_adopts_its_containers_and_cleans_up_the_rest() -> Result<()> {
+    let podman = engine()?;
+    let docker = api(&podman)?;
+    let before = runtime(&podman, "dock-1")?;
+    let running = Uuid::now_v7();
+    let hibernated = Uuid::now_v7();
+    let died = Uuid::now_v7();
+    for id in [running, hibernated, died] {
+        before.start(id, &template(HomePolicy::Retain)).await?;
+    }
+    before.hibernate(hibernated).await?;
+    podman.run(&["kill", &container_name(died)])?;
+    // A start cut short after create, and a container of another agent.
+    let orphan = Uuid::now_v7();
+    let create = |agent: &str, id: Uuid| -> Result<String> {
+        podman.run(&[
+            "create",
+            "--name",
+            &container_name(id),
+            "--label",
+            &format!("{AGENT_LABEL}={agent}"),
+            "--label",
+            &format!("{SESSION_LABEL}={id}"),
+            IMAGE,
+        ])
+    };
+    create("dock-1", orphan)?;
+    let foreign = Uuid::now_v7();
+    create("dock-2", foreign)?;
+    drop(before);
+
+    let after = runtime(&podman, "dock-1")?;
+    let mut recovered = after.recover().await?;
+    recovered.sort_by_key(|s| s.session_id);
+    let states: Vec<(Uuid, SessionState)> =
+        recovered.iter().map(|s| (s.session_id, s.state)).collect();
+    let mut expected = vec![
+        (running, SessionState::Running),
+        (hibernated, SessionState::Hibernated),
+        (died, SessionState::Failed),
+    ];
+    expected.sort_by_key(|(id, _)| *id);
+    ensure!(
+        states == expected,
+        "recovered {states:?}, expected {expected:?}"
+    );
+    answers_rfb(&after.vnc_address(running).await?.context("no address")?).await?;
+    ensure!(
+        container_status(&docker, died).await?.is_none(),
+        "the dead container was kept"
+    );
+    ensure!(
+        volume_exists(&docker, died).await?,
+        "a `retain` volume was removed"
+    );
+    ensure!(
+        container_status(&docker, orphan).await?.is_none(),
+        "the orphan was kept"
+    );
+    ensure!(
+        container_status(&docker, foreign).await?.is_some(),
+        "another agent's container was touched"
+    );
+    let woken = after.wake(hibernated).await?;
+    answers_rfb(&woken.vnc_address).await?;
+    let listed = after.list().await?.len();
+    ensure!(listed == 2, "list shows {listed} sessions, expected 2");
+    Ok(())
+}
