@@ -133,6 +133,11 @@ impl Conn {
                 error,
             } => {
                 tracing::warn!(%tunnel_id, %session_id, %error, "the agent could not open a stream");
+                self.app.tunnels.fail(
+                    tunnel_id,
+                    &agent_id,
+                    &format!("the agent could not open the stream: {error}"),
+                );
                 Ok(())
             }
             AgentMessage::TunnelClose { tunnel_id, reason } => {

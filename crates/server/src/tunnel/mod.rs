@@ -69,13 +69,16 @@ pub(crate) struct Pending {
     pub tunnel_id: Uuid,
     pub session_id: Uuid,
     pub agent_id: String,
-    deliver: oneshot::Sender<WebSocket>,
+    deliver: oneshot::Sender<Opened>,
 }
+
+/// What the viewer's task learns: the agent's data socket, or why there is none.
+pub(crate) type Opened = Result<WebSocket, String>;
 
 impl Pending {
     /// Hands the agent's data socket to the viewer's task; false if the viewer is gone.
     pub fn deliver(self, socket: WebSocket) -> bool {
-        self.deliver.send(socket).is_ok()
+        self.deliver.send(Ok(socket)).is_ok()
     }
 }
 
@@ -96,7 +99,7 @@ impl Tunnels {
         tunnel_id: Uuid,
         session_id: Uuid,
         agent_id: String,
-    ) -> (oneshot::Receiver<WebSocket>, PendingGuard) {
+    ) -> (oneshot::Receiver<Opened>, PendingGuard) {
         let (tx, rx) = oneshot::channel();
         let pending = Pending {
             tunnel_id,
@@ -121,6 +124,20 @@ impl Tunnels {
             Some(p) if p.agent_id != agent_id => Err(TakeError::OtherAgent),
             Some(_) => pending.remove(token).ok_or(TakeError::Unknown),
         }
+    }
+
+    /// The agent reported that it cannot open `tunnel_id` (`tunnel_error`): the viewer waiting
+    /// for it is told at once instead of after the open timeout.
+    pub fn fail(&self, tunnel_id: Uuid, agent_id: &str, error: &str) -> bool {
+        let failed = {
+            let mut pending = lock(&self.pending);
+            let token = pending
+                .iter()
+                .find(|(_, p)| p.tunnel_id == tunnel_id && p.agent_id == agent_id)
+                .map(|(token, _)| token.clone());
+            token.and_then(|t| pending.remove(&t))
+        };
+        failed.is_some_and(|p| p.deliver.send(Err(error.to_owned())).is_ok())
     }
 
     /// Records an open stream of `session_id`; the guard forgets it.

@@ -152,7 +152,7 @@ fn non_empty(s: String, default: &str) -> String {
 }
 
 /// Close reasons must fit a control frame (123 bytes).
-fn truncate(reason: &str) -> String {
+pub(super) fn truncate(reason: &str) -> String {
     let mut end = reason.len().min(120);
     while !reason.is_char_boundary(end) {
         end -= 1;

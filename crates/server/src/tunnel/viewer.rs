@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use super::splice::{self, Timing};
 use super::token::{self, TokenError};
-use super::{PendingGuard, Tunnels};
+use super::{Opened, PendingGuard, Tunnels};
 use crate::api::{ApiPath, ApiQuery};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -74,47 +74,49 @@ pub(crate) async fn vnc(
     ApiQuery(query): ApiQuery<TokenQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    match prepare(&app, id, query).await {
-        Ok((agent_id, tunnel_id, delivered, guard)) => match upgrade {
-            Ok(upgrade) => upgrade
-                .protocols([BINARY_SUBPROTOCOL])
-                .max_message_size(MAX_FRAME_BYTES)
-                .max_frame_size(MAX_FRAME_BYTES)
-                .write_buffer_size(0)
-                .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
-                .on_failed_upgrade(|e| tracing::debug!(error = %e, "viewer upgrade failed"))
-                .on_upgrade(move |socket| {
-                    let span = tracing::info_span!(
-                        "viewer",
-                        session_id = %id,
-                        %tunnel_id,
-                        agent_id = %agent_id,
-                        replica_id = %app.config.replica_id,
-                    );
-                    let tasks = app.tasks.clone();
-                    let stream = Stream {
-                        app,
-                        session_id: id,
-                        tunnel_id,
-                        agent_id,
-                    };
-                    tasks.track_future(stream.run(socket, delivered, guard).instrument(span))
-                }),
-            Err(rejection) => {
-                ApiError::new(rejection.status(), "bad_request", rejection.body_text())
-                    .into_response()
-            }
-        },
-        Err(e) => e.into_response(),
-    }
+    let agent_id = match authorize(&app, id, query).await {
+        Ok(agent_id) => agent_id,
+        Err(e) => return e.into_response(),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::new(rejection.status(), "bad_request", rejection.body_text())
+                .into_response();
+        }
+    };
+    let (tunnel_id, delivered, guard) = match open_tunnel(&app, id, &agent_id).await {
+        Ok(opened) => opened,
+        Err(e) => return e.into_response(),
+    };
+    upgrade
+        .protocols([BINARY_SUBPROTOCOL])
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "viewer upgrade failed"))
+        .on_upgrade(move |socket| {
+            let span = tracing::info_span!(
+                "viewer",
+                session_id = %id,
+                %tunnel_id,
+                agent_id = %agent_id,
+                replica_id = %app.config.replica_id,
+            );
+            let tasks = app.tasks.clone();
+            let stream = Stream {
+                app,
+                session_id: id,
+                tunnel_id,
+                agent_id,
+            };
+            tasks.track_future(stream.run(socket, delivered, guard).instrument(span))
+        })
 }
 
-/// Everything checked before the upgrade; on success the agent has been asked to dial.
-async fn prepare(
-    app: &AppState,
-    id: Uuid,
-    query: TokenQuery,
-) -> Result<(String, Uuid, oneshot::Receiver<WebSocket>, PendingGuard), ApiError> {
+/// The token and the session, checked before the upgrade; the session's agent.
+async fn authorize(app: &AppState, id: Uuid, query: TokenQuery) -> Result<String, ApiError> {
     let token = query
         .token()
         .ok_or_else(|| ApiError::unauthorized("missing `token` query parameter"))?;
@@ -149,17 +151,26 @@ async fn prepare(
             "this replica is shutting down; connect again",
         ));
     }
+    Ok(agent_id)
+}
+
+/// Registers a pending tunnel and asks the agent to dial its data connection.
+async fn open_tunnel(
+    app: &AppState,
+    id: Uuid,
+    agent_id: &str,
+) -> Result<(Uuid, oneshot::Receiver<Opened>, PendingGuard), ApiError> {
     let tunnel_id = Uuid::now_v7();
     let stream_token = token::new_stream_token();
     let (delivered, guard) =
         app.tunnels
-            .expect(stream_token.clone(), tunnel_id, id, agent_id.clone());
+            .expect(stream_token.clone(), tunnel_id, id, agent_id.to_owned());
     let open = ServerMessage::TunnelOpen(TunnelOpen {
         tunnel_id,
         session_id: id,
         token: stream_token,
     });
-    if let Err(e) = app.hub.send(&agent_id, open).await {
+    if let Err(e) = app.hub.send(agent_id, open).await {
         tracing::info!(session_id = %id, %agent_id, error = %e, "cannot open a tunnel");
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -167,7 +178,7 @@ async fn prepare(
             format!("the session's agent cannot be reached: {e}"),
         ));
     }
-    Ok((agent_id, tunnel_id, delivered, guard))
+    Ok((tunnel_id, delivered, guard))
 }
 
 /// One viewer's stream after the upgrade.
@@ -182,20 +193,28 @@ impl Stream {
     async fn run(
         self,
         viewer: WebSocket,
-        delivered: oneshot::Receiver<WebSocket>,
+        delivered: oneshot::Receiver<Opened>,
         _pending: PendingGuard,
     ) {
         let tunnel = &self.app.config.tunnel;
-        let data = tokio::select! {
-            () = self.app.shutdown.cancelled() => None,
-            d = tokio::time::timeout(tunnel.open_timeout, delivered) => d.ok().and_then(Result::ok),
+        // Whether the agent should hear that the stream is off (it does not know yet).
+        let (opened, tell_agent) = tokio::select! {
+            () = self.app.shutdown.cancelled() => (Err("the replica is shutting down".to_owned()), true),
+            d = tokio::time::timeout(tunnel.open_timeout, delivered) => match d {
+                Ok(Ok(opened)) => (opened, false),
+                Ok(Err(_)) | Err(_) => (Err("the agent did not open the stream in time".to_owned()), true),
+            },
         };
-        let Some(data) = data else {
-            tracing::warn!("the agent did not open the stream in time");
-            self.tell_agent("the agent did not open the stream in time")
-                .await;
-            refuse(viewer, "the agent did not open the stream in time").await;
-            return;
+        let data = match opened {
+            Ok(data) => data,
+            Err(reason) => {
+                tracing::warn!(%reason, "viewer stream not opened");
+                if tell_agent {
+                    self.tell_agent(&reason).await;
+                }
+                refuse(viewer, &reason).await;
+                return;
+            }
         };
         let tunnels: &Arc<Tunnels> = &self.app.tunnels;
         let open = tunnels.opened(self.session_id, self.tunnel_id);
@@ -226,7 +245,7 @@ impl Stream {
 async fn refuse(mut viewer: WebSocket, reason: &str) {
     let frame = axum::extract::ws::CloseFrame {
         code: close_code::TUNNEL_FAILED,
-        reason: reason.into(),
+        reason: splice::truncate(reason).into(),
     };
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(1),

@@ -6,3 +6,4 @@ mod common;
 mod agent_ws;
 mod api;
 mod dispatch;
+mod tunnel;

@@ -1,0 +1,256 @@
+//! Viewer streams at the server: the browser endpoint and the agent's data endpoint, with a
+//! fake agent playing the agent's side of the tunnel over real WebSockets.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::Method;
+use streamspace_proto::api::{Action, SessionState};
+use streamspace_proto::tunnel::ConnectInfo;
+use streamspace_proto::wire::{AgentMessage, ServerMessage, TunnelOpen};
+use streamspace_server::{ServerConfig, TunnelConfig};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+use crate::common::fake_agent::{FakeAgent, Refused, open};
+use crate::common::{TestServer, fast_config};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        tunnel: TunnelConfig {
+            // Long, so a viewer closed quickly proves the agent's report closed it.
+            open_timeout: Duration::from_secs(60),
+            ..TunnelConfig::default()
+        },
+        ..fast_config()
+    }
+}
+
+/// A server with agent `a1` holding one running session.
+async fn running_session() -> anyhow::Result<(TestServer, FakeAgent, Uuid)> {
+    let s = TestServer::sqlite(config()).await?;
+    let mut agent = s.agent("a1", 4).await?;
+    let session = s.create_session("xterm").await?;
+    agent.run_next(Action::StartSession).await?;
+    agent
+        .send(&AgentMessage::SessionStatus(FakeAgent::status(
+            session.id,
+            SessionState::Running,
+        )))
+        .await?;
+    s.wait_session_state(session.id, SessionState::Running)
+        .await?;
+    Ok((s, agent, session.id))
+}
+
+async fn connect_info(s: &TestServer, id: Uuid) -> anyhow::Result<ConnectInfo> {
+    let (status, body) = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/sessions/{id}/connect"),
+            None,
+        )
+        .await?;
+    if !status.is_success() {
+        bail!("connect answered {status}: {body}");
+    }
+    Ok(serde_json::from_value(body)?)
+}
+
+async fn tunnel_open(agent: &mut FakeAgent) -> anyhow::Result<TunnelOpen> {
+    match agent.recv().await? {
+        ServerMessage::TunnelOpen(open) => Ok(open),
+        other => bail!("expected tunnel_open, got {other:?}"),
+    }
+}
+
+fn data_url(s: &TestServer, token: &str) -> String {
+    format!(
+        "{}?token={token}",
+        s.ws_url.replace("/agents/connect", "/agents/tunnel")
+    )
+}
+
+async fn refused(url: &str, key: &str, origin: Option<&str>) -> anyhow::Result<(u16, String)> {
+    match open(url, key, origin).await? {
+        Ok(_) => bail!("{url} was accepted"),
+        Err(Refused { status, body }) => Ok((
+            status,
+            body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )),
+    }
+}
+
+/// Opens a viewer URL expecting a refusal before the upgrade.
+async fn viewer_refused(url: &str) -> anyhow::Result<(u16, String)> {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => bail!("{url} was accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body: serde_json::Value = response
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            let code = body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            Ok((response.status().as_u16(), code))
+        }
+        Err(e) => bail!("{url}: {e}"),
+    }
+}
+
+async fn next_binary(ws: &mut Ws) -> anyhow::Result<Vec<u8>> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .context("no frame in time")?;
+        match frame {
+            Some(Ok(Message::Binary(b))) => return Ok(b.to_vec()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => bail!("expected a binary frame, got {other:?}"),
+        }
+    }
+}
+
+async fn close_code(ws: &mut Ws) -> anyhow::Result<u16> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .context("no close frame in time")?;
+        match frame {
+            Some(Ok(Message::Close(f))) => return Ok(f.map_or(1005, |f| f.code.into())),
+            Some(Ok(_)) => {}
+            other => bail!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn data_connections_need_the_agents_key_and_a_fresh_token() -> anyhow::Result<()> {
+    let (s, mut agent, id) = running_session().await?;
+    let key_a1 = s.agent_key("a1").await?;
+    let key_a2 = s.agent_key("a2").await?;
+    let info = connect_info(&s, id).await?;
+    let (mut viewer, _) = tokio_tungstenite::connect_async(info.url.as_str()).await?;
+    let open_msg = tunnel_open(&mut agent).await?;
+    assert_eq!(open_msg.session_id, id);
+    let url = data_url(&s, &open_msg.token);
+
+    assert_eq!(
+        refused(&url, "nope", None).await?,
+        (401, "unauthorized".into())
+    );
+    assert_eq!(
+        refused(&url, &key_a1, Some("https://evil.example")).await?,
+        (403, "forbidden_origin".into())
+    );
+    assert_eq!(
+        refused(&url, &key_a2, None).await?,
+        (403, "wrong_agent".into())
+    );
+    let other = data_url(&s, "sst_not-a-token");
+    assert_eq!(
+        refused(&other, &key_a1, None).await?,
+        (401, "invalid_token".into())
+    );
+
+    let mut data = match open(&url, &key_a1, None).await? {
+        Ok(ws) => ws,
+        Err(r) => bail!("the data connection was refused: {r:?}"),
+    };
+    assert_eq!(
+        refused(&url, &key_a1, None).await?,
+        (401, "invalid_token".into()),
+        "a stream token works once"
+    );
+
+    data.send(Message::binary(b"RFB 003.008\n".to_vec()))
+        .await?;
+    assert_eq!(next_binary(&mut viewer).await?, b"RFB 003.008\n");
+    viewer.send(Message::binary(vec![1, 2, 3])).await?;
+    assert_eq!(next_binary(&mut data).await?, [1, 2, 3]);
+
+    viewer.send(Message::text("not vnc")).await?;
+    assert_eq!(
+        close_code(&mut viewer).await?,
+        1003,
+        "text frames end the stream"
+    );
+    assert_eq!(
+        close_code(&mut data).await?,
+        1003,
+        "and the agent's side with it"
+    );
+
+    // With its agent gone, a session cannot be viewed: 503 before the upgrade.
+    agent.close().await;
+    s.wait_agent_status("a1", streamspace_proto::api::AgentStatus::Offline)
+        .await?;
+    assert_eq!(
+        viewer_refused(&info.url).await?,
+        (503, "agent_unavailable".into())
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn agent_reports_and_session_changes_close_viewers() -> anyhow::Result<()> {
+    let (s, mut agent, id) = running_session().await?;
+    let key = s.agent_key("a1").await?;
+    let info = connect_info(&s, id).await?;
+
+    // The agent cannot open the stream: the viewer hears at once, not after the open timeout.
+    let (mut failed, _) = tokio_tungstenite::connect_async(info.url.as_str()).await?;
+    let open_msg = tunnel_open(&mut agent).await?;
+    agent
+        .send(&AgentMessage::TunnelError {
+            tunnel_id: open_msg.tunnel_id,
+            session_id: id,
+            error: "connection refused".into(),
+        })
+        .await?;
+    assert_eq!(close_code(&mut failed).await?, 1011);
+
+    // A session that leaves `running` closes its viewers cleanly, and the agent's side too.
+    let (mut viewer, _) = tokio_tungstenite::connect_async(info.url.as_str()).await?;
+    let open_msg = tunnel_open(&mut agent).await?;
+    let mut data = match open(&data_url(&s, &open_msg.token), &key, None).await? {
+        Ok(ws) => ws,
+        Err(r) => bail!("the data connection was refused: {r:?}"),
+    };
+    data.send(Message::binary(vec![9])).await?;
+    assert_eq!(next_binary(&mut viewer).await?, [9]);
+    agent
+        .send(&AgentMessage::SessionStatus(FakeAgent::status(
+            id,
+            SessionState::Hibernated,
+        )))
+        .await?;
+    assert_eq!(close_code(&mut viewer).await?, 1000);
+    assert_eq!(close_code(&mut data).await?, 1000);
+
+    // Not running: no new token, and the old one opens nothing.
+    let (status, _) = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/sessions/{id}/connect"),
+            None,
+        )
+        .await?;
+    assert_eq!(status.as_u16(), 409);
+    assert_eq!(
+        viewer_refused(&info.url).await?,
+        (409, "session_not_running".into())
+    );
+    s.stop().await
+}
