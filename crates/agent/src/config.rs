@@ -87,6 +87,8 @@ pub struct AgentConfig {
     /// High availability for the process and docker runtimes: only the process holding this
     /// lease runs (see [`crate::ha`]). `None`: this process is always active.
     pub ha: Option<crate::ha::HaConfig>,
+    /// Cluster access (namespace, kubeconfig, lease) for the kubernetes runtime.
+    pub kubernetes: crate::runtime::kubernetes::agent::KubernetesOptions,
 }
 
 impl AgentConfig {
@@ -115,6 +117,7 @@ impl AgentConfig {
             command_log_capacity: 1000,
             docker_host: None,
             ha: None,
+            kubernetes: Default::default(),
         }
     }
 }
@@ -139,6 +142,7 @@ impl fmt::Debug for AgentConfig {
             .field("command_log_capacity", &self.command_log_capacity)
             .field("docker_host", &self.docker_host)
             .field("ha", &self.ha)
+            .field("kubernetes", &self.kubernetes)
             .finish()
     }
 }

@@ -47,10 +47,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
             config.state_dir.join("sessions"),
         ))),
         RuntimeKind::Kubernetes => {
-            return Err(AgentError::InvalidConfig(format!(
-                "the {} runtime is not available in this build yet",
-                config.runtime
-            )));
+            // Leader election first: only the replica holding the lease recovers and connects.
+            let options = config.kubernetes.clone();
+            return runtime::kubernetes::agent::run(config, &options, shutdown).await;
         }
         RuntimeKind::Docker => {
             let mut docker = runtime::DockerRuntimeConfig::new(config.agent_id.clone());

@@ -187,6 +187,23 @@ pub struct AgentRunArgs {
     /// $DOCKER_HOST, else unix:///var/run/docker.sock].
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// Namespace of the sessions and of the agent lease for `--runtime kubernetes` [default:
+    /// the service account's namespace in-cluster, else the kubeconfig context's].
+    #[arg(long, env = "STREAMSPACE_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kubeconfig file for `--runtime kubernetes` [default: $KUBECONFIG, ~/.kube/config, else
+    /// the in-cluster service account].
+    #[arg(long, env = "STREAMSPACE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Seconds a standby replica waits for an unrenewed agent lease before taking over
+    /// (`--runtime kubernetes`).
+    #[arg(
+        long,
+        env = "STREAMSPACE_LEASE_SECS",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(3..=600)
+    )]
+    pub lease_secs: u64,
     /// Run as one of several processes with this agent id, only the holder of an exclusive
     /// lock on this file being active (process and docker runtimes; the file must be on a
     /// filesystem all of them share, with working locks).

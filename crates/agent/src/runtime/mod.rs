@@ -8,6 +8,7 @@
 //! actions on the same session id.
 
 pub mod docker;
+pub mod kubernetes;
 pub mod process;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use streamspace_proto::wire::SessionStatus;
 use uuid::Uuid;
 
 pub use docker::{DockerRuntime, DockerRuntimeConfig};
+pub use kubernetes::{KubernetesRuntime, KubernetesRuntimeConfig};
 pub use process::{ProcessRuntime, ProcessRuntimeConfig};
 
 /// What a runtime observes about one session it holds.

@@ -36,6 +36,9 @@ pub async fn run(args: AgentRunArgs) -> anyhow::Result<()> {
             lock_file,
             retry: std::time::Duration::from_millis(args.ha_retry_ms.max(10)),
         });
+    config.kubernetes.namespace = args.namespace;
+    config.kubernetes.kubeconfig = args.kubeconfig;
+    config.kubernetes.lease_duration = Some(std::time::Duration::from_secs(args.lease_secs));
     config.max_sessions = args.max_sessions;
     config.labels = args.labels.into_iter().collect();
     config.max_concurrent_commands = args.max_concurrent_commands.max(1);

@@ -1,0 +1,451 @@
+//! The `kubernetes` runtime: each session is a one-replica Deployment (its root object), a
+//! ClusterIP Service for its VNC port, and — when the template asks for a persistent home — a
+//! PersistentVolumeClaim, all in one namespace and labelled with the session and agent ids.
+//!
+//! - A Deployment rather than a bare Pod: hibernating is patching it to zero replicas and waking
+//!   back to one, with the pod spec kept by Kubernetes, and a pod lost with its node comes back.
+//! - The Service (and the home claim under [`HomePolicy::Delete`]) carry an owner reference to
+//!   the Deployment, so stopping a session is one DELETE of the Deployment; the garbage
+//!   collector removes the rest. A [`HomePolicy::Retain`] claim has no owner and survives.
+//! - Readiness is the pod's `Ready` condition (a TCP probe on the VNC port); the VNC address
+//!   is the Service's cluster DNS name and port, reachable from wherever the agent runs
+//!   in-cluster.
+//! - Kubernetes is the only state: no local files. Recovery lists the Deployments labelled for
+//!   this agent.
+//!
+//! [`HomePolicy::Delete`]: streamspace_proto::api::HomePolicy::Delete
+//! [`HomePolicy::Retain`]: streamspace_proto::api::HomePolicy::Retain
+
+pub mod agent;
+pub mod lease;
+pub mod objects;
+pub mod observe;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use streamspace_proto::SessionState;
+use streamspace_proto::api::{DEFAULT_VNC_PORT, Template};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{Runtime, RuntimeError, SessionInfo};
+use objects::{LABEL_AGENT, session_name};
+use observe::Observed;
+
+/// Settings of the Kubernetes runtime.
+#[derive(Debug, Clone)]
+pub struct KubernetesRuntimeConfig {
+    /// Where the sessions' objects live.
+    pub namespace: String,
+    /// Written into the `streamspace.io/agent-id` label; must be a valid label value.
+    pub agent_id: String,
+    /// The cluster's DNS domain, for the VNC address (`<service>.<ns>.svc.<domain>:<port>`).
+    pub cluster_domain: String,
+    /// Size requested for a home volume.
+    pub home_size: String,
+    /// Storage class of home volumes (`None`: the cluster's default).
+    pub storage_class: Option<String>,
+    /// Where the home volume is mounted in the session's container.
+    pub home_mount_path: String,
+    /// How long a start or wake waits for the pod to become Ready (image pulls included).
+    pub ready_timeout: Duration,
+    /// How often readiness is polled.
+    pub poll_interval: Duration,
+}
+
+impl KubernetesRuntimeConfig {
+    pub fn new(namespace: impl Into<String>, agent_id: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            agent_id: agent_id.into(),
+            cluster_domain: "cluster.local".to_owned(),
+            home_size: "10Gi".to_owned(),
+            storage_class: None,
+            home_mount_path: "/home".to_owned(),
+            ready_timeout: Duration::from_secs(180),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A client for the cluster: from the given kubeconfig file, or else inferred (`KUBECONFIG`,
+/// `~/.kube/config`, then the in-cluster service account).
+pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| format!("unusable kubeconfig {}: {e}", path.display()))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            format!("no Kubernetes configuration (in-cluster service account or kubeconfig): {e}")
+        })?,
+    };
+    Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+}
+
+/// Runs sessions as Deployments in one namespace.
+pub struct KubernetesRuntime {
+    config: KubernetesRuntimeConfig,
+    deployments: Api<Deployment>,
+    services: Api<Service>,
+    claims: Api<PersistentVolumeClaim>,
+    pods: Api<Pod>,
+}
+
+impl std::fmt::Debug for KubernetesRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesRuntime")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Kubernetes API failure as a runtime error, with the API's own message.
+fn api_error(what: &str, e: kube::Error) -> RuntimeError {
+    match e {
+        kube::Error::Api(status) => RuntimeError::Platform(format!(
+            "{what}: {} ({} {})",
+            status.message, status.code, status.reason
+        )),
+        other => RuntimeError::Platform(format!("{what}: {other}")),
+    }
+}
+
+fn not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_not_found())
+}
+
+fn already_exists(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_already_exists())
+}
+
+/// The VNC port a session's Deployment declares.
+fn vnc_port_of(deployment: &Deployment) -> u16 {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.ports.as_ref())
+        .and_then(|ports| {
+            ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some(objects::VNC_PORT_NAME))
+        })
+        .and_then(|p| u16::try_from(p.container_port).ok())
+        .unwrap_or(DEFAULT_VNC_PORT)
+}
+
+impl KubernetesRuntime {
+    /// A runtime using `client` (a real cluster, or a mock service in tests).
+    pub fn new(client: Client, config: KubernetesRuntimeConfig) -> Result<Self, String> {
+        objects::check_label_value("agent id", &config.agent_id)?;
+        if config.namespace.trim().is_empty() {
+            return Err("the Kubernetes namespace is empty".to_owned());
+        }
+        let ns = config.namespace.as_str();
+        Ok(Self {
+            deployments: Api::namespaced(client.clone(), ns),
+            services: Api::namespaced(client.clone(), ns),
+            claims: Api::namespaced(client.clone(), ns),
+            pods: Api::namespaced(client, ns),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &KubernetesRuntimeConfig {
+        &self.config
+    }
+
+    fn is_ours(&self, deployment: &Deployment) -> bool {
+        deployment
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_AGENT))
+            == Some(&self.config.agent_id)
+    }
+
+    /// The session's Deployment if it exists, belongs to this agent and is not being deleted.
+    async fn root(&self, session_id: Uuid) -> Result<Option<Deployment>, RuntimeError> {
+        let found = self
+            .deployments
+            .get_opt(&session_name(session_id))
+            .await
+            .map_err(|e| api_error("reading the session's deployment", e))?;
+        Ok(found.filter(|d| self.is_ours(d) && !observe::is_deleting(d)))
+    }
+
+    async fn session_pods(&self, session_id: Uuid) -> Result<Vec<Pod>, RuntimeError> {
+        let lp = ListParams::default().labels(&objects::session_selector(session_id));
+        let list = self
+            .pods
+            .list(&lp)
+            .await
+            .map_err(|e| api_error("listing the session's pods", e))?;
+        Ok(list.items)
+    }
+
+    fn info(&self, session_id: Uuid, deployment: &Deployment, seen: Observed) -> SessionInfo {
+        let (state, message) = match seen {
+            Observed::Hibernated => (SessionState::Hibernated, None),
+            Observed::Ready => (SessionState::Running, None),
+            // Not a failure: a pod being (re)scheduled after its node went away comes back.
+            Observed::NotReady => (
+                SessionState::Running,
+                Some("waiting for the session's pod to become Ready".to_owned()),
+            ),
+            Observed::Failed(why) => (SessionState::Failed, Some(why)),
+        };
+        SessionInfo {
+            session_id,
+            state,
+            vnc_address: objects::vnc_address(session_id, vnc_port_of(deployment), &self.config),
+            display: 0,
+            message,
+        }
+    }
+
+    /// Creates `object` unless an object of that name exists already (a retried start).
+    async fn ensure<K>(&self, api: &Api<K>, object: &K, what: &str) -> Result<(), RuntimeError>
+    where
+        K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    {
+        match api.create(&PostParams::default(), object).await {
+            Ok(_) => Ok(()),
+            Err(e) if already_exists(&e) => Ok(()),
+            Err(e) => Err(api_error(&format!("creating the session's {what}"), e)),
+        }
+    }
+
+    /// Sets the replica count with a merge patch of the Deployment itself (not its `scale`
+    /// subresource: the agent's Role then needs no `deployments/scale` permission).
+    async fn scale(&self, session_id: Uuid, replicas: i32) -> Result<(), RuntimeError> {
+        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        self.deployments
+            .patch(
+                &session_name(session_id),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| api_error("scaling the session's deployment", e))
+    }
+
+    /// Polls until a pod of the session is Ready; `Err` carries the reason it will not be.
+    async fn wait_ready(&self, session_id: Uuid) -> Result<SessionInfo, String> {
+        let deadline = Instant::now() + self.config.ready_timeout;
+        loop {
+            let Some(root) = self.root(session_id).await.map_err(|e| e.to_string())? else {
+                return Err("the session's deployment disappeared".to_owned());
+            };
+            let pods = self
+                .session_pods(session_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            match observe::observe(&root, &pods) {
+                Observed::Ready => return Ok(self.info(session_id, &root, Observed::Ready)),
+                Observed::Failed(why) => return Err(why),
+                Observed::Hibernated => return Err("the session was scaled to zero".to_owned()),
+                Observed::NotReady if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "the session's pod was not Ready within {}s",
+                        self.config.ready_timeout.as_secs()
+                    ));
+                }
+                Observed::NotReady => tokio::time::sleep(self.config.poll_interval).await,
+            }
+        }
+    }
+
+    async fn delete_root(&self, session_id: Uuid) -> Result<(), RuntimeError> {
+        // Background propagation: the Deployment goes at once, the garbage collector removes
+        // its ReplicaSet, pod, Service and owned home claim.
+        match self
+            .deployments
+            .delete(&session_name(session_id), &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(api_error("deleting the session's deployment", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for KubernetesRuntime {
+    fn platform(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    async fn start(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+    ) -> Result<SessionInfo, RuntimeError> {
+        let desired = objects::deployment(session_id, template, &self.config)?;
+        let name = session_name(session_id);
+        let root = match self
+            .deployments
+            .get_opt(&name)
+            .await
+            .map_err(|e| api_error("reading the session's deployment", e))?
+        {
+            Some(d) if !self.is_ours(&d) => {
+                return Err(RuntimeError::StartFailed(format!(
+                    "deployment {name} exists but belongs to another agent"
+                )));
+            }
+            Some(d) if observe::is_deleting(&d) => {
+                return Err(RuntimeError::StartFailed(format!(
+                    "deployment {name} of a previous run is still being deleted"
+                )));
+            }
+            Some(d) => d,
+            None => match self
+                .deployments
+                .create(&PostParams::default(), &desired)
+                .await
+            {
+                Ok(d) => d,
+                Err(e) if already_exists(&e) => self
+                    .deployments
+                    .get(&name)
+                    .await
+                    .map_err(|e| api_error("reading the session's deployment", e))?,
+                Err(e) => return Err(api_error("creating the session's deployment", e)),
+            },
+        };
+        let owner = objects::owner_reference(&root).ok_or_else(|| {
+            RuntimeError::Platform(format!("deployment {name} came back without a uid"))
+        })?;
+        // Created after the root (they need its uid) and on every start, so a start retried
+        // after a crash between the two completes the set.
+        let service = objects::service(session_id, template, &self.config, owner.clone());
+        self.ensure(&self.services, &service, "service").await?;
+        if let Some(claim) = objects::home_claim(session_id, template, &self.config, owner) {
+            self.ensure(&self.claims, &claim, "home volume claim")
+                .await?;
+        }
+        if observe::replicas(&root) == 0 {
+            return Ok(self.info(session_id, &root, Observed::Hibernated));
+        }
+        match self.wait_ready(session_id).await {
+            Ok(info) => {
+                tracing::info!(%session_id, deployment = %name, "session running");
+                Ok(info)
+            }
+            Err(why) => {
+                // Leave nothing behind: the session is failed either way.
+                if let Err(e) = self.delete_root(session_id).await {
+                    tracing::warn!(%session_id, error = %e, "could not remove a failed start");
+                }
+                Err(RuntimeError::StartFailed(why))
+            }
+        }
+    }
+
+    async fn stop(&self, session_id: Uuid) -> Result<(), RuntimeError> {
+        self.delete_root(session_id).await?;
+        tracing::info!(%session_id, "session stopped");
+        Ok(())
+    }
+
+    async fn hibernate(&self, session_id: Uuid) -> Result<SessionInfo, RuntimeError> {
+        let root = self
+            .root(session_id)
+            .await?
+            .ok_or(RuntimeError::UnknownSession(session_id))?;
+        if observe::replicas(&root) != 0 {
+            self.scale(session_id, 0).await?;
+        }
+        Ok(self.info(session_id, &root, Observed::Hibernated))
+    }
+
+    async fn wake(&self, session_id: Uuid) -> Result<SessionInfo, RuntimeError> {
+        let root = self
+            .root(session_id)
+            .await?
+            .ok_or(RuntimeError::UnknownSession(session_id))?;
+        if observe::replicas(&root) == 0 {
+            self.scale(session_id, 1).await?;
+        }
+        self.wait_ready(session_id)
+            .await
+            .map_err(|message| RuntimeError::SessionFailed {
+                session_id,
+                message,
+            })
+    }
+
+    async fn status(&self, session_id: Uuid) -> Result<Option<SessionInfo>, RuntimeError> {
+        let Some(root) = self.root(session_id).await? else {
+            return Ok(None);
+        };
+        let pods = self.session_pods(session_id).await?;
+        let seen = observe::observe(&root, &pods);
+        Ok(Some(self.info(session_id, &root, seen)))
+    }
+
+    async fn list(&self) -> Result<Vec<SessionInfo>, RuntimeError> {
+        let lp = ListParams::default().labels(&objects::agent_selector(&self.config.agent_id));
+        let deployments = self
+            .deployments
+            .list(&lp)
+            .await
+            .map_err(|e| api_error("listing the agent's deployments", e))?;
+        let pods = self
+            .pods
+            .list(&lp)
+            .await
+            .map_err(|e| api_error("listing the agent's pods", e))?;
+        let mut by_session: HashMap<Uuid, Vec<Pod>> = HashMap::new();
+        for pod in pods.items {
+            if let Some(id) = objects::session_id_of(&pod.metadata) {
+                by_session.entry(id).or_default().push(pod);
+            }
+        }
+        let mut sessions = Vec::new();
+        for d in deployments.items {
+            if observe::is_deleting(&d) {
+                continue;
+            }
+            let Some(id) = objects::session_id_of(&d.metadata) else {
+                continue;
+            };
+            let pods = by_session.remove(&id).unwrap_or_default();
+            let seen = observe::observe(&d, &pods);
+            sessions.push(self.info(id, &d, seen));
+        }
+        sessions.sort_by_key(|s| s.session_id);
+        Ok(sessions)
+    }
+
+    async fn recover(&self) -> Result<Vec<SessionInfo>, RuntimeError> {
+        let sessions = self.list().await?;
+        for s in &sessions {
+            tracing::info!(
+                agent_id = %self.config.agent_id,
+                session_id = %s.session_id,
+                state = s.state.as_str(),
+                message = ?s.message,
+                "adopted a session from the cluster"
+            );
+        }
+        Ok(sessions)
+    }
+}

@@ -1,0 +1,357 @@
+//! The Kubernetes objects of one session, built as typed k8s-openapi values (pure functions,
+//! no API calls), and the names and labels that tie them together.
+//!
+//! Names come only from the session id (a UUID, lowercase hex and dashes, prefixed with a
+//! letter), so they are valid DNS-1123 labels whatever the user typed; the agent id appears
+//! only as a label value, checked by [`check_label_value`] when the runtime is built.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use streamspace_proto::api::{HomePolicy, Template};
+use uuid::Uuid;
+
+use super::KubernetesRuntimeConfig;
+use crate::runtime::RuntimeError;
+
+/// `app.kubernetes.io/managed-by` value on everything the agent creates.
+pub const MANAGED_BY: &str = "streamspace";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_SESSION: &str = "streamspace.io/session-id";
+pub const LABEL_AGENT: &str = "streamspace.io/agent-id";
+/// The container that runs the session inside its pod.
+pub const CONTAINER: &str = "session";
+/// The named port of the session's VNC server (container and Service).
+pub const VNC_PORT_NAME: &str = "vnc";
+const HOME_VOLUME: &str = "home";
+
+/// The Deployment and the Service of a session share this name (`ss-<uuid>`, 39 characters).
+pub fn session_name(session_id: Uuid) -> String {
+    format!("ss-{}", session_id.hyphenated())
+}
+
+/// The home volume claim of a session (`ss-<uuid>-home`).
+pub fn home_claim_name(session_id: Uuid) -> String {
+    format!("{}-home", session_name(session_id))
+}
+
+/// Refuses a string Kubernetes would not accept as a label value (at most 63 characters of
+/// `[A-Za-z0-9._-]`, starting and ending alphanumeric).
+pub fn check_label_value(what: &str, value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {value:?} cannot be a Kubernetes label value (at most 63 letters, digits, \
+             '-', '_' or '.', starting and ending with a letter or digit)"
+        ))
+    }
+}
+
+/// Selects every object of one agent.
+pub fn agent_selector(agent_id: &str) -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_AGENT}={agent_id}")
+}
+
+/// Selects the pods (and every other object) of one session.
+pub fn session_selector(session_id: Uuid) -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_SESSION}={session_id}")
+}
+
+/// The labels every object of a session carries.
+pub fn session_labels(session_id: Uuid, agent_id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+        (LABEL_COMPONENT.to_owned(), "session".to_owned()),
+        (LABEL_SESSION.to_owned(), session_id.to_string()),
+        (LABEL_AGENT.to_owned(), agent_id.to_owned()),
+    ])
+}
+
+/// The labels a session's pods are selected by (a subset of [`session_labels`]).
+fn pod_selector_labels(session_id: Uuid) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+        (LABEL_SESSION.to_owned(), session_id.to_string()),
+    ])
+}
+
+/// The session id a listed object carries, if it is a well-formed StreamSpace object.
+pub fn session_id_of(meta: &ObjectMeta) -> Option<Uuid> {
+    let labels = meta.labels.as_ref()?;
+    if labels.get(LABEL_MANAGED_BY).map(String::as_str) != Some(MANAGED_BY) {
+        return None;
+    }
+    labels.get(LABEL_SESSION)?.parse().ok()
+}
+
+/// The image a template runs, or why it cannot run on Kubernetes.
+fn image_of(template: &Template) -> Result<&str, RuntimeError> {
+    match template.image.as_deref().map(str::trim) {
+        Some(image) if !image.is_empty() => Ok(image),
+        _ => Err(RuntimeError::InvalidTemplate(format!(
+            "template {:?} has no image; the kubernetes runtime runs container images",
+            template.name
+        ))),
+    }
+}
+
+fn resources_of(template: &Template) -> Option<ResourceRequirements> {
+    let mut amounts = BTreeMap::new();
+    if let Some(cpu) = template.resources.cpu_millis {
+        amounts.insert("cpu".to_owned(), Quantity(format!("{cpu}m")));
+    }
+    if let Some(mib) = template.resources.memory_mib {
+        amounts.insert("memory".to_owned(), Quantity(format!("{mib}Mi")));
+    }
+    // Requests equal limits: a session gets what its template promises (Guaranteed QoS when
+    // both are set), and the scheduler never over-commits a node with desktops.
+    (!amounts.is_empty()).then(|| ResourceRequirements {
+        limits: Some(amounts.clone()),
+        requests: Some(amounts),
+        ..Default::default()
+    })
+}
+
+/// The session's root object: a Deployment of one replica (zero while hibernated).
+pub fn deployment(
+    session_id: Uuid,
+    template: &Template,
+    config: &KubernetesRuntimeConfig,
+) -> Result<Deployment, RuntimeError> {
+    let image = image_of(template)?;
+    let name = session_name(session_id);
+    let labels = session_labels(session_id, &config.agent_id);
+    let port = i32::from(template.ports.vnc);
+    let env: Vec<EnvVar> = template
+        .env
+        .iter()
+        .map(|(k, v)| EnvVar {
+            name: k.clone(),
+            value: Some(v.clone()),
+            ..Default::default()
+        })
+        .collect();
+    let has_home = template.persistent_home.has_volume();
+    let container = Container {
+        name: CONTAINER.to_owned(),
+        image: Some(image.to_owned()),
+        // The template's command replaces the image's CMD (Docker's meaning), not its entrypoint.
+        args: (!template.command.is_empty()).then(|| template.command.clone()),
+        env: (!env.is_empty()).then_some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some(VNC_PORT_NAME.to_owned()),
+            container_port: port,
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String(VNC_PORT_NAME.to_owned()),
+                ..Default::default()
+            }),
+            period_seconds: Some(2),
+            ..Default::default()
+        }),
+        resources: resources_of(template),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            ..Default::default()
+        }),
+        volume_mounts: has_home.then(|| {
+            vec![VolumeMount {
+                name: HOME_VOLUME.to_owned(),
+                mount_path: config.home_mount_path.clone(),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        // A desktop has no business talking to the Kubernetes API.
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        volumes: has_home.then(|| {
+            vec![Volume {
+                name: HOME_VOLUME.to_owned(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: home_claim_name(session_id),
+                    read_only: None,
+                }),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    };
+    Ok(Deployment {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(config.namespace.clone()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(pod_selector_labels(session_id)),
+                ..Default::default()
+            },
+            // Never two pods of one session (they would share the home volume and the user).
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".to_owned()),
+                ..Default::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+/// Makes `root` (the created Deployment) the controlling owner, so that deleting it deletes
+/// the object. `None` if the Deployment has no uid yet (it always has one once created).
+pub fn owner_reference(root: &Deployment) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: "apps/v1".to_owned(),
+        kind: "Deployment".to_owned(),
+        name: root.metadata.name.clone()?,
+        uid: root.metadata.uid.clone()?,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    })
+}
+
+/// The ClusterIP Service in front of the session's VNC port.
+pub fn service(
+    session_id: Uuid,
+    template: &Template,
+    config: &KubernetesRuntimeConfig,
+    owner: OwnerReference,
+) -> Service {
+    let port = i32::from(template.ports.vnc);
+    Service {
+        metadata: ObjectMeta {
+            name: Some(session_name(session_id)),
+            namespace: Some(config.namespace.clone()),
+            labels: Some(session_labels(session_id, &config.agent_id)),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(pod_selector_labels(session_id)),
+            ports: Some(vec![ServicePort {
+                name: Some(VNC_PORT_NAME.to_owned()),
+                port,
+                target_port: Some(IntOrString::String(VNC_PORT_NAME.to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The home volume claim, when the template asks for one. With [`HomePolicy::Delete`] it is
+/// owned by the Deployment (so stopping the session deletes it); with [`HomePolicy::Retain`]
+/// it has no owner and outlives the session, still labelled for the operator to find.
+pub fn home_claim(
+    session_id: Uuid,
+    template: &Template,
+    config: &KubernetesRuntimeConfig,
+    owner: OwnerReference,
+) -> Option<PersistentVolumeClaim> {
+    let owner_references = match template.persistent_home {
+        HomePolicy::None => return None,
+        HomePolicy::Delete => Some(vec![owner]),
+        HomePolicy::Retain => None,
+    };
+    Some(PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(home_claim_name(session_id)),
+            namespace: Some(config.namespace.clone()),
+            labels: Some(session_labels(session_id, &config.agent_id)),
+            owner_references,
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            storage_class_name: config.storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(config.home_size.clone()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+/// Where a session's VNC server is reached from inside the cluster: the Service's DNS name.
+pub fn vnc_address(session_id: Uuid, port: u16, config: &KubernetesRuntimeConfig) -> String {
+    format!(
+        "{}.{}.svc.{}:{port}",
+        session_name(session_id),
+        config.namespace,
+        config.cluster_domain
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_labels() {
+        let id = Uuid::now_v7();
+        let name = session_name(id);
+        assert!(name.len() <= 63 && home_claim_name(id).len() <= 63);
+        assert!(name.starts_with("ss-"));
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        );
+    }
+
+    #[test]
+    fn label_values_are_checked() {
+        assert!(check_label_value("agent id", "agent-1.eu_west").is_ok());
+        for bad in ["", "-a", "a-", "a b", "agent/1", &"a".repeat(64)] {
+            assert!(check_label_value("agent id", bad).is_err(), "{bad:?}");
+        }
+    }
+}

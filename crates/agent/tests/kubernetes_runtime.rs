@@ -1,0 +1,434 @@
+//! The `kubernetes` runtime against recorded API interactions. No Kubernetes API server can run
+//! here, so kube's client is driven over an in-memory `tower` service ([`kube_api::FakeApi`])
+//! that records every request and answers like the API server; the tests assert the exact
+//! objects sent, the exact hibernate/wake/stop calls, readiness from pod status, and recovery.
+
+mod kube_api;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use http::Method;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use kube_api::FakeApi;
+use serde_json::{Value, json};
+use streamspace_agent::runtime::{
+    KubernetesRuntime, KubernetesRuntimeConfig, Runtime, RuntimeError,
+};
+use streamspace_proto::SessionState;
+use streamspace_proto::api::{HomePolicy, Template, TemplatePorts, TemplateResources};
+use uuid::Uuid;
+
+const NS: &str = "sessions";
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/sessions/deployments";
+const SERVICES: &str = "/api/v1/namespaces/sessions/services";
+const CLAIMS: &str = "/api/v1/namespaces/sessions/persistentvolumeclaims";
+const PODS: &str = "/api/v1/namespaces/sessions/pods";
+
+fn template(home: HomePolicy) -> Template {
+    Template {
+        name: "desktop".into(),
+        description: String::new(),
+        command: vec!["startxfce4".into()],
+        env: [("LANG".to_owned(), "C.UTF-8".to_owned())].into(),
+        image: Some("registry.example/desktop:1".into()),
+        ports: TemplatePorts { vnc: 5901 },
+        resources: TemplateResources {
+            cpu_millis: Some(500),
+            memory_mib: Some(1024),
+        },
+        persistent_home: home,
+        idle_timeout_secs: None,
+        created_at: Utc::now(),
+    }
+}
+
+fn runtime(api: &FakeApi) -> Result<KubernetesRuntime> {
+    let mut config = KubernetesRuntimeConfig::new(NS, "agent-1");
+    config.poll_interval = Duration::from_millis(10);
+    config.ready_timeout = Duration::from_secs(5);
+    config.storage_class = Some("fast".into());
+    config.home_size = "5Gi".into();
+    KubernetesRuntime::new(api.client(NS), config).map_err(anyhow::Error::msg)
+}
+
+fn labels(id: Uuid) -> Value {
+    json!({"app.kubernetes.io/managed-by": "streamspace", "app.kubernetes.io/component": "session",
+           "streamspace.io/session-id": id.to_string(), "streamspace.io/agent-id": "agent-1"})
+}
+
+/// The body of the one request with this method and path.
+fn body(api: &FakeApi, method: Method, path: &str) -> Result<Value> {
+    api.log()
+        .into_iter()
+        .find(|r| r.method == method && r.path == path)
+        .and_then(|r| r.body)
+        .with_context(|| format!("no {method} {path} with a body in {:#?}", api.writes()))
+}
+
+/// What the API server would make of `value` as a `K`: it must parse, and nothing may be lost.
+fn round_trips<K: serde::de::DeserializeOwned + serde::Serialize>(value: &Value) -> Result<()> {
+    let typed: K = serde_json::from_value(value.clone())?;
+    assert_eq!(&serde_json::to_value(typed)?, value);
+    Ok(())
+}
+
+#[tokio::test]
+async fn start_creates_the_exact_deployment_service_and_home_claim() -> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    let rt = runtime(&api)?;
+    let id = Uuid::now_v7();
+    let name = format!("ss-{id}");
+
+    let info = rt.start(id, &template(HomePolicy::Delete)).await?;
+    assert_eq!(info.state, SessionState::Running);
+    assert_eq!(
+        info.vnc_address,
+        format!("{name}.sessions.svc.cluster.local:5901")
+    );
+    assert_eq!(
+        api.writes(),
+        [
+            format!("POST {DEPLOYMENTS}"),
+            format!("POST {SERVICES}"),
+            format!("POST {CLAIMS}"),
+        ]
+    );
+
+    let deployment = body(&api, Method::POST, DEPLOYMENTS)?;
+    let selector = json!({"app.kubernetes.io/managed-by": "streamspace",
+                          "streamspace.io/session-id": id.to_string()});
+    assert_eq!(
+        deployment,
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NS, "labels": labels(id)},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": selector},
+                "strategy": {"type": "Recreate"},
+                "template": {
+                    "metadata": {"labels": labels(id)},
+                    "spec": {
+                        "automountServiceAccountToken": false,
+                        "enableServiceLinks": false,
+                        "containers": [{
+                            "name": "session",
+                            "image": "registry.example/desktop:1",
+                            "args": ["startxfce4"],
+                            "env": [{"name": "LANG", "value": "C.UTF-8"}],
+                            "ports": [{"name": "vnc", "containerPort": 5901, "protocol": "TCP"}],
+                            "readinessProbe": {"tcpSocket": {"port": "vnc"}, "periodSeconds": 2},
+                            "resources": {
+                                "limits": {"cpu": "500m", "memory": "1024Mi"},
+                                "requests": {"cpu": "500m", "memory": "1024Mi"}
+                            },
+                            "securityContext": {"allowPrivilegeEscalation": false},
+                            "volumeMounts": [{"name": "home", "mountPath": "/home"}]
+                        }],
+                        "volumes": [{"name": "home",
+                                     "persistentVolumeClaim": {"claimName": format!("{name}-home")}}]
+                    }
+                }
+            }
+        })
+    );
+    round_trips::<Deployment>(&deployment)?;
+
+    // Children are owned by the Deployment the API server created (its uid).
+    let owner = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+                        "uid": format!("uid-{name}"), "controller": true,
+                        "blockOwnerDeletion": true}]);
+    let service = body(&api, Method::POST, SERVICES)?;
+    assert_eq!(
+        service,
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": NS, "labels": labels(id),
+                         "ownerReferences": owner},
+            "spec": {"type": "ClusterIP", "selector": selector,
+                     "ports": [{"name": "vnc", "port": 5901, "targetPort": "vnc", "protocol": "TCP"}]}
+        })
+    );
+    round_trips::<Service>(&service)?;
+    let claim = body(&api, Method::POST, CLAIMS)?;
+    assert_eq!(
+        claim,
+        json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": format!("{name}-home"), "namespace": NS, "labels": labels(id),
+                         "ownerReferences": owner},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "fast",
+                     "resources": {"requests": {"storage": "5Gi"}}}
+        })
+    );
+    round_trips::<PersistentVolumeClaim>(&claim)?;
+
+    // Readiness was read from the session's pods, selected by its labels.
+    let pod_reads: Vec<_> = api.log().into_iter().filter(|r| r.path == PODS).collect();
+    assert!(!pod_reads.is_empty());
+    assert_eq!(
+        pod_reads[0].query.get("labelSelector").map(String::as_str),
+        Some(
+            format!("app.kubernetes.io/managed-by=streamspace,streamspace.io/session-id={id}")
+                .as_str()
+        )
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn home_policy_decides_whether_a_claim_exists_and_who_owns_it() -> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    let rt = runtime(&api)?;
+
+    let plain = Uuid::now_v7();
+    rt.start(plain, &template(HomePolicy::None)).await?;
+    assert_eq!(
+        api.writes(),
+        [format!("POST {DEPLOYMENTS}"), format!("POST {SERVICES}")]
+    );
+    let d = body(&api, Method::POST, DEPLOYMENTS)?;
+    assert!(d["spec"]["template"]["spec"]["volumes"].is_null());
+    assert!(d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"].is_null());
+
+    api.clear_log();
+    let kept = Uuid::now_v7();
+    rt.start(kept, &template(HomePolicy::Retain)).await?;
+    let claim = body(&api, Method::POST, CLAIMS)?;
+    assert!(claim["metadata"]["ownerReferences"].is_null(), "{claim}");
+    assert_eq!(claim["metadata"]["labels"], labels(kept));
+
+    // Stopping deletes the root; the retained claim outlives it, the Service does not.
+    rt.stop(kept).await?;
+    let name = format!("ss-{kept}");
+    assert!(api.object("deployments", &name).is_none());
+    assert!(api.object("services", &name).is_none());
+    assert!(
+        api.object("persistentvolumeclaims", &format!("{name}-home"))
+            .is_some()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn hibernate_wake_and_stop_are_one_replicas_patch_or_one_delete() -> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    let rt = runtime(&api)?;
+    let id = Uuid::now_v7();
+    let name = format!("ss-{id}");
+    rt.start(id, &template(HomePolicy::Delete)).await?;
+
+    api.clear_log();
+    let info = rt.hibernate(id).await?;
+    assert_eq!(info.state, SessionState::Hibernated);
+    assert_eq!(api.writes(), [format!("PATCH {DEPLOYMENTS}/{name}")]);
+    assert_eq!(
+        body(&api, Method::PATCH, &format!("{DEPLOYMENTS}/{name}"))?,
+        json!({"spec": {"replicas": 0}})
+    );
+    // The home claim is kept while hibernated; hibernating again changes nothing.
+    assert!(
+        api.object("persistentvolumeclaims", &format!("{name}-home"))
+            .is_some()
+    );
+    api.clear_log();
+    assert_eq!(rt.hibernate(id).await?.state, SessionState::Hibernated);
+    assert!(api.writes().is_empty(), "{:?}", api.writes());
+    assert_eq!(
+        rt.status(id).await?.map(|s| s.state),
+        Some(SessionState::Hibernated)
+    );
+
+    api.clear_log();
+    let info = rt.wake(id).await?;
+    assert_eq!(info.state, SessionState::Running);
+    assert_eq!(api.writes(), [format!("PATCH {DEPLOYMENTS}/{name}")]);
+    assert_eq!(
+        body(&api, Method::PATCH, &format!("{DEPLOYMENTS}/{name}"))?,
+        json!({"spec": {"replicas": 1}})
+    );
+
+    api.clear_log();
+    rt.stop(id).await?;
+    assert_eq!(api.writes(), [format!("DELETE {DEPLOYMENTS}/{name}")]);
+    assert_eq!(
+        body(&api, Method::DELETE, &format!("{DEPLOYMENTS}/{name}"))?,
+        json!({"propagationPolicy": "Background"})
+    );
+    // The owner references did the rest.
+    assert!(api.object("services", &name).is_none());
+    assert!(
+        api.object("persistentvolumeclaims", &format!("{name}-home"))
+            .is_none()
+    );
+    // Stopping again (or an unknown session) succeeds; the others are refused.
+    rt.stop(id).await?;
+    assert!(rt.status(id).await?.is_none());
+    assert!(matches!(rt.hibernate(id).await, Err(RuntimeError::UnknownSession(u)) if u == id));
+    assert!(matches!(rt.wake(id).await, Err(RuntimeError::UnknownSession(u)) if u == id));
+    Ok(())
+}
+
+#[tokio::test]
+async fn readiness_follows_the_pod_and_a_start_that_cannot_succeed_leaves_nothing() -> Result<()> {
+    let api = FakeApi::new();
+    let rt = std::sync::Arc::new(runtime(&api)?);
+    let id = Uuid::now_v7();
+
+    // Pending: the start waits; once the pod is Ready it returns.
+    let task = {
+        let rt = rt.clone();
+        tokio::spawn(async move { rt.start(id, &template(HomePolicy::None)).await })
+    };
+    streamspace_testkit::wait_until(
+        "the start to poll the pods",
+        Duration::from_secs(10),
+        || {
+            let n = api.log().iter().filter(|r| r.path == PODS).count();
+            async move { (n >= 2).then_some(()) }
+        },
+    )
+    .await?;
+    assert!(!task.is_finished());
+    assert_eq!(
+        rt.status(id).await?.map(|s| s.state),
+        Some(SessionState::Running),
+        "not Ready yet is not a failure"
+    );
+    api.make_pods_ready();
+    assert_eq!(task.await??.state, SessionState::Running);
+
+    // A pod that cannot pull its image fails the start, and the start cleans up after itself.
+    api.set_pod_status(json!({"phase": "Pending", "containerStatuses": [{
+        "name": "session", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}}]}));
+    let bad = Uuid::now_v7();
+    let err = rt.start(bad, &template(HomePolicy::None)).await;
+    match err {
+        Err(RuntimeError::StartFailed(m)) => {
+            assert!(m.contains("ErrImagePull: not found"), "{m}")
+        }
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    assert!(
+        api.writes()
+            .contains(&format!("DELETE {DEPLOYMENTS}/ss-{bad}"))
+    );
+    assert!(api.object("deployments", &format!("ss-{bad}")).is_none());
+    // The running session now reports the failure too.
+    let info = rt.status(id).await?.context("still there")?;
+    assert_eq!(info.state, SessionState::Failed);
+    assert!(info.message.unwrap_or_default().contains("ErrImagePull"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn recovery_adopts_this_agents_sessions_by_label() -> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    let rt = runtime(&api)?;
+    let running = Uuid::now_v7();
+    let hibernated = Uuid::now_v7();
+    rt.start(running, &template(HomePolicy::None)).await?;
+    rt.start(hibernated, &template(HomePolicy::Retain)).await?;
+    rt.hibernate(hibernated).await?;
+    // Another agent's session in the same namespace is not ours to report.
+    let other = Uuid::now_v7();
+    let mut foreign = body(&api, Method::POST, DEPLOYMENTS)?;
+    foreign["metadata"]["name"] = json!(format!("ss-{other}"));
+    foreign["metadata"]["labels"]["streamspace.io/agent-id"] = json!("agent-2");
+    foreign["metadata"]["labels"]["streamspace.io/session-id"] = json!(other.to_string());
+    api.insert("deployments", foreign);
+
+    // A new agent process: nothing local, everything from the cluster.
+    api.clear_log();
+    let fresh = runtime(&api)?;
+    let mut found: Vec<(Uuid, SessionState)> = fresh
+        .recover()
+        .await?
+        .into_iter()
+        .map(|s| (s.session_id, s.state))
+        .collect();
+    found.sort_by_key(|(id, _)| *id);
+    let mut expected = vec![
+        (running, SessionState::Running),
+        (hibernated, SessionState::Hibernated),
+    ];
+    expected.sort_by_key(|(id, _)| *id);
+    assert_eq!(found, expected);
+    let selector = "app.kubernetes.io/managed-by=streamspace,streamspace.io/agent-id=agent-1";
+    let reads: Vec<_> = api.log();
+    assert!(
+        reads.iter().all(|r| r.method == Method::GET),
+        "recovery only reads"
+    );
+    for path in [DEPLOYMENTS, PODS] {
+        let r = reads.iter().find(|r| r.path == path).context("listed")?;
+        assert_eq!(
+            r.query.get("labelSelector").map(String::as_str),
+            Some(selector)
+        );
+    }
+    // The foreign session is invisible to this agent's commands too.
+    assert!(fresh.status(other).await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_retried_start_completes_a_partial_one_without_duplicates() -> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    let rt = runtime(&api)?;
+    let id = Uuid::now_v7();
+    rt.start(id, &template(HomePolicy::Delete)).await?;
+    // As if the agent had died right after creating the Deployment.
+    let name = format!("ss-{id}");
+    let owner_uid = format!("uid-{name}");
+    let svc = api.object("services", &name).context("service")?;
+    assert_eq!(
+        svc["metadata"]["ownerReferences"][0]["uid"],
+        json!(owner_uid)
+    );
+    rt.stop(id).await?;
+    let deployment = body(&api, Method::POST, DEPLOYMENTS)?;
+    api.insert("deployments", deployment);
+
+    api.clear_log();
+    let info = rt.start(id, &template(HomePolicy::Delete)).await?;
+    assert_eq!(info.state, SessionState::Running);
+    assert_eq!(
+        api.writes(),
+        [format!("POST {SERVICES}"), format!("POST {CLAIMS}")]
+    );
+    // A duplicate start of a complete session writes nothing new that sticks.
+    api.clear_log();
+    rt.start(id, &template(HomePolicy::Delete)).await?;
+    assert!(!api.writes().contains(&format!("POST {DEPLOYMENTS}")));
+    Ok(())
+}
+
+#[tokio::test]
+async fn templates_the_runtime_cannot_run_are_refused_before_any_call() -> Result<()> {
+    let api = FakeApi::new();
+    let rt = runtime(&api)?;
+    let mut t = template(HomePolicy::None);
+    t.image = None;
+    let err = rt.start(Uuid::now_v7(), &t).await;
+    assert!(
+        matches!(err, Err(RuntimeError::InvalidTemplate(_))),
+        "{err:?}"
+    );
+    assert!(api.log().is_empty());
+    let bad_agent = KubernetesRuntime::new(
+        api.client(NS),
+        KubernetesRuntimeConfig::new(NS, "agent/with/slashes"),
+    );
+    assert!(bad_agent.is_err());
+    Ok(())
+}
