@@ -374,6 +374,7 @@ async fn a_stalled_viewer_is_closed_without_slowing_another_viewer() -> anyhow::
         after.0.saturating_sub(before.0),
         after.1.saturating_sub(before.1),
     );
+    eprintln!("RSS in KiB of (server, agent + viewers): before {before:?}, after {after:?}");
     assert!(
         growth.0 < RSS_GROWTH_LIMIT_KIB && growth.1 < RSS_GROWTH_LIMIT_KIB,
         "memory stays bounded while 100 MiB pass and a viewer stalls: server grew {} KiB, \
