@@ -228,6 +228,11 @@ async fn hibernate_wake_and_stop_are_one_replicas_patch_or_one_delete() -> Resul
     let info = rt.hibernate(id).await?;
     assert_eq!(info.state, SessionState::Hibernated);
     assert_eq!(api.writes(), [format!("PATCH {DEPLOYMENTS}/{name}")]);
+    let patch = api.log().into_iter().find(|r| r.method == Method::PATCH);
+    assert_eq!(
+        patch.and_then(|r| r.content_type).as_deref(),
+        Some("application/merge-patch+json")
+    );
     assert_eq!(
         body(&api, Method::PATCH, &format!("{DEPLOYMENTS}/{name}"))?,
         json!({"spec": {"replicas": 0}})

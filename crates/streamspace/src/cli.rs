@@ -474,4 +474,42 @@ mod tests {
         };
         assert!(matches!(agent.action, Some(AgentAction::List(_))));
     }
+
+    #[test]
+    fn the_kubernetes_runtime_takes_namespace_kubeconfig_and_lease_flags() {
+        let base = [
+            "streamspace",
+            "agent",
+            "--server",
+            "http://a",
+            "--agent-id",
+            "a1",
+        ];
+        let parse = |extra: &[&str]| {
+            Cli::try_parse_from(base.iter().chain(["--key", "k"].iter()).chain(extra.iter()))
+        };
+        let cli = parse(&[
+            "--runtime",
+            "kubernetes",
+            "--namespace",
+            "desktops",
+            "--kubeconfig",
+            "/etc/kube/config",
+            "--lease-secs",
+            "30",
+        ])
+        .expect("kubernetes flags parse");
+        let Command::Agent(agent) = cli.command else {
+            panic!("expected the agent command");
+        };
+        assert!(matches!(agent.run.runtime, RuntimeArg::Kubernetes));
+        assert_eq!(agent.run.namespace.as_deref(), Some("desktops"));
+        assert_eq!(
+            agent.run.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/etc/kube/config"))
+        );
+        assert_eq!(agent.run.lease_secs, 30);
+        // Shorter than the renewal cadence can work with: refused.
+        assert!(parse(&["--lease-secs", "1"]).is_err());
+    }
 }

@@ -25,6 +25,8 @@ pub struct Recorded {
     /// Path without the query (`/apis/apps/v1/namespaces/ns/deployments/x`).
     pub path: String,
     pub query: BTreeMap<String, String>,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
     pub body: Option<Value>,
 }
 
@@ -168,6 +170,11 @@ impl FakeApi {
             method: parts.method.clone(),
             path: parts.uri.path().to_owned(),
             query,
+            content_type: parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
             body,
         };
         let (code, value) = self.answer(&recorded);
