@@ -126,6 +126,23 @@ async fn a_standby_waits_while_the_holder_renews_and_takes_over_once_it_stops() 
 }
 
 #[tokio::test]
+async fn a_takeover_that_loses_the_write_race_follows_instead_of_leading() -> Result<()> {
+    let api = FakeApi::new();
+    let mut a = elector(&api, "pod-a-1");
+    let mut b = elector(&api, "pod-b-1");
+    assert_eq!(a.try_acquire_or_renew().await?, Election::Leading);
+    a.release().await?;
+    // B sees a released lease and writes; another replica wrote first (409): B must not lead.
+    api.conflict_next_put();
+    assert_eq!(b.try_acquire_or_renew().await?, Election::Following(None));
+    assert!(lease(&api)?["spec"]["holderIdentity"].is_null());
+    // The next round, with a fresh read, succeeds.
+    assert_eq!(b.try_acquire_or_renew().await?, Election::Leading);
+    assert_eq!(lease(&api)?["spec"]["holderIdentity"], json!("pod-b-1"));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_clean_release_hands_over_at_once() -> Result<()> {
     let api = FakeApi::new();
     let mut a = elector(&api, "pod-a-1");

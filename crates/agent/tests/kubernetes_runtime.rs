@@ -419,6 +419,27 @@ async fn a_retried_start_completes_a_partial_one_without_duplicates() -> Result<
 }
 
 #[tokio::test]
+async fn api_failures_surface_with_the_api_servers_reason() -> Result<()> {
+    let api = FakeApi::new();
+    let rt = runtime(&api)?;
+    api.set_down(true);
+    let err = rt.start(Uuid::now_v7(), &template(HomePolicy::None)).await;
+    match err {
+        Err(RuntimeError::Platform(m)) => {
+            assert!(m.contains("the API server is down"), "{m}");
+            assert!(m.contains("503"), "{m}");
+        }
+        other => panic!("expected a platform error, got {other:?}"),
+    }
+    assert!(rt.list().await.is_err());
+    assert!(
+        rt.stop(Uuid::now_v7()).await.is_err(),
+        "a stop that did not happen is not ok"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn templates_the_runtime_cannot_run_are_refused_before_any_call() -> Result<()> {
     let api = FakeApi::new();
     let rt = runtime(&api)?;

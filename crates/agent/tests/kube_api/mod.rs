@@ -47,6 +47,8 @@ struct State {
     pod_status: Value,
     /// Answer every request with 503 (the API server is unreachable).
     down: bool,
+    /// Answer the next PUT with 409 Conflict, as if another client wrote first.
+    conflict_next_put: bool,
 }
 
 /// The fake API; cheap to clone (all clones share one state).
@@ -143,6 +145,11 @@ impl FakeApi {
     pub fn make_pods_ready(&self) {
         self.set_pod_status(json!({"phase": "Running",
             "conditions": [{"type": "Ready", "status": "True"}]}));
+    }
+
+    /// Makes the next PUT lose a race: 409 Conflict, nothing written.
+    pub fn conflict_next_put(&self) {
+        self.lock().conflict_next_put = true;
     }
 
     /// Takes the API server down (every request answers 503) or brings it back.
@@ -256,6 +263,13 @@ impl FakeApi {
                 st.objects.insert(key(&n), obj.clone());
                 (StatusCode::CREATED, obj)
             }
+            (&Method::PUT, Some(n), None) if std::mem::take(&mut st.conflict_next_put) => status(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {resource} \"{n}\": the object has been modified"
+                ),
+            ),
             (&Method::PUT, Some(n), None) => {
                 let mut obj = req.body.clone().unwrap_or(Value::Null);
                 let Some(current) = st.objects.get(&key(n)) else {
