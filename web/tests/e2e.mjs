@@ -9,7 +9,10 @@
 //               "My sessions" hibernate, wake and stop it, following the live state; agents
 //               and commands pages show the agent and the commands.
 //   keystrokes  sign in, launch xterm, wait for the noVNC viewer to connect, click into it and
-//               type `echo MARKER > PATH` + Enter; wait until PATH holds MARKER.
+//               type `echo MARKER > PATH` + Enter; wait until PATH holds MARKER. Then the
+//               clipboard both ways: a line selected in xterm appears in the clipboard box, and
+//               `echo MARKER > PATH.pasted` sent from it pastes into xterm (middle click + Enter).
+//               Finally, stopping the session ends the viewer with a clear message.
 //
 // Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
 // stderr (and a screenshot) on failure.
@@ -109,6 +112,19 @@ async function lifecycle(page) {
   }
 }
 
+/** Polls until `file` holds `marker`, calling `nudge` (if given) between looks. */
+async function waitForFile(file, marker, nudge = async () => {}) {
+  step(`wait for ${file}`);
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    const text = await readFile(file, "utf8").catch(() => "");
+    if (text.trim() === marker) return;
+    if (Date.now() > deadline) fail(`${file} never held the marker (last: ${JSON.stringify(text)})`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    await nudge();
+  }
+}
+
 async function keystrokes(page) {
   const marker = opts.marker;
   const file = opts["marker-file"];
@@ -126,15 +142,25 @@ async function keystrokes(page) {
   step(`type the command into xterm through noVNC`);
   await page.keyboard.type(`echo ${marker} > ${file}`, { delay: 20 });
   await page.keyboard.press("Enter");
-  step(`wait for ${file}`);
-  const deadline = Date.now() + TIMEOUT;
-  for (;;) {
-    const text = await readFile(file, "utf8").catch(() => "");
-    if (text.trim() === marker) break;
-    if (Date.now() > deadline) fail(`${file} never held the marker (last: ${JSON.stringify(text)})`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  await waitForFile(file, marker);
   await page.screenshot({ path: opts.screenshot, fullPage: true });
+
+  // The remote screen's pixels to the page's: xterm's first line is at the top left.
+  const fb = await canvas.evaluate((c) => ({ width: c.width, height: c.height }));
+  const at = (x, y) => [box.x + (x * box.width) / fb.width, box.y + (y * box.height) / fb.height];
+  step("text selected in the session reaches the clipboard box");
+  await page.mouse.click(...at(40, 6), { clickCount: 3 });
+  await page.waitForFunction((m) => document.getElementById("clipboard")?.value.includes(m), marker);
+  step("text sent from the clipboard box pastes into the session");
+  const pasted = `${file}.pasted`;
+  await page.getByLabel(/^Clipboard/).fill(`echo ${marker} > ${pasted}`);
+  await page.getByRole("button", { name: "Send to session" }).click();
+  // Xvnc takes the selection before it sees the click (one ordered stream), and xterm pastes it
+  // on a middle click once the text has come back from the browser. Bash's bracketed paste
+  // waits for Enter, which may overtake the text: press it until the command has run.
+  await page.mouse.click(...at(40, 40), { button: "middle" });
+  await waitForFile(pasted, marker, () => page.keyboard.press("Enter"));
+
   step("stopping the session ends the viewer with a clear message");
   const stopped = await fetch(`${opts.url}/api/v1/sessions/${id}`, {
     method: "DELETE",

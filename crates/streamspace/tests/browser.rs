@@ -146,7 +146,7 @@ async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Resul
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn keystrokes_typed_in_the_browser_reach_the_session() -> anyhow::Result<()> {
+async fn keystrokes_and_clipboard_in_the_browser_reach_the_session() -> anyhow::Result<()> {
     check_toolchain()?;
     let mut h = Harness::new()?;
     let (up, url, token) = platform(&mut h).await?;
@@ -169,5 +169,9 @@ async fn keystrokes_typed_in_the_browser_reach_the_session() -> anyhow::Result<(
     let written =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     assert_eq!(written.trim(), marker);
+    // …and the clipboard box's text, pasted into it.
+    let pasted = std::fs::read_to_string(h.path("typed-through-novnc.txt.pasted"))
+        .context("reading the file the pasted command wrote")?;
+    assert_eq!(pasted.trim(), marker);
     Ok(())
 }
