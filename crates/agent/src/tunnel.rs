@@ -52,6 +52,8 @@ pub struct Tunnels {
     open: Mutex<HashMap<Uuid, CancellationToken>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Counts viewers per session for idle timeouts, once set ([`Tunnels::watch_viewers`]).
+    viewers: std::sync::OnceLock<Arc<crate::idle::IdleWatch>>,
 }
 
 impl Tunnels {
@@ -70,7 +72,13 @@ impl Tunnels {
             open: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            viewers: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Reports every open stream as a viewer of its session to `watch`.
+    pub fn watch_viewers(&self, watch: Arc<crate::idle::IdleWatch>) {
+        let _ = self.viewers.set(watch);
     }
 
     /// Remembers which control-plane URL the current connection uses; data connections go to
@@ -98,6 +106,7 @@ impl Tunnels {
             async move {
                 let tunnel_id = open.tunnel_id;
                 let session_id = open.session_id;
+                let _viewer = this.viewers.get().map(|w| w.viewer(session_id));
                 match this.run(&open, &cancel).await {
                     Ok(reason) => {
                         tracing::info!(%tunnel_id, %session_id, %reason, "stream closed");
@@ -276,5 +285,34 @@ mod tests {
             }
             assert_eq!(lock(&tunnels.server).as_ref().map(Url::as_str), Some(data));
         }
+    }
+
+    #[tokio::test]
+    async fn a_stream_for_a_session_not_held_here_is_reported_as_tunnel_error() {
+        let dir = std::env::temp_dir().join(format!("tunnel-test-{}", Uuid::now_v7()));
+        let runtime: Arc<dyn Runtime> =
+            Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(dir)));
+        let (tx, mut rx) = mpsc::channel(4);
+        let tunnels = Tunnels::new(runtime, "k".into(), Duration::from_secs(1), tx);
+        let open = TunnelOpen {
+            tunnel_id: Uuid::now_v7(),
+            session_id: Uuid::now_v7(),
+            token: "sst_x".into(),
+        };
+        tunnels.open(open.clone());
+        let reported = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        match reported {
+            Ok(Some(AgentMessage::TunnelError {
+                tunnel_id,
+                session_id,
+                error,
+            })) => {
+                assert_eq!((tunnel_id, session_id), (open.tunnel_id, open.session_id));
+                assert!(error.contains("not running"), "{error}");
+            }
+            other => panic!("expected tunnel_error, got {other:?}"),
+        }
+        tunnels.shutdown().await;
+        assert_eq!(tunnels.active(), 0, "the failed stream is forgotten");
     }
 }

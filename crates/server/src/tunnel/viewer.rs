@@ -223,11 +223,14 @@ impl Stream {
             send_timeout: tunnel.send_timeout,
             close_grace: tunnel.close_grace,
         };
+        let splice = splice::run(viewer, data, &open.closer, timing);
+        tokio::pin!(splice);
+        // On shutdown both sides still get a close frame: the splice ends through the closer.
         let ending = tokio::select! {
-            e = splice::run(viewer, data, &open.closer, timing) => e,
+            e = &mut splice => e,
             () = self.app.shutdown.cancelled() => {
                 open.closer.close(close_code::GOING_AWAY, "replica shutting down");
-                return;
+                splice.await
             }
         };
         tracing::info!(code = ending.code, reason = %ending.reason, "viewer stream closed");

@@ -254,3 +254,23 @@ async fn agent_reports_and_session_changes_close_viewers() -> anyhow::Result<()>
     );
     s.stop().await
 }
+
+#[tokio::test]
+async fn a_replica_shutting_down_closes_its_viewers_with_going_away() -> anyhow::Result<()> {
+    let (s, mut agent, id) = running_session().await?;
+    let key = s.agent_key("a1").await?;
+    let info = connect_info(&s, id).await?;
+    let (mut viewer, _) = tokio_tungstenite::connect_async(info.url.as_str()).await?;
+    let open_msg = tunnel_open(&mut agent).await?;
+    let mut data = match open(&data_url(&s, &open_msg.token), &key, None).await? {
+        Ok(ws) => ws,
+        Err(r) => bail!("the data connection was refused: {r:?}"),
+    };
+    data.send(Message::binary(vec![1])).await?;
+    assert_eq!(next_binary(&mut viewer).await?, [1]);
+    let stopping = tokio::spawn(s.stop());
+    assert_eq!(close_code(&mut viewer).await?, 1001);
+    assert_eq!(close_code(&mut data).await?, 1001);
+    stopping.await??;
+    Ok(())
+}
