@@ -73,6 +73,9 @@ async function launchXterm(page) {
 
 async function lifecycle(page) {
   await signIn(page);
+  step("an API error is shown with the message from its JSON body");
+  await page.goto(`${opts.url}/view/00000000-0000-7000-8000-000000000000`);
+  await page.locator('[data-view-state="unavailable"]').getByText(/session.* not found/).waitFor();
   const id = await launchXterm(page);
   await nav(page, "My sessions").click();
   const row = page.locator(`tr[data-session="${id}"]`);
