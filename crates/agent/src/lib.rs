@@ -21,6 +21,7 @@ pub mod endpoint;
 mod error;
 pub mod executor;
 pub mod ha;
+pub mod idle;
 pub mod runtime;
 mod supervisor;
 pub mod tunnel;
@@ -88,8 +89,14 @@ pub async fn run_with_runtime(
     })?;
     let recovered = runtime.recover().await.map_err(AgentError::Recovery)?;
     let (outbox_tx, outbox_rx) = mpsc::channel(OUTBOX_DEPTH);
+    let idle = idle::IdleRuntime::new(runtime);
+    let idle_sweep = tokio::spawn(idle::sweep(
+        idle.clone(),
+        outbox_tx.clone(),
+        shutdown.child_token(),
+    ));
     let executor = executor::Executor::start(
-        runtime,
+        idle.clone(),
         &config.state_dir,
         config.max_sessions,
         config.max_concurrent_commands,
@@ -118,6 +125,7 @@ pub async fn run_with_runtime(
         config.connect_timeout,
         outbox_tx.clone(),
     );
+    tunnels.watch_viewers(idle.watch().clone());
     let ctx = connection::Context {
         config: &config,
         executor: &executor,
@@ -126,6 +134,7 @@ pub async fn run_with_runtime(
     };
     supervisor::keep_connected(&ctx, &urls, outbox_rx, &shutdown).await;
     tunnels.shutdown().await;
+    idle_sweep.abort();
     tracing::info!(agent_id = %config.agent_id, "agent stopped");
     Ok(())
 }
