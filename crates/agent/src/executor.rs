@@ -99,8 +99,16 @@ impl Executor {
     }
 
     /// Acknowledges or answers `command` at once and queues it if it is new.
+    ///
+    /// Cancellation-safe (the connection's reader is dropped when the connection ends): the
+    /// queue slot is reserved before anything is recorded, and a command marked running is
+    /// queued without waiting, so a dropped `submit` never leaves a command "running" forever.
     pub async fn submit(&self, command: CommandMessage) {
         let id = command.command_id;
+        let Ok(slot) = self.queue.reserve().await else {
+            tracing::error!(command_id = %id, "command queue closed; dropping command");
+            return;
+        };
         let decision = {
             let mut book = self.book();
             if let Some(outcome) = book.log.get(id) {
@@ -122,11 +130,8 @@ impl Executor {
                 self.send(AgentMessage::Ack { command_id: id }).await;
             }
             Decision::Run => {
+                slot.send(command);
                 self.send(AgentMessage::Ack { command_id: id }).await;
-                if self.queue.send(command).await.is_err() {
-                    tracing::error!(command_id = %id, "command queue closed; dropping command");
-                    self.book().running.remove(&id);
-                }
             }
         }
     }
@@ -140,7 +145,7 @@ impl Executor {
     async fn execute(&self, command: CommandMessage) {
         let id = command.command_id;
         let (outcome, status) = match self.perform(&command).await {
-            Ok((result, status)) => (Outcome::Complete { result }, Some(status)),
+            Ok((result, status)) => (Outcome::Complete { result }, status),
             Err(error) => {
                 tracing::warn!(command_id = %id, action = %command.action, %error, "command failed");
                 let status = (command.action == Action::StartSession)
@@ -169,8 +174,15 @@ impl Executor {
         }
     }
 
-    /// Runs the action; the JSON result and the session's new status, or why it failed.
-    async fn perform(&self, command: &CommandMessage) -> Result<(Value, SessionStatus), String> {
+    /// Runs the action; the JSON result and the session's new status (none for `ping`), or why
+    /// it failed.
+    async fn perform(
+        &self,
+        command: &CommandMessage,
+    ) -> Result<(Value, Option<SessionStatus>), String> {
+        if command.action == Action::Ping {
+            return Ok((json!({ "pong": true }), None));
+        }
         let session_id = command
             .session_id
             .ok_or_else(|| format!("{} command has no session_id", command.action))?;
@@ -181,7 +193,7 @@ impl Executor {
         };
         drop(lock);
         self.release_session_lock(session_id);
-        result
+        result.map(|(value, status)| (value, Some(status)))
     }
 
     async fn perform_locked(
@@ -219,6 +231,8 @@ impl Executor {
                 let info = rt.wake(session_id).await.map_err(|e| e.to_string())?;
                 Ok((address_result(&info), info.to_status()))
             }
+            // Answered before any session lock is taken (see `perform`).
+            Action::Ping => Err("ping is not a session action".to_owned()),
         }
     }
 

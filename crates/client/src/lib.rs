@@ -185,6 +185,18 @@ impl Client {
         self.send_unit(self.request(Method::DELETE, &path)?).await
     }
 
+    /// `POST /api/v1/agents/{id}/ping`: queues a `ping` command; the agent answers at once.
+    pub async fn ping_agent(&self, agent_id: &str) -> Result<Command> {
+        let path = format!("api/v1/agents/{}/ping", encode_segment(agent_id));
+        self.send(self.request(Method::POST, &path)?).await
+    }
+
+    /// `GET /api/v1/replicas` as raw JSON.
+    pub async fn list_replicas(&self) -> Result<serde_json::Value> {
+        self.send(self.request(Method::GET, "api/v1/replicas")?)
+            .await
+    }
+
     // --- commands -------------------------------------------------------------------------
 
     pub async fn list_commands(&self, filter: &CommandFilter) -> Result<Vec<Command>> {

@@ -144,6 +144,9 @@ pub enum Action {
     StopSession,
     HibernateSession,
     WakeSession,
+    /// Answered by the agent at once (`{"pong": true}`), with no session: checks the whole
+    /// command path to one agent cheaply.
+    Ping,
 }
 
 impl Action {
@@ -153,15 +156,18 @@ impl Action {
             Self::StopSession => "stop_session",
             Self::HibernateSession => "hibernate_session",
             Self::WakeSession => "wake_session",
+            Self::Ping => "ping",
         }
     }
 
-    /// The session state a successful command of this kind leaves behind.
-    pub fn resulting_state(self) -> SessionState {
+    /// The session state a successful command of this kind leaves behind (`None` for actions
+    /// that touch no session).
+    pub fn resulting_state(self) -> Option<SessionState> {
         match self {
-            Self::StartSession | Self::WakeSession => SessionState::Running,
-            Self::StopSession => SessionState::Terminated,
-            Self::HibernateSession => SessionState::Hibernated,
+            Self::StartSession | Self::WakeSession => Some(SessionState::Running),
+            Self::StopSession => Some(SessionState::Terminated),
+            Self::HibernateSession => Some(SessionState::Hibernated),
+            Self::Ping => None,
         }
     }
 }
@@ -403,6 +409,10 @@ pub struct Readiness {
     pub ready: bool,
     pub database: String,
     pub replica_id: String,
+    /// `"ok"` or `"degraded"` in Redis mode (absent without Redis). A degraded Redis leaves the
+    /// replica ready: it serves its own agents from the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
 }
 
 #[cfg(test)]

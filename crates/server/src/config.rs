@@ -29,6 +29,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Most agent WebSocket connections held at once.
     pub max_agent_connections: usize,
+    /// Redis (`redis://…`, or `redis+sentinel://HOST:PORT[,…]/MASTER`) shared by the replicas;
+    /// without it the hub is in memory and only this replica's agents are reachable.
+    pub redis_url: Option<String>,
+    /// Where other replicas reach this one (`host:port`); defaults to the listen address.
+    pub internal_address: Option<String>,
     /// Viewer streams (timeouts, token lifetime, public URL).
     pub tunnel: crate::tunnel::TunnelConfig,
 }
@@ -46,6 +51,8 @@ impl Default for ServerConfig {
             sweep_interval: Duration::from_secs(1),
             max_body_bytes: 1024 * 1024,
             max_agent_connections: 10_000,
+            redis_url: None,
+            internal_address: None,
             tunnel: crate::tunnel::TunnelConfig::default(),
         }
     }

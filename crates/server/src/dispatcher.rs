@@ -246,8 +246,10 @@ async fn deliver_one(ctx: &DispatchContext, agent_id: &str, command: Command) ->
     match ctx.hub.send(agent_id, msg).await {
         Ok(()) => {
             if attempt == 1 {
+                crate::metrics::command("sent");
                 tracing::info!(session_id = ?command.session_id, "command sent");
             } else {
+                crate::metrics::resend();
                 tracing::debug!(attempt, "command sent again");
             }
             Delivered::Yes

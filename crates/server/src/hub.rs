@@ -1,8 +1,8 @@
 //! The hub: which agents hold a connection to this replica, and the way to reach them.
 //!
-//! Everything else in the server talks to agents through the [`Hub`] trait, so a Redis-backed
-//! hub that routes to other replicas can be added later without touching the dispatcher or the
-//! API. [`LocalHub`] is the single-replica implementation: a map from agent id to the agent's
+//! Everything else in the server talks to agents through the [`Hub`] trait. [`LocalHub`] is the
+//! single-replica implementation (and the local half of `RedisHub`, which adds ownership
+//! records in Redis): a map from agent id to the agent's
 //! current [`AgentConnection`], guarded by a mutex that is never held across an `.await`.
 //!
 //! Each connection has its own id and its database epoch. A newer connection replaces an older
@@ -110,7 +110,10 @@ impl AgentConnection {
         match self.outbox.try_send(msg) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close(close_code::TRY_AGAIN_LATER, "outbound queue full: the agent is not reading");
+                self.close(
+                    close_code::TRY_AGAIN_LATER,
+                    "outbound queue full: the agent is not reading",
+                );
                 Err(DeliveryError::Overloaded(self.agent_id.clone()))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -160,6 +163,19 @@ impl LocalHub {
 
     fn current(&self, agent_id: &str) -> Option<AgentConnection> {
         lock(&self.conns).get(agent_id).cloned()
+    }
+
+    /// The epoch of the agent's connection here, if any.
+    pub fn epoch_of(&self, agent_id: &str) -> Option<i64> {
+        lock(&self.conns).get(agent_id).map(|c| c.epoch)
+    }
+
+    /// Every agent held here with its connection's epoch.
+    pub fn held(&self) -> Vec<(String, i64)> {
+        lock(&self.conns)
+            .values()
+            .map(|c| (c.agent_id.clone(), c.epoch))
+            .collect()
     }
 }
 

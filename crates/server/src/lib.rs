@@ -37,9 +37,14 @@ mod dispatcher;
 mod error;
 pub mod hub;
 mod keys;
+mod metrics;
+mod redis_hub;
+mod redis_link;
+pub mod replicas;
+mod routing;
 mod state;
-mod web;
 pub mod tunnel;
+mod web;
 
 use std::sync::Arc;
 
@@ -50,9 +55,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::ServerConfig;
-pub use tunnel::TunnelConfig;
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
+pub use tunnel::TunnelConfig;
 
 use crate::dispatcher::DispatchContext;
 use crate::hub::{Hub, LocalHub};
@@ -71,8 +76,34 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     config.validate().map_err(ServerError::InvalidConfig)?;
     let hasher = KeyHasher::load(store.as_ref()).await?;
+    let redis_target = match &config.redis_url {
+        Some(url) => Some(
+            redis_link::Target::parse(url)
+                .map_err(|e| ServerError::InvalidConfig(e.to_string()))?,
+        ),
+        None => None,
+    };
     let config = Arc::new(config);
-    let hub: Arc<dyn Hub> = Arc::new(LocalHub::new());
+    metrics::init();
+    let addr = listener.local_addr()?;
+    let replica = Arc::new(replicas::ReplicaInfo {
+        id: config.replica_id.clone(),
+        address: internal_address(&config, addr),
+        started_at: chrono::Utc::now(),
+    });
+    let local = Arc::new(LocalHub::new());
+    let redis = redis_target.map(|target| {
+        Arc::new(redis_link::RedisLink::new(
+            target,
+            replica.clone(),
+            local.clone(),
+            config.heartbeat_interval,
+        ))
+    });
+    let hub: Arc<dyn Hub> = match &redis {
+        Some(link) => Arc::new(redis_hub::RedisHub::new(link.clone())),
+        None => local.clone(),
+    };
     let tasks = TaskTracker::new();
     let dispatcher = dispatcher::start(
         DispatchContext {
@@ -83,6 +114,13 @@ pub async fn serve(
         shutdown.clone(),
         &tasks,
     );
+    // The link outlives the HTTP server a little: agents' owner records are released after
+    // the server stops accepting, so it stops only when the tracked tasks are done.
+    let redis_stop = CancellationToken::new();
+    let supervisor = redis.as_ref().map(|link| {
+        link.set_dispatcher(dispatcher.clone());
+        tokio::spawn(link.clone().supervise(redis_stop.clone()))
+    });
     let state = AppState {
         store,
         config: config.clone(),
@@ -92,10 +130,12 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         agent_slots: Arc::new(Semaphore::new(config.max_agent_connections)),
         tasks: tasks.clone(),
+        replica: replica.clone(),
+        redis,
         tunnels: Arc::default(),
     };
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, replica_id = %config.replica_id, "control plane listening");
+    tracing::info!(%addr, replica_id = %config.replica_id, address = %replica.address,
+        redis = config.redis_url.is_some(), "control plane listening");
 
     // Agent connections are upgraded out of the HTTP server's sight: close them ourselves.
     let notify = {
@@ -119,8 +159,29 @@ pub async fn serve(
     {
         tracing::warn!("some agent connections or deliveries did not finish in time");
     }
+    redis_stop.cancel();
+    if let Some(supervisor) = supervisor {
+        let _ = supervisor.await;
+    }
     tracing::info!(replica_id = %config.replica_id, "control plane stopped");
     result.map_err(ServerError::Io)
+}
+
+/// Where other replicas reach this one: the configured address, else the listen address (with
+/// the hostname in place of an unspecified IP).
+fn internal_address(config: &ServerConfig, addr: std::net::SocketAddr) -> String {
+    if let Some(address) = &config.internal_address {
+        return address.clone();
+    }
+    if addr.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        return format!("{host}:{}", addr.port());
+    }
+    addr.to_string()
 }
 
 /// Ensures the HMAC secret exists, the admin token exists (from `admin_token` if given — e.g.

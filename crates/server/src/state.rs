@@ -11,6 +11,8 @@ use crate::config::ServerConfig;
 use crate::dispatcher::Dispatcher;
 use crate::hub::Hub;
 use crate::keys::KeyHasher;
+use crate::redis_link::RedisLink;
+use crate::replicas::ReplicaInfo;
 
 /// Shared state, cheap to clone (axum's `State`).
 #[derive(Clone)]
@@ -26,6 +28,24 @@ pub(crate) struct AppState {
     pub agent_slots: Arc<Semaphore>,
     /// Agent connections and dispatcher work, awaited on shutdown.
     pub tasks: TaskTracker,
+    /// Who this replica is.
+    pub replica: Arc<ReplicaInfo>,
+    /// The link to Redis, in Redis mode.
+    pub redis: Option<Arc<RedisLink>>,
     /// Viewer streams of this replica.
     pub tunnels: Arc<crate::tunnel::Tunnels>,
+}
+
+impl AppState {
+    /// Gets a command just created for `agent_id` moving, wherever the agent is connected.
+    pub async fn route_to(&self, agent_id: &str) {
+        crate::metrics::command("pending");
+        crate::routing::route(
+            self.redis.as_deref(),
+            self.hub.as_ref(),
+            &self.dispatcher,
+            agent_id,
+        )
+        .await;
+    }
 }

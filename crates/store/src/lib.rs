@@ -244,6 +244,9 @@ pub trait Store: Send + Sync + 'static {
 
     // --- commands -------------------------------------------------------------------------
 
+    /// Inserts a `pending` command that belongs to no session (e.g. `ping`); `NotFound` if the
+    /// agent does not exist, `Conflict` if the command id is taken.
+    async fn create_command(&self, command: &NewCommand) -> Result<Command>;
     async fn get_command(&self, command_id: Uuid) -> Result<Command>;
     /// Newest first, at most `filter.limit` (default 100, max 1000).
     async fn list_commands(&self, filter: &CommandFilter) -> Result<Vec<Command>>;

@@ -70,7 +70,12 @@ conformance!(
     runtime_fields_round_trip,
     templates_from_before_0003_get_defaults,
     down_0003_drops_the_runtime_columns,
+    sessionless_commands_claim_once_and_finish,
 );
+
+#[path = "conformance/commands.rs"]
+mod commands;
+use commands::sessionless_commands_claim_once_and_finish;
 
 #[path = "conformance/templates.rs"]
 mod templates;

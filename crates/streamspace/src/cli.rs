@@ -84,6 +84,14 @@ pub struct ServerArgs {
     /// This replica's name [default: $POD_NAME, else the hostname].
     #[arg(long, env = "STREAMSPACE_REPLICA_ID")]
     pub replica_id: Option<String>,
+    /// Redis shared by the replicas (redis://HOST:PORT, or
+    /// redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER); without it agents are reachable only
+    /// through the replica they connect to.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Address (HOST:PORT) other replicas reach this one at [default: the listen address].
+    #[arg(long, env = "STREAMSPACE_INTERNAL_ADDRESS")]
+    pub internal_address: Option<String>,
     /// Do not apply pending migrations at start (run `streamspace migrate up` yourself).
     #[arg(long, env = "STREAMSPACE_NO_MIGRATE")]
     pub no_migrate: bool,

@@ -1,4 +1,4 @@
-//! What StreamSpace's tests share: a throwaway PostgreSQL cluster, free ports, polling with a
+//! What StreamSpace's tests share: a throwaway PostgreSQL cluster and Redis, free ports, polling with a
 //! deadline, and a VNC banner probe.
 //!
 //! Everything here starts real components and fails loudly (with the command that failed and
@@ -7,12 +7,14 @@
 pub mod podman;
 pub mod poll;
 pub mod postgres;
+pub mod redis;
 pub mod tagged;
 pub mod vnc;
 
 pub use podman::Podman;
 pub use poll::wait_until;
 pub use postgres::PgCluster;
+pub use redis::RedisServer;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago. Prefer handing servers an already bound
 /// listener; use this only for programs that must be told a port (PostgreSQL, Redis, Xvnc).

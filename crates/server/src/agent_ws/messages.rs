@@ -348,13 +348,16 @@ impl Conn {
             .finish_command(agent_id, command_id, &outcome)
             .await
         {
-            Ok((command, true)) => tracing::info!(
-                %command_id,
-                session_id = ?command.session_id,
-                status = %command.status,
-                error = command.error_message.as_deref().unwrap_or(""),
-                "command finished"
-            ),
+            Ok((command, true)) => {
+                crate::metrics::command(command.status.as_str());
+                tracing::info!(
+                    %command_id,
+                    session_id = ?command.session_id,
+                    status = %command.status,
+                    error = command.error_message.as_deref().unwrap_or(""),
+                    "command finished"
+                )
+            }
             Ok((_, false)) => tracing::debug!(%command_id, "repeated command result ignored"),
             Err(StoreError::NotFound { .. }) => {
                 tracing::debug!(%command_id, "result for an unknown command ignored")

@@ -1,11 +1,12 @@
-//! `/api/v1/agents`: the agents the control plane knows, and removing one.
+//! `/api/v1/agents`: the agents the control plane knows, removing one, and pinging one.
 
 use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use streamspace_proto::api::Agent;
+use streamspace_proto::api::{Action, Agent, Command};
 use streamspace_proto::wire::close_code;
+use streamspace_store::NewCommand;
 
 use super::{ApiPath, audit};
 use crate::auth::Actor;
@@ -50,4 +51,25 @@ pub(super) async fn remove(
     tracing::info!(agent_id = %id, "agent deleted");
     audit(&app, &actor, "agent.delete", id, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Queues a `ping` for the agent (no session): the agent answers `{"pong": true}` at once.
+/// Answers 202 with the command; follow it at `/api/v1/commands/{command_id}`.
+pub(super) async fn ping(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<Command>), ApiError> {
+    let command = app
+        .store
+        .create_command(&NewCommand {
+            command_id: uuid::Uuid::now_v7(),
+            agent_id: id,
+            session_id: None,
+            action: Action::Ping,
+            payload: json!({}),
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, "creating a ping"))?;
+    app.route_to(&command.agent_id).await;
+    Ok((StatusCode::ACCEPTED, Json(command)))
 }

@@ -1,4 +1,5 @@
-//! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers).
+//! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: the database answers;
+//! Redis, in Redis mode, is reported as `ok` or `degraded` but never makes the replica unready).
 
 use std::time::Duration;
 
@@ -37,6 +38,10 @@ pub(super) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Rea
         ready,
         database: format!("{}: {database}", app.store.backend()),
         replica_id: app.config.replica_id.clone(),
+        redis: app
+            .redis
+            .as_ref()
+            .map(|link| if link.is_up() { "ok" } else { "degraded" }.to_owned()),
     };
     (status, Json(body))
 }

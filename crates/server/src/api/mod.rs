@@ -63,6 +63,8 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/agents/{id}",
             get(agents::get).delete(agents::remove),
         )
+        .route("/api/v1/agents/{id}/ping", post(agents::ping))
+        .route("/api/v1/replicas", get(crate::replicas::list))
         .route("/api/v1/commands", get(commands::list))
         .route("/api/v1/commands/{command_id}", get(commands::get))
         .route(
@@ -80,6 +82,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::metrics::render))
         .route("/api/v1/agents/connect", get(crate::agent_ws::connect))
         .route("/api/v1/agents/tunnel", get(crate::tunnel::data::connect))
         .route("/api/v1/sessions/{id}/vnc", get(crate::tunnel::viewer::vnc))

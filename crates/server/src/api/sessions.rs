@@ -58,7 +58,7 @@ pub(super) async fn create(
         template = %session.template,
         "session created"
     );
-    app.dispatcher.wake(&command.agent_id, false);
+    app.route_to(&command.agent_id).await;
     audit(
         &app,
         &actor,
@@ -180,7 +180,7 @@ async fn session_command(
         action = %action,
         "session command queued"
     );
-    app.dispatcher.wake(&agent_id, false);
+    app.route_to(&agent_id).await;
     audit(
         app,
         actor,
@@ -198,5 +198,6 @@ fn verb(action: Action) -> &'static str {
         Action::StopSession => "stop",
         Action::HibernateSession => "hibernate",
         Action::WakeSession => "wake",
+        Action::Ping => "ping",
     }
 }

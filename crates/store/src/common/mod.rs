@@ -282,6 +282,15 @@ macro_rules! impl_store {
                     .await
             }
 
+            async fn create_command(
+                &self,
+                command: &$crate::NewCommand,
+            ) -> $crate::Result<streamspace_proto::api::Command> {
+                self.get_agent(&command.agent_id).await?;
+                let mut conn = self.pool.acquire().await?;
+                Self::insert_command(&mut conn, command).await
+            }
+
             async fn get_command(
                 &self,
                 command_id: uuid::Uuid,

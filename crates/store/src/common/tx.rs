@@ -180,7 +180,10 @@ macro_rules! impl_transactions {
                 if let (true, Some(session_id)) = (changed, command.session_id) {
                     match outcome {
                         $crate::CommandOutcome::Completed(v) => {
-                            let next = command.action.resulting_state();
+                            let Some(next) = command.action.resulting_state() else {
+                                tx.commit().await?;
+                                return Ok((command, changed));
+                            };
                             let vnc = v.get("vnc_address").and_then(serde_json::Value::as_str);
                             let vnc = if next == SessionState::Running {
                                 vnc

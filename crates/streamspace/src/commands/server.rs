@@ -63,7 +63,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!("stopping");
         stopper.cancel();
     });
-    let config = server_config(replica_id, &args.tuning);
+    let config = ServerConfig {
+        redis_url: args.redis_url.clone().filter(|u| !u.is_empty()),
+        internal_address: args.internal_address.clone(),
+        ..server_config(replica_id, &args.tuning)
+    };
     streamspace_server::serve(listener, store, config, shutdown)
         .await
         .context("control plane stopped with an error")

@@ -147,17 +147,34 @@ impl Harness {
         database_url: &str,
         extra: &[&str],
     ) -> anyhow::Result<(Proc, String)> {
+        self.replica(database_url, "e2e-a", "127.0.0.1:0", extra)
+            .await
+    }
+
+    /// Starts a control-plane replica named `replica_id` listening on `listen`.
+    pub async fn replica(
+        &mut self,
+        database_url: &str,
+        replica_id: &str,
+        listen: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<(Proc, String)> {
         let mut args = vec![
             "server",
             "--database-url",
             database_url,
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--replica-id",
-            "e2e-a",
+            replica_id,
         ];
         args.extend_from_slice(extra);
-        let proc = self.spawn("server", &args, &[("STREAMSPACE_ADMIN_TOKEN", ADMIN_TOKEN)])?;
+        let name = if replica_id == "e2e-a" {
+            "server".to_owned()
+        } else {
+            format!("server-{replica_id}")
+        };
+        let proc = self.spawn(&name, &args, &[("STREAMSPACE_ADMIN_TOKEN", ADMIN_TOKEN)])?;
         let line = proc.wait_for_stdout("listening on http://").await?;
         let url = line
             .rsplit_once("listening on ")

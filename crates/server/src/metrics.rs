@@ -1,0 +1,83 @@
+//! Prometheus metrics at `GET /metrics` (text format, no authentication — scrape it from inside
+//! the cluster).
+//!
+//! Names follow `streamspace_<area>_<what>_<unit>`:
+//! - `streamspace_agents_connected` (gauge): agents holding a connection to this replica;
+//! - `streamspace_commands_total{status}` (counter): commands this replica created (`pending`),
+//!   sent (`sent`), and saw finish (`completed`, `failed`);
+//! - `streamspace_deliveries_total{path}` (counter): wake-ups delivered here (`local`) or
+//!   forwarded to the owning replica through Redis (`routed`);
+//! - `streamspace_command_resends_total` (counter): delivery attempts after the first;
+//! - `streamspace_routing_failures_total{reason}` (counter): wake-ups that could not be
+//!   forwarded (`redis` unreachable, `no_subscriber` on the owner's channel) — the sweep
+//!   delivers those;
+//! - `streamspace_redis_up` (gauge): 1 while Redis is connected, 0 otherwise (absent without
+//!   Redis).
+//!
+//! The recorder is process-wide: replicas started in one process (tests) share it.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::state::AppState;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; `None` if another recorder was installed first.
+fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => Some(handle),
+                Err(_) => {
+                    tracing::warn!("a metrics recorder was already installed; /metrics is empty");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Makes sure the recorder exists before anything is counted.
+pub(crate) fn init() {
+    let _ = handle();
+}
+
+pub(crate) fn command(status: &'static str) {
+    metrics::counter!("streamspace_commands_total", "status" => status).increment(1);
+}
+
+pub(crate) fn delivery(path: &'static str) {
+    metrics::counter!("streamspace_deliveries_total", "path" => path).increment(1);
+}
+
+pub(crate) fn resend() {
+    metrics::counter!("streamspace_command_resends_total").increment(1);
+}
+
+pub(crate) fn routing_failure(reason: &'static str) {
+    metrics::counter!("streamspace_routing_failures_total", "reason" => reason).increment(1);
+}
+
+pub(crate) fn redis_up(up: bool) {
+    metrics::gauge!("streamspace_redis_up").set(if up { 1.0 } else { 0.0 });
+}
+
+pub(crate) async fn render(State(app): State<AppState>) -> impl IntoResponse {
+    let connected = app.hub.agents().await.len();
+    metrics::gauge!("streamspace_agents_connected").set(connected as f64);
+    let body = handle().map(PrometheusHandle::render).unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
