@@ -47,6 +47,9 @@ pub struct TunnelConfig {
     pub open_timeout: Duration,
     /// How long a closing viewer is given to take its close frame.
     pub close_grace: Duration,
+    /// Most viewer streams (open or waiting for their agent) this replica holds at once; more
+    /// are refused with 503 `too_many_streams`.
+    pub max_streams: usize,
     /// Base URL browsers use to reach the control plane (`https://streamspace.example`); the
     /// `url` of `connect` is built from it. Without it, from the request's `Host` header.
     pub public_url: Option<String>,
@@ -59,6 +62,7 @@ impl Default for TunnelConfig {
             send_timeout: Duration::from_secs(10),
             open_timeout: Duration::from_secs(10),
             close_grace: Duration::from_secs(10),
+            max_streams: 10_000,
             public_url: None,
         }
     }

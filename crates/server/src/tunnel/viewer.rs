@@ -5,7 +5,8 @@
 //! `binary` answered when the browser offers it — so stock noVNC connects as it is. Every
 //! refusal happens before the upgrade and is a JSON error: 401 for a missing, forged or expired
 //! token, 403 for a token of another session or of a session that has ended, 409 for a session
-//! that is not running (yet, or hibernated), 503 when its agent cannot be reached.
+//! that is not running (yet, or hibernated), 503 when its agent cannot be reached or the replica
+//! carries its maximum of streams.
 
 use std::sync::Arc;
 
@@ -160,6 +161,14 @@ async fn open_tunnel(
     id: Uuid,
     agent_id: &str,
 ) -> Result<(Uuid, oneshot::Receiver<Opened>, PendingGuard), ApiError> {
+    let (open, waiting) = app.tunnels.counts();
+    if open + waiting >= app.config.tunnel.max_streams {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            "this replica carries as many viewer streams as it is configured for",
+        ));
+    }
     let tunnel_id = Uuid::now_v7();
     let stream_token = token::new_stream_token();
     let (delivered, guard) =

@@ -33,7 +33,13 @@ fn config() -> ServerConfig {
 
 /// A server with agent `a1` holding one running session.
 async fn running_session() -> anyhow::Result<(TestServer, FakeAgent, Uuid)> {
-    let s = TestServer::sqlite(config()).await?;
+    running_session_with(config()).await
+}
+
+async fn running_session_with(
+    config: ServerConfig,
+) -> anyhow::Result<(TestServer, FakeAgent, Uuid)> {
+    let s = TestServer::sqlite(config).await?;
     let mut agent = s.agent("a1", 4).await?;
     let session = s.create_session("xterm").await?;
     agent.run_next(Action::StartSession).await?;
@@ -273,4 +279,24 @@ async fn a_replica_shutting_down_closes_its_viewers_with_going_away() -> anyhow:
     assert_eq!(close_code(&mut data).await?, 1001);
     stopping.await??;
     Ok(())
+}
+
+#[tokio::test]
+async fn a_replica_refuses_streams_beyond_its_limit() -> anyhow::Result<()> {
+    let (s, mut agent, id) = running_session_with(ServerConfig {
+        tunnel: TunnelConfig {
+            max_streams: 1,
+            ..TunnelConfig::default()
+        },
+        ..fast_config()
+    })
+    .await?;
+    let info = connect_info(&s, id).await?;
+    let (_first, _) = tokio_tungstenite::connect_async(info.url.as_str()).await?;
+    tunnel_open(&mut agent).await?;
+    assert_eq!(
+        viewer_refused(&info.url).await?,
+        (503, "too_many_streams".into())
+    );
+    s.stop().await
 }
