@@ -212,6 +212,20 @@ pub struct AgentRunArgs {
         value_parser = clap::value_parser!(u64).range(3..=600)
     )]
     pub lease_secs: u64,
+    /// Storage class of session home volumes (`--runtime kubernetes`) [default: the cluster's
+    /// default class].
+    #[arg(long, env = "STREAMSPACE_STORAGE_CLASS")]
+    pub storage_class: Option<String>,
+    /// Size of a session home volume (`--runtime kubernetes`), a Kubernetes quantity.
+    #[arg(long, env = "STREAMSPACE_HOME_SIZE", default_value = "10Gi")]
+    pub home_size: String,
+    /// The cluster's DNS domain, for session VNC addresses (`--runtime kubernetes`).
+    #[arg(
+        long,
+        env = "STREAMSPACE_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
+    pub cluster_domain: String,
     /// Run as one of several processes with this agent id, only the holder of an exclusive
     /// lock on this file being active (process and docker runtimes; the file must be on a
     /// filesystem all of them share, with working locks).
@@ -517,6 +531,9 @@ mod tests {
             Some(std::path::Path::new("/etc/kube/config"))
         );
         assert_eq!(agent.run.lease_secs, 30);
+        assert_eq!(agent.run.home_size, "10Gi");
+        assert_eq!(agent.run.cluster_domain, "cluster.local");
+        assert_eq!(agent.run.storage_class, None);
         // Shorter than the renewal cadence can work with: refused.
         assert!(parse(&["--lease-secs", "1"]).is_err());
     }

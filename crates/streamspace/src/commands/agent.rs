@@ -39,6 +39,9 @@ pub async fn run(args: AgentRunArgs) -> anyhow::Result<()> {
     config.kubernetes.namespace = args.namespace;
     config.kubernetes.kubeconfig = args.kubeconfig;
     config.kubernetes.lease_duration = Some(std::time::Duration::from_secs(args.lease_secs));
+    config.kubernetes.storage_class = args.storage_class;
+    config.kubernetes.home_size = Some(args.home_size);
+    config.kubernetes.cluster_domain = Some(args.cluster_domain);
     config.max_sessions = args.max_sessions;
     config.labels = args.labels.into_iter().collect();
     config.max_concurrent_commands = args.max_concurrent_commands.max(1);

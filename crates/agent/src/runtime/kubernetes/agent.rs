@@ -30,6 +30,12 @@ pub struct KubernetesOptions {
     pub kubeconfig: Option<PathBuf>,
     /// Lease duration [default: 15 s]; renewal and step-down deadlines scale with it.
     pub lease_duration: Option<Duration>,
+    /// Storage class of home volumes [default: the cluster's default class].
+    pub storage_class: Option<String>,
+    /// Size of a home volume, a Kubernetes quantity [default: `10Gi`].
+    pub home_size: Option<String>,
+    /// The cluster's DNS domain, for VNC addresses [default: `cluster.local`].
+    pub cluster_domain: Option<String>,
 }
 
 /// Connects to the cluster and runs the agent with leader election until `shutdown`.
@@ -47,7 +53,14 @@ pub async fn run(
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
-    let runtime = KubernetesRuntimeConfig::new(&namespace, &config.agent_id);
+    let mut runtime = KubernetesRuntimeConfig::new(&namespace, &config.agent_id);
+    runtime.storage_class = options.storage_class.clone();
+    if let Some(size) = &options.home_size {
+        runtime.home_size = size.clone();
+    }
+    if let Some(domain) = &options.cluster_domain {
+        runtime.cluster_domain = domain.clone();
+    }
     let mut lease = LeaseConfig::new(&namespace, &config.agent_id);
     if let Some(d) = options.lease_duration {
         lease.duration = d;
