@@ -258,3 +258,38 @@ async fn a_restarted_agent_adopts_its_containers_and_cleans_up_the_rest() -> Res
     ensure!(listed == 2, "list shows {listed} sessions, expected 2");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_session_being_stopped_is_never_reported_failed() -> Result<()> {
+    let podman = engine()?;
+    let mut config = DockerRuntimeConfig::new("dock-1");
+    config.host = Some(podman.docker_host());
+    config.stop_timeout = Duration::from_secs(3);
+    let rt = std::sync::Arc::new(DockerRuntime::new(config)?);
+    let mut slow = template(HomePolicy::None);
+    // nc as PID 1 ignores SIGTERM: the stop waits for its timeout, then kills.
+    slow.command = ["nc", "-ll", "-p", "5901", "-e", "/bin/rfb"]
+        .map(String::from)
+        .to_vec();
+    let id = Uuid::now_v7();
+    rt.start(id, &slow).await?;
+    let stopping = tokio::spawn({
+        let rt = rt.clone();
+        async move { rt.stop(id).await }
+    });
+    while !stopping.is_finished() {
+        for s in rt.list().await? {
+            ensure!(
+                s.state != SessionState::Failed,
+                "a session being stopped was reported failed: {s:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stopping.await??;
+    ensure!(
+        rt.status(id).await?.is_none(),
+        "the container survived stop"
+    );
+    Ok(())
+}

@@ -102,6 +102,19 @@ pub(crate) async fn withdraw(link: &RedisLink) {
     }
 }
 
+/// Where replica `id` is reached, from its record (`None` if it has none: gone or expired).
+pub(crate) async fn address_of(link: &RedisLink, id: &str) -> redis::RedisResult<Option<String>> {
+    let key = replica_key(id);
+    let record: Option<String> = link
+        .with_conn(
+            |mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await },
+        )
+        .await?;
+    Ok(record
+        .and_then(|r| serde_json::from_str::<ReplicaStatus>(&r).ok())
+        .map(|s| s.address))
+}
+
 async fn list_from_redis(link: &RedisLink) -> redis::RedisResult<Vec<ReplicaStatus>> {
     let ids: Vec<String> = link
         .with_conn(|mut conn| async move {

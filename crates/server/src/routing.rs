@@ -117,7 +117,10 @@ pub(crate) async fn publish_all(link: &RedisLink) -> redis::RedisResult<()> {
 }
 
 /// Looks up who owns `agent_id`.
-async fn owner(link: &RedisLink, agent_id: &str) -> redis::RedisResult<Option<(i64, String)>> {
+pub(crate) async fn owner(
+    link: &RedisLink,
+    agent_id: &str,
+) -> redis::RedisResult<Option<(i64, String)>> {
     let key = owner_key(agent_id);
     let value: Option<String> = link
         .with_conn(

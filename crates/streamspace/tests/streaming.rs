@@ -3,6 +3,8 @@
 //! TCP targets), and viewers that open the browser WebSocket exactly as noVNC does.
 
 mod common;
+#[path = "streaming/replicas.rs"]
+mod replicas;
 #[path = "streaming/targets.rs"]
 mod targets;
 #[path = "streaming/viewer.rs"]

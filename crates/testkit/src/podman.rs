@@ -23,8 +23,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const CONTAINERS_CONF: &str = "[containers]\ndefault_ulimits = []\n\n\
      [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\n";
 /// The stand-in VNC server the session image runs by default.
-/// `nc -ll` keeps listening and runs `/bin/rfb` (which prints the banner) per connection.
-const STAND_IN_VNC: &str = "exec nc -ll -p \"${VNC_PORT:-5901}\" -e /bin/rfb";
+/// `nc -ll` keeps listening and runs `/bin/rfb` (which prints the banner) per connection; the
+/// shell exits on SIGTERM, so stopping a container is quick.
+const STAND_IN_VNC: &str = "trap 'exit 0' TERM; nc -ll -p \"${VNC_PORT:-5901}\" -e /bin/rfb & wait";
 
 /// One `podman system service` with its own storage, killed (with its containers) on drop.
 pub struct Podman {

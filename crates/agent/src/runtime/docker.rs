@@ -250,11 +250,43 @@ impl DockerRuntime {
         self.wait_ready(session_id).await
     }
 
+    /// This agent's containers: live ones (created, running, paused, being removed) and dead
+    /// ones (exited; and dead or restarting where the engine knows those states — Podman
+    /// refuses them as filters). Podman briefly reports a container it is stopping as
+    /// `stopped`, a state the Docker API does not have and bollard cannot read; such a container
+    /// is being stopped by an action of ours, so a listing that cannot be read for that reason
+    /// is skipped for this round.
     async fn own_containers(&self) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
-        let filters = HashMap::from([(
-            "label",
-            vec![format!("{AGENT_LABEL}={}", self.config.agent_id)],
-        )]);
+        let mut containers = self
+            .containers_with_status(&["created", "running", "paused", "removing"])
+            .await?;
+        match self.containers_with_status(&["exited"]).await {
+            Ok(exited) => containers.extend(exited),
+            Err(RuntimeError::Platform(why)) if why.contains("deserialize") => {
+                tracing::debug!(error = %why, "skipping an unreadable listing of stopped containers");
+            }
+            Err(e) => return Err(e),
+        }
+        match self.containers_with_status(&["dead", "restarting"]).await {
+            Ok(more) => containers.extend(more),
+            Err(e) => {
+                tracing::debug!(error = %e, "the engine cannot list dead or restarting containers")
+            }
+        }
+        Ok(containers)
+    }
+
+    async fn containers_with_status(
+        &self,
+        statuses: &[&str],
+    ) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+        let filters = HashMap::from([
+            (
+                "label",
+                vec![format!("{AGENT_LABEL}={}", self.config.agent_id)],
+            ),
+            ("status", statuses.iter().map(|s| (*s).to_owned()).collect()),
+        ]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)
@@ -271,8 +303,17 @@ fn observe(session_id: Uuid, c: &ContainerInspectResponse) -> SessionInfo {
     let state = c.state.as_ref();
     let status = state.and_then(|s| s.status);
     let (session_state, message) = match status {
-        Some(ContainerStateStatusEnum::RUNNING) => (SessionState::Running, None),
         Some(ContainerStateStatusEnum::PAUSED) => (SessionState::Hibernated, None),
+        // Transitions of a live container (being started, restarted, stopped or removed by an
+        // action in progress) are not failures: reporting them as such would make the agent
+        // clean up a session another action is still working on.
+        Some(
+            ContainerStateStatusEnum::RUNNING
+            | ContainerStateStatusEnum::CREATED
+            | ContainerStateStatusEnum::RESTARTING
+            | ContainerStateStatusEnum::STOPPING
+            | ContainerStateStatusEnum::REMOVING,
+        ) => (SessionState::Running, None),
         other => {
             let code = state.and_then(|s| s.exit_code).unwrap_or_default();
             let error = state.and_then(|s| s.error.clone()).unwrap_or_default();

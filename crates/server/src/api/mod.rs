@@ -85,6 +85,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::metrics::render))
         .route("/api/v1/agents/connect", get(crate::agent_ws::connect))
         .route("/api/v1/agents/tunnel", get(crate::tunnel::data::connect))
+        .route(
+            "/internal/v1/tunnels/open",
+            post(crate::tunnel::remote::open_here),
+        )
+        .route(
+            "/internal/v1/tunnels/data",
+            get(crate::tunnel::data::internal),
+        )
         .route("/api/v1/sessions/{id}/vnc", get(crate::tunnel::viewer::vnc))
         .merge(admin)
         .fallback(crate::web::fallback)

@@ -5,9 +5,8 @@
 //! key's agent (401 if unknown or already used, 403 if it belongs to another agent). Browsers
 //! (requests with an `Origin` header) are refused, as on the control endpoint.
 //!
-//! A token unknown here may belong to a tunnel pending on another replica; forwarding the
-//! connection there (one hop, found in Redis by the token) is where the cross-replica tunnel
-//! will plug in.
+//! A token unknown here may belong to a tunnel pending on another replica: in Redis mode the
+//! connection is forwarded there, one hop (see [`remote`]).
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
@@ -17,8 +16,10 @@ use axum::response::{IntoResponse, Response};
 use streamspace_proto::tunnel::{MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES};
 use streamspace_store::ApiKeyKind;
 
-use super::TakeError;
+use serde::Deserialize;
+
 use super::viewer::TokenQuery;
+use super::{Pending, TakeError, remote};
 use crate::api::ApiQuery;
 use crate::auth::bearer_token;
 use crate::error::ApiError;
@@ -65,33 +66,89 @@ async fn accept(
     let token = query
         .token()
         .ok_or_else(|| ApiError::unauthorized("missing `token` query parameter"))?;
-    let pending = app.tunnels.take(token, &agent_id).map_err(|e| match e {
-        TakeError::Unknown => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "unknown or already used stream token",
-        ),
-        TakeError::OtherAgent => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "wrong_agent",
-            "this stream token was issued to another agent",
-        ),
-    })?;
+    let pending = match app.tunnels.take(token, &agent_id) {
+        Ok(pending) => pending,
+        Err(TakeError::Unknown) => {
+            // Perhaps the viewer is on another replica: one hop there.
+            if let Some(link) = &app.redis
+                && let Some(address) = remote::viewer_replica(app, link, token).await
+            {
+                let (app, token) = (app.clone(), token.to_owned());
+                let tasks = app.tasks.clone();
+                return Ok(bounded(upgrade).on_upgrade(move |socket| {
+                    tasks.track_future(remote::forward(app, socket, address, token, agent_id))
+                }));
+            }
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "unknown or already used stream token",
+            ));
+        }
+        Err(TakeError::OtherAgent) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "wrong_agent",
+                "this stream token was issued to another agent",
+            ));
+        }
+    };
     tracing::debug!(
         %agent_id,
         tunnel_id = %pending.tunnel_id,
         session_id = %pending.session_id,
         "agent data connection accepted"
     );
-    Ok(upgrade
+    Ok(deliver_on_upgrade(upgrade, pending))
+}
+
+/// The data socket's limits: frames and messages capped, write buffer bounded.
+fn bounded(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+}
+
+fn deliver_on_upgrade(upgrade: WebSocketUpgrade, pending: Pending) -> Response {
+    bounded(upgrade)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "data connection upgrade failed"))
         .on_upgrade(move |socket| async move {
             if !pending.deliver(socket) {
                 tracing::debug!("the viewer left before the agent's data connection arrived");
             }
-        }))
+        })
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct InternalQuery {
+    token: String,
+    agent_id: String,
+}
+
+/// `GET /internal/v1/tunnels/data`: a replica forwards the data connection of a stream whose
+/// viewer is here (see [`remote`]).
+pub(crate) async fn internal(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<InternalQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if !remote::verify(&app, &headers, "data", &query.token) {
+        return ApiError::unauthorized("not a replica of this control plane").into_response();
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(r) => return ApiError::new(r.status(), "bad_request", r.body_text()).into_response(),
+    };
+    match app.tunnels.take(&query.token, &query.agent_id) {
+        Ok(pending) => deliver_on_upgrade(upgrade, pending),
+        Err(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "unknown or already used stream token",
+        )
+        .into_response(),
+    }
 }

@@ -2,24 +2,24 @@
 //! runs the session — one pair of WebSockets per viewer.
 //!
 //! 1. `POST /api/v1/sessions/{id}/connect` (admin) issues a short-lived viewer token for one
-//!    running session ([`token`]) and the WebSocket URL to open with it.
-//! 2. `GET /api/v1/sessions/{id}/vnc?token=…` ([`viewer`]) checks the token and that the
+//!    running session (`token`) and the WebSocket URL to open with it.
+//! 2. `GET /api/v1/sessions/{id}/vnc?token=…` (`viewer`) checks the token and that the
 //!    session is running — all before the upgrade, so refusals are JSON — registers a pending
 //!    tunnel under a fresh one-time stream token, and sends `tunnel_open` to the session's agent
 //!    through the hub.
-//! 3. The agent dials `GET /api/v1/agents/tunnel?token=…` ([`data`]) with its agent key; the
+//! 3. The agent dials `GET /api/v1/agents/tunnel?token=…` (`data`) with its agent key; the
 //!    pending tunnel is taken out (one use) and the data socket handed to the viewer's task.
-//! 4. [`splice`] copies binary frames both ways until either side ends. Nothing is buffered
+//! 4. `splice` copies binary frames both ways until either side ends. Nothing is buffered
 //!    beyond one frame per direction plus each socket's bounded write buffer: a viewer that does
 //!    not read within the send timeout is closed with 1013, and since every viewer has its own
 //!    data connection, TCP flow control keeps one slow viewer from stalling any other.
 //!
-//! When a session leaves `running`, [`Tunnels::close_session`] ends its viewers here. A data
-//! connection arriving at a replica that does not hold the pending tunnel is refused today;
-//! the cross-replica hop (look the token up in Redis, forward to the owning replica) belongs in
-//! [`data`] once the Redis hub can name the replica holding a browser.
+//! When a session leaves `running`, `Tunnels::close_session` ends its viewers here. With Redis,
+//! the viewer, the agent and its data connection may sit on three replicas; `remote` asks the
+//! agent's replica to open and forwards a data connection to the viewer's replica (one hop).
 
 pub(crate) mod data;
+pub(crate) mod remote;
 mod splice;
 pub(crate) mod token;
 pub(crate) mod viewer;

@@ -27,11 +27,13 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::remote;
 use super::splice::{self, Timing};
 use super::token::{self, TokenError};
 use super::{Opened, PendingGuard, Tunnels};
 use crate::api::{ApiPath, ApiQuery};
 use crate::error::ApiError;
+use crate::hub::DeliveryError;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -174,12 +176,21 @@ async fn open_tunnel(
     let (delivered, guard) =
         app.tunnels
             .expect(stream_token.clone(), tunnel_id, id, agent_id.to_owned());
-    let open = ServerMessage::TunnelOpen(TunnelOpen {
+    let open = TunnelOpen {
         tunnel_id,
         session_id: id,
         token: stream_token,
-    });
-    if let Err(e) = app.hub.send(agent_id, open).await {
+    };
+    let message = ServerMessage::TunnelOpen(open.clone());
+    // An agent held by another replica is asked through that replica (Redis mode only).
+    let sent = match (app.hub.send(agent_id, message).await, &app.redis) {
+        (Ok(()), _) => Ok(()),
+        (Err(DeliveryError::NotConnected(_)), Some(link)) => {
+            remote::open_elsewhere(app, link, agent_id, open).await
+        }
+        (Err(e), _) => Err(e.to_string()),
+    };
+    if let Err(e) = sent {
         tracing::info!(session_id = %id, %agent_id, error = %e, "cannot open a tunnel");
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
