@@ -11,6 +11,8 @@
 //! - `streamspace_routing_failures_total{reason}` (counter): wake-ups that could not be
 //!   forwarded (`redis` unreachable, `no_subscriber` on the owner's channel) — the sweep
 //!   delivers those;
+//! - `streamspace_tunnel_streams` and `streamspace_tunnel_pending` (gauges): viewer streams
+//!   spliced on this replica, and tunnels waiting for their agent's data connection;
 //! - `streamspace_redis_up` (gauge): 1 while Redis is connected, 0 otherwise (absent without
 //!   Redis).
 //!

@@ -168,6 +168,7 @@ async fn stopping_a_session_closes_its_viewers_and_tokens_are_refused() -> anyho
     let (ws, _) = viewer::open(&token_a.url, None).await.with_context(logs)?;
     let mut view = Rfb::new(ws);
     assert_eq!(view.read_exact(12).await?, b"RFB 003.008\n");
+    assert_eq!(tunnel_gauge(&url).await, Some(1.0), "one stream is open");
     assert!(
         sockets(server.pid()) >= base.0 + 2 && sockets(agent.pid()) >= base.1 + 2,
         "an open stream holds the viewer's and the data connection on the server, the data and \
@@ -179,6 +180,13 @@ async fn stopping_a_session_closes_its_viewers_and_tokens_are_refused() -> anyho
         .await
         .with_context(logs)?;
     assert_eq!(code, 1000, "a stopped session closes its viewers cleanly");
+    wait_until(
+        "the server's stream gauge to drop to 0",
+        START_TIMEOUT,
+        || async { (tunnel_gauge(&url).await == Some(0.0)).then_some(()) },
+    )
+    .await
+    .with_context(logs)?;
     wait_for_session_gone(&api, a.id).await.with_context(logs)?;
     wait_for_sockets("the server", server.pid(), base.0)
         .await
@@ -244,6 +252,19 @@ async fn stopping_a_session_closes_its_viewers_and_tokens_are_refused() -> anyho
     .await?;
     assert_eq!(viewer::refusal(&on_a).await?, (401, "token_expired".into()));
     Ok(())
+}
+
+/// `streamspace_tunnel_streams` from the server's `/metrics`.
+async fn tunnel_gauge(url: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("streamspace_tunnel_streams "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 async fn wait_for_session_gone(api: &Client, id: uuid::Uuid) -> anyhow::Result<()> {

@@ -35,6 +35,11 @@ use uuid::Uuid;
 
 use crate::hub::Closer;
 
+/// Viewer streams spliced on this replica (a Prometheus gauge).
+const STREAMS_GAUGE: &str = "streamspace_tunnel_streams";
+/// Tunnels waiting for their agent's data connection.
+const PENDING_GAUGE: &str = "streamspace_tunnel_pending";
+
 /// Settings of the tunnel, part of [`crate::ServerConfig`].
 #[derive(Debug, Clone)]
 pub struct TunnelConfig {
@@ -111,7 +116,9 @@ impl Tunnels {
             agent_id,
             deliver: tx,
         };
-        lock(&self.pending).insert(token.clone(), pending);
+        if lock(&self.pending).insert(token.clone(), pending).is_none() {
+            metrics::gauge!(PENDING_GAUGE).increment(1.0);
+        }
         let guard = PendingGuard {
             tunnels: self.clone(),
             token,
@@ -126,7 +133,11 @@ impl Tunnels {
         match pending.get(token) {
             None => Err(TakeError::Unknown),
             Some(p) if p.agent_id != agent_id => Err(TakeError::OtherAgent),
-            Some(_) => pending.remove(token).ok_or(TakeError::Unknown),
+            Some(_) => {
+                let taken = pending.remove(token).ok_or(TakeError::Unknown);
+                metrics::gauge!(PENDING_GAUGE).decrement(1.0);
+                taken
+            }
         }
     }
 
@@ -141,6 +152,9 @@ impl Tunnels {
                 .map(|(token, _)| token.clone());
             token.and_then(|t| pending.remove(&t))
         };
+        if failed.is_some() {
+            metrics::gauge!(PENDING_GAUGE).decrement(1.0);
+        }
         failed.is_some_and(|p| p.deliver.send(Err(error.to_owned())).is_ok())
     }
 
@@ -152,6 +166,7 @@ impl Tunnels {
             .or_default()
             .insert(tunnel_id, closer.clone());
         self.spliced.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!(STREAMS_GAUGE).increment(1.0);
         OpenGuard {
             tunnels: self.clone(),
             session_id,
@@ -195,7 +210,9 @@ pub(crate) struct PendingGuard {
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        lock(&self.tunnels.pending).remove(&self.token);
+        if lock(&self.tunnels.pending).remove(&self.token).is_some() {
+            metrics::gauge!(PENDING_GAUGE).decrement(1.0);
+        }
     }
 }
 
@@ -219,6 +236,7 @@ impl Drop for OpenGuard {
             }
         }
         self.tunnels.spliced.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(STREAMS_GAUGE).decrement(1.0);
     }
 }
 
