@@ -294,3 +294,27 @@ impl RedisLink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentinel_urls_name_their_hosts_and_master() {
+        match Target::parse("redis+sentinel://s1:26380,s2/mymaster") {
+            Ok(Target::Sentinel { sentinels, master }) => {
+                assert_eq!(sentinels, ["s1:26380", "s2:26379"]);
+                assert_eq!(master, "mymaster");
+            }
+            other => panic!("not a sentinel target: {other:?}"),
+        }
+        assert!(Target::parse("redis+sentinel://s1:26379").is_err());
+        assert!(Target::parse("redis+sentinel://s1:26379/").is_err());
+        assert!(Target::parse("redis+sentinel:///m").is_err());
+        assert!(matches!(
+            Target::parse("redis://127.0.0.1:6379/"),
+            Ok(Target::Direct(_))
+        ));
+        assert!(Target::parse("not a url").is_err());
+    }
+}

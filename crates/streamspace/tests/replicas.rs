@@ -350,6 +350,10 @@ async fn a_command_created_on_one_replica_reaches_an_agent_on_another() -> anyho
     }
     let ready = cluster.apis[0].readyz().await?;
     assert_eq!(ready.redis.as_deref(), Some("ok"));
+    let a = cluster.url(0);
+    assert_eq!(metric(&a, "streamspace_agents_connected").await, 1.0);
+    assert_eq!(metric(&a, "streamspace_redis_up").await, 1.0);
+    assert!(metric(&a, "streamspace_commands_total{status=\"completed\"}").await >= 1.0);
     Ok(())
 }
 
