@@ -105,12 +105,38 @@ pub(crate) async fn release(link: &RedisLink, agent_id: &str, epoch: i64) {
     }
 }
 
-/// Re-publishes every agent held here and this replica's own record.
+/// Owner records claimed per pipelined round trip when re-publishing.
+const CLAIM_BATCH: usize = 500;
+
+/// Re-publishes every agent held here (pipelined, [`CLAIM_BATCH`] per round trip) and this
+/// replica's own record.
 pub(crate) async fn publish_all(link: &RedisLink) -> redis::RedisResult<()> {
     let held = link.local.held();
-    for (agent_id, epoch) in &held {
-        if !claim(link, agent_id, *epoch).await? {
-            tracing::debug!(%agent_id, epoch, "a newer connection of this agent owns it elsewhere");
+    let replica = link.replica.id.clone();
+    let ttl = u64::try_from(link.liveness.as_millis()).unwrap_or(u64::MAX);
+    for chunk in held.chunks(CLAIM_BATCH) {
+        let replica = replica.clone();
+        let won: Vec<i64> = link
+            .with_conn(|mut conn| async move {
+                // Loaded each time: a restarted Redis has an empty script cache.
+                let sha = CLAIM.load_async(&mut conn).await?;
+                let mut pipe = redis::pipe();
+                for (agent_id, epoch) in chunk {
+                    pipe.cmd("EVALSHA")
+                        .arg(&sha)
+                        .arg(1)
+                        .arg(owner_key(agent_id))
+                        .arg(*epoch)
+                        .arg(&replica)
+                        .arg(ttl);
+                }
+                pipe.query_async(&mut conn).await
+            })
+            .await?;
+        for ((agent_id, epoch), won) in chunk.iter().zip(won) {
+            if won != 1 {
+                tracing::debug!(%agent_id, epoch, "a newer connection of this agent owns it elsewhere");
+            }
         }
     }
     replicas::announce(link, held.len()).await
