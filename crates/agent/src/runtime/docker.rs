@@ -81,14 +81,19 @@ fn engine(what: &str, e: DockerError) -> RuntimeError {
     RuntimeError::Platform(format!("{what}: {e}"))
 }
 
+/// 404, or the 500 "… no such container" Podman answers for a container removed while the
+/// request was in flight.
 fn is_not_found(e: &DockerError) -> bool {
-    matches!(
-        e,
+    match e {
         DockerError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
+            status_code: 404, ..
+        } => true,
+        DockerError::DockerResponseServerError {
+            status_code: 500,
+            message,
+        } => message.contains("no such container") || message.contains("no such volume"),
+        _ => false,
+    }
 }
 
 impl DockerRuntime {
