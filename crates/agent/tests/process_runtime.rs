@@ -304,7 +304,7 @@ async fn missing_programs_are_named_in_the_error() -> anyhow::Result<()> {
     let Err(e) = rt.start(Uuid::now_v7(), &template(&[])).await else {
         bail!("start of an empty command succeeded");
     };
-    assert!(e.to_string().contains("empty command"), "{e}");
+    assert!(e.to_string().contains("has no command"), "{e}");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();

@@ -320,7 +320,7 @@ impl Runtime for ProcessRuntime {
         }
         let Some(program) = template.command.first() else {
             return Err(RuntimeError::InvalidTemplate(format!(
-                "template {:?} has an empty command",
+                "template {:?} has no command; the process runtime runs a program (templates with only an image need a docker or kubernetes agent)",
                 template.name
             )));
         };
