@@ -18,6 +18,7 @@
 //!
 //! The engine is the only state: nothing is written to the agent's state directory.
 
+mod pull;
 mod spec;
 
 use std::collections::HashMap;
@@ -57,6 +58,8 @@ pub struct DockerRuntimeConfig {
     /// Containers of this agent that were created but never started are removed at recovery
     /// once they are older than this (younger ones may be a start still in progress elsewhere).
     pub orphan_grace: Duration,
+    /// How long pulling a missing image may take.
+    pub pull_timeout: Duration,
 }
 
 impl DockerRuntimeConfig {
@@ -67,6 +70,7 @@ impl DockerRuntimeConfig {
             ready_timeout: Duration::from_secs(60),
             stop_timeout: Duration::from_secs(10),
             orphan_grace: Duration::from_secs(300),
+            pull_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -236,18 +240,25 @@ impl DockerRuntime {
         let name = container_name(session_id);
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
         let body = spec::container(session_id, &self.config.agent_id, template, image);
-        self.docker
-            .create_container(Some(options), body)
+        match self
+            .docker
+            .create_container(Some(options.clone()), body.clone())
             .await
-            .map_err(|e| match e {
-                DockerError::DockerResponseServerError {
-                    status_code: 404,
-                    message,
-                } => RuntimeError::StartFailed(format!(
-                    "image {image:?} is not on the Docker host (pull it there first): {message}"
-                )),
-                e => engine("creating the session container", e),
-            })?;
+        {
+            Ok(_) => {}
+            // 404: the image is missing; pull it and try once more.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                tracing::info!(session_id = %session_id, image, "pulling the session image");
+                self.pull(image).await?;
+                self.docker
+                    .create_container(Some(options), body)
+                    .await
+                    .map_err(|e| engine("creating the session container", e))?;
+            }
+            Err(e) => return Err(engine("creating the session container", e)),
+        }
         self.docker
             .start_container(&name, None)
             .await
