@@ -20,6 +20,7 @@ const routes: [RegExp, Page, string][] = [
 ];
 
 let cleanup: (() => void) | void;
+let returnTo = "/sessions";
 
 function render(): void {
   const root = document.getElementById("app");
@@ -32,9 +33,13 @@ function render(): void {
   const signedIn = getToken() !== null;
   nav.hidden = !signedIn;
   if (!signedIn) {
-    if (path !== "/signin") history.replaceState(null, "", "/signin");
+    // Come back to the page asked for (e.g. a viewer link) after signing in.
+    if (path !== "/signin") {
+      if (path !== "/") returnTo = path;
+      history.replaceState(null, "", "/signin");
+    }
     document.title = "Sign in · StreamSpace";
-    signInPage(root);
+    signInPage(root, returnTo);
     return;
   }
   if (path === "/signin") {

@@ -2,7 +2,8 @@ import { ApiError, api, setToken } from "../api";
 import { h, replace } from "../dom";
 import { navigate } from "../router";
 
-export function signInPage(root: HTMLElement): void {
+/** The sign-in form; `next` is the page to open once signed in. */
+export function signInPage(root: HTMLElement, next = "/sessions"): void {
   const input = h("input", {
     id: "token",
     name: "token",
@@ -32,7 +33,7 @@ export function signInPage(root: HTMLElement): void {
     try {
       await api.check(token);
       setToken(token);
-      navigate("/sessions");
+      navigate(next);
     } catch (e) {
       error.textContent =
         e instanceof ApiError && e.status === 401 ? "That token is not valid." : String((e as Error).message);

@@ -145,7 +145,9 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
     rfb.focus();
   });
   fullscreen.addEventListener("click", () => {
-    void screen.requestFullscreen?.().catch(() => setState("connected", "Full screen is not available here."));
+    screen.requestFullscreen().catch(() => {
+      status.textContent = "Full screen is not available here.";
+    });
   });
   reconnect.addEventListener("click", () => void connect());
   wake.addEventListener("click", async () => {
