@@ -6,4 +6,5 @@ mod common;
 mod agent_ws;
 mod api;
 mod dispatch;
+mod template_fields;
 mod tunnel;
