@@ -151,13 +151,15 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        // Containers first (their mounts live under our directory), then the service.
-        let _ = self.run(&["rm", "--all", "--force", "--time=0"]);
-        let _ = self.run(&["volume", "rm", "--all", "--force"]);
+        // The service first, so that no request in flight (a slow stop of a failed test) holds
+        // a container's lock; then the containers (their storage lives under our directory),
+        // which the podman command removes without the service.
         if let Some(mut child) = self.service.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = self.run(&["rm", "--all", "--force", "--time=0"]);
+        let _ = self.run(&["volume", "rm", "--all", "--force"]);
     }
 }
 
