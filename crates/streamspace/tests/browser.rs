@@ -12,8 +12,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use common::{Harness, Proc, wait_for_agent_online, wait_for_ready};
+use common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready};
 use streamspace_client::Client;
+use streamspace_testkit::PgCluster;
+use streamspace_testkit::redis::RedisServer;
 use uuid::Uuid;
 
 /// The whole driver run, browser start to last assertion.
@@ -89,13 +91,14 @@ async fn platform(h: &mut Harness) -> anyhow::Result<(Proc, String, String)> {
 
 /// Runs one scenario of the driver; returns its output, or fails with it and the platform's logs.
 async fn drive(
-    up: &Proc,
+    logs: impl Fn() -> String,
     url: &str,
     token: &str,
     scenario: &str,
+    name: &str,
     extra: &[&str],
 ) -> anyhow::Result<String> {
-    let screenshot = artifact(&format!("{scenario}.png"))?;
+    let screenshot = artifact(&format!("{name}.png"))?;
     let _ = std::fs::remove_file(&screenshot);
     let script = workspace_root().join("web/tests/e2e.mjs");
     let mut cmd = tokio::process::Command::new("node");
@@ -119,7 +122,7 @@ async fn drive(
             "browser scenario {scenario} failed ({}); screenshot: {}\n--- driver stdout ---\n{stdout}\n--- driver stderr ---\n{stderr}\n{}",
             out.status,
             screenshot.display(),
-            up.logs()
+            logs()
         );
     }
     assert!(
@@ -135,7 +138,7 @@ async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Resul
     check_toolchain()?;
     let mut h = Harness::new()?;
     let (up, url, token) = platform(&mut h).await?;
-    let out = drive(&up, &url, &token, "lifecycle", &[]).await?;
+    let out = drive(|| up.logs(), &url, &token, "lifecycle", "lifecycle", &[]).await?;
     for state in ["hibernated", "running", "terminated"] {
         assert!(
             out.contains(&format!("the sessions page shows {state}")),
@@ -150,14 +153,26 @@ async fn keystrokes_and_clipboard_in_the_browser_reach_the_session() -> anyhow::
     check_toolchain()?;
     let mut h = Harness::new()?;
     let (up, url, token) = platform(&mut h).await?;
+    type_through_the_browser(&h, || up.logs(), &url, &token, "keystrokes").await
+}
+
+/// The keystrokes scenario against `url`, then the checks on this machine (the agent's).
+async fn type_through_the_browser(
+    h: &Harness,
+    logs: impl Fn() -> String,
+    url: &str,
+    token: &str,
+    name: &str,
+) -> anyhow::Result<()> {
     let marker = format!("marker{}", Uuid::now_v7().simple());
     let file = h.path("typed-through-novnc.txt");
     let file_arg = file.display().to_string();
     let out = drive(
-        &up,
-        &url,
-        &token,
+        logs,
+        url,
+        token,
         "keystrokes",
+        name,
         &["--marker", &marker, "--marker-file", &file_arg],
     )
     .await?;
@@ -174,4 +189,32 @@ async fn keystrokes_and_clipboard_in_the_browser_reach_the_session() -> anyhow::
         .context("reading the file the pasted command wrote")?;
     assert_eq!(pasted.trim(), marker);
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keystrokes_reach_an_agent_on_another_replica() -> anyhow::Result<()> {
+    check_toolchain()?;
+    let pg = PgCluster::start()?;
+    let redis = RedisServer::start()?;
+    let mut h = Harness::new()?;
+    let db = pg.create_database()?;
+    let args = ["--redis-url", &redis.url(), "--heartbeat-interval", "1"];
+    let (a, url_a) = h.replica(&db, "A", "127.0.0.1:0", &args).await?;
+    let (b, url_b) = h.replica(&db, "B", "127.0.0.1:0", &args).await?;
+    let api_a = Client::new(&url_a, ADMIN_TOKEN)?;
+    let api_b = Client::new(&url_b, ADMIN_TOKEN)?;
+    wait_for_ready(&api_a).await.with_context(|| a.logs())?;
+    wait_for_ready(&api_b).await.with_context(|| b.logs())?;
+    // The agent is held by replica A; the browser only ever talks to replica B.
+    let key = api_a.create_agent_key("edge-a").await?;
+    let agent = h.agent(&url_a, "edge-a", &key.secret, &h.path("agent-state"))?;
+    wait_for_agent_online(&api_b, "edge-a")
+        .await
+        .with_context(|| agent.logs())?;
+    assert_eq!(
+        api_b.get_agent("edge-a").await?.replica_id.as_deref(),
+        Some("A")
+    );
+    let logs = || format!("{}\n{}\n{}", a.logs(), b.logs(), agent.logs());
+    type_through_the_browser(&h, logs, &url_b, ADMIN_TOKEN, "keystrokes-cross-replica").await
 }
