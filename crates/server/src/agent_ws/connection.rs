@@ -159,7 +159,9 @@ async fn write_loop(
             return;
         }
     }
-    let (code, reason) = closer.reason().unwrap_or((close_code::NORMAL, String::new()));
+    let (code, reason) = closer
+        .reason()
+        .unwrap_or((close_code::NORMAL, String::new()));
     if code == close_code::GOING_AWAY {
         // Deliver the `shutdown` notice queued before the close.
         while let Ok(msg) = rx.try_recv() {

@@ -1,6 +1,7 @@
 //! A scripted fake agent: speaks the control protocol over a real WebSocket, one step at a time,
 //! so tests can play every part of an agent — including the bad ones.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -25,6 +26,10 @@ pub struct FakeAgent {
     pub agent_id: String,
     pub epoch: i64,
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Commands this agent has already answered: a resend of one of them (the server's ack
+    /// timer can fire before our answer lands on a loaded machine) is what a real agent answers
+    /// from memory, so `expect_command` skips it.
+    answered: HashSet<Uuid>,
 }
 
 /// The result of a connection attempt refused before the upgrade.
@@ -101,6 +106,7 @@ impl FakeAgent {
             agent_id: agent_id.into(),
             epoch: 0,
             ws,
+            answered: HashSet::new(),
         };
         agent
             .send(&register_message(agent_id, max_sessions, sessions))
@@ -122,10 +128,17 @@ impl FakeAgent {
             agent_id: agent_id.into(),
             epoch: 0,
             ws,
+            answered: HashSet::new(),
         }
     }
 
     pub async fn send(&mut self, msg: &AgentMessage) -> anyhow::Result<()> {
+        if let AgentMessage::Ack { command_id }
+        | AgentMessage::Complete { command_id, .. }
+        | AgentMessage::Failed { command_id, .. } = msg
+        {
+            self.answered.insert(*command_id);
+        }
         self.send_text(&wire::encode(msg)).await
     }
 
@@ -176,9 +189,12 @@ impl FakeAgent {
 
     /// The next command; fails on anything else.
     pub async fn expect_command(&mut self) -> anyhow::Result<CommandMessage> {
-        match self.recv().await? {
-            ServerMessage::Command(c) => Ok(c),
-            other => bail!("agent {} expected a command, got {other:?}", self.agent_id),
+        loop {
+            match self.recv().await? {
+                ServerMessage::Command(c) if self.answered.contains(&c.command_id) => {}
+                ServerMessage::Command(c) => return Ok(c),
+                other => bail!("agent {} expected a command, got {other:?}", self.agent_id),
+            }
         }
     }
 
