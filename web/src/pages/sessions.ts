@@ -56,7 +56,16 @@ export function sessionsPage(root: HTMLElement): () => void {
 
   function row(s: Session): HTMLTableRowElement {
     const button = (label: string, onclick: () => void) =>
-      h("button", { type: "button", "data-action": label.toLowerCase(), onclick: () => onclick() }, label);
+      h(
+        "button",
+        {
+          type: "button",
+          "data-action": label.toLowerCase(),
+          "aria-label": `${label} session ${shortId(s.id)}`,
+          onclick: () => onclick(),
+        },
+        label,
+      );
     const actions: HTMLElement[] = [];
     if (s.state === "running") {
       actions.push(button("Connect", () => navigate(`/view/${s.id}`)));
