@@ -2,7 +2,7 @@
 //! Podman's compatible socket), over a unix socket or plain TCP.
 //!
 //! - **Start** creates `streamspace-<session id>` from the template's image, labelled with the
-//!   session and agent ids ([`spec`]), its VNC port published on 127.0.0.1 with a port the engine
+//!   session and agent ids (module `spec`), its VNC port published on 127.0.0.1 with a port the engine
 //!   picks, CPU and memory limits from the template, and a `streamspace-home-<session id>` volume
 //!   on `/home` when the template has a home policy. It is ready when the published port answers
 //!   with the RFB banner.
