@@ -1,0 +1,251 @@
+//! Scenario `commands`: end-to-end command throughput and latency.
+//!
+//! N simulated agents answer `ping` at once; C concurrent API clients each create pings
+//! (`POST /api/v1/agents/{id}/ping`) and poll `GET /api/v1/commands/{id}` until the command is
+//! `completed`. Latency is create → completed visible through the API. With several replicas the
+//! agents all connect to the first and the clients only talk to the others, so every command
+//! crosses replicas. The reference, measured in the same run against the same PostgreSQL, is
+//! `pgbench` doing the row writes one command costs in the store (one INSERT and three UPDATEs of
+//! `agent_commands`, each its own transaction as the server does them).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use streamspace_client::Client;
+use streamspace_proto::api::CommandStatus;
+use streamspace_testkit::PgCluster;
+use streamspace_testkit::redis::RedisServer;
+use tokio::sync::watch;
+
+use crate::agent;
+use crate::pgbench;
+use crate::procs::Replica;
+use crate::report::{Reference, Row, Stat, percentile};
+
+/// Agents heartbeat this often (the server's default interval is 10 s).
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// One command taking longer than this fails the run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Params {
+    pub agents: usize,
+    pub clients: usize,
+    pub commands: usize,
+    pub runs: usize,
+    pub poll_ms: u64,
+    pub replicas: Vec<usize>,
+}
+
+/// Per-run results of one topology.
+struct Measured {
+    per_second: Vec<f64>,
+    p50_ms: Vec<f64>,
+    p99_ms: Vec<f64>,
+}
+
+pub async fn run(bin: &Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
+    if p.agents == 0 || p.clients == 0 || p.commands < p.clients || p.runs == 0 {
+        bail!("need at least one agent, one client, one run, and as many commands as clients");
+    }
+    let pg = PgCluster::start()?;
+    let needs_redis = p.replicas.iter().any(|&n| n > 1);
+    let redis = if needs_redis {
+        Some(RedisServer::start()?)
+    } else {
+        None
+    };
+    let mut rows = Vec::new();
+    let mut reference_db = None;
+    let mut measured = Vec::new();
+    for &n in &p.replicas {
+        let db = pg.create_database()?;
+        println!("commands: {n} replica(s), {} runs …", p.runs);
+        let m = topology(bin, &db, redis.as_ref().map(RedisServer::url), n, p).await?;
+        measured.push((n, m));
+        reference_db.get_or_insert(db);
+    }
+    // The servers are gone: the database serves pgbench alone.
+    let db = reference_db.context("no topology was measured")?;
+    println!("commands: pgbench reference, {} runs …", p.runs);
+    let mut tps = Vec::new();
+    for _ in 0..p.runs {
+        tps.push(pgbench::command_writes(&db, p.clients, p.commands)?);
+    }
+    let tps = Stat::of(tps);
+    for (n, m) in measured {
+        let setup = if n == 1 {
+            "1 replica".to_owned()
+        } else {
+            format!("{n} replicas, cross-replica")
+        };
+        let per_second = Stat::of(m.per_second);
+        let ratio = per_second.median / tps.median;
+        rows.push(Row {
+            setup: setup.clone(),
+            metric: "commands completed".into(),
+            unit: "/s".into(),
+            value: per_second,
+            reference: Some(Reference {
+                name: "pgbench, 1 INSERT + 3 UPDATE per command".into(),
+                value: tps.clone(),
+                ratio,
+            }),
+        });
+        for (metric, v) in [("latency p50", m.p50_ms), ("latency p99", m.p99_ms)] {
+            rows.push(Row {
+                setup: setup.clone(),
+                metric: metric.into(),
+                unit: "ms".into(),
+                value: Stat::of(v),
+                reference: None,
+            });
+        }
+    }
+    let notes = vec![
+        format!(
+            "Latency is create → `completed` seen by polling `GET /api/v1/commands/{{id}}` every {} ms: \
+             it includes up to one poll interval, and the polling requests are part of the load.",
+            p.poll_ms
+        ),
+        "Everything (PostgreSQL with fsync off, Redis, the replicas, the agents, the clients, pgbench) \
+         shares this machine's CPUs, so the numbers are lower bounds for a real deployment."
+            .into(),
+    ];
+    Ok((rows, notes))
+}
+
+async fn topology(
+    bin: &Path,
+    db: &str,
+    redis_url: Option<String>,
+    n: usize,
+    p: &Params,
+) -> anyhow::Result<Measured> {
+    let dir = tempfile::Builder::new()
+        .prefix("streamspace-bench-")
+        .tempdir()?;
+    let mut extra: Vec<String> = Vec::new();
+    if n > 1 {
+        extra.push("--redis-url".into());
+        extra.push(redis_url.context("several replicas need Redis")?);
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut replicas = Vec::new();
+    for i in 0..n {
+        replicas.push(Replica::start(bin, dir.path(), &format!("bench-{i}"), db, &extra).await?);
+    }
+    let logs = |replicas: &[Replica]| {
+        replicas
+            .iter()
+            .map(Replica::logs)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let admin = replicas[0].api()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut agents = Vec::new();
+    let mut ids = Vec::new();
+    for a in 0..p.agents {
+        let id = format!("bench-agent-{a}");
+        let key = admin.create_agent_key(&id).await?.secret;
+        let task = agent::spawn(
+            &replicas[0].agent_ws_url(),
+            &key,
+            &id,
+            HEARTBEAT,
+            stop_rx.clone(),
+        )
+        .await?;
+        agents.push(task);
+        ids.push(id);
+    }
+    let targets: Vec<Client> = if n == 1 {
+        vec![admin.clone()]
+    } else {
+        replicas[1..]
+            .iter()
+            .map(Replica::api)
+            .collect::<anyhow::Result<_>>()?
+    };
+    let poll = Duration::from_millis(p.poll_ms);
+    // Warm-up (connection pools, prepared statements), not recorded.
+    one_run(&targets, &ids, p.clients, p.clients, poll)
+        .await
+        .with_context(|| logs(&replicas))?;
+    let mut m = Measured {
+        per_second: vec![],
+        p50_ms: vec![],
+        p99_ms: vec![],
+    };
+    for run in 0..p.runs {
+        let (rate, mut lat) = one_run(&targets, &ids, p.clients, p.commands, poll)
+            .await
+            .with_context(|| logs(&replicas))?;
+        lat.sort_by(f64::total_cmp);
+        let (p50, p99) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
+        println!(
+            "  run {}: {rate:.0} commands/s, p50 {p50:.2} ms, p99 {p99:.2} ms",
+            run + 1
+        );
+        m.per_second.push(rate);
+        m.p50_ms.push(p50);
+        m.p99_ms.push(p99);
+    }
+    let _ = stop_tx.send(true);
+    for task in agents {
+        task.await?.with_context(|| logs(&replicas))?;
+    }
+    Ok(m)
+}
+
+/// `commands` pings spread over `clients` concurrent clients; returns commands/s and every
+/// command's latency in milliseconds.
+async fn one_run(
+    targets: &[Client],
+    agent_ids: &[String],
+    clients: usize,
+    commands: usize,
+    poll: Duration,
+) -> anyhow::Result<(f64, Vec<f64>)> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let api = targets[c % targets.len()].clone();
+        let count = commands / clients + usize::from(c < commands % clients);
+        let ids: Vec<String> = (0..count)
+            .map(|i| agent_ids[(c + i * clients) % agent_ids.len()].clone())
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(ids.len());
+            for id in ids {
+                let t0 = Instant::now();
+                let created = api.ping_agent(&id).await?;
+                let mut status = created.status;
+                while status != CommandStatus::Completed {
+                    if status == CommandStatus::Failed {
+                        bail!("ping {} to {id} failed", created.command_id);
+                    }
+                    if t0.elapsed() > COMMAND_TIMEOUT {
+                        bail!(
+                            "ping {} to {id} not completed in {COMMAND_TIMEOUT:?}",
+                            created.command_id
+                        );
+                    }
+                    tokio::time::sleep(poll).await;
+                    status = api.get_command(created.command_id).await?.status;
+                }
+                latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::with_capacity(commands);
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+    Ok((rate, all))
+}

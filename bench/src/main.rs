@@ -1,0 +1,109 @@
+//! `streamspace-bench`: the benchmark harness. Run on demand, never in CI (CI only builds it).
+//!
+//! `cargo build --release -p streamspace && cargo run -p streamspace-bench --release -- commands`
+//!
+//! Each scenario starts what it needs itself — a throwaway PostgreSQL and Redis (from the testkit,
+//! a dev-only crate this unshipped binary may use), `streamspace server` replicas from
+//! `target/release`, simulated agents as in-process WebSocket clients — measures its reference in
+//! the same run, prints a table, writes JSON under `target/bench/`, and appends a section to
+//! `docs/BENCHMARKS.md`. Everything listens on loopback and every loop is bounded.
+
+mod agent;
+mod commands;
+mod machine;
+mod pgbench;
+mod procs;
+mod report;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Command throughput and latency through the API and simulated agents, vs pgbench.
+    Commands,
+    /// Every implemented scenario.
+    All,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "StreamSpace benchmarks, each against a reference measured in the same run")]
+struct Cli {
+    scenario: Scenario,
+    /// Repeated runs per measurement (medians and ranges are over these).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// `streamspace` binary to start replicas from (default: target/release/streamspace).
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    /// Simulated agents (commands): pings are spread over them.
+    #[arg(long, default_value_t = 20)]
+    agents: usize,
+    /// Concurrent API clients (commands); also pgbench's client count.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Commands per run (commands).
+    #[arg(long, default_value_t = 2000)]
+    commands: usize,
+    /// Milliseconds between a client's polls of a command's status (commands).
+    #[arg(long, default_value_t = 1)]
+    poll_ms: u64,
+    /// Topologies to measure (commands): 1 = one replica; N > 1 = N replicas with the agents on
+    /// the first and the clients on the others.
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    replicas: Vec<usize>,
+    /// Print and write JSON, but do not append to docs/BENCHMARKS.md.
+    #[arg(long)]
+    no_docs: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the bench crate lives inside the workspace")?
+        .to_path_buf();
+    let bin = cli.bin.clone().unwrap_or_else(procs::default_binary);
+    let command = format!(
+        "cargo run -p streamspace-bench --release -- {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    let machine = machine::Machine::read();
+    println!("machine: {}", machine.describe());
+    if matches!(cli.scenario, Scenario::Commands | Scenario::All) {
+        let params = commands::Params {
+            agents: cli.agents,
+            clients: cli.clients,
+            commands: cli.commands,
+            runs: cli.runs,
+            poll_ms: cli.poll_ms,
+            replicas: cli.replicas.clone(),
+        };
+        let (rows, notes) = commands::run(&bin, &params).await?;
+        let report = report::Report {
+            scenario: "commands".into(),
+            command: command.clone(),
+            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            machine: machine.clone(),
+            parameters: serde_json::to_value(&params)?,
+            notes,
+            rows,
+        };
+        record(&report, &root, cli.no_docs)?;
+    }
+    Ok(())
+}
+
+fn record(report: &report::Report, root: &Path, no_docs: bool) -> anyhow::Result<()> {
+    println!("\n{}", report.table());
+    let json = report.write_json(root)?;
+    println!("JSON: {}", json.display());
+    if !no_docs {
+        let md = report.append_markdown(root)?;
+        println!("appended to {}", md.display());
+    }
+    Ok(())
+}

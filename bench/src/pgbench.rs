@@ -1,0 +1,92 @@
+//! The database's own limit for what one command costs: `pgbench` running, against the server's
+//! migrated database, the row writes the store makes per command — one INSERT and three UPDATEs
+//! of `agent_commands` (claim → sent, ack, complete), each its own transaction, with prepared
+//! statements as sqlx uses.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+const PG_BIN_DIRS: &[&str] = &[
+    "/usr/lib/postgresql/17/bin",
+    "/usr/lib/postgresql/16/bin",
+    "/usr/lib/postgresql/15/bin",
+];
+
+/// The agent every pgbench command is written for; it exists because the measured topologies
+/// registered it.
+const AGENT: &str = "bench-agent-0";
+
+fn script() -> String {
+    format!(
+        "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload) \
+         VALUES (gen_random_uuid(), '{AGENT}', NULL, 'ping', '{{}}') RETURNING command_id AS cid \\gset\n\
+         UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, sent_at = clock_timestamp() \
+         WHERE command_id = :cid AND attempts = 0 AND status IN ('pending', 'sent');\n\
+         UPDATE agent_commands SET status = 'acknowledged', acknowledged_at = clock_timestamp() \
+         WHERE command_id = :cid AND agent_id = '{AGENT}' AND status IN ('sent');\n\
+         UPDATE agent_commands SET status = 'completed', result = '{{\"pong\": true}}', error_message = NULL, \
+         completed_at = clock_timestamp() WHERE command_id = :cid AND agent_id = '{AGENT}' \
+         AND status IN ('sent', 'acknowledged');\n"
+    )
+}
+
+fn binary() -> anyhow::Result<PathBuf> {
+    PG_BIN_DIRS
+        .iter()
+        .map(|d| PathBuf::from(d).join("pgbench"))
+        .find(|p| p.exists())
+        .with_context(|| format!("pgbench not found in any of {PG_BIN_DIRS:?}; install postgresql"))
+}
+
+/// Runs `commands` scripted commands over `clients` connections; returns commands per second.
+pub fn command_writes(database_url: &str, clients: usize, commands: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("command.sql");
+    std::fs::write(&path, script())?;
+    let per_client = commands.div_ceil(clients);
+    let threads = clients.min(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let output = Command::new(binary()?)
+        .args(["-n", "-M", "prepared", "-f"])
+        .arg(&path)
+        .args(["-c", &clients.to_string(), "-j", &threads.to_string()])
+        .args(["-t", &per_client.to_string()])
+        .arg(database_url)
+        .output()
+        .context("running pgbench")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {}\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    parse_tps(&stdout).with_context(|| format!("no tps in pgbench's output:\n{stdout}"))
+}
+
+/// The `tps = N (without initial connection time)` figure.
+fn parse_tps(out: &str) -> Option<f64> {
+    out.lines()
+        .filter(|l| l.starts_with("tps = "))
+        .find(|l| l.contains("without initial connection time"))
+        .or_else(|| out.lines().find(|l| l.starts_with("tps = ")))?
+        .strip_prefix("tps = ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_tps_without_connection_time() {
+        let out = "latency average = 1.2 ms\ntps = 4321.5 (without initial connection time)\n";
+        assert_eq!(parse_tps(out), Some(4321.5));
+        assert_eq!(parse_tps("nothing"), None);
+    }
+}
