@@ -1,31 +1,59 @@
 //! Simulated agents: real WebSocket clients speaking the agent protocol, in-process. Each one
 //! registers, heartbeats, and acknowledges and completes every command the moment it arrives —
-//! the fastest agent there can be, so the numbers measure the control plane.
+//! the fastest agent there can be, so the numbers measure the control plane. A `start_session`
+//! whose template is named in `targets` becomes a running session whose "VNC server" is that TCP
+//! address; viewers of it get a data connection piped to that address, as the real agent does.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use streamspace_proto::wire::{self, AgentMessage, Capacity, Register, ServerMessage};
+use streamspace_proto::api::{Action, SessionState};
+use streamspace_proto::wire::{
+    self, AgentMessage, Capacity, CommandMessage, Register, ServerMessage, SessionStatus,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use uuid::Uuid;
 
 /// How long registration may take before the harness gives up.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(20);
+const MAX_SESSIONS: u32 = 10;
 
-/// Connects, registers as `agent_id` and returns a task that answers commands until `stop`
-/// turns true; the task returns how many commands it completed.
+/// Who a simulated agent is and where it connects.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The control connection's URL (`ws://…/api/v1/agents/connect`).
+    pub ws_url: String,
+    pub key: String,
+    pub agent_id: String,
+    pub heartbeat: Duration,
+    /// Template name → the TCP address its sessions' "VNC server" is.
+    pub targets: HashMap<String, SocketAddr>,
+}
+
+/// Connects, registers and returns a task that answers commands until `stop` turns true; the
+/// task returns how many commands it completed.
 pub async fn spawn(
-    ws_url: &str,
-    key: &str,
-    agent_id: &str,
-    heartbeat: Duration,
+    spec: Spec,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<u64>>> {
+    let Spec {
+        ws_url,
+        key,
+        agent_id,
+        heartbeat,
+        targets,
+    } = spec;
+    let ws_url = ws_url.as_str();
+    let key = key.as_str();
+    let agent_id = agent_id.as_str();
     let mut request = ws_url.into_client_request()?;
     request.headers_mut().insert(
         "authorization",
@@ -38,7 +66,9 @@ pub async fn spawn(
         agent_id: agent_id.into(),
         platform: "process".into(),
         version: "bench".into(),
-        capacity: Capacity { max_sessions: 10 },
+        capacity: Capacity {
+            max_sessions: MAX_SESSIONS,
+        },
         labels: Default::default(),
         sessions: vec![],
     });
@@ -58,8 +88,11 @@ pub async fn spawn(
         other => bail!("agent {agent_id}: expected an accepting welcome, got {other:?}"),
     }
     let agent_id = agent_id.to_owned();
+    let tunnel_url = ws_url.replacen("/agents/connect", "/agents/tunnel", 1);
+    let key = key.to_owned();
     Ok(tokio::spawn(async move {
         let mut completed = 0u64;
+        let mut sessions: HashMap<Uuid, SocketAddr> = HashMap::new();
         let mut tick = tokio::time::interval(heartbeat);
         loop {
             tokio::select! {
@@ -67,7 +100,7 @@ pub async fn spawn(
                 _ = tick.tick() => {
                     let beat = AgentMessage::Heartbeat {
                         active_sessions: 0,
-                        capacity: Capacity { max_sessions: 10 },
+                        capacity: Capacity { max_sessions: MAX_SESSIONS },
                     };
                     ws.send(Message::text(wire::encode(&beat))).await?;
                 }
@@ -78,16 +111,28 @@ pub async fn spawn(
                         Some(Err(e)) => bail!("agent {agent_id}: read failed: {e}"),
                         None => bail!("agent {agent_id}: the server closed the connection"),
                     };
-                    if let ServerMessage::Command(c) = wire::decode_server_message(text.as_str())? {
-                        let ack = AgentMessage::Ack { command_id: c.command_id };
-                        let done = AgentMessage::Complete {
-                            command_id: c.command_id,
-                            result: json!({ "pong": true }),
-                        };
-                        ws.feed(Message::text(wire::encode(&ack))).await?;
-                        ws.feed(Message::text(wire::encode(&done))).await?;
-                        ws.flush().await?;
-                        completed += 1;
+                    match wire::decode_server_message(text.as_str())? {
+                        ServerMessage::Command(c) => {
+                            let (result, status) = answer(&c, &targets, &mut sessions);
+                            let ack = AgentMessage::Ack { command_id: c.command_id };
+                            let done = AgentMessage::Complete { command_id: c.command_id, result };
+                            ws.feed(Message::text(wire::encode(&ack))).await?;
+                            ws.feed(Message::text(wire::encode(&done))).await?;
+                            if let Some(status) = status {
+                                let msg = AgentMessage::SessionStatus(status);
+                                ws.feed(Message::text(wire::encode(&msg))).await?;
+                            }
+                            ws.flush().await?;
+                            completed += 1;
+                        }
+                        ServerMessage::TunnelOpen(open) => {
+                            let Some(&target) = sessions.get(&open.session_id) else {
+                                continue;
+                            };
+                            let url = format!("{tunnel_url}?token={}", open.token);
+                            tokio::spawn(crate::pipe::agent_side(url, key.clone(), target));
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -95,4 +140,26 @@ pub async fn spawn(
         let _ = ws.close(None).await;
         Ok(completed)
     }))
+}
+
+/// What a command's completion carries, and the session status to report after it.
+fn answer(
+    c: &CommandMessage,
+    targets: &HashMap<String, SocketAddr>,
+    sessions: &mut HashMap<Uuid, SocketAddr>,
+) -> (serde_json::Value, Option<SessionStatus>) {
+    let template = c.payload["template"]["name"].as_str().unwrap_or_default();
+    match (c.action, c.session_id, targets.get(template)) {
+        (Action::StartSession, Some(session_id), Some(&addr)) => {
+            sessions.insert(session_id, addr);
+            let status = SessionStatus {
+                session_id,
+                state: SessionState::Running,
+                vnc_address: Some(addr.to_string()),
+                message: None,
+            };
+            (json!({ "vnc_address": addr.to_string() }), Some(status))
+        }
+        _ => (json!({ "pong": true }), None),
+    }
 }

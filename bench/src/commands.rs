@@ -25,7 +25,7 @@ use crate::procs::Replica;
 use crate::report::{Reference, Row, Stat, percentile};
 
 /// Agents heartbeat this often (the server's default interval is 10 s).
-const HEARTBEAT: Duration = Duration::from_secs(5);
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// One command taking longer than this fails the run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -151,14 +151,14 @@ async fn topology(
     for a in 0..p.agents {
         let id = format!("bench-agent-{a}");
         let key = admin.create_agent_key(&id).await?.secret;
-        let task = agent::spawn(
-            &replicas[0].agent_ws_url(),
-            &key,
-            &id,
-            HEARTBEAT,
-            stop_rx.clone(),
-        )
-        .await?;
+        let spec = agent::Spec {
+            ws_url: replicas[0].agent_ws_url(),
+            key,
+            agent_id: id.clone(),
+            heartbeat: HEARTBEAT,
+            targets: Default::default(),
+        };
+        let task = agent::spawn(spec, stop_rx.clone()).await?;
         agents.push(task);
         ids.push(id);
     }

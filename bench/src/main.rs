@@ -12,8 +12,10 @@ mod agent;
 mod commands;
 mod machine;
 mod pgbench;
+mod pipe;
 mod procs;
 mod report;
+mod tunnel;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +26,8 @@ use clap::{Parser, ValueEnum};
 enum Scenario {
     /// Command throughput and latency through the API and simulated agents, vs pgbench.
     Commands,
+    /// Viewer-stream throughput and round trips through server and agent, vs websockify and TCP.
+    Tunnel,
     /// Every implemented scenario.
     All,
 }
@@ -54,6 +58,15 @@ struct Cli {
     /// the first and the clients on the others.
     #[arg(long, value_delimiter = ',', default_value = "1,3")]
     replicas: Vec<usize>,
+    /// Megabytes (10⁶ bytes) per bulk transfer (tunnel).
+    #[arg(long, default_value_t = 200)]
+    bulk_mb: usize,
+    /// Small-message round trips per run (tunnel).
+    #[arg(long, default_value_t = 2000)]
+    round_trips: usize,
+    /// Bytes per small message (tunnel).
+    #[arg(long, default_value_t = 64)]
+    message_bytes: usize,
     /// Print and write JSON, but do not append to docs/BENCHMARKS.md.
     #[arg(long)]
     no_docs: bool,
@@ -83,18 +96,43 @@ async fn main() -> anyhow::Result<()> {
             replicas: cli.replicas.clone(),
         };
         let (rows, notes) = commands::run(&bin, &params).await?;
-        let report = report::Report {
-            scenario: "commands".into(),
-            command: command.clone(),
-            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-            machine: machine.clone(),
-            parameters: serde_json::to_value(&params)?,
-            notes,
-            rows,
+        let parameters = serde_json::to_value(&params)?;
+        let report = report_of("commands", &command, &machine, parameters, notes, rows);
+        record(&report, &root, cli.no_docs)?;
+    }
+    if matches!(cli.scenario, Scenario::Tunnel | Scenario::All) {
+        let params = tunnel::Params {
+            runs: cli.runs,
+            bulk_mb: cli.bulk_mb,
+            round_trips: cli.round_trips,
+            message_bytes: cli.message_bytes,
         };
+        println!("tunnel: {} runs …", params.runs);
+        let (rows, notes) = tunnel::run(&bin, &params).await?;
+        let parameters = serde_json::to_value(&params)?;
+        let report = report_of("tunnel", &command, &machine, parameters, notes, rows);
         record(&report, &root, cli.no_docs)?;
     }
     Ok(())
+}
+
+fn report_of(
+    scenario: &str,
+    command: &str,
+    machine: &machine::Machine,
+    parameters: serde_json::Value,
+    notes: Vec<String>,
+    rows: Vec<report::Row>,
+) -> report::Report {
+    report::Report {
+        scenario: scenario.into(),
+        command: command.into(),
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        machine: machine.clone(),
+        parameters,
+        notes,
+        rows,
+    }
 }
 
 fn record(report: &report::Report, root: &Path, no_docs: bool) -> anyhow::Result<()> {

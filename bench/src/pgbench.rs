@@ -21,7 +21,7 @@ const AGENT: &str = "bench-agent-0";
 fn script() -> String {
     format!(
         "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload) \
-         VALUES (gen_random_uuid(), '{AGENT}', NULL, 'ping', '{{}}') RETURNING command_id AS cid \\gset\n\
+         VALUES (gen_random_uuid(), '{AGENT}', NULL, 'pgbench', '{{}}') RETURNING command_id AS cid \\gset\n\
          UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, sent_at = clock_timestamp() \
          WHERE command_id = :cid AND attempts = 0 AND status IN ('pending', 'sent');\n\
          UPDATE agent_commands SET status = 'acknowledged', acknowledged_at = clock_timestamp() \
@@ -32,12 +32,32 @@ fn script() -> String {
     )
 }
 
-fn binary() -> anyhow::Result<PathBuf> {
+fn binary(tool: &str) -> anyhow::Result<PathBuf> {
     PG_BIN_DIRS
         .iter()
-        .map(|d| PathBuf::from(d).join("pgbench"))
+        .map(|d| PathBuf::from(d).join(tool))
         .find(|p| p.exists())
-        .with_context(|| format!("pgbench not found in any of {PG_BIN_DIRS:?}; install postgresql"))
+        .with_context(|| format!("{tool} not found in any of {PG_BIN_DIRS:?}; install postgresql"))
+}
+
+/// Fails unless every row the script wrote reached `completed`: an UPDATE matching nothing would
+/// make the reference cheaper than what it stands for.
+fn check_rows(database_url: &str) -> anyhow::Result<()> {
+    let output = Command::new(binary("psql")?)
+        .args(["-At", "-c"])
+        .arg("SELECT count(*) FILTER (WHERE status <> 'completed') || ' ' || count(*) FROM agent_commands WHERE action = 'pgbench'")
+        .arg(database_url)
+        .output()
+        .context("running psql")?;
+    let out = String::from_utf8_lossy(&output.stdout);
+    let mut counts = out.split_whitespace().map(str::parse::<u64>);
+    match (counts.next(), counts.next()) {
+        (Some(Ok(0)), Some(Ok(total))) if total > 0 => Ok(()),
+        _ => bail!(
+            "the pgbench script did not complete its rows (incomplete, total: {out}){}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
 }
 
 /// Runs `commands` scripted commands over `clients` connections; returns commands per second.
@@ -47,7 +67,7 @@ pub fn command_writes(database_url: &str, clients: usize, commands: usize) -> an
     std::fs::write(&path, script())?;
     let per_client = commands.div_ceil(clients);
     let threads = clients.min(std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let output = Command::new(binary()?)
+    let output = Command::new(binary("pgbench")?)
         .args(["-n", "-M", "prepared", "-f"])
         .arg(&path)
         .args(["-c", &clients.to_string(), "-j", &threads.to_string()])
@@ -63,7 +83,10 @@ pub fn command_writes(database_url: &str, clients: usize, commands: usize) -> an
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    parse_tps(&stdout).with_context(|| format!("no tps in pgbench's output:\n{stdout}"))
+    let tps =
+        parse_tps(&stdout).with_context(|| format!("no tps in pgbench's output:\n{stdout}"))?;
+    check_rows(database_url)?;
+    Ok(tps)
 }
 
 /// The `tps = N (without initial connection time)` figure.

@@ -1,0 +1,234 @@
+//! Byte paths for the `tunnel` scenario: the simulated agent's side of a data connection, the TCP
+//! targets behind it (a source that sends a fixed number of bytes, an echo), and the clients that
+//! measure through a WebSocket or straight over TCP.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use streamspace_proto::tunnel::{BINARY_SUBPROTOCOL, CHUNK_BYTES, MAX_FRAME_BYTES};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// One measurement taking longer than this fails the run.
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+}
+
+/// The agent's end of one viewer: data WebSocket ↔ TCP `target`, until either side ends.
+pub async fn agent_side(url: String, key: String, target: SocketAddr) {
+    if let Err(e) = agent_pipe(&url, &key, target).await {
+        eprintln!("simulated agent: tunnel to {target} ended: {e:#}");
+    }
+}
+
+async fn agent_pipe(url: &str, key: &str, target: SocketAddr) -> anyhow::Result<()> {
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {key}"))?,
+    );
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true).await?;
+    let tcp = TcpStream::connect(target).await?;
+    tcp.set_nodelay(true)?;
+    let (mut tcp_rx, mut tcp_tx) = tcp.into_split();
+    let (mut ws_tx, mut ws_rx) = ws.split();
+    let up = async {
+        let mut buf = vec![0u8; CHUNK_BYTES];
+        loop {
+            let n = tcp_rx.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            ws_tx.send(Message::binary(buf[..n].to_vec())).await?;
+        }
+        let _ = ws_tx.close().await;
+        anyhow::Ok(())
+    };
+    let down = async {
+        while let Some(frame) = ws_rx.next().await {
+            match frame? {
+                Message::Binary(b) => tcp_tx.write_all(&b).await?,
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        r = up => r,
+        r = down => r,
+    }
+}
+
+/// A listener task, aborted when dropped.
+pub struct Target {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Every connection receives `bytes` bytes, then end of stream.
+pub async fn source(bytes: usize) -> anyhow::Result<Target> {
+    serve(move |mut stream| async move {
+        let chunk = vec![0x5au8; CHUNK_BYTES];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            stream.write_all(&chunk[..n]).await?;
+            left -= n;
+        }
+        stream.shutdown().await?;
+        anyhow::Ok(())
+    })
+    .await
+}
+
+/// Every connection gets back what it sends.
+pub async fn echo() -> anyhow::Result<Target> {
+    serve(|mut stream| async move {
+        let (mut rx, mut tx) = stream.split();
+        tokio::io::copy(&mut rx, &mut tx).await?;
+        anyhow::Ok(())
+    })
+    .await
+}
+
+async fn serve<F, Fut>(handle: F) -> anyhow::Result<Target>
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(handle(stream));
+        }
+    });
+    Ok(Target { addr, task })
+}
+
+/// A path to measure: a viewer WebSocket URL, or a plain TCP address.
+pub enum Path {
+    Ws(String),
+    Tcp(SocketAddr),
+}
+
+enum Conn {
+    Ws(Box<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>>),
+    Tcp(TcpStream),
+}
+
+impl Conn {
+    async fn open(path: &Path) -> anyhow::Result<Self> {
+        Ok(match path {
+            Path::Tcp(addr) => {
+                let s = TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                Conn::Tcp(s)
+            }
+            Path::Ws(url) => {
+                let mut request = url.as_str().into_client_request()?;
+                request.headers_mut().insert(
+                    "sec-websocket-protocol",
+                    HeaderValue::from_static(BINARY_SUBPROTOCOL),
+                );
+                let (ws, _) =
+                    tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true)
+                        .await
+                        .with_context(|| format!("opening {url}"))?;
+                Conn::Ws(Box::new(ws))
+            }
+        })
+    }
+
+    /// Some bytes, or an empty vector at end of stream.
+    async fn read(&mut self, buf: &mut [u8]) -> anyhow::Result<Vec<u8>> {
+        match self {
+            Conn::Tcp(s) => {
+                let n = s.read(buf).await?;
+                Ok(buf[..n].to_vec())
+            }
+            Conn::Ws(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(Message::Binary(b))) => return Ok(b.to_vec()),
+                    Some(Ok(Message::Close(_))) | None => return Ok(Vec::new()),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                }
+            },
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.write_all(bytes).await?,
+            Conn::Ws(ws) => ws.send(Message::binary(bytes.to_vec())).await?,
+        }
+        Ok(())
+    }
+}
+
+/// Reads `bytes` bytes from a source behind `path`; returns MB/s (10⁶ bytes), connect included.
+pub async fn bulk(path: &Path, bytes: usize) -> anyhow::Result<f64> {
+    tokio::time::timeout(STEP_TIMEOUT, async {
+        let start = Instant::now();
+        let mut conn = Conn::open(path).await?;
+        let mut buf = vec![0u8; CHUNK_BYTES];
+        let mut got = 0;
+        while got < bytes {
+            let chunk = conn.read(&mut buf).await?;
+            if chunk.is_empty() {
+                bail!("stream ended after {got} of {bytes} bytes");
+            }
+            got += chunk.len();
+        }
+        Ok(got as f64 / 1e6 / start.elapsed().as_secs_f64())
+    })
+    .await
+    .context("bulk transfer timed out")?
+}
+
+/// `count` round trips of `size` bytes through an echo behind `path`; latencies in ms.
+pub async fn round_trips(path: &Path, count: usize, size: usize) -> anyhow::Result<Vec<f64>> {
+    tokio::time::timeout(STEP_TIMEOUT, async {
+        let mut conn = Conn::open(path).await?;
+        let message = vec![0x42u8; size];
+        let mut buf = vec![0u8; CHUNK_BYTES];
+        let mut latencies = Vec::with_capacity(count);
+        for _ in 0..count {
+            let t0 = Instant::now();
+            conn.write(&message).await?;
+            let mut got = 0;
+            while got < size {
+                let chunk = conn.read(&mut buf).await?;
+                if chunk.is_empty() {
+                    bail!("echo ended mid-message");
+                }
+                got += chunk.len();
+            }
+            latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok(latencies)
+    })
+    .await
+    .context("round trips timed out")?
+}
