@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use streamspace_client::Client;
 use streamspace_proto::api::{CreateTemplate, SessionState};
-use streamspace_testkit::{PgCluster, free_port, wait_until};
+use streamspace_testkit::{PgCluster, RedisServer, free_port, wait_until};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -93,6 +93,111 @@ async fn viewer(api: &Client, session: Uuid) -> anyhow::Result<Path> {
     Ok(Path::Ws(api.connect_session(session).await?.url))
 }
 
+/// A control plane holding a simulated agent with one source and one echo session; viewers
+/// connect through `viewer_api`'s replica (the last one: with two, not the agent's).
+struct Setup {
+    name: String,
+    replicas: Vec<Replica>,
+    viewer_api: Client,
+    source_session: Uuid,
+    echo_session: Uuid,
+    agent: tokio::task::JoinHandle<anyhow::Result<u64>>,
+}
+
+impl Setup {
+    async fn start(
+        bin: &std::path::Path,
+        dir: &std::path::Path,
+        db: &str,
+        redis_url: Option<&str>,
+        targets: [SocketAddr; 2],
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<Self> {
+        let extra: Vec<&str> = redis_url.map_or(vec![], |url| vec!["--redis-url", url]);
+        let count = if redis_url.is_some() { 2 } else { 1 };
+        let mut replicas = Vec::new();
+        for i in 0..count {
+            let id = format!("bench-{}-{i}", if count == 1 { "single" } else { "pair" });
+            replicas.push(Replica::start(bin, dir, &id, db, &extra).await?);
+        }
+        let api = replicas[0].api()?;
+        for name in ["bench-source", "bench-echo"] {
+            let template: CreateTemplate =
+                serde_json::from_value(serde_json::json!({ "name": name, "command": ["true"] }))?;
+            api.create_template(&template).await?;
+        }
+        let key = api.create_agent_key("bench-agent").await?.secret;
+        let agent = agent::spawn(
+            agent::Spec {
+                ws_url: replicas[0].agent_ws_url(),
+                key,
+                agent_id: "bench-agent".into(),
+                heartbeat: HEARTBEAT,
+                targets: [
+                    ("bench-source".to_owned(), targets[0]),
+                    ("bench-echo".to_owned(), targets[1]),
+                ]
+                .into(),
+            },
+            stop,
+        )
+        .await?;
+        let logs = |r: &[Replica]| r.iter().map(Replica::logs).collect::<Vec<_>>().join("\n");
+        let source_session = running_session(&api, "bench-source")
+            .await
+            .with_context(|| logs(&replicas))?;
+        let echo_session = running_session(&api, "bench-echo")
+            .await
+            .with_context(|| logs(&replicas))?;
+        let viewer_api = replicas[count - 1].api()?;
+        Ok(Self {
+            name: if count == 1 {
+                "1 replica".into()
+            } else {
+                "2 replicas, viewer on the other".into()
+            },
+            replicas,
+            viewer_api,
+            source_session,
+            echo_session,
+            agent,
+        })
+    }
+
+    fn logs(&self) -> String {
+        self.replicas
+            .iter()
+            .map(Replica::logs)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Per-run values of one path: bulk MB/s, round-trip p50 and p99.
+#[derive(Default)]
+struct Series {
+    bulk: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+}
+
+impl Series {
+    async fn measure(
+        &mut self,
+        bulk: Path,
+        echo: Path,
+        bytes: usize,
+        p: &Params,
+    ) -> anyhow::Result<()> {
+        self.bulk.push(pipe::bulk(&bulk, bytes).await?);
+        let mut lat = pipe::round_trips(&echo, p.round_trips, p.message_bytes).await?;
+        lat.sort_by(f64::total_cmp);
+        self.p50.push(percentile(&lat, 50.0));
+        self.p99.push(percentile(&lat, 99.0));
+        Ok(())
+    }
+}
+
 pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
     if p.runs == 0 || p.bulk_mb == 0 || p.round_trips == 0 || p.message_bytes == 0 {
         bail!("runs, bulk size, round trips and message size must be positive");
@@ -104,107 +209,94 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
     let ws_echo = Websockify::start(echo.addr).await?;
 
     let pg = PgCluster::start()?;
-    let db = pg.create_database()?;
+    let redis = RedisServer::start()?;
     let dir = tempfile::Builder::new()
         .prefix("streamspace-bench-")
         .tempdir()?;
-    let replica = Replica::start(bin, dir.path(), "bench-0", &db, &[]).await?;
-    let api = replica.api()?;
-    for name in ["bench-source", "bench-echo"] {
-        let template: CreateTemplate =
-            serde_json::from_value(serde_json::json!({ "name": name, "command": ["true"] }))?;
-        api.create_template(&template).await?;
-    }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let key = api.create_agent_key("bench-agent").await?.secret;
-    let agent = agent::spawn(
-        agent::Spec {
-            ws_url: replica.agent_ws_url(),
-            key,
-            agent_id: "bench-agent".into(),
-            heartbeat: HEARTBEAT,
-            targets: [
-                ("bench-source".to_owned(), source.addr),
-                ("bench-echo".to_owned(), echo.addr),
-            ]
-            .into(),
-        },
-        stop_rx,
-    )
-    .await?;
-    let source_session = running_session(&api, "bench-source")
-        .await
-        .with_context(|| replica.logs())?;
-    let echo_session = running_session(&api, "bench-echo")
-        .await
-        .with_context(|| replica.logs())?;
+    let targets = [source.addr, echo.addr];
+    let mut setups = Vec::new();
+    for redis_url in [None, Some(redis.url())] {
+        let db = pg.create_database()?;
+        let setup = Setup::start(
+            bin,
+            dir.path(),
+            &db,
+            redis_url.as_deref(),
+            targets,
+            stop_rx.clone(),
+        );
+        setups.push(setup.await?);
+    }
 
-    let mut bulk = [vec![], vec![], vec![]];
-    let mut rtt_p50 = [vec![], vec![], vec![]];
-    let mut rtt_p99 = [vec![], vec![], vec![]];
-    // Warm-up, not recorded (a whole transfer: a viewer leaving early breaks the agent's pipe).
-    pipe::bulk(&viewer(&api, source_session).await?, bytes).await?;
+    let mut ours: Vec<Series> = setups.iter().map(|_| Series::default()).collect();
+    let mut wsify = Series::default();
+    let mut tcp = Series::default();
+    // Warm-up, not recorded (whole transfers: a viewer leaving early breaks the agent's pipe).
+    for s in &setups {
+        let url = viewer(&s.viewer_api, s.source_session).await?;
+        pipe::bulk(&url, bytes).await.with_context(|| s.logs())?;
+    }
     for run in 0..p.runs {
-        let paths = [
-            viewer(&api, source_session).await?,
-            Path::Ws(ws_source.url.clone()),
-            Path::Tcp(source.addr),
-        ];
-        for (i, path) in paths.iter().enumerate() {
-            bulk[i].push(
-                pipe::bulk(path, bytes)
-                    .await
-                    .with_context(|| replica.logs())?,
-            );
-        }
-        let paths = [
-            viewer(&api, echo_session).await?,
-            Path::Ws(ws_echo.url.clone()),
-            Path::Tcp(echo.addr),
-        ];
-        for (i, path) in paths.iter().enumerate() {
-            let mut lat = pipe::round_trips(path, p.round_trips, p.message_bytes)
+        for (s, series) in setups.iter().zip(&mut ours) {
+            let bulk = viewer(&s.viewer_api, s.source_session).await?;
+            let echo = viewer(&s.viewer_api, s.echo_session).await?;
+            series
+                .measure(bulk, echo, bytes, p)
                 .await
-                .with_context(|| replica.logs())?;
-            lat.sort_by(f64::total_cmp);
-            rtt_p50[i].push(percentile(&lat, 50.0));
-            rtt_p99[i].push(percentile(&lat, 99.0));
+                .with_context(|| s.logs())?;
         }
+        let (bulk_path, echo_path) = (
+            Path::Ws(ws_source.url.clone()),
+            Path::Ws(ws_echo.url.clone()),
+        );
+        wsify.measure(bulk_path, echo_path, bytes, p).await?;
+        tcp.measure(Path::Tcp(source.addr), Path::Tcp(echo.addr), bytes, p)
+            .await?;
         println!(
-            "  run {}: bulk MB/s streamspace {:.0}, websockify {:.0}, TCP {:.0}; RTT p50 ms {:.3}, {:.3}, {:.3}",
+            "  run {}: bulk MB/s {}, websockify {:.0}, TCP {:.0}",
             run + 1,
-            bulk[0][run],
-            bulk[1][run],
-            bulk[2][run],
-            rtt_p50[0][run],
-            rtt_p50[1][run],
-            rtt_p50[2][run]
+            ours.iter()
+                .zip(&setups)
+                .map(|(o, s)| format!("{} {:.0}", s.name, o.bulk[run]))
+                .collect::<Vec<_>>()
+                .join(", "),
+            wsify.bulk[run],
+            tcp.bulk[run],
         );
     }
     let _ = stop_tx.send(true);
-    agent.await??;
+    for s in setups.iter_mut() {
+        (&mut s.agent).await??;
+    }
 
     let mut rows = Vec::new();
-    let names = ["websockify", "raw TCP"];
-    for (metric, unit, values) in [
-        ("downstream bulk", "MB/s", bulk),
-        ("round trip p50", "ms", rtt_p50),
-        ("round trip p99", "ms", rtt_p99),
-    ] {
-        let [ours, wsify, tcp] = values;
-        let ours = Stat::of(ours);
-        for (name, reference) in names.iter().zip([Stat::of(wsify), Stat::of(tcp)]) {
-            rows.push(Row {
-                setup: "1 replica".into(),
-                metric: metric.into(),
-                unit: unit.into(),
-                value: ours.clone(),
-                reference: Some(Reference {
-                    name: (*name).into(),
-                    ratio: ours.median / reference.median,
-                    value: reference,
-                }),
-            });
+    for (setup, series) in setups.iter().zip(ours) {
+        for (metric, unit, values, refs) in [
+            (
+                "downstream bulk",
+                "MB/s",
+                series.bulk,
+                [&wsify.bulk, &tcp.bulk],
+            ),
+            ("round trip p50", "ms", series.p50, [&wsify.p50, &tcp.p50]),
+            ("round trip p99", "ms", series.p99, [&wsify.p99, &tcp.p99]),
+        ] {
+            let value = Stat::of(values);
+            for (name, reference) in ["websockify", "raw TCP"].into_iter().zip(refs) {
+                let reference = Stat::of(reference.clone());
+                rows.push(Row {
+                    setup: setup.name.clone(),
+                    metric: metric.into(),
+                    unit: unit.into(),
+                    value: value.clone(),
+                    reference: Some(Reference {
+                        name: name.into(),
+                        ratio: value.median / reference.median,
+                        value: reference,
+                    }),
+                });
+            }
         }
     }
     let notes = vec![
@@ -213,8 +305,11 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
              round trips: {} messages of {} bytes through a TCP echo, one at a time.",
             p.bulk_mb, p.round_trips, p.message_bytes
         ),
+        "With 2 replicas the agent holds its control and data connections to the first and the viewer \
+         connects to the second, so every byte takes the replica-to-replica hop."
+            .into(),
         "Ratios are ours ÷ reference: above 1 is better for MB/s, worse for latency.".into(),
-        "The client, the server, the simulated agent, websockify and the targets share this machine's CPUs."
+        "The client, the replicas, the simulated agent, websockify and the targets share this machine's CPUs."
             .into(),
     ];
     Ok((rows, notes))
