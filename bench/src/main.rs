@@ -15,6 +15,7 @@ mod pgbench;
 mod pipe;
 mod procs;
 mod report;
+mod session_start;
 mod tunnel;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ enum Scenario {
     Commands,
     /// Viewer-stream throughput and round trips through server and agent, vs websockify and TCP.
     Tunnel,
+    /// Process-runtime session start time (real agent, Xvnc, xterm).
+    SessionStart,
     /// Every implemented scenario.
     All,
 }
@@ -67,6 +70,9 @@ struct Cli {
     /// Bytes per small message (tunnel).
     #[arg(long, default_value_t = 64)]
     message_bytes: usize,
+    /// Sessions started per run (session-start).
+    #[arg(long, default_value_t = 20)]
+    sessions: usize,
     /// Print and write JSON, but do not append to docs/BENCHMARKS.md.
     #[arg(long)]
     no_docs: bool,
@@ -111,6 +117,17 @@ async fn main() -> anyhow::Result<()> {
         let (rows, notes) = tunnel::run(&bin, &params).await?;
         let parameters = serde_json::to_value(&params)?;
         let report = report_of("tunnel", &command, &machine, parameters, notes, rows);
+        record(&report, &root, cli.no_docs)?;
+    }
+    if matches!(cli.scenario, Scenario::SessionStart | Scenario::All) {
+        let params = session_start::Params {
+            runs: cli.runs,
+            sessions: cli.sessions,
+        };
+        println!("session start: {} runs …", params.runs);
+        let (rows, notes) = session_start::run(&bin, &params).await?;
+        let parameters = serde_json::to_value(&params)?;
+        let report = report_of("session-start", &command, &machine, parameters, notes, rows);
         record(&report, &root, cli.no_docs)?;
     }
     Ok(())
