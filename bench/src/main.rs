@@ -9,6 +9,7 @@
 //! `docs/BENCHMARKS.md`. Everything listens on loopback and every loop is bounded.
 
 mod agent;
+mod agents;
 mod commands;
 mod machine;
 mod pgbench;
@@ -29,6 +30,8 @@ enum Scenario {
     Commands,
     /// Viewer-stream throughput and round trips through server and agent, vs websockify and TCP.
     Tunnel,
+    /// Many heartbeating agents on one replica: memory per agent and CPU per heartbeat.
+    Agents,
     /// Process-runtime session start time (real agent, Xvnc, xterm).
     SessionStart,
     /// Every implemented scenario.
@@ -73,6 +76,15 @@ struct Cli {
     /// Sessions started per run (session-start).
     #[arg(long, default_value_t = 20)]
     sessions: usize,
+    /// Agent counts to measure (agents).
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
+    agent_counts: Vec<usize>,
+    /// Seconds between each simulated agent's heartbeats (agents).
+    #[arg(long, default_value_t = 5)]
+    heartbeat_secs: u64,
+    /// Seconds over which the replica's CPU time is measured (agents).
+    #[arg(long, default_value_t = 10)]
+    window_secs: u64,
     /// Print and write JSON, but do not append to docs/BENCHMARKS.md.
     #[arg(long)]
     no_docs: bool,
@@ -117,6 +129,19 @@ async fn main() -> anyhow::Result<()> {
         let (rows, notes) = tunnel::run(&bin, &params).await?;
         let parameters = serde_json::to_value(&params)?;
         let report = report_of("tunnel", &command, &machine, parameters, notes, rows);
+        record(&report, &root, cli.no_docs)?;
+    }
+    if matches!(cli.scenario, Scenario::Agents | Scenario::All) {
+        let params = agents::Params {
+            runs: cli.runs,
+            counts: cli.agent_counts.clone(),
+            heartbeat_secs: cli.heartbeat_secs,
+            window_secs: cli.window_secs,
+        };
+        println!("agents: {} runs per count …", params.runs);
+        let (rows, notes) = agents::run(&bin, &params).await?;
+        let parameters = serde_json::to_value(&params)?;
+        let report = report_of("agents", &command, &machine, parameters, notes, rows);
         record(&report, &root, cli.no_docs)?;
     }
     if matches!(cli.scenario, Scenario::SessionStart | Scenario::All) {

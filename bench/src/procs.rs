@@ -82,6 +82,10 @@ impl Replica {
         Ok(replica)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn api(&self) -> anyhow::Result<Client> {
         Ok(Client::new(&self.url, ADMIN_TOKEN)?)
     }
