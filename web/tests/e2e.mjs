@@ -10,8 +10,9 @@
 //               and commands pages show the agent and the commands.
 //   keystrokes  sign in, launch xterm, wait for the noVNC viewer to connect, click into it and
 //               type `echo MARKER > PATH` + Enter; wait until PATH holds MARKER. Then the
-//               clipboard: `echo MARKER > PATH.pasted` sent from the clipboard box pastes into
-//               xterm (middle click + Enter).
+//               clipboard both ways: `echo MARKER > PATH.pasted` sent from the clipboard box
+//               pastes into xterm (middle click + Enter), and xterm's first line, selected with a
+//               drag, appears in the clipboard box.
 //               Finally, stopping the session ends the viewer with a clear message.
 //
 // Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
@@ -150,7 +151,14 @@ async function keystrokes(page) {
 
   // The remote screen's pixels to the page's: xterm's first line is at the top left.
   const fb = await canvas.evaluate((c) => ({ width: c.width, height: c.height }));
-  const at = (x, y) => [box.x + (x * box.width) / fb.width, box.y + (y * box.height) / fb.height];
+  // Measured afresh for every use: filling the clipboard box scrolls the page, and a box kept
+  // from before puts the pointer on another line of xterm (or outside it).
+  const at = async (x, y) => {
+    await canvas.scrollIntoViewIfNeeded();
+    const b = await canvas.boundingBox();
+    if (!b) fail("the noVNC canvas has no box");
+    return [b.x + (x * b.width) / fb.width, b.y + (y * b.height) / fb.height];
+  };
   step("text sent from the clipboard box pastes into the session");
   const pasted = `${file}.pasted`;
   // xterm pastes the selection on a middle click once the text has come back from the browser,
@@ -159,11 +167,23 @@ async function keystrokes(page) {
   const paste = async () => {
     await page.getByLabel(/^Clipboard/).fill(`echo ${marker} > ${pasted}`);
     await page.getByRole("button", { name: "Send to session" }).click();
-    await page.mouse.click(...at(40, 40), { button: "middle" });
+    await page.mouse.click(...(await at(40, 40)), { button: "middle" });
     await page.keyboard.press("Enter");
   };
   await paste();
   await waitForFile(pasted, marker, paste);
+
+  // After the paste, so that xterm's own selection can never be what a middle click pastes.
+  // A drag rather than a triple click, which xterm only takes as one within its multi-click time.
+  step("text selected in the session reaches the clipboard box");
+  await page.getByLabel(/^Clipboard/).fill("");
+  await page.mouse.move(...(await at(2, 6)));
+  await page.mouse.down();
+  await page.mouse.move(...(await at(fb.width - 2, 6)), { steps: 10 });
+  await page.mouse.up();
+  // The command wraps, so the first line holds only the start of the marker.
+  const selected = (m) => document.getElementById("clipboard")?.value.includes(`echo ${m}`);
+  await page.waitForFunction(selected, marker.slice(0, 20));
 
   step("stopping the session ends the viewer with a clear message");
   const stopped = await fetch(`${opts.url}/api/v1/sessions/${id}`, {

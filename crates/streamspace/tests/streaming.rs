@@ -7,6 +7,8 @@ mod common;
 mod replicas;
 #[path = "streaming/targets.rs"]
 mod targets;
+#[path = "streaming/updates.rs"]
+mod updates;
 #[path = "streaming/viewer.rs"]
 mod viewer;
 

@@ -111,6 +111,17 @@ impl Rfb {
     /// RFB 3.8 without authentication up to the first framebuffer update; returns the
     /// framebuffer's size.
     pub async fn handshake_to_first_update(&mut self) -> anyhow::Result<(u16, u16)> {
+        let init = self.handshake().await?;
+        self.request_update(false, init.width, init.height).await?;
+        let rects = self.read_update(&init).await?;
+        if rects == 0 {
+            bail!("the first framebuffer update has no rectangles");
+        }
+        Ok((init.width, init.height))
+    }
+
+    /// RFB 3.8 without authentication, shared, up to and including ServerInit.
+    pub async fn handshake(&mut self) -> anyhow::Result<Init> {
         let banner = self.read_exact(12).await?;
         if banner != b"RFB 003.008\n" {
             bail!("unexpected banner {:?}", String::from_utf8_lossy(&banner));
@@ -131,25 +142,84 @@ impl Rfb {
         }
         self.write(&[1]).await?; // ClientInit, shared
         let init = self.read_exact(24).await?;
-        let width = u16::from_be_bytes([init[0], init[1]]);
-        let height = u16::from_be_bytes([init[2], init[3]]);
         let name_len = u32::from_be_bytes([init[20], init[21], init[22], init[23]]);
         self.read_exact(usize::try_from(name_len)?).await?;
-        let mut request = vec![3u8, 0, 0, 0, 0, 0];
+        Ok(Init {
+            width: u16::from_be_bytes([init[0], init[1]]),
+            height: u16::from_be_bytes([init[2], init[3]]),
+            bytes_per_pixel: usize::from(init[4] / 8),
+        })
+    }
+
+    /// FramebufferUpdateRequest for the whole screen.
+    pub async fn request_update(
+        &mut self,
+        incremental: bool,
+        width: u16,
+        height: u16,
+    ) -> anyhow::Result<()> {
+        let mut request = vec![3u8, u8::from(incremental), 0, 0, 0, 0];
         request.extend_from_slice(&width.to_be_bytes());
         request.extend_from_slice(&height.to_be_bytes());
-        self.write(&request).await?;
-        let header = self.read_exact(4).await?;
-        if header[0] != 0 {
-            bail!(
-                "expected a FramebufferUpdate (type 0), got message type {}",
-                header[0]
-            );
-        }
-        let rects = u16::from_be_bytes([header[2], header[3]]);
-        if rects == 0 {
-            bail!("the first framebuffer update has no rectangles");
-        }
-        Ok((width, height))
+        self.write(&request).await
     }
+
+    /// KeyEvent: `keysym` pressed and released.
+    pub async fn key(&mut self, keysym: u32) -> anyhow::Result<()> {
+        for down in [1u8, 0] {
+            let mut event = vec![4u8, down, 0, 0];
+            event.extend_from_slice(&keysym.to_be_bytes());
+            self.write(&event).await?;
+        }
+        Ok(())
+    }
+
+    /// PointerEvent: the pointer to (`x`, `y`), no button pressed.
+    pub async fn pointer(&mut self, x: u16, y: u16) -> anyhow::Result<()> {
+        let mut event = vec![5u8, 0];
+        event.extend_from_slice(&x.to_be_bytes());
+        event.extend_from_slice(&y.to_be_bytes());
+        self.write(&event).await
+    }
+
+    /// Reads server messages up to and including the next FramebufferUpdate (Raw encoding, the
+    /// only one a client that sent no SetEncodings gets); returns its rectangle count.
+    pub async fn read_update(&mut self, init: &Init) -> anyhow::Result<usize> {
+        loop {
+            let kind = self.read_exact(1).await?[0];
+            match kind {
+                0 => break,
+                2 => continue, // Bell
+                3 => {
+                    let header = self.read_exact(7).await?;
+                    let len = u32::from_be_bytes([header[3], header[4], header[5], header[6]]);
+                    self.read_exact(usize::try_from(len)?).await?;
+                }
+                other => bail!("unexpected server message type {other}"),
+            }
+        }
+        let header = self.read_exact(3).await?;
+        let rects = u16::from_be_bytes([header[1], header[2]]);
+        for _ in 0..rects {
+            let rect = self.read_exact(12).await?;
+            let (w, h) = (
+                usize::from(u16::from_be_bytes([rect[4], rect[5]])),
+                usize::from(u16::from_be_bytes([rect[6], rect[7]])),
+            );
+            let encoding = i32::from_be_bytes([rect[8], rect[9], rect[10], rect[11]]);
+            if encoding != 0 {
+                bail!("unexpected encoding {encoding} (only Raw was offered)");
+            }
+            self.read_exact(w * h * init.bytes_per_pixel).await?;
+        }
+        Ok(usize::from(rects))
+    }
+}
+
+/// What ServerInit says about the framebuffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Init {
+    pub width: u16,
+    pub height: u16,
+    pub bytes_per_pixel: usize,
 }
