@@ -23,6 +23,11 @@ use crate::state::AppState;
 
 /// Most bytes tungstenite may hold unsent for one connection before writes fail.
 const MAX_WRITE_BUFFER: usize = 4 * wire::MAX_MESSAGE_BYTES;
+/// Bytes tungstenite reads from the socket at a time, allocated up front per connection. Its
+/// 128 KiB default made one idle agent cost a replica about 140 KiB (`agents` benchmark, see
+/// docs/BENCHMARKS.md); control messages are small, and a larger one is still read whole, in
+/// several reads.
+const READ_BUFFER: usize = 4 * 1024;
 
 pub(crate) async fn connect(
     State(app): State<AppState>,
@@ -67,6 +72,7 @@ pub(crate) async fn connect(
     upgrade
         .max_message_size(wire::MAX_MESSAGE_BYTES)
         .max_frame_size(wire::MAX_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "agent WebSocket upgrade failed"))
