@@ -64,20 +64,7 @@ fn artifact(name: &str) -> anyhow::Result<PathBuf> {
 
 /// `streamspace up` on a fresh data dir; returns it with its URL and admin token.
 async fn platform(h: &mut Harness) -> anyhow::Result<(Proc, String, String)> {
-    let data = h.path("data");
-    let data_arg = data.display().to_string();
-    let up = h.spawn(
-        "up",
-        &["up", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"],
-        &[],
-    )?;
-    let line = up.wait_for_stdout("URL:").await?;
-    let url = line
-        .split_whitespace()
-        .last()
-        .context("URL on the line")?
-        .trim_end_matches('/')
-        .to_owned();
+    let (up, url, data) = h.up().await?;
     let token = std::fs::read_to_string(data.join("admin-token"))?
         .trim()
         .to_owned();

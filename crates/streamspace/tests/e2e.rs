@@ -241,19 +241,7 @@ async fn commands_wait_for_an_offline_agent() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn up_from_a_fresh_data_dir_runs_an_xterm_session() -> anyhow::Result<()> {
     let mut h = Harness::new()?;
-    let data = h.path("data");
-    let data_arg = data.display().to_string();
-    let up = h.spawn(
-        "up",
-        &["up", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"],
-        &[],
-    )?;
-    let line = up.wait_for_stdout("URL:").await?;
-    let url = line
-        .split_whitespace()
-        .last()
-        .context("URL on the line")?
-        .to_owned();
+    let (up, url, data) = h.up().await?;
     let token_file = data.join("admin-token");
     let token = std::fs::read_to_string(&token_file)?.trim().to_owned();
     assert!(

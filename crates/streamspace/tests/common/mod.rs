@@ -141,6 +141,26 @@ impl Harness {
         })
     }
 
+    /// `streamspace up` on a fresh data directory, listening on a port of its choosing. Returns
+    /// the process, its URL (no trailing slash) and the data directory.
+    pub async fn up(&mut self) -> anyhow::Result<(Proc, String, PathBuf)> {
+        let data = self.path("data");
+        let data_arg = data.display().to_string();
+        let up = self.spawn(
+            "up",
+            &["up", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"],
+            &[],
+        )?;
+        let line = up.wait_for_stdout("URL:").await?;
+        let url = line
+            .split_whitespace()
+            .last()
+            .context("URL on the line")?
+            .trim_end_matches('/')
+            .to_owned();
+        Ok((up, url, data))
+    }
+
     /// Starts a control plane on `database_url`, on a port of its own choosing.
     pub async fn server(
         &mut self,
