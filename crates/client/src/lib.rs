@@ -10,8 +10,8 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use streamspace_proto::api::{
-    Agent, AgentKey, Command, CommandFilter, CreateAgentKey, CreateSession, CreateTemplate,
-    CreatedAgentKey, ErrorBody, Readiness, Session, SessionFilter, Template,
+    Agent, AgentKey, Command, CommandFilter, CommandWait, CreateAgentKey, CreateSession,
+    CreateTemplate, CreatedAgentKey, ErrorBody, Readiness, Session, SessionFilter, Template,
 };
 use url::Url;
 use uuid::Uuid;
@@ -207,6 +207,18 @@ impl Client {
     pub async fn get_command(&self, command_id: Uuid) -> Result<Command> {
         self.send(self.request(Method::GET, &format!("api/v1/commands/{command_id}"))?)
             .await
+    }
+
+    /// `GET /api/v1/commands/{id}?wait=…`: the command once it is `completed` or `failed`, or
+    /// as it is when `wait` runs out (at most 60 s; check its status).
+    pub async fn wait_for_command(&self, command_id: Uuid, wait: Duration) -> Result<Command> {
+        let request = self
+            .request(Method::GET, &format!("api/v1/commands/{command_id}"))?
+            .query(&CommandWait {
+                wait: Some(wait.as_secs_f64()),
+            })
+            .timeout(wait + Duration::from_secs(30));
+        self.send(request).await
     }
 
     // --- templates ------------------------------------------------------------------------

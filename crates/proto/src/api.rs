@@ -259,6 +259,19 @@ pub struct Command {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Query of `GET /api/v1/commands/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandWait {
+    /// Answer as soon as the command is `completed` or `failed`, or after this many seconds
+    /// (0 < wait ≤ [`MAX_COMMAND_WAIT_SECS`]) with the command as it is then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<f64>,
+}
+
+/// Longest `wait` a command read may ask for.
+pub const MAX_COMMAND_WAIT_SECS: f64 = 60.0;
+
 /// Filter for `GET /api/v1/commands`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -95,6 +95,7 @@ pub(crate) struct DispatchContext {
     pub store: Arc<dyn Store>,
     pub hub: Arc<dyn Hub>,
     pub config: Arc<ServerConfig>,
+    pub outcomes: Arc<crate::outcomes::Outcomes>,
 }
 
 /// Creates the dispatcher and starts its queue reader and sweep, owned by `shutdown`.
@@ -173,17 +174,23 @@ pub(crate) async fn deliver_for_agent(
         if !ctx.hub.holds(agent_id).await {
             return;
         }
-        let commands = match ctx
-            .store
-            .deliverable_commands(
-                agent_id,
-                ctx.config.ack_timeout.as_secs_f64(),
-                ctx.config.max_attempts,
-                include_unfinished,
-                BATCH,
-            )
-            .await
-        {
+        let (ack_timeout, max_attempts) = (
+            ctx.config.ack_timeout.as_secs_f64(),
+            ctx.config.max_attempts,
+        );
+        // Usually one statement claims everything due; after a (re)connect the unfinished
+        // commands are read first and claimed one by one (acknowledged ones are not claimed).
+        let read = if include_unfinished {
+            ctx.store
+                .deliverable_commands(agent_id, ack_timeout, max_attempts, true, BATCH)
+                .await
+        } else {
+            ctx.store
+                .claim_due_commands(agent_id, ack_timeout, max_attempts, BATCH)
+                .await
+        };
+        let claimed = !include_unfinished;
+        let commands = match read {
             Ok(commands) => commands,
             Err(e) => {
                 tracing::warn!(error = %e, "reading deliverable commands failed; the sweep retries");
@@ -198,7 +205,10 @@ pub(crate) async fn deliver_for_agent(
                 command_id = %command.command_id,
                 action = %command.action
             );
-            match deliver_one(ctx, agent_id, command).instrument(span).await {
+            match deliver_one(ctx, agent_id, command, claimed)
+                .instrument(span)
+                .await
+            {
                 Delivered::Yes => sent_any = true,
                 Delivered::Skipped => {}
                 Delivered::AgentGone => return,
@@ -219,11 +229,17 @@ enum Delivered {
     AgentGone,
 }
 
-async fn deliver_one(ctx: &DispatchContext, agent_id: &str, command: Command) -> Delivered {
+/// Sends `command`, first claiming its attempt unless `claimed` says that is done.
+async fn deliver_one(
+    ctx: &DispatchContext,
+    agent_id: &str,
+    command: Command,
+    claimed: bool,
+) -> Delivered {
     let command_id = command.command_id;
     // An acknowledged command is with the agent already; after a reconnect it is sent again as
     // is (the agent answers a duplicate from memory) without claiming a new attempt.
-    let command = if command.status == CommandStatus::Acknowledged {
+    let command = if claimed || command.status == CommandStatus::Acknowledged {
         command
     } else {
         match ctx.store.claim_delivery(command_id, command.attempts).await {
@@ -305,6 +321,7 @@ pub(crate) async fn sweep(
             reason = command.error_message.as_deref().unwrap_or(""),
             "command failed: it could not finish in time"
         );
+        ctx.outcomes.announce(&command).await;
     }
     let expired = ctx
         .store

@@ -38,6 +38,7 @@ mod error;
 pub mod hub;
 mod keys;
 mod metrics;
+mod outcomes;
 mod redis_hub;
 mod redis_link;
 pub mod replicas;
@@ -104,12 +105,17 @@ pub async fn serve(
         Some(link) => Arc::new(redis_hub::RedisHub::new(link.clone())),
         None => local.clone(),
     };
+    let outcomes = outcomes::Outcomes::new(redis.clone());
+    if let Some(link) = &redis {
+        link.set_outcomes(&outcomes);
+    }
     let tasks = TaskTracker::new();
     let dispatcher = dispatcher::start(
         DispatchContext {
             store: store.clone(),
             hub: hub.clone(),
             config: config.clone(),
+            outcomes: outcomes.clone(),
         },
         shutdown.clone(),
         &tasks,
@@ -133,6 +139,7 @@ pub async fn serve(
         replica: replica.clone(),
         redis,
         tunnels: Arc::default(),
+        outcomes,
     };
     tracing::info!(%addr, replica_id = %config.replica_id, address = %replica.address,
         redis = config.redis_url.is_some(), "control plane listening");

@@ -11,7 +11,7 @@
 //! is followed as soon as the old master's connections break.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dispatcher::Dispatcher;
 use crate::hub::LocalHub;
+use crate::outcomes::{self, Outcomes};
 use crate::replicas::ReplicaInfo;
 use crate::routing::{self, Wake};
 
@@ -132,6 +133,8 @@ pub(crate) struct RedisLink {
     up: AtomicBool,
     broken: tokio::sync::Notify,
     dispatcher: OnceLock<Arc<Dispatcher>>,
+    /// Weak: the registry holds this link to publish through it.
+    outcomes: OnceLock<Weak<Outcomes>>,
 }
 
 impl RedisLink {
@@ -151,11 +154,16 @@ impl RedisLink {
             up: AtomicBool::new(false),
             broken: tokio::sync::Notify::new(),
             dispatcher: OnceLock::new(),
+            outcomes: OnceLock::new(),
         }
     }
 
     pub fn set_dispatcher(&self, dispatcher: Arc<Dispatcher>) {
         let _ = self.dispatcher.set(dispatcher);
+    }
+
+    pub fn set_outcomes(&self, outcomes: &Arc<Outcomes>) {
+        let _ = self.outcomes.set(Arc::downgrade(outcomes));
     }
 
     pub fn dispatcher(&self) -> Option<&Arc<Dispatcher>> {
@@ -244,7 +252,7 @@ impl RedisLink {
         let client = self.target.client().await?;
         let conn = timed(client.get_multiplexed_async_connection()).await?;
         let mut pubsub = timed(client.get_async_pubsub()).await?;
-        timed(pubsub.subscribe(channel)).await?;
+        timed(pubsub.subscribe(&[channel, outcomes::CHANNEL])).await?;
         // A failover can leave a demoted master answering: refuse it.
         let role: Vec<redis::Value> =
             timed(redis::cmd("ROLE").query_async(&mut conn.clone())).await?;
@@ -281,16 +289,33 @@ impl RedisLink {
                     }
                 }
                 msg = messages.next() => match msg {
-                    Some(msg) => match msg.get_payload::<String>() {
-                        Ok(payload) => match serde_json::from_str::<Wake>(&payload) {
-                            Ok(wake) => routing::on_wake(self, wake).await,
-                            Err(e) => tracing::warn!(error = %e, "ignoring a malformed wake-up"),
-                        },
-                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed wake-up"),
-                    },
+                    Some(msg) => self.on_message(&msg).await,
                     None => return,
                 },
             }
+        }
+    }
+}
+
+impl RedisLink {
+    /// A message on one of the channels this replica reads.
+    async fn on_message(&self, msg: &redis::Msg) {
+        let payload = match msg.get_payload::<String>() {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::warn!(error = %e, channel = msg.get_channel_name(), "ignoring a malformed message");
+                return;
+            }
+        };
+        if msg.get_channel_name() == outcomes::CHANNEL {
+            if let Some(outcomes) = self.outcomes.get().and_then(Weak::upgrade) {
+                outcomes.on_published(&payload);
+            }
+            return;
+        }
+        match serde_json::from_str::<Wake>(&payload) {
+            Ok(wake) => routing::on_wake(self, wake).await,
+            Err(e) => tracing::warn!(error = %e, "ignoring a malformed wake-up"),
         }
     }
 }

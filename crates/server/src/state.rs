@@ -34,6 +34,8 @@ pub(crate) struct AppState {
     pub redis: Option<Arc<RedisLink>>,
     /// Viewer streams of this replica.
     pub tunnels: Arc<crate::tunnel::Tunnels>,
+    /// API requests waiting for commands to finish.
+    pub outcomes: Arc<crate::outcomes::Outcomes>,
 }
 
 impl AppState {

@@ -31,6 +31,10 @@ pub mod sqlite;
 
 pub use migrate::{MigrationState, MigrationStatus};
 
+/// `last_used_at` of a credential is kept to this many seconds: a lookup writes it only when
+/// it is older, so busy keys do not turn every request into a write of the same row.
+pub const KEY_USE_RESOLUTION_SECS: i64 = 60;
+
 /// What can go wrong in the store, in the control plane's terms.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -146,6 +150,22 @@ pub enum CommandOutcome {
     Failed(String),
 }
 
+impl CommandOutcome {
+    /// `(status, result, error_message)` as the row stores them.
+    pub(crate) fn columns(
+        &self,
+    ) -> (
+        &'static str,
+        Option<sqlx::types::Json<&Value>>,
+        Option<&str>,
+    ) {
+        match self {
+            Self::Completed(v) => ("completed", Some(sqlx::types::Json(v)), None),
+            Self::Failed(e) => ("failed", None, Some(e.as_str())),
+        }
+    }
+}
+
 /// One audit record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
@@ -174,7 +194,8 @@ pub trait Store: Send + Sync + 'static {
     // --- api keys -------------------------------------------------------------------------
 
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord>;
-    /// Looks up a non-revoked key by its keyed hash and records its use.
+    /// Looks up a non-revoked key by its keyed hash and records its use, to the
+    /// [`KEY_USE_RESOLUTION_SECS`]: `last_used_at` is written only when older than that.
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
     async fn list_api_keys(&self, kind: ApiKeyKind) -> Result<Vec<ApiKeyRecord>>;
     /// Marks a key revoked; `NotFound` if no such key.
@@ -270,6 +291,18 @@ pub trait Store: Send + Sync + 'static {
         ack_timeout_secs: f64,
         max_attempts: i32,
     ) -> Result<Vec<String>>;
+    /// Claims the next delivery attempt of every command due for `agent_id` (as in
+    /// [`Self::deliverable_commands`] without `include_unfinished`, at most `limit`), atomically
+    /// and oldest first: `pending|sent → sent`, `attempts += 1`, `sent_at = now`. Rows another
+    /// dispatcher is claiming at the same moment are left to it. The dispatcher's usual path:
+    /// one statement per batch instead of a read plus one claim per command.
+    async fn claim_due_commands(
+        &self,
+        agent_id: &str,
+        ack_timeout_secs: f64,
+        max_attempts: i32,
+        limit: i64,
+    ) -> Result<Vec<Command>>;
     /// Claims one delivery attempt: `pending|sent → sent`, `attempts += 1`, `sent_at = now`, only
     /// if the row still has `expected_attempts` attempts (so two dispatchers never send the same
     /// attempt). Returns the updated command, or `None` if someone else claimed it or it moved on.

@@ -225,6 +225,7 @@ fn leak(s: String) -> &'static str {
 /// Statements that depend on the backend's clock or on the state machines.
 pub(crate) struct Statements {
     pub key_find: &'static str,
+    pub key_touch: &'static str,
     pub key_revoke: &'static str,
     pub keys_revoke_agent: &'static str,
     pub agent_register: &'static str,
@@ -232,6 +233,8 @@ pub(crate) struct Statements {
     pub agent_disconnected: &'static str,
     pub agent_expire: &'static str,
     pub command_claim: &'static str,
+    pub command_claim_due: &'static str,
+    pub command_finish_sessionless: &'static str,
     pub command_ack: &'static str,
     pub command_finish: &'static str,
     pub command_fail: &'static str,
@@ -258,9 +261,13 @@ impl Statements {
         };
         Self {
             key_find: leak(format!(
-                "UPDATE api_keys SET last_used_at = {now} \
-                 WHERE key_hash = $1 AND revoked_at IS NULL RETURNING {}",
+                "SELECT {} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
                 key_columns!()
+            )),
+            key_touch: leak(format!(
+                "UPDATE api_keys SET last_used_at = {now} WHERE id = $1 \
+                 AND (last_used_at IS NULL OR last_used_at < {}) RETURNING last_used_at",
+                ago("$2")
             )),
             key_revoke: leak(format!(
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, {now}) WHERE id = $1"
@@ -296,6 +303,23 @@ impl Statements {
                 "UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, \
                  sent_at = {now} WHERE command_id = $1 AND attempts = $2 AND status IN ({})",
                 command_from(CommandStatus::Sent)
+            )),
+            // Claims every due command of agent $1 at once ($2 ack timeout, $3 max attempts,
+            // $4 limit); rows another dispatcher holds are left to it.
+            command_claim_due: leak(format!(
+                "UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, \
+                 sent_at = {now} WHERE id IN (SELECT id FROM agent_commands \
+                 WHERE agent_id = $1 AND (status = 'pending' OR {}) \
+                 ORDER BY id LIMIT $4{lock_skip}) RETURNING {}",
+                retry_due("$2", "$3"),
+                command_columns!()
+            )),
+            command_finish_sessionless: leak(format!(
+                "UPDATE agent_commands SET status = $3, result = $4, error_message = $5, \
+                 completed_at = {now} WHERE command_id = $1 AND agent_id = $2 \
+                 AND session_id IS NULL AND status IN ({}) RETURNING {}",
+                command_from(CommandStatus::Completed),
+                command_columns!()
             )),
             command_ack: leak(format!(
                 "UPDATE agent_commands SET status = 'acknowledged', acknowledged_at = {now} \

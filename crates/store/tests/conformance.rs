@@ -71,11 +71,14 @@ conformance!(
     templates_from_before_0003_get_defaults,
     down_0003_drops_the_runtime_columns,
     sessionless_commands_claim_once_and_finish,
+    due_commands_are_claimed_once_in_order,
 );
 
 #[path = "conformance/commands.rs"]
 mod commands;
-use commands::sessionless_commands_claim_once_and_finish;
+use commands::{
+    due_commands_are_claimed_once_in_order, sessionless_commands_claim_once_and_finish,
+};
 
 #[path = "conformance/templates.rs"]
 mod templates;

@@ -349,6 +349,7 @@ impl Conn {
             .await
         {
             Ok((command, true)) => {
+                self.app.outcomes.announce(&command).await;
                 crate::metrics::command(command.status.as_str());
                 tracing::info!(
                     %command_id,

@@ -2,11 +2,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use streamspace_proto::api::{Command, CommandFilter};
+use streamspace_proto::api::{Command, CommandFilter, CommandWait, MAX_COMMAND_WAIT_SECS};
+use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::{ApiPath, ApiQuery};
 use crate::error::ApiError;
+use crate::outcomes::RECHECK;
 use crate::state::AppState;
 
 /// Largest page the API returns.
@@ -31,14 +33,41 @@ pub(super) async fn list(
     Ok(Json(commands))
 }
 
+/// One command; with `?wait=SECS`, answers once it is `completed` or `failed` (or when the wait
+/// ends, with the command as it is then) so clients need not poll.
 pub(super) async fn get(
     State(app): State<AppState>,
     ApiPath(command_id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<CommandWait>,
 ) -> Result<Json<Command>, ApiError> {
-    let command = app
-        .store
-        .get_command(command_id)
-        .await
-        .map_err(|e| ApiError::from_store(e, "reading a command"))?;
+    let read = || async {
+        app.store
+            .get_command(command_id)
+            .await
+            .map_err(|e| ApiError::from_store(e, "reading a command"))
+    };
+    let Some(wait) = query.wait else {
+        return Ok(Json(read().await?));
+    };
+    if !(wait > 0.0 && wait <= MAX_COMMAND_WAIT_SECS) {
+        return Err(ApiError::bad_request(format!(
+            "wait must be more than 0 and at most {MAX_COMMAND_WAIT_SECS} seconds"
+        )));
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(wait);
+    // Registered before the first read, so an outcome recorded in between is not missed.
+    let mut waiter = app.outcomes.watch(command_id);
+    let mut command = read().await?;
+    while !command.status.is_terminal() && Instant::now() < deadline {
+        let recheck = (Instant::now() + RECHECK).min(deadline);
+        tokio::select! {
+            finished = waiter.finished() => match finished {
+                Some(finished) => return Ok(Json(finished)),
+                None => command = read().await?,
+            },
+            _ = tokio::time::sleep_until(recheck) => command = read().await?,
+            _ = app.shutdown.cancelled() => break,
+        }
+    }
     Ok(Json(command))
 }

@@ -435,7 +435,92 @@ async fn shutdown_tells_agents_to_reconnect(backend: Backend) -> anyhow::Result<
     Ok(())
 }
 
+/// `GET /api/v1/commands/{id}?wait=…` answers once the agent finishes the command, answers a
+/// finished command at once, gives up after the wait with the command as it is, and refuses
+/// waits out of range with a JSON error.
+async fn waiting_reads_answer_when_the_command_finishes(backend: Backend) -> anyhow::Result<()> {
+    let s = backend.server(fast_config()).await?;
+    let mut agent = s.agent("a1", 1).await?;
+    let (status, created) = s.call(Method::POST, "/api/v1/agents/a1/ping", None).await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let id = created["command_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let path = format!("/api/v1/commands/{id}?wait=20");
+    let waiting = {
+        let (http, url) = (s.http.clone(), format!("{}{path}", s.base));
+        tokio::spawn(async move {
+            let response = http
+                .get(url)
+                .bearer_auth(crate::common::ADMIN_TOKEN)
+                .send()
+                .await?;
+            crate::common::read(response).await
+        })
+    };
+    let ping = agent.expect_command().await?;
+    assert_eq!(ping.action, Action::Ping);
+    // Only once the waiting read is parked does the agent answer.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the waiting read answered before the ping finished"
+    );
+    agent
+        .ack_and_complete(ping.command_id, json!({ "pong": true }))
+        .await?;
+    let (status, body) = waiting.await??;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "completed", "{body}");
+    assert_eq!(body["result"], json!({ "pong": true }));
+
+    // Finished already: the same answer without waiting.
+    let (status, again) = s.call(Method::GET, &path, None).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again, body);
+
+    // An agent that never answers: the wait runs out and the command comes back unfinished.
+    let (_, created) = s.call(Method::POST, "/api/v1/agents/a1/ping", None).await?;
+    let unanswered = created["command_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    agent.expect_command().await?;
+    let (status, body) = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/commands/{unanswered}?wait=0.3"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "sent", "{body}");
+
+    for bad in ["0", "-1", "61", "soon", "NaN"] {
+        let (status, body) = s
+            .call(
+                Method::GET,
+                &format!("/api/v1/commands/{id}?wait={bad}"),
+                None,
+            )
+            .await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "wait={bad}: {body}");
+        assert_error(&body, "bad_request");
+    }
+    let (status, body) = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/commands/{}?wait=1", uuid::Uuid::now_v7()),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    Ok(())
+}
+
 on_both_backends!(
+    waiting_reads_answer_when_the_command_finishes,
     session_state_follows_command_results,
     failed_start_fails_the_session,
     late_ack_never_reopens_a_finished_command,

@@ -61,12 +61,33 @@ macro_rules! impl_store {
                 &self,
                 key_hash: &str,
             ) -> $crate::Result<Option<$crate::ApiKeyRecord>> {
-                sqlx::query_as::<_, $crate::rows::ApiKeyRow>($stmts.key_find)
+                let Some(row) = sqlx::query_as::<_, $crate::rows::ApiKeyRow>($stmts.key_find)
                     .bind(key_hash)
                     .fetch_optional(&self.pool)
                     .await?
-                    .map(TryInto::try_into)
-                    .transpose()
+                else {
+                    return Ok(None);
+                };
+                let mut record: $crate::ApiKeyRecord = row.try_into()?;
+                // Every API request looks its key up; writing `last_used_at` each time would
+                // make one admin token's row a point of contention for all of them. It is kept
+                // to the minute instead (the statement re-checks with the database's clock).
+                let stale = record.last_used_at.is_none_or(|at| {
+                    chrono::Utc::now() - at
+                        >= chrono::TimeDelta::seconds($crate::KEY_USE_RESOLUTION_SECS)
+                });
+                if stale {
+                    let touched: Option<chrono::DateTime<chrono::Utc>> =
+                        sqlx::query_scalar($stmts.key_touch)
+                            .bind($crate::rows::DbUuid(record.id))
+                            .bind($crate::KEY_USE_RESOLUTION_SECS as f64)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                    if let Some(at) = touched {
+                        record.last_used_at = Some(at);
+                    }
+                }
+                Ok(Some(record))
             }
 
             async fn list_api_keys(
@@ -286,9 +307,20 @@ macro_rules! impl_store {
                 &self,
                 command: &$crate::NewCommand,
             ) -> $crate::Result<streamspace_proto::api::Command> {
-                self.get_agent(&command.agent_id).await?;
                 let mut conn = self.pool.acquire().await?;
-                Self::insert_command(&mut conn, command).await
+                match Self::insert_command(&mut conn, command).await {
+                    // The foreign keys check the agent and the session in the same statement;
+                    // only a refused insert pays for finding out which one is missing.
+                    Err($crate::StoreError::Database(e))
+                        if e.as_database_error()
+                            .is_some_and(|db| db.is_foreign_key_violation()) =>
+                    {
+                        drop(conn);
+                        self.get_agent(&command.agent_id).await?;
+                        Err($crate::StoreError::NotFound { what: "session" })
+                    }
+                    other => other,
+                }
             }
 
             async fn get_command(
@@ -356,6 +388,17 @@ macro_rules! impl_store {
                 self.claim(command_id, expected_attempts).await
             }
 
+            async fn claim_due_commands(
+                &self,
+                agent_id: &str,
+                ack_timeout_secs: f64,
+                max_attempts: i32,
+                limit: i64,
+            ) -> $crate::Result<Vec<streamspace_proto::api::Command>> {
+                self.claim_due(agent_id, ack_timeout_secs, max_attempts, limit)
+                    .await
+            }
+
             async fn ack_command(
                 &self,
                 agent_id: &str,
@@ -375,6 +418,12 @@ macro_rules! impl_store {
                 command_id: uuid::Uuid,
                 outcome: &$crate::CommandOutcome,
             ) -> $crate::Result<(streamspace_proto::api::Command, bool)> {
+                if let Some(done) = self
+                    .finish_sessionless(agent_id, command_id, outcome)
+                    .await?
+                {
+                    return Ok((done, true));
+                }
                 self.finish_command_tx(agent_id, command_id, outcome).await
             }
 

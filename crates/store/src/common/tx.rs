@@ -150,12 +150,7 @@ macro_rules! impl_transactions {
                 outcome: &$crate::CommandOutcome,
             ) -> $crate::Result<(streamspace_proto::api::Command, bool)> {
                 use streamspace_proto::api::{Action, SessionState};
-                let (status, result, error) = match outcome {
-                    $crate::CommandOutcome::Completed(v) => {
-                        ("completed", Some(sqlx::types::Json(v)), None)
-                    }
-                    $crate::CommandOutcome::Failed(e) => ("failed", None, Some(e.as_str())),
-                };
+                let (status, result, error) = outcome.columns();
                 let mut tx = self.write_tx().await?;
                 let done = sqlx::query($stmts.command_finish)
                     .bind($crate::rows::DbUuid(command_id))

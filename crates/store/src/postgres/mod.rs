@@ -88,6 +88,48 @@ impl PgStore {
         Err(StoreError::NoCapacity)
     }
 
+    /// One statement claims all of them; `RETURNING` sees the trigger's `updated_at`.
+    async fn claim_due(
+        &self,
+        agent_id: &str,
+        ack_timeout_secs: f64,
+        max_attempts: i32,
+        limit: i64,
+    ) -> Result<Vec<Command>> {
+        let rows = sqlx::query_as::<_, CommandRow>(PG_STATEMENTS.command_claim_due)
+            .bind(agent_id)
+            .bind(ack_timeout_secs)
+            .bind(max_attempts)
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claimed: Vec<Command> = crate::rows::convert_all(rows)?;
+        // RETURNING does not keep the subquery's order.
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
+    }
+
+    /// A command without a session finishes in one statement: there is no session to move in
+    /// the same transaction. `None` if the row is not such a command in a finishable state.
+    async fn finish_sessionless(
+        &self,
+        agent_id: &str,
+        command_id: Uuid,
+        outcome: &crate::CommandOutcome,
+    ) -> Result<Option<Command>> {
+        let (status, result, error) = outcome.columns();
+        sqlx::query_as::<_, CommandRow>(PG_STATEMENTS.command_finish_sessionless)
+            .bind(DbUuid(command_id))
+            .bind(agent_id)
+            .bind(status)
+            .bind(result)
+            .bind(error)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(TryInto::try_into)
+            .transpose()
+    }
+
     async fn claim(&self, command_id: Uuid, expected_attempts: i32) -> Result<Option<Command>> {
         sqlx::query_as::<_, CommandRow>(sqlx::AssertSqlSafe(CLAIM.as_str()))
             .bind(DbUuid(command_id))

@@ -58,6 +58,49 @@ impl SqliteStore {
         Ok(placed)
     }
 
+    /// Claims in one write transaction and reads the rows back, since `RETURNING` would miss
+    /// the trigger's `updated_at`.
+    async fn claim_due(
+        &self,
+        agent_id: &str,
+        ack_timeout_secs: f64,
+        max_attempts: i32,
+        limit: i64,
+    ) -> Result<Vec<Command>> {
+        let mut tx = self.write_tx().await?;
+        let rows =
+            sqlx::query_as::<_, crate::rows::CommandRow>(SQLITE_STATEMENTS.command_claim_due)
+                .bind(agent_id)
+                .bind(ack_timeout_secs)
+                .bind(max_attempts)
+                .bind(limit.max(0))
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let stale: Command = row.try_into()?;
+            let fresh = sqlx::query_as::<_, crate::rows::CommandRow>(sql::COMMAND_BY_ID)
+                .bind(stale.id)
+                .fetch_one(&mut *tx)
+                .await?;
+            claimed.push(Command::try_from(fresh)?);
+        }
+        tx.commit().await?;
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
+    }
+
+    /// SQLite finishes every command in [`Self::finish_command_tx`]: its single writer gains
+    /// nothing from a shorter path, and `RETURNING` would miss the trigger's `updated_at`.
+    async fn finish_sessionless(
+        &self,
+        _agent_id: &str,
+        _command_id: Uuid,
+        _outcome: &crate::CommandOutcome,
+    ) -> Result<Option<Command>> {
+        Ok(None)
+    }
+
     async fn claim(&self, command_id: Uuid, expected_attempts: i32) -> Result<Option<Command>> {
         let mut tx = self.write_tx().await?;
         let done = sqlx::query(SQLITE_STATEMENTS.command_claim)
