@@ -57,8 +57,9 @@ struct Cli {
     /// Commands per run (commands).
     #[arg(long, default_value_t = 2000)]
     commands: usize,
-    /// Milliseconds between a client's polls of a command's status (commands).
-    #[arg(long, default_value_t = 1)]
+    /// Milliseconds between a client's polls of a command's status; 0 (the default) follows
+    /// each command with one waiting read, `GET /api/v1/commands/{id}?wait=…` (commands).
+    #[arg(long, default_value_t = 0)]
     poll_ms: u64,
     /// Topologies to measure (commands): 1 = one replica; N > 1 = N replicas with the agents on
     /// the first and the clients on the others.
