@@ -1,19 +1,25 @@
 //! Scenario `agents`: many simulated agents connected to one replica, heartbeating. Reports the
 //! replica's resident memory per connected agent (RSS after all connected minus RSS before, over
 //! N) and its CPU time per 1,000 heartbeats/s (utime + stime from /proc over a window). The
-//! heartbeat writes land in PostgreSQL, whose CPU is not counted here. No same-run reference;
-//! issue 6's target is ≤ 32 KiB per agent.
+//! heartbeat writes land in PostgreSQL, whose CPU is not counted here. Then, with three replicas,
+//! the time for the agents of a killed replica to register again on the survivors (see
+//! [`crate::failover`]). No same-run reference; issue 6's target is ≤ 32 KiB per agent.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
+use streamspace_client::Client;
 use streamspace_testkit::PgCluster;
 use tokio::sync::watch;
 
 use crate::agent;
+use crate::failover;
 use crate::procs::Replica;
-use crate::report::{Row, Stat};
+use crate::report::{Row, Stat, percentile};
+
+/// Open files the harness needs beyond one per agent (API clients, PostgreSQL, Redis, logs).
+const SPARE_FILES: u64 = 512;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Params {
@@ -21,6 +27,8 @@ pub struct Params {
     pub counts: Vec<usize>,
     pub heartbeat_secs: u64,
     pub window_secs: u64,
+    /// How long the agents of the killed replica may take to be back before the run fails.
+    pub reconnect_timeout_secs: u64,
 }
 
 /// Resident memory of `pid` in KiB.
@@ -48,27 +56,56 @@ fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
-fn open_files_limit() -> Option<usize> {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with("Max open files"))?
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()
+/// Raises this process's soft open-files limit to its hard limit when `needed` is more than the
+/// soft limit allows. The replicas the harness starts inherit the raised limit.
+fn raise_open_files(needed: u64) -> anyhow::Result<()> {
+    use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
+    let (soft, hard) =
+        getrlimit(Resource::RLIMIT_NOFILE).context("reading the open-files limit")?;
+    if soft >= needed {
+        return Ok(());
+    }
+    if hard < needed {
+        bail!(
+            "this run needs {needed} open files per process but the hard limit is {hard}; raise \
+             the hard limit (as root: `ulimit -Hn {needed}`, or LimitNOFILE= / limits.conf) and \
+             run again"
+        );
+    }
+    // An unlimited hard limit cannot be the soft one for open files (the kernel caps it).
+    let target = if hard == RLIM_INFINITY { needed } else { hard };
+    setrlimit(Resource::RLIMIT_NOFILE, target, hard)
+        .with_context(|| format!("raising the open-files limit from {soft} to {target}"))?;
+    println!("open-files limit raised from {soft} to {target}");
+    Ok(())
+}
+
+/// One agent key per simulated agent `bench-agent-{i}`: (agent id, secret), in order.
+pub(crate) async fn create_keys(api: &Client, n: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let mut keys = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(32) {
+        let batch = chunk.iter().map(|i| {
+            let id = format!("bench-agent-{i}");
+            async move { api.create_agent_key(&id).await.map(|k| (id, k.secret)) }
+        });
+        for key in futures_util::future::join_all(batch).await {
+            keys.push(key?);
+        }
+    }
+    Ok(keys)
 }
 
 pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
-    if p.runs == 0 || p.counts.contains(&0) || p.heartbeat_secs == 0 || p.window_secs == 0 {
-        bail!("runs, agent counts, heartbeat and window must be positive");
+    if p.runs == 0
+        || p.counts.contains(&0)
+        || p.heartbeat_secs == 0
+        || p.window_secs == 0
+        || p.reconnect_timeout_secs == 0
+    {
+        bail!("runs, agent counts, heartbeat, window and reconnect timeout must be positive");
     }
     let most = p.counts.iter().copied().max().unwrap_or(0);
-    if let Some(limit) = open_files_limit()
-        && limit < most + 256
-    {
-        bail!("{most} agents need more than the open-files limit {limit}: raise it with ulimit -n");
-    }
+    raise_open_files(most as u64 + SPARE_FILES)?;
     let pg = PgCluster::start()?;
     let mut rows = Vec::new();
     for &n in &p.counts {
@@ -95,7 +132,9 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
                 reference: None,
             });
         }
+        rows.extend(failover_rows(bin, &pg, n, p).await?);
     }
+    let (backoff_min, backoff_max) = failover::backoff_bounds();
     let notes = vec![
         format!(
             "Agents heartbeat every {} s; CPU is the replica's user + system time over {} s once all \
@@ -106,8 +145,86 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
         "RSS per agent is (replica RSS with all agents connected − RSS before the first) ÷ agents, \
          a fresh replica and database per run."
             .into(),
+        format!(
+            "Reconnect: {} replicas sharing PostgreSQL and Redis (fresh per run), every agent \
+             registered on the first, which is then SIGKILLed. The agents know all three URLs and \
+             move as the real agent does: the next server after each lost connection, after a \
+             wait from its backoff (full jitter, {} ms doubling to {} s) — so with the same \
+             server list they all go to the second replica. Per agent: kill → welcome from a \
+             survivor. All back: kill → the API of a survivor first lists every agent online \
+             on a survivor at a newer epoch (polled every {} ms, so up to one poll late); the \
+             Redis owner records are then checked to agree.",
+            failover::REPLICAS,
+            backoff_min.as_millis(),
+            backoff_max.as_secs(),
+            failover::POLL.as_millis()
+        ),
     ];
     Ok((rows, notes))
+}
+
+/// `p.runs` failovers with `n` agents: per-agent reconnect p50/p99 and the time until all are
+/// back, as table rows.
+async fn failover_rows(
+    bin: &std::path::Path,
+    pg: &PgCluster,
+    n: usize,
+    p: &Params,
+) -> anyhow::Result<Vec<Row>> {
+    let (mut p50, mut p99, mut all) = (vec![], vec![], vec![]);
+    for run in 0..p.runs {
+        let m = failover::one_run(
+            bin,
+            pg,
+            n,
+            Duration::from_secs(p.heartbeat_secs),
+            Duration::from_secs(p.reconnect_timeout_secs),
+        )
+        .await
+        .with_context(|| format!("reconnecting {n} agents after their replica was killed"))?;
+        let (a, b) = (
+            percentile(&m.per_agent_ms, 50.0),
+            percentile(&m.per_agent_ms, 99.0),
+        );
+        let last = m.per_agent_ms.last().copied().unwrap_or(f64::NAN);
+        println!(
+            "  {n} agents, failover run {}: p50 {a:.0} ms, p99 {b:.0} ms, last welcome {last:.0} \
+             ms, all back (API) {:.2} s; on {:?}; loss noticed p50 {:.0} ms, p99 {:.0} ms",
+            run + 1,
+            m.all_back_secs,
+            m.spread,
+            percentile(&m.noticed_ms, 50.0),
+            percentile(&m.noticed_ms, 99.0),
+        );
+        if !m.failures.is_empty() {
+            println!("    lost connections and failed attempts: {:?}", m.failures);
+        }
+        if !m.replica_warnings.is_empty() {
+            println!(
+                "    the survivors logged {} warnings/errors, first: {:?}",
+                m.replica_warnings.len(),
+                &m.replica_warnings[..m.replica_warnings.len().min(3)]
+            );
+        }
+        p50.push(a);
+        p99.push(b);
+        all.push(m.all_back_secs);
+    }
+    let setup = format!("{n} agents, {} replicas, first killed", failover::REPLICAS);
+    Ok([
+        ("reconnect p50 per agent", "ms", p50),
+        ("reconnect p99 per agent", "ms", p99),
+        ("all agents back, seen through the API", "s", all),
+    ]
+    .into_iter()
+    .map(|(metric, unit, v)| Row {
+        setup: setup.clone(),
+        metric: metric.into(),
+        unit: unit.into(),
+        value: Stat::of(v),
+        reference: None,
+    })
+    .collect())
 }
 
 /// One fresh replica with `n` agents: (KiB per agent, CPU s/s per 1,000 heartbeats/s).
@@ -130,19 +247,8 @@ async fn one_run(
         &["--heartbeat-interval", &interval],
     )
     .await?;
-    let api = replica.api()?;
     let pid = replica.pid();
-    let mut keys = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(32) {
-        let batch = chunk.iter().map(|i| {
-            let api = api.clone();
-            let id = format!("bench-agent-{i}");
-            async move { api.create_agent_key(&id).await.map(|k| (id, k.secret)) }
-        });
-        for key in futures_util::future::join_all(batch).await {
-            keys.push(key?);
-        }
-    }
+    let keys = create_keys(&replica.api()?, n).await?;
     let before = rss_kib(pid)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut agents = Vec::with_capacity(n);

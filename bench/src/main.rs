@@ -11,6 +11,7 @@
 mod agent;
 mod agents;
 mod commands;
+mod failover;
 mod machine;
 mod pgbench;
 mod pipe;
@@ -30,7 +31,8 @@ enum Scenario {
     Commands,
     /// Viewer-stream throughput and round trips through server and agent, vs websockify and TCP.
     Tunnel,
-    /// Many heartbeating agents on one replica: memory per agent and CPU per heartbeat.
+    /// Many heartbeating agents on one replica: memory per agent and CPU per heartbeat; then the
+    /// time for them to reconnect to the other replicas after theirs is killed.
     Agents,
     /// Process-runtime session start time (real agent, Xvnc, xterm).
     SessionStart,
@@ -86,6 +88,10 @@ struct Cli {
     /// Seconds over which the replica's CPU time is measured (agents).
     #[arg(long, default_value_t = 10)]
     window_secs: u64,
+    /// Seconds the agents of the killed replica may take to be back before the run fails
+    /// (agents).
+    #[arg(long, default_value_t = 120)]
+    reconnect_timeout_secs: u64,
     /// Print and write JSON, but do not append to docs/BENCHMARKS.md.
     #[arg(long)]
     no_docs: bool,
@@ -138,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
             counts: cli.agent_counts.clone(),
             heartbeat_secs: cli.heartbeat_secs,
             window_secs: cli.window_secs,
+            reconnect_timeout_secs: cli.reconnect_timeout_secs,
         };
         println!("agents: {} runs per count …", params.runs);
         let (rows, notes) = agents::run(&bin, &params).await?;
