@@ -1,8 +1,9 @@
 //! Scenario `commands`: end-to-end command throughput and latency.
 //!
 //! N simulated agents answer `ping` at once; C concurrent API clients each create pings
-//! (`POST /api/v1/agents/{id}/ping`) and poll `GET /api/v1/commands/{id}` until the command is
-//! `completed`. Latency is create → completed visible through the API. With several replicas the
+//! (`POST /api/v1/agents/{id}/ping`) and follow each until it is `completed` (in the same
+//! request with `?wait=`, by a waiting read, or by polling: [`Follow`]). Latency is
+//! create → completed visible through the API. With several replicas the
 //! agents all connect to the first and the clients only talk to the others, so every command
 //! crosses replicas. The reference, measured in the same run against the same PostgreSQL, is
 //! `pgbench` doing the row writes one command costs in the store (one INSERT and three UPDATEs of
@@ -29,12 +30,25 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// One command taking longer than this fails the run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How a client learns that its command finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Follow {
+    /// `POST /api/v1/agents/{id}/ping?wait=…` answers with the finished command.
+    Create,
+    /// `POST …/ping`, then `GET /api/v1/commands/{id}?wait=…`.
+    Read,
+    /// `POST …/ping`, then `GET /api/v1/commands/{id}` every `poll_ms`.
+    Poll,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Params {
     pub agents: usize,
     pub clients: usize,
     pub commands: usize,
     pub runs: usize,
+    pub follow: Follow,
     pub poll_ms: u64,
     pub replicas: Vec<usize>,
 }
@@ -60,19 +74,34 @@ pub async fn run(bin: &Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String
     let mut rows = Vec::new();
     let mut reference_db = None;
     let mut measured = Vec::new();
+    let mut writes = Vec::new();
     for &n in &p.replicas {
         let db = pg.create_database()?;
         println!("commands: {n} replica(s), {} runs …", p.runs);
         let m = topology(bin, &db, redis.as_ref().map(RedisServer::url), n, p).await?;
+        // The warm-up's commands and the measured ones.
+        let commands = p.clients + p.runs * p.commands;
+        let updates = updates_per_command(&db, commands).await?;
+        println!("  {updates:.2} UPDATEs of agent_commands per command");
+        writes.push(format!("{n} replica(s): {updates:.2}"));
         measured.push((n, m));
-        reference_db.get_or_insert(db);
+        reference_db.get_or_insert((db, updates));
     }
     // The servers are gone: the database serves pgbench alone.
-    let db = reference_db.context("no topology was measured")?;
-    println!("commands: pgbench reference, {} runs …", p.runs);
+    let (db, updates) = reference_db.context("no topology was measured")?;
+    let script_updates = (updates.round() as usize).clamp(2, 3);
+    println!(
+        "commands: pgbench reference (1 INSERT + {script_updates} UPDATEs), {} runs …",
+        p.runs
+    );
     let mut tps = Vec::new();
     for _ in 0..p.runs {
-        tps.push(pgbench::command_writes(&db, p.clients, p.commands)?);
+        tps.push(pgbench::command_writes(
+            &db,
+            p.clients,
+            p.commands,
+            script_updates,
+        )?);
     }
     let tps = Stat::of(tps);
     for (n, m) in measured {
@@ -89,7 +118,7 @@ pub async fn run(bin: &Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String
             unit: "/s".into(),
             value: per_second,
             reference: Some(Reference {
-                name: "pgbench, 1 INSERT + 3 UPDATE per command".into(),
+                name: format!("pgbench, 1 INSERT + {script_updates} UPDATE per command"),
                 value: tps.clone(),
                 ratio,
             }),
@@ -104,24 +133,49 @@ pub async fn run(bin: &Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String
             });
         }
     }
-    let follow = if p.poll_ms == 0 {
-        "Latency is create → `completed` as answered by one waiting read per command, \
-         `GET /api/v1/commands/{id}?wait=…`, which returns as soon as the command finishes."
-            .to_owned()
-    } else {
-        format!(
+    let follow = match p.follow {
+        Follow::Create => "Latency is create → `completed` in one request per command, \
+            `POST /api/v1/agents/{id}/ping?wait=…`, which answers as soon as the agent has answered."
+            .to_owned(),
+        Follow::Read => "Latency is create → `completed`: `POST /api/v1/agents/{id}/ping`, then one \
+            waiting read, `GET /api/v1/commands/{id}?wait=…`, which answers as soon as the command finishes."
+            .to_owned(),
+        Follow::Poll => format!(
             "Latency is create → `completed` seen by polling `GET /api/v1/commands/{{id}}` every {} ms: \
              it includes up to one poll interval, and the polling requests are part of the load.",
             p.poll_ms
-        )
+        ),
     };
     let notes = vec![
         follow,
+        format!(
+            "Row writes per command, counted by PostgreSQL's statistics over each topology's \
+             runs: 1 INSERT and {} UPDATEs of `agent_commands`; the pgbench script does 1 INSERT \
+             and {script_updates} UPDATEs (an agent's ack is not written when its result follows \
+             within 50 ms).",
+            writes.join(", ")
+        ),
         "Everything (PostgreSQL with fsync off, Redis, the replicas, the agents, the clients, pgbench) \
          shares this machine's CPUs, so the numbers are lower bounds for a real deployment."
             .into(),
     ];
     Ok((rows, notes))
+}
+
+/// UPDATEs per INSERT of `agent_commands` in `db`, once the statistics count all `commands`
+/// (backends report when they exit, just after the replicas did).
+async fn updates_per_command(db: &str, commands: usize) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (ins, upd) = pgbench::command_table_writes(db)?;
+        if ins >= commands as u64 {
+            return Ok(upd as f64 / ins as f64);
+        }
+        if Instant::now() > deadline {
+            bail!("the statistics count {ins} commands inserted, not {commands}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn topology(
@@ -177,9 +231,9 @@ async fn topology(
             .map(Replica::api)
             .collect::<anyhow::Result<_>>()?
     };
-    let poll = Duration::from_millis(p.poll_ms);
+    let follow = (p.follow, Duration::from_millis(p.poll_ms));
     // Warm-up (connection pools, prepared statements), not recorded.
-    one_run(&targets, &ids, p.clients, p.clients, poll)
+    one_run(&targets, &ids, p.clients, p.clients, follow)
         .await
         .with_context(|| logs(&replicas))?;
     let mut m = Measured {
@@ -188,7 +242,7 @@ async fn topology(
         p99_ms: vec![],
     };
     for run in 0..p.runs {
-        let (rate, mut lat) = one_run(&targets, &ids, p.clients, p.commands, poll)
+        let (rate, mut lat) = one_run(&targets, &ids, p.clients, p.commands, follow)
             .await
             .with_context(|| logs(&replicas))?;
         lat.sort_by(f64::total_cmp);
@@ -215,7 +269,7 @@ async fn one_run(
     agent_ids: &[String],
     clients: usize,
     commands: usize,
-    poll: Duration,
+    (follow, poll): (Follow, Duration),
 ) -> anyhow::Result<(f64, Vec<f64>)> {
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -229,9 +283,12 @@ async fn one_run(
             let mut latencies = Vec::with_capacity(ids.len());
             for id in ids {
                 let t0 = Instant::now();
-                let created = api.ping_agent(&id).await?;
+                let created = match follow {
+                    Follow::Create => api.ping_agent_and_wait(&id, COMMAND_TIMEOUT).await?,
+                    Follow::Read | Follow::Poll => api.ping_agent(&id).await?,
+                };
                 let mut status = created.status;
-                if poll.is_zero() && status != CommandStatus::Completed {
+                if follow == Follow::Read && status != CommandStatus::Completed {
                     status = api
                         .wait_for_command(created.command_id, COMMAND_TIMEOUT)
                         .await?

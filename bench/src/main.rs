@@ -59,9 +59,13 @@ struct Cli {
     /// Commands per run (commands).
     #[arg(long, default_value_t = 2000)]
     commands: usize,
-    /// Milliseconds between a client's polls of a command's status; 0 (the default) follows
-    /// each command with one waiting read, `GET /api/v1/commands/{id}?wait=…` (commands).
-    #[arg(long, default_value_t = 0)]
+    /// How a client learns that its command finished (commands): `create` — in the same
+    /// request, `POST /api/v1/agents/{id}/ping?wait=…`; `read` — `POST`, then one waiting
+    /// `GET /api/v1/commands/{id}?wait=…`; `poll` — `POST`, then `GET` every `--poll-ms`.
+    #[arg(long, value_enum, default_value_t = commands::Follow::Create)]
+    follow: commands::Follow,
+    /// Milliseconds between polls with `--follow poll` (commands).
+    #[arg(long, default_value_t = 1)]
     poll_ms: u64,
     /// Topologies to measure (commands): 1 = one replica; N > 1 = N replicas with the agents on
     /// the first and the clients on the others.
@@ -117,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
             clients: cli.clients,
             commands: cli.commands,
             runs: cli.runs,
+            follow: cli.follow,
             poll_ms: cli.poll_ms,
             replicas: cli.replicas.clone(),
         };

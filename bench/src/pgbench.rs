@@ -1,7 +1,8 @@
 //! The database's own limit for what one command costs: `pgbench` running, against the server's
-//! migrated database, the row writes the store makes per command — one INSERT and three UPDATEs
-//! of `agent_commands` (claim → sent, ack, complete), each its own transaction, with prepared
-//! statements as sqlx uses.
+//! migrated database, the row writes the store made per command in the measured runs — one
+//! INSERT and, as counted by PostgreSQL's statistics, two or three UPDATEs of `agent_commands`
+//! (claim → sent, [ack,] complete), each its own transaction, with prepared statements as sqlx
+//! uses.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,18 +19,48 @@ const PG_BIN_DIRS: &[&str] = &[
 /// registered it.
 const AGENT: &str = "bench-agent-0";
 
-fn script() -> String {
-    format!(
+/// The script of one command: an INSERT and `updates` (2 or 3) UPDATEs.
+fn script(updates: usize) -> anyhow::Result<String> {
+    let ack = match updates {
+        2 => "",
+        3 => concat!(
+            "UPDATE agent_commands SET status = 'acknowledged', acknowledged_at = clock_timestamp() ",
+            "WHERE command_id = :cid AND agent_id = 'bench-agent-0' AND status IN ('sent');\n"
+        ),
+        n => bail!("the reference knows commands of 2 or 3 UPDATEs, not {n}"),
+    };
+    Ok(format!(
         "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload) \
          VALUES (gen_random_uuid(), '{AGENT}', NULL, 'pgbench', '{{}}') RETURNING command_id AS cid \\gset\n\
          UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, sent_at = clock_timestamp() \
          WHERE command_id = :cid AND attempts = 0 AND status IN ('pending', 'sent');\n\
-         UPDATE agent_commands SET status = 'acknowledged', acknowledged_at = clock_timestamp() \
-         WHERE command_id = :cid AND agent_id = '{AGENT}' AND status IN ('sent');\n\
+         {ack}\
          UPDATE agent_commands SET status = 'completed', result = '{{\"pong\": true}}', error_message = NULL, \
          completed_at = clock_timestamp() WHERE command_id = :cid AND agent_id = '{AGENT}' \
          AND status IN ('sent', 'acknowledged');\n"
-    )
+    ))
+}
+
+/// Rows inserted into and updated in `agent_commands` so far, as PostgreSQL's statistics count
+/// them (complete once the backends that wrote have exited).
+pub fn command_table_writes(database_url: &str) -> anyhow::Result<(u64, u64)> {
+    let output = Command::new(binary("psql")?)
+        .args(["-At", "-F", " ", "-c"])
+        .arg(
+            "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname = 'agent_commands'",
+        )
+        .arg(database_url)
+        .output()
+        .context("running psql")?;
+    let out = String::from_utf8_lossy(&output.stdout);
+    let mut counts = out.split_whitespace().map(str::parse::<u64>);
+    match (counts.next(), counts.next()) {
+        (Some(Ok(ins)), Some(Ok(upd))) => Ok((ins, upd)),
+        _ => bail!(
+            "no statistics for agent_commands ({out}){}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
 }
 
 fn binary(tool: &str) -> anyhow::Result<PathBuf> {
@@ -60,11 +91,17 @@ fn check_rows(database_url: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `commands` scripted commands over `clients` connections; returns commands per second.
-pub fn command_writes(database_url: &str, clients: usize, commands: usize) -> anyhow::Result<f64> {
+/// Runs `commands` scripted commands of `updates` UPDATEs each over `clients` connections;
+/// returns commands per second.
+pub fn command_writes(
+    database_url: &str,
+    clients: usize,
+    commands: usize,
+    updates: usize,
+) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("command.sql");
-    std::fs::write(&path, script())?;
+    std::fs::write(&path, script(updates)?)?;
     let per_client = commands.div_ceil(clients);
     let threads = clients.min(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let output = Command::new(binary("pgbench")?)

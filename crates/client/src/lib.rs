@@ -191,6 +191,19 @@ impl Client {
         self.send(self.request(Method::POST, &path)?).await
     }
 
+    /// `POST /api/v1/agents/{id}/ping?wait=…`: queues a `ping` and answers once the agent has
+    /// answered it, or when `wait` (at most 60 s) runs out (check the status).
+    pub async fn ping_agent_and_wait(&self, agent_id: &str, wait: Duration) -> Result<Command> {
+        let path = format!("api/v1/agents/{}/ping", encode_segment(agent_id));
+        let request = self
+            .request(Method::POST, &path)?
+            .query(&CommandWait {
+                wait: Some(wait.as_secs_f64()),
+            })
+            .timeout(wait + Duration::from_secs(30));
+        self.send(request).await
+    }
+
     /// `GET /api/v1/replicas` as raw JSON.
     pub async fn list_replicas(&self) -> Result<serde_json::Value> {
         self.send(self.request(Method::GET, "api/v1/replicas")?)

@@ -6,6 +6,10 @@
 //! slow password hash per request. The server secret is created on first start
 //! (`setting_get_or_init`), shared by all replicas, and cached in memory by [`KeyHasher`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -25,10 +29,18 @@ pub const AGENT_PREFIX: &str = "ssk_";
 /// How many leading characters of a key are kept to tell keys apart in listings.
 const SHOWN_PREFIX_CHARS: usize = 12;
 
-/// Hashes presented keys with the server secret.
+/// How long a replica trusts an admin token it has looked up without asking the database again.
+/// Every API request presents one, so this saves a database read per request; an admin token
+/// removed from the database directly stops working on every replica within this time.
+pub const ADMIN_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most admin tokens remembered at once (there are usually one or two).
+const ADMIN_CACHE_MAX: usize = 64;
+
+/// Hashes presented keys with the server secret, and remembers recently seen admin tokens.
 #[derive(Clone)]
 pub struct KeyHasher {
     secret: Vec<u8>,
+    admins: Arc<Mutex<HashMap<String, (ApiKeyRecord, Instant)>>>,
 }
 
 impl std::fmt::Debug for KeyHasher {
@@ -44,15 +56,15 @@ impl KeyHasher {
         let secret = store
             .setting_get_or_init(HMAC_SECRET_SETTING, &fresh)
             .await?;
-        Ok(Self {
-            secret: secret.into_bytes(),
-        })
+        Ok(Self::from_secret(secret.into_bytes()))
     }
 
-    /// A hasher with a given secret (unit tests).
-    #[cfg(test)]
+    /// A hasher with a given secret.
     pub(crate) fn from_secret(secret: Vec<u8>) -> Self {
-        Self { secret }
+        Self {
+            secret,
+            admins: Arc::default(),
+        }
     }
 
     /// The keyed hash stored for `key`, in hex.
@@ -63,13 +75,40 @@ impl KeyHasher {
         hex::encode(mac.finalize().into_bytes())
     }
 
-    /// Looks up the non-revoked credential `key` names.
+    /// Looks up the non-revoked credential `key` names. Admin tokens seen in the last
+    /// [`ADMIN_CACHE_TTL`] are answered from memory; agent keys are always read, so revoking
+    /// one takes effect at once on every replica.
     pub async fn find(
         &self,
         store: &dyn Store,
         key: &str,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        store.find_api_key(&self.hash(key)).await
+        let hash = self.hash(key);
+        if let Some((record, at)) = self.admins().get(&hash)
+            && at.elapsed() < ADMIN_CACHE_TTL
+        {
+            return Ok(Some(record.clone()));
+        }
+        let found = store.find_api_key(&hash).await?;
+        let mut admins = self.admins();
+        match &found {
+            Some(record) if record.kind == ApiKeyKind::Admin => {
+                if admins.len() >= ADMIN_CACHE_MAX {
+                    admins.retain(|_, (_, at)| at.elapsed() < ADMIN_CACHE_TTL);
+                }
+                if admins.len() < ADMIN_CACHE_MAX {
+                    admins.insert(hash, (record.clone(), Instant::now()));
+                }
+            }
+            _ => {
+                admins.remove(&hash);
+            }
+        }
+        Ok(found)
+    }
+
+    fn admins(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ApiKeyRecord, Instant)>> {
+        self.admins.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -153,12 +192,8 @@ mod tests {
 
     #[test]
     fn hash_is_keyed_and_not_the_secret() {
-        let a = KeyHasher {
-            secret: b"one".to_vec(),
-        };
-        let b = KeyHasher {
-            secret: b"two".to_vec(),
-        };
+        let a = KeyHasher::from_secret(b"one".to_vec());
+        let b = KeyHasher::from_secret(b"two".to_vec());
         let key = generate_secret(ADMIN_PREFIX);
         assert_eq!(a.hash(&key), a.hash(&key));
         assert_ne!(

@@ -72,11 +72,16 @@ async fn read_loop(conn: &mut Conn, stream: &mut SplitStream<WebSocket>) {
     let liveness = conn.app.config.liveness_timeout();
     let mut deadline = Instant::now() + liveness;
     loop {
+        let acks_due = conn.acks_due();
         let frame = tokio::select! {
             _ = conn.closer.closed() => return,
             _ = conn.app.shutdown.cancelled() => {
                 conn.going_away();
                 return;
+            }
+            _ = sleep_until_some(acks_due) => {
+                conn.flush_acks().await;
+                continue;
             }
             frame = tokio::time::timeout_at(deadline, stream.next()) => frame,
         };
@@ -116,6 +121,14 @@ async fn read_loop(conn: &mut Conn, stream: &mut SplitStream<WebSocket>) {
             Message::Ping(_) | Message::Pong(_) => {}
             Message::Close(_) => return,
         }
+    }
+}
+
+/// Sleeps until `at`, or forever if there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -22,6 +22,13 @@ use crate::state::AppState;
 pub(crate) const LOST_SESSION: &str = "agent no longer has this session";
 /// Close code for a server-side failure.
 const INTERNAL: u16 = close_code::INTERNAL;
+/// How long an acknowledgement waits before it is written. A command's result usually follows
+/// its ack at once (a ping, an already running session); the result then stands for both and the
+/// ack is never written. Nothing reads `acknowledged` in less than seconds (resends wait for the
+/// ack timeout), so the delay changes no decision.
+pub(super) const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+/// Most acknowledgements held back at once; more are written at once.
+const MAX_HELD_ACKS: usize = 256;
 
 /// Why the server ends a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +64,9 @@ pub(super) struct Conn {
     key: ApiKeyRecord,
     tx: mpsc::Sender<ServerMessage>,
     registered: Option<Registered>,
+    /// Acknowledgements not written yet, oldest first, and when the oldest is due.
+    held_acks: Vec<Uuid>,
+    acks_due: Option<tokio::time::Instant>,
 }
 
 impl Conn {
@@ -72,6 +82,24 @@ impl Conn {
             key,
             tx,
             registered: None,
+            held_acks: Vec::new(),
+            acks_due: None,
+        }
+    }
+
+    /// When the held acknowledgements must be written, if any are held.
+    pub fn acks_due(&self) -> Option<tokio::time::Instant> {
+        self.acks_due
+    }
+
+    /// Writes every held acknowledgement.
+    pub async fn flush_acks(&mut self) {
+        self.acks_due = None;
+        let Some(agent_id) = self.registered.as_ref().map(|r| r.agent_id.clone()) else {
+            return;
+        };
+        for command_id in std::mem::take(&mut self.held_acks) {
+            self.ack(&agent_id, command_id).await;
         }
     }
 
@@ -113,15 +141,24 @@ impl Conn {
                 self.heartbeat(&agent_id, epoch, capacity).await
             }
             AgentMessage::Ack { command_id } => {
-                self.ack(&agent_id, command_id).await;
+                if self.held_acks.len() >= MAX_HELD_ACKS {
+                    self.flush_acks().await;
+                }
+                if !self.held_acks.contains(&command_id) {
+                    self.held_acks.push(command_id);
+                }
+                self.acks_due
+                    .get_or_insert_with(|| tokio::time::Instant::now() + ACK_DELAY);
                 Ok(())
             }
             AgentMessage::Complete { command_id, result } => {
+                self.forget_ack(command_id);
                 self.finish(&agent_id, command_id, CommandOutcome::Completed(result))
                     .await;
                 Ok(())
             }
             AgentMessage::Failed { command_id, error } => {
+                self.forget_ack(command_id);
                 self.finish(&agent_id, command_id, CommandOutcome::Failed(error))
                     .await;
                 Ok(())
@@ -333,6 +370,14 @@ impl Conn {
         }
     }
 
+    /// A result arrived: it moves the command past `acknowledged` itself.
+    fn forget_ack(&mut self, command_id: Uuid) {
+        self.held_acks.retain(|id| *id != command_id);
+        if self.held_acks.is_empty() {
+            self.acks_due = None;
+        }
+    }
+
     async fn ack(&self, agent_id: &str, command_id: Uuid) {
         match self.app.store.ack_command(agent_id, command_id).await {
             Ok(true) => tracing::debug!(%command_id, "command acknowledged"),
@@ -391,6 +436,7 @@ impl Conn {
     /// Removes this connection (only this one) from the hub and marks the agent offline if no
     /// newer connection has registered since.
     pub async fn cleanup(&mut self) {
+        self.flush_acks().await;
         let Some(reg) = self.registered.take() else {
             return;
         };

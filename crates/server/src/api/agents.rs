@@ -4,11 +4,11 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use streamspace_proto::api::{Action, Agent, Command};
+use streamspace_proto::api::{Action, Agent, Command, CommandWait};
 use streamspace_proto::wire::close_code;
 use streamspace_store::NewCommand;
 
-use super::{ApiPath, audit};
+use super::{ApiPath, ApiQuery, audit};
 use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -54,15 +54,22 @@ pub(super) async fn remove(
 }
 
 /// Queues a `ping` for the agent (no session): the agent answers `{"pong": true}` at once.
-/// Answers 202 with the command; follow it at `/api/v1/commands/{command_id}`.
+/// Answers 202 with the command; follow it at `/api/v1/commands/{command_id}`. With
+/// `?wait=SECS`, answers 200 with the finished command as soon as the agent has answered, or
+/// 202 with the command as it is if the wait runs out first.
 pub(super) async fn ping(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<CommandWait>,
 ) -> Result<(StatusCode, Json<Command>), ApiError> {
+    let wait = super::commands::checked_wait(&query)?;
+    let command_id = uuid::Uuid::now_v7();
+    // Watching before the command exists: its outcome cannot be missed.
+    let waiter = wait.map(|_| app.outcomes.watch(command_id));
     let command = app
         .store
         .create_command(&NewCommand {
-            command_id: uuid::Uuid::now_v7(),
+            command_id,
             agent_id: id,
             session_id: None,
             action: Action::Ping,
@@ -71,5 +78,14 @@ pub(super) async fn ping(
         .await
         .map_err(|e| ApiError::from_store(e, "creating a ping"))?;
     app.route_to(&command.agent_id).await;
-    Ok((StatusCode::ACCEPTED, Json(command)))
+    let (Some(wait), Some(waiter)) = (wait, waiter) else {
+        return Ok((StatusCode::ACCEPTED, Json(command)));
+    };
+    let command = super::commands::until_finished(&app, waiter, command, wait).await?;
+    let status = if command.status.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(command)))
 }

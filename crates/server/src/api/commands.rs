@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{ApiPath, ApiQuery};
 use crate::error::ApiError;
-use crate::outcomes::RECHECK;
+use crate::outcomes::{RECHECK, Waiter};
 use crate::state::AppState;
 
 /// Largest page the API returns.
@@ -46,28 +46,54 @@ pub(super) async fn get(
             .await
             .map_err(|e| ApiError::from_store(e, "reading a command"))
     };
-    let Some(wait) = query.wait else {
+    let Some(wait) = checked_wait(&query)? else {
         return Ok(Json(read().await?));
     };
-    if !(wait > 0.0 && wait <= MAX_COMMAND_WAIT_SECS) {
-        return Err(ApiError::bad_request(format!(
-            "wait must be more than 0 and at most {MAX_COMMAND_WAIT_SECS} seconds"
-        )));
-    }
-    let deadline = Instant::now() + Duration::from_secs_f64(wait);
     // Registered before the first read, so an outcome recorded in between is not missed.
-    let mut waiter = app.outcomes.watch(command_id);
-    let mut command = read().await?;
+    let waiter = app.outcomes.watch(command_id);
+    let command = read().await?;
+    Ok(Json(until_finished(&app, waiter, command, wait).await?))
+}
+
+/// The `wait` of a query, checked: `None` if the caller does not want to wait.
+pub(super) fn checked_wait(query: &CommandWait) -> Result<Option<Duration>, ApiError> {
+    match query.wait {
+        None => Ok(None),
+        Some(wait) if wait > 0.0 && wait <= MAX_COMMAND_WAIT_SECS => {
+            Ok(Some(Duration::from_secs_f64(wait)))
+        }
+        Some(_) => Err(ApiError::bad_request(format!(
+            "wait must be more than 0 and at most {MAX_COMMAND_WAIT_SECS} seconds"
+        ))),
+    }
+}
+
+/// Follows `command` (as last read) until it finishes or `wait` runs out; `waiter` must have
+/// been registered before that read. Re-reads the database every [`RECHECK`] and at the end.
+pub(super) async fn until_finished(
+    app: &AppState,
+    mut waiter: Waiter,
+    mut command: Command,
+    wait: Duration,
+) -> Result<Command, ApiError> {
+    let deadline = Instant::now() + wait;
+    let command_id = command.command_id;
+    let read = || async {
+        app.store
+            .get_command(command_id)
+            .await
+            .map_err(|e| ApiError::from_store(e, "reading a command"))
+    };
     while !command.status.is_terminal() && Instant::now() < deadline {
         let recheck = (Instant::now() + RECHECK).min(deadline);
         tokio::select! {
             finished = waiter.finished() => match finished {
-                Some(finished) => return Ok(Json(finished)),
+                Some(finished) => return Ok(finished),
                 None => command = read().await?,
             },
             _ = tokio::time::sleep_until(recheck) => command = read().await?,
             _ = app.shutdown.cancelled() => break,
         }
     }
-    Ok(Json(command))
+    Ok(command)
 }

@@ -480,13 +480,49 @@ async fn waiting_reads_answer_when_the_command_finishes(backend: Backend) -> any
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again, body);
 
-    // An agent that never answers: the wait runs out and the command comes back unfinished.
-    let (_, created) = s.call(Method::POST, "/api/v1/agents/a1/ping", None).await?;
+    // Create and wait in one request: 200 with the finished ping.
+    let pinging = {
+        let (http, url) = (
+            s.http.clone(),
+            format!("{}/api/v1/agents/a1/ping?wait=20", s.base),
+        );
+        tokio::spawn(async move {
+            let response = http
+                .post(url)
+                .bearer_auth(crate::common::ADMIN_TOKEN)
+                .send()
+                .await?;
+            crate::common::read(response).await
+        })
+    };
+    let ping = agent.expect_command().await?;
+    agent
+        .ack_and_complete(ping.command_id, json!({ "pong": true }))
+        .await?;
+    let (status, body) = pinging.await??;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "completed", "{body}");
+    assert_eq!(body["command_id"], ping.command_id.to_string());
+
+    // An agent that acknowledges but never finishes: the wait runs out and the command comes
+    // back unfinished (202 for the create-and-wait form); the held-back ack is written.
+    let (status, created) = s
+        .call(Method::POST, "/api/v1/agents/a1/ping?wait=0.3", None)
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    assert_eq!(created["status"], "sent", "{created}");
     let unanswered = created["command_id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    agent.expect_command().await?;
+    let ping = agent.expect_command().await?;
+    agent
+        .send(&AgentMessage::Ack {
+            command_id: ping.command_id,
+        })
+        .await?;
+    s.wait_command_status(ping.command_id, CommandStatus::Acknowledged)
+        .await?;
     let (status, body) = s
         .call(
             Method::GET,
@@ -495,7 +531,11 @@ async fn waiting_reads_answer_when_the_command_finishes(backend: Backend) -> any
         )
         .await?;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["status"], "sent", "{body}");
+    assert_eq!(body["status"], "acknowledged", "{body}");
+    let (status, body) = s
+        .call(Method::POST, "/api/v1/agents/a1/ping?wait=0", None)
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     for bad in ["0", "-1", "61", "soon", "NaN"] {
         let (status, body) = s

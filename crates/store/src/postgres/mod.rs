@@ -43,6 +43,11 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            // No ping before every statement: it doubled the round trips of the command path.
+            // A connection that died idle fails its next statement, which reports the error
+            // and is retried by its caller (the dispatcher, the agent, the API client); the
+            // pool then replaces it.
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         Ok(Self { pool })

@@ -32,6 +32,9 @@ impl SqliteStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // The file cannot go away under an open connection; a ping per statement buys
+            // nothing.
+            .test_before_acquire(false)
             .connect_with(connect_options(url)?)
             .await?;
         Ok(Self { pool })
