@@ -84,7 +84,10 @@ impl Drop for Target {
     }
 }
 
-/// Every connection receives `bytes` bytes, then end of stream.
+/// Every connection receives `bytes` bytes; the source then waits for the reader to hang up.
+///
+/// It does not close first: websockify drops what it has queued for its client when its target
+/// closes, so a source that hangs up at once would cut the reference's transfers short.
 pub async fn source(bytes: usize) -> anyhow::Result<Target> {
     serve(move |mut stream| async move {
         let chunk = vec![0x5au8; CHUNK_BYTES];
@@ -94,7 +97,8 @@ pub async fn source(bytes: usize) -> anyhow::Result<Target> {
             stream.write_all(&chunk[..n]).await?;
             left -= n;
         }
-        stream.shutdown().await?;
+        let mut rest = [0u8; 64];
+        while stream.read(&mut rest).await? > 0 {}
         anyhow::Ok(())
     })
     .await
@@ -130,6 +134,16 @@ where
 pub enum Path {
     Ws(String),
     Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Without the query: it holds a (single-use) token.
+            Path::Ws(url) => write!(f, "{}", url.split('?').next().unwrap_or_default()),
+            Path::Tcp(addr) => write!(f, "tcp://{addr}"),
+        }
+    }
 }
 
 enum Conn {
@@ -197,7 +211,7 @@ pub async fn bulk(path: &Path, bytes: usize) -> anyhow::Result<f64> {
         while got < bytes {
             let chunk = conn.read(&mut buf).await?;
             if chunk.is_empty() {
-                bail!("stream ended after {got} of {bytes} bytes");
+                bail!("{path}: stream ended after {got} of {bytes} bytes");
             }
             got += chunk.len();
         }
@@ -221,7 +235,7 @@ pub async fn round_trips(path: &Path, count: usize, size: usize) -> anyhow::Resu
             while got < size {
                 let chunk = conn.read(&mut buf).await?;
                 if chunk.is_empty() {
-                    bail!("echo ended mid-message");
+                    bail!("{path}: echo ended mid-message");
                 }
                 got += chunk.len();
             }
