@@ -163,6 +163,15 @@ pub enum AgentAction {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Send the agent a `ping` and wait for its answer; fails if none comes in time.
+    Ping {
+        agent_id: String,
+        /// Seconds to wait for the answer (at most 60).
+        #[arg(long, default_value_t = 10.0)]
+        wait: f64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -289,6 +289,35 @@ async fn up_from_a_fresh_data_dir_runs_an_xterm_session() -> anyhow::Result<()> 
     let fetched = serde_json::to_value(api.get_session(session.id).await?)?;
     assert_eq!(printed, fetched);
 
+    // `agent ping` reaches the real local agent and prints its answer; an unknown agent fails.
+    let ping = |agent: &str, format: &str| {
+        std::process::Command::new(common::BIN)
+            .args(["agent", "ping", agent, "--server", &url, "--token", &token])
+            .args(["--wait", "20", "-o", format])
+            .output()
+    };
+    let out = ping("local", "json")?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pong: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(pong["status"], "completed", "{pong}");
+    assert_eq!(pong["result"], serde_json::json!({ "pong": true }));
+    let out = ping("local", "table")?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("agent local answered in"),
+        "{said}"
+    );
+    let out = ping("nobody", "table")?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("not found"),
+        "{said}"
+    );
+
     api.stop_session(session.id).await?;
     wait_for_state(&api, session.id, SessionState::Terminated, START_TIMEOUT).await?;
     Ok(())

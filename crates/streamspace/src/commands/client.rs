@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use streamspace_client::Client;
 use streamspace_proto::api::{
-    CommandFilter, CreateTemplate, SessionFilter, TemplatePorts, TemplateResources,
+    CommandFilter, CommandStatus, CreateTemplate, SessionFilter, TemplatePorts, TemplateResources,
 };
 
 use crate::cli::{
@@ -108,6 +108,43 @@ pub async fn agent(action: AgentAction) -> anyhow::Result<()> {
                 println!("deleted agent {agent_id}");
             }
             Ok(())
+        }
+        AgentAction::Ping {
+            agent_id,
+            wait,
+            client,
+        } => {
+            if !(wait > 0.0 && wait <= 60.0) {
+                anyhow::bail!("--wait must be more than 0 and at most 60 seconds");
+            }
+            let started = Instant::now();
+            let command = connect(&client)?
+                .ping_agent_and_wait(&agent_id, Duration::from_secs_f64(wait))
+                .await?;
+            match command.status {
+                CommandStatus::Completed => {
+                    if client.output == OutputFormat::Table {
+                        println!(
+                            "agent {agent_id} answered in {:.1} ms",
+                            started.elapsed().as_secs_f64() * 1000.0
+                        );
+                        Ok(())
+                    } else {
+                        print_one(client.output, &command)
+                    }
+                }
+                CommandStatus::Failed => anyhow::bail!(
+                    "the ping to {agent_id} failed: {}",
+                    command
+                        .error_message
+                        .as_deref()
+                        .unwrap_or("no reason given")
+                ),
+                status => anyhow::bail!(
+                    "agent {agent_id} did not answer within {wait} s (the ping is {status}; \
+                     is the agent connected? see `streamspace agent show {agent_id}`)"
+                ),
+            }
         }
     }
 }
