@@ -2,7 +2,7 @@
 //! registers, heartbeats, and acknowledges and completes every command the moment it arrives —
 //! the fastest agent there can be, so the numbers measure the control plane. A `start_session`
 //! whose template is named in `targets` becomes a running session whose "VNC server" is that TCP
-//! address; viewers of it get a data connection piped to that address, as the real agent does.
+//! address; viewers of it get a data connection carried to that address by the real agent's code.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +25,8 @@ use uuid::Uuid;
 /// How long registration may take before the harness gives up.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(20);
 const MAX_SESSIONS: u32 = 10;
+/// How long a viewer's stream may take to reach its target and dial its data connection.
+const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who a simulated agent is and where it connects.
 #[derive(Debug, Clone)]
@@ -129,8 +131,17 @@ pub async fn spawn(
                             let Some(&target) = sessions.get(&open.session_id) else {
                                 continue;
                             };
-                            let url = format!("{tunnel_url}?token={}", open.token);
-                            tokio::spawn(crate::pipe::agent_side(url, key.clone(), target));
+                            // The real agent's data path, so the numbers are the agent's.
+                            let (url, key) = (tunnel_url.clone(), key.clone());
+                            tokio::spawn(async move {
+                                let target = target.to_string();
+                                let carried = streamspace_agent::tunnel::carry_stream(
+                                    &url, &key, &open.token, &target, STREAM_OPEN_TIMEOUT,
+                                );
+                                if let Err(e) = carried.await {
+                                    eprintln!("simulated agent: stream to {target} failed: {e}");
+                                }
+                            });
                         }
                         _ => {}
                     }

@@ -1,6 +1,7 @@
-//! Byte paths for the `tunnel` scenario: the simulated agent's side of a data connection, the TCP
-//! targets behind it (a source that sends a fixed number of bytes, an echo), and the clients that
-//! measure through a WebSocket or straight over TCP.
+//! Byte paths for the `tunnel` scenario: the TCP targets behind a viewer's stream (a source that
+//! sends a fixed number of bytes, an echo), and the clients that measure through a WebSocket or
+//! straight over TCP. The simulated agent's side of a stream is the real agent's code
+//! (`streamspace_agent::tunnel::carry_stream`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,53 +24,6 @@ fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
-}
-
-/// The agent's end of one viewer: data WebSocket ↔ TCP `target`, until either side ends.
-pub async fn agent_side(url: String, key: String, target: SocketAddr) {
-    if let Err(e) = agent_pipe(&url, &key, target).await {
-        eprintln!("simulated agent: tunnel to {target} ended: {e:#}");
-    }
-}
-
-async fn agent_pipe(url: &str, key: &str, target: SocketAddr) -> anyhow::Result<()> {
-    let mut request = url.into_client_request()?;
-    request.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {key}"))?,
-    );
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true).await?;
-    let tcp = TcpStream::connect(target).await?;
-    tcp.set_nodelay(true)?;
-    let (mut tcp_rx, mut tcp_tx) = tcp.into_split();
-    let (mut ws_tx, mut ws_rx) = ws.split();
-    let up = async {
-        let mut buf = vec![0u8; CHUNK_BYTES];
-        loop {
-            let n = tcp_rx.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            ws_tx.send(Message::binary(buf[..n].to_vec())).await?;
-        }
-        let _ = ws_tx.close().await;
-        anyhow::Ok(())
-    };
-    let down = async {
-        while let Some(frame) = ws_rx.next().await {
-            match frame? {
-                Message::Binary(b) => tcp_tx.write_all(&b).await?,
-                Message::Close(_) => break,
-                _ => {}
-            }
-        }
-        anyhow::Ok(())
-    };
-    tokio::select! {
-        r = up => r,
-        r = down => r,
-    }
 }
 
 /// A listener task, aborted when dropped.

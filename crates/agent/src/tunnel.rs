@@ -155,20 +155,70 @@ impl Tunnels {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("session {} is not running on this agent", open.session_id))?;
-        let vnc = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&address))
+        let server = lock(&self.server)
+            .clone()
+            .ok_or_else(|| "no control-plane URL known yet".to_owned())?;
+        let stream = Stream {
+            data_url: server,
+            key: &self.key,
+            token: &open.token,
+            vnc_address: &address,
+            connect_timeout: self.connect_timeout,
+        };
+        stream.carry(cancel.cancelled()).await
+    }
+}
+
+/// Carries one stream as the agent does: connects to the VNC server at `vnc_address`, dials the
+/// data connection at `data_url` (the control plane's `…/api/v1/agents/tunnel`) with the agent
+/// `key` and the one-time stream `token`, and copies bytes both ways until either side ends.
+/// Returns why the stream ended, or why it could not be opened.
+///
+/// [`Tunnels`] runs one of these per `tunnel_open`; the benchmark harness's simulated agent
+/// calls it directly, so both measure the same data path.
+pub async fn carry_stream(
+    data_url: &str,
+    key: &str,
+    token: &str,
+    vnc_address: &str,
+    connect_timeout: Duration,
+) -> Result<String, String> {
+    let data_url = Url::parse(data_url).map_err(|e| format!("bad data URL: {e}"))?;
+    let stream = Stream {
+        data_url,
+        key,
+        token,
+        vnc_address,
+        connect_timeout,
+    };
+    stream.carry(std::future::pending()).await
+}
+
+/// What one stream needs to open.
+struct Stream<'a> {
+    data_url: Url,
+    key: &'a str,
+    token: &'a str,
+    vnc_address: &'a str,
+    connect_timeout: Duration,
+}
+
+impl Stream<'_> {
+    /// Opens both sides and copies until one ends or `stop` completes.
+    async fn carry(self, stop: impl Future<Output = ()>) -> Result<String, String> {
+        let address = self.vnc_address;
+        let vnc = tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
             .await
             .map_err(|_| format!("connecting to the VNC server at {address} timed out"))?
             .map_err(|e| format!("connecting to the VNC server at {address}: {e}"))?;
         vnc.set_nodelay(true).ok();
-        let data = self.dial(&open.token).await?;
-        Ok(splice(data, vnc, cancel).await)
+        let data = self.dial().await?;
+        Ok(splice(data, vnc, stop).await)
     }
 
-    async fn dial(&self, token: &str) -> Result<DataSocket, String> {
-        let mut url = lock(&self.server)
-            .clone()
-            .ok_or_else(|| "no control-plane URL known yet".to_owned())?;
-        url.query_pairs_mut().append_pair(TOKEN_PARAM, token);
+    async fn dial(&self) -> Result<DataSocket, String> {
+        let mut url = self.data_url.clone();
+        url.query_pairs_mut().append_pair(TOKEN_PARAM, self.token);
         let mut request = url
             .as_str()
             .into_client_request()
@@ -192,11 +242,11 @@ impl Tunnels {
 }
 
 /// Copies until one side ends; returns why.
-async fn splice(data: DataSocket, vnc: TcpStream, cancel: &CancellationToken) -> String {
+async fn splice(data: DataSocket, vnc: TcpStream, stop: impl Future<Output = ()>) -> String {
     let (mut data_tx, mut data_rx) = data.split();
     let (mut vnc_rx, mut vnc_tx) = vnc.into_split();
     let (code, reason) = tokio::select! {
-        () = cancel.cancelled() => (close_code::GOING_AWAY, "stream closed by the agent".to_owned()),
+        () = stop => (close_code::GOING_AWAY, "stream closed by the agent".to_owned()),
         r = vnc_to_data(&mut vnc_rx, &mut data_tx) => (close_code::NORMAL, r),
         r = data_to_vnc(&mut data_rx, &mut vnc_tx) => (close_code::NORMAL, r),
     };
