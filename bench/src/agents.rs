@@ -43,7 +43,7 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// CPU seconds (user + system) `pid` has used.
-fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').context("malformed /proc stat")?.1;
@@ -195,6 +195,15 @@ async fn failover_rows(
             m.spread,
             percentile(&m.noticed_ms, 50.0),
             percentile(&m.noticed_ms, 99.0),
+        );
+        let deciles: Vec<String> = [10.0, 25.0, 75.0, 90.0]
+            .iter()
+            .map(|&q| format!("p{q:.0} {:.0}", percentile(&m.per_agent_ms, q)))
+            .collect();
+        println!(
+            "    per agent (ms): {}; survivors' CPU until all back: {:?} CPU s",
+            deciles.join(", "),
+            m.survivor_cpu_secs
         );
         if !m.failures.is_empty() {
             println!("    lost connections and failed attempts: {:?}", m.failures);

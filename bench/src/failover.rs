@@ -44,6 +44,8 @@ pub struct Measured {
     pub noticed_ms: Vec<f64>,
     /// Kill → the API first lists every agent online on a survivor at a new epoch, in seconds.
     pub all_back_secs: f64,
+    /// CPU seconds each survivor used from the kill until all agents were back.
+    pub survivor_cpu_secs: BTreeMap<String, f64>,
     /// Agents per surviving replica, from the agents table.
     pub spread: BTreeMap<String, usize>,
     /// Connections lost and attempts failed after the kill, by cause.
@@ -261,10 +263,11 @@ pub async fn one_run(
     let killed = Instant::now();
     drop(replicas.remove(0)); // SIGKILL, then reaped
     let survivors: Vec<String> = replicas.iter().map(|r| r.id.clone()).collect();
+    let cpu_at_kill = survivors_cpu(&replicas)?;
     let logs = |replicas: &[Replica]| {
         replicas
             .iter()
-            .map(Replica::logs)
+            .map(|r| log_tail(&r.logs(), 40))
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -281,6 +284,11 @@ pub async fn one_run(
             )));
         }
     };
+    let survivor_cpu_secs = survivors_cpu(&replicas)?
+        .into_iter()
+        .zip(cpu_at_kill)
+        .map(|((id, after), (_, before))| (id, after - before))
+        .collect();
     let owners = check_owner_records(&redis, &agents, &survivors).await;
     let _ = stop_tx.send(true);
     for task in tasks {
@@ -305,13 +313,15 @@ pub async fn one_run(
         .flat_map(|r| {
             r.logs()
                 .lines()
-                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                // The level may be wrapped in colour codes.
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
         })
         .collect();
     let failures = lock(&log.failures).clone();
     Ok(Measured {
+        survivor_cpu_secs,
         per_agent_ms: per_agent,
         noticed_ms: noticed_after(&log, killed),
         all_back_secs,
@@ -319,6 +329,25 @@ pub async fn one_run(
         failures,
         replica_warnings,
     })
+}
+
+/// The last `lines` lines of a replica's log, saying how many were left out.
+fn log_tail(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    let skip = all.len().saturating_sub(lines);
+    let mut out = String::new();
+    if skip > 0 {
+        out.push_str(&format!("({skip} earlier lines left out)\n"));
+    }
+    out.push_str(&all[skip..].join("\n"));
+    out
+}
+
+fn survivors_cpu(replicas: &[Replica]) -> anyhow::Result<Vec<(String, f64)>> {
+    replicas
+        .iter()
+        .map(|r| Ok((r.id.clone(), crate::agents::cpu_secs(r.pid())?)))
+        .collect()
 }
 
 /// Every agent's epoch, once the API lists all `n` online on `replica`.
@@ -350,25 +379,39 @@ async fn all_back(
     killed: Instant,
     timeout: Duration,
 ) -> anyhow::Result<(f64, Vec<Agent>)> {
-    let mut back = 0;
+    let mut last = Vec::new();
     while killed.elapsed() < timeout {
         // A replica busy with the reconnecting agents may answer slowly or not at all; that
         // only delays the observation, it does not end the run.
         if let Ok(agents) = api.list_agents().await {
             let seen = killed.elapsed().as_secs_f64();
-            back = agents
+            if agents
                 .iter()
                 .filter(|a| is_back(a, before, survivors))
-                .count();
-            if back == before.len() {
+                .count()
+                == before.len()
+            {
                 return Ok((seen, agents));
             }
+            last = agents;
         }
         tokio::time::sleep(POLL).await;
     }
+    // Say what the agents that are not back look like in the table.
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    for a in last.iter().filter(|a| !is_back(a, before, survivors)) {
+        let newer = before.get(&a.agent_id).is_some_and(|&e| a.epoch > e);
+        let key = format!(
+            "{:?} on {:?}, {} epoch",
+            a.status,
+            a.replica_id,
+            if newer { "newer" } else { "same" }
+        );
+        *states.entry(key).or_default() += 1;
+    }
     bail!(
-        "only {back} of {} agents were back on {survivors:?} {timeout:?} after the kill",
-        before.len()
+        "not every agent was back on {survivors:?} {timeout:?} after the kill; the others, as \
+         the API last listed them: {states:?}"
     )
 }
 
