@@ -218,9 +218,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates or updates the agent, marks it online on `replica_id`, bumps and returns its epoch.
     async fn register_agent(&self, reg: &AgentRegistration) -> Result<i64>;
-    /// Records a heartbeat (and the capacity it reports) for the connection with `epoch`;
-    /// returns false if that connection is no longer current (a newer registration happened).
-    async fn heartbeat_agent(&self, agent_id: &str, epoch: i64, max_sessions: i32) -> Result<bool>;
+    /// Records a heartbeat (and the capacity it reports) for the connection with `epoch`, held
+    /// by `replica_id`; returns false if that connection is no longer current (a newer
+    /// registration happened). The agent is online on `replica_id` afterwards even if a sweep
+    /// marked it offline meanwhile: a sweep on another replica cannot close the connection, and
+    /// under load a heartbeat can be recorded after the liveness timeout.
+    async fn heartbeat_agent(
+        &self,
+        agent_id: &str,
+        epoch: i64,
+        max_sessions: i32,
+        replica_id: &str,
+    ) -> Result<bool>;
     /// Marks the agent offline only if `epoch` is still its current one (a stale connection's
     /// cleanup never marks the newer connection's agent offline).
     async fn agent_disconnected(&self, agent_id: &str, epoch: i64) -> Result<bool>;

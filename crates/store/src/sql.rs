@@ -286,8 +286,8 @@ impl Statements {
                  RETURNING epoch"
             )),
             agent_heartbeat: leak(format!(
-                "UPDATE agents SET last_heartbeat_at = {now}, max_sessions = $3, status = 'online' \
-                 WHERE agent_id = $1 AND epoch = $2"
+                "UPDATE agents SET last_heartbeat_at = {now}, max_sessions = $3, status = 'online', \
+                 replica_id = $4 WHERE agent_id = $1 AND epoch = $2"
             )),
             agent_disconnected: leak(
                 "UPDATE agents SET status = 'offline', replica_id = NULL \

@@ -126,7 +126,9 @@ async fn updated_at_follows_updates_and_created_at_stays(db: &Db) -> Result<()> 
     let before = store.get_agent("a1").await?;
     tick().await;
     ensure!(
-        store.heartbeat_agent("a1", before.epoch, 5).await?,
+        store
+            .heartbeat_agent("a1", before.epoch, 5, "replica-1")
+            .await?,
         "heartbeat refused"
     );
     let after = store.get_agent("a1").await?;
@@ -490,11 +492,11 @@ async fn epoch_fences_stale_connections(db: &Db) -> Result<()> {
         "stale cleanup won"
     );
     ensure!(
-        !store.heartbeat_agent("a1", old, 1).await?,
+        !store.heartbeat_agent("a1", old, 1, "replica-1").await?,
         "stale heartbeat accepted"
     );
     ensure!(
-        store.heartbeat_agent("a1", new, 1).await?,
+        store.heartbeat_agent("a1", new, 1, "replica-1").await?,
         "current heartbeat refused"
     );
     ensure!(store.agent_disconnected("a1", new).await?);
@@ -508,7 +510,7 @@ async fn epoch_fences_stale_connections(db: &Db) -> Result<()> {
 
 async fn expire_agents_marks_silent_agents_offline(db: &Db) -> Result<()> {
     let store = db.store().await?;
-    register(&*store, "a", 1).await?;
+    let epoch = register(&*store, "a", 1).await?;
     register(&*store, "b", 1).await?;
     ensure!(
         store.expire_agents(3600.0).await?.is_empty(),
@@ -523,6 +525,19 @@ async fn expire_agents_marks_silent_agents_offline(db: &Db) -> Result<()> {
     ensure!(
         store.expire_agents(0.0).await?.is_empty(),
         "offline agents expired twice"
+    );
+    // Its connection was only slow (a sweep elsewhere cannot close it): its next heartbeat puts
+    // the agent back online on the replica holding it.
+    ensure!(
+        store.heartbeat_agent("a", epoch, 1, "replica-2").await?,
+        "a late heartbeat of the current connection was refused"
+    );
+    let agent = store.get_agent("a").await?;
+    ensure!(
+        agent.status == AgentStatus::Online && agent.replica_id.as_deref() == Some("replica-2"),
+        "a late heartbeat left the agent as {:?} on {:?}",
+        agent.status,
+        agent.replica_id
     );
     Ok(())
 }

@@ -355,7 +355,12 @@ impl Conn {
         match self
             .app
             .store
-            .heartbeat_agent(agent_id, epoch, clamp_i32(capacity.max_sessions))
+            .heartbeat_agent(
+                agent_id,
+                epoch,
+                clamp_i32(capacity.max_sessions),
+                &self.app.config.replica_id,
+            )
             .await
         {
             Ok(true) => Ok(()),
