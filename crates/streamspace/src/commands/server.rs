@@ -9,6 +9,36 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{ServerArgs, ServerTuning};
 use crate::secrets;
 
+/// Connections the kernel may queue for `accept` (it caps this at `net.core.somaxconn`). With
+/// tokio's default of 1024 the listen queue overflowed when the 5,000 agents of a killed replica
+/// all reconnected to one survivor within the agent's first backoff (250 ms; `agents` benchmark,
+/// kernel counter `ListenOverflows`), and each dropped SYN costs its agent a retry a second or
+/// more later.
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// Listens on `listen` (`HOST:PORT`) with [`LISTEN_BACKLOG`].
+async fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(listen).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{listen} names no address"),
+        )
+    }))
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let replica_id = args.replica_id.clone().unwrap_or_else(default_replica_id);
     if args.no_migrate {
@@ -50,7 +80,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             println!("Saved to {}", dir.join("admin-token").display());
         }
     }
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
