@@ -61,7 +61,8 @@ pub async fn spawn(
         "authorization",
         HeaderValue::from_str(&format!("Bearer {key}"))?,
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+    // As the real agent does: no Nagle delay on its small messages.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
         .with_context(|| format!("connecting agent {agent_id} to {ws_url}"))?;
     let register = AgentMessage::Register(Register {

@@ -153,6 +153,13 @@ pub async fn serve(
             hub.shutdown_all("replica shutting down").await;
         })
     };
+    // Every connection here carries small, latency-bound messages (commands and their answers,
+    // API calls, keystrokes): send each at once instead of letting Nagle's algorithm hold it.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;

@@ -71,7 +71,7 @@ impl Target {
             }
             return Ok(Self::Sentinel { sentinels, master });
         }
-        redis::Client::open(url)
+        open_client(url)
             .map(Self::Direct)
             .map_err(|e| InvalidRedisUrl(e.to_string()))
     }
@@ -94,8 +94,18 @@ impl Target {
     }
 }
 
+/// A client whose connections send each request at once. redis-rs leaves Nagle's algorithm on
+/// by default, which holds back a small request while an earlier one is unacknowledged; every
+/// request here is small and latency-bound (routing lookups, wake-ups, announcements).
+fn open_client(url: &str) -> redis::RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let info = url.into_connection_info()?;
+    let tcp = redis::io::tcp::TcpSettings::default().set_nodelay(true);
+    redis::Client::open(info.set_tcp_settings(tcp))
+}
+
 async fn ask_sentinel(sentinel: &str, master: &str) -> redis::RedisResult<redis::Client> {
-    let client = redis::Client::open(format!("redis://{sentinel}/"))?;
+    let client = open_client(&format!("redis://{sentinel}/"))?;
     let mut conn = timed(client.get_multiplexed_async_connection()).await?;
     let addr: Option<(String, u16)> = timed(
         redis::cmd("SENTINEL")
@@ -105,7 +115,7 @@ async fn ask_sentinel(sentinel: &str, master: &str) -> redis::RedisResult<redis:
     )
     .await?;
     let (host, port) = addr.ok_or_else(|| io_error("the sentinel does not know that master"))?;
-    redis::Client::open(format!("redis://{host}:{port}/"))
+    open_client(&format!("redis://{host}:{port}/"))
 }
 
 fn io_error(msg: &str) -> redis::RedisError {
