@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
-use streamspace_proto::tunnel::{BINARY_SUBPROTOCOL, CHUNK_BYTES, MAX_FRAME_BYTES};
+use streamspace_proto::tunnel::{BINARY_SUBPROTOCOL, MAX_FRAME_BYTES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -16,6 +16,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// What the targets write and the clients read per call: websockify's own read size, whatever
+/// the agent's frame size is, so the references do not move when the agent's does.
+const IO_BYTES: usize = 64 * 1024;
 
 /// One measurement taking longer than this fails the run.
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -44,7 +48,7 @@ impl Drop for Target {
 /// closes, so a source that hangs up at once would cut the reference's transfers short.
 pub async fn source(bytes: usize) -> anyhow::Result<Target> {
     serve(move |mut stream| async move {
-        let chunk = vec![0x5au8; CHUNK_BYTES];
+        let chunk = vec![0x5au8; IO_BYTES];
         let mut left = bytes;
         while left > 0 {
             let n = left.min(chunk.len());
@@ -160,7 +164,7 @@ pub async fn bulk(path: &Path, bytes: usize) -> anyhow::Result<f64> {
     tokio::time::timeout(STEP_TIMEOUT, async {
         let start = Instant::now();
         let mut conn = Conn::open(path).await?;
-        let mut buf = vec![0u8; CHUNK_BYTES];
+        let mut buf = vec![0u8; IO_BYTES];
         let mut got = 0;
         while got < bytes {
             let chunk = conn.read(&mut buf).await?;
@@ -180,7 +184,7 @@ pub async fn round_trips(path: &Path, count: usize, size: usize) -> anyhow::Resu
     tokio::time::timeout(STEP_TIMEOUT, async {
         let mut conn = Conn::open(path).await?;
         let message = vec![0x42u8; size];
-        let mut buf = vec![0u8; CHUNK_BYTES];
+        let mut buf = vec![0u8; IO_BYTES];
         let mut latencies = Vec::with_capacity(count);
         for _ in 0..count {
             let t0 = Instant::now();

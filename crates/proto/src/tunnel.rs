@@ -22,8 +22,9 @@ pub const VIEWER_TOKEN_PREFIX: &str = "ssv_";
 /// fine too, which is what stock noVNC does.
 pub const BINARY_SUBPROTOCOL: &str = "binary";
 
-/// Most bytes the agent reads from the VNC server into one frame.
-pub const CHUNK_BYTES: usize = 64 * 1024;
+/// Most bytes the agent reads from the VNC server into one frame (it starts smaller and grows
+/// while the server has more to send: large frames mean fewer messages on every hop).
+pub const CHUNK_BYTES: usize = 256 * 1024;
 /// Largest frame or message accepted on either data WebSocket.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// Most bytes a WebSocket may hold unsent before writes fail: a few frames, never more.
