@@ -49,6 +49,7 @@ pub struct Params {
     pub commands: usize,
     pub runs: usize,
     pub follow: Follow,
+    pub replica_threads: Option<u16>,
     pub poll_ms: u64,
     pub replicas: Vec<usize>,
 }
@@ -146,8 +147,13 @@ pub async fn run(bin: &Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String
             p.poll_ms
         ),
     };
+    let threads = match p.replica_threads {
+        Some(n) => format!("Each replica runs {n} worker thread(s) (`--worker-threads {n}`)."),
+        None => "Each replica runs tokio's default of one worker thread per CPU.".to_owned(),
+    };
     let notes = vec![
         follow,
+        threads,
         format!(
             "Row writes per command, counted by PostgreSQL's statistics over each topology's \
              runs: 1 INSERT and {} UPDATEs of `agent_commands`; the pgbench script does 1 INSERT \
@@ -189,6 +195,9 @@ async fn topology(
         .prefix("streamspace-bench-")
         .tempdir()?;
     let mut extra: Vec<String> = Vec::new();
+    if let Some(threads) = p.replica_threads {
+        extra.extend(["--worker-threads".into(), threads.to_string()]);
+    }
     if n > 1 {
         extra.push("--redis-url".into());
         extra.push(redis_url.context("several replicas need Redis")?);

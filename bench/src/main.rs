@@ -64,6 +64,10 @@ struct Cli {
     /// `GET /api/v1/commands/{id}?wait=…`; `poll` — `POST`, then `GET` every `--poll-ms`.
     #[arg(long, value_enum, default_value_t = commands::Follow::Create)]
     follow: commands::Follow,
+    /// Worker threads of each replica (`streamspace --worker-threads`; default: one per CPU)
+    /// (commands).
+    #[arg(long)]
+    replica_threads: Option<u16>,
     /// Milliseconds between polls with `--follow poll` (commands).
     #[arg(long, default_value_t = 1)]
     poll_ms: u64,
@@ -122,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
             commands: cli.commands,
             runs: cli.runs,
             follow: cli.follow,
+            replica_threads: cli.replica_threads,
             poll_ms: cli.poll_ms,
             replicas: cli.replicas.clone(),
         };

@@ -16,6 +16,11 @@ pub struct Cli {
     /// Log output format.
     #[arg(long, global = true, env = "STREAMSPACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Threads running the process's tasks (default: one per CPU). Where several replicas, the
+    /// database and agents share a few CPUs, fewer threads per process means fewer context
+    /// switches.
+    #[arg(long, global = true, env = "STREAMSPACE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

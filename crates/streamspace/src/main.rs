@@ -26,10 +26,11 @@ fn main() -> ExitCode {
     // TLS (wss:// agents, https:// clients) uses ring; install it once for the whole process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     init_tracing(cli.log_format, cli.command.default_log_level());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.worker_threads {
+        builder.worker_threads(usize::from(threads));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
