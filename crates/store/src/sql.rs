@@ -167,6 +167,10 @@ pub(crate) const AUDIT_INSERT: &str =
 pub(crate) struct Dialect {
     /// The current time, in the form the backend stores timestamps.
     now: &'static str,
+    /// A time no later than any `now` of the same statement and no earlier than anything
+    /// committed before the transaction began (PostgreSQL: the transaction's start; SQLite:
+    /// `now`, which is fixed for the whole statement).
+    tx_now: &'static str,
     /// The time `secs` (an SQL expression, in seconds) before now, comparable with stored ones.
     ago: fn(&str) -> String,
     /// Row lock for a read that a write in the same transaction depends on. SQLite needs none:
@@ -188,6 +192,7 @@ fn sqlite_ago(secs: &str) -> String {
 /// waiting for a lock) never gets an older time than one changed before it.
 pub(crate) const PG: Dialect = Dialect {
     now: "clock_timestamp()",
+    tx_now: "now()",
     ago: pg_ago,
     lock: " FOR UPDATE",
     lock_skip: " FOR UPDATE SKIP LOCKED",
@@ -195,6 +200,7 @@ pub(crate) const PG: Dialect = Dialect {
 
 pub(crate) const SQLITE: Dialect = Dialect {
     now: "strftime('%Y-%m-%d %H:%M:%f', 'now')",
+    tx_now: "strftime('%Y-%m-%d %H:%M:%f', 'now')",
     ago: sqlite_ago,
     lock: "",
     lock_skip: "",
@@ -250,6 +256,9 @@ impl Statements {
     fn new(d: &Dialect) -> Self {
         let now = d.now;
         let ago = d.ago;
+        // A result implies the agent had the command: an ack the server never wrote (it came
+        // with the result, see the agent connection) is dated by the result, never after it.
+        let implied_ack = format!("acknowledged_at = COALESCE(acknowledged_at, {})", d.tx_now);
         let (lock, lock_skip) = (d.lock, d.lock_skip);
         // A `sent` row may be sent again once its last send is older than its backoff.
         let backoff = |ack: &str| ago(&format!("{ack} * (1 << (attempts - 1))"));
@@ -316,7 +325,7 @@ impl Statements {
             )),
             command_finish_sessionless: leak(format!(
                 "UPDATE agent_commands SET status = $3, result = $4, error_message = $5, \
-                 completed_at = {now} WHERE command_id = $1 AND agent_id = $2 \
+                 {implied_ack}, completed_at = {now} WHERE command_id = $1 AND agent_id = $2 \
                  AND session_id IS NULL AND status IN ({}) RETURNING {}",
                 command_from(CommandStatus::Completed),
                 command_columns!()
@@ -329,7 +338,8 @@ impl Statements {
             // Completed and Failed have the same predecessors.
             command_finish: leak(format!(
                 "UPDATE agent_commands SET status = $3, result = $4, error_message = $5, \
-                 completed_at = {now} WHERE command_id = $1 AND agent_id = $2 AND status IN ({})",
+                 {implied_ack}, completed_at = {now} WHERE command_id = $1 AND agent_id = $2 \
+                 AND status IN ({})",
                 command_from(CommandStatus::Completed)
             )),
             command_fail: leak(format!(

@@ -75,6 +75,14 @@ pub(crate) async fn sessionless_commands_claim_once_and_finish(db: &Db) -> Resul
     ensure!(changed && done.status == CommandStatus::Completed);
     ensure!(done.result == Some(json!({ "pong": true })));
     ensure!(done.updated_at >= done.completed_at.unwrap_or(done.updated_at));
+    // Never acknowledged on its own: the result implies the ack and dates it.
+    match (done.sent_at, done.acknowledged_at, done.completed_at) {
+        (Some(sent), Some(acked), Some(completed)) => ensure!(
+            sent <= acked && acked <= completed,
+            "timestamps out of order: {done:?}"
+        ),
+        _ => anyhow::bail!("a finished command lacks a timestamp: {done:?}"),
+    }
     let (again, changed) = store
         .finish_command("a1", new.command_id, &CommandOutcome::Failed("late".into()))
         .await?;
