@@ -158,7 +158,7 @@ pub async fn run(bin: &Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String
             "Row writes per command, counted by PostgreSQL's statistics over each topology's \
              runs: 1 INSERT and {} UPDATEs of `agent_commands`; the pgbench script does 1 INSERT \
              and {script_updates} UPDATEs (an agent's ack is not written when its result follows \
-             within 50 ms).",
+             within 10 ms).",
             writes.join(", ")
         ),
         "Everything (PostgreSQL with fsync off, Redis, the replicas, the agents, the clients, pgbench) \

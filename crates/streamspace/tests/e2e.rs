@@ -134,19 +134,22 @@ async fn agent_killed_after_ack_runs_the_session_once() -> anyhow::Result<()> {
         .first()
         .context("the session has a start command")?
         .command_id;
-    let seen = wait_until(
-        "the start command to be acknowledged",
-        Duration::from_secs(20),
-        || {
-            let api = api.clone();
-            async move {
-                let c = api.get_command(start).await.ok()?;
-                (c.status != CommandStatus::Pending && c.status != CommandStatus::Sent).then_some(c)
-            }
-        },
-    )
-    .await
-    .with_context(|| agent.logs())?;
+    // Polled closely: the start is acknowledged (written 10 ms after the agent's ack) about a
+    // tenth of a second before it completes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let c = api.get_command(start).await?;
+        if c.status != CommandStatus::Pending && c.status != CommandStatus::Sent {
+            break c;
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "the start command was not acknowledged: {c:?}\n{}",
+                agent.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
     agent.kill();
     assert_eq!(
         seen.status,

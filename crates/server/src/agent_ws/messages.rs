@@ -26,7 +26,7 @@ const INTERNAL: u16 = close_code::INTERNAL;
 /// its ack at once (a ping, an already running session); the result then stands for both and the
 /// ack is never written. Nothing reads `acknowledged` in less than seconds (resends wait for the
 /// ack timeout), so the delay changes no decision.
-pub(super) const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+pub(super) const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 /// Most acknowledgements held back at once; more are written at once.
 const MAX_HELD_ACKS: usize = 256;
 
