@@ -13,6 +13,9 @@
 //!   delivers those;
 //! - `streamspace_tunnel_streams` and `streamspace_tunnel_pending` (gauges): viewer streams
 //!   spliced on this replica, and tunnels waiting for their agent's data connection;
+//! - `streamspace_command_waits_total{answer}` (counter): waiting command reads (`?wait=`) by
+//!   how they ended — the outcome `announced` (here or by another replica through Redis), found
+//!   by a `read` of the database, or `timeout` with the command unfinished;
 //! - `streamspace_redis_up` (gauge): 1 while Redis is connected, 0 otherwise (absent without
 //!   Redis).
 //!
@@ -65,6 +68,10 @@ pub(crate) fn resend() {
 
 pub(crate) fn routing_failure(reason: &'static str) {
     metrics::counter!("streamspace_routing_failures_total", "reason" => reason).increment(1);
+}
+
+pub(crate) fn command_wait(answer: &'static str) {
+    metrics::counter!("streamspace_command_waits_total", "answer" => answer).increment(1);
 }
 
 pub(crate) fn redis_up(up: bool) {

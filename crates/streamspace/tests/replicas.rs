@@ -329,6 +329,23 @@ async fn a_command_created_on_one_replica_reaches_an_agent_on_another() -> anyho
         "B woke A through Redis"
     );
 
+    // Created and awaited on C: A records the pong and announces it through Redis, and C's
+    // waiting request is answered by that announcement (not by re-reading the database).
+    let announced = "streamspace_command_waits_total{answer=\"announced\"}";
+    let before = metric(&cluster.url(2), announced).await;
+    let pong = cluster.apis[2]
+        .ping_agent_and_wait(AGENT, Duration::from_secs(20))
+        .await?;
+    assert_eq!(pong.status, CommandStatus::Completed, "{pong:?}");
+    assert_eq!(pong.result, Some(serde_json::json!({ "pong": true })));
+    assert_eq!(pong, cluster.apis[1].get_command(pong.command_id).await?);
+    assert_eq!(
+        metric(&cluster.url(2), announced).await,
+        before + 1.0,
+        "C heard of the pong from A\n{}",
+        logs()
+    );
+
     // Every replica lists all three, with the agent held by A (records refresh every interval).
     let want = HashMap::from([
         ("A".to_owned(), 1),

@@ -88,12 +88,20 @@ pub(super) async fn until_finished(
         let recheck = (Instant::now() + RECHECK).min(deadline);
         tokio::select! {
             finished = waiter.finished() => match finished {
-                Some(finished) => return Ok(finished),
+                Some(finished) => {
+                    crate::metrics::command_wait("announced");
+                    return Ok(finished);
+                }
                 None => command = read().await?,
             },
             _ = tokio::time::sleep_until(recheck) => command = read().await?,
             _ = app.shutdown.cancelled() => break,
         }
     }
+    crate::metrics::command_wait(if command.status.is_terminal() {
+        "read"
+    } else {
+        "timeout"
+    });
     Ok(command)
 }
