@@ -44,20 +44,25 @@ fn script(updates: usize) -> anyhow::Result<String> {
 /// Rows inserted into and updated in `agent_commands` so far, as PostgreSQL's statistics count
 /// them (complete once the backends that wrote have exited).
 pub fn command_table_writes(database_url: &str) -> anyhow::Result<(u64, u64)> {
+    two_counts(
+        database_url,
+        "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname = 'agent_commands'",
+    )
+    .context("reading the statistics of agent_commands")
+}
+
+/// The two numbers the one-row query `sql` answers.
+fn two_counts(database_url: &str, sql: &str) -> anyhow::Result<(u64, u64)> {
     let output = Command::new(binary("psql")?)
-        .args(["-At", "-F", " ", "-c"])
-        .arg(
-            "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname = 'agent_commands'",
-        )
-        .arg(database_url)
+        .args(["-At", "-F", " ", "-c", sql, database_url])
         .output()
         .context("running psql")?;
     let out = String::from_utf8_lossy(&output.stdout);
     let mut counts = out.split_whitespace().map(str::parse::<u64>);
     match (counts.next(), counts.next()) {
-        (Some(Ok(ins)), Some(Ok(upd))) => Ok((ins, upd)),
+        (Some(Ok(a)), Some(Ok(b))) => Ok((a, b)),
         _ => bail!(
-            "no statistics for agent_commands ({out}){}",
+            "psql answered {out:?}{}",
             String::from_utf8_lossy(&output.stderr)
         ),
     }
@@ -74,21 +79,15 @@ fn binary(tool: &str) -> anyhow::Result<PathBuf> {
 /// Fails unless every row the script wrote reached `completed`: an UPDATE matching nothing would
 /// make the reference cheaper than what it stands for.
 fn check_rows(database_url: &str) -> anyhow::Result<()> {
-    let output = Command::new(binary("psql")?)
-        .args(["-At", "-c"])
-        .arg("SELECT count(*) FILTER (WHERE status <> 'completed') || ' ' || count(*) FROM agent_commands WHERE action = 'pgbench'")
-        .arg(database_url)
-        .output()
-        .context("running psql")?;
-    let out = String::from_utf8_lossy(&output.stdout);
-    let mut counts = out.split_whitespace().map(str::parse::<u64>);
-    match (counts.next(), counts.next()) {
-        (Some(Ok(0)), Some(Ok(total))) if total > 0 => Ok(()),
-        _ => bail!(
-            "the pgbench script did not complete its rows (incomplete, total: {out}){}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
+    let (incomplete, total) = two_counts(
+        database_url,
+        "SELECT count(*) FILTER (WHERE status <> 'completed'), count(*) FROM agent_commands \
+         WHERE action = 'pgbench'",
+    )?;
+    if incomplete > 0 || total == 0 {
+        bail!("the pgbench script left {incomplete} of its {total} rows incomplete");
     }
+    Ok(())
 }
 
 /// Runs `commands` scripted commands of `updates` UPDATEs each over `clients` connections;

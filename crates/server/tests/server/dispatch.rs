@@ -448,17 +448,7 @@ async fn waiting_reads_answer_when_the_command_finishes(backend: Backend) -> any
         .unwrap_or_default()
         .to_owned();
     let path = format!("/api/v1/commands/{id}?wait=20");
-    let waiting = {
-        let (http, url) = (s.http.clone(), format!("{}{path}", s.base));
-        tokio::spawn(async move {
-            let response = http
-                .get(url)
-                .bearer_auth(crate::common::ADMIN_TOKEN)
-                .send()
-                .await?;
-            crate::common::read(response).await
-        })
-    };
+    let waiting = s.spawn_call(Method::GET, &path);
     let ping = agent.expect_command().await?;
     assert_eq!(ping.action, Action::Ping);
     // Only once the waiting read is parked does the agent answer.
@@ -481,20 +471,7 @@ async fn waiting_reads_answer_when_the_command_finishes(backend: Backend) -> any
     assert_eq!(again, body);
 
     // Create and wait in one request: 200 with the finished ping.
-    let pinging = {
-        let (http, url) = (
-            s.http.clone(),
-            format!("{}/api/v1/agents/a1/ping?wait=20", s.base),
-        );
-        tokio::spawn(async move {
-            let response = http
-                .post(url)
-                .bearer_auth(crate::common::ADMIN_TOKEN)
-                .send()
-                .await?;
-            crate::common::read(response).await
-        })
-    };
+    let pinging = s.spawn_call(Method::POST, "/api/v1/agents/a1/ping?wait=20");
     let ping = agent.expect_command().await?;
     agent
         .ack_and_complete(ping.command_id, json!({ "pong": true }))

@@ -132,6 +132,19 @@ impl TestServer {
         read(request.send().await?).await
     }
 
+    /// [`Self::call`] without a body, running in its own task (for requests that wait).
+    pub fn spawn_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> tokio::task::JoinHandle<anyhow::Result<(StatusCode, Value)>> {
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN);
+        tokio::spawn(async move { read(request.send().await?).await })
+    }
+
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let (status, body) = self.call(reqwest::Method::GET, path, None).await?;
         if status != StatusCode::OK {
