@@ -148,9 +148,9 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
         format!(
             "Reconnect: {} replicas sharing PostgreSQL and Redis (fresh per run), every agent \
              registered on the first, which is then SIGKILLed. The agents know all three URLs and \
-             move as the real agent does: the next server after each lost connection, after a \
-             wait from its backoff (full jitter, {} ms doubling to {} s) — so with the same \
-             server list they all go to the second replica. Per agent: kill → welcome from a \
+             move as the real agent does: another server, chosen at random, after each lost \
+             connection, after a wait from its backoff (full jitter, {} ms doubling to {} s) — \
+             so they spread over the two survivors. Per agent: kill → welcome from a \
              survivor. All back: kill → the API of a survivor first lists every agent online \
              on a survivor at a newer epoch (polled every {} ms, so up to one poll late); the \
              Redis owner records are then checked to agree.",

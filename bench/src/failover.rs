@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use streamspace_agent::AgentConfig;
-use streamspace_agent::backoff::Backoff;
+use streamspace_agent::backoff::{Backoff, next_server};
 use streamspace_client::Client;
 use streamspace_proto::api::{Agent, AgentStatus};
 use streamspace_testkit::PgCluster;
@@ -165,9 +165,10 @@ impl Roamer {
             if since.elapsed() >= r.stable_after {
                 backoff.reset();
             }
-            // Try the next server after each wait until one welcomes the agent.
+            // Try another server after each wait until one welcomes the agent, choosing as the
+            // real agent does.
             loop {
-                server = (server + 1) % self.urls.len();
+                server = next_server(server, self.urls.len(), &mut rng);
                 tokio::select! {
                     _ = stop.changed() => return Ok(()),
                     () = tokio::time::sleep(backoff.next_delay(&mut rng)) => {}

@@ -1,8 +1,8 @@
 //! The database's own limit for what one command costs: `pgbench` running, against the server's
 //! migrated database, the row writes the store made per command in the measured runs — one
 //! INSERT and, as counted by PostgreSQL's statistics, two or three UPDATEs of `agent_commands`
-//! (claim → sent, [ack,] complete), each its own transaction, with prepared statements as sqlx
-//! uses.
+//! (claim → sent, the ack when it was written, complete), each its own transaction, with
+//! prepared statements as sqlx uses.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,12 +1,26 @@
-//! How long to wait before the next connection attempt: exponential backoff with full jitter.
+//! When and where the next connection attempt goes: exponential backoff with full jitter, and
+//! the next server.
 //!
 //! Each failed attempt doubles the ceiling (from `min` up to `max`), and the actual wait is drawn
 //! uniformly between zero and that ceiling, so a fleet of agents that lost the same replica does
-//! not come back in lockstep. The randomness is a parameter, so tests can pin it.
+//! not come back in lockstep. After a lost connection the agent tries one of the *other*
+//! servers at random ([`next_server`]), so the agents of a failed replica spread over all the
+//! survivors instead of all landing on the next one in a shared list. The randomness is a
+//! parameter, so tests can pin it.
 
 use std::time::Duration;
 
 use rand::Rng;
+
+/// The server to try after `current` (of `count`): any other one, uniformly; with one server,
+/// that one again.
+pub fn next_server(current: usize, count: usize, rng: &mut impl Rng) -> usize {
+    if count <= 1 {
+        return 0;
+    }
+    let other = rng.random_range(0..count - 1);
+    if other >= current { other + 1 } else { other }
+}
 
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -46,6 +60,31 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_next_server_is_another_one_and_every_other_one_comes_up() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        assert_eq!(next_server(0, 1, &mut rng), 0, "one server: the same again");
+        assert_eq!(next_server(0, 0, &mut rng), 0);
+        for count in 2..6 {
+            for current in 0..count {
+                let mut seen = vec![0; count];
+                for _ in 0..400 {
+                    let next = next_server(current, count, &mut rng);
+                    assert!(
+                        next < count && next != current,
+                        "{current} -> {next} of {count}"
+                    );
+                    seen[next] += 1;
+                }
+                let others = seen.iter().enumerate().filter(|(i, _)| *i != current);
+                assert!(
+                    others.clone().all(|(_, n)| *n > 0),
+                    "{current} of {count}: {seen:?}"
+                );
+            }
+        }
+    }
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;

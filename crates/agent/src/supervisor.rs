@@ -1,9 +1,10 @@
 //! Keeps the agent connected: one connection at a time, rotating through the configured
 //! servers, with exponential backoff and full jitter between failed attempts.
 //!
-//! Every ended connection moves on to the next server URL (with one server, that is the same
-//! one again). A `shutdown` from a replica means "go elsewhere now", so the next server is tried
-//! at once; any other end waits first. A connection that stayed registered for
+//! The first connection goes to the first server URL. Every ended connection moves on to one of
+//! the other servers, chosen at random so a failed replica's agents spread over the survivors
+//! (with one server, that is the same one again). A `shutdown` from a replica means "go
+//! elsewhere now", so the next server is tried at once; any other end waits first. A connection that stayed registered for
 //! `stable_after` forgets earlier failures, so one blip after hours of uptime does not wait 30 s.
 
 use rand::SeedableRng;
@@ -26,7 +27,10 @@ pub async fn keep_connected(
     let mut backoff = Backoff::new(config.backoff_min, config.backoff_max);
     let mut rng = StdRng::from_os_rng();
     let mut previous_was_shutdown = false;
-    for url in urls.iter().cycle() {
+    let mut next = 0;
+    loop {
+        let Some(url) = urls.get(next) else { return };
+        next = crate::backoff::next_server(next, urls.len(), &mut rng);
         tracing::debug!(server = %url, "connecting");
         let report = connection::serve(ctx, url, &mut outbox, shutdown).await;
         if report.registered_for >= config.stable_after {

@@ -32,7 +32,7 @@ const SHOWN_PREFIX_CHARS: usize = 12;
 /// How long a replica trusts an admin token it has looked up without asking the database again.
 /// Every API request presents one, so this saves a database read per request; an admin token
 /// removed from the database directly stops working on every replica within this time.
-pub const ADMIN_CACHE_TTL: Duration = Duration::from_secs(5);
+pub(crate) const ADMIN_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Most admin tokens remembered at once (there are usually one or two).
 const ADMIN_CACHE_MAX: usize = 64;
 
@@ -76,7 +76,7 @@ impl KeyHasher {
     }
 
     /// Looks up the non-revoked credential `key` names. Admin tokens seen in the last
-    /// [`ADMIN_CACHE_TTL`] are answered from memory; agent keys are always read, so revoking
+    /// `ADMIN_CACHE_TTL` (5 s) are answered from memory; agent keys are always read, so revoking
     /// one takes effect at once on every replica.
     pub async fn find(
         &self,
