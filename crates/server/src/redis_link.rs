@@ -305,9 +305,7 @@ impl RedisLink {
             }
         }
     }
-}
 
-impl RedisLink {
     /// A message on one of the channels this replica reads.
     async fn on_message(&self, msg: &redis::Msg) {
         let payload = match msg.get_payload::<String>() {

@@ -40,19 +40,20 @@ pub(super) async fn get(
     ApiPath(command_id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<CommandWait>,
 ) -> Result<Json<Command>, ApiError> {
-    let read = || async {
-        app.store
-            .get_command(command_id)
-            .await
-            .map_err(|e| ApiError::from_store(e, "reading a command"))
-    };
     let Some(wait) = checked_wait(&query)? else {
-        return Ok(Json(read().await?));
+        return Ok(Json(read_command(&app, command_id).await?));
     };
     // Registered before the first read, so an outcome recorded in between is not missed.
     let waiter = app.outcomes.watch(command_id);
-    let command = read().await?;
+    let command = read_command(&app, command_id).await?;
     Ok(Json(until_finished(&app, waiter, command, wait).await?))
+}
+
+async fn read_command(app: &AppState, command_id: Uuid) -> Result<Command, ApiError> {
+    app.store
+        .get_command(command_id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading a command"))
 }
 
 /// The `wait` of a query, checked: `None` if the caller does not want to wait.
@@ -78,23 +79,16 @@ pub(super) async fn until_finished(
 ) -> Result<Command, ApiError> {
     let deadline = Instant::now() + wait;
     let command_id = command.command_id;
-    let read = || async {
-        app.store
-            .get_command(command_id)
-            .await
-            .map_err(|e| ApiError::from_store(e, "reading a command"))
-    };
     while !command.status.is_terminal() && Instant::now() < deadline {
         let recheck = (Instant::now() + RECHECK).min(deadline);
         tokio::select! {
-            finished = waiter.finished() => match finished {
-                Some(finished) => {
-                    crate::metrics::command_wait("announced");
-                    return Ok(finished);
-                }
-                None => command = read().await?,
-            },
-            _ = tokio::time::sleep_until(recheck) => command = read().await?,
+            finished = waiter.finished() => {
+                crate::metrics::command_wait("announced");
+                return Ok(finished);
+            }
+            _ = tokio::time::sleep_until(recheck) => {
+                command = read_command(app, command_id).await?;
+            }
             _ = app.shutdown.cancelled() => break,
         }
     }
