@@ -129,6 +129,7 @@ async fn the_standby_takes_over_after_the_active_replica_is_killed() -> Result<(
         resources: TemplateResources::default(),
         persistent_home: HomePolicy::None,
         idle_timeout_secs: None,
+        allowed_groups: Vec::new(),
         created_at: Utc::now(),
     };
     earlier.start(session, &template).await?;

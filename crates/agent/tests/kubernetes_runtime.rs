@@ -41,6 +41,7 @@ fn template(home: HomePolicy) -> Template {
         },
         persistent_home: home,
         idle_timeout_secs: None,
+        allowed_groups: Vec::new(),
         created_at: Utc::now(),
     }
 }

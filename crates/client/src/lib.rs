@@ -16,6 +16,8 @@ use streamspace_proto::api::{
 use url::Url;
 use uuid::Uuid;
 
+mod identity;
+
 /// What went wrong talking to the control plane.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

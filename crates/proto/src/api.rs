@@ -12,7 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+mod identity;
 mod template;
+pub use identity::{
+    ApiToken, ChangePassword, CreateGroup, CreateToken, CreateUser, CreatedToken, Group,
+    LoginRequest, LoginResponse, Me, Role, UpdateGroup, UpdateUser, User,
+};
 pub use template::{DEFAULT_VNC_PORT, HomePolicy, TemplatePorts, TemplateResources};
 
 /// Lifecycle of a session. Terminal states (`terminated`, `failed`) never change again; a
@@ -218,7 +223,11 @@ pub struct Session {
     pub vnc_address: Option<String>,
     /// Why the session failed, when it did.
     pub error_message: Option<String>,
+    /// Username of the session's owner.
     pub owner: String,
+    /// Id of the owner; `None` once that user is deleted (the session stays, for the record).
+    #[serde(default)]
+    pub owner_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -237,6 +246,9 @@ pub struct SessionFilter {
     /// Only sessions placed on this agent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
+    /// Only sessions of this user (a username). Users always see only their own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// One row of `agent_commands`.
@@ -348,6 +360,9 @@ pub struct Template {
     /// Hibernate the session after this many seconds without a viewer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_secs: Option<u32>,
+    /// Groups whose members may launch it; empty means every user may.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_groups: Vec<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -373,6 +388,9 @@ pub struct CreateTemplate {
     pub persistent_home: HomePolicy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_secs: Option<u32>,
+    /// Groups whose members may launch it; empty means every user may.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_groups: Vec<String>,
 }
 
 /// An agent key as listed (never includes the secret).

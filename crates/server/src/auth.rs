@@ -1,24 +1,109 @@
-//! Admin authentication for the REST API: `Authorization: Bearer <admin token>`.
+//! Who is asking: every API request is resolved, once, to an [`Actor`] — a user, reached
+//! through a Bearer token (a personal API token or the bootstrap admin token) or a browser's
+//! session cookie. What the actor may then do is decided by [`crate::policy`], not here.
+//!
+//! - Credentials are looked up by keyed hash (see `keys`); a user who is disabled, deleted or
+//!   whose credential is revoked or expired is refused. Resolved actors are cached for
+//!   [`CREDENTIAL_CACHE_TTL`], so a flood of requests with one token costs one lookup a second;
+//!   a replica that disables a user or revokes a credential forgets its whole cache at once.
+//! - A browser session also ends after [`SESSION_IDLE`] without use.
+//! - Requests that change state with a cookie must come from our own pages: a cross-site
+//!   `Sec-Fetch-Site` or an `Origin` of another host is refused (CSRF). Bearer tokens are not
+//!   sent by browsers on their own, so they need no such check.
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use streamspace_store::ApiKeyKind;
+use streamspace_store::{ApiKeyKind, StoreError};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::policy::{self, Principal};
 use crate::state::AppState;
 
-/// Who made a request, for the audit log.
+/// Name of the browser session cookie.
+pub(crate) const SESSION_COOKIE: &str = "streamspace_session";
+/// How long a replica trusts a credential it resolved without asking the database again.
+pub(crate) const CREDENTIAL_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Most credentials remembered at once.
+const CACHE_MAX: usize = 4096;
+/// A browser session unused for this long is over.
+pub(crate) const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
+/// A browser session lasts at most this long, used or not.
+pub(crate) const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Who made a request, resolved once by [`require_user`].
 #[derive(Debug, Clone)]
 pub(crate) struct Actor {
-    pub key_id: Uuid,
+    pub principal: Principal,
+    /// The credential used (to revoke it on sign-out).
+    pub credential_id: Uuid,
+    pub kind: ApiKeyKind,
+    /// The client's address, for the audit log and sign-in throttling.
+    pub client_addr: Option<String>,
 }
 
 impl Actor {
+    /// The actor in words, for the audit log.
     pub fn name(&self) -> String {
-        format!("admin:{}", self.key_id)
+        format!("user:{}", self.principal.username)
+    }
+
+    pub fn user_id(&self) -> Uuid {
+        self.principal.user_id
+    }
+
+    /// Asks the policy; a refusal becomes the answer to send.
+    pub fn may(
+        &self,
+        action: policy::Action,
+        resource: policy::Resource<'_>,
+    ) -> Result<(), ApiError> {
+        policy::decide(&self.principal, action, resource).map_err(policy::Denial::into_error)
+    }
+
+    /// Whether the policy allows it (for filtering listings).
+    pub fn allowed(&self, action: policy::Action, resource: policy::Resource<'_>) -> bool {
+        policy::decide(&self.principal, action, resource).is_ok()
+    }
+}
+
+/// Actors resolved recently, by the keyed hash of their credential.
+#[derive(Default)]
+pub(crate) struct CredentialCache {
+    entries: Mutex<HashMap<String, (Actor, Instant)>>,
+}
+
+impl CredentialCache {
+    fn get(&self, hash: &str) -> Option<Actor> {
+        let entries = self.lock();
+        let (actor, at) = entries.get(hash)?;
+        (at.elapsed() < CREDENTIAL_CACHE_TTL).then(|| actor.clone())
+    }
+
+    fn insert(&self, hash: String, actor: Actor) {
+        let mut entries = self.lock();
+        if entries.len() >= CACHE_MAX {
+            entries.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL);
+        }
+        if entries.len() < CACHE_MAX {
+            entries.insert(hash, (actor, Instant::now()));
+        }
+    }
+
+    /// Forgets everything: called after a change that may take a credential's power away.
+    pub fn forget_all(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Actor, Instant)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -30,26 +115,144 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Middleware admitting only requests with a valid admin token.
-pub(crate) async fn require_admin(
+/// The value of the session cookie, if the request carries one.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == SESSION_COOKIE && !value.is_empty())
+        .map(|(_, value)| value)
+}
+
+/// The client's address: the peer's (proxies' forwarding headers are not trusted).
+pub(crate) fn client_addr(request: &Request) -> Option<String> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+}
+
+/// Middleware admitting only requests of a signed-in user; puts the [`Actor`] in the request.
+pub(crate) async fn require_user(
     State(app): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = bearer_token(request.headers())
-        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <admin token>`"))?;
-    let record = app
-        .hasher
-        .find(app.store.as_ref(), token)
-        .await
-        .map_err(|e| ApiError::from_store(e, "looking up an admin token"))?;
-    match record {
-        Some(record) if record.kind == ApiKeyKind::Admin => {
-            request.extensions_mut().insert(Actor { key_id: record.id });
-            Ok(next.run(request).await)
+    let client = client_addr(&request);
+    let actor = authenticate(&app, request.headers(), request.method(), client).await?;
+    request.extensions_mut().insert(actor);
+    Ok(next.run(request).await)
+}
+
+/// Resolves the request's credential to an actor, or answers 401/403.
+pub(crate) async fn authenticate(
+    app: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    client_addr: Option<String>,
+) -> Result<Actor, ApiError> {
+    let (secret, from_cookie) = match (bearer_token(headers), session_cookie(headers)) {
+        (Some(token), _) => (token, false),
+        (None, Some(cookie)) => (cookie, true),
+        (None, None) => {
+            return Err(ApiError::unauthorized(
+                "sign in first: send `Authorization: Bearer <token>` or the session cookie",
+            ));
         }
-        _ => Err(ApiError::unauthorized("invalid or revoked admin token")),
+    };
+    if from_cookie && changes_state(method) {
+        check_same_origin(headers)?;
     }
+    let hash = app.hasher.hash(secret);
+    if let Some(mut actor) = app.credentials.get(&hash) {
+        actor.client_addr = client_addr;
+        return Ok(actor);
+    }
+    let actor = resolve(app, &hash, from_cookie, client_addr).await?;
+    app.credentials.insert(hash, actor.clone());
+    Ok(actor)
+}
+
+async fn resolve(
+    app: &AppState,
+    hash: &str,
+    from_cookie: bool,
+    client_addr: Option<String>,
+) -> Result<Actor, ApiError> {
+    let invalid = || ApiError::unauthorized("invalid, expired or revoked credential");
+    let record = app
+        .store
+        .find_api_key(hash)
+        .await
+        .map_err(|e| ApiError::from_store(e, "looking up a credential"))?
+        .ok_or_else(invalid)?;
+    let expected = if from_cookie {
+        matches!(record.kind, ApiKeyKind::Browser)
+    } else {
+        matches!(record.kind, ApiKeyKind::Admin | ApiKeyKind::User)
+    };
+    if !expected {
+        return Err(invalid());
+    }
+    if record.kind == ApiKeyKind::Browser {
+        let idle = chrono::TimeDelta::from_std(SESSION_IDLE).unwrap_or(chrono::TimeDelta::MAX);
+        let last = record.last_used_at.unwrap_or(record.created_at);
+        if chrono::Utc::now() - last > idle {
+            return Err(ApiError::unauthorized("your session ended; sign in again"));
+        }
+    }
+    let user_id = record.user_id.ok_or_else(invalid)?;
+    let user = match app.store.get_user_by_id(user_id).await {
+        Ok(record) => record.user,
+        Err(StoreError::NotFound { .. }) => return Err(invalid()),
+        Err(e) => return Err(ApiError::from_store(e, "reading a credential's user")),
+    };
+    if user.disabled {
+        return Err(ApiError::unauthorized("this account is disabled"));
+    }
+    Ok(Actor {
+        principal: Principal {
+            user_id: user.id,
+            username: user.username,
+            role: user.role,
+            groups: user.groups,
+        },
+        credential_id: record.id,
+        kind: record.kind,
+        client_addr,
+    })
+}
+
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Refuses a cookie-authenticated request that a page of another site made the browser send.
+fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let forbidden = || {
+        ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "cross-site request refused: use StreamSpace's own pages or a Bearer token",
+        )
+    };
+    let header_str = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header_str("sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(forbidden());
+    }
+    if let Some(origin) = header_str("origin") {
+        let host = header_str("host").unwrap_or_default();
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if origin_host != host {
+            return Err(forbidden());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -75,5 +278,50 @@ mod tests {
         assert_eq!(bearer_token(&h), None);
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
         assert_eq!(bearer_token(&h), None);
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        assert_eq!(session_cookie(&h), None);
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; streamspace_session=ssb_x; b=2"),
+        );
+        assert_eq!(session_cookie(&h), Some("ssb_x"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("streamspace_session="),
+        );
+        assert_eq!(session_cookie(&h), None);
+    }
+
+    #[test]
+    fn cross_site_cookie_requests_are_refused() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(check_same_origin(&headers(&[("host", "ss.example")])).is_ok());
+        assert!(check_same_origin(&headers(&[("sec-fetch-site", "same-origin")])).is_ok());
+        assert!(check_same_origin(&headers(&[("sec-fetch-site", "cross-site")])).is_err());
+        assert!(check_same_origin(&headers(&[("sec-fetch-site", "same-site")])).is_err());
+        assert!(
+            check_same_origin(&headers(&[
+                ("host", "ss.example"),
+                ("origin", "https://ss.example")
+            ]))
+            .is_ok()
+        );
+        assert!(
+            check_same_origin(&headers(&[
+                ("host", "ss.example"),
+                ("origin", "https://evil.example")
+            ]))
+            .is_err()
+        );
     }
 }

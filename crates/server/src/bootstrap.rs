@@ -47,6 +47,13 @@ async fn ensure_admin(
         if token.len() < 16 {
             tracing::warn!("the configured admin token is shorter than 16 characters");
         }
+        if store.is_key_revoked(&hasher.hash(token)).await? {
+            return Err(ServerError::InvalidConfig(
+                "the configured admin token (STREAMSPACE_ADMIN_TOKEN) was revoked; \
+                 configure a new one, or none to keep using the tokens that exist"
+                    .into(),
+            ));
+        }
         if hasher.find(store, token).await?.is_none() {
             keys::store_key(store, hasher, ApiKeyKind::Admin, None, token).await?;
             tracing::info!("stored the configured admin token");

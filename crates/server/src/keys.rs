@@ -1,14 +1,13 @@
-//! Credentials: admin tokens and agent keys.
+//! Credentials: the bootstrap admin token, agent keys, personal API tokens and browser sessions.
 //!
-//! A key is 256 random bits, shown to its owner once (`ssa_…` for admin tokens, `ssk_…` for agent
-//! keys, base64url). The database keeps only HMAC-SHA256(server secret, key) in hex, so a
+//! A key is 256 random bits, shown to its owner once (`ssa_…` for the admin token, `ssk_…` for
+//! agent keys, `sst_…` for personal tokens, `ssb_…` for browser sessions; base64url). The database keeps only HMAC-SHA256(server secret, key) in hex, so a
 //! leaked table does not leak keys, and checking a key is one hash plus one indexed lookup — no
 //! slow password hash per request. The server secret is created on first start
-//! (`setting_get_or_init`), shared by all replicas, and cached in memory by [`KeyHasher`].
+//! (`setting_get_or_init`), shared by all replicas, and held in memory by [`KeyHasher`].
+//! Resolved users are cached by `auth`, not here.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,21 +25,17 @@ pub const HMAC_SECRET_SETTING: &str = "hmac_secret";
 pub const ADMIN_PREFIX: &str = "ssa_";
 /// Prefix of agent keys.
 pub const AGENT_PREFIX: &str = "ssk_";
+/// Prefix of personal API tokens.
+pub const TOKEN_PREFIX: &str = "sst_";
+/// Prefix of browser session secrets.
+pub const BROWSER_PREFIX: &str = "ssb_";
 /// How many leading characters of a key are kept to tell keys apart in listings.
 const SHOWN_PREFIX_CHARS: usize = 12;
 
-/// How long a replica trusts an admin token it has looked up without asking the database again.
-/// Every API request presents one, so this saves a database read per request; an admin token
-/// removed from the database directly stops working on every replica within this time.
-pub(crate) const ADMIN_CACHE_TTL: Duration = Duration::from_secs(5);
-/// Most admin tokens remembered at once (there are usually one or two).
-const ADMIN_CACHE_MAX: usize = 64;
-
-/// Hashes presented keys with the server secret, and remembers recently seen admin tokens.
+/// Hashes presented keys with the server secret.
 #[derive(Clone)]
 pub struct KeyHasher {
-    secret: Vec<u8>,
-    admins: Arc<Mutex<HashMap<String, (ApiKeyRecord, Instant)>>>,
+    secret: Arc<Vec<u8>>,
 }
 
 impl std::fmt::Debug for KeyHasher {
@@ -62,8 +57,7 @@ impl KeyHasher {
     /// A hasher with a given secret.
     pub(crate) fn from_secret(secret: Vec<u8>) -> Self {
         Self {
-            secret,
-            admins: Arc::default(),
+            secret: Arc::new(secret),
         }
     }
 
@@ -75,40 +69,13 @@ impl KeyHasher {
         hex::encode(mac.finalize().into_bytes())
     }
 
-    /// Looks up the non-revoked credential `key` names. Admin tokens seen in the last
-    /// `ADMIN_CACHE_TTL` (5 s) are answered from memory; agent keys are always read, so revoking
-    /// one takes effect at once on every replica.
+    /// Looks up the credential `key` names, if it is neither revoked nor expired.
     pub async fn find(
         &self,
         store: &dyn Store,
         key: &str,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let hash = self.hash(key);
-        if let Some((record, at)) = self.admins().get(&hash)
-            && at.elapsed() < ADMIN_CACHE_TTL
-        {
-            return Ok(Some(record.clone()));
-        }
-        let found = store.find_api_key(&hash).await?;
-        let mut admins = self.admins();
-        match &found {
-            Some(record) if record.kind == ApiKeyKind::Admin => {
-                if admins.len() >= ADMIN_CACHE_MAX {
-                    admins.retain(|_, (_, at)| at.elapsed() < ADMIN_CACHE_TTL);
-                }
-                if admins.len() < ADMIN_CACHE_MAX {
-                    admins.insert(hash, (record.clone(), Instant::now()));
-                }
-            }
-            _ => {
-                admins.remove(&hash);
-            }
-        }
-        Ok(found)
-    }
-
-    fn admins(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ApiKeyRecord, Instant)>> {
-        self.admins.lock().unwrap_or_else(|p| p.into_inner())
+        store.find_api_key(&self.hash(key)).await
     }
 }
 
@@ -146,10 +113,47 @@ pub(crate) async fn store_key(
             id: Uuid::now_v7(),
             kind,
             agent_id,
+            user_id: (kind == ApiKeyKind::Admin).then_some(streamspace_store::BOOTSTRAP_ADMIN_ID),
+            name: if kind == ApiKeyKind::Admin {
+                "bootstrap".into()
+            } else {
+                String::new()
+            },
             prefix: shown_prefix(secret),
             key_hash: hasher.hash(secret),
+            expires_in_secs: None,
         })
         .await
+}
+
+/// Creates a credential acting as `user_id` (a personal token or a browser session) and
+/// returns its record with the secret, shown this once.
+pub(crate) async fn create_user_credential(
+    store: &dyn Store,
+    hasher: &KeyHasher,
+    kind: ApiKeyKind,
+    user_id: Uuid,
+    name: &str,
+    expires_in_secs: Option<f64>,
+) -> Result<(ApiKeyRecord, String), StoreError> {
+    let prefix = match kind {
+        ApiKeyKind::Browser => BROWSER_PREFIX,
+        _ => TOKEN_PREFIX,
+    };
+    let secret = generate_secret(prefix);
+    let record = store
+        .create_api_key(NewApiKey {
+            id: Uuid::now_v7(),
+            kind,
+            agent_id: None,
+            user_id: Some(user_id),
+            name: name.to_owned(),
+            prefix: shown_prefix(&secret),
+            key_hash: hasher.hash(&secret),
+            expires_in_secs,
+        })
+        .await?;
+    Ok((record, secret))
 }
 
 /// Creates an agent key bound to `agent_id` with an already loaded hasher.

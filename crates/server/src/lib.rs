@@ -39,10 +39,12 @@ pub mod hub;
 mod keys;
 mod metrics;
 mod outcomes;
+mod policy;
 mod redis_hub;
 mod redis_link;
 pub mod replicas;
 mod routing;
+mod signin;
 mod state;
 pub mod tunnel;
 mod web;
@@ -140,6 +142,8 @@ pub async fn serve(
         redis,
         tunnels: Arc::default(),
         outcomes,
+        credentials: Arc::default(),
+        throttle: Arc::default(),
     };
     tracing::info!(%addr, replica_id = %config.replica_id, address = %replica.address,
         redis = config.redis_url.is_some(), "control plane listening");
@@ -160,7 +164,8 @@ pub async fn serve(
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    let result = axum::serve(listener, api::router(state))
+    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
     // If serving failed on its own, stop everything else too.

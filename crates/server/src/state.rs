@@ -36,6 +36,10 @@ pub(crate) struct AppState {
     pub tunnels: Arc<crate::tunnel::Tunnels>,
     /// API requests waiting for commands to finish.
     pub outcomes: Arc<crate::outcomes::Outcomes>,
+    /// Recently resolved credentials.
+    pub credentials: Arc<crate::auth::CredentialCache>,
+    /// Sign-in failures, per account and per client address.
+    pub throttle: Arc<crate::signin::Throttle>,
 }
 
 impl AppState {

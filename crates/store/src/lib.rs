@@ -23,12 +23,14 @@ use streamspace_proto::api::{
 use uuid::Uuid;
 
 mod common;
+pub mod identity;
 pub mod migrate;
 pub mod postgres;
 mod rows;
 mod sql;
 pub mod sqlite;
 
+pub use identity::{BOOTSTRAP_ADMIN_ID, Identity, NewGroup, NewUser, UserChange, UserRecord};
 pub use migrate::{MigrationState, MigrationStatus};
 
 /// `last_used_at` of a credential is kept to this many seconds: a lookup writes it only when
@@ -67,30 +69,46 @@ pub struct AgentRegistration {
     pub replica_id: String,
 }
 
-/// A stored API credential (admin token or agent key); only its keyed hash is kept.
+/// A stored credential (admin token, agent key, personal token or browser session); only its
+/// keyed hash is kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKeyRecord {
     pub id: Uuid,
     pub kind: ApiKeyKind,
     /// For agent keys: the only agent id this key may register as.
     pub agent_id: Option<String>,
+    /// For every other kind: the user it acts as.
+    pub user_id: Option<Uuid>,
+    /// A name its owner gave it (personal tokens).
+    pub name: String,
     pub prefix: String,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum ApiKeyKind {
+    /// The bootstrap admin token (`STREAMSPACE_ADMIN_TOKEN`), which acts as the admin user.
     Admin,
     Agent,
+    /// A user's personal API token.
+    User,
+    /// A signed-in browser's session (the cookie's secret).
+    #[default]
+    Browser,
 }
 
 impl ApiKeyKind {
+    pub const ALL: [ApiKeyKind; 4] = [Self::Admin, Self::Agent, Self::User, Self::Browser];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Admin => "admin",
             Self::Agent => "agent",
+            Self::User => "user",
+            Self::Browser => "browser",
         }
     }
 }
@@ -109,11 +127,15 @@ impl ApiKeyRecord {
 }
 
 /// A new credential to store.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct NewApiKey {
     pub id: Uuid,
     pub kind: ApiKeyKind,
     pub agent_id: Option<String>,
+    pub user_id: Option<Uuid>,
+    pub name: String,
+    /// Lifetime from now (the database's clock); `None`: until revoked.
+    pub expires_in_secs: Option<f64>,
     pub prefix: String,
     /// Keyed hash (HMAC) of the secret, hex.
     pub key_hash: String,
@@ -134,7 +156,9 @@ pub struct NewCommand {
 pub struct NewSession {
     pub id: Uuid,
     pub template: String,
+    /// Username of the owner (shown in listings).
     pub owner: String,
+    pub owner_id: Uuid,
     /// Used as the command's `command_id`.
     pub command_id: Uuid,
     /// Built once the agent is chosen (it may embed the template).
@@ -169,7 +193,12 @@ impl CommandOutcome {
 /// One audit record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
+    /// Who, in words (`user:alice`, `agent:edge-1`).
     pub actor: String,
+    /// The acting user, when it is one.
+    pub actor_id: Option<Uuid>,
+    /// The client's address as the server determined it.
+    pub client_addr: Option<String>,
     pub action: String,
     pub target: String,
     pub detail: Value,
@@ -177,7 +206,7 @@ pub struct AuditEntry {
 
 /// Persistence for the control plane. All methods are safe to call from several replicas at once.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Identity + 'static {
     /// Backend name (`postgres` or `sqlite`), for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 
@@ -194,12 +223,17 @@ pub trait Store: Send + Sync + 'static {
     // --- api keys -------------------------------------------------------------------------
 
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord>;
-    /// Looks up a non-revoked key by its keyed hash and records its use, to the
+    /// Looks up a key that is neither revoked nor expired by its keyed hash and records its use, to the
     /// [`KEY_USE_RESOLUTION_SECS`]: `last_used_at` is written only when older than that.
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
     async fn list_api_keys(&self, kind: ApiKeyKind) -> Result<Vec<ApiKeyRecord>>;
     /// Marks a key revoked; `NotFound` if no such key.
     async fn revoke_api_key(&self, id: Uuid) -> Result<()>;
+    /// A key by id, revoked or not; `NotFound` if there is none.
+    async fn get_api_key(&self, id: Uuid) -> Result<ApiKeyRecord>;
+    /// Whether a key with this keyed hash was stored and revoked (so the configured admin
+    /// token can be refused with a clear message rather than a uniqueness conflict).
+    async fn is_key_revoked(&self, key_hash: &str) -> Result<bool>;
     /// Whether any admin credential exists (so the first start knows to create one).
     async fn has_admin_key(&self) -> Result<bool>;
 
@@ -247,10 +281,11 @@ pub trait Store: Send + Sync + 'static {
     /// if none), insert the session (`pending`) and its `start_session` command (`pending`).
     async fn create_session(&self, new: &NewSession) -> Result<(Session, Command)>;
     async fn get_session(&self, id: Uuid) -> Result<Session>;
-    /// Newest first; only `owner`'s sessions and only those placed on `agent_id`, when given.
+    /// Newest first; only the sessions of the user `owner_id` and only those placed on
+    /// `agent_id`, when given.
     async fn list_sessions(
         &self,
-        owner: Option<&str>,
+        owner_id: Option<Uuid>,
         agent_id: Option<&str>,
     ) -> Result<Vec<Session>>;
     /// Moves a session to `state` if the state machine allows it from the current state
@@ -278,8 +313,13 @@ pub trait Store: Send + Sync + 'static {
     /// agent does not exist, `Conflict` if the command id is taken.
     async fn create_command(&self, command: &NewCommand) -> Result<Command>;
     async fn get_command(&self, command_id: Uuid) -> Result<Command>;
-    /// Newest first, at most `filter.limit` (default 100, max 1000).
-    async fn list_commands(&self, filter: &CommandFilter) -> Result<Vec<Command>>;
+    /// Newest first, at most `filter.limit` (default 100, max 1000); only commands of the
+    /// sessions of the user `owner_id`, when given.
+    async fn list_commands(
+        &self,
+        filter: &CommandFilter,
+        owner_id: Option<Uuid>,
+    ) -> Result<Vec<Command>>;
     /// Commands to deliver to `agent_id` now, oldest first: `pending` ones, plus `sent` ones whose
     /// last send is older than their backoff (`ack_timeout_secs · 2^(attempts-1)`) and which
     /// have fewer than `max_attempts` attempts. With `include_unfinished`, also every `sent` and

@@ -15,9 +15,12 @@ use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
 use sqlx::types::Json;
 use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
-use streamspace_proto::api::{Agent, AgentStatus, Command, Session, Template};
+use streamspace_proto::api::{
+    Agent, AgentStatus, ApiToken, Command, Group, Session, Template, User,
+};
 use uuid::Uuid;
 
+use crate::identity::UserRecord;
 use crate::{ApiKeyKind, ApiKeyRecord, Result, StoreError};
 
 /// A UUID column: native `uuid` on PostgreSQL, hyphenated `TEXT` on SQLite.
@@ -129,6 +132,7 @@ pub(crate) struct SessionRow {
     vnc_address: Option<String>,
     error_message: Option<String>,
     owner: String,
+    owner_id: Option<DbUuid>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -144,6 +148,7 @@ impl TryFrom<SessionRow> for Session {
             vnc_address: r.vnc_address,
             error_message: r.error_message,
             owner: r.owner,
+            owner_id: r.owner_id.map(|u| u.0),
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -209,6 +214,7 @@ pub(crate) struct TemplateRow {
     memory_mib: Option<i64>,
     persistent_home: String,
     idle_timeout_secs: Option<i64>,
+    allowed_groups: Json<Value>,
     created_at: DateTime<Utc>,
 }
 
@@ -239,8 +245,95 @@ impl TryFrom<TemplateRow> for Template {
                 .idle_timeout_secs
                 .map(|v| int_column("templates.idle_timeout_secs", v))
                 .transpose()?,
+            allowed_groups: from_json("template allowed_groups", r.allowed_groups.0)?,
             created_at: r.created_at,
         })
+    }
+}
+
+/// One `users` row (its groups are read separately).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UserRow {
+    pub id: DbUuid,
+    username: String,
+    display_name: String,
+    email: Option<String>,
+    role: String,
+    disabled: bool,
+    password_hash: Option<String>,
+    last_login_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl UserRow {
+    /// The record, with the user's group names.
+    pub fn into_record(self, groups: Vec<String>) -> Result<UserRecord> {
+        Ok(UserRecord {
+            user: User {
+                id: self.id.0,
+                username: self.username,
+                display_name: self.display_name,
+                email: self.email,
+                role: parse(&self.role)?,
+                disabled: self.disabled,
+                groups,
+                has_password: self.password_hash.is_some(),
+                last_login_at: self.last_login_at,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+            },
+            password_hash: self.password_hash,
+        })
+    }
+}
+
+/// One `groups` row (its members are read separately).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct GroupRow {
+    pub id: DbUuid,
+    name: String,
+    description: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl GroupRow {
+    pub fn into_group(self, members: Vec<String>) -> Group {
+        Group {
+            id: self.id.0,
+            name: self.name,
+            description: self.description,
+            members,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// A personal token as listed, with its owner's username.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TokenRow {
+    id: DbUuid,
+    name: String,
+    username: String,
+    prefix: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<TokenRow> for ApiToken {
+    fn from(r: TokenRow) -> Self {
+        ApiToken {
+            id: r.id.0,
+            name: r.name,
+            user: r.username,
+            prefix: r.prefix,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
+        }
     }
 }
 
@@ -250,31 +343,32 @@ pub(crate) struct ApiKeyRow {
     id: DbUuid,
     kind: String,
     agent_id: Option<String>,
+    user_id: Option<DbUuid>,
+    name: String,
     prefix: String,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<ApiKeyRow> for ApiKeyRecord {
     type Error = StoreError;
     fn try_from(r: ApiKeyRow) -> Result<Self> {
-        let kind = match r.kind.as_str() {
-            "admin" => ApiKeyKind::Admin,
-            "agent" => ApiKeyKind::Agent,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "unknown api key kind {other:?}"
-                )));
-            }
-        };
+        let kind = ApiKeyKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == r.kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown api key kind {:?}", r.kind)))?;
         Ok(ApiKeyRecord {
             id: r.id.0,
             kind,
             agent_id: r.agent_id,
+            user_id: r.user_id.map(|u| u.0),
+            name: r.name,
             prefix: r.prefix,
             created_at: r.created_at,
             last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
             revoked_at: r.revoked_at,
         })
     }

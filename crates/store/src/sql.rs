@@ -22,7 +22,8 @@ macro_rules! command_columns {
 
 macro_rules! session_columns {
     () => {
-        "id, template, agent_id, state, vnc_address, error_message, owner, created_at, updated_at"
+        "id, template, agent_id, state, vnc_address, error_message, owner, owner_id, created_at, \
+         updated_at"
     };
 }
 
@@ -47,13 +48,14 @@ macro_rules! agent_columns {
 macro_rules! template_columns {
     () => {
         "name, description, command, env, image, vnc_port, cpu_millis, memory_mib, \
-         persistent_home, idle_timeout_secs, created_at"
+         persistent_home, idle_timeout_secs, allowed_groups, created_at"
     };
 }
 
 macro_rules! key_columns {
     () => {
-        "id, kind, agent_id, prefix, created_at, last_used_at, revoked_at"
+        "id, kind, agent_id, user_id, name, prefix, created_at, last_used_at, expires_at, \
+         revoked_at"
     };
 }
 
@@ -63,11 +65,7 @@ pub(crate) const SETTING_INSERT: &str =
     "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
 pub(crate) const SETTING_GET: &str = "SELECT value FROM settings WHERE key = $1";
 
-pub(crate) const KEY_INSERT: &str = concat!(
-    "INSERT INTO api_keys (id, kind, agent_id, prefix, key_hash) VALUES ($1, $2, $3, $4, $5) \
-     RETURNING ",
-    key_columns!()
-);
+pub(crate) const KEY_GET: &str = concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = $1");
 pub(crate) const KEY_LIST: &str = concat!(
     "SELECT ",
     key_columns!(),
@@ -78,8 +76,8 @@ pub(crate) const HAS_ADMIN_KEY: &str =
 
 pub(crate) const TEMPLATE_INSERT: &str = concat!(
     "INSERT INTO templates (name, description, command, env, image, vnc_port, cpu_millis, \
-     memory_mib, persistent_home, idle_timeout_secs) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ",
+     memory_mib, persistent_home, idle_timeout_secs, allowed_groups) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
     template_columns!()
 );
 pub(crate) const TEMPLATE_GET: &str = concat!(
@@ -122,7 +120,8 @@ pub(crate) const AGENT_ACTIVE_SESSIONS: &str = "SELECT COUNT(*) FROM sessions \
 pub(crate) const AGENT_DELETE: &str = "DELETE FROM agents WHERE agent_id = $1";
 
 pub(crate) const SESSION_INSERT: &str = concat!(
-    "INSERT INTO sessions (id, template, agent_id, owner) VALUES ($1, $2, $3, $4) RETURNING ",
+    "INSERT INTO sessions (id, template, agent_id, owner, owner_id) VALUES ($1, $2, $3, $4, $5) \
+     RETURNING ",
     session_columns!()
 );
 pub(crate) const SESSION_GET: &str = concat!(
@@ -133,7 +132,7 @@ pub(crate) const SESSION_GET: &str = concat!(
 pub(crate) const SESSION_LIST: &str = concat!(
     "SELECT ",
     session_columns!(),
-    " FROM sessions WHERE ($1 IS NULL OR owner = $1) AND ($2 IS NULL OR agent_id = $2) \
+    " FROM sessions WHERE ($1 IS NULL OR owner_id = $1) AND ($2 IS NULL OR agent_id = $2) \
      ORDER BY created_at DESC, id DESC"
 );
 
@@ -157,11 +156,12 @@ pub(crate) const COMMAND_LIST: &str = concat!(
     command_columns!(),
     " FROM agent_commands WHERE ($1 IS NULL OR session_id = $1) \
      AND ($2 IS NULL OR agent_id = $2) AND ($3 IS NULL OR status = $3) \
+     AND ($5 IS NULL OR session_id IN (SELECT id FROM sessions WHERE owner_id = $5)) \
      ORDER BY id DESC LIMIT $4"
 );
 
-pub(crate) const AUDIT_INSERT: &str =
-    "INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)";
+pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit_log \
+     (actor, action, target, detail, actor_id, client_addr) VALUES ($1, $2, $3, $4, $5, $6)";
 
 /// How one backend reads the database clock.
 pub(crate) struct Dialect {
@@ -173,6 +173,8 @@ pub(crate) struct Dialect {
     tx_now: &'static str,
     /// The time `secs` (an SQL expression, in seconds) before now, comparable with stored ones.
     ago: fn(&str) -> String,
+    /// The time `secs` after now; NULL when `secs` is NULL.
+    later: fn(&str) -> String,
     /// Row lock for a read that a write in the same transaction depends on. SQLite needs none:
     /// its write transactions are `BEGIN IMMEDIATE`, so writers never interleave.
     lock: &'static str,
@@ -182,6 +184,17 @@ pub(crate) struct Dialect {
 
 fn pg_ago(secs: &str) -> String {
     format!("(clock_timestamp() - make_interval(secs => {secs}))")
+}
+
+fn pg_later(secs: &str) -> String {
+    format!("(clock_timestamp() + make_interval(secs => {secs}))")
+}
+
+fn sqlite_later(secs: &str) -> String {
+    format!(
+        "CASE WHEN {secs} IS NULL THEN NULL ELSE \
+         strftime('%Y-%m-%d %H:%M:%f', 'now', printf('+%.3f seconds', {secs})) END"
+    )
 }
 
 fn sqlite_ago(secs: &str) -> String {
@@ -194,6 +207,7 @@ pub(crate) const PG: Dialect = Dialect {
     now: "clock_timestamp()",
     tx_now: "now()",
     ago: pg_ago,
+    later: pg_later,
     lock: " FOR UPDATE",
     lock_skip: " FOR UPDATE SKIP LOCKED",
 };
@@ -202,6 +216,7 @@ pub(crate) const SQLITE: Dialect = Dialect {
     now: "strftime('%Y-%m-%d %H:%M:%f', 'now')",
     tx_now: "strftime('%Y-%m-%d %H:%M:%f', 'now')",
     ago: sqlite_ago,
+    later: sqlite_later,
     lock: "",
     lock_skip: "",
 };
@@ -230,7 +245,13 @@ fn leak(s: String) -> &'static str {
 
 /// Statements that depend on the backend's clock or on the state machines.
 pub(crate) struct Statements {
+    pub key_insert: &'static str,
     pub key_find: &'static str,
+    pub key_revoked: &'static str,
+    pub token_list: &'static str,
+    pub admins_lock: &'static str,
+    pub user_lock: &'static str,
+    pub user_login: &'static str,
     pub key_touch: &'static str,
     pub key_revoke: &'static str,
     pub keys_revoke_agent: &'static str,
@@ -268,10 +289,36 @@ impl Statements {
                 backoff(ack)
             )
         };
+        let unexpired = format!("(expires_at IS NULL OR expires_at > {now})");
         Self {
-            key_find: leak(format!(
-                "SELECT {} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+            key_insert: leak(format!(
+                "INSERT INTO api_keys (id, kind, agent_id, user_id, name, prefix, key_hash, \
+                 expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, {}) RETURNING {}",
+                (d.later)("$8"),
                 key_columns!()
+            )),
+            key_find: leak(format!(
+                "SELECT {} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND {unexpired}",
+                key_columns!()
+            )),
+            key_revoked: leak(
+                "SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = $1 \
+                 AND revoked_at IS NOT NULL)"
+                    .to_owned(),
+            ),
+            token_list: leak(format!(
+                "SELECT k.id, k.name, u.username, k.prefix, k.created_at, k.last_used_at, \
+                 k.expires_at FROM api_keys k JOIN users u ON u.id = k.user_id \
+                 WHERE k.kind IN ('admin', 'user') AND k.revoked_at IS NULL \
+                 AND (k.expires_at IS NULL OR k.expires_at > {now}) \
+                 AND ($1 IS NULL OR k.user_id = $1) ORDER BY k.created_at, k.id"
+            )),
+            admins_lock: leak(format!(
+                "SELECT id FROM users WHERE role = 'admin' AND NOT disabled{lock}"
+            )),
+            user_lock: leak(format!("{}{lock}", crate::identity::sql::USER_GET)),
+            user_login: leak(format!(
+                "UPDATE users SET last_login_at = {now} WHERE id = $1"
             )),
             key_touch: leak(format!(
                 "UPDATE api_keys SET last_used_at = {now} WHERE id = $1 \

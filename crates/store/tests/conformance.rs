@@ -10,12 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
 use streamspace_proto::api::{
-    Action, AgentStatus, CommandFilter, CommandStatus, CreateTemplate, SessionState,
+    Action, AgentStatus, CommandFilter, CommandStatus, CreateTemplate, Role, SessionState,
 };
 use streamspace_store::{
     ApiKeyKind, CommandOutcome, MigrationState, NewApiKey, NewCommand, StoreError, migrate,
 };
-use support::{Db, new_session, register, tick};
+use support::{Db, new_session, new_session_for, register, tick};
 use uuid::Uuid;
 
 /// Declares every conformance test once per backend.
@@ -72,7 +72,21 @@ conformance!(
     down_0003_drops_the_runtime_columns,
     sessionless_commands_claim_once_and_finish,
     due_commands_are_claimed_once_in_order,
+    users_crud_and_lookup,
+    last_enabled_admin_is_kept,
+    concurrent_demotions_keep_one_admin,
+    groups_and_memberships,
+    tokens_belong_to_users_and_expire,
+    migration_0004_assigns_old_rows_to_the_admin,
 );
+
+#[path = "conformance/identity.rs"]
+mod identity;
+use identity::{
+    concurrent_demotions_keep_one_admin, groups_and_memberships, last_enabled_admin_is_kept,
+    migration_0004_assigns_old_rows_to_the_admin, tokens_belong_to_users_and_expire,
+    users_crud_and_lookup,
+};
 
 #[path = "conformance/commands.rs"]
 mod commands;
@@ -838,9 +852,10 @@ async fn api_keys_lookup_and_revoke(db: &Db) -> Result<()> {
     let admin = NewApiKey {
         id: Uuid::now_v7(),
         kind: ApiKeyKind::Admin,
-        agent_id: None,
+        user_id: Some(streamspace_store::BOOTSTRAP_ADMIN_ID),
         prefix: "adm".into(),
         key_hash: "h-admin".into(),
+        ..NewApiKey::default()
     };
     let created = store.create_api_key(admin.clone()).await?;
     ensure!(created.id == admin.id && created.last_used_at.is_none());
@@ -861,6 +876,7 @@ async fn api_keys_lookup_and_revoke(db: &Db) -> Result<()> {
         agent_id: Some("a1".into()),
         prefix: "agt".into(),
         key_hash: "h-agent".into(),
+        ..NewApiKey::default()
     };
     store.create_api_key(agent_key.clone()).await?;
 
@@ -917,6 +933,7 @@ async fn delete_agent_refuses_while_sessions_are_active(db: &Db) -> Result<()> {
         agent_id: Some("a1".into()),
         prefix: "p".into(),
         key_hash: "h1".into(),
+        ..NewApiKey::default()
     };
     store.create_api_key(key).await?;
     let (s, _) = store.create_session(&new_session("alice")).await?;
@@ -987,11 +1004,20 @@ async fn templates_crud_and_conflict(db: &Db) -> Result<()> {
 async fn listings_filter_and_order(db: &Db) -> Result<()> {
     let store = db.store().await?;
     register(&*store, "a1", 10).await?;
-    let (s1, c1) = store.create_session(&new_session("alice")).await?;
+    let alice = identity::user(&*store, "alice", Role::User).await?;
+    let (s1, c1) = store
+        .create_session(&new_session_for("alice", alice.id))
+        .await?;
     let (s2, c2) = store.create_session(&new_session("bob")).await?;
-    let (s3, _) = store.create_session(&new_session("alice")).await?;
+    let (s3, _) = store
+        .create_session(&new_session_for("alice", alice.id))
+        .await?;
+    ensure!(
+        s1.owner_id == Some(alice.id) && s1.owner == "alice",
+        "{s1:?}"
+    );
     let alice: Vec<_> = store
-        .list_sessions(Some("alice"), None)
+        .list_sessions(Some(alice.id), None)
         .await?
         .into_iter()
         .map(|s| s.id)
@@ -1006,7 +1032,7 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
         store.list_sessions(None, Some("nobody")).await?.is_empty(),
         "the agent filter keeps only that agent's sessions"
     );
-    let all = store.list_commands(&CommandFilter::default()).await?;
+    let all = store.list_commands(&CommandFilter::default(), None).await?;
     ensure!(
         all.len() == 3 && all[0].id > all[2].id,
         "commands not newest first"
@@ -1015,7 +1041,7 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
         session_id: Some(s2.id),
         ..Default::default()
     };
-    let only = store.list_commands(&f).await?;
+    let only = store.list_commands(&f, None).await?;
     ensure!(
         only.len() == 1 && only[0].command_id == c2.command_id,
         "{only:?}"
@@ -1026,19 +1052,34 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
         agent_id: Some("a1".into()),
         ..Default::default()
     };
-    let sent = store.list_commands(&f).await?;
+    let sent = store.list_commands(&f, None).await?;
     ensure!(
         sent.len() == 1 && sent[0].command_id == c1.command_id,
         "{sent:?}"
+    );
+    let mine = store
+        .list_commands(
+            &CommandFilter::default(),
+            Some(s1.owner_id.context("owner")?),
+        )
+        .await?;
+    ensure!(
+        mine.len() == 2
+            && mine
+                .iter()
+                .all(|c| c.session_id == Some(s1.id) || c.session_id == Some(s3.id)),
+        "only the commands of alice's sessions: {mine:?}"
     );
     let f = CommandFilter {
         limit: Some(2),
         ..Default::default()
     };
-    ensure!(store.list_commands(&f).await?.len() == 2);
+    ensure!(store.list_commands(&f, None).await?.len() == 2);
     store
         .audit(&streamspace_store::AuditEntry {
             actor: "admin".into(),
+            actor_id: Some(streamspace_store::BOOTSTRAP_ADMIN_ID),
+            client_addr: Some("192.0.2.1".into()),
             action: "session.create".into(),
             target: s1.id.to_string(),
             detail: json!({"n": 1}),

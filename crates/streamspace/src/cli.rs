@@ -335,6 +335,9 @@ pub enum SessionCommand {
         /// Only sessions placed on this agent.
         #[arg(long)]
         agent: Option<String>,
+        /// Only sessions of this user (operators and admins; users see only their own).
+        #[arg(long)]
+        owner: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -418,6 +421,9 @@ pub enum TemplateCommand {
         /// Environment variable KEY=VALUE for the program (repeatable).
         #[arg(long = "env", value_parser = parse_label)]
         env: Vec<(String, String)>,
+        /// A group whose members may launch it (repeatable; none: every user may).
+        #[arg(long = "allowed-group")]
+        allowed_groups: Vec<String>,
         #[command(flatten)]
         runtime: TemplateRuntimeArgs,
         #[command(flatten)]

@@ -22,6 +22,7 @@ impl Template {
             resources: t.resources,
             persistent_home: t.persistent_home,
             idle_timeout_secs: t.idle_timeout_secs,
+            allowed_groups: t.allowed_groups,
             created_at,
         }
     }

@@ -1,14 +1,16 @@
 //! `/api/v1/commands`: the command log, filtered by session, agent and status.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use streamspace_proto::api::{Command, CommandFilter, CommandWait, MAX_COMMAND_WAIT_SECS};
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::{ApiPath, ApiQuery};
+use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::outcomes::{RECHECK, Waiter};
+use crate::policy::{Action, Resource};
 use crate::state::AppState;
 
 /// Largest page the API returns.
@@ -16,6 +18,7 @@ const MAX_LIMIT: u32 = 1000;
 
 pub(super) async fn list(
     State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
     ApiQuery(filter): ApiQuery<CommandFilter>,
 ) -> Result<Json<Vec<Command>>, ApiError> {
     if let Some(limit) = filter.limit
@@ -27,7 +30,7 @@ pub(super) async fn list(
     }
     let commands = app
         .store
-        .list_commands(&filter)
+        .list_commands(&filter, own_only(&actor))
         .await
         .map_err(|e| ApiError::from_store(e, "listing commands"))?;
     Ok(Json(commands))
@@ -37,16 +40,47 @@ pub(super) async fn list(
 /// ends, with the command as it is then) so clients need not poll.
 pub(super) async fn get(
     State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
     ApiPath(command_id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<CommandWait>,
 ) -> Result<Json<Command>, ApiError> {
     let Some(wait) = checked_wait(&query)? else {
-        return Ok(Json(read_command(&app, command_id).await?));
+        let command = read_command(&app, command_id).await?;
+        authorize(&app, &actor, &command).await?;
+        return Ok(Json(command));
     };
     // Registered before the first read, so an outcome recorded in between is not missed.
     let waiter = app.outcomes.watch(command_id);
     let command = read_command(&app, command_id).await?;
+    authorize(&app, &actor, &command).await?;
     Ok(Json(until_finished(&app, waiter, command, wait).await?))
+}
+
+/// A user sees only the commands of their own sessions; everyone who may see every session
+/// sees every command.
+fn own_only(actor: &Actor) -> Option<Uuid> {
+    (!actor.allowed(Action::ListAllSessions, Resource::System)).then(|| actor.user_id())
+}
+
+/// A command of a session is as visible as its session (404 otherwise); one of no session
+/// (a ping) is the operators'.
+async fn authorize(app: &AppState, actor: &Actor, command: &Command) -> Result<(), ApiError> {
+    match command.session_id {
+        Some(session_id) => {
+            let session = app.store.get_session(session_id).await;
+            match session {
+                Ok(session) if actor.allowed(Action::ReadSession, Resource::Session(&session)) => {
+                    Ok(())
+                }
+                Ok(_) | Err(streamspace_store::StoreError::NotFound { .. }) => {
+                    Err(ApiError::not_found("command not found"))
+                }
+                Err(e) => Err(ApiError::from_store(e, "reading a command's session")),
+            }
+        }
+        None if actor.allowed(Action::ManageAgents, Resource::System) => Ok(()),
+        None => Err(ApiError::not_found("command not found")),
+    }
 }
 
 async fn read_command(app: &AppState, command_id: Uuid) -> Result<Command, ApiError> {

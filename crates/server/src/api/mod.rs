@@ -7,23 +7,30 @@
 
 mod agent_keys;
 mod agents;
+mod auth;
 mod commands;
+mod groups;
 mod health;
 mod sessions;
 mod template_fields;
 mod templates;
+mod tokens;
+mod users;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
 use axum::http::StatusCode;
-use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, post};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::Response;
+use axum::routing::{delete, get, post, put};
 use serde_json::Value;
 use streamspace_store::AuditEntry;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{Actor, require_admin};
+use crate::auth::{Actor, require_user};
 use crate::error::ApiError;
+use crate::policy::{Action, Resource};
 use crate::state::AppState;
 
 /// A JSON request body whose rejection is an [`ApiError`].
@@ -42,8 +49,45 @@ pub(crate) struct ApiPath<T>(pub T);
 pub(crate) struct ApiQuery<T>(pub T);
 
 /// The whole HTTP surface of a replica.
+///
+/// Every route under `/api/v1` but sign-in, health and the agents' and viewers' own endpoints
+/// (which carry their own credentials) needs a signed-in user; what that user may do is the
+/// policy's decision, asked by the handlers or, for routes that are operator- or admin-only as
+/// a whole, by a layer over their group.
 pub(crate) fn router(state: AppState) -> Router {
+    let operator = Router::new()
+        .route("/api/v1/agents", get(agents::list))
+        .route(
+            "/api/v1/agents/{id}",
+            get(agents::get).delete(agents::remove),
+        )
+        .route("/api/v1/agents/{id}/ping", post(agents::ping))
+        .route("/api/v1/replicas", get(crate::replicas::list))
+        .route(
+            "/api/v1/agent-keys",
+            post(agent_keys::create).get(agent_keys::list),
+        )
+        .route("/api/v1/agent-keys/{id}", delete(agent_keys::revoke))
+        .route_layer(from_fn(|r, n| require(Action::ManageAgents, r, n)));
     let admin = Router::new()
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route(
+            "/api/v1/users/{username}",
+            get(users::get).patch(users::update).delete(users::remove),
+        )
+        .route("/api/v1/groups", get(groups::list).post(groups::create))
+        .route(
+            "/api/v1/groups/{name}",
+            get(groups::get)
+                .patch(groups::update)
+                .delete(groups::remove),
+        )
+        .route(
+            "/api/v1/groups/{name}/members/{username}",
+            put(groups::add_member).delete(groups::remove_member),
+        )
+        .route_layer(from_fn(|r, n| require(Action::ManageUsers, r, n)));
+    let signed_in = Router::new()
         .route(
             "/api/v1/sessions",
             post(sessions::create).get(sessions::list),
@@ -58,26 +102,24 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/sessions/{id}/connect",
             post(crate::tunnel::viewer::connect),
         )
-        .route("/api/v1/agents", get(agents::list))
-        .route(
-            "/api/v1/agents/{id}",
-            get(agents::get).delete(agents::remove),
-        )
-        .route("/api/v1/agents/{id}/ping", post(agents::ping))
-        .route("/api/v1/replicas", get(crate::replicas::list))
         .route("/api/v1/commands", get(commands::list))
         .route("/api/v1/commands/{command_id}", get(commands::get))
         .route(
             "/api/v1/templates",
             get(templates::list).post(templates::create),
         )
-        .route("/api/v1/templates/{name}", delete(templates::remove))
         .route(
-            "/api/v1/agent-keys",
-            post(agent_keys::create).get(agent_keys::list),
+            "/api/v1/templates/{name}",
+            get(templates::get).delete(templates::remove),
         )
-        .route("/api/v1/agent-keys/{id}", delete(agent_keys::revoke))
-        .route_layer(from_fn_with_state(state.clone(), require_admin));
+        .route("/api/v1/auth/me", get(auth::me))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/auth/password", post(auth::change_password))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{id}", delete(tokens::revoke))
+        .merge(operator)
+        .merge(admin)
+        .route_layer(from_fn_with_state(state.clone(), require_user));
     let max_body = state.config.max_body_bytes;
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -94,7 +136,8 @@ pub(crate) fn router(state: AppState) -> Router {
             get(crate::tunnel::data::internal),
         )
         .route("/api/v1/sessions/{id}/vnc", get(crate::tunnel::viewer::vnc))
-        .merge(admin)
+        .route("/api/v1/auth/login", post(auth::login))
+        .merge(signed_in)
         .fallback(crate::web::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -119,6 +162,16 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// Layer over a group of routes that all need `action` to be allowed on the system as a whole.
+async fn require(action: Action, request: Request, next: Next) -> Result<Response, ApiError> {
+    let actor = request
+        .extensions()
+        .get::<Actor>()
+        .ok_or_else(|| ApiError::unauthorized("sign in first"))?;
+    actor.may(action, Resource::System)?;
+    Ok(next.run(request).await)
+}
+
 /// Records a mutating call; a failure to audit is logged, not returned (the change is made).
 pub(crate) async fn audit(
     app: &AppState,
@@ -129,6 +182,8 @@ pub(crate) async fn audit(
 ) {
     let entry = AuditEntry {
         actor: actor.name(),
+        actor_id: Some(actor.user_id()),
+        client_addr: actor.client_addr.clone(),
         action: action.to_owned(),
         target,
         detail,

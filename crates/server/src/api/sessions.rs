@@ -1,6 +1,9 @@
 //! `/api/v1/sessions`: create (places the session and queues its start), list, get, stop,
 //! hibernate and wake. Every state change is a command for the session's agent; the session
 //! itself moves when the agent reports back.
+//!
+//! A session belongs to the user who created it. Users see and act on their own; operators
+//! and admins on all (the policy decides). Someone else's session is answered 404.
 
 use axum::Json;
 use axum::extract::{Extension, State};
@@ -14,10 +17,8 @@ use uuid::Uuid;
 use super::{ApiJson, ApiPath, ApiQuery, audit};
 use crate::auth::Actor;
 use crate::error::ApiError;
+use crate::policy::{self, Resource};
 use crate::state::AppState;
-
-/// Owner of sessions until users exist.
-const OWNER: &str = "admin";
 
 pub(super) async fn create(
     State(app): State<AppState>,
@@ -34,6 +35,16 @@ pub(super) async fn create(
         }
         Err(e) => return Err(ApiError::from_store(e, "reading a template")),
     };
+    if !actor.allowed(policy::Action::ReadTemplate, Resource::Template(&template)) {
+        return Err(ApiError::not_found(format!(
+            "template {:?} not found",
+            body.template
+        )));
+    }
+    actor.may(
+        policy::Action::LaunchTemplate,
+        Resource::Template(&template),
+    )?;
     let payload = serde_json::to_value(StartSessionPayload { template }).map_err(|e| {
         tracing::error!(error = %e, "encoding a start_session payload failed");
         ApiError::internal()
@@ -41,7 +52,8 @@ pub(super) async fn create(
     let new = NewSession {
         id: Uuid::now_v7(),
         template: body.template.clone(),
-        owner: OWNER.to_owned(),
+        owner: actor.principal.username.clone(),
+        owner_id: actor.user_id(),
         command_id: Uuid::now_v7(),
         payload,
         platform: None,
@@ -67,31 +79,67 @@ pub(super) async fn create(
         json!({ "template": session.template, "agent_id": command.agent_id }),
     )
     .await;
-    Ok((StatusCode::CREATED, Json(session)))
+    Ok((StatusCode::CREATED, Json(for_actor(&actor, session))))
 }
 
 pub(super) async fn list(
     State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
     ApiQuery(filter): ApiQuery<SessionFilter>,
 ) -> Result<Json<Vec<Session>>, ApiError> {
+    let owner_id = if actor.allowed(policy::Action::ListAllSessions, Resource::System) {
+        match &filter.owner {
+            Some(username) => match app.store.get_user(username).await {
+                Ok(record) => Some(record.user.id),
+                Err(StoreError::NotFound { .. }) => return Ok(Json(Vec::new())),
+                Err(e) => return Err(ApiError::from_store(e, "reading a user")),
+            },
+            None => None,
+        }
+    } else {
+        Some(actor.user_id())
+    };
     let sessions = app
         .store
-        .list_sessions(None, filter.agent_id.as_deref())
+        .list_sessions(owner_id, filter.agent_id.as_deref())
         .await
         .map_err(|e| ApiError::from_store(e, "listing sessions"))?;
-    Ok(Json(sessions))
+    Ok(Json(
+        sessions.into_iter().map(|s| for_actor(&actor, s)).collect(),
+    ))
 }
 
 pub(super) async fn get(
     State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Session>, ApiError> {
+    let session = load(&app, &actor, id, policy::Action::ReadSession).await?;
+    Ok(Json(for_actor(&actor, session)))
+}
+
+/// Reads a session the actor may do `action` to; anyone else's answers 404.
+pub(crate) async fn load(
+    app: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    action: policy::Action,
+) -> Result<Session, ApiError> {
     let session = app
         .store
         .get_session(id)
         .await
         .map_err(|e| ApiError::from_store(e, "reading a session"))?;
-    Ok(Json(session))
+    actor.may(action, Resource::Session(&session))?;
+    Ok(session)
+}
+
+/// A session as the actor may see it: the agent host's internal VNC address is for operators.
+fn for_actor(actor: &Actor, mut session: Session) -> Session {
+    if !actor.allowed(policy::Action::ManageAgents, Resource::System) {
+        session.vnc_address = None;
+    }
+    session
 }
 
 pub(super) async fn stop(
@@ -146,11 +194,7 @@ async fn session_command(
     action: Action,
     allowed_from: &[SessionState],
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
-    let session = app
-        .store
-        .get_session(id)
-        .await
-        .map_err(|e| ApiError::from_store(e, "reading a session"))?;
+    let session = load(app, actor, id, policy::Action::ControlSession).await?;
     let Some(agent_id) = session.agent_id.clone() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -189,7 +233,7 @@ async fn session_command(
         json!({ "command_id": created.command_id, "agent_id": agent_id }),
     )
     .await;
-    Ok((StatusCode::ACCEPTED, Json(session)))
+    Ok((StatusCode::ACCEPTED, Json(for_actor(actor, session))))
 }
 
 fn verb(action: Action) -> &'static str {

@@ -1,4 +1,5 @@
-//! `/api/v1/templates`: what sessions can run.
+//! `/api/v1/templates`: what sessions can run. Templates carry the commands agents run, so only
+//! operators and admins change them; users see (and launch) those their groups may use.
 
 use axum::Json;
 use axum::extract::{Extension, State};
@@ -9,15 +10,38 @@ use streamspace_proto::api::{CreateTemplate, Template};
 use super::{ApiJson, ApiPath, audit};
 use crate::auth::Actor;
 use crate::error::ApiError;
+use crate::policy::{Action, Resource};
 use crate::state::AppState;
 
-pub(super) async fn list(State(app): State<AppState>) -> Result<Json<Vec<Template>>, ApiError> {
+pub(super) async fn list(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+) -> Result<Json<Vec<Template>>, ApiError> {
     let templates = app
         .store
         .list_templates()
         .await
         .map_err(|e| ApiError::from_store(e, "listing templates"))?;
-    Ok(Json(templates))
+    Ok(Json(
+        templates
+            .into_iter()
+            .filter(|t| actor.allowed(Action::ReadTemplate, Resource::Template(t)))
+            .collect(),
+    ))
+}
+
+pub(super) async fn get(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Template>, ApiError> {
+    let template = app
+        .store
+        .get_template(&name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading a template"))?;
+    actor.may(Action::ReadTemplate, Resource::Template(&template))?;
+    Ok(Json(template))
 }
 
 pub(super) async fn create(
@@ -25,6 +49,7 @@ pub(super) async fn create(
     Extension(actor): Extension<Actor>,
     ApiJson(body): ApiJson<CreateTemplate>,
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
+    actor.may(Action::ManageTemplates, Resource::System)?;
     validate(&body).map_err(ApiError::bad_request)?;
     let template = app
         .store
@@ -36,7 +61,7 @@ pub(super) async fn create(
         &actor,
         "template.create",
         template.name.clone(),
-        json!({ "command": template.command }),
+        json!({ "command": template.command, "allowed_groups": template.allowed_groups }),
     )
     .await;
     Ok((StatusCode::CREATED, Json(template)))
@@ -47,6 +72,7 @@ pub(super) async fn remove(
     Extension(actor): Extension<Actor>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    actor.may(Action::ManageTemplates, Resource::System)?;
     app.store
         .delete_template(&name)
         .await

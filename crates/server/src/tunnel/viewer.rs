@@ -11,9 +11,9 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{TimeDelta, Utc};
@@ -32,8 +32,10 @@ use super::splice::{self, Timing};
 use super::token::{self, TokenError};
 use super::{Opened, PendingGuard, Tunnels};
 use crate::api::{ApiPath, ApiQuery};
+use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::hub::DeliveryError;
+use crate::policy;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -51,10 +53,15 @@ impl TokenQuery {
 /// `POST /api/v1/sessions/{id}/connect`: a viewer token and the URL to open with it.
 pub(crate) async fn connect(
     State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ConnectInfo>, ApiError> {
     let session = load_session(&app, id).await?;
+    actor.may(
+        policy::Action::ControlSession,
+        policy::Resource::Session(&session),
+    )?;
     require_running(&session)?;
     let ttl = TimeDelta::from_std(app.config.tunnel.viewer_token_ttl)
         .unwrap_or_else(|_| TimeDelta::seconds(60));
@@ -62,7 +69,16 @@ pub(crate) async fn connect(
     let token = token::issue_viewer(&app.hasher, id, expires_at);
     let base = public_base(app.config.tunnel.public_url.as_deref(), &headers)?;
     let url = format!("{base}/api/v1/sessions/{id}/vnc?token={token}");
-    tracing::info!(session_id = %id, %expires_at, "viewer token issued");
+    tracing::info!(session_id = %id, %expires_at, user = %actor.principal.username,
+        "viewer token issued");
+    crate::api::audit(
+        &app,
+        &actor,
+        "session.connect",
+        id.to_string(),
+        serde_json::json!({ "expires_at": expires_at }),
+    )
+    .await;
     Ok(Json(ConnectInfo {
         token,
         url,

@@ -10,11 +10,13 @@
 //! - `place_session()`: choosing and locking an agent for a new session;
 //! - `claim()`: claiming one delivery attempt.
 
+pub(crate) mod identity;
 pub(crate) mod tx;
 
 macro_rules! impl_store {
     ($store:ty, $backend:literal, $conn:ty, $stmts:expr) => {
         $crate::common::tx::impl_transactions!($store, $conn, $stmts);
+        $crate::common::identity::impl_identity!($store, $conn, $stmts);
 
         #[async_trait::async_trait]
         impl $crate::Store for $store {
@@ -43,12 +45,15 @@ macro_rules! impl_store {
                 &self,
                 key: $crate::NewApiKey,
             ) -> $crate::Result<$crate::ApiKeyRecord> {
-                sqlx::query_as::<_, $crate::rows::ApiKeyRow>($crate::sql::KEY_INSERT)
+                sqlx::query_as::<_, $crate::rows::ApiKeyRow>($stmts.key_insert)
                     .bind($crate::rows::DbUuid(key.id))
                     .bind(key.kind.as_str())
                     .bind(&key.agent_id)
+                    .bind(key.user_id.map($crate::rows::DbUuid))
+                    .bind(&key.name)
                     .bind(&key.prefix)
                     .bind(&key.key_hash)
+                    .bind(key.expires_in_secs)
                     .fetch_one(&self.pool)
                     .await
                     .map_err(|e| {
@@ -112,6 +117,22 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn get_api_key(&self, id: uuid::Uuid) -> $crate::Result<$crate::ApiKeyRecord> {
+                sqlx::query_as::<_, $crate::rows::ApiKeyRow>($crate::sql::KEY_GET)
+                    .bind($crate::rows::DbUuid(id))
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or($crate::StoreError::NotFound { what: "api key" })?
+                    .try_into()
+            }
+
+            async fn is_key_revoked(&self, key_hash: &str) -> $crate::Result<bool> {
+                Ok(sqlx::query_scalar($stmts.key_revoked)
+                    .bind(key_hash)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
             async fn has_admin_key(&self) -> $crate::Result<bool> {
                 Ok(sqlx::query_scalar($crate::sql::HAS_ADMIN_KEY)
                     .fetch_one(&self.pool)
@@ -133,6 +154,7 @@ macro_rules! impl_store {
                     .bind(t.resources.memory_mib.map(i64::from))
                     .bind(t.persistent_home.as_str())
                     .bind(t.idle_timeout_secs.map(i64::from))
+                    .bind(sqlx::types::Json(&t.allowed_groups))
                     .fetch_one(&self.pool)
                     .await
                     .map_err(|e| {
@@ -270,11 +292,11 @@ macro_rules! impl_store {
 
             async fn list_sessions(
                 &self,
-                owner: Option<&str>,
+                owner_id: Option<uuid::Uuid>,
                 agent_id: Option<&str>,
             ) -> $crate::Result<Vec<streamspace_proto::api::Session>> {
                 let rows = sqlx::query_as::<_, $crate::rows::SessionRow>($crate::sql::SESSION_LIST)
-                    .bind(owner)
+                    .bind(owner_id.map($crate::rows::DbUuid))
                     .bind(agent_id)
                     .fetch_all(&self.pool)
                     .await?;
@@ -340,12 +362,14 @@ macro_rules! impl_store {
             async fn list_commands(
                 &self,
                 filter: &streamspace_proto::api::CommandFilter,
+                owner_id: Option<uuid::Uuid>,
             ) -> $crate::Result<Vec<streamspace_proto::api::Command>> {
                 let rows = sqlx::query_as::<_, $crate::rows::CommandRow>($crate::sql::COMMAND_LIST)
                     .bind(filter.session_id.map($crate::rows::DbUuid))
                     .bind(filter.agent_id.as_deref())
                     .bind(filter.status.map(|s| s.as_str()))
                     .bind($crate::sql::command_limit(filter.limit))
+                    .bind(owner_id.map($crate::rows::DbUuid))
                     .fetch_all(&self.pool)
                     .await?;
                 $crate::rows::convert_all(rows)
@@ -451,6 +475,8 @@ macro_rules! impl_store {
                     .bind(&entry.action)
                     .bind(&entry.target)
                     .bind(sqlx::types::Json(&entry.detail))
+                    .bind(entry.actor_id.map($crate::rows::DbUuid))
+                    .bind(&entry.client_addr)
                     .execute(&self.pool)
                     .await?;
                 Ok(())

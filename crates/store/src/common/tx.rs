@@ -69,6 +69,7 @@ macro_rules! impl_transactions {
                         .bind(&new.template)
                         .bind(agent_id)
                         .bind(&new.owner)
+                        .bind($crate::rows::DbUuid(new.owner_id))
                         .fetch_one(&mut *conn)
                         .await
                         .map_err(|e| {

@@ -133,12 +133,18 @@ pub async fn register(store: &dyn Store, agent_id: &str, max_sessions: i32) -> R
     Ok(store.register_agent(&reg).await?)
 }
 
+/// A session owned, by id, by the bootstrap admin (owner names are only shown).
 pub fn new_session(owner: &str) -> NewSession {
+    new_session_for(owner, streamspace_store::BOOTSTRAP_ADMIN_ID)
+}
+
+pub fn new_session_for(owner: &str, owner_id: Uuid) -> NewSession {
     let id = Uuid::now_v7();
     NewSession {
         id,
         template: "xterm".into(),
         owner: owner.into(),
+        owner_id,
         command_id: Uuid::now_v7(),
         payload: json!({"session_id": id, "template": "xterm"}),
         platform: Some("process".into()),

@@ -65,8 +65,15 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        SessionCommand::List { agent, client } => {
-            let filter = SessionFilter { agent_id: agent };
+        SessionCommand::List {
+            agent,
+            owner,
+            client,
+        } => {
+            let filter = SessionFilter {
+                agent_id: agent,
+                owner,
+            };
             print_many(
                 client.output,
                 &connect(&client)?.list_sessions(&filter).await?,
@@ -186,6 +193,7 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
             command,
             description,
             env,
+            allowed_groups,
             runtime,
             client,
         } => {
@@ -204,6 +212,7 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                 },
                 persistent_home: runtime.persistent_home,
                 idle_timeout_secs: runtime.idle_timeout_secs,
+                allowed_groups,
             };
             print_one(
                 client.output,

@@ -1,0 +1,240 @@
+//! Who uses StreamSpace: users, their roles and groups, their API tokens, and signing in.
+//!
+//! These are the objects of `/api/v1/users`, `/api/v1/groups`, `/api/v1/tokens` and
+//! `/api/v1/auth/*`. A user's password (or its hash) never appears in any of them: a request
+//! may carry a new password, no answer ever carries one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a user may do. Ordered by power: `User < Operator < Admin`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Launches the templates their groups may use; sees and acts on their own sessions only.
+    #[default]
+    User,
+    /// Templates, agents, agent keys and every session; not users and groups.
+    Operator,
+    /// Everything, users and groups included.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Self::User, Self::Operator, Self::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = super::UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| super::UnknownValue {
+                what: "role",
+                value: s.to_owned(),
+            })
+    }
+}
+
+/// A person (or an automation account) known to StreamSpace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: Uuid,
+    /// Unique, lower case, never changes.
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub role: Role,
+    /// A disabled user cannot sign in, and their tokens and browser sessions stop working.
+    pub disabled: bool,
+    /// Names of the groups the user belongs to.
+    pub groups: Vec<String>,
+    /// Whether the user can sign in with a password (single-sign-on users have none).
+    pub has_password: bool,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    #[serde(default)]
+    pub role: Role,
+    /// Without one, the user can sign in only through single sign-on, or with a token an admin
+    /// creates for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// `PATCH /api/v1/users/{username}`: every field is optional; what is omitted stays.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// An empty string clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// A named set of users; templates name the groups that may launch them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    /// Usernames of the members.
+    pub members: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/groups`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `PATCH /api/v1/groups/{name}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGroup {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A personal API token as listed (its secret is shown only once, at creation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub name: String,
+    /// Username of the token's owner; the token can do exactly what that user can.
+    pub user: String,
+    /// The first characters of the secret, to tell tokens apart.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    /// Lifetime; without it the token lasts until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
+    /// Username to create the token for (admins only); default: the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// Answer to `POST /api/v1/tokens` (and part of a sign-in with `token_name`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub id: Uuid,
+    pub name: String,
+    /// The secret, shown this once.
+    pub token: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/auth/login`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// A current TOTP code or a recovery code, for accounts that use one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<String>,
+    /// Also create an API token of this name and return it (how `streamspace login` gets one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_name: Option<String>,
+}
+
+/// Answer to `POST /api/v1/auth/login`; the browser session itself travels in a cookie.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub user: User,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<CreatedToken>,
+}
+
+/// `POST /api/v1/auth/password`: change your own password.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    pub old_password: String,
+    pub new_password: String,
+}
+
+/// Answer to `GET /api/v1/auth/me`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Me {
+    pub user: User,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered_by_power_and_round_trip() {
+        assert!(Role::User < Role::Operator && Role::Operator < Role::Admin);
+        for role in Role::ALL {
+            assert_eq!(
+                role.as_str().parse::<Role>().expect("valid in the test"),
+                role
+            );
+            assert_eq!(
+                serde_json::to_value(role).expect("valid in the test"),
+                serde_json::Value::String(role.as_str().into())
+            );
+        }
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn requests_refuse_unknown_fields() {
+        let e = serde_json::from_str::<CreateUser>(r#"{"username":"a","admin":true}"#);
+        assert!(e.is_err(), "an unknown field must not be ignored");
+        let u: CreateUser = serde_json::from_str(r#"{"username":"a"}"#).expect("valid in the test");
+        assert_eq!(u.role, Role::User, "a new user is a plain user unless told");
+    }
+}

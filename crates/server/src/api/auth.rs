@@ -1,0 +1,202 @@
+//! `/api/v1/auth`: signing in and out with a password, who am I, and changing one's password.
+//!
+//! A sign-in sets the browser session cookie (HttpOnly, SameSite=Lax, Secure when the public
+//! URL is https) and, when asked with `token_name`, also returns a personal API token — how
+//! `streamspace login` gets the token it saves. A wrong username, a wrong password and a
+//! disabled account all answer the same 401 after the same work, and repeated failures per
+//! account and per client address are answered 429 `too_many_attempts` for a while.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Extension, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use streamspace_proto::api::{ChangePassword, LoginRequest, LoginResponse, Me};
+use streamspace_store::{ApiKeyKind, AuditEntry, UserChange};
+
+use super::{ApiJson, audit};
+use crate::auth::{Actor, SESSION_COOKIE, SESSION_LIFETIME};
+use crate::error::ApiError;
+use crate::keys::create_user_credential;
+use crate::signin::{check_new_password, hash_password, verify_password};
+use crate::state::AppState;
+
+/// Longest username or password a sign-in may send.
+const MAX_INPUT: usize = 1024;
+
+pub(super) async fn login(
+    State(app): State<AppState>,
+    parts: axum::http::request::Parts,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let client_addr = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let username = body.username.trim().to_lowercase();
+    let keys = [
+        format!("user:{username}"),
+        format!("addr:{}", client_addr.as_deref().unwrap_or("unknown")),
+    ];
+    app.throttle.check(&keys)?;
+    if username.len() > MAX_INPUT || body.password.len() > MAX_INPUT {
+        return Err(ApiError::bad_request(format!(
+            "username and password must be at most {MAX_INPUT} bytes"
+        )));
+    }
+    let record = match app.store.get_user(&username).await {
+        Ok(record) => Some(record),
+        Err(streamspace_store::StoreError::NotFound { .. }) => None,
+        Err(e) => return Err(ApiError::from_store(e, "reading a user")),
+    };
+    let hash = record.as_ref().and_then(|r| r.password_hash.clone());
+    let password_ok = verify_password(body.password, hash).await;
+    let user = match record {
+        Some(record) if password_ok && !record.user.disabled => record.user,
+        _ => {
+            app.throttle.failed(&keys);
+            record_failure(&app, &username, client_addr).await;
+            return Err(ApiError::unauthorized("wrong username or password"));
+        }
+    };
+    app.throttle.succeeded(&keys[0]);
+    if let Err(e) = app.store.record_login(user.id).await {
+        tracing::warn!(error = %e, "recording a sign-in failed");
+    }
+    let (session, secret) = create_user_credential(
+        app.store.as_ref(),
+        &app.hasher,
+        ApiKeyKind::Browser,
+        user.id,
+        "browser",
+        Some(SESSION_LIFETIME.as_secs_f64()),
+    )
+    .await
+    .map_err(|e| ApiError::from_store(e, "starting a browser session"))?;
+    let token = match body.token_name {
+        Some(name) => Some(super::tokens::issue(&app, user.id, &name, None).await?),
+        None => None,
+    };
+    let entry = AuditEntry {
+        actor: format!("user:{}", user.username),
+        actor_id: Some(user.id),
+        client_addr,
+        action: "auth.login".into(),
+        target: user.username.clone(),
+        detail: json!({ "session": session.id, "token": token.as_ref().map(|t| t.id) }),
+    };
+    if let Err(e) = app.store.audit(&entry).await {
+        tracing::error!(error = %e, "writing the audit log failed");
+    }
+    let cookie = cookie_value(&app, &secret, SESSION_LIFETIME.as_secs());
+    let mut response = Json(LoginResponse { user, token }).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+async fn record_failure(app: &AppState, username: &str, client_addr: Option<String>) {
+    let entry = AuditEntry {
+        actor: format!("anonymous:{username}"),
+        actor_id: None,
+        client_addr,
+        action: "auth.login_failed".into(),
+        target: username.to_owned(),
+        detail: json!({}),
+    };
+    if let Err(e) = app.store.audit(&entry).await {
+        tracing::error!(error = %e, "writing the audit log failed");
+    }
+}
+
+/// The `Set-Cookie` value for the session secret (an empty secret with `max_age` 0 clears it).
+fn cookie_value(app: &AppState, secret: &str, max_age: u64) -> HeaderValue {
+    let secure = app
+        .config
+        .tunnel
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    let value = format!(
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+        if secure { "; Secure" } else { "" }
+    );
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Ends the credential the request used (a browser session or a personal token; the
+/// bootstrap admin token stays, automation depends on it) and clears the cookie.
+pub(super) async fn logout(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+) -> Result<Response, ApiError> {
+    if matches!(actor.kind, ApiKeyKind::Browser | ApiKeyKind::User) {
+        app.store
+            .revoke_api_key(actor.credential_id)
+            .await
+            .map_err(|e| ApiError::from_store(e, "signing out"))?;
+        app.credentials.forget_all();
+    }
+    audit(
+        &app,
+        &actor,
+        "auth.logout",
+        actor.principal.username.clone(),
+        json!({ "credential": actor.credential_id }),
+    )
+    .await;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, cookie_value(&app, "", 0));
+    Ok(response)
+}
+
+pub(super) async fn me(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+) -> Result<Json<Me>, ApiError> {
+    let record = app
+        .store
+        .get_user_by_id(actor.user_id())
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading your account"))?;
+    Ok(Json(Me { user: record.user }))
+}
+
+pub(super) async fn change_password(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiJson(body): ApiJson<ChangePassword>,
+) -> Result<StatusCode, ApiError> {
+    let keys = [format!("user:{}", actor.principal.username)];
+    app.throttle.check(&keys)?;
+    check_new_password("new_password", &body.new_password)?;
+    let record = app
+        .store
+        .get_user_by_id(actor.user_id())
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading your account"))?;
+    if !verify_password(body.old_password, record.password_hash).await {
+        app.throttle.failed(&keys);
+        return Err(ApiError::unauthorized("the old password is wrong"));
+    }
+    let change = UserChange {
+        password_hash: Some(hash_password(body.new_password).await?),
+        ..UserChange::default()
+    };
+    app.store
+        .update_user(&actor.principal.username, &change)
+        .await
+        .map_err(|e| ApiError::from_store(e, "changing your password"))?;
+    audit(
+        &app,
+        &actor,
+        "auth.password_change",
+        actor.principal.username.clone(),
+        json!({}),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}

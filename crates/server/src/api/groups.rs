@@ -1,0 +1,149 @@
+//! `/api/v1/groups` (admins only, by the router): groups and their members. Templates name the
+//! groups whose members may launch them.
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use serde_json::json;
+use streamspace_proto::api::{CreateGroup, Group, UpdateGroup};
+use streamspace_store::NewGroup;
+use uuid::Uuid;
+
+use super::users::valid_name;
+use super::{ApiJson, ApiPath, audit};
+use crate::auth::Actor;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Longest group description accepted.
+const MAX_DESCRIPTION: usize = 1024;
+
+pub(super) async fn list(State(app): State<AppState>) -> Result<Json<Vec<Group>>, ApiError> {
+    let groups = app
+        .store
+        .list_groups()
+        .await
+        .map_err(|e| ApiError::from_store(e, "listing groups"))?;
+    Ok(Json(groups))
+}
+
+pub(super) async fn get(
+    State(app): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Group>, ApiError> {
+    let group = app
+        .store
+        .get_group(&name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading a group"))?;
+    Ok(Json(group))
+}
+
+fn check_description(description: &str) -> Result<(), ApiError> {
+    if description.len() > MAX_DESCRIPTION {
+        return Err(ApiError::bad_request(format!(
+            "description must be at most {MAX_DESCRIPTION} bytes"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) async fn create(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiJson(body): ApiJson<CreateGroup>,
+) -> Result<(StatusCode, Json<Group>), ApiError> {
+    if !valid_name(&body.name) {
+        return Err(ApiError::bad_request(format!(
+            "group name {:?} must be 1-64 lower-case letters, digits, '.', '_', '-' or '@', \
+             starting with a letter or digit",
+            body.name
+        )));
+    }
+    check_description(&body.description)?;
+    let group = app
+        .store
+        .create_group(&NewGroup {
+            id: Uuid::now_v7(),
+            name: body.name,
+            description: body.description,
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, "creating a group"))?;
+    audit(&app, &actor, "group.create", group.name.clone(), json!({})).await;
+    Ok((StatusCode::CREATED, Json(group)))
+}
+
+pub(super) async fn update(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateGroup>,
+) -> Result<Json<Group>, ApiError> {
+    if let Some(description) = &body.description {
+        check_description(description)?;
+    }
+    let group = app
+        .store
+        .update_group(&name, body.description.as_deref())
+        .await
+        .map_err(|e| ApiError::from_store(e, "changing a group"))?;
+    audit(&app, &actor, "group.update", name, json!({})).await;
+    Ok(Json(group))
+}
+
+pub(super) async fn remove(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    app.store
+        .delete_group(&name)
+        .await
+        .map_err(|e| ApiError::from_store(e, "deleting a group"))?;
+    app.credentials.forget_all();
+    audit(&app, &actor, "group.delete", name, json!({})).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn add_member(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath((name, username)): ApiPath<(String, String)>,
+) -> Result<Json<Group>, ApiError> {
+    app.store
+        .add_group_member(&name, &username)
+        .await
+        .map_err(|e| ApiError::from_store(e, "adding a group member"))?;
+    app.credentials.forget_all();
+    audit(
+        &app,
+        &actor,
+        "group.member_add",
+        name.clone(),
+        json!({ "user": username }),
+    )
+    .await;
+    get(State(app), ApiPath(name)).await
+}
+
+pub(super) async fn remove_member(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath((name, username)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    app.store
+        .remove_group_member(&name, &username)
+        .await
+        .map_err(|e| ApiError::from_store(e, "removing a group member"))?;
+    app.credentials.forget_all();
+    audit(
+        &app,
+        &actor,
+        "group.member_remove",
+        name,
+        json!({ "user": username }),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,232 @@
+//! `/api/v1/users` (admins only, by the router): create, list, show, change and delete users.
+//!
+//! Deleting a user stops their sessions (the sessions stay, ownerless, for the record); the
+//! last enabled admin can be neither disabled, demoted nor deleted (the store refuses it in the
+//! same transaction). Any change that can take power away forgets this replica's credential
+//! cache, so it takes effect here at once.
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use serde_json::json;
+use streamspace_proto::api::{Action, CreateUser, SessionState, UpdateUser, User};
+use streamspace_store::{NewCommand, NewUser, UserChange};
+use uuid::Uuid;
+
+use super::{ApiJson, ApiPath, audit};
+use crate::auth::Actor;
+use crate::error::ApiError;
+use crate::signin::{check_new_password, hash_password};
+use crate::state::AppState;
+
+/// Longest display name or email address accepted.
+const MAX_TEXT: usize = 256;
+
+/// Whether `name` is acceptable as a username or group name: 1–64 characters of
+/// `a-z 0-9 . _ -` (and `@` for usernames that are email addresses), starting with a letter or
+/// digit.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b'@')
+        })
+}
+
+fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be at most {MAX_TEXT} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+pub(super) async fn list(State(app): State<AppState>) -> Result<Json<Vec<User>>, ApiError> {
+    let users = app
+        .store
+        .list_users()
+        .await
+        .map_err(|e| ApiError::from_store(e, "listing users"))?;
+    Ok(Json(users))
+}
+
+pub(super) async fn get(
+    State(app): State<AppState>,
+    ApiPath(username): ApiPath<String>,
+) -> Result<Json<User>, ApiError> {
+    let record = app
+        .store
+        .get_user(&username)
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading a user"))?;
+    Ok(Json(record.user))
+}
+
+pub(super) async fn create(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    if !valid_name(&body.username) {
+        return Err(ApiError::bad_request(format!(
+            "username {:?} must be 1-64 lower-case letters, digits, '.', '_', '-' or '@', \
+             starting with a letter or digit",
+            body.username
+        )));
+    }
+    check_text("display_name", body.display_name.as_deref().unwrap_or(""))?;
+    check_text("email", body.email.as_deref().unwrap_or(""))?;
+    let password_hash = match body.password {
+        Some(password) => {
+            check_new_password("password", &password)?;
+            Some(hash_password(password).await?)
+        }
+        None => None,
+    };
+    let user = app
+        .store
+        .create_user(&NewUser {
+            id: Uuid::now_v7(),
+            username: body.username.clone(),
+            display_name: body.display_name.unwrap_or_default(),
+            email: body.email.filter(|e| !e.is_empty()),
+            role: body.role,
+            password_hash,
+        })
+        .await
+        .map_err(|e| ApiError::from_store(e, "creating a user"))?;
+    audit(
+        &app,
+        &actor,
+        "user.create",
+        user.username.clone(),
+        json!({ "role": user.role }),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+pub(super) async fn update(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(username): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateUser>,
+) -> Result<Json<User>, ApiError> {
+    if let Some(name) = &body.display_name {
+        check_text("display_name", name)?;
+    }
+    if let Some(email) = &body.email {
+        check_text("email", email)?;
+    }
+    let password_hash = match body.password {
+        Some(password) => {
+            check_new_password("password", &password)?;
+            Some(hash_password(password).await?)
+        }
+        None => None,
+    };
+    let change = UserChange {
+        role: body.role,
+        disabled: body.disabled,
+        display_name: body.display_name,
+        email: body.email.map(|e| Some(e).filter(|e| !e.is_empty())),
+        password_hash,
+    };
+    let user = app
+        .store
+        .update_user(&username, &change)
+        .await
+        .map_err(|e| ApiError::from_store(e, "changing a user"))?;
+    app.credentials.forget_all();
+    let detail = json!({
+        "role": change.role,
+        "disabled": change.disabled,
+        "password_changed": change.password_hash.is_some(),
+    });
+    audit(&app, &actor, "user.update", username, detail).await;
+    Ok(Json(user))
+}
+
+pub(super) async fn remove(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(username): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let record = app
+        .store
+        .get_user(&username)
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading a user"))?;
+    let sessions = app
+        .store
+        .list_sessions(Some(record.user.id), None)
+        .await
+        .map_err(|e| ApiError::from_store(e, "listing a user's sessions"))?;
+    app.store
+        .delete_user(&username)
+        .await
+        .map_err(|e| ApiError::from_store(e, "deleting a user"))?;
+    app.credentials.forget_all();
+    let mut stopped = Vec::new();
+    for session in sessions.iter().filter(|s| !s.state.is_terminal()) {
+        let Some(agent_id) = session.agent_id.clone() else {
+            continue;
+        };
+        let command = NewCommand {
+            command_id: Uuid::now_v7(),
+            agent_id: agent_id.clone(),
+            session_id: Some(session.id),
+            action: Action::StopSession,
+            payload: serde_json::Value::Null,
+        };
+        let from = [
+            SessionState::Pending,
+            SessionState::Starting,
+            SessionState::Running,
+            SessionState::Hibernated,
+        ];
+        match app
+            .store
+            .create_session_command(session.id, &from, &command)
+            .await
+        {
+            Ok(_) => {
+                app.route_to(&agent_id).await;
+                stopped.push(session.id);
+            }
+            Err(e) => {
+                tracing::warn!(session_id = %session.id, error = %e,
+                    "could not stop a deleted user's session");
+            }
+        }
+    }
+    audit(
+        &app,
+        &actor,
+        "user.delete",
+        username,
+        json!({ "stopped_sessions": stopped }),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for ok in ["alice", "a.b-c_d", "bob@example.com", "7"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "Alice", "-a", "a b", "é", &"a".repeat(65)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

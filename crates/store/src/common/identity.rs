@@ -1,0 +1,321 @@
+//! The shared [`crate::Identity`] implementation (see the parent module for why it is a macro),
+//! expanded once per backend.
+
+macro_rules! impl_identity {
+    ($store:ty, $conn:ty, $stmts:expr) => {
+        impl $store {
+            async fn user_groups(conn: &mut $conn, id: uuid::Uuid) -> $crate::Result<Vec<String>> {
+                Ok(sqlx::query_scalar($crate::identity::sql::USER_GROUPS)
+                    .bind($crate::rows::DbUuid(id))
+                    .fetch_all(&mut *conn)
+                    .await?)
+            }
+
+            async fn user_record(
+                conn: &mut $conn,
+                row: Option<$crate::rows::UserRow>,
+            ) -> $crate::Result<$crate::UserRecord> {
+                let row = row.ok_or($crate::StoreError::NotFound { what: "user" })?;
+                let groups = Self::user_groups(conn, row.id.0).await?;
+                row.into_record(groups)
+            }
+
+            async fn group_with_members(
+                conn: &mut $conn,
+                row: Option<$crate::rows::GroupRow>,
+            ) -> $crate::Result<streamspace_proto::api::Group> {
+                let row = row.ok_or($crate::StoreError::NotFound { what: "group" })?;
+                let members = sqlx::query_scalar($crate::identity::sql::GROUP_MEMBERS)
+                    .bind(row.id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                Ok(row.into_group(members))
+            }
+
+            /// Locks the user and every enabled admin, and refuses if `removes_admin` says the
+            /// change takes admin power from the last enabled admin.
+            async fn guard_last_admin(
+                conn: &mut $conn,
+                username: &str,
+                removes_admin: impl Fn(&streamspace_proto::api::User) -> bool,
+                doing: &str,
+            ) -> $crate::Result<$crate::UserRecord> {
+                let admins: Vec<$crate::rows::DbUuid> = sqlx::query_scalar($stmts.admins_lock)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let row = sqlx::query_as::<_, $crate::rows::UserRow>($stmts.user_lock)
+                    .bind(username)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let record = Self::user_record(conn, row).await?;
+                if removes_admin(&record.user) && admins.len() <= 1 {
+                    return Err($crate::StoreError::Conflict(format!(
+                        "{username:?} is the last enabled admin and cannot be {doing}"
+                    )));
+                }
+                Ok(record)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::Identity for $store {
+            async fn create_user(
+                &self,
+                new: &$crate::NewUser,
+            ) -> $crate::Result<streamspace_proto::api::User> {
+                let row =
+                    sqlx::query_as::<_, $crate::rows::UserRow>($crate::identity::sql::USER_INSERT)
+                        .bind($crate::rows::DbUuid(new.id))
+                        .bind(&new.username)
+                        .bind(&new.display_name)
+                        .bind(&new.email)
+                        .bind(new.role.as_str())
+                        .bind(&new.password_hash)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(|e| {
+                            $crate::sql::conflict_on_unique(e, || {
+                                format!("a user named {:?} already exists", new.username)
+                            })
+                        })?;
+                Ok(row.into_record(Vec::new())?.user)
+            }
+
+            async fn get_user(&self, username: &str) -> $crate::Result<$crate::UserRecord> {
+                let mut conn = self.pool.acquire().await?;
+                let row =
+                    sqlx::query_as::<_, $crate::rows::UserRow>($crate::identity::sql::USER_GET)
+                        .bind(username)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                Self::user_record(&mut conn, row).await
+            }
+
+            async fn get_user_by_id(&self, id: uuid::Uuid) -> $crate::Result<$crate::UserRecord> {
+                let mut conn = self.pool.acquire().await?;
+                let row =
+                    sqlx::query_as::<_, $crate::rows::UserRow>($crate::identity::sql::USER_BY_ID)
+                        .bind($crate::rows::DbUuid(id))
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                Self::user_record(&mut conn, row).await
+            }
+
+            async fn list_users(&self) -> $crate::Result<Vec<streamspace_proto::api::User>> {
+                let mut conn = self.pool.acquire().await?;
+                let rows =
+                    sqlx::query_as::<_, $crate::rows::UserRow>($crate::identity::sql::USER_LIST)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                let memberships: Vec<($crate::rows::DbUuid, String)> =
+                    sqlx::query_as($crate::identity::sql::ALL_MEMBERSHIPS)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                let mut groups: std::collections::HashMap<uuid::Uuid, Vec<String>> =
+                    std::collections::HashMap::new();
+                for (user, group) in memberships {
+                    groups.entry(user.0).or_default().push(group);
+                }
+                rows.into_iter()
+                    .map(|row| {
+                        let of_user = groups.remove(&row.id.0).unwrap_or_default();
+                        Ok(row.into_record(of_user)?.user)
+                    })
+                    .collect()
+            }
+
+            async fn update_user(
+                &self,
+                username: &str,
+                change: &$crate::UserChange,
+            ) -> $crate::Result<streamspace_proto::api::User> {
+                let mut tx = self.write_tx().await?;
+                let record = Self::guard_last_admin(
+                    &mut tx,
+                    username,
+                    |u| change.removes_admin(u),
+                    if change.disabled == Some(true) {
+                        "disabled"
+                    } else {
+                        "demoted"
+                    },
+                )
+                .await?;
+                sqlx::query($crate::identity::sql::USER_UPDATE)
+                    .bind($crate::rows::DbUuid(record.user.id))
+                    .bind(change.role.map(|r| r.as_str()))
+                    .bind(change.disabled)
+                    .bind(&change.display_name)
+                    .bind(change.email.is_some())
+                    .bind(change.email.clone().flatten())
+                    .bind(&change.password_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                let row =
+                    sqlx::query_as::<_, $crate::rows::UserRow>($crate::identity::sql::USER_BY_ID)
+                        .bind($crate::rows::DbUuid(record.user.id))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let user = Self::user_record(&mut tx, row).await?.user;
+                tx.commit().await?;
+                Ok(user)
+            }
+
+            async fn delete_user(
+                &self,
+                username: &str,
+            ) -> $crate::Result<streamspace_proto::api::User> {
+                let mut tx = self.write_tx().await?;
+                let record = Self::guard_last_admin(
+                    &mut tx,
+                    username,
+                    |u| u.role == streamspace_proto::api::Role::Admin && !u.disabled,
+                    "deleted",
+                )
+                .await?;
+                sqlx::query($crate::identity::sql::USER_DELETE)
+                    .bind($crate::rows::DbUuid(record.user.id))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(record.user)
+            }
+
+            async fn record_login(&self, id: uuid::Uuid) -> $crate::Result<()> {
+                sqlx::query($stmts.user_login)
+                    .bind($crate::rows::DbUuid(id))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn create_group(
+                &self,
+                new: &$crate::NewGroup,
+            ) -> $crate::Result<streamspace_proto::api::Group> {
+                let row = sqlx::query_as::<_, $crate::rows::GroupRow>(
+                    $crate::identity::sql::GROUP_INSERT,
+                )
+                .bind($crate::rows::DbUuid(new.id))
+                .bind(&new.name)
+                .bind(&new.description)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| {
+                    $crate::sql::conflict_on_unique(e, || {
+                        format!("a group named {:?} already exists", new.name)
+                    })
+                })?;
+                Ok(row.into_group(Vec::new()))
+            }
+
+            async fn get_group(&self, name: &str) -> $crate::Result<streamspace_proto::api::Group> {
+                let mut conn = self.pool.acquire().await?;
+                let row =
+                    sqlx::query_as::<_, $crate::rows::GroupRow>($crate::identity::sql::GROUP_GET)
+                        .bind(name)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                Self::group_with_members(&mut conn, row).await
+            }
+
+            async fn list_groups(&self) -> $crate::Result<Vec<streamspace_proto::api::Group>> {
+                let mut conn = self.pool.acquire().await?;
+                let rows =
+                    sqlx::query_as::<_, $crate::rows::GroupRow>($crate::identity::sql::GROUP_LIST)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                let members: Vec<($crate::rows::DbUuid, String)> =
+                    sqlx::query_as($crate::identity::sql::ALL_MEMBERS)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                let mut by_group: std::collections::HashMap<uuid::Uuid, Vec<String>> =
+                    std::collections::HashMap::new();
+                for (group, user) in members {
+                    by_group.entry(group.0).or_default().push(user);
+                }
+                Ok(rows
+                    .into_iter()
+                    .map(|row| {
+                        let of_group = by_group.remove(&row.id.0).unwrap_or_default();
+                        row.into_group(of_group)
+                    })
+                    .collect())
+            }
+
+            async fn update_group(
+                &self,
+                name: &str,
+                description: Option<&str>,
+            ) -> $crate::Result<streamspace_proto::api::Group> {
+                sqlx::query($crate::identity::sql::GROUP_UPDATE)
+                    .bind(name)
+                    .bind(description)
+                    .execute(&self.pool)
+                    .await?;
+                self.get_group(name).await
+            }
+
+            async fn delete_group(&self, name: &str) -> $crate::Result<()> {
+                let done = sqlx::query($crate::identity::sql::GROUP_DELETE)
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound { what: "group" });
+                }
+                Ok(())
+            }
+
+            async fn add_group_member(&self, group: &str, username: &str) -> $crate::Result<()> {
+                let mut tx = self.write_tx().await?;
+                sqlx::query($crate::identity::sql::MEMBER_ADD)
+                    .bind(group)
+                    .bind(username)
+                    .execute(&mut *tx)
+                    .await?;
+                for (what, sql, name) in [
+                    ("group", $crate::identity::sql::GROUP_EXISTS, group),
+                    ("user", $crate::identity::sql::USER_EXISTS, username),
+                ] {
+                    let exists: bool = sqlx::query_scalar(sql)
+                        .bind(name)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if !exists {
+                        return Err($crate::StoreError::NotFound { what });
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn remove_group_member(&self, group: &str, username: &str) -> $crate::Result<()> {
+                let done = sqlx::query($crate::identity::sql::MEMBER_REMOVE)
+                    .bind(group)
+                    .bind(username)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound {
+                        what: "group membership",
+                    });
+                }
+                Ok(())
+            }
+
+            async fn list_tokens(
+                &self,
+                user_id: Option<uuid::Uuid>,
+            ) -> $crate::Result<Vec<streamspace_proto::api::ApiToken>> {
+                let rows = sqlx::query_as::<_, $crate::rows::TokenRow>($stmts.token_list)
+                    .bind(user_id.map($crate::rows::DbUuid))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_identity;

@@ -1,0 +1,164 @@
+//! Users, groups and personal tokens: the identity half of the store.
+//!
+//! [`Identity`] is a supertrait of [`crate::Store`], so the server reaches it through the same
+//! `Arc<dyn Store>`. Usernames are unique and lower case; a user's groups are read with the
+//! user, so that one lookup gives the policy everything it decides on. Guards that must hold
+//! across concurrent requests are enforced inside one transaction here — notably that the last
+//! enabled admin is never disabled, demoted or deleted.
+
+use async_trait::async_trait;
+use streamspace_proto::api::{ApiToken, Group, Role, User};
+use uuid::Uuid;
+
+use crate::Result;
+
+/// The bootstrap admin user: created by migration 0004 with this fixed id, so that what an
+/// older version recorded (sessions owned by "admin", the admin token, audit rows) belongs to it.
+pub const BOOTSTRAP_ADMIN_ID: Uuid = Uuid::from_u128(1);
+
+/// A user to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewUser {
+    pub id: Uuid,
+    /// Lower case (the database refuses anything else).
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub role: Role,
+    /// Argon2id PHC string, when the user may sign in with a password.
+    pub password_hash: Option<String>,
+}
+
+/// A change to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    pub display_name: Option<String>,
+    /// `Some(None)` clears the address.
+    pub email: Option<Option<String>>,
+    pub password_hash: Option<String>,
+}
+
+impl UserChange {
+    /// Whether applying this change to `user` would leave it without admin power.
+    pub fn removes_admin(&self, user: &User) -> bool {
+        let role = self.role.unwrap_or(user.role);
+        let disabled = self.disabled.unwrap_or(user.disabled);
+        user.role == Role::Admin && !user.disabled && (role != Role::Admin || disabled)
+    }
+}
+
+/// A user with what only the server may see.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+/// A group to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewGroup {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+}
+
+/// Users, groups and their tokens. All methods are safe to call from several replicas at once.
+#[async_trait]
+pub trait Identity: Send + Sync {
+    /// `Conflict` if the username is taken.
+    async fn create_user(&self, new: &NewUser) -> Result<User>;
+    /// `NotFound` if there is no such user.
+    async fn get_user(&self, username: &str) -> Result<UserRecord>;
+    async fn get_user_by_id(&self, id: Uuid) -> Result<UserRecord>;
+    /// Ordered by username.
+    async fn list_users(&self) -> Result<Vec<User>>;
+    /// Applies `change` in one transaction; `Conflict` if it would leave no enabled admin.
+    async fn update_user(&self, username: &str, change: &UserChange) -> Result<User>;
+    /// Deletes the user (their tokens go with them; their sessions stay, ownerless) and returns
+    /// it as it was; `Conflict` if it is the last enabled admin.
+    async fn delete_user(&self, username: &str) -> Result<User>;
+    /// Records a successful sign-in.
+    async fn record_login(&self, id: Uuid) -> Result<()>;
+
+    /// `Conflict` if the name is taken.
+    async fn create_group(&self, new: &NewGroup) -> Result<Group>;
+    async fn get_group(&self, name: &str) -> Result<Group>;
+    /// Ordered by name.
+    async fn list_groups(&self) -> Result<Vec<Group>>;
+    async fn update_group(&self, name: &str, description: Option<&str>) -> Result<Group>;
+    async fn delete_group(&self, name: &str) -> Result<()>;
+    /// Adds a local membership (a no-op if the user is a member already).
+    async fn add_group_member(&self, group: &str, username: &str) -> Result<()>;
+    /// `NotFound` if the user is not a member.
+    async fn remove_group_member(&self, group: &str, username: &str) -> Result<()>;
+
+    /// Personal API tokens (and the bootstrap admin token) that are neither revoked nor
+    /// expired, of one user or of everyone; oldest first.
+    async fn list_tokens(&self, user_id: Option<Uuid>) -> Result<Vec<ApiToken>>;
+}
+
+/// Statements of the identity half that both backends share.
+pub(crate) mod sql {
+    macro_rules! user_columns {
+        () => {
+            "id, username, display_name, email, role, disabled, password_hash, last_login_at, \
+             created_at, updated_at"
+        };
+    }
+
+    pub(crate) const USER_INSERT: &str = concat!(
+        "INSERT INTO users (id, username, display_name, email, role, password_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+        user_columns!()
+    );
+    pub(crate) const USER_GET: &str = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE username = $1"
+    );
+    pub(crate) const USER_BY_ID: &str =
+        concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+    pub(crate) const USER_LIST: &str =
+        concat!("SELECT ", user_columns!(), " FROM users ORDER BY username");
+    /// Read the row back afterwards: SQLite's `RETURNING` does not see what triggers change.
+    pub(crate) const USER_UPDATE: &str = "UPDATE users SET role = COALESCE($2, role), \
+         disabled = COALESCE($3, disabled), display_name = COALESCE($4, display_name), \
+         email = CASE WHEN $5 THEN $6 ELSE email END, \
+         password_hash = COALESCE($7, password_hash) WHERE id = $1";
+    pub(crate) const USER_DELETE: &str = "DELETE FROM users WHERE id = $1";
+    pub(crate) const USER_GROUPS: &str = "SELECT g.name FROM group_members m \
+         JOIN groups g ON g.id = m.group_id WHERE m.user_id = $1 ORDER BY g.name";
+    pub(crate) const ALL_MEMBERSHIPS: &str = "SELECT m.user_id, g.name FROM group_members m \
+         JOIN groups g ON g.id = m.group_id ORDER BY g.name";
+
+    macro_rules! group_columns {
+        () => {
+            "id, name, description, created_at, updated_at"
+        };
+    }
+    pub(crate) const GROUP_INSERT: &str = concat!(
+        "INSERT INTO groups (id, name, description) VALUES ($1, $2, $3) RETURNING ",
+        group_columns!()
+    );
+    pub(crate) const GROUP_GET: &str =
+        concat!("SELECT ", group_columns!(), " FROM groups WHERE name = $1");
+    pub(crate) const GROUP_LIST: &str =
+        concat!("SELECT ", group_columns!(), " FROM groups ORDER BY name");
+    pub(crate) const GROUP_UPDATE: &str =
+        "UPDATE groups SET description = COALESCE($2, description) WHERE name = $1";
+    pub(crate) const GROUP_DELETE: &str = "DELETE FROM groups WHERE name = $1";
+    pub(crate) const GROUP_MEMBERS: &str = "SELECT u.username FROM group_members m \
+         JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 ORDER BY u.username";
+    pub(crate) const ALL_MEMBERS: &str = "SELECT m.group_id, u.username FROM group_members m \
+         JOIN users u ON u.id = m.user_id ORDER BY u.username";
+    pub(crate) const MEMBER_ADD: &str = "INSERT INTO group_members (group_id, user_id) \
+         SELECT g.id, u.id FROM groups g, users u WHERE g.name = $1 AND u.username = $2 \
+         ON CONFLICT (group_id, user_id) DO NOTHING";
+    pub(crate) const MEMBER_REMOVE: &str = "DELETE FROM group_members \
+         WHERE group_id = (SELECT id FROM groups WHERE name = $1) \
+         AND user_id = (SELECT id FROM users WHERE username = $2)";
+    pub(crate) const GROUP_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM groups WHERE name = $1)";
+    pub(crate) const USER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE username = $1)";
+}
