@@ -3,6 +3,7 @@
 
 mod common;
 
+mod access;
 mod agent_ws;
 mod api;
 mod dispatch;
