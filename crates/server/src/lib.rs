@@ -32,6 +32,7 @@ mod agent_ws;
 mod api;
 mod auth;
 mod bootstrap;
+pub mod cluster;
 mod config;
 mod dispatcher;
 mod error;
@@ -39,10 +40,6 @@ pub mod hub;
 mod keys;
 mod metrics;
 mod outcomes;
-mod redis_hub;
-mod redis_link;
-pub mod replicas;
-mod routing;
 mod state;
 pub mod tunnel;
 mod web;
@@ -79,7 +76,7 @@ pub async fn serve(
     let hasher = KeyHasher::load(store.as_ref()).await?;
     let redis_target = match &config.redis_url {
         Some(url) => Some(
-            redis_link::Target::parse(url)
+            cluster::redis::link::Target::parse(url)
                 .map_err(|e| ServerError::InvalidConfig(e.to_string()))?,
         ),
         None => None,
@@ -87,14 +84,14 @@ pub async fn serve(
     let config = Arc::new(config);
     metrics::init();
     let addr = listener.local_addr()?;
-    let replica = Arc::new(replicas::ReplicaInfo {
+    let replica = Arc::new(cluster::replicas::ReplicaInfo {
         id: config.replica_id.clone(),
         address: internal_address(&config, addr),
         started_at: chrono::Utc::now(),
     });
     let local = Arc::new(LocalHub::new());
     let redis = redis_target.map(|target| {
-        Arc::new(redis_link::RedisLink::new(
+        Arc::new(cluster::redis::link::RedisLink::new(
             target,
             replica.clone(),
             local.clone(),
@@ -102,7 +99,7 @@ pub async fn serve(
         ))
     });
     let hub: Arc<dyn Hub> = match &redis {
-        Some(link) => Arc::new(redis_hub::RedisHub::new(link.clone())),
+        Some(link) => Arc::new(cluster::redis::hub::RedisHub::new(link.clone())),
         None => local.clone(),
     };
     let outcomes = outcomes::Outcomes::new(redis.clone());

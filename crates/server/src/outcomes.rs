@@ -17,7 +17,7 @@ use streamspace_proto::api::Command;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::redis_link::RedisLink;
+use crate::cluster::redis::link::RedisLink;
 
 /// The Redis channel every replica reads finished commands from.
 pub(crate) const CHANNEL: &str = "streamspace:commands:finished";

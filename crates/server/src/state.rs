@@ -7,12 +7,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::redis::link::RedisLink;
+use crate::cluster::replicas::ReplicaInfo;
 use crate::config::ServerConfig;
 use crate::dispatcher::Dispatcher;
 use crate::hub::Hub;
 use crate::keys::KeyHasher;
-use crate::redis_link::RedisLink;
-use crate::replicas::ReplicaInfo;
 
 /// Shared state, cheap to clone (axum's `State`).
 #[derive(Clone)]
@@ -42,7 +42,7 @@ impl AppState {
     /// Gets a command just created for `agent_id` moving, wherever the agent is connected.
     pub async fn route_to(&self, agent_id: &str) {
         crate::metrics::command("pending");
-        crate::routing::route(
+        crate::cluster::redis::routing::route(
             self.redis.as_deref(),
             self.hub.as_ref(),
             &self.dispatcher,

@@ -27,8 +27,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::cluster::redis::link::RedisLink;
 use crate::error::ApiError;
-use crate::redis_link::RedisLink;
 use crate::state::AppState;
 
 /// Header carrying the inter-replica HMAC.
@@ -74,12 +74,12 @@ pub(crate) async fn open_elsewhere(
     agent_id: &str,
     open: TunnelOpen,
 ) -> Result<(), String> {
-    let owner = crate::routing::owner(link, agent_id)
+    let owner = crate::cluster::redis::routing::owner(link, agent_id)
         .await
         .map_err(|e| format!("Redis is unreachable: {e}"))?
         .map(|(_, replica)| replica)
         .ok_or_else(|| format!("agent {agent_id} is not connected to any replica"))?;
-    let address = crate::replicas::address_of(link, &owner)
+    let address = crate::cluster::replicas::address_of(link, &owner)
         .await
         .map_err(|e| format!("Redis is unreachable: {e}"))?
         .ok_or_else(|| format!("replica {owner} holding agent {agent_id} is gone"))?;
@@ -155,7 +155,7 @@ pub(crate) async fn viewer_replica(
         .ok()
         .flatten();
     let replica = replica.filter(|r| *r != app.replica.id)?;
-    crate::replicas::address_of(link, &replica)
+    crate::cluster::replicas::address_of(link, &replica)
         .await
         .ok()
         .flatten()

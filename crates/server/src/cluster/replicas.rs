@@ -11,8 +11,8 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::redis::link::RedisLink;
 use crate::error::ApiError;
-use crate::redis_link::RedisLink;
 use crate::state::AppState;
 
 const REPLICA_SET: &str = "streamspace:replicas";

@@ -14,9 +14,9 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 
+use crate::cluster::redis::link::RedisLink;
+use crate::cluster::replicas;
 use crate::metrics;
-use crate::redis_link::RedisLink;
-use crate::replicas;
 
 /// Sets the owner record unless a newer epoch holds it. KEYS[1] owner key; ARGV: epoch,
 /// replica, ttl ms. Returns 1 if the record is ours now.

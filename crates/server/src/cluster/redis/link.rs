@@ -18,11 +18,11 @@ use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::redis::routing::{self, Wake};
+use crate::cluster::replicas::ReplicaInfo;
 use crate::dispatcher::Dispatcher;
 use crate::hub::LocalHub;
 use crate::outcomes::{self, Outcomes};
-use crate::replicas::ReplicaInfo;
-use crate::routing::{self, Wake};
 
 /// Longest wait for one Redis operation before it counts as failed.
 pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(1);

@@ -1,0 +1,4 @@
+//! Everything about other replicas.
+
+pub(crate) mod redis;
+pub mod replicas;
