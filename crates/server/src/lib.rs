@@ -32,7 +32,7 @@ mod agent_ws;
 mod api;
 mod auth;
 mod bootstrap;
-pub mod cluster;
+mod cluster;
 mod config;
 mod dispatcher;
 mod error;
@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 use streamspace_proto::api::CreatedAgentKey;
 use streamspace_store::Store;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -58,7 +58,6 @@ pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
 pub use tunnel::TunnelConfig;
 
 use crate::dispatcher::DispatchContext;
-use crate::hub::{Hub, LocalHub};
 use crate::state::AppState;
 
 /// Runs one control-plane replica on `listener` until `shutdown` is cancelled.
@@ -74,38 +73,35 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     config.validate().map_err(ServerError::InvalidConfig)?;
     let hasher = KeyHasher::load(store.as_ref()).await?;
-    let redis_target = match &config.redis_url {
-        Some(url) => Some(
-            cluster::redis::link::Target::parse(url)
-                .map_err(|e| ServerError::InvalidConfig(e.to_string()))?,
-        ),
-        None => None,
-    };
     let config = Arc::new(config);
     metrics::init();
     let addr = listener.local_addr()?;
-    let replica = Arc::new(cluster::replicas::ReplicaInfo {
+    let replica = Arc::new(cluster::ReplicaInfo {
         id: config.replica_id.clone(),
         address: internal_address(&config, addr),
         started_at: chrono::Utc::now(),
     });
-    let local = Arc::new(LocalHub::new());
-    let redis = redis_target.map(|target| {
-        Arc::new(cluster::redis::link::RedisLink::new(
-            target,
-            replica.clone(),
-            local.clone(),
-            config.heartbeat_interval,
-        ))
-    });
-    let hub: Arc<dyn Hub> = match &redis {
-        Some(link) => Arc::new(cluster::redis::hub::RedisHub::new(link.clone())),
-        None => local.clone(),
-    };
-    let outcomes = outcomes::Outcomes::new(redis.clone());
-    if let Some(link) = &redis {
-        link.set_outcomes(&outcomes);
-    }
+    let address = replica.address.clone();
+    // What other replicas tell this one reaches the dispatcher and the waiting requests
+    // through these channels, wired here once.
+    let (wakes_tx, wakes) = mpsc::channel(cluster::EVENT_QUEUE);
+    let (finished_tx, finished) = mpsc::channel(cluster::EVENT_QUEUE);
+    let cluster = cluster::start(
+        cluster::Setup {
+            redis_url: config.redis_url.clone(),
+            replica,
+            heartbeat: config.heartbeat_interval,
+            hasher: hasher.clone(),
+            open_timeout: config.tunnel.open_timeout,
+        },
+        cluster::Events {
+            wakes: wakes_tx,
+            finished: finished_tx,
+        },
+    )
+    .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
+    let hub = cluster.hub();
+    let outcomes = outcomes::Outcomes::new(cluster.clone());
     let tasks = TaskTracker::new();
     let dispatcher = dispatcher::start(
         DispatchContext {
@@ -117,13 +113,23 @@ pub async fn serve(
         shutdown.clone(),
         &tasks,
     );
-    // The link outlives the HTTP server a little: agents' owner records are released after
+    // The cluster outlives the HTTP server a little: agents' owner records are released after
     // the server stops accepting, so it stops only when the tracked tasks are done.
-    let redis_stop = CancellationToken::new();
-    let supervisor = redis.as_ref().map(|link| {
-        link.set_dispatcher(dispatcher.clone());
-        tokio::spawn(link.clone().supervise(redis_stop.clone()))
-    });
+    let cluster_stop = CancellationToken::new();
+    let cluster_tasks = [
+        tokio::spawn({
+            let (cluster, stop) = (cluster.clone(), cluster_stop.clone());
+            async move { cluster.run(stop).await }
+        }),
+        tokio::spawn({
+            let (dispatcher, stop) = (dispatcher.clone(), cluster_stop.clone());
+            async move { dispatcher.follow(wakes, stop).await }
+        }),
+        tokio::spawn({
+            let (outcomes, stop) = (outcomes.clone(), cluster_stop.clone());
+            async move { outcomes.listen(finished, stop).await }
+        }),
+    ];
     let state = AppState {
         store,
         config: config.clone(),
@@ -133,12 +139,11 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         agent_slots: Arc::new(Semaphore::new(config.max_agent_connections)),
         tasks: tasks.clone(),
-        replica: replica.clone(),
-        redis,
+        cluster,
         tunnels: Arc::default(),
         outcomes,
     };
-    tracing::info!(%addr, replica_id = %config.replica_id, address = %replica.address,
+    tracing::info!(%addr, replica_id = %config.replica_id, %address,
         redis = config.redis_url.is_some(), "control plane listening");
 
     // Agent connections are upgraded out of the HTTP server's sight: close them ourselves.
@@ -170,9 +175,9 @@ pub async fn serve(
     {
         tracing::warn!("some agent connections or deliveries did not finish in time");
     }
-    redis_stop.cancel();
-    if let Some(supervisor) = supervisor {
-        let _ = supervisor.await;
+    cluster_stop.cancel();
+    for task in cluster_tasks {
+        let _ = task.await;
     }
     tracing::info!(replica_id = %config.replica_id, "control plane stopped");
     result.map_err(ServerError::Io)

@@ -7,8 +7,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::redis::link::RedisLink;
-use crate::cluster::replicas::ReplicaInfo;
+use crate::cluster::Cluster;
 use crate::config::ServerConfig;
 use crate::dispatcher::Dispatcher;
 use crate::hub::Hub;
@@ -28,10 +27,8 @@ pub(crate) struct AppState {
     pub agent_slots: Arc<Semaphore>,
     /// Agent connections and dispatcher work, awaited on shutdown.
     pub tasks: TaskTracker,
-    /// Who this replica is.
-    pub replica: Arc<ReplicaInfo>,
-    /// The link to Redis, in Redis mode.
-    pub redis: Option<Arc<RedisLink>>,
+    /// The other replicas.
+    pub cluster: Arc<dyn Cluster>,
     /// Viewer streams of this replica.
     pub tunnels: Arc<crate::tunnel::Tunnels>,
     /// API requests waiting for commands to finish.
@@ -42,12 +39,11 @@ impl AppState {
     /// Gets a command just created for `agent_id` moving, wherever the agent is connected.
     pub async fn route_to(&self, agent_id: &str) {
         crate::metrics::command("pending");
-        crate::cluster::redis::routing::route(
-            self.redis.as_deref(),
-            self.hub.as_ref(),
-            &self.dispatcher,
-            agent_id,
-        )
-        .await;
+        if self.hub.holds(agent_id).await {
+            crate::metrics::delivery("local");
+            self.dispatcher.wake(agent_id, false);
+        } else {
+            self.cluster.wake_owner(agent_id).await;
+        }
     }
 }

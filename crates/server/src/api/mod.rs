@@ -9,6 +9,7 @@ mod agent_keys;
 mod agents;
 mod commands;
 mod health;
+mod replicas;
 mod sessions;
 mod template_fields;
 mod templates;
@@ -64,7 +65,7 @@ pub(crate) fn router(state: AppState) -> Router {
             get(agents::get).delete(agents::remove),
         )
         .route("/api/v1/agents/{id}/ping", post(agents::ping))
-        .route("/api/v1/replicas", get(crate::cluster::replicas::list))
+        .route("/api/v1/replicas", get(replicas::list))
         .route("/api/v1/commands", get(commands::list))
         .route("/api/v1/commands/{command_id}", get(commands::get))
         .route(

@@ -14,9 +14,10 @@
 //!    not read within the send timeout is closed with 1013, and since every viewer has its own
 //!    data connection, TCP flow control keeps one slow viewer from stalling any other.
 //!
-//! When a session leaves `running`, `Tunnels::close_session` ends its viewers here. With Redis,
-//! the viewer, the agent and its data connection may sit on three replicas; `remote` asks the
-//! agent's replica to open and forwards a data connection to the viewer's replica (one hop).
+//! When a session leaves `running`, `Tunnels::close_session` ends its viewers here. With several
+//! replicas, the viewer, the agent and its data connection may sit on three of them; the cluster
+//! asks the agent's replica to open, and `remote` forwards a data connection to the viewer's
+//! replica (one hop).
 
 pub(crate) mod data;
 pub(crate) mod remote;

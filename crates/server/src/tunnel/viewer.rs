@@ -27,7 +27,6 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::remote;
 use super::splice::{self, Timing};
 use super::token::{self, TokenError};
 use super::{Opened, PendingGuard, Tunnels};
@@ -182,13 +181,11 @@ async fn open_tunnel(
         token: stream_token,
     };
     let message = ServerMessage::TunnelOpen(open.clone());
-    // An agent held by another replica is asked through that replica (Redis mode only).
-    let sent = match (app.hub.send(agent_id, message).await, &app.redis) {
-        (Ok(()), _) => Ok(()),
-        (Err(DeliveryError::NotConnected(_)), Some(link)) => {
-            remote::open_elsewhere(app, link, agent_id, open).await
-        }
-        (Err(e), _) => Err(e.to_string()),
+    // An agent held by another replica is asked through that replica.
+    let sent = match app.hub.send(agent_id, message).await {
+        Ok(()) => Ok(()),
+        Err(DeliveryError::NotConnected(_)) => app.cluster.open_tunnel(agent_id, open).await,
+        Err(e) => Err(e.to_string()),
     };
     if let Err(e) = sent {
         tracing::info!(session_id = %id, %agent_id, error = %e, "cannot open a tunnel");
