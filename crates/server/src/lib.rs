@@ -36,11 +36,13 @@ mod cluster;
 mod config;
 mod dispatcher;
 mod error;
+mod extract;
 pub mod hub;
 mod keys;
 mod metrics;
 mod outcomes;
 mod state;
+mod streams;
 pub mod tunnel;
 mod web;
 
@@ -52,10 +54,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::ServerConfig;
+pub use config::{ServerConfig, TunnelConfig};
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
-pub use tunnel::TunnelConfig;
 
 use crate::dispatcher::DispatchContext;
 use crate::state::AppState;

@@ -30,7 +30,7 @@ pub(crate) struct AppState {
     /// The other replicas.
     pub cluster: Arc<dyn Cluster>,
     /// Viewer streams of this replica.
-    pub tunnels: Arc<crate::tunnel::Tunnels>,
+    pub tunnels: Arc<crate::streams::Tunnels>,
     /// API requests waiting for commands to finish.
     pub outcomes: Arc<crate::outcomes::Outcomes>,
 }

@@ -15,9 +15,10 @@ mod template_fields;
 mod templates;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use serde_json::Value;
 use streamspace_store::AuditEntry;
@@ -25,22 +26,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::{Actor, require_admin};
 use crate::error::ApiError;
+pub(crate) use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-
-/// A JSON request body whose rejection is an [`ApiError`].
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub(crate) struct ApiJson<T>(pub T);
-
-/// Path parameters whose rejection is an [`ApiError`].
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub(crate) struct ApiPath<T>(pub T);
-
-/// Query parameters whose rejection is an [`ApiError`].
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub(crate) struct ApiQuery<T>(pub T);
 
 /// The whole HTTP surface of a replica.
 pub(crate) fn router(state: AppState) -> Router {
@@ -83,7 +70,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(crate::metrics::render))
+        .route("/metrics", get(render_metrics))
         .route("/api/v1/agents/connect", get(crate::agent_ws::connect))
         .route("/api/v1/agents/tunnel", get(crate::tunnel::data::connect))
         .route(
@@ -110,6 +97,11 @@ pub(crate) fn router(state: AppState) -> Router {
             },
         ))
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text, with the connected agents counted just now.
+async fn render_metrics(State(app): State<AppState>) -> impl IntoResponse {
+    crate::metrics::render(app.hub.agents().await.len())
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -18,13 +18,14 @@ use streamspace_store::ApiKeyKind;
 
 use serde::Deserialize;
 
+use super::remote;
 use super::viewer::TokenQuery;
-use super::{Pending, TakeError, remote};
-use crate::api::ApiQuery;
 use crate::auth::bearer_token;
 use crate::cluster;
 use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::state::AppState;
+use crate::streams::{Pending, TakeError};
 
 pub(crate) async fn connect(
     State(app): State<AppState>,

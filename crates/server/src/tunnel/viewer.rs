@@ -29,11 +29,11 @@ use uuid::Uuid;
 
 use super::splice::{self, Timing};
 use super::token::{self, TokenError};
-use super::{Opened, PendingGuard, Tunnels};
-use crate::api::{ApiPath, ApiQuery};
 use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::hub::DeliveryError;
 use crate::state::AppState;
+use crate::streams::{Opened, PendingGuard, Tunnels};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenQuery {
