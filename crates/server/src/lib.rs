@@ -40,6 +40,8 @@ mod extract;
 pub mod hub;
 mod keys;
 mod metrics;
+#[cfg(test)]
+mod module_graph;
 mod outcomes;
 mod state;
 mod streams;
