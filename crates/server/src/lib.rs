@@ -2,14 +2,24 @@
 //!
 //! [`serve`] runs one replica on an already bound listener until its shutdown token is
 //! cancelled. The parts, one module each:
-//! - `api` — the REST API under `/api/v1` (admin token), `/healthz` and `/readyz`;
+//! - `api` — the REST API under `/api/v1` (admin token), `/healthz`, `/readyz` and `/metrics`;
+//!   its router names every route of the replica;
 //! - `agent_ws` — the agents' WebSocket endpoint: authentication, registration, messages;
-//! - [`hub`] — which agents are connected here and how to send to them (in memory for now,
-//!   behind a trait so a Redis-backed hub can route between replicas later);
+//! - [`hub`] — which agents are connected here and how to send to them;
+//! - `cluster` — everything about other replicas, behind one interface: alone (no Redis) or
+//!   sharing agents, wake-ups, finished commands and streams with other replicas through Redis;
 //! - `dispatcher` — moves commands from the database to connected agents;
-//! - [`tunnel`] — viewers' VNC streams: viewer tokens, the browser and agent data endpoints;
-//! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup.
+//! - `outcomes` — API requests waiting for commands to finish;
+//! - [`tunnel`] — viewers' VNC streams: viewer tokens, the browser and agent data endpoints, the
+//!   hop between replicas; `streams` registers the streams of this replica;
+//! - `state` — what every handler shares; `extract` — request extractors answering errors as
+//!   JSON; `config`, `error`, `metrics`;
+//! - `auth` — who is calling (the admin token);
+//! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup;
 //! - `web` — the web UI's built files, embedded in the binary and served by the fallback route.
+//!
+//! No module uses one that uses it back (`module_graph` tests it). What other replicas say
+//! reaches the dispatcher and the waiting requests through channels [`serve`] wires once.
 //!
 //! The server never starts sessions itself: it records intent in the [`Store`] and tells agents.
 //!

@@ -14,7 +14,7 @@
 //!    not read within the send timeout is closed with 1013, and since every viewer has its own
 //!    data connection, TCP flow control keeps one slow viewer from stalling any other.
 //!
-//! The streams of this replica are registered in [`crate::streams`]. When a session leaves
+//! The streams of this replica are registered in `crate::streams`. When a session leaves
 //! `running`, `Tunnels::close_session` ends its viewers here. With several
 //! replicas, the viewer, the agent and its data connection may sit on three of them; the cluster
 //! asks the agent's replica to open, and `remote` forwards a data connection to the viewer's
