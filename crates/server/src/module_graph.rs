@@ -4,7 +4,7 @@
 //! The test reads the crate's source files, collects every `crate::<module>` path outside
 //! comments and string literals (`crate::{a, b}` groups included, and names the crate root
 //! re-exports counted as the module they come from), and fails naming the first cycle it finds
-//! with a place that makes each step.
+//! with a place that makes each step. A second test keeps the `redis` crate inside `cluster`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -293,6 +293,33 @@ fn no_module_uses_one_that_uses_it_back() {
             steps.join("\n")
         );
     }
+}
+
+#[test]
+fn only_the_cluster_talks_to_redis() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let cluster = src.join("cluster");
+    let mut outside = Vec::new();
+    for file in files.iter().filter(|f| !f.starts_with(&cluster)) {
+        let source =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {file:?}: {e}"));
+        let code = code_only(&source);
+        for (at, _) in code.match_indices("redis::") {
+            if !code[..at].chars().next_back().is_some_and(is_ident) {
+                let line = code[..at].matches('\n').count() + 1;
+                outside.push(format!(
+                    "{}:{line}",
+                    file.strip_prefix(&src).unwrap_or(file).display()
+                ));
+            }
+        }
+    }
+    assert!(
+        outside.is_empty(),
+        "Redis used outside the cluster module: {outside:?}"
+    );
 }
 
 #[test]

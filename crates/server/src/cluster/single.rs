@@ -57,3 +57,34 @@ impl Cluster for Single {
 
     async fn run(&self, _stop: CancellationToken) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[tokio::test]
+    async fn alone_a_replica_lists_itself_and_reaches_no_other_agent() {
+        let replica = ReplicaInfo {
+            id: "r1".into(),
+            address: "10.0.0.1:8080".into(),
+            started_at: chrono::Utc::now(),
+        };
+        let single = Single::new(Arc::new(replica), Arc::default());
+        let listed = single.replicas(3).await.expect("no Redis to be down");
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].id.as_str(), listed[0].agents), ("r1", 3));
+        assert_eq!(single.redis_health(), None, "readiness reports no Redis");
+        let open = TunnelOpen {
+            tunnel_id: Uuid::now_v7(),
+            session_id: Uuid::now_v7(),
+            token: "sst_x".into(),
+        };
+        assert_eq!(
+            single.open_tunnel("a1", open).await,
+            Err("agent a1 is not connected to this replica".to_owned()),
+            "the viewer hears what the hub said"
+        );
+        assert_eq!(single.viewer_replica("sst_x").await, None);
+    }
+}
