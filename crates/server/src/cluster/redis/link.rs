@@ -2,9 +2,10 @@
 //! connection, and the supervisor that keeps it up.
 //!
 //! Redis only accelerates routing; PostgreSQL stays the source of truth. The supervisor connects,
-//! subscribes to this replica's wake-up channel, re-publishes the ownership records of every
-//! agent held here, and wakes delivery for all of them (a wake-up published while we were not
-//! subscribed is gone, so we re-read what is pending). While Redis is unreachable every Redis
+//! subscribes to this replica's wake-up channel and to finished commands, re-publishes the
+//! ownership records of every agent held here, and wakes delivery for all of them (a wake-up
+//! published while we were not subscribed is gone, so we re-read what is pending). What it
+//! hears goes out on the [`Events`] channels. While Redis is unreachable every Redis
 //! operation fails at once (no connection is held), the replica keeps serving its own agents
 //! from the database, the outage is logged once, and reconnects back off up to
 //! [`MAX_BACKOFF`]. Under Sentinel the master is looked up on every (re)connect, so a failover
