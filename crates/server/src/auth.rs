@@ -4,108 +4,33 @@
 //!
 //! - Credentials are looked up by keyed hash (see `keys`); a user who is disabled, deleted or
 //!   whose credential is revoked or expired is refused. Resolved actors are cached for
-//!   [`CREDENTIAL_CACHE_TTL`], so a flood of requests with one token costs one lookup a second;
+//!   [`crate::actor::CREDENTIAL_CACHE_TTL`], so a flood of requests with one token costs one lookup a second;
 //!   a replica that disables a user or revokes a credential forgets its whole cache at once.
 //! - A browser session also ends after [`SESSION_IDLE`] without use.
 //! - Requests that change state with a cookie must come from our own pages: a cross-site
 //!   `Sec-Fetch-Site` or an `Origin` of another host is refused (CSRF). Bearer tokens are not
 //!   sent by browsers on their own, so they need no such check.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use streamspace_store::{ApiKeyKind, StoreError};
-use uuid::Uuid;
 
+pub(crate) use crate::actor::Actor;
 use crate::error::ApiError;
-use crate::policy::{self, Principal};
+use crate::policy::Principal;
 use crate::state::AppState;
 
 /// Name of the browser session cookie.
 pub(crate) const SESSION_COOKIE: &str = "streamspace_session";
-/// How long a replica trusts a credential it resolved without asking the database again.
-pub(crate) const CREDENTIAL_CACHE_TTL: Duration = Duration::from_secs(1);
-/// Most credentials remembered at once.
-const CACHE_MAX: usize = 4096;
 /// A browser session unused for this long is over.
 pub(crate) const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
 /// A browser session lasts at most this long, used or not.
 pub(crate) const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Who made a request, resolved once by [`require_user`].
-#[derive(Debug, Clone)]
-pub(crate) struct Actor {
-    pub principal: Principal,
-    /// The credential used (to revoke it on sign-out).
-    pub credential_id: Uuid,
-    pub kind: ApiKeyKind,
-    /// The client's address, for the audit log and sign-in throttling.
-    pub client_addr: Option<String>,
-}
-
-impl Actor {
-    /// The actor in words, for the audit log.
-    pub fn name(&self) -> String {
-        format!("user:{}", self.principal.username)
-    }
-
-    pub fn user_id(&self) -> Uuid {
-        self.principal.user_id
-    }
-
-    /// Asks the policy; a refusal becomes the answer to send.
-    pub fn may(
-        &self,
-        action: policy::Action,
-        resource: policy::Resource<'_>,
-    ) -> Result<(), ApiError> {
-        policy::decide(&self.principal, action, resource).map_err(policy::Denial::into_error)
-    }
-
-    /// Whether the policy allows it (for filtering listings).
-    pub fn allowed(&self, action: policy::Action, resource: policy::Resource<'_>) -> bool {
-        policy::decide(&self.principal, action, resource).is_ok()
-    }
-}
-
-/// Actors resolved recently, by the keyed hash of their credential.
-#[derive(Default)]
-pub(crate) struct CredentialCache {
-    entries: Mutex<HashMap<String, (Actor, Instant)>>,
-}
-
-impl CredentialCache {
-    fn get(&self, hash: &str) -> Option<Actor> {
-        let entries = self.lock();
-        let (actor, at) = entries.get(hash)?;
-        (at.elapsed() < CREDENTIAL_CACHE_TTL).then(|| actor.clone())
-    }
-
-    fn insert(&self, hash: String, actor: Actor) {
-        let mut entries = self.lock();
-        if entries.len() >= CACHE_MAX {
-            entries.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL);
-        }
-        if entries.len() < CACHE_MAX {
-            entries.insert(hash, (actor, Instant::now()));
-        }
-    }
-
-    /// Forgets everything: called after a change that may take a credential's power away.
-    pub fn forget_all(&self) {
-        self.lock().clear();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Actor, Instant)>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 /// The token of an `Authorization: Bearer …` header.
 pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {

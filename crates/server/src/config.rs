@@ -35,7 +35,7 @@ pub struct ServerConfig {
     /// Where other replicas reach this one (`host:port`); defaults to the listen address.
     pub internal_address: Option<String>,
     /// Viewer streams (timeouts, token lifetime, public URL).
-    pub tunnel: crate::tunnel::TunnelConfig,
+    pub tunnel: TunnelConfig,
 }
 
 impl Default for ServerConfig {
@@ -53,7 +53,40 @@ impl Default for ServerConfig {
             max_agent_connections: 10_000,
             redis_url: None,
             internal_address: None,
-            tunnel: crate::tunnel::TunnelConfig::default(),
+            tunnel: TunnelConfig::default(),
+        }
+    }
+}
+
+/// Settings of the tunnel (viewer streams), part of [`ServerConfig`].
+#[derive(Debug, Clone)]
+pub struct TunnelConfig {
+    /// How long a viewer token stays valid after `connect`.
+    pub viewer_token_ttl: Duration,
+    /// How long one send to a viewer (or to the agent) may take before the stream is closed
+    /// (1013 to the viewer).
+    pub send_timeout: Duration,
+    /// How long the agent has to dial its data connection after `tunnel_open`.
+    pub open_timeout: Duration,
+    /// How long a closing viewer is given to take its close frame.
+    pub close_grace: Duration,
+    /// Most viewer streams (open or waiting for their agent) this replica holds at once; more
+    /// are refused with 503 `too_many_streams`.
+    pub max_streams: usize,
+    /// Base URL browsers use to reach the control plane (`https://streamspace.example`); the
+    /// `url` of `connect` is built from it. Without it, from the request's `Host` header.
+    pub public_url: Option<String>,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        Self {
+            viewer_token_ttl: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(10),
+            open_timeout: Duration::from_secs(10),
+            close_grace: Duration::from_secs(10),
+            max_streams: 10_000,
+            public_url: None,
         }
     }
 }

@@ -64,6 +64,20 @@ impl Dispatcher {
         }
     }
 
+    /// Wakes delivery for the agents other replicas name (see `crate::cluster::Events`), until
+    /// `stop` or until nothing can name any more.
+    pub async fn follow(&self, mut wakes: mpsc::Receiver<String>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                next = wakes.recv() => match next {
+                    Some(agent_id) => self.wake(&agent_id, false),
+                    None => return,
+                },
+            }
+        }
+    }
+
     /// A worker starts on `agent_id`; returns its include-unfinished flag.
     fn start(&self, agent_id: &str) -> bool {
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());

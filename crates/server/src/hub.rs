@@ -1,8 +1,8 @@
 //! The hub: which agents hold a connection to this replica, and the way to reach them.
 //!
 //! Everything else in the server talks to agents through the [`Hub`] trait. [`LocalHub`] is the
-//! single-replica implementation, and the local half of `RedisHub` (which adds ownership records
-//! in Redis): a map from agent id to the agent's current [`AgentConnection`], guarded by a mutex
+//! single-replica implementation, and the local half of the hub the `cluster` module builds when
+//! replicas share their agents through Redis (it adds ownership records): a map from agent id to the agent's current [`AgentConnection`], guarded by a mutex
 //! that is never held across an `.await`.
 //!
 //! Each connection has its own id and its database epoch. A newer connection replaces an older

@@ -2,14 +2,24 @@
 //!
 //! [`serve`] runs one replica on an already bound listener until its shutdown token is
 //! cancelled. The parts, one module each:
-//! - `api` — the REST API under `/api/v1` (admin token), `/healthz` and `/readyz`;
+//! - `api` — the REST API under `/api/v1` (admin token), `/healthz`, `/readyz` and `/metrics`;
+//!   its router names every route of the replica;
 //! - `agent_ws` — the agents' WebSocket endpoint: authentication, registration, messages;
-//! - [`hub`] — which agents are connected here and how to send to them (in memory for now,
-//!   behind a trait so a Redis-backed hub can route between replicas later);
+//! - [`hub`] — which agents are connected here and how to send to them;
+//! - `cluster` — everything about other replicas, behind one interface: alone (no Redis) or
+//!   sharing agents, wake-ups, finished commands and streams with other replicas through Redis;
 //! - `dispatcher` — moves commands from the database to connected agents;
-//! - [`tunnel`] — viewers' VNC streams: viewer tokens, the browser and agent data endpoints;
-//! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup.
+//! - `outcomes` — API requests waiting for commands to finish;
+//! - [`tunnel`] — viewers' VNC streams: viewer tokens, the browser and agent data endpoints, the
+//!   hop between replicas; `streams` registers the streams of this replica;
+//! - `state` — what every handler shares; `extract` — request extractors answering errors as
+//!   JSON; `config`, `error`, `metrics`;
+//! - `auth` — who is calling (the admin token);
+//! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup;
 //! - `web` — the web UI's built files, embedded in the binary and served by the fallback route.
+//!
+//! No module uses one that uses it back (`module_graph` tests it). What other replicas say
+//! reaches the dispatcher and the waiting requests through channels [`serve`] wires once.
 //!
 //! The server never starts sessions itself: it records intent in the [`Store`] and tells agents.
 //!
@@ -28,24 +38,27 @@
 //!   unknown sessions are ignored.
 //! - At most one dispatcher worker delivers for a given agent at a time.
 
+mod actor;
 mod agent_ws;
 mod api;
+mod audit;
 mod auth;
 mod bootstrap;
+mod cluster;
 mod config;
 mod dispatcher;
 mod error;
+mod extract;
 pub mod hub;
 mod keys;
 mod metrics;
+#[cfg(test)]
+mod module_graph;
 mod outcomes;
 mod policy;
-mod redis_hub;
-mod redis_link;
-pub mod replicas;
-mod routing;
 mod signin;
 mod state;
+mod streams;
 pub mod tunnel;
 mod web;
 
@@ -53,17 +66,15 @@ use std::sync::Arc;
 
 use streamspace_proto::api::CreatedAgentKey;
 use streamspace_store::Store;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::ServerConfig;
+pub use config::{ServerConfig, TunnelConfig};
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
-pub use tunnel::TunnelConfig;
 
 use crate::dispatcher::DispatchContext;
-use crate::hub::{Hub, LocalHub};
 use crate::state::AppState;
 
 /// Runs one control-plane replica on `listener` until `shutdown` is cancelled.
@@ -79,38 +90,35 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     config.validate().map_err(ServerError::InvalidConfig)?;
     let hasher = KeyHasher::load(store.as_ref()).await?;
-    let redis_target = match &config.redis_url {
-        Some(url) => Some(
-            redis_link::Target::parse(url)
-                .map_err(|e| ServerError::InvalidConfig(e.to_string()))?,
-        ),
-        None => None,
-    };
     let config = Arc::new(config);
     metrics::init();
     let addr = listener.local_addr()?;
-    let replica = Arc::new(replicas::ReplicaInfo {
+    let replica = Arc::new(cluster::ReplicaInfo {
         id: config.replica_id.clone(),
         address: internal_address(&config, addr),
         started_at: chrono::Utc::now(),
     });
-    let local = Arc::new(LocalHub::new());
-    let redis = redis_target.map(|target| {
-        Arc::new(redis_link::RedisLink::new(
-            target,
-            replica.clone(),
-            local.clone(),
-            config.heartbeat_interval,
-        ))
-    });
-    let hub: Arc<dyn Hub> = match &redis {
-        Some(link) => Arc::new(redis_hub::RedisHub::new(link.clone())),
-        None => local.clone(),
-    };
-    let outcomes = outcomes::Outcomes::new(redis.clone());
-    if let Some(link) = &redis {
-        link.set_outcomes(&outcomes);
-    }
+    let address = replica.address.clone();
+    // What other replicas tell this one reaches the dispatcher and the waiting requests
+    // through these channels, wired here once.
+    let (wakes_tx, wakes) = mpsc::channel(cluster::EVENT_QUEUE);
+    let (finished_tx, finished) = mpsc::channel(cluster::EVENT_QUEUE);
+    let cluster = cluster::start(
+        cluster::Setup {
+            redis_url: config.redis_url.clone(),
+            replica,
+            heartbeat: config.heartbeat_interval,
+            hasher: hasher.clone(),
+            open_timeout: config.tunnel.open_timeout,
+        },
+        cluster::Events {
+            wakes: wakes_tx,
+            finished: finished_tx,
+        },
+    )
+    .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
+    let hub = cluster.hub();
+    let outcomes = outcomes::Outcomes::new(cluster.clone());
     let tasks = TaskTracker::new();
     let dispatcher = dispatcher::start(
         DispatchContext {
@@ -122,13 +130,23 @@ pub async fn serve(
         shutdown.clone(),
         &tasks,
     );
-    // The link outlives the HTTP server a little: agents' owner records are released after
+    // The cluster outlives the HTTP server a little: agents' owner records are released after
     // the server stops accepting, so it stops only when the tracked tasks are done.
-    let redis_stop = CancellationToken::new();
-    let supervisor = redis.as_ref().map(|link| {
-        link.set_dispatcher(dispatcher.clone());
-        tokio::spawn(link.clone().supervise(redis_stop.clone()))
-    });
+    let cluster_stop = CancellationToken::new();
+    let cluster_tasks = [
+        tokio::spawn({
+            let (cluster, stop) = (cluster.clone(), cluster_stop.clone());
+            async move { cluster.run(stop).await }
+        }),
+        tokio::spawn({
+            let (dispatcher, stop) = (dispatcher.clone(), cluster_stop.clone());
+            async move { dispatcher.follow(wakes, stop).await }
+        }),
+        tokio::spawn({
+            let (outcomes, stop) = (outcomes.clone(), cluster_stop.clone());
+            async move { outcomes.listen(finished, stop).await }
+        }),
+    ];
     let state = AppState {
         store,
         config: config.clone(),
@@ -138,14 +156,13 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         agent_slots: Arc::new(Semaphore::new(config.max_agent_connections)),
         tasks: tasks.clone(),
-        replica: replica.clone(),
-        redis,
+        cluster,
         tunnels: Arc::default(),
         outcomes,
         credentials: Arc::default(),
         throttle: Arc::default(),
     };
-    tracing::info!(%addr, replica_id = %config.replica_id, address = %replica.address,
+    tracing::info!(%addr, replica_id = %config.replica_id, %address,
         redis = config.redis_url.is_some(), "control plane listening");
 
     // Agent connections are upgraded out of the HTTP server's sight: close them ourselves.
@@ -178,9 +195,9 @@ pub async fn serve(
     {
         tracing::warn!("some agent connections or deliveries did not finish in time");
     }
-    redis_stop.cancel();
-    if let Some(supervisor) = supervisor {
-        let _ = supervisor.await;
+    cluster_stop.cancel();
+    for task in cluster_tasks {
+        let _ = task.await;
     }
     tracing::info!(replica_id = %config.replica_id, "control plane stopped");
     result.map_err(ServerError::Io)

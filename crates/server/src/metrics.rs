@@ -23,12 +23,9 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-
-use crate::state::AppState;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -78,8 +75,8 @@ pub(crate) fn redis_up(up: bool) {
     metrics::gauge!("streamspace_redis_up").set(if up { 1.0 } else { 0.0 });
 }
 
-pub(crate) async fn render(State(app): State<AppState>) -> impl IntoResponse {
-    let connected = app.hub.agents().await.len();
+/// The text `GET /metrics` answers, given the agents connected here.
+pub(crate) fn render(connected: usize) -> impl IntoResponse {
     metrics::gauge!("streamspace_agents_connected").set(connected as f64);
     let body = handle().map(PrometheusHandle::render).unwrap_or_default();
     (

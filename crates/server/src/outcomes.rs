@@ -2,10 +2,10 @@
 //!
 //! `GET /api/v1/commands/{id}?wait=SECS` answers as soon as the command is `completed` or
 //! `failed` instead of making clients poll. The replica that records an outcome (the one holding
-//! the agent, or any replica's sweep failing a stuck command) announces it here; in Redis mode it
-//! also publishes it on [`CHANNEL`], which every replica reads, so a waiter on another replica
-//! hears of it too. A terminal command never changes again, so the announced copy is final.
-//! Announcements only shorten waits: a waiter re-reads the database every
+//! the agent, or any replica's sweep failing a stuck command) announces it here and to the other
+//! replicas through the [`Cluster`]; what other replicas announce arrives on the channel
+//! [`Outcomes::listen`] reads. A terminal command never changes again, so the announced copy is
+//! final. Announcements only shorten waits: a waiter re-reads the database every
 //! [`RECHECK`] and at the end of its wait, so one lost while Redis is down costs latency, never
 //! a wrong answer.
 
@@ -14,13 +14,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use streamspace_proto::api::Command;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::redis_link::RedisLink;
-
-/// The Redis channel every replica reads finished commands from.
-pub(crate) const CHANNEL: &str = "streamspace:commands:finished";
+use crate::cluster::Cluster;
 /// How often a waiter re-reads the database in case an announcement was lost.
 pub(crate) const RECHECK: Duration = Duration::from_secs(1);
 
@@ -30,17 +28,16 @@ struct Slot {
 }
 
 /// Who waits for which command on this replica.
-#[derive(Default)]
 pub(crate) struct Outcomes {
     slots: Mutex<HashMap<Uuid, Slot>>,
-    redis: Option<Arc<RedisLink>>,
+    cluster: Arc<dyn Cluster>,
 }
 
 impl Outcomes {
-    pub fn new(redis: Option<Arc<RedisLink>>) -> Arc<Self> {
+    pub fn new(cluster: Arc<dyn Cluster>) -> Arc<Self> {
         Arc::new(Self {
             slots: Mutex::default(),
-            redis,
+            cluster,
         })
     }
 
@@ -71,37 +68,20 @@ impl Outcomes {
     /// Announces a command that just became terminal: here, and to the other replicas.
     pub async fn announce(&self, command: &Command) {
         self.deliver(command);
-        let Some(link) = &self.redis else { return };
-        let payload = match serde_json::to_string(command) {
-            Ok(payload) => payload,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not encode a finished command");
-                return;
-            }
-        };
-        let published = link
-            .with_conn(|mut conn| async move {
-                redis::cmd("PUBLISH")
-                    .arg(CHANNEL)
-                    .arg(payload)
-                    .query_async::<i64>(&mut conn)
-                    .await
-            })
-            .await;
-        if let Err(e) = published {
-            tracing::debug!(error = %e, "announcing a finished command failed; waiters re-read the database");
-        }
+        self.cluster.announce_finished(command).await;
     }
 
-    /// A finished command published by some replica (possibly this one).
-    pub fn on_published(&self, payload: &str) {
-        match serde_json::from_str::<Command>(payload) {
-            Ok(command) if command.status.is_terminal() => self.deliver(&command),
-            Ok(command) => tracing::warn!(
-                command_id = %command.command_id,
-                "ignoring an announced command that is not finished"
-            ),
-            Err(e) => tracing::warn!(error = %e, "ignoring a malformed finished-command message"),
+    /// Wakes this replica's waiters for the finished commands other replicas announce, until
+    /// `stop` or until nothing can announce any more.
+    pub async fn listen(&self, mut finished: mpsc::Receiver<Command>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                next = finished.recv() => match next {
+                    Some(command) => self.deliver(&command),
+                    None => return,
+                },
+            }
         }
     }
 
@@ -179,9 +159,21 @@ mod tests {
         .expect("a valid command")
     }
 
+    fn single() -> Arc<dyn Cluster> {
+        let replica = crate::cluster::ReplicaInfo {
+            id: "r1".into(),
+            address: "127.0.0.1:1".into(),
+            started_at: chrono::Utc::now(),
+        };
+        Arc::new(crate::cluster::Single::new(
+            Arc::new(replica),
+            Arc::default(),
+        ))
+    }
+
     #[tokio::test]
     async fn waiters_hear_of_their_command_and_leave_nothing_behind() {
-        let outcomes = Outcomes::new(None);
+        let outcomes = Outcomes::new(single());
         let (id, other) = (Uuid::now_v7(), Uuid::now_v7());
         let mut first = outcomes.watch(id);
         let mut second = outcomes.watch(id);
@@ -189,30 +181,26 @@ mod tests {
         outcomes.deliver(&command(other, CommandStatus::Completed));
         let pending = tokio::time::timeout(Duration::from_millis(20), first.finished()).await;
         assert!(pending.is_err(), "woken by another command's outcome");
-        outcomes.on_published(
-            &serde_json::to_string(&command(id, CommandStatus::Completed)).expect("encodes"),
-        );
+        // Announced by another replica: through the channel `serve` wires.
+        let (tx, rx) = mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let listening = tokio::spawn({
+            let (outcomes, stop) = (outcomes.clone(), stop.clone());
+            async move { outcomes.listen(rx, stop).await }
+        });
+        tx.send(command(id, CommandStatus::Completed))
+            .await
+            .expect("the listener runs");
         for waiter in [&mut first, &mut second] {
             let done = waiter.finished().await;
             assert_eq!(done.command_id, id);
             assert_eq!(done.status, CommandStatus::Completed);
         }
+        stop.cancel();
+        listening.await.expect("the listener stops");
         drop(first);
         assert_eq!(outcomes.watched(), 1, "the second waiter still waits");
         drop(second);
         assert_eq!(outcomes.watched(), 0);
-    }
-
-    #[tokio::test]
-    async fn unfinished_or_malformed_announcements_are_ignored() {
-        let outcomes = Outcomes::new(None);
-        let id = Uuid::now_v7();
-        let mut waiter = outcomes.watch(id);
-        outcomes.on_published("not json");
-        outcomes.on_published(
-            &serde_json::to_string(&command(id, CommandStatus::Sent)).expect("encodes"),
-        );
-        let pending = tokio::time::timeout(Duration::from_millis(20), waiter.finished()).await;
-        assert!(pending.is_err(), "woken by an unfinished command");
     }
 }

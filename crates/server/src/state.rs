@@ -7,12 +7,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::Cluster;
 use crate::config::ServerConfig;
 use crate::dispatcher::Dispatcher;
 use crate::hub::Hub;
 use crate::keys::KeyHasher;
-use crate::redis_link::RedisLink;
-use crate::replicas::ReplicaInfo;
 
 /// Shared state, cheap to clone (axum's `State`).
 #[derive(Clone)]
@@ -28,16 +27,14 @@ pub(crate) struct AppState {
     pub agent_slots: Arc<Semaphore>,
     /// Agent connections and dispatcher work, awaited on shutdown.
     pub tasks: TaskTracker,
-    /// Who this replica is.
-    pub replica: Arc<ReplicaInfo>,
-    /// The link to Redis, in Redis mode.
-    pub redis: Option<Arc<RedisLink>>,
+    /// The other replicas.
+    pub cluster: Arc<dyn Cluster>,
     /// Viewer streams of this replica.
-    pub tunnels: Arc<crate::tunnel::Tunnels>,
+    pub tunnels: Arc<crate::streams::Tunnels>,
     /// API requests waiting for commands to finish.
     pub outcomes: Arc<crate::outcomes::Outcomes>,
     /// Recently resolved credentials.
-    pub credentials: Arc<crate::auth::CredentialCache>,
+    pub credentials: Arc<crate::actor::CredentialCache>,
     /// Sign-in failures, per account and per client address.
     pub throttle: Arc<crate::signin::Throttle>,
 }
@@ -46,12 +43,11 @@ impl AppState {
     /// Gets a command just created for `agent_id` moving, wherever the agent is connected.
     pub async fn route_to(&self, agent_id: &str) {
         crate::metrics::command("pending");
-        crate::routing::route(
-            self.redis.as_deref(),
-            self.hub.as_ref(),
-            &self.dispatcher,
-            agent_id,
-        )
-        .await;
+        if self.hub.holds(agent_id).await {
+            crate::metrics::delivery("local");
+            self.dispatcher.wake(agent_id, false);
+        } else {
+            self.cluster.wake_owner(agent_id).await;
+        }
     }
 }

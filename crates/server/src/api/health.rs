@@ -38,10 +38,7 @@ pub(super) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Rea
         ready,
         database: format!("{}: {database}", app.store.backend()),
         replica_id: app.config.replica_id.clone(),
-        redis: app
-            .redis
-            .as_ref()
-            .map(|link| if link.is_up() { "ok" } else { "degraded" }.to_owned()),
+        redis: app.cluster.redis_health().map(str::to_owned),
     };
     (status, Json(body))
 }

@@ -11,6 +11,7 @@ mod auth;
 mod commands;
 mod groups;
 mod health;
+mod replicas;
 mod sessions;
 mod template_fields;
 mod templates;
@@ -18,35 +19,19 @@ mod tokens;
 mod users;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn, from_fn_with_state};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use serde_json::Value;
-use streamspace_store::AuditEntry;
 use tower_http::trace::TraceLayer;
 
+pub(crate) use crate::audit::record as audit;
 use crate::auth::{Actor, require_user};
 use crate::error::ApiError;
+pub(crate) use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::policy::{Action, Resource};
 use crate::state::AppState;
-
-/// A JSON request body whose rejection is an [`ApiError`].
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub(crate) struct ApiJson<T>(pub T);
-
-/// Path parameters whose rejection is an [`ApiError`].
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub(crate) struct ApiPath<T>(pub T);
-
-/// Query parameters whose rejection is an [`ApiError`].
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub(crate) struct ApiQuery<T>(pub T);
 
 /// The whole HTTP surface of a replica.
 ///
@@ -62,7 +47,7 @@ pub(crate) fn router(state: AppState) -> Router {
             get(agents::get).delete(agents::remove),
         )
         .route("/api/v1/agents/{id}/ping", post(agents::ping))
-        .route("/api/v1/replicas", get(crate::replicas::list))
+        .route("/api/v1/replicas", get(replicas::list))
         .route(
             "/api/v1/agent-keys",
             post(agent_keys::create).get(agent_keys::list),
@@ -124,7 +109,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(crate::metrics::render))
+        .route("/metrics", get(render_metrics))
         .route("/api/v1/agents/connect", get(crate::agent_ws::connect))
         .route("/api/v1/agents/tunnel", get(crate::tunnel::data::connect))
         .route(
@@ -154,6 +139,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `GET /metrics`: Prometheus text, with the connected agents counted just now.
+async fn render_metrics(State(app): State<AppState>) -> impl IntoResponse {
+    crate::metrics::render(app.hub.agents().await.len())
+}
+
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -170,25 +160,4 @@ async fn require(action: Action, request: Request, next: Next) -> Result<Respons
         .ok_or_else(|| ApiError::unauthorized("sign in first"))?;
     actor.may(action, Resource::System)?;
     Ok(next.run(request).await)
-}
-
-/// Records a mutating call; a failure to audit is logged, not returned (the change is made).
-pub(crate) async fn audit(
-    app: &AppState,
-    actor: &Actor,
-    action: &str,
-    target: String,
-    detail: Value,
-) {
-    let entry = AuditEntry {
-        actor: actor.name(),
-        actor_id: Some(actor.user_id()),
-        client_addr: actor.client_addr.clone(),
-        action: action.to_owned(),
-        target,
-        detail,
-    };
-    if let Err(e) = app.store.audit(&entry).await {
-        tracing::error!(error = %e, action, "writing the audit log failed");
-    }
 }

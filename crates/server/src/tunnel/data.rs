@@ -5,8 +5,8 @@
 //! key's agent (401 if unknown or already used, 403 if it belongs to another agent). Browsers
 //! (requests with an `Origin` header) are refused, as on the control endpoint.
 //!
-//! A token unknown here may belong to a tunnel pending on another replica: in Redis mode the
-//! connection is forwarded there, one hop (see [`remote`]).
+//! A token unknown here may belong to a tunnel pending on another replica: the cluster knows
+//! which, and the connection is forwarded there, one hop (see [`remote`]).
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
@@ -18,12 +18,14 @@ use streamspace_store::ApiKeyKind;
 
 use serde::Deserialize;
 
+use super::remote;
 use super::viewer::TokenQuery;
-use super::{Pending, TakeError, remote};
-use crate::api::ApiQuery;
 use crate::auth::bearer_token;
+use crate::cluster;
 use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::state::AppState;
+use crate::streams::{Pending, TakeError};
 
 pub(crate) async fn connect(
     State(app): State<AppState>,
@@ -70,9 +72,7 @@ async fn accept(
         Ok(pending) => pending,
         Err(TakeError::Unknown) => {
             // Perhaps the viewer is on another replica: one hop there.
-            if let Some(link) = &app.redis
-                && let Some(address) = remote::viewer_replica(app, link, token).await
-            {
+            if let Some(address) = app.cluster.viewer_replica(token).await {
                 let (app, token) = (app.clone(), token.to_owned());
                 let tasks = app.tasks.clone();
                 return Ok(bounded(upgrade).on_upgrade(move |socket| {
@@ -135,7 +135,7 @@ pub(crate) async fn internal(
     ApiQuery(query): ApiQuery<InternalQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if !remote::verify(&app, &headers, "data", &query.token) {
+    if !cluster::verify(&app.hasher, &headers, "data", &query.token) {
         return ApiError::unauthorized("not a replica of this control plane").into_response();
     }
     let upgrade = match upgrade {

@@ -1,17 +1,16 @@
 //! The cross-replica hop: a viewer, its session's agent, and the agent's data connection may
 //! each be on a different replica.
 //!
-//! - **Opening.** The viewer's replica B does not hold the agent: it records the stream token in
-//!   Redis (`streamspace:tunnel:{token}` = B, expiring with the open timeout) and asks the
-//!   agent's owner A (from the hub's owner record) to send `tunnel_open`, with
-//!   `POST /internal/v1/tunnels/open` on A's internal address.
+//! - **Opening.** The viewer's replica B does not hold the agent: the cluster records that the
+//!   stream's viewer is on B and asks the agent's replica A to send `tunnel_open`, which A does
+//!   in [`open_here`].
 //! - **Joining.** The data connection lands on some replica C. If C does not hold the pending
-//!   tunnel, it finds B in Redis by the token, dials `GET /internal/v1/tunnels/data` on B and
-//!   copies frames between the agent and B — the one replica-to-replica hop. B hands that socket
-//!   to the viewer's task exactly as if the agent had dialled B.
+//!   tunnel, the cluster names B by the token; C dials `GET /internal/v1/tunnels/data` on B and
+//!   copies frames between the agent and B ([`forward`]) — the one replica-to-replica hop. B
+//!   hands that socket to the viewer's task exactly as if the agent had dialled B.
 //!
-//! Calls between replicas carry `x-streamspace-replica-auth`: an HMAC of the purpose and the
-//! stream token under the server secret all replicas share, so only a replica can make them.
+//! Calls between replicas carry the cluster's proof (an HMAC under the shared server secret), so
+//! only a replica can make them.
 
 use axum::Json;
 use axum::extract::State;
@@ -19,102 +18,16 @@ use axum::extract::ws::{Message as AxMessage, WebSocket};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
 use streamspace_proto::tunnel::{MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, TOKEN_PARAM};
-use streamspace_proto::wire::{ServerMessage, TunnelOpen};
+use streamspace_proto::wire::ServerMessage;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::cluster::{self, AUTH_HEADER, RemoteOpen};
 use crate::error::ApiError;
-use crate::redis_link::RedisLink;
 use crate::state::AppState;
-
-/// Header carrying the inter-replica HMAC.
-pub(crate) const AUTH_HEADER: &str = "x-streamspace-replica-auth";
-
-fn token_key(token: &str) -> String {
-    format!("streamspace:tunnel:{token}")
-}
-
-/// The HMAC proving a request comes from a replica.
-pub(crate) fn proof(app: &AppState, purpose: &str, token: &str) -> String {
-    app.hasher
-        .hash(&format!("streamspace replica\n{purpose}\n{token}"))
-}
-
-pub(crate) fn verify(app: &AppState, headers: &HeaderMap, purpose: &str, token: &str) -> bool {
-    let expected = proof(app, purpose, token);
-    headers
-        .get(AUTH_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|given| {
-            given.len() == expected.len()
-                && given
-                    .bytes()
-                    .zip(expected.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        })
-}
-
-/// Body of `POST /internal/v1/tunnels/open`.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct RemoteOpen {
-    pub agent_id: String,
-    pub open: TunnelOpen,
-}
-
-/// Asks the replica owning `agent_id` to send `open` to it, after recording in Redis that the
-/// tunnel's viewer is here. Errors say why the stream cannot be opened.
-pub(crate) async fn open_elsewhere(
-    app: &AppState,
-    link: &RedisLink,
-    agent_id: &str,
-    open: TunnelOpen,
-) -> Result<(), String> {
-    let owner = crate::routing::owner(link, agent_id)
-        .await
-        .map_err(|e| format!("Redis is unreachable: {e}"))?
-        .map(|(_, replica)| replica)
-        .ok_or_else(|| format!("agent {agent_id} is not connected to any replica"))?;
-    let address = crate::replicas::address_of(link, &owner)
-        .await
-        .map_err(|e| format!("Redis is unreachable: {e}"))?
-        .ok_or_else(|| format!("replica {owner} holding agent {agent_id} is gone"))?;
-    let ttl_ms = u64::try_from(app.config.tunnel.open_timeout.as_millis()).unwrap_or(u64::MAX);
-    let (key, me) = (token_key(&open.token), app.replica.id.clone());
-    link.with_conn(|mut conn| async move {
-        redis::cmd("SET")
-            .arg(key)
-            .arg(me)
-            .arg("PX")
-            .arg(ttl_ms.max(1))
-            .query_async::<()>(&mut conn)
-            .await
-    })
-    .await
-    .map_err(|e| format!("Redis is unreachable: {e}"))?;
-    let auth = proof(app, "open", &open.token);
-    let body = RemoteOpen {
-        agent_id: agent_id.to_owned(),
-        open,
-    };
-    let answer = reqwest::Client::new()
-        .post(format!("http://{address}/internal/v1/tunnels/open"))
-        .header(AUTH_HEADER, auth)
-        .timeout(app.config.tunnel.open_timeout)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| format!("replica {owner} is unreachable: {e}"))?;
-    if answer.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("replica {owner} answered {}", answer.status()))
-    }
-}
 
 /// `POST /internal/v1/tunnels/open`: another replica's viewer needs our agent to dial.
 pub(crate) async fn open_here(
@@ -122,7 +35,7 @@ pub(crate) async fn open_here(
     headers: HeaderMap,
     Json(body): Json<RemoteOpen>,
 ) -> Response {
-    if !verify(&app, &headers, "open", &body.open.token) {
+    if !cluster::verify(&app.hasher, &headers, "open", &body.open.token) {
         return ApiError::unauthorized("not a replica of this control plane").into_response();
     }
     match app
@@ -140,27 +53,6 @@ pub(crate) async fn open_here(
     }
 }
 
-/// The replica holding the viewer of stream `token`, and its address, if another one.
-pub(crate) async fn viewer_replica(
-    app: &AppState,
-    link: &RedisLink,
-    token: &str,
-) -> Option<String> {
-    let key = token_key(token);
-    let replica: Option<String> = link
-        .with_conn(
-            |mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await },
-        )
-        .await
-        .ok()
-        .flatten();
-    let replica = replica.filter(|r| *r != app.replica.id)?;
-    crate::replicas::address_of(link, &replica)
-        .await
-        .ok()
-        .flatten()
-}
-
 /// Dials the viewer's replica for `token` on behalf of `agent_id`, then copies frames between
 /// the agent's socket and it until either ends.
 pub(crate) async fn forward(
@@ -176,7 +68,7 @@ pub(crate) async fn forward(
     let Ok(mut request) = url.as_str().into_client_request() else {
         return;
     };
-    let Ok(auth) = HeaderValue::from_str(&proof(&app, "data", &token)) else {
+    let Ok(auth) = HeaderValue::from_str(&cluster::proof(&app.hasher, "data", &token)) else {
         return;
     };
     request.headers_mut().insert(AUTH_HEADER, auth);

@@ -27,16 +27,15 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::remote;
 use super::splice::{self, Timing};
 use super::token::{self, TokenError};
-use super::{Opened, PendingGuard, Tunnels};
-use crate::api::{ApiPath, ApiQuery};
 use crate::auth::Actor;
 use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::hub::DeliveryError;
 use crate::policy;
 use crate::state::AppState;
+use crate::streams::{Opened, PendingGuard, Tunnels};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenQuery {
@@ -71,7 +70,7 @@ pub(crate) async fn connect(
     let url = format!("{base}/api/v1/sessions/{id}/vnc?token={token}");
     tracing::info!(session_id = %id, %expires_at, user = %actor.principal.username,
         "viewer token issued");
-    crate::api::audit(
+    crate::audit::record(
         &app,
         &actor,
         "session.connect",
@@ -198,13 +197,11 @@ async fn open_tunnel(
         token: stream_token,
     };
     let message = ServerMessage::TunnelOpen(open.clone());
-    // An agent held by another replica is asked through that replica (Redis mode only).
-    let sent = match (app.hub.send(agent_id, message).await, &app.redis) {
-        (Ok(()), _) => Ok(()),
-        (Err(DeliveryError::NotConnected(_)), Some(link)) => {
-            remote::open_elsewhere(app, link, agent_id, open).await
-        }
-        (Err(e), _) => Err(e.to_string()),
+    // An agent held by another replica is asked through that replica.
+    let sent = match app.hub.send(agent_id, message).await {
+        Ok(()) => Ok(()),
+        Err(DeliveryError::NotConnected(_)) => app.cluster.open_tunnel(agent_id, open).await,
+        Err(e) => Err(e.to_string()),
     };
     if let Err(e) = sent {
         tracing::info!(session_id = %id, %agent_id, error = %e, "cannot open a tunnel");

@@ -2,27 +2,27 @@
 //! connection, and the supervisor that keeps it up.
 //!
 //! Redis only accelerates routing; PostgreSQL stays the source of truth. The supervisor connects,
-//! subscribes to this replica's wake-up channel, re-publishes the ownership records of every
-//! agent held here, and wakes delivery for all of them (a wake-up published while we were not
-//! subscribed is gone, so we re-read what is pending). While Redis is unreachable every Redis
+//! subscribes to this replica's wake-up channel and to finished commands, re-publishes the
+//! ownership records of every agent held here, and wakes delivery for all of them (a wake-up
+//! published while we were not subscribed is gone, so we re-read what is pending). What it
+//! hears goes out on the [`Events`] channels. While Redis is unreachable every Redis
 //! operation fails at once (no connection is held), the replica keeps serving its own agents
 //! from the database, the outage is logged once, and reconnects back off up to
 //! [`MAX_BACKOFF`]. Under Sentinel the master is looked up on every (re)connect, so a failover
 //! is followed as soon as the old master's connections break.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatcher::Dispatcher;
+use super::finished;
+use super::routing::{self, Wake};
+use crate::cluster::{Events, ReplicaInfo};
 use crate::hub::LocalHub;
-use crate::outcomes::{self, Outcomes};
-use crate::replicas::ReplicaInfo;
-use crate::routing::{self, Wake};
 
 /// Longest wait for one Redis operation before it counts as failed.
 pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -142,9 +142,8 @@ pub(crate) struct RedisLink {
     conn: Mutex<Option<MultiplexedConnection>>,
     up: AtomicBool,
     broken: tokio::sync::Notify,
-    dispatcher: OnceLock<Arc<Dispatcher>>,
-    /// Weak: the registry holds this link to publish through it.
-    outcomes: OnceLock<Weak<Outcomes>>,
+    /// Where wake-ups and finished commands from other replicas go.
+    pub events: Events,
 }
 
 impl RedisLink {
@@ -153,6 +152,7 @@ impl RedisLink {
         replica: Arc<ReplicaInfo>,
         local: Arc<LocalHub>,
         heartbeat: Duration,
+        events: Events,
     ) -> Self {
         Self {
             target,
@@ -163,21 +163,8 @@ impl RedisLink {
             conn: Mutex::new(None),
             up: AtomicBool::new(false),
             broken: tokio::sync::Notify::new(),
-            dispatcher: OnceLock::new(),
-            outcomes: OnceLock::new(),
+            events,
         }
-    }
-
-    pub fn set_dispatcher(&self, dispatcher: Arc<Dispatcher>) {
-        let _ = self.dispatcher.set(dispatcher);
-    }
-
-    pub fn set_outcomes(&self, outcomes: &Arc<Outcomes>) {
-        let _ = self.outcomes.set(Arc::downgrade(outcomes));
-    }
-
-    pub fn dispatcher(&self) -> Option<&Arc<Dispatcher>> {
-        self.dispatcher.get()
     }
 
     /// Whether Redis is connected right now.
@@ -262,7 +249,7 @@ impl RedisLink {
         let client = self.target.client().await?;
         let conn = timed(client.get_multiplexed_async_connection()).await?;
         let mut pubsub = timed(client.get_async_pubsub()).await?;
-        timed(pubsub.subscribe(&[channel, outcomes::CHANNEL])).await?;
+        timed(pubsub.subscribe(&[channel, finished::CHANNEL])).await?;
         // A failover can leave a demoted master answering: refuse it.
         let role: Vec<redis::Value> =
             timed(redis::cmd("ROLE").query_async(&mut conn.clone())).await?;
@@ -279,9 +266,9 @@ impl RedisLink {
             return;
         }
         // Anything published to us while we were not subscribed is gone: re-read the database.
-        if let Some(dispatcher) = self.dispatcher() {
-            for (agent_id, _) in self.local.held() {
-                dispatcher.wake(&agent_id, false);
+        for (agent_id, _) in self.local.held() {
+            if self.events.wakes.send(agent_id).await.is_err() {
+                break;
             }
         }
         let mut messages = pubsub.into_on_message();
@@ -315,9 +302,9 @@ impl RedisLink {
                 return;
             }
         };
-        if msg.get_channel_name() == outcomes::CHANNEL {
-            if let Some(outcomes) = self.outcomes.get().and_then(Weak::upgrade) {
-                outcomes.on_published(&payload);
+        if msg.get_channel_name() == finished::CHANNEL {
+            if let Some(command) = finished::parse(&payload) {
+                let _ = self.events.finished.send(command).await;
             }
             return;
         }

@@ -1,56 +1,15 @@
-//! Replica identity and liveness, and `GET /api/v1/replicas`.
-//!
-//! In Redis mode each replica keeps `streamspace:replica:{id}` (its [`ReplicaStatus`] as JSON,
-//! with a TTL of three heartbeat intervals, rewritten every interval) and its id in the set
-//! `streamspace:replicas`. Listing reads the set and drops ids whose record expired, so a
-//! replica that died leaves the list within three intervals. Without Redis the list is this
-//! replica alone.
+//! Replica records in Redis: each replica keeps `streamspace:replica:{id}` (its
+//! [`ReplicaStatus`] as JSON, with a TTL of three heartbeat intervals, rewritten every interval)
+//! and its id in the set `streamspace:replicas`. Listing reads the set and drops ids whose
+//! record expired, so a replica that died leaves the list within three intervals.
 
-use axum::Json;
-use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-use crate::error::ApiError;
-use crate::redis_link::RedisLink;
-use crate::state::AppState;
+use super::link::RedisLink;
+use crate::cluster::ReplicaStatus;
 
 const REPLICA_SET: &str = "streamspace:replicas";
 
 fn replica_key(id: &str) -> String {
     format!("streamspace:replica:{id}")
-}
-
-/// Who this replica is.
-#[derive(Debug, Clone)]
-pub(crate) struct ReplicaInfo {
-    pub id: String,
-    /// Where other replicas reach this one (`host:port`).
-    pub address: String,
-    pub started_at: DateTime<Utc>,
-}
-
-/// One replica as `GET /api/v1/replicas` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReplicaStatus {
-    pub id: String,
-    pub address: String,
-    pub started_at: DateTime<Utc>,
-    /// Agents connected to it.
-    pub agents: usize,
-    pub last_seen_at: DateTime<Utc>,
-}
-
-impl ReplicaInfo {
-    fn status(&self, agents: usize) -> ReplicaStatus {
-        ReplicaStatus {
-            id: self.id.clone(),
-            address: self.address.clone(),
-            started_at: self.started_at,
-            agents,
-            last_seen_at: Utc::now(),
-        }
-    }
 }
 
 /// Writes this replica's record (called every heartbeat interval while Redis is up).
@@ -115,7 +74,7 @@ pub(crate) async fn address_of(link: &RedisLink, id: &str) -> redis::RedisResult
         .map(|s| s.address))
 }
 
-async fn list_from_redis(link: &RedisLink) -> redis::RedisResult<Vec<ReplicaStatus>> {
+pub(crate) async fn list_from_redis(link: &RedisLink) -> redis::RedisResult<Vec<ReplicaStatus>> {
     let ids: Vec<String> = link
         .with_conn(|mut conn| async move {
             redis::cmd("SMEMBERS")
@@ -154,26 +113,4 @@ async fn list_from_redis(link: &RedisLink) -> redis::RedisResult<Vec<ReplicaStat
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
-}
-
-/// `GET /api/v1/replicas`: the live replicas (503 `redis_unavailable` while Redis is down).
-pub(crate) async fn list(
-    State(app): State<AppState>,
-) -> Result<Json<Vec<ReplicaStatus>>, ApiError> {
-    let held = app.hub.agents().await.len();
-    let Some(link) = &app.redis else {
-        return Ok(Json(vec![app.replica.status(held)]));
-    };
-    let mut replicas = list_from_redis(link).await.map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "redis_unavailable",
-            format!("the replica list lives in Redis, which is unreachable: {e}"),
-        )
-    })?;
-    // This replica's own entry is always current.
-    replicas.retain(|r| r.id != app.replica.id);
-    replicas.push(app.replica.status(held));
-    replicas.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(Json(replicas))
 }

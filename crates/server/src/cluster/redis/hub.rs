@@ -1,5 +1,5 @@
 //! The hub of a replica that shares its agents through Redis: the [`LocalHub`] of this replica's
-//! own connections, plus ownership records (see [`crate::routing`]).
+//! own connections, plus ownership records (see [`super::routing`]).
 //!
 //! Attaching a connection claims the agent's owner record at the connection's epoch; detaching
 //! it releases the record only if it is still exactly ours. Redis failures never fail an
@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use streamspace_proto::wire::ServerMessage;
 use uuid::Uuid;
 
+use super::link::RedisLink;
+use super::{replicas, routing};
 use crate::hub::{AgentConnection, DeliveryError, Hub, LocalHub, StaleConnection};
-use crate::redis_link::RedisLink;
-use crate::routing;
 
 pub(crate) struct RedisHub {
     local: Arc<LocalHub>,
@@ -43,7 +43,7 @@ impl Hub for RedisHub {
             Err(e) => tracing::debug!(%agent_id, error = %e,
                 "recording agent ownership failed; re-published when Redis returns"),
         }
-        let _ = crate::replicas::announce(&self.link, self.local.held().len()).await;
+        let _ = replicas::announce(&self.link, self.local.held().len()).await;
         Ok(())
     }
 
@@ -52,7 +52,7 @@ impl Hub for RedisHub {
         let removed = self.local.detach(agent_id, conn_id).await;
         if let (true, Some(epoch)) = (removed, epoch) {
             routing::release(&self.link, agent_id, epoch).await;
-            let _ = crate::replicas::announce(&self.link, self.local.held().len()).await;
+            let _ = replicas::announce(&self.link, self.local.held().len()).await;
         }
         removed
     }
@@ -80,7 +80,7 @@ impl Hub for RedisHub {
         for (agent_id, epoch) in held {
             routing::release(&self.link, &agent_id, epoch).await;
         }
-        crate::replicas::withdraw(&self.link).await;
+        replicas::withdraw(&self.link).await;
     }
 
     async fn agents(&self) -> Vec<String> {

@@ -14,9 +14,9 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 
+use super::link::RedisLink;
+use super::replicas;
 use crate::metrics;
-use crate::redis_link::RedisLink;
-use crate::replicas;
 
 /// Sets the owner record unless a newer epoch holds it. KEYS[1] owner key; ARGV: epoch,
 /// replica, ttl ms. Returns 1 if the record is ours now.
@@ -156,26 +156,9 @@ pub(crate) async fn owner(
     Ok(value.as_deref().and_then(parse_owner))
 }
 
-/// Gets `agent_id`'s commands moving: delivered here if the agent is here, else the owning
-/// replica is woken through Redis. Whatever fails is left to the owner's sweep.
-pub(crate) async fn route(
-    link: Option<&RedisLink>,
-    local_hub: &dyn crate::hub::Hub,
-    dispatcher: &crate::dispatcher::Dispatcher,
-    agent_id: &str,
-) {
-    if local_hub.holds(agent_id).await {
-        metrics::delivery("local");
-        dispatcher.wake(agent_id, false);
-        return;
-    }
-    let Some(link) = link else {
-        return;
-    };
-    forward(link, agent_id, 0).await;
-}
-
-async fn forward(link: &RedisLink, agent_id: &str, hops: u8) {
+/// Wakes the replica owning `agent_id`, handed back `hops` times already. Whatever fails is
+/// left to the owner's sweep.
+pub(crate) async fn forward(link: &RedisLink, agent_id: &str, hops: u8) {
     let found = match owner(link, agent_id).await {
         Ok(found) => found,
         Err(e) => {
@@ -227,9 +210,7 @@ async fn forward(link: &RedisLink, agent_id: &str, hops: u8) {
 pub(crate) async fn on_wake(link: &RedisLink, wake: Wake) {
     match link.local.epoch_of(&wake.agent_id) {
         Some(held) if held >= wake.epoch => {
-            if let Some(dispatcher) = link.dispatcher() {
-                dispatcher.wake(&wake.agent_id, false);
-            }
+            let _ = link.events.wakes.send(wake.agent_id).await;
         }
         _ if wake.hops == 0 => {
             tracing::debug!(agent_id = %wake.agent_id, epoch = wake.epoch,

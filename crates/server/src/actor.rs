@@ -1,0 +1,87 @@
+//! The actor of a request — a signed-in user and the credential they used — and the cache of
+//! recently resolved ones. Kept apart from `auth` (which resolves actors and needs the shared
+//! state) so that the state can hold the cache without the two modules using each other.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use streamspace_store::ApiKeyKind;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::policy::{self, Principal};
+
+/// How long a replica trusts a credential it resolved without asking the database again.
+pub(crate) const CREDENTIAL_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Most credentials remembered at once.
+const CACHE_MAX: usize = 4096;
+
+/// Who made a request, resolved once per request by `auth::require_user`.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor {
+    pub principal: Principal,
+    /// The credential used (to revoke it on sign-out).
+    pub credential_id: Uuid,
+    pub kind: ApiKeyKind,
+    /// The client's address, for the audit log and sign-in throttling.
+    pub client_addr: Option<String>,
+}
+
+impl Actor {
+    /// The actor in words, for the audit log.
+    pub fn name(&self) -> String {
+        format!("user:{}", self.principal.username)
+    }
+
+    pub fn user_id(&self) -> Uuid {
+        self.principal.user_id
+    }
+
+    /// Asks the policy; a refusal becomes the answer to send.
+    pub fn may(
+        &self,
+        action: policy::Action,
+        resource: policy::Resource<'_>,
+    ) -> Result<(), ApiError> {
+        policy::decide(&self.principal, action, resource).map_err(policy::Denial::into_error)
+    }
+
+    /// Whether the policy allows it (for filtering listings).
+    pub fn allowed(&self, action: policy::Action, resource: policy::Resource<'_>) -> bool {
+        policy::decide(&self.principal, action, resource).is_ok()
+    }
+}
+
+/// Actors resolved recently, by the keyed hash of their credential.
+#[derive(Default)]
+pub(crate) struct CredentialCache {
+    entries: Mutex<HashMap<String, (Actor, Instant)>>,
+}
+
+impl CredentialCache {
+    pub fn get(&self, hash: &str) -> Option<Actor> {
+        let entries = self.lock();
+        let (actor, at) = entries.get(hash)?;
+        (at.elapsed() < CREDENTIAL_CACHE_TTL).then(|| actor.clone())
+    }
+
+    pub fn insert(&self, hash: String, actor: Actor) {
+        let mut entries = self.lock();
+        if entries.len() >= CACHE_MAX {
+            entries.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL);
+        }
+        if entries.len() < CACHE_MAX {
+            entries.insert(hash, (actor, Instant::now()));
+        }
+    }
+
+    /// Forgets everything: called after a change that may take a credential's power away.
+    pub fn forget_all(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Actor, Instant)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

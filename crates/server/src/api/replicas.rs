@@ -1,0 +1,23 @@
+//! `GET /api/v1/replicas`: the live replicas (503 `redis_unavailable` while Redis is down).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use crate::cluster::ReplicaStatus;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub(super) async fn list(
+    State(app): State<AppState>,
+) -> Result<Json<Vec<ReplicaStatus>>, ApiError> {
+    let held = app.hub.agents().await.len();
+    let replicas = app.cluster.replicas(held).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis_unavailable",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(replicas))
+}

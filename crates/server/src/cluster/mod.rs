@@ -1,0 +1,102 @@
+//! Everything about other replicas, behind one interface: [`Cluster`].
+//!
+//! A replica alone ([`single`], no `--redis-url`) has no one to tell: its hub is the in-memory
+//! [`LocalHub`], commands for agents it does not hold wait in the database for the agent (or
+//! another replica's sweep), and the replica list is itself. With Redis ([`redis`]) replicas
+//! record which agent each holds, wake each other through per-replica channels, announce
+//! finished commands, list each other, and open viewer streams through each other.
+//!
+//! The rest of the server — API, dispatcher, tunnel, health, the agent endpoint — asks this
+//! interface and never looks at Redis. What other replicas tell this one arrives as [`Events`]
+//! on bounded channels that `serve` wires once to the dispatcher and to the waiting requests,
+//! so nothing here knows those modules.
+
+mod peer;
+mod redis;
+mod replicas;
+mod single;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use streamspace_proto::api::Command;
+use streamspace_proto::wire::TunnelOpen;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Hub, LocalHub};
+use crate::keys::KeyHasher;
+
+pub(crate) use peer::{AUTH_HEADER, RemoteOpen, proof, verify};
+pub use redis::InvalidRedisUrl;
+pub use replicas::ReplicaStatus;
+pub(crate) use replicas::{ReplicaInfo, ReplicasUnavailable};
+pub(crate) use single::Single;
+
+/// Room in each event channel. Senders wait when it is full (the readers only hand each event
+/// on, without waiting), so nothing is dropped.
+pub(crate) const EVENT_QUEUE: usize = 1024;
+
+/// What other replicas tell this one, wired once in `serve`.
+pub(crate) struct Events {
+    /// Agents held here that have work in the database: named in a wake-up from another
+    /// replica, or every agent held here after (re)subscribing, when wake-ups may have been
+    /// missed. The dispatcher delivers for them.
+    pub wakes: mpsc::Sender<String>,
+    /// Commands some replica (possibly this one) recorded as finished; requests waiting for
+    /// them answer at once.
+    pub finished: mpsc::Sender<Command>,
+}
+
+/// The other replicas, as the rest of the server sees them.
+#[async_trait]
+pub(crate) trait Cluster: Send + Sync + 'static {
+    /// The hub agents attach to: with Redis it also records which replica holds each agent.
+    fn hub(&self) -> Arc<dyn Hub>;
+
+    /// The `redis` field of the readiness report: `None` without Redis, else `ok` or `degraded`.
+    fn redis_health(&self) -> Option<&'static str>;
+
+    /// Wakes the replica holding `agent_id` (not this one) to deliver its commands. Whatever
+    /// fails is left to the owner's sweep.
+    async fn wake_owner(&self, agent_id: &str);
+
+    /// Tells the other replicas that `command` finished (terminal), for their waiting requests.
+    async fn announce_finished(&self, command: &Command);
+
+    /// The live replicas, this one included, given how many agents this one holds.
+    async fn replicas(&self, agents_here: usize)
+    -> Result<Vec<ReplicaStatus>, ReplicasUnavailable>;
+
+    /// Asks the replica holding `agent_id` (not this one) to send it `open`, recording that the
+    /// viewer of the stream is here. Errors say why the stream cannot be opened.
+    async fn open_tunnel(&self, agent_id: &str, open: TunnelOpen) -> Result<(), String>;
+
+    /// Where the replica holding the viewer of stream `token` is reached, if another one.
+    async fn viewer_replica(&self, token: &str) -> Option<String>;
+
+    /// Keeps the link to the other replicas up until `stop`.
+    async fn run(&self, stop: CancellationToken);
+}
+
+/// What [`start`] needs.
+pub(crate) struct Setup {
+    /// `--redis-url`, if any.
+    pub redis_url: Option<String>,
+    pub replica: Arc<ReplicaInfo>,
+    pub heartbeat: Duration,
+    /// Signs calls between replicas.
+    pub hasher: KeyHasher,
+    /// How long asking another replica to open a stream may take.
+    pub open_timeout: Duration,
+}
+
+/// The cluster of this replica: single without a Redis URL, else Redis.
+pub(crate) fn start(setup: Setup, events: Events) -> Result<Arc<dyn Cluster>, InvalidRedisUrl> {
+    let local = Arc::new(LocalHub::new());
+    Ok(match &setup.redis_url {
+        None => Arc::new(Single::new(setup.replica, local)),
+        Some(url) => Arc::new(redis::RedisCluster::new(url, &setup, local, events)?),
+    })
+}

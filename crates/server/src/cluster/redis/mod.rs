@@ -1,0 +1,111 @@
+//! Several replicas sharing their agents through Redis.
+//!
+//! Redis only accelerates: PostgreSQL stays the source of truth, and whatever is lost while
+//! Redis is away (a wake-up, an announcement) is found again by the sweep or by a re-read.
+//! - [`link`]: where Redis is, the one shared connection, the supervisor that keeps it up and
+//!   reads this replica's channels;
+//! - [`hub`]: the local hub plus agent ownership records;
+//! - [`routing`]: ownership records (with the epoch fencing) and wake-ups between replicas;
+//! - [`replicas`]: each replica's record, for the replica list and for calls between replicas;
+//! - [`finished`]: finished commands announced to every replica;
+//! - [`tunnels`]: viewer streams opened through the agent's replica.
+
+mod finished;
+mod hub;
+mod link;
+mod replicas;
+mod routing;
+mod tunnels;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use streamspace_proto::api::Command;
+use streamspace_proto::wire::TunnelOpen;
+use tokio_util::sync::CancellationToken;
+
+pub use link::InvalidRedisUrl;
+
+use super::{Cluster, Events, ReplicaStatus, ReplicasUnavailable, Setup};
+use crate::hub::{Hub, LocalHub};
+use crate::keys::KeyHasher;
+use link::{RedisLink, Target};
+
+/// The Redis implementation of [`Cluster`].
+pub(crate) struct RedisCluster {
+    link: Arc<RedisLink>,
+    hub: Arc<hub::RedisHub>,
+    hasher: KeyHasher,
+    open_timeout: Duration,
+}
+
+impl RedisCluster {
+    pub fn new(
+        url: &str,
+        setup: &Setup,
+        local: Arc<LocalHub>,
+        events: Events,
+    ) -> Result<Self, InvalidRedisUrl> {
+        let target = Target::parse(url)?;
+        let link = Arc::new(RedisLink::new(
+            target,
+            setup.replica.clone(),
+            local,
+            setup.heartbeat,
+            events,
+        ));
+        Ok(Self {
+            hub: Arc::new(hub::RedisHub::new(link.clone())),
+            link,
+            hasher: setup.hasher.clone(),
+            open_timeout: setup.open_timeout,
+        })
+    }
+}
+
+#[async_trait]
+impl Cluster for RedisCluster {
+    fn hub(&self) -> Arc<dyn Hub> {
+        self.hub.clone()
+    }
+
+    fn redis_health(&self) -> Option<&'static str> {
+        Some(if self.link.is_up() { "ok" } else { "degraded" })
+    }
+
+    async fn wake_owner(&self, agent_id: &str) {
+        routing::forward(&self.link, agent_id, 0).await;
+    }
+
+    async fn announce_finished(&self, command: &Command) {
+        finished::publish(&self.link, command).await;
+    }
+
+    async fn replicas(
+        &self,
+        agents_here: usize,
+    ) -> Result<Vec<ReplicaStatus>, ReplicasUnavailable> {
+        let me = &self.link.replica;
+        let mut replicas = replicas::list_from_redis(&self.link)
+            .await
+            .map_err(|e| ReplicasUnavailable(e.to_string()))?;
+        // This replica's own entry is always current.
+        replicas.retain(|r| r.id != me.id);
+        replicas.push(me.status(agents_here));
+        replicas.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(replicas)
+    }
+
+    async fn open_tunnel(&self, agent_id: &str, open: TunnelOpen) -> Result<(), String> {
+        tunnels::open_elsewhere(&self.link, &self.hasher, self.open_timeout, agent_id, open).await
+    }
+
+    async fn viewer_replica(&self, token: &str) -> Option<String> {
+        tunnels::viewer_replica(&self.link, token).await
+    }
+
+    async fn run(&self, stop: CancellationToken) {
+        self.link.clone().supervise(stop).await;
+    }
+}

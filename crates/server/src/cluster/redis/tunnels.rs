@@ -1,0 +1,83 @@
+//! Opening a viewer stream through another replica (see `crate::tunnel`): the viewer's replica
+//! records `streamspace:tunnel:{token}` = itself in Redis, expiring with the open timeout, and
+//! asks the agent's owner (from the owner record) to send `tunnel_open`, with
+//! `POST /internal/v1/tunnels/open` on the owner's internal address. A data connection that lands
+//! on a replica not holding its token finds the viewer's replica by the same record.
+
+use std::time::Duration;
+
+use streamspace_proto::wire::TunnelOpen;
+
+use super::link::RedisLink;
+use super::{replicas, routing};
+use crate::cluster::{AUTH_HEADER, RemoteOpen, proof};
+use crate::keys::KeyHasher;
+
+fn token_key(token: &str) -> String {
+    format!("streamspace:tunnel:{token}")
+}
+
+/// Asks the replica owning `agent_id` to send `open` to it, after recording in Redis that the
+/// tunnel's viewer is here. Errors say why the stream cannot be opened.
+pub(crate) async fn open_elsewhere(
+    link: &RedisLink,
+    hasher: &KeyHasher,
+    open_timeout: Duration,
+    agent_id: &str,
+    open: TunnelOpen,
+) -> Result<(), String> {
+    let owner = routing::owner(link, agent_id)
+        .await
+        .map_err(|e| format!("Redis is unreachable: {e}"))?
+        .map(|(_, replica)| replica)
+        .ok_or_else(|| format!("agent {agent_id} is not connected to any replica"))?;
+    let address = replicas::address_of(link, &owner)
+        .await
+        .map_err(|e| format!("Redis is unreachable: {e}"))?
+        .ok_or_else(|| format!("replica {owner} holding agent {agent_id} is gone"))?;
+    let ttl_ms = u64::try_from(open_timeout.as_millis()).unwrap_or(u64::MAX);
+    let (key, me) = (token_key(&open.token), link.replica.id.clone());
+    link.with_conn(|mut conn| async move {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(me)
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .query_async::<()>(&mut conn)
+            .await
+    })
+    .await
+    .map_err(|e| format!("Redis is unreachable: {e}"))?;
+    let auth = proof(hasher, "open", &open.token);
+    let body = RemoteOpen {
+        agent_id: agent_id.to_owned(),
+        open,
+    };
+    let answer = reqwest::Client::new()
+        .post(format!("http://{address}/internal/v1/tunnels/open"))
+        .header(AUTH_HEADER, auth)
+        .timeout(open_timeout)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("replica {owner} is unreachable: {e}"))?;
+    if answer.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("replica {owner} answered {}", answer.status()))
+    }
+}
+
+/// The address of the replica holding the viewer of stream `token`, if another one.
+pub(crate) async fn viewer_replica(link: &RedisLink, token: &str) -> Option<String> {
+    let key = token_key(token);
+    let replica: Option<String> = link
+        .with_conn(
+            |mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await },
+        )
+        .await
+        .ok()
+        .flatten();
+    let replica = replica.filter(|r| *r != link.replica.id)?;
+    replicas::address_of(link, &replica).await.ok().flatten()
+}

@@ -1,0 +1,226 @@
+//! The viewer streams of this replica (see [`crate::tunnel`] for how they are opened): tunnels
+//! waiting for their agent's data connection, by one-time stream token, and spliced ones, by
+//! session, so that a session leaving `running` can end its viewers here.
+//!
+//! Kept apart from the tunnel's endpoints because the agent endpoint needs it too (a
+//! `tunnel_error` fails a waiting viewer, a status report closes a session's viewers), the way
+//! the [`crate::hub`] keeps the agent connections apart from the agent endpoint.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::WebSocket;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::hub::Closer;
+
+/// Viewer streams spliced on this replica (a Prometheus gauge).
+const STREAMS_GAUGE: &str = "streamspace_tunnel_streams";
+/// Tunnels waiting for their agent's data connection.
+const PENDING_GAUGE: &str = "streamspace_tunnel_pending";
+
+/// A tunnel waiting for its agent's data connection.
+pub(crate) struct Pending {
+    pub tunnel_id: Uuid,
+    pub session_id: Uuid,
+    pub agent_id: String,
+    deliver: oneshot::Sender<Opened>,
+}
+
+/// What the viewer's task learns: the agent's data socket, or why there is none.
+pub(crate) type Opened = Result<WebSocket, String>;
+
+impl Pending {
+    /// Hands the agent's data socket to the viewer's task; false if the viewer is gone.
+    pub fn deliver(self, socket: WebSocket) -> bool {
+        self.deliver.send(Ok(socket)).is_ok()
+    }
+}
+
+/// The tunnels of this replica: pending ones by stream token, open ones by session.
+#[derive(Default)]
+pub(crate) struct Tunnels {
+    pending: Mutex<HashMap<String, Pending>>,
+    open: Mutex<HashMap<Uuid, HashMap<Uuid, Arc<Closer>>>>,
+    spliced: AtomicUsize,
+}
+
+impl Tunnels {
+    /// Registers a pending tunnel under `token`. The returned guard removes it when dropped, so
+    /// a viewer that goes away before the agent dials leaves nothing behind.
+    pub fn expect(
+        self: &Arc<Self>,
+        token: String,
+        tunnel_id: Uuid,
+        session_id: Uuid,
+        agent_id: String,
+    ) -> (oneshot::Receiver<Opened>, PendingGuard) {
+        let (tx, rx) = oneshot::channel();
+        let pending = Pending {
+            tunnel_id,
+            session_id,
+            agent_id,
+            deliver: tx,
+        };
+        if lock(&self.pending).insert(token.clone(), pending).is_none() {
+            metrics::gauge!(PENDING_GAUGE).increment(1.0);
+        }
+        let guard = PendingGuard {
+            tunnels: self.clone(),
+            token,
+        };
+        (rx, guard)
+    }
+
+    /// Takes the pending tunnel `token` names if `agent_id` is the agent it waits for. One use
+    /// only: a second data connection with the same token finds nothing.
+    pub fn take(&self, token: &str, agent_id: &str) -> Result<Pending, TakeError> {
+        let mut pending = lock(&self.pending);
+        match pending.get(token) {
+            None => Err(TakeError::Unknown),
+            Some(p) if p.agent_id != agent_id => Err(TakeError::OtherAgent),
+            Some(_) => {
+                let taken = pending.remove(token).ok_or(TakeError::Unknown);
+                metrics::gauge!(PENDING_GAUGE).decrement(1.0);
+                taken
+            }
+        }
+    }
+
+    /// The agent reported that it cannot open `tunnel_id` (`tunnel_error`): the viewer waiting
+    /// for it is told at once instead of after the open timeout.
+    pub fn fail(&self, tunnel_id: Uuid, agent_id: &str, error: &str) -> bool {
+        let failed = {
+            let mut pending = lock(&self.pending);
+            let token = pending
+                .iter()
+                .find(|(_, p)| p.tunnel_id == tunnel_id && p.agent_id == agent_id)
+                .map(|(token, _)| token.clone());
+            token.and_then(|t| pending.remove(&t))
+        };
+        if failed.is_some() {
+            metrics::gauge!(PENDING_GAUGE).decrement(1.0);
+        }
+        failed.is_some_and(|p| p.deliver.send(Err(error.to_owned())).is_ok())
+    }
+
+    /// Records an open stream of `session_id`; the guard forgets it.
+    pub fn opened(self: &Arc<Self>, session_id: Uuid, tunnel_id: Uuid) -> OpenGuard {
+        let closer = Arc::new(Closer::default());
+        lock(&self.open)
+            .entry(session_id)
+            .or_default()
+            .insert(tunnel_id, closer.clone());
+        self.spliced.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!(STREAMS_GAUGE).increment(1.0);
+        OpenGuard {
+            tunnels: self.clone(),
+            session_id,
+            tunnel_id,
+            closer,
+        }
+    }
+
+    /// Ends every stream of `session_id` held here.
+    pub fn close_session(&self, session_id: Uuid, code: u16, reason: &str) {
+        let closers: Vec<Arc<Closer>> = lock(&self.open)
+            .get(&session_id)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        for closer in closers {
+            closer.close(code, reason);
+        }
+    }
+
+    /// Streams spliced right now, and tunnels waiting for their agent.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.spliced.load(Ordering::Relaxed),
+            lock(&self.pending).len(),
+        )
+    }
+}
+
+/// Why a data connection's token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TakeError {
+    Unknown,
+    OtherAgent,
+}
+
+/// Removes a pending tunnel when dropped.
+pub(crate) struct PendingGuard {
+    tunnels: Arc<Tunnels>,
+    token: String,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if lock(&self.tunnels.pending).remove(&self.token).is_some() {
+            metrics::gauge!(PENDING_GAUGE).decrement(1.0);
+        }
+    }
+}
+
+/// An open stream's registration; dropping it forgets the stream.
+pub(crate) struct OpenGuard {
+    tunnels: Arc<Tunnels>,
+    session_id: Uuid,
+    tunnel_id: Uuid,
+    pub closer: Arc<Closer>,
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        {
+            let mut open = lock(&self.tunnels.open);
+            if let Some(streams) = open.get_mut(&self.session_id) {
+                streams.remove(&self.tunnel_id);
+                if streams.is_empty() {
+                    open.remove(&self.session_id);
+                }
+            }
+        }
+        self.tunnels.spliced.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(STREAMS_GAUGE).decrement(1.0);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_token_works_once_and_only_for_its_agent() {
+        let tunnels = Arc::new(Tunnels::default());
+        let (_rx, _guard) =
+            tunnels.expect("sst_t".into(), Uuid::now_v7(), Uuid::now_v7(), "a".into());
+        assert_eq!(
+            tunnels.take("sst_t", "b").err(),
+            Some(TakeError::OtherAgent)
+        );
+        assert!(tunnels.take("sst_t", "a").is_ok());
+        assert_eq!(tunnels.take("sst_t", "a").err(), Some(TakeError::Unknown));
+    }
+
+    #[test]
+    fn guards_leave_nothing_behind() {
+        let tunnels = Arc::new(Tunnels::default());
+        let session = Uuid::now_v7();
+        {
+            let (_rx, _guard) = tunnels.expect("sst_x".into(), Uuid::now_v7(), session, "a".into());
+            let open = tunnels.opened(session, Uuid::now_v7());
+            assert_eq!(tunnels.counts(), (1, 1));
+            tunnels.close_session(session, 1000, "session ended");
+            assert!(open.closer.is_closed());
+        }
+        assert_eq!(tunnels.counts(), (0, 0));
+        assert!(lock(&tunnels.open).is_empty());
+    }
+}
