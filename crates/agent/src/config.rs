@@ -85,10 +85,10 @@ pub struct AgentConfig {
     /// runtime; `None` uses `/var/run/docker.sock` (the CLI fills it from `DOCKER_HOST`).
     pub docker_host: Option<String>,
     /// High availability for the process and docker runtimes: only the process holding this
-    /// lease runs (see [`crate::ha`]). `None`: this process is always active.
-    pub ha: Option<crate::ha::HaConfig>,
+    /// lease runs (see [`crate::leadership::flock`]). `None`: this process is always active.
+    pub ha: Option<crate::leadership::HaConfig>,
     /// Cluster access (namespace, kubeconfig, lease) for the kubernetes runtime.
-    pub kubernetes: crate::runtime::kubernetes::agent::KubernetesOptions,
+    pub kubernetes: crate::runtime::kubernetes::KubernetesOptions,
 }
 
 impl AgentConfig {

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::leadership::LeadershipError;
 use crate::runtime::RuntimeError;
 
 /// A failure that ends [`crate::run`]. Connection problems never do: the agent reconnects.
@@ -17,4 +18,6 @@ pub enum AgentError {
     },
     #[error("recovering sessions from the previous run failed: {0}")]
     Recovery(#[source] RuntimeError),
+    #[error("cannot tell whether this agent process is the active one")]
+    Leadership(#[source] LeadershipError),
 }

@@ -16,10 +16,9 @@
 //! [`HomePolicy::Delete`]: streamspace_proto::api::HomePolicy::Delete
 //! [`HomePolicy::Retain`]: streamspace_proto::api::HomePolicy::Retain
 
-pub mod agent;
-pub mod lease;
 pub mod objects;
 pub mod observe;
+mod options;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -40,6 +39,7 @@ use uuid::Uuid;
 use super::{Runtime, RuntimeError, SessionInfo};
 use objects::{LABEL_AGENT, session_name};
 use observe::Observed;
+pub use options::KubernetesOptions;
 
 /// Settings of the Kubernetes runtime.
 #[derive(Debug, Clone)]
