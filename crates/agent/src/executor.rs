@@ -411,7 +411,7 @@ async fn run_with_permit(
 }
 
 fn address_result(info: &SessionInfo) -> Value {
-    json!({ "vnc_address": info.vnc_address, "display": info.display })
+    json!({ "vnc_address": info.vnc_address })
 }
 
 fn result_message(command_id: Uuid, outcome: Outcome) -> AgentMessage {

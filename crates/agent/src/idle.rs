@@ -256,7 +256,6 @@ mod tests {
             session_id: id,
             state,
             vnc_address: String::new(),
-            display: 0,
             message: None,
         }
     }

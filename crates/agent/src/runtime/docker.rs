@@ -36,8 +36,7 @@ use streamspace_proto::SessionState;
 use streamspace_proto::api::{HomePolicy, Template};
 use uuid::Uuid;
 
-use super::process::xdisplay::rfb_banner_ok;
-use super::{Runtime, RuntimeError, SessionInfo};
+use super::{Runtime, RuntimeError, SessionInfo, vnc};
 
 pub use spec::{AGENT_LABEL, SESSION_LABEL, container_name, volume_name};
 
@@ -204,9 +203,7 @@ impl DockerRuntime {
                 let why = info.message.unwrap_or_default();
                 return Err(RuntimeError::StartFailed(why));
             }
-            if let Some(port) = port_of(&info.vnc_address)
-                && rfb_banner_ok(port).await
-            {
+            if !info.vnc_address.is_empty() && vnc::banner_ok(&info.vnc_address).await {
                 return Ok(info);
             }
             if Instant::now() >= deadline {
@@ -347,7 +344,6 @@ fn observe(session_id: Uuid, c: &ContainerInspectResponse) -> SessionInfo {
         session_id,
         state: session_state,
         vnc_address: published_vnc(c).unwrap_or_default(),
-        display: 0,
         message,
     }
 }
@@ -358,12 +354,8 @@ fn published_vnc(c: &ContainerInspectResponse) -> Option<String> {
     let port: u16 = labels.get(spec::VNC_PORT_LABEL)?.parse().ok()?;
     let ports = c.network_settings.as_ref()?.ports.as_ref()?;
     let binding = ports.get(&spec::port_key(port))?.as_ref()?.first()?;
-    let host_port = binding.host_port.as_deref().filter(|p| !p.is_empty())?;
-    Some(format!("127.0.0.1:{host_port}"))
-}
-
-fn port_of(address: &str) -> Option<u16> {
-    address.rsplit_once(':')?.1.parse().ok()
+    let host_port = binding.host_port.as_deref()?.parse().ok()?;
+    Some(vnc::address(vnc::LOOPBACK, host_port))
 }
 
 fn session_of(labels: Option<&HashMap<String, String>>) -> Option<Uuid> {

@@ -213,7 +213,6 @@ impl KubernetesRuntime {
             session_id,
             state,
             vnc_address: objects::vnc_address(session_id, vnc_port_of(deployment), &self.config),
-            display: 0,
             message,
         }
     }

@@ -10,6 +10,7 @@
 pub mod docker;
 pub mod kubernetes;
 pub mod process;
+pub mod vnc;
 
 use async_trait::async_trait;
 use streamspace_proto::SessionState;
@@ -27,10 +28,9 @@ pub struct SessionInfo {
     pub session_id: Uuid,
     /// `running`, `hibernated`, or `failed` (its processes died; see `message`).
     pub state: SessionState,
-    /// Where the session's VNC server listens (`127.0.0.1:PORT`).
+    /// Where the session's VNC server listens, as seen from the agent (`host:port`, see
+    /// [`vnc`]).
     pub vnc_address: String,
-    /// The X display number the session's programs draw on.
-    pub display: u32,
     /// Why the session failed, when it did.
     pub message: Option<String>,
 }

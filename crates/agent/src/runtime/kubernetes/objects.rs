@@ -323,12 +323,13 @@ pub fn home_claim(
 
 /// Where a session's VNC server is reached from inside the cluster: the Service's DNS name.
 pub fn vnc_address(session_id: Uuid, port: u16, config: &KubernetesRuntimeConfig) -> String {
-    format!(
-        "{}.{}.svc.{}:{port}",
+    let host = format!(
+        "{}.{}.svc.{}",
         session_name(session_id),
         config.namespace,
         config.cluster_domain
-    )
+    );
+    crate::runtime::vnc::address(&host, port)
 }
 
 #[cfg(test)]
