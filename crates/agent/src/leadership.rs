@@ -30,7 +30,7 @@ pub use lease::{LeaseConfig, LeaseLeadership};
 /// Why leadership could not be decided at all (not: "another process leads").
 #[derive(Debug, thiserror::Error)]
 pub enum LeadershipError {
-    #[error("cannot use the HA lock file")]
+    #[error(transparent)]
     Lock(#[from] flock::LockError),
 }
 

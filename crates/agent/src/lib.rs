@@ -35,8 +35,8 @@ use streamspace_proto::SessionState;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AgentConfig, RuntimeKind};
-pub use error::AgentError;
+pub use config::{AgentConfig, RuntimeKind, UnknownRuntime};
+pub use error::{AgentError, Chain};
 use leadership::{FlockLeadership, Leadership, LeaseLeadership};
 use runtime::{ProcessRuntime, ProcessRuntimeConfig, Runtime};
 
@@ -74,8 +74,11 @@ async fn prepare(
         RuntimeKind::Docker => {
             let mut docker = runtime::DockerRuntimeConfig::new(config.agent_id.clone());
             docker.host = config.docker_host.clone();
-            let runtime = runtime::DockerRuntime::new(docker)
-                .map_err(|e| AgentError::InvalidConfig(e.to_string()))?;
+            let runtime =
+                runtime::DockerRuntime::new(docker).map_err(|source| AgentError::Runtime {
+                    runtime: config.runtime,
+                    source,
+                })?;
             Ok((Arc::new(runtime), flock()))
         }
         RuntimeKind::Kubernetes => {
@@ -83,15 +86,20 @@ async fn prepare(
             let options = &config.kubernetes;
             let client = runtime::kubernetes::connect(options.kubeconfig.as_deref())
                 .await
-                .map_err(AgentError::InvalidConfig)?;
+                .map_err(AgentError::Cluster)?;
             let namespace = options
                 .namespace
                 .clone()
                 .unwrap_or_else(|| client.default_namespace().to_owned());
             let sessions = options.runtime_config(&namespace, &config.agent_id);
             let lease = options.lease_config(&namespace, &config.agent_id);
-            let runtime = runtime::KubernetesRuntime::new(client.clone(), sessions)
-                .map_err(AgentError::InvalidConfig)?;
+            let runtime =
+                runtime::KubernetesRuntime::new(client.clone(), sessions).map_err(|source| {
+                    AgentError::Runtime {
+                        runtime: config.runtime,
+                        source,
+                    }
+                })?;
             Ok((
                 Arc::new(runtime),
                 Some(Box::new(LeaseLeadership::new(client, lease))),

@@ -48,13 +48,13 @@ impl HaConfig {
 /// Why the lock file could not be used at all (not: "someone else holds it").
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("cannot open {path}")]
+    #[error("cannot open the HA lock file {path}")]
     Open {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot lock {path}")]
+    #[error("cannot lock the HA lock file {path}")]
     Lock {
         path: PathBuf,
         #[source]

@@ -37,6 +37,7 @@ use streamspace_proto::api::{HomePolicy, Template};
 use uuid::Uuid;
 
 use super::{Runtime, RuntimeError, SessionInfo, vnc};
+use crate::Chain;
 
 pub use spec::{AGENT_LABEL, SESSION_LABEL, container_name, volume_name};
 
@@ -80,8 +81,11 @@ pub struct DockerRuntime {
     config: DockerRuntimeConfig,
 }
 
-fn engine(what: &str, e: DockerError) -> RuntimeError {
-    RuntimeError::Platform(format!("{what}: {e}"))
+fn engine(what: &str, source: DockerError) -> RuntimeError {
+    RuntimeError::Docker {
+        what: what.to_owned(),
+        source,
+    }
 }
 
 /// 404, or the 500 "… no such container" Podman answers for a container removed while the
@@ -103,9 +107,8 @@ impl DockerRuntime {
     /// Connects lazily: a wrong host shows up as an error on the first request (at recovery).
     pub fn new(config: DockerRuntimeConfig) -> Result<Self, RuntimeError> {
         let host = config.host.as_deref().unwrap_or(DEFAULT_DOCKER_HOST);
-        let docker = Docker::connect_with_host(host).map_err(|e| {
-            RuntimeError::Platform(format!("cannot use the Docker host {host:?}: {e}"))
-        })?;
+        let docker = Docker::connect_with_host(host)
+            .map_err(|e| engine(&format!("cannot use the Docker host {host:?}"), e))?;
         Ok(Self { docker, config })
     }
 
@@ -270,15 +273,17 @@ impl DockerRuntime {
     /// is being stopped by an action of ours, so a listing that cannot be read for that reason
     /// is skipped for this round.
     async fn own_containers(&self) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+        let listing = |e| engine("listing session containers", e);
         let mut containers = self
             .containers_with_status(&["created", "running", "paused", "removing"])
-            .await?;
+            .await
+            .map_err(listing)?;
         match self.containers_with_status(&["exited"]).await {
             Ok(exited) => containers.extend(exited),
-            Err(RuntimeError::Platform(why)) if why.contains("deserialize") => {
-                tracing::debug!(error = %why, "skipping an unreadable listing of stopped containers");
+            Err(e @ DockerError::JsonDataError { .. }) => {
+                tracing::debug!(error = %e, "skipping an unreadable listing of stopped containers");
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(listing(e)),
         }
         match self.containers_with_status(&["dead", "restarting"]).await {
             Ok(more) => containers.extend(more),
@@ -292,7 +297,7 @@ impl DockerRuntime {
     async fn containers_with_status(
         &self,
         statuses: &[&str],
-    ) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+    ) -> Result<Vec<bollard::models::ContainerSummary>, DockerError> {
         let filters = HashMap::from([
             (
                 "label",
@@ -304,10 +309,7 @@ impl DockerRuntime {
             .all(true)
             .filters(&filters)
             .build();
-        self.docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| engine("listing session containers", e))
+        self.docker.list_containers(Some(options)).await
     }
 }
 
@@ -388,7 +390,7 @@ impl Runtime for DockerRuntime {
             }
             Err(e) => {
                 if let Err(cleanup) = self.remove(session_id).await {
-                    tracing::warn!(session_id = %session_id, error = %cleanup, "cleaning up a failed start");
+                    tracing::warn!(session_id = %session_id, error = %Chain(&cleanup), "cleaning up a failed start");
                 }
                 Err(e)
             }
