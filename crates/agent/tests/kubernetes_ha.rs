@@ -1,7 +1,8 @@
-//! Two agent replicas with one agent id on the Kubernetes runtime, against recorded API
-//! interactions (no API server can run here; see `kube_api`) and an in-test control plane:
-//! only the lease holder connects; when it is killed the standby takes the lease over,
-//! recovers the sessions from the cluster, registers with them, and runs the next command.
+//! Two agent replicas with one agent id on the Kubernetes runtime, each running the agent's
+//! leadership loop with the Lease, against a fake API server (no API server can run here; see
+//! `kube_api`) and an in-test control plane: only the lease holder connects; when it is killed
+//! the standby takes the lease over, recovers the sessions from the cluster, registers with
+//! them, and runs the next command.
 
 mod kube_api;
 
