@@ -140,6 +140,7 @@ pub async fn spawn(
                                     &url, &key, &open.token, &target, STREAM_OPEN_TIMEOUT,
                                 );
                                 if let Err(e) = carried.await {
+                                    let e = streamspace_agent::Chain(&e);
                                     eprintln!("simulated agent: stream to {target} failed: {e}");
                                 }
                             });

@@ -35,16 +35,19 @@ impl fmt::Display for RuntimeKind {
     }
 }
 
+/// A runtime name that is none of `process`, `docker`, `kubernetes`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown runtime {0:?}; expected process, docker or kubernetes")]
+pub struct UnknownRuntime(pub String);
+
 impl FromStr for RuntimeKind {
-    type Err = String;
+    type Err = UnknownRuntime;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "process" => Ok(Self::Process),
             "docker" => Ok(Self::Docker),
             "kubernetes" => Ok(Self::Kubernetes),
-            other => Err(format!(
-                "unknown runtime {other:?}; expected process, docker or kubernetes"
-            )),
+            other => Err(UnknownRuntime(other.to_owned())),
         }
     }
 }
@@ -85,10 +88,10 @@ pub struct AgentConfig {
     /// runtime; `None` uses `/var/run/docker.sock` (the CLI fills it from `DOCKER_HOST`).
     pub docker_host: Option<String>,
     /// High availability for the process and docker runtimes: only the process holding this
-    /// lease runs (see [`crate::ha`]). `None`: this process is always active.
-    pub ha: Option<crate::ha::HaConfig>,
+    /// lease runs (see [`crate::leadership::flock`]). `None`: this process is always active.
+    pub ha: Option<crate::leadership::HaConfig>,
     /// Cluster access (namespace, kubeconfig, lease) for the kubernetes runtime.
-    pub kubernetes: crate::runtime::kubernetes::agent::KubernetesOptions,
+    pub kubernetes: crate::runtime::kubernetes::KubernetesOptions,
 }
 
 impl AgentConfig {

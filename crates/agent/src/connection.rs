@@ -38,8 +38,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::AgentConfig;
 use crate::executor::Executor;
+use crate::{AgentConfig, Chain};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -98,7 +98,7 @@ pub async fn serve(
         () = shutdown.cancelled() => return lost(Ended::Cancelled),
         r = connect(ctx.config, url) => match r {
             Ok(socket) => socket,
-            Err(e) => return lost(Ended::Lost(e)),
+            Err(e) => return lost(Ended::Lost(Chain(&e).to_string())),
         },
     };
     ctx.tunnels.set_server(url);
@@ -144,13 +144,39 @@ async fn serve_registered(
     ended
 }
 
-async fn connect(config: &AgentConfig, url: &Url) -> Result<Socket, String> {
+/// Why no connection to a server was made.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("bad server URL {url}")]
+    Url {
+        url: Url,
+        #[source]
+        source: WsError,
+    },
+    #[error("the agent key contains characters not allowed in a header")]
+    BadKey,
+    #[error("{url} refused the connection: HTTP {status}")]
+    Refused { url: Url, status: http::StatusCode },
+    #[error("connecting to {url}")]
+    Failed {
+        url: Url,
+        #[source]
+        source: WsError,
+    },
+    #[error("connecting to {url}: no answer within {timeout:?}")]
+    Timeout { url: Url, timeout: Duration },
+}
+
+async fn connect(config: &AgentConfig, url: &Url) -> Result<Socket, ConnectError> {
     let mut request = url
         .as_str()
         .into_client_request()
-        .map_err(|e| format!("bad server URL {url}: {e}"))?;
+        .map_err(|source| ConnectError::Url {
+            url: url.clone(),
+            source,
+        })?;
     let mut auth = HeaderValue::from_str(&format!("Bearer {}", config.key))
-        .map_err(|_| "the agent key contains characters not allowed in a header".to_owned())?;
+        .map_err(|_| ConnectError::BadKey)?;
     auth.set_sensitive(true);
     request.headers_mut().insert(AUTHORIZATION, auth);
     let ws_config = WebSocketConfig::default()
@@ -161,15 +187,18 @@ async fn connect(config: &AgentConfig, url: &Url) -> Result<Socket, String> {
     let handshake = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
     match tokio::time::timeout(config.connect_timeout, handshake).await {
         Ok(Ok((socket, _response))) => Ok(socket),
-        Ok(Err(WsError::Http(response))) => Err(format!(
-            "{url} refused the connection: HTTP {}",
-            response.status()
-        )),
-        Ok(Err(e)) => Err(format!("connecting to {url}: {e}")),
-        Err(_) => Err(format!(
-            "connecting to {url}: no answer within {:?}",
-            config.connect_timeout
-        )),
+        Ok(Err(WsError::Http(response))) => Err(ConnectError::Refused {
+            url: url.clone(),
+            status: response.status(),
+        }),
+        Ok(Err(source)) => Err(ConnectError::Failed {
+            url: url.clone(),
+            source,
+        }),
+        Err(_) => Err(ConnectError::Timeout {
+            url: url.clone(),
+            timeout: config.connect_timeout,
+        }),
     }
 }
 

@@ -26,8 +26,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::Chain;
 use crate::command_log::{CommandLog, Outcome};
-use crate::runtime::{Runtime, SessionInfo};
+use crate::runtime::{Runtime, RuntimeError, SessionInfo};
 
 /// Commands waiting for a free slot; the reader waits when this is full.
 const QUEUE_DEPTH: usize = 64;
@@ -50,6 +51,21 @@ pub struct Executor {
 struct Book {
     log: CommandLog,
     running: HashSet<Uuid>,
+}
+
+/// Why a command failed; its [`Chain`] is the `failed` message the user sees.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    #[error("{0} command has no session_id")]
+    NoSession(Action),
+    #[error("{0} is not a session action")]
+    NotASessionAction(Action),
+    #[error("invalid start_session payload")]
+    Payload(#[source] serde_json::Error),
+    #[error("agent is at capacity: it runs {live} of at most {max} sessions")]
+    AtCapacity { live: usize, max: u32 },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
 }
 
 enum Decision {
@@ -146,7 +162,8 @@ impl Executor {
         let id = command.command_id;
         let (outcome, status) = match self.perform(&command).await {
             Ok((result, status)) => (Outcome::Complete { result }, status),
-            Err(error) => {
+            Err(e) => {
+                let error = Chain(&e).to_string();
                 tracing::warn!(command_id = %id, action = %command.action, %error, "command failed");
                 let status = (command.action == Action::StartSession)
                     .then_some(command.session_id)
@@ -179,13 +196,13 @@ impl Executor {
     async fn perform(
         &self,
         command: &CommandMessage,
-    ) -> Result<(Value, Option<SessionStatus>), String> {
+    ) -> Result<(Value, Option<SessionStatus>), CommandError> {
         if command.action == Action::Ping {
             return Ok((json!({ "pong": true }), None));
         }
         let session_id = command
             .session_id
-            .ok_or_else(|| format!("{} command has no session_id", command.action))?;
+            .ok_or(CommandError::NoSession(command.action))?;
         let lock = self.session_lock(session_id);
         let result = {
             let _serialised = lock.lock().await;
@@ -200,21 +217,18 @@ impl Executor {
         &self,
         command: &CommandMessage,
         session_id: Uuid,
-    ) -> Result<(Value, SessionStatus), String> {
+    ) -> Result<(Value, SessionStatus), CommandError> {
         let rt = &self.runtime;
         match command.action {
             Action::StartSession => {
                 let payload: StartSessionPayload = serde_json::from_value(command.payload.clone())
-                    .map_err(|e| format!("invalid start_session payload: {e}"))?;
+                    .map_err(CommandError::Payload)?;
                 self.check_capacity(session_id).await?;
-                let info = rt
-                    .start(session_id, &payload.template)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let info = rt.start(session_id, &payload.template).await?;
                 Ok((address_result(&info), info.to_status()))
             }
             Action::StopSession => {
-                rt.stop(session_id).await.map_err(|e| e.to_string())?;
+                rt.stop(session_id).await?;
                 let status = SessionStatus {
                     session_id,
                     state: SessionState::Terminated,
@@ -224,28 +238,28 @@ impl Executor {
                 Ok((json!({}), status))
             }
             Action::HibernateSession => {
-                let info = rt.hibernate(session_id).await.map_err(|e| e.to_string())?;
+                let info = rt.hibernate(session_id).await?;
                 Ok((json!({}), info.to_status()))
             }
             Action::WakeSession => {
-                let info = rt.wake(session_id).await.map_err(|e| e.to_string())?;
+                let info = rt.wake(session_id).await?;
                 Ok((address_result(&info), info.to_status()))
             }
             // Answered before any session lock is taken (see `perform`).
-            Action::Ping => Err("ping is not a session action".to_owned()),
+            Action::Ping => Err(CommandError::NotASessionAction(command.action)),
         }
     }
 
     /// A new session must fit; an existing one (a repeated start) always does.
-    async fn check_capacity(&self, session_id: Uuid) -> Result<(), String> {
-        let sessions = self.runtime.list().await.map_err(|e| e.to_string())?;
+    async fn check_capacity(&self, session_id: Uuid) -> Result<(), CommandError> {
+        let sessions = self.runtime.list().await?;
         let held = sessions.iter().any(|s| s.session_id == session_id);
         let live = sessions.iter().filter(|s| s.is_live()).count();
         if !held && live >= self.max_sessions as usize {
-            return Err(format!(
-                "agent is at capacity: it runs {live} of at most {} sessions",
-                self.max_sessions
-            ));
+            return Err(CommandError::AtCapacity {
+                live,
+                max: self.max_sessions,
+            });
         }
         Ok(())
     }
@@ -277,7 +291,7 @@ impl Executor {
         match self.runtime.list().await {
             Ok(list) => list.iter().filter(|s| s.is_live()).count() as u32,
             Err(e) => {
-                tracing::warn!(error = %e, "could not list sessions");
+                tracing::warn!(error = %Chain(&e), "could not list sessions");
                 0
             }
         }
@@ -300,7 +314,7 @@ impl Executor {
         let sessions = match self.runtime.list().await {
             Ok(list) => list,
             Err(e) => {
-                tracing::warn!(error = %e, "could not list sessions");
+                tracing::warn!(error = %Chain(&e), "could not list sessions");
                 return Vec::new();
             }
         };
@@ -323,7 +337,7 @@ impl Executor {
                 Ok(Some(info)) if !info.is_live() => {
                     tracing::warn!(%session_id, message = ?info.message, "session failed");
                     if let Err(e) = self.runtime.stop(session_id).await {
-                        tracing::warn!(%session_id, error = %e, "could not clean up a failed session");
+                        tracing::warn!(%session_id, error = %Chain(&e), "could not clean up a failed session");
                     }
                     Some(info.to_status())
                 }
@@ -346,7 +360,7 @@ impl Executor {
                 .map(SessionInfo::to_status)
                 .collect(),
             Err(e) => {
-                tracing::warn!(error = %e, "could not list sessions");
+                tracing::warn!(error = %Chain(&e), "could not list sessions");
                 Vec::new()
             }
         };
@@ -411,7 +425,7 @@ async fn run_with_permit(
 }
 
 fn address_result(info: &SessionInfo) -> Value {
-    json!({ "vnc_address": info.vnc_address, "display": info.display })
+    json!({ "vnc_address": info.vnc_address })
 }
 
 fn result_message(command_id: Uuid, outcome: Outcome) -> AgentMessage {

@@ -240,7 +240,7 @@ pub async fn sweep(
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(session_id = %session_id, error = %e, "could not hibernate an idle session");
+                    tracing::warn!(session_id = %session_id, error = %crate::Chain(&e), "could not hibernate an idle session");
                 }
             }
         }
@@ -256,7 +256,6 @@ mod tests {
             session_id: id,
             state,
             vnc_address: String::new(),
-            display: 0,
             message: None,
         }
     }

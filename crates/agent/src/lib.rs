@@ -2,8 +2,9 @@
 //! WebSocket, and executes the commands it receives (start, stop, hibernate, wake a session).
 //!
 //! How the parts fit:
-//! - [`run`] recovers the sessions a previous agent process left behind, then hands over to the
-//!   supervisor, which keeps one connection open at a time ([`connection`]), rotating through
+//! - [`run`] builds the [`runtime`] and, with high availability, waits until this process leads
+//!   ([`leadership`]); the leader recovers the sessions a previous agent process left behind,
+//!   then hands over to the supervisor, which keeps one connection open at a time ([`connection`]), rotating through
 //!   the configured servers with backoff;
 //! - each connection registers (reporting every session the agent holds), then reads commands
 //!   and passes them to the [`executor`], which acknowledges at once, suppresses duplicates with
@@ -11,7 +12,9 @@
 //! - a `tunnel_open` starts a viewer stream ([`tunnel`]): its own data WebSocket to the control
 //!   plane, copied to and from the session's VNC server;
 //! - everything the agent says goes through one bounded outbox drained by the current
-//!   connection's writer, so results produced while disconnected are sent after reconnecting.
+//!   connection's writer, so results produced while disconnected are sent after reconnecting;
+//! - a leader that loses its leadership stops all of that and stands by again; on shutdown it
+//!   steps down, so a standby takes over at once.
 
 pub mod backoff;
 pub mod command_log;
@@ -20,8 +23,8 @@ pub mod connection;
 pub mod endpoint;
 mod error;
 pub mod executor;
-pub mod ha;
 pub mod idle;
+pub mod leadership;
 pub mod runtime;
 mod supervisor;
 pub mod tunnel;
@@ -32,8 +35,9 @@ use streamspace_proto::SessionState;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AgentConfig, RuntimeKind};
-pub use error::AgentError;
+pub use config::{AgentConfig, RuntimeKind, UnknownRuntime};
+pub use error::{AgentError, Chain};
+use leadership::{FlockLeadership, Leadership, LeaseLeadership};
 use runtime::{ProcessRuntime, ProcessRuntimeConfig, Runtime};
 
 /// Messages waiting for the writer; producers wait when it is full.
@@ -43,35 +47,104 @@ const OUTBOX_DEPTH: usize = 256;
 /// would not fix (bad configuration, unusable state directory); connection problems are retried
 /// forever.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
-    let runtime: Arc<dyn Runtime> = match config.runtime {
-        RuntimeKind::Process => Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(
-            config.state_dir.join("sessions"),
-        ))),
-        RuntimeKind::Kubernetes => {
-            // Leader election first: only the replica holding the lease recovers and connects.
-            let options = config.kubernetes.clone();
-            return runtime::kubernetes::agent::run(config, &options, shutdown).await;
+    // Only one TLS backend is compiled in; installing it can only fail if one already is.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (runtime, leadership) = prepare(&config).await?;
+    match leadership {
+        Some(leadership) => run_elected(config, runtime, leadership.as_ref(), shutdown).await,
+        None => run_with_runtime(config, runtime, shutdown).await,
+    }
+}
+
+/// The configured runtime, and how this process learns whether it is the active one (`None`:
+/// it always is).
+async fn prepare(
+    config: &AgentConfig,
+) -> Result<(Arc<dyn Runtime>, Option<Box<dyn Leadership>>), AgentError> {
+    let flock = || -> Option<Box<dyn Leadership>> {
+        let ha = config.ha.clone()?;
+        Some(Box::new(FlockLeadership::new(ha, &config.agent_id)))
+    };
+    match config.runtime {
+        RuntimeKind::Process => {
+            let sessions = config.state_dir.join("sessions");
+            let runtime = ProcessRuntime::new(ProcessRuntimeConfig::new(sessions));
+            Ok((Arc::new(runtime), flock()))
         }
         RuntimeKind::Docker => {
             let mut docker = runtime::DockerRuntimeConfig::new(config.agent_id.clone());
             docker.host = config.docker_host.clone();
-            Arc::new(
-                runtime::DockerRuntime::new(docker)
-                    .map_err(|e| AgentError::InvalidConfig(e.to_string()))?,
-            )
+            let runtime =
+                runtime::DockerRuntime::new(docker).map_err(|source| AgentError::Runtime {
+                    runtime: config.runtime,
+                    source,
+                })?;
+            Ok((Arc::new(runtime), flock()))
         }
-    };
-    // With HA, only the lease holder recovers sessions and connects; the lease is held until
-    // this function returns (or the process dies).
-    let _lease = match &config.ha {
-        Some(ha) => match ha::acquire(ha, &config.agent_id, &shutdown).await {
-            Ok(Some(lease)) => Some(lease),
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(AgentError::InvalidConfig(e.to_string())),
-        },
-        None => None,
-    };
-    run_with_runtime(config, runtime, shutdown).await
+        RuntimeKind::Kubernetes => {
+            // Replicas always elect through the cluster's Lease, never through a lock file.
+            let options = &config.kubernetes;
+            let client = runtime::kubernetes::connect(options.kubeconfig.as_deref())
+                .await
+                .map_err(AgentError::Cluster)?;
+            let namespace = options
+                .namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
+            let sessions = options.runtime_config(&namespace, &config.agent_id);
+            let lease = options.lease_config(&namespace, &config.agent_id);
+            let runtime =
+                runtime::KubernetesRuntime::new(client.clone(), sessions).map_err(|source| {
+                    AgentError::Runtime {
+                        runtime: config.runtime,
+                        source,
+                    }
+                })?;
+            Ok((
+                Arc::new(runtime),
+                Some(Box::new(LeaseLeadership::new(client, lease))),
+            ))
+        }
+    }
+}
+
+/// Runs the agent whenever this process leads: acquire leadership, run until the term is lost
+/// (then stand by and acquire again) or `shutdown` (then step down so a standby takes over at
+/// once). Only the leader recovers sessions and connects.
+pub async fn run_elected(
+    config: AgentConfig,
+    runtime: Arc<dyn Runtime>,
+    leadership: &dyn Leadership,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    loop {
+        let Some(term) = leadership
+            .acquire(&shutdown)
+            .await
+            .map_err(AgentError::Leadership)?
+        else {
+            return Ok(());
+        };
+        let active = shutdown.child_token();
+        let agent = run_with_runtime(config.clone(), runtime.clone(), active.clone());
+        tokio::pin!(agent);
+        let (lost, finished) = tokio::select! {
+            result = &mut agent => (false, Some(result)),
+            () = term.lost() => (true, None),
+        };
+        active.cancel();
+        let result = match finished {
+            Some(result) => result,
+            None => agent.await,
+        };
+        if lost && !shutdown.is_cancelled() {
+            result?;
+            tracing::warn!(agent_id = %config.agent_id, "lost the agent lease; standing by again");
+            continue;
+        }
+        term.step_down().await;
+        return result;
+    }
 }
 
 /// [`run`] with a runtime chosen by the caller (tests, embedders).

@@ -22,11 +22,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,13 +34,44 @@ use tracing::Instrument;
 use url::Url;
 use uuid::Uuid;
 
-use crate::runtime::Runtime;
+use crate::Chain;
+use crate::runtime::{Runtime, RuntimeError};
 
 type DataSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long one write on a stream may take before the stream is dropped. Generous: the control
 /// plane closes slow viewers itself; this only frees a stream whose peer vanished.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a stream could not be opened; its [`Chain`] is the `tunnel_error` the control plane
+/// gets.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error("session {0} is not running on this agent")]
+    NotRunning(Uuid),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("no control-plane URL known yet")]
+    NoServer,
+    #[error("bad data URL")]
+    DataUrl(#[source] url::ParseError),
+    #[error("bad data URL")]
+    DataRequest(#[source] WsError),
+    #[error("the agent key contains characters not allowed in a header")]
+    BadKey,
+    #[error("connecting to the VNC server at {address} timed out")]
+    VncTimeout { address: String },
+    #[error("connecting to the VNC server at {address}")]
+    Vnc {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening the data connection")]
+    Dial(#[source] WsError),
+    #[error("opening the data connection timed out")]
+    DialTimeout,
+}
 
 /// The open streams of this agent.
 pub struct Tunnels {
@@ -114,7 +145,8 @@ impl Tunnels {
                             .outbox
                             .try_send(AgentMessage::TunnelClose { tunnel_id, reason });
                     }
-                    Err(error) => {
+                    Err(e) => {
+                        let error = Chain(&e).to_string();
                         tracing::warn!(%tunnel_id, %session_id, %error, "stream failed");
                         let _ = this.outbox.try_send(AgentMessage::TunnelError {
                             tunnel_id,
@@ -148,16 +180,17 @@ impl Tunnels {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
     }
 
-    async fn run(&self, open: &TunnelOpen, cancel: &CancellationToken) -> Result<String, String> {
+    async fn run(
+        &self,
+        open: &TunnelOpen,
+        cancel: &CancellationToken,
+    ) -> Result<String, TunnelError> {
         let address = self
             .runtime
             .vnc_address(open.session_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("session {} is not running on this agent", open.session_id))?;
-        let server = lock(&self.server)
-            .clone()
-            .ok_or_else(|| "no control-plane URL known yet".to_owned())?;
+            .await?
+            .ok_or(TunnelError::NotRunning(open.session_id))?;
+        let server = lock(&self.server).clone().ok_or(TunnelError::NoServer)?;
         let stream = Stream {
             data_url: server,
             key: &self.key,
@@ -182,8 +215,8 @@ pub async fn carry_stream(
     token: &str,
     vnc_address: &str,
     connect_timeout: Duration,
-) -> Result<String, String> {
-    let data_url = Url::parse(data_url).map_err(|e| format!("bad data URL: {e}"))?;
+) -> Result<String, TunnelError> {
+    let data_url = Url::parse(data_url).map_err(TunnelError::DataUrl)?;
     let stream = Stream {
         data_url,
         key,
@@ -205,26 +238,28 @@ struct Stream<'a> {
 
 impl Stream<'_> {
     /// Opens both sides and copies until one ends or `stop` completes.
-    async fn carry(self, stop: impl Future<Output = ()>) -> Result<String, String> {
-        let address = self.vnc_address;
-        let vnc = tokio::time::timeout(self.connect_timeout, TcpStream::connect(address))
-            .await
-            .map_err(|_| format!("connecting to the VNC server at {address} timed out"))?
-            .map_err(|e| format!("connecting to the VNC server at {address}: {e}"))?;
+    async fn carry(self, stop: impl Future<Output = ()>) -> Result<String, TunnelError> {
+        let address = self.vnc_address.to_owned();
+        let vnc =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(&address)).await {
+                Ok(Ok(vnc)) => vnc,
+                Ok(Err(source)) => return Err(TunnelError::Vnc { address, source }),
+                Err(_) => return Err(TunnelError::VncTimeout { address }),
+            };
         vnc.set_nodelay(true).ok();
         let data = self.dial().await?;
         Ok(splice(data, vnc, stop).await)
     }
 
-    async fn dial(&self) -> Result<DataSocket, String> {
+    async fn dial(&self) -> Result<DataSocket, TunnelError> {
         let mut url = self.data_url.clone();
         url.query_pairs_mut().append_pair(TOKEN_PARAM, self.token);
         let mut request = url
             .as_str()
             .into_client_request()
-            .map_err(|e| format!("bad data URL: {e}"))?;
+            .map_err(TunnelError::DataRequest)?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key))
-            .map_err(|_| "the agent key contains characters not allowed in a header".to_owned())?;
+            .map_err(|_| TunnelError::BadKey)?;
         auth.set_sensitive(true);
         request.headers_mut().insert(AUTHORIZATION, auth);
         let config = WebSocketConfig::default()
@@ -235,8 +270,8 @@ impl Stream<'_> {
         let handshake = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
         match tokio::time::timeout(self.connect_timeout, handshake).await {
             Ok(Ok((socket, _))) => Ok(socket),
-            Ok(Err(e)) => Err(format!("opening the data connection: {e}")),
-            Err(_) => Err("opening the data connection timed out".to_owned()),
+            Ok(Err(e)) => Err(TunnelError::Dial(e)),
+            Err(_) => Err(TunnelError::DialTimeout),
         }
     }
 }

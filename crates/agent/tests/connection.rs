@@ -364,7 +364,6 @@ async fn a_started_session_is_reported_after_an_agent_restart() -> anyhow::Resul
     let address = result["vnc_address"]
         .as_str()
         .context("result has vnc_address")?;
-    assert!(result["display"].as_u64().is_some(), "{result}");
     let banner = streamspace_testkit::vnc::read_rfb_banner(address).await?;
     assert_eq!(banner, "RFB 003.008\n");
     let status = conn.session_status().await?;

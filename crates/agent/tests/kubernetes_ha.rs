@@ -1,10 +1,12 @@
-//! Two agent replicas with one agent id on the Kubernetes runtime, against recorded API
-//! interactions (no API server can run here; see `kube_api`) and an in-test control plane:
-//! only the lease holder connects; when it is killed the standby takes the lease over,
-//! recovers the sessions from the cluster, registers with them, and runs the next command.
+//! Two agent replicas with one agent id on the Kubernetes runtime, each running the agent's
+//! leadership loop with the Lease, against a fake API server (no API server can run here; see
+//! `kube_api`) and an in-test control plane: only the lease holder connects; when it is killed
+//! the standby takes the lease over, recovers the sessions from the cluster, registers with
+//! them, and runs the next command.
 
 mod kube_api;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -13,8 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use kube_api::FakeApi;
 use serde_json::json;
 use streamspace_agent::AgentConfig;
-use streamspace_agent::runtime::kubernetes::agent::run_with_client;
-use streamspace_agent::runtime::kubernetes::lease::LeaseConfig;
+use streamspace_agent::leadership::{LeaseConfig, LeaseLeadership};
 use streamspace_agent::runtime::{KubernetesRuntime, KubernetesRuntimeConfig, Runtime};
 use streamspace_proto::SessionState;
 use streamspace_proto::api::{Action, HomePolicy, Template, TemplatePorts, TemplateResources};
@@ -79,10 +80,10 @@ fn replica(
     url: &str,
     holder: &str,
     state_dir: &std::path::Path,
-) -> (
+) -> Result<(
     CancellationToken,
     tokio::task::JoinHandle<Result<(), streamspace_agent::AgentError>>,
-) {
+)> {
     let mut config = AgentConfig::new(vec![url.to_owned()], "edge-1", "key", state_dir);
     config.backoff_min = Duration::from_millis(10);
     config.backoff_max = Duration::from_millis(200);
@@ -94,14 +95,15 @@ fn replica(
     lease.renew_every = Duration::from_millis(100);
     lease.renew_deadline = Duration::from_millis(600);
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(run_with_client(
-        config,
-        api.client(NS),
-        runtime,
-        lease,
-        shutdown.clone(),
-    ));
-    (shutdown, task)
+    let client = api.client(NS);
+    let sessions =
+        Arc::new(KubernetesRuntime::new(client.clone(), runtime).map_err(anyhow::Error::msg)?);
+    let leadership = LeaseLeadership::new(client, lease);
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { streamspace_agent::run_elected(config, sessions, &leadership, shutdown).await }
+    });
+    Ok((shutdown, task))
 }
 
 fn holder(api: &FakeApi) -> Option<String> {
@@ -137,7 +139,7 @@ async fn the_standby_takes_over_after_the_active_replica_is_killed() -> Result<(
     let (url, mut connections) = control_plane().await?;
     let dir_a = tempfile::tempdir()?;
     let dir_b = tempfile::tempdir()?;
-    let (_stop_a, task_a) = replica(&api, &url, "pod-a", dir_a.path());
+    let (_stop_a, task_a) = replica(&api, &url, "pod-a", dir_a.path())?;
     let mut ws_a = tokio::time::timeout(WAIT, connections.recv())
         .await?
         .context("replica a connects")?;
@@ -146,7 +148,7 @@ async fn the_standby_takes_over_after_the_active_replica_is_killed() -> Result<(
     assert_eq!(holder(&api).as_deref(), Some("pod-a"));
 
     // The standby starts while A is active: it stands by and does not connect.
-    let (stop_b, task_b) = replica(&api, &url, "pod-b", dir_b.path());
+    let (stop_b, task_b) = replica(&api, &url, "pod-b", dir_b.path())?;
     streamspace_testkit::wait_until("the standby to check the lease", WAIT, || {
         let seen = api
             .log()

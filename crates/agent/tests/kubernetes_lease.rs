@@ -1,17 +1,18 @@
-//! Agent replicas' coordination Lease against recorded API interactions (no API server can run
-//! here; see `kube_api`): acquisition, renewal, takeover after expiry, clean release, and the
-//! holder stepping down when it cannot renew.
+//! Agent replicas' coordination Lease against a fake API server (no API server can run here;
+//! see `kube_api`): acquisition, renewal, takeover after expiry, clean release, and the holder
+//! stepping down when it cannot renew — on tokio's paused clock wherever time matters.
 
 mod kube_api;
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use http::Method;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube_api::FakeApi;
 use serde_json::{Value, json};
-use streamspace_agent::runtime::kubernetes::lease::{Election, LeaseConfig, LeaseElector};
+use streamspace_agent::leadership::lease::{Election, LeaseConfig, LeaseElector};
+use streamspace_agent::leadership::{Leadership, LeaseLeadership};
 use tokio_util::sync::CancellationToken;
 
 const NS: &str = "agents";
@@ -82,7 +83,7 @@ async fn the_first_replica_creates_the_lease_and_renews_it_with_its_resource_ver
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_standby_waits_while_the_holder_renews_and_takes_over_once_it_stops() -> Result<()> {
     let api = FakeApi::new();
     let mut a = elector(&api, "pod-a-1");
@@ -164,7 +165,7 @@ async fn a_clean_release_hands_over_at_once() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_holder_steps_down_when_it_cannot_renew_and_acquire_waits_for_shutdown() -> Result<()> {
     let api = FakeApi::new();
     let mut a = elector(&api, "pod-a-1");
@@ -186,5 +187,48 @@ async fn the_holder_steps_down_when_it_cannot_renew_and_acquire_waits_for_shutdo
     };
     stop.cancel();
     assert!(!waiting.await?, "a cancelled standby does not lead");
+    Ok(())
+}
+
+fn leadership(api: &FakeApi, holder: &str) -> LeaseLeadership {
+    let mut config = LeaseConfig::new(NS, "edge-1").with_duration(Duration::from_secs(1));
+    config.holder = holder.to_owned();
+    LeaseLeadership::new(api.client(NS), config)
+}
+
+// Paused time: renewals, the standby's polling and lease expiry run on the virtual clock.
+#[tokio::test(start_paused = true)]
+async fn through_the_leadership_interface_a_step_down_hands_over_and_an_outage_loses_the_term()
+-> Result<()> {
+    let api = FakeApi::new();
+    let (a, b) = (leadership(&api, "pod-a-1"), leadership(&api, "pod-b-1"));
+    let shutdown = CancellationToken::new();
+    let term_a = a.acquire(&shutdown).await?.context("a leads")?;
+    let standby = tokio::spawn(async move {
+        let term = b.acquire(&CancellationToken::new()).await?;
+        anyhow::Ok(term)
+    });
+    // For several lease durations the leader renews and the standby waits.
+    tokio::select! {
+        () = term_a.lost() => bail!("a renewed term was reported lost"),
+        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+    }
+    assert!(
+        !standby.is_finished(),
+        "the standby led while the lease was renewed"
+    );
+    assert_eq!(lease(&api)?["spec"]["holderIdentity"], json!("pod-a-1"));
+
+    term_a.step_down().await;
+    let term_b = standby
+        .await??
+        .context("the standby leads after the step-down")?;
+    assert_eq!(lease(&api)?["spec"]["holderIdentity"], json!("pod-b-1"));
+
+    // The API goes away: the leader cannot renew, and its term ends within the deadline.
+    api.set_down(true);
+    tokio::time::timeout(Duration::from_secs(5), term_b.lost())
+        .await
+        .context("the term was not lost although the lease could not be renewed")?;
     Ok(())
 }

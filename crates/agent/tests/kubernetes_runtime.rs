@@ -14,6 +14,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use kube_api::FakeApi;
 use serde_json::{Value, json};
+use streamspace_agent::Chain;
 use streamspace_agent::runtime::{
     KubernetesRuntime, KubernetesRuntimeConfig, Runtime, RuntimeError,
 };
@@ -426,11 +427,12 @@ async fn api_failures_surface_with_the_api_servers_reason() -> Result<()> {
     api.set_down(true);
     let err = rt.start(Uuid::now_v7(), &template(HomePolicy::None)).await;
     match err {
-        Err(RuntimeError::Platform(m)) => {
+        Err(e @ RuntimeError::KubernetesApi { code: 503, .. }) => {
+            let m = Chain(&e).to_string();
             assert!(m.contains("the API server is down"), "{m}");
             assert!(m.contains("503"), "{m}");
         }
-        other => panic!("expected a platform error, got {other:?}"),
+        other => panic!("expected an error status from the API, got {other:?}"),
     }
     assert!(rt.list().await.is_err());
     assert!(

@@ -44,6 +44,17 @@ fn recorded_pids(dir: &Path, id: Uuid) -> anyhow::Result<Vec<i32>> {
     Ok(pids)
 }
 
+/// The X display the session's state file records.
+fn recorded_display(dir: &Path, id: Uuid) -> anyhow::Result<u32> {
+    let path = dir.join(format!("{id}.json"));
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    let display = value["display"]
+        .as_u64()
+        .context("state file records the display")?;
+    Ok(u32::try_from(display)?)
+}
+
 /// The `/proc` state letter of `pid`, `None` once it is gone (zombies count as gone).
 fn proc_state(pid: i32) -> Option<char> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -104,7 +115,8 @@ async fn a_started_session_speaks_rfb_and_stop_leaves_nothing_behind() -> anyhow
     let banner = read_rfb_banner(&info.vnc_address).await?;
     assert_eq!(banner, "RFB 003.008\n", "a viewer gets the RFB banner");
     let pids = recorded_pids(dir.path(), id)?;
-    for path in lock_files(info.display) {
+    let display = recorded_display(dir.path(), id)?;
+    for path in lock_files(display) {
         assert!(path.exists(), "Xvnc holds {path:?}");
     }
     assert_eq!(rt.vnc_address(id).await?, Some(info.vnc_address.clone()));
@@ -113,7 +125,7 @@ async fn a_started_session_speaks_rfb_and_stop_leaves_nothing_behind() -> anyhow
     for pid in &pids {
         assert_eq!(proc_state(*pid), None, "pid {pid} is gone after stop");
     }
-    assert_display_released(info.display, pids[0]);
+    assert_display_released(display, pids[0]);
     assert!(
         !dir.path().join(format!("{id}.json")).exists(),
         "state file removed"
@@ -180,11 +192,12 @@ async fn start_and_stop_are_idempotent() -> anyhow::Result<()> {
 async fn a_new_runtime_re_adopts_live_sessions() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let id = Uuid::now_v7();
-    let (info, pids) = {
+    let (info, pids, display) = {
         let first = runtime(dir.path());
         let info = started(&first, id).await?;
         first.hibernate(id).await?;
-        (info, recorded_pids(dir.path(), id)?)
+        let display = recorded_display(dir.path(), id)?;
+        (info, recorded_pids(dir.path(), id)?, display)
         // `first` is dropped here, as if the agent had exited; its sessions stay.
     };
     let second = Arc::new(runtime(dir.path()));
@@ -203,7 +216,7 @@ async fn a_new_runtime_re_adopts_live_sessions() -> anyhow::Result<()> {
     for pid in &pids {
         assert_eq!(proc_state(*pid), None, "adopted pid {pid} is stopped too");
     }
-    assert_display_released(info.display, pids[0]);
+    assert_display_released(display, pids[0]);
     Ok(())
 }
 
@@ -212,8 +225,9 @@ async fn a_session_whose_xvnc_was_killed_is_reported_failed() -> anyhow::Result<
     let dir = tempfile::tempdir()?;
     let id = Uuid::now_v7();
     let first = runtime(dir.path());
-    let info = started(&first, id).await?;
+    started(&first, id).await?;
     let pids = recorded_pids(dir.path(), id)?;
+    let display = recorded_display(dir.path(), id)?;
     let xvnc = pids[0];
     let status = std::process::Command::new("kill")
         .args(["-KILL", &xvnc.to_string()])
@@ -249,7 +263,7 @@ async fn a_session_whose_xvnc_was_killed_is_reported_failed() -> anyhow::Result<
         proc_state(pids[1]).is_none().then_some(())
     })
     .await?;
-    assert_display_released(info.display, pids[0]);
+    assert_display_released(display, pids[0]);
     assert!(!dir.path().join(format!("{id}.json")).exists());
     Ok(())
 }
@@ -328,7 +342,7 @@ async fn concurrent_starts_get_distinct_displays() -> anyhow::Result<()> {
     for task in tasks {
         let info = task.await??;
         assert_eq!(read_rfb_banner(&info.vnc_address).await?, "RFB 003.008\n");
-        displays.insert(info.display);
+        displays.insert(recorded_display(dir.path(), info.session_id)?);
     }
     assert_eq!(displays.len(), 3, "each session has its own display");
     for id in ids {

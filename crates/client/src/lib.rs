@@ -29,7 +29,7 @@ pub enum ClientError {
         code: String,
         message: String,
     },
-    #[error("could not reach the control plane at {url}: {source}")]
+    #[error("could not reach the control plane at {url}")]
     Transport {
         url: String,
         #[source]

@@ -18,9 +18,9 @@ pub enum ServerError {
     InvalidConfig(String),
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    #[error("store: {0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("serving HTTP: {0}")]
+    #[error("serving HTTP")]
     Io(#[from] std::io::Error),
 }
 

@@ -52,7 +52,8 @@ pub enum StoreError {
     Migration(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    #[error("database error: {0}")]
+    /// The database failed; sqlx's own message says how (it is this error's message).
+    #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 

@@ -41,14 +41,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
-            // Some errors repeat their source in their own message; print each fact once.
-            let mut previous = err.to_string();
             for cause in err.chain().skip(1) {
-                let text = cause.to_string();
-                if !previous.contains(&text) {
-                    eprintln!("  caused by: {text}");
-                }
-                previous = text;
+                eprintln!("  caused by: {cause}");
             }
             ExitCode::FAILURE
         }

@@ -53,7 +53,6 @@ impl Runtime for FakeRuntime {
                 session_id: id,
                 state: SessionState::Running,
                 vnc_address: format!("127.0.0.1:{}", 5900 + n),
-                display: 20 + n,
                 message: None,
             })
             .clone();
@@ -166,10 +165,7 @@ async fn start_is_acked_then_completed_with_the_address() -> anyhow::Result<()> 
         anyhow::bail!("expected complete");
     };
     assert_eq!(command_id, cmd.command_id);
-    assert_eq!(
-        result,
-        json!({ "vnc_address": "127.0.0.1:5901", "display": 21 })
-    );
+    assert_eq!(result, json!({ "vnc_address": "127.0.0.1:5901" }));
     let AgentMessage::SessionStatus(status) = h.next_raw().await? else {
         anyhow::bail!("expected a session status after the start");
     };

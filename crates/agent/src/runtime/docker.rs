@@ -36,8 +36,8 @@ use streamspace_proto::SessionState;
 use streamspace_proto::api::{HomePolicy, Template};
 use uuid::Uuid;
 
-use super::process::xdisplay::rfb_banner_ok;
-use super::{Runtime, RuntimeError, SessionInfo};
+use super::{Runtime, RuntimeError, SessionInfo, vnc};
+use crate::Chain;
 
 pub use spec::{AGENT_LABEL, SESSION_LABEL, container_name, volume_name};
 
@@ -81,8 +81,11 @@ pub struct DockerRuntime {
     config: DockerRuntimeConfig,
 }
 
-fn engine(what: &str, e: DockerError) -> RuntimeError {
-    RuntimeError::Platform(format!("{what}: {e}"))
+fn engine(what: &str, source: DockerError) -> RuntimeError {
+    RuntimeError::Docker {
+        what: what.to_owned(),
+        source,
+    }
 }
 
 /// 404, or the 500 "… no such container" Podman answers for a container removed while the
@@ -104,9 +107,8 @@ impl DockerRuntime {
     /// Connects lazily: a wrong host shows up as an error on the first request (at recovery).
     pub fn new(config: DockerRuntimeConfig) -> Result<Self, RuntimeError> {
         let host = config.host.as_deref().unwrap_or(DEFAULT_DOCKER_HOST);
-        let docker = Docker::connect_with_host(host).map_err(|e| {
-            RuntimeError::Platform(format!("cannot use the Docker host {host:?}: {e}"))
-        })?;
+        let docker = Docker::connect_with_host(host)
+            .map_err(|e| engine(&format!("cannot use the Docker host {host:?}"), e))?;
         Ok(Self { docker, config })
     }
 
@@ -204,9 +206,7 @@ impl DockerRuntime {
                 let why = info.message.unwrap_or_default();
                 return Err(RuntimeError::StartFailed(why));
             }
-            if let Some(port) = port_of(&info.vnc_address)
-                && rfb_banner_ok(port).await
-            {
+            if !info.vnc_address.is_empty() && vnc::banner_ok(&info.vnc_address).await {
                 return Ok(info);
             }
             if Instant::now() >= deadline {
@@ -273,15 +273,17 @@ impl DockerRuntime {
     /// is being stopped by an action of ours, so a listing that cannot be read for that reason
     /// is skipped for this round.
     async fn own_containers(&self) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+        let listing = |e| engine("listing session containers", e);
         let mut containers = self
             .containers_with_status(&["created", "running", "paused", "removing"])
-            .await?;
+            .await
+            .map_err(listing)?;
         match self.containers_with_status(&["exited"]).await {
             Ok(exited) => containers.extend(exited),
-            Err(RuntimeError::Platform(why)) if why.contains("deserialize") => {
-                tracing::debug!(error = %why, "skipping an unreadable listing of stopped containers");
+            Err(e @ DockerError::JsonDataError { .. }) => {
+                tracing::debug!(error = %e, "skipping an unreadable listing of stopped containers");
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(listing(e)),
         }
         match self.containers_with_status(&["dead", "restarting"]).await {
             Ok(more) => containers.extend(more),
@@ -295,7 +297,7 @@ impl DockerRuntime {
     async fn containers_with_status(
         &self,
         statuses: &[&str],
-    ) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+    ) -> Result<Vec<bollard::models::ContainerSummary>, DockerError> {
         let filters = HashMap::from([
             (
                 "label",
@@ -307,10 +309,7 @@ impl DockerRuntime {
             .all(true)
             .filters(&filters)
             .build();
-        self.docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| engine("listing session containers", e))
+        self.docker.list_containers(Some(options)).await
     }
 }
 
@@ -347,7 +346,6 @@ fn observe(session_id: Uuid, c: &ContainerInspectResponse) -> SessionInfo {
         session_id,
         state: session_state,
         vnc_address: published_vnc(c).unwrap_or_default(),
-        display: 0,
         message,
     }
 }
@@ -358,12 +356,8 @@ fn published_vnc(c: &ContainerInspectResponse) -> Option<String> {
     let port: u16 = labels.get(spec::VNC_PORT_LABEL)?.parse().ok()?;
     let ports = c.network_settings.as_ref()?.ports.as_ref()?;
     let binding = ports.get(&spec::port_key(port))?.as_ref()?.first()?;
-    let host_port = binding.host_port.as_deref().filter(|p| !p.is_empty())?;
-    Some(format!("127.0.0.1:{host_port}"))
-}
-
-fn port_of(address: &str) -> Option<u16> {
-    address.rsplit_once(':')?.1.parse().ok()
+    let host_port = binding.host_port.as_deref()?.parse().ok()?;
+    Some(vnc::address(vnc::LOOPBACK, host_port))
 }
 
 fn session_of(labels: Option<&HashMap<String, String>>) -> Option<Uuid> {
@@ -396,7 +390,7 @@ impl Runtime for DockerRuntime {
             }
             Err(e) => {
                 if let Err(cleanup) = self.remove(session_id).await {
-                    tracing::warn!(session_id = %session_id, error = %cleanup, "cleaning up a failed start");
+                    tracing::warn!(session_id = %session_id, error = %Chain(&cleanup), "cleaning up a failed start");
                 }
                 Err(e)
             }

@@ -16,19 +16,19 @@
 //! [`HomePolicy::Delete`]: streamspace_proto::api::HomePolicy::Delete
 //! [`HomePolicy::Retain`]: streamspace_proto::api::HomePolicy::Retain
 
-pub mod agent;
-pub mod lease;
 pub mod objects;
 pub mod observe;
+mod options;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{InferConfigError, KubeconfigError};
 use kube::{Api, Client};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -38,8 +38,10 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Runtime, RuntimeError, SessionInfo};
+use crate::Chain;
 use objects::{LABEL_AGENT, session_name};
 use observe::Observed;
+pub use options::KubernetesOptions;
 
 /// Settings of the Kubernetes runtime.
 #[derive(Debug, Clone)]
@@ -77,22 +79,50 @@ impl KubernetesRuntimeConfig {
     }
 }
 
+/// Why no client for the cluster could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot read kubeconfig {path}")]
+    ReadKubeconfig {
+        path: PathBuf,
+        #[source]
+        source: KubeconfigError,
+    },
+    #[error("unusable kubeconfig {path}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: KubeconfigError,
+    },
+    #[error("no Kubernetes configuration (in-cluster service account or kubeconfig)")]
+    NoConfig(#[source] InferConfigError),
+    #[error("cannot build the Kubernetes client")]
+    Client(#[source] kube::Error),
+}
+
 /// A client for the cluster: from the given kubeconfig file, or else inferred (`KUBECONFIG`,
 /// `~/.kube/config`, then the in-cluster service account).
-pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, String> {
+pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, ConnectError> {
     let config = match kubeconfig {
         Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|source| {
+                ConnectError::ReadKubeconfig {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
             kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
                 .await
-                .map_err(|e| format!("unusable kubeconfig {}: {e}", path.display()))?
+                .map_err(|source| ConnectError::Kubeconfig {
+                    path: path.to_owned(),
+                    source,
+                })?
         }
-        None => kube::Config::infer().await.map_err(|e| {
-            format!("no Kubernetes configuration (in-cluster service account or kubeconfig): {e}")
-        })?,
+        None => kube::Config::infer()
+            .await
+            .map_err(ConnectError::NoConfig)?,
     };
-    Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+    Client::try_from(config).map_err(ConnectError::Client)
 }
 
 /// Runs sessions as Deployments in one namespace.
@@ -112,14 +142,17 @@ impl std::fmt::Debug for KubernetesRuntime {
     }
 }
 
-/// A Kubernetes API failure as a runtime error, with the API's own message.
+/// A Kubernetes API failure as a runtime error; an error status from the API server is kept
+/// as the source (its message and reason say why), anything else as kube's error.
 fn api_error(what: &str, e: kube::Error) -> RuntimeError {
+    let what = what.to_owned();
     match e {
-        kube::Error::Api(status) => RuntimeError::Platform(format!(
-            "{what}: {} ({} {})",
-            status.message, status.code, status.reason
-        )),
-        other => RuntimeError::Platform(format!("{what}: {other}")),
+        kube::Error::Api(source) => RuntimeError::KubernetesApi {
+            what,
+            code: source.code,
+            source,
+        },
+        source => RuntimeError::Kubernetes { what, source },
     }
 }
 
@@ -150,10 +183,12 @@ fn vnc_port_of(deployment: &Deployment) -> u16 {
 
 impl KubernetesRuntime {
     /// A runtime using `client` (a real cluster, or a mock service in tests).
-    pub fn new(client: Client, config: KubernetesRuntimeConfig) -> Result<Self, String> {
+    pub fn new(client: Client, config: KubernetesRuntimeConfig) -> Result<Self, RuntimeError> {
         objects::check_label_value("agent id", &config.agent_id)?;
         if config.namespace.trim().is_empty() {
-            return Err("the Kubernetes namespace is empty".to_owned());
+            return Err(RuntimeError::InvalidConfig(
+                "the Kubernetes namespace is empty".to_owned(),
+            ));
         }
         let ns = config.namespace.as_str();
         Ok(Self {
@@ -213,7 +248,6 @@ impl KubernetesRuntime {
             session_id,
             state,
             vnc_address: objects::vnc_address(session_id, vnc_port_of(deployment), &self.config),
-            display: 0,
             message,
         }
     }
@@ -245,23 +279,24 @@ impl KubernetesRuntime {
             .map_err(|e| api_error("scaling the session's deployment", e))
     }
 
-    /// Polls until a pod of the session is Ready; `Err` carries the reason it will not be.
-    async fn wait_ready(&self, session_id: Uuid) -> Result<SessionInfo, String> {
+    /// Polls until a pod of the session is Ready. An API failure is returned as it is; the
+    /// reason the session will not become Ready as [`RuntimeError::StartFailed`].
+    async fn wait_ready(&self, session_id: Uuid) -> Result<SessionInfo, RuntimeError> {
         let deadline = Instant::now() + self.config.ready_timeout;
+        let not_ready = |why: String| Err(RuntimeError::StartFailed(why));
         loop {
-            let Some(root) = self.root(session_id).await.map_err(|e| e.to_string())? else {
-                return Err("the session's deployment disappeared".to_owned());
+            let Some(root) = self.root(session_id).await? else {
+                return not_ready("the session's deployment disappeared".to_owned());
             };
-            let pods = self
-                .session_pods(session_id)
-                .await
-                .map_err(|e| e.to_string())?;
+            let pods = self.session_pods(session_id).await?;
             match observe::observe(&root, &pods) {
                 Observed::Ready => return Ok(self.info(session_id, &root, Observed::Ready)),
-                Observed::Failed(why) => return Err(why),
-                Observed::Hibernated => return Err("the session was scaled to zero".to_owned()),
+                Observed::Failed(why) => return not_ready(why),
+                Observed::Hibernated => {
+                    return not_ready("the session was scaled to zero".to_owned());
+                }
                 Observed::NotReady if Instant::now() >= deadline => {
-                    return Err(format!(
+                    return not_ready(format!(
                         "the session's pod was not Ready within {}s",
                         self.config.ready_timeout.as_secs()
                     ));
@@ -349,12 +384,12 @@ impl Runtime for KubernetesRuntime {
                 tracing::info!(%session_id, deployment = %name, "session running");
                 Ok(info)
             }
-            Err(why) => {
+            Err(e) => {
                 // Leave nothing behind: the session is failed either way.
-                if let Err(e) = self.delete_root(session_id).await {
-                    tracing::warn!(%session_id, error = %e, "could not remove a failed start");
+                if let Err(cleanup) = self.delete_root(session_id).await {
+                    tracing::warn!(%session_id, error = %Chain(&cleanup), "could not remove a failed start");
                 }
-                Err(RuntimeError::StartFailed(why))
+                Err(e)
             }
         }
     }
@@ -384,12 +419,13 @@ impl Runtime for KubernetesRuntime {
         if observe::replicas(&root) == 0 {
             self.scale(session_id, 1).await?;
         }
-        self.wait_ready(session_id)
-            .await
-            .map_err(|message| RuntimeError::SessionFailed {
+        self.wait_ready(session_id).await.map_err(|e| match e {
+            RuntimeError::StartFailed(message) => RuntimeError::SessionFailed {
                 session_id,
                 message,
-            })
+            },
+            api => api,
+        })
     }
 
     async fn status(&self, session_id: Uuid) -> Result<Option<SessionInfo>, RuntimeError> {

@@ -10,6 +10,7 @@
 pub mod docker;
 pub mod kubernetes;
 pub mod process;
+pub mod vnc;
 
 use async_trait::async_trait;
 use streamspace_proto::SessionState;
@@ -27,10 +28,9 @@ pub struct SessionInfo {
     pub session_id: Uuid,
     /// `running`, `hibernated`, or `failed` (its processes died; see `message`).
     pub state: SessionState,
-    /// Where the session's VNC server listens (`127.0.0.1:PORT`).
+    /// Where the session's VNC server listens, as seen from the agent (`host:port`, see
+    /// [`vnc`]).
     pub vnc_address: String,
-    /// The X display number the session's programs draw on.
-    pub display: u32,
     /// Why the session failed, when it did.
     pub message: Option<String>,
 }
@@ -52,7 +52,8 @@ impl SessionInfo {
     }
 }
 
-/// Why a runtime action did not happen. The message is what the control plane shows the user.
+/// Why a runtime action did not happen. The control plane shows the user the whole chain
+/// ([`crate::Chain`]): this message, then its source's.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("no session {0} on this agent")]
@@ -63,9 +64,12 @@ pub enum RuntimeError {
     MissingProgram(String),
     #[error("invalid template: {0}")]
     InvalidTemplate(String),
+    /// The runtime's own settings cannot work (found when it is built).
+    #[error("invalid runtime settings: {0}")]
+    InvalidConfig(String),
     #[error("session did not start: {0}")]
     StartFailed(String),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]
@@ -73,7 +77,37 @@ pub enum RuntimeError {
     },
     #[error("{0}")]
     Signal(String),
-    /// The container platform's API (Kubernetes) failed or refused a request.
+    /// The session's image is not on the Docker host, and pulling it failed.
+    #[error("image {image:?} is not on the Docker host and pulling it failed")]
+    ImagePull {
+        image: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// The Docker Engine API failed or refused a request.
+    #[error("{what}")]
+    Docker {
+        what: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// The Kubernetes API answered a request with an error status (its message and reason
+    /// are the source).
+    #[error("{what} (HTTP {code})")]
+    KubernetesApi {
+        what: String,
+        code: u16,
+        #[source]
+        source: Box<kube::core::Status>,
+    },
+    /// The Kubernetes API could not be reached, or its answer could not be read.
+    #[error("{what}")]
+    Kubernetes {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The container platform answered something the runtime cannot use.
     #[error("{0}")]
     Platform(String),
 }

@@ -28,7 +28,7 @@ use tokio::process::Command;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{Runtime, RuntimeError, SessionInfo};
+use super::{Runtime, RuntimeError, SessionInfo, vnc};
 use group::{poll_until, signal_group, spawn_reaped, terminate};
 use state::{Intent, Role, SessionRecord, StateDir};
 
@@ -137,7 +137,7 @@ impl ProcessRuntime {
         display: u32,
         template: &Template,
     ) -> Result<SessionInfo, LaunchError> {
-        let port = xdisplay::free_loopback_port()
+        let port = vnc::free_loopback_port()
             .map_err(|e| LaunchError::Fatal(RuntimeError::io("choosing a free port", e)))?;
         let log_path = self.dir.log_file(session_id);
         let log = || {
@@ -216,7 +216,7 @@ impl ProcessRuntime {
             if !alive() {
                 return Err(LaunchError::Lost(xdisplay::log_tail(&log, 600)));
             }
-            if xdisplay::rfb_banner_ok(record.port).await && alive() {
+            if vnc::banner_ok(&record.vnc_address()).await && alive() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -414,7 +414,7 @@ impl Runtime for ProcessRuntime {
         let mut report = Vec::new();
         for (session_id, message) in unreadable {
             let _ = self.dir.remove(session_id);
-            report.push(lost(session_id, 0, String::new(), message));
+            report.push(lost(session_id, String::new(), message));
         }
         for record in records {
             if !record.processes.iter().any(|p| p.role == Role::Program) {
@@ -438,24 +438,18 @@ impl Runtime for ProcessRuntime {
                 );
                 tracing::warn!(session_id = %record.session_id, %message, "cleaning up a dead session");
                 self.cleanup(&record).await;
-                report.push(lost(
-                    record.session_id,
-                    record.display,
-                    record.vnc_address(),
-                    message,
-                ));
+                report.push(lost(record.session_id, record.vnc_address(), message));
             }
         }
         Ok(report)
     }
 }
 
-fn lost(session_id: Uuid, display: u32, vnc_address: String, message: String) -> SessionInfo {
+fn lost(session_id: Uuid, vnc_address: String, message: String) -> SessionInfo {
     SessionInfo {
         session_id,
         state: SessionState::Failed,
         vnc_address,
-        display,
         message: Some(message),
     }
 }
@@ -485,7 +479,6 @@ fn observe(record: &SessionRecord) -> SessionInfo {
         session_id: record.session_id,
         state,
         vnc_address: record.vnc_address(),
-        display: record.display,
         message,
     }
 }

@@ -32,7 +32,7 @@ pub async fn run(args: AgentRunArgs) -> anyhow::Result<()> {
     config.docker_host = args.docker_host;
     config.ha = args
         .ha_lock_file
-        .map(|lock_file| streamspace_agent::ha::HaConfig {
+        .map(|lock_file| streamspace_agent::leadership::HaConfig {
             lock_file,
             retry: std::time::Duration::from_millis(args.ha_retry_ms.max(10)),
         });

@@ -97,7 +97,6 @@ impl Runtime for TargetRuntime {
             session_id,
             state: SessionState::Running,
             vnc_address: target,
-            display: 0,
             message: None,
         };
         self.sessions().insert(session_id, info.clone());

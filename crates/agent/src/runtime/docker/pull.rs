@@ -22,11 +22,6 @@ impl DockerRuntime {
     /// Pulls `image` (public registries or ones the engine is already logged in to), within the
     /// pull timeout.
     pub(super) async fn pull(&self, image: &str) -> Result<(), RuntimeError> {
-        let failed = |why: String| {
-            RuntimeError::StartFailed(format!(
-                "image {image:?} is not on the Docker host and pulling it failed: {why}"
-            ))
-        };
         let (name, tag) = split_reference(image);
         let mut options = CreateImageOptionsBuilder::new().from_image(name);
         if let Some(tag) = tag {
@@ -35,15 +30,18 @@ impl DockerRuntime {
         let mut progress = self.docker.create_image(Some(options.build()), None, None);
         let pulled = tokio::time::timeout(self.config.pull_timeout, async {
             while let Some(step) = progress.next().await {
-                step.map_err(|e| failed(e.to_string()))?;
+                step.map_err(|source| RuntimeError::ImagePull {
+                    image: image.to_owned(),
+                    source,
+                })?;
             }
             Ok(())
         })
         .await;
         match pulled {
             Ok(result) => result,
-            Err(_) => Err(failed(format!(
-                "no result within {:?}",
+            Err(_) => Err(RuntimeError::StartFailed(format!(
+                "image {image:?} is not on the Docker host and pulling it gave no result within {:?}",
                 self.config.pull_timeout
             ))),
         }

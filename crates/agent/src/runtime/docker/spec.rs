@@ -80,7 +80,7 @@ pub fn container(
         port_bindings: Some(HashMap::from([(
             vnc.clone(),
             Some(vec![PortBinding {
-                host_ip: Some("127.0.0.1".to_owned()),
+                host_ip: Some(crate::runtime::vnc::LOOPBACK.to_owned()),
                 // Empty: the engine picks a free port, read back after start.
                 host_port: Some(String::new()),
             }]),

@@ -47,7 +47,7 @@ pub fn home_claim_name(session_id: Uuid) -> String {
 
 /// Refuses a string Kubernetes would not accept as a label value (at most 63 characters of
 /// `[A-Za-z0-9._-]`, starting and ending alphanumeric).
-pub fn check_label_value(what: &str, value: &str) -> Result<(), String> {
+pub fn check_label_value(what: &str, value: &str) -> Result<(), RuntimeError> {
     let ok = !value.is_empty()
         && value.len() <= 63
         && value
@@ -64,10 +64,10 @@ pub fn check_label_value(what: &str, value: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(RuntimeError::InvalidConfig(format!(
             "{what} {value:?} cannot be a Kubernetes label value (at most 63 letters, digits, \
              '-', '_' or '.', starting and ending with a letter or digit)"
-        ))
+        )))
     }
 }
 
@@ -323,12 +323,13 @@ pub fn home_claim(
 
 /// Where a session's VNC server is reached from inside the cluster: the Service's DNS name.
 pub fn vnc_address(session_id: Uuid, port: u16, config: &KubernetesRuntimeConfig) -> String {
-    format!(
-        "{}.{}.svc.{}:{port}",
+    let host = format!(
+        "{}.{}.svc.{}",
         session_name(session_id),
         config.namespace,
         config.cluster_domain
-    )
+    );
+    crate::runtime::vnc::address(&host, port)
 }
 
 #[cfg(test)]

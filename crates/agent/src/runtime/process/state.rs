@@ -49,7 +49,7 @@ pub struct SessionRecord {
 
 impl SessionRecord {
     pub fn vnc_address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        crate::runtime::vnc::address(crate::runtime::vnc::LOOPBACK, self.port)
     }
 
     pub fn xvnc(&self) -> Option<&ProcessRecord> {

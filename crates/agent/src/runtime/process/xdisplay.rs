@@ -1,5 +1,5 @@
-//! The X side of a process session: picking a free display, cleaning its lock files, finding
-//! programs on `PATH`, and knowing when a VNC server is ready.
+//! The X side of a process session: picking a free display, cleaning its lock files, and
+//! finding programs on `PATH`. (What is about VNC, not X, is in [`crate::runtime::vnc`].)
 //!
 //! An X server claims display `N` by creating `/tmp/.X{N}-lock` (holding its pid) and the socket
 //! `/tmp/.X11-unix/X{N}`. The lock file is the arbiter between concurrent servers, so cleanup
@@ -7,10 +7,6 @@
 //! that lost a race for a display must never delete the winner's lock.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 use super::procfs;
 
@@ -75,26 +71,6 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Whether a VNC server answers on `127.0.0.1:port` with its `RFB ` banner.
-pub async fn rfb_banner_ok(port: u16) -> bool {
-    let probe = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        let mut banner = [0u8; 4];
-        stream.read_exact(&mut banner).await.ok()?;
-        Some(&banner == b"RFB ")
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), probe).await,
-        Ok(Some(true))
-    )
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_loopback_port() -> std::io::Result<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(listener.local_addr()?.port())
-}
-
 /// The last `max` bytes of a log file, for error messages.
 pub fn log_tail(path: &Path, max: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
@@ -112,20 +88,5 @@ mod tests {
         assert_eq!(find_program("/bin/sh"), Some(PathBuf::from("/bin/sh")));
         assert_eq!(find_program("surely-not-a-program-xyz"), None);
         assert_eq!(find_program("/nonexistent/sh"), None);
-    }
-
-    #[tokio::test]
-    async fn a_port_without_vnc_is_not_ready() -> anyhow::Result<()> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        let server = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            if let Ok((mut s, _)) = listener.accept().await {
-                let _ = s.write_all(b"SSH-2.0-x\r\n").await;
-            }
-        });
-        assert!(!rfb_banner_ok(port).await);
-        server.abort();
-        Ok(())
     }
 }

@@ -1,9 +1,10 @@
-//! One active agent per agent id in a cluster: a `coordination.k8s.io/v1` Lease named after the
+//! Leadership for the `kubernetes` runtime: a `coordination.k8s.io/v1` Lease named after the
 //! agent id, held by exactly one agent process (replica) at a time.
 //!
-//! - The holder renews the lease every `renew_every`; it steps down (and the agent exits, to be
-//!   restarted as a standby) when it has not managed to renew for `renew_deadline`, which is
-//!   shorter than the lease duration, so it stops acting before anyone may take over.
+//! - The holder renews the lease every `renew_every` (in a task its [`Term`] owns); its term is
+//!   lost — the agent drops its connection and stands by again — when it has not managed to
+//!   renew for `renew_deadline`, which is shorter than the lease duration, so it stops acting
+//!   before anyone may take over, or when it finds another holder.
 //! - A standby polls. It does not trust the holder's clock: it takes over only after the
 //!   lease's record (holder, renew time, resource version) has not changed for one full lease
 //!   duration *as measured by the standby's own monotonic clock*.
@@ -14,13 +15,18 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::{Api, Client};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use super::{Leadership, LeadershipError, Term};
+use crate::runtime::kubernetes::objects::{LABEL_MANAGED_BY, MANAGED_BY};
 
 /// Settings of the leader election.
 #[derive(Debug, Clone)]
@@ -50,6 +56,15 @@ impl LeaseConfig {
             renew_every: Duration::from_secs(2),
             renew_deadline: Duration::from_secs(10),
         }
+    }
+
+    /// With a lease duration of `duration`, and renewal and step-down deadlines scaled to it as
+    /// the defaults are (renew seven times per duration, give up after two thirds of it).
+    pub fn with_duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self.renew_every = duration / 7;
+        self.renew_deadline = duration * 2 / 3;
+        self
     }
 }
 
@@ -155,13 +170,7 @@ impl LeaseElector {
                 metadata: ObjectMeta {
                     name: Some(self.config.name.clone()),
                     namespace: Some(self.config.namespace.clone()),
-                    labels: Some(
-                        [(
-                            super::objects::LABEL_MANAGED_BY.to_owned(),
-                            super::objects::MANAGED_BY.to_owned(),
-                        )]
-                        .into(),
-                    ),
+                    labels: Some([(LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned())].into()),
                     ..Default::default()
                 },
                 spec: Some(self.spec(None, now)),
@@ -293,6 +302,95 @@ impl LeaseElector {
             .replace(&self.config.name, &PostParams::default(), &lease)
             .await
             .map(drop)
+    }
+}
+
+/// Leadership by holding the agent's Lease; see the module documentation.
+#[derive(Clone)]
+pub struct LeaseLeadership {
+    client: Client,
+    config: LeaseConfig,
+}
+
+impl std::fmt::Debug for LeaseLeadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseLeadership")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaseLeadership {
+    pub fn new(client: Client, config: LeaseConfig) -> Self {
+        Self { client, config }
+    }
+}
+
+#[async_trait]
+impl Leadership for LeaseLeadership {
+    async fn acquire(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Box<dyn Term>>, LeadershipError> {
+        let mut elector = LeaseElector::new(self.client.clone(), self.config.clone());
+        tracing::info!(lease = %self.config.name, holder = %self.config.holder, "waiting for the agent lease");
+        if !elector.acquire(shutdown).await {
+            return Ok(None);
+        }
+        let lost = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let keeper = tokio::spawn({
+            let (lost, stop) = (lost.clone(), stop.clone());
+            async move {
+                if elector.hold(&stop).await {
+                    lost.cancel();
+                }
+                elector
+            }
+        });
+        Ok(Some(Box::new(LeaseTerm {
+            lost,
+            stop,
+            keeper: Some(keeper),
+        })))
+    }
+}
+
+/// A held Lease, renewed by the `keeper` task until the term is lost or given up.
+struct LeaseTerm {
+    lost: CancellationToken,
+    stop: CancellationToken,
+    keeper: Option<JoinHandle<LeaseElector>>,
+}
+
+#[async_trait]
+impl Term for LeaseTerm {
+    async fn lost(&self) {
+        self.lost.cancelled().await
+    }
+
+    async fn step_down(mut self: Box<Self>) {
+        self.stop.cancel();
+        let Some(keeper) = self.keeper.take() else {
+            return;
+        };
+        match keeper.await {
+            Ok(mut elector) => {
+                if let Err(e) = elector.release().await {
+                    tracing::warn!(lease = %elector.config.name, error = %e, "could not release the agent lease");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the lease renewal task failed"),
+        }
+    }
+}
+
+impl Drop for LeaseTerm {
+    /// A term dropped without stepping down stops renewing, as a dead process would.
+    fn drop(&mut self) {
+        if let Some(keeper) = &self.keeper {
+            keeper.abort();
+        }
     }
 }
 
