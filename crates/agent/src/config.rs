@@ -35,16 +35,19 @@ impl fmt::Display for RuntimeKind {
     }
 }
 
+/// A runtime name that is none of [`RuntimeKind`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown runtime {0:?}; expected process, docker or kubernetes")]
+pub struct UnknownRuntime(pub String);
+
 impl FromStr for RuntimeKind {
-    type Err = String;
+    type Err = UnknownRuntime;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "process" => Ok(Self::Process),
             "docker" => Ok(Self::Docker),
             "kubernetes" => Ok(Self::Kubernetes),
-            other => Err(format!(
-                "unknown runtime {other:?}; expected process, docker or kubernetes"
-            )),
+            other => Err(UnknownRuntime(other.to_owned())),
         }
     }
 }
@@ -168,6 +171,9 @@ mod tests {
             "kubernetes".parse::<RuntimeKind>(),
             Ok(RuntimeKind::Kubernetes)
         );
-        assert!("podman".parse::<RuntimeKind>().is_err());
+        assert_eq!(
+            "podman".parse::<RuntimeKind>().map_err(|e| e.to_string()),
+            Err("unknown runtime \"podman\"; expected process, docker or kubernetes".to_owned())
+        );
     }
 }

@@ -55,7 +55,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::ServerConfig;
+pub use config::{ConfigError, ServerConfig};
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
 pub use tunnel::TunnelConfig;
@@ -75,7 +75,7 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    config.validate().map_err(ServerError::InvalidConfig)?;
+    config.validate()?;
     let hasher = KeyHasher::load(store.as_ref()).await?;
     let redis_target = match &config.redis_url {
         Some(url) => Some(
