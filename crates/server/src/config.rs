@@ -65,7 +65,7 @@ impl ServerConfig {
     }
 
     /// The heartbeat interval as told to agents in `welcome`: whole seconds, rounded up, so at
-    /// least one for any interval [`ServerConfig::validate`] accepts.
+    /// least one for any interval the server accepts (it refuses zero).
     pub fn heartbeat_interval_secs(&self) -> u64 {
         let d = self.heartbeat_interval;
         d.as_secs() + u64::from(d.subsec_nanos() > 0)
