@@ -229,7 +229,7 @@ def agent(objects, where, problems):
     c = dep["spec"]["template"]["spec"]["containers"][0]
     env = env_of(c)
     problems.check(c["args"] == ["agent"], where, "the agent container does not run `agent`")
-    for name in ("STREAMSPACE_SERVER", "STREAMSPACE_AGENT_ID", "STREAMSPACE_AGENT_KEY",
+    for name in ("STREAMSPACE_AGENT_SERVERS", "STREAMSPACE_AGENT_ID", "STREAMSPACE_AGENT_KEY",
                  "STREAMSPACE_RUNTIME", "POD_NAME", "POD_NAMESPACE"):
         problems.check(name in env, where, f"agent env has no {name}")
     problems.check("value" not in env.get("STREAMSPACE_AGENT_KEY", {}), where,

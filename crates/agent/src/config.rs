@@ -35,7 +35,7 @@ impl fmt::Display for RuntimeKind {
     }
 }
 
-/// A runtime name that is none of `process`, `docker`, `kubernetes`.
+/// A runtime name that is none of [`RuntimeKind`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown runtime {0:?}; expected process, docker or kubernetes")]
 pub struct UnknownRuntime(pub String);
@@ -171,6 +171,9 @@ mod tests {
             "kubernetes".parse::<RuntimeKind>(),
             Ok(RuntimeKind::Kubernetes)
         );
-        assert!("podman".parse::<RuntimeKind>().is_err());
+        assert_eq!(
+            "podman".parse::<RuntimeKind>().map_err(|e| e.to_string()),
+            Err("unknown runtime \"podman\"; expected process, docker or kubernetes".to_owned())
+        );
     }
 }

@@ -97,34 +97,58 @@ impl ServerConfig {
         self.heartbeat_interval.saturating_mul(3)
     }
 
-    /// The heartbeat interval as told to agents in `welcome` (whole seconds, at least one).
+    /// The heartbeat interval as told to agents in `welcome`: whole seconds, rounded up, so at
+    /// least one for any interval the server accepts (it refuses zero).
     pub fn heartbeat_interval_secs(&self) -> u64 {
-        let secs = self.heartbeat_interval.as_secs_f64().ceil();
-        (secs as u64).max(1)
+        let d = self.heartbeat_interval;
+        d.as_secs() + u64::from(d.subsec_nanos() > 0)
     }
 
-    /// Rejects settings the server cannot run with.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    /// Rejects settings the server cannot run with. The CLI refuses such values already, naming
+    /// the flag; this guards configurations built in code.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.replica_id.trim().is_empty() {
-            return Err("replica_id must not be empty".into());
+            return Err(ConfigError::EmptyReplicaId);
         }
-        if self.heartbeat_interval.is_zero() {
-            return Err("heartbeat_interval must be positive".into());
+        let durations = [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("ack_timeout", self.ack_timeout),
+            ("stuck_after", self.stuck_after),
+            ("pending_ttl", self.pending_ttl),
+            ("sweep_interval", self.sweep_interval),
+            ("tunnel.viewer_token_ttl", self.tunnel.viewer_token_ttl),
+            ("tunnel.send_timeout", self.tunnel.send_timeout),
+            ("tunnel.open_timeout", self.tunnel.open_timeout),
+            ("tunnel.close_grace", self.tunnel.close_grace),
+        ];
+        if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::NotPositive(name));
         }
-        if self.dispatcher_workers == 0 {
-            return Err("dispatcher_workers must be at least 1".into());
+        let counts = [
+            ("dispatcher_workers", self.dispatcher_workers),
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_agent_connections", self.max_agent_connections),
+            ("tunnel.max_streams", self.tunnel.max_streams),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
+            return Err(ConfigError::BelowOne(name));
         }
         if self.max_attempts < 1 {
-            return Err("max_attempts must be at least 1".into());
-        }
-        if self.sweep_interval.is_zero() {
-            return Err("sweep_interval must be positive".into());
-        }
-        if self.max_agent_connections == 0 {
-            return Err("max_agent_connections must be at least 1".into());
+            return Err(ConfigError::BelowOne("max_attempts"));
         }
         Ok(())
     }
+}
+
+/// A [`ServerConfig`] the server cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("replica_id must not be empty")]
+    EmptyReplicaId,
+    #[error("{0} must be positive")]
+    NotPositive(&'static str),
+    #[error("{0} must be at least 1")]
+    BelowOne(&'static str),
 }
 
 #[cfg(test)]
@@ -149,10 +173,44 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(ServerConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn zero_limits_are_refused_naming_the_setting() {
         let bad = ServerConfig {
             dispatcher_workers: 0,
             ..ServerConfig::default()
         };
-        assert!(bad.validate().is_err());
+        assert_eq!(
+            bad.validate(),
+            Err(ConfigError::BelowOne("dispatcher_workers"))
+        );
+        let bad = ServerConfig {
+            max_body_bytes: 0,
+            ..ServerConfig::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::BelowOne("max_body_bytes")));
+        let mut bad = ServerConfig::default();
+        bad.tunnel.open_timeout = Duration::ZERO;
+        assert_eq!(
+            bad.validate().map_err(|e| e.to_string()),
+            Err("tunnel.open_timeout must be positive".to_owned())
+        );
+        let bad = ServerConfig {
+            replica_id: " ".to_owned(),
+            ..ServerConfig::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::EmptyReplicaId));
+    }
+
+    #[test]
+    fn agents_are_told_the_heartbeat_rounded_up() {
+        let with = |ms| ServerConfig {
+            heartbeat_interval: Duration::from_millis(ms),
+            ..ServerConfig::default()
+        };
+        assert_eq!(with(1).heartbeat_interval_secs(), 1);
+        assert_eq!(with(2_000).heartbeat_interval_secs(), 2);
+        assert_eq!(with(2_001).heartbeat_interval_secs(), 3);
     }
 }

@@ -15,6 +15,8 @@ use streamspace_store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("invalid server configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("invalid server configuration: {0}")]
     InvalidConfig(String),
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -70,7 +70,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{ServerConfig, TunnelConfig};
+pub use config::{ConfigError, ServerConfig, TunnelConfig};
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
 
@@ -88,7 +88,7 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    config.validate().map_err(ServerError::InvalidConfig)?;
+    config.validate()?;
     let hasher = KeyHasher::load(store.as_ref()).await?;
     let config = Arc::new(config);
     metrics::init();

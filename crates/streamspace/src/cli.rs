@@ -1,8 +1,39 @@
-//! Command-line definitions. Every flag can also come from an environment variable.
+//! Command-line definitions. Every setting can also come from an environment variable.
+//!
+//! Durations take units (`500ms`, `30s`, `5m`, `1h`; see [`crate::duration`]); a bare number
+//! counts seconds, or milliseconds for flags that were named `*-ms`. Values out of range are
+//! refused by the parsers here, with clap's error naming the flag.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::duration::DurationParser;
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Heartbeats travel to agents in whole seconds.
+pub const HEARTBEAT: DurationParser = DurationParser::secs().at_least(secs(1)).whole_seconds();
+/// Kubernetes leases count whole seconds; shorter than 3 s leaves no room to renew.
+pub const LEASE: DurationParser = DurationParser::secs()
+    .at_least(secs(3))
+    .at_most(secs(600))
+    .whole_seconds();
+/// Retrying a file lock more often than every 10 ms only burns CPU.
+pub const HA_RETRY: DurationParser = DurationParser::millis()
+    .at_least(Duration::from_millis(10))
+    .at_most(secs(600));
+/// The API takes idle timeouts in whole seconds, up to 30 days.
+const IDLE_TIMEOUT: DurationParser = DurationParser::secs()
+    .at_most(secs(30 * 86_400))
+    .whole_seconds();
+/// Default of `--lease` (`STREAMSPACE_LEASE`).
+pub const DEFAULT_LEASE: Duration = secs(15);
+/// Default of `--ha-retry` (`STREAMSPACE_HA_RETRY`).
+pub const DEFAULT_HA_RETRY: Duration = secs(1);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,8 +97,9 @@ impl Command {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Where the database, admin token and session state live [default: the user's data
-    /// directory, e.g. ~/.local/share/streamspace].
+    /// Where the database, admin token and local agent's state live; client commands look for
+    /// the admin token here [default: the user's data directory, e.g.
+    /// ~/.local/share/streamspace].
     #[arg(long, env = "STREAMSPACE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Address for the REST API and the agent endpoint.
@@ -100,7 +132,8 @@ pub struct ServerArgs {
     /// Do not apply pending migrations at start (run `streamspace migrate up` yourself).
     #[arg(long, env = "STREAMSPACE_NO_MIGRATE")]
     pub no_migrate: bool,
-    /// If set, a newly generated admin token is also written to DIR/admin-token (mode 0600).
+    /// If set, a newly generated admin token is also written to DIR/admin-token (mode 0600),
+    /// where client commands given the same STREAMSPACE_DATA_DIR find it.
     #[arg(long, env = "STREAMSPACE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -109,34 +142,52 @@ pub struct ServerArgs {
 
 #[derive(Debug, Args)]
 pub struct ServerTuning {
-    /// Seconds between agent heartbeats; an agent silent for three intervals is offline.
-    #[arg(long, env = "STREAMSPACE_HEARTBEAT_INTERVAL", default_value_t = 10)]
-    pub heartbeat_interval: u64,
+    /// Interval between agent heartbeats, in whole seconds; an agent silent for three intervals
+    /// is offline.
+    #[arg(long, env = "STREAMSPACE_HEARTBEAT_INTERVAL", default_value = "10s", value_parser = HEARTBEAT)]
+    pub heartbeat_interval: Duration,
     /// Workers delivering commands to agents.
-    #[arg(long, env = "STREAMSPACE_DISPATCHER_WORKERS", default_value_t = 10)]
-    pub dispatcher_workers: usize,
-    /// Seconds to wait for an agent's ack before resending (doubles per attempt).
-    #[arg(long, env = "STREAMSPACE_ACK_TIMEOUT", default_value_t = 5)]
-    pub ack_timeout: u64,
+    #[arg(long, env = "STREAMSPACE_DISPATCHER_WORKERS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub dispatcher_workers: u32,
+    /// How long to wait for an agent's ack before resending (doubles per attempt).
+    #[arg(long, env = "STREAMSPACE_ACK_TIMEOUT", default_value = "5s", value_parser = DurationParser::secs())]
+    pub ack_timeout: Duration,
     /// Delivery attempts before a command is given up.
-    #[arg(long, env = "STREAMSPACE_MAX_ATTEMPTS", default_value_t = 5)]
+    #[arg(long, env = "STREAMSPACE_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..))]
     pub max_attempts: i32,
-    /// Seconds a sent or acknowledged command may go without progress before it fails.
-    #[arg(long, env = "STREAMSPACE_COMMAND_DEADLINE", default_value_t = 120)]
-    pub command_deadline: u64,
-    /// Seconds a command may wait for an offline agent before it fails.
-    #[arg(long, env = "STREAMSPACE_PENDING_TTL", default_value_t = 86_400)]
-    pub pending_ttl: u64,
-    /// Seconds a send to a viewer may take; a viewer that does not read for that long is closed
+    /// How long a sent or acknowledged command may go without progress before it fails.
+    #[arg(long, env = "STREAMSPACE_COMMAND_DEADLINE", default_value = "2m", value_parser = DurationParser::secs())]
+    pub command_deadline: Duration,
+    /// How long a command may wait for an offline agent before it fails.
+    #[arg(long, env = "STREAMSPACE_PENDING_TTL", default_value = "24h", value_parser = DurationParser::secs())]
+    pub pending_ttl: Duration,
+    /// How often the dispatcher sweeps the database: it fails commands past their deadlines,
+    /// marks silent agents offline and delivers what it was not woken for.
+    #[arg(long, env = "STREAMSPACE_SWEEP_INTERVAL", default_value = "1s", value_parser = DurationParser::secs())]
+    pub sweep_interval: Duration,
+    /// Most agent WebSocket connections this replica holds at once; more are refused with 503.
+    #[arg(long, env = "STREAMSPACE_MAX_AGENT_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_agent_connections: u32,
+    /// Largest accepted REST request body, in bytes.
+    #[arg(long, env = "STREAMSPACE_MAX_BODY_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1 << 30))]
+    pub max_body_bytes: u32,
+    /// How long a send to a viewer may take; a viewer that does not read for that long is closed
     /// with 1013.
-    #[arg(long, env = "STREAMSPACE_VIEWER_SEND_TIMEOUT", default_value_t = 10)]
-    pub viewer_send_timeout: u64,
-    /// Seconds a viewer being closed is given to take its close frame.
-    #[arg(long, env = "STREAMSPACE_VIEWER_CLOSE_GRACE", default_value_t = 10)]
-    pub viewer_close_grace: u64,
-    /// Seconds a viewer token from `session connect` stays valid.
-    #[arg(long, env = "STREAMSPACE_VIEWER_TOKEN_TTL", default_value_t = 60)]
-    pub viewer_token_ttl: u64,
+    #[arg(long, env = "STREAMSPACE_VIEWER_SEND_TIMEOUT", default_value = "10s", value_parser = DurationParser::secs())]
+    pub viewer_send_timeout: Duration,
+    /// How long a viewer being closed is given to take its close frame.
+    #[arg(long, env = "STREAMSPACE_VIEWER_CLOSE_GRACE", default_value = "10s", value_parser = DurationParser::secs())]
+    pub viewer_close_grace: Duration,
+    /// How long a viewer token from `session connect` stays valid.
+    #[arg(long, env = "STREAMSPACE_VIEWER_TOKEN_TTL", default_value = "60s", value_parser = DurationParser::secs())]
+    pub viewer_token_ttl: Duration,
+    /// How long an agent has to open a viewer's data connection before the viewer is refused.
+    #[arg(long, env = "STREAMSPACE_VIEWER_OPEN_TIMEOUT", default_value = "10s", value_parser = DurationParser::secs())]
+    pub viewer_open_timeout: Duration,
+    /// Most viewer streams (open or waiting for their agent) this replica holds at once; more
+    /// are refused with 503.
+    #[arg(long, env = "STREAMSPACE_MAX_VIEWER_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_viewer_streams: u32,
     /// Base URL browsers use to reach the control plane (for the viewer URL) [default: from the
     /// request's Host header].
     #[arg(long, env = "STREAMSPACE_PUBLIC_URL")]
@@ -171,9 +222,9 @@ pub enum AgentAction {
     /// Send the agent a `ping` and wait for its answer; fails if none comes in time.
     Ping {
         agent_id: String,
-        /// Seconds to wait for the answer (at most 60).
-        #[arg(long, default_value_t = 10.0)]
-        wait: f64,
+        /// How long to wait for the answer (at most 60s).
+        #[arg(long, default_value = "10s", value_parser = DurationParser::secs().at_most(secs(60)))]
+        wait: Duration,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -181,8 +232,13 @@ pub enum AgentAction {
 
 #[derive(Debug, Args)]
 pub struct AgentRunArgs {
-    /// Control plane base URL (http:// or https://); repeat to fail over between replicas.
-    #[arg(long = "server", env = "STREAMSPACE_SERVER", value_delimiter = ',')]
+    /// Control plane base URL (http:// or https://); repeat (or comma-separate in the variable)
+    /// to fail over between replicas.
+    #[arg(
+        long = "server",
+        env = "STREAMSPACE_AGENT_SERVERS",
+        value_delimiter = ','
+    )]
     pub servers: Vec<String>,
     /// This agent's id (the key must be bound to it).
     #[arg(long, env = "STREAMSPACE_AGENT_ID")]
@@ -193,18 +249,19 @@ pub struct AgentRunArgs {
     /// How sessions run.
     #[arg(long, env = "STREAMSPACE_RUNTIME", value_enum, default_value_t = RuntimeArg::Process)]
     pub runtime: RuntimeArg,
-    /// Where the agent keeps session state [default: DATA_DIR/agent-ID, DATA_DIR being $STREAMSPACE_DATA_DIR or ~/.local/share/streamspace].
+    /// Where the agent keeps session state [default: agent-ID in the user's data directory, e.g.
+    /// ~/.local/share/streamspace/agent-ID].
     #[arg(long, env = "STREAMSPACE_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
     /// Most sessions this agent runs at once.
     #[arg(long, env = "STREAMSPACE_MAX_SESSIONS", default_value_t = 10)]
     pub max_sessions: u32,
-    /// A label KEY=VALUE to report (repeatable).
-    #[arg(long = "label", value_parser = parse_label)]
+    /// A label KEY=VALUE to report (repeatable; comma-separated in the variable).
+    #[arg(long = "label", env = "STREAMSPACE_LABELS", value_delimiter = ',', value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
     /// Commands executed at once.
-    #[arg(long, env = "STREAMSPACE_MAX_CONCURRENT_COMMANDS", default_value_t = 8)]
-    pub max_concurrent_commands: usize,
+    #[arg(long, env = "STREAMSPACE_MAX_CONCURRENT_COMMANDS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_commands: u32,
     /// Docker Engine API for `--runtime docker`: unix:///path or tcp://host:port [default:
     /// $DOCKER_HOST, else unix:///var/run/docker.sock].
     #[arg(long, env = "DOCKER_HOST")]
@@ -217,15 +274,11 @@ pub struct AgentRunArgs {
     /// the in-cluster service account].
     #[arg(long, env = "STREAMSPACE_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// Seconds a standby replica waits for an unrenewed agent lease before taking over
-    /// (`--runtime kubernetes`).
-    #[arg(
-        long,
-        env = "STREAMSPACE_LEASE_SECS",
-        default_value_t = 15,
-        value_parser = clap::value_parser!(u64).range(3..=600)
-    )]
-    pub lease_secs: u64,
+    /// How long a standby replica waits for an unrenewed agent lease before taking over
+    /// (`--runtime kubernetes`), in whole seconds from 3s to 10m [default: 15s]. Formerly
+    /// `--lease-secs`/`STREAMSPACE_LEASE_SECS`, still accepted.
+    #[arg(long, alias = "lease-secs", env = "STREAMSPACE_LEASE", value_parser = LEASE)]
+    pub lease: Option<Duration>,
     /// Storage class of session home volumes (`--runtime kubernetes`) [default: the cluster's
     /// default class].
     #[arg(long, env = "STREAMSPACE_STORAGE_CLASS")]
@@ -245,10 +298,11 @@ pub struct AgentRunArgs {
     /// filesystem all of them share, with working locks).
     #[arg(long, env = "STREAMSPACE_HA_LOCK_FILE")]
     pub ha_lock_file: Option<PathBuf>,
-    /// Milliseconds between a standby's attempts to take the HA lock: the longest a takeover
-    /// waits after the active process dies.
-    #[arg(long, env = "STREAMSPACE_HA_RETRY_MS", default_value_t = 1000)]
-    pub ha_retry_ms: u64,
+    /// Interval between a standby's attempts to take the HA lock: the longest a takeover waits
+    /// after the active process dies; a bare number counts milliseconds [default: 1s]. Formerly
+    /// `--ha-retry-ms`/`STREAMSPACE_HA_RETRY_MS`, still accepted.
+    #[arg(long, alias = "ha-retry-ms", env = "STREAMSPACE_HA_RETRY", value_parser = HA_RETRY)]
+    pub ha_retry: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -261,10 +315,15 @@ pub enum RuntimeArg {
     Kubernetes,
 }
 
-fn parse_label(s: &str) -> Result<(String, String), String> {
+/// A `KEY=VALUE` argument without its `=` or key.
+#[derive(Debug, thiserror::Error)]
+#[error("expected KEY=VALUE, got {0:?}")]
+pub struct NotKeyValue(String);
+
+fn parse_label(s: &str) -> Result<(String, String), NotKeyValue> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+        _ => Err(NotKeyValue(s.to_owned())),
     }
 }
 
@@ -301,8 +360,8 @@ pub struct ClientArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub server: String,
-    /// API token [default: the admin token `streamspace up` saved in $STREAMSPACE_DATA_DIR or the
-    /// default data directory].
+    /// API token [default: the admin token in $STREAMSPACE_DATA_DIR (or the default data
+    /// directory), where `streamspace up` saves it].
     #[arg(long, env = "STREAMSPACE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Output format.
@@ -324,9 +383,9 @@ pub enum SessionCommand {
         /// Wait until the session is running (or has failed).
         #[arg(long)]
         wait: bool,
-        /// Seconds to wait with --wait.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
+        /// How long to wait with --wait.
+        #[arg(long, default_value = "60s", value_parser = DurationParser::secs())]
+        timeout: Duration,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -369,9 +428,9 @@ pub enum SessionCommand {
     /// short-lived token; `-o json` prints the token and its expiry too).
     Connect {
         id: uuid::Uuid,
-        /// Seconds to wait for the session to be running.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
+        /// How long to wait for the session to be running.
+        #[arg(long, default_value = "60s", value_parser = DurationParser::secs())]
+        timeout: Duration,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -455,9 +514,10 @@ pub struct TemplateRuntimeArgs {
     /// Home volume: none, delete (removed at stop) or retain (kept after stop).
     #[arg(long, default_value = "none")]
     pub persistent_home: streamspace_proto::api::HomePolicy,
-    /// Hibernate sessions after this many seconds without a viewer.
-    #[arg(long)]
-    pub idle_timeout_secs: Option<u32>,
+    /// Hibernate sessions after this long without a viewer (whole seconds, at most 30d).
+    /// Formerly `--idle-timeout-secs`, still accepted.
+    #[arg(long, alias = "idle-timeout-secs", value_parser = IDLE_TIMEOUT)]
+    pub idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -550,11 +610,145 @@ mod tests {
             agent.run.kubeconfig.as_deref(),
             Some(std::path::Path::new("/etc/kube/config"))
         );
-        assert_eq!(agent.run.lease_secs, 30);
+        assert_eq!(agent.run.lease, Some(Duration::from_secs(30)));
         assert_eq!(agent.run.home_size, "10Gi");
         assert_eq!(agent.run.cluster_domain, "cluster.local");
         assert_eq!(agent.run.storage_class, None);
         // Shorter than the renewal cadence can work with: refused.
         assert!(parse(&["--lease-secs", "1"]).is_err());
+    }
+
+    fn agent_run(extra: &[&str]) -> Result<AgentRunArgs, clap::Error> {
+        let base = [
+            "streamspace",
+            "agent",
+            "--server",
+            "http://a",
+            "--agent-id",
+            "a1",
+        ];
+        let cli = Cli::try_parse_from(base.iter().chain(extra.iter()))?;
+        match cli.command {
+            Command::Agent(agent) => Ok(agent.run),
+            other => panic!("expected the agent command, got {other:?}"),
+        }
+    }
+
+    fn server(extra: &[&str]) -> Result<ServerTuning, clap::Error> {
+        let base = ["streamspace", "server", "--database-url", "sqlite::memory:"];
+        let cli = Cli::try_parse_from(base.iter().chain(extra.iter()))?;
+        match cli.command {
+            Command::Server(server) => Ok(server.tuning),
+            other => panic!("expected the server command, got {other:?}"),
+        }
+    }
+
+    /// The clap error for `extra`, which must be refused.
+    fn refused(result: Result<impl std::fmt::Debug, clap::Error>, flag: &str) -> String {
+        let err = result.expect_err("the value must be refused");
+        let text = err.to_string();
+        assert!(
+            text.contains(flag),
+            "the error does not name {flag}: {text}"
+        );
+        text
+    }
+
+    #[test]
+    fn old_flag_names_and_bare_numbers_keep_their_meaning() {
+        let ms = Duration::from_millis;
+        let run = agent_run(&["--lease-secs", "30", "--ha-retry-ms", "250"]).expect("old names");
+        assert_eq!(run.lease, Some(ms(30_000)), "--lease-secs counts seconds");
+        assert_eq!(
+            run.ha_retry,
+            Some(ms(250)),
+            "--ha-retry-ms counts milliseconds"
+        );
+        let run = agent_run(&["--lease", "1m", "--ha-retry", "2s"]).expect("new names");
+        assert_eq!(run.lease, Some(ms(60_000)));
+        assert_eq!(run.ha_retry, Some(ms(2_000)));
+        let run = agent_run(&["--ha-retry", "500"]).expect("a bare number");
+        assert_eq!(
+            run.ha_retry,
+            Some(ms(500)),
+            "--ha-retry still counts milliseconds"
+        );
+        assert_eq!(agent_run(&[]).expect("defaults").lease, None);
+
+        let t = server(&[
+            "--heartbeat-interval",
+            "20",
+            "--ack-timeout",
+            "500ms",
+            "--pending-ttl",
+            "86400",
+            "--command-deadline",
+            "5m",
+            "--sweep-interval",
+            "250ms",
+            "--viewer-open-timeout",
+            "3",
+        ])
+        .expect("server durations");
+        assert_eq!(t.heartbeat_interval, ms(20_000));
+        assert_eq!(t.ack_timeout, ms(500));
+        assert_eq!(t.pending_ttl, ms(86_400_000));
+        assert_eq!(t.command_deadline, ms(300_000));
+        assert_eq!(t.sweep_interval, ms(250));
+        assert_eq!(t.viewer_open_timeout, ms(3_000));
+
+        let cli = Cli::try_parse_from([
+            "streamspace",
+            "template",
+            "create",
+            "t",
+            "--image",
+            "i",
+            "--idle-timeout-secs",
+            "900",
+        ])
+        .expect("the old idle-timeout flag");
+        let Command::Template(TemplateCommand::Create { runtime, .. }) = cli.command else {
+            panic!("expected template create");
+        };
+        assert_eq!(runtime.idle_timeout, Some(ms(900_000)));
+    }
+
+    #[test]
+    fn invalid_values_are_refused_naming_the_flag() {
+        refused(agent_run(&["--lease-secs", "1"]), "--lease");
+        refused(agent_run(&["--lease", "3500ms"]), "--lease");
+        refused(agent_run(&["--lease", "11m"]), "--lease");
+        refused(agent_run(&["--ha-retry-ms", "5"]), "--ha-retry");
+        refused(
+            agent_run(&["--max-concurrent-commands", "0"]),
+            "--max-concurrent-commands",
+        );
+        let text = refused(server(&["--ack-timeout", "5x"]), "--ack-timeout");
+        assert!(text.contains("unknown unit"), "{text}");
+        refused(server(&["--ack-timeout", "0"]), "--ack-timeout");
+        refused(
+            server(&["--heartbeat-interval", "1500ms"]),
+            "--heartbeat-interval",
+        );
+        refused(server(&["--pending-ttl", "400d"]), "--pending-ttl");
+        refused(
+            server(&["--dispatcher-workers", "0"]),
+            "--dispatcher-workers",
+        );
+        refused(server(&["--max-attempts", "0"]), "--max-attempts");
+        refused(
+            server(&["--max-agent-connections", "0"]),
+            "--max-agent-connections",
+        );
+        refused(server(&["--max-body-bytes", "10"]), "--max-body-bytes");
+        refused(
+            server(&["--max-viewer-streams", "0"]),
+            "--max-viewer-streams",
+        );
+        refused(
+            Cli::try_parse_from(["streamspace", "agent", "ping", "a1", "--wait", "2m"]),
+            "--wait",
+        );
     }
 }

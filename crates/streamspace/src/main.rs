@@ -11,6 +11,8 @@
 
 mod cli;
 mod commands;
+mod duration;
+mod legacy_env;
 mod output;
 mod secrets;
 

@@ -32,15 +32,20 @@ pub fn write(path: &Path, secret: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `$STREAMSPACE_DATA_DIR`, else `~/.local/share/streamspace` (or the platform's equivalent).
-/// Client commands and agents use it to find what `streamspace up --data-dir` wrote.
+/// `$STREAMSPACE_DATA_DIR`, else [`user_data_dir`]: where `streamspace up` keeps its data and
+/// client commands find the admin token it saved.
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("STREAMSPACE_DATA_DIR").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
+    user_data_dir()
+}
+
+/// `~/.local/share/streamspace` (or the platform's equivalent).
+pub fn user_data_dir() -> anyhow::Result<PathBuf> {
     dirs::data_dir()
         .map(|d| d.join("streamspace"))
-        .context("cannot tell the user's data directory; pass --data-dir")
+        .context("cannot tell the user's data directory; pass --data-dir (or --state-dir)")
 }
 
 #[cfg(test)]

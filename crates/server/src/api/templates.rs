@@ -50,7 +50,7 @@ pub(super) async fn create(
     ApiJson(body): ApiJson<CreateTemplate>,
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
     actor.may(Action::ManageTemplates, Resource::System)?;
-    validate(&body).map_err(ApiError::bad_request)?;
+    validate(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let template = app
         .store
         .create_template(&body)
@@ -84,25 +84,39 @@ pub(super) async fn remove(
 /// A template name is a DNS label (it may end up in names of containers and Kubernetes objects);
 /// the command names a program. A template needs a command (process runtime) or an image
 /// (container runtimes), or both; which one a session needs is checked by the agent that runs it.
-fn validate(t: &CreateTemplate) -> Result<(), String> {
+fn validate(t: &CreateTemplate) -> Result<(), InvalidTemplate> {
     if !is_dns_label(&t.name) {
-        return Err(format!(
-            "template name {:?} must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit",
-            t.name
-        ));
+        return Err(InvalidTemplate::Name(t.name.clone()));
     }
     match (t.command.first(), &t.image) {
         (Some(program), _) if !program.trim().is_empty() => {}
         (None, Some(_)) => {}
-        (Some(_), _) => return Err("command must name a program to run".into()),
-        (None, None) => {
-            return Err("a template needs a command (process runtime) or an image (docker and kubernetes runtimes)".into());
-        }
+        (Some(_), _) => return Err(InvalidTemplate::BlankProgram),
+        (None, None) => return Err(InvalidTemplate::NothingToRun),
     }
     if let Some(bad) = t.env.keys().find(|k| !is_env_name(k)) {
-        return Err(format!("environment variable name {bad:?} is not valid"));
+        return Err(InvalidTemplate::EnvName(bad.clone()));
     }
-    super::template_fields::validate(t)
+    Ok(super::template_fields::validate(t)?)
+}
+
+/// Why a template is refused (400 `bad_request`, with this message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum InvalidTemplate {
+    #[error(
+        "template name {0:?} must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+    )]
+    Name(String),
+    #[error("command must name a program to run")]
+    BlankProgram,
+    #[error(
+        "a template needs a command (process runtime) or an image (docker and kubernetes runtimes)"
+    )]
+    NothingToRun,
+    #[error("environment variable name {0:?} is not valid")]
+    EnvName(String),
+    #[error(transparent)]
+    Field(#[from] super::template_fields::InvalidField),
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -153,5 +167,28 @@ mod tests {
         let mut env = t("x", &["x"]);
         env.env.insert("1BAD".into(), "v".into());
         assert!(validate(&env).is_err());
+    }
+
+    #[test]
+    fn messages_are_the_ones_api_clients_know() {
+        let err = |t: CreateTemplate| validate(&t).expect_err("refused").to_string();
+        assert_eq!(
+            err(t("Bad", &["x"])),
+            "template name \"Bad\" must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+        );
+        assert_eq!(err(t("x", &[" "])), "command must name a program to run");
+        assert_eq!(
+            err(t("x", &[])),
+            "a template needs a command (process runtime) or an image (docker and kubernetes runtimes)"
+        );
+        let mut env = t("x", &["x"]);
+        env.env.insert("1BAD".into(), "v".into());
+        assert_eq!(err(env), "environment variable name \"1BAD\" is not valid");
+        let mut port = t("x", &["x"]);
+        port.ports.vnc = 0;
+        assert_eq!(
+            err(port),
+            "ports.vnc must be a port number between 1 and 65535"
+        );
     }
 }

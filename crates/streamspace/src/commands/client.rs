@@ -12,6 +12,7 @@ use crate::cli::{
     AgentAction, AgentKeyCommand, ClientArgs, CommandsCommand, OutputFormat, SessionCommand,
     TemplateCommand,
 };
+use crate::duration::Shown;
 use crate::output::{print_many, print_one};
 use crate::secrets;
 
@@ -37,15 +38,16 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
             let api = connect(&client)?;
             let mut session = api.create_session(&template).await?;
             if wait {
-                let deadline = Instant::now() + Duration::from_secs(timeout);
+                let deadline = Instant::now() + timeout;
                 while !matches!(session.state, streamspace_proto::SessionState::Running)
                     && !session.state.is_terminal()
                 {
                     if Instant::now() >= deadline {
                         anyhow::bail!(
-                            "session {} is still {} after {timeout} s",
+                            "session {} is still {} after {}",
                             session.id,
-                            session.state
+                            session.state,
+                            Shown(timeout)
                         );
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -121,12 +123,9 @@ pub async fn agent(action: AgentAction) -> anyhow::Result<()> {
             wait,
             client,
         } => {
-            if !(wait > 0.0 && wait <= 60.0) {
-                anyhow::bail!("--wait must be more than 0 and at most 60 seconds");
-            }
             let started = Instant::now();
             let command = connect(&client)?
-                .ping_agent_and_wait(&agent_id, Duration::from_secs_f64(wait))
+                .ping_agent_and_wait(&agent_id, wait)
                 .await?;
             match command.status {
                 CommandStatus::Completed => {
@@ -148,8 +147,9 @@ pub async fn agent(action: AgentAction) -> anyhow::Result<()> {
                         .unwrap_or("no reason given")
                 ),
                 status => anyhow::bail!(
-                    "agent {agent_id} did not answer within {wait} s (the ping is {status}; \
-                     is the agent connected? see `streamspace agent show {agent_id}`)"
+                    "agent {agent_id} did not answer within {} (the ping is {status}; \
+                     is the agent connected? see `streamspace agent show {agent_id}`)",
+                    Shown(wait)
                 ),
             }
         }
@@ -211,7 +211,11 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                     memory_mib: runtime.memory_mib,
                 },
                 persistent_home: runtime.persistent_home,
-                idle_timeout_secs: runtime.idle_timeout_secs,
+                idle_timeout_secs: runtime
+                    .idle_timeout
+                    .map(|d| u32::try_from(d.as_secs()))
+                    .transpose()
+                    .context("--idle-timeout does not fit the API's u32 seconds")?,
                 allowed_groups,
             };
             print_one(

@@ -1,7 +1,5 @@
 //! `streamspace server`: one control-plane replica.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use streamspace_server::ServerConfig;
 use tokio_util::sync::CancellationToken;
@@ -103,21 +101,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .context("control plane stopped with an error")
 }
 
+/// The replica's configuration from its flags, which the CLI has already range-checked.
 pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
+    let count = |n: u32| usize::try_from(n).expect("a u32 fits in usize on supported targets");
     ServerConfig {
         replica_id,
-        heartbeat_interval: Duration::from_secs(t.heartbeat_interval.max(1)),
-        dispatcher_workers: t.dispatcher_workers.max(1),
-        ack_timeout: Duration::from_secs(t.ack_timeout.max(1)),
-        max_attempts: t.max_attempts.max(1),
-        stuck_after: Duration::from_secs(t.command_deadline.max(1)),
-        pending_ttl: Duration::from_secs(t.pending_ttl.max(1)),
+        heartbeat_interval: t.heartbeat_interval,
+        dispatcher_workers: count(t.dispatcher_workers),
+        ack_timeout: t.ack_timeout,
+        max_attempts: t.max_attempts,
+        stuck_after: t.command_deadline,
+        pending_ttl: t.pending_ttl,
+        sweep_interval: t.sweep_interval,
+        max_body_bytes: count(t.max_body_bytes),
+        max_agent_connections: count(t.max_agent_connections),
         tunnel: streamspace_server::TunnelConfig {
-            send_timeout: Duration::from_secs(t.viewer_send_timeout.max(1)),
-            close_grace: Duration::from_secs(t.viewer_close_grace.max(1)),
-            viewer_token_ttl: Duration::from_secs(t.viewer_token_ttl.max(1)),
+            send_timeout: t.viewer_send_timeout,
+            close_grace: t.viewer_close_grace,
+            viewer_token_ttl: t.viewer_token_ttl,
+            open_timeout: t.viewer_open_timeout,
+            max_streams: count(t.max_viewer_streams),
             public_url: t.public_url.clone(),
-            ..streamspace_server::TunnelConfig::default()
         },
         ..ServerConfig::default()
     }
@@ -135,4 +139,31 @@ fn default_replica_id() -> String {
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| "streamspace".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        let cli = Cli::try_parse_from(["streamspace", "server", "--database-url", "sqlite:x"])
+            .expect("server parses with defaults");
+        let Command::Server(args) = cli.command else {
+            panic!("expected the server command");
+        };
+        let from_flags = server_config("r1".to_owned(), &args.tuning);
+        let library = ServerConfig {
+            replica_id: "r1".to_owned(),
+            ..ServerConfig::default()
+        };
+        assert_eq!(
+            format!("{from_flags:?}"),
+            format!("{library:?}"),
+            "a flag's default differs from ServerConfig::default()"
+        );
+    }
 }

@@ -8,14 +8,15 @@ use streamspace_proto::SessionState;
 use uuid::Uuid;
 
 use crate::cli::OutputFormat;
+use crate::duration::Shown;
 
 pub async fn connect(
     api: &Client,
     id: Uuid,
-    timeout: u64,
+    timeout: Duration,
     output: OutputFormat,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let deadline = Instant::now() + timeout;
     loop {
         let session = api.get_session(id).await?;
         match session.state {
@@ -34,7 +35,11 @@ pub async fn connect(
                 )
             }
             _ if Instant::now() >= deadline => {
-                anyhow::bail!("session {id} is still {} after {timeout} s", session.state)
+                anyhow::bail!(
+                    "session {id} is still {} after {}",
+                    session.state,
+                    Shown(timeout)
+                )
             }
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
