@@ -82,6 +82,21 @@ pub enum Command {
     /// Create, list and revoke agent keys.
     #[command(subcommand)]
     AgentKey(AgentKeyCommand),
+    /// Sign in and save an API token for the commands that follow.
+    Login(crate::cli_identity::LoginArgs),
+    /// Sign out: revoke the saved token and forget it.
+    Logout(ClientArgs),
+    /// Show who the token in use belongs to.
+    Whoami(ClientArgs),
+    /// Manage users (admins).
+    #[command(subcommand)]
+    User(crate::cli_identity::UserCommand),
+    /// Manage groups (admins).
+    #[command(subcommand)]
+    Group(crate::cli_identity::GroupCommand),
+    /// Create, list and revoke personal API tokens.
+    #[command(subcommand)]
+    Token(crate::cli_identity::TokenCommand),
 }
 
 impl Command {
@@ -360,8 +375,8 @@ pub struct ClientArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub server: String,
-    /// API token [default: the admin token in $STREAMSPACE_DATA_DIR (or the default data
-    /// directory), where `streamspace up` saves it].
+    /// API token [default: the one `streamspace login` saved, else the admin token in
+    /// $STREAMSPACE_DATA_DIR (or the default data directory), where `streamspace up` saves it].
     #[arg(long, env = "STREAMSPACE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Output format.

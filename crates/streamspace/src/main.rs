@@ -10,6 +10,7 @@
 //! `streamspace-server`, `streamspace-agent`, `streamspace-store` and `streamspace-client`.
 
 mod cli;
+mod cli_identity;
 mod commands;
 mod duration;
 mod legacy_env;

@@ -1,7 +1,7 @@
 //! Printing API objects: aligned tables for people, the API's own JSON for scripts.
 
 use serde::Serialize;
-use streamspace_proto::api::{Agent, AgentKey, Command, Session, Template};
+use streamspace_proto::api::{Agent, AgentKey, ApiToken, Command, Group, Session, Template, User};
 
 use crate::cli::OutputFormat;
 
@@ -151,6 +151,67 @@ impl Tabular for AgentKey {
             time(self.created_at),
             or_dash(self.last_used_at.map(time)),
             or_dash(self.revoked_at.map(time)),
+        ]
+    }
+}
+
+impl Tabular for User {
+    fn headers() -> &'static [&'static str] {
+        &[
+            "USERNAME",
+            "ROLE",
+            "STATE",
+            "GROUPS",
+            "NAME",
+            "LAST SIGN-IN",
+        ]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.username.clone(),
+            self.role.to_string(),
+            if self.disabled { "disabled" } else { "enabled" }.into(),
+            or_dash((!self.groups.is_empty()).then(|| self.groups.join(","))),
+            or_dash((!self.display_name.is_empty()).then(|| self.display_name.clone())),
+            or_dash(self.last_login_at.map(time)),
+        ]
+    }
+}
+
+impl Tabular for Group {
+    fn headers() -> &'static [&'static str] {
+        &["NAME", "MEMBERS", "DESCRIPTION"]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            or_dash((!self.members.is_empty()).then(|| self.members.join(","))),
+            self.description.clone(),
+        ]
+    }
+}
+
+impl Tabular for ApiToken {
+    fn headers() -> &'static [&'static str] {
+        &[
+            "ID",
+            "NAME",
+            "USER",
+            "PREFIX",
+            "CREATED",
+            "LAST USED",
+            "EXPIRES",
+        ]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.name.clone(),
+            self.user.clone(),
+            self.prefix.clone(),
+            time(self.created_at),
+            or_dash(self.last_used_at.map(time)),
+            or_dash(self.expires_at.map(time)),
         ]
     }
 }

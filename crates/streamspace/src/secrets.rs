@@ -41,6 +41,14 @@ pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     user_data_dir()
 }
 
+/// Where `streamspace login` saves the token it gets: `~/.config/streamspace/token` (or the
+/// platform's equivalent), mode 0600.
+pub fn login_token_path() -> anyhow::Result<PathBuf> {
+    dirs::config_dir()
+        .map(|d| d.join("streamspace").join("token"))
+        .context("cannot tell the user's configuration directory; pass --token instead")
+}
+
 /// `~/.local/share/streamspace` (or the platform's equivalent).
 pub fn user_data_dir() -> anyhow::Result<PathBuf> {
     dirs::data_dir()

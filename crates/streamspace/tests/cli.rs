@@ -129,3 +129,233 @@ fn client_errors_name_the_problem() -> anyhow::Result<()> {
     assert!(stderr.contains("unsupported database URL"), "{stderr}");
     Ok(())
 }
+
+/// Runs `streamspace ARGS…` as a person with their own configuration directory (where `login`
+/// saves its token), feeding `stdin`.
+fn as_person(config_home: &std::path::Path, args: &[&str], stdin: &str) -> anyhow::Result<Output> {
+    use std::io::Write;
+    let mut child = Command::new(common::BIN)
+        .args(args)
+        .env("XDG_CONFIG_HOME", config_home)
+        .env("HOME", config_home)
+        .env_remove("STREAMSPACE_TOKEN")
+        .env_remove("STREAMSPACE_SERVER")
+        .env_remove("STREAMSPACE_DATA_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running streamspace")?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(stdin.as_bytes())?;
+    Ok(child.wait_with_output()?)
+}
+
+fn succeeded(out: &Output, what: &str) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.into_owned())))
+}
+
+/// Two people on one `streamspace up`: the admin creates users with the CLI, each signs in with
+/// a password, launches, lists and is kept out of the other's session; tokens are created and
+/// revoked; disabling a user stops their saved token; signing out forgets it.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_users_sign_in_and_keep_to_their_own_sessions() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = common::Harness::new()?;
+    let (up, url, data) = h.up().await?;
+    let admin = std::fs::read_to_string(data.join("admin-token"))?
+        .trim()
+        .to_owned();
+    let api = streamspace_client::Client::new(&url, &admin)?;
+    common::wait_for_ready(&api)
+        .await
+        .with_context(|| up.logs())?;
+    common::wait_for_agent_online(&api, "local")
+        .await
+        .with_context(|| up.logs())?;
+    let admin_home = h.path("admin-home");
+    let alice_home = h.path("alice-home");
+    let bob_home = h.path("bob-home");
+    for dir in [&admin_home, &alice_home, &bob_home] {
+        std::fs::create_dir_all(dir)?;
+    }
+    let s = ["--server", url.as_str()];
+    let admin_cmd = |args: &[&str], stdin: &str| {
+        let mut all = args.to_vec();
+        all.extend([
+            "--server",
+            url.as_str(),
+            "--token",
+            admin.as_str(),
+            "-o",
+            "json",
+        ]);
+        as_person(&admin_home, &all, stdin)
+    };
+    for (name, role) in [("alice", "user"), ("bob", "user")] {
+        let out = admin_cmd(
+            &["user", "create", name, "--role", role, "--password-stdin"],
+            &format!("{name}-password-1\n"),
+        )?;
+        let user = succeeded(&out, "user create")?;
+        anyhow::ensure!(
+            user["username"] == name && user["has_password"] == true,
+            "{user}"
+        );
+    }
+
+    let login = |home: &std::path::Path, name: &str, password: &str| {
+        as_person(
+            home,
+            &["login", "-u", name, "--password-stdin", s[0], s[1]],
+            &format!("{password}\n"),
+        )
+    };
+    let wrong = login(&alice_home, "alice", "not-her-password")?;
+    anyhow::ensure!(
+        !wrong.status.success()
+            && String::from_utf8_lossy(&wrong.stderr).contains("wrong username or password"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    succeeded(
+        &login(&alice_home, "alice", "alice-password-1")?,
+        "alice login",
+    )?;
+    succeeded(&login(&bob_home, "bob", "bob-password-1")?, "bob login")?;
+    let saved = alice_home.join("streamspace").join("token");
+    anyhow::ensure!(
+        std::fs::metadata(&saved)?.permissions().mode() & 0o777 == 0o600,
+        "the saved token is private"
+    );
+    let whoami = succeeded(
+        &as_person(&alice_home, &["whoami", s[0], s[1], "-o", "json"], "")?,
+        "whoami",
+    )?;
+    anyhow::ensure!(
+        whoami["username"] == "alice" && whoami["role"] == "user",
+        "{whoami}"
+    );
+
+    let created = succeeded(
+        &as_person(
+            &alice_home,
+            &[
+                "session", "create", "xterm", "--wait", s[0], s[1], "-o", "json",
+            ],
+            "",
+        )?,
+        "alice's session create",
+    )?;
+    anyhow::ensure!(
+        created["owner"] == "alice" && created["state"] == "running",
+        "{created}"
+    );
+    anyhow::ensure!(
+        created["vnc_address"].is_null(),
+        "users do not see agent addresses"
+    );
+    let id = created["id"].as_str().context("session id")?.to_owned();
+
+    let bob_show = as_person(&bob_home, &["session", "show", &id, s[0], s[1]], "")?;
+    anyhow::ensure!(
+        !bob_show.status.success()
+            && String::from_utf8_lossy(&bob_show.stderr).contains("not found"),
+        "bob must not see alice's session: {}",
+        String::from_utf8_lossy(&bob_show.stderr)
+    );
+    let bob_stop = as_person(&bob_home, &["session", "stop", &id, s[0], s[1]], "")?;
+    anyhow::ensure!(
+        !bob_stop.status.success(),
+        "bob must not stop alice's session"
+    );
+    let bob_list = succeeded(
+        &as_person(
+            &bob_home,
+            &["session", "list", s[0], s[1], "-o", "json"],
+            "",
+        )?,
+        "bob's list",
+    )?;
+    anyhow::ensure!(bob_list == serde_json::json!([]), "{bob_list}");
+    let admin_list = succeeded(
+        &admin_cmd(&["session", "list", "--owner", "alice"], "")?,
+        "list",
+    )?;
+    anyhow::ensure!(
+        admin_list
+            .as_array()
+            .is_some_and(|l| l.len() == 1 && l[0]["id"] == id.as_str()),
+        "{admin_list}"
+    );
+
+    let token = succeeded(
+        &as_person(
+            &alice_home,
+            &[
+                "token",
+                "create",
+                "--name",
+                "ci",
+                "--expires-in",
+                "1h",
+                s[0],
+                s[1],
+                "-o",
+                "json",
+            ],
+            "",
+        )?,
+        "token create",
+    )?;
+    let token_id = token["id"].as_str().context("token id")?.to_owned();
+    let listed = succeeded(
+        &as_person(
+            &alice_home,
+            &["token", "list", s[0], s[1], "-o", "json"],
+            "",
+        )?,
+        "token list",
+    )?;
+    anyhow::ensure!(
+        listed.as_array().is_some_and(|l| l.len() == 2)
+            && !listed
+                .to_string()
+                .contains(token["token"].as_str().context("secret")?),
+        "the login token and ci, without secrets: {listed}"
+    );
+    succeeded(
+        &as_person(&alice_home, &["token", "revoke", &token_id, s[0], s[1]], "")?,
+        "token revoke",
+    )?;
+
+    succeeded(
+        &admin_cmd(&["user", "disable", "alice"], "")?,
+        "user disable",
+    )?;
+    let refused = as_person(&alice_home, &["whoami", s[0], s[1]], "")?;
+    anyhow::ensure!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("disabled"),
+        "a disabled user's saved token stops working: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    succeeded(
+        &as_person(&bob_home, &["logout", s[0], s[1]], "")?,
+        "logout",
+    )?;
+    anyhow::ensure!(
+        !bob_home.join("streamspace").join("token").exists(),
+        "logout forgets the token"
+    );
+    api.stop_session(id.parse()?).await?;
+    Ok(())
+}

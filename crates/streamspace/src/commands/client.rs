@@ -16,13 +16,20 @@ use crate::duration::Shown;
 use crate::output::{print_many, print_one};
 use crate::secrets;
 
-fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
+pub(super) fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
     let token = match &args.token {
         Some(t) => t.clone(),
-        None => secrets::default_data_dir()
+        None => secrets::login_token_path()
             .ok()
-            .and_then(|dir| secrets::read(&dir.join("admin-token")).ok().flatten())
-            .context("no API token: pass --token or set STREAMSPACE_TOKEN")?,
+            .and_then(|path| secrets::read(&path).ok().flatten())
+            .or_else(|| {
+                secrets::default_data_dir()
+                    .ok()
+                    .and_then(|dir| secrets::read(&dir.join("admin-token")).ok().flatten())
+            })
+            .context(
+                "no API token: run `streamspace login`, pass --token or set STREAMSPACE_TOKEN",
+            )?,
     };
     Client::new(&args.server, &token).context("setting up the API client")
 }

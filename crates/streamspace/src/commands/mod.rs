@@ -2,6 +2,7 @@
 
 mod agent;
 mod client;
+mod identity;
 mod migrate;
 mod server;
 mod up;
@@ -22,6 +23,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Commands(cmd) => client::commands(cmd).await,
         Command::Template(cmd) => client::template(cmd).await,
         Command::AgentKey(cmd) => client::agent_key(cmd).await,
+        Command::Login(args) => identity::login(args).await,
+        Command::Logout(args) => identity::logout(args).await,
+        Command::Whoami(args) => identity::whoami(args).await,
+        Command::User(cmd) => identity::user(cmd).await,
+        Command::Group(cmd) => identity::group(cmd).await,
+        Command::Token(cmd) => identity::token(cmd).await,
     }
 }
 

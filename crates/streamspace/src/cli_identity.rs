@@ -1,0 +1,211 @@
+//! Command-line definitions for signing in and for users, groups and personal tokens.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use streamspace_proto::api::Role;
+
+use crate::cli::ClientArgs;
+use crate::duration::DurationParser;
+
+/// A token's lifetime: at least a minute, at most ten years.
+const TOKEN_LIFETIME: DurationParser = DurationParser::secs()
+    .at_least(Duration::from_secs(60))
+    .at_most(Duration::from_secs(10 * 366 * 86_400))
+    .whole_seconds();
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Your username [default: asked for].
+    #[arg(long, short = 'u')]
+    pub username: Option<String>,
+    /// Read the password from the first line of standard input instead of asking.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Save this token instead of signing in with a password.
+    #[arg(long = "with-token", value_name = "TOKEN")]
+    pub with_token: Option<String>,
+    /// Name of the API token the sign-in creates [default: `cli@HOSTNAME`].
+    #[arg(long)]
+    pub token_name: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Create {
+        username: String,
+        /// user, operator or admin.
+        #[arg(long, default_value = "user", value_parser = parse_role)]
+        role: Role,
+        /// Read the new user's password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List users.
+    List(ClientArgs),
+    /// Show one user.
+    Show {
+        username: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change a user's role, name, address or password.
+    Update {
+        username: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Option<Role>,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// An empty string clears it.
+        #[arg(long)]
+        email: Option<String>,
+        /// Read a new password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Disable a user: they can no longer sign in, and their tokens stop working.
+    Disable {
+        username: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        username: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a user; their running sessions are stopped.
+    Delete {
+        username: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List groups with their members.
+    List(ClientArgs),
+    /// Show one group.
+    Show {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a group.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add a user to a group.
+    AddMember {
+        group: String,
+        username: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a user from a group.
+    RemoveMember {
+        group: String,
+        username: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a personal API token; the secret is shown once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Create it for another user (admins).
+        #[arg(long)]
+        user: Option<String>,
+        /// Lifetime, e.g. `30d` or `12h` [default: until revoked].
+        #[arg(long, value_parser = TOKEN_LIFETIME)]
+        expires_in: Option<Duration>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List your tokens (never their secrets), or another user's (admins).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a token.
+    Revoke {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse::<Role>()
+        .map_err(|_| format!("{s:?} is not a role; expected user, operator or admin"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn identity_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "streamspace",
+            "user",
+            "create",
+            "alice",
+            "--role",
+            "operator",
+            "--password-stdin",
+        ])
+        .expect("a valid command line");
+        assert!(matches!(cli.command, Command::User(_)));
+        assert!(
+            Cli::try_parse_from(["streamspace", "user", "create", "a", "--role", "root"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "streamspace",
+                "token",
+                "create",
+                "--name",
+                "ci",
+                "--expires-in",
+                "1s"
+            ])
+            .is_err(),
+            "a token shorter than a minute is refused"
+        );
+        assert!(
+            Cli::try_parse_from(["streamspace", "login", "-u", "bob", "--password-stdin"]).is_ok()
+        );
+    }
+}
