@@ -25,7 +25,7 @@ pub struct LoginArgs {
     /// Save this token instead of signing in with a password.
     #[arg(long = "with-token", value_name = "TOKEN")]
     pub with_token: Option<String>,
-    /// Name of the API token the sign-in creates [default: `cli@HOSTNAME`].
+    /// Name of the API token the sign-in creates [default: cli at this host's name].
     #[arg(long)]
     pub token_name: Option<String>,
     #[command(flatten)]
