@@ -205,9 +205,6 @@ pub async fn one_run(
     timeout: Duration,
 ) -> anyhow::Result<Measured> {
     let db = pg.create_database()?;
-    let dir = tempfile::Builder::new()
-        .prefix("streamspace-bench-")
-        .tempdir()?;
     // A fresh Redis too: owner records left by an earlier run would name higher epochs than this
     // run's database hands out, and a claim never overwrites a higher epoch.
     let redis = RedisServer::start()?;
@@ -216,7 +213,7 @@ pub async fn one_run(
     let extra = ["--heartbeat-interval", &interval, "--redis-url", &redis_url];
     let mut replicas = Vec::with_capacity(REPLICAS);
     for i in 0..REPLICAS {
-        replicas.push(Replica::start(bin, dir.path(), &format!("bench-{i}"), &db, &extra).await?);
+        replicas.push(Replica::start(bin, &format!("bench-{i}"), &db, &extra).await?);
     }
     let keys = crate::agents::create_keys(&replicas[0].api()?, n).await?;
     let urls = Arc::new(replicas.iter().map(Replica::agent_ws_url).collect());
