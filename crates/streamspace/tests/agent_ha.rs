@@ -60,7 +60,7 @@ async fn wait_for_log(p: &Proc, needle: &str) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_standby_takes_over_when_the_active_agent_is_killed() -> anyhow::Result<()> {
     let mut h = common::harness()?;
-    let db = format!("sqlite:{}", h.path("streamspace.db").display());
+    let db = h.sqlite_url();
     let (server, url) = h.server(&db, &["--heartbeat-interval", "1"]).await?;
     let api = Client::new(&url, ADMIN_TOKEN)?;
     wait_for_ready(&api).await.with_context(|| server.logs())?;

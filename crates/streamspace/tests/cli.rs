@@ -78,8 +78,8 @@ fn migrate_applies_reverts_and_reports_on_postgres() -> anyhow::Result<()> {
 
 #[test]
 fn migrate_applies_reverts_and_reports_on_sqlite() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    migrate_round_trip(&format!("sqlite://{}", dir.path().join("s.db").display()))
+    let db = streamspace_testkit::TestDatabase::sqlite()?;
+    migrate_round_trip(db.url())
 }
 
 #[test]

@@ -46,7 +46,7 @@ async fn a_docker_agent_runs_sessions_and_adopts_them_after_a_restart() -> anyho
     let podman = Podman::start()?;
     podman.import_session_image(IMAGE)?;
     let mut h = common::harness()?;
-    let db = format!("sqlite:{}", h.path("streamspace.db").display());
+    let db = h.sqlite_url();
     let (server, url) = h.server(&db, &["--heartbeat-interval", "1"]).await?;
     let api = Client::new(&url, ADMIN_TOKEN)?;
     wait_for_ready(&api).await.with_context(|| server.logs())?;

@@ -20,7 +20,7 @@ const IDLE_SECS: u32 = 2;
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_without_viewers_are_hibernated_after_the_idle_timeout() -> anyhow::Result<()> {
     let mut h = common::harness()?;
-    let db = format!("sqlite:{}", h.path("streamspace.db").display());
+    let db = h.sqlite_url();
     let (server, url) = h.server(&db, &["--heartbeat-interval", "1"]).await?;
     let api = Client::new(&url, ADMIN_TOKEN)?;
     wait_for_ready(&api).await.with_context(|| server.logs())?;

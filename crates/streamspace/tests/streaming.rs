@@ -26,7 +26,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// A server process on a fresh SQLite database; its URL and API client.
 async fn server(h: &mut Harness, extra: &[&str]) -> anyhow::Result<(Proc, String, Client)> {
-    let db = format!("sqlite:{}", h.path("streamspace.db").display());
+    let db = h.sqlite_url();
     let mut args = vec!["--heartbeat-interval", "1"];
     args.extend_from_slice(extra);
     let (server, url) = h.server(&db, &args).await?;
@@ -224,7 +224,7 @@ async fn stopping_a_session_closes_its_viewers_and_tokens_are_refused() -> anyho
     );
 
     // A second replica on the same database issues one-second tokens; this replica checks them.
-    let db = format!("sqlite:{}", h.path("streamspace.db").display());
+    let db = h.sqlite_url();
     let replica_b = h.spawn(
         "server-b",
         &["server", "--database-url", &db, "--listen", "127.0.0.1:0"],

@@ -136,6 +136,11 @@ impl Harness {
         self.dir.path().join(name)
     }
 
+    /// A SQLite database file of this test's own (`streamspace.db` in its directory).
+    pub fn sqlite_url(&self) -> String {
+        crate::sqlite_url(&self.path("streamspace.db"))
+    }
+
     /// The `streamspace` binary this harness starts.
     pub fn bin(&self) -> &Path {
         &self.bin
