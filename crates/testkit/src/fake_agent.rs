@@ -266,7 +266,8 @@ impl FakeAgent {
         }
     }
 
-    /// Waits for the server to close the connection; returns the close code and reason.
+    /// Waits for the server to close the connection, skipping other messages; returns the
+    /// close code and reason.
     pub async fn expect_close(&mut self) -> anyhow::Result<(u16, String)> {
         loop {
             let frame = tokio::time::timeout(RECV_TIMEOUT, self.ws.next())
@@ -279,6 +280,14 @@ impl FakeAgent {
                     return Ok((u16::from(frame.code), frame.reason.as_str().to_owned()));
                 }
                 Some(Ok(Message::Close(None))) => return Ok((1005, String::new())),
+                Some(Ok(Message::Text(text))) => {
+                    // Skipped, but a command is still counted.
+                    if let Ok(ServerMessage::Command(c)) =
+                        wire::decode_server_message(text.as_str())
+                    {
+                        *self.deliveries.entry(c.command_id).or_default() += 1;
+                    }
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => bail!(
                     "agent {} read failed before a close frame: {e}",
