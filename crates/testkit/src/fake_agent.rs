@@ -171,6 +171,11 @@ impl FakeAgent {
         self.deliveries.get(&id).copied().unwrap_or(0)
     }
 
+    /// Starts counting afresh (e.g. once a test has let the server settle).
+    pub fn forget_deliveries(&mut self) {
+        self.deliveries.clear();
+    }
+
     /// The commands that arrived more than once, with how many times each did.
     pub fn repeated(&self) -> BTreeMap<Uuid, u32> {
         self.deliveries

@@ -212,6 +212,26 @@ impl TestServer {
         Ok(self.api.wait_for_session(id, state, deadline).await?)
     }
 
+    /// Returns once the server has finished registering `agent` (counts start afresh then).
+    ///
+    /// A registration ends with a redelivery pass that sends again every command of the agent
+    /// that is `sent` and not finished, since the new connection may not have received it. A
+    /// command created within the moment before that pass runs can therefore arrive twice —
+    /// allowed (delivery is at least once), but not what "each command exactly once" tests want
+    /// to see. The server handles a connection's messages in order, so once a ping answered
+    /// after the welcome is recorded, the pass has been queued ahead of any later command.
+    pub async fn settle(&self, agent: &mut FakeAgent) -> anyhow::Result<()> {
+        let ping = self.api.ping_agent(&agent.agent_id).await?;
+        let answered = agent.run_next(Action::Ping).await?;
+        if answered.command_id != ping.command_id {
+            bail!("expected the settling ping, got {answered:?}");
+        }
+        self.wait_command_status(ping.command_id, CommandStatus::Completed)
+            .await?;
+        agent.forget_deliveries();
+        Ok(())
+    }
+
     /// Fails if `agent` received any command more than once. A ping sent through the API and
     /// answered first flushes the connection: a resend of anything earlier would have arrived
     /// before it, on the same socket.
