@@ -233,11 +233,7 @@ async fn stopping_a_session_closes_its_viewers_and_tokens_are_refused() -> anyho
             ("STREAMSPACE_VIEWER_TOKEN_TTL", "1"),
         ],
     )?;
-    let line = replica_b.wait_for_stdout("listening on http://").await?;
-    let url_b = line
-        .rsplit_once("listening on ")
-        .map(|(_, u)| u.trim().to_owned())
-        .context("parsing replica b's address")?;
+    let url_b = replica_b.server_url().await?;
     let short = Client::new(&url_b, ADMIN_TOKEN)?
         .connect_session(b.id)
         .await

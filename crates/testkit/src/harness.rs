@@ -72,6 +72,14 @@ impl Proc {
         .await
     }
 
+    /// The URL a `streamspace server` process prints once it listens (`http://…`).
+    pub async fn server_url(&self) -> anyhow::Result<String> {
+        let line = self.wait_for_stdout("listening on http://").await?;
+        line.rsplit_once("listening on ")
+            .map(|(_, url)| url.trim().to_owned())
+            .with_context(|| format!("parsing {}'s address from {line:?}", self.name))
+    }
+
     pub fn logs(&self) -> String {
         format!(
             "--- {} stdout ---\n{}\n--- {} stderr ---\n{}",
@@ -238,11 +246,7 @@ impl Harness {
             format!("server-{replica_id}")
         };
         let proc = self.spawn(&name, &args, &[("STREAMSPACE_ADMIN_TOKEN", ADMIN_TOKEN)])?;
-        let line = proc.wait_for_stdout("listening on http://").await?;
-        let url = line
-            .rsplit_once("listening on ")
-            .map(|(_, url)| url.trim().to_owned())
-            .context("parsing the server's address")?;
+        let url = proc.server_url().await?;
         Ok((proc, url))
     }
 
