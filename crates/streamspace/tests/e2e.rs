@@ -188,8 +188,16 @@ async fn agent_killed_after_ack_runs_the_session_once() -> anyhow::Result<()> {
     agent.kill();
     drop(relay);
 
+    let killed = agent;
     let agent = h.agent(&url, "e2e-agent", &key, &state_dir)?;
-    let logs = || format!("{}\n{}", server.logs(), agent.logs());
+    let logs = || {
+        format!(
+            "{}\n--- the killed agent ---\n{}\n--- the restarted agent ---\n{}",
+            server.logs(),
+            killed.logs(),
+            agent.logs()
+        )
+    };
     api.wait_for_session(
         session.id,
         SessionState::Running,
