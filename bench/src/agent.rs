@@ -13,13 +13,12 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use streamspace_proto::api::{Action, SessionState};
 use streamspace_proto::wire::{
-    self, AgentMessage, Capacity, CommandMessage, Register, ServerMessage, SessionStatus,
+    self, AgentMessage, Capacity, CommandMessage, ServerMessage, SessionStatus,
 };
+use streamspace_testkit::fake_agent;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use uuid::Uuid;
 
 /// How long registration may take before the harness gives up.
@@ -53,44 +52,16 @@ pub async fn spawn(
         heartbeat,
         targets,
     } = spec;
-    let ws_url = ws_url.as_str();
-    let key = key.as_str();
-    let agent_id = agent_id.as_str();
-    let mut request = ws_url.into_client_request()?;
-    request.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {key}"))?,
-    );
-    // As the real agent does: no Nagle delay on its small messages.
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+    // The testkit's connection and handshake (no Nagle delay, as the real agent).
+    let mut ws = match fake_agent::open(&ws_url, &key, None)
         .await
-        .with_context(|| format!("connecting agent {agent_id} to {ws_url}"))?;
-    let register = AgentMessage::Register(Register {
-        agent_id: agent_id.into(),
-        platform: "process".into(),
-        version: "bench".into(),
-        capacity: Capacity {
-            max_sessions: MAX_SESSIONS,
-        },
-        labels: Default::default(),
-        sessions: vec![],
-    });
-    ws.send(Message::text(wire::encode(&register))).await?;
-    let welcome = tokio::time::timeout(REGISTER_TIMEOUT, async {
-        while let Some(frame) = ws.next().await {
-            if let Message::Text(text) = frame? {
-                return Ok(wire::decode_server_message(text.as_str())?);
-            }
-        }
-        bail!("connection ended before welcome")
-    })
-    .await
-    .with_context(|| format!("agent {agent_id}: no welcome in {REGISTER_TIMEOUT:?}"))??;
-    match welcome {
-        ServerMessage::Welcome { accepted: true, .. } => {}
-        other => bail!("agent {agent_id}: expected an accepting welcome, got {other:?}"),
-    }
-    let agent_id = agent_id.to_owned();
+        .with_context(|| format!("connecting agent {agent_id} to {ws_url}"))?
+    {
+        Ok(ws) => ws,
+        Err(refused) => bail!("agent {agent_id} refused by {ws_url}: {refused:?}"),
+    };
+    let register = fake_agent::register_message(&agent_id, MAX_SESSIONS, vec![]);
+    fake_agent::handshake(&mut ws, &register, REGISTER_TIMEOUT).await?;
     let tunnel_url = ws_url.replacen("/agents/connect", "/agents/tunnel", 1);
     let key = key.to_owned();
     Ok(tokio::spawn(async move {

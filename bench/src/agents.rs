@@ -244,18 +244,8 @@ async fn one_run(
     p: &Params,
 ) -> anyhow::Result<(f64, f64)> {
     let db = pg.create_database()?;
-    let dir = tempfile::Builder::new()
-        .prefix("streamspace-bench-")
-        .tempdir()?;
     let interval = p.heartbeat_secs.to_string();
-    let replica = Replica::start(
-        bin,
-        dir.path(),
-        "bench-0",
-        &db,
-        &["--heartbeat-interval", &interval],
-    )
-    .await?;
+    let replica = Replica::start(bin, "bench-0", &db, &["--heartbeat-interval", &interval]).await?;
     let pid = replica.pid();
     let keys = create_keys(&replica.api()?, n).await?;
     let before = rss_kib(pid)?;

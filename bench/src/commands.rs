@@ -191,9 +191,6 @@ async fn topology(
     n: usize,
     p: &Params,
 ) -> anyhow::Result<Measured> {
-    let dir = tempfile::Builder::new()
-        .prefix("streamspace-bench-")
-        .tempdir()?;
     let mut extra: Vec<String> = Vec::new();
     if let Some(threads) = p.replica_threads {
         extra.extend(["--worker-threads".into(), threads.to_string()]);
@@ -205,7 +202,7 @@ async fn topology(
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let mut replicas = Vec::new();
     for i in 0..n {
-        replicas.push(Replica::start(bin, dir.path(), &format!("bench-{i}"), db, &extra).await?);
+        replicas.push(Replica::start(bin, &format!("bench-{i}"), db, &extra).await?);
     }
     let logs = |replicas: &[Replica]| {
         replicas

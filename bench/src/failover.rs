@@ -2,10 +2,10 @@
 //! PostgreSQL and Redis), that replica SIGKILLed, and the time until every agent is registered
 //! again on a survivor.
 //!
-//! The simulated agents move as the real one does (`streamspace_agent`'s supervisor): every ended
-//! connection moves on to the next configured server, after a wait drawn with the real agent's
-//! [`Backoff`] (exponential, full jitter) and its default bounds, and a connection that stayed
-//! up for `stable_after` forgets earlier failures. Each agent records when it was welcomed; that
+//! The simulated agents move as the real one does: after every ended connection or failed
+//! attempt they ask the agent's own rule ([`Reconnects`], which its supervisor runs, with its
+//! default settings) where to go next and how long to wait — another server at random, a full
+//! jitter exponential backoff, failures forgotten after a connection that stayed up. Each agent records when it was welcomed; that
 //! gives the per-agent times. "All back" is not taken from those records: it is the moment the
 //! API of a surviving replica (the agents table in PostgreSQL) first lists every agent online on
 //! a survivor at a newer epoch than before the kill. The Redis owner records are checked too.
@@ -16,10 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use streamspace_agent::AgentConfig;
-use streamspace_agent::backoff::{Backoff, next_server};
+use streamspace_agent::backoff::Reconnects;
 use streamspace_client::Client;
 use streamspace_proto::api::{Agent, AgentStatus};
 use streamspace_testkit::PgCluster;
@@ -54,32 +52,15 @@ pub struct Measured {
     pub replica_warnings: Vec<String>,
 }
 
-/// How the simulated agents reconnect: the real agent's defaults.
-#[derive(Debug, Clone)]
-struct Reconnect {
-    backoff_min: Duration,
-    backoff_max: Duration,
-    stable_after: Duration,
-    /// Connect and welcome together (the real agent bounds each separately).
-    attempt_timeout: Duration,
-}
-
-impl Reconnect {
-    fn like_the_agent() -> Self {
-        let defaults = AgentConfig::new(vec![], "bench", "bench", "/nonexistent");
-        Self {
-            backoff_min: defaults.backoff_min,
-            backoff_max: defaults.backoff_max,
-            stable_after: defaults.stable_after,
-            attempt_timeout: defaults.connect_timeout + defaults.welcome_timeout,
-        }
-    }
+/// The real agent's default settings, which the simulated agents reconnect with.
+fn agent_defaults() -> AgentConfig {
+    AgentConfig::new(vec![], "bench", "bench", "/nonexistent")
 }
 
 /// The real agent's default backoff bounds, as the report describes them: (first ceiling, cap).
 pub fn backoff_bounds() -> (Duration, Duration) {
-    let r = Reconnect::like_the_agent();
-    (r.backoff_min, r.backoff_max)
+    let defaults = agent_defaults();
+    (defaults.backoff_min, defaults.backoff_max)
 }
 
 /// What the agents record while they roam, shared with the measurement.
@@ -104,7 +85,6 @@ struct Roamer {
     key: String,
     urls: Arc<Vec<String>>,
     heartbeat: Duration,
-    reconnect: Reconnect,
     log: Arc<Log>,
 }
 
@@ -148,10 +128,10 @@ impl Roamer {
         mut connected: JoinHandle<anyhow::Result<u64>>,
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let r = &self.reconnect;
-        let mut backoff = Backoff::new(r.backoff_min, r.backoff_max);
-        let mut rng = StdRng::from_os_rng();
-        let mut server = 0;
+        let defaults = agent_defaults();
+        // Connect and welcome together (the real agent bounds each separately).
+        let attempt_timeout = defaults.connect_timeout + defaults.welcome_timeout;
+        let mut reconnects = Reconnects::new(self.urls.len(), &defaults);
         let mut since = Instant::now();
         loop {
             let ended = connected.await.context("a simulated agent panicked")?;
@@ -162,19 +142,19 @@ impl Roamer {
             if let Err(e) = ended {
                 self.failed("lost", &e);
             }
-            if since.elapsed() >= r.stable_after {
-                backoff.reset();
-            }
-            // Try another server after each wait until one welcomes the agent, choosing as the
-            // real agent does.
+            let mut registered_for = since.elapsed();
+            // Try another server after each wait until one welcomes the agent, as the real
+            // agent does. The replicas here are killed, so no `shutdown` message ever comes.
             loop {
-                server = next_server(server, self.urls.len(), &mut rng);
+                let wait = reconnects.after(registered_for, false).unwrap_or_default();
+                registered_for = Duration::ZERO;
+                let server = reconnects.server();
                 tokio::select! {
                     _ = stop.changed() => return Ok(()),
-                    () = tokio::time::sleep(backoff.next_delay(&mut rng)) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
                 let attempt = tokio::time::timeout(
-                    r.attempt_timeout,
+                    attempt_timeout,
                     agent::spawn(self.spec(server), stop.clone()),
                 );
                 match attempt.await {
@@ -205,9 +185,6 @@ pub async fn one_run(
     timeout: Duration,
 ) -> anyhow::Result<Measured> {
     let db = pg.create_database()?;
-    let dir = tempfile::Builder::new()
-        .prefix("streamspace-bench-")
-        .tempdir()?;
     // A fresh Redis too: owner records left by an earlier run would name higher epochs than this
     // run's database hands out, and a claim never overwrites a higher epoch.
     let redis = RedisServer::start()?;
@@ -216,7 +193,7 @@ pub async fn one_run(
     let extra = ["--heartbeat-interval", &interval, "--redis-url", &redis_url];
     let mut replicas = Vec::with_capacity(REPLICAS);
     for i in 0..REPLICAS {
-        replicas.push(Replica::start(bin, dir.path(), &format!("bench-{i}"), &db, &extra).await?);
+        replicas.push(Replica::start(bin, &format!("bench-{i}"), &db, &extra).await?);
     }
     let keys = crate::agents::create_keys(&replicas[0].api()?, n).await?;
     let urls = Arc::new(replicas.iter().map(Replica::agent_ws_url).collect());
@@ -225,7 +202,6 @@ pub async fn one_run(
         losses: Mutex::new(vec![Vec::new(); n]),
         failures: Mutex::default(),
     });
-    let reconnect = Reconnect::like_the_agent();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::with_capacity(n);
     let start = Instant::now();
@@ -242,7 +218,6 @@ pub async fn one_run(
                 key: key.clone(),
                 urls: Arc::clone(&urls),
                 heartbeat,
-                reconnect: reconnect.clone(),
                 log: Arc::clone(&log),
             }
             .start(stop_rx.clone())

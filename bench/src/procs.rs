@@ -1,89 +1,57 @@
-//! Control-plane replicas as real `streamspace server` processes (the release binary), killed
-//! when dropped.
+//! Control-plane replicas as real `streamspace server` processes (the release binary), started
+//! with the testkit's harness and killed when dropped.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use anyhow::Context;
 use streamspace_client::Client;
-use streamspace_testkit::{free_port, wait_until};
-
-/// The admin token every replica the harness starts accepts.
-pub const ADMIN_TOKEN: &str = "ssa_bench_admin_token_0123456789abcdef";
+use streamspace_testkit::harness::{ADMIN_TOKEN, Harness, Proc, wait_for_ready};
 
 /// The `streamspace` binary: `--bin`, else `target/release/streamspace` of this workspace.
 pub fn default_binary() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/streamspace")
 }
 
+/// A harness for `bin` whose processes log warnings and errors only.
+pub fn harness(bin: &Path) -> anyhow::Result<Harness> {
+    let mut h = Harness::new(bin)?;
+    h.log_filter = "warn".into();
+    Ok(h)
+}
+
 pub struct Replica {
     pub id: String,
     pub url: String,
-    child: Child,
-    stderr: PathBuf,
+    proc: Proc,
+    /// Its own output directory and process tag, gone with the replica.
+    _harness: Harness,
 }
 
 impl Replica {
-    /// Starts `streamspace server` on a free loopback port and waits until `/readyz` says ready.
+    /// Starts `streamspace server` on a loopback port of its choosing and waits until `/readyz`
+    /// says ready.
     pub async fn start(
         bin: &Path,
-        dir: &Path,
         id: &str,
         database_url: &str,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let listen = format!("127.0.0.1:{port}");
-        let stdout = dir.join(format!("server-{id}.out"));
-        let stderr = dir.join(format!("server-{id}.err"));
-        let child = Command::new(bin)
-            .args([
-                "server",
-                "--database-url",
-                database_url,
-                "--listen",
-                &listen,
-                "--replica-id",
-                id,
-            ])
-            .args(extra)
-            .env("STREAMSPACE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("RUST_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout)?)
-            .stderr(std::fs::File::create(&stderr)?)
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (build it first: cargo build --release -p streamspace)",
-                    bin.display()
-                )
-            })?;
+        let mut h = harness(bin)?;
+        let (proc, url) = h.replica(database_url, id, "127.0.0.1:0", extra).await?;
         let replica = Self {
             id: id.to_owned(),
-            url: format!("http://{listen}"),
-            child,
-            stderr,
+            url,
+            proc,
+            _harness: h,
         };
-        let api = replica.api()?;
-        wait_until(
-            &format!("replica {id} to be ready"),
-            Duration::from_secs(30),
-            || {
-                let api = api.clone();
-                async move { api.readyz().await.ok().filter(|r| r.ready).map(|_| ()) }
-            },
-        )
-        .await
-        .with_context(|| replica.logs())?;
+        wait_for_ready(&replica.api()?)
+            .await
+            .with_context(|| replica.logs())?;
         Ok(replica)
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     pub fn api(&self) -> anyhow::Result<Client> {
@@ -98,17 +66,6 @@ impl Replica {
     }
 
     pub fn logs(&self) -> String {
-        format!(
-            "--- replica {} stderr ---\n{}",
-            self.id,
-            std::fs::read_to_string(&self.stderr).unwrap_or_default()
-        )
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.logs()
     }
 }

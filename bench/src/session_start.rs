@@ -4,19 +4,21 @@
 //! answers). Sessions start one after another; each run stops them all before the next.
 //! No reference exists for this one; issue 6 sets a target (p50 < 1 s).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 use streamspace_client::Client;
 use streamspace_proto::api::SessionState;
-use streamspace_testkit::{PgCluster, tagged};
+use streamspace_testkit::PgCluster;
+use streamspace_testkit::harness::wait_for_agent_online;
 
-use crate::procs::Replica;
+use crate::procs::{self, Replica};
 use crate::report::{Row, Stat, percentile};
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the API is asked whether a session is running yet: the timing's resolution.
+const POLL: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Params {
@@ -24,35 +26,10 @@ pub struct Params {
     pub sessions: usize,
 }
 
-/// The agent process and everything it started (Xvnc, xterm), killed by tag when dropped.
-struct AgentProc {
-    child: Child,
-    tag: String,
-}
-
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        tagged::kill_tagged(&self.tag);
-    }
-}
-
 async fn wait_state(api: &Client, id: uuid::Uuid, want: SessionState) -> anyhow::Result<()> {
-    let start = Instant::now();
-    loop {
-        let state = api.get_session(id).await?.state;
-        if state == want {
-            return Ok(());
-        }
-        if state.is_terminal() && want != state {
-            bail!("session {id} ended {state} while waiting for {want}");
-        }
-        if start.elapsed() > START_TIMEOUT {
-            bail!("session {id} not {want} in {START_TIMEOUT:?} (still {state})");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    api.wait_for_session(id, want, Instant::now() + START_TIMEOUT)
+        .await?;
+    Ok(())
 }
 
 pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
@@ -61,39 +38,24 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
     }
     let pg = PgCluster::start()?;
     let db = pg.create_database()?;
-    let dir = tempfile::Builder::new()
-        .prefix("streamspace-bench-")
-        .tempdir()?;
-    let replica = Replica::start(bin, dir.path(), "bench-0", &db, &[]).await?;
-    let api = replica.api()?;
+    let replica = Replica::start(bin, "bench-0", &db, &[]).await?;
+    let api = replica.api()?.with_poll_interval(POLL);
     let key = api.create_agent_key("bench-process").await?.secret;
-    let tag = tagged::new_tag();
-    let child = Command::new(bin)
-        .args([
-            "agent",
-            "--server",
-            &replica.url,
-            "--agent-id",
-            "bench-process",
-        ])
-        .args(["--key", &key, "--runtime", "process", "--state-dir"])
-        .arg(dir.path().join("agent-state"))
-        .args(["--max-sessions", &p.sessions.to_string()])
-        .env(tagged::TAG_VAR, &tag)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("agent.err"))?)
-        .spawn()
-        .context("starting the agent")?;
-    let _agent = AgentProc { child, tag };
-    let agent_log = || std::fs::read_to_string(dir.path().join("agent.err")).unwrap_or_default();
-    streamspace_testkit::wait_until("the agent to be online", START_TIMEOUT, || async {
-        let agent = api.get_agent("bench-process").await.ok()?;
-        (agent.status == streamspace_proto::api::AgentStatus::Online).then_some(())
-    })
-    .await
-    .with_context(agent_log)?;
+    // The agent and everything it starts (Xvnc, xterm) are killed with the harness.
+    let mut h = procs::harness(bin)?;
+    let state_dir = h.path("agent-state");
+    let max_sessions = p.sessions.to_string();
+    let agent = h.agent_with(
+        &replica.url,
+        "bench-process",
+        &key,
+        &state_dir,
+        &["--max-sessions", &max_sessions],
+    )?;
+    let agent_log = || agent.logs();
+    wait_for_agent_online(&api, "bench-process")
+        .await
+        .with_context(agent_log)?;
 
     let (mut p50, mut p99, mut per_minute) = (vec![], vec![], vec![]);
     for run in 0..p.runs {

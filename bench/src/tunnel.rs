@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -75,17 +75,10 @@ impl Drop for Websockify {
 
 async fn running_session(api: &Client, template: &str) -> anyhow::Result<Uuid> {
     let session = api.create_session(template).await?;
-    let id = session.id;
-    wait_until(
-        &format!("session {id} to run"),
-        Duration::from_secs(30),
-        || async move {
-            let s = api.get_session(id).await.ok()?;
-            (s.state == SessionState::Running).then_some(())
-        },
-    )
-    .await?;
-    Ok(id)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    api.wait_for_session(session.id, SessionState::Running, deadline)
+        .await?;
+    Ok(session.id)
 }
 
 /// A fresh viewer URL (tokens are short-lived and single-use).
@@ -107,7 +100,6 @@ struct Setup {
 impl Setup {
     async fn start(
         bin: &std::path::Path,
-        dir: &std::path::Path,
         db: &str,
         redis_url: Option<&str>,
         targets: [SocketAddr; 2],
@@ -118,7 +110,7 @@ impl Setup {
         let mut replicas = Vec::new();
         for i in 0..count {
             let id = format!("bench-{}-{i}", if count == 1 { "single" } else { "pair" });
-            replicas.push(Replica::start(bin, dir, &id, db, &extra).await?);
+            replicas.push(Replica::start(bin, &id, db, &extra).await?);
         }
         let api = replicas[0].api()?;
         for name in ["bench-source", "bench-echo"] {
@@ -210,22 +202,12 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
 
     let pg = PgCluster::start()?;
     let redis = RedisServer::start()?;
-    let dir = tempfile::Builder::new()
-        .prefix("streamspace-bench-")
-        .tempdir()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let targets = [source.addr, echo.addr];
     let mut setups = Vec::new();
     for redis_url in [None, Some(redis.url())] {
         let db = pg.create_database()?;
-        let setup = Setup::start(
-            bin,
-            dir.path(),
-            &db,
-            redis_url.as_deref(),
-            targets,
-            stop_rx.clone(),
-        );
+        let setup = Setup::start(bin, &db, redis_url.as_deref(), targets, stop_rx.clone());
         setups.push(setup.await?);
     }
 

@@ -7,10 +7,69 @@
 //! servers at random ([`next_server`]), so the agents of a failed replica spread over all the
 //! survivors instead of all landing on the next one in a shared list. The randomness is a
 //! parameter, so tests can pin it.
+//!
+//! [`Reconnects`] puts these together into the supervisor's whole rule, apart from the
+//! connections themselves, so the benchmark's simulated agents move exactly as the agent does.
 
 use std::time::Duration;
 
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::AgentConfig;
+
+/// Which server the agent connects to next, and after how long a wait.
+///
+/// The first connection goes to the first server. Every ended connection moves on to another
+/// server ([`next_server`]). A `shutdown` from a replica means "go elsewhere now", so the next
+/// server is tried at once; any other end (or a second shutdown in a row) waits a [`Backoff`]
+/// draw first. A connection that stayed registered for `stable_after` forgets earlier failures,
+/// so one blip after hours of uptime does not wait 30 s.
+#[derive(Debug)]
+pub struct Reconnects {
+    backoff: Backoff,
+    stable_after: Duration,
+    servers: usize,
+    current: usize,
+    previous_was_shutdown: bool,
+    rng: StdRng,
+}
+
+impl Reconnects {
+    /// The rule for `servers` servers, with `config`'s backoff bounds and `stable_after`.
+    pub fn new(servers: usize, config: &AgentConfig) -> Self {
+        Self {
+            backoff: Backoff::new(config.backoff_min, config.backoff_max),
+            stable_after: config.stable_after,
+            servers,
+            current: 0,
+            previous_was_shutdown: false,
+            rng: StdRng::from_os_rng(),
+        }
+    }
+
+    /// The index of the server to connect to now.
+    pub fn server(&self) -> usize {
+        self.current
+    }
+
+    /// A connection to [`Self::server`] ended after it had been registered for
+    /// `registered_for` (zero if it never was); `shutdown` says the server asked the agent to
+    /// go. Moves on to the next server and returns how long to wait before connecting to it
+    /// (`None`: at once).
+    pub fn after(&mut self, registered_for: Duration, shutdown: bool) -> Option<Duration> {
+        if registered_for >= self.stable_after {
+            self.backoff.reset();
+        }
+        self.current = next_server(self.current, self.servers, &mut self.rng);
+        if shutdown && !self.previous_was_shutdown {
+            self.previous_was_shutdown = true;
+            return None;
+        }
+        self.previous_was_shutdown = false;
+        Some(self.backoff.next_delay(&mut self.rng))
+    }
+}
 
 /// The server to try after `current` (of `count`): any other one, uniformly; with one server,
 /// that one again.
@@ -109,6 +168,34 @@ mod tests {
         assert_eq!(b.ceiling(), Duration::from_secs(30), "no overflow");
         b.reset();
         assert_eq!(b.ceiling(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_first_shutdown_moves_on_at_once_and_other_ends_wait() {
+        let config = AgentConfig::new(vec![], "a", "k", "/nonexistent");
+        let mut r = Reconnects::new(3, &config);
+        assert_eq!(r.server(), 0, "the first server first");
+        assert_eq!(r.after(Duration::ZERO, true), None, "a shutdown: at once");
+        assert_ne!(r.server(), 0, "and to another server");
+        assert!(
+            r.after(Duration::ZERO, true).is_some(),
+            "a second shutdown waits"
+        );
+        let lost = r.after(Duration::ZERO, false);
+        assert!(
+            lost.is_some_and(|d| d <= config.backoff_min * 4),
+            "{lost:?}"
+        );
+        for _ in 0..10 {
+            r.after(Duration::ZERO, false);
+        }
+        assert_eq!(r.backoff.ceiling(), config.backoff_max);
+        r.after(config.stable_after, false);
+        assert_eq!(
+            r.backoff.ceiling(),
+            config.backoff_min * 2,
+            "a stable connection forgets earlier failures"
+        );
     }
 
     #[test]

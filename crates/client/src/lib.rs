@@ -5,6 +5,8 @@
 //! never drifts from the server. API errors come back as [`ClientError::Api`] with the server's
 //! error code and message.
 
+mod wait;
+
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -17,6 +19,10 @@ use url::Url;
 use uuid::Uuid;
 
 mod identity;
+pub use wait::WaitError;
+
+/// How often [`Client::wait_for_session`] asks, unless [`Client::with_poll_interval`] says.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// What went wrong talking to the control plane.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +74,7 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     token: String,
+    poll: Duration,
 }
 
 impl Client {
@@ -96,7 +103,14 @@ impl Client {
             http,
             base: base_url,
             token: token.to_owned(),
+            poll: DEFAULT_POLL_INTERVAL,
         })
+    }
+
+    /// How often waits such as [`Client::wait_for_session`] ask the control plane.
+    pub fn with_poll_interval(mut self, every: Duration) -> Self {
+        self.poll = every;
+        self
     }
 
     pub fn base_url(&self) -> &Url {

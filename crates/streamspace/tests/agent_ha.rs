@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready, wait_for_state};
+use common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready};
 use streamspace_client::Client;
 use streamspace_proto::api::{Action, CommandStatus, SessionState};
 use streamspace_testkit::vnc::read_rfb_banner;
@@ -59,8 +59,8 @@ async fn wait_for_log(p: &Proc, needle: &str) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_standby_takes_over_when_the_active_agent_is_killed() -> anyhow::Result<()> {
-    let mut h = Harness::new()?;
-    let db = format!("sqlite:{}", h.path("streamspace.db").display());
+    let mut h = common::harness()?;
+    let db = h.sqlite_url();
     let (server, url) = h.server(&db, &["--heartbeat-interval", "1"]).await?;
     let api = Client::new(&url, ADMIN_TOKEN)?;
     wait_for_ready(&api).await.with_context(|| server.logs())?;
@@ -76,7 +76,8 @@ async fn the_standby_takes_over_when_the_active_agent_is_killed() -> anyhow::Res
     let epoch = api.get_agent(AGENT).await?.epoch;
 
     let session = api.create_session("xterm").await?;
-    let running = wait_for_state(&api, session.id, SessionState::Running, WAIT)
+    let running = api
+        .wait_for_session(session.id, SessionState::Running, Instant::now() + WAIT)
         .await
         .with_context(|| first.logs())?;
     let vnc = running
@@ -93,7 +94,7 @@ async fn the_standby_takes_over_when_the_active_agent_is_killed() -> anyhow::Res
     api.hibernate_session(session.id).await?;
     wait_for_log(&second, "this agent is active").await?;
     let logs = || format!("{}\n{}\n{}", server.logs(), first.logs(), second.logs());
-    wait_for_state(&api, session.id, SessionState::Hibernated, WAIT)
+    api.wait_for_session(session.id, SessionState::Hibernated, Instant::now() + WAIT)
         .await
         .with_context(logs)?;
     let commands = api
@@ -116,14 +117,15 @@ async fn the_standby_takes_over_when_the_active_agent_is_killed() -> anyhow::Res
     // The adopted session is the same Xvnc, and the new active agent runs it on.
     assert_eq!(h.xvnc_processes().len(), 1, "{}", logs());
     api.wake_session(session.id).await?;
-    let woken = wait_for_state(&api, session.id, SessionState::Running, WAIT)
+    let woken = api
+        .wait_for_session(session.id, SessionState::Running, Instant::now() + WAIT)
         .await
         .with_context(logs)?;
     assert_eq!(woken.vnc_address.as_deref(), Some(vnc.as_str()));
     let banner = read_rfb_banner(&vnc).await.with_context(logs)?;
     assert!(banner.starts_with("RFB "), "{banner:?}");
     api.stop_session(session.id).await?;
-    wait_for_state(&api, session.id, SessionState::Terminated, WAIT)
+    api.wait_for_session(session.id, SessionState::Terminated, Instant::now() + WAIT)
         .await
         .with_context(logs)?;
     Ok(())

@@ -123,7 +123,7 @@ async fn drive(
 #[tokio::test(flavor = "multi_thread")]
 async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Result<()> {
     check_toolchain()?;
-    let mut h = Harness::new()?;
+    let mut h = common::harness()?;
     let (up, url, token) = platform(&mut h).await?;
     let out = drive(|| up.logs(), &url, &token, "lifecycle", "lifecycle", &[]).await?;
     for state in ["hibernated", "running", "terminated"] {
@@ -138,7 +138,7 @@ async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Resul
 #[tokio::test(flavor = "multi_thread")]
 async fn keystrokes_and_clipboard_in_the_browser_reach_the_session() -> anyhow::Result<()> {
     check_toolchain()?;
-    let mut h = Harness::new()?;
+    let mut h = common::harness()?;
     let (up, url, token) = platform(&mut h).await?;
     type_through_the_browser(&h, || up.logs(), &url, &token, "keystrokes").await
 }
@@ -183,7 +183,7 @@ async fn keystrokes_reach_an_agent_on_another_replica() -> anyhow::Result<()> {
     check_toolchain()?;
     let pg = PgCluster::start()?;
     let redis = RedisServer::start()?;
-    let mut h = Harness::new()?;
+    let mut h = common::harness()?;
     let db = pg.create_database()?;
     let args = ["--redis-url", &redis.url(), "--heartbeat-interval", "1"];
     let (a, url_a) = h.replica(&db, "A", "127.0.0.1:0", &args).await?;

@@ -78,8 +78,8 @@ fn migrate_applies_reverts_and_reports_on_postgres() -> anyhow::Result<()> {
 
 #[test]
 fn migrate_applies_reverts_and_reports_on_sqlite() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    migrate_round_trip(&format!("sqlite://{}", dir.path().join("s.db").display()))
+    let db = streamspace_testkit::TestDatabase::sqlite()?;
+    migrate_round_trip(db.url())
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn succeeded(out: &Output, what: &str) -> anyhow::Result<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_users_sign_in_and_keep_to_their_own_sessions() -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mut h = common::Harness::new()?;
+    let mut h = common::harness()?;
     let (up, url, data) = h.up().await?;
     let admin = std::fs::read_to_string(data.join("admin-token"))?
         .trim()

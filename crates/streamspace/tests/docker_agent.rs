@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready, wait_for_state};
+use common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready};
 use streamspace_client::Client;
 use streamspace_proto::api::{CreateTemplate, SessionState};
 use streamspace_testkit::Podman;
@@ -45,8 +45,8 @@ fn docker_agent(h: &mut Harness, url: &str, key: &str, podman: &Podman) -> anyho
 async fn a_docker_agent_runs_sessions_and_adopts_them_after_a_restart() -> anyhow::Result<()> {
     let podman = Podman::start()?;
     podman.import_session_image(IMAGE)?;
-    let mut h = Harness::new()?;
-    let db = format!("sqlite:{}", h.path("streamspace.db").display());
+    let mut h = common::harness()?;
+    let db = h.sqlite_url();
     let (server, url) = h.server(&db, &["--heartbeat-interval", "1"]).await?;
     let api = Client::new(&url, ADMIN_TOKEN)?;
     wait_for_ready(&api).await.with_context(|| server.logs())?;
@@ -64,7 +64,8 @@ async fn a_docker_agent_runs_sessions_and_adopts_them_after_a_restart() -> anyho
         .with_context(|| agent.logs())?;
     assert_eq!(api.get_agent(AGENT).await?.platform, "docker");
     let session = api.create_session("busybox").await?;
-    let running = wait_for_state(&api, session.id, SessionState::Running, WAIT)
+    let running = api
+        .wait_for_session(session.id, SessionState::Running, Instant::now() + WAIT)
         .await
         .with_context(|| format!("{}\n{}", server.logs(), agent.logs()))?;
     let vnc = running
@@ -79,7 +80,7 @@ async fn a_docker_agent_runs_sessions_and_adopts_them_after_a_restart() -> anyho
         .await
         .with_context(logs)?;
     api.hibernate_session(session.id).await?;
-    wait_for_state(&api, session.id, SessionState::Hibernated, WAIT)
+    api.wait_for_session(session.id, SessionState::Hibernated, Instant::now() + WAIT)
         .await
         .with_context(logs)?;
     let paused = podman.run(&[
@@ -94,12 +95,13 @@ async fn a_docker_agent_runs_sessions_and_adopts_them_after_a_restart() -> anyho
         "the adopted container was not paused"
     );
     api.wake_session(session.id).await?;
-    let woken = wait_for_state(&api, session.id, SessionState::Running, WAIT)
+    let woken = api
+        .wait_for_session(session.id, SessionState::Running, Instant::now() + WAIT)
         .await
         .with_context(logs)?;
     assert_eq!(woken.vnc_address.as_deref(), Some(vnc.as_str()));
     api.stop_session(session.id).await?;
-    wait_for_state(&api, session.id, SessionState::Terminated, WAIT)
+    api.wait_for_session(session.id, SessionState::Terminated, Instant::now() + WAIT)
         .await
         .with_context(logs)?;
     let left = podman.run(&["ps", "--all", "--quiet"])?;

@@ -6,14 +6,15 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::{
-    ADMIN_TOKEN, Harness, commands_for, wait_for_agent_online, wait_for_ready, wait_for_state,
-};
+use common::{ADMIN_TOKEN, Harness, commands_for, wait_for_agent_online, wait_for_ready};
 use streamspace_client::Client;
 use streamspace_proto::api::{Action, AgentStatus, CommandStatus, SessionState};
+use streamspace_proto::wire::AgentMessage;
+use streamspace_testkit::harness::Signal;
+use streamspace_testkit::relay::AgentRelay;
 use streamspace_testkit::vnc::read_rfb_banner;
 use streamspace_testkit::{PgCluster, wait_until};
 
@@ -45,14 +46,19 @@ fn process_state(pid: i32) -> Option<char> {
 #[tokio::test(flavor = "multi_thread")]
 async fn session_lives_its_whole_life_across_separate_processes() -> anyhow::Result<()> {
     let pg = PgCluster::start()?;
-    let mut h = Harness::new()?;
+    let mut h = common::harness()?;
     let (server, agent, api, _) = platform(&mut h, &pg).await?;
     let logs = || format!("{}\n{}", server.logs(), agent.logs());
 
     let session = api.create_session("xterm").await?;
     assert_eq!(session.state, SessionState::Pending);
     assert_eq!(session.id.get_version_num(), 7, "session ids are UUIDv7");
-    let running = wait_for_state(&api, session.id, SessionState::Running, START_TIMEOUT)
+    let running = api
+        .wait_for_session(
+            session.id,
+            SessionState::Running,
+            Instant::now() + START_TIMEOUT,
+        )
         .await
         .with_context(logs)?;
     let vnc = running
@@ -65,9 +71,13 @@ async fn session_lives_its_whole_life_across_separate_processes() -> anyhow::Res
     let xvnc_pid = xvnc[0].0;
 
     api.hibernate_session(session.id).await?;
-    wait_for_state(&api, session.id, SessionState::Hibernated, START_TIMEOUT)
-        .await
-        .with_context(logs)?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Hibernated,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(logs)?;
     assert_eq!(
         process_state(xvnc_pid),
         Some('T'),
@@ -75,7 +85,12 @@ async fn session_lives_its_whole_life_across_separate_processes() -> anyhow::Res
     );
 
     api.wake_session(session.id).await?;
-    let woken = wait_for_state(&api, session.id, SessionState::Running, START_TIMEOUT)
+    let woken = api
+        .wait_for_session(
+            session.id,
+            SessionState::Running,
+            Instant::now() + START_TIMEOUT,
+        )
         .await
         .with_context(logs)?;
     let vnc = woken
@@ -84,9 +99,13 @@ async fn session_lives_its_whole_life_across_separate_processes() -> anyhow::Res
     assert_eq!(read_rfb_banner(&vnc).await?, "RFB 003.008\n");
 
     api.stop_session(session.id).await?;
-    wait_for_state(&api, session.id, SessionState::Terminated, START_TIMEOUT)
-        .await
-        .with_context(logs)?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Terminated,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(logs)?;
     wait_until(
         "the session's Xvnc to be gone",
         Duration::from_secs(10),
@@ -125,8 +144,22 @@ async fn session_lives_its_whole_life_across_separate_processes() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_killed_after_ack_runs_the_session_once() -> anyhow::Result<()> {
     let pg = PgCluster::start()?;
-    let mut h = Harness::new()?;
-    let (server, mut agent, api, key) = platform(&mut h, &pg).await?;
+    let mut h = common::harness()?;
+    let db = pg.create_database()?;
+    let (server, url) = h.server(&db, &["--heartbeat-interval", "1"]).await?;
+    let api = Client::new(&url, ADMIN_TOKEN)?;
+    wait_for_ready(&api).await.with_context(|| server.logs())?;
+    let key = api.create_agent_key("e2e-agent").await?.secret;
+    // The agent reaches the server through a relay that passes its first ack on and nothing
+    // after it, and says when: whatever the agent does next, the server has seen the ack and
+    // no result, so the agent dies in the acknowledged window by construction.
+    let (relay, mut acks) =
+        AgentRelay::start(&url, |m| matches!(m, AgentMessage::Ack { .. })).await?;
+    let state_dir = h.path("agent-state");
+    let mut agent = h.agent(&relay.url, "e2e-agent", &key, &state_dir)?;
+    wait_for_agent_online(&api, "e2e-agent")
+        .await
+        .with_context(|| format!("{}\n{}", server.logs(), agent.logs()))?;
 
     let session = api.create_session("xterm").await?;
     let commands = commands_for(&api, session.id).await?;
@@ -134,35 +167,44 @@ async fn agent_killed_after_ack_runs_the_session_once() -> anyhow::Result<()> {
         .first()
         .context("the session has a start command")?
         .command_id;
-    // Polled closely: the start is acknowledged (written 10 ms after the agent's ack) about a
-    // tenth of a second before it completes.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let seen = loop {
-        let c = api.get_command(start).await?;
-        if c.status != CommandStatus::Pending && c.status != CommandStatus::Sent {
-            break c;
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!(
-                "the start command was not acknowledged: {c:?}\n{}",
-                agent.logs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
-    agent.kill();
-    assert_eq!(
-        seen.status,
-        CommandStatus::Acknowledged,
-        "the agent must be killed between ack and completion for this test to mean anything"
-    );
-
-    let state_dir = h.path("agent-state");
-    let agent = h.agent(&server_url(&api), "e2e-agent", &key, &state_dir)?;
-    let logs = || format!("{}\n{}", server.logs(), agent.logs());
-    wait_for_state(&api, session.id, SessionState::Running, START_TIMEOUT)
+    let ack = tokio::time::timeout(START_TIMEOUT, acks.recv())
         .await
-        .with_context(logs)?;
+        .with_context(|| format!("the agent sent no ack\n{}", agent.logs()))?
+        .context("the relay ended")?;
+    agent.signal(Signal::SIGSTOP)?;
+    assert!(
+        matches!(ack, AgentMessage::Ack { command_id } if command_id == start),
+        "the first ack is the start's: {ack:?}"
+    );
+    wait_until("the server to record the ack", START_TIMEOUT, || {
+        let api = api.clone();
+        async move {
+            let c = api.get_command(start).await.ok()?;
+            (c.status == CommandStatus::Acknowledged).then_some(())
+        }
+    })
+    .await
+    .with_context(|| server.logs())?;
+    agent.kill();
+    drop(relay);
+
+    let killed = agent;
+    let agent = h.agent(&url, "e2e-agent", &key, &state_dir)?;
+    let logs = || {
+        format!(
+            "{}\n--- the killed agent ---\n{}\n--- the restarted agent ---\n{}",
+            server.logs(),
+            killed.logs(),
+            agent.logs()
+        )
+    };
+    api.wait_for_session(
+        session.id,
+        SessionState::Running,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(logs)?;
     let finished = wait_until("the start command to finish", START_TIMEOUT, || {
         let api = api.clone();
         async move {
@@ -196,13 +238,17 @@ fn server_url(api: &Client) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn commands_wait_for_an_offline_agent() -> anyhow::Result<()> {
     let pg = PgCluster::start()?;
-    let mut h = Harness::new()?;
+    let mut h = common::harness()?;
     let (server, mut agent, api, key) = platform(&mut h, &pg).await?;
 
     let session = api.create_session("xterm").await?;
-    wait_for_state(&api, session.id, SessionState::Running, START_TIMEOUT)
-        .await
-        .with_context(|| agent.logs())?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Running,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(|| agent.logs())?;
 
     agent.terminate().await?;
     wait_until("the agent to be offline", Duration::from_secs(20), || {
@@ -230,20 +276,29 @@ async fn commands_wait_for_an_offline_agent() -> anyhow::Result<()> {
     );
 
     let agent = h.agent(&server_url(&api), "e2e-agent", &key, &h.path("agent-state"))?;
-    wait_for_state(&api, session.id, SessionState::Hibernated, START_TIMEOUT)
-        .await
-        .with_context(|| format!("{}\n{}", server.logs(), agent.logs()))?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Hibernated,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(|| format!("{}\n{}", server.logs(), agent.logs()))?;
     let done = api.get_command(hibernate.command_id).await?;
     assert_eq!(done.status, CommandStatus::Completed, "{done:?}");
 
     api.stop_session(session.id).await?;
-    wait_for_state(&api, session.id, SessionState::Terminated, START_TIMEOUT).await?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Terminated,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn up_from_a_fresh_data_dir_runs_an_xterm_session() -> anyhow::Result<()> {
-    let mut h = Harness::new()?;
+    let mut h = common::harness()?;
     let (up, url, data) = h.up().await?;
     let token_file = data.join("admin-token");
     let token = std::fs::read_to_string(&token_file)?.trim().to_owned();
@@ -263,7 +318,12 @@ async fn up_from_a_fresh_data_dir_runs_an_xterm_session() -> anyhow::Result<()> 
         .await
         .with_context(|| up.logs())?;
     let session = api.create_session("xterm").await?;
-    let running = wait_for_state(&api, session.id, SessionState::Running, START_TIMEOUT)
+    let running = api
+        .wait_for_session(
+            session.id,
+            SessionState::Running,
+            Instant::now() + START_TIMEOUT,
+        )
         .await
         .with_context(|| up.logs())?;
     let vnc = running.vnc_address.clone().context("VNC address")?;
@@ -322,6 +382,11 @@ async fn up_from_a_fresh_data_dir_runs_an_xterm_session() -> anyhow::Result<()> 
     );
 
     api.stop_session(session.id).await?;
-    wait_for_state(&api, session.id, SessionState::Terminated, START_TIMEOUT).await?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Terminated,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await?;
     Ok(())
 }

@@ -10,7 +10,7 @@ mod viewer;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use common::{ADMIN_TOKEN, Harness, wait_for_agent_online, wait_for_ready, wait_for_state};
+use common::{ADMIN_TOKEN, wait_for_agent_online, wait_for_ready};
 use streamspace_client::Client;
 use streamspace_proto::api::{CreateTemplate, SessionState};
 
@@ -19,8 +19,8 @@ const IDLE_SECS: u32 = 2;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_without_viewers_are_hibernated_after_the_idle_timeout() -> anyhow::Result<()> {
-    let mut h = Harness::new()?;
-    let db = format!("sqlite:{}", h.path("streamspace.db").display());
+    let mut h = common::harness()?;
+    let db = h.sqlite_url();
     let (server, url) = h.server(&db, &["--heartbeat-interval", "1"]).await?;
     let api = Client::new(&url, ADMIN_TOKEN)?;
     wait_for_ready(&api).await.with_context(|| server.logs())?;
@@ -39,7 +39,7 @@ async fn sessions_without_viewers_are_hibernated_after_the_idle_timeout() -> any
     .await?;
 
     let session = api.create_session("idle-xterm").await?;
-    wait_for_state(&api, session.id, SessionState::Running, WAIT)
+    api.wait_for_session(session.id, SessionState::Running, Instant::now() + WAIT)
         .await
         .with_context(logs)?;
     let info = api.connect_session(session.id).await?;
@@ -61,18 +61,18 @@ async fn sessions_without_viewers_are_hibernated_after_the_idle_timeout() -> any
     }
 
     drop(rfb);
-    wait_for_state(&api, session.id, SessionState::Hibernated, WAIT)
+    api.wait_for_session(session.id, SessionState::Hibernated, Instant::now() + WAIT)
         .await
         .with_context(logs)?;
     api.wake_session(session.id).await?;
-    wait_for_state(&api, session.id, SessionState::Running, WAIT)
+    api.wait_for_session(session.id, SessionState::Running, Instant::now() + WAIT)
         .await
         .with_context(logs)?;
-    wait_for_state(&api, session.id, SessionState::Hibernated, WAIT)
+    api.wait_for_session(session.id, SessionState::Hibernated, Instant::now() + WAIT)
         .await
         .with_context(|| format!("the idle clock did not restart after a wake\n{}", logs()))?;
     api.stop_session(session.id).await?;
-    wait_for_state(&api, session.id, SessionState::Terminated, WAIT)
+    api.wait_for_session(session.id, SessionState::Terminated, Instant::now() + WAIT)
         .await
         .with_context(logs)?;
     Ok(())

@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready};
 use streamspace_client::Client;
 use streamspace_proto::api::{CommandFilter, CommandStatus};
+use streamspace_testkit::harness::Signal;
 use streamspace_testkit::redis::{RedisSentinel, RedisServer};
 use streamspace_testkit::{PgCluster, free_port, wait_until};
 use uuid::Uuid;
@@ -37,7 +38,7 @@ struct Cluster {
 impl Cluster {
     async fn start(pg: &PgCluster, redis_url: &str, heartbeat: u32) -> anyhow::Result<Self> {
         let mut cluster = Self {
-            h: Harness::new()?,
+            h: common::harness()?,
             db: pg.create_database()?,
             redis_url: redis_url.to_owned(),
             names: vec!["A".into(), "B".into(), "C".into()],
@@ -374,14 +375,6 @@ async fn a_command_created_on_one_replica_reaches_an_agent_on_another() -> anyho
     Ok(())
 }
 
-fn signal(proc: &Proc, sig: &str) -> anyhow::Result<()> {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &proc.pid().to_string()])
-        .status()?;
-    anyhow::ensure!(status.success(), "kill -{sig} failed");
-    Ok(())
-}
-
 async fn futures_all(
     apis: &[Client],
     id: Uuid,
@@ -404,7 +397,7 @@ async fn killing_the_owning_replica_loses_and_repeats_no_command() -> anyhow::Re
     // Freeze the agent so the first 400 are surely in flight (claimed and sent by A, not
     // answered) when A dies; the rest are created while the agent moves.
     let others = vec![cluster.apis[1].clone(), cluster.apis[2].clone()];
-    signal(&agent, "STOP")?;
+    agent.signal(Signal::SIGSTOP)?;
     let mut ids = ping_many(&others, 400, 16).await?;
     let pending = |status| CommandFilter {
         agent_id: Some(AGENT.into()),
@@ -427,7 +420,7 @@ async fn killing_the_owning_replica_loses_and_repeats_no_command() -> anyhow::Re
     .await?;
     let sent = api.list_commands(&pending(CommandStatus::Sent)).await?;
     cluster.kill(0);
-    signal(&agent, "CONT")?;
+    agent.signal(Signal::SIGCONT)?;
     ids.extend(ping_many(&others, 600, 16).await?);
     assert_eq!(ids.len(), 1000);
 
@@ -522,7 +515,7 @@ async fn a_flapping_agent_ends_with_one_owner_by_epoch() -> anyhow::Result<()> {
     let (mut cluster, first) = setup(&pg, &redis.url(), &[0]).await?;
     wait_for_owner(&cluster.apis[1], |o| o == "A").await?;
     // The first connection goes silent but stays open on A; the agent shows up on C.
-    signal(&first, "STOP")?;
+    first.signal(Signal::SIGSTOP)?;
     let key = cluster.apis[0].create_agent_key(AGENT).await?;
     let second = cluster.agent(&key.secret, &[2])?;
     let logs = || format!("{}\n{}", cluster.logs(), second.logs());

@@ -12,11 +12,11 @@ mod updates;
 #[path = "streaming/viewer.rs"]
 mod viewer;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
-use common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready, wait_for_state};
+use common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready};
 use streamspace_client::Client;
 use streamspace_proto::api::SessionState;
 use streamspace_testkit::wait_until;
@@ -26,7 +26,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// A server process on a fresh SQLite database; its URL and API client.
 async fn server(h: &mut Harness, extra: &[&str]) -> anyhow::Result<(Proc, String, Client)> {
-    let db = format!("sqlite:{}", h.path("streamspace.db").display());
+    let db = h.sqlite_url();
     let mut args = vec!["--heartbeat-interval", "1"];
     args.extend_from_slice(extra);
     let (server, url) = h.server(&db, &args).await?;
@@ -98,7 +98,7 @@ async fn wait_for_sockets(what: &str, pid: u32, want: usize) -> anyhow::Result<(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn viewers_speak_rfb_with_a_real_session_through_the_tunnel() -> anyhow::Result<()> {
-    let mut h = Harness::new()?;
+    let mut h = common::harness()?;
     let (server, agent, url, api) = platform(&mut h).await?;
     let logs = || format!("{}\n{}", server.logs(), agent.logs());
     let session = api.create_session("xterm").await?;
@@ -154,13 +154,13 @@ async fn viewers_speak_rfb_with_a_real_session_through_the_tunnel() -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stopping_a_session_closes_its_viewers_and_tokens_are_refused() -> anyhow::Result<()> {
-    let mut h = Harness::new()?;
+    let mut h = common::harness()?;
     let (server, agent, url, api) = platform(&mut h).await?;
     let logs = || format!("{}\n{}", server.logs(), agent.logs());
     let a = api.create_session("xterm").await?;
     let b = api.create_session("xterm").await?;
     for id in [a.id, b.id] {
-        wait_for_state(&api, id, SessionState::Running, START_TIMEOUT)
+        api.wait_for_session(id, SessionState::Running, Instant::now() + START_TIMEOUT)
             .await
             .with_context(logs)?;
     }
@@ -224,7 +224,7 @@ async fn stopping_a_session_closes_its_viewers_and_tokens_are_refused() -> anyho
     );
 
     // A second replica on the same database issues one-second tokens; this replica checks them.
-    let db = format!("sqlite:{}", h.path("streamspace.db").display());
+    let db = h.sqlite_url();
     let replica_b = h.spawn(
         "server-b",
         &["server", "--database-url", &db, "--listen", "127.0.0.1:0"],
@@ -233,11 +233,7 @@ async fn stopping_a_session_closes_its_viewers_and_tokens_are_refused() -> anyho
             ("STREAMSPACE_VIEWER_TOKEN_TTL", "1"),
         ],
     )?;
-    let line = replica_b.wait_for_stdout("listening on http://").await?;
-    let url_b = line
-        .rsplit_once("listening on ")
-        .map(|(_, u)| u.trim().to_owned())
-        .context("parsing replica b's address")?;
+    let url_b = replica_b.server_url().await?;
     let short = Client::new(&url_b, ADMIN_TOKEN)?
         .connect_session(b.id)
         .await
@@ -270,9 +266,9 @@ async fn tunnel_gauge(url: &str) -> Option<f64> {
 }
 
 async fn wait_for_session_gone(api: &Client, id: uuid::Uuid) -> anyhow::Result<()> {
-    wait_for_state(api, id, SessionState::Terminated, START_TIMEOUT)
-        .await
-        .map(|_| ())
+    api.wait_for_session(id, SessionState::Terminated, Instant::now() + START_TIMEOUT)
+        .await?;
+    Ok(())
 }
 
 /// Resident memory of a process, in KiB.
@@ -334,7 +330,7 @@ async fn bulk_echo(ws: viewer::Ws) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_viewer_is_closed_without_slowing_another_viewer() -> anyhow::Result<()> {
-    let mut h = Harness::new()?;
+    let mut h = common::harness()?;
     let (server, url, api) = server(
         &mut h,
         &["--viewer-send-timeout", "1", "--viewer-close-grace", "120"],
@@ -360,15 +356,19 @@ async fn a_stalled_viewer_is_closed_without_slowing_another_viewer() -> anyhow::
         .await
         .with_context(|| server.logs())?;
     let stalled_session = api.create_session("xterm").await?;
-    wait_for_state(
-        &api,
+    api.wait_for_session(
         stalled_session.id,
         SessionState::Running,
-        START_TIMEOUT,
+        Instant::now() + START_TIMEOUT,
     )
     .await?;
     let bulk_session = api.create_session("xterm").await?;
-    wait_for_state(&api, bulk_session.id, SessionState::Running, START_TIMEOUT).await?;
+    api.wait_for_session(
+        bulk_session.id,
+        SessionState::Running,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await?;
 
     let me = std::process::id();
     let before = (rss_kib(server.pid())?, rss_kib(me)?);

@@ -1,16 +1,24 @@
-//! What StreamSpace's tests share: a throwaway PostgreSQL cluster and Redis, free ports, polling with a
-//! deadline, and a VNC banner probe.
+//! What StreamSpace's tests (and the benchmark harness) share: a throwaway PostgreSQL cluster and
+//! Redis, a fresh database per test, a scripted fake agent, real `streamspace` processes, free
+//! ports, polling with a deadline, and a VNC banner probe.
 //!
 //! Everything here starts real components and fails loudly (with the command that failed and
 //! its output) when it cannot: a test that needs PostgreSQL never silently skips.
 
+pub mod db;
+pub mod fake_agent;
+pub mod harness;
 pub mod podman;
 pub mod poll;
 pub mod postgres;
 pub mod redis;
+pub mod relay;
 pub mod tagged;
 pub mod vnc;
 
+pub use db::{TestDatabase, sqlite_url};
+pub use fake_agent::FakeAgent;
+pub use harness::{Harness, Proc};
 pub use podman::Podman;
 pub use poll::wait_until;
 pub use postgres::PgCluster;

@@ -280,10 +280,9 @@ async fn agent_keys_are_keyed_hashes_and_revocable() -> anyhow::Result<()> {
 #[tokio::test]
 async fn bootstrap_creates_credentials_and_templates_once() -> anyhow::Result<()> {
     crate::common::init();
-    let dir = tempfile::tempdir()?;
-    let url = format!("sqlite:{}", dir.path().join("db").display());
-    streamspace_store::migrate::up(&url).await?;
-    let store = streamspace_store::open(&url).await?;
+    let db = streamspace_testkit::TestDatabase::sqlite()?;
+    streamspace_store::migrate::up(db.url()).await?;
+    let store = streamspace_store::open(db.url()).await?;
     let token = streamspace_server::bootstrap(store.as_ref(), None).await?;
     let token = token.ok_or_else(|| anyhow::anyhow!("no admin token generated on first start"))?;
     assert!(token.starts_with("ssa_"), "{token}");

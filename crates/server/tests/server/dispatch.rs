@@ -16,6 +16,7 @@ use crate::on_both_backends;
 async fn session_state_follows_command_results(backend: Backend) -> anyhow::Result<()> {
     let s = backend.server(fast_config()).await?;
     let mut agent = s.agent("a1", 2).await?;
+    s.settle(&mut agent).await?;
     let session = s.create_session("xterm").await?;
     assert_eq!(session.state, SessionState::Pending);
 
@@ -77,12 +78,15 @@ async fn session_state_follows_command_results(backend: Backend) -> anyhow::Resu
         .await?;
     s.wait_command_status(stop.command_id, CommandStatus::Completed)
         .await?;
+    // Answered at once, each command was sent once: no resend.
+    s.assert_no_repeats(&mut agent).await?;
     s.stop().await
 }
 
 async fn failed_start_fails_the_session(backend: Backend) -> anyhow::Result<()> {
     let s = backend.server(fast_config()).await?;
     let mut agent = s.agent("a1", 2).await?;
+    s.settle(&mut agent).await?;
     let session = s.create_session("xterm").await?;
     let start = agent.expect_command().await?;
     agent
@@ -107,12 +111,14 @@ async fn failed_start_fails_the_session(backend: Backend) -> anyhow::Result<()> 
         .wait_command_status(start.command_id, CommandStatus::Failed)
         .await?;
     assert_eq!(command.error_message.as_deref(), Some("xterm: not found"));
+    s.assert_no_repeats(&mut agent).await?;
     s.stop().await
 }
 
 async fn late_ack_never_reopens_a_finished_command(backend: Backend) -> anyhow::Result<()> {
     let s = backend.server(fast_config()).await?;
     let mut agent = s.agent("a1", 2).await?;
+    s.settle(&mut agent).await?;
     let session = s.create_session("xterm").await?;
     let start = agent.expect_command().await?;
     let id = start.command_id;
@@ -151,6 +157,7 @@ async fn late_ack_never_reopens_a_finished_command(backend: Backend) -> anyhow::
         Some(json!({ "vnc_address": "127.0.0.1:5901" }))
     );
     assert_eq!(session_after.error_message, None);
+    s.assert_no_repeats(&mut agent).await?;
     s.stop().await
 }
 
@@ -233,15 +240,20 @@ async fn unacknowledged_commands_are_resent_a_bounded_number_of_times(
         })
         .await?;
     let mut agent = s.agent("a1", 2).await?;
+    s.settle(&mut agent).await?;
     let session = s.create_session("xterm").await?;
     let mut attempts = vec![];
+    let mut ids = vec![];
     for _ in 0..3 {
         let command = agent.expect_command().await?;
         attempts.push(command.attempt);
+        ids.push(command.command_id);
     }
     assert_eq!(attempts, [1, 2, 3], "each resend is a new attempt");
-    let first = agent.command_within(Duration::from_secs(2)).await?;
-    assert!(first.is_none(), "sent beyond max_attempts: {first:?}");
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "the resends are of the one start command: {ids:?}"
+    );
     let commands: Vec<streamspace_proto::api::Command> = s
         .get_json(&format!("/api/v1/commands?session_id={}", session.id))
         .await?;
@@ -249,6 +261,18 @@ async fn unacknowledged_commands_are_resent_a_bounded_number_of_times(
         .wait_command_status(commands[0].command_id, CommandStatus::Failed)
         .await?;
     assert_eq!(failed.attempts, 3);
+    // Failed, the command is never sent again: a ping answered after it flushes the socket.
+    let ping = s.api.ping_agent("a1").await?;
+    let next = agent.expect_command().await?;
+    assert_eq!(
+        next.command_id, ping.command_id,
+        "sent beyond max_attempts: {next:?}"
+    );
+    assert_eq!(
+        agent.deliveries(ids[0]),
+        3,
+        "the unacknowledged start arrives once per attempt, no more"
+    );
     assert!(failed.error_message.is_some(), "a failed command says why");
     s.wait_session_state(session.id, SessionState::Failed)
         .await?;
@@ -310,6 +334,7 @@ async fn a_reconnect_never_evicts_itself(backend: Backend) -> anyhow::Result<()>
     .await?;
     drop(new);
     newest.heartbeat(2).await?;
+    s.settle(&mut newest).await?;
     let (status, _) = s
         .call(
             Method::POST,
@@ -326,6 +351,7 @@ async fn a_reconnect_never_evicts_itself(backend: Backend) -> anyhow::Result<()>
         (info.status, info.epoch),
         (AgentStatus::Online, newest.epoch)
     );
+    s.assert_no_repeats(&mut newest).await?;
     s.stop().await
 }
 
@@ -402,6 +428,7 @@ async fn a_silent_agent_is_closed_after_three_heartbeats(backend: Backend) -> an
         .await?;
     let mut silent = s.agent("silent", 1).await?;
     let mut alive = s.agent("alive", 1).await?;
+    s.settle(&mut alive).await?;
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     let (code, reason) = loop {
         tokio::select! {
@@ -418,6 +445,7 @@ async fn a_silent_agent_is_closed_after_three_heartbeats(backend: Backend) -> an
     alive.run_next(Action::StartSession).await?;
     s.wait_session_state(session.id, SessionState::Running)
         .await?;
+    s.assert_no_repeats(&mut alive).await?;
     s.stop().await
 }
 

@@ -21,7 +21,7 @@ pub struct Db {
 impl Db {
     pub fn sqlite() -> Result<Self> {
         let dir = tempfile::tempdir().context("creating a directory for the SQLite file")?;
-        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let url = streamspace_testkit::sqlite_url(&dir.path().join("store.db"));
         Ok(Self {
             url,
             _pg: None,

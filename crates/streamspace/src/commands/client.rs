@@ -1,9 +1,9 @@
 //! Client subcommands: thin wrappers over `streamspace-client` that print the API's objects.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use streamspace_client::Client;
+use streamspace_client::{Client, WaitError};
 use streamspace_proto::api::{
     CommandFilter, CommandStatus, CreateTemplate, SessionFilter, TemplatePorts, TemplateResources,
 };
@@ -46,20 +46,18 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
             let mut session = api.create_session(&template).await?;
             if wait {
                 let deadline = Instant::now() + timeout;
-                while !matches!(session.state, streamspace_proto::SessionState::Running)
-                    && !session.state.is_terminal()
-                {
-                    if Instant::now() >= deadline {
-                        anyhow::bail!(
-                            "session {} is still {} after {}",
-                            session.id,
-                            session.state,
-                            Shown(timeout)
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    session = api.get_session(session.id).await?;
-                }
+                let running = streamspace_proto::SessionState::Running;
+                session = match api.wait_for_session(session.id, running, deadline).await {
+                    Ok(session) => session,
+                    Err(WaitError::Ended(session)) => *session,
+                    Err(WaitError::TimedOut { last, .. }) => anyhow::bail!(
+                        "session {} is still {} after {}",
+                        last.id,
+                        last.state,
+                        Shown(timeout)
+                    ),
+                    Err(e) => return Err(e.into()),
+                };
             }
             print_one(client.output, &session)?;
             if session.state == streamspace_proto::SessionState::Failed {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use streamspace_client::Client;
+use streamspace_client::{Client, WaitError};
 use streamspace_proto::SessionState;
 use uuid::Uuid;
 
@@ -17,32 +17,24 @@ pub async fn connect(
     output: OutputFormat,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    loop {
-        let session = api.get_session(id).await?;
-        match session.state {
-            SessionState::Running => break,
-            SessionState::Failed => anyhow::bail!(
-                "session {id} failed: {}",
-                session
-                    .error_message
-                    .as_deref()
-                    .unwrap_or("no reason given")
-            ),
-            SessionState::Terminated => anyhow::bail!("session {id} has ended"),
-            SessionState::Hibernated => {
-                anyhow::bail!(
-                    "session {id} is hibernated; wake it first (`streamspace session wake {id}`)"
-                )
-            }
-            _ if Instant::now() >= deadline => {
-                anyhow::bail!(
-                    "session {id} is still {} after {}",
-                    session.state,
-                    Shown(timeout)
-                )
-            }
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+    // Waiting cannot wake a hibernated session: say what to do instead.
+    if api.get_session(id).await?.state == SessionState::Hibernated {
+        anyhow::bail!("session {id} is hibernated; wake it first (`streamspace session wake {id}`)")
+    }
+    match api
+        .wait_for_session(id, SessionState::Running, deadline)
+        .await
+    {
+        Ok(_) => {}
+        Err(WaitError::TimedOut { last, .. }) => {
+            anyhow::bail!(
+                "session {id} is still {} after {}",
+                last.state,
+                Shown(timeout)
+            )
         }
+        // "failed: <reason>" or "has ended", or why the control plane could not be asked.
+        Err(e) => return Err(e.into()),
     }
     let info = api.connect_session(id).await?;
     match output {

@@ -2,7 +2,7 @@
 //! replica A, one hop between them through Redis.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
@@ -12,14 +12,14 @@ use streamspace_testkit::PgCluster;
 use streamspace_testkit::redis::RedisServer;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::common::{ADMIN_TOKEN, Harness, wait_for_agent_online, wait_for_ready, wait_for_state};
+use super::common::{ADMIN_TOKEN, wait_for_agent_online, wait_for_ready};
 use super::{START_TIMEOUT, targets, viewer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_on_another_replica_reaches_the_agent_through_one_hop() -> anyhow::Result<()> {
     let pg = PgCluster::start()?;
     let redis = RedisServer::start()?;
-    let mut h = Harness::new()?;
+    let mut h = super::common::harness()?;
     let db = pg.create_database()?;
     let args = ["--redis-url", &redis.url(), "--heartbeat-interval", "1"];
     let (a, url_a) = h.replica(&db, "A", "127.0.0.1:0", &args).await?;
@@ -48,7 +48,12 @@ async fn a_viewer_on_another_replica_reaches_the_agent_through_one_hop() -> anyh
         .await
         .with_context(logs)?;
     let session = api_a.create_session("xterm").await?;
-    wait_for_state(&api_a, session.id, SessionState::Running, START_TIMEOUT)
+    api_a
+        .wait_for_session(
+            session.id,
+            SessionState::Running,
+            Instant::now() + START_TIMEOUT,
+        )
         .await
         .with_context(logs)?;
 

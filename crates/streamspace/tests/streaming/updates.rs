@@ -3,10 +3,11 @@
 //! it. A frame held back anywhere between Xvnc and the viewer (a read waiting for a full
 //! buffer, a write left unflushed until the next one, a lost wake-up) stalls a round here.
 
+use std::time::Instant;
+
 use anyhow::Context;
 use streamspace_proto::api::SessionState;
 
-use super::common::{Harness, wait_for_state};
 use super::viewer::{self, Rfb};
 use super::{START_TIMEOUT, platform};
 
@@ -17,13 +18,17 @@ const ROUNDS: usize = 40;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_keystroke_from_every_viewer_comes_back_as_a_framebuffer_update() -> anyhow::Result<()>
 {
-    let mut h = Harness::new()?;
+    let mut h = super::common::harness()?;
     let (server, agent, _url, api) = platform(&mut h).await?;
     let logs = || format!("{}\n{}", server.logs(), agent.logs());
     let session = api.create_session("xterm").await?;
-    wait_for_state(&api, session.id, SessionState::Running, START_TIMEOUT)
-        .await
-        .with_context(logs)?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Running,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(logs)?;
 
     let mut viewers = Vec::new();
     for n in 0..VIEWERS {

@@ -1,26 +1,28 @@
 //! What the server's integration tests share: a real server on 127.0.0.1:0 over a fresh SQLite
-//! or PostgreSQL database, an HTTP client with the admin token, and the fake agent.
+//! or PostgreSQL database, an HTTP client with the admin token, and the fake agent (from the
+//! testkit, as are the fresh databases).
 
 #![allow(dead_code)]
 
-pub mod fake_agent;
-
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use streamspace_client::Client;
+use streamspace_proto::api::Action;
 use streamspace_proto::api::{Agent, AgentStatus, Command, CommandStatus, Session, SessionState};
 use streamspace_server::ServerConfig;
 use streamspace_store::Store;
-use streamspace_testkit::{PgCluster, wait_until};
+use streamspace_testkit::{PgCluster, TestDatabase, wait_until};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use fake_agent::FakeAgent;
+pub use streamspace_testkit::FakeAgent;
+pub use streamspace_testkit::fake_agent;
 
 /// How long tests wait for the server to reach a state.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -32,9 +34,11 @@ pub struct TestServer {
     pub ws_url: String,
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
+    /// The typed client, with the admin token (the waits use it).
+    pub api: Client,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<Result<(), streamspace_server::ServerError>>>,
-    _dir: Option<tempfile::TempDir>,
+    _db: TestDatabase,
 }
 
 pub fn init() {
@@ -61,23 +65,17 @@ impl TestServer {
     /// A server over a fresh SQLite database.
     pub async fn sqlite(config: ServerConfig) -> anyhow::Result<Self> {
         init();
-        let dir = tempfile::tempdir().context("creating a temp dir for SQLite")?;
-        let url = format!("sqlite:{}", dir.path().join("streamspace.db").display());
-        Self::start(&url, config, Some(dir)).await
+        Self::start(TestDatabase::sqlite()?, config).await
     }
 
     /// A server over a fresh database in `cluster`.
     pub async fn postgres(cluster: &PgCluster, config: ServerConfig) -> anyhow::Result<Self> {
         init();
-        let url = cluster.create_database()?;
-        Self::start(&url, config, None).await
+        Self::start(TestDatabase::postgres(cluster)?, config).await
     }
 
-    async fn start(
-        url: &str,
-        config: ServerConfig,
-        dir: Option<tempfile::TempDir>,
-    ) -> anyhow::Result<Self> {
+    async fn start(db: TestDatabase, config: ServerConfig) -> anyhow::Result<Self> {
+        let url = db.url();
         streamspace_store::migrate::up(url)
             .await
             .with_context(|| format!("migrating {url}"))?;
@@ -97,14 +95,16 @@ impl TestServer {
             config,
             shutdown.clone(),
         ));
+        let base = format!("http://{addr}");
         let server = Self {
-            base: format!("http://{addr}"),
+            api: Client::new(&base, ADMIN_TOKEN)?.with_poll_interval(Duration::from_millis(50)),
+            base,
             ws_url: format!("ws://{addr}/api/v1/agents/connect"),
             store,
             http: reqwest::Client::new(),
             shutdown,
             handle: Some(handle),
-            _dir: dir,
+            _db: db,
         };
         let ready = format!("{}/readyz", server.base);
         wait_until("the server to be ready", WAIT, || async {
@@ -208,11 +208,44 @@ impl TestServer {
         id: Uuid,
         state: SessionState,
     ) -> anyhow::Result<Session> {
-        let what = format!("session {id} to be {state}");
-        wait_until(&what, WAIT, || async {
-            self.session(id).await.ok().filter(|s| s.state == state)
-        })
-        .await
+        let deadline = Instant::now() + WAIT;
+        Ok(self.api.wait_for_session(id, state, deadline).await?)
+    }
+
+    /// Returns once the server has finished registering `agent` (counts start afresh then).
+    ///
+    /// A registration ends with a redelivery pass that sends again every command of the agent
+    /// that is `sent` and not finished, since the new connection may not have received it. A
+    /// command created within the moment before that pass runs can therefore arrive twice —
+    /// allowed (delivery is at least once), but not what "each command exactly once" tests want
+    /// to see. The server handles a connection's messages in order, so once a ping answered
+    /// after the welcome is recorded, the pass has been queued ahead of any later command.
+    pub async fn settle(&self, agent: &mut FakeAgent) -> anyhow::Result<()> {
+        let ping = self.api.ping_agent(&agent.agent_id).await?;
+        let answered = agent.run_next(Action::Ping).await?;
+        if answered.command_id != ping.command_id {
+            bail!("expected the settling ping, got {answered:?}");
+        }
+        self.wait_command_status(ping.command_id, CommandStatus::Completed)
+            .await?;
+        agent.forget_deliveries();
+        Ok(())
+    }
+
+    /// Fails if `agent` received any command more than once. A ping sent through the API and
+    /// answered first flushes the connection: a resend of anything earlier would have arrived
+    /// before it, on the same socket.
+    pub async fn assert_no_repeats(&self, agent: &mut FakeAgent) -> anyhow::Result<()> {
+        self.api.ping_agent(&agent.agent_id).await?;
+        agent.run_next(Action::Ping).await?;
+        let repeated = agent.repeated();
+        if !repeated.is_empty() {
+            bail!(
+                "agent {} received commands more than once (id: times): {repeated:?}",
+                agent.agent_id
+            );
+        }
+        Ok(())
     }
 
     pub async fn wait_command_status(

@@ -1,7 +1,12 @@
 //! A scripted fake agent: speaks the control protocol over a real WebSocket, one step at a time,
 //! so tests can play every part of an agent — including the bad ones.
+//!
+//! [`open`] and [`handshake`] are the agent's side of connecting (the bearer key, then
+//! `register` → `welcome`); the benchmark's simulated agents use them too. A [`FakeAgent`]
+//! counts every command it receives by id, so a test can assert that a command arrived exactly
+//! once, or was sent again as often as the server's resend rule says ([`FakeAgent::deliveries`]).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -19,17 +24,21 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
+/// An agent's control connection.
+pub type AgentSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
 /// How long a fake agent waits for any one message.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct FakeAgent {
     pub agent_id: String,
     pub epoch: i64,
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    /// Commands this agent has already answered: a resend of one of them (the server's ack
-    /// timer can fire before our answer lands on a loaded machine) is what a real agent answers
-    /// from memory, so `expect_command` skips it.
+    ws: AgentSocket,
+    /// Commands this agent has already answered: a resend of one of them is what a real agent
+    /// answers from memory, so `expect_command` skips it — after counting it in `deliveries`.
     answered: HashSet<Uuid>,
+    /// How many times each command id arrived, resends included.
+    deliveries: HashMap<Uuid, u32>,
 }
 
 /// The result of a connection attempt refused before the upgrade.
@@ -45,7 +54,7 @@ pub async fn open(
     ws_url: &str,
     key: &str,
     origin: Option<&str>,
-) -> anyhow::Result<Result<WebSocketStream<MaybeTlsStream<TcpStream>>, Refused>> {
+) -> anyhow::Result<Result<AgentSocket, Refused>> {
     let mut request = ws_url.into_client_request()?;
     request.headers_mut().insert(
         "authorization",
@@ -74,6 +83,43 @@ pub async fn open(
     }
 }
 
+/// Sends `register` on a freshly opened connection and waits up to `timeout` for the answer;
+/// returns the epoch of an accepting `welcome`, fails on anything else.
+pub async fn handshake(
+    ws: &mut AgentSocket,
+    register: &AgentMessage,
+    timeout: Duration,
+) -> anyhow::Result<i64> {
+    let AgentMessage::Register(Register { agent_id, .. }) = register else {
+        bail!("a handshake starts with register, not {register:?}");
+    };
+    ws.send(Message::text(wire::encode(register)))
+        .await
+        .with_context(|| format!("agent {agent_id}: sending register"))?;
+    let answer = tokio::time::timeout(timeout, async {
+        while let Some(frame) = ws.next().await {
+            match frame? {
+                Message::Text(text) => return Ok(wire::decode_server_message(text.as_str())?),
+                Message::Close(frame) => bail!("closed before welcome: {frame:?}"),
+                _ => continue,
+            }
+        }
+        bail!("connection ended before welcome")
+    })
+    .await
+    .with_context(|| format!("agent {agent_id}: no welcome in {timeout:?}"))?
+    .with_context(|| format!("agent {agent_id}: waiting for welcome"))?;
+    match answer {
+        ServerMessage::Welcome {
+            accepted: true,
+            epoch,
+            ..
+        } => Ok(epoch),
+        other => bail!("agent {agent_id}: expected an accepting welcome, got {other:?}"),
+    }
+}
+
+/// The `register` message of a `process` agent with no labels.
 pub fn register_message(
     agent_id: &str,
     max_sessions: u32,
@@ -98,38 +144,45 @@ impl FakeAgent {
         max_sessions: u32,
         sessions: Vec<SessionStatus>,
     ) -> anyhow::Result<Self> {
-        let ws = match open(ws_url, key, None).await? {
+        let mut ws = match open(ws_url, key, None).await? {
             Ok(ws) => ws,
             Err(refused) => bail!("agent {agent_id} refused: {refused:?}"),
         };
-        let mut agent = Self {
-            agent_id: agent_id.into(),
-            epoch: 0,
-            ws,
-            answered: HashSet::new(),
-        };
-        agent
-            .send(&register_message(agent_id, max_sessions, sessions))
-            .await?;
-        match agent.recv().await? {
-            ServerMessage::Welcome {
-                accepted: true,
-                epoch,
-                ..
-            } => agent.epoch = epoch,
-            other => bail!("expected welcome, got {other:?}"),
-        }
+        let register = register_message(agent_id, max_sessions, sessions);
+        let epoch = handshake(&mut ws, &register, RECV_TIMEOUT).await?;
+        let mut agent = Self::raw(agent_id, ws);
+        agent.epoch = epoch;
         Ok(agent)
     }
 
     /// Wraps an already open socket (nothing sent yet).
-    pub fn raw(agent_id: &str, ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+    pub fn raw(agent_id: &str, ws: AgentSocket) -> Self {
         Self {
             agent_id: agent_id.into(),
             epoch: 0,
             ws,
             answered: HashSet::new(),
+            deliveries: HashMap::new(),
         }
+    }
+
+    /// How many times the command `id` has arrived so far (resends included; 0 if never).
+    pub fn deliveries(&self, id: Uuid) -> u32 {
+        self.deliveries.get(&id).copied().unwrap_or(0)
+    }
+
+    /// Starts counting afresh (e.g. once a test has let the server settle).
+    pub fn forget_deliveries(&mut self) {
+        self.deliveries.clear();
+    }
+
+    /// The commands that arrived more than once, with how many times each did.
+    pub fn repeated(&self) -> BTreeMap<Uuid, u32> {
+        self.deliveries
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(id, n)| (*id, *n))
+            .collect()
     }
 
     pub async fn send(&mut self, msg: &AgentMessage) -> anyhow::Result<()> {
@@ -164,8 +217,16 @@ impl FakeAgent {
         .await
     }
 
-    /// The next server message (pings and pongs skipped).
+    /// The next server message (pings and pongs skipped); commands are counted.
     pub async fn recv(&mut self) -> anyhow::Result<ServerMessage> {
+        let message = self.recv_uncounted().await?;
+        if let ServerMessage::Command(c) = &message {
+            *self.deliveries.entry(c.command_id).or_default() += 1;
+        }
+        Ok(message)
+    }
+
+    async fn recv_uncounted(&mut self) -> anyhow::Result<ServerMessage> {
         loop {
             let frame = tokio::time::timeout(RECV_TIMEOUT, self.ws.next())
                 .await
@@ -187,7 +248,8 @@ impl FakeAgent {
         }
     }
 
-    /// The next command; fails on anything else.
+    /// The next command not answered yet (a resend of an unanswered one is returned again);
+    /// fails on anything else. Resends of answered commands are skipped, and counted.
     pub async fn expect_command(&mut self) -> anyhow::Result<CommandMessage> {
         loop {
             match self.recv().await? {
@@ -209,7 +271,8 @@ impl FakeAgent {
         }
     }
 
-    /// Waits for the server to close the connection; returns the close code and reason.
+    /// Waits for the server to close the connection, skipping other messages; returns the
+    /// close code and reason.
     pub async fn expect_close(&mut self) -> anyhow::Result<(u16, String)> {
         loop {
             let frame = tokio::time::timeout(RECV_TIMEOUT, self.ws.next())
@@ -222,6 +285,14 @@ impl FakeAgent {
                     return Ok((u16::from(frame.code), frame.reason.as_str().to_owned()));
                 }
                 Some(Ok(Message::Close(None))) => return Ok((1005, String::new())),
+                Some(Ok(Message::Text(text))) => {
+                    // Skipped, but a command is still counted.
+                    if let Ok(ServerMessage::Command(c)) =
+                        wire::decode_server_message(text.as_str())
+                    {
+                        *self.deliveries.entry(c.command_id).or_default() += 1;
+                    }
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => bail!(
                     "agent {} read failed before a close frame: {e}",
