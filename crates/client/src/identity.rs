@@ -3,8 +3,8 @@
 
 use reqwest::Method;
 use streamspace_proto::api::{
-    ApiToken, ChangePassword, CreateGroup, CreateToken, CreateUser, CreatedToken, Group,
-    LoginRequest, LoginResponse, Me, UpdateGroup, UpdateUser, User,
+    ApiToken, AuditFilter, AuditRecord, ChangePassword, CreateGroup, CreateToken, CreateUser,
+    CreatedToken, Group, LoginRequest, LoginResponse, Me, Page, UpdateGroup, UpdateUser, User,
 };
 use uuid::Uuid;
 
@@ -131,6 +131,14 @@ impl Client {
 
     pub async fn revoke_token(&self, id: Uuid) -> Result<()> {
         self.send_unit(self.request(Method::DELETE, &format!("api/v1/tokens/{id}"))?)
+            .await
+    }
+
+    // --- audit ----------------------------------------------------------------------------
+
+    /// One page of the audit log (admins: everyone's; others: their own).
+    pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Page<AuditRecord>> {
+        self.send(self.request(Method::GET, "api/v1/audit")?.query(filter))
             .await
     }
 }

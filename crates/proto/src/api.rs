@@ -15,8 +15,9 @@ use uuid::Uuid;
 mod identity;
 mod template;
 pub use identity::{
-    ApiToken, ChangePassword, CreateGroup, CreateToken, CreateUser, CreatedToken, Group,
-    LoginRequest, LoginResponse, Me, Role, UpdateGroup, UpdateUser, User,
+    ApiToken, AuditFilter, AuditRecord, ChangePassword, CreateGroup, CreateToken, CreateUser,
+    CreatedToken, Group, LoginRequest, LoginResponse, Me, Page, Role, UpdateGroup, UpdateUser,
+    User,
 };
 pub use template::{DEFAULT_VNC_PORT, HomePolicy, TemplatePorts, TemplateResources};
 

@@ -42,6 +42,8 @@ pub(crate) enum Action {
     ManageAgents,
     /// Users, groups, quotas and other users' tokens.
     ManageUsers,
+    /// Read every user's audit entries (everyone reads their own).
+    ReadAllAudit,
     /// Read or revoke a personal token.
     ManageToken,
 }
@@ -121,7 +123,7 @@ pub(crate) fn decide(
         }
         (Action::ReadTemplate, Resource::System) => Ok(()),
         (Action::ManageTemplates, _) | (Action::ManageAgents, _) => at_least(Role::Operator),
-        (Action::ManageUsers, _) => at_least(Role::Admin),
+        (Action::ManageUsers, _) | (Action::ReadAllAudit, _) => at_least(Role::Admin),
         (Action::ManageToken, Resource::TokenOf(owner)) => {
             if owner == actor.user_id || actor.role == Role::Admin {
                 Ok(())
@@ -221,6 +223,7 @@ mod tests {
             (Action::ManageAgents, Role::Operator),
             (Action::ListAllSessions, Role::Operator),
             (Action::ManageUsers, Role::Admin),
+            (Action::ReadAllAudit, Role::Admin),
             (Action::ReadTemplate, Role::User),
         ];
         for (action, least) in table {

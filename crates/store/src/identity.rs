@@ -7,7 +7,8 @@
 //! enabled admin is never disabled, demoted or deleted.
 
 use async_trait::async_trait;
-use streamspace_proto::api::{ApiToken, Group, Role, User};
+use chrono::{DateTime, Utc};
+use streamspace_proto::api::{ApiToken, AuditRecord, Group, Role, User};
 use uuid::Uuid;
 
 use crate::Result;
@@ -64,6 +65,19 @@ pub struct NewGroup {
     pub description: String,
 }
 
+/// Which audit entries to read, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    pub actor_id: Option<Uuid>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only entries older than this one (the page cursor).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
 /// Users, groups and their tokens. All methods are safe to call from several replicas at once.
 #[async_trait]
 pub trait Identity: Send + Sync {
@@ -97,6 +111,9 @@ pub trait Identity: Send + Sync {
     /// Personal API tokens (and the bootstrap admin token) that are neither revoked nor
     /// expired, of one user or of everyone; oldest first.
     async fn list_tokens(&self, user_id: Option<Uuid>) -> Result<Vec<ApiToken>>;
+
+    /// Audit entries, newest first, at most `query.limit`.
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
 }
 
 /// Statements of the identity half that both backends share.

@@ -30,7 +30,9 @@ mod rows;
 mod sql;
 pub mod sqlite;
 
-pub use identity::{BOOTSTRAP_ADMIN_ID, Identity, NewGroup, NewUser, UserChange, UserRecord};
+pub use identity::{
+    AuditQuery, BOOTSTRAP_ADMIN_ID, Identity, NewGroup, NewUser, UserChange, UserRecord,
+};
 pub use migrate::{MigrationState, MigrationStatus};
 
 /// `last_used_at` of a credential is kept to this many seconds: a lookup writes it only when

@@ -16,7 +16,7 @@ use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
 use sqlx::types::Json;
 use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
 use streamspace_proto::api::{
-    Agent, AgentStatus, ApiToken, Command, Group, Session, Template, User,
+    Agent, AgentStatus, ApiToken, AuditRecord, Command, Group, Session, Template, User,
 };
 use uuid::Uuid;
 
@@ -307,6 +307,34 @@ impl GroupRow {
             members,
             created_at: self.created_at,
             updated_at: self.updated_at,
+        }
+    }
+}
+
+/// One `audit_log` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    id: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    actor_id: Option<DbUuid>,
+    action: String,
+    target: String,
+    detail: Json<Value>,
+    client_addr: Option<String>,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(r: AuditRow) -> Self {
+        AuditRecord {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            actor_id: r.actor_id.map(|u| u.0),
+            action: r.action,
+            target: r.target,
+            detail: r.detail.0,
+            client_addr: r.client_addr,
         }
     }
 }

@@ -175,6 +175,9 @@ pub(crate) struct Dialect {
     ago: fn(&str) -> String,
     /// The time `secs` after now; NULL when `secs` is NULL.
     later: fn(&str) -> String,
+    /// A timestamp parameter, bound as text in [`Statements::time_format`].
+    time_param: fn(&str) -> String,
+    time_format: &'static str,
     /// Row lock for a read that a write in the same transaction depends on. SQLite needs none:
     /// its write transactions are `BEGIN IMMEDIATE`, so writers never interleave.
     lock: &'static str,
@@ -208,6 +211,8 @@ pub(crate) const PG: Dialect = Dialect {
     tx_now: "now()",
     ago: pg_ago,
     later: pg_later,
+    time_param: |p| format!("CAST({p} AS TIMESTAMPTZ)"),
+    time_format: "%Y-%m-%dT%H:%M:%S%.3fZ",
     lock: " FOR UPDATE",
     lock_skip: " FOR UPDATE SKIP LOCKED",
 };
@@ -217,6 +222,8 @@ pub(crate) const SQLITE: Dialect = Dialect {
     tx_now: "strftime('%Y-%m-%d %H:%M:%f', 'now')",
     ago: sqlite_ago,
     later: sqlite_later,
+    time_param: |p| p.to_owned(),
+    time_format: "%Y-%m-%d %H:%M:%S%.3f",
     lock: "",
     lock_skip: "",
 };
@@ -245,6 +252,9 @@ fn leak(s: String) -> &'static str {
 
 /// Statements that depend on the backend's clock or on the state machines.
 pub(crate) struct Statements {
+    /// How timestamps are bound as parameters (see `Dialect::time_param`).
+    pub time_format: &'static str,
+    pub audit_list: &'static str,
     pub key_insert: &'static str,
     pub key_find: &'static str,
     pub key_revoked: &'static str,
@@ -290,7 +300,16 @@ impl Statements {
             )
         };
         let unexpired = format!("(expires_at IS NULL OR expires_at > {now})");
+        let (since, until) = ((d.time_param)("$4"), (d.time_param)("$5"));
         Self {
+            time_format: d.time_format,
+            audit_list: leak(format!(
+                "SELECT id, at, actor, actor_id, action, target, detail, client_addr \
+                 FROM audit_log WHERE ($1 IS NULL OR actor_id = $1) \
+                 AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR target = $3) \
+                 AND ($4 IS NULL OR at >= {since}) AND ($5 IS NULL OR at < {until}) \
+                 AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"
+            )),
             key_insert: leak(format!(
                 "INSERT INTO api_keys (id, kind, agent_id, user_id, name, prefix, key_hash, \
                  expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, {}) RETURNING {}",

@@ -97,6 +97,9 @@ pub enum Command {
     /// Create, list and revoke personal API tokens.
     #[command(subcommand)]
     Token(crate::cli_identity::TokenCommand),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(crate::cli_identity::AuditCommand),
 }
 
 impl Command {

@@ -164,6 +164,33 @@ pub enum TokenCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit entries, newest first (admins: everyone's; others: their own).
+    List {
+        /// Only what this user did.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action, e.g. `session.create` or `auth.login_failed`.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only entries about this target (a session id, a username, …).
+        #[arg(long)]
+        target: Option<String>,
+        /// Only entries at or after this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only entries before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// At most this many entries in all (pages are followed).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
 fn parse_role(s: &str) -> Result<Role, String> {
     s.parse::<Role>()
         .map_err(|_| format!("{s:?} is not a role; expected user, operator or admin"))

@@ -1,7 +1,9 @@
 //! Printing API objects: aligned tables for people, the API's own JSON for scripts.
 
 use serde::Serialize;
-use streamspace_proto::api::{Agent, AgentKey, ApiToken, Command, Group, Session, Template, User};
+use streamspace_proto::api::{
+    Agent, AgentKey, ApiToken, AuditRecord, Command, Group, Session, Template, User,
+};
 
 use crate::cli::OutputFormat;
 
@@ -187,6 +189,21 @@ impl Tabular for Group {
             self.name.clone(),
             or_dash((!self.members.is_empty()).then(|| self.members.join(","))),
             self.description.clone(),
+        ]
+    }
+}
+
+impl Tabular for AuditRecord {
+    fn headers() -> &'static [&'static str] {
+        &["AT", "ACTOR", "ACTION", "TARGET", "FROM"]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            time(self.at),
+            self.actor.clone(),
+            self.action.clone(),
+            self.target.clone(),
+            or_dash(self.client_addr.clone()),
         ]
     }
 }

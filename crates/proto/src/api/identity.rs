@@ -210,6 +210,57 @@ pub struct Me {
     pub user: User,
 }
 
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// Who, in words (`user:alice`, `anonymous:bob` for a failed sign-in).
+    pub actor: String,
+    /// The acting user's id, when it was a user.
+    pub actor_id: Option<Uuid>,
+    /// What was done, e.g. `session.create`, `user.update`, `auth.login_failed`.
+    pub action: String,
+    /// What it was done to (a session id, a username, …).
+    pub target: String,
+    pub detail: serde_json::Value,
+    /// The client's address as the server saw it.
+    pub client_addr: Option<String>,
+}
+
+/// Query of `GET /api/v1/audit`: every field narrows the answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilter {
+    /// A username: only what that user did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Entries at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// Entries before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// Where the previous page ended (its `next_cursor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Entries per page: default 100, at most 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// A page of a listing, newest first; `next_cursor` is absent on the last page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

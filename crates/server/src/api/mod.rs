@@ -7,6 +7,7 @@
 
 mod agent_keys;
 mod agents;
+mod audit;
 mod auth;
 mod commands;
 mod groups;
@@ -97,6 +98,7 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/templates/{name}",
             get(templates::get).delete(templates::remove),
         )
+        .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/auth/me", get(auth::me))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/auth/password", post(auth::change_password))

@@ -17,6 +17,7 @@ on_both_backends!(
     password_sign_in_cookies_and_sign_out,
     disabled_users_and_revoked_tokens_stop_at_once,
     the_last_admin_stays,
+    the_audit_log_names_who_did_what_and_pages,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -274,6 +275,7 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
             Some(json!({"name": "ci", "user": "alice"})),
             [CREATED, GONE, CREATED, GONE],
         ),
+        (Method::GET, "/api/v1/audit".into(), None, [OK, OK, OK, OK]),
         (
             Method::GET,
             "/api/v1/auth/me".into(),
@@ -595,5 +597,102 @@ async fn the_last_admin_stays(backend: Backend) -> anyhow::Result<()> {
     }
     let (status, _) = s.call(Method::DELETE, "/api/v1/users/admin", None).await?;
     ensure!(status == StatusCode::CONFLICT);
+    s.stop().await
+}
+
+async fn the_audit_log_names_who_did_what_and_pages(backend: Backend) -> anyhow::Result<()> {
+    let s = backend.server(fast_config()).await?;
+    let _agent = s.agent("a1", 10).await?;
+    let alice = user_token(&s, "alice", "user").await?;
+    let session = create_session(&s, &alice, "xterm").await?;
+    let wrong = json!({ "username": "alice", "password": "not-her-password" });
+    call(&s, None, Method::POST, "/api/v1/auth/login", Some(wrong)).await?;
+
+    let (status, page) = s
+        .call(Method::GET, "/api/v1/audit?actor=alice", None)
+        .await?;
+    ensure!(status == StatusCode::OK, "{page}");
+    let actions: Vec<&str> = page["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    ensure!(
+        actions.contains(&"session.create") && actions.contains(&"auth.login"),
+        "alice's entries: {page}"
+    );
+    let created = page["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .find(|e| e["action"] == "session.create")
+        .context("session.create")?;
+    ensure!(
+        created["target"] == session.id.to_string()
+            && created["actor"] == "user:alice"
+            && created["client_addr"] == "127.0.0.1",
+        "who, what and from where: {created}"
+    );
+    let (_, failed) = s
+        .call(Method::GET, "/api/v1/audit?action=auth.login_failed", None)
+        .await?;
+    ensure!(
+        failed["items"][0]["target"] == "alice" && failed["items"][0]["actor_id"].is_null(),
+        "a failed sign-in is recorded without an actor id: {failed}"
+    );
+
+    // Alice reads only her own entries, whatever she asks for.
+    let (_, hers) = call(
+        &s,
+        Some(&alice),
+        Method::GET,
+        "/api/v1/audit?actor=admin",
+        None,
+    )
+    .await?;
+    let items = hers["items"].as_array().context("items")?;
+    ensure!(
+        !items.is_empty() && items.iter().all(|e| e["actor"] == "user:alice"),
+        "{hers}"
+    );
+
+    // Pages: one at a time, newest first, until there is no next cursor.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/audit?limit=1&cursor={c}"),
+            None => "/api/v1/audit?limit=1".to_owned(),
+        };
+        let (status, page) = s.call(Method::GET, &path, None).await?;
+        ensure!(status == StatusCode::OK, "{page}");
+        seen.push(page["items"][0]["id"].as_i64().context("id")?);
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let (_, all) = s.call(Method::GET, "/api/v1/audit", None).await?;
+    let ids: Vec<i64> = all["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter_map(|e| e["id"].as_i64())
+        .collect();
+    ensure!(
+        seen == ids && ids.windows(2).all(|w| w[0] > w[1]),
+        "{seen:?} vs {ids:?}"
+    );
+    let (status, body) = s
+        .call(Method::GET, "/api/v1/audit?cursor=nope", None)
+        .await?;
+    ensure!(status == StatusCode::BAD_REQUEST, "{body}");
+    let since = (chrono::Utc::now() + chrono::TimeDelta::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (_, later) = s
+        .call(Method::GET, &format!("/api/v1/audit?since={since}"), None)
+        .await?;
+    ensure!(later["items"] == json!([]), "nothing after now: {later}");
     s.stop().await
 }

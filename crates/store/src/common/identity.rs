@@ -314,6 +314,26 @@ macro_rules! impl_identity {
                     .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
+
+            async fn list_audit(
+                &self,
+                q: &$crate::AuditQuery,
+            ) -> $crate::Result<Vec<streamspace_proto::api::AuditRecord>> {
+                let time = |t: &Option<chrono::DateTime<chrono::Utc>>| {
+                    t.map(|t| t.format($stmts.time_format).to_string())
+                };
+                let rows = sqlx::query_as::<_, $crate::rows::AuditRow>($stmts.audit_list)
+                    .bind(q.actor_id.map($crate::rows::DbUuid))
+                    .bind(&q.action)
+                    .bind(&q.target)
+                    .bind(time(&q.since))
+                    .bind(time(&q.until))
+                    .bind(q.before_id)
+                    .bind(q.limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
         }
     };
 }

@@ -10,12 +10,12 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::Context;
 use streamspace_client::Client;
 use streamspace_proto::api::{
-    CreateGroup, CreateToken, CreateUser, LoginRequest, UpdateUser, User,
+    AuditFilter, CreateGroup, CreateToken, CreateUser, LoginRequest, UpdateUser, User,
 };
 
 use super::client::connect;
 use crate::cli::{ClientArgs, OutputFormat};
-use crate::cli_identity::{GroupCommand, LoginArgs, TokenCommand, UserCommand};
+use crate::cli_identity::{AuditCommand, GroupCommand, LoginArgs, TokenCommand, UserCommand};
 use crate::output::{print_many, print_one};
 use crate::secrets;
 
@@ -279,4 +279,37 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+pub async fn audit(cmd: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::List {
+        actor,
+        action,
+        target,
+        since,
+        until,
+        limit,
+        client,
+    } = cmd;
+    let api = connect(&client)?;
+    let mut filter = AuditFilter {
+        actor,
+        action,
+        target,
+        since,
+        until,
+        cursor: None,
+        limit: Some(u32::try_from(limit.clamp(1, 1000)).unwrap_or(1000)),
+    };
+    let mut entries = Vec::new();
+    while entries.len() < limit {
+        let page = api.list_audit(&filter).await?;
+        entries.extend(page.items);
+        match page.next_cursor {
+            Some(cursor) => filter.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    entries.truncate(limit);
+    print_many(client.output, &entries)
 }

@@ -29,6 +29,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::User(cmd) => identity::user(cmd).await,
         Command::Group(cmd) => identity::group(cmd).await,
         Command::Token(cmd) => identity::token(cmd).await,
+        Command::Audit(cmd) => identity::audit(cmd).await,
     }
 }
 
