@@ -12,8 +12,6 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::policy::{self, Principal};
 
-/// How long a replica trusts a credential it resolved without asking the database again.
-pub(crate) const CREDENTIAL_CACHE_TTL: Duration = Duration::from_secs(1);
 /// Most credentials remembered at once.
 const CACHE_MAX: usize = 4096;
 
@@ -53,23 +51,31 @@ impl Actor {
     }
 }
 
-/// Actors resolved recently, by the keyed hash of their credential.
-#[derive(Default)]
+/// Actors resolved recently, by the keyed hash of their credential, each trusted for `ttl`
+/// (`ServerConfig::credential_cache_ttl`).
 pub(crate) struct CredentialCache {
+    ttl: Duration,
     entries: Mutex<HashMap<String, (Actor, Instant)>>,
 }
 
 impl CredentialCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
     pub fn get(&self, hash: &str) -> Option<Actor> {
         let entries = self.lock();
         let (actor, at) = entries.get(hash)?;
-        (at.elapsed() < CREDENTIAL_CACHE_TTL).then(|| actor.clone())
+        (at.elapsed() < self.ttl).then(|| actor.clone())
     }
 
     pub fn insert(&self, hash: String, actor: Actor) {
         let mut entries = self.lock();
         if entries.len() >= CACHE_MAX {
-            entries.retain(|_, (_, at)| at.elapsed() < CREDENTIAL_CACHE_TTL);
+            entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
         }
         if entries.len() < CACHE_MAX {
             entries.insert(hash, (actor, Instant::now()));

@@ -4,8 +4,9 @@
 //!
 //! - Credentials are looked up by keyed hash (see `keys`); a user who is disabled, deleted or
 //!   whose credential is revoked or expired is refused. Resolved actors are cached for
-//!   [`crate::actor::CREDENTIAL_CACHE_TTL`], so a flood of requests with one token costs one lookup a second;
-//!   a replica that disables a user or revokes a credential forgets its whole cache at once.
+//!   `ServerConfig::credential_cache_ttl` (1 s), so a flood of requests with one token costs one lookup a second;
+//!   a replica that disables a user or revokes a credential forgets its whole cache at once and
+//!   tells the other replicas (over Redis) to do the same.
 //! - A browser session also ends after [`SESSION_IDLE`] without use.
 //! - Requests that change state with a cookie must come from our own pages: a cross-site
 //!   `Sec-Fetch-Site` or an `Origin` of another host is refused (CSRF). Bearer tokens are not

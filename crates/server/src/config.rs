@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub internal_address: Option<String>,
     /// Viewer streams (timeouts, token lifetime, public URL).
     pub tunnel: TunnelConfig,
+    /// How long a replica trusts a credential it resolved without asking the database again.
+    /// Revocations on any replica are announced over Redis at once; this bounds how late one
+    /// that was missed (Redis away) takes effect.
+    pub credential_cache_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +58,7 @@ impl Default for ServerConfig {
             redis_url: None,
             internal_address: None,
             tunnel: TunnelConfig::default(),
+            credential_cache_ttl: Duration::from_secs(1),
         }
     }
 }

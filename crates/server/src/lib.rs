@@ -103,6 +103,8 @@ pub async fn serve(
     // through these channels, wired here once.
     let (wakes_tx, wakes) = mpsc::channel(cluster::EVENT_QUEUE);
     let (finished_tx, finished) = mpsc::channel(cluster::EVENT_QUEUE);
+    let (revoked_tx, mut revoked) = mpsc::channel::<()>(cluster::EVENT_QUEUE);
+    let credentials = Arc::new(actor::CredentialCache::new(config.credential_cache_ttl));
     let cluster = cluster::start(
         cluster::Setup {
             redis_url: config.redis_url.clone(),
@@ -114,6 +116,7 @@ pub async fn serve(
         cluster::Events {
             wakes: wakes_tx,
             finished: finished_tx,
+            revoked: revoked_tx,
         },
     )
     .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
@@ -146,6 +149,20 @@ pub async fn serve(
             let (outcomes, stop) = (outcomes.clone(), cluster_stop.clone());
             async move { outcomes.listen(finished, stop).await }
         }),
+        tokio::spawn({
+            let (credentials, stop) = (credentials.clone(), cluster_stop.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        heard = revoked.recv() => match heard {
+                            Some(()) => credentials.forget_all(),
+                            None => return,
+                        },
+                    }
+                }
+            }
+        }),
     ];
     let state = AppState {
         store,
@@ -159,7 +176,7 @@ pub async fn serve(
         cluster,
         tunnels: Arc::default(),
         outcomes,
-        credentials: Arc::default(),
+        credentials,
         throttle: Arc::default(),
     };
     tracing::info!(%addr, replica_id = %config.replica_id, %address,

@@ -40,6 +40,13 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
+    /// After a change that may take a credential's power away: forget the cached ones here at
+    /// once, and tell the other replicas to do the same.
+    pub async fn revoked(&self, why: &str) {
+        self.credentials.forget_all();
+        self.cluster.announce_revoked(why).await;
+    }
+
     /// Gets a command just created for `agent_id` moving, wherever the agent is connected.
     pub async fn route_to(&self, agent_id: &str) {
         crate::metrics::command("pending");

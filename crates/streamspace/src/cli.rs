@@ -206,6 +206,10 @@ pub struct ServerTuning {
     /// are refused with 503.
     #[arg(long, env = "STREAMSPACE_MAX_VIEWER_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_viewer_streams: u32,
+    /// How long a replica trusts a token or sign-in it checked without asking the database
+    /// again; revocations are announced over Redis at once, this bounds a missed one.
+    #[arg(long, env = "STREAMSPACE_CREDENTIAL_CACHE_TTL", default_value = "1s", value_parser = DurationParser::secs().at_most(secs(3600)))]
+    pub credential_cache_ttl: Duration,
     /// Base URL browsers use to reach the control plane (for the viewer URL) [default: from the
     /// request's Host header].
     #[arg(long, env = "STREAMSPACE_PUBLIC_URL")]

@@ -623,3 +623,90 @@ async fn routing_follows_a_sentinel_failover() -> anyhow::Result<()> {
         .with_context(|| format!("{}\n{}", cluster.logs(), agent.logs()))?;
     assert_exactly_once(&cluster, &ids, &statuses, &agent.logs())
 }
+
+/// A user disabled (or a token revoked) on one replica stops working on the others at once:
+/// the replicas trust cached credentials for an hour here, so only the announcement over Redis
+/// can make the other replica refuse them.
+#[tokio::test(flavor = "multi_thread")]
+async fn revocations_reach_every_replica_through_redis() -> anyhow::Result<()> {
+    let pg = PgCluster::start()?;
+    let redis = RedisServer::start()?;
+    let mut h = common::harness()?;
+    let db = pg.create_database()?;
+    let redis_url = redis.url();
+    let args = [
+        "--redis-url",
+        redis_url.as_str(),
+        "--credential-cache-ttl",
+        "1h",
+    ];
+    let listen = |port: u16| format!("127.0.0.1:{port}");
+    let (a_proc, a_url) = h.replica(&db, "A", &listen(free_port()?), &args).await?;
+    let (b_proc, b_url) = h.replica(&db, "B", &listen(free_port()?), &args).await?;
+    let (admin_a, admin_b) = (
+        Client::new(&a_url, ADMIN_TOKEN)?,
+        Client::new(&b_url, ADMIN_TOKEN)?,
+    );
+    wait_for_ready(&admin_a).await?;
+    wait_for_ready(&admin_b).await?;
+    let logs = || format!("{}\n{}", a_proc.logs(), b_proc.logs());
+    let create = streamspace_proto::api::CreateUser {
+        username: "alice".into(),
+        password: Some("alice-password-1".into()),
+        ..Default::default()
+    };
+    admin_a.create_user(&create).await?;
+    let login = streamspace_proto::api::LoginRequest {
+        username: "alice".into(),
+        password: "alice-password-1".into(),
+        token_name: Some("t".into()),
+        ..Default::default()
+    };
+    let token = admin_a.login(&login).await?.token.context("a token")?.token;
+    let (alice_a, alice_b) = (Client::new(&a_url, &token)?, Client::new(&b_url, &token)?);
+    // Both replicas have now resolved (and cached) alice's token.
+    alice_a.me().await?;
+    alice_b.me().await?;
+
+    let disable = streamspace_proto::api::UpdateUser {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    admin_a.update_user("alice", &disable).await?;
+    let refused = |api: Client| async move {
+        wait_until(
+            "alice's token to be refused",
+            Duration::from_secs(20),
+            || {
+                let api = api.clone();
+                async move { (api.me().await.err()?.status() == Some(401)).then_some(()) }
+            },
+        )
+        .await
+    };
+    refused(alice_a.clone()).await.with_context(logs)?;
+    refused(alice_b.clone())
+        .await
+        .context("replica B kept trusting a disabled user's token")
+        .with_context(logs)?;
+
+    // Enabled again, then the token itself revoked on B: refused on A.
+    let enable = streamspace_proto::api::UpdateUser {
+        disabled: Some(false),
+        ..Default::default()
+    };
+    admin_b.update_user("alice", &enable).await?;
+    alice_a.me().await.context("enabled again")?;
+    let id = alice_b
+        .list_tokens(None)
+        .await?
+        .first()
+        .context("a token")?
+        .id;
+    admin_b.revoke_token(id).await?;
+    refused(alice_a)
+        .await
+        .context("replica A kept trusting a revoked token")
+        .with_context(logs)?;
+    Ok(())
+}

@@ -142,7 +142,7 @@ pub(super) async fn update(
         .update_user(&username, &change)
         .await
         .map_err(|e| ApiError::from_store(e, "changing a user"))?;
-    app.credentials.forget_all();
+    app.revoked("user changed").await;
     let detail = json!({
         "role": change.role,
         "disabled": change.disabled,
@@ -171,7 +171,7 @@ pub(super) async fn remove(
         .delete_user(&username)
         .await
         .map_err(|e| ApiError::from_store(e, "deleting a user"))?;
-    app.credentials.forget_all();
+    app.revoked("user deleted").await;
     let mut stopped = Vec::new();
     for session in sessions.iter().filter(|s| !s.state.is_terminal()) {
         let Some(agent_id) = session.agent_id.clone() else {

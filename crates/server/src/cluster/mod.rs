@@ -47,6 +47,9 @@ pub(crate) struct Events {
     /// Commands some replica (possibly this one) recorded as finished; requests waiting for
     /// them answer at once.
     pub finished: mpsc::Sender<Command>,
+    /// Some replica revoked credentials (or the link was down and may have missed that):
+    /// forget every cached one.
+    pub revoked: mpsc::Sender<()>,
 }
 
 /// The other replicas, as the rest of the server sees them.
@@ -64,6 +67,10 @@ pub(crate) trait Cluster: Send + Sync + 'static {
 
     /// Tells the other replicas that `command` finished (terminal), for their waiting requests.
     async fn announce_finished(&self, command: &Command);
+
+    /// Tells the other replicas that credentials were revoked (`why`, for their logs), so
+    /// they forget what they cached. This replica forgets its own cache itself.
+    async fn announce_revoked(&self, why: &str);
 
     /// The live replicas, this one included, given how many agents this one holds.
     async fn replicas(&self, agents_here: usize)

@@ -123,6 +123,7 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
             max_streams: count(t.max_viewer_streams),
             public_url: t.public_url.clone(),
         },
+        credential_cache_ttl: t.credential_cache_ttl,
         ..ServerConfig::default()
     }
 }

@@ -19,8 +19,8 @@ use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
-use super::finished;
 use super::routing::{self, Wake};
+use super::{finished, revoked};
 use crate::cluster::{Events, ReplicaInfo};
 use crate::hub::LocalHub;
 
@@ -249,7 +249,7 @@ impl RedisLink {
         let client = self.target.client().await?;
         let conn = timed(client.get_multiplexed_async_connection()).await?;
         let mut pubsub = timed(client.get_async_pubsub()).await?;
-        timed(pubsub.subscribe(&[channel, finished::CHANNEL])).await?;
+        timed(pubsub.subscribe(&[channel, finished::CHANNEL, revoked::CHANNEL])).await?;
         // A failover can leave a demoted master answering: refuse it.
         let role: Vec<redis::Value> =
             timed(redis::cmd("ROLE").query_async(&mut conn.clone())).await?;
@@ -265,7 +265,9 @@ impl RedisLink {
             tracing::warn!(error = %e, "re-publishing agent ownership failed");
             return;
         }
-        // Anything published to us while we were not subscribed is gone: re-read the database.
+        // Anything published to us while we were not subscribed is gone: re-read the database,
+        // and forget cached credentials, whose revocation we may have missed.
+        let _ = self.events.revoked.send(()).await;
         for (agent_id, _) in self.local.held() {
             if self.events.wakes.send(agent_id).await.is_err() {
                 break;
@@ -302,6 +304,11 @@ impl RedisLink {
                 return;
             }
         };
+        if msg.get_channel_name() == revoked::CHANNEL {
+            tracing::debug!(why = %payload, "credentials revoked on some replica");
+            let _ = self.events.revoked.send(()).await;
+            return;
+        }
         if msg.get_channel_name() == finished::CHANNEL {
             if let Some(command) = finished::parse(&payload) {
                 let _ = self.events.finished.send(command).await;

@@ -8,12 +8,14 @@
 //! - [`routing`]: ownership records (with the epoch fencing) and wake-ups between replicas;
 //! - [`replicas`]: each replica's record, for the replica list and for calls between replicas;
 //! - [`finished`]: finished commands announced to every replica;
+//! - [`revoked`]: revoked credentials announced to every replica;
 //! - [`tunnels`]: viewer streams opened through the agent's replica.
 
 mod finished;
 mod hub;
 mod link;
 mod replicas;
+mod revoked;
 mod routing;
 mod tunnels;
 
@@ -80,6 +82,10 @@ impl Cluster for RedisCluster {
 
     async fn announce_finished(&self, command: &Command) {
         finished::publish(&self.link, command).await;
+    }
+
+    async fn announce_revoked(&self, why: &str) {
+        revoked::publish(&self.link, why).await;
     }
 
     async fn replicas(
