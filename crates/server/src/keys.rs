@@ -1,8 +1,8 @@
 //! Credentials: the bootstrap admin token, agent keys, personal API tokens and browser sessions.
 //!
 //! A key is 256 random bits, shown to its owner once (`ssa_…` for the admin token, `ssk_…` for
-//! agent keys, `sst_…` for personal tokens, `ssb_…` for browser sessions; base64url). The database keeps only HMAC-SHA256(server secret, key) in hex, so a
-//! leaked table does not leak keys, and checking a key is one hash plus one indexed lookup — no
+//! agent keys, `ssp_…` for personal tokens, `ssb_…` for browser sessions; base64url). The
+//! database keeps only HMAC-SHA256(server secret, key) in hex, so a leaked table does not leak keys, and checking a key is one hash plus one indexed lookup — no
 //! slow password hash per request. The server secret is created on first start
 //! (`setting_get_or_init`), shared by all replicas, and held in memory by [`KeyHasher`].
 //! Resolved users are cached by `auth`, not here.
@@ -26,7 +26,7 @@ pub const ADMIN_PREFIX: &str = "ssa_";
 /// Prefix of agent keys.
 pub const AGENT_PREFIX: &str = "ssk_";
 /// Prefix of personal API tokens.
-pub const TOKEN_PREFIX: &str = "sst_";
+pub const TOKEN_PREFIX: &str = "ssp_";
 /// Prefix of browser session secrets.
 pub const BROWSER_PREFIX: &str = "ssb_";
 /// How many leading characters of a key are kept to tell keys apart in listings.
