@@ -2,8 +2,9 @@
 //!
 //! A key is 256 random bits, shown to its owner once (`ssa_…` for the admin token, `ssk_…` for
 //! agent keys, `ssp_…` for personal tokens, `ssb_…` for browser sessions; base64url). The
-//! database keeps only HMAC-SHA256(server secret, key) in hex, so a leaked table does not leak keys, and checking a key is one hash plus one indexed lookup — no
-//! slow password hash per request. The server secret is created on first start
+//! database keeps only HMAC-SHA256(server secret, key) in hex, so a leaked table does not leak
+//! keys, and checking a key is one hash plus one indexed lookup — no slow password hash per
+//! request. The server secret is created on first start
 //! (`setting_get_or_init`), shared by all replicas, and held in memory by [`KeyHasher`].
 //! Resolved users are cached by `auth`, not here.
 
