@@ -13,11 +13,13 @@ use serde_json::Value;
 use uuid::Uuid;
 
 mod identity;
+mod quota;
 mod template;
 pub use identity::{
     ApiToken, ChangePassword, CreateGroup, CreateToken, CreateUser, CreatedToken, Group,
     LoginRequest, LoginResponse, Me, Role, UpdateGroup, UpdateUser, User,
 };
+pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SetQuota, UserQuota};
 pub use template::{DEFAULT_VNC_PORT, HomePolicy, TemplatePorts, TemplateResources};
 
 /// Lifecycle of a session. Terminal states (`terminated`, `failed`) never change again; a

@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use streamspace_proto::api::QuotaLimits;
+use streamspace_store::SessionSize;
+
 /// Configuration of one control-plane replica.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -36,7 +39,19 @@ pub struct ServerConfig {
     pub internal_address: Option<String>,
     /// Viewer streams (timeouts, token lifetime, public URL).
     pub tunnel: TunnelConfig,
+    /// Limits for users whose own and groups' limits leave a dimension unset (`None`:
+    /// unlimited). See `streamspace_proto::api::QuotaLimits::effective`.
+    pub default_quota: QuotaLimits,
+    /// What a session counts against a quota when its template sets no CPU or memory, so such
+    /// templates cannot slip past a CPU or memory limit.
+    pub default_session_size: SessionSize,
 }
+
+/// [`ServerConfig::default_session_size`] unless configured: one core and 2 GiB.
+pub const DEFAULT_SESSION_SIZE: SessionSize = SessionSize {
+    cpu_millis: 1000,
+    memory_mib: 2048,
+};
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -54,6 +69,8 @@ impl Default for ServerConfig {
             redis_url: None,
             internal_address: None,
             tunnel: TunnelConfig::default(),
+            default_quota: QuotaLimits::default(),
+            default_session_size: DEFAULT_SESSION_SIZE,
         }
     }
 }
@@ -129,6 +146,14 @@ impl ServerConfig {
             ("max_body_bytes", self.max_body_bytes),
             ("max_agent_connections", self.max_agent_connections),
             ("tunnel.max_streams", self.tunnel.max_streams),
+            (
+                "default_session_size.cpu_millis",
+                self.default_session_size.cpu_millis as usize,
+            ),
+            (
+                "default_session_size.memory_mib",
+                self.default_session_size.memory_mib as usize,
+            ),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
             return Err(ConfigError::BelowOne(name));
