@@ -4,6 +4,7 @@ mod agent;
 mod client;
 mod identity;
 mod migrate;
+mod quota;
 mod server;
 mod up;
 mod viewer;
@@ -29,6 +30,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::User(cmd) => identity::user(cmd).await,
         Command::Group(cmd) => identity::group(cmd).await,
         Command::Token(cmd) => identity::token(cmd).await,
+        Command::Quota(cmd) => quota::run(cmd).await,
     }
 }
 
