@@ -226,6 +226,13 @@ mod tests {
             ..ServerConfig::default()
         };
         assert_eq!(bad.validate(), Err(ConfigError::EmptyReplicaId));
+        let mut bad = ServerConfig::default();
+        bad.default_session_size.memory_mib = 0;
+        assert_eq!(
+            bad.validate(),
+            Err(ConfigError::BelowOne("default_session_size.memory_mib")),
+            "a zero default size would let templates without resources past a quota"
+        );
     }
 
     #[test]
