@@ -1,10 +1,11 @@
-//! Users, groups, personal tokens and signing in: the client half of `/api/v1/users`,
-//! `/api/v1/groups`, `/api/v1/tokens` and `/api/v1/auth`.
+//! Users, groups, their quotas, personal tokens and signing in: the client half of
+//! `/api/v1/users`, `/api/v1/groups`, `/api/v1/tokens` and `/api/v1/auth`.
 
 use reqwest::Method;
 use streamspace_proto::api::{
     ApiToken, AuditFilter, AuditRecord, ChangePassword, CreateGroup, CreateToken, CreateUser,
-    CreatedToken, Group, LoginRequest, LoginResponse, Me, Page, UpdateGroup, UpdateUser, User,
+    CreatedToken, Group, GroupQuota, LoginRequest, LoginResponse, Me, Page, SetQuota, UpdateGroup,
+    UpdateUser, User, UserQuota,
 };
 use uuid::Uuid;
 
@@ -111,6 +112,33 @@ impl Client {
             encode_segment(username)
         );
         self.send_unit(self.request(Method::DELETE, &path)?).await
+    }
+
+    // --- quotas ---------------------------------------------------------------------------
+
+    /// A user's own limits, the ones that apply after inheritance, and their use (admins).
+    pub async fn get_user_quota(&self, username: &str) -> Result<UserQuota> {
+        let path = format!("api/v1/users/{}/quota", encode_segment(username));
+        self.send(self.request(Method::GET, &path)?).await
+    }
+
+    /// Changes a user's own limits: an omitted field stays, `Some(None)` clears it.
+    pub async fn set_user_quota(&self, username: &str, change: &SetQuota) -> Result<UserQuota> {
+        let path = format!("api/v1/users/{}/quota", encode_segment(username));
+        self.send(self.request(Method::PUT, &path)?.json(change))
+            .await
+    }
+
+    pub async fn get_group_quota(&self, name: &str) -> Result<GroupQuota> {
+        let path = format!("api/v1/groups/{}/quota", encode_segment(name));
+        self.send(self.request(Method::GET, &path)?).await
+    }
+
+    /// Changes a group's limits: an omitted field stays, `Some(None)` clears it.
+    pub async fn set_group_quota(&self, name: &str, change: &SetQuota) -> Result<GroupQuota> {
+        let path = format!("api/v1/groups/{}/quota", encode_segment(name));
+        self.send(self.request(Method::PUT, &path)?.json(change))
+            .await
     }
 
     // --- tokens ---------------------------------------------------------------------------

@@ -13,12 +13,14 @@ use serde_json::Value;
 use uuid::Uuid;
 
 mod identity;
+mod quota;
 mod template;
 pub use identity::{
     ApiToken, AuditFilter, AuditRecord, ChangePassword, CreateGroup, CreateToken, CreateUser,
     CreatedToken, Group, LoginRequest, LoginResponse, Me, Page, Role, UpdateGroup, UpdateUser,
     User,
 };
+pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SetQuota, UserQuota};
 pub use template::{DEFAULT_VNC_PORT, HomePolicy, TemplatePorts, TemplateResources};
 
 /// Lifecycle of a session. Terminal states (`terminated`, `failed`) never change again; a

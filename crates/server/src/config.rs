@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use streamspace_proto::api::QuotaLimits;
+use streamspace_store::SessionSize;
+
 /// Configuration of one control-plane replica.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -40,7 +43,19 @@ pub struct ServerConfig {
     /// Revocations on any replica are announced over Redis at once; this bounds how late one
     /// that was missed (Redis away) takes effect.
     pub credential_cache_ttl: Duration,
+    /// Limits for users whose own and groups' limits leave a dimension unset (`None`:
+    /// unlimited). See `streamspace_proto::api::QuotaLimits::effective`.
+    pub default_quota: QuotaLimits,
+    /// What a session counts against a quota when its template sets no CPU or memory, so such
+    /// templates cannot slip past a CPU or memory limit.
+    pub default_session_size: SessionSize,
 }
+
+/// [`ServerConfig::default_session_size`] unless configured: one core and 2 GiB.
+pub const DEFAULT_SESSION_SIZE: SessionSize = SessionSize {
+    cpu_millis: 1000,
+    memory_mib: 2048,
+};
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -59,6 +74,8 @@ impl Default for ServerConfig {
             internal_address: None,
             tunnel: TunnelConfig::default(),
             credential_cache_ttl: Duration::from_secs(1),
+            default_quota: QuotaLimits::default(),
+            default_session_size: DEFAULT_SESSION_SIZE,
         }
     }
 }
@@ -134,6 +151,14 @@ impl ServerConfig {
             ("max_body_bytes", self.max_body_bytes),
             ("max_agent_connections", self.max_agent_connections),
             ("tunnel.max_streams", self.tunnel.max_streams),
+            (
+                "default_session_size.cpu_millis",
+                self.default_session_size.cpu_millis as usize,
+            ),
+            (
+                "default_session_size.memory_mib",
+                self.default_session_size.memory_mib as usize,
+            ),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
             return Err(ConfigError::BelowOne(name));
@@ -206,6 +231,13 @@ mod tests {
             ..ServerConfig::default()
         };
         assert_eq!(bad.validate(), Err(ConfigError::EmptyReplicaId));
+        let mut bad = ServerConfig::default();
+        bad.default_session_size.memory_mib = 0;
+        assert_eq!(
+            bad.validate(),
+            Err(ConfigError::BelowOne("default_session_size.memory_mib")),
+            "a zero default size would let templates without resources past a quota"
+        );
     }
 
     #[test]

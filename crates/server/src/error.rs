@@ -87,6 +87,9 @@ impl ApiError {
         match err {
             StoreError::NotFound { what } => Self::not_found(format!("{what} not found")),
             StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            e @ StoreError::QuotaExceeded { .. } => {
+                Self::new(StatusCode::CONFLICT, "quota_exceeded", e.to_string())
+            }
             StoreError::NoCapacity => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_capacity",

@@ -70,7 +70,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{ConfigError, ServerConfig, TunnelConfig};
+pub use config::{ConfigError, DEFAULT_SESSION_SIZE, ServerConfig, TunnelConfig};
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
 

@@ -26,6 +26,7 @@ mod common;
 pub mod identity;
 pub mod migrate;
 pub mod postgres;
+pub mod quota;
 mod rows;
 mod sql;
 pub mod sqlite;
@@ -34,6 +35,7 @@ pub use identity::{
     AuditQuery, BOOTSTRAP_ADMIN_ID, Identity, NewGroup, NewUser, UserChange, UserRecord,
 };
 pub use migrate::{MigrationState, MigrationStatus};
+pub use quota::{QuotaDimension, QuotaSources, Quotas, SessionSize};
 
 /// `last_used_at` of a credential is kept to this many seconds: a lookup writes it only when
 /// it is older, so busy keys do not turn every request into a write of the same row.
@@ -48,6 +50,18 @@ pub enum StoreError {
     Conflict(String),
     #[error("no online agent has free capacity for a new session")]
     NoCapacity,
+    /// Creating the session would take its owner past a quota.
+    #[error(
+        "quota exceeded: {dimension} is {limit} {unit}; {used} in use and this session needs \
+         {needed} more",
+        unit = dimension.unit()
+    )]
+    QuotaExceeded {
+        dimension: QuotaDimension,
+        limit: u64,
+        used: u64,
+        needed: u64,
+    },
     #[error("unsupported database URL {0:?} (expected postgres://… or sqlite:…)")]
     UnsupportedUrl(String),
     #[error("migration failed: {0}")]
@@ -168,6 +182,13 @@ pub struct NewSession {
     pub payload: Value,
     /// Only agents of this platform, when set.
     pub platform: Option<String>,
+    /// The limits that apply to the owner, checked in the creating transaction
+    /// (`QuotaLimits::default()`: unlimited, no check).
+    pub quota: streamspace_proto::api::QuotaLimits,
+    /// What this session counts against the quota.
+    pub size: SessionSize,
+    /// What a session counts whose template sets no CPU or memory (or no longer exists).
+    pub default_size: SessionSize,
 }
 
 /// Outcome of an agent's report on a command.
@@ -209,7 +230,7 @@ pub struct AuditEntry {
 
 /// Persistence for the control plane. All methods are safe to call from several replicas at once.
 #[async_trait]
-pub trait Store: Identity + 'static {
+pub trait Store: Identity + Quotas + 'static {
     /// Backend name (`postgres` or `sqlite`), for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 
@@ -280,8 +301,10 @@ pub trait Store: Identity + 'static {
 
     // --- sessions -------------------------------------------------------------------------
 
-    /// In one transaction: choose the least-loaded online agent with free capacity (`NoCapacity`
-    /// if none), insert the session (`pending`) and its `start_session` command (`pending`).
+    /// In one transaction: check the owner's quota under a lock on the owner's row
+    /// (`QuotaExceeded` naming the first dimension it would overshoot), choose the least-loaded
+    /// online agent with free capacity (`NoCapacity` if none), insert the session (`pending`)
+    /// and its `start_session` command (`pending`).
     async fn create_session(&self, new: &NewSession) -> Result<(Session, Command)>;
     async fn get_session(&self, id: Uuid) -> Result<Session>;
     /// Newest first; only the sessions of the user `owner_id` and only those placed on

@@ -261,6 +261,7 @@ pub(crate) struct Statements {
     pub token_list: &'static str,
     pub admins_lock: &'static str,
     pub user_lock: &'static str,
+    pub user_lock_id: &'static str,
     pub user_login: &'static str,
     pub key_touch: &'static str,
     pub key_revoke: &'static str,
@@ -336,6 +337,12 @@ impl Statements {
                 "SELECT id FROM users WHERE role = 'admin' AND NOT disabled{lock}"
             )),
             user_lock: leak(format!("{}{lock}", crate::identity::sql::USER_GET)),
+            // NO KEY UPDATE: quota checks of one user queue on it, but inserting a session
+            // (whose foreign key takes KEY SHARE on the owner) is not blocked by it.
+            user_lock_id: leak(format!(
+                "SELECT id FROM users WHERE id = $1{}",
+                lock.replace("FOR UPDATE", "FOR NO KEY UPDATE")
+            )),
             user_login: leak(format!(
                 "UPDATE users SET last_login_at = {now} WHERE id = $1"
             )),

@@ -78,7 +78,17 @@ conformance!(
     groups_and_memberships,
     tokens_belong_to_users_and_expire,
     migration_0004_assigns_old_rows_to_the_admin,
+    concurrent_creates_stop_at_the_quota,
+    usage_sums_sizes_and_counts_hibernated_not_terminated,
+    quota_limits_are_set_cleared_and_inherited,
 );
+
+#[path = "conformance/quota.rs"]
+mod quota;
+use quota::{
+    concurrent_creates_stop_at_the_quota, quota_limits_are_set_cleared_and_inherited,
+    usage_sums_sizes_and_counts_hibernated_not_terminated,
+};
 
 #[path = "conformance/identity.rs"]
 mod identity;

@@ -100,6 +100,9 @@ pub enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(crate::cli_identity::AuditCommand),
+    /// Show and set the quotas of users and groups (admins).
+    #[command(subcommand)]
+    Quota(crate::cli_identity::QuotaCommand),
 }
 
 impl Command {
@@ -214,6 +217,26 @@ pub struct ServerTuning {
     /// request's Host header].
     #[arg(long, env = "STREAMSPACE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Most sessions a user may hold at once (every session not terminated or failed,
+    /// hibernated ones included) when neither the user nor any of their groups sets a limit
+    /// [default: unlimited].
+    #[arg(long, env = "STREAMSPACE_DEFAULT_MAX_SESSIONS")]
+    pub default_max_sessions: Option<u32>,
+    /// Most CPU, in thousandths of a core, a user's sessions may hold together when neither the
+    /// user nor any of their groups sets a limit [default: unlimited].
+    #[arg(long, env = "STREAMSPACE_DEFAULT_MAX_CPU_MILLIS")]
+    pub default_max_cpu_millis: Option<u32>,
+    /// Most memory, in MiB, a user's sessions may hold together when neither the user nor any
+    /// of their groups sets a limit [default: unlimited].
+    #[arg(long, env = "STREAMSPACE_DEFAULT_MAX_MEMORY_MIB")]
+    pub default_max_memory_mib: Option<u32>,
+    /// CPU, in thousandths of a core, that a session counts against quotas when its template
+    /// sets none (so such templates cannot slip past a CPU limit).
+    #[arg(long, env = "STREAMSPACE_DEFAULT_SESSION_CPU_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub default_session_cpu_millis: u32,
+    /// Memory, in MiB, that a session counts against quotas when its template sets none.
+    #[arg(long, env = "STREAMSPACE_DEFAULT_SESSION_MEMORY_MIB", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
+    pub default_session_memory_mib: u32,
 }
 
 #[derive(Debug, Args)]

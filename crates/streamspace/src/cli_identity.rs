@@ -1,4 +1,5 @@
-//! Command-line definitions for signing in and for users, groups and personal tokens.
+//! Command-line definitions for signing in and for users, groups, their quotas and personal
+//! tokens.
 
 use std::time::Duration;
 
@@ -191,6 +192,52 @@ pub enum AuditCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Set a user's or a group's limits; limits not named stay as they are. A cleared limit
+    /// inherits: a user's from their groups (the most generous) or the server's default, a
+    /// group's has no say any more.
+    Set {
+        #[command(flatten)]
+        target: QuotaTarget,
+        /// Most sessions at once (hibernated ones count).
+        #[arg(long, conflicts_with = "clear_max_sessions")]
+        max_sessions: Option<u32>,
+        /// Most CPU, in thousandths of a core, over all sessions.
+        #[arg(long, conflicts_with = "clear_max_cpu_millis")]
+        max_cpu_millis: Option<u32>,
+        /// Most memory, in MiB, over all sessions.
+        #[arg(long, conflicts_with = "clear_max_memory_mib")]
+        max_memory_mib: Option<u32>,
+        #[arg(long)]
+        clear_max_sessions: bool,
+        #[arg(long)]
+        clear_max_cpu_millis: bool,
+        #[arg(long)]
+        clear_max_memory_mib: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a user's own limits, the limits that apply to them and their use, or a group's
+    /// limits.
+    Show {
+        #[command(flatten)]
+        target: QuotaTarget,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Whose quota: exactly one of `--user` and `--group`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct QuotaTarget {
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
 fn parse_role(s: &str) -> Result<Role, String> {
     s.parse::<Role>()
         .map_err(|_| format!("{s:?} is not a role; expected user, operator or admin"))
@@ -234,5 +281,38 @@ mod tests {
         assert!(
             Cli::try_parse_from(["streamspace", "login", "-u", "bob", "--password-stdin"]).is_ok()
         );
+        let quota = |args: &[&str]| {
+            Cli::try_parse_from(["streamspace", "quota"].iter().chain(args))
+                .map(|cli| matches!(cli.command, Command::Quota(_)))
+        };
+        assert!(matches!(
+            quota(&[
+                "set",
+                "--user",
+                "alice",
+                "--max-sessions",
+                "3",
+                "--clear-max-cpu-millis"
+            ]),
+            Ok(true)
+        ));
+        assert!(
+            quota(&["show", "--user", "alice", "--group", "staff"]).is_err(),
+            "one target at a time"
+        );
+        assert!(quota(&["show"]).is_err(), "a target is required");
+        assert!(
+            quota(&[
+                "set",
+                "--group",
+                "g",
+                "--max-sessions",
+                "1",
+                "--clear-max-sessions"
+            ])
+            .is_err(),
+            "setting and clearing one limit at once is refused"
+        );
+        assert!(quota(&["set", "--group", "g", "--max-sessions", "-1"]).is_err());
     }
 }

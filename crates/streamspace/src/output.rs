@@ -34,6 +34,11 @@ pub fn print_many<T: Tabular>(format: OutputFormat, items: &[T]) -> anyhow::Resu
     Ok(())
 }
 
+/// Prints rows under headers, aligned (for tables that are not one object per row).
+pub fn print_rows(headers: &[&str], rows: &[Vec<String>]) {
+    print_table(headers, rows);
+}
+
 fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     print!("{}", render_table(headers, rows));
 }

@@ -298,6 +298,72 @@ async fn two_users_sign_in_and_keep_to_their_own_sessions() -> anyhow::Result<()
         "{admin_list}"
     );
 
+    let quota = succeeded(
+        &admin_cmd(
+            &["quota", "set", "--user", "alice", "--max-sessions", "1"],
+            "",
+        )?,
+        "quota set",
+    )?;
+    anyhow::ensure!(
+        quota["effective"]["max_sessions"] == 1 && quota["usage"]["sessions"] == 1,
+        "{quota}"
+    );
+    let over = as_person(&alice_home, &["session", "create", "xterm", s[0], s[1]], "")?;
+    anyhow::ensure!(
+        !over.status.success()
+            && String::from_utf8_lossy(&over.stderr).contains("max_sessions is 1"),
+        "a second session over a quota of 1 is refused, naming the limit: {}",
+        String::from_utf8_lossy(&over.stderr)
+    );
+    let table = as_person(&alice_home, &["whoami", s[0], s[1]], "")?;
+    let table = String::from_utf8_lossy(&table.stdout);
+    anyhow::ensure!(
+        table.contains("QUOTA")
+            && table
+                .lines()
+                .any(|l| l.split_whitespace().eq(["sessions", "1", "1"])),
+        "whoami shows the quota and the use:\n{table}"
+    );
+    succeeded(
+        &admin_cmd(&["group", "create", "staff"], "")?,
+        "group create",
+    )?;
+    succeeded(
+        &admin_cmd(
+            &[
+                "quota",
+                "set",
+                "--group",
+                "staff",
+                "--max-memory-mib",
+                "4096",
+            ],
+            "",
+        )?,
+        "quota set --group",
+    )?;
+    let group = succeeded(
+        &admin_cmd(&["quota", "show", "--group", "staff"], "")?,
+        "quota show --group",
+    )?;
+    anyhow::ensure!(
+        group["limits"]["max_memory_mib"] == 4096 && group["limits"]["max_sessions"].is_null(),
+        "{group}"
+    );
+    let cleared = succeeded(
+        &admin_cmd(
+            &["quota", "set", "--user", "alice", "--clear-max-sessions"],
+            "",
+        )?,
+        "quota set --clear-max-sessions",
+    )?;
+    anyhow::ensure!(
+        cleared["limits"]["max_sessions"].is_null()
+            && cleared["effective"]["max_sessions"].is_null(),
+        "a cleared limit with no group or default is unlimited: {cleared}"
+    );
+
     let token = succeeded(
         &as_person(
             &alice_home,

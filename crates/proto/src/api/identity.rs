@@ -208,6 +208,10 @@ pub struct ChangePassword {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Me {
     pub user: User,
+    /// The limits that apply to you (`None`: unlimited).
+    pub quota: super::QuotaLimits,
+    /// What your sessions hold now.
+    pub usage: super::QuotaUsage,
 }
 
 /// One entry of the audit log.

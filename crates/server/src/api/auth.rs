@@ -162,7 +162,11 @@ pub(super) async fn me(
         .get_user_by_id(actor.user_id())
         .await
         .map_err(|e| ApiError::from_store(e, "reading your account"))?;
-    Ok(Json(Me { user: record.user }))
+    Ok(Json(Me {
+        quota: super::quotas::effective(&app, record.user.id).await?,
+        usage: super::quotas::usage(&app, record.user.id).await?,
+        user: record.user,
+    }))
 }
 
 pub(super) async fn change_password(

@@ -12,6 +12,7 @@ mod auth;
 mod commands;
 mod groups;
 mod health;
+mod quotas;
 mod replicas;
 mod sessions;
 mod template_fields;
@@ -67,6 +68,14 @@ pub(crate) fn router(state: AppState) -> Router {
             get(groups::get)
                 .patch(groups::update)
                 .delete(groups::remove),
+        )
+        .route(
+            "/api/v1/users/{username}/quota",
+            get(quotas::get_user).put(quotas::set_user),
+        )
+        .route(
+            "/api/v1/groups/{name}/quota",
+            get(quotas::get_group).put(quotas::set_group),
         )
         .route(
             "/api/v1/groups/{name}/members/{username}",

@@ -2,6 +2,9 @@
 //! hibernate and wake. Every state change is a command for the session's agent; the session
 //! itself moves when the agent reports back.
 //!
+//! Creating a session is refused with 409 `quota_exceeded` when it would take its owner past
+//! a quota (checked by the store in the creating transaction; see `quotas`).
+//!
 //! A session belongs to the user who created it. Users see and act on their own; operators
 //! and admins on all (the policy decides). Someone else's session is answered 404.
 
@@ -14,7 +17,7 @@ use streamspace_proto::wire::StartSessionPayload;
 use streamspace_store::{NewCommand, NewSession, StoreError};
 use uuid::Uuid;
 
-use super::{ApiJson, ApiPath, ApiQuery, audit};
+use super::{ApiJson, ApiPath, ApiQuery, audit, quotas};
 use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::policy::{self, Resource};
@@ -45,6 +48,8 @@ pub(super) async fn create(
         policy::Action::LaunchTemplate,
         Resource::Template(&template),
     )?;
+    let size = quotas::session_size(&app, &template);
+    let quota = quotas::effective(&app, actor.user_id()).await?;
     let payload = serde_json::to_value(StartSessionPayload { template }).map_err(|e| {
         tracing::error!(error = %e, "encoding a start_session payload failed");
         ApiError::internal()
@@ -57,6 +62,9 @@ pub(super) async fn create(
         command_id: Uuid::now_v7(),
         payload,
         platform: None,
+        quota,
+        size,
+        default_size: app.config.default_session_size,
     };
     let (session, command) = app
         .store

@@ -20,10 +20,10 @@ on_both_backends!(
     the_audit_log_names_who_did_what_and_pages,
 );
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// Sends a request with `token` (or none).
-async fn call(
+pub(crate) async fn call(
     s: &TestServer,
     token: Option<&str>,
     method: Method,
@@ -41,7 +41,11 @@ async fn call(
 }
 
 /// Creates a user with [`PASSWORD`] and signs in, asking for an API token; returns the token.
-async fn user_token(s: &TestServer, username: &str, role: &str) -> anyhow::Result<String> {
+pub(crate) async fn user_token(
+    s: &TestServer,
+    username: &str,
+    role: &str,
+) -> anyhow::Result<String> {
     let body = json!({ "username": username, "role": role, "password": PASSWORD });
     let (status, created) = s.call(Method::POST, "/api/v1/users", Some(body)).await?;
     ensure!(
@@ -59,7 +63,11 @@ async fn user_token(s: &TestServer, username: &str, role: &str) -> anyhow::Resul
         .token)
 }
 
-async fn create_session(s: &TestServer, token: &str, template: &str) -> anyhow::Result<Session> {
+pub(crate) async fn create_session(
+    s: &TestServer,
+    token: &str,
+    template: &str,
+) -> anyhow::Result<Session> {
     let body = json!({ "template": template });
     let (status, body) = call(s, Some(token), Method::POST, "/api/v1/sessions", Some(body)).await?;
     ensure!(status == StatusCode::CREATED, "creating a session: {body}");
@@ -260,6 +268,30 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
             Method::PUT,
             "/api/v1/groups/g2/members/carol".into(),
             None,
+            [OK, NO, NO, NO],
+        ),
+        (
+            Method::GET,
+            "/api/v1/users/alice/quota".into(),
+            None,
+            [OK, NO, NO, NO],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/users/bob/quota".into(),
+            Some(json!({"max_sessions": 50})),
+            [OK, NO, NO, NO],
+        ),
+        (
+            Method::GET,
+            "/api/v1/groups/staff/quota".into(),
+            None,
+            [OK, NO, NO, NO],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/groups/staff/quota".into(),
+            Some(json!({"max_cpu_millis": null})),
             [OK, NO, NO, NO],
         ),
         (Method::GET, "/api/v1/tokens".into(), None, [OK, OK, OK, OK]),

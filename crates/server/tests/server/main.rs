@@ -7,5 +7,6 @@ mod access;
 mod agent_ws;
 mod api;
 mod dispatch;
+mod quota;
 mod template_fields;
 mod tunnel;

@@ -7,16 +7,19 @@
 //!
 //! - `write_tx()`: a transaction that may write (SQLite: `BEGIN IMMEDIATE`, so writers queue
 //!   on the busy timeout instead of failing when a reader upgrades);
-//! - `place_session()`: choosing and locking an agent for a new session;
+//! - `place_session()`: choosing and locking an agent for a new session (after the shared
+//!   quota check, which locks the owner);
 //! - `claim()`: claiming one delivery attempt.
 
 pub(crate) mod identity;
+pub(crate) mod quota;
 pub(crate) mod tx;
 
 macro_rules! impl_store {
     ($store:ty, $backend:literal, $conn:ty, $stmts:expr) => {
         $crate::common::tx::impl_transactions!($store, $conn, $stmts);
         $crate::common::identity::impl_identity!($store, $conn, $stmts);
+        $crate::common::quota::impl_quotas!($store, $conn, $stmts);
 
         #[async_trait::async_trait]
         impl $crate::Store for $store {

@@ -1,8 +1,9 @@
 //! The PostgreSQL backend: production, several replicas sharing one database.
 //!
 //! Differs from SQLite where several writers really run at once: placing a session locks the
-//! chosen agent row (`SELECT … FOR UPDATE`) and re-checks its capacity under the lock, and a
-//! delivery claim skips rows another dispatcher holds (`FOR UPDATE SKIP LOCKED`).
+//! owner's row and then the chosen agent row (`SELECT … FOR [NO KEY] UPDATE`) and checks the
+//! quota and the agent's capacity under those locks, and a delivery claim skips rows another
+//! dispatcher holds (`FOR UPDATE SKIP LOCKED`).
 
 use std::sync::LazyLock;
 
@@ -62,13 +63,15 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
-    /// Chooses the least-loaded agent, locks it, and re-checks its capacity under the lock (a
+    /// Checks the owner's quota (locking the owner's row first, so one user's concurrent
+    /// creations queue there), then chooses the least-loaded agent, locks it, and re-checks its capacity under the lock (a
     /// new statement sees sessions that concurrent placements committed meanwhile). If it
     /// filled up, the transaction is dropped and placement starts over, so a transaction never
     /// holds more than one agent lock.
     async fn place_session(&self, new: &NewSession) -> Result<(Session, Command)> {
         for _ in 0..PLACEMENT_TRIES {
             let mut tx = self.write_tx().await?;
+            Self::check_quota(&mut tx, new).await?;
             let Some(agent_id) = sqlx::query_scalar::<_, String>(sql::AGENT_CHOOSE)
                 .bind(new.platform.as_deref())
                 .fetch_optional(&mut *tx)

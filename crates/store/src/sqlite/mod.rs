@@ -51,6 +51,7 @@ impl SqliteStore {
 
     async fn place_session(&self, new: &NewSession) -> Result<(Session, Command)> {
         let mut tx = self.write_tx().await?;
+        Self::check_quota(&mut tx, new).await?;
         let agent_id: String = sqlx::query_scalar(sql::AGENT_CHOOSE)
             .bind(new.platform.as_deref())
             .fetch_optional(&mut *tx)

@@ -133,6 +133,12 @@ pub async fn register(store: &dyn Store, agent_id: &str, max_sessions: i32) -> R
     Ok(store.register_agent(&reg).await?)
 }
 
+/// What a session of a template without resources counts, in these tests.
+pub const DEFAULT_SIZE: streamspace_store::SessionSize = streamspace_store::SessionSize {
+    cpu_millis: 1000,
+    memory_mib: 2048,
+};
+
 /// A session owned, by id, by the bootstrap admin (owner names are only shown).
 pub fn new_session(owner: &str) -> NewSession {
     new_session_for(owner, streamspace_store::BOOTSTRAP_ADMIN_ID)
@@ -148,5 +154,8 @@ pub fn new_session_for(owner: &str, owner_id: Uuid) -> NewSession {
         command_id: Uuid::now_v7(),
         payload: json!({"session_id": id, "template": "xterm"}),
         platform: Some("process".into()),
+        quota: streamspace_proto::api::QuotaLimits::default(),
+        size: DEFAULT_SIZE,
+        default_size: DEFAULT_SIZE,
     }
 }

@@ -1,4 +1,5 @@
-//! `login`, `logout`, `whoami`, and the `user`, `group` and `token` commands.
+//! `login`, `logout`, `whoami` (with your quota and use), and the `user`, `group` and `token`
+//! commands.
 //!
 //! `login` signs in with a password (asked for, or read from standard input) and saves the API
 //! token the server returns in the user's configuration directory, mode 0600; later client
@@ -121,7 +122,13 @@ pub async fn logout(args: ClientArgs) -> anyhow::Result<()> {
 
 pub async fn whoami(args: ClientArgs) -> anyhow::Result<()> {
     let me = connect(&args)?.me().await?;
-    print_one(args.output, &me.user)
+    print_one(args.output, &me.user)?;
+    // JSON stays the user alone, as scripts read it; people see their quota too.
+    if args.output == OutputFormat::Table {
+        println!();
+        super::quota::print_own(&me.quota, &me.usage);
+    }
+    Ok(())
 }
 
 fn done(output: OutputFormat, message: String) {

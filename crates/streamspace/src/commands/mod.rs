@@ -4,6 +4,7 @@ mod agent;
 mod client;
 mod identity;
 mod migrate;
+mod quota;
 mod server;
 mod up;
 mod viewer;
@@ -30,6 +31,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Group(cmd) => identity::group(cmd).await,
         Command::Token(cmd) => identity::token(cmd).await,
         Command::Audit(cmd) => identity::audit(cmd).await,
+        Command::Quota(cmd) => quota::run(cmd).await,
     }
 }
 

@@ -1,7 +1,9 @@
 //! `streamspace server`: one control-plane replica.
 
 use anyhow::Context;
+use streamspace_proto::api::QuotaLimits;
 use streamspace_server::ServerConfig;
+use streamspace_store::SessionSize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ServerArgs, ServerTuning};
@@ -124,6 +126,15 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
             public_url: t.public_url.clone(),
         },
         credential_cache_ttl: t.credential_cache_ttl,
+        default_quota: QuotaLimits {
+            max_sessions: t.default_max_sessions,
+            max_cpu_millis: t.default_max_cpu_millis,
+            max_memory_mib: t.default_max_memory_mib,
+        },
+        default_session_size: SessionSize {
+            cpu_millis: t.default_session_cpu_millis,
+            memory_mib: t.default_session_memory_mib,
+        },
         ..ServerConfig::default()
     }
 }
