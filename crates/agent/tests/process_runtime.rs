@@ -420,3 +420,110 @@ async fn recovery_removes_a_start_that_was_interrupted() -> anyhow::Result<()> {
     assert!(!dir.path().join(format!("{id}.json")).exists());
     Ok(())
 }
+
+/// Pids of the live Xvnc servers on display `:{display}`, from `/proc`.
+fn xvnc_on_display(display: u32) -> Vec<i32> {
+    let wanted = format!(":{display}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
+            let program = args.next()?;
+            let is_xvnc = program.rsplit('/').next() == Some("Xvnc");
+            (is_xvnc && args.any(|a| a == wanted) && proc_state(pid).is_some()).then_some(pid)
+        })
+        .collect()
+}
+
+/// A display from `first` up that no X server holds.
+fn free_display(first: u32) -> anyhow::Result<u32> {
+    (first..first + 200)
+        .find(|n| lock_files(*n).iter().all(|p| !p.exists()))
+        .context("no free X display")
+}
+
+#[tokio::test]
+async fn recovery_ends_a_start_cut_short_and_the_session_then_runs_once() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir()?;
+    let id = Uuid::now_v7();
+    // What an agent killed in the middle of a start leaves: a record still `launching` that
+    // names a live Xvnc, and the program already started in Xvnc's process group but not yet
+    // recorded.
+    let display = free_display(700)?;
+    let port = streamspace_testkit::free_port()?;
+    let mut xvnc = std::process::Command::new("Xvnc")
+        .arg(format!(":{display}"))
+        .args([
+            "-rfbport",
+            &port.to_string(),
+            "-localhost",
+            "-SecurityTypes",
+            "None",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    let xvnc_pid = xvnc.id() as i32;
+    let address = format!("127.0.0.1:{port}");
+    wait_until("the orphan Xvnc to answer", WAIT, || async {
+        read_rfb_banner(&address).await.ok()
+    })
+    .await?;
+    let mut program = std::process::Command::new("xterm")
+        .env("DISPLAY", format!(":{display}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(xvnc_pid)
+        .spawn()?;
+    let record = serde_json::json!({
+        "session_id": id, "display": display, "port": port, "pgid": xvnc_pid,
+        "processes": [{ "role": "xvnc", "pid": xvnc_pid, "start_time": start_time(xvnc_pid)? }],
+        "intent": "launching",
+    });
+    std::fs::write(dir.path().join(format!("{id}.json")), record.to_string())?;
+    assert_eq!(xvnc_on_display(display), vec![xvnc_pid]);
+
+    let rt = runtime(dir.path());
+    let recovered = rt.recover().await?;
+    assert!(
+        recovered.is_empty(),
+        "an unfinished start is not reported: {recovered:?}"
+    );
+    let program_pid = program.id() as i32;
+    wait_until(
+        "the orphan Xvnc and the program to be ended",
+        WAIT,
+        || async {
+            [xvnc_pid, program_pid]
+                .iter()
+                .all(|p| proc_state(*p).is_none())
+                .then_some(())
+        },
+    )
+    .await?;
+    xvnc.wait()?;
+    program.wait()?;
+    assert!(xvnc_on_display(display).is_empty());
+    assert_display_released(display, xvnc_pid);
+    assert!(!dir.path().join(format!("{id}.json")).exists());
+
+    // The start command, delivered again, starts the session once.
+    started(&rt, id).await?;
+    let now = recorded_display(dir.path(), id)?;
+    let servers = xvnc_on_display(now);
+    assert_eq!(servers.len(), 1, "one Xvnc for the session: {servers:?}");
+    assert_eq!(servers[0], recorded_pids(dir.path(), id)?[0]);
+    if now != display {
+        assert!(xvnc_on_display(display).is_empty());
+    }
+    rt.stop(id).await?;
+    assert!(xvnc_on_display(now).is_empty());
+    Ok(())
+}

@@ -8,15 +8,19 @@
 //! agent runs, and a state file per session (`<state_dir>/<session_id>.json`) lets the next agent process
 //! re-adopt them. `/proc` is the source of truth for what is alive; the recorded start time of
 //! every pid guards against the kernel reusing it for an unrelated process.
+//!
+//! A start is written so that the agent may be killed at any moment of it (module `launch`): no
+//! process runs before the state file names it, and a record still marked `launching` when an
+//! agent starts is ended and removed, so the redelivered start runs the session once.
 
 mod group;
+mod launch;
 mod procfs;
 mod state;
 pub(crate) mod xdisplay;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -24,12 +28,10 @@ use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use streamspace_proto::SessionState;
 use streamspace_proto::api::Template;
-use tokio::process::Command;
-use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Runtime, RuntimeError, SessionInfo, vnc};
-use group::{poll_until, signal_group, spawn_reaped, terminate};
+use group::{poll_until, signal_group, terminate};
 use state::{Intent, Role, SessionRecord, StateDir};
 
 /// How many display/port pairs a start tries before giving up (each try that loses a race for
@@ -72,6 +74,9 @@ pub struct ProcessRuntime {
     config: ProcessRuntimeConfig,
     dir: StateDir,
     inner: Mutex<Inner>,
+    /// Where a test makes a launch stop, leaving what a killed agent would leave.
+    #[cfg(test)]
+    interrupt_at: Option<launch::Step>,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +91,9 @@ enum LaunchError {
     /// Xvnc exited at once — most likely another server took the display or the port first.
     Lost(String),
     Fatal(RuntimeError),
+    /// A test stopped the launch as if the agent had died at that step.
+    #[cfg(test)]
+    Interrupted,
 }
 
 impl ProcessRuntime {
@@ -95,6 +103,8 @@ impl ProcessRuntime {
             config,
             dir,
             inner: Mutex::new(Inner::default()),
+            #[cfg(test)]
+            interrupt_at: None,
         }
     }
 
@@ -129,106 +139,6 @@ impl ProcessRuntime {
         self.dir
             .save(record)
             .map_err(|e| RuntimeError::io("writing the session state file", e))
-    }
-
-    async fn launch(
-        &self,
-        session_id: Uuid,
-        display: u32,
-        template: &Template,
-    ) -> Result<SessionInfo, LaunchError> {
-        let port = vnc::free_loopback_port()
-            .map_err(|e| LaunchError::Fatal(RuntimeError::io("choosing a free port", e)))?;
-        let log_path = self.dir.log_file(session_id);
-        let log = || {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .map_err(|e| LaunchError::Fatal(RuntimeError::io("opening the session log", e)))
-        };
-        // Opened before anything runs, so a failure here leaves nothing to clean up.
-        let (program_out, program_err) = (log()?, log()?);
-        let mut xvnc = Command::new(&self.config.xvnc);
-        xvnc.arg(format!(":{display}"))
-            .args(["-rfbport", &port.to_string(), "-localhost"])
-            .args(["-SecurityTypes", "None", "-geometry", &self.config.geometry])
-            .args(["-depth", "24"])
-            .stdin(Stdio::null())
-            .stdout(log()?)
-            .stderr(log()?)
-            .process_group(0);
-        let xvnc = spawn_reaped(&mut xvnc, Role::Xvnc).map_err(LaunchError::Fatal)?;
-        let mut record = SessionRecord {
-            session_id,
-            display,
-            port,
-            pgid: xvnc.pid,
-            processes: vec![xvnc],
-            intent: Intent::Running,
-        };
-        if let Err(e) = self.save(&record) {
-            self.cleanup(&record).await;
-            return Err(LaunchError::Fatal(e));
-        }
-
-        if let Err(e) = self.wait_ready(&record).await {
-            self.cleanup(&record).await;
-            return Err(e);
-        }
-
-        let mut program = Command::new(&template.command[0]);
-        program
-            .args(&template.command[1..])
-            .envs(&template.env)
-            .env("DISPLAY", format!(":{display}"))
-            .stdin(Stdio::null())
-            .stdout(program_out)
-            .stderr(program_err)
-            .process_group(record.pgid);
-        match spawn_reaped(&mut program, Role::Program) {
-            Ok(p) => record.processes.push(p),
-            Err(e) => {
-                self.cleanup(&record).await;
-                return Err(LaunchError::Fatal(e));
-            }
-        }
-        if let Err(e) = self.save(&record) {
-            self.cleanup(&record).await;
-            return Err(LaunchError::Fatal(e));
-        }
-        let info = observe(&record);
-        self.inner().sessions.insert(session_id, record);
-        Ok(info)
-    }
-
-    /// Waits until Xvnc answers with its RFB banner, or exits, or the deadline passes.
-    async fn wait_ready(&self, record: &SessionRecord) -> Result<(), LaunchError> {
-        let deadline = Instant::now() + self.config.ready_timeout;
-        let log = self.dir.log_file(record.session_id);
-        loop {
-            let alive = || {
-                record
-                    .processes
-                    .iter()
-                    .all(|p| procfs::alive(p.pid, p.start_time).is_some())
-            };
-            if !alive() {
-                return Err(LaunchError::Lost(xdisplay::log_tail(&log, 600)));
-            }
-            if vnc::banner_ok(&record.vnc_address()).await && alive() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(LaunchError::Fatal(RuntimeError::StartFailed(format!(
-                    "Xvnc did not answer on port {} within {:?}; its log ends with: {}",
-                    record.port,
-                    self.config.ready_timeout,
-                    xdisplay::log_tail(&log, 600)
-                ))));
-            }
-            tokio::time::sleep(POLL).await;
-        }
     }
 
     /// Ends whatever is left of a session and removes every trace of it.
@@ -356,6 +266,10 @@ impl Runtime for ProcessRuntime {
                     self.release_display(n);
                     return Err(e);
                 }
+                #[cfg(test)]
+                Err(LaunchError::Interrupted) => {
+                    return Err(RuntimeError::StartFailed("interrupted by the test".into()));
+                }
             }
         }
         Err(RuntimeError::StartFailed(format!(
@@ -417,9 +331,11 @@ impl Runtime for ProcessRuntime {
             report.push(lost(session_id, String::new(), message));
         }
         for record in records {
-            if !record.processes.iter().any(|p| p.role == Role::Program) {
-                // The agent died between starting Xvnc and the program: the start never
-                // completed, so its redelivery will start the session afresh.
+            let complete = record.intent != Intent::Launching
+                && record.processes.iter().any(|p| p.role == Role::Program);
+            if !complete {
+                // The agent died in the middle of a start (see `launch`): end whatever of it
+                // runs; the start was never reported, so its redelivery starts the session afresh.
                 tracing::info!(session_id = %record.session_id, "removing a session whose start was interrupted");
                 self.cleanup(&record).await;
                 continue;
@@ -482,3 +398,6 @@ fn observe(record: &SessionRecord) -> SessionInfo {
         message,
     }
 }
+
+#[cfg(test)]
+mod tests;

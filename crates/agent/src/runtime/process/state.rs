@@ -2,7 +2,7 @@
 //!
 //! It is what lets sessions outlive the agent: a restarted agent reads these files to find the
 //! processes it started before (pid *and* start time, to survive pid reuse), the display and
-//! port, and whether the session was hibernated. Files are replaced atomically (write to a
+//! port, and whether the session was hibernated — or is a start that never finished. Files are replaced atomically (write to a
 //! temporary file, then rename), so a crash never leaves half a record.
 
 use std::path::PathBuf;
@@ -31,6 +31,9 @@ pub struct ProcessRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Intent {
+    /// A start in progress: the processes recorded so far may or may not run yet. A record
+    /// still in this state when an agent starts was left by one that died mid-start.
+    Launching,
     Running,
     Hibernated,
 }

@@ -1,0 +1,180 @@
+//! Starting one session so that an agent killed at any moment of the start leaves nothing
+//! running that the next agent cannot find.
+//!
+//! The order is the whole point. Each process is spawned gated ([`super::group::spawn_gated`]),
+//! recorded in the session's state file, and only then let go; the record says `launching` until
+//! the last step rewrites it as `running`. So, wherever the agent dies:
+//! - before a process is recorded, its gate closes with the agent and it exits without running;
+//! - after, the record names it (and the program joins Xvnc's process group), and the next
+//!   agent's recovery ends the whole group of a `launching` record and removes the record, so
+//!   the redelivered start builds the session afresh, once;
+//! - after the final save, the session is complete and is re-adopted; the redelivered start
+//!   finds it and is a no-op.
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::group::{gated, spawn_gated};
+use super::state::{Intent, Role, SessionRecord};
+use super::{LaunchError, POLL, ProcessRuntime, observe, procfs, vnc, xdisplay};
+use crate::runtime::{RuntimeError, SessionInfo};
+use streamspace_proto::api::Template;
+
+/// The points of a start at which an agent may die (tests stop a launch at each of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    XvncSpawned,
+    XvncRecorded,
+    XvncReleased,
+    XvncReady,
+    ProgramSpawned,
+    ProgramRecorded,
+    ProgramReleased,
+    Committed,
+}
+
+impl ProcessRuntime {
+    /// One attempt at starting the session on `display`. On failure everything the attempt
+    /// started is ended and its record removed.
+    pub(super) async fn launch(
+        &self,
+        session_id: Uuid,
+        display: u32,
+        template: &Template,
+    ) -> Result<SessionInfo, LaunchError> {
+        let mut record = None;
+        let result = self
+            .bring_up(session_id, display, template, &mut record)
+            .await;
+        match (&result, record) {
+            (Ok(_), Some(record)) => {
+                self.inner().sessions.insert(session_id, record);
+            }
+            #[cfg(test)]
+            (Err(LaunchError::Interrupted), _) => {}
+            (Err(_), Some(record)) => self.cleanup(&record).await,
+            (_, None) => {}
+        }
+        result
+    }
+
+    /// The steps of [`Self::launch`]; `slot` holds the record as soon as there is one, for the
+    /// caller to clean up after a failure.
+    async fn bring_up(
+        &self,
+        session_id: Uuid,
+        display: u32,
+        template: &Template,
+        slot: &mut Option<SessionRecord>,
+    ) -> Result<SessionInfo, LaunchError> {
+        let port = vnc::free_loopback_port()
+            .map_err(|e| LaunchError::Fatal(RuntimeError::io("choosing a free port", e)))?;
+        let log_path = self.dir.log_file(session_id);
+        let log = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .map_err(|e| LaunchError::Fatal(RuntimeError::io("opening the session log", e)))
+        };
+        // Opened before anything runs, so a failure here leaves nothing to clean up.
+        let (program_out, program_err) = (log()?, log()?);
+        let args = [
+            format!(":{display}"),
+            "-rfbport".into(),
+            port.to_string(),
+            "-localhost".into(),
+            "-SecurityTypes".into(),
+            "None".into(),
+            "-geometry".into(),
+            self.config.geometry.clone(),
+            "-depth".into(),
+            "24".into(),
+        ];
+        let mut xvnc = gated(&self.config.xvnc, args);
+        xvnc.stdout(log()?).stderr(log()?).process_group(0);
+        let (xvnc, gate) = spawn_gated(&mut xvnc, Role::Xvnc).map_err(LaunchError::Fatal)?;
+        self.reached(Step::XvncSpawned)?;
+        let record = slot.insert(SessionRecord {
+            session_id,
+            display,
+            port,
+            pgid: xvnc.pid,
+            processes: vec![xvnc],
+            intent: Intent::Launching,
+        });
+        self.save(record).map_err(LaunchError::Fatal)?;
+        self.reached(Step::XvncRecorded)?;
+        gate.open().await.map_err(|e| {
+            LaunchError::Fatal(RuntimeError::io("letting the session's Xvnc start", e))
+        })?;
+        self.reached(Step::XvncReleased)?;
+        self.wait_ready(record).await?;
+        self.reached(Step::XvncReady)?;
+
+        let mut program = gated(&template.command[0], template.command[1..].to_vec());
+        program
+            .envs(&template.env)
+            .env("DISPLAY", format!(":{display}"))
+            .stdout(program_out)
+            .stderr(program_err)
+            .process_group(record.pgid);
+        let (program, gate) =
+            spawn_gated(&mut program, Role::Program).map_err(LaunchError::Fatal)?;
+        self.reached(Step::ProgramSpawned)?;
+        record.processes.push(program);
+        self.save(record).map_err(LaunchError::Fatal)?;
+        self.reached(Step::ProgramRecorded)?;
+        gate.open().await.map_err(|e| {
+            LaunchError::Fatal(RuntimeError::io("letting the session's program start", e))
+        })?;
+        self.reached(Step::ProgramReleased)?;
+        record.intent = Intent::Running;
+        self.save(record).map_err(LaunchError::Fatal)?;
+        self.reached(Step::Committed)?;
+        Ok(observe(record))
+    }
+
+    /// Waits until Xvnc answers with its RFB banner, or exits, or the deadline passes.
+    async fn wait_ready(&self, record: &SessionRecord) -> Result<(), LaunchError> {
+        let deadline = Instant::now() + self.config.ready_timeout;
+        let log = self.dir.log_file(record.session_id);
+        loop {
+            let alive = || {
+                record
+                    .processes
+                    .iter()
+                    .all(|p| procfs::alive(p.pid, p.start_time).is_some())
+            };
+            if !alive() {
+                return Err(LaunchError::Lost(xdisplay::log_tail(&log, 600)));
+            }
+            if vnc::banner_ok(&record.vnc_address()).await && alive() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(LaunchError::Fatal(RuntimeError::StartFailed(format!(
+                    "Xvnc did not answer on port {} within {:?}; its log ends with: {}",
+                    record.port,
+                    self.config.ready_timeout,
+                    xdisplay::log_tail(&log, 600)
+                ))));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Where a test has asked the launch to stop as if the agent had died there.
+    #[cfg(test)]
+    fn reached(&self, step: Step) -> Result<(), LaunchError> {
+        if self.interrupt_at == Some(step) {
+            return Err(LaunchError::Interrupted);
+        }
+        Ok(())
+    }
+
+    #[cfg(not(test))]
+    fn reached(&self, _step: Step) -> Result<(), LaunchError> {
+        Ok(())
+    }
+}
