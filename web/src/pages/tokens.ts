@@ -32,9 +32,15 @@ export function tokensPage(root: HTMLElement): void {
   };
 
   function row(t: ApiToken): HTMLTableRowElement {
+    // The admin token (`ssa_…`) is the one `streamspace up` and STREAMSPACE_ADMIN_TOKEN configure.
+    const admin = t.prefix.startsWith("ssa_");
+    const warning = admin
+      ? `Revoke the admin token ${t.name}? The CLI and automation that use it stop working, and ` +
+        "`streamspace up` (or a server given it in STREAMSPACE_ADMIN_TOKEN) refuses to start with it."
+      : `Revoke the token ${t.name}? Whatever uses it stops working.`;
     const revoke = h("button", { type: "button", "aria-label": `Revoke ${t.name}` }, "Revoke");
     revoke.addEventListener("click", async () => {
-      if (!window.confirm(`Revoke the token ${t.name}? Whatever uses it stops working.`)) return;
+      if (!window.confirm(warning)) return;
       clearMessages();
       try {
         await api.revokeToken(t.id);
@@ -46,7 +52,7 @@ export function tokensPage(root: HTMLElement): void {
     return h(
       "tr",
       { "data-token": t.id },
-      h("td", {}, t.name),
+      h("td", {}, t.name, admin ? " (admin token)" : ""),
       h("td", {}, h("code", {}, `${t.prefix}…`)),
       h("td", {}, time(t.created_at)),
       h("td", {}, time(t.last_used_at)),
