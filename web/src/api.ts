@@ -1,5 +1,7 @@
-// The REST API under /api/v1: types (mirroring crates/proto/src/api.rs) and one fetch wrapper
-// that sends the admin token and turns `{"error":{"code","message"}}` bodies into ApiError.
+// The REST API under /api/v1: types (mirroring crates/proto/src/api.rs and api/identity.rs) and
+// one fetch wrapper that turns `{"error":{"code","message"}}` bodies into ApiError. The browser
+// session is the HttpOnly cookie `POST /auth/login` sets: the page never sees a secret, it only
+// sends the cookie along (same origin), and a 401 means "sign in again".
 
 export type SessionState =
   | "pending"
@@ -17,6 +19,7 @@ export interface Session {
   vnc_address: string | null;
   error_message: string | null;
   owner: string;
+  owner_id: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -76,38 +79,87 @@ export class ApiError extends Error {
   }
 }
 
-const TOKEN_KEY = "streamspace.token";
+/** What a user may do; ordered by power. */
+export type Role = "user" | "operator" | "admin";
 
-export function getToken(): string | null {
-  return sessionStorage.getItem(TOKEN_KEY);
+const POWER: Record<Role, number> = { user: 0, operator: 1, admin: 2 };
+
+/** Whether `role` has at least the power of `needed`. */
+export function atLeast(role: Role, needed: Role): boolean {
+  return POWER[role] >= POWER[needed];
 }
 
-export function setToken(token: string): void {
-  sessionStorage.setItem(TOKEN_KEY, token);
+export interface User {
+  id: string;
+  username: string;
+  display_name: string;
+  email: string | null;
+  role: Role;
+  disabled: boolean;
+  groups: string[];
+  has_password: boolean;
+  last_login_at: string | null;
+  created_at: string;
+  updated_at: string;
 }
 
-export function clearToken(): void {
-  sessionStorage.removeItem(TOKEN_KEY);
+export interface CreateUser {
+  username: string;
+  role: Role;
+  password?: string;
+  display_name?: string;
 }
 
-/** Called when the API answers 401: the token is gone or wrong. */
+export interface UpdateUser {
+  role?: Role;
+  disabled?: boolean;
+  password?: string;
+}
+
+export interface Group {
+  id: string;
+  name: string;
+  description: string;
+  members: string[];
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ApiToken {
+  id: string;
+  name: string;
+  user: string;
+  prefix: string;
+  created_at: string;
+  last_used_at: string | null;
+  expires_at: string | null;
+}
+
+/** Answer to POST /api/v1/tokens: the secret is in it this once. */
+export interface CreatedToken {
+  id: string;
+  name: string;
+  token: string;
+  expires_at: string | null;
+}
+
+/** Called when the API answers 401: the browser session has ended (or never began). */
 let onUnauthorized: () => void = () => {};
 
 export function setUnauthorizedHandler(handler: () => void): void {
   onUnauthorized = handler;
 }
 
-/** Calls the API; `override` is a token to try instead of the stored one. */
-async function request<T>(method: string, path: string, body?: unknown, override?: string): Promise<T> {
-  const token = override ?? getToken();
+/** Calls the API with the session cookie; `quiet` keeps a 401 from ending the page's session. */
+async function request<T>(method: string, path: string, body?: unknown, quiet = false): Promise<T> {
   const headers: Record<string, string> = { Accept: "application/json" };
-  if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response: Response;
   try {
     response = await fetch(`/api/v1${path}`, {
       method,
       headers,
+      credentials: "same-origin",
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {
@@ -127,7 +179,7 @@ async function request<T>(method: string, path: string, body?: unknown, override
     const code = typeof detail?.code === "string" ? detail.code : `http_${response.status}`;
     const message =
       typeof detail?.message === "string" ? detail.message : `${response.status} ${response.statusText}`;
-    if (response.status === 401 && override === undefined) onUnauthorized();
+    if (response.status === 401 && !quiet) onUnauthorized();
     throw new ApiError(response.status, code, message);
   }
   return json as T;
@@ -136,10 +188,14 @@ async function request<T>(method: string, path: string, body?: unknown, override
 const enc = encodeURIComponent;
 
 export const api = {
-  /** Checks a token without storing it. */
-  check: (token: string) => request<Agent[]>("GET", "/agents", undefined, token),
+  login: (username: string, password: string) =>
+    request<{ user: User }>("POST", "/auth/login", { username, password }, true),
+  logout: () => request<void>("POST", "/auth/logout", undefined, true),
+  /** Who is signed in; a 401 here just means nobody (it is how the page starts). */
+  me: () => request<{ user: User }>("GET", "/auth/me", undefined, true),
   templates: () => request<Template[]>("GET", "/templates"),
-  sessions: () => request<Session[]>("GET", "/sessions"),
+  sessions: (owner?: string) =>
+    request<Session[]>("GET", owner === undefined ? "/sessions" : `/sessions?owner=${enc(owner)}`),
   session: (id: string) => request<Session>("GET", `/sessions/${enc(id)}`),
   createSession: (template: string) => request<Session>("POST", "/sessions", { template }),
   hibernate: (id: string) => request<Session>("POST", `/sessions/${enc(id)}/hibernate`),
@@ -148,6 +204,20 @@ export const api = {
   connect: (id: string) => request<ConnectTicket>("POST", `/sessions/${enc(id)}/connect`),
   agents: () => request<Agent[]>("GET", "/agents"),
   commands: (limit = 50) => request<Command[]>("GET", `/commands?limit=${limit}`),
+  users: () => request<User[]>("GET", "/users"),
+  createUser: (user: CreateUser) => request<User>("POST", "/users", user),
+  updateUser: (username: string, change: UpdateUser) => request<User>("PATCH", `/users/${enc(username)}`, change),
+  deleteUser: (username: string) => request<unknown>("DELETE", `/users/${enc(username)}`),
+  groups: () => request<Group[]>("GET", "/groups"),
+  createGroup: (name: string, description: string) => request<Group>("POST", "/groups", { name, description }),
+  deleteGroup: (name: string) => request<unknown>("DELETE", `/groups/${enc(name)}`),
+  addMember: (group: string, username: string) =>
+    request<Group>("PUT", `/groups/${enc(group)}/members/${enc(username)}`),
+  removeMember: (group: string, username: string) =>
+    request<unknown>("DELETE", `/groups/${enc(group)}/members/${enc(username)}`),
+  tokens: () => request<ApiToken[]>("GET", "/tokens"),
+  createToken: (name: string) => request<CreatedToken>("POST", "/tokens", { name }),
+  revokeToken: (id: string) => request<unknown>("DELETE", `/tokens/${enc(id)}`),
 };
 
 /** The WebSocket URL to open for a ticket: absolute as given, or relative to this page. */

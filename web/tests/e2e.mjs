@@ -2,10 +2,14 @@
 // downloaded browser). Run by crates/streamspace/tests/browser.rs against a real platform:
 //
 //   node web/tests/e2e.mjs --url http://127.0.0.1:PORT --token TOKEN --scenario NAME \
-//        --screenshot OUT.png [--marker M --marker-file PATH]
+//        --username USER --password PASSWORD --screenshot OUT.png \
+//        [--marker M --marker-file PATH] [--new-user NAME --new-password P --other-session ID]
+//
+// The browser signs in with USER and PASSWORD; TOKEN (an admin token) is only for the API calls
+// the driver makes itself.
 //
 // Scenarios:
-//   lifecycle   sign in (a wrong token first), launch xterm from the catalog, then on
+//   lifecycle   sign in (a wrong password first), launch xterm from the catalog, then on
 //               "My sessions" hibernate, wake and stop it, following the live state; agents
 //               and commands pages show the agent and the commands.
 //   keystrokes  sign in, launch xterm, wait for the noVNC viewer to connect, click into it and
@@ -14,6 +18,11 @@
 //               pastes into xterm (middle click + Enter), and xterm's first line, selected with a
 //               drag, appears in the clipboard box.
 //               Finally, stopping the session ends the viewer with a clear message.
+//   users       an admin (USER) creates the user NEW-USER on the Users page and puts them in a
+//               group; NEW-USER signs in in a fresh browser context, sees the catalog but not the
+//               admin pages (no links; their URLs say the page is not available), launches xterm
+//               and sees only that session on "My sessions" (not OTHER-SESSION, the admin's),
+//               creates and revokes an API token, and signs out.
 //
 // Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
 // stderr (and a screenshot) on failure.
@@ -26,14 +35,19 @@ const { values: opts } = parseArgs({
   options: {
     url: { type: "string" },
     token: { type: "string" },
+    username: { type: "string" },
+    password: { type: "string" },
     scenario: { type: "string" },
     screenshot: { type: "string" },
     marker: { type: "string" },
     "marker-file": { type: "string" },
+    "new-user": { type: "string" },
+    "new-password": { type: "string" },
+    "other-session": { type: "string" },
     chromium: { type: "string", default: process.env.CHROMIUM ?? "/usr/bin/chromium" },
   },
 });
-for (const required of ["url", "token", "scenario", "screenshot"]) {
+for (const required of ["url", "token", "username", "password", "scenario", "screenshot"]) {
   if (!opts[required]) fail(`missing --${required}`);
 }
 
@@ -46,18 +60,24 @@ function fail(message) {
   process.exit(1);
 }
 
-async function signIn(page) {
-  step("open the UI");
+/** Signs in on the sign-in page; `wrongFirst` tries a wrong password before. */
+async function signIn(page, username = opts.username, password = opts.password, wrongFirst = false) {
+  step(`open the UI as ${username}`);
   await page.goto(opts.url);
-  await page.getByLabel("Admin token").waitFor();
-  step("a wrong token is refused");
-  await page.getByLabel("Admin token").fill("ssa_not_the_token");
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByText("That token is not valid.").waitFor();
-  step("sign in");
-  await page.getByLabel("Admin token").fill(opts.token);
+  await page.getByLabel("Username").waitFor();
+  if (wrongFirst) {
+    step("a wrong password is refused");
+    await page.getByLabel("Username").fill(username);
+    await page.getByLabel("Password").fill("not the password");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByText("Wrong username or password.").waitFor();
+  }
+  step(`sign in as ${username}`);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "My sessions" }).waitFor();
+  await page.locator(`#signed-in-as[data-username="${username}"]`).waitFor();
 }
 
 /** Launches xterm from the catalog; returns the session id once the viewer page opens. */
@@ -73,7 +93,7 @@ async function launchXterm(page) {
 }
 
 async function lifecycle(page) {
-  await signIn(page);
+  await signIn(page, opts.username, opts.password, true);
   step("an API error is shown with the message from its JSON body");
   await page.goto(`${opts.url}/view/00000000-0000-7000-8000-000000000000`);
   await page.locator('[data-view-state="unavailable"]').getByText(/session.* not found/).waitFor();
@@ -194,7 +214,97 @@ async function keystrokes(page) {
   await page.getByText("This session has ended.").waitFor({ timeout: TIMEOUT });
 }
 
-const scenarios = { lifecycle, keystrokes };
+/** Fails unless `locator` matches nothing. */
+async function expectAbsent(locator, what) {
+  const count = await locator.count();
+  if (count !== 0) fail(`${what} (found ${count})`);
+}
+
+async function users(page, browser) {
+  const newUser = opts["new-user"];
+  const newPassword = opts["new-password"];
+  const other = opts["other-session"];
+  if (!newUser || !newPassword || !other) fail("users needs --new-user, --new-password and --other-session");
+  await signIn(page);
+  step("the admin sees the admin pages");
+  for (const name of ["Agents", "Users", "Groups"]) await nav(page, name).waitFor();
+  step(`the admin creates ${newUser} on the Users page`);
+  await nav(page, "Users").click();
+  await page.getByRole("heading", { name: "Users" }).waitFor();
+  await page.getByLabel("Username").fill(newUser);
+  await page.getByLabel("Password").fill(newPassword);
+  await page.getByLabel("Role").selectOption("user");
+  await page.getByRole("button", { name: "Create user" }).click();
+  await page.locator(`tr[data-user="${newUser}"]`).getByRole("cell", { name: "user", exact: true }).waitFor();
+  step(`the admin puts ${newUser} in a group on the Groups page`);
+  await nav(page, "Groups").click();
+  await page.getByLabel("Name", { exact: true }).fill("staff");
+  await page.getByRole("button", { name: "Create group" }).click();
+  await page.getByLabel("Username to add to staff").fill(newUser);
+  await page.locator('tr[data-group="staff"]').getByRole("button", { name: "Add" }).click();
+  await page.getByRole("button", { name: `Remove ${newUser} from staff` }).waitFor();
+
+  step(`${newUser} signs in in a fresh browser context`);
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const userPage = await context.newPage();
+  userPage.setDefaultTimeout(TIMEOUT);
+  userPage.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+  try {
+    await asUser(userPage, newUser, newPassword, other);
+  } catch (e) {
+    await userPage.screenshot({ path: opts.screenshot.replace(/\.png$/, "-user.png"), fullPage: true }).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
+  }
+}
+
+async function asUser(page, username, password, other) {
+  await signIn(page, username, password);
+  await page.locator('#signed-in-as[data-role="user"]').waitFor();
+  step("the user sees the catalog");
+  await nav(page, "Catalog").click();
+  await page.locator('button[data-template="xterm"]').waitFor();
+  step("the user has no links to the admin and operator pages");
+  for (const name of ["Agents", "Users", "Groups"]) {
+    await expectAbsent(nav(page, name), `the user sees a link to ${name}`);
+  }
+  for (const [path, title] of [["/users", "Users"], ["/groups", "Groups"], ["/agents", "Agents"]]) {
+    step(`${path} is not available to the user`);
+    await page.goto(`${opts.url}${path}`);
+    await page.getByRole("heading", { name: title }).waitFor();
+    await page.getByText("This page is not available to you").waitFor();
+    await expectAbsent(page.locator("table"), `${path} shows a table to a user`);
+  }
+  const id = await launchXterm(page);
+  step("My sessions shows the user's session and not the admin's");
+  await nav(page, "My sessions").click();
+  await page.locator(`tr[data-session="${id}"][data-state="running"]`).waitFor({ timeout: TIMEOUT });
+  await page.getByLabel("Show ended sessions").check();
+  await expectAbsent(page.locator(`tr[data-session="${other}"]`), "the user sees the admin's session");
+  await expectAbsent(page.getByLabel("Show everyone's sessions"), "the user may show everyone's sessions");
+
+  step("the user creates an API token, sees its secret once, and revokes it");
+  await page.getByRole("link", { name: "API tokens" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("laptop");
+  await page.getByRole("button", { name: "Create token" }).click();
+  const secret = (await page.locator("[data-secret]").textContent())?.trim() ?? "";
+  if (secret.length < 16) fail(`the new token's secret is not shown (got ${JSON.stringify(secret)})`);
+  const me = await fetch(`${opts.url}/api/v1/auth/me`, { headers: { Authorization: `Bearer ${secret}` } });
+  const body = await me.json().catch(() => ({}));
+  if (!me.ok || body?.user?.username !== username) fail(`the new token does not act as ${username}: ${me.status}`);
+  page.once("dialog", (dialog) => void dialog.accept());
+  await page.getByRole("button", { name: "Revoke laptop" }).click();
+  await page.getByRole("cell", { name: "No tokens." }).waitFor();
+
+  step("the user signs out");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("Username").waitFor();
+  await page.goto(`${opts.url}/sessions`);
+  await page.getByLabel("Username").waitFor();
+}
+
+const scenarios = { lifecycle, keystrokes, users };
 const scenario = scenarios[opts.scenario];
 if (!scenario) fail(`unknown scenario ${opts.scenario}`);
 
@@ -222,7 +332,7 @@ page.setDefaultTimeout(TIMEOUT);
 page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
 let failure = null;
 try {
-  await scenario(page);
+  await scenario(page, browser);
 } catch (e) {
   failure = e;
 }

@@ -1,4 +1,5 @@
-//! First-start setup: the HMAC secret, the admin token and the default templates.
+//! First-start setup: the HMAC secret, the admin token, the default templates, and the
+//! bootstrap admin's password (set by `streamspace up` so the admin can sign in to the web UI).
 //!
 //! Safe to run on every start and on several replicas at once: each step only creates what is
 //! missing.
@@ -6,10 +7,11 @@
 use std::collections::BTreeMap;
 
 use streamspace_proto::api::CreateTemplate;
-use streamspace_store::{ApiKeyKind, Store, StoreError};
+use streamspace_store::{ApiKeyKind, BOOTSTRAP_ADMIN_ID, Store, StoreError, UserChange};
 
 use crate::error::ServerError;
 use crate::keys::{self, ADMIN_PREFIX, KeyHasher};
+use crate::signin::{check_new_password, hash_password};
 
 /// Templates seeded into an empty templates table.
 fn default_templates() -> Vec<CreateTemplate> {
@@ -82,4 +84,27 @@ async fn seed_templates(store: &dyn Store) -> Result<(), ServerError> {
     }
     tracing::info!("seeded the default templates");
     Ok(())
+}
+
+/// See the crate-level [`crate::set_bootstrap_admin_password`].
+pub(crate) async fn set_admin_password(
+    store: &dyn Store,
+    password: &str,
+) -> Result<bool, ServerError> {
+    let admin = store.get_user_by_id(BOOTSTRAP_ADMIN_ID).await?;
+    if admin.password_hash.is_some() {
+        return Ok(false);
+    }
+    check_new_password("the admin password", password)
+        .map_err(|e| ServerError::InvalidInput(e.message))?;
+    let hash = hash_password(password.to_owned())
+        .await
+        .map_err(|_| ServerError::PasswordHash)?;
+    let change = UserChange {
+        password_hash: Some(hash),
+        ..UserChange::default()
+    };
+    store.update_user(&admin.user.username, &change).await?;
+    tracing::info!("set the bootstrap admin's password");
+    Ok(true)
 }

@@ -24,6 +24,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("serving HTTP")]
     Io(#[from] std::io::Error),
+    #[error("hashing a password failed")]
+    PasswordHash,
 }
 
 /// An HTTP error answer.

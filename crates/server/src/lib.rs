@@ -248,6 +248,16 @@ pub async fn bootstrap(
     bootstrap::run(store, admin_token).await
 }
 
+/// Sets the password of the bootstrap `admin` user, so that it can sign in to the web UI, unless
+/// it already has one (set earlier, or changed by the admin since): returns whether it was set.
+/// `streamspace up` calls it with the password it generated and saved.
+pub async fn set_bootstrap_admin_password(
+    store: &dyn Store,
+    password: &str,
+) -> Result<bool, ServerError> {
+    bootstrap::set_admin_password(store, password).await
+}
+
 /// Creates an agent key bound to `agent_id` (used by `streamspace up` for its local agent, and by
 /// the API). The secret in the answer is shown only this once.
 pub async fn create_agent_key(

@@ -1,7 +1,9 @@
 //! The web UI in a real browser: Debian's headless Chromium, driven by Playwright
 //! (`web/tests/e2e.mjs`), against a real `streamspace up` (control plane, local agent, Xvnc).
 //!
-//! Needs `node`, `npm ci` done in `web/` and `/usr/bin/chromium` (or `$CHROMIUM`); without them
+//! The browser signs in with a username and password: the admin's, which `up` saved in the data
+//! directory, or a user's created through the API. Needs `node`, `npm ci` done in `web/` and
+//! `/usr/bin/chromium` (or `$CHROMIUM`); without them
 //! the tests fail, saying what is missing. Screenshots are kept in
 //! `target/test-artifacts/browser/`.
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready};
 use streamspace_client::Client;
+use streamspace_proto::api::{CreateUser, Role, SessionFilter};
 use streamspace_testkit::PgCluster;
 use streamspace_testkit::redis::RedisServer;
 use uuid::Uuid;
@@ -62,18 +65,33 @@ fn artifact(name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir.join(name))
 }
 
-/// `streamspace up` on a fresh data dir; returns it with its URL and admin token.
-async fn platform(h: &mut Harness) -> anyhow::Result<(Proc, String, String)> {
+/// Who the browser signs in as.
+struct Login {
+    username: String,
+    password: String,
+}
+
+/// `streamspace up` on a fresh data dir; returns it with its URL, admin token and the admin's
+/// sign-in (the password `up` saved).
+async fn platform(h: &mut Harness) -> anyhow::Result<(Proc, String, String, Login)> {
     let (up, url, data) = h.up().await?;
-    let token = std::fs::read_to_string(data.join("admin-token"))?
-        .trim()
-        .to_owned();
+    let read = |name: &str| -> anyhow::Result<String> {
+        let path = data.join(name);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(text.trim().to_owned())
+    };
+    let token = read("admin-token")?;
+    let admin = Login {
+        username: "admin".to_owned(),
+        password: read("admin-password")?,
+    };
     let api = Client::new(&url, &token)?;
     wait_for_ready(&api).await.with_context(|| up.logs())?;
     wait_for_agent_online(&api, "local")
         .await
         .with_context(|| up.logs())?;
-    Ok((up, url, token))
+    Ok((up, url, token, admin))
 }
 
 /// Runs one scenario of the driver; returns its output, or fails with it and the platform's logs.
@@ -81,6 +99,7 @@ async fn drive(
     logs: impl Fn() -> String,
     url: &str,
     token: &str,
+    login: &Login,
     scenario: &str,
     name: &str,
     extra: &[&str],
@@ -91,6 +110,7 @@ async fn drive(
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(&script)
         .args(["--url", url, "--token", token, "--scenario", scenario])
+        .args(["--username", &login.username, "--password", &login.password])
         .arg("--screenshot")
         .arg(&screenshot)
         .arg("--chromium")
@@ -124,8 +144,17 @@ async fn drive(
 async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Result<()> {
     check_toolchain()?;
     let mut h = common::harness()?;
-    let (up, url, token) = platform(&mut h).await?;
-    let out = drive(|| up.logs(), &url, &token, "lifecycle", "lifecycle", &[]).await?;
+    let (up, url, token, admin) = platform(&mut h).await?;
+    let out = drive(
+        || up.logs(),
+        &url,
+        &token,
+        &admin,
+        "lifecycle",
+        "lifecycle",
+        &[],
+    )
+    .await?;
     for state in ["hibernated", "running", "terminated"] {
         assert!(
             out.contains(&format!("the sessions page shows {state}")),
@@ -139,8 +168,8 @@ async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Resul
 async fn keystrokes_and_clipboard_in_the_browser_reach_the_session() -> anyhow::Result<()> {
     check_toolchain()?;
     let mut h = common::harness()?;
-    let (up, url, token) = platform(&mut h).await?;
-    type_through_the_browser(&h, || up.logs(), &url, &token, "keystrokes").await
+    let (up, url, token, admin) = platform(&mut h).await?;
+    type_through_the_browser(&h, || up.logs(), &url, &token, &admin, "keystrokes").await
 }
 
 /// The keystrokes scenario against `url`, then the checks on this machine (the agent's).
@@ -149,6 +178,7 @@ async fn type_through_the_browser(
     logs: impl Fn() -> String,
     url: &str,
     token: &str,
+    login: &Login,
     name: &str,
 ) -> anyhow::Result<()> {
     let marker = format!("marker{}", Uuid::now_v7().simple());
@@ -158,6 +188,7 @@ async fn type_through_the_browser(
         logs,
         url,
         token,
+        login,
         "keystrokes",
         name,
         &["--marker", &marker, "--marker-file", &file_arg],
@@ -202,6 +233,63 @@ async fn keystrokes_reach_an_agent_on_another_replica() -> anyhow::Result<()> {
         api_b.get_agent("edge-a").await?.replica_id.as_deref(),
         Some("A")
     );
+    // A plain user, signed in on replica B, types into their own session.
+    let user = Login {
+        username: "alice".to_owned(),
+        password: "alice's password".to_owned(),
+    };
+    api_a
+        .create_user(&CreateUser {
+            username: user.username.clone(),
+            role: Role::User,
+            password: Some(user.password.clone()),
+            ..CreateUser::default()
+        })
+        .await?;
     let logs = || format!("{}\n{}\n{}", a.logs(), b.logs(), agent.logs());
-    type_through_the_browser(&h, logs, &url_b, ADMIN_TOKEN, "keystrokes-cross-replica").await
+    let name = "keystrokes-cross-replica";
+    type_through_the_browser(&h, logs, &url_b, ADMIN_TOKEN, &user, name).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_creates_a_user_who_sees_only_their_own() -> anyhow::Result<()> {
+    check_toolchain()?;
+    let mut h = common::harness()?;
+    let (up, url, token, admin) = platform(&mut h).await?;
+    // A session of the admin's, which the new user must not see.
+    let api = Client::new(&url, &token)?;
+    let admins = api.create_session("xterm").await?;
+    let other = admins.id.to_string();
+    let out = drive(
+        || up.logs(),
+        &url,
+        &token,
+        &admin,
+        "users",
+        "users",
+        &[
+            "--new-user",
+            "bob",
+            "--new-password",
+            "bob's password",
+            "--other-session",
+            &other,
+        ],
+    )
+    .await?;
+    assert!(
+        out.contains("My sessions shows the user's session"),
+        "{out}"
+    );
+    // What the pages did, as the API sees it.
+    let bob = api.get_user("bob").await?;
+    assert_eq!(bob.role, Role::User, "the Users page created a plain user");
+    assert_eq!(bob.groups, ["staff"], "the Groups page added bob to staff");
+    let filter = SessionFilter {
+        owner: Some("bob".into()),
+        ..SessionFilter::default()
+    };
+    let bobs = api.list_sessions(&filter).await?;
+    assert_eq!(bobs.len(), 1, "bob launched one session: {bobs:?}");
+    Ok(())
 }

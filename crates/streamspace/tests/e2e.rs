@@ -296,6 +296,63 @@ async fn commands_wait_for_an_offline_agent() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The admin signs in to the web UI with the password `up` prints: generated and saved (0600) on
+/// the first start, printed again unchanged by the next.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_prints_a_password_the_admin_signs_in_with() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = common::harness()?;
+    let (mut up, url, data) = h.up().await?;
+    let password_file = data.join("admin-password");
+    let password = std::fs::read_to_string(&password_file)?.trim().to_owned();
+    assert_eq!(
+        std::fs::metadata(&password_file)?.permissions().mode() & 0o777,
+        0o600,
+        "the admin password must be readable by its owner only"
+    );
+    let line = up.wait_for_stdout("Sign in at").await?;
+    assert!(
+        line.contains(&format!("{url} as admin with password {password}"))
+            && line.contains(&password_file.display().to_string()),
+        "{line}"
+    );
+    let signed_in = sign_in_as_admin(&up, &url, &password).await?;
+    assert_eq!(signed_in.role, streamspace_proto::api::Role::Admin);
+
+    up.terminate().await?;
+    let (up, url, _) = h.up().await?;
+    let line = up.wait_for_stdout("Sign in at").await?;
+    assert!(
+        line.contains(&format!("with password {password}")),
+        "{line}"
+    );
+    sign_in_as_admin(&up, &url, &password)
+        .await
+        .context("after a restart")?;
+    Ok(())
+}
+
+async fn sign_in_as_admin(
+    up: &common::Proc,
+    url: &str,
+    password: &str,
+) -> anyhow::Result<streamspace_proto::api::User> {
+    let anonymous = Client::new(url, "")?;
+    wait_for_ready(&anonymous)
+        .await
+        .with_context(|| up.logs())?;
+    let request = streamspace_proto::api::LoginRequest {
+        username: "admin".into(),
+        password: password.to_owned(),
+        ..Default::default()
+    };
+    let answer = anonymous
+        .login(&request)
+        .await
+        .context("signing in as admin with the printed password")?;
+    Ok(answer.user)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn up_from_a_fresh_data_dir_runs_an_xterm_session() -> anyhow::Result<()> {
     let mut h = common::harness()?;

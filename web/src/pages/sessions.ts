@@ -1,12 +1,16 @@
 import { Session, api, isTerminal } from "../api";
 import { badge, clearMessages, h, poll, replace, shortId, showError, time } from "../dom";
 import { navigate } from "../router";
+import { may, signedInUser } from "../session";
 
 const POLL_MS = 1500;
 
 export function sessionsPage(root: HTMLElement): () => void {
   const body = h("tbody");
   const showEnded = h("input", { type: "checkbox", id: "show-ended" });
+  // Operators and admins may also see everyone's sessions; the API shows users only their own.
+  const showAll = h("input", { type: "checkbox", id: "show-all" });
+  const columns = ["Session", "Template", "Owner", "Agent", "State", "Updated", "Actions"];
   const table = h(
     "table",
     { "aria-describedby": "sessions-title" },
@@ -16,7 +20,7 @@ export function sessionsPage(root: HTMLElement): () => void {
       h(
         "tr",
         {},
-        ...["Session", "Template", "Agent", "State", "Updated", "Actions"].map((c) => h("th", { scope: "col" }, c)),
+        ...columns.map((c) => h("th", { scope: "col" }, c)),
       ),
     ),
     body,
@@ -27,27 +31,34 @@ export function sessionsPage(root: HTMLElement): () => void {
       "div",
       { class: "row spread" },
       h("h1", { id: "sessions-title" }, "My sessions"),
-      h("label", { class: "inline" }, showEnded, " Show ended sessions"),
+      h(
+        "div",
+        {},
+        may("operator") ? h("label", { class: "inline" }, showAll, " Show everyone's sessions") : null,
+        h("label", { class: "inline" }, showEnded, " Show ended sessions"),
+      ),
     ),
     table,
   );
 
   let latest: Session[] = [];
+  const load = () => api.sessions(showAll.checked ? undefined : signedInUser()?.username);
   const render = () => {
     const rows = latest.filter((s) => showEnded.checked || !isTerminal(s.state));
     if (rows.length === 0) {
-      replace(body, h("tr", {}, h("td", { colspan: 6 }, "No sessions. Launch one from the catalog.")));
+      replace(body, h("tr", {}, h("td", { colspan: columns.length }, "No sessions. Launch one from the catalog.")));
       return;
     }
     replace(body, ...rows.map(row));
   };
   showEnded.addEventListener("change", render);
+  showAll.addEventListener("change", () => void act("Listing sessions", async () => {}));
 
   const act = async (label: string, call: () => Promise<unknown>) => {
     clearMessages();
     try {
       await call();
-      latest = await api.sessions();
+      latest = await load();
       render();
     } catch (e) {
       showError(`${label} failed: ${(e as Error).message}`);
@@ -78,6 +89,7 @@ export function sessionsPage(root: HTMLElement): () => void {
       { "data-session": s.id, "data-state": s.state },
       h("td", { title: s.id }, h("code", {}, shortId(s.id))),
       h("td", {}, s.template),
+      h("td", {}, s.owner),
       h("td", {}, s.agent_id ?? "—"),
       h("td", { title: s.error_message ?? "" }, badge(s.state)),
       h("td", {}, time(s.updated_at)),
@@ -87,7 +99,7 @@ export function sessionsPage(root: HTMLElement): () => void {
 
   return poll(async () => {
     try {
-      latest = await api.sessions();
+      latest = await load();
       render();
     } catch (e) {
       showError((e as Error).message);

@@ -1,16 +1,23 @@
-import { ApiError, api, setToken } from "../api";
+import { ApiError, User, api } from "../api";
 import { h, replace } from "../dom";
-import { navigate } from "../router";
 
-/** The sign-in form; `next` is the page to open once signed in. */
-export function signInPage(root: HTMLElement, next = "/sessions"): void {
-  const input = h("input", {
-    id: "token",
-    name: "token",
+/** The sign-in form; `signedIn` is called with the user once the server has set the cookie. */
+export function signInPage(root: HTMLElement, signedIn: (user: User) => void): void {
+  const username = h("input", {
+    id: "username",
+    name: "username",
+    type: "text",
+    autocomplete: "username",
+    autocapitalize: "none",
+    required: true,
+    spellcheck: "false",
+  });
+  const password = h("input", {
+    id: "password",
+    name: "password",
     type: "password",
     autocomplete: "current-password",
     required: true,
-    spellcheck: "false",
   });
   const error = h("p", { class: "error", role: "alert", hidden: true });
   const submit = h("button", { type: "submit" }, "Sign in");
@@ -18,30 +25,41 @@ export function signInPage(root: HTMLElement, next = "/sessions"): void {
     "form",
     { class: "card signin", "aria-labelledby": "signin-title" },
     h("h1", { id: "signin-title" }, "Sign in"),
-    h("p", {}, "Paste the admin token that ", h("code", {}, "streamspace up"), " printed."),
-    h("label", { for: "token" }, "Admin token"),
-    input,
+    h(
+      "p",
+      {},
+      "The first time, sign in as ",
+      h("code", {}, "admin"),
+      " with the password ",
+      h("code", {}, "streamspace up"),
+      " printed.",
+    ),
+    h("label", { for: "username" }, "Username"),
+    username,
+    h("label", { for: "password" }, "Password"),
+    password,
     error,
     submit,
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const token = input.value.trim();
-    if (!token) return;
+    const name = username.value.trim();
+    if (!name || !password.value) return;
     submit.disabled = true;
     error.hidden = true;
     try {
-      await api.check(token);
-      setToken(token);
-      navigate(next);
+      const { user } = await api.login(name, password.value);
+      signedIn(user);
     } catch (e) {
       error.textContent =
-        e instanceof ApiError && e.status === 401 ? "That token is not valid." : String((e as Error).message);
+        e instanceof ApiError && e.status === 401 ? "Wrong username or password." : String((e as Error).message);
       error.hidden = false;
+      password.value = "";
+      password.focus();
     } finally {
       submit.disabled = false;
     }
   });
   replace(root, form);
-  input.focus();
+  username.focus();
 }

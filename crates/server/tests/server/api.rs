@@ -309,6 +309,39 @@ async fn bootstrap_creates_credentials_and_templates_once() -> anyhow::Result<()
     Ok(())
 }
 
+#[tokio::test]
+async fn the_bootstrap_admin_password_is_set_only_while_there_is_none() -> anyhow::Result<()> {
+    crate::common::init();
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite:{}", dir.path().join("db").display());
+    streamspace_store::migrate::up(&url).await?;
+    let store = streamspace_store::open(&url).await?;
+    streamspace_server::bootstrap(store.as_ref(), None).await?;
+    let admin = streamspace_store::BOOTSTRAP_ADMIN_ID;
+    assert!(store.get_user_by_id(admin).await?.password_hash.is_none());
+    assert!(
+        streamspace_server::set_bootstrap_admin_password(store.as_ref(), "short")
+            .await
+            .is_err(),
+        "a password under 8 characters is refused"
+    );
+    assert!(
+        streamspace_server::set_bootstrap_admin_password(store.as_ref(), "first password").await?
+    );
+    let hash = store.get_user_by_id(admin).await?.password_hash;
+    assert!(
+        hash.as_deref().is_some_and(|h| h.starts_with("$argon2id$")),
+        "{hash:?}"
+    );
+    assert!(
+        !streamspace_server::set_bootstrap_admin_password(store.as_ref(), "second password")
+            .await?,
+        "a password the admin has is never replaced"
+    );
+    assert_eq!(store.get_user_by_id(admin).await?.password_hash, hash);
+    Ok(())
+}
+
 async fn sessions_have_uuid_v7_ids_and_need_a_template(backend: Backend) -> anyhow::Result<()> {
     let s = backend.server(fast_config()).await?;
     let (status, body) = s

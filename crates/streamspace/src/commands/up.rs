@@ -3,14 +3,20 @@
 //! The control plane runs on SQLite in the data directory and a local agent with the `process`
 //! runtime connects to it over a real WebSocket, exactly as a remote agent would. Sessions
 //! outlive the process: the next `up` re-adopts the ones still running.
+//!
+//! The first start generates the admin token (for the CLI and automation) and a password for
+//! the bootstrap `admin` user (for the web UI), saves both in the data directory (mode 0600), and
+//! every start prints them.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use rand::Rng;
+use rand::distr::Alphanumeric;
 use streamspace_agent::{AgentConfig, RuntimeKind};
 use streamspace_server::ServerConfig;
-use streamspace_store::{ApiKeyKind, Store};
+use streamspace_store::{ApiKeyKind, BOOTSTRAP_ADMIN_ID, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::UpArgs;
@@ -18,6 +24,8 @@ use crate::secrets;
 
 /// The id of the agent `up` runs beside the control plane.
 const LOCAL_AGENT_ID: &str = "local";
+/// Length of the generated admin password (letters and digits: about 119 bits).
+const ADMIN_PASSWORD_CHARS: usize = 20;
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = match args.data_dir {
@@ -36,6 +44,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let token_path = data_dir.join("admin-token");
     let token = admin_token(store.as_ref(), &token_path).await?;
+    let password_path = data_dir.join("admin-password");
+    let password = admin_password(store.as_ref(), &password_path).await?;
     let agent_key = fresh_local_agent_key(store.as_ref()).await?;
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -70,7 +80,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     agent_config.max_sessions = args.max_sessions;
     let mut agent = tokio::spawn(streamspace_agent::run(agent_config, shutdown.child_token()));
 
-    print_banner(&url, &token, &token_path, &data_dir);
+    print_banner(&Banner {
+        url: &url,
+        token: &token,
+        token_path: &token_path,
+        password: password.as_deref(),
+        password_path: &password_path,
+        data_dir: &data_dir,
+    });
 
     tokio::select! {
         _ = super::stop_signal() => {}
@@ -113,6 +130,39 @@ async fn admin_token(store: &dyn Store, path: &Path) -> anyhow::Result<String> {
     }
 }
 
+/// The bootstrap admin's web UI password: the one saved in the data directory, or a new one on
+/// the first start. It is set on the `admin` user only while that user has no password, so a
+/// password the admin changed later is never overwritten (`None`: no saved password to show).
+async fn admin_password(store: &dyn Store, path: &Path) -> anyhow::Result<Option<String>> {
+    let saved = secrets::read(path)?;
+    let has_password = store
+        .get_user_by_id(BOOTSTRAP_ADMIN_ID)
+        .await
+        .context("reading the bootstrap admin user")?
+        .password_hash
+        .is_some();
+    if has_password {
+        return Ok(saved);
+    }
+    let password = match saved {
+        Some(password) => password,
+        None => {
+            let password: String = rand::rng()
+                .sample_iter(Alphanumeric)
+                .take(ADMIN_PASSWORD_CHARS)
+                .map(char::from)
+                .collect();
+            // Saved before it is set, so that no password is ever set that nobody can read.
+            secrets::write(path, &password)?;
+            password
+        }
+    };
+    streamspace_server::set_bootstrap_admin_password(store, &password)
+        .await
+        .with_context(|| format!("setting the admin password from {}", path.display()))?;
+    Ok(Some(password))
+}
+
 /// The local agent's key lives only in memory: each start revokes the previous ones and makes a
 /// new one, so no agent secret sits on disk.
 async fn fresh_local_agent_key(store: &dyn Store) -> anyhow::Result<String> {
@@ -127,14 +177,33 @@ async fn fresh_local_agent_key(store: &dyn Store) -> anyhow::Result<String> {
     Ok(created.secret)
 }
 
-fn print_banner(url: &str, token: &str, token_path: &Path, data_dir: &Path) {
+/// What `up` prints once it is listening.
+struct Banner<'a> {
+    url: &'a str,
+    token: &'a str,
+    token_path: &'a Path,
+    password: Option<&'a str>,
+    password_path: &'a Path,
+    data_dir: &'a Path,
+}
+
+fn print_banner(b: &Banner<'_>) {
+    let url = b.url;
     println!("StreamSpace is up.");
     println!("  URL:          {url}");
-    println!("  Admin token:  {token}");
-    println!("                (saved in {})", token_path.display());
-    println!("  Data:         {}", data_dir.display());
+    println!("  Admin token:  {}", b.token);
+    println!("                (saved in {})", b.token_path.display());
+    println!("  Data:         {}", b.data_dir.display());
     println!("  Local agent:  {LOCAL_AGENT_ID} (process runtime)");
     println!();
+    match b.password {
+        Some(password) => println!(
+            "Sign in at {url} as admin with password {password} (saved in {}; if you have \
+             changed it since, use yours).",
+            b.password_path.display()
+        ),
+        None => println!("Sign in at {url} as admin with the password you set."),
+    }
     println!("Try:  streamspace session create xterm --wait --server {url}");
     println!("Press Ctrl-C to stop.");
 }
