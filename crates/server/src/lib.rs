@@ -103,7 +103,8 @@ pub async fn serve(
     // through these channels, wired here once.
     let (wakes_tx, wakes) = mpsc::channel(cluster::EVENT_QUEUE);
     let (finished_tx, finished) = mpsc::channel(cluster::EVENT_QUEUE);
-    let (revoked_tx, mut revoked) = mpsc::channel::<()>(cluster::EVENT_QUEUE);
+    let (revoked_tx, mut revoked) = mpsc::channel::<Option<uuid::Uuid>>(cluster::EVENT_QUEUE);
+    let tunnels = Arc::new(streams::Tunnels::default());
     let credentials = Arc::new(actor::CredentialCache::new(config.credential_cache_ttl));
     let cluster = cluster::start(
         cluster::Setup {
@@ -150,13 +151,14 @@ pub async fn serve(
             async move { outcomes.listen(finished, stop).await }
         }),
         tokio::spawn({
-            let (credentials, stop) = (credentials.clone(), cluster_stop.clone());
+            let (credentials, tunnels) = (credentials.clone(), tunnels.clone());
+            let stop = cluster_stop.clone();
             async move {
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         heard = revoked.recv() => match heard {
-                            Some(()) => credentials.forget_all(),
+                            Some(user) => state::forget_revoked(&credentials, &tunnels, user),
                             None => return,
                         },
                     }
@@ -174,7 +176,7 @@ pub async fn serve(
         agent_slots: Arc::new(Semaphore::new(config.max_agent_connections)),
         tasks: tasks.clone(),
         cluster,
-        tunnels: Arc::default(),
+        tunnels,
         outcomes,
         credentials,
         throttle: Arc::default(),

@@ -6,7 +6,9 @@ use streamspace_store::Store;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use uuid::Uuid;
 
+use crate::actor::CredentialCache;
 use crate::cluster::Cluster;
 use crate::config::ServerConfig;
 use crate::dispatcher::Dispatcher;
@@ -34,17 +36,18 @@ pub(crate) struct AppState {
     /// API requests waiting for commands to finish.
     pub outcomes: Arc<crate::outcomes::Outcomes>,
     /// Recently resolved credentials.
-    pub credentials: Arc<crate::actor::CredentialCache>,
+    pub credentials: Arc<CredentialCache>,
     /// Sign-in failures, per account and per client address.
     pub throttle: Arc<crate::signin::Throttle>,
 }
 
 impl AppState {
     /// After a change that may take a credential's power away: forget the cached ones here at
-    /// once, and tell the other replicas to do the same.
-    pub async fn revoked(&self, why: &str) {
-        self.credentials.forget_all();
-        self.cluster.announce_revoked(why).await;
+    /// once (and, when `user` lost access altogether, close their viewers here), and tell the
+    /// other replicas to do the same.
+    pub async fn revoked(&self, why: &str, user: Option<Uuid>) {
+        forget_revoked(&self.credentials, &self.tunnels, user);
+        self.cluster.announce_revoked(why, user).await;
     }
 
     /// Gets a command just created for `agent_id` moving, wherever the agent is connected.
@@ -55,6 +58,23 @@ impl AppState {
             self.dispatcher.wake(agent_id, false);
         } else {
             self.cluster.wake_owner(agent_id).await;
+        }
+    }
+}
+
+/// What a replica does on hearing of a revocation: forget every cached credential; when a user
+/// lost access altogether, close their viewers (1008, policy violation, with a reason the web
+/// UI shows).
+pub(crate) fn forget_revoked(
+    credentials: &CredentialCache,
+    tunnels: &crate::streams::Tunnels,
+    user: Option<Uuid>,
+) {
+    credentials.forget_all();
+    if let Some(user) = user {
+        let closed = tunnels.close_user(user, 1008, "your access was revoked");
+        if closed > 0 {
+            tracing::info!(user_id = %user, viewers = closed, "closed the viewers of a user who lost access");
         }
     }
 }

@@ -39,11 +39,15 @@ impl Pending {
     }
 }
 
+/// One open stream: the user who watches and how to close it.
+type Watcher = (Uuid, Arc<Closer>);
+
 /// The tunnels of this replica: pending ones by stream token, open ones by session.
 #[derive(Default)]
 pub(crate) struct Tunnels {
     pending: Mutex<HashMap<String, Pending>>,
-    open: Mutex<HashMap<Uuid, HashMap<Uuid, Arc<Closer>>>>,
+    /// Open streams by session, then by tunnel.
+    open: Mutex<HashMap<Uuid, HashMap<Uuid, Watcher>>>,
     spliced: AtomicUsize,
 }
 
@@ -106,13 +110,13 @@ impl Tunnels {
         failed.is_some_and(|p| p.deliver.send(Err(error.to_owned())).is_ok())
     }
 
-    /// Records an open stream of `session_id`; the guard forgets it.
-    pub fn opened(self: &Arc<Self>, session_id: Uuid, tunnel_id: Uuid) -> OpenGuard {
+    /// Records an open stream of `session_id` watched by `user_id`; the guard forgets it.
+    pub fn opened(self: &Arc<Self>, session_id: Uuid, tunnel_id: Uuid, user_id: Uuid) -> OpenGuard {
         let closer = Arc::new(Closer::default());
         lock(&self.open)
             .entry(session_id)
             .or_default()
-            .insert(tunnel_id, closer.clone());
+            .insert(tunnel_id, (user_id, closer.clone()));
         self.spliced.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!(STREAMS_GAUGE).increment(1.0);
         OpenGuard {
@@ -127,11 +131,25 @@ impl Tunnels {
     pub fn close_session(&self, session_id: Uuid, code: u16, reason: &str) {
         let closers: Vec<Arc<Closer>> = lock(&self.open)
             .get(&session_id)
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.values().map(|(_, closer)| closer.clone()).collect())
             .unwrap_or_default();
         for closer in closers {
             closer.close(code, reason);
         }
+    }
+
+    /// Ends every stream held here that `user_id` watches (they lost access); how many.
+    pub fn close_user(&self, user_id: Uuid, code: u16, reason: &str) -> usize {
+        let closers: Vec<Arc<Closer>> = lock(&self.open)
+            .values()
+            .flat_map(|m| m.values())
+            .filter(|(watcher, _)| *watcher == user_id)
+            .map(|(_, closer)| closer.clone())
+            .collect();
+        for closer in &closers {
+            closer.close(code, reason);
+        }
+        closers.len()
     }
 
     /// Streams spliced right now, and tunnels waiting for their agent.
@@ -215,12 +233,22 @@ mod tests {
         let session = Uuid::now_v7();
         {
             let (_rx, _guard) = tunnels.expect("sst_x".into(), Uuid::now_v7(), session, "a".into());
-            let open = tunnels.opened(session, Uuid::now_v7());
+            let open = tunnels.opened(session, Uuid::now_v7(), Uuid::now_v7());
             assert_eq!(tunnels.counts(), (1, 1));
             tunnels.close_session(session, 1000, "session ended");
             assert!(open.closer.is_closed());
         }
         assert_eq!(tunnels.counts(), (0, 0));
         assert!(lock(&tunnels.open).is_empty());
+    }
+
+    #[test]
+    fn a_user_who_loses_access_loses_only_their_streams() {
+        let tunnels = Arc::new(Tunnels::default());
+        let (session, alice, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let hers = tunnels.opened(session, Uuid::now_v7(), alice);
+        let his = tunnels.opened(session, Uuid::now_v7(), bob);
+        assert_eq!(tunnels.close_user(alice, 1008, "access revoked"), 1);
+        assert!(hers.closer.is_closed() && !his.closer.is_closed());
     }
 }

@@ -136,7 +136,7 @@ pub(super) async fn logout(
             .revoke_api_key(actor.credential_id)
             .await
             .map_err(|e| ApiError::from_store(e, "signing out"))?;
-        app.revoked("signed out").await;
+        app.revoked("signed out", None).await;
     }
     audit(
         &app,

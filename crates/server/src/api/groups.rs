@@ -101,7 +101,7 @@ pub(super) async fn remove(
         .delete_group(&name)
         .await
         .map_err(|e| ApiError::from_store(e, "deleting a group"))?;
-    app.revoked("group deleted").await;
+    app.revoked("group deleted", None).await;
     audit(&app, &actor, "group.delete", name, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -115,7 +115,7 @@ pub(super) async fn add_member(
         .add_group_member(&name, &username)
         .await
         .map_err(|e| ApiError::from_store(e, "adding a group member"))?;
-    app.revoked("group member added").await;
+    app.revoked("group member added", None).await;
     audit(
         &app,
         &actor,
@@ -136,7 +136,7 @@ pub(super) async fn remove_member(
         .remove_group_member(&name, &username)
         .await
         .map_err(|e| ApiError::from_store(e, "removing a group member"))?;
-    app.revoked("group member removed").await;
+    app.revoked("group member removed", None).await;
     audit(
         &app,
         &actor,

@@ -137,7 +137,7 @@ pub(super) async fn revoke(
         .revoke_api_key(id)
         .await
         .map_err(|e| ApiError::from_store(e, "revoking a token"))?;
-    app.revoked("token revoked").await;
+    app.revoked("token revoked", None).await;
     audit(
         &app,
         &actor,

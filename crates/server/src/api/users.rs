@@ -142,7 +142,9 @@ pub(super) async fn update(
         .update_user(&username, &change)
         .await
         .map_err(|e| ApiError::from_store(e, "changing a user"))?;
-    app.revoked("user changed").await;
+    // A disabled user loses access altogether: their viewers close too, on every replica.
+    let lost_access = user.disabled.then_some(user.id);
+    app.revoked("user changed", lost_access).await;
     let detail = json!({
         "role": change.role,
         "disabled": change.disabled,
@@ -171,7 +173,7 @@ pub(super) async fn remove(
         .delete_user(&username)
         .await
         .map_err(|e| ApiError::from_store(e, "deleting a user"))?;
-    app.revoked("user deleted").await;
+    app.revoked("user deleted", Some(record.user.id)).await;
     let mut stopped = Vec::new();
     for session in sessions.iter().filter(|s| !s.state.is_terminal()) {
         let Some(agent_id) = session.agent_id.clone() else {

@@ -24,6 +24,7 @@ use streamspace_proto::api::Command;
 use streamspace_proto::wire::TunnelOpen;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::hub::{Hub, LocalHub};
 use crate::keys::KeyHasher;
@@ -48,8 +49,8 @@ pub(crate) struct Events {
     /// them answer at once.
     pub finished: mpsc::Sender<Command>,
     /// Some replica revoked credentials (or the link was down and may have missed that):
-    /// forget every cached one.
-    pub revoked: mpsc::Sender<()>,
+    /// forget every cached one; with a user, that user lost access: close their viewers.
+    pub revoked: mpsc::Sender<Option<Uuid>>,
 }
 
 /// The other replicas, as the rest of the server sees them.
@@ -69,8 +70,9 @@ pub(crate) trait Cluster: Send + Sync + 'static {
     async fn announce_finished(&self, command: &Command);
 
     /// Tells the other replicas that credentials were revoked (`why`, for their logs), so
-    /// they forget what they cached. This replica forgets its own cache itself.
-    async fn announce_revoked(&self, why: &str);
+    /// they forget what they cached, and, when `user` lost access altogether, close that
+    /// user's viewers. This replica does both itself.
+    async fn announce_revoked(&self, why: &str, user: Option<Uuid>);
 
     /// The live replicas, this one included, given how many agents this one holds.
     async fn replicas(&self, agents_here: usize)

@@ -47,7 +47,7 @@ impl Cluster for Single {
         Ok(vec![self.replica.status(agents_here)])
     }
 
-    async fn announce_revoked(&self, _why: &str) {}
+    async fn announce_revoked(&self, _why: &str, _user: Option<uuid::Uuid>) {}
 
     async fn open_tunnel(&self, agent_id: &str, _open: TunnelOpen) -> Result<(), String> {
         Err(DeliveryError::NotConnected(agent_id.to_owned()).to_string())

@@ -1,10 +1,11 @@
 //! The two kinds of tunnel token.
 //!
 //! - **Viewer tokens** (`ssv_…`) open `GET /api/v1/sessions/{id}/vnc` from a browser. They are
-//!   signed, not stored: `ssv_<session>.<expires ms>.<nonce>.<HMAC>` with the server secret every
-//!   replica shares, so any replica can check a token another one issued. They are short-lived
-//!   and name one session; whether that session is still running is checked in the database on
-//!   every use, so a token is worthless once its session has ended.
+//!   signed, not stored: `ssv_<session>.<user>.<expires ms>.<nonce>.<HMAC>` with the server
+//!   secret every replica shares, so any replica can check a token another one issued. They are
+//!   short-lived and name one session and the user they were issued to; whether that session is
+//!   still running and that user still enabled is checked in the database on every use, so a
+//!   token is worthless once its session has ended or its user lost access.
 //! - **Stream tokens** (`sst_…`) authenticate one agent data connection. They are random, live
 //!   only in the memory of the replica holding the viewer, and are taken out on first use.
 
@@ -18,6 +19,8 @@ use crate::keys::{KeyHasher, generate_secret};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ViewerGrant {
     pub session_id: Uuid,
+    /// Who the token was issued to.
+    pub user_id: Uuid,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -30,16 +33,18 @@ pub(crate) enum TokenError {
     Expired,
 }
 
-/// Issues a viewer token for `session_id`, valid until `expires_at`.
+/// Issues a viewer token for `session_id` to the user `user_id`, valid until `expires_at`.
 pub(crate) fn issue_viewer(
     hasher: &KeyHasher,
     session_id: Uuid,
+    user_id: Uuid,
     expires_at: DateTime<Utc>,
 ) -> String {
     let nonce = hex::encode(rand::random::<[u8; 12]>());
     let body = format!(
-        "{}.{}.{nonce}",
+        "{}.{}.{}.{nonce}",
         session_id.simple(),
+        user_id.simple(),
         expires_at.timestamp_millis()
     );
     let sig = hasher.hash(&signed_text(&body));
@@ -60,12 +65,17 @@ pub(crate) fn verify_viewer(
         return Err(TokenError::Invalid);
     }
     let mut parts = body.split('.');
-    let (Some(session), Some(expires), Some(_nonce), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(session), Some(user), Some(expires), Some(_nonce), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(TokenError::Invalid);
     };
     let session_id = Uuid::try_parse(session).map_err(|_| TokenError::Invalid)?;
+    let user_id = Uuid::try_parse(user).map_err(|_| TokenError::Invalid)?;
     let expires_at = expires
         .parse::<i64>()
         .ok()
@@ -76,6 +86,7 @@ pub(crate) fn verify_viewer(
     }
     Ok(ViewerGrant {
         session_id,
+        user_id,
         expires_at,
     })
 }
@@ -108,10 +119,13 @@ mod tests {
     fn a_token_opens_its_session_until_it_expires() {
         let h = hasher();
         let now = Utc::now();
-        let session = Uuid::now_v7();
-        let token = issue_viewer(&h, session, now + TimeDelta::seconds(60));
+        let (session, user) = (Uuid::now_v7(), Uuid::now_v7());
+        let token = issue_viewer(&h, session, user, now + TimeDelta::seconds(60));
         let grant = verify_viewer(&h, &token, now).ok();
-        assert_eq!(grant.map(|g| g.session_id), Some(session));
+        assert_eq!(
+            grant.map(|g| (g.session_id, g.user_id)),
+            Some((session, user))
+        );
         assert_eq!(
             verify_viewer(&h, &token, now + TimeDelta::seconds(61)),
             Err(TokenError::Expired)
@@ -122,7 +136,12 @@ mod tests {
     fn tampered_or_foreign_tokens_are_invalid() {
         let h = hasher();
         let now = Utc::now();
-        let token = issue_viewer(&h, Uuid::now_v7(), now + TimeDelta::seconds(60));
+        let token = issue_viewer(
+            &h,
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            now + TimeDelta::seconds(60),
+        );
         let other = KeyHasher::from_secret(b"another secret".to_vec());
         assert_eq!(verify_viewer(&other, &token, now), Err(TokenError::Invalid));
         let swapped = token.replacen(&token[4..8], "ffff", 1);

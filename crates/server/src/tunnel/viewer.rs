@@ -65,7 +65,7 @@ pub(crate) async fn connect(
     let ttl = TimeDelta::from_std(app.config.tunnel.viewer_token_ttl)
         .unwrap_or_else(|_| TimeDelta::seconds(60));
     let expires_at = Utc::now() + ttl;
-    let token = token::issue_viewer(&app.hasher, id, expires_at);
+    let token = token::issue_viewer(&app.hasher, id, actor.user_id(), expires_at);
     let base = public_base(app.config.tunnel.public_url.as_deref(), &headers)?;
     let url = format!("{base}/api/v1/sessions/{id}/vnc?token={token}");
     tracing::info!(session_id = %id, %expires_at, user = %actor.principal.username,
@@ -92,8 +92,8 @@ pub(crate) async fn vnc(
     ApiQuery(query): ApiQuery<TokenQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let agent_id = match authorize(&app, id, query).await {
-        Ok(agent_id) => agent_id,
+    let (agent_id, user_id) = match authorize(&app, id, query).await {
+        Ok(authorized) => authorized,
         Err(e) => return e.into_response(),
     };
     let upgrade = match upgrade {
@@ -126,6 +126,7 @@ pub(crate) async fn vnc(
             let stream = Stream {
                 app,
                 session_id: id,
+                user_id,
                 tunnel_id,
                 agent_id,
             };
@@ -134,7 +135,12 @@ pub(crate) async fn vnc(
 }
 
 /// The token and the session, checked before the upgrade; the session's agent.
-async fn authorize(app: &AppState, id: Uuid, query: TokenQuery) -> Result<String, ApiError> {
+/// Checks the viewer token and that its user may still watch; the session's agent and the user.
+async fn authorize(
+    app: &AppState,
+    id: Uuid,
+    query: TokenQuery,
+) -> Result<(String, Uuid), ApiError> {
     let token = query
         .token()
         .ok_or_else(|| ApiError::unauthorized("missing `token` query parameter"))?;
@@ -153,6 +159,15 @@ async fn authorize(app: &AppState, id: Uuid, query: TokenQuery) -> Result<String
             "this token was issued for another session",
         ));
     }
+    match app.store.get_user_by_id(grant.user_id).await {
+        Ok(record) if !record.user.disabled => {}
+        Ok(_) | Err(streamspace_store::StoreError::NotFound { .. }) => {
+            return Err(ApiError::unauthorized(
+                "the user this token was issued to can no longer sign in",
+            ));
+        }
+        Err(e) => return Err(ApiError::from_store(e, "reading a viewer's user")),
+    }
     let session = load_session(app, id).await?;
     require_running(&session)?;
     let agent_id = session.agent_id.clone().ok_or_else(|| {
@@ -169,7 +184,7 @@ async fn authorize(app: &AppState, id: Uuid, query: TokenQuery) -> Result<String
             "this replica is shutting down; connect again",
         ));
     }
-    Ok(agent_id)
+    Ok((agent_id, grant.user_id))
 }
 
 /// Registers a pending tunnel and asks the agent to dial its data connection.
@@ -218,6 +233,8 @@ async fn open_tunnel(
 struct Stream {
     app: AppState,
     session_id: Uuid,
+    /// Who watches: their streams close when they lose access.
+    user_id: Uuid,
     tunnel_id: Uuid,
     agent_id: String,
 }
@@ -250,7 +267,7 @@ impl Stream {
             }
         };
         let tunnels: &Arc<Tunnels> = &self.app.tunnels;
-        let open = tunnels.opened(self.session_id, self.tunnel_id);
+        let open = tunnels.opened(self.session_id, self.tunnel_id, self.user_id);
         tracing::info!(streams_here = tunnels.counts().0, "viewer stream open");
         let timing = Timing {
             send_timeout: tunnel.send_timeout,

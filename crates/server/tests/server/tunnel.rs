@@ -300,3 +300,91 @@ async fn a_replica_refuses_streams_beyond_its_limit() -> anyhow::Result<()> {
     );
     s.stop().await
 }
+
+/// Sends a request as `token`.
+async fn call_as(
+    s: &TestServer,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
+    let mut request = s
+        .http
+        .request(method, format!("{}{path}", s.base))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    crate::common::read(request.send().await?).await
+}
+
+#[tokio::test]
+async fn a_user_who_loses_access_loses_their_viewers() -> anyhow::Result<()> {
+    let s = TestServer::sqlite(config()).await?;
+    let mut agent = s.agent("a1", 4).await?;
+    let key = s.agent_key("a1").await?;
+    let user = serde_json::json!({ "username": "alice", "password": "alice-password-1" });
+    let (status, body) = s.call(Method::POST, "/api/v1/users", Some(user)).await?;
+    anyhow::ensure!(status.is_success(), "{body}");
+    let login = serde_json::json!({
+        "username": "alice", "password": "alice-password-1", "token_name": "t"
+    });
+    let (_, body) = crate::common::read(
+        s.http
+            .post(format!("{}/api/v1/auth/login", s.base))
+            .json(&login)
+            .send()
+            .await?,
+    )
+    .await?;
+    let token = body["token"]["token"]
+        .as_str()
+        .context("a token")?
+        .to_owned();
+    let create = serde_json::json!({ "template": "xterm" });
+    let (_, session) = call_as(&s, &token, Method::POST, "/api/v1/sessions", Some(create)).await?;
+    let id: Uuid = session["id"].as_str().context("session id")?.parse()?;
+    agent.run_next(Action::StartSession).await?;
+    agent
+        .send(&AgentMessage::SessionStatus(FakeAgent::status(
+            id,
+            SessionState::Running,
+        )))
+        .await?;
+    s.wait_session_state(id, SessionState::Running).await?;
+    let connect = format!("/api/v1/sessions/{id}/connect");
+    let (_, info) = call_as(&s, &token, Method::POST, &connect, None).await?;
+    let (_, spare) = call_as(&s, &token, Method::POST, &connect, None).await?;
+    let (url, spare_url) = (
+        info["url"].as_str().context("url")?.to_owned(),
+        spare["url"].as_str().context("url")?.to_owned(),
+    );
+
+    let (mut viewer, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+    let open_msg = tunnel_open(&mut agent).await?;
+    let mut data = match open(&data_url(&s, &open_msg.token), &key, None).await? {
+        Ok(ws) => ws,
+        Err(r) => bail!("the data connection was refused: {r:?}"),
+    };
+    data.send(Message::binary(vec![7])).await?;
+    assert_eq!(next_binary(&mut viewer).await?, [7]);
+
+    let disable = serde_json::json!({ "disabled": true });
+    let (status, _) = s
+        .call(Method::PATCH, "/api/v1/users/alice", Some(disable))
+        .await?;
+    assert!(status.is_success());
+    assert_eq!(
+        close_code(&mut viewer).await?,
+        1008,
+        "a disabled user's viewer closes at once, as a policy violation"
+    );
+    close_code(&mut data).await?;
+    assert_eq!(
+        viewer_refused(&spare_url).await?,
+        (401, "unauthorized".into()),
+        "a viewer token issued before the user was disabled opens nothing"
+    );
+    s.stop().await
+}

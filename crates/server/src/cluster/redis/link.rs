@@ -267,7 +267,7 @@ impl RedisLink {
         }
         // Anything published to us while we were not subscribed is gone: re-read the database,
         // and forget cached credentials, whose revocation we may have missed.
-        let _ = self.events.revoked.send(()).await;
+        let _ = self.events.revoked.send(None).await;
         for (agent_id, _) in self.local.held() {
             if self.events.wakes.send(agent_id).await.is_err() {
                 break;
@@ -305,8 +305,7 @@ impl RedisLink {
             }
         };
         if msg.get_channel_name() == revoked::CHANNEL {
-            tracing::debug!(why = %payload, "credentials revoked on some replica");
-            let _ = self.events.revoked.send(()).await;
+            let _ = self.events.revoked.send(revoked::parse(&payload)).await;
             return;
         }
         if msg.get_channel_name() == finished::CHANNEL {

@@ -84,8 +84,8 @@ impl Cluster for RedisCluster {
         finished::publish(&self.link, command).await;
     }
 
-    async fn announce_revoked(&self, why: &str) {
-        revoked::publish(&self.link, why).await;
+    async fn announce_revoked(&self, why: &str, user: Option<uuid::Uuid>) {
+        revoked::publish(&self.link, why, user).await;
     }
 
     async fn replicas(
