@@ -12,7 +12,7 @@
 //!   `Sec-Fetch-Site` or an `Origin` of another host is refused (CSRF). Bearer tokens are not
 //!   sent by browsers on their own, so they need no such check.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -53,12 +53,38 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
-/// The client's address: the peer's (proxies' forwarding headers are not trusted).
-pub(crate) fn client_addr(request: &Request) -> Option<String> {
-    request
-        .extensions()
+/// The client's address, for the audit log and the sign-in throttle: the TCP peer's, unless the
+/// peer is a trusted proxy (`--trusted-proxies`); then the nearest address in `X-Forwarded-For`
+/// that is not itself a trusted proxy (each proxy appends the address it heard from).
+pub(crate) fn client_addr(
+    extensions: &axum::http::Extensions,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> Option<String> {
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .map(|ConnectInfo(addr)| addr.ip())?;
+    Some(forwarded_client(peer, headers, trusted).to_string())
+}
+
+fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer)
 }
 
 /// Middleware admitting only requests of a signed-in user; puts the [`Actor`] in the request.
@@ -67,7 +93,11 @@ pub(crate) async fn require_user(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let client = client_addr(&request);
+    let client = client_addr(
+        request.extensions(),
+        request.headers(),
+        &app.config.trusted_proxies,
+    );
     let actor = authenticate(&app, request.headers(), request.method(), client).await?;
     request.extensions_mut().insert(actor);
     Ok(next.run(request).await)
@@ -220,6 +250,48 @@ mod tests {
             HeaderValue::from_static("streamspace_session="),
         );
         assert_eq!(session_cookie(&h), None);
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec![
+            "10.0.0.0/8".parse().expect("a network"),
+            "127.0.0.1/32".parse().expect("a network"),
+        ];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.9, 203.0.113.7, 10.1.2.3"),
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
+        assert_eq!(
+            forwarded_client(ip("10.9.9.9"), &h, &trusted),
+            ip("203.0.113.7"),
+            "the nearest untrusted hop is the client; what it claimed before is not believed"
+        );
+        assert_eq!(
+            forwarded_client(ip("192.0.2.1"), &h, &trusted),
+            ip("192.0.2.1"),
+            "an untrusted peer cannot choose its address"
+        );
+        assert_eq!(
+            forwarded_client(ip("127.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("127.0.0.1"),
+            "a trusted peer without the header is the client"
+        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.5"));
+        assert_eq!(
+            forwarded_client(ip("10.0.0.1"), &h, &trusted),
+            ip("10.0.0.5")
+        );
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("not an address"),
+        );
+        assert_eq!(
+            forwarded_client(ip("10.0.0.1"), &h, &trusted),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]

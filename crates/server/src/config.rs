@@ -43,6 +43,10 @@ pub struct ServerConfig {
     /// Revocations on any replica are announced over Redis at once; this bounds how late one
     /// that was missed (Redis away) takes effect.
     pub credential_cache_ttl: Duration,
+    /// Proxies (load balancers, ingress controllers) whose `X-Forwarded-For` is believed: a
+    /// request from one of these names its client there. From anyone else the header is
+    /// ignored, so clients cannot choose the address the audit log and sign-in throttle see.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Limits for users whose own and groups' limits leave a dimension unset (`None`:
     /// unlimited). See `streamspace_proto::api::QuotaLimits::effective`.
     pub default_quota: QuotaLimits,
@@ -74,6 +78,7 @@ impl Default for ServerConfig {
             internal_address: None,
             tunnel: TunnelConfig::default(),
             credential_cache_ttl: Duration::from_secs(1),
+            trusted_proxies: Vec::new(),
             default_quota: QuotaLimits::default(),
             default_session_size: DEFAULT_SESSION_SIZE,
         }

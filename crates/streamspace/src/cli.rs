@@ -54,6 +54,14 @@ pub struct Cli {
     pub worker_threads: Option<u16>,
 }
 
+/// An address or network (`10.0.0.0/8`); a bare address is a network of one.
+fn parse_proxy(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is neither an IP address nor a network like 10.0.0.0/8"))
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -213,6 +221,11 @@ pub struct ServerTuning {
     /// again; revocations are announced over Redis at once, this bounds a missed one.
     #[arg(long, env = "STREAMSPACE_CREDENTIAL_CACHE_TTL", default_value = "1s", value_parser = DurationParser::secs().at_most(secs(3600)))]
     pub credential_cache_ttl: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (comma-separated addresses or networks,
+    /// e.g. `10.0.0.0/8,192.0.2.7`); from anyone else the header is ignored. The client address
+    /// goes to the audit log and the sign-in throttle.
+    #[arg(long, env = "STREAMSPACE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Base URL browsers use to reach the control plane (for the viewer URL) [default: from the
     /// request's Host header].
     #[arg(long, env = "STREAMSPACE_PUBLIC_URL")]

@@ -6,10 +6,8 @@
 //! disabled account all answer the same 401 after the same work, and repeated failures per
 //! account and per client address are answered 429 `too_many_attempts` for a while.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, Extension, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -31,10 +29,11 @@ pub(super) async fn login(
     parts: axum::http::request::Parts,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let client_addr = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let client_addr = crate::auth::client_addr(
+        &parts.extensions,
+        &parts.headers,
+        &app.config.trusted_proxies,
+    );
     let username = body.username.trim().to_lowercase();
     let keys = [
         format!("user:{username}"),

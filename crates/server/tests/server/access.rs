@@ -728,3 +728,30 @@ async fn the_audit_log_names_who_did_what_and_pages(backend: Backend) -> anyhow:
     ensure!(later["items"] == json!([]), "nothing after now: {later}");
     s.stop().await
 }
+
+#[tokio::test]
+async fn client_addresses_come_from_trusted_proxies_only() -> anyhow::Result<()> {
+    let behind_proxy = streamspace_server::ServerConfig {
+        trusted_proxies: vec!["127.0.0.1/32".parse()?],
+        ..fast_config()
+    };
+    for (config, expected) in [(behind_proxy, "203.0.113.7"), (fast_config(), "127.0.0.1")] {
+        let s = TestServer::sqlite(config).await?;
+        let wrong = json!({ "username": "admin", "password": "not-the-password" });
+        s.http
+            .post(format!("{}/api/v1/auth/login", s.base))
+            .header("x-forwarded-for", "203.0.113.7")
+            .json(&wrong)
+            .send()
+            .await?;
+        let (_, page) = s
+            .call(Method::GET, "/api/v1/audit?action=auth.login_failed", None)
+            .await?;
+        ensure!(
+            page["items"][0]["client_addr"] == expected,
+            "want {expected}: {page}"
+        );
+        s.stop().await?;
+    }
+    Ok(())
+}

@@ -126,6 +126,7 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
             public_url: t.public_url.clone(),
         },
         credential_cache_ttl: t.credential_cache_ttl,
+        trusted_proxies: t.trusted_proxies.clone(),
         default_quota: QuotaLimits {
             max_sessions: t.default_max_sessions,
             max_cpu_millis: t.default_max_cpu_millis,
