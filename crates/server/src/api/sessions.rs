@@ -150,18 +150,27 @@ fn for_actor(actor: &Actor, mut session: Session) -> Session {
     session
 }
 
+/// Every state a session can be stopped from.
+const STOPPABLE: [SessionState; 4] = [
+    SessionState::Pending,
+    SessionState::Starting,
+    SessionState::Running,
+    SessionState::Hibernated,
+];
+
 pub(super) async fn stop(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
-    let from = [
-        SessionState::Pending,
-        SessionState::Starting,
-        SessionState::Running,
-        SessionState::Hibernated,
-    ];
-    session_command(&app, &actor, id, Action::StopSession, &from).await
+    session_command(&app, &actor, id, Action::StopSession, &STOPPABLE).await
+}
+
+/// Queues a stop of session `id` as `actor` would with `DELETE /api/v1/sessions/{id}`.
+pub(super) async fn stop_session(app: &AppState, actor: &Actor, id: Uuid) -> Result<(), ApiError> {
+    session_command(app, actor, id, Action::StopSession, &STOPPABLE)
+        .await
+        .map(|_| ())
 }
 
 pub(super) async fn hibernate(

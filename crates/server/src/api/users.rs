@@ -9,8 +9,8 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use streamspace_proto::api::{Action, CreateUser, SessionState, UpdateUser, User};
-use streamspace_store::{NewCommand, NewUser, UserChange};
+use streamspace_proto::api::{CreateUser, UpdateUser, User};
+use streamspace_store::{NewUser, UserChange};
 use uuid::Uuid;
 
 use super::{ApiJson, ApiPath, audit};
@@ -176,35 +176,10 @@ pub(super) async fn remove(
     app.revoked("user deleted", Some(record.user.id)).await;
     let mut stopped = Vec::new();
     for session in sessions.iter().filter(|s| !s.state.is_terminal()) {
-        let Some(agent_id) = session.agent_id.clone() else {
-            continue;
-        };
-        let command = NewCommand {
-            command_id: Uuid::now_v7(),
-            agent_id: agent_id.clone(),
-            session_id: Some(session.id),
-            action: Action::StopSession,
-            payload: serde_json::Value::Null,
-        };
-        let from = [
-            SessionState::Pending,
-            SessionState::Starting,
-            SessionState::Running,
-            SessionState::Hibernated,
-        ];
-        match app
-            .store
-            .create_session_command(session.id, &from, &command)
-            .await
-        {
-            Ok(_) => {
-                app.route_to(&agent_id).await;
-                stopped.push(session.id);
-            }
-            Err(e) => {
-                tracing::warn!(session_id = %session.id, error = %e,
-                    "could not stop a deleted user's session");
-            }
+        match super::sessions::stop_session(&app, &actor, session.id).await {
+            Ok(()) => stopped.push(session.id),
+            Err(e) => tracing::warn!(session_id = %session.id, error = %e.message,
+                "could not stop a deleted user's session"),
         }
     }
     audit(

@@ -18,6 +18,7 @@ on_both_backends!(
     disabled_users_and_revoked_tokens_stop_at_once,
     the_last_admin_stays,
     the_audit_log_names_who_did_what_and_pages,
+    deleting_a_user_stops_their_sessions_and_keeps_the_record,
 );
 
 pub(crate) const PASSWORD: &str = "correct horse battery";
@@ -754,4 +755,32 @@ async fn client_addresses_come_from_trusted_proxies_only() -> anyhow::Result<()>
         s.stop().await?;
     }
     Ok(())
+}
+
+async fn deleting_a_user_stops_their_sessions_and_keeps_the_record(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let s = backend.server(fast_config()).await?;
+    let _agent = s.agent("a1", 10).await?;
+    let alice = user_token(&s, "alice", "user").await?;
+    let session = create_session(&s, &alice, "xterm").await?;
+    let (status, body) = s.call(Method::DELETE, "/api/v1/users/alice", None).await?;
+    ensure!(status == StatusCode::NO_CONTENT, "{body}");
+    let commands: Vec<streamspace_proto::api::Command> = s
+        .get_json(&format!("/api/v1/commands?session_id={}", session.id))
+        .await?;
+    ensure!(
+        commands
+            .iter()
+            .any(|c| c.action == streamspace_proto::api::Action::StopSession),
+        "a deleted user's session is stopped: {commands:?}"
+    );
+    let kept = s.session(session.id).await?;
+    ensure!(
+        kept.owner == "alice" && kept.owner_id.is_none(),
+        "the record stays, ownerless: {kept:?}"
+    );
+    let (status, _) = call(&s, Some(&alice), Method::GET, "/api/v1/auth/me", None).await?;
+    ensure!(status == StatusCode::UNAUTHORIZED, "a deleted user's token");
+    s.stop().await
 }
