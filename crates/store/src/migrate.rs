@@ -59,18 +59,59 @@ where
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
+            // Replicas starting at once against one database take turns: the whole operation,
+            // from creating the bookkeeping table on, holds this session's advisory lock
+            // (released when the connection closes).
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SELECT pg_advisory_lock($1)")
+                        .bind(MIGRATION_LOCK_KEY)
+                        .execute(conn)
+                        .await
+                        .map(|_| ())
+                })
+            })
             .connect(url)
             .await?;
         run_on(&pool, &crate::postgres::MIGRATOR, op).await
     } else if url.starts_with("sqlite:") {
+        let options = crate::sqlite::connect_options(url)?;
+        // SQLite has no advisory locks: processes sharing the file take turns on a lock file
+        // beside it (none is needed for an in-memory database).
+        let _turn = match options.get_filename().to_str() {
+            Some(path) if !path.is_empty() && path != ":memory:" => {
+                Some(lock_file(format!("{path}.migrate-lock")).await?)
+            }
+            _ => None,
+        };
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(crate::sqlite::connect_options(url)?)
+            .connect_with(options)
             .await?;
         run_on(&pool, &crate::sqlite::MIGRATOR, op).await
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
+}
+
+/// The advisory lock every migrating session of a PostgreSQL database takes first.
+const MIGRATION_LOCK_KEY: i64 = 0x5354_524d_4d49_4752; // "STRMMIGR"
+
+/// Waits for, and returns, an exclusive lock on `path` (created if missing); dropping the file
+/// releases it. Waits on the blocking pool, so other tasks go on meanwhile.
+async fn lock_file(path: String) -> Result<std::fs::File> {
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| StoreError::Migration(format!("waiting for the migration lock: {e}")))?;
+    locked.map_err(|e| StoreError::Migration(format!("taking the migration lock: {e}")))
 }
 
 async fn run_on<DB, T, F>(pool: &Pool<DB>, migrator: &'static Migrator, op: F) -> Result<T>

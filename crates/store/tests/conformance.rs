@@ -72,6 +72,7 @@ conformance!(
     down_0003_drops_the_runtime_columns,
     sessionless_commands_claim_once_and_finish,
     due_commands_are_claimed_once_in_order,
+    concurrent_migrations_apply_each_version_once,
     users_crud_and_lookup,
     last_enabled_admin_is_kept,
     concurrent_demotions_keep_one_admin,
@@ -1106,4 +1107,32 @@ fn session_command(session_id: Uuid, action: Action) -> NewCommand {
         action,
         payload: json!({"session_id": session_id}),
     }
+}
+
+/// Replicas started at once against an empty database all migrate it: one applies each
+/// migration, the others wait and find it done.
+async fn concurrent_migrations_apply_each_version_once(db: &Db) -> Result<()> {
+    let runs: Vec<_> = (0..5)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move { migrate::up(&url).await })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for run in runs {
+        applied.extend(run.await?.context("a concurrent migrate::up failed")?);
+    }
+    let mut versions = applied.clone();
+    versions.sort_unstable();
+    versions.dedup();
+    ensure!(
+        versions.len() == applied.len(),
+        "a version was applied twice: {applied:?}"
+    );
+    let status = migrate::status(&db.url).await?;
+    ensure!(
+        status.iter().all(|m| m.state == MigrationState::Applied),
+        "{status:?}"
+    );
+    Ok(())
 }
