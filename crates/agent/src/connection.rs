@@ -18,6 +18,12 @@
 //!
 //! A `ping` from the server is answered with a heartbeat (the heartbeat is the liveness signal
 //! the server measures; answering a ping with one lets a server probe an agent on demand).
+//!
+//! A message the agent cannot decode (malformed, or a type or action this build does not know)
+//! concerns one command at most, so it never ends the connection and with it every other
+//! session's traffic: a command whose id can be read is answered `failed` with the decoding
+//! error, anything else is logged and skipped. A message over the size limit or of another
+//! protocol version still ends the connection, as the protocol says.
 
 use std::time::Duration;
 
@@ -37,6 +43,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use url::Url;
+use uuid::Uuid;
 
 use crate::executor::Executor;
 use crate::{AgentConfig, Chain};
@@ -223,7 +230,14 @@ async fn register(
     write(sink, &message, config.welcome_timeout).await?;
     let welcome = tokio::time::timeout(config.welcome_timeout, async {
         loop {
-            match next_message(stream).await? {
+            let message = match next_message(stream).await? {
+                Incoming::Message(message) => message,
+                Incoming::Unreadable { error, command_id } => {
+                    tracing::warn!(?command_id, %error, "skipping an unreadable message before welcome");
+                    continue;
+                }
+            };
+            match message {
                 ServerMessage::Ping
                 | ServerMessage::TunnelOpen(_)
                 | ServerMessage::TunnelClose { .. } => continue,
@@ -262,8 +276,21 @@ async fn register(
     Ok(Duration::from_secs(interval.max(1)))
 }
 
-/// The next control message, skipping WebSocket pings and pongs.
-async fn next_message(stream: &mut impl FrameStream) -> Result<ServerMessage, Ended> {
+/// A text frame from the server, decoded or not.
+#[derive(Debug)]
+enum Incoming {
+    Message(ServerMessage),
+    /// Malformed, or of a type or action this build does not know; with the command's id when
+    /// it claims to be a command that names one.
+    Unreadable {
+        error: ProtoError,
+        command_id: Option<Uuid>,
+    },
+}
+
+/// The next control message, skipping WebSocket pings and pongs. Only a message too big or of
+/// another protocol version ends the connection; other undecodable ones are [`Incoming::Unreadable`].
+async fn next_message(stream: &mut impl FrameStream) -> Result<Incoming, Ended> {
     loop {
         let frame = match stream.next().await {
             None => return Err(Ended::Lost("the server closed the connection".to_owned())),
@@ -272,7 +299,16 @@ async fn next_message(stream: &mut impl FrameStream) -> Result<ServerMessage, En
         };
         match frame {
             Message::Text(text) => {
-                return wire::decode_server_message(text.as_str()).map_err(Ended::BadMessage);
+                return match wire::decode_server_message(text.as_str()) {
+                    Ok(message) => Ok(Incoming::Message(message)),
+                    Err(
+                        error @ (ProtoError::TooBig { .. } | ProtoError::UnsupportedVersion { .. }),
+                    ) => Err(Ended::BadMessage(error)),
+                    Err(error) => Ok(Incoming::Unreadable {
+                        command_id: wire::command_id_of(text.as_str()),
+                        error,
+                    }),
+                };
             }
             Message::Binary(_) => {
                 return Err(Ended::BadMessage(ProtoError::UnknownType(
@@ -332,18 +368,40 @@ async fn write_loop(
 
 async fn read_loop(ctx: &Context<'_>, stream: &mut impl FrameStream) -> Ended {
     loop {
-        match next_message(stream).await {
+        let message = match next_message(stream).await {
             Err(ended) => return ended,
-            Ok(ServerMessage::Command(command)) => ctx.executor.submit(command).await,
-            Ok(ServerMessage::Ping) => send_heartbeat(ctx).await,
-            Ok(ServerMessage::Shutdown { reason }) => return Ended::ServerShutdown(reason),
-            Ok(ServerMessage::TunnelOpen(open)) => ctx.tunnels.open(open),
-            Ok(ServerMessage::TunnelClose { tunnel_id, .. }) => ctx.tunnels.close(tunnel_id),
-            Ok(ServerMessage::Welcome { .. }) => {
+            Ok(Incoming::Message(message)) => message,
+            Ok(Incoming::Unreadable { error, command_id }) => {
+                fail_unreadable(ctx, error, command_id).await;
+                continue;
+            }
+        };
+        match message {
+            ServerMessage::Command(command) => ctx.executor.submit(command).await,
+            ServerMessage::Ping => send_heartbeat(ctx).await,
+            ServerMessage::Shutdown { reason } => return Ended::ServerShutdown(reason),
+            ServerMessage::TunnelOpen(open) => ctx.tunnels.open(open),
+            ServerMessage::TunnelClose { tunnel_id, .. } => ctx.tunnels.close(tunnel_id),
+            ServerMessage::Welcome { .. } => {
                 tracing::debug!("ignoring a second welcome");
             }
         }
     }
+}
+
+/// Answers a command the agent could not decode with `failed`, or logs a message that names no
+/// command; the connection stays up either way.
+async fn fail_unreadable(ctx: &Context<'_>, error: ProtoError, command_id: Option<Uuid>) {
+    let Some(command_id) = command_id else {
+        tracing::warn!(%error, "skipping a message from the server that could not be read");
+        return;
+    };
+    tracing::warn!(%command_id, %error, "failing a command that could not be read");
+    let failed = AgentMessage::Failed {
+        command_id,
+        error: format!("the agent could not read this command: {error}"),
+    };
+    let _ = ctx.outbox.send(failed).await;
 }
 
 async fn heartbeat_loop(ctx: &Context<'_>, period: Duration) -> Ended {

@@ -314,8 +314,9 @@ async fn a_bad_message_or_a_refusal_leads_to_a_reconnect() -> anyhow::Result<()>
     .await?;
     let (mut conn, _) = a.accept_registered().await?;
     conn.welcome().await?;
+    // Of another protocol version: the connection cannot go on.
     conn.ws
-        .send(Message::text("{\"v\":1,\"type\":\"teleport\"}"))
+        .send(Message::text("{\"v\":2,\"type\":\"ping\"}"))
         .await?;
     // The agent says why it leaves, then comes back.
     let close = loop {
@@ -328,10 +329,50 @@ async fn a_bad_message_or_a_refusal_leads_to_a_reconnect() -> anyhow::Result<()>
     let code = close.map(|f| u16::from(f.code));
     assert_eq!(
         code,
-        Some(wire::close_code::UNSUPPORTED),
+        Some(wire::close_code::INVALID_MESSAGE),
         "close code names the problem"
     );
     let (_conn, _) = a.accept_registered().await?;
+    agent.stop().await
+}
+
+#[tokio::test]
+async fn an_unreadable_message_fails_its_command_and_keeps_the_connection() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut a = FakeServer::start().await?;
+    let agent = Agent::start(config(&[&a], dir.path()));
+    let (mut conn, _) = a.accept_registered().await?;
+    conn.welcome().await?;
+
+    let unknown_action = Uuid::now_v7();
+    conn.ws
+        .send(Message::text("{\"v\":1,\"type\":\"teleport\"}"))
+        .await?;
+    conn.ws
+        .send(Message::text(format!(
+            r#"{{"v":1,"type":"command","command_id":"{unknown_action}","action":"teleport","attempt":1}}"#
+        )))
+        .await?;
+    conn.send(&ServerMessage::Ping).await?;
+    let error = loop {
+        match conn.recv().await? {
+            AgentMessage::Failed { command_id, error } if command_id == unknown_action => {
+                break error;
+            }
+            AgentMessage::Heartbeat { .. } => {}
+            other => bail!("expected the unreadable command to fail, got {other:?}"),
+        }
+    };
+    assert!(
+        error.starts_with("the agent could not read this command"),
+        "{error}"
+    );
+    // The ping sent after both is answered on the same connection.
+    loop {
+        if let AgentMessage::Heartbeat { .. } = conn.recv().await? {
+            break;
+        }
+    }
     agent.stop().await
 }
 

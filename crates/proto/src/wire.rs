@@ -238,6 +238,26 @@ pub fn decode_server_message(text: &str) -> Result<ServerMessage, ProtoError> {
     decode(text, SERVER_TYPES)
 }
 
+/// The `command_id` of a text that claims to be a `command`, read without decoding the rest, so
+/// a receiver can fail one command it cannot decode (an action or field this build does not
+/// know) rather than drop it silently or drop its connection. `None` when the text is not a
+/// JSON object of type `command` with a valid `command_id`.
+pub fn command_id_of(text: &str) -> Option<Uuid> {
+    #[derive(Deserialize)]
+    struct CommandHeader {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        command_id: Option<Uuid>,
+    }
+    if text.len() > MAX_MESSAGE_BYTES {
+        return None;
+    }
+    let header: CommandHeader = serde_json::from_str(text).ok()?;
+    (header.kind.as_deref() == Some("command"))
+        .then_some(header.command_id)
+        .flatten()
+}
+
 const AGENT_TYPES: &[&str] = &[
     "register",
     "heartbeat",
@@ -418,6 +438,29 @@ mod tests {
             decode_agent_message(&two),
             Err(ProtoError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn the_command_id_of_an_undecodable_command_can_be_read() {
+        let id = Uuid::now_v7();
+        let unknown_action = format!(
+            r#"{{"v":1,"type":"command","command_id":"{id}","action":"teleport","attempt":1}}"#
+        );
+        assert!(matches!(
+            decode_server_message(&unknown_action),
+            Err(ProtoError::Malformed(_))
+        ));
+        assert_eq!(command_id_of(&unknown_action), Some(id));
+        let missing_attempt = format!(r#"{{"v":1,"type":"command","command_id":"{id}"}}"#);
+        assert_eq!(command_id_of(&missing_attempt), Some(id));
+        for unreadable in [
+            "{not json".to_owned(),
+            r#"{"v":1,"type":"command","command_id":"not-a-uuid"}"#.to_owned(),
+            r#"{"v":1,"type":"command"}"#.to_owned(),
+            format!(r#"{{"v":1,"type":"tunnel_open","command_id":"{id}"}}"#),
+        ] {
+            assert_eq!(command_id_of(&unreadable), None, "{unreadable}");
+        }
     }
 
     proptest! {

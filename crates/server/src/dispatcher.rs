@@ -7,6 +7,11 @@
 //! the command to the hub. Commands for agents that are not connected stay `pending` in the
 //! database until the agent connects. The sweep also fails stuck commands and expires silent
 //! agents. Delivery is at least once; the agent answers duplicates from memory.
+//!
+//! A command too big for the agent protocol's frame limit is failed rather than sent (the hub
+//! refuses it): only a template stored before the API limited templates can make one, and sending
+//! it would make the agent drop its connection, with every other session's traffic, again and
+//! again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,14 +19,14 @@ use std::time::Duration;
 
 use streamspace_proto::api::{Command, CommandStatus};
 use streamspace_proto::wire::{CommandMessage, ServerMessage, close_code};
-use streamspace_store::Store;
+use streamspace_store::{CommandOutcome, Store};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::ServerConfig;
-use crate::hub::Hub;
+use crate::hub::{DeliveryError, Hub};
 
 /// Most commands read for one agent per pass; a worker loops until the agent has no more.
 const BATCH: i64 = 100;
@@ -284,11 +289,51 @@ async fn deliver_one(
             }
             Delivered::Yes
         }
+        Err(DeliveryError::TooBig { size, limit }) => {
+            fail_unsendable(ctx, agent_id, command_id, size, limit).await;
+            Delivered::Skipped
+        }
         Err(e) => {
             // The claimed attempt stays `sent`; it is resent after its ack timeout, or at once
             // when the agent reconnects.
             tracing::debug!(error = %e, "agent went away during delivery");
             Delivered::AgentGone
+        }
+    }
+}
+
+/// Fails a command too big for the agent protocol (its template predates the API's limits):
+/// sending it would make the agent drop its connection, and resending would do so again.
+async fn fail_unsendable(
+    ctx: &DispatchContext,
+    agent_id: &str,
+    command_id: uuid::Uuid,
+    size: usize,
+    limit: usize,
+) {
+    let error = format!(
+        "the command is {size} bytes encoded, over the agent protocol's limit of {limit} bytes, \
+         so it was not sent; its template is probably too large (see the template limits in \
+         docs/OPERATIONS.md): recreate the template within them"
+    );
+    tracing::error!(
+        size,
+        limit,
+        "command too big for the agent protocol; failing it"
+    );
+    let outcome = CommandOutcome::Failed(error);
+    match ctx
+        .store
+        .finish_command(agent_id, command_id, &outcome)
+        .await
+    {
+        Ok((command, true)) => {
+            crate::metrics::command(command.status.as_str());
+            ctx.outcomes.announce(&command).await;
+        }
+        Ok((_, false)) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "failing an oversized command failed; the sweep retries")
         }
     }
 }

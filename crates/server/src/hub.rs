@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use streamspace_proto::wire::{ServerMessage, close_code};
+use streamspace_proto::wire::{self, MAX_MESSAGE_BYTES, ServerMessage, close_code};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -26,6 +26,12 @@ pub enum DeliveryError {
     NotConnected(String),
     #[error("agent {0} is not reading its messages; its connection was closed")]
     Overloaded(String),
+    /// The message would exceed the agent protocol's frame limit: the agent would drop the
+    /// connection on reading it, so it is not sent (the connection stays up).
+    #[error(
+        "the message is {size} bytes encoded, over the agent protocol's limit of {limit} bytes"
+    )]
+    TooBig { size: usize, limit: usize },
 }
 
 /// Why a connection could not become its agent's current one.
@@ -105,8 +111,17 @@ impl AgentConnection {
     }
 
     /// Queues `msg` without waiting. A full queue means the agent stopped reading: the
-    /// connection is torn down (the agent reconnects) rather than buffered without limit.
+    /// connection is torn down (the agent reconnects) rather than buffered without limit. A
+    /// message over the frame limit is refused before it is queued: the agent would drop the
+    /// connection, and with it every other session's traffic, on reading it.
     pub fn send(&self, msg: ServerMessage) -> Result<(), DeliveryError> {
+        let size = wire::encode(&msg).len();
+        if size > MAX_MESSAGE_BYTES {
+            return Err(DeliveryError::TooBig {
+                size,
+                limit: MAX_MESSAGE_BYTES,
+            });
+        }
         match self.outbox.try_send(msg) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -298,6 +313,27 @@ mod tests {
         assert_eq!(rx2.recv().await, Some(ServerMessage::Ping));
         assert!(hub.detach("a", new.conn_id).await);
         assert!(!hub.holds("a").await);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_message_is_refused_and_the_connection_stays() {
+        let hub = LocalHub::new();
+        let (c, mut rx) = conn("a", 1);
+        hub.attach(c.clone()).await.ok();
+        let big = ServerMessage::Shutdown {
+            reason: "x".repeat(MAX_MESSAGE_BYTES),
+        };
+        match hub.send("a", big).await {
+            Err(DeliveryError::TooBig { size, limit }) => {
+                assert!(size > limit, "{size} <= {limit}");
+                assert_eq!(limit, MAX_MESSAGE_BYTES);
+            }
+            other => panic!("an oversized message was not refused: {other:?}"),
+        }
+        assert!(rx.try_recv().is_err(), "the oversized message was queued");
+        assert_eq!(c.closer.reason(), None, "the connection was closed");
+        hub.send("a", ServerMessage::Ping).await.ok();
+        assert_eq!(rx.recv().await, Some(ServerMessage::Ping));
     }
 
     #[tokio::test]

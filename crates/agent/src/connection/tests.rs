@@ -301,3 +301,93 @@ async fn a_healthy_connection_stays_up_across_idle_intervals_until_shutdown() {
         sink.sent.last()
     );
 }
+
+/// A reading half that yields `texts` as text frames, then stays open and silent.
+fn scripted_reader(texts: Vec<String>) -> impl FrameStream {
+    stream::iter(texts.into_iter().map(|t| Ok(Message::text(t)))).chain(stream::pending())
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_undecodable_command_fails_alone_and_the_connection_stays_up() {
+    let mut h = Harness::new(None);
+    let mut sink = ScriptedSink::new(SinkMode::Accept);
+    let unknown_action = Uuid::now_v7();
+    let bad_payload_field = Uuid::now_v7();
+    let mut reader = scripted_reader(vec![
+        format!(
+            r#"{{"v":1,"type":"command","command_id":"{unknown_action}","action":"teleport","attempt":1}}"#
+        ),
+        "{not json".to_owned(),
+        r#"{"v":1,"type":"hologram"}"#.to_owned(),
+        format!(
+            r#"{{"v":1,"type":"command","command_id":"{bad_payload_field}","action":"stop_session","attempt":"one"}}"#
+        ),
+        wire::encode(&ServerMessage::Ping),
+    ]);
+    let shutdown = h.shutdown.clone();
+    let up_for = HEARTBEAT / 2;
+    tokio::spawn(async move {
+        tokio::time::sleep(up_for).await;
+        shutdown.cancel();
+    });
+
+    let (ended, took) = h.serve(&mut sink, &mut reader).await;
+
+    assert!(
+        matches!(ended, Ended::Cancelled),
+        "the connection ended on an unreadable message: {ended:?}"
+    );
+    assert_eq!(took, up_for);
+    let written = sink.messages();
+    let failed: Vec<_> = written
+        .iter()
+        .filter_map(|m| match m {
+            AgentMessage::Failed { command_id, error } => Some((*command_id, error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [unknown_action, bad_payload_field],
+        "each unreadable command is failed once, nothing else: {written:?}"
+    );
+    assert!(
+        failed[0]
+            .1
+            .starts_with("the agent could not read this command: malformed message"),
+        "{}",
+        failed[0].1
+    );
+    assert!(
+        matches!(written.last(), Some(AgentMessage::Heartbeat { .. })),
+        "the ping after them was answered: {written:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_over_the_limit_or_of_another_version_still_ends_the_connection() {
+    let too_big = format!(
+        r#"{{"v":1,"type":"shutdown","reason":"{}"}}"#,
+        "x".repeat(MAX_MESSAGE_BYTES)
+    );
+    let other_version = r#"{"v":2,"type":"ping"}"#.to_owned();
+    for (text, code) in [
+        (too_big, close_code::TOO_BIG),
+        (other_version, close_code::INVALID_MESSAGE),
+    ] {
+        let mut h = Harness::new(None);
+        let mut sink = ScriptedSink::new(SinkMode::Accept);
+
+        let (ended, _) = h.serve(&mut sink, &mut scripted_reader(vec![text])).await;
+
+        match ended {
+            Ended::BadMessage(e) => assert_eq!(e.close_code(), code, "{e}"),
+            other => panic!("expected a bad message to end the connection, got {other:?}"),
+        }
+        assert!(
+            matches!(sink.sent.last(), Some(Message::Close(Some(f))) if u16::from(f.code) == code),
+            "closed with {code}: {:?}",
+            sink.sent.last()
+        );
+    }
+}

@@ -16,6 +16,7 @@ mod quotas;
 mod replicas;
 mod sessions;
 mod template_fields;
+mod template_limits;
 mod templates;
 mod tokens;
 mod users;

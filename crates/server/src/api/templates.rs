@@ -97,6 +97,7 @@ fn validate(t: &CreateTemplate) -> Result<(), InvalidTemplate> {
     if let Some(bad) = t.env.keys().find(|k| !is_env_name(k)) {
         return Err(InvalidTemplate::EnvName(bad.clone()));
     }
+    super::template_limits::validate(t)?;
     Ok(super::template_fields::validate(t)?)
 }
 
@@ -117,6 +118,8 @@ enum InvalidTemplate {
     EnvName(String),
     #[error(transparent)]
     Field(#[from] super::template_fields::InvalidField),
+    #[error(transparent)]
+    Limit(#[from] super::template_limits::InvalidLimit),
 }
 
 fn is_dns_label(s: &str) -> bool {
