@@ -178,6 +178,7 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 email,
                 password,
                 disabled: None,
+                reset_totp: false,
             };
             update(&client, &username, &change).await
         }
