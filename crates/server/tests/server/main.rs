@@ -9,4 +9,5 @@ mod api;
 mod dispatch;
 mod quota;
 mod template_fields;
+mod totp;
 mod tunnel;
