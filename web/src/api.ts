@@ -98,6 +98,8 @@ export interface User {
   disabled: boolean;
   groups: string[];
   has_password: boolean;
+  /** Whether signing in also needs a one-time code. */
+  totp_enabled: boolean;
   last_login_at: string | null;
   created_at: string;
   updated_at: string;
@@ -188,8 +190,12 @@ async function request<T>(method: string, path: string, body?: unknown, quiet = 
 const enc = encodeURIComponent;
 
 export const api = {
-  login: (username: string, password: string) =>
-    request<{ user: User }>("POST", "/auth/login", { username, password }, true),
+  /** `totp` (a one-time or recovery code) only for accounts that use one (401 `totp_required`). */
+  login: (username: string, password: string, totp?: string) =>
+    request<{ user: User }>("POST", "/auth/login", totp ? { username, password, totp } : { username, password }, true),
+  startTotp: () => request<{ secret: string; otpauth_uri: string }>("POST", "/auth/totp"),
+  confirmTotp: (code: string) => request<{ recovery_codes: string[] }>("POST", "/auth/totp/confirm", { code }),
+  disableTotp: (password: string) => request<unknown>("DELETE", "/auth/totp", { password }, true),
   logout: () => request<void>("POST", "/auth/logout", undefined, true),
   /** Who is signed in; a 401 here just means nobody (it is how the page starts). */
   me: () => request<{ user: User }>("GET", "/auth/me", undefined, true),

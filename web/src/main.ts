@@ -8,6 +8,7 @@ import { groupsPage } from "./pages/groups";
 import { sessionsPage } from "./pages/sessions";
 import { signInPage } from "./pages/signin";
 import { tokensPage } from "./pages/tokens";
+import { totpPage } from "./pages/totp";
 import { usersPage } from "./pages/users";
 import { viewerPage } from "./pages/viewer";
 import { interceptLinks, navigate, onNavigate } from "./router";
@@ -34,6 +35,7 @@ const routes: Route[] = [
   { pattern: /^\/users$/, page: usersPage, title: "Users", role: "admin", nav: "Users", href: "/users" },
   { pattern: /^\/groups$/, page: groupsPage, title: "Groups", role: "admin", nav: "Groups", href: "/groups" },
   { pattern: /^\/tokens$/, page: tokensPage, title: "API tokens", role: "user" },
+  { pattern: /^\/totp$/, page: totpPage, title: "Two-step sign-in", role: "user" },
   { pattern: /^\/view\/([0-9a-fA-F-]{36})$/, page: viewerPage, title: "Viewer", role: "user" },
 ];
 
@@ -68,6 +70,7 @@ function renderHeader(nav: HTMLElement, path: string): void {
       h("span", { class: `badge badge-role-${user.role}` }, user.role),
     ),
     h("a", { href: "/tokens", "data-link": true, "aria-current": path === "/tokens" ? "page" : null }, "API tokens"),
+    h("a", { href: "/totp", "data-link": true, "aria-current": path === "/totp" ? "page" : null }, "Two-step sign-in"),
     signOut,
   );
   replace(nav, ...links, menu);

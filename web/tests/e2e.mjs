@@ -27,6 +27,7 @@
 // Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
 // stderr (and a screenshot) on failure.
 
+import { createHmac } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
@@ -304,7 +305,48 @@ async function asUser(page, username, password, other) {
   await page.getByLabel("Username").waitFor();
 }
 
-const scenarios = { lifecycle, keystrokes, users };
+/** The RFC 6238 code (SHA-1, 6 digits, 30 s) of `secret` (base32) for the current step + `offset`. */
+function totpCode(secret, offset) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of secret.replace(/=+$/, "")) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30_000) + offset));
+  const mac = createHmac("sha1", key).update(counter).digest();
+  const at = mac[mac.length - 1] & 0x0f;
+  return String((mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000).padStart(6, "0");
+}
+
+async function totp(page) {
+  await signIn(page);
+  step("turn on two-step sign-in from the user menu");
+  await page.getByRole("link", { name: "Two-step sign-in" }).click();
+  await page.getByRole("button", { name: "Turn on" }).click();
+  const secret = (await page.locator("#totp-secret").textContent())?.trim() ?? "";
+  if (secret.length < 16) fail(`no secret shown (got ${JSON.stringify(secret)})`);
+  const uri = await page.locator("#totp-uri").getAttribute("href");
+  if (!uri?.startsWith("otpauth://totp/")) fail(`no otpauth link (got ${uri})`);
+  await page.getByLabel("Code from the app").fill(totpCode(secret, -1));
+  await page.getByRole("button", { name: "Turn on" }).click();
+  await page.locator("#recovery-codes li").nth(9).waitFor();
+  step("sign out, and sign in again with the password and then a code");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("Username").fill(opts.username);
+  await page.getByLabel("Password").fill(opts.password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("Enter the code from your authenticator app.").waitFor();
+  await page.getByLabel("One-time code (or a recovery code)").fill(totpCode(secret, 0));
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator(`#signed-in-as[data-username="${opts.username}"]`).waitFor();
+  step("turn it off with the password");
+  await page.getByRole("link", { name: "Two-step sign-in" }).click();
+  await page.getByLabel("Your password").fill(opts.password);
+  await page.getByRole("button", { name: "Turn off" }).click();
+  await page.getByRole("button", { name: "Turn on" }).waitFor();
+}
+
+const scenarios = { lifecycle, keystrokes, users, totp };
 const scenario = scenarios[opts.scenario];
 if (!scenario) fail(`unknown scenario ${opts.scenario}`);
 

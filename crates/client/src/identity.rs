@@ -3,9 +3,9 @@
 
 use reqwest::Method;
 use streamspace_proto::api::{
-    ApiToken, AuditFilter, AuditRecord, ChangePassword, CreateGroup, CreateToken, CreateUser,
-    CreatedToken, Group, GroupQuota, LoginRequest, LoginResponse, Me, Page, SetQuota, UpdateGroup,
-    UpdateUser, User, UserQuota,
+    ApiToken, AuditFilter, AuditRecord, ChangePassword, ConfirmTotp, CreateGroup, CreateToken,
+    CreateUser, CreatedToken, DisableTotp, Group, GroupQuota, LoginRequest, LoginResponse, Me,
+    Page, RecoveryCodes, SetQuota, TotpEnrolment, UpdateGroup, UpdateUser, User, UserQuota,
 };
 use uuid::Uuid;
 
@@ -37,6 +37,37 @@ impl Client {
         };
         self.send_unit(
             self.request(Method::POST, "api/v1/auth/password")?
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/auth/totp`: starts one-time-code enrolment with a new pending secret.
+    pub async fn start_totp(&self) -> Result<TotpEnrolment> {
+        self.send(self.request(Method::POST, "api/v1/auth/totp")?)
+            .await
+    }
+
+    /// `POST /api/v1/auth/totp/confirm`: turns the pending secret on; answers the recovery
+    /// codes, which are shown only this once.
+    pub async fn confirm_totp(&self, code: &str) -> Result<RecoveryCodes> {
+        let body = ConfirmTotp {
+            code: code.to_owned(),
+        };
+        self.send(
+            self.request(Method::POST, "api/v1/auth/totp/confirm")?
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/auth/totp`: turns one-time codes off (needs the password).
+    pub async fn disable_totp(&self, password: &str) -> Result<()> {
+        let body = DisableTotp {
+            password: password.to_owned(),
+        };
+        self.send_unit(
+            self.request(Method::DELETE, "api/v1/auth/totp")?
                 .json(&body),
         )
         .await

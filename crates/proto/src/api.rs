@@ -16,9 +16,9 @@ mod identity;
 mod quota;
 mod template;
 pub use identity::{
-    ApiToken, AuditFilter, AuditRecord, ChangePassword, CreateGroup, CreateToken, CreateUser,
-    CreatedToken, Group, LoginRequest, LoginResponse, Me, Page, Role, UpdateGroup, UpdateUser,
-    User,
+    ApiToken, AuditFilter, AuditRecord, ChangePassword, ConfirmTotp, CreateGroup, CreateToken,
+    CreateUser, CreatedToken, DisableTotp, Group, LoginRequest, LoginResponse, Me, Page,
+    RecoveryCodes, Role, TotpEnrolment, UpdateGroup, UpdateUser, User,
 };
 pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SetQuota, UserQuota};
 pub use template::{DEFAULT_VNC_PORT, HomePolicy, TemplatePorts, TemplateResources};

@@ -76,6 +76,15 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// 401 `totp_required`: the password was right, and the account also needs a one-time code.
+    pub fn totp_required() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "totp_required",
+            "this account also needs a one-time code (or a recovery code)",
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

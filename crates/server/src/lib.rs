@@ -59,6 +59,7 @@ mod policy;
 mod signin;
 mod state;
 mod streams;
+mod totp;
 pub mod tunnel;
 mod web;
 

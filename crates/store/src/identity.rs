@@ -55,6 +55,11 @@ impl UserChange {
 pub struct UserRecord {
     pub user: User,
     pub password_hash: Option<String>,
+    /// The base32 one-time-code secret: pending while `user.totp_enabled` is false, in use once
+    /// it is true. Stored as-is (see migration 0005): a secret at rest.
+    pub totp_secret: Option<String>,
+    /// The RFC 6238 time step of the last code accepted (codes of it and before are refused).
+    pub totp_last_step: Option<i64>,
 }
 
 /// A group to create.
@@ -96,6 +101,23 @@ pub trait Identity: Send + Sync {
     /// Records a successful sign-in.
     async fn record_login(&self, id: Uuid) -> Result<()>;
 
+    /// Starts one-time-code enrolment: stores `secret` as pending (not yet needed to sign in).
+    /// `Conflict` if the user has one-time codes turned on already.
+    async fn start_totp(&self, id: Uuid, secret: &str) -> Result<()>;
+    /// Turns the pending secret on, records `step` as used and replaces the user's recovery
+    /// codes with `code_hashes`. `Conflict` if there is no pending secret.
+    async fn enable_totp(&self, id: Uuid, step: i64, code_hashes: &[String]) -> Result<()>;
+    /// Turns one-time codes off and forgets the secret and the recovery codes; whether they
+    /// were on.
+    async fn clear_totp(&self, id: Uuid) -> Result<bool>;
+    /// Records `step` as used if it is later than the last step used; false if it is not (a
+    /// replayed code). Atomic: of two sign-ins with the same code, one wins.
+    async fn use_totp_step(&self, id: Uuid, step: i64) -> Result<bool>;
+    /// Marks an unused recovery code of the user as used; false if there is none with this hash.
+    async fn use_recovery_code(&self, id: Uuid, code_hash: &str) -> Result<bool>;
+    /// How many unused recovery codes the user has.
+    async fn recovery_codes_left(&self, id: Uuid) -> Result<i64>;
+
     /// `Conflict` if the name is taken.
     async fn create_group(&self, new: &NewGroup) -> Result<Group>;
     async fn get_group(&self, name: &str) -> Result<Group>;
@@ -120,8 +142,8 @@ pub trait Identity: Send + Sync {
 pub(crate) mod sql {
     macro_rules! user_columns {
         () => {
-            "id, username, display_name, email, role, disabled, password_hash, last_login_at, \
-             created_at, updated_at"
+            "id, username, display_name, email, role, disabled, password_hash, totp_secret, \
+             totp_enabled, totp_last_step, last_login_at, created_at, updated_at"
         };
     }
 
@@ -144,6 +166,20 @@ pub(crate) mod sql {
          disabled = COALESCE($3, disabled), display_name = COALESCE($4, display_name), \
          email = CASE WHEN $5 THEN $6 ELSE email END, \
          password_hash = COALESCE($7, password_hash) WHERE id = $1";
+    pub(crate) const TOTP_START: &str = "UPDATE users SET totp_secret = $2, \
+         totp_last_step = NULL WHERE id = $1 AND NOT totp_enabled";
+    pub(crate) const TOTP_ENABLE: &str = "UPDATE users SET totp_enabled = TRUE, \
+         totp_last_step = $2 WHERE id = $1 AND totp_secret IS NOT NULL AND NOT totp_enabled";
+    pub(crate) const TOTP_CLEAR: &str = "UPDATE users SET totp_secret = NULL, \
+         totp_enabled = FALSE, totp_last_step = NULL WHERE id = $1";
+    pub(crate) const TOTP_WAS_ENABLED: &str = "SELECT totp_enabled FROM users WHERE id = $1";
+    pub(crate) const TOTP_USE_STEP: &str = "UPDATE users SET totp_last_step = $2 \
+         WHERE id = $1 AND totp_enabled AND (totp_last_step IS NULL OR totp_last_step < $2)";
+    pub(crate) const RECOVERY_DELETE: &str = "DELETE FROM recovery_codes WHERE user_id = $1";
+    pub(crate) const RECOVERY_INSERT: &str =
+        "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)";
+    pub(crate) const RECOVERY_LEFT: &str =
+        "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL";
     pub(crate) const USER_DELETE: &str = "DELETE FROM users WHERE id = $1";
     pub(crate) const USER_GROUPS: &str = "SELECT g.name FROM group_members m \
          JOIN groups g ON g.id = m.group_id WHERE m.user_id = $1 ORDER BY g.name";

@@ -261,6 +261,9 @@ pub(crate) struct UserRow {
     role: String,
     disabled: bool,
     password_hash: Option<String>,
+    totp_secret: Option<String>,
+    totp_enabled: bool,
+    totp_last_step: Option<i64>,
     last_login_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -279,11 +282,14 @@ impl UserRow {
                 disabled: self.disabled,
                 groups,
                 has_password: self.password_hash.is_some(),
+                totp_enabled: self.totp_enabled,
                 last_login_at: self.last_login_at,
                 created_at: self.created_at,
                 updated_at: self.updated_at,
             },
             password_hash: self.password_hash,
+            totp_secret: self.totp_secret,
+            totp_last_step: self.totp_last_step,
         })
     }
 }

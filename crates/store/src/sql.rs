@@ -263,6 +263,7 @@ pub(crate) struct Statements {
     pub user_lock: &'static str,
     pub user_lock_id: &'static str,
     pub user_login: &'static str,
+    pub recovery_use: &'static str,
     pub key_touch: &'static str,
     pub key_revoke: &'static str,
     pub keys_revoke_agent: &'static str,
@@ -345,6 +346,10 @@ impl Statements {
             )),
             user_login: leak(format!(
                 "UPDATE users SET last_login_at = {now} WHERE id = $1"
+            )),
+            recovery_use: leak(format!(
+                "UPDATE recovery_codes SET used_at = {now} \
+                 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL"
             )),
             key_touch: leak(format!(
                 "UPDATE api_keys SET last_used_at = {now} WHERE id = $1 \

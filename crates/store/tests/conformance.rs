@@ -82,7 +82,15 @@ conformance!(
     concurrent_creates_stop_at_the_quota,
     usage_sums_sizes_and_counts_hibernated_not_terminated,
     quota_limits_are_set_cleared_and_inherited,
+    totp_is_pending_then_enabled_and_steps_are_used_once,
+    down_0005_drops_the_totp_columns,
 );
+
+#[path = "conformance/totp.rs"]
+mod totp;
+use totp::{
+    down_0005_drops_the_totp_columns, totp_is_pending_then_enabled_and_steps_are_used_once,
+};
 
 #[path = "conformance/quota.rs"]
 mod quota;

@@ -102,6 +102,9 @@ pub enum Command {
     /// Manage groups (admins).
     #[command(subcommand)]
     Group(crate::cli_identity::GroupCommand),
+    /// Turn two-step sign-in with one-time codes on or off for your account.
+    #[command(subcommand)]
+    Totp(crate::cli_identity::TotpCommand),
     /// Create, list and revoke personal API tokens.
     #[command(subcommand)]
     Token(crate::cli_identity::TokenCommand),

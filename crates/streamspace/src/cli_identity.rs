@@ -29,8 +29,28 @@ pub struct LoginArgs {
     /// Name of the API token the sign-in creates [default: cli at this host's name].
     #[arg(long)]
     pub token_name: Option<String>,
+    /// The one-time code (or a recovery code) for an account with two-step sign-in [default:
+    /// asked for when the server needs one]. Codes are single-use, so a flag is safe.
+    #[arg(long, value_name = "CODE")]
+    pub totp: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TotpCommand {
+    /// Turn on one-time codes (RFC 6238) for your account: prints the secret and its
+    /// `otpauth://` URI for an authenticator app, asks for a code from it, then prints ten
+    /// recovery codes, shown this once.
+    Enable(ClientArgs),
+    /// Turn one-time codes off for your account.
+    Disable {
+        /// Read your password from the first line of standard input instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +92,10 @@ pub enum UserCommand {
         /// Read a new password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Turn off the user's one-time codes and drop their recovery codes (for a user who
+        /// lost their authenticator).
+        #[arg(long)]
+        reset_totp: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -281,6 +305,13 @@ mod tests {
         assert!(
             Cli::try_parse_from(["streamspace", "login", "-u", "bob", "--password-stdin"]).is_ok()
         );
+        assert!(
+            Cli::try_parse_from(["streamspace", "login", "-u", "bob", "--totp", "123456"]).is_ok()
+        );
+        let totp = Cli::try_parse_from(["streamspace", "totp", "disable", "--password-stdin"])
+            .expect("a valid command line");
+        assert!(matches!(totp.command, Command::Totp(_)));
+        assert!(Cli::try_parse_from(["streamspace", "totp", "enable"]).is_ok());
         let quota = |args: &[&str]| {
             Cli::try_parse_from(["streamspace", "quota"].iter().chain(args))
                 .map(|cli| matches!(cli.command, Command::Quota(_)))

@@ -293,3 +293,25 @@ async fn an_admin_creates_a_user_who_sees_only_their_own() -> anyhow::Result<()>
     assert_eq!(bobs.len(), 1, "bob launched one session: {bobs:?}");
     Ok(())
 }
+
+/// The admin turns on two-step sign-in on its page, signs in again with a code computed by the
+/// driver from the secret shown, and turns it off with the password.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_step_sign_in_is_turned_on_used_and_turned_off() -> anyhow::Result<()> {
+    check_toolchain()?;
+    let mut h = common::harness()?;
+    let (up, url, token, admin) = platform(&mut h).await?;
+    drive(|| up.logs(), &url, &token, &admin, "totp", "totp", &[]).await?;
+    let api = Client::new(&url, &token)?;
+    assert!(
+        !api.get_user("admin").await?.totp_enabled,
+        "turned off at the end"
+    );
+    let filter = streamspace_proto::api::AuditFilter {
+        action: Some("auth.totp_enable".into()),
+        ..Default::default()
+    };
+    let enabled = api.list_audit(&filter).await?;
+    assert_eq!(enabled.items.len(), 1, "{enabled:?}");
+    Ok(())
+}

@@ -164,6 +164,49 @@ fn succeeded(out: &Output, what: &str) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.into_owned())))
 }
 
+/// Bob turns on one-time codes: `login` then needs one (asked for, which fails without a
+/// terminal, or given with `--totp`), and `totp disable` turns them off again.
+async fn bob_signs_in_with_a_one_time_code(
+    url: &str,
+    bob_home: &std::path::Path,
+) -> anyhow::Result<()> {
+    let token = std::fs::read_to_string(bob_home.join("streamspace").join("token"))?;
+    let api = streamspace_client::Client::new(url, token.trim())?;
+    let enrolment = api.start_totp().await?;
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(&enrolment.secret)?)
+        .build()?;
+    let step = |offset: u64| -> anyhow::Result<String> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        Ok(totp
+            .generate((now.as_secs() / 30 + offset - 1) * 30)
+            .to_string())
+    };
+    api.confirm_totp(&step(0)?).await?;
+    let login = |extra: &[&str]| {
+        let mut args = vec!["login", "-u", "bob", "--password-stdin", "--server", url];
+        args.extend(extra);
+        as_person(bob_home, &args, "bob-password-1\n")
+    };
+    let asked = login(&[])?;
+    anyhow::ensure!(
+        !asked.status.success() && String::from_utf8_lossy(&asked.stderr).contains("One-time code"),
+        "{}",
+        String::from_utf8_lossy(&asked.stderr)
+    );
+    succeeded(&login(&["--totp", &step(1)?])?, "bob login with a code")?;
+    succeeded(
+        &as_person(
+            bob_home,
+            &["totp", "disable", "--password-stdin", "--server", url],
+            "bob-password-1\n",
+        )?,
+        "totp disable",
+    )?;
+    succeeded(&login(&[])?, "bob login without a code")?;
+    Ok(())
+}
+
 /// Two people on one `streamspace up`: the admin creates users with the CLI, each signs in with
 /// a password, launches, lists and is kept out of the other's session; tokens are created and
 /// revoked; disabling a user stops their saved token; signing out forgets it.
@@ -232,6 +275,7 @@ async fn two_users_sign_in_and_keep_to_their_own_sessions() -> anyhow::Result<()
         "alice login",
     )?;
     succeeded(&login(&bob_home, "bob", "bob-password-1")?, "bob login")?;
+    bob_signs_in_with_a_one_time_code(&url, &bob_home).await?;
     let saved = alice_home.join("streamspace").join("token");
     anyhow::ensure!(
         std::fs::metadata(&saved)?.permissions().mode() & 0o777 == 0o600,

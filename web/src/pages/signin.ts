@@ -19,6 +19,17 @@ export function signInPage(root: HTMLElement, signedIn: (user: User) => void): v
     autocomplete: "current-password",
     required: true,
   });
+  // Shown once the server says the account also needs a one-time code (after the right password).
+  const totp = h("input", {
+    id: "totp",
+    name: "totp",
+    type: "text",
+    autocomplete: "one-time-code",
+    autocapitalize: "none",
+    spellcheck: "false",
+  });
+  const totpLabel = h("label", { for: "totp" }, "One-time code (or a recovery code)");
+  const totpField = h("div", { id: "totp-field", hidden: true }, totpLabel, totp);
   const error = h("p", { class: "error", role: "alert", hidden: true });
   const submit = h("button", { type: "submit" }, "Sign in");
   const form = h(
@@ -38,6 +49,7 @@ export function signInPage(root: HTMLElement, signedIn: (user: User) => void): v
     username,
     h("label", { for: "password" }, "Password"),
     password,
+    totpField,
     error,
     submit,
   );
@@ -48,13 +60,26 @@ export function signInPage(root: HTMLElement, signedIn: (user: User) => void): v
     submit.disabled = true;
     error.hidden = true;
     try {
-      const { user } = await api.login(name, password.value);
+      const code = totpField.hidden ? undefined : totp.value.trim() || undefined;
+      const { user } = await api.login(name, password.value, code);
       signedIn(user);
     } catch (e) {
+      if (e instanceof ApiError && e.code === "totp_required") {
+        totpField.hidden = false;
+        error.textContent = "Enter the code from your authenticator app.";
+        error.hidden = false;
+        totp.focus();
+        return;
+      }
       error.textContent =
-        e instanceof ApiError && e.status === 401 ? "Wrong username or password." : String((e as Error).message);
+        e instanceof ApiError && e.status === 401
+          ? totpField.hidden
+            ? "Wrong username or password."
+            : "Wrong username, password or code."
+          : String((e as Error).message);
       error.hidden = false;
       password.value = "";
+      totp.value = "";
       password.focus();
     } finally {
       submit.disabled = false;

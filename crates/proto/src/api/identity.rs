@@ -69,6 +69,9 @@ pub struct User {
     pub groups: Vec<String>,
     /// Whether the user can sign in with a password (single-sign-on users have none).
     pub has_password: bool,
+    /// Whether signing in also needs a one-time code (RFC 6238) or a recovery code.
+    #[serde(default)]
+    pub totp_enabled: bool,
     pub last_login_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -106,6 +109,10 @@ pub struct UpdateUser {
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// `true` turns off the user's one-time codes and drops their recovery codes (for a user
+    /// who lost their authenticator); they may enrol again afterwards.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset_totp: bool,
 }
 
 /// A named set of users; templates name the groups that may launch them.
@@ -202,6 +209,36 @@ pub struct LoginResponse {
 pub struct ChangePassword {
     pub old_password: String,
     pub new_password: String,
+}
+
+/// Answer to `POST /api/v1/auth/totp`: a new, pending one-time-code secret to put into an
+/// authenticator app. Codes are RFC 6238: SHA-1, 6 digits, a 30-second step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotpEnrolment {
+    /// Base32, for typing in by hand.
+    pub secret: String,
+    /// The same as an `otpauth://totp/...` URI, what a QR code would carry.
+    pub otpauth_uri: String,
+}
+
+/// `POST /api/v1/auth/totp/confirm`: a code from the pending secret, to turn it on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmTotp {
+    pub code: String,
+}
+
+/// Answer to `POST /api/v1/auth/totp/confirm`: one-time recovery codes, shown this once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+/// `DELETE /api/v1/auth/totp`: turn one-time codes off (needs your password).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisableTotp {
+    pub password: String,
 }
 
 /// Answer to `GET /api/v1/auth/me`.

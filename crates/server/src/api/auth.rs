@@ -3,7 +3,9 @@
 //! A sign-in sets the browser session cookie (HttpOnly, SameSite=Lax, Secure when the public
 //! URL is https) and, when asked with `token_name`, also returns a personal API token — how
 //! `streamspace login` gets the token it saves. A wrong username, a wrong password and a
-//! disabled account all answer the same 401 after the same work, and repeated failures per
+//! disabled account all answer the same 401 after the same work — so does a wrong one-time code
+//! for an account that needs one (a missing code answers 401 `totp_required`, but only after
+//! the right password) — and repeated failures per
 //! account and per client address are answered 429 `too_many_attempts` for a while.
 
 use axum::Json;
@@ -14,6 +16,7 @@ use serde_json::json;
 use streamspace_proto::api::{ChangePassword, LoginRequest, LoginResponse, Me};
 use streamspace_store::{ApiKeyKind, AuditEntry, UserChange};
 
+use super::totp::{SecondFactor, second_factor};
 use super::{ApiJson, audit};
 use crate::auth::{Actor, SESSION_COOKIE, SESSION_LIFETIME};
 use crate::error::ApiError;
@@ -52,14 +55,20 @@ pub(super) async fn login(
     };
     let hash = record.as_ref().and_then(|r| r.password_hash.clone());
     let password_ok = verify_password(body.password, hash).await;
-    let user = match record {
-        Some(record) if password_ok && !record.user.disabled => record.user,
-        _ => {
-            app.throttle.failed(&keys);
-            record_failure(&app, &username, client_addr).await;
-            return Err(ApiError::unauthorized("wrong username or password"));
-        }
+    let record = match record {
+        Some(record) if password_ok && !record.user.disabled => record,
+        _ => return Err(refuse(&app, &keys, &username, client_addr).await),
     };
+    let second_factor = if record.user.totp_enabled {
+        let code = body.totp.as_deref();
+        match second_factor(&app, &record, code, client_addr.clone()).await? {
+            Some(factor) => Some(factor),
+            None => return Err(refuse(&app, &keys, &username, client_addr).await),
+        }
+    } else {
+        None
+    };
+    let user = record.user;
     app.throttle.succeeded(&keys[0]);
     if let Err(e) = app.store.record_login(user.id).await {
         tracing::warn!(error = %e, "recording a sign-in failed");
@@ -84,7 +93,14 @@ pub(super) async fn login(
         client_addr,
         action: "auth.login".into(),
         target: user.username.clone(),
-        detail: json!({ "session": session.id, "token": token.as_ref().map(|t| t.id) }),
+        detail: json!({
+            "session": session.id,
+            "token": token.as_ref().map(|t| t.id),
+            "second_factor": second_factor.map(|f| match f {
+                SecondFactor::Totp => "totp",
+                SecondFactor::RecoveryCode => "recovery_code",
+            }),
+        }),
     };
     if let Err(e) = app.store.audit(&entry).await {
         tracing::error!(error = %e, "writing the audit log failed");
@@ -93,6 +109,18 @@ pub(super) async fn login(
     let mut response = Json(LoginResponse { user, token }).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
+}
+
+/// Counts a failed sign-in and answers it: the same for a wrong username, password or code.
+async fn refuse(
+    app: &AppState,
+    keys: &[String],
+    username: &str,
+    client_addr: Option<String>,
+) -> ApiError {
+    app.throttle.failed(keys);
+    record_failure(app, username, client_addr).await;
+    ApiError::unauthorized("wrong username or password or code")
 }
 
 async fn record_failure(app: &AppState, username: &str, client_addr: Option<String>) {

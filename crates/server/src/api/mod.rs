@@ -19,6 +19,7 @@ mod template_fields;
 mod template_limits;
 mod templates;
 mod tokens;
+mod totp;
 mod users;
 
 use axum::Router;
@@ -112,6 +113,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/auth/me", get(auth::me))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/auth/password", post(auth::change_password))
+        .route("/api/v1/auth/totp", post(totp::start).delete(totp::disable))
+        .route("/api/v1/auth/totp/confirm", post(totp::confirm))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{id}", delete(tokens::revoke))
         .merge(operator)

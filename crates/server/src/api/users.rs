@@ -137,11 +137,21 @@ pub(super) async fn update(
         email: body.email.map(|e| Some(e).filter(|e| !e.is_empty())),
         password_hash,
     };
-    let user = app
+    let mut user = app
         .store
         .update_user(&username, &change)
         .await
         .map_err(|e| ApiError::from_store(e, "changing a user"))?;
+    if body.reset_totp {
+        let was_on = app
+            .store
+            .clear_totp(user.id)
+            .await
+            .map_err(|e| ApiError::from_store(e, "resetting a user's one-time codes"))?;
+        user.totp_enabled = false;
+        let detail = json!({ "was_enabled": was_on });
+        audit(&app, &actor, "user.totp_reset", username.clone(), detail).await;
+    }
     // A disabled user loses access altogether: their viewers close too, on every replica.
     let lost_access = user.disabled.then_some(user.id);
     app.revoked("user changed", lost_access).await;

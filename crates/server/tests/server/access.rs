@@ -130,6 +130,7 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
     const GONE: S = S::NOT_FOUND;
     const NO: S = S::FORBIDDEN;
     const CONFLICT: S = S::CONFLICT;
+    const BAD: S = S::BAD_REQUEST;
     // (method, path, body, [admin, operator, owner (alice), other user (bob)])
     let a_id = a.id;
     let b_id = b.id;
@@ -314,6 +315,26 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
             "/api/v1/auth/me".into(),
             None,
             [OK, OK, OK, OK],
+        ),
+        // Everyone may turn one-time codes on and off for their own account; the bootstrap
+        // admin has no password, so cannot (400), and its confirm finds nothing pending (409).
+        (
+            Method::POST,
+            "/api/v1/auth/totp".into(),
+            None,
+            [BAD, OK, OK, OK],
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/totp/confirm".into(),
+            Some(json!({"code": "not a code"})),
+            [CONFLICT, BAD, BAD, BAD],
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/auth/totp".into(),
+            Some(json!({"password": PASSWORD})),
+            [S::UNAUTHORIZED, S::NO_CONTENT, S::NO_CONTENT, S::NO_CONTENT],
         ),
         // Stopping: the owner and operators may; the other user is told it does not exist.
         (

@@ -10,4 +10,5 @@ mod dispatch;
 mod quota;
 mod template_fields;
 mod template_limits;
+mod totp;
 mod tunnel;

@@ -189,6 +189,102 @@ macro_rules! impl_identity {
                 Ok(())
             }
 
+            async fn start_totp(&self, id: uuid::Uuid, secret: &str) -> $crate::Result<()> {
+                let done = sqlx::query($crate::identity::sql::TOTP_START)
+                    .bind($crate::rows::DbUuid(id))
+                    .bind(secret)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    self.get_user_by_id(id).await?;
+                    return Err($crate::StoreError::Conflict(
+                        "one-time codes are on already; turn them off first".into(),
+                    ));
+                }
+                Ok(())
+            }
+
+            async fn enable_totp(
+                &self,
+                id: uuid::Uuid,
+                step: i64,
+                code_hashes: &[String],
+            ) -> $crate::Result<()> {
+                let mut tx = self.write_tx().await?;
+                let done = sqlx::query($crate::identity::sql::TOTP_ENABLE)
+                    .bind($crate::rows::DbUuid(id))
+                    .bind(step)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::Conflict(
+                        "no one-time-code enrolment is pending".into(),
+                    ));
+                }
+                sqlx::query($crate::identity::sql::RECOVERY_DELETE)
+                    .bind($crate::rows::DbUuid(id))
+                    .execute(&mut *tx)
+                    .await?;
+                for hash in code_hashes {
+                    sqlx::query($crate::identity::sql::RECOVERY_INSERT)
+                        .bind($crate::rows::DbUuid(id))
+                        .bind(hash)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn clear_totp(&self, id: uuid::Uuid) -> $crate::Result<bool> {
+                let mut tx = self.write_tx().await?;
+                let enabled: Option<bool> =
+                    sqlx::query_scalar($crate::identity::sql::TOTP_WAS_ENABLED)
+                        .bind($crate::rows::DbUuid(id))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let enabled = enabled.ok_or($crate::StoreError::NotFound { what: "user" })?;
+                sqlx::query($crate::identity::sql::TOTP_CLEAR)
+                    .bind($crate::rows::DbUuid(id))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query($crate::identity::sql::RECOVERY_DELETE)
+                    .bind($crate::rows::DbUuid(id))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(enabled)
+            }
+
+            async fn use_totp_step(&self, id: uuid::Uuid, step: i64) -> $crate::Result<bool> {
+                let done = sqlx::query($crate::identity::sql::TOTP_USE_STEP)
+                    .bind($crate::rows::DbUuid(id))
+                    .bind(step)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn use_recovery_code(
+                &self,
+                id: uuid::Uuid,
+                code_hash: &str,
+            ) -> $crate::Result<bool> {
+                let done = sqlx::query($stmts.recovery_use)
+                    .bind($crate::rows::DbUuid(id))
+                    .bind(code_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn recovery_codes_left(&self, id: uuid::Uuid) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar($crate::identity::sql::RECOVERY_LEFT)
+                    .bind($crate::rows::DbUuid(id))
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
             async fn create_group(
                 &self,
                 new: &$crate::NewGroup,

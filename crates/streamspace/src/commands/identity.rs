@@ -21,7 +21,7 @@ use crate::output::{print_many, print_one};
 use crate::secrets;
 
 /// Reads the first line of standard input (a password given with `--password-stdin`).
-fn stdin_line(what: &str) -> anyhow::Result<String> {
+pub(super) fn stdin_line(what: &str) -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -32,7 +32,7 @@ fn stdin_line(what: &str) -> anyhow::Result<String> {
     Ok(line)
 }
 
-fn prompt(question: &str) -> anyhow::Result<String> {
+pub(super) fn prompt(question: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
         std::io::stdin().is_terminal(),
         "{question} needed: standard input is not a terminal (use the flags instead)"
@@ -59,14 +59,20 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
                 rpassword::prompt_password("Password: ").context("reading the password")?
             };
             let host = hostname();
-            let request = LoginRequest {
+            let mut request = LoginRequest {
                 username,
                 password,
-                totp: None,
+                totp: args.totp,
                 token_name: Some(args.token_name.unwrap_or_else(|| format!("cli@{host}"))),
             };
             let client = Client::new(&args.client.server, "")?;
-            let answer = client.login(&request).await?;
+            let answer = match client.login(&request).await {
+                Err(e) if e.code() == Some("totp_required") && request.totp.is_none() => {
+                    request.totp = Some(prompt("One-time code (or a recovery code)")?);
+                    client.login(&request).await?
+                }
+                answer => answer?,
+            };
             answer
                 .token
                 .context("the server answered the sign-in without a token")?
@@ -169,6 +175,7 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             display_name,
             email,
             password_stdin,
+            reset_totp,
             client,
         } => {
             let password = password_stdin.then(|| stdin_line("password")).transpose()?;
@@ -178,6 +185,7 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 email,
                 password,
                 disabled: None,
+                reset_totp,
             };
             update(&client, &username, &change).await
         }

@@ -6,6 +6,7 @@ mod identity;
 mod migrate;
 mod quota;
 mod server;
+mod totp;
 mod up;
 mod viewer;
 
@@ -29,6 +30,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Whoami(args) => identity::whoami(args).await,
         Command::User(cmd) => identity::user(cmd).await,
         Command::Group(cmd) => identity::group(cmd).await,
+        Command::Totp(cmd) => totp::run(cmd).await,
         Command::Token(cmd) => identity::token(cmd).await,
         Command::Audit(cmd) => identity::audit(cmd).await,
         Command::Quota(cmd) => quota::run(cmd).await,

@@ -1,0 +1,189 @@
+//! `/api/v1/auth/totp`: turning one-time codes on and off for your own account, and the second
+//! step of a password sign-in (see [`crate::totp`] for the codes themselves).
+//!
+//! Enrolment has two steps so that a mistyped secret never locks anyone out: `POST` stores a
+//! pending secret, and `POST .../confirm` with a code made from it turns it on and answers the
+//! recovery codes, once. Turning it off needs the password; an admin can reset it for a user
+//! who lost their device (`PATCH /api/v1/users/{username}` with `reset_totp`).
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use serde_json::json;
+use streamspace_proto::api::{ConfirmTotp, DisableTotp, RecoveryCodes, TotpEnrolment};
+use streamspace_store::{AuditEntry, UserRecord};
+
+use super::{ApiJson, audit};
+use crate::auth::Actor;
+use crate::error::ApiError;
+use crate::signin::verify_password;
+use crate::state::AppState;
+use crate::totp;
+
+/// Longest code accepted (a one-time code is 6 digits, a recovery code 11 characters).
+const MAX_CODE: usize = 64;
+
+async fn own_record(app: &AppState, actor: &Actor) -> Result<UserRecord, ApiError> {
+    app.store
+        .get_user_by_id(actor.user_id())
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading your account"))
+}
+
+pub(super) async fn start(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+) -> Result<Json<TotpEnrolment>, ApiError> {
+    let record = own_record(&app, &actor).await?;
+    if record.password_hash.is_none() {
+        return Err(ApiError::bad_request(
+            "one-time codes are for accounts that sign in with a password",
+        ));
+    }
+    let secret = totp::new_secret();
+    let otpauth_uri = totp::otpauth_uri(&secret, &record.user.username)?;
+    app.store
+        .start_totp(record.user.id, &secret)
+        .await
+        .map_err(|e| ApiError::from_store(e, "starting one-time-code enrolment"))?;
+    Ok(Json(TotpEnrolment {
+        secret,
+        otpauth_uri,
+    }))
+}
+
+pub(super) async fn confirm(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiJson(body): ApiJson<ConfirmTotp>,
+) -> Result<Json<RecoveryCodes>, ApiError> {
+    let keys = [format!("user:{}", actor.principal.username)];
+    app.throttle.check(&keys)?;
+    let record = own_record(&app, &actor).await?;
+    let secret = match (&record.totp_secret, record.user.totp_enabled) {
+        (Some(secret), false) => secret,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "no one-time-code enrolment is pending; start one with POST /api/v1/auth/totp",
+            ));
+        }
+    };
+    let generator = totp::generator(secret, &record.user.username)?;
+    let Some(step) = totp::check(&generator, &body.code, totp::unix_now()) else {
+        app.throttle.failed(&keys);
+        return Err(ApiError::bad_request(
+            "the code is wrong; check the device's clock and try the next code",
+        ));
+    };
+    let codes = totp::new_recovery_codes();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| totp::recovery_hash(&app.hasher, record.user.id, c))
+        .collect();
+    app.store
+        .enable_totp(record.user.id, step, &hashes)
+        .await
+        .map_err(|e| ApiError::from_store(e, "turning one-time codes on"))?;
+    audit(
+        &app,
+        &actor,
+        "auth.totp_enable",
+        record.user.username.clone(),
+        json!({ "recovery_codes": codes.len() }),
+    )
+    .await;
+    Ok(Json(RecoveryCodes {
+        recovery_codes: codes,
+    }))
+}
+
+pub(super) async fn disable(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiJson(body): ApiJson<DisableTotp>,
+) -> Result<StatusCode, ApiError> {
+    let keys = [format!("user:{}", actor.principal.username)];
+    app.throttle.check(&keys)?;
+    let record = own_record(&app, &actor).await?;
+    if !verify_password(body.password, record.password_hash).await {
+        app.throttle.failed(&keys);
+        return Err(ApiError::unauthorized("the password is wrong"));
+    }
+    let was_on = app
+        .store
+        .clear_totp(record.user.id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "turning one-time codes off"))?;
+    audit(
+        &app,
+        &actor,
+        "auth.totp_disable",
+        record.user.username,
+        json!({ "was_enabled": was_on }),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// How the second step of a sign-in was passed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum SecondFactor {
+    Totp,
+    RecoveryCode,
+}
+
+/// Checks the sign-in's `code` for an account with one-time codes on: `Err(totp_required)`
+/// without one, `Ok(None)` when it is wrong, already used, or a spent recovery code.
+pub(super) async fn second_factor(
+    app: &AppState,
+    record: &UserRecord,
+    code: Option<&str>,
+    client_addr: Option<String>,
+) -> Result<Option<SecondFactor>, ApiError> {
+    let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+        return Err(ApiError::totp_required());
+    };
+    if code.len() > MAX_CODE {
+        return Ok(None);
+    }
+    let id = record.user.id;
+    if totp::looks_like_totp(code) {
+        let Some(secret) = &record.totp_secret else {
+            return Ok(None);
+        };
+        let generator = totp::generator(secret, &record.user.username)?;
+        let Some(step) = totp::check(&generator, code, totp::unix_now()) else {
+            return Ok(None);
+        };
+        let fresh = app
+            .store
+            .use_totp_step(id, step)
+            .await
+            .map_err(|e| ApiError::from_store(e, "checking a one-time code"))?;
+        return Ok(fresh.then_some(SecondFactor::Totp));
+    }
+    let hash = totp::recovery_hash(&app.hasher, id, code);
+    let used = app
+        .store
+        .use_recovery_code(id, &hash)
+        .await
+        .map_err(|e| ApiError::from_store(e, "checking a recovery code"))?;
+    if !used {
+        return Ok(None);
+    }
+    let left = app.store.recovery_codes_left(id).await.ok();
+    let entry = AuditEntry {
+        actor: format!("user:{}", record.user.username),
+        actor_id: Some(id),
+        client_addr,
+        action: "auth.recovery_code_use".into(),
+        target: record.user.username.clone(),
+        detail: json!({ "left": left }),
+    };
+    if let Err(e) = app.store.audit(&entry).await {
+        tracing::error!(error = %e, "writing the audit log failed");
+    }
+    Ok(Some(SecondFactor::RecoveryCode))
+}
