@@ -92,3 +92,23 @@ export function poll(tick: () => Promise<void>, ms: number): () => void {
     window.clearTimeout(timer);
   };
 }
+
+/**
+ * Runs one action of a page's row or form: clears old messages, then refreshes the page's data
+ * and shows `done` on success, or says `label failed: …` on error.
+ */
+export async function runAction(
+  label: string,
+  call: () => Promise<unknown>,
+  refresh: () => Promise<void>,
+  done?: string,
+): Promise<void> {
+  clearMessages();
+  try {
+    await call();
+    await refresh();
+    if (done) showNotice(done);
+  } catch (e) {
+    showError(`${label} failed: ${(e as Error).message}`);
+  }
+}

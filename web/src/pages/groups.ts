@@ -1,5 +1,5 @@
 import { Group, api } from "../api";
-import { clearMessages, h, replace, showError, showNotice } from "../dom";
+import { h, replace, runAction, showError } from "../dom";
 
 /** Admins: groups with their members; create and delete groups, add and remove members. */
 export function groupsPage(root: HTMLElement): void {
@@ -30,16 +30,8 @@ export function groupsPage(root: HTMLElement): void {
     }
     replace(body, ...groups.map(row));
   };
-  const act = async (label: string, call: () => Promise<unknown>, done?: string) => {
-    clearMessages();
-    try {
-      await call();
-      await refresh();
-      if (done) showNotice(done);
-    } catch (e) {
-      showError(`${label} failed: ${(e as Error).message}`);
-    }
-  };
+  const act = (label: string, call: () => Promise<unknown>, done?: string) =>
+    runAction(label, call, refresh, done);
 
   function row(g: Group): HTMLTableRowElement {
     const members = g.members.map((m) =>

@@ -1,5 +1,5 @@
 import { Role, User, api } from "../api";
-import { badge, clearMessages, h, replace, showError, showNotice, time } from "../dom";
+import { badge, h, replace, runAction, showError, time } from "../dom";
 import { signedInUser } from "../session";
 
 const ROLES: Role[] = ["user", "operator", "admin"];
@@ -31,16 +31,8 @@ export function usersPage(root: HTMLElement): void {
     const users = await api.users();
     replace(body, ...users.map(row));
   };
-  const act = async (label: string, call: () => Promise<unknown>, done?: string) => {
-    clearMessages();
-    try {
-      await call();
-      await refresh();
-      if (done) showNotice(done);
-    } catch (e) {
-      showError(`${label} failed: ${(e as Error).message}`);
-    }
-  };
+  const act = (label: string, call: () => Promise<unknown>, done?: string) =>
+    runAction(label, call, refresh, done);
 
   function row(u: User): HTMLTableRowElement {
     const self = signedInUser()?.id === u.id;
