@@ -52,10 +52,12 @@ impl Actor {
 }
 
 /// Actors resolved recently, by the keyed hash of their credential, each trusted for `ttl`
-/// (`ServerConfig::credential_cache_ttl`).
+/// (`ServerConfig::credential_cache_ttl`); and credentials the store did not know, so a flood
+/// of one made-up token costs one lookup per `ttl`.
 pub(crate) struct CredentialCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Actor, Instant)>>,
+    /// `None`: no such credential.
+    entries: Mutex<HashMap<String, (Option<Actor>, Instant)>>,
 }
 
 impl CredentialCache {
@@ -66,13 +68,23 @@ impl CredentialCache {
         }
     }
 
-    pub fn get(&self, hash: &str) -> Option<Actor> {
+    /// `Some(Some(actor))`: known; `Some(None)`: known not to exist; `None`: ask the store.
+    pub fn get(&self, hash: &str) -> Option<Option<Actor>> {
         let entries = self.lock();
         let (actor, at) = entries.get(hash)?;
         (at.elapsed() < self.ttl).then(|| actor.clone())
     }
 
     pub fn insert(&self, hash: String, actor: Actor) {
+        self.remember(hash, Some(actor));
+    }
+
+    /// Remembers that no credential has this hash.
+    pub fn insert_unknown(&self, hash: String) {
+        self.remember(hash, None);
+    }
+
+    fn remember(&self, hash: String, actor: Option<Actor>) {
         let mut entries = self.lock();
         if entries.len() >= CACHE_MAX {
             entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
@@ -87,7 +99,7 @@ impl CredentialCache {
         self.lock().clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Actor, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<Actor>, Instant)>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -123,13 +123,38 @@ pub(crate) async fn authenticate(
         check_same_origin(headers)?;
     }
     let hash = app.hasher.hash(secret);
-    if let Some(mut actor) = app.credentials.get(&hash) {
+    let cached = app.credentials.get(&hash);
+    if let Some(Some(mut actor)) = cached {
         actor.client_addr = client_addr;
         return Ok(actor);
     }
-    let actor = resolve(app, &hash, from_cookie, client_addr).await?;
-    app.credentials.insert(hash, actor.clone());
-    Ok(actor)
+    // Past here the credential is unknown, or not checked lately: a client that sent too many
+    // bad ones waits before it may make the store look again.
+    if let Some(client) = &client_addr {
+        app.throttle.check_credential(client)?;
+    }
+    let result = match cached {
+        Some(None) => Err(invalid_credential()),
+        _ => resolve(app, &hash, from_cookie, client_addr.clone()).await,
+    };
+    match result {
+        Ok(actor) => {
+            app.credentials.insert(hash, actor.clone());
+            Ok(actor)
+        }
+        Err(e) => {
+            if e.status == axum::http::StatusCode::UNAUTHORIZED
+                && let Some(client) = &client_addr
+            {
+                app.throttle.credential_failed(client);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn invalid_credential() -> ApiError {
+    ApiError::unauthorized("invalid, expired or revoked credential")
 }
 
 async fn resolve(
@@ -138,13 +163,16 @@ async fn resolve(
     from_cookie: bool,
     client_addr: Option<String>,
 ) -> Result<Actor, ApiError> {
-    let invalid = || ApiError::unauthorized("invalid, expired or revoked credential");
-    let record = app
+    let invalid = invalid_credential;
+    let Some(record) = app
         .store
         .find_api_key(hash)
         .await
         .map_err(|e| ApiError::from_store(e, "looking up a credential"))?
-        .ok_or_else(invalid)?;
+    else {
+        app.credentials.insert_unknown(hash.to_owned());
+        return Err(invalid());
+    };
     let expected = if from_cookie {
         matches!(record.kind, ApiKeyKind::Browser)
     } else {

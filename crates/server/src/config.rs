@@ -53,6 +53,8 @@ pub struct ServerConfig {
     /// What a session counts against a quota when its template sets no CPU or memory, so such
     /// templates cannot slip past a CPU or memory limit.
     pub default_session_size: SessionSize,
+    /// Connection limits, timeouts and headers of the HTTP server.
+    pub http: HttpConfig,
 }
 
 /// [`ServerConfig::default_session_size`] unless configured: one core and 2 GiB.
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             default_quota: QuotaLimits::default(),
             default_session_size: DEFAULT_SESSION_SIZE,
+            http: HttpConfig::default(),
         }
     }
 }
@@ -118,6 +121,63 @@ impl Default for TunnelConfig {
     }
 }
 
+/// Limits of the HTTP server (see the `http` module), part of [`ServerConfig`].
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// How long a client may take to send a request's header, counted from when the
+    /// connection is ready for it (so also how long an idle keep-alive connection is kept).
+    pub header_read_timeout: Duration,
+    /// How long a request may take to be answered (long polls and WebSocket upgrades exempt).
+    pub request_timeout: Duration,
+    /// Most connections (API clients, browsers, agents, viewers) served at once.
+    pub max_connections: usize,
+    /// Whether the UI is served over https (directly or by a proxy): adds
+    /// `Strict-Transport-Security`.
+    pub https: bool,
+    /// Where `/metrics` is served: beside the API (default) or on a listener of its own.
+    pub metrics_listen: Option<String>,
+    /// A token `/metrics` requires (`Authorization: Bearer …`); `None`: open.
+    pub metrics_token: Option<MetricsToken>,
+}
+
+/// The secret `/metrics` asks for; never printed.
+#[derive(Clone)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(…)")
+    }
+}
+
+impl MetricsToken {
+    /// Whether the request's Bearer token is this one (compared in constant time).
+    pub(crate) fn admits(&self, headers: &axum::http::HeaderMap) -> bool {
+        use subtle::ConstantTimeEq;
+        let offered = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .unwrap_or_default();
+        bool::from(offered.as_bytes().ct_eq(self.0.as_bytes()))
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 25_000,
+            https: false,
+            metrics_listen: None,
+            metrics_token: None,
+        }
+    }
+}
+
 impl ServerConfig {
     /// After this long without any message from an agent, its connection is dead (3 heartbeats).
     pub fn liveness_timeout(&self) -> Duration {
@@ -147,6 +207,8 @@ impl ServerConfig {
             ("tunnel.send_timeout", self.tunnel.send_timeout),
             ("tunnel.open_timeout", self.tunnel.open_timeout),
             ("tunnel.close_grace", self.tunnel.close_grace),
+            ("http.header_read_timeout", self.http.header_read_timeout),
+            ("http.request_timeout", self.http.request_timeout),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::NotPositive(name));
@@ -156,6 +218,7 @@ impl ServerConfig {
             ("max_body_bytes", self.max_body_bytes),
             ("max_agent_connections", self.max_agent_connections),
             ("tunnel.max_streams", self.tunnel.max_streams),
+            ("http.max_connections", self.http.max_connections),
             (
                 "default_session_size.cpu_millis",
                 self.default_session_size.cpu_millis as usize,

@@ -49,6 +49,7 @@ mod config;
 mod dispatcher;
 mod error;
 mod extract;
+mod http;
 pub mod hub;
 mod keys;
 mod metrics;
@@ -71,7 +72,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{ConfigError, DEFAULT_SESSION_SIZE, ServerConfig, TunnelConfig};
+pub use config::{
+    ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, MetricsToken, ServerConfig, TunnelConfig,
+};
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
 
@@ -201,10 +204,25 @@ pub async fn serve(
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let metrics = match &config.http.metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address).await?;
+            tracing::info!(address = %listener.local_addr()?, "metrics listening");
+            let (router, http, stop) = (
+                api::metrics_router().with_state(state.clone()),
+                config.http.clone(),
+                shutdown.clone(),
+            );
+            Some(tokio::spawn(async move {
+                http::serve(listener, router, &http, stop).await;
+            }))
+        }
+        None => None,
+    };
+    http::serve(listener, api::router(state), &config.http, shutdown.clone()).await;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     // If serving failed on its own, stop everything else too.
     shutdown.cancel();
     let _ = notify.await;
@@ -220,7 +238,7 @@ pub async fn serve(
         let _ = task.await;
     }
     tracing::info!(replica_id = %config.replica_id, "control plane stopped");
-    result.map_err(ServerError::Io)
+    Ok(())
 }
 
 /// Where other replicas reach this one: the configured address, else the listen address (with

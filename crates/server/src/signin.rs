@@ -18,8 +18,12 @@ use crate::error::ApiError;
 pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest password accepted (hashing cost grows with it).
 pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
-/// Failures allowed per account and per client address within [`FAILURE_WINDOW`].
+/// Sign-in failures allowed per account and per client address within [`FAILURE_WINDOW`].
 const MAX_FAILURES: u32 = 5;
+/// Requests with an unknown, revoked or expired credential allowed per client address within
+/// [`FAILURE_WINDOW`]: more than sign-in failures, since a client with a stale token retries
+/// on its own; few enough that a flood of made-up tokens cannot keep the database busy.
+const MAX_CREDENTIAL_FAILURES: u32 = 30;
 /// How long failures are remembered.
 const FAILURE_WINDOW: Duration = Duration::from_secs(300);
 /// Most keys the throttle remembers; beyond that, expired ones are dropped first.
@@ -81,22 +85,39 @@ pub(crate) async fn verify_password(password: String, hash: Option<String>) -> b
         && known
 }
 
-/// Counts sign-in failures per key (an account, a client address) and refuses further tries
-/// for the rest of the window once a key has too many. One replica's view: an attacker
-/// spreading tries over N replicas gets N times the allowance, still a handful a minute.
+/// Counts failures per key (an account, a client address) and refuses further tries for the
+/// rest of the window once a key has too many: sign-in failures (passwords, codes) and
+/// requests with a bad credential, each with its own allowance. One replica's view: an
+/// attacker spreading tries over N replicas gets N times the allowance, still a handful a
+/// minute. The one limiter of the server: both answer 429 `too_many_attempts`.
 #[derive(Default)]
 pub(crate) struct Throttle {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl Throttle {
-    /// `Err(429 too_many_attempts)` with the seconds to wait if any key is over its allowance.
+    /// `Err(429 too_many_attempts)` with the seconds to wait if any key is over the sign-in
+    /// allowance.
     pub fn check(&self, keys: &[String]) -> Result<(), ApiError> {
+        self.check_with(keys, MAX_FAILURES)
+    }
+
+    /// Like [`Throttle::check`], for requests with a bad credential from `client`.
+    pub fn check_credential(&self, client: &str) -> Result<(), ApiError> {
+        self.check_with(&[credential_key(client)], MAX_CREDENTIAL_FAILURES)
+    }
+
+    /// Records a request from `client` with an unknown, revoked or expired credential.
+    pub fn credential_failed(&self, client: &str) {
+        self.failed(&[credential_key(client)]);
+    }
+
+    fn check_with(&self, keys: &[String], allowance: u32) -> Result<(), ApiError> {
         let failures = self.lock();
         let wait = keys
             .iter()
             .filter_map(|k| failures.get(k))
-            .filter(|(count, since)| *count >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+            .filter(|(count, since)| *count >= allowance && since.elapsed() < FAILURE_WINDOW)
             .map(|(_, since)| FAILURE_WINDOW.saturating_sub(since.elapsed()))
             .max();
         match wait {
@@ -128,6 +149,12 @@ impl Throttle {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
         self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The throttle's key for bad credentials from one client address (apart from its sign-in
+/// failures, so a stale token does not also lock its owner out of signing in).
+fn credential_key(client: &str) -> String {
+    format!("credential:{client}")
 }
 
 #[cfg(test)]
@@ -166,6 +193,24 @@ mod tests {
             "a success clears the account"
         );
         assert!(throttle.check(&keys[1..]).is_err(), "but not the address");
+    }
+
+    #[test]
+    fn bad_credentials_have_their_own_allowance() {
+        let throttle = Throttle::default();
+        for _ in 0..MAX_CREDENTIAL_FAILURES {
+            assert!(throttle.check_credential("192.0.2.1").is_ok());
+            throttle.credential_failed("192.0.2.1");
+        }
+        let e = throttle
+            .check_credential("192.0.2.1")
+            .expect_err("expected a refusal");
+        assert_eq!((e.status.as_u16(), e.code), (429, "too_many_attempts"));
+        assert!(throttle.check_credential("192.0.2.2").is_ok());
+        assert!(
+            throttle.check(&["addr:192.0.2.1".to_owned()]).is_ok(),
+            "signing in from that address is still possible"
+        );
     }
 
     #[test]

@@ -230,9 +230,27 @@ pub struct ServerTuning {
     #[arg(long, env = "STREAMSPACE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Base URL browsers use to reach the control plane (for the viewer URL) [default: from the
-    /// request's Host header].
+    /// request's Host header]. An https URL also turns on Strict-Transport-Security.
     #[arg(long, env = "STREAMSPACE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// How long a client may take to send a request's header, counted from when the connection
+    /// is ready for it; also how long an idle keep-alive connection is kept.
+    #[arg(long, env = "STREAMSPACE_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = DurationParser::secs())]
+    pub header_read_timeout: Duration,
+    /// How long a request may take before it is answered 408 (long polls with `?wait=` and
+    /// WebSocket upgrades are exempt).
+    #[arg(long, env = "STREAMSPACE_REQUEST_TIMEOUT", default_value = "60s", value_parser = DurationParser::secs())]
+    pub request_timeout: Duration,
+    /// Most connections (API clients, browsers, agents, viewers) served at once; more wait in
+    /// the listen queue.
+    #[arg(long, env = "STREAMSPACE_MAX_CONNECTIONS", default_value_t = 25_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Serve `/metrics` on this address (HOST:PORT) only, instead of on the API's.
+    #[arg(long, env = "STREAMSPACE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Require `Authorization: Bearer <the file's content>` to read `/metrics`.
+    #[arg(long, env = "STREAMSPACE_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
     /// Most sessions a user may hold at once (every session not terminated or failed,
     /// hibernated ones included) when neither the user nor any of their groups sets a limit
     /// [default: unlimited].

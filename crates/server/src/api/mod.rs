@@ -24,7 +24,7 @@ mod users;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -121,10 +121,15 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(admin)
         .route_layer(from_fn_with_state(state.clone(), require_user));
     let max_body = state.config.max_body_bytes;
+    let metrics_here = state.config.http.metrics_listen.is_none();
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(render_metrics))
+        .merge(if metrics_here {
+            metrics_router()
+        } else {
+            Router::new().route("/metrics", get(metrics_elsewhere))
+        })
         .route("/api/v1/agents/connect", get(crate::agent_ws::connect))
         .route("/api/v1/agents/tunnel", get(crate::tunnel::data::connect))
         .route(
@@ -141,6 +146,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(crate::web::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(from_fn_with_state(
+            state.config.http.request_timeout,
+            crate::http::request_timeout,
+        ))
+        .layer(from_fn_with_state(
+            state.config.http.https,
+            crate::http::security_headers,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(
             |request: &axum::http::Request<axum::body::Body>| {
                 tracing::info_span!(
@@ -154,9 +167,26 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET /metrics`: Prometheus text, with the connected agents counted just now.
-async fn render_metrics(State(app): State<AppState>) -> impl IntoResponse {
-    crate::metrics::render(app.hub.agents().await.len())
+/// `GET /metrics` alone: beside the API, or on its own listener (`--metrics-listen`).
+pub(crate) fn metrics_router() -> Router<AppState> {
+    Router::new().route("/metrics", get(render_metrics))
+}
+
+/// `GET /metrics` on the API's listener when metrics have one of their own.
+async fn metrics_elsewhere() -> ApiError {
+    ApiError::not_found("metrics are served on their own listener (--metrics-listen)")
+}
+
+/// `GET /metrics`: Prometheus text, with the connected agents counted just now; with
+/// `--metrics-token-file`, only for a request bearing that token.
+async fn render_metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &app.config.http.metrics_token
+        && !token.admits(&headers)
+    {
+        return ApiError::unauthorized("send the metrics token: `Authorization: Bearer <token>`")
+            .into_response();
+    }
+    crate::metrics::render(app.hub.agents().await.len()).into_response()
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use streamspace_proto::api::QuotaLimits;
 use streamspace_server::ServerConfig;
+use streamspace_server::{HttpConfig, MetricsToken};
 use streamspace_store::SessionSize;
 use tokio_util::sync::CancellationToken;
 
@@ -93,11 +94,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!("stopping");
         stopper.cancel();
     });
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         redis_url: args.redis_url.clone().filter(|u| !u.is_empty()),
         internal_address: args.internal_address.clone(),
         ..server_config(replica_id, &args.tuning)
     };
+    config.http.metrics_token = metrics_token(&args.tuning)?;
     streamspace_server::serve(listener, store, config, shutdown)
         .await
         .context("control plane stopped with an error")
@@ -136,8 +138,34 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
             cpu_millis: t.default_session_cpu_millis,
             memory_mib: t.default_session_memory_mib,
         },
+        http: HttpConfig {
+            header_read_timeout: t.header_read_timeout,
+            request_timeout: t.request_timeout,
+            max_connections: count(t.max_connections),
+            https: t
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://")),
+            metrics_listen: t.metrics_listen.clone(),
+            // Read by `run`, which can fail; see `metrics_token`.
+            metrics_token: None,
+        },
         ..ServerConfig::default()
     }
+}
+
+/// The token of `--metrics-token-file`, trimmed; an empty file is refused.
+fn metrics_token(t: &ServerTuning) -> anyhow::Result<Option<MetricsToken>> {
+    let Some(path) = &t.metrics_token_file else {
+        return Ok(None);
+    };
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the metrics token from {}", path.display()))?;
+    let token = token.trim();
+    if token.is_empty() {
+        anyhow::bail!("the metrics token file {} is empty", path.display());
+    }
+    Ok(Some(MetricsToken(token.to_owned())))
 }
 
 /// `POD_NAME` (set from the Kubernetes downward API), else the hostname.
