@@ -22,12 +22,8 @@ pub(crate) fn verify(hasher: &KeyHasher, headers: &HeaderMap, purpose: &str, tok
         .get(AUTH_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|given| {
-            given.len() == expected.len()
-                && given
-                    .bytes()
-                    .zip(expected.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
+            use subtle::ConstantTimeEq;
+            bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
         })
 }
 

@@ -388,3 +388,77 @@ async fn a_user_who_loses_access_loses_their_viewers() -> anyhow::Result<()> {
     );
     s.stop().await
 }
+
+/// The replica-to-replica routes answer only a request bearing the proof this control plane's
+/// secret makes for that purpose and token: not one without it, not one made by another
+/// control plane's secret, not one made for another purpose.
+#[tokio::test]
+async fn internal_routes_need_this_control_planes_replica_proof() -> anyhow::Result<()> {
+    let s = TestServer::sqlite(fast_config()).await?;
+    let other = TestServer::sqlite(fast_config()).await?;
+    let ours = streamspace_server::KeyHasher::load(s.store.as_ref()).await?;
+    let theirs = streamspace_server::KeyHasher::load(other.store.as_ref()).await?;
+    let token = "sst_some-stream-token";
+    let proof = |hasher: &streamspace_server::KeyHasher, purpose: &str| {
+        hasher.hash(&format!("streamspace replica\n{purpose}\n{token}"))
+    };
+    let body = serde_json::json!({
+        "agent_id": "nowhere",
+        "open": { "tunnel_id": Uuid::now_v7(), "session_id": Uuid::now_v7(), "token": token },
+    });
+    let open = |auth: Option<String>| {
+        let mut request = s
+            .http
+            .post(format!("{}/internal/v1/tunnels/open", s.base))
+            .json(&body);
+        if let Some(auth) = auth {
+            request = request.header("x-streamspace-replica-auth", auth);
+        }
+        request.send()
+    };
+    for (auth, why) in [
+        (None, "no proof"),
+        (
+            Some(proof(&theirs, "open")),
+            "another control plane's proof",
+        ),
+        (Some(proof(&ours, "data")), "a proof for another purpose"),
+        (Some("x".repeat(64)), "a made-up proof"),
+    ] {
+        let (status, body) = crate::common::read(open(auth).await?).await?;
+        assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "{why}: {body}");
+    }
+    let (status, body) = crate::common::read(open(Some(proof(&ours, "open"))).await?).await?;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "the right proof is let through (to an agent that is not here): {body}"
+    );
+
+    let data = format!(
+        "{}/internal/v1/tunnels/data?token={token}&agent_id=nowhere",
+        s.ws_url.replace("/api/v1/agents/connect", "")
+    );
+    for auth in [
+        None,
+        Some(proof(&theirs, "data")),
+        Some(proof(&ours, "open")),
+    ] {
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                data.as_str(),
+            )?;
+        if let Some(auth) = auth {
+            request
+                .headers_mut()
+                .insert("x-streamspace-replica-auth", auth.parse()?);
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 401);
+            }
+            other => bail!("the data route let a stream in without a valid proof: {other:?}"),
+        }
+    }
+    Ok(())
+}
