@@ -43,9 +43,10 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            // Errors carry the server's messages, which may quote what a user sent.
+            eprintln!("error: {}", output::terminal_safe(&err.to_string()));
             for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", output::terminal_safe(&cause.to_string()));
             }
             ExitCode::FAILURE
         }

@@ -43,7 +43,36 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     print!("{}", render_table(headers, rows));
 }
 
+/// `text` made safe to print on a terminal: control characters (escape sequences, carriage
+/// returns, newlines, C1 controls) and the invisible characters that reorder or hide text
+/// (bidirectional overrides, zero-width marks) are written as `\u{…}` escapes. Everything the
+/// CLI prints that came from the server or an agent (names, messages, errors) goes through it,
+/// so a template or session field cannot rewrite the operator's screen.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| terminal_safe(c).into_owned()).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -241,6 +270,20 @@ impl Tabular for ApiToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_the_server_sent_cannot_drive_the_terminal() {
+        assert_eq!(terminal_safe("xterm"), "xterm");
+        assert_eq!(terminal_safe("naïve 桌面"), "naïve 桌面");
+        assert_eq!(
+            terminal_safe("evil\u{1b}]0;owned\u{7}\r\nline"),
+            "evil\\u{1b}]0;owned\\u{7}\\u{d}\\u{a}line"
+        );
+        assert_eq!(terminal_safe("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(terminal_safe("\u{9b}31m"), "\\u{9b}31m", "C1 controls too");
+        let table = render_table(&["NAME"], &[vec!["a\u{1b}[2Jb".to_owned()]]);
+        assert!(!table.contains('\u{1b}'), "{table}");
+    }
 
     #[test]
     fn columns_line_up() {

@@ -17,7 +17,7 @@ use streamspace_proto::api::{
 use super::client::connect;
 use crate::cli::{ClientArgs, OutputFormat};
 use crate::cli_identity::{AuditCommand, GroupCommand, LoginArgs, TokenCommand, UserCommand};
-use crate::output::{print_many, print_one};
+use crate::output::{print_many, print_one, terminal_safe};
 use crate::secrets;
 
 /// Reads the first line of standard input (a password given with `--password-stdin`).
@@ -92,7 +92,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&me.user)?),
         OutputFormat::Table => println!(
             "signed in as {} ({}); token saved in {}",
-            me.user.username,
+            terminal_safe(&me.user.username),
             me.user.role,
             path.display()
         ),
@@ -139,7 +139,7 @@ pub async fn whoami(args: ClientArgs) -> anyhow::Result<()> {
 
 fn done(output: OutputFormat, message: String) {
     if output == OutputFormat::Table {
-        println!("{message}");
+        println!("{}", terminal_safe(&message));
     }
 }
 
@@ -278,7 +278,11 @@ pub async fn token(cmd: TokenCommand) -> anyhow::Result<()> {
             match client.output {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&created)?),
                 OutputFormat::Table => {
-                    println!("created token {} ({})", created.id, created.name);
+                    println!(
+                        "created token {} ({})",
+                        created.id,
+                        terminal_safe(&created.name)
+                    );
                     println!("Secret (shown once): {}", created.token);
                 }
             }

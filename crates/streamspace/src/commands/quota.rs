@@ -5,7 +5,7 @@ use streamspace_proto::api::{GroupQuota, QuotaLimits, QuotaUsage, SetQuota, User
 use super::client::connect;
 use crate::cli::OutputFormat;
 use crate::cli_identity::{QuotaCommand, QuotaTarget};
-use crate::output::print_rows;
+use crate::output::{print_rows, terminal_safe};
 
 pub async fn run(cmd: QuotaCommand) -> anyhow::Result<()> {
     match cmd {
@@ -80,7 +80,7 @@ fn print_user(output: OutputFormat, quota: &UserQuota) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(quota)?);
         return Ok(());
     }
-    println!("quota of user {}", quota.username);
+    println!("quota of user {}", terminal_safe(&quota.username));
     let rows = dimensions(&quota.limits)
         .into_iter()
         .zip(dimensions(&quota.effective))
@@ -103,7 +103,7 @@ fn print_group(output: OutputFormat, quota: &GroupQuota) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(quota)?);
         return Ok(());
     }
-    println!("quota of group {}", quota.name);
+    println!("quota of group {}", terminal_safe(&quota.name));
     let rows = dimensions(&quota.limits)
         .into_iter()
         .map(|(name, limit)| vec![name.to_owned(), limit_or(limit, "-")])

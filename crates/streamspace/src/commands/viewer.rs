@@ -39,7 +39,7 @@ pub async fn connect(
     let info = api.connect_session(id).await?;
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&info)?),
-        OutputFormat::Table => println!("{}", info.url),
+        OutputFormat::Table => println!("{}", crate::output::terminal_safe(&info.url)),
     }
     Ok(())
 }
