@@ -55,6 +55,33 @@ pub struct ServerConfig {
     pub default_session_size: SessionSize,
     /// Connection limits, timeouts and headers of the HTTP server.
     pub http: HttpConfig,
+    /// How long finished commands, ended sessions and audit entries are kept.
+    pub retention: RetentionConfig,
+}
+
+/// How long history is kept, part of [`ServerConfig`]; `None` keeps it for ever.
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    /// Completed or failed commands older than this are deleted.
+    pub commands: Option<Duration>,
+    /// Terminated or failed sessions (with their commands) older than this are deleted.
+    pub sessions: Option<Duration>,
+    /// Audit entries older than this are deleted.
+    pub audit: Option<Duration>,
+    /// How often a replica looks for rows to delete.
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 3600;
+        Self {
+            commands: Some(Duration::from_secs(30 * DAY)),
+            sessions: Some(Duration::from_secs(30 * DAY)),
+            audit: Some(Duration::from_secs(90 * DAY)),
+            interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// [`ServerConfig::default_session_size`] unless configured: one core and 2 GiB.
@@ -84,6 +111,7 @@ impl Default for ServerConfig {
             default_quota: QuotaLimits::default(),
             default_session_size: DEFAULT_SESSION_SIZE,
             http: HttpConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -209,6 +237,7 @@ impl ServerConfig {
             ("tunnel.close_grace", self.tunnel.close_grace),
             ("http.header_read_timeout", self.http.header_read_timeout),
             ("http.request_timeout", self.http.request_timeout),
+            ("retention.interval", self.retention.interval),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(ConfigError::NotPositive(name));

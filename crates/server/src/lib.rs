@@ -57,6 +57,7 @@ mod metrics;
 mod module_graph;
 mod outcomes;
 mod policy;
+mod retention;
 mod signin;
 mod state;
 mod streams;
@@ -73,7 +74,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{
-    ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, MetricsToken, ServerConfig, TunnelConfig,
+    ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, MetricsToken, RetentionConfig, ServerConfig,
+    TunnelConfig,
 };
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
@@ -170,6 +172,11 @@ pub async fn serve(
             }
         }),
     ];
+    tasks.spawn(retention::run(
+        store.clone(),
+        config.retention.clone(),
+        shutdown.clone(),
+    ));
     let state = AppState {
         store,
         config: config.clone(),

@@ -414,6 +414,28 @@ pub trait Store: Identity + Quotas + 'static {
     // --- audit ----------------------------------------------------------------------------
 
     async fn audit(&self, entry: &AuditEntry) -> Result<()>;
+
+    // --- retention ------------------------------------------------------------------------
+
+    /// Deletes up to `batch` of the oldest rows of `what` that ended more than
+    /// `older_than_secs` ago (a deleted session takes its commands with it) and answers how
+    /// many. Only one caller purges at a time across replicas (PostgreSQL: a transaction-scoped
+    /// advisory lock); the others answer `None` at once.
+    async fn purge(&self, what: Purge, older_than_secs: f64, batch: i64) -> Result<Option<u64>>;
+    /// The sessions placed on `agent_id` that have not ended (not terminated or failed),
+    /// for reconciling what a (re)connecting agent reports.
+    async fn list_live_sessions(&self, agent_id: &str) -> Result<Vec<Session>>;
+}
+
+/// What [`Store::purge`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purge {
+    /// Completed or failed commands.
+    Commands,
+    /// Terminated or failed sessions, with their commands.
+    Sessions,
+    /// Audit entries.
+    Audit,
 }
 
 /// Opens the store a URL names: `postgres://…`/`postgresql://…` or `sqlite:PATH` / `sqlite://PATH`

@@ -160,6 +160,13 @@ pub(crate) const COMMAND_LIST: &str = concat!(
      ORDER BY id DESC LIMIT $4"
 );
 
+pub(crate) const SESSION_LIST_LIVE: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM sessions WHERE agent_id = $1 AND state NOT IN ('terminated', 'failed') \
+     ORDER BY created_at DESC, id DESC"
+);
+
 pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit_log \
      (actor, action, target, detail, actor_id, client_addr) VALUES ($1, $2, $3, $4, $5, $6)";
 
@@ -183,6 +190,9 @@ pub(crate) struct Dialect {
     lock: &'static str,
     /// Like `lock`, for work any replica may do: rows another replica holds are skipped.
     lock_skip: &'static str,
+    /// A lock for work only one replica should do at a time, tried at the start of a
+    /// transaction and released at its end; answers whether it was taken.
+    try_exclusive: Option<&'static str>,
 }
 
 fn pg_ago(secs: &str) -> String {
@@ -215,7 +225,12 @@ pub(crate) const PG: Dialect = Dialect {
     time_format: "%Y-%m-%dT%H:%M:%S%.3fZ",
     lock: " FOR UPDATE",
     lock_skip: " FOR UPDATE SKIP LOCKED",
+    try_exclusive: Some(PG_PURGE_LOCK),
 };
+
+/// The advisory lock purges take on PostgreSQL: a key ("SSPURGE1" in ASCII) that other users
+/// of the database are unlikely to pick; migrations use another.
+const PG_PURGE_LOCK: &str = "SELECT pg_try_advisory_xact_lock(6004231055597847857)";
 
 pub(crate) const SQLITE: Dialect = Dialect {
     now: "strftime('%Y-%m-%d %H:%M:%f', 'now')",
@@ -226,6 +241,7 @@ pub(crate) const SQLITE: Dialect = Dialect {
     time_format: "%Y-%m-%d %H:%M:%S%.3f",
     lock: "",
     lock_skip: "",
+    try_exclusive: None,
 };
 
 /// `'a', 'b'` for a guarded `IN (…)`; `NULL` (matching nothing) when empty.
@@ -282,6 +298,12 @@ pub(crate) struct Statements {
     pub stuck: &'static str,
     pub session_lock: &'static str,
     pub agent_lock: &'static str,
+    /// Taken before a purge; `None` where one writer is all there is (SQLite).
+    pub purge_lock: Option<&'static str>,
+    /// Purges of commands, sessions and audit entries: `$1` age in seconds, `$2` batch size.
+    pub purge_commands: &'static str,
+    pub purge_sessions: &'static str,
+    pub purge_audit: &'static str,
     session_move: [&'static str; SessionState::ALL.len()],
 }
 
@@ -456,6 +478,26 @@ impl Statements {
             session_lock: leak(format!("{SESSION_GET}{lock}")),
             agent_lock: leak(format!(
                 "SELECT agent_id FROM agents WHERE agent_id = $1{lock}"
+            )),
+            purge_lock: d.try_exclusive,
+            // Each takes the oldest rows first, through the indexes on creation times; a row
+            // ended after the cutoff waits for a later purge.
+            purge_commands: leak(format!(
+                "DELETE FROM agent_commands WHERE id IN (SELECT id FROM agent_commands \
+                 WHERE status IN ('completed', 'failed') AND created_at < {ago1} \
+                 AND completed_at < {ago1} ORDER BY status, created_at LIMIT $2)",
+                ago1 = ago("$1")
+            )),
+            purge_sessions: leak(format!(
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+                 WHERE state IN ('terminated', 'failed') AND created_at < {ago1} \
+                 AND updated_at < {ago1} ORDER BY created_at LIMIT $2)",
+                ago1 = ago("$1")
+            )),
+            purge_audit: leak(format!(
+                "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
+                 WHERE at < {} ORDER BY at LIMIT $2)",
+                ago("$1")
             )),
             session_move: SessionState::ALL.map(|next| {
                 leak(format!(

@@ -84,7 +84,13 @@ conformance!(
     quota_limits_are_set_cleared_and_inherited,
     totp_is_pending_then_enabled_and_steps_are_used_once,
     down_0005_drops_the_totp_columns,
+    purges_delete_only_what_ended_long_ago,
+    one_purge_at_a_time,
 );
+
+#[path = "conformance/retention.rs"]
+mod retention;
+use retention::{one_purge_at_a_time, purges_delete_only_what_ended_long_ago};
 
 #[path = "conformance/totp.rs"]
 mod totp;

@@ -62,6 +62,23 @@ fn parse_proxy(s: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("{s:?} is neither an IP address nor a network like 10.0.0.0/8"))
 }
 
+/// How long a kind of history is kept: a duration, or for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+/// `forever`, or a duration from an hour to ten years (`30d`, `2160h`).
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    if s.trim().eq_ignore_ascii_case("forever") {
+        return Ok(Retention(None));
+    }
+    DurationParser::secs()
+        .at_least(secs(3600))
+        .at_most(secs(3650 * 86_400))
+        .parse(s)
+        .map(|d| Retention(Some(d)))
+        .map_err(|e| format!("{e} (or `forever`)"))
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -251,6 +268,15 @@ pub struct ServerTuning {
     /// Require `Authorization: Bearer <the file's content>` to read `/metrics`.
     #[arg(long, env = "STREAMSPACE_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// How long completed and failed commands are kept (`forever` keeps them).
+    #[arg(long, env = "STREAMSPACE_COMMAND_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub command_retention: Retention,
+    /// How long terminated and failed sessions (and their commands) are kept.
+    #[arg(long, env = "STREAMSPACE_SESSION_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub session_retention: Retention,
+    /// How long audit entries are kept.
+    #[arg(long, env = "STREAMSPACE_AUDIT_RETENTION", default_value = "90d", value_parser = parse_retention)]
+    pub audit_retention: Retention,
     /// Most sessions a user may hold at once (every session not terminated or failed,
     /// hibernated ones included) when neither the user nor any of their groups sets a limit
     /// [default: unlimited].
@@ -621,6 +647,18 @@ pub enum AgentKeyCommand {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn retention_is_a_duration_of_an_hour_or_more_or_forever() {
+        assert_eq!(
+            parse_retention("30d"),
+            Ok(Retention(Some(secs(30 * 86_400))))
+        );
+        assert_eq!(parse_retention("Forever"), Ok(Retention(None)));
+        assert!(parse_retention("5m").is_err(), "shorter than an hour");
+        assert!(parse_retention("0").is_err());
+        assert!(parse_retention("soon").is_err());
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -263,7 +263,7 @@ impl Conn {
             }
         }
         let held: HashSet<Uuid> = reported.iter().map(|s| s.session_id).collect();
-        let sessions = match self.app.store.list_sessions(None, Some(agent_id)).await {
+        let sessions = match self.app.store.list_live_sessions(agent_id).await {
             Ok(sessions) => sessions,
             Err(e) => {
                 tracing::warn!(error = %e, "listing sessions for reconciliation failed");

@@ -293,6 +293,45 @@ macro_rules! impl_store {
                     .try_into()
             }
 
+            async fn purge(
+                &self,
+                what: $crate::Purge,
+                older_than_secs: f64,
+                batch: i64,
+            ) -> $crate::Result<Option<u64>> {
+                let mut tx = self.write_tx().await?;
+                if let Some(lock) = $stmts.purge_lock {
+                    let taken: bool = sqlx::query_scalar(lock).fetch_one(&mut *tx).await?;
+                    if !taken {
+                        return Ok(None);
+                    }
+                }
+                let statement = match what {
+                    $crate::Purge::Commands => $stmts.purge_commands,
+                    $crate::Purge::Sessions => $stmts.purge_sessions,
+                    $crate::Purge::Audit => $stmts.purge_audit,
+                };
+                let done = sqlx::query(statement)
+                    .bind(older_than_secs)
+                    .bind(batch.max(0))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(done.rows_affected()))
+            }
+
+            async fn list_live_sessions(
+                &self,
+                agent_id: &str,
+            ) -> $crate::Result<Vec<streamspace_proto::api::Session>> {
+                let rows =
+                    sqlx::query_as::<_, $crate::rows::SessionRow>($crate::sql::SESSION_LIST_LIVE)
+                        .bind(agent_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                $crate::rows::convert_all(rows)
+            }
+
             async fn list_sessions(
                 &self,
                 owner_id: Option<uuid::Uuid>,

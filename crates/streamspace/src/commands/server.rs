@@ -3,7 +3,7 @@
 use anyhow::Context;
 use streamspace_proto::api::QuotaLimits;
 use streamspace_server::ServerConfig;
-use streamspace_server::{HttpConfig, MetricsToken};
+use streamspace_server::{HttpConfig, MetricsToken, RetentionConfig};
 use streamspace_store::SessionSize;
 use tokio_util::sync::CancellationToken;
 
@@ -149,6 +149,12 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
             metrics_listen: t.metrics_listen.clone(),
             // Read by `run`, which can fail; see `metrics_token`.
             metrics_token: None,
+        },
+        retention: RetentionConfig {
+            commands: t.command_retention.0,
+            sessions: t.session_retention.0,
+            audit: t.audit_retention.0,
+            ..RetentionConfig::default()
         },
         ..ServerConfig::default()
     }
