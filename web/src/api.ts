@@ -189,6 +189,29 @@ async function request<T>(method: string, path: string, body?: unknown, quiet = 
 
 const enc = encodeURIComponent;
 
+/** A page of a listing; `next_cursor` is absent on the last one. */
+export interface Page<T> {
+  items: T[];
+  next_cursor?: string;
+}
+
+/** Most items a listing is followed to, so a runaway list cannot hang the page. */
+const MAX_LISTED = 10_000;
+
+/** Every item of a listing, following its pages (1000 at a time). */
+async function all<T>(path: string): Promise<T[]> {
+  const items: T[] = [];
+  const sep = path.includes("?") ? "&" : "?";
+  let cursor: string | undefined;
+  do {
+    const query = `${sep}limit=1000${cursor === undefined ? "" : `&cursor=${enc(cursor)}`}`;
+    const page = await request<Page<T>>("GET", `${path}${query}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor !== undefined && items.length < MAX_LISTED);
+  return items;
+}
+
 export const api = {
   /** `totp` (a one-time or recovery code) only for accounts that use one (401 `totp_required`). */
   login: (username: string, password: string, totp?: string) =>
@@ -199,29 +222,28 @@ export const api = {
   logout: () => request<void>("POST", "/auth/logout", undefined, true),
   /** Who is signed in; a 401 here just means nobody (it is how the page starts). */
   me: () => request<{ user: User }>("GET", "/auth/me", undefined, true),
-  templates: () => request<Template[]>("GET", "/templates"),
-  sessions: (owner?: string) =>
-    request<Session[]>("GET", owner === undefined ? "/sessions" : `/sessions?owner=${enc(owner)}`),
+  templates: () => all<Template>("/templates"),
+  sessions: (owner?: string) => all<Session>(owner === undefined ? "/sessions" : `/sessions?owner=${enc(owner)}`),
   session: (id: string) => request<Session>("GET", `/sessions/${enc(id)}`),
   createSession: (template: string) => request<Session>("POST", "/sessions", { template }),
   hibernate: (id: string) => request<Session>("POST", `/sessions/${enc(id)}/hibernate`),
   wake: (id: string) => request<Session>("POST", `/sessions/${enc(id)}/wake`),
   stop: (id: string) => request<Session>("DELETE", `/sessions/${enc(id)}`),
   connect: (id: string) => request<ConnectTicket>("POST", `/sessions/${enc(id)}/connect`),
-  agents: () => request<Agent[]>("GET", "/agents"),
-  commands: (limit = 50) => request<Command[]>("GET", `/commands?limit=${limit}`),
-  users: () => request<User[]>("GET", "/users"),
+  agents: () => all<Agent>("/agents"),
+  commands: async (limit = 50) => (await request<Page<Command>>("GET", `/commands?limit=${limit}`)).items,
+  users: () => all<User>("/users"),
   createUser: (user: CreateUser) => request<User>("POST", "/users", user),
   updateUser: (username: string, change: UpdateUser) => request<User>("PATCH", `/users/${enc(username)}`, change),
   deleteUser: (username: string) => request<unknown>("DELETE", `/users/${enc(username)}`),
-  groups: () => request<Group[]>("GET", "/groups"),
+  groups: () => all<Group>("/groups"),
   createGroup: (name: string, description: string) => request<Group>("POST", "/groups", { name, description }),
   deleteGroup: (name: string) => request<unknown>("DELETE", `/groups/${enc(name)}`),
   addMember: (group: string, username: string) =>
     request<Group>("PUT", `/groups/${enc(group)}/members/${enc(username)}`),
   removeMember: (group: string, username: string) =>
     request<unknown>("DELETE", `/groups/${enc(group)}/members/${enc(username)}`),
-  tokens: () => request<ApiToken[]>("GET", "/tokens"),
+  tokens: () => all<ApiToken>("/tokens"),
   createToken: (name: string) => request<CreatedToken>("POST", "/tokens", { name }),
   revokeToken: (id: string) => request<unknown>("DELETE", `/tokens/${enc(id)}`),
 };

@@ -76,7 +76,7 @@ impl Client {
     // --- users ----------------------------------------------------------------------------
 
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        self.send(self.request(Method::GET, "api/v1/users")?).await
+        self.all("api/v1/users", &[]).await
     }
 
     pub async fn get_user(&self, username: &str) -> Result<User> {
@@ -103,7 +103,7 @@ impl Client {
     // --- groups ---------------------------------------------------------------------------
 
     pub async fn list_groups(&self) -> Result<Vec<Group>> {
-        self.send(self.request(Method::GET, "api/v1/groups")?).await
+        self.all("api/v1/groups", &[]).await
     }
 
     pub async fn get_group(&self, name: &str) -> Result<Group> {
@@ -176,11 +176,10 @@ impl Client {
 
     /// Your own tokens, or (admins) those of `user`.
     pub async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<ApiToken>> {
-        let mut request = self.request(Method::GET, "api/v1/tokens")?;
-        if let Some(user) = user {
-            request = request.query(&[("user", user)]);
+        match user {
+            Some(user) => self.all("api/v1/tokens", &[("user", user)]).await,
+            None => self.all("api/v1/tokens", &[]).await,
         }
-        self.send(request).await
     }
 
     pub async fn create_token(&self, token: &CreateToken) -> Result<CreatedToken> {

@@ -13,8 +13,11 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use streamspace_proto::api::{
     Agent, AgentKey, Command, CommandFilter, CommandWait, CreateAgentKey, CreateSession,
-    CreateTemplate, CreatedAgentKey, ErrorBody, Readiness, Session, SessionFilter, Template,
+    CreateTemplate, CreatedAgentKey, ErrorBody, Page, Readiness, Session, SessionFilter, Template,
 };
+
+/// The largest page the API serves.
+const MAX_PAGE: usize = 1000;
 use url::Url;
 use uuid::Uuid;
 
@@ -150,9 +153,19 @@ impl Client {
             .await
     }
 
+    /// The sessions `filter` selects, newest first, following every page; at most
+    /// `filter.limit` when given (all otherwise).
     pub async fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>> {
-        self.send(self.request(Method::GET, "api/v1/sessions")?.query(filter))
-            .await
+        let cap = filter.limit.map(|n| n as usize);
+        self.pages(cap, |cursor, limit| {
+            let page = SessionFilter {
+                limit: Some(limit),
+                cursor: cursor.map(str::to_owned),
+                ..filter.clone()
+            };
+            Ok(self.request(Method::GET, "api/v1/sessions")?.query(&page))
+        })
+        .await
     }
 
     pub async fn get_session(&self, id: Uuid) -> Result<Session> {
@@ -188,7 +201,7 @@ impl Client {
     // --- agents ---------------------------------------------------------------------------
 
     pub async fn list_agents(&self) -> Result<Vec<Agent>> {
-        self.send(self.request(Method::GET, "api/v1/agents")?).await
+        self.all("api/v1/agents", &[]).await
     }
 
     pub async fn get_agent(&self, agent_id: &str) -> Result<Agent> {
@@ -220,17 +233,26 @@ impl Client {
         self.send(request).await
     }
 
-    /// `GET /api/v1/replicas` as raw JSON.
-    pub async fn list_replicas(&self) -> Result<serde_json::Value> {
-        self.send(self.request(Method::GET, "api/v1/replicas")?)
-            .await
+    /// `GET /api/v1/replicas`, every page, each replica as raw JSON.
+    pub async fn list_replicas(&self) -> Result<Vec<serde_json::Value>> {
+        self.all("api/v1/replicas", &[]).await
     }
 
     // --- commands -------------------------------------------------------------------------
 
+    /// The newest commands `filter` selects, following pages: at most `filter.limit`
+    /// (100 when not given).
     pub async fn list_commands(&self, filter: &CommandFilter) -> Result<Vec<Command>> {
-        self.send(self.request(Method::GET, "api/v1/commands")?.query(filter))
-            .await
+        let cap = filter.limit.unwrap_or(100) as usize;
+        self.pages(Some(cap), |cursor, limit| {
+            let page = CommandFilter {
+                limit: Some(limit),
+                cursor: cursor.map(str::to_owned),
+                ..filter.clone()
+            };
+            Ok(self.request(Method::GET, "api/v1/commands")?.query(&page))
+        })
+        .await
     }
 
     pub async fn get_command(&self, command_id: Uuid) -> Result<Command> {
@@ -253,8 +275,7 @@ impl Client {
     // --- templates ------------------------------------------------------------------------
 
     pub async fn list_templates(&self) -> Result<Vec<Template>> {
-        self.send(self.request(Method::GET, "api/v1/templates")?)
-            .await
+        self.all("api/v1/templates", &[]).await
     }
 
     pub async fn create_template(&self, template: &CreateTemplate) -> Result<Template> {
@@ -281,8 +302,7 @@ impl Client {
     }
 
     pub async fn list_agent_keys(&self) -> Result<Vec<AgentKey>> {
-        self.send(self.request(Method::GET, "api/v1/agent-keys")?)
-            .await
+        self.all("api/v1/agent-keys", &[]).await
     }
 
     pub async fn revoke_agent_key(&self, id: Uuid) -> Result<()> {
@@ -291,6 +311,54 @@ impl Client {
     }
 
     // --- plumbing -------------------------------------------------------------------------
+
+    /// Every item of a listing without filters but `query`, following its pages.
+    pub(crate) async fn all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<T>> {
+        self.pages(None, |cursor, limit| {
+            let limit = limit.to_string();
+            let mut request = self
+                .request(Method::GET, path)?
+                .query(query)
+                .query(&[("limit", limit.as_str())]);
+            if let Some(cursor) = cursor {
+                request = request.query(&[("cursor", cursor)]);
+            }
+            Ok(request)
+        })
+        .await
+    }
+
+    /// Follows a listing's pages (`{items, next_cursor}`) until the last one, or until `cap`
+    /// items are read. `page(cursor, limit)` builds the request for one page.
+    async fn pages<T: DeserializeOwned>(
+        &self,
+        cap: Option<usize>,
+        page: impl Fn(Option<&str>, u32) -> Result<RequestBuilder>,
+    ) -> Result<Vec<T>> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let left = cap.map_or(usize::MAX, |cap| cap - items.len());
+            let limit = u32::try_from(left.min(MAX_PAGE)).unwrap_or(1).max(1);
+            let next: Page<T> = self.send(page(cursor.as_deref(), limit)?).await?;
+            items.extend(next.items);
+            if cap.is_some_and(|cap| items.len() >= cap) {
+                break;
+            }
+            match next.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        if let Some(cap) = cap {
+            items.truncate(cap);
+        }
+        Ok(items)
+    }
 
     fn url(&self, path: &str) -> Result<Url> {
         self.base.join(path).map_err(|e| ClientError::InvalidUrl {

@@ -307,13 +307,8 @@ pub trait Store: Identity + Quotas + 'static {
     /// and its `start_session` command (`pending`).
     async fn create_session(&self, new: &NewSession) -> Result<(Session, Command)>;
     async fn get_session(&self, id: Uuid) -> Result<Session>;
-    /// Newest first; only the sessions of the user `owner_id` and only those placed on
-    /// `agent_id`, when given.
-    async fn list_sessions(
-        &self,
-        owner_id: Option<Uuid>,
-        agent_id: Option<&str>,
-    ) -> Result<Vec<Session>>;
+    /// Newest first (by id, which is time-ordered), as [`SessionQuery`] narrows them.
+    async fn list_sessions(&self, query: &SessionQuery<'_>) -> Result<Vec<Session>>;
     /// Moves a session to `state` if the state machine allows it from the current state
     /// (guarded in SQL). Returns the session after the call and whether it changed.
     /// `vnc_address` and `error_message` are set when given.
@@ -339,12 +334,14 @@ pub trait Store: Identity + Quotas + 'static {
     /// agent does not exist, `Conflict` if the command id is taken.
     async fn create_command(&self, command: &NewCommand) -> Result<Command>;
     async fn get_command(&self, command_id: Uuid) -> Result<Command>;
-    /// Newest first, at most `filter.limit` (default 100, max 1000); only commands of the
-    /// sessions of the user `owner_id`, when given.
+    /// Newest first, at most `filter.limit` (default 100, max 1001); only commands of the
+    /// sessions of the user `owner_id`, and only those with an id below `before_id` (the last
+    /// of the previous page), when given. `filter.cursor` is the API's and is not read here.
     async fn list_commands(
         &self,
         filter: &CommandFilter,
         owner_id: Option<Uuid>,
+        before_id: Option<i64>,
     ) -> Result<Vec<Command>>;
     /// Commands to deliver to `agent_id` now, oldest first: `pending` ones, plus `sent` ones whose
     /// last send is older than their backoff (`ack_timeout_secs · 2^(attempts-1)`) and which
@@ -425,6 +422,19 @@ pub trait Store: Identity + Quotas + 'static {
     /// The sessions placed on `agent_id` that have not ended (not terminated or failed),
     /// for reconciling what a (re)connecting agent reports.
     async fn list_live_sessions(&self, agent_id: &str) -> Result<Vec<Session>>;
+}
+
+/// Which sessions [`Store::list_sessions`] reads; the default reads them all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionQuery<'a> {
+    /// Only the sessions of this user.
+    pub owner_id: Option<Uuid>,
+    /// Only the sessions placed on this agent.
+    pub agent_id: Option<&'a str>,
+    /// Only sessions with a smaller id than this (the last one of the previous page).
+    pub before: Option<Uuid>,
+    /// At most this many.
+    pub limit: Option<i64>,
 }
 
 /// What [`Store::purge`] deletes.

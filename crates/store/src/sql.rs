@@ -133,7 +133,7 @@ pub(crate) const SESSION_LIST: &str = concat!(
     "SELECT ",
     session_columns!(),
     " FROM sessions WHERE ($1 IS NULL OR owner_id = $1) AND ($2 IS NULL OR agent_id = $2) \
-     ORDER BY created_at DESC, id DESC"
+     AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
 );
 
 pub(crate) const COMMAND_INSERT: &str = concat!(
@@ -157,7 +157,7 @@ pub(crate) const COMMAND_LIST: &str = concat!(
     " FROM agent_commands WHERE ($1 IS NULL OR session_id = $1) \
      AND ($2 IS NULL OR agent_id = $2) AND ($3 IS NULL OR status = $3) \
      AND ($5 IS NULL OR session_id IN (SELECT id FROM sessions WHERE owner_id = $5)) \
-     ORDER BY id DESC LIMIT $4"
+     AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $4"
 );
 
 pub(crate) const SESSION_LIST_LIVE: &str = concat!(
@@ -534,6 +534,7 @@ pub(crate) fn conflict_on_unique(e: sqlx::Error, message: impl FnOnce() -> Strin
 }
 
 /// `limit` of a command listing: default 100, at most 1000.
+/// The API pages at most 1000 commands and reads one more to know whether another page follows.
 pub(crate) fn command_limit(limit: Option<u32>) -> i64 {
-    i64::from(limit.unwrap_or(100).clamp(1, 1000))
+    i64::from(limit.unwrap_or(100).clamp(1, 1001))
 }

@@ -13,7 +13,8 @@ use streamspace_proto::api::{
     Action, AgentStatus, CommandFilter, CommandStatus, CreateTemplate, Role, SessionState,
 };
 use streamspace_store::{
-    ApiKeyKind, CommandOutcome, MigrationState, NewApiKey, NewCommand, StoreError, migrate,
+    ApiKeyKind, CommandOutcome, MigrationState, NewApiKey, NewCommand, SessionQuery, StoreError,
+    migrate,
 };
 use support::{Db, new_session, new_session_for, register, tick};
 use uuid::Uuid;
@@ -447,7 +448,7 @@ async fn placement_picks_least_loaded_and_enforces_capacity(db: &Db) -> Result<(
     );
     // A terminal session frees its slot.
     let first = store
-        .list_sessions(None, None)
+        .list_sessions(&SessionQuery::default())
         .await?
         .pop()
         .context("no sessions")?;
@@ -506,7 +507,10 @@ async fn no_capacity_without_an_online_agent(db: &Db) -> Result<()> {
         "offline agent used: {r:?}"
     );
     ensure!(
-        store.list_sessions(None, None).await?.is_empty(),
+        store
+            .list_sessions(&SessionQuery::default())
+            .await?
+            .is_empty(),
         "failed placement left a session"
     );
     register(&*store, "zero", 0).await?;
@@ -1042,7 +1046,10 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
         "{s1:?}"
     );
     let alice: Vec<_> = store
-        .list_sessions(Some(alice.id), None)
+        .list_sessions(&SessionQuery {
+            owner_id: Some(alice.id),
+            ..SessionQuery::default()
+        })
         .await?
         .into_iter()
         .map(|s| s.id)
@@ -1051,13 +1058,30 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
         alice == [s3.id, s1.id],
         "alice's sessions, newest first: {alice:?}"
     );
-    ensure!(store.list_sessions(None, None).await?.len() == 3);
-    ensure!(store.list_sessions(None, Some("a1")).await?.len() == 3);
+    ensure!(store.list_sessions(&SessionQuery::default()).await?.len() == 3);
     ensure!(
-        store.list_sessions(None, Some("nobody")).await?.is_empty(),
+        store
+            .list_sessions(&SessionQuery {
+                agent_id: Some("a1"),
+                ..SessionQuery::default()
+            })
+            .await?
+            .len()
+            == 3
+    );
+    ensure!(
+        store
+            .list_sessions(&SessionQuery {
+                agent_id: Some("nobody"),
+                ..SessionQuery::default()
+            })
+            .await?
+            .is_empty(),
         "the agent filter keeps only that agent's sessions"
     );
-    let all = store.list_commands(&CommandFilter::default(), None).await?;
+    let all = store
+        .list_commands(&CommandFilter::default(), None, None)
+        .await?;
     ensure!(
         all.len() == 3 && all[0].id > all[2].id,
         "commands not newest first"
@@ -1066,7 +1090,7 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
         session_id: Some(s2.id),
         ..Default::default()
     };
-    let only = store.list_commands(&f, None).await?;
+    let only = store.list_commands(&f, None, None).await?;
     ensure!(
         only.len() == 1 && only[0].command_id == c2.command_id,
         "{only:?}"
@@ -1077,7 +1101,7 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
         agent_id: Some("a1".into()),
         ..Default::default()
     };
-    let sent = store.list_commands(&f, None).await?;
+    let sent = store.list_commands(&f, None, None).await?;
     ensure!(
         sent.len() == 1 && sent[0].command_id == c1.command_id,
         "{sent:?}"
@@ -1086,6 +1110,7 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
         .list_commands(
             &CommandFilter::default(),
             Some(s1.owner_id.context("owner")?),
+            None,
         )
         .await?;
     ensure!(
@@ -1099,7 +1124,38 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
         limit: Some(2),
         ..Default::default()
     };
-    ensure!(store.list_commands(&f, None).await?.len() == 2);
+    let newest = store.list_commands(&f, None, None).await?;
+    ensure!(newest.len() == 2);
+    // Keyset pages: the next page starts below the last id seen, and the pages join up.
+    let rest = store
+        .list_commands(&CommandFilter::default(), None, newest.last().map(|c| c.id))
+        .await?;
+    let all = store
+        .list_commands(&CommandFilter::default(), None, None)
+        .await?;
+    ensure!(
+        newest.iter().chain(&rest).map(|c| c.id).collect::<Vec<_>>()
+            == all.iter().map(|c| c.id).collect::<Vec<_>>(),
+        "command pages do not join up"
+    );
+    let first = store
+        .list_sessions(&SessionQuery {
+            limit: Some(2),
+            ..SessionQuery::default()
+        })
+        .await?;
+    let second = store
+        .list_sessions(&SessionQuery {
+            before: first.last().map(|s| s.id),
+            limit: Some(2),
+            ..SessionQuery::default()
+        })
+        .await?;
+    ensure!(
+        first.iter().map(|s| s.id).collect::<Vec<_>>() == [s3.id, s2.id]
+            && second.iter().map(|s| s.id).collect::<Vec<_>>() == [s1.id],
+        "session pages: {first:?} then {second:?}"
+    );
     store
         .audit(&streamspace_store::AuditEntry {
             actor: "admin".into(),

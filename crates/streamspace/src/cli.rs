@@ -502,6 +502,9 @@ pub enum SessionCommand {
         /// Only sessions of this user (operators and admins; users see only their own).
         #[arg(long)]
         owner: Option<String>,
+        /// At most this many (pages are followed) [default: all].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -552,7 +555,8 @@ pub enum CommandsCommand {
         /// pending, sent, acknowledged, completed or failed.
         #[arg(long)]
         status: Option<streamspace_proto::CommandStatus>,
-        #[arg(long)]
+        /// At most this many, newest first (pages are followed) [default: 100].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         limit: Option<u32>,
         #[command(flatten)]
         client: ClientArgs,

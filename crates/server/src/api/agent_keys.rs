@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use streamspace_proto::api::{AgentKey, CreateAgentKey, CreatedAgentKey};
+use streamspace_proto::api::{AgentKey, CreateAgentKey, CreatedAgentKey, Page, PageQuery};
 use streamspace_proto::wire::close_code;
 use streamspace_store::ApiKeyKind;
 use uuid::Uuid;
 
-use super::{ApiJson, ApiPath, audit};
+use super::{ApiJson, ApiPath, ApiQuery, audit};
 use crate::auth::Actor;
 use crate::error::{ApiError, ServerError};
 use crate::keys;
@@ -41,15 +41,20 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-pub(super) async fn list(State(app): State<AppState>) -> Result<Json<Vec<AgentKey>>, ApiError> {
+pub(super) async fn list(
+    State(app): State<AppState>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Page<AgentKey>>, ApiError> {
     let records = app
         .store
         .list_api_keys(ApiKeyKind::Agent)
         .await
         .map_err(|e| ApiError::from_store(e, "listing agent keys"))?;
-    Ok(Json(
-        records.iter().filter_map(|r| r.to_agent_key()).collect(),
-    ))
+    let keys = records.iter().filter_map(|r| r.to_agent_key()).collect();
+    let page = super::paging::of_list(keys, page.limit, page.cursor.as_deref(), |k| {
+        k.id.to_string()
+    })?;
+    Ok(Json(page))
 }
 
 /// Revokes the key and closes any connection that authenticated with it.

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use streamspace_proto::api::{Action, Agent, Command, CommandWait};
+use streamspace_proto::api::{Action, Agent, Command, CommandWait, Page, PageQuery};
 use streamspace_proto::wire::close_code;
 use streamspace_store::NewCommand;
 
@@ -13,13 +13,19 @@ use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub(super) async fn list(State(app): State<AppState>) -> Result<Json<Vec<Agent>>, ApiError> {
+pub(super) async fn list(
+    State(app): State<AppState>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Page<Agent>>, ApiError> {
     let agents = app
         .store
         .list_agents()
         .await
         .map_err(|e| ApiError::from_store(e, "listing agents"))?;
-    Ok(Json(agents))
+    let page = super::paging::of_list(agents, page.limit, page.cursor.as_deref(), |a| {
+        a.agent_id.clone()
+    })?;
+    Ok(Json(page))
 }
 
 pub(super) async fn get(

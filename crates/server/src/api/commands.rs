@@ -2,38 +2,39 @@
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use streamspace_proto::api::{Command, CommandFilter, CommandWait, MAX_COMMAND_WAIT_SECS};
+use streamspace_proto::api::{Command, CommandFilter, CommandWait, MAX_COMMAND_WAIT_SECS, Page};
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
-use super::{ApiPath, ApiQuery};
+use super::{ApiPath, ApiQuery, paging};
 use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::outcomes::{RECHECK, Waiter};
 use crate::policy::{Action, Resource};
 use crate::state::AppState;
 
-/// Largest page the API returns.
-const MAX_LIMIT: u32 = 1000;
-
 pub(super) async fn list(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
     ApiQuery(filter): ApiQuery<CommandFilter>,
-) -> Result<Json<Vec<Command>>, ApiError> {
-    if let Some(limit) = filter.limit
-        && !(1..=MAX_LIMIT).contains(&limit)
-    {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
-    }
+) -> Result<Json<Page<Command>>, ApiError> {
+    let limit = paging::limit(filter.limit)?;
+    let before_id = paging::parsed_key::<i64>(filter.cursor.as_deref())?;
+    // One more than the page, to know whether another follows.
+    let overfetch = CommandFilter {
+        limit: Some(limit as u32 + 1),
+        ..filter
+    };
     let commands = app
         .store
-        .list_commands(&filter, own_only(&actor))
+        .list_commands(&overfetch, own_only(&actor), before_id)
         .await
         .map_err(|e| ApiError::from_store(e, "listing commands"))?;
-    Ok(Json(commands))
+    Ok(Json(paging::from_overfetch(
+        commands,
+        limit,
+        |c: &Command| c.id.to_string(),
+    )))
 }
 
 /// One command; with `?wait=SECS`, answers once it is `completed` or `failed` (or when the wait

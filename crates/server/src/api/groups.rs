@@ -5,12 +5,12 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use streamspace_proto::api::{CreateGroup, Group, UpdateGroup};
+use streamspace_proto::api::{CreateGroup, Group, Page, PageQuery, UpdateGroup};
 use streamspace_store::NewGroup;
 use uuid::Uuid;
 
 use super::users::valid_name;
-use super::{ApiJson, ApiPath, audit};
+use super::{ApiJson, ApiPath, ApiQuery, audit};
 use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -18,13 +18,19 @@ use crate::state::AppState;
 /// Longest group description accepted.
 const MAX_DESCRIPTION: usize = 1024;
 
-pub(super) async fn list(State(app): State<AppState>) -> Result<Json<Vec<Group>>, ApiError> {
+pub(super) async fn list(
+    State(app): State<AppState>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Page<Group>>, ApiError> {
     let groups = app
         .store
         .list_groups()
         .await
         .map_err(|e| ApiError::from_store(e, "listing groups"))?;
-    Ok(Json(groups))
+    let page = super::paging::of_list(groups, page.limit, page.cursor.as_deref(), |g| {
+        g.name.clone()
+    })?;
+    Ok(Json(page))
 }
 
 pub(super) async fn get(

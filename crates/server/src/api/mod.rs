@@ -12,6 +12,7 @@ mod auth;
 mod commands;
 mod groups;
 mod health;
+mod paging;
 mod quotas;
 mod replicas;
 mod sessions;

@@ -3,14 +3,17 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use streamspace_proto::api::{Page, PageQuery};
 
+use super::ApiQuery;
 use crate::cluster::ReplicaStatus;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub(super) async fn list(
     State(app): State<AppState>,
-) -> Result<Json<Vec<ReplicaStatus>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Page<ReplicaStatus>>, ApiError> {
     let held = app.hub.agents().await.len();
     let replicas = app.cluster.replicas(held).await.map_err(|e| {
         ApiError::new(
@@ -19,5 +22,8 @@ pub(super) async fn list(
             e.to_string(),
         )
     })?;
-    Ok(Json(replicas))
+    let page = super::paging::of_list(replicas, page.limit, page.cursor.as_deref(), |r| {
+        r.id.clone()
+    })?;
+    Ok(Json(page))
 }

@@ -12,12 +12,12 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use streamspace_proto::api::{Action, CreateSession, Session, SessionFilter, SessionState};
+use streamspace_proto::api::{Action, CreateSession, Page, Session, SessionFilter, SessionState};
 use streamspace_proto::wire::StartSessionPayload;
-use streamspace_store::{NewCommand, NewSession, StoreError};
+use streamspace_store::{NewCommand, NewSession, SessionQuery, StoreError};
 use uuid::Uuid;
 
-use super::{ApiJson, ApiPath, ApiQuery, audit, quotas};
+use super::{ApiJson, ApiPath, ApiQuery, audit, paging, quotas};
 use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::policy::{self, Resource};
@@ -94,12 +94,19 @@ pub(super) async fn list(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
     ApiQuery(filter): ApiQuery<SessionFilter>,
-) -> Result<Json<Vec<Session>>, ApiError> {
+) -> Result<Json<Page<Session>>, ApiError> {
+    let limit = paging::limit(filter.limit)?;
+    let before = paging::parsed_key::<Uuid>(filter.cursor.as_deref())?;
     let owner_id = if actor.allowed(policy::Action::ListAllSessions, Resource::System) {
         match &filter.owner {
             Some(username) => match app.store.get_user(username).await {
                 Ok(record) => Some(record.user.id),
-                Err(StoreError::NotFound { .. }) => return Ok(Json(Vec::new())),
+                Err(StoreError::NotFound { .. }) => {
+                    return Ok(Json(Page {
+                        items: Vec::new(),
+                        next_cursor: None,
+                    }));
+                }
                 Err(e) => return Err(ApiError::from_store(e, "reading a user")),
             },
             None => None,
@@ -109,12 +116,20 @@ pub(super) async fn list(
     };
     let sessions = app
         .store
-        .list_sessions(owner_id, filter.agent_id.as_deref())
+        .list_sessions(&SessionQuery {
+            owner_id,
+            agent_id: filter.agent_id.as_deref(),
+            before,
+            limit: Some(limit as i64 + 1),
+        })
         .await
         .map_err(|e| ApiError::from_store(e, "listing sessions"))?;
-    Ok(Json(
-        sessions.into_iter().map(|s| for_actor(&actor, s)).collect(),
-    ))
+    let sessions = sessions.into_iter().map(|s| for_actor(&actor, s)).collect();
+    Ok(Json(paging::from_overfetch(
+        sessions,
+        limit,
+        |s: &Session| s.id.to_string(),
+    )))
 }
 
 pub(super) async fn get(

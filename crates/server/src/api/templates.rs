@@ -5,9 +5,9 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use streamspace_proto::api::{CreateTemplate, Template};
+use streamspace_proto::api::{CreateTemplate, Page, PageQuery, Template};
 
-use super::{ApiJson, ApiPath, audit};
+use super::{ApiJson, ApiPath, ApiQuery, audit};
 use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::policy::{Action, Resource};
@@ -16,18 +16,21 @@ use crate::state::AppState;
 pub(super) async fn list(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
-) -> Result<Json<Vec<Template>>, ApiError> {
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Page<Template>>, ApiError> {
     let templates = app
         .store
         .list_templates()
         .await
         .map_err(|e| ApiError::from_store(e, "listing templates"))?;
-    Ok(Json(
-        templates
-            .into_iter()
-            .filter(|t| actor.allowed(Action::ReadTemplate, Resource::Template(t)))
-            .collect(),
-    ))
+    let visible = templates
+        .into_iter()
+        .filter(|t| actor.allowed(Action::ReadTemplate, Resource::Template(t)))
+        .collect();
+    let page = super::paging::of_list(visible, page.limit, page.cursor.as_deref(), |t| {
+        t.name.clone()
+    })?;
+    Ok(Json(page))
 }
 
 pub(super) async fn get(

@@ -6,7 +6,7 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
-use streamspace_proto::api::{ApiToken, CreateToken, CreatedToken};
+use streamspace_proto::api::{ApiToken, CreateToken, CreatedToken, Page};
 use streamspace_store::{ApiKeyKind, StoreError};
 use uuid::Uuid;
 
@@ -28,6 +28,10 @@ const MAX_LIFETIME_SECS: u64 = 10 * 366 * 24 * 3600;
 pub(super) struct TokenQuery {
     /// Another user's tokens (admins).
     user: Option<String>,
+    /// Tokens per page.
+    limit: Option<u32>,
+    /// Where the previous page ended.
+    cursor: Option<String>,
 }
 
 /// The id of `username`, or the actor's own when none is named; 404 if there is no such user.
@@ -50,7 +54,7 @@ pub(super) async fn list(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
     ApiQuery(query): ApiQuery<TokenQuery>,
-) -> Result<Json<Vec<ApiToken>>, ApiError> {
+) -> Result<Json<Page<ApiToken>>, ApiError> {
     let user_id = target_user(&app, &actor, query.user.as_deref()).await?;
     actor.may(Action::ManageToken, Resource::TokenOf(user_id))?;
     let tokens = app
@@ -58,7 +62,10 @@ pub(super) async fn list(
         .list_tokens(Some(user_id))
         .await
         .map_err(|e| ApiError::from_store(e, "listing tokens"))?;
-    Ok(Json(tokens))
+    let page = super::paging::of_list(tokens, query.limit, query.cursor.as_deref(), |t| {
+        t.id.to_string()
+    })?;
+    Ok(Json(page))
 }
 
 /// Creates a personal token for `user_id` (the caller has been authorized for it).

@@ -9,11 +9,11 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use streamspace_proto::api::{CreateUser, UpdateUser, User};
+use streamspace_proto::api::{CreateUser, Page, PageQuery, UpdateUser, User};
 use streamspace_store::{NewUser, UserChange};
 use uuid::Uuid;
 
-use super::{ApiJson, ApiPath, audit};
+use super::{ApiJson, ApiPath, ApiQuery, audit};
 use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::signin::{check_new_password, hash_password};
@@ -46,13 +46,19 @@ fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub(super) async fn list(State(app): State<AppState>) -> Result<Json<Vec<User>>, ApiError> {
+pub(super) async fn list(
+    State(app): State<AppState>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Page<User>>, ApiError> {
     let users = app
         .store
         .list_users()
         .await
         .map_err(|e| ApiError::from_store(e, "listing users"))?;
-    Ok(Json(users))
+    let page = super::paging::of_list(users, page.limit, page.cursor.as_deref(), |u| {
+        u.username.clone()
+    })?;
+    Ok(Json(page))
 }
 
 pub(super) async fn get(
@@ -176,7 +182,10 @@ pub(super) async fn remove(
         .map_err(|e| ApiError::from_store(e, "reading a user"))?;
     let sessions = app
         .store
-        .list_sessions(Some(record.user.id), None)
+        .list_sessions(&streamspace_store::SessionQuery {
+            owner_id: Some(record.user.id),
+            ..Default::default()
+        })
         .await
         .map_err(|e| ApiError::from_store(e, "listing a user's sessions"))?;
     app.store

@@ -379,7 +379,7 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
         None,
     )
     .await?;
-    let listed: Vec<Session> = serde_json::from_value(listed)?;
+    let listed: Vec<Session> = serde_json::from_value(listed["items"].clone())?;
     ensure!(
         !listed.is_empty() && listed.iter().all(|x| x.owner == "bob"),
         "bob lists only his sessions: {listed:?}"
@@ -619,7 +619,10 @@ async fn disabled_users_and_revoked_tokens_stop_at_once(backend: Backend) -> any
 
     let (status, tokens) = call(&s, Some(&token), Method::GET, "/api/v1/tokens", None).await?;
     ensure!(status == StatusCode::OK, "{tokens}");
-    let id = tokens[0]["id"].as_str().context("token id")?.to_owned();
+    let id = tokens["items"][0]["id"]
+        .as_str()
+        .context("token id")?
+        .to_owned();
     ensure!(
         !tokens.to_string().contains(&token),
         "listings never show a secret"
@@ -788,7 +791,7 @@ async fn deleting_a_user_stops_their_sessions_and_keeps_the_record(
     let (status, body) = s.call(Method::DELETE, "/api/v1/users/alice", None).await?;
     ensure!(status == StatusCode::NO_CONTENT, "{body}");
     let commands: Vec<streamspace_proto::api::Command> = s
-        .get_json(&format!("/api/v1/commands?session_id={}", session.id))
+        .list(&format!("/api/v1/commands?session_id={}", session.id))
         .await?;
     ensure!(
         commands

@@ -158,7 +158,7 @@ async fn api_errors_are_json(backend: Backend) -> anyhow::Result<()> {
 #[tokio::test]
 async fn templates_are_validated_and_managed() -> anyhow::Result<()> {
     let s = TestServer::sqlite(fast_config()).await?;
-    let templates: Vec<Template> = s.get_json("/api/v1/templates").await?;
+    let templates: Vec<Template> = s.list("/api/v1/templates").await?;
     assert!(
         templates
             .iter()
@@ -225,7 +225,7 @@ async fn agent_keys_are_keyed_hashes_and_revocable() -> anyhow::Result<()> {
         !listed.to_string().contains(&secret),
         "the secret is listed: {listed}"
     );
-    let keys: Vec<AgentKey> = serde_json::from_value(listed)?;
+    let keys: Vec<AgentKey> = serde_json::from_value(listed["items"].clone())?;
     assert!(keys.iter().any(|k| k.id == key_id && k.agent_id == "a1"));
 
     // Only a keyed hash is stored: the secret itself finds nothing, its HMAC does.
@@ -373,7 +373,7 @@ async fn sessions_have_uuid_v7_ids_and_need_a_template(backend: Backend) -> anyh
     assert_eq!(session.id.get_version_num(), 7, "session ids are UUIDv7");
     assert_eq!(session.owner, "admin");
     let commands: Vec<Command> = s
-        .get_json(&format!("/api/v1/commands?session_id={}", session.id))
+        .list(&format!("/api/v1/commands?session_id={}", session.id))
         .await?;
     assert_eq!(commands.len(), 1, "{commands:?}");
     assert_eq!(
@@ -381,11 +381,11 @@ async fn sessions_have_uuid_v7_ids_and_need_a_template(backend: Backend) -> anyh
         7,
         "command ids are UUIDv7"
     );
-    let listed: Vec<Value> = s.get_json("/api/v1/sessions").await?;
+    let listed: Vec<Value> = s.list("/api/v1/sessions").await?;
     assert_eq!(listed.len(), 1);
-    let on_a1: Vec<Value> = s.get_json("/api/v1/sessions?agent_id=a1").await?;
+    let on_a1: Vec<Value> = s.list("/api/v1/sessions?agent_id=a1").await?;
     assert_eq!(on_a1.len(), 1, "the session is on a1");
-    let elsewhere: Vec<Value> = s.get_json("/api/v1/sessions?agent_id=a2").await?;
+    let elsewhere: Vec<Value> = s.list("/api/v1/sessions?agent_id=a2").await?;
     assert!(elsewhere.is_empty(), "agent filter: {elsewhere:?}");
     s.stop().await
 }

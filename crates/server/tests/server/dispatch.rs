@@ -255,7 +255,7 @@ async fn unacknowledged_commands_are_resent_a_bounded_number_of_times(
         "the resends are of the one start command: {ids:?}"
     );
     let commands: Vec<streamspace_proto::api::Command> = s
-        .get_json(&format!("/api/v1/commands?session_id={}", session.id))
+        .list(&format!("/api/v1/commands?session_id={}", session.id))
         .await?;
     let failed = s
         .wait_command_status(commands[0].command_id, CommandStatus::Failed)

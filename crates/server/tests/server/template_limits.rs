@@ -35,7 +35,7 @@ async fn a_70_kb_description_is_refused_and_nothing_is_stored(
     );
     let (status, answer) = s.call(Method::GET, "/api/v1/templates/huge", None).await?;
     assert_eq!(status, StatusCode::NOT_FOUND, "stored anyway: {answer}");
-    let templates: Vec<Template> = s.get_json("/api/v1/templates").await?;
+    let templates: Vec<Template> = s.list("/api/v1/templates").await?;
     assert!(
         templates.iter().all(|t| t.name != "huge"),
         "listed anyway: {templates:?}"
@@ -64,7 +64,7 @@ async fn an_oversized_stored_template_fails_its_session_and_the_agent_stays(
         .wait_session_state(session.id, SessionState::Failed)
         .await?;
     let commands: Vec<streamspace_proto::api::Command> = s
-        .get_json(&format!("/api/v1/commands?session_id={}", session.id))
+        .list(&format!("/api/v1/commands?session_id={}", session.id))
         .await?;
     let [start] = commands.as_slice() else {
         anyhow::bail!("expected the one start command: {commands:?}");

@@ -334,12 +334,13 @@ macro_rules! impl_store {
 
             async fn list_sessions(
                 &self,
-                owner_id: Option<uuid::Uuid>,
-                agent_id: Option<&str>,
+                query: &$crate::SessionQuery<'_>,
             ) -> $crate::Result<Vec<streamspace_proto::api::Session>> {
                 let rows = sqlx::query_as::<_, $crate::rows::SessionRow>($crate::sql::SESSION_LIST)
-                    .bind(owner_id.map($crate::rows::DbUuid))
-                    .bind(agent_id)
+                    .bind(query.owner_id.map($crate::rows::DbUuid))
+                    .bind(query.agent_id)
+                    .bind(query.before.map($crate::rows::DbUuid))
+                    .bind(query.limit.unwrap_or(i64::MAX).max(0))
                     .fetch_all(&self.pool)
                     .await?;
                 $crate::rows::convert_all(rows)
@@ -405,6 +406,7 @@ macro_rules! impl_store {
                 &self,
                 filter: &streamspace_proto::api::CommandFilter,
                 owner_id: Option<uuid::Uuid>,
+                before_id: Option<i64>,
             ) -> $crate::Result<Vec<streamspace_proto::api::Command>> {
                 let rows = sqlx::query_as::<_, $crate::rows::CommandRow>($crate::sql::COMMAND_LIST)
                     .bind(filter.session_id.map($crate::rows::DbUuid))
@@ -412,6 +414,7 @@ macro_rules! impl_store {
                     .bind(filter.status.map(|s| s.as_str()))
                     .bind($crate::sql::command_limit(filter.limit))
                     .bind(owner_id.map($crate::rows::DbUuid))
+                    .bind(before_id)
                     .fetch_all(&self.pool)
                     .await?;
                 $crate::rows::convert_all(rows)

@@ -75,11 +75,14 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
         SessionCommand::List {
             agent,
             owner,
+            limit,
             client,
         } => {
             let filter = SessionFilter {
                 agent_id: agent,
                 owner,
+                limit,
+                cursor: None,
             };
             print_many(
                 client.output,
@@ -175,6 +178,7 @@ pub async fn commands(cmd: CommandsCommand) -> anyhow::Result<()> {
                 agent_id: agent,
                 status,
                 limit,
+                cursor: None,
             };
             print_many(
                 client.output,

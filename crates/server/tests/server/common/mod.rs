@@ -153,6 +153,12 @@ impl TestServer {
         Ok(serde_json::from_value(body)?)
     }
 
+    /// The items of the first page of a listing (`{items, next_cursor}`).
+    pub async fn list<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Vec<T>> {
+        let page: streamspace_proto::api::Page<T> = self.get_json(path).await?;
+        Ok(page.items)
+    }
+
     /// Creates an agent key through the API; returns its secret.
     pub async fn agent_key(&self, agent_id: &str) -> anyhow::Result<String> {
         let (status, body) = self
