@@ -10,6 +10,19 @@
 //!
 //! Timestamps are always taken from the database clock (never bound from the application), and
 //! `updated_at` is maintained by triggers, never by application code.
+//!
+//! # Audit
+//!
+//! The audit log is written in the same transaction as the change it records. Every method that
+//! changes something on someone's behalf (users, groups, quotas, templates, agents, credentials,
+//! sessions) takes the [`AuditEntry`] describing it as its last argument and inserts it inside
+//! its own transaction: if the entry cannot be written, the change is rolled back and the method
+//! fails. A caller cannot make such a change without saying who made it. Some facts only the
+//! transaction knows are added to the entry's `detail` by the store (each method says which).
+//! Writes the control plane makes on its own account (agent registration and heartbeats, command
+//! delivery and results, session state reports, last-used and last-sign-in times, one-time-code
+//! steps, pings) take no entry. [`Store::audit_event`] writes an entry alone, for events that
+//! change nothing (a failed sign-in, a viewer token issued).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -214,7 +227,8 @@ impl CommandOutcome {
     }
 }
 
-/// One audit record.
+/// One audit record: who did what to which target, from where. See the crate's "Audit"
+/// section for when it is written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
     /// Who, in words (`user:alice`, `agent:edge-1`).
@@ -226,6 +240,41 @@ pub struct AuditEntry {
     pub action: String,
     pub target: String,
     pub detail: Value,
+}
+
+impl AuditEntry {
+    /// A change the control plane makes by itself (first-start setup, `streamspace up`): the
+    /// actor is `system`.
+    pub fn system(action: &str, target: impl Into<String>, detail: Value) -> Self {
+        Self {
+            actor: "system".into(),
+            actor_id: None,
+            client_addr: None,
+            action: action.to_owned(),
+            target: target.into(),
+            detail,
+        }
+    }
+
+    /// This entry with `key` set to `value` in its detail (made an object if it is not one).
+    pub(crate) fn with_detail(&self, key: &str, value: Value) -> Self {
+        let mut entry = self.clone();
+        if !entry.detail.is_object() {
+            entry.detail = Value::Object(serde_json::Map::new());
+        }
+        if let Value::Object(map) = &mut entry.detail {
+            map.insert(key.to_owned(), value);
+        }
+        entry
+    }
+}
+
+/// `audit` with its detail's `expires_at` field, if it has one, set to `key`'s expiry.
+pub(crate) fn with_expiry(audit: &AuditEntry, key: &ApiKeyRecord) -> AuditEntry {
+    match audit.detail.get("expires_at") {
+        Some(_) => audit.with_detail("expires_at", serde_json::json!(key.expires_at)),
+        None => audit.clone(),
+    }
 }
 
 /// Persistence for the control plane. All methods are safe to call from several replicas at once.
@@ -246,13 +295,15 @@ pub trait Store: Identity + Quotas + 'static {
 
     // --- api keys -------------------------------------------------------------------------
 
-    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord>;
+    /// Stores the key and writes `audit`; if the entry's detail has an `expires_at` field, it is
+    /// set to the key's expiry (which the database clock decides).
+    async fn create_api_key(&self, key: NewApiKey, audit: &AuditEntry) -> Result<ApiKeyRecord>;
     /// Looks up a key that is neither revoked nor expired by its keyed hash and records its use, to the
     /// [`KEY_USE_RESOLUTION_SECS`]: `last_used_at` is written only when older than that.
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
     async fn list_api_keys(&self, kind: ApiKeyKind) -> Result<Vec<ApiKeyRecord>>;
     /// Marks a key revoked; `NotFound` if no such key.
-    async fn revoke_api_key(&self, id: Uuid) -> Result<()>;
+    async fn revoke_api_key(&self, id: Uuid, audit: &AuditEntry) -> Result<()>;
     /// A key by id, revoked or not; `NotFound` if there is none.
     async fn get_api_key(&self, id: Uuid) -> Result<ApiKeyRecord>;
     /// Whether a key with this keyed hash was stored and revoked (so the configured admin
@@ -267,10 +318,11 @@ pub trait Store: Identity + Quotas + 'static {
     async fn create_template(
         &self,
         template: &streamspace_proto::api::CreateTemplate,
+        audit: &AuditEntry,
     ) -> Result<Template>;
     async fn get_template(&self, name: &str) -> Result<Template>;
     async fn list_templates(&self) -> Result<Vec<Template>>;
-    async fn delete_template(&self, name: &str) -> Result<()>;
+    async fn delete_template(&self, name: &str, audit: &AuditEntry) -> Result<()>;
 
     // --- agents ---------------------------------------------------------------------------
 
@@ -297,15 +349,20 @@ pub trait Store: Identity + Quotas + 'static {
     async fn get_agent(&self, agent_id: &str) -> Result<Agent>;
     async fn list_agents(&self) -> Result<Vec<Agent>>;
     /// Removes the agent and revokes its keys; `Conflict` while it has non-terminal sessions.
-    async fn delete_agent(&self, agent_id: &str) -> Result<()>;
+    async fn delete_agent(&self, agent_id: &str, audit: &AuditEntry) -> Result<()>;
 
     // --- sessions -------------------------------------------------------------------------
 
     /// In one transaction: check the owner's quota under a lock on the owner's row
     /// (`QuotaExceeded` naming the first dimension it would overshoot), choose the least-loaded
     /// online agent with free capacity (`NoCapacity` if none), insert the session (`pending`)
-    /// and its `start_session` command (`pending`).
-    async fn create_session(&self, new: &NewSession) -> Result<(Session, Command)>;
+    /// and its `start_session` command (`pending`), and `audit` with the chosen `agent_id` added
+    /// to its detail.
+    async fn create_session(
+        &self,
+        new: &NewSession,
+        audit: &AuditEntry,
+    ) -> Result<(Session, Command)>;
     async fn get_session(&self, id: Uuid) -> Result<Session>;
     /// Newest first; only the sessions of the user `owner_id` and only those placed on
     /// `agent_id`, when given.
@@ -331,6 +388,7 @@ pub trait Store: Identity + Quotas + 'static {
         session_id: Uuid,
         allowed_from: &[SessionState],
         command: &NewCommand,
+        audit: &AuditEntry,
     ) -> Result<Command>;
 
     // --- commands -------------------------------------------------------------------------
@@ -413,7 +471,9 @@ pub trait Store: Identity + Quotas + 'static {
 
     // --- audit ----------------------------------------------------------------------------
 
-    async fn audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// Writes `entry` on its own: only for events that change nothing (a failed sign-in, a
+    /// viewer token issued). A change writes its entry through the method that makes it.
+    async fn audit_event(&self, entry: &AuditEntry) -> Result<()>;
 }
 
 /// Opens the store a URL names: `postgres://…`/`postgresql://…` or `sqlite:PATH` / `sqlite://PATH`

@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use tower_http::trace::TraceLayer;
 
-pub(crate) use crate::audit::record as audit;
+pub(crate) use crate::audit::entry as audit;
 use crate::auth::{Actor, require_user};
 use crate::error::ApiError;
 pub(crate) use crate::extract::{ApiJson, ApiPath, ApiQuery};

@@ -51,19 +51,17 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
     actor.may(Action::ManageTemplates, Resource::System)?;
     validate(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let template = app
-        .store
-        .create_template(&body)
-        .await
-        .map_err(|e| ApiError::from_store(e, "creating a template"))?;
-    audit(
-        &app,
+    let entry = audit(
         &actor,
         "template.create",
-        template.name.clone(),
-        json!({ "command": template.command, "allowed_groups": template.allowed_groups }),
-    )
-    .await;
+        body.name.clone(),
+        json!({ "command": body.command, "allowed_groups": body.allowed_groups }),
+    );
+    let template = app
+        .store
+        .create_template(&body, &entry)
+        .await
+        .map_err(|e| ApiError::from_store(e, "creating a template"))?;
     Ok((StatusCode::CREATED, Json(template)))
 }
 
@@ -73,11 +71,11 @@ pub(super) async fn remove(
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     actor.may(Action::ManageTemplates, Resource::System)?;
+    let entry = audit(&actor, "template.delete", name.clone(), json!({}));
     app.store
-        .delete_template(&name)
+        .delete_template(&name, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "deleting a template"))?;
-    audit(&app, &actor, "template.delete", name, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

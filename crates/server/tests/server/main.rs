@@ -6,6 +6,7 @@ mod common;
 mod access;
 mod agent_ws;
 mod api;
+mod audit;
 mod dispatch;
 mod quota;
 mod template_fields;

@@ -8,7 +8,7 @@ use streamspace_proto::api::{
 };
 use streamspace_store::migrate;
 
-use super::support::Db;
+use super::support::{Db, audit};
 
 pub async fn runtime_fields_round_trip(db: &Db) -> Result<()> {
     let store = db.store().await?;
@@ -25,7 +25,7 @@ pub async fn runtime_fields_round_trip(db: &Db) -> Result<()> {
         env: BTreeMap::from([("TZ".into(), "UTC".into())]),
         ..CreateTemplate::default()
     };
-    let created = store.create_template(&t).await?;
+    let created = store.create_template(&t, &audit()).await?;
     ensure!(
         created.image == t.image
             && created.ports == t.ports
