@@ -31,7 +31,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use streamspace_proto::api::{
-    Action, Agent, AgentKey, Command, CommandFilter, Session, SessionState, Template,
+    Action, Agent, AgentKey, Command, CommandFilter, CreateTemplate, Session, SessionState,
+    Template, UpdateTemplate,
 };
 use uuid::Uuid;
 
@@ -81,6 +82,9 @@ pub enum StoreError {
     Migration(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A change the caller's check refused (see [`Store::update_template`]); the message says why.
+    #[error("{0}")]
+    Invalid(String),
     /// The database failed; sqlx's own message says how (it is this error's message).
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -269,6 +273,10 @@ impl AuditEntry {
     }
 }
 
+/// What a changed template must pass before it is stored (the API's validation of a new one);
+/// `Err` carries the message to answer with.
+pub type TemplateCheck = dyn Fn(&CreateTemplate) -> std::result::Result<(), String> + Send + Sync;
+
 /// `audit` with its detail's `expires_at` field, if it has one, set to `key`'s expiry.
 pub(crate) fn with_expiry(audit: &AuditEntry, key: &ApiKeyRecord) -> AuditEntry {
     match audit.detail.get("expires_at") {
@@ -323,6 +331,16 @@ pub trait Store: Identity + Quotas + 'static {
     async fn get_template(&self, name: &str) -> Result<Template>;
     async fn list_templates(&self) -> Result<Vec<Template>>;
     async fn delete_template(&self, name: &str, audit: &AuditEntry) -> Result<()>;
+    /// In one transaction: reads the template under a lock (`NotFound` if there is none),
+    /// applies `change`, asks `check` whether the result is acceptable (`Invalid` with its
+    /// message if not), stores it and writes `audit`. Returns the template after the change.
+    async fn update_template(
+        &self,
+        name: &str,
+        change: &UpdateTemplate,
+        check: &TemplateCheck,
+        audit: &AuditEntry,
+    ) -> Result<Template>;
 
     // --- agents ---------------------------------------------------------------------------
 

@@ -86,6 +86,7 @@ conformance!(
     down_0005_drops_the_totp_columns,
     changes_roll_back_when_their_audit_entry_fails,
     audit_entries_carry_what_the_transaction_knows,
+    templates_change_in_one_checked_transaction,
 );
 
 #[path = "conformance/audit.rs"]
@@ -125,7 +126,7 @@ use commands::{
 mod templates;
 use templates::{
     down_0003_drops_the_runtime_columns, runtime_fields_round_trip,
-    templates_from_before_0003_get_defaults,
+    templates_change_in_one_checked_transaction, templates_from_before_0003_get_defaults,
 };
 
 async fn updated_at_follows_updates_and_created_at_stays(db: &Db) -> Result<()> {

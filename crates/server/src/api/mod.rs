@@ -107,7 +107,9 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/templates/{name}",
-            get(templates::get).delete(templates::remove),
+            get(templates::get)
+                .patch(templates::update)
+                .delete(templates::remove),
         )
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/auth/me", get(auth::me))

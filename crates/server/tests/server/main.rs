@@ -11,5 +11,6 @@ mod dispatch;
 mod quota;
 mod template_fields;
 mod template_limits;
+mod template_update;
 mod totp;
 mod tunnel;

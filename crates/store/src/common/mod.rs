@@ -227,6 +227,48 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn update_template(
+                &self,
+                name: &str,
+                change: &streamspace_proto::api::UpdateTemplate,
+                check: &$crate::TemplateCheck,
+                audit: &$crate::AuditEntry,
+            ) -> $crate::Result<streamspace_proto::api::Template> {
+                let mut tx = self.write_tx().await?;
+                let current: streamspace_proto::api::Template =
+                    sqlx::query_as::<_, $crate::rows::TemplateRow>($stmts.template_lock)
+                        .bind(name)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or($crate::StoreError::NotFound { what: "template" })?
+                        .try_into()?;
+                let t = change.apply(current);
+                check(&t).map_err($crate::StoreError::Invalid)?;
+                sqlx::query($crate::sql::TEMPLATE_UPDATE)
+                    .bind(name)
+                    .bind(&t.description)
+                    .bind(sqlx::types::Json(&t.command))
+                    .bind(sqlx::types::Json(&t.env))
+                    .bind(&t.image)
+                    .bind(i32::from(t.ports.vnc))
+                    .bind(t.resources.cpu_millis.map(i64::from))
+                    .bind(t.resources.memory_mib.map(i64::from))
+                    .bind(t.persistent_home.as_str())
+                    .bind(t.idle_timeout_secs.map(i64::from))
+                    .bind(sqlx::types::Json(&t.allowed_groups))
+                    .execute(&mut *tx)
+                    .await?;
+                let updated =
+                    sqlx::query_as::<_, $crate::rows::TemplateRow>($crate::sql::TEMPLATE_GET)
+                        .bind(name)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_into()?;
+                Self::insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(updated)
+            }
+
             async fn register_agent(&self, reg: &$crate::AgentRegistration) -> $crate::Result<i64> {
                 Ok(sqlx::query_scalar($stmts.agent_register)
                     .bind(&reg.agent_id)

@@ -123,6 +123,18 @@ pub async fn changes_roll_back_when_their_audit_entry_fails(db: &Db) -> Result<(
         store.delete_template("xterm", &audit()).await,
     )?;
     store.get_template("xterm").await.context("kept")?;
+    let describe = streamspace_proto::api::UpdateTemplate {
+        description: Some(Some("changed".into())),
+        ..Default::default()
+    };
+    let accept = |_: &CreateTemplate| Ok(());
+    failed(
+        "update_template",
+        store
+            .update_template("xterm", &describe, &accept, &audit())
+            .await,
+    )?;
+    ensure!(store.get_template("xterm").await?.description.is_empty());
 
     failed(
         "create_user",
