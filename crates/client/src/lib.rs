@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use streamspace_proto::api::{
     Agent, AgentKey, Command, CommandFilter, CommandWait, CreateAgentKey, CreateSession,
     CreateTemplate, CreatedAgentKey, ErrorBody, Page, Readiness, Session, SessionFilter, Template,
+    UpdateTemplate,
 };
 
 /// The largest page the API serves.
@@ -284,6 +285,13 @@ impl Client {
                 .json(template),
         )
         .await
+    }
+
+    /// `PATCH /api/v1/templates/{name}`: changes the fields `change` names.
+    pub async fn update_template(&self, name: &str, change: &UpdateTemplate) -> Result<Template> {
+        let path = format!("api/v1/templates/{}", encode_segment(name));
+        self.send(self.request(Method::PATCH, &path)?.json(change))
+            .await
     }
 
     pub async fn delete_template(&self, name: &str) -> Result<()> {

@@ -21,7 +21,9 @@ pub use identity::{
     RecoveryCodes, Role, TotpEnrolment, UpdateGroup, UpdateUser, User,
 };
 pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SetQuota, UserQuota};
-pub use template::{DEFAULT_VNC_PORT, HomePolicy, TemplatePorts, TemplateResources};
+pub use template::{
+    DEFAULT_VNC_PORT, HomePolicy, ResourcesChange, TemplatePorts, TemplateResources, UpdateTemplate,
+};
 
 /// Lifecycle of a session. Terminal states (`terminated`, `failed`) never change again; a
 /// session may move between `running` and `hibernated` any number of times.

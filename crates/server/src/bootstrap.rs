@@ -2,12 +2,15 @@
 //! bootstrap admin's password (set by `streamspace up` so the admin can sign in to the web UI).
 //!
 //! Safe to run on every start and on several replicas at once: each step only creates what is
-//! missing.
+//! missing. What it creates is audited as done by `system`.
 
 use std::collections::BTreeMap;
 
+use serde_json::json;
 use streamspace_proto::api::CreateTemplate;
-use streamspace_store::{ApiKeyKind, BOOTSTRAP_ADMIN_ID, Store, StoreError, UserChange};
+use streamspace_store::{
+    ApiKeyKind, AuditEntry, BOOTSTRAP_ADMIN_ID, Store, StoreError, UserChange,
+};
 
 use crate::error::ServerError;
 use crate::keys::{self, ADMIN_PREFIX, KeyHasher};
@@ -57,7 +60,15 @@ async fn ensure_admin(
             ));
         }
         if hasher.find(store, token).await?.is_none() {
-            keys::store_key(store, hasher, ApiKeyKind::Admin, None, token).await?;
+            keys::store_key(
+                store,
+                hasher,
+                ApiKeyKind::Admin,
+                None,
+                token,
+                admin_token_entry,
+            )
+            .await?;
             tracing::info!("stored the configured admin token");
         }
         return Ok(None);
@@ -66,9 +77,26 @@ async fn ensure_admin(
         return Ok(None);
     }
     let token = keys::generate_secret(ADMIN_PREFIX);
-    keys::store_key(store, hasher, ApiKeyKind::Admin, None, &token).await?;
+    keys::store_key(
+        store,
+        hasher,
+        ApiKeyKind::Admin,
+        None,
+        &token,
+        admin_token_entry,
+    )
+    .await?;
     tracing::info!("generated the first admin token");
     Ok(Some(token))
+}
+
+/// The audit entry of storing the bootstrap admin token with id `id`.
+fn admin_token_entry(id: uuid::Uuid) -> AuditEntry {
+    AuditEntry::system(
+        "token.create",
+        id.to_string(),
+        json!({ "name": "bootstrap", "user_id": BOOTSTRAP_ADMIN_ID, "expires_at": null }),
+    )
 }
 
 async fn seed_templates(store: &dyn Store) -> Result<(), ServerError> {
@@ -76,7 +104,12 @@ async fn seed_templates(store: &dyn Store) -> Result<(), ServerError> {
         return Ok(());
     }
     for template in default_templates() {
-        match store.create_template(&template).await {
+        let entry = AuditEntry::system(
+            "template.create",
+            template.name.clone(),
+            json!({ "command": template.command, "allowed_groups": template.allowed_groups }),
+        );
+        match store.create_template(&template, &entry).await {
             // Another replica seeded it at the same moment.
             Ok(_) | Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
@@ -104,7 +137,14 @@ pub(crate) async fn set_admin_password(
         password_hash: Some(hash),
         ..UserChange::default()
     };
-    store.update_user(&admin.user.username, &change).await?;
+    let entry = AuditEntry::system(
+        "user.update",
+        admin.user.username.clone(),
+        json!({ "role": null, "disabled": null, "password_changed": true }),
+    );
+    store
+        .update_user(&admin.user.username, &change, &entry)
+        .await?;
     tracing::info!("set the bootstrap admin's password");
     Ok(true)
 }

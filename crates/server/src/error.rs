@@ -98,6 +98,7 @@ impl ApiError {
         match err {
             StoreError::NotFound { what } => Self::not_found(format!("{what} not found")),
             StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::Invalid(message) => Self::bad_request(message),
             e @ StoreError::QuotaExceeded { .. } => {
                 Self::new(StatusCode::CONFLICT, "quota_exceeded", e.to_string())
             }

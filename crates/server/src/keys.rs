@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use streamspace_proto::api::CreatedAgentKey;
-use streamspace_store::{ApiKeyKind, ApiKeyRecord, NewApiKey, Store, StoreError};
+use streamspace_store::{ApiKeyKind, ApiKeyRecord, AuditEntry, NewApiKey, Store, StoreError};
 use uuid::Uuid;
 
 use crate::error::ServerError;
@@ -101,34 +101,42 @@ pub fn valid_agent_id(agent_id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Stores a credential for `secret` and returns its record.
+/// Stores a credential for `secret` and returns its record; `audit` makes the audit entry of
+/// the credential's creation from its id (written in the same transaction).
 pub(crate) async fn store_key(
     store: &dyn Store,
     hasher: &KeyHasher,
     kind: ApiKeyKind,
     agent_id: Option<String>,
     secret: &str,
+    audit: impl FnOnce(Uuid) -> AuditEntry,
 ) -> Result<ApiKeyRecord, StoreError> {
+    let id = Uuid::now_v7();
     store
-        .create_api_key(NewApiKey {
-            id: Uuid::now_v7(),
-            kind,
-            agent_id,
-            user_id: (kind == ApiKeyKind::Admin).then_some(streamspace_store::BOOTSTRAP_ADMIN_ID),
-            name: if kind == ApiKeyKind::Admin {
-                "bootstrap".into()
-            } else {
-                String::new()
+        .create_api_key(
+            NewApiKey {
+                id,
+                kind,
+                agent_id,
+                user_id: (kind == ApiKeyKind::Admin)
+                    .then_some(streamspace_store::BOOTSTRAP_ADMIN_ID),
+                name: if kind == ApiKeyKind::Admin {
+                    "bootstrap".into()
+                } else {
+                    String::new()
+                },
+                prefix: shown_prefix(secret),
+                key_hash: hasher.hash(secret),
+                expires_in_secs: None,
             },
-            prefix: shown_prefix(secret),
-            key_hash: hasher.hash(secret),
-            expires_in_secs: None,
-        })
+            &audit(id),
+        )
         .await
 }
 
 /// Creates a credential acting as `user_id` (a personal token or a browser session) and
-/// returns its record with the secret, shown this once.
+/// returns its record with the secret, shown this once; `audit` makes the audit entry of its
+/// creation from its id (written in the same transaction).
 pub(crate) async fn create_user_credential(
     store: &dyn Store,
     hasher: &KeyHasher,
@@ -136,32 +144,39 @@ pub(crate) async fn create_user_credential(
     user_id: Uuid,
     name: &str,
     expires_in_secs: Option<f64>,
+    audit: impl FnOnce(Uuid) -> AuditEntry,
 ) -> Result<(ApiKeyRecord, String), StoreError> {
     let prefix = match kind {
         ApiKeyKind::Browser => BROWSER_PREFIX,
         _ => TOKEN_PREFIX,
     };
     let secret = generate_secret(prefix);
+    let id = Uuid::now_v7();
     let record = store
-        .create_api_key(NewApiKey {
-            id: Uuid::now_v7(),
-            kind,
-            agent_id: None,
-            user_id: Some(user_id),
-            name: name.to_owned(),
-            prefix: shown_prefix(&secret),
-            key_hash: hasher.hash(&secret),
-            expires_in_secs,
-        })
+        .create_api_key(
+            NewApiKey {
+                id,
+                kind,
+                agent_id: None,
+                user_id: Some(user_id),
+                name: name.to_owned(),
+                prefix: shown_prefix(&secret),
+                key_hash: hasher.hash(&secret),
+                expires_in_secs,
+            },
+            &audit(id),
+        )
         .await?;
     Ok((record, secret))
 }
 
-/// Creates an agent key bound to `agent_id` with an already loaded hasher.
+/// Creates an agent key bound to `agent_id` with an already loaded hasher; `audit` makes the
+/// audit entry of its creation from its id.
 pub(crate) async fn create_agent_key_with(
     store: &dyn Store,
     hasher: &KeyHasher,
     agent_id: &str,
+    audit: impl FnOnce(Uuid) -> AuditEntry,
 ) -> Result<CreatedAgentKey, ServerError> {
     if !valid_agent_id(agent_id) {
         return Err(ServerError::InvalidInput(format!(
@@ -175,6 +190,7 @@ pub(crate) async fn create_agent_key_with(
         ApiKeyKind::Agent,
         Some(agent_id.to_owned()),
         &secret,
+        audit,
     )
     .await?;
     let key = record.to_agent_key().ok_or_else(|| {

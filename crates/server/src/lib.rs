@@ -286,12 +286,19 @@ pub async fn set_bootstrap_admin_password(
     bootstrap::set_admin_password(store, password).await
 }
 
-/// Creates an agent key bound to `agent_id` (used by `streamspace up` for its local agent, and by
-/// the API). The secret in the answer is shown only this once.
+/// Creates an agent key bound to `agent_id` (used by `streamspace up` for its local agent),
+/// audited as done by `system`. The secret in the answer is shown only this once.
 pub async fn create_agent_key(
     store: &dyn Store,
     agent_id: &str,
 ) -> Result<CreatedAgentKey, ServerError> {
     let hasher = KeyHasher::load(store).await?;
-    keys::create_agent_key_with(store, &hasher, agent_id).await
+    let entry = |id: uuid::Uuid| {
+        streamspace_store::AuditEntry::system(
+            "agent_key.create",
+            id.to_string(),
+            serde_json::json!({ "agent_id": agent_id }),
+        )
+    };
+    keys::create_agent_key_with(store, &hasher, agent_id, entry).await
 }

@@ -4,14 +4,15 @@
 //! `Arc<dyn Store>`. Usernames are unique and lower case; a user's groups are read with the
 //! user, so that one lookup gives the policy everything it decides on. Guards that must hold
 //! across concurrent requests are enforced inside one transaction here — notably that the last
-//! enabled admin is never disabled, demoted or deleted.
+//! enabled admin is never disabled, demoted or deleted. Every change takes the [`AuditEntry`]
+//! recording it and writes it in its transaction (see the crate's "Audit" section).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use streamspace_proto::api::{ApiToken, AuditRecord, Group, Role, User};
 use uuid::Uuid;
 
-use crate::Result;
+use crate::{AuditEntry, Result};
 
 /// The bootstrap admin user: created by migration 0004 with this fixed id, so that what an
 /// older version recorded (sessions owned by "admin", the admin token, audit rows) belongs to it.
@@ -87,48 +88,77 @@ pub struct AuditQuery {
 #[async_trait]
 pub trait Identity: Send + Sync {
     /// `Conflict` if the username is taken.
-    async fn create_user(&self, new: &NewUser) -> Result<User>;
+    async fn create_user(&self, new: &NewUser, audit: &AuditEntry) -> Result<User>;
     /// `NotFound` if there is no such user.
     async fn get_user(&self, username: &str) -> Result<UserRecord>;
     async fn get_user_by_id(&self, id: Uuid) -> Result<UserRecord>;
     /// Ordered by username.
     async fn list_users(&self) -> Result<Vec<User>>;
     /// Applies `change` in one transaction; `Conflict` if it would leave no enabled admin.
-    async fn update_user(&self, username: &str, change: &UserChange) -> Result<User>;
+    async fn update_user(
+        &self,
+        username: &str,
+        change: &UserChange,
+        audit: &AuditEntry,
+    ) -> Result<User>;
     /// Deletes the user (their tokens go with them; their sessions stay, ownerless) and returns
     /// it as it was; `Conflict` if it is the last enabled admin.
-    async fn delete_user(&self, username: &str) -> Result<User>;
+    async fn delete_user(&self, username: &str, audit: &AuditEntry) -> Result<User>;
     /// Records a successful sign-in.
     async fn record_login(&self, id: Uuid) -> Result<()>;
 
     /// Starts one-time-code enrolment: stores `secret` as pending (not yet needed to sign in).
     /// `Conflict` if the user has one-time codes turned on already.
-    async fn start_totp(&self, id: Uuid, secret: &str) -> Result<()>;
+    async fn start_totp(&self, id: Uuid, secret: &str, audit: &AuditEntry) -> Result<()>;
     /// Turns the pending secret on, records `step` as used and replaces the user's recovery
     /// codes with `code_hashes`. `Conflict` if there is no pending secret.
-    async fn enable_totp(&self, id: Uuid, step: i64, code_hashes: &[String]) -> Result<()>;
+    async fn enable_totp(
+        &self,
+        id: Uuid,
+        step: i64,
+        code_hashes: &[String],
+        audit: &AuditEntry,
+    ) -> Result<()>;
     /// Turns one-time codes off and forgets the secret and the recovery codes; whether they
-    /// were on.
-    async fn clear_totp(&self, id: Uuid) -> Result<bool>;
+    /// were on (also added to `audit`'s detail as `was_enabled`).
+    async fn clear_totp(&self, id: Uuid, audit: &AuditEntry) -> Result<bool>;
     /// Records `step` as used if it is later than the last step used; false if it is not (a
     /// replayed code). Atomic: of two sign-ins with the same code, one wins.
     async fn use_totp_step(&self, id: Uuid, step: i64) -> Result<bool>;
-    /// Marks an unused recovery code of the user as used; false if there is none with this hash.
-    async fn use_recovery_code(&self, id: Uuid, code_hash: &str) -> Result<bool>;
+    /// Marks an unused recovery code of the user as used and writes `audit` with the number of
+    /// codes `left` added to its detail; false (and nothing written) if there is none with this
+    /// hash.
+    async fn use_recovery_code(
+        &self,
+        id: Uuid,
+        code_hash: &str,
+        audit: &AuditEntry,
+    ) -> Result<bool>;
     /// How many unused recovery codes the user has.
     async fn recovery_codes_left(&self, id: Uuid) -> Result<i64>;
 
     /// `Conflict` if the name is taken.
-    async fn create_group(&self, new: &NewGroup) -> Result<Group>;
+    async fn create_group(&self, new: &NewGroup, audit: &AuditEntry) -> Result<Group>;
     async fn get_group(&self, name: &str) -> Result<Group>;
     /// Ordered by name.
     async fn list_groups(&self) -> Result<Vec<Group>>;
-    async fn update_group(&self, name: &str, description: Option<&str>) -> Result<Group>;
-    async fn delete_group(&self, name: &str) -> Result<()>;
+    async fn update_group(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<Group>;
+    async fn delete_group(&self, name: &str, audit: &AuditEntry) -> Result<()>;
     /// Adds a local membership (a no-op if the user is a member already).
-    async fn add_group_member(&self, group: &str, username: &str) -> Result<()>;
+    async fn add_group_member(&self, group: &str, username: &str, audit: &AuditEntry)
+    -> Result<()>;
     /// `NotFound` if the user is not a member.
-    async fn remove_group_member(&self, group: &str, username: &str) -> Result<()>;
+    async fn remove_group_member(
+        &self,
+        group: &str,
+        username: &str,
+        audit: &AuditEntry,
+    ) -> Result<()>;
 
     /// Personal API tokens (and the bootstrap admin token) that are neither revoked nor
     /// expired, of one user or of everyone; oldest first.

@@ -10,6 +10,19 @@
 //!
 //! Timestamps are always taken from the database clock (never bound from the application), and
 //! `updated_at` is maintained by triggers, never by application code.
+//!
+//! # Audit
+//!
+//! The audit log is written in the same transaction as the change it records. Every method that
+//! changes something on someone's behalf (users, groups, quotas, templates, agents, credentials,
+//! sessions) takes the [`AuditEntry`] describing it as its last argument and inserts it inside
+//! its own transaction: if the entry cannot be written, the change is rolled back and the method
+//! fails. A caller cannot make such a change without saying who made it. Some facts only the
+//! transaction knows are added to the entry's `detail` by the store (each method says which).
+//! Writes the control plane makes on its own account (agent registration and heartbeats, command
+//! delivery and results, session state reports, last-used and last-sign-in times, one-time-code
+//! steps, pings) take no entry. [`Store::audit_event`] writes an entry alone, for events that
+//! change nothing (a failed sign-in, a viewer token issued).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +31,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use streamspace_proto::api::{
-    Action, Agent, AgentKey, Command, CommandFilter, Session, SessionState, Template,
+    Action, Agent, AgentKey, Command, CommandFilter, CreateTemplate, Session, SessionState,
+    Template, UpdateTemplate,
 };
 use uuid::Uuid;
 
@@ -68,6 +82,9 @@ pub enum StoreError {
     Migration(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A change the caller's check refused (see [`Store::update_template`]); the message says why.
+    #[error("{0}")]
+    Invalid(String),
     /// The database failed; sqlx's own message says how (it is this error's message).
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -214,7 +231,8 @@ impl CommandOutcome {
     }
 }
 
-/// One audit record.
+/// One audit record: who did what to which target, from where. See the crate's "Audit"
+/// section for when it is written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
     /// Who, in words (`user:alice`, `agent:edge-1`).
@@ -226,6 +244,45 @@ pub struct AuditEntry {
     pub action: String,
     pub target: String,
     pub detail: Value,
+}
+
+impl AuditEntry {
+    /// A change the control plane makes by itself (first-start setup, `streamspace up`): the
+    /// actor is `system`.
+    pub fn system(action: &str, target: impl Into<String>, detail: Value) -> Self {
+        Self {
+            actor: "system".into(),
+            actor_id: None,
+            client_addr: None,
+            action: action.to_owned(),
+            target: target.into(),
+            detail,
+        }
+    }
+
+    /// This entry with `key` set to `value` in its detail (made an object if it is not one).
+    pub(crate) fn with_detail(&self, key: &str, value: Value) -> Self {
+        let mut entry = self.clone();
+        if !entry.detail.is_object() {
+            entry.detail = Value::Object(serde_json::Map::new());
+        }
+        if let Value::Object(map) = &mut entry.detail {
+            map.insert(key.to_owned(), value);
+        }
+        entry
+    }
+}
+
+/// What a changed template must pass before it is stored (the API's validation of a new one);
+/// `Err` carries the message to answer with.
+pub type TemplateCheck = dyn Fn(&CreateTemplate) -> std::result::Result<(), String> + Send + Sync;
+
+/// `audit` with its detail's `expires_at` field, if it has one, set to `key`'s expiry.
+pub(crate) fn with_expiry(audit: &AuditEntry, key: &ApiKeyRecord) -> AuditEntry {
+    match audit.detail.get("expires_at") {
+        Some(_) => audit.with_detail("expires_at", serde_json::json!(key.expires_at)),
+        None => audit.clone(),
+    }
 }
 
 /// Persistence for the control plane. All methods are safe to call from several replicas at once.
@@ -246,13 +303,15 @@ pub trait Store: Identity + Quotas + 'static {
 
     // --- api keys -------------------------------------------------------------------------
 
-    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord>;
+    /// Stores the key and writes `audit`; if the entry's detail has an `expires_at` field, it is
+    /// set to the key's expiry (which the database clock decides).
+    async fn create_api_key(&self, key: NewApiKey, audit: &AuditEntry) -> Result<ApiKeyRecord>;
     /// Looks up a key that is neither revoked nor expired by its keyed hash and records its use, to the
     /// [`KEY_USE_RESOLUTION_SECS`]: `last_used_at` is written only when older than that.
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
     async fn list_api_keys(&self, kind: ApiKeyKind) -> Result<Vec<ApiKeyRecord>>;
     /// Marks a key revoked; `NotFound` if no such key.
-    async fn revoke_api_key(&self, id: Uuid) -> Result<()>;
+    async fn revoke_api_key(&self, id: Uuid, audit: &AuditEntry) -> Result<()>;
     /// A key by id, revoked or not; `NotFound` if there is none.
     async fn get_api_key(&self, id: Uuid) -> Result<ApiKeyRecord>;
     /// Whether a key with this keyed hash was stored and revoked (so the configured admin
@@ -267,10 +326,21 @@ pub trait Store: Identity + Quotas + 'static {
     async fn create_template(
         &self,
         template: &streamspace_proto::api::CreateTemplate,
+        audit: &AuditEntry,
     ) -> Result<Template>;
     async fn get_template(&self, name: &str) -> Result<Template>;
     async fn list_templates(&self) -> Result<Vec<Template>>;
-    async fn delete_template(&self, name: &str) -> Result<()>;
+    async fn delete_template(&self, name: &str, audit: &AuditEntry) -> Result<()>;
+    /// In one transaction: reads the template under a lock (`NotFound` if there is none),
+    /// applies `change`, asks `check` whether the result is acceptable (`Invalid` with its
+    /// message if not), stores it and writes `audit`. Returns the template after the change.
+    async fn update_template(
+        &self,
+        name: &str,
+        change: &UpdateTemplate,
+        check: &TemplateCheck,
+        audit: &AuditEntry,
+    ) -> Result<Template>;
 
     // --- agents ---------------------------------------------------------------------------
 
@@ -297,15 +367,20 @@ pub trait Store: Identity + Quotas + 'static {
     async fn get_agent(&self, agent_id: &str) -> Result<Agent>;
     async fn list_agents(&self) -> Result<Vec<Agent>>;
     /// Removes the agent and revokes its keys; `Conflict` while it has non-terminal sessions.
-    async fn delete_agent(&self, agent_id: &str) -> Result<()>;
+    async fn delete_agent(&self, agent_id: &str, audit: &AuditEntry) -> Result<()>;
 
     // --- sessions -------------------------------------------------------------------------
 
     /// In one transaction: check the owner's quota under a lock on the owner's row
     /// (`QuotaExceeded` naming the first dimension it would overshoot), choose the least-loaded
     /// online agent with free capacity (`NoCapacity` if none), insert the session (`pending`)
-    /// and its `start_session` command (`pending`).
-    async fn create_session(&self, new: &NewSession) -> Result<(Session, Command)>;
+    /// and its `start_session` command (`pending`), and `audit` with the chosen `agent_id` added
+    /// to its detail.
+    async fn create_session(
+        &self,
+        new: &NewSession,
+        audit: &AuditEntry,
+    ) -> Result<(Session, Command)>;
     async fn get_session(&self, id: Uuid) -> Result<Session>;
     /// Newest first (by id, which is time-ordered), as [`SessionQuery`] narrows them.
     async fn list_sessions(&self, query: &SessionQuery<'_>) -> Result<Vec<Session>>;
@@ -326,6 +401,7 @@ pub trait Store: Identity + Quotas + 'static {
         session_id: Uuid,
         allowed_from: &[SessionState],
         command: &NewCommand,
+        audit: &AuditEntry,
     ) -> Result<Command>;
 
     // --- commands -------------------------------------------------------------------------
@@ -410,7 +486,9 @@ pub trait Store: Identity + Quotas + 'static {
 
     // --- audit ----------------------------------------------------------------------------
 
-    async fn audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// Writes `entry` on its own: only for events that change nothing (a failed sign-in, a
+    /// viewer token issued). A change writes its entry through the method that makes it.
+    async fn audit_event(&self, entry: &AuditEntry) -> Result<()>;
 
     // --- retention ------------------------------------------------------------------------
 

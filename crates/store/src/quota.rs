@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use streamspace_proto::api::{QuotaLimits, QuotaUsage, SetQuota};
 use uuid::Uuid;
 
-use crate::{Result, StoreError};
+use crate::{AuditEntry, Result, StoreError};
 
 /// How much one session holds, as quotas count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,11 +63,21 @@ pub trait Quotas: Send + Sync {
     /// Limits set on the user itself; `NotFound` if no such user.
     async fn user_quota(&self, username: &str) -> Result<QuotaLimits>;
     /// Applies `change` and returns the user's own limits after it.
-    async fn set_user_quota(&self, username: &str, change: &SetQuota) -> Result<QuotaLimits>;
+    async fn set_user_quota(
+        &self,
+        username: &str,
+        change: &SetQuota,
+        audit: &AuditEntry,
+    ) -> Result<QuotaLimits>;
     /// Limits set on the group; `NotFound` if no such group.
     async fn group_quota(&self, name: &str) -> Result<QuotaLimits>;
     /// Applies `change` and returns the group's limits after it.
-    async fn set_group_quota(&self, name: &str, change: &SetQuota) -> Result<QuotaLimits>;
+    async fn set_group_quota(
+        &self,
+        name: &str,
+        change: &SetQuota,
+        audit: &AuditEntry,
+    ) -> Result<QuotaLimits>;
     /// What the user's sessions that are not terminal hold, each sized by its template's
     /// resources, or by `default_size` where the template sets none (or is gone).
     async fn quota_usage(&self, user_id: Uuid, default_size: SessionSize) -> Result<QuotaUsage>;

@@ -91,6 +91,10 @@ pub(crate) const TEMPLATE_LIST: &str = concat!(
     " FROM templates ORDER BY name"
 );
 pub(crate) const TEMPLATE_DELETE: &str = "DELETE FROM templates WHERE name = $1";
+/// Every field but the name, as [`TEMPLATE_INSERT`] binds them ($1 the name).
+pub(crate) const TEMPLATE_UPDATE: &str = "UPDATE templates SET description = $2, command = $3, \
+     env = $4, image = $5, vnc_port = $6, cpu_millis = $7, memory_mib = $8, persistent_home = $9, \
+     idle_timeout_secs = $10, allowed_groups = $11 WHERE name = $1";
 
 pub(crate) const AGENT_GET: &str = concat!(
     "SELECT ",
@@ -304,6 +308,7 @@ pub(crate) struct Statements {
     pub purge_commands: &'static str,
     pub purge_sessions: &'static str,
     pub purge_audit: &'static str,
+    pub template_lock: &'static str,
     session_move: [&'static str; SessionState::ALL.len()],
 }
 
@@ -476,6 +481,7 @@ impl Statements {
                 backoff = backoff("$2"),
             )),
             session_lock: leak(format!("{SESSION_GET}{lock}")),
+            template_lock: leak(format!("{TEMPLATE_GET}{lock}")),
             agent_lock: leak(format!(
                 "SELECT agent_id FROM agents WHERE agent_id = $1{lock}"
             )),

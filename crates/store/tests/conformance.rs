@@ -16,7 +16,7 @@ use streamspace_store::{
     ApiKeyKind, CommandOutcome, MigrationState, NewApiKey, NewCommand, SessionQuery, StoreError,
     migrate,
 };
-use support::{Db, new_session, new_session_for, register, tick};
+use support::{Db, audit, new_session, new_session_for, register, tick};
 use uuid::Uuid;
 
 /// Declares every conformance test once per backend.
@@ -87,11 +87,20 @@ conformance!(
     down_0005_drops_the_totp_columns,
     purges_delete_only_what_ended_long_ago,
     one_purge_at_a_time,
+    changes_roll_back_when_their_audit_entry_fails,
+    audit_entries_carry_what_the_transaction_knows,
+    templates_change_in_one_checked_transaction,
 );
 
 #[path = "conformance/retention.rs"]
 mod retention;
 use retention::{one_purge_at_a_time, purges_delete_only_what_ended_long_ago};
+
+#[path = "conformance/audit.rs"]
+mod audit;
+use audit::{
+    audit_entries_carry_what_the_transaction_knows, changes_roll_back_when_their_audit_entry_fails,
+};
 
 #[path = "conformance/totp.rs"]
 mod totp;
@@ -124,13 +133,15 @@ use commands::{
 mod templates;
 use templates::{
     down_0003_drops_the_runtime_columns, runtime_fields_round_trip,
-    templates_from_before_0003_get_defaults,
+    templates_change_in_one_checked_transaction, templates_from_before_0003_get_defaults,
 };
 
 async fn updated_at_follows_updates_and_created_at_stays(db: &Db) -> Result<()> {
     let store = db.store().await?;
     register(&*store, "a1", 4).await?;
-    let (session, command) = store.create_session(&new_session("alice")).await?;
+    let (session, command) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     tick().await;
     let (moved, changed) = store
         .set_session_state(session.id, SessionState::Starting, None, None)
@@ -313,14 +324,16 @@ async fn migrate_down_to_zero_and_up_again(db: &Db) -> Result<()> {
     let store = db.open().await?;
     store.ping().await?;
     register(&*store, "a1", 1).await?;
-    store.create_session(&new_session("bob")).await?;
+    store.create_session(&new_session("bob"), &audit()).await?;
     Ok(())
 }
 
 async fn late_ack_after_complete_changes_nothing(db: &Db) -> Result<()> {
     let store = db.store().await?;
     register(&*store, "a1", 1).await?;
-    let (_, command) = store.create_session(&new_session("alice")).await?;
+    let (_, command) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     let id = command.command_id;
     store.claim_delivery(id, 0).await?.context("claim")?;
     let outcome = CommandOutcome::Completed(json!({"vnc_address": "127.0.0.1:5901"}));
@@ -346,7 +359,9 @@ async fn late_ack_after_complete_changes_nothing(db: &Db) -> Result<()> {
 async fn ack_of_another_agents_command_is_refused(db: &Db) -> Result<()> {
     let store = db.store().await?;
     register(&*store, "a1", 1).await?;
-    let (_, command) = store.create_session(&new_session("alice")).await?;
+    let (_, command) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     register(&*store, "intruder", 1).await?;
     ensure!(
         !store.ack_command("intruder", command.command_id).await?,
@@ -376,7 +391,9 @@ async fn ack_of_another_agents_command_is_refused(db: &Db) -> Result<()> {
 async fn command_timestamps_are_ordered(db: &Db) -> Result<()> {
     let store = db.store().await?;
     register(&*store, "a1", 1).await?;
-    let (_, command) = store.create_session(&new_session("alice")).await?;
+    let (_, command) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     let id = command.command_id;
     store.claim_delivery(id, 0).await?.context("claim")?;
     store.ack_command("a1", id).await?;
@@ -399,7 +416,9 @@ async fn command_timestamps_are_ordered(db: &Db) -> Result<()> {
 async fn claim_delivery_has_one_winner(db: &Db) -> Result<()> {
     let store = db.store().await?;
     register(&*store, "a1", 1).await?;
-    let (_, command) = store.create_session(&new_session("alice")).await?;
+    let (_, command) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     let id = command.command_id;
     let (first, second) = tokio::join!(store.claim_delivery(id, 0), store.claim_delivery(id, 0));
     let winners = [first?, second?].into_iter().flatten().collect::<Vec<_>>();
@@ -429,13 +448,15 @@ async fn placement_picks_least_loaded_and_enforces_capacity(db: &Db) -> Result<(
     register(&*store, "b", 1).await?;
     let mut placed = Vec::new();
     for _ in 0..3 {
-        let (s, c) = store.create_session(&new_session("alice")).await?;
+        let (s, c) = store
+            .create_session(&new_session("alice"), &audit())
+            .await?;
         ensure!(s.agent_id.as_deref() == Some(c.agent_id.as_str()));
         ensure!(c.action == Action::StartSession && c.session_id == Some(s.id));
         placed.push(c.agent_id);
     }
     ensure!(placed == ["a", "b", "a"], "placement order {placed:?}");
-    let full = store.create_session(&new_session("alice")).await;
+    let full = store.create_session(&new_session("alice"), &audit()).await;
     ensure!(
         matches!(full, Err(StoreError::NoCapacity)),
         "over capacity: {full:?}"
@@ -455,11 +476,13 @@ async fn placement_picks_least_loaded_and_enforces_capacity(db: &Db) -> Result<(
     store
         .set_session_state(first.id, SessionState::Terminated, None, None)
         .await?;
-    store.create_session(&new_session("alice")).await?;
+    store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     // Platform filter.
     let mut other = new_session("alice");
     other.platform = Some("kubernetes".into());
-    let r = store.create_session(&other).await;
+    let r = store.create_session(&other, &audit()).await;
     ensure!(
         matches!(r, Err(StoreError::NoCapacity)),
         "platform ignored: {r:?}"
@@ -474,7 +497,7 @@ async fn concurrent_placements_never_exceed_capacity(db: &Db) -> Result<()> {
     let tasks: Vec<_> = (0..6)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.create_session(&new_session("alice")).await })
+            tokio::spawn(async move { store.create_session(&new_session("alice"), &audit()).await })
         })
         .collect();
     let mut ok = 0;
@@ -497,11 +520,11 @@ async fn concurrent_placements_never_exceed_capacity(db: &Db) -> Result<()> {
 
 async fn no_capacity_without_an_online_agent(db: &Db) -> Result<()> {
     let store = db.store().await?;
-    let r = store.create_session(&new_session("alice")).await;
+    let r = store.create_session(&new_session("alice"), &audit()).await;
     ensure!(matches!(r, Err(StoreError::NoCapacity)), "no agents: {r:?}");
     let epoch = register(&*store, "a1", 3).await?;
     ensure!(store.agent_disconnected("a1", epoch).await?);
-    let r = store.create_session(&new_session("alice")).await;
+    let r = store.create_session(&new_session("alice"), &audit()).await;
     ensure!(
         matches!(r, Err(StoreError::NoCapacity)),
         "offline agent used: {r:?}"
@@ -514,7 +537,7 @@ async fn no_capacity_without_an_online_agent(db: &Db) -> Result<()> {
         "failed placement left a session"
     );
     register(&*store, "zero", 0).await?;
-    let r = store.create_session(&new_session("alice")).await;
+    let r = store.create_session(&new_session("alice"), &audit()).await;
     ensure!(
         matches!(r, Err(StoreError::NoCapacity)),
         "max_sessions 0 used: {r:?}"
@@ -589,7 +612,9 @@ async fn expire_agents_marks_silent_agents_offline(db: &Db) -> Result<()> {
 async fn deliverable_commands_follow_backoff(db: &Db) -> Result<()> {
     let store = db.store().await?;
     register(&*store, "a1", 2).await?;
-    let (_, c) = store.create_session(&new_session("alice")).await?;
+    let (_, c) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     let id = c.command_id;
     let ids = |v: Vec<streamspace_proto::api::Command>| {
         v.into_iter().map(|c| c.command_id).collect::<Vec<_>>()
@@ -692,9 +717,15 @@ async fn deliverable_commands_follow_backoff(db: &Db) -> Result<()> {
 async fn fail_stuck_commands_fails_what_cannot_finish(db: &Db) -> Result<()> {
     let store = db.store().await?;
     register(&*store, "a1", 5).await?;
-    let (pending_session, pending) = store.create_session(&new_session("alice")).await?;
-    let (_, exhausted) = store.create_session(&new_session("alice")).await?;
-    let (_, acked) = store.create_session(&new_session("alice")).await?;
+    let (pending_session, pending) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
+    let (_, exhausted) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
+    let (_, acked) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     store
         .claim_delivery(exhausted.command_id, 0)
         .await?
@@ -761,7 +792,9 @@ async fn fail_stuck_commands_fails_what_cannot_finish(db: &Db) -> Result<()> {
 async fn finishing_commands_moves_sessions(db: &Db) -> Result<()> {
     let store = db.store().await?;
     register(&*store, "a1", 5).await?;
-    let (s, start) = store.create_session(&new_session("alice")).await?;
+    let (s, start) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     let done = CommandOutcome::Completed(json!({"vnc_address": "10.0.0.1:5901"}));
     store.finish_command("a1", start.command_id, &done).await?;
     let running = store.get_session(s.id).await?;
@@ -776,7 +809,7 @@ async fn finishing_commands_moves_sessions(db: &Db) -> Result<()> {
     for (action, expected) in steps {
         let cmd = session_command(s.id, action);
         store
-            .create_session_command(s.id, &SessionState::ALL, &cmd)
+            .create_session_command(s.id, &SessionState::ALL, &cmd, &audit())
             .await?;
         let (_, changed) = store
             .finish_command("a1", cmd.command_id, &CommandOutcome::Completed(json!({})))
@@ -790,7 +823,9 @@ async fn finishing_commands_moves_sessions(db: &Db) -> Result<()> {
         );
     }
 
-    let (failing, start) = store.create_session(&new_session("alice")).await?;
+    let (failing, start) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     store
         .finish_command(
             "a1",
@@ -812,7 +847,9 @@ async fn finishing_commands_moves_sessions(db: &Db) -> Result<()> {
 async fn session_state_only_moves_forward(db: &Db) -> Result<()> {
     let store = db.store().await?;
     register(&*store, "a1", 1).await?;
-    let (s, _) = store.create_session(&new_session("alice")).await?;
+    let (s, _) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     let (now, changed) = store
         .set_session_state(s.id, SessionState::Running, Some("h:1"), None)
         .await?;
@@ -849,10 +886,12 @@ async fn session_state_only_moves_forward(db: &Db) -> Result<()> {
 async fn session_commands_respect_allowed_states(db: &Db) -> Result<()> {
     let store = db.store().await?;
     register(&*store, "a1", 1).await?;
-    let (s, _) = store.create_session(&new_session("alice")).await?;
+    let (s, _) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     let cmd = session_command(s.id, Action::HibernateSession);
     let r = store
-        .create_session_command(s.id, &[SessionState::Running], &cmd)
+        .create_session_command(s.id, &[SessionState::Running], &cmd, &audit())
         .await;
     ensure!(
         matches!(&r, Err(StoreError::Conflict(m)) if m.contains("pending")),
@@ -862,14 +901,14 @@ async fn session_commands_respect_allowed_states(db: &Db) -> Result<()> {
         .set_session_state(s.id, SessionState::Terminated, None, None)
         .await?;
     let r = store
-        .create_session_command(s.id, &SessionState::ALL, &cmd)
+        .create_session_command(s.id, &SessionState::ALL, &cmd, &audit())
         .await;
     ensure!(
         matches!(r, Err(StoreError::Conflict(_))),
         "command on terminal session: {r:?}"
     );
     let r = store
-        .create_session_command(Uuid::now_v7(), &SessionState::ALL, &cmd)
+        .create_session_command(Uuid::now_v7(), &SessionState::ALL, &cmd, &audit())
         .await;
     ensure!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
     Ok(())
@@ -886,14 +925,17 @@ async fn api_keys_lookup_and_revoke(db: &Db) -> Result<()> {
         key_hash: "h-admin".into(),
         ..NewApiKey::default()
     };
-    let created = store.create_api_key(admin.clone()).await?;
+    let created = store.create_api_key(admin.clone(), &audit()).await?;
     ensure!(created.id == admin.id && created.last_used_at.is_none());
     ensure!(store.has_admin_key().await?);
     let dup = store
-        .create_api_key(NewApiKey {
-            id: Uuid::now_v7(),
-            ..admin.clone()
-        })
+        .create_api_key(
+            NewApiKey {
+                id: Uuid::now_v7(),
+                ..admin.clone()
+            },
+            &audit(),
+        )
         .await;
     ensure!(
         matches!(dup, Err(StoreError::Conflict(_))),
@@ -907,7 +949,7 @@ async fn api_keys_lookup_and_revoke(db: &Db) -> Result<()> {
         key_hash: "h-agent".into(),
         ..NewApiKey::default()
     };
-    store.create_api_key(agent_key.clone()).await?;
+    store.create_api_key(agent_key.clone(), &audit()).await?;
 
     let found = store
         .find_api_key("h-agent")
@@ -925,19 +967,19 @@ async fn api_keys_lookup_and_revoke(db: &Db) -> Result<()> {
         "{listed:?}"
     );
 
-    store.revoke_api_key(agent_key.id).await?;
+    store.revoke_api_key(agent_key.id, &audit()).await?;
     ensure!(
         store.find_api_key("h-agent").await?.is_none(),
         "revoked key still accepted"
     );
     let listed = store.list_api_keys(ApiKeyKind::Agent).await?;
     ensure!(listed[0].revoked_at.is_some(), "{listed:?}");
-    let missing = store.revoke_api_key(Uuid::now_v7()).await;
+    let missing = store.revoke_api_key(Uuid::now_v7(), &audit()).await;
     ensure!(
         matches!(missing, Err(StoreError::NotFound { .. })),
         "{missing:?}"
     );
-    store.revoke_api_key(admin.id).await?;
+    store.revoke_api_key(admin.id, &audit()).await?;
     ensure!(
         !store.has_admin_key().await?,
         "revoked admin key still counts"
@@ -964,9 +1006,11 @@ async fn delete_agent_refuses_while_sessions_are_active(db: &Db) -> Result<()> {
         key_hash: "h1".into(),
         ..NewApiKey::default()
     };
-    store.create_api_key(key).await?;
-    let (s, _) = store.create_session(&new_session("alice")).await?;
-    let r = store.delete_agent("a1").await;
+    store.create_api_key(key, &audit()).await?;
+    let (s, _) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
+    let r = store.delete_agent("a1", &audit()).await;
     ensure!(
         matches!(r, Err(StoreError::Conflict(_))),
         "deleted with an active session: {r:?}"
@@ -978,7 +1022,7 @@ async fn delete_agent_refuses_while_sessions_are_active(db: &Db) -> Result<()> {
     store
         .set_session_state(s.id, SessionState::Terminated, None, None)
         .await?;
-    store.delete_agent("a1").await?;
+    store.delete_agent("a1", &audit()).await?;
     ensure!(matches!(
         store.get_agent("a1").await,
         Err(StoreError::NotFound { .. })
@@ -992,7 +1036,7 @@ async fn delete_agent_refuses_while_sessions_are_active(db: &Db) -> Result<()> {
         kept.agent_id.is_none(),
         "terminal session still points at the deleted agent"
     );
-    let again = store.delete_agent("a1").await;
+    let again = store.delete_agent("a1", &audit()).await;
     ensure!(
         matches!(again, Err(StoreError::NotFound { .. })),
         "{again:?}"
@@ -1009,22 +1053,22 @@ async fn templates_crud_and_conflict(db: &Db) -> Result<()> {
         env: BTreeMap::from([("LANG".into(), "C.UTF-8".into())]),
         ..CreateTemplate::default()
     };
-    let created = store.create_template(&t).await?;
+    let created = store.create_template(&t, &audit()).await?;
     ensure!(created.command == t.command && created.env == t.env);
-    let dup = store.create_template(&t).await;
+    let dup = store.create_template(&t, &audit()).await;
     ensure!(
         matches!(&dup, Err(StoreError::Conflict(m)) if m.contains("xterm")),
         "{dup:?}"
     );
     ensure!(store.get_template("xterm").await? == created);
     ensure!(store.list_templates().await?.len() == 1);
-    store.delete_template("xterm").await?;
+    store.delete_template("xterm", &audit()).await?;
     ensure!(matches!(
         store.get_template("xterm").await,
         Err(StoreError::NotFound { .. })
     ));
     ensure!(matches!(
-        store.delete_template("xterm").await,
+        store.delete_template("xterm", &audit()).await,
         Err(StoreError::NotFound { .. })
     ));
     Ok(())
@@ -1035,11 +1079,11 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
     register(&*store, "a1", 10).await?;
     let alice = identity::user(&*store, "alice", Role::User).await?;
     let (s1, c1) = store
-        .create_session(&new_session_for("alice", alice.id))
+        .create_session(&new_session_for("alice", alice.id), &audit())
         .await?;
-    let (s2, c2) = store.create_session(&new_session("bob")).await?;
+    let (s2, c2) = store.create_session(&new_session("bob"), &audit()).await?;
     let (s3, _) = store
-        .create_session(&new_session_for("alice", alice.id))
+        .create_session(&new_session_for("alice", alice.id), &audit())
         .await?;
     ensure!(
         s1.owner_id == Some(alice.id) && s1.owner == "alice",
@@ -1157,7 +1201,7 @@ async fn listings_filter_and_order(db: &Db) -> Result<()> {
         "session pages: {first:?} then {second:?}"
     );
     store
-        .audit(&streamspace_store::AuditEntry {
+        .audit_event(&streamspace_store::AuditEntry {
             actor: "admin".into(),
             actor_id: Some(streamspace_store::BOOTSTRAP_ADMIN_ID),
             client_addr: Some("192.0.2.1".into()),

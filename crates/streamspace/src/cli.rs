@@ -597,12 +597,77 @@ pub enum TemplateCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Change some fields of a template (`PATCH /api/v1/templates/NAME`); what is not given
+    /// stays as it is.
+    Update {
+        name: String,
+        /// Replaces the program and arguments (repeatable, as for `create`).
+        #[arg(long = "command", allow_hyphen_values = true)]
+        command: Vec<String>,
+        /// An empty string clears it.
+        #[arg(long)]
+        description: Option<String>,
+        /// Replaces the environment: KEY=VALUE (repeatable).
+        #[arg(long = "env", value_parser = parse_label, conflicts_with = "clear_env")]
+        env: Vec<(String, String)>,
+        /// Removes every environment variable.
+        #[arg(long)]
+        clear_env: bool,
+        /// Groups whose members may launch it, comma-separated (`a,b`); an empty string: every
+        /// user may.
+        #[arg(long, value_delimiter = ',')]
+        allowed_groups: Option<Vec<String>>,
+        /// Container image; an empty string removes it.
+        #[arg(long)]
+        image: Option<String>,
+        /// The port the image's VNC server listens on.
+        #[arg(long)]
+        vnc_port: Option<u16>,
+        /// CPU limit in thousandths of a core, or `none`.
+        #[arg(long, value_parser = parse_limit)]
+        cpu_millis: Option<OrNone<u32>>,
+        /// Memory limit in MiB, or `none`.
+        #[arg(long, value_parser = parse_limit)]
+        memory_mib: Option<OrNone<u32>>,
+        /// Home volume: none, delete or retain.
+        #[arg(long)]
+        persistent_home: Option<streamspace_proto::api::HomePolicy>,
+        /// Hibernate sessions after this long without a viewer (whole seconds, at most 30d), or
+        /// `none`.
+        #[arg(long, value_parser = parse_idle_timeout)]
+        idle_timeout: Option<OrNone<Duration>>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Remove a template.
     Delete {
         name: String,
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// A flag's value, or `none` to remove what it sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrNone<T>(pub Option<T>);
+
+fn parse_limit(s: &str) -> Result<OrNone<u32>, String> {
+    if s == "none" {
+        return Ok(OrNone(None));
+    }
+    s.parse()
+        .map(|v| OrNone(Some(v)))
+        .map_err(|e| format!("expected a whole number or `none`: {e}"))
+}
+
+fn parse_idle_timeout(s: &str) -> Result<OrNone<Duration>, String> {
+    if s == "none" {
+        return Ok(OrNone(None));
+    }
+    IDLE_TIMEOUT
+        .parse(s)
+        .map(|d| OrNone(Some(d)))
+        .map_err(|e| e.to_string())
 }
 
 /// What container runtimes need from a template.

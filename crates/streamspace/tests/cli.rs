@@ -408,6 +408,75 @@ async fn two_users_sign_in_and_keep_to_their_own_sessions() -> anyhow::Result<()
         "a cleared limit with no group or default is unlimited: {cleared}"
     );
 
+    // Operators change a template in part; what is not given stays, `none` and "" clear.
+    succeeded(
+        &admin_cmd(&["template", "create", "editor", "--command", "xterm"], "")?,
+        "template create",
+    )?;
+    let changed = succeeded(
+        &admin_cmd(
+            &[
+                "template",
+                "update",
+                "editor",
+                "--allowed-groups",
+                "staff,ops",
+                "--description",
+                "An editor",
+                "--cpu-millis",
+                "500",
+            ],
+            "",
+        )?,
+        "template update",
+    )?;
+    anyhow::ensure!(
+        changed["allowed_groups"] == serde_json::json!(["staff", "ops"])
+            && changed["description"] == "An editor"
+            && changed["resources"]["cpu_millis"] == 500
+            && changed["command"] == serde_json::json!(["xterm"]),
+        "{changed}"
+    );
+    let cleared = succeeded(
+        &admin_cmd(
+            &[
+                "template",
+                "update",
+                "editor",
+                "--allowed-groups",
+                "",
+                "--cpu-millis",
+                "none",
+            ],
+            "",
+        )?,
+        "template update clearing",
+    )?;
+    anyhow::ensure!(
+        cleared["allowed_groups"].is_null()
+            && cleared["resources"]["cpu_millis"].is_null()
+            && cleared["description"] == "An editor",
+        "{cleared}"
+    );
+    let refused = as_person(
+        &alice_home,
+        &[
+            "template",
+            "update",
+            "editor",
+            "--description",
+            "x",
+            s[0],
+            s[1],
+        ],
+        "",
+    )?;
+    anyhow::ensure!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("403"),
+        "users do not change templates: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     let token = succeeded(
         &as_person(
             &alice_home,

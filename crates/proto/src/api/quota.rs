@@ -91,7 +91,7 @@ pub struct SetQuota {
 
 /// A field that is present is `Some`, even when it is `null` (serde would make that `None`,
 /// indistinguishable from an omitted field, which `default` handles).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)

@@ -2,11 +2,15 @@
 //! beyond the process runtime's command line (image, ports, resources, home volume, idle time).
 //!
 //! Every field has a serde default so that templates written before these fields existed, and
-//! clients that do not know them, keep working unchanged.
+//! clients that do not know them, keep working unchanged. [`UpdateTemplate`] is the partial
+//! change of `PATCH /api/v1/templates/{name}`.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::quota::present;
 use super::{CreateTemplate, Template};
 
 impl Template {
@@ -26,6 +30,144 @@ impl Template {
             created_at,
         }
     }
+}
+
+/// `PATCH /api/v1/templates/{name}`: a partial change of a template (its name stays). An
+/// omitted field stays as it is; `null` resets a field to what a template created without it
+/// has (no description, command, environment, image, idle timeout or resources, the default
+/// ports, no home volume, and no `allowed_groups`: every user may launch it). `resources`
+/// changes field by field in the same way; `ports` is replaced whole.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTemplate {
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub description: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub command: Option<Option<Vec<String>>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub env: Option<Option<BTreeMap<String, String>>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub image: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ports: Option<Option<TemplatePorts>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resources: Option<Option<ResourcesChange>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub persistent_home: Option<Option<HomePolicy>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idle_timeout_secs: Option<Option<u32>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allowed_groups: Option<Option<Vec<String>>>,
+}
+
+impl UpdateTemplate {
+    /// The template `current` becomes, as the create request that would make it (so that it
+    /// is checked exactly as a new one is).
+    pub fn apply(&self, current: Template) -> CreateTemplate {
+        fn pick<T: Clone + Default>(change: &Option<Option<T>>, current: T) -> T {
+            match change {
+                None => current,
+                Some(value) => value.clone().unwrap_or_default(),
+            }
+        }
+        fn pick_opt<T: Clone>(change: &Option<Option<T>>, current: Option<T>) -> Option<T> {
+            match change {
+                None => current,
+                Some(value) => value.clone(),
+            }
+        }
+        CreateTemplate {
+            name: current.name,
+            description: pick(&self.description, current.description),
+            command: pick(&self.command, current.command),
+            env: pick(&self.env, current.env),
+            image: pick_opt(&self.image, current.image),
+            ports: pick(&self.ports, current.ports),
+            resources: match &self.resources {
+                None => current.resources,
+                Some(None) => TemplateResources::default(),
+                Some(Some(change)) => TemplateResources {
+                    cpu_millis: pick_opt(&change.cpu_millis, current.resources.cpu_millis),
+                    memory_mib: pick_opt(&change.memory_mib, current.resources.memory_mib),
+                },
+            },
+            persistent_home: pick(&self.persistent_home, current.persistent_home),
+            idle_timeout_secs: pick_opt(&self.idle_timeout_secs, current.idle_timeout_secs),
+            allowed_groups: pick(&self.allowed_groups, current.allowed_groups),
+        }
+    }
+
+    /// The names of the fields this change sets or resets, in declaration order.
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("description", self.description.is_some()),
+            ("command", self.command.is_some()),
+            ("env", self.env.is_some()),
+            ("image", self.image.is_some()),
+            ("ports", self.ports.is_some()),
+            ("resources", self.resources.is_some()),
+            ("persistent_home", self.persistent_home.is_some()),
+            ("idle_timeout_secs", self.idle_timeout_secs.is_some()),
+            ("allowed_groups", self.allowed_groups.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
+/// The `resources` of an [`UpdateTemplate`]: an omitted field stays, `null` removes the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesChange {
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_millis: Option<Option<u32>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub memory_mib: Option<Option<u32>>,
 }
 
 /// The VNC port a session's image listens on when the template does not say.
@@ -145,6 +287,97 @@ mod tests {
             assert_eq!(p.as_str().parse::<HomePolicy>(), Ok(p));
         }
         assert!("keep".parse::<HomePolicy>().is_err());
+        Ok(())
+    }
+
+    fn template() -> Template {
+        Template::new(
+            CreateTemplate {
+                name: "firefox".into(),
+                description: "a browser".into(),
+                command: vec!["firefox".into()],
+                env: BTreeMap::from([("LANG".into(), "C".into())]),
+                image: Some("localhost/firefox:1".into()),
+                resources: TemplateResources {
+                    cpu_millis: Some(500),
+                    memory_mib: Some(512),
+                },
+                idle_timeout_secs: Some(600),
+                allowed_groups: vec!["staff".into()],
+                ..CreateTemplate::default()
+            },
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn an_update_sets_what_it_names_resets_nulls_and_keeps_the_rest()
+    -> Result<(), serde_json::Error> {
+        let change: UpdateTemplate = serde_json::from_str(
+            r#"{"description": "new", "image": null, "allowed_groups": ["a", "b"],
+                "resources": {"cpu_millis": 250}, "idle_timeout_secs": null}"#,
+        )?;
+        assert_eq!(
+            change.fields(),
+            [
+                "description",
+                "image",
+                "resources",
+                "idle_timeout_secs",
+                "allowed_groups"
+            ]
+        );
+        let t = change.apply(template());
+        assert_eq!(t.name, "firefox");
+        assert_eq!(t.description, "new");
+        assert_eq!(t.command, ["firefox"], "kept");
+        assert_eq!(t.env.get("LANG").map(String::as_str), Some("C"), "kept");
+        assert_eq!(t.image, None, "null clears");
+        assert_eq!(t.idle_timeout_secs, None, "null clears");
+        assert_eq!(
+            t.resources,
+            TemplateResources {
+                cpu_millis: Some(250),
+                memory_mib: Some(512)
+            },
+            "changed field by field"
+        );
+        let unlimited: UpdateTemplate =
+            serde_json::from_str(r#"{"resources": {"memory_mib": null}}"#)?;
+        assert_eq!(
+            unlimited.apply(template()).resources,
+            TemplateResources {
+                cpu_millis: Some(500),
+                memory_mib: None
+            }
+        );
+        let none: UpdateTemplate = serde_json::from_str(r#"{"resources": null}"#)?;
+        assert!(none.apply(template()).resources.is_empty());
+        assert_eq!(t.allowed_groups, ["a", "b"]);
+
+        let reset: UpdateTemplate =
+            serde_json::from_str(r#"{"allowed_groups": null, "description": null}"#)?;
+        let t = reset.apply(template());
+        assert!(t.allowed_groups.is_empty() && t.description.is_empty());
+        let (kept, t) = (UpdateTemplate::default().apply(template()), template());
+        assert!(
+            kept.description == t.description
+                && kept.command == t.command
+                && kept.env == t.env
+                && kept.image == t.image
+                && kept.ports == t.ports
+                && kept.resources == t.resources
+                && kept.persistent_home == t.persistent_home
+                && kept.idle_timeout_secs == t.idle_timeout_secs
+                && kept.allowed_groups == t.allowed_groups,
+            "an empty change keeps everything: {kept:?}"
+        );
+        // A null is sent as null, an omitted field not at all.
+        assert_eq!(
+            serde_json::to_string(&reset)?,
+            r#"{"description":null,"allowed_groups":null}"#
+        );
+        assert!(serde_json::from_str::<UpdateTemplate>(r#"{"name": "x"}"#).is_err());
         Ok(())
     }
 }

@@ -20,24 +20,25 @@ pub(super) async fn create(
     Extension(actor): Extension<Actor>,
     ApiJson(body): ApiJson<CreateAgentKey>,
 ) -> Result<(StatusCode, Json<CreatedAgentKey>), ApiError> {
-    let created = keys::create_agent_key_with(app.store.as_ref(), &app.hasher, &body.agent_id)
-        .await
-        .map_err(|e| match e {
-            ServerError::InvalidInput(message) => ApiError::bad_request(message),
-            ServerError::Store(e) => ApiError::from_store(e, "creating an agent key"),
-            other => {
-                tracing::error!(error = %other, "creating an agent key failed");
-                ApiError::internal()
-            }
-        })?;
-    audit(
-        &app,
-        &actor,
-        "agent_key.create",
-        created.key.id.to_string(),
-        json!({ "agent_id": created.key.agent_id }),
-    )
-    .await;
+    let entry = |id: Uuid| {
+        audit(
+            &actor,
+            "agent_key.create",
+            id.to_string(),
+            json!({ "agent_id": body.agent_id }),
+        )
+    };
+    let created =
+        keys::create_agent_key_with(app.store.as_ref(), &app.hasher, &body.agent_id, entry)
+            .await
+            .map_err(|e| match e {
+                ServerError::InvalidInput(message) => ApiError::bad_request(message),
+                ServerError::Store(e) => ApiError::from_store(e, "creating an agent key"),
+                other => {
+                    tracing::error!(error = %other, "creating an agent key failed");
+                    ApiError::internal()
+                }
+            })?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -74,13 +75,13 @@ pub(super) async fn revoke(
     if !is_agent_key {
         return Err(ApiError::not_found(format!("agent key {id} not found")));
     }
+    let entry = audit(&actor, "agent_key.revoke", id.to_string(), json!({}));
     app.store
-        .revoke_api_key(id)
+        .revoke_api_key(id, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "revoking an agent key"))?;
     app.hub
         .close_key(id, close_code::POLICY, "agent key revoked")
         .await;
-    audit(&app, &actor, "agent_key.revoke", id.to_string(), json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }

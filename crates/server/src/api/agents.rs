@@ -47,15 +47,15 @@ pub(super) async fn remove(
     Extension(actor): Extension<Actor>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    let entry = audit(&actor, "agent.delete", id.clone(), json!({}));
     app.store
-        .delete_agent(&id)
+        .delete_agent(&id, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "deleting an agent"))?;
     app.hub
         .close_agent(&id, close_code::POLICY, "agent deleted")
         .await;
     tracing::info!(agent_id = %id, "agent deleted");
-    audit(&app, &actor, "agent.delete", id, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -73,38 +73,48 @@ pub(super) async fn login(
     if let Err(e) = app.store.record_login(user.id).await {
         tracing::warn!(error = %e, "recording a sign-in failed");
     }
-    let (session, secret) = create_user_credential(
+    // What the sign-in creates is audited as done by the user signing in, each in the
+    // transaction that creates it: the personal token asked for (first, so that the sign-in's
+    // entry can name it), then the browser session.
+    let by_user = |action: &str, target: String, detail: serde_json::Value| AuditEntry {
+        actor: format!("user:{}", user.username),
+        actor_id: Some(user.id),
+        client_addr: client_addr.clone(),
+        action: action.to_owned(),
+        target,
+        detail,
+    };
+    let token = match body.token_name {
+        Some(name) => {
+            let entry = |id: uuid::Uuid| {
+                let detail = super::tokens::created_detail(&name, user.id);
+                by_user("token.create", id.to_string(), detail)
+            };
+            Some(super::tokens::issue(&app, user.id, &name, None, entry).await?)
+        }
+        None => None,
+    };
+    let detail = |session: uuid::Uuid| {
+        json!({
+            "session": session,
+            "token": token.as_ref().map(|t| t.id),
+            "second_factor": second_factor.map(|f| match f {
+                SecondFactor::Totp => "totp",
+                SecondFactor::RecoveryCode => "recovery_code",
+            }),
+        })
+    };
+    let (_, secret) = create_user_credential(
         app.store.as_ref(),
         &app.hasher,
         ApiKeyKind::Browser,
         user.id,
         "browser",
         Some(SESSION_LIFETIME.as_secs_f64()),
+        |id| by_user("auth.login", user.username.clone(), detail(id)),
     )
     .await
     .map_err(|e| ApiError::from_store(e, "starting a browser session"))?;
-    let token = match body.token_name {
-        Some(name) => Some(super::tokens::issue(&app, user.id, &name, None).await?),
-        None => None,
-    };
-    let entry = AuditEntry {
-        actor: format!("user:{}", user.username),
-        actor_id: Some(user.id),
-        client_addr,
-        action: "auth.login".into(),
-        target: user.username.clone(),
-        detail: json!({
-            "session": session.id,
-            "token": token.as_ref().map(|t| t.id),
-            "second_factor": second_factor.map(|f| match f {
-                SecondFactor::Totp => "totp",
-                SecondFactor::RecoveryCode => "recovery_code",
-            }),
-        }),
-    };
-    if let Err(e) = app.store.audit(&entry).await {
-        tracing::error!(error = %e, "writing the audit log failed");
-    }
     let cookie = cookie_value(&app, &secret, SESSION_LIFETIME.as_secs());
     let mut response = Json(LoginResponse { user, token }).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -132,9 +142,7 @@ async fn record_failure(app: &AppState, username: &str, client_addr: Option<Stri
         target: username.to_owned(),
         detail: json!({}),
     };
-    if let Err(e) = app.store.audit(&entry).await {
-        tracing::error!(error = %e, "writing the audit log failed");
-    }
+    crate::audit::record_event(app, &entry).await;
 }
 
 /// The `Set-Cookie` value for the session secret (an empty secret with `max_age` 0 clears it).
@@ -158,21 +166,22 @@ pub(super) async fn logout(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
 ) -> Result<Response, ApiError> {
-    if matches!(actor.kind, ApiKeyKind::Browser | ApiKeyKind::User) {
-        app.store
-            .revoke_api_key(actor.credential_id)
-            .await
-            .map_err(|e| ApiError::from_store(e, "signing out"))?;
-        app.revoked("signed out", None).await;
-    }
-    audit(
-        &app,
+    let entry = audit(
         &actor,
         "auth.logout",
         actor.principal.username.clone(),
         json!({ "credential": actor.credential_id }),
-    )
-    .await;
+    );
+    if matches!(actor.kind, ApiKeyKind::Browser | ApiKeyKind::User) {
+        app.store
+            .revoke_api_key(actor.credential_id, &entry)
+            .await
+            .map_err(|e| ApiError::from_store(e, "signing out"))?;
+        app.revoked("signed out", None).await;
+    } else {
+        // The bootstrap admin token stays: nothing changed but the record of signing out.
+        crate::audit::record_event(&app, &entry).await;
+    }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
@@ -217,17 +226,15 @@ pub(super) async fn change_password(
         password_hash: Some(hash_password(body.new_password).await?),
         ..UserChange::default()
     };
-    app.store
-        .update_user(&actor.principal.username, &change)
-        .await
-        .map_err(|e| ApiError::from_store(e, "changing your password"))?;
-    audit(
-        &app,
+    let entry = audit(
         &actor,
         "auth.password_change",
         actor.principal.username.clone(),
         json!({}),
-    )
-    .await;
+    );
+    app.store
+        .update_user(&actor.principal.username, &change, &entry)
+        .await
+        .map_err(|e| ApiError::from_store(e, "changing your password"))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -67,16 +67,19 @@ pub(super) async fn create(
         )));
     }
     check_description(&body.description)?;
+    let entry = audit(&actor, "group.create", body.name.clone(), json!({}));
     let group = app
         .store
-        .create_group(&NewGroup {
-            id: Uuid::now_v7(),
-            name: body.name,
-            description: body.description,
-        })
+        .create_group(
+            &NewGroup {
+                id: Uuid::now_v7(),
+                name: body.name,
+                description: body.description,
+            },
+            &entry,
+        )
         .await
         .map_err(|e| ApiError::from_store(e, "creating a group"))?;
-    audit(&app, &actor, "group.create", group.name.clone(), json!({})).await;
     Ok((StatusCode::CREATED, Json(group)))
 }
 
@@ -89,12 +92,12 @@ pub(super) async fn update(
     if let Some(description) = &body.description {
         check_description(description)?;
     }
+    let entry = audit(&actor, "group.update", name.clone(), json!({}));
     let group = app
         .store
-        .update_group(&name, body.description.as_deref())
+        .update_group(&name, body.description.as_deref(), &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "changing a group"))?;
-    audit(&app, &actor, "group.update", name, json!({})).await;
     Ok(Json(group))
 }
 
@@ -103,12 +106,12 @@ pub(super) async fn remove(
     Extension(actor): Extension<Actor>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    let entry = audit(&actor, "group.delete", name.clone(), json!({}));
     app.store
-        .delete_group(&name)
+        .delete_group(&name, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "deleting a group"))?;
     app.revoked("group deleted", None).await;
-    audit(&app, &actor, "group.delete", name, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -117,19 +120,17 @@ pub(super) async fn add_member(
     Extension(actor): Extension<Actor>,
     ApiPath((name, username)): ApiPath<(String, String)>,
 ) -> Result<Json<Group>, ApiError> {
-    app.store
-        .add_group_member(&name, &username)
-        .await
-        .map_err(|e| ApiError::from_store(e, "adding a group member"))?;
-    app.revoked("group member added", None).await;
-    audit(
-        &app,
+    let entry = audit(
         &actor,
         "group.member_add",
         name.clone(),
         json!({ "user": username }),
-    )
-    .await;
+    );
+    app.store
+        .add_group_member(&name, &username, &entry)
+        .await
+        .map_err(|e| ApiError::from_store(e, "adding a group member"))?;
+    app.revoked("group member added", None).await;
     get(State(app), ApiPath(name)).await
 }
 
@@ -138,18 +139,16 @@ pub(super) async fn remove_member(
     Extension(actor): Extension<Actor>,
     ApiPath((name, username)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    let entry = audit(
+        &actor,
+        "group.member_remove",
+        name.clone(),
+        json!({ "user": username }),
+    );
     app.store
-        .remove_group_member(&name, &username)
+        .remove_group_member(&name, &username, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "removing a group member"))?;
     app.revoked("group member removed", None).await;
-    audit(
-        &app,
-        &actor,
-        "group.member_remove",
-        name,
-        json!({ "user": username }),
-    )
-    .await;
     Ok(StatusCode::NO_CONTENT)
 }

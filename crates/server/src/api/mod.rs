@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use tower_http::trace::TraceLayer;
 
-pub(crate) use crate::audit::record as audit;
+pub(crate) use crate::audit::entry as audit;
 use crate::auth::{Actor, require_user};
 use crate::error::ApiError;
 pub(crate) use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -108,7 +108,9 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/templates/{name}",
-            get(templates::get).delete(templates::remove),
+            get(templates::get)
+                .patch(templates::update)
+                .delete(templates::remove),
         )
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/auth/me", get(auth::me))

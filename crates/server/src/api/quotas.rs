@@ -80,11 +80,11 @@ pub(super) async fn set_user(
     ApiPath(username): ApiPath<String>,
     ApiJson(body): ApiJson<SetQuota>,
 ) -> Result<Json<UserQuota>, ApiError> {
+    let entry = audit(&actor, "user.quota", username.clone(), json!(body));
     app.store
-        .set_user_quota(&username, &body)
+        .set_user_quota(&username, &body, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "setting a user's quota"))?;
-    audit(&app, &actor, "user.quota", username.clone(), json!(body)).await;
     Ok(Json(user_quota(&app, &username).await?))
 }
 
@@ -108,9 +108,12 @@ pub(super) async fn set_group(
 ) -> Result<Json<GroupQuota>, ApiError> {
     let limits = app
         .store
-        .set_group_quota(&name, &body)
+        .set_group_quota(
+            &name,
+            &body,
+            &audit(&actor, "group.quota", name.clone(), json!(body)),
+        )
         .await
         .map_err(|e| ApiError::from_store(e, "setting a group's quota"))?;
-    audit(&app, &actor, "group.quota", name.clone(), json!(body)).await;
     Ok(Json(GroupQuota { name, limits }))
 }

@@ -66,9 +66,16 @@ pub(super) async fn create(
         size,
         default_size: app.config.default_session_size,
     };
+    // The store adds the agent it chooses to the entry's detail.
+    let entry = audit(
+        &actor,
+        "session.create",
+        new.id.to_string(),
+        json!({ "template": new.template }),
+    );
     let (session, command) = app
         .store
-        .create_session(&new)
+        .create_session(&new, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "creating a session"))?;
     tracing::info!(
@@ -79,14 +86,6 @@ pub(super) async fn create(
         "session created"
     );
     app.route_to(&command.agent_id).await;
-    audit(
-        &app,
-        &actor,
-        "session.create",
-        session.id.to_string(),
-        json!({ "template": session.template, "agent_id": command.agent_id }),
-    )
-    .await;
     Ok((StatusCode::CREATED, Json(for_actor(&actor, session))))
 }
 
@@ -244,9 +243,15 @@ async fn session_command(
         action,
         payload: serde_json::Value::Null,
     };
+    let entry = audit(
+        actor,
+        &format!("session.{}", verb(action)),
+        id.to_string(),
+        json!({ "command_id": command.command_id, "agent_id": agent_id }),
+    );
     let created = app
         .store
-        .create_session_command(id, allowed_from, &command)
+        .create_session_command(id, allowed_from, &command, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "queueing a session command"))?;
     tracing::info!(
@@ -257,14 +262,6 @@ async fn session_command(
         "session command queued"
     );
     app.route_to(&agent_id).await;
-    audit(
-        app,
-        actor,
-        &format!("session.{}", verb(action)),
-        id.to_string(),
-        json!({ "command_id": created.command_id, "agent_id": agent_id }),
-    )
-    .await;
     Ok((StatusCode::ACCEPTED, Json(for_actor(actor, session))))
 }
 

@@ -1,11 +1,15 @@
 //! `/api/v1/templates`: what sessions can run. Templates carry the commands agents run, so only
 //! operators and admins change them; users see (and launch) those their groups may use.
+//!
+//! `PATCH` changes some fields of a template (see [`UpdateTemplate`]); the result is checked
+//! exactly as a new template is, inside the store's transaction, so two concurrent changes
+//! cannot combine into a template neither would have been allowed to make.
 
 use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use streamspace_proto::api::{CreateTemplate, Page, PageQuery, Template};
+use streamspace_proto::api::{CreateTemplate, Page, PageQuery, Template, UpdateTemplate};
 
 use super::{ApiJson, ApiPath, ApiQuery, audit};
 use crate::auth::Actor;
@@ -54,20 +58,42 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
     actor.may(Action::ManageTemplates, Resource::System)?;
     validate(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let template = app
-        .store
-        .create_template(&body)
-        .await
-        .map_err(|e| ApiError::from_store(e, "creating a template"))?;
-    audit(
-        &app,
+    let entry = audit(
         &actor,
         "template.create",
-        template.name.clone(),
-        json!({ "command": template.command, "allowed_groups": template.allowed_groups }),
-    )
-    .await;
+        body.name.clone(),
+        json!({ "command": body.command, "allowed_groups": body.allowed_groups }),
+    );
+    let template = app
+        .store
+        .create_template(&body, &entry)
+        .await
+        .map_err(|e| ApiError::from_store(e, "creating a template"))?;
     Ok((StatusCode::CREATED, Json(template)))
+}
+
+pub(super) async fn update(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateTemplate>,
+) -> Result<Json<Template>, ApiError> {
+    actor.may(Action::ManageTemplates, Resource::System)?;
+    let mut detail = json!({ "fields": body.fields() });
+    if let Some(command) = &body.command {
+        detail["command"] = json!(command.clone().unwrap_or_default());
+    }
+    if let Some(groups) = &body.allowed_groups {
+        detail["allowed_groups"] = json!(groups.clone().unwrap_or_default());
+    }
+    let entry = audit(&actor, "template.update", name.clone(), detail);
+    let check = |t: &CreateTemplate| validate(t).map_err(|e| e.to_string());
+    let template = app
+        .store
+        .update_template(&name, &body, &check, &entry)
+        .await
+        .map_err(|e| ApiError::from_store(e, "changing a template"))?;
+    Ok(Json(template))
 }
 
 pub(super) async fn remove(
@@ -76,11 +102,11 @@ pub(super) async fn remove(
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     actor.may(Action::ManageTemplates, Resource::System)?;
+    let entry = audit(&actor, "template.delete", name.clone(), json!({}));
     app.store
-        .delete_template(&name)
+        .delete_template(&name, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "deleting a template"))?;
-    audit(&app, &actor, "template.delete", name, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

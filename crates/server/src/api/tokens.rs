@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use streamspace_proto::api::{ApiToken, CreateToken, CreatedToken, Page};
-use streamspace_store::{ApiKeyKind, StoreError};
+use streamspace_store::{ApiKeyKind, AuditEntry, StoreError};
 use uuid::Uuid;
 
 use super::{ApiJson, ApiPath, ApiQuery, audit};
@@ -68,12 +68,19 @@ pub(super) async fn list(
     Ok(Json(page))
 }
 
-/// Creates a personal token for `user_id` (the caller has been authorized for it).
+/// The detail of a `token.create` entry (the store fills in `expires_at`).
+pub(super) fn created_detail(name: &str, user_id: Uuid) -> serde_json::Value {
+    json!({ "name": name, "user_id": user_id, "expires_at": null })
+}
+
+/// Creates a personal token for `user_id` (the caller has been authorized for it), audited in
+/// the same transaction by the entry `audit` makes from the token's id.
 pub(super) async fn issue(
     app: &AppState,
     user_id: Uuid,
     name: &str,
     expires_in_secs: Option<u64>,
+    audit: impl FnOnce(Uuid) -> AuditEntry,
 ) -> Result<CreatedToken, ApiError> {
     if name.trim().is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(format!(
@@ -94,6 +101,7 @@ pub(super) async fn issue(
         user_id,
         name,
         expires_in_secs.map(|s| s as f64),
+        audit,
     )
     .await
     .map_err(|e| ApiError::from_store(e, "creating a token"))?;
@@ -112,15 +120,15 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let user_id = target_user(&app, &actor, body.user.as_deref()).await?;
     actor.may(Action::ManageToken, Resource::TokenOf(user_id))?;
-    let created = issue(&app, user_id, &body.name, body.expires_in_secs).await?;
-    audit(
-        &app,
-        &actor,
-        "token.create",
-        created.id.to_string(),
-        json!({ "name": created.name, "user_id": user_id, "expires_at": created.expires_at }),
-    )
-    .await;
+    let entry = |id: Uuid| {
+        audit(
+            &actor,
+            "token.create",
+            id.to_string(),
+            created_detail(&body.name, user_id),
+        )
+    };
+    let created = issue(&app, user_id, &body.name, body.expires_in_secs, entry).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -140,18 +148,16 @@ pub(super) async fn revoke(
         _ => return Err(not_found()),
     };
     actor.may(Action::ManageToken, Resource::TokenOf(owner))?;
-    app.store
-        .revoke_api_key(id)
-        .await
-        .map_err(|e| ApiError::from_store(e, "revoking a token"))?;
-    app.revoked("token revoked", None).await;
-    audit(
-        &app,
+    let entry = audit(
         &actor,
         "token.revoke",
         id.to_string(),
         json!({ "user_id": owner }),
-    )
-    .await;
+    );
+    app.store
+        .revoke_api_key(id, &entry)
+        .await
+        .map_err(|e| ApiError::from_store(e, "revoking a token"))?;
+    app.revoked("token revoked", None).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -42,8 +42,14 @@ pub(super) async fn start(
     }
     let secret = totp::new_secret();
     let otpauth_uri = totp::otpauth_uri(&secret, &record.user.username)?;
+    let entry = audit(
+        &actor,
+        "auth.totp_start",
+        record.user.username.clone(),
+        json!({}),
+    );
     app.store
-        .start_totp(record.user.id, &secret)
+        .start_totp(record.user.id, &secret, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "starting one-time-code enrolment"))?;
     Ok(Json(TotpEnrolment {
@@ -82,18 +88,16 @@ pub(super) async fn confirm(
         .iter()
         .map(|c| totp::recovery_hash(&app.hasher, record.user.id, c))
         .collect();
-    app.store
-        .enable_totp(record.user.id, step, &hashes)
-        .await
-        .map_err(|e| ApiError::from_store(e, "turning one-time codes on"))?;
-    audit(
-        &app,
+    let entry = audit(
         &actor,
         "auth.totp_enable",
         record.user.username.clone(),
         json!({ "recovery_codes": codes.len() }),
-    )
-    .await;
+    );
+    app.store
+        .enable_totp(record.user.id, step, &hashes, &entry)
+        .await
+        .map_err(|e| ApiError::from_store(e, "turning one-time codes on"))?;
     Ok(Json(RecoveryCodes {
         recovery_codes: codes,
     }))
@@ -111,19 +115,17 @@ pub(super) async fn disable(
         app.throttle.failed(&keys);
         return Err(ApiError::unauthorized("the password is wrong"));
     }
-    let was_on = app
-        .store
-        .clear_totp(record.user.id)
-        .await
-        .map_err(|e| ApiError::from_store(e, "turning one-time codes off"))?;
-    audit(
-        &app,
+    // The store adds `was_enabled` to the entry.
+    let entry = audit(
         &actor,
         "auth.totp_disable",
-        record.user.username,
-        json!({ "was_enabled": was_on }),
-    )
-    .await;
+        record.user.username.clone(),
+        json!({}),
+    );
+    app.store
+        .clear_totp(record.user.id, &entry)
+        .await
+        .map_err(|e| ApiError::from_store(e, "turning one-time codes off"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -165,25 +167,19 @@ pub(super) async fn second_factor(
         return Ok(fresh.then_some(SecondFactor::Totp));
     }
     let hash = totp::recovery_hash(&app.hasher, id, code);
-    let used = app
-        .store
-        .use_recovery_code(id, &hash)
-        .await
-        .map_err(|e| ApiError::from_store(e, "checking a recovery code"))?;
-    if !used {
-        return Ok(None);
-    }
-    let left = app.store.recovery_codes_left(id).await.ok();
+    // The store adds how many codes are `left` to the entry.
     let entry = AuditEntry {
         actor: format!("user:{}", record.user.username),
         actor_id: Some(id),
         client_addr,
         action: "auth.recovery_code_use".into(),
         target: record.user.username.clone(),
-        detail: json!({ "left": left }),
+        detail: json!({}),
     };
-    if let Err(e) = app.store.audit(&entry).await {
-        tracing::error!(error = %e, "writing the audit log failed");
-    }
-    Ok(Some(SecondFactor::RecoveryCode))
+    let used = app
+        .store
+        .use_recovery_code(id, &hash, &entry)
+        .await
+        .map_err(|e| ApiError::from_store(e, "checking a recovery code"))?;
+    Ok(used.then_some(SecondFactor::RecoveryCode))
 }

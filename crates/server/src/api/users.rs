@@ -94,26 +94,27 @@ pub(super) async fn create(
         }
         None => None,
     };
-    let user = app
-        .store
-        .create_user(&NewUser {
-            id: Uuid::now_v7(),
-            username: body.username.clone(),
-            display_name: body.display_name.unwrap_or_default(),
-            email: body.email.filter(|e| !e.is_empty()),
-            role: body.role,
-            password_hash,
-        })
-        .await
-        .map_err(|e| ApiError::from_store(e, "creating a user"))?;
-    audit(
-        &app,
+    let entry = audit(
         &actor,
         "user.create",
-        user.username.clone(),
-        json!({ "role": user.role }),
-    )
-    .await;
+        body.username.clone(),
+        json!({ "role": body.role }),
+    );
+    let user = app
+        .store
+        .create_user(
+            &NewUser {
+                id: Uuid::now_v7(),
+                username: body.username.clone(),
+                display_name: body.display_name.unwrap_or_default(),
+                email: body.email.filter(|e| !e.is_empty()),
+                role: body.role,
+                password_hash,
+            },
+            &entry,
+        )
+        .await
+        .map_err(|e| ApiError::from_store(e, "creating a user"))?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -143,30 +144,29 @@ pub(super) async fn update(
         email: body.email.map(|e| Some(e).filter(|e| !e.is_empty())),
         password_hash,
     };
-    let mut user = app
-        .store
-        .update_user(&username, &change)
-        .await
-        .map_err(|e| ApiError::from_store(e, "changing a user"))?;
-    if body.reset_totp {
-        let was_on = app
-            .store
-            .clear_totp(user.id)
-            .await
-            .map_err(|e| ApiError::from_store(e, "resetting a user's one-time codes"))?;
-        user.totp_enabled = false;
-        let detail = json!({ "was_enabled": was_on });
-        audit(&app, &actor, "user.totp_reset", username.clone(), detail).await;
-    }
-    // A disabled user loses access altogether: their viewers close too, on every replica.
-    let lost_access = user.disabled.then_some(user.id);
-    app.revoked("user changed", lost_access).await;
     let detail = json!({
         "role": change.role,
         "disabled": change.disabled,
         "password_changed": change.password_hash.is_some(),
     });
-    audit(&app, &actor, "user.update", username, detail).await;
+    let entry = audit(&actor, "user.update", username.clone(), detail);
+    let mut user = app
+        .store
+        .update_user(&username, &change, &entry)
+        .await
+        .map_err(|e| ApiError::from_store(e, "changing a user"))?;
+    if body.reset_totp {
+        // The store adds `was_enabled` to the entry.
+        let entry = audit(&actor, "user.totp_reset", username.clone(), json!({}));
+        app.store
+            .clear_totp(user.id, &entry)
+            .await
+            .map_err(|e| ApiError::from_store(e, "resetting a user's one-time codes"))?;
+        user.totp_enabled = false;
+    }
+    // A disabled user loses access altogether: their viewers close too, on every replica.
+    let lost_access = user.disabled.then_some(user.id);
+    app.revoked("user changed", lost_access).await;
     Ok(Json(user))
 }
 
@@ -188,27 +188,30 @@ pub(super) async fn remove(
         })
         .await
         .map_err(|e| ApiError::from_store(e, "listing a user's sessions"))?;
+    // The entry is written with the deletion, so it names the sessions the deletion goes on
+    // to stop (each stop is audited as it is queued).
+    let live: Vec<Uuid> = sessions
+        .iter()
+        .filter(|s| !s.state.is_terminal())
+        .map(|s| s.id)
+        .collect();
+    let entry = audit(
+        &actor,
+        "user.delete",
+        username.clone(),
+        json!({ "stopped_sessions": live }),
+    );
     app.store
-        .delete_user(&username)
+        .delete_user(&username, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "deleting a user"))?;
     app.revoked("user deleted", Some(record.user.id)).await;
-    let mut stopped = Vec::new();
-    for session in sessions.iter().filter(|s| !s.state.is_terminal()) {
-        match super::sessions::stop_session(&app, &actor, session.id).await {
-            Ok(()) => stopped.push(session.id),
-            Err(e) => tracing::warn!(session_id = %session.id, error = %e.message,
-                "could not stop a deleted user's session"),
+    for id in live {
+        if let Err(e) = super::sessions::stop_session(&app, &actor, id).await {
+            tracing::warn!(session_id = %id, error = %e.message,
+                "could not stop a deleted user's session");
         }
     }
-    audit(
-        &app,
-        &actor,
-        "user.delete",
-        username,
-        json!({ "stopped_sessions": stopped }),
-    )
-    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -70,14 +70,13 @@ pub(crate) async fn connect(
     let url = format!("{base}/api/v1/sessions/{id}/vnc?token={token}");
     tracing::info!(session_id = %id, %expires_at, user = %actor.principal.username,
         "viewer token issued");
-    crate::audit::record(
-        &app,
+    let entry = crate::audit::entry(
         &actor,
         "session.connect",
         id.to_string(),
         serde_json::json!({ "expires_at": expires_at }),
-    )
-    .await;
+    );
+    crate::audit::record_event(&app, &entry).await;
     Ok(Json(ConnectInfo {
         token,
         url,

@@ -209,6 +209,18 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
             None,
             [GONE, GONE, NO, NO],
         ),
+        (
+            Method::PATCH,
+            "/api/v1/templates/staff-only".into(),
+            Some(json!({"description": "edited", "allowed_groups": ["staff"]})),
+            [OK, OK, NO, NO],
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/templates/missing".into(),
+            Some(json!({"description": "edited"})),
+            [GONE, GONE, NO, NO],
+        ),
         (Method::GET, "/api/v1/agents".into(), None, [OK, OK, NO, NO]),
         (
             Method::GET,

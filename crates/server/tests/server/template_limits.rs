@@ -49,12 +49,19 @@ async fn an_oversized_stored_template_fails_its_session_and_the_agent_stays(
     let s = backend.server(fast_config()).await?;
     // As a template created before the API limited descriptions would be stored.
     s.store
-        .create_template(&CreateTemplate {
-            name: "huge".into(),
-            description: "x".repeat(HUGE),
-            command: vec!["xterm".into()],
-            ..CreateTemplate::default()
-        })
+        .create_template(
+            &CreateTemplate {
+                name: "huge".into(),
+                description: "x".repeat(HUGE),
+                command: vec!["xterm".into()],
+                ..CreateTemplate::default()
+            },
+            &streamspace_store::AuditEntry::system(
+                "template.create",
+                "huge",
+                serde_json::json!({}),
+            ),
+        )
         .await?;
     let mut agent = s.agent("a1", 2).await?;
     s.settle(&mut agent).await?;

@@ -62,7 +62,9 @@ macro_rules! impl_identity {
             async fn create_user(
                 &self,
                 new: &$crate::NewUser,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<streamspace_proto::api::User> {
+                let mut tx = self.write_tx().await?;
                 let row =
                     sqlx::query_as::<_, $crate::rows::UserRow>($crate::identity::sql::USER_INSERT)
                         .bind($crate::rows::DbUuid(new.id))
@@ -71,14 +73,17 @@ macro_rules! impl_identity {
                         .bind(&new.email)
                         .bind(new.role.as_str())
                         .bind(&new.password_hash)
-                        .fetch_one(&self.pool)
+                        .fetch_one(&mut *tx)
                         .await
                         .map_err(|e| {
                             $crate::sql::conflict_on_unique(e, || {
                                 format!("a user named {:?} already exists", new.username)
                             })
                         })?;
-                Ok(row.into_record(Vec::new())?.user)
+                let user = row.into_record(Vec::new())?.user;
+                Self::insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(user)
             }
 
             async fn get_user(&self, username: &str) -> $crate::Result<$crate::UserRecord> {
@@ -128,6 +133,7 @@ macro_rules! impl_identity {
                 &self,
                 username: &str,
                 change: &$crate::UserChange,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<streamspace_proto::api::User> {
                 let mut tx = self.write_tx().await?;
                 let record = Self::guard_last_admin(
@@ -157,6 +163,7 @@ macro_rules! impl_identity {
                         .fetch_optional(&mut *tx)
                         .await?;
                 let user = Self::user_record(&mut tx, row).await?.user;
+                Self::insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(user)
             }
@@ -164,6 +171,7 @@ macro_rules! impl_identity {
             async fn delete_user(
                 &self,
                 username: &str,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<streamspace_proto::api::User> {
                 let mut tx = self.write_tx().await?;
                 let record = Self::guard_last_admin(
@@ -177,6 +185,7 @@ macro_rules! impl_identity {
                     .bind($crate::rows::DbUuid(record.user.id))
                     .execute(&mut *tx)
                     .await?;
+                Self::insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(record.user)
             }
@@ -189,18 +198,27 @@ macro_rules! impl_identity {
                 Ok(())
             }
 
-            async fn start_totp(&self, id: uuid::Uuid, secret: &str) -> $crate::Result<()> {
+            async fn start_totp(
+                &self,
+                id: uuid::Uuid,
+                secret: &str,
+                audit: &$crate::AuditEntry,
+            ) -> $crate::Result<()> {
+                let mut tx = self.write_tx().await?;
                 let done = sqlx::query($crate::identity::sql::TOTP_START)
                     .bind($crate::rows::DbUuid(id))
                     .bind(secret)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
+                    drop(tx);
                     self.get_user_by_id(id).await?;
                     return Err($crate::StoreError::Conflict(
                         "one-time codes are on already; turn them off first".into(),
                     ));
                 }
+                Self::insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -209,6 +227,7 @@ macro_rules! impl_identity {
                 id: uuid::Uuid,
                 step: i64,
                 code_hashes: &[String],
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<()> {
                 let mut tx = self.write_tx().await?;
                 let done = sqlx::query($crate::identity::sql::TOTP_ENABLE)
@@ -232,11 +251,16 @@ macro_rules! impl_identity {
                         .execute(&mut *tx)
                         .await?;
                 }
+                Self::insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
-            async fn clear_totp(&self, id: uuid::Uuid) -> $crate::Result<bool> {
+            async fn clear_totp(
+                &self,
+                id: uuid::Uuid,
+                audit: &$crate::AuditEntry,
+            ) -> $crate::Result<bool> {
                 let mut tx = self.write_tx().await?;
                 let enabled: Option<bool> =
                     sqlx::query_scalar($crate::identity::sql::TOTP_WAS_ENABLED)
@@ -252,6 +276,8 @@ macro_rules! impl_identity {
                     .bind($crate::rows::DbUuid(id))
                     .execute(&mut *tx)
                     .await?;
+                let audit = audit.with_detail("was_enabled", enabled.into());
+                Self::insert_audit(&mut tx, &audit).await?;
                 tx.commit().await?;
                 Ok(enabled)
             }
@@ -269,13 +295,25 @@ macro_rules! impl_identity {
                 &self,
                 id: uuid::Uuid,
                 code_hash: &str,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<bool> {
+                let mut tx = self.write_tx().await?;
                 let done = sqlx::query($stmts.recovery_use)
                     .bind($crate::rows::DbUuid(id))
                     .bind(code_hash)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                let left: i64 = sqlx::query_scalar($crate::identity::sql::RECOVERY_LEFT)
+                    .bind($crate::rows::DbUuid(id))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let audit = audit.with_detail("left", left.into());
+                Self::insert_audit(&mut tx, &audit).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn recovery_codes_left(&self, id: uuid::Uuid) -> $crate::Result<i64> {
@@ -288,20 +326,24 @@ macro_rules! impl_identity {
             async fn create_group(
                 &self,
                 new: &$crate::NewGroup,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<streamspace_proto::api::Group> {
+                let mut tx = self.write_tx().await?;
                 let row = sqlx::query_as::<_, $crate::rows::GroupRow>(
                     $crate::identity::sql::GROUP_INSERT,
                 )
                 .bind($crate::rows::DbUuid(new.id))
                 .bind(&new.name)
                 .bind(&new.description)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| {
                     $crate::sql::conflict_on_unique(e, || {
                         format!("a group named {:?} already exists", new.name)
                     })
                 })?;
+                Self::insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
                 Ok(row.into_group(Vec::new()))
             }
 
@@ -343,27 +385,49 @@ macro_rules! impl_identity {
                 &self,
                 name: &str,
                 description: Option<&str>,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<streamspace_proto::api::Group> {
+                let mut tx = self.write_tx().await?;
                 sqlx::query($crate::identity::sql::GROUP_UPDATE)
                     .bind(name)
                     .bind(description)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                self.get_group(name).await
+                let row =
+                    sqlx::query_as::<_, $crate::rows::GroupRow>($crate::identity::sql::GROUP_GET)
+                        .bind(name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let group = Self::group_with_members(&mut tx, row).await?;
+                Self::insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(group)
             }
 
-            async fn delete_group(&self, name: &str) -> $crate::Result<()> {
+            async fn delete_group(
+                &self,
+                name: &str,
+                audit: &$crate::AuditEntry,
+            ) -> $crate::Result<()> {
+                let mut tx = self.write_tx().await?;
                 let done = sqlx::query($crate::identity::sql::GROUP_DELETE)
                     .bind(name)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound { what: "group" });
                 }
+                Self::insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
-            async fn add_group_member(&self, group: &str, username: &str) -> $crate::Result<()> {
+            async fn add_group_member(
+                &self,
+                group: &str,
+                username: &str,
+                audit: &$crate::AuditEntry,
+            ) -> $crate::Result<()> {
                 let mut tx = self.write_tx().await?;
                 sqlx::query($crate::identity::sql::MEMBER_ADD)
                     .bind(group)
@@ -382,21 +446,30 @@ macro_rules! impl_identity {
                         return Err($crate::StoreError::NotFound { what });
                     }
                 }
+                Self::insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
-            async fn remove_group_member(&self, group: &str, username: &str) -> $crate::Result<()> {
+            async fn remove_group_member(
+                &self,
+                group: &str,
+                username: &str,
+                audit: &$crate::AuditEntry,
+            ) -> $crate::Result<()> {
+                let mut tx = self.write_tx().await?;
                 let done = sqlx::query($crate::identity::sql::MEMBER_REMOVE)
                     .bind(group)
                     .bind(username)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound {
                         what: "group membership",
                     });
                 }
+                Self::insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
                 Ok(())
             }
 

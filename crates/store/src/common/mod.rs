@@ -8,7 +8,7 @@
 //! - `write_tx()`: a transaction that may write (SQLite: `BEGIN IMMEDIATE`, so writers queue
 //!   on the busy timeout instead of failing when a reader upgrades);
 //! - `place_session()`: choosing and locking an agent for a new session (after the shared
-//!   quota check, which locks the owner);
+//!   quota check, which locks the owner), and writing its audit entry;
 //! - `claim()`: claiming one delivery attempt.
 
 pub(crate) mod identity;
@@ -47,8 +47,10 @@ macro_rules! impl_store {
             async fn create_api_key(
                 &self,
                 key: $crate::NewApiKey,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<$crate::ApiKeyRecord> {
-                sqlx::query_as::<_, $crate::rows::ApiKeyRow>($stmts.key_insert)
+                let mut tx = self.write_tx().await?;
+                let record = sqlx::query_as::<_, $crate::rows::ApiKeyRow>($stmts.key_insert)
                     .bind($crate::rows::DbUuid(key.id))
                     .bind(key.kind.as_str())
                     .bind(&key.agent_id)
@@ -57,12 +59,16 @@ macro_rules! impl_store {
                     .bind(&key.prefix)
                     .bind(&key.key_hash)
                     .bind(key.expires_in_secs)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| {
                         $crate::sql::conflict_on_unique(e, || "that API key already exists".into())
                     })?
-                    .try_into()
+                    .try_into()?;
+                let audit = $crate::with_expiry(audit, &record);
+                Self::insert_audit(&mut tx, &audit).await?;
+                tx.commit().await?;
+                Ok(record)
             }
 
             async fn find_api_key(
@@ -109,14 +115,21 @@ macro_rules! impl_store {
                 $crate::rows::convert_all(rows)
             }
 
-            async fn revoke_api_key(&self, id: uuid::Uuid) -> $crate::Result<()> {
+            async fn revoke_api_key(
+                &self,
+                id: uuid::Uuid,
+                audit: &$crate::AuditEntry,
+            ) -> $crate::Result<()> {
+                let mut tx = self.write_tx().await?;
                 let done = sqlx::query($stmts.key_revoke)
                     .bind($crate::rows::DbUuid(id))
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound { what: "api key" });
                 }
+                Self::insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -145,27 +158,33 @@ macro_rules! impl_store {
             async fn create_template(
                 &self,
                 t: &streamspace_proto::api::CreateTemplate,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<streamspace_proto::api::Template> {
-                sqlx::query_as::<_, $crate::rows::TemplateRow>($crate::sql::TEMPLATE_INSERT)
-                    .bind(&t.name)
-                    .bind(&t.description)
-                    .bind(sqlx::types::Json(&t.command))
-                    .bind(sqlx::types::Json(&t.env))
-                    .bind(&t.image)
-                    .bind(i32::from(t.ports.vnc))
-                    .bind(t.resources.cpu_millis.map(i64::from))
-                    .bind(t.resources.memory_mib.map(i64::from))
-                    .bind(t.persistent_home.as_str())
-                    .bind(t.idle_timeout_secs.map(i64::from))
-                    .bind(sqlx::types::Json(&t.allowed_groups))
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(|e| {
-                        $crate::sql::conflict_on_unique(e, || {
-                            format!("a template named {:?} already exists", t.name)
-                        })
-                    })?
-                    .try_into()
+                let mut tx = self.write_tx().await?;
+                let template =
+                    sqlx::query_as::<_, $crate::rows::TemplateRow>($crate::sql::TEMPLATE_INSERT)
+                        .bind(&t.name)
+                        .bind(&t.description)
+                        .bind(sqlx::types::Json(&t.command))
+                        .bind(sqlx::types::Json(&t.env))
+                        .bind(&t.image)
+                        .bind(i32::from(t.ports.vnc))
+                        .bind(t.resources.cpu_millis.map(i64::from))
+                        .bind(t.resources.memory_mib.map(i64::from))
+                        .bind(t.persistent_home.as_str())
+                        .bind(t.idle_timeout_secs.map(i64::from))
+                        .bind(sqlx::types::Json(&t.allowed_groups))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| {
+                            $crate::sql::conflict_on_unique(e, || {
+                                format!("a template named {:?} already exists", t.name)
+                            })
+                        })?
+                        .try_into()?;
+                Self::insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(template)
             }
 
             async fn get_template(
@@ -190,15 +209,64 @@ macro_rules! impl_store {
                 $crate::rows::convert_all(rows)
             }
 
-            async fn delete_template(&self, name: &str) -> $crate::Result<()> {
+            async fn delete_template(
+                &self,
+                name: &str,
+                audit: &$crate::AuditEntry,
+            ) -> $crate::Result<()> {
+                let mut tx = self.write_tx().await?;
                 let done = sqlx::query($crate::sql::TEMPLATE_DELETE)
                     .bind(name)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound { what: "template" });
                 }
+                Self::insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
                 Ok(())
+            }
+
+            async fn update_template(
+                &self,
+                name: &str,
+                change: &streamspace_proto::api::UpdateTemplate,
+                check: &$crate::TemplateCheck,
+                audit: &$crate::AuditEntry,
+            ) -> $crate::Result<streamspace_proto::api::Template> {
+                let mut tx = self.write_tx().await?;
+                let current: streamspace_proto::api::Template =
+                    sqlx::query_as::<_, $crate::rows::TemplateRow>($stmts.template_lock)
+                        .bind(name)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or($crate::StoreError::NotFound { what: "template" })?
+                        .try_into()?;
+                let t = change.apply(current);
+                check(&t).map_err($crate::StoreError::Invalid)?;
+                sqlx::query($crate::sql::TEMPLATE_UPDATE)
+                    .bind(name)
+                    .bind(&t.description)
+                    .bind(sqlx::types::Json(&t.command))
+                    .bind(sqlx::types::Json(&t.env))
+                    .bind(&t.image)
+                    .bind(i32::from(t.ports.vnc))
+                    .bind(t.resources.cpu_millis.map(i64::from))
+                    .bind(t.resources.memory_mib.map(i64::from))
+                    .bind(t.persistent_home.as_str())
+                    .bind(t.idle_timeout_secs.map(i64::from))
+                    .bind(sqlx::types::Json(&t.allowed_groups))
+                    .execute(&mut *tx)
+                    .await?;
+                let updated =
+                    sqlx::query_as::<_, $crate::rows::TemplateRow>($crate::sql::TEMPLATE_GET)
+                        .bind(name)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_into()?;
+                Self::insert_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(updated)
             }
 
             async fn register_agent(&self, reg: &$crate::AgentRegistration) -> $crate::Result<i64> {
@@ -267,18 +335,23 @@ macro_rules! impl_store {
                 $crate::rows::convert_all(rows)
             }
 
-            async fn delete_agent(&self, agent_id: &str) -> $crate::Result<()> {
-                self.delete_agent_tx(agent_id).await
+            async fn delete_agent(
+                &self,
+                agent_id: &str,
+                audit: &$crate::AuditEntry,
+            ) -> $crate::Result<()> {
+                self.delete_agent_tx(agent_id, audit).await
             }
 
             async fn create_session(
                 &self,
                 new: &$crate::NewSession,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<(
                 streamspace_proto::api::Session,
                 streamspace_proto::api::Command,
             )> {
-                self.place_session(new).await
+                self.place_session(new, audit).await
             }
 
             async fn get_session(
@@ -365,8 +438,9 @@ macro_rules! impl_store {
                 session_id: uuid::Uuid,
                 allowed_from: &[streamspace_proto::api::SessionState],
                 command: &$crate::NewCommand,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<streamspace_proto::api::Command> {
-                self.create_session_command_tx(session_id, allowed_from, command)
+                self.create_session_command_tx(session_id, allowed_from, command, audit)
                     .await
             }
 
@@ -514,17 +588,9 @@ macro_rules! impl_store {
                 .await
             }
 
-            async fn audit(&self, entry: &$crate::AuditEntry) -> $crate::Result<()> {
-                sqlx::query($crate::sql::AUDIT_INSERT)
-                    .bind(&entry.actor)
-                    .bind(&entry.action)
-                    .bind(&entry.target)
-                    .bind(sqlx::types::Json(&entry.detail))
-                    .bind(entry.actor_id.map($crate::rows::DbUuid))
-                    .bind(&entry.client_addr)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+            async fn audit_event(&self, entry: &$crate::AuditEntry) -> $crate::Result<()> {
+                let mut conn = self.pool.acquire().await?;
+                Self::insert_audit(&mut conn, entry).await
             }
         }
     };

@@ -57,6 +57,7 @@ macro_rules! impl_quotas {
                 key: &str,
                 what: &'static str,
                 change: &streamspace_proto::api::SetQuota,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<streamspace_proto::api::QuotaLimits> {
                 let bind = |v: Option<Option<u32>>| (v.is_some(), v.flatten().map(i64::from));
                 let (s, c, m) = (
@@ -79,6 +80,7 @@ macro_rules! impl_quotas {
                     return Err($crate::StoreError::NotFound { what });
                 }
                 let limits = Self::limits(&mut tx, get, key, what).await?;
+                Self::insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(limits)
             }
@@ -123,6 +125,7 @@ macro_rules! impl_quotas {
                 &self,
                 username: &str,
                 change: &streamspace_proto::api::SetQuota,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<streamspace_proto::api::QuotaLimits> {
                 self.set_limits(
                     $crate::quota::sql::USER_LIMITS_SET,
@@ -130,6 +133,7 @@ macro_rules! impl_quotas {
                     username,
                     "user",
                     change,
+                    audit,
                 )
                 .await
             }
@@ -146,6 +150,7 @@ macro_rules! impl_quotas {
                 &self,
                 name: &str,
                 change: &streamspace_proto::api::SetQuota,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<streamspace_proto::api::QuotaLimits> {
                 self.set_limits(
                     $crate::quota::sql::GROUP_LIMITS_SET,
@@ -153,6 +158,7 @@ macro_rules! impl_quotas {
                     name,
                     "group",
                     change,
+                    audit,
                 )
                 .await
             }

@@ -1,9 +1,29 @@
 //! The transactional half of the shared [`crate::Store`] implementation (see the parent
-//! module): everything that reads and writes in one transaction, expanded once per backend.
+//! module): everything that reads and writes in one transaction, expanded once per backend,
+//! and the audit insert every change makes inside its transaction.
 
 macro_rules! impl_transactions {
     ($store:ty, $conn:ty, $stmts:expr) => {
         impl $store {
+            /// Writes the audit entry of the change the transaction on `conn` makes; the change
+            /// commits only if this succeeds (the caller returns the error, dropping the
+            /// transaction, which rolls it back).
+            async fn insert_audit(
+                conn: &mut $conn,
+                entry: &$crate::AuditEntry,
+            ) -> $crate::Result<()> {
+                sqlx::query($crate::sql::AUDIT_INSERT)
+                    .bind(&entry.actor)
+                    .bind(&entry.action)
+                    .bind(&entry.target)
+                    .bind(sqlx::types::Json(&entry.detail))
+                    .bind(entry.actor_id.map($crate::rows::DbUuid))
+                    .bind(&entry.client_addr)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
             /// Guarded session move inside a transaction; true if the state changed.
             async fn move_session(
                 conn: &mut $conn,
@@ -89,7 +109,11 @@ macro_rules! impl_transactions {
                 Ok((session, command))
             }
 
-            async fn delete_agent_tx(&self, agent_id: &str) -> $crate::Result<()> {
+            async fn delete_agent_tx(
+                &self,
+                agent_id: &str,
+                audit: &$crate::AuditEntry,
+            ) -> $crate::Result<()> {
                 let mut tx = self.write_tx().await?;
                 let found: Option<String> = sqlx::query_scalar($stmts.agent_lock)
                     .bind(agent_id)
@@ -115,6 +139,7 @@ macro_rules! impl_transactions {
                     .bind(agent_id)
                     .execute(&mut *tx)
                     .await?;
+                Self::insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -124,6 +149,7 @@ macro_rules! impl_transactions {
                 session_id: uuid::Uuid,
                 allowed_from: &[streamspace_proto::api::SessionState],
                 command: &$crate::NewCommand,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<streamspace_proto::api::Command> {
                 let mut tx = self.write_tx().await?;
                 let session: streamspace_proto::api::Session =
@@ -140,6 +166,7 @@ macro_rules! impl_transactions {
                     )));
                 }
                 let command = Self::insert_command(&mut tx, command).await?;
+                Self::insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(command)
             }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::rows::{CommandRow, DbUuid};
 use crate::sql::{self, PG_STATEMENTS};
-use crate::{NewSession, Result, StoreError};
+use crate::{AuditEntry, NewSession, Result, StoreError};
 
 /// Migrations of this backend, embedded in the binary.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -68,7 +68,11 @@ impl PgStore {
     /// new statement sees sessions that concurrent placements committed meanwhile). If it
     /// filled up, the transaction is dropped and placement starts over, so a transaction never
     /// holds more than one agent lock.
-    async fn place_session(&self, new: &NewSession) -> Result<(Session, Command)> {
+    async fn place_session(
+        &self,
+        new: &NewSession,
+        audit: &AuditEntry,
+    ) -> Result<(Session, Command)> {
         for _ in 0..PLACEMENT_TRIES {
             let mut tx = self.write_tx().await?;
             Self::check_quota(&mut tx, new).await?;
@@ -89,6 +93,8 @@ impl PgStore {
                 .await?;
             if locked.is_some() && has_room {
                 let placed = Self::insert_session(&mut tx, new, &agent_id).await?;
+                let audit = audit.with_detail("agent_id", agent_id.into());
+                Self::insert_audit(&mut tx, &audit).await?;
                 tx.commit().await?;
                 return Ok(placed);
             }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::rows::DbUuid;
 use crate::sql::{self, SQLITE_STATEMENTS};
-use crate::{NewSession, Result, StoreError};
+use crate::{AuditEntry, NewSession, Result, StoreError};
 
 /// Migrations of this backend, embedded in the binary.
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -49,7 +49,11 @@ impl SqliteStore {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    async fn place_session(&self, new: &NewSession) -> Result<(Session, Command)> {
+    async fn place_session(
+        &self,
+        new: &NewSession,
+        audit: &AuditEntry,
+    ) -> Result<(Session, Command)> {
         let mut tx = self.write_tx().await?;
         Self::check_quota(&mut tx, new).await?;
         let agent_id: String = sqlx::query_scalar(sql::AGENT_CHOOSE)
@@ -58,6 +62,8 @@ impl SqliteStore {
             .await?
             .ok_or(StoreError::NoCapacity)?;
         let placed = Self::insert_session(&mut tx, new, &agent_id).await?;
+        let audit = audit.with_detail("agent_id", agent_id.into());
+        Self::insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(placed)
     }

@@ -10,19 +10,22 @@ use streamspace_store::{
 };
 use uuid::Uuid;
 
-use super::support::Db;
+use super::support::{Db, audit};
 
 /// Creates a user with a password hash placeholder.
 pub async fn user(store: &dyn Store, username: &str, role: Role) -> Result<User> {
     Ok(store
-        .create_user(&NewUser {
-            id: Uuid::now_v7(),
-            username: username.into(),
-            display_name: format!("{username} (test)"),
-            email: Some(format!("{username}@example.test")),
-            role,
-            password_hash: Some("$argon2id$placeholder".into()),
-        })
+        .create_user(
+            &NewUser {
+                id: Uuid::now_v7(),
+                username: username.into(),
+                display_name: format!("{username} (test)"),
+                email: Some(format!("{username}@example.test")),
+                role,
+                password_hash: Some("$argon2id$placeholder".into()),
+            },
+            &audit(),
+        )
         .await?)
 }
 
@@ -57,6 +60,7 @@ pub async fn users_crud_and_lookup(db: &Db) -> Result<()> {
                 display_name: Some("Alice".into()),
                 ..UserChange::default()
             },
+            &audit(),
         )
         .await?;
     ensure!(
@@ -75,13 +79,15 @@ pub async fn users_crud_and_lookup(db: &Db) -> Result<()> {
         .map(|u| u.username)
         .collect();
     ensure!(names == ["admin", "alice"], "{names:?}");
-    store.delete_user("alice").await?;
+    store.delete_user("alice", &audit()).await?;
     ensure!(matches!(
         store.get_user("alice").await,
         Err(StoreError::NotFound { .. })
     ));
     ensure!(matches!(
-        store.update_user("nobody", &UserChange::default()).await,
+        store
+            .update_user("nobody", &UserChange::default(), &audit())
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     Ok(())
@@ -99,14 +105,14 @@ pub async fn last_enabled_admin_is_kept(db: &Db) -> Result<()> {
             ..UserChange::default()
         },
     ] {
-        let r = store.update_user("admin", &change).await;
+        let r = store.update_user("admin", &change, &audit()).await;
         ensure!(
             matches!(r, Err(StoreError::Conflict(ref m)) if m.contains("last enabled admin")),
             "{change:?} on the only admin: {r:?}"
         );
     }
     ensure!(matches!(
-        store.delete_user("admin").await,
+        store.delete_user("admin", &audit()).await,
         Err(StoreError::Conflict(_))
     ));
     user(&*store, "root2", Role::Admin).await?;
@@ -117,9 +123,10 @@ pub async fn last_enabled_admin_is_kept(db: &Db) -> Result<()> {
                 disabled: Some(true),
                 ..UserChange::default()
             },
+            &audit(),
         )
         .await?;
-    let r = store.delete_user("root2").await;
+    let r = store.delete_user("root2", &audit()).await;
     ensure!(
         matches!(r, Err(StoreError::Conflict(_))),
         "a disabled admin does not count: {r:?}"
@@ -134,9 +141,10 @@ pub async fn concurrent_demotions_keep_one_admin(db: &Db) -> Result<()> {
         role: Some(Role::User),
         ..UserChange::default()
     };
+    let entry = audit();
     let (a, b) = tokio::join!(
-        store.update_user("admin", &demote),
-        store.update_user("root2", &demote)
+        store.update_user("admin", &demote, &entry),
+        store.update_user("root2", &demote, &entry)
     );
     ensure!(
         a.is_ok() != b.is_ok(),
@@ -158,31 +166,37 @@ pub async fn groups_and_memberships(db: &Db) -> Result<()> {
     user(&*store, "bob", Role::User).await?;
     for name in ["staff", "design"] {
         store
-            .create_group(&NewGroup {
-                id: Uuid::now_v7(),
-                name: name.into(),
-                description: format!("the {name}"),
-            })
+            .create_group(
+                &NewGroup {
+                    id: Uuid::now_v7(),
+                    name: name.into(),
+                    description: format!("the {name}"),
+                },
+                &audit(),
+            )
             .await?;
     }
     let dup = store
-        .create_group(&NewGroup {
-            id: Uuid::now_v7(),
-            name: "staff".into(),
-            description: String::new(),
-        })
+        .create_group(
+            &NewGroup {
+                id: Uuid::now_v7(),
+                name: "staff".into(),
+                description: String::new(),
+            },
+            &audit(),
+        )
         .await;
     ensure!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
-    store.add_group_member("staff", "alice").await?;
-    store.add_group_member("staff", "alice").await?;
-    store.add_group_member("design", "alice").await?;
-    store.add_group_member("staff", "bob").await?;
-    let missing = store.add_group_member("staff", "carol").await;
+    store.add_group_member("staff", "alice", &audit()).await?;
+    store.add_group_member("staff", "alice", &audit()).await?;
+    store.add_group_member("design", "alice", &audit()).await?;
+    store.add_group_member("staff", "bob", &audit()).await?;
+    let missing = store.add_group_member("staff", "carol", &audit()).await;
     ensure!(
         matches!(missing, Err(StoreError::NotFound { what: "user" })),
         "{missing:?}"
     );
-    let missing = store.add_group_member("nope", "bob").await;
+    let missing = store.add_group_member("nope", "bob", &audit()).await;
     ensure!(
         matches!(missing, Err(StoreError::NotFound { what: "group" })),
         "{missing:?}"
@@ -199,17 +213,19 @@ pub async fn groups_and_memberships(db: &Db) -> Result<()> {
         .find(|u| u.username == "bob")
         .context("bob")?;
     ensure!(bob.groups == ["staff"], "{bob:?}");
-    let updated = store.update_group("staff", Some("everyone")).await?;
+    let updated = store
+        .update_group("staff", Some("everyone"), &audit())
+        .await?;
     ensure!(updated.description == "everyone" && updated.members.len() == 2);
-    store.remove_group_member("staff", "bob").await?;
+    store.remove_group_member("staff", "bob", &audit()).await?;
     ensure!(matches!(
-        store.remove_group_member("staff", "bob").await,
+        store.remove_group_member("staff", "bob", &audit()).await,
         Err(StoreError::NotFound { .. })
     ));
-    store.delete_group("design").await?;
+    store.delete_group("design", &audit()).await?;
     ensure!(store.get_user("alice").await?.user.groups == ["staff"]);
     ensure!(matches!(
-        store.delete_group("design").await,
+        store.delete_group("design", &audit()).await,
         Err(StoreError::NotFound { .. })
     ));
     Ok(())
@@ -229,17 +245,17 @@ pub async fn tokens_belong_to_users_and_expire(db: &Db) -> Result<()> {
         ..NewApiKey::default()
     };
     let lasting = store
-        .create_api_key(token("h-lasting", alice.id, None))
+        .create_api_key(token("h-lasting", alice.id, None), &audit())
         .await?;
     let short = store
-        .create_api_key(token("h-short", alice.id, Some(3600.0)))
+        .create_api_key(token("h-short", alice.id, Some(3600.0)), &audit())
         .await?;
     ensure!(
         lasting.expires_at.is_none() && short.expires_at.is_some_and(|t| t > short.created_at),
         "{short:?}"
     );
     store
-        .create_api_key(token("h-gone", alice.id, Some(0.0)))
+        .create_api_key(token("h-gone", alice.id, Some(0.0)), &audit())
         .await?;
     ensure!(
         store.find_api_key("h-gone").await?.is_none(),
@@ -258,22 +274,25 @@ pub async fn tokens_belong_to_users_and_expire(db: &Db) -> Result<()> {
             .await?
             .is_empty()
     );
-    store.revoke_api_key(short.id).await?;
+    store.revoke_api_key(short.id, &audit()).await?;
     ensure!(store.is_key_revoked("h-short").await?);
     ensure!(!store.is_key_revoked("h-lasting").await?);
     ensure!(store.get_api_key(short.id).await?.revoked_at.is_some());
     ensure!(store.list_tokens(None).await?.len() == 1);
     let agentless = store
-        .create_api_key(NewApiKey {
-            id: Uuid::now_v7(),
-            kind: ApiKeyKind::User,
-            prefix: "x".into(),
-            key_hash: "h-orphan".into(),
-            ..NewApiKey::default()
-        })
+        .create_api_key(
+            NewApiKey {
+                id: Uuid::now_v7(),
+                kind: ApiKeyKind::User,
+                prefix: "x".into(),
+                key_hash: "h-orphan".into(),
+                ..NewApiKey::default()
+            },
+            &audit(),
+        )
         .await;
     ensure!(agentless.is_err(), "a personal token needs a user");
-    store.delete_user("alice").await?;
+    store.delete_user("alice", &audit()).await?;
     ensure!(
         store.find_api_key("h-lasting").await?.is_none(),
         "a deleted user's tokens must go with them"

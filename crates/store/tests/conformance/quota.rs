@@ -10,7 +10,7 @@ use streamspace_store::{NewGroup, NewSession, QuotaDimension, SessionSize, Store
 use uuid::Uuid;
 
 use super::identity::user;
-use super::support::{DEFAULT_SIZE, Db, new_session_for, register};
+use super::support::{DEFAULT_SIZE, Db, audit, new_session_for, register};
 
 fn limited(owner: &str, owner_id: Uuid, quota: QuotaLimits, size: SessionSize) -> NewSession {
     NewSession {
@@ -35,7 +35,7 @@ pub async fn concurrent_creates_stop_at_the_quota(db: &Db) -> Result<()> {
         .map(|_| {
             let store = store.clone();
             let new = limited("alice", alice.id, sessions(3), DEFAULT_SIZE);
-            tokio::spawn(async move { store.create_session(&new).await })
+            tokio::spawn(async move { store.create_session(&new, &audit()).await })
         })
         .collect();
     let (mut ok, mut refused) = (0, 0);
@@ -65,15 +65,18 @@ pub async fn usage_sums_sizes_and_counts_hibernated_not_terminated(db: &Db) -> R
     register(&*store, "a1", 20).await?;
     let alice = user(&*store, "alice", Role::User).await?;
     store
-        .create_template(&CreateTemplate {
-            name: "big".into(),
-            command: vec!["xterm".into()],
-            resources: TemplateResources {
-                cpu_millis: Some(1500),
-                memory_mib: Some(1024),
+        .create_template(
+            &CreateTemplate {
+                name: "big".into(),
+                command: vec!["xterm".into()],
+                resources: TemplateResources {
+                    cpu_millis: Some(1500),
+                    memory_mib: Some(1024),
+                },
+                ..CreateTemplate::default()
             },
-            ..CreateTemplate::default()
-        })
+            &audit(),
+        )
         .await?;
     let big = SessionSize {
         cpu_millis: 1500,
@@ -82,10 +85,13 @@ pub async fn usage_sums_sizes_and_counts_hibernated_not_terminated(db: &Db) -> R
     let unlimited = QuotaLimits::default();
     let mut on_big = limited("alice", alice.id, unlimited, big);
     on_big.template = "big".into();
-    let (hibernated, _) = store.create_session(&on_big).await?;
+    let (hibernated, _) = store.create_session(&on_big, &audit()).await?;
     // "xterm" is no template in this database: it counts with the default size.
     let (terminated, _) = store
-        .create_session(&limited("alice", alice.id, unlimited, DEFAULT_SIZE))
+        .create_session(
+            &limited("alice", alice.id, unlimited, DEFAULT_SIZE),
+            &audit(),
+        )
         .await?;
     let usage = store.quota_usage(alice.id, DEFAULT_SIZE).await?;
     let both = QuotaUsage {
@@ -118,7 +124,7 @@ pub async fn usage_sums_sizes_and_counts_hibernated_not_terminated(db: &Db) -> R
         ..QuotaLimits::default()
     };
     let r = store
-        .create_session(&limited("alice", alice.id, cpu, big))
+        .create_session(&limited("alice", alice.id, cpu, big), &audit())
         .await;
     ensure!(
         matches!(
@@ -137,11 +143,11 @@ pub async fn usage_sums_sizes_and_counts_hibernated_not_terminated(db: &Db) -> R
         ..QuotaLimits::default()
     };
     store
-        .create_session(&limited("alice", alice.id, memory, DEFAULT_SIZE))
+        .create_session(&limited("alice", alice.id, memory, DEFAULT_SIZE), &audit())
         .await
         .context("1024 + 2048 MiB fit a limit of 3072 exactly")?;
     let r = store
-        .create_session(&limited("alice", alice.id, memory, big))
+        .create_session(&limited("alice", alice.id, memory, big), &audit())
         .await;
     ensure!(
         matches!(
@@ -162,7 +168,7 @@ pub async fn usage_sums_sizes_and_counts_hibernated_not_terminated(db: &Db) -> R
     );
     let bob = user(&*store, "bob", Role::User).await?;
     store
-        .create_session(&limited("bob", bob.id, sessions(1), big))
+        .create_session(&limited("bob", bob.id, sessions(1), big), &audit())
         .await
         .context("another user's use does not count against bob")?;
     Ok(())
@@ -180,6 +186,7 @@ pub async fn quota_limits_are_set_cleared_and_inherited(db: &Db) -> Result<()> {
                 max_cpu_millis: Some(Some(4000)),
                 ..SetQuota::default()
             },
+            &audit(),
         )
         .await?;
     let expected = QuotaLimits {
@@ -196,6 +203,7 @@ pub async fn quota_limits_are_set_cleared_and_inherited(db: &Db) -> Result<()> {
                 max_memory_mib: Some(Some(512)),
                 ..SetQuota::default()
             },
+            &audit(),
         )
         .await?;
     let expected = QuotaLimits {
@@ -210,15 +218,18 @@ pub async fn quota_limits_are_set_cleared_and_inherited(db: &Db) -> Result<()> {
 
     for name in ["staff", "power"] {
         store
-            .create_group(&NewGroup {
-                id: Uuid::now_v7(),
-                name: name.into(),
-                description: String::new(),
-            })
+            .create_group(
+                &NewGroup {
+                    id: Uuid::now_v7(),
+                    name: name.into(),
+                    description: String::new(),
+                },
+                &audit(),
+            )
             .await?;
     }
-    store.add_group_member("staff", "alice").await?;
-    store.add_group_member("power", "alice").await?;
+    store.add_group_member("staff", "alice", &audit()).await?;
+    store.add_group_member("power", "alice", &audit()).await?;
     store
         .set_group_quota(
             "staff",
@@ -226,6 +237,7 @@ pub async fn quota_limits_are_set_cleared_and_inherited(db: &Db) -> Result<()> {
                 max_sessions: Some(Some(3)),
                 ..SetQuota::default()
             },
+            &audit(),
         )
         .await?;
     let power = store
@@ -235,6 +247,7 @@ pub async fn quota_limits_are_set_cleared_and_inherited(db: &Db) -> Result<()> {
                 max_sessions: Some(Some(5)),
                 ..SetQuota::default()
             },
+            &audit(),
         )
         .await?;
     ensure!(power == sessions(5) && store.group_quota("power").await? == power);
@@ -247,12 +260,12 @@ pub async fn quota_limits_are_set_cleared_and_inherited(db: &Db) -> Result<()> {
     let missing = [
         store.user_quota("nobody").await.err(),
         store
-            .set_user_quota("nobody", &SetQuota::default())
+            .set_user_quota("nobody", &SetQuota::default(), &audit())
             .await
             .err(),
         store.group_quota("nobody").await.err(),
         store
-            .set_group_quota("nobody", &SetQuota::default())
+            .set_group_quota("nobody", &SetQuota::default(), &audit())
             .await
             .err(),
         store.quota_sources(Uuid::now_v7()).await.err(),

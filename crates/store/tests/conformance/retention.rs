@@ -6,7 +6,7 @@ use serde_json::json;
 use streamspace_proto::api::SessionState;
 use streamspace_store::{AuditEntry, Purge};
 
-use super::support::{Db, new_session, register};
+use super::support::{Db, audit, new_session, register};
 
 /// Thirty days, in seconds.
 const MONTH: f64 = 30.0 * 24.0 * 3600.0;
@@ -53,9 +53,15 @@ fn entry(action: &str) -> AuditEntry {
 pub async fn purges_delete_only_what_ended_long_ago(db: &Db) -> Result<()> {
     let store = db.store().await?;
     register(&*store, "a1", 8).await?;
-    let (ended_old, old_command) = store.create_session(&new_session("alice")).await?;
-    let (ended_new, _) = store.create_session(&new_session("alice")).await?;
-    let (live_old, live_command) = store.create_session(&new_session("alice")).await?;
+    let (ended_old, old_command) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
+    let (ended_new, _) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
+    let (live_old, live_command) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
     for id in [ended_old.id, ended_new.id] {
         store
             .set_session_state(id, SessionState::Failed, None, Some("gone"))
@@ -123,9 +129,9 @@ pub async fn purges_delete_only_what_ended_long_ago(db: &Db) -> Result<()> {
     );
 
     for n in 0..3 {
-        store.audit(&entry(&format!("old.{n}"))).await?;
+        store.audit_event(&entry(&format!("old.{n}"))).await?;
     }
-    store.audit(&entry("recent")).await?;
+    store.audit_event(&entry("recent")).await?;
     backdate(db, "audit_log", "action LIKE 'old.%'").await?;
     ensure!(
         store.purge(Purge::Audit, MONTH, 2).await? == Some(2),

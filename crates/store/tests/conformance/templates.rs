@@ -1,14 +1,93 @@
 //! Templates' runtime fields (migration 0003): stored and read back on both backends, defaults
-//! for templates created before the migration, and a clean down migration.
+//! for templates created before the migration, and a clean down migration; changing a template
+//! in one transaction with the caller's check.
 
 use anyhow::{Result, ensure};
 use std::collections::BTreeMap;
 use streamspace_proto::api::{
-    CreateTemplate, DEFAULT_VNC_PORT, HomePolicy, TemplatePorts, TemplateResources,
+    CreateTemplate, DEFAULT_VNC_PORT, HomePolicy, ResourcesChange, TemplatePorts,
+    TemplateResources, UpdateTemplate,
 };
-use streamspace_store::migrate;
+use streamspace_store::{AuditQuery, StoreError, migrate};
 
-use super::support::Db;
+use super::support::{Db, audit};
+
+pub async fn templates_change_in_one_checked_transaction(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    let t = CreateTemplate {
+        name: "desktop".into(),
+        command: vec!["xterm".into()],
+        image: Some("localhost/desktop:1".into()),
+        resources: TemplateResources {
+            cpu_millis: Some(1500),
+            memory_mib: Some(2048),
+        },
+        allowed_groups: vec!["staff".into()],
+        ..CreateTemplate::default()
+    };
+    let created = store.create_template(&t, &audit()).await?;
+    let change = UpdateTemplate {
+        description: Some(Some("changed".into())),
+        image: Some(None),
+        resources: Some(Some(ResourcesChange {
+            cpu_millis: Some(None),
+            memory_mib: None,
+        })),
+        allowed_groups: Some(Some(vec!["ops".into()])),
+        ..UpdateTemplate::default()
+    };
+    let accept = |_: &CreateTemplate| Ok(());
+    let updated = store
+        .update_template("desktop", &change, &accept, &audit())
+        .await?;
+    ensure!(
+        updated.description == "changed"
+            && updated.image.is_none()
+            && updated.resources
+                == TemplateResources {
+                    cpu_millis: None,
+                    memory_mib: Some(2048)
+                }
+            && updated.allowed_groups == ["ops"]
+            && updated.command == ["xterm"]
+            && updated.created_at == created.created_at,
+        "{updated:?}"
+    );
+    ensure!(store.get_template("desktop").await? == updated);
+
+    let refuse = |t: &CreateTemplate| Err(format!("no, not {:?}", t.description));
+    let wipe = UpdateTemplate {
+        description: Some(None),
+        ..UpdateTemplate::default()
+    };
+    let refused = store
+        .update_template("desktop", &wipe, &refuse, &audit())
+        .await;
+    ensure!(
+        matches!(&refused, Err(StoreError::Invalid(m)) if m == "no, not \"\""),
+        "the check sees the changed template and its message is kept: {refused:?}"
+    );
+    ensure!(store.get_template("desktop").await?.description == "changed");
+    let missing = store
+        .update_template("missing", &wipe, &accept, &audit())
+        .await;
+    ensure!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    let audited = store
+        .list_audit(&AuditQuery {
+            action: Some("test.change".into()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await?;
+    ensure!(
+        audited.len() == 2,
+        "the create and the one change made: {audited:?}"
+    );
+    Ok(())
+}
 
 pub async fn runtime_fields_round_trip(db: &Db) -> Result<()> {
     let store = db.store().await?;
@@ -25,7 +104,7 @@ pub async fn runtime_fields_round_trip(db: &Db) -> Result<()> {
         env: BTreeMap::from([("TZ".into(), "UTC".into())]),
         ..CreateTemplate::default()
     };
-    let created = store.create_template(&t).await?;
+    let created = store.create_template(&t, &audit()).await?;
     ensure!(
         created.image == t.image
             && created.ports == t.ports

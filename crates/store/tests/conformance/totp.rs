@@ -7,19 +7,19 @@ use streamspace_proto::api::Role;
 use streamspace_store::{StoreError, migrate};
 
 use super::identity::user;
-use super::support::Db;
+use super::support::{Db, audit};
 
 pub async fn totp_is_pending_then_enabled_and_steps_are_used_once(db: &Db) -> Result<()> {
     let store = db.store().await?;
     let alice = user(&*store, "alice", Role::User).await?;
     let id = alice.id;
     ensure!(!alice.totp_enabled);
-    let enable = store.enable_totp(id, 10, &[]).await;
+    let enable = store.enable_totp(id, 10, &[], &audit()).await;
     ensure!(
         matches!(enable, Err(StoreError::Conflict(_))),
         "nothing pending to enable: {enable:?}"
     );
-    store.start_totp(id, "SECRETONE").await?;
+    store.start_totp(id, "SECRETONE", &audit()).await?;
     let record = store.get_user_by_id(id).await?;
     ensure!(
         record.totp_secret.as_deref() == Some("SECRETONE") && !record.user.totp_enabled,
@@ -29,9 +29,9 @@ pub async fn totp_is_pending_then_enabled_and_steps_are_used_once(db: &Db) -> Re
         !store.use_totp_step(id, 11).await?,
         "a pending secret signs in no one"
     );
-    store.start_totp(id, "SECRETTWO").await?;
+    store.start_totp(id, "SECRETTWO", &audit()).await?;
     let hashes = vec!["h1".to_owned(), "h2".to_owned()];
-    store.enable_totp(id, 100, &hashes).await?;
+    store.enable_totp(id, 100, &hashes, &audit()).await?;
     let record = store.get_user_by_id(id).await?;
     ensure!(
         record.user.totp_enabled
@@ -39,7 +39,7 @@ pub async fn totp_is_pending_then_enabled_and_steps_are_used_once(db: &Db) -> Re
             && record.totp_last_step == Some(100),
         "{record:?}"
     );
-    let restart = store.start_totp(id, "SECRETTHREE").await;
+    let restart = store.start_totp(id, "SECRETTHREE", &audit()).await;
     ensure!(
         matches!(restart, Err(StoreError::Conflict(_))),
         "enrolling again while on: {restart:?}"
@@ -59,20 +59,20 @@ pub async fn totp_is_pending_then_enabled_and_steps_are_used_once(db: &Db) -> Re
     );
 
     ensure!(store.recovery_codes_left(id).await? == 2);
-    ensure!(store.use_recovery_code(id, "h1").await?);
+    ensure!(store.use_recovery_code(id, "h1", &audit()).await?);
     ensure!(
-        !store.use_recovery_code(id, "h1").await?,
+        !store.use_recovery_code(id, "h1", &audit()).await?,
         "a code is used once"
     );
-    ensure!(!store.use_recovery_code(id, "nope").await?);
+    ensure!(!store.use_recovery_code(id, "nope", &audit()).await?);
     let bob = user(&*store, "bob", Role::User).await?;
     ensure!(
-        !store.use_recovery_code(bob.id, "h2").await?,
+        !store.use_recovery_code(bob.id, "h2", &audit()).await?,
         "codes belong to their user"
     );
     ensure!(store.recovery_codes_left(id).await? == 1);
 
-    ensure!(store.clear_totp(id).await?, "it was on");
+    ensure!(store.clear_totp(id, &audit()).await?, "it was on");
     let record = store.get_user_by_id(id).await?;
     ensure!(
         !record.user.totp_enabled
@@ -81,9 +81,12 @@ pub async fn totp_is_pending_then_enabled_and_steps_are_used_once(db: &Db) -> Re
         "{record:?}"
     );
     ensure!(store.recovery_codes_left(id).await? == 0);
-    ensure!(!store.clear_totp(id).await?, "clearing again: it was off");
-    store.delete_user("alice").await?;
-    let gone = store.clear_totp(id).await;
+    ensure!(
+        !store.clear_totp(id, &audit()).await?,
+        "clearing again: it was off"
+    );
+    store.delete_user("alice", &audit()).await?;
+    let gone = store.clear_totp(id, &audit()).await;
     ensure!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
     Ok(())
 }

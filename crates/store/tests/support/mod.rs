@@ -159,3 +159,8 @@ pub fn new_session_for(owner: &str, owner_id: Uuid) -> NewSession {
         default_size: DEFAULT_SIZE,
     }
 }
+
+/// The audit entry the suite's changes are recorded with.
+pub fn audit() -> streamspace_store::AuditEntry {
+    streamspace_store::AuditEntry::system("test.change", "conformance", json!({}))
+}

@@ -5,12 +5,13 @@ use std::time::Instant;
 use anyhow::Context;
 use streamspace_client::{Client, WaitError};
 use streamspace_proto::api::{
-    CommandFilter, CommandStatus, CreateTemplate, SessionFilter, TemplatePorts, TemplateResources,
+    CommandFilter, CommandStatus, CreateTemplate, ResourcesChange, SessionFilter, TemplatePorts,
+    TemplateResources, UpdateTemplate,
 };
 
 use crate::cli::{
-    AgentAction, AgentKeyCommand, ClientArgs, CommandsCommand, OutputFormat, SessionCommand,
-    TemplateCommand,
+    AgentAction, AgentKeyCommand, ClientArgs, CommandsCommand, OrNone, OutputFormat,
+    SessionCommand, TemplateCommand,
 };
 use crate::duration::Shown;
 use crate::output::{print_many, print_one};
@@ -230,6 +231,56 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
             print_one(
                 client.output,
                 &connect(&client)?.create_template(&body).await?,
+            )
+        }
+        TemplateCommand::Update {
+            name,
+            command,
+            description,
+            env,
+            clear_env,
+            allowed_groups,
+            image,
+            vnc_port,
+            cpu_millis,
+            memory_mib,
+            persistent_home,
+            idle_timeout,
+            client,
+        } => {
+            let resources = (cpu_millis.is_some() || memory_mib.is_some()).then(|| {
+                Some(ResourcesChange {
+                    cpu_millis: cpu_millis.map(|v| v.0),
+                    memory_mib: memory_mib.map(|v| v.0),
+                })
+            });
+            let idle_timeout_secs = match idle_timeout {
+                None => None,
+                Some(OrNone(d)) => Some(
+                    d.map(|d| u32::try_from(d.as_secs()))
+                        .transpose()
+                        .context("--idle-timeout does not fit the API's u32 seconds")?,
+                ),
+            };
+            let body = UpdateTemplate {
+                description: description.map(Some),
+                command: (!command.is_empty()).then_some(Some(command)),
+                env: if clear_env {
+                    Some(None)
+                } else {
+                    (!env.is_empty()).then(|| Some(env.into_iter().collect()))
+                },
+                image: image.map(|i| Some(i).filter(|i| !i.is_empty())),
+                ports: vnc_port.map(|vnc| Some(TemplatePorts { vnc })),
+                resources,
+                persistent_home: persistent_home.map(Some),
+                idle_timeout_secs,
+                allowed_groups: allowed_groups
+                    .map(|groups| Some(groups.into_iter().filter(|g| !g.is_empty()).collect())),
+            };
+            print_one(
+                client.output,
+                &connect(&client)?.update_template(&name, &body).await?,
             )
         }
         TemplateCommand::Delete { name, client } => {

@@ -168,7 +168,12 @@ async fn admin_password(store: &dyn Store, path: &Path) -> anyhow::Result<Option
 async fn fresh_local_agent_key(store: &dyn Store) -> anyhow::Result<String> {
     for key in store.list_api_keys(ApiKeyKind::Agent).await? {
         if key.agent_id.as_deref() == Some(LOCAL_AGENT_ID) && key.revoked_at.is_none() {
-            store.revoke_api_key(key.id).await?;
+            let entry = streamspace_store::AuditEntry::system(
+                "agent_key.revoke",
+                key.id.to_string(),
+                serde_json::json!({}),
+            );
+            store.revoke_api_key(key.id, &entry).await?;
         }
     }
     let created = streamspace_server::create_agent_key(store, LOCAL_AGENT_ID)

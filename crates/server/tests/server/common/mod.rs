@@ -115,6 +115,27 @@ impl TestServer {
         Ok(server)
     }
 
+    /// The URL of the server's database, for tests that reach into it.
+    pub fn database_url(&self) -> &str {
+        self._db.url()
+    }
+
+    /// Runs one raw SQL statement against the server's database.
+    pub async fn exec_sql(&self, statement: &str) -> anyhow::Result<()> {
+        let url = self.database_url();
+        let statement = sqlx::AssertSqlSafe(statement.to_owned());
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url).await?;
+            sqlx::query(statement).execute(&pool).await?;
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(url).await?;
+            sqlx::query(statement).execute(&pool).await?;
+            pool.close().await;
+        }
+        Ok(())
+    }
+
     /// Sends a request with the admin token; returns the status and the JSON body (Null if none).
     pub async fn call(
         &self,
