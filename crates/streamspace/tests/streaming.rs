@@ -9,6 +9,8 @@ mod replicas;
 mod targets;
 #[path = "streaming/updates.rs"]
 mod updates;
+#[path = "streaming/users.rs"]
+mod users;
 #[path = "streaming/viewer.rs"]
 mod viewer;
 
