@@ -66,6 +66,7 @@ mod web;
 use std::sync::Arc;
 
 use streamspace_proto::api::CreatedAgentKey;
+use streamspace_proto::tunnel::close_code;
 use streamspace_store::Store;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -105,6 +106,7 @@ pub async fn serve(
     let (wakes_tx, wakes) = mpsc::channel(cluster::EVENT_QUEUE);
     let (finished_tx, finished) = mpsc::channel(cluster::EVENT_QUEUE);
     let (revoked_tx, mut revoked) = mpsc::channel::<Option<uuid::Uuid>>(cluster::EVENT_QUEUE);
+    let (ended_tx, mut ended) = mpsc::channel::<(uuid::Uuid, String)>(cluster::EVENT_QUEUE);
     let tunnels = Arc::new(streams::Tunnels::default());
     let credentials = Arc::new(actor::CredentialCache::new(config.credential_cache_ttl));
     let cluster = cluster::start(
@@ -119,6 +121,7 @@ pub async fn serve(
             wakes: wakes_tx,
             finished: finished_tx,
             revoked: revoked_tx,
+            ended: ended_tx,
         },
     )
     .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
@@ -166,6 +169,29 @@ pub async fn serve(
                 }
             }
         }),
+        tokio::spawn({
+            let tunnels = tunnels.clone();
+            let stop = cluster_stop.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        heard = ended.recv() => match heard {
+                            Some((session_id, reason)) => {
+                                tunnels.close_session(session_id, close_code::NORMAL, &reason);
+                            }
+                            None => return,
+                        },
+                    }
+                }
+            }
+        }),
+        tokio::spawn(check_viewed_sessions(
+            store.clone(),
+            tunnels.clone(),
+            config.sweep_interval,
+            cluster_stop.clone(),
+        )),
     ];
     let state = AppState {
         store,
@@ -221,6 +247,26 @@ pub async fn serve(
     }
     tracing::info!(replica_id = %config.replica_id, "control plane stopped");
     result.map_err(ServerError::Io)
+}
+
+/// Every `every`, closes the viewers held here of sessions that are no longer running: what
+/// the announcements of other replicas missed (see [`streams`]).
+async fn check_viewed_sessions(
+    store: Arc<dyn Store>,
+    tunnels: Arc<streams::Tunnels>,
+    every: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                streams::close_ended(store.as_ref(), &tunnels).await;
+            }
+        }
+    }
 }
 
 /// Where other replicas reach this one: the configured address, else the listen address (with

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use streamspace_proto::api::SessionState;
+use streamspace_proto::tunnel::close_code;
 use streamspace_store::Store;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +50,22 @@ impl AppState {
     pub async fn revoked(&self, why: &str, user: Option<Uuid>) {
         forget_revoked(&self.credentials, &self.tunnels, user);
         self.cluster.announce_revoked(why, user).await;
+    }
+
+    /// The one place that acts on a session leaving `running` (to `state`), whatever moved
+    /// it: its viewers are closed here and on every other replica, with a reason the web UI
+    /// shows.
+    pub async fn session_left_running(&self, session_id: Uuid, state: SessionState) {
+        let reason = crate::streams::ended_reason(state);
+        let viewers = self
+            .tunnels
+            .close_session(session_id, close_code::NORMAL, &reason);
+        if viewers > 0 {
+            tracing::info!(%session_id, %reason, viewers, "closed the viewers of a session that left running");
+        }
+        self.cluster
+            .announce_session_ended(session_id, &reason)
+            .await;
     }
 
     /// Gets a command just created for `agent_id` moving, wherever the agent is connected.

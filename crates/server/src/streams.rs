@@ -2,6 +2,11 @@
 //! waiting for their agent's data connection, by one-time stream token, and spliced ones, by
 //! session, so that a session leaving `running` can end its viewers here.
 //!
+//! A viewer lives only while its session is `running`. Whatever moves a session out of it
+//! calls `AppState::session_left_running`, which closes the session's viewers here and
+//! announces it to the other replicas; [`close_ended`], run every sweep interval, closes what
+//! an announcement missed (Redis away, several replicas without Redis, a change the sweep made).
+//!
 //! Kept apart from the tunnel's endpoints because the agent endpoint needs it too (a
 //! `tunnel_error` fails a waiting viewer, a status report closes a session's viewers), the way
 //! the [`crate::hub`] keeps the agent connections apart from the agent endpoint.
@@ -13,6 +18,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use axum::extract::ws::WebSocket;
 use tokio::sync::oneshot;
 use uuid::Uuid;
+
+use streamspace_proto::api::SessionState;
+use streamspace_proto::tunnel::close_code;
+use streamspace_store::{Store, StoreError};
 
 use crate::hub::Closer;
 
@@ -127,15 +136,21 @@ impl Tunnels {
         }
     }
 
-    /// Ends every stream of `session_id` held here.
-    pub fn close_session(&self, session_id: Uuid, code: u16, reason: &str) {
+    /// Ends every stream of `session_id` held here; how many were not ending already.
+    pub fn close_session(&self, session_id: Uuid, code: u16, reason: &str) -> usize {
         let closers: Vec<Arc<Closer>> = lock(&self.open)
             .get(&session_id)
-            .map(|m| m.values().map(|(_, closer)| closer.clone()).collect())
+            .map(|m| {
+                m.values()
+                    .map(|(_, closer)| closer.clone())
+                    .filter(|closer| !closer.is_closed())
+                    .collect()
+            })
             .unwrap_or_default();
-        for closer in closers {
+        for closer in &closers {
             closer.close(code, reason);
         }
+        closers.len()
     }
 
     /// Ends every stream held here that `user_id` watches (they lost access); how many.
@@ -152,6 +167,11 @@ impl Tunnels {
         closers.len()
     }
 
+    /// The sessions with streams open here.
+    pub fn sessions(&self) -> Vec<Uuid> {
+        lock(&self.open).keys().copied().collect()
+    }
+
     /// Streams spliced right now, and tunnels waiting for their agent.
     pub fn counts(&self) -> (usize, usize) {
         (
@@ -159,6 +179,34 @@ impl Tunnels {
             lock(&self.pending).len(),
         )
     }
+}
+
+/// The close reason a viewer is given when its session moved to `state`.
+pub(crate) fn ended_reason(state: SessionState) -> String {
+    format!("the session is {state}")
+}
+
+/// Closes the streams held here of sessions that are no longer `running` (or gone), per the
+/// database; how many sessions it closed streams of.
+pub(crate) async fn close_ended(store: &dyn Store, tunnels: &Tunnels) -> usize {
+    let mut closed = 0;
+    for session_id in tunnels.sessions() {
+        let reason = match store.get_session(session_id).await {
+            Ok(session) if session.state == SessionState::Running => continue,
+            Ok(session) => ended_reason(session.state),
+            Err(StoreError::NotFound { .. }) => "the session is gone".to_owned(),
+            Err(e) => {
+                tracing::debug!(%session_id, error = %e, "checking a viewed session failed");
+                continue;
+            }
+        };
+        let viewers = tunnels.close_session(session_id, close_code::NORMAL, &reason);
+        if viewers > 0 {
+            tracing::info!(%session_id, %reason, viewers, "closed the viewers of a session that is not running");
+            closed += 1;
+        }
+    }
+    closed
 }
 
 /// Why a data connection's token was refused.

@@ -6,7 +6,6 @@
 //! The replicas trust resolved credentials for an hour here, so only the announcement of the
 //! disable over Redis can make the second replica refuse them.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, ensure};
@@ -19,10 +18,9 @@ use streamspace_proto::api::{
 };
 use streamspace_testkit::redis::RedisServer;
 use streamspace_testkit::{PgCluster, wait_until};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::common::{ADMIN_TOKEN, wait_for_agent_online, wait_for_ready};
+use super::replicas::Pair;
 use super::viewer::{self, Rfb};
 use super::{START_TIMEOUT, targets};
 
@@ -127,17 +125,6 @@ fn password(username: &str) -> String {
     format!("{username}-password-1")
 }
 
-/// Sends a few bytes through a viewer of an echo session and reads them back.
-async fn echoes(view: &mut Rfb, what: &str) -> anyhow::Result<()> {
-    view.write(what.as_bytes()).await?;
-    let back = view
-        .read_exact(what.len())
-        .await
-        .with_context(|| format!("echo of {what:?}"))?;
-    ensure!(back == what.as_bytes(), "the stream changed {what:?}");
-    Ok(())
-}
-
 /// `ws://…/api/v1/sessions/{session}/vnc`, with `?token=` when one is given.
 fn vnc_url(base: &str, session: Uuid, token: Option<&str>) -> String {
     let ws = base.replacen("http://", "ws://", 1);
@@ -165,43 +152,17 @@ async fn users_reach_only_their_own_sessions_on_every_replica_until_disabled() -
     let redis = RedisServer::start()?;
     let mut h = super::common::harness()?;
     let db = pg.create_database()?;
-    let redis_url = redis.url();
-    let args = [
-        "--redis-url",
-        &redis_url,
-        "--heartbeat-interval",
-        "1",
-        "--credential-cache-ttl",
-        "1h",
-    ];
-    let (p1, url1) = h.replica(&db, "R1", "127.0.0.1:0", &args).await?;
-    let (p2, url2) = h.replica(&db, "R2", "127.0.0.1:0", &args).await?;
-    let logs = || format!("{}\n{}", p1.logs(), p2.logs());
+    // The agent is held by replica 1; its sessions are echo servers.
+    let runtime = targets::TargetRuntime::new(vec![targets::echo().await?; 3]);
+    let extra = ["--credential-cache-ttl", "1h"];
+    let pair = Pair::start(&mut h, &db, &redis.url(), &extra, AGENT, runtime).await?;
+    let logs = || pair.logs();
+    let [url1, url2] = pair.urls.clone();
     let world = World {
-        admin: Client::new(&url1, ADMIN_TOKEN)?,
-        urls: [url1.clone(), url2.clone()],
+        admin: pair.admins[0].clone(),
+        urls: pair.urls.clone(),
         http: reqwest::Client::new(),
     };
-    wait_for_ready(&world.admin).await.with_context(logs)?;
-    wait_for_ready(&Client::new(&url2, ADMIN_TOKEN)?)
-        .await
-        .with_context(logs)?;
-
-    // The agent is held by replica 1; its sessions are echo servers.
-    let echo = targets::echo().await?;
-    let runtime = Arc::new(targets::TargetRuntime::new(vec![echo; 3]));
-    let key = world.admin.create_agent_key(AGENT).await?;
-    let config =
-        streamspace_agent::AgentConfig::new(vec![url1.clone()], AGENT, key.secret, h.path(AGENT));
-    let stop_agent = CancellationToken::new();
-    let agent = tokio::spawn(streamspace_agent::run_with_runtime(
-        config,
-        runtime,
-        stop_agent.clone(),
-    ));
-    wait_for_agent_online(&world.admin, AGENT)
-        .await
-        .with_context(logs)?;
 
     // The admin creates both users, with passwords, through the API.
     for username in ["alice", "bob"] {
@@ -241,7 +202,7 @@ async fn users_reach_only_their_own_sessions_on_every_replica_until_disabled() -
     );
     let (ws, _) = viewer::open(&info.url, None).await.with_context(logs)?;
     let mut view = Rfb::new(ws);
-    echoes(&mut view, "before bob").await.with_context(logs)?;
+    view.echo("before bob").await.with_context(logs)?;
     let commands = command_ids(&alice[0], theirs.id).await?;
 
     others_cannot_reach(&world, theirs.id, commands[0])
@@ -257,7 +218,7 @@ async fn users_reach_only_their_own_sessions_on_every_replica_until_disabled() -
         command_ids(&alice[0], theirs.id).await? == commands,
         "bob's attempts queued commands for alice's session"
     );
-    echoes(&mut view, "after bob").await.with_context(logs)?;
+    view.echo("after bob").await.with_context(logs)?;
     view.ws.close(None).await?;
 
     owner_can_do_everything(&world, &alice[1], theirs.id, &alice_cookie)
@@ -271,9 +232,7 @@ async fn users_reach_only_their_own_sessions_on_every_replica_until_disabled() -
     .await
     .with_context(logs)?;
 
-    stop_agent.cancel();
-    agent.await??;
-    Ok(())
+    pair.stop_agent().await
 }
 
 /// Ids of the commands of `session`, as its owner sees them.
@@ -441,7 +400,7 @@ async fn owner_can_do_everything(
     let info = api.connect_session(id).await?;
     let (ws, _) = viewer::open(&info.url, None).await?;
     let mut view = Rfb::new(ws);
-    echoes(&mut view, "woken").await?;
+    view.echo("woken").await?;
     view.ws.close(None).await?;
     api.stop_session(id).await?;
     until(SessionState::Terminated).await?;
@@ -465,7 +424,7 @@ async fn disabled_everywhere(
     .await?;
     let (ws, _) = viewer::open(&api.connect_session(session.id).await?.url, None).await?;
     let mut view = Rfb::new(ws);
-    echoes(&mut view, "before the disable").await?;
+    view.echo("before the disable").await?;
     let unused = api.connect_session(session.id).await?;
 
     let disable = UpdateUser {

@@ -129,6 +129,19 @@ impl Rfb {
         Ok(())
     }
 
+    /// Through a stream to an echo server: sends `what` and reads it back.
+    pub async fn echo(&mut self, what: &str) -> anyhow::Result<()> {
+        self.write(what.as_bytes()).await?;
+        let back = self
+            .read_exact(what.len())
+            .await
+            .with_context(|| format!("the echo of {what:?}"))?;
+        if back != what.as_bytes() {
+            bail!("the stream changed {what:?}");
+        }
+        Ok(())
+    }
+
     /// RFB 3.8 without authentication up to the first framebuffer update; returns the
     /// framebuffer's size.
     pub async fn handshake_to_first_update(&mut self) -> anyhow::Result<(u16, u16)> {
