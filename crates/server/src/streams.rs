@@ -16,12 +16,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::WebSocket;
-use tokio::sync::oneshot;
-use uuid::Uuid;
-
 use streamspace_proto::api::SessionState;
 use streamspace_proto::tunnel::close_code;
 use streamspace_store::{Store, StoreError};
+use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use crate::hub::Closer;
 
@@ -283,11 +282,81 @@ mod tests {
             let (_rx, _guard) = tunnels.expect("sst_x".into(), Uuid::now_v7(), session, "a".into());
             let open = tunnels.opened(session, Uuid::now_v7(), Uuid::now_v7());
             assert_eq!(tunnels.counts(), (1, 1));
-            tunnels.close_session(session, 1000, "session ended");
+            assert_eq!(tunnels.sessions(), [session]);
+            assert_eq!(tunnels.close_session(session, 1000, "session ended"), 1);
             assert!(open.closer.is_closed());
+            assert_eq!(
+                tunnels.close_session(session, 1000, "session ended"),
+                0,
+                "a stream already ending is not counted again"
+            );
         }
         assert_eq!(tunnels.counts(), (0, 0));
         assert!(lock(&tunnels.open).is_empty());
+    }
+
+    /// A running session, placed on agent `a1`.
+    async fn running_session(store: &dyn Store) -> anyhow::Result<Uuid> {
+        let id = Uuid::now_v7();
+        let size = crate::config::DEFAULT_SESSION_SIZE;
+        let new = streamspace_store::NewSession {
+            id,
+            template: "xterm".into(),
+            owner: "admin".into(),
+            owner_id: streamspace_store::BOOTSTRAP_ADMIN_ID,
+            command_id: Uuid::now_v7(),
+            payload: serde_json::json!({}),
+            platform: None,
+            quota: Default::default(),
+            size,
+            default_size: size,
+        };
+        store.create_session(&new).await?;
+        for state in [SessionState::Starting, SessionState::Running] {
+            store.set_session_state(id, state, None, None).await?;
+        }
+        Ok(id)
+    }
+
+    #[tokio::test]
+    async fn the_check_closes_the_viewers_of_sessions_not_running() -> anyhow::Result<()> {
+        let db = streamspace_testkit::TestDatabase::sqlite()?;
+        streamspace_store::migrate::up(db.url()).await?;
+        let store = streamspace_store::open(db.url()).await?;
+        let agent = streamspace_store::AgentRegistration {
+            agent_id: "a1".into(),
+            platform: "process".into(),
+            version: "0".into(),
+            max_sessions: 5,
+            labels: Default::default(),
+            replica_id: "r1".into(),
+        };
+        store.register_agent(&agent).await?;
+        let running = running_session(store.as_ref()).await?;
+        let hibernated = running_session(store.as_ref()).await?;
+        store
+            .set_session_state(hibernated, SessionState::Hibernated, None, None)
+            .await?;
+        let tunnels = Arc::new(Tunnels::default());
+        let [watching, frozen, gone] = [running, hibernated, Uuid::now_v7()]
+            .map(|session| tunnels.opened(session, Uuid::now_v7(), Uuid::now_v7()));
+
+        assert_eq!(close_ended(store.as_ref(), &tunnels).await, 2);
+        assert!(!watching.closer.is_closed(), "a running session's viewer");
+        assert_eq!(
+            frozen.closer.reason(),
+            Some((1000, "the session is hibernated".into()))
+        );
+        assert_eq!(
+            gone.closer.reason(),
+            Some((1000, "the session is gone".into()))
+        );
+        assert_eq!(
+            close_ended(store.as_ref(), &tunnels).await,
+            0,
+            "viewers already closing are not closed again"
+        );
+        Ok(())
     }
 
     #[test]
