@@ -26,7 +26,8 @@ pub struct ServerConfig {
     pub stuck_after: Duration,
     /// A command still `pending` (its agent offline) after this long is failed.
     pub pending_ttl: Duration,
-    /// How often the dispatcher sweeps the database for work it was not woken for.
+    /// How often the dispatcher sweeps the database for work it was not woken for, and the
+    /// replica checks that the sessions of its viewers still run.
     pub sweep_interval: Duration,
     /// Largest accepted REST request body.
     pub max_body_bytes: usize,

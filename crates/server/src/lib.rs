@@ -68,8 +68,8 @@ mod web;
 use std::sync::Arc;
 
 use streamspace_proto::api::CreatedAgentKey;
+use streamspace_proto::tunnel::close_code;
 use streamspace_store::Store;
-use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -80,7 +80,6 @@ pub use config::{
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
 
-use crate::dispatcher::DispatchContext;
 use crate::state::AppState;
 
 /// Runs one control-plane replica on `listener` until `shutdown` is cancelled.
@@ -105,93 +104,25 @@ pub async fn serve(
         started_at: chrono::Utc::now(),
     });
     let address = replica.address.clone();
-    // What other replicas tell this one reaches the dispatcher and the waiting requests
-    // through these channels, wired here once.
-    let (wakes_tx, wakes) = mpsc::channel(cluster::EVENT_QUEUE);
-    let (finished_tx, finished) = mpsc::channel(cluster::EVENT_QUEUE);
-    let (revoked_tx, mut revoked) = mpsc::channel::<Option<uuid::Uuid>>(cluster::EVENT_QUEUE);
-    let tunnels = Arc::new(streams::Tunnels::default());
-    let credentials = Arc::new(actor::CredentialCache::new(config.credential_cache_ttl));
-    let cluster = cluster::start(
-        cluster::Setup {
-            redis_url: config.redis_url.clone(),
-            replica,
-            heartbeat: config.heartbeat_interval,
-            hasher: hasher.clone(),
-            open_timeout: config.tunnel.open_timeout,
-        },
-        cluster::Events {
-            wakes: wakes_tx,
-            finished: finished_tx,
-            revoked: revoked_tx,
-        },
-    )
-    .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
-    let hub = cluster.hub();
-    let outcomes = outcomes::Outcomes::new(cluster.clone());
     let tasks = TaskTracker::new();
-    let dispatcher = dispatcher::start(
-        DispatchContext {
-            store: store.clone(),
-            hub: hub.clone(),
-            config: config.clone(),
-            outcomes: outcomes.clone(),
-        },
+    let (state, events) = state::assemble(
+        store,
+        config.clone(),
+        hasher,
+        replica,
         shutdown.clone(),
         &tasks,
-    );
+    )?;
+    let hub = state.hub.clone();
     // The cluster outlives the HTTP server a little: agents' owner records are released after
     // the server stops accepting, so it stops only when the tracked tasks are done.
     let cluster_stop = CancellationToken::new();
-    let cluster_tasks = [
-        tokio::spawn({
-            let (cluster, stop) = (cluster.clone(), cluster_stop.clone());
-            async move { cluster.run(stop).await }
-        }),
-        tokio::spawn({
-            let (dispatcher, stop) = (dispatcher.clone(), cluster_stop.clone());
-            async move { dispatcher.follow(wakes, stop).await }
-        }),
-        tokio::spawn({
-            let (outcomes, stop) = (outcomes.clone(), cluster_stop.clone());
-            async move { outcomes.listen(finished, stop).await }
-        }),
-        tokio::spawn({
-            let (credentials, tunnels) = (credentials.clone(), tunnels.clone());
-            let stop = cluster_stop.clone();
-            async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        heard = revoked.recv() => match heard {
-                            Some(user) => state::forget_revoked(&credentials, &tunnels, user),
-                            None => return,
-                        },
-                    }
-                }
-            }
-        }),
-    ];
+    let cluster_tasks = listen(&state, events, &cluster_stop);
     tasks.spawn(retention::run(
-        store.clone(),
+        state.store.clone(),
         config.retention.clone(),
         shutdown.clone(),
     ));
-    let state = AppState {
-        store,
-        config: config.clone(),
-        hasher,
-        hub: hub.clone(),
-        dispatcher,
-        shutdown: shutdown.clone(),
-        agent_slots: Arc::new(Semaphore::new(config.max_agent_connections)),
-        tasks: tasks.clone(),
-        cluster,
-        tunnels,
-        outcomes,
-        credentials,
-        throttle: Arc::default(),
-    };
     tracing::info!(%addr, replica_id = %config.replica_id, %address,
         redis = config.redis_url.is_some(), "control plane listening");
 
@@ -246,6 +177,93 @@ pub async fn serve(
     }
     tracing::info!(replica_id = %config.replica_id, "control plane stopped");
     Ok(())
+}
+
+/// Starts what keeps the replica in step with the others until `stop`: the link itself, and
+/// one listener per kind of event it hears (wake-ups for the dispatcher, finished commands for
+/// waiting requests, revocations, ended sessions), plus the check of this replica's viewers.
+fn listen(
+    state: &AppState,
+    events: state::EventReceivers,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let state::EventReceivers {
+        wakes,
+        finished,
+        mut revoked,
+        mut ended,
+    } = events;
+    vec![
+        tokio::spawn({
+            let (cluster, stop) = (state.cluster.clone(), stop.clone());
+            async move { cluster.run(stop).await }
+        }),
+        tokio::spawn({
+            let (dispatcher, stop) = (state.dispatcher.clone(), stop.clone());
+            async move { dispatcher.follow(wakes, stop).await }
+        }),
+        tokio::spawn({
+            let (outcomes, stop) = (state.outcomes.clone(), stop.clone());
+            async move { outcomes.listen(finished, stop).await }
+        }),
+        tokio::spawn({
+            let (credentials, tunnels) = (state.credentials.clone(), state.tunnels.clone());
+            let stop = stop.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        heard = revoked.recv() => match heard {
+                            Some(user) => state::forget_revoked(&credentials, &tunnels, user),
+                            None => return,
+                        },
+                    }
+                }
+            }
+        }),
+        tokio::spawn({
+            let (tunnels, stop) = (state.tunnels.clone(), stop.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        heard = ended.recv() => match heard {
+                            Some((session_id, reason)) => {
+                                tunnels.close_session(session_id, close_code::NORMAL, &reason);
+                            }
+                            None => return,
+                        },
+                    }
+                }
+            }
+        }),
+        tokio::spawn(check_viewed_sessions(
+            state.store.clone(),
+            state.tunnels.clone(),
+            state.config.sweep_interval,
+            stop.clone(),
+        )),
+    ]
+}
+
+/// Every `every`, closes the viewers held here of sessions that are no longer running: what
+/// the announcements of other replicas missed (see [`streams`]).
+async fn check_viewed_sessions(
+    store: Arc<dyn Store>,
+    tunnels: Arc<streams::Tunnels>,
+    every: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                streams::close_ended(store.as_ref(), &tunnels).await;
+            }
+        }
+    }
 }
 
 /// Where other replicas reach this one: the configured address, else the listen address (with

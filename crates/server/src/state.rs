@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use streamspace_proto::api::{Command, SessionState};
+use streamspace_proto::tunnel::close_code;
 use streamspace_store::Store;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -11,7 +13,8 @@ use uuid::Uuid;
 use crate::actor::CredentialCache;
 use crate::cluster::Cluster;
 use crate::config::ServerConfig;
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{DispatchContext, Dispatcher};
+use crate::error::ServerError;
 use crate::hub::Hub;
 use crate::keys::KeyHasher;
 
@@ -41,6 +44,84 @@ pub(crate) struct AppState {
     pub throttle: Arc<crate::signin::Throttle>,
 }
 
+/// The receiving ends of the [`crate::cluster::Events`] a replica's cluster sends, for the
+/// listeners `serve` starts.
+pub(crate) struct EventReceivers {
+    pub wakes: mpsc::Receiver<String>,
+    pub finished: mpsc::Receiver<Command>,
+    pub revoked: mpsc::Receiver<Option<Uuid>>,
+    pub ended: mpsc::Receiver<(Uuid, String)>,
+}
+
+/// Builds a replica's shared state: its cluster (single, or Redis when configured), hub,
+/// dispatcher (started, owned by `shutdown` and `tasks`), stream registry, waiting requests and
+/// credential cache; and the receivers of what other replicas will tell it. `serve` runs it
+/// behind a listener; the route tests drive its router directly.
+pub(crate) fn assemble(
+    store: Arc<dyn Store>,
+    config: Arc<ServerConfig>,
+    hasher: KeyHasher,
+    replica: Arc<crate::cluster::ReplicaInfo>,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<(AppState, EventReceivers), ServerError> {
+    let queue = crate::cluster::EVENT_QUEUE;
+    let (wakes_tx, wakes) = mpsc::channel(queue);
+    let (finished_tx, finished) = mpsc::channel(queue);
+    let (revoked_tx, revoked) = mpsc::channel(queue);
+    let (ended_tx, ended) = mpsc::channel(queue);
+    let cluster = crate::cluster::start(
+        crate::cluster::Setup {
+            redis_url: config.redis_url.clone(),
+            replica,
+            heartbeat: config.heartbeat_interval,
+            hasher: hasher.clone(),
+            open_timeout: config.tunnel.open_timeout,
+        },
+        crate::cluster::Events {
+            wakes: wakes_tx,
+            finished: finished_tx,
+            revoked: revoked_tx,
+            ended: ended_tx,
+        },
+    )
+    .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
+    let hub = cluster.hub();
+    let outcomes = crate::outcomes::Outcomes::new(cluster.clone());
+    let dispatcher = crate::dispatcher::start(
+        DispatchContext {
+            store: store.clone(),
+            hub: hub.clone(),
+            config: config.clone(),
+            outcomes: outcomes.clone(),
+        },
+        shutdown.clone(),
+        tasks,
+    );
+    let state = AppState {
+        store,
+        hasher,
+        hub,
+        dispatcher,
+        shutdown,
+        agent_slots: Arc::new(Semaphore::new(config.max_agent_connections)),
+        tasks: tasks.clone(),
+        cluster,
+        tunnels: Arc::default(),
+        outcomes,
+        credentials: Arc::new(CredentialCache::new(config.credential_cache_ttl)),
+        throttle: Arc::default(),
+        config,
+    };
+    let receivers = EventReceivers {
+        wakes,
+        finished,
+        revoked,
+        ended,
+    };
+    Ok((state, receivers))
+}
+
 impl AppState {
     /// After a change that may take a credential's power away: forget the cached ones here at
     /// once (and, when `user` lost access altogether, close their viewers here), and tell the
@@ -48,6 +129,22 @@ impl AppState {
     pub async fn revoked(&self, why: &str, user: Option<Uuid>) {
         forget_revoked(&self.credentials, &self.tunnels, user);
         self.cluster.announce_revoked(why, user).await;
+    }
+
+    /// The one place that acts on a session leaving `running` (to `state`), whatever moved
+    /// it: its viewers are closed here and on every other replica, with a reason the web UI
+    /// shows.
+    pub async fn session_left_running(&self, session_id: Uuid, state: SessionState) {
+        let reason = crate::streams::ended_reason(state);
+        let viewers = self
+            .tunnels
+            .close_session(session_id, close_code::NORMAL, &reason);
+        if viewers > 0 {
+            tracing::info!(%session_id, %reason, viewers, "closed the viewers of a session that left running");
+        }
+        self.cluster
+            .announce_session_ended(session_id, &reason)
+            .await;
     }
 
     /// Gets a command just created for `agent_id` moving, wherever the agent is connected.

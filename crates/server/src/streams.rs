@@ -2,6 +2,11 @@
 //! waiting for their agent's data connection, by one-time stream token, and spliced ones, by
 //! session, so that a session leaving `running` can end its viewers here.
 //!
+//! A viewer lives only while its session is `running`. Whatever moves a session out of it
+//! calls `AppState::session_left_running`, which closes the session's viewers here and
+//! announces it to the other replicas; [`close_ended`], run every sweep interval, closes what
+//! an announcement missed (Redis away, several replicas without Redis, a change the sweep made).
+//!
 //! Kept apart from the tunnel's endpoints because the agent endpoint needs it too (a
 //! `tunnel_error` fails a waiting viewer, a status report closes a session's viewers), the way
 //! the [`crate::hub`] keeps the agent connections apart from the agent endpoint.
@@ -11,6 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::WebSocket;
+use streamspace_proto::api::SessionState;
+use streamspace_proto::tunnel::close_code;
+use streamspace_store::{Store, StoreError};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -127,15 +135,21 @@ impl Tunnels {
         }
     }
 
-    /// Ends every stream of `session_id` held here.
-    pub fn close_session(&self, session_id: Uuid, code: u16, reason: &str) {
+    /// Ends every stream of `session_id` held here; how many were not ending already.
+    pub fn close_session(&self, session_id: Uuid, code: u16, reason: &str) -> usize {
         let closers: Vec<Arc<Closer>> = lock(&self.open)
             .get(&session_id)
-            .map(|m| m.values().map(|(_, closer)| closer.clone()).collect())
+            .map(|m| {
+                m.values()
+                    .map(|(_, closer)| closer.clone())
+                    .filter(|closer| !closer.is_closed())
+                    .collect()
+            })
             .unwrap_or_default();
-        for closer in closers {
+        for closer in &closers {
             closer.close(code, reason);
         }
+        closers.len()
     }
 
     /// Ends every stream held here that `user_id` watches (they lost access); how many.
@@ -152,6 +166,11 @@ impl Tunnels {
         closers.len()
     }
 
+    /// The sessions with streams open here.
+    pub fn sessions(&self) -> Vec<Uuid> {
+        lock(&self.open).keys().copied().collect()
+    }
+
     /// Streams spliced right now, and tunnels waiting for their agent.
     pub fn counts(&self) -> (usize, usize) {
         (
@@ -159,6 +178,34 @@ impl Tunnels {
             lock(&self.pending).len(),
         )
     }
+}
+
+/// The close reason a viewer is given when its session moved to `state`.
+pub(crate) fn ended_reason(state: SessionState) -> String {
+    format!("the session is {state}")
+}
+
+/// Closes the streams held here of sessions that are no longer `running` (or gone), per the
+/// database; how many sessions it closed streams of.
+pub(crate) async fn close_ended(store: &dyn Store, tunnels: &Tunnels) -> usize {
+    let mut closed = 0;
+    for session_id in tunnels.sessions() {
+        let reason = match store.get_session(session_id).await {
+            Ok(session) if session.state == SessionState::Running => continue,
+            Ok(session) => ended_reason(session.state),
+            Err(StoreError::NotFound { .. }) => "the session is gone".to_owned(),
+            Err(e) => {
+                tracing::debug!(%session_id, error = %e, "checking a viewed session failed");
+                continue;
+            }
+        };
+        let viewers = tunnels.close_session(session_id, close_code::NORMAL, &reason);
+        if viewers > 0 {
+            tracing::info!(%session_id, %reason, viewers, "closed the viewers of a session that is not running");
+            closed += 1;
+        }
+    }
+    closed
 }
 
 /// Why a data connection's token was refused.
@@ -235,11 +282,90 @@ mod tests {
             let (_rx, _guard) = tunnels.expect("sst_x".into(), Uuid::now_v7(), session, "a".into());
             let open = tunnels.opened(session, Uuid::now_v7(), Uuid::now_v7());
             assert_eq!(tunnels.counts(), (1, 1));
-            tunnels.close_session(session, 1000, "session ended");
+            assert_eq!(tunnels.sessions(), [session]);
+            assert_eq!(tunnels.close_session(session, 1000, "session ended"), 1);
             assert!(open.closer.is_closed());
+            assert_eq!(
+                tunnels.close_session(session, 1000, "session ended"),
+                0,
+                "a stream already ending is not counted again"
+            );
         }
         assert_eq!(tunnels.counts(), (0, 0));
         assert!(lock(&tunnels.open).is_empty());
+    }
+
+    /// A running session, placed on agent `a1`.
+    async fn running_session(store: &dyn Store) -> anyhow::Result<Uuid> {
+        let id = Uuid::now_v7();
+        let size = crate::config::DEFAULT_SESSION_SIZE;
+        let new = streamspace_store::NewSession {
+            id,
+            template: "xterm".into(),
+            owner: "admin".into(),
+            owner_id: streamspace_store::BOOTSTRAP_ADMIN_ID,
+            command_id: Uuid::now_v7(),
+            payload: serde_json::json!({}),
+            platform: None,
+            quota: Default::default(),
+            size,
+            default_size: size,
+        };
+        store
+            .create_session(
+                &new,
+                &streamspace_store::AuditEntry::system(
+                    "session.create",
+                    id.to_string(),
+                    serde_json::json!({}),
+                ),
+            )
+            .await?;
+        for state in [SessionState::Starting, SessionState::Running] {
+            store.set_session_state(id, state, None, None).await?;
+        }
+        Ok(id)
+    }
+
+    #[tokio::test]
+    async fn the_check_closes_the_viewers_of_sessions_not_running() -> anyhow::Result<()> {
+        let db = streamspace_testkit::TestDatabase::sqlite()?;
+        streamspace_store::migrate::up(db.url()).await?;
+        let store = streamspace_store::open(db.url()).await?;
+        let agent = streamspace_store::AgentRegistration {
+            agent_id: "a1".into(),
+            platform: "process".into(),
+            version: "0".into(),
+            max_sessions: 5,
+            labels: Default::default(),
+            replica_id: "r1".into(),
+        };
+        store.register_agent(&agent).await?;
+        let running = running_session(store.as_ref()).await?;
+        let hibernated = running_session(store.as_ref()).await?;
+        store
+            .set_session_state(hibernated, SessionState::Hibernated, None, None)
+            .await?;
+        let tunnels = Arc::new(Tunnels::default());
+        let [watching, frozen, gone] = [running, hibernated, Uuid::now_v7()]
+            .map(|session| tunnels.opened(session, Uuid::now_v7(), Uuid::now_v7()));
+
+        assert_eq!(close_ended(store.as_ref(), &tunnels).await, 2);
+        assert!(!watching.closer.is_closed(), "a running session's viewer");
+        assert_eq!(
+            frozen.closer.reason(),
+            Some((1000, "the session is hibernated".into()))
+        );
+        assert_eq!(
+            gone.closer.reason(),
+            Some((1000, "the session is gone".into()))
+        );
+        assert_eq!(
+            close_ended(store.as_ref(), &tunnels).await,
+            0,
+            "viewers already closing are not closed again"
+        );
+        Ok(())
     }
 
     #[test]

@@ -5,7 +5,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
@@ -654,41 +653,49 @@ async fn deliverable_commands_follow_backoff(db: &Db) -> Result<()> {
             == [id],
         "reconnect misses sent command"
     );
-    tick().await;
-    ensure!(
-        ids(store
-            .deliverable_commands("a1", 0.001, 3, false, 10)
-            .await?)
-            == [id],
-        "not resent after its timeout"
-    );
-    // Second attempt: backoff doubles (0.2 s · 2 = 0.4 s have not passed).
-    store.claim_delivery(id, 1).await?.context("second claim")?;
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Time passes in the row, not in the test: the first send was 100 s ago, so an ack
+    // timeout of 120 s has not run out and one of 60 s has.
+    db.backdate_send(id, 100).await?;
     ensure!(
         store
-            .deliverable_commands("a1", 0.2, 3, false, 10)
+            .deliverable_commands("a1", 120.0, 3, false, 10)
+            .await?
+            .is_empty(),
+        "resent before its ack timeout ran out"
+    );
+    ensure!(
+        ids(store.deliverable_commands("a1", 60.0, 3, false, 10).await?) == [id],
+        "not resent after its timeout"
+    );
+    ensure!(store.agents_with_deliverable_commands(60.0, 3).await? == ["a1"]);
+    // Second attempt, sent 100 s ago too: the backoff doubles (60 s · 2 = 120 s has not
+    // passed, 40 s · 2 = 80 s has).
+    store.claim_delivery(id, 1).await?.context("second claim")?;
+    db.backdate_send(id, 100).await?;
+    ensure!(
+        store
+            .deliverable_commands("a1", 60.0, 3, false, 10)
             .await?
             .is_empty(),
         "backoff did not double"
     );
     ensure!(
-        ids(store.deliverable_commands("a1", 0.1, 3, false, 10).await?) == [id],
+        ids(store.deliverable_commands("a1", 40.0, 3, false, 10).await?) == [id],
         "not resent after backoff"
     );
-    // Out of attempts.
+    // Out of attempts: long past any backoff, never sent a fourth time.
     store.claim_delivery(id, 2).await?.context("third claim")?;
-    tick().await;
+    db.backdate_send(id, 1000).await?;
     ensure!(
         store
-            .deliverable_commands("a1", 0.0, 3, false, 10)
+            .deliverable_commands("a1", 1.0, 3, false, 10)
             .await?
             .is_empty(),
         "sent beyond max_attempts"
     );
     ensure!(
         store
-            .agents_with_deliverable_commands(0.0, 3)
+            .agents_with_deliverable_commands(1.0, 3)
             .await?
             .is_empty()
     );

@@ -211,7 +211,8 @@ pub struct ServerTuning {
     #[arg(long, env = "STREAMSPACE_PENDING_TTL", default_value = "24h", value_parser = DurationParser::secs())]
     pub pending_ttl: Duration,
     /// How often the dispatcher sweeps the database: it fails commands past their deadlines,
-    /// marks silent agents offline and delivers what it was not woken for.
+    /// marks silent agents offline and delivers what it was not woken for; as often, the replica
+    /// closes its viewers of sessions no longer running.
     #[arg(long, env = "STREAMSPACE_SWEEP_INTERVAL", default_value = "1s", value_parser = DurationParser::secs())]
     pub sweep_interval: Duration,
     /// Most agent WebSocket connections this replica holds at once; more are refused with 503.

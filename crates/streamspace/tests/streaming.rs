@@ -2,6 +2,8 @@
 //! for the bulk-transfer test, an in-process agent whose test runtime points sessions at local
 //! TCP targets), and viewers that open the browser WebSocket exactly as noVNC does.
 
+#[path = "streaming/closing.rs"]
+mod closing;
 mod common;
 #[path = "streaming/replicas.rs"]
 mod replicas;
@@ -9,6 +11,8 @@ mod replicas;
 mod targets;
 #[path = "streaming/updates.rs"]
 mod updates;
+#[path = "streaming/users.rs"]
+mod users;
 #[path = "streaming/viewer.rs"]
 mod viewer;
 

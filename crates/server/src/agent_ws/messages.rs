@@ -283,7 +283,10 @@ impl Conn {
                 .await
             {
                 Ok((_, true)) => {
-                    tracing::warn!(session_id = %session.id, "session failed: {LOST_SESSION}")
+                    tracing::warn!(session_id = %session.id, "session failed: {LOST_SESSION}");
+                    self.app
+                        .session_left_running(session.id, SessionState::Failed)
+                        .await;
                 }
                 Ok((_, false)) => {}
                 Err(e) => {
@@ -326,12 +329,9 @@ impl Conn {
             Ok((_, true)) => {
                 tracing::info!(session_id = %status.session_id, state = %status.state, "session state changed");
                 if status.state != SessionState::Running {
-                    // Viewers of a session that stopped, froze or failed are told so at once.
-                    self.app.tunnels.close_session(
-                        status.session_id,
-                        streamspace_proto::tunnel::close_code::NORMAL,
-                        &format!("the session is {}", status.state),
-                    );
+                    self.app
+                        .session_left_running(status.session_id, status.state)
+                        .await;
                 }
             }
             Ok((session, false)) => tracing::debug!(
@@ -407,13 +407,33 @@ impl Conn {
                     status = %command.status,
                     error = command.error_message.as_deref().unwrap_or(""),
                     "command finished"
-                )
+                );
+                if let Some(session_id) = command.session_id {
+                    self.after_session_command(session_id).await;
+                }
             }
             Ok((_, false)) => tracing::debug!(%command_id, "repeated command result ignored"),
             Err(StoreError::NotFound { .. }) => {
                 tracing::debug!(%command_id, "result for an unknown command ignored")
             }
             Err(e) => tracing::warn!(%command_id, error = %e, "recording a command result failed"),
+        }
+    }
+
+    /// A command's result may have moved its session (stopped, hibernated, failed to start) in
+    /// the same transaction that recorded it; the agent's status report that follows then
+    /// changes nothing, so the session's state is looked at here.
+    async fn after_session_command(&self, session_id: Uuid) {
+        match self.app.store.get_session(session_id).await {
+            Ok(session) if session.state != SessionState::Running => {
+                self.app
+                    .session_left_running(session_id, session.state)
+                    .await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(%session_id, error = %e, "reading a session after its command failed")
+            }
         }
     }
 

@@ -23,6 +23,9 @@ mod tokens;
 mod totp;
 mod users;
 
+#[cfg(test)]
+mod tests;
+
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};

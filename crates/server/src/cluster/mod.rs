@@ -4,7 +4,8 @@
 //! [`LocalHub`], commands for agents it does not hold wait in the database for the agent (or
 //! another replica's sweep), and the replica list is itself. With Redis ([`redis`]) replicas
 //! record which agent each holds, wake each other through per-replica channels, announce
-//! finished commands, list each other, and open viewer streams through each other.
+//! finished commands, revocations and sessions that ended, list each other, and open viewer
+//! streams through each other.
 //!
 //! The rest of the server — API, dispatcher, tunnel, health, the agent endpoint — asks this
 //! interface and never looks at Redis. What other replicas tell this one arrives as [`Events`]
@@ -51,6 +52,9 @@ pub(crate) struct Events {
     /// Some replica revoked credentials (or the link was down and may have missed that):
     /// forget every cached one; with a user, that user lost access: close their viewers.
     pub revoked: mpsc::Sender<Option<Uuid>>,
+    /// A session left `running` (on some replica's word): close its viewers here, with this
+    /// reason.
+    pub ended: mpsc::Sender<(Uuid, String)>,
 }
 
 /// The other replicas, as the rest of the server sees them.
@@ -73,6 +77,10 @@ pub(crate) trait Cluster: Send + Sync + 'static {
     /// they forget what they cached, and, when `user` lost access altogether, close that
     /// user's viewers. This replica does both itself.
     async fn announce_revoked(&self, why: &str, user: Option<Uuid>);
+
+    /// Tells the other replicas that `session_id` left `running`, so they close its viewers
+    /// with `reason`. This replica closes its own itself.
+    async fn announce_session_ended(&self, session_id: Uuid, reason: &str);
 
     /// The live replicas, this one included, given how many agents this one holds.
     async fn replicas(&self, agents_here: usize)

@@ -49,6 +49,8 @@ impl Cluster for Single {
 
     async fn announce_revoked(&self, _why: &str, _user: Option<uuid::Uuid>) {}
 
+    async fn announce_session_ended(&self, _session_id: uuid::Uuid, _reason: &str) {}
+
     async fn open_tunnel(&self, agent_id: &str, _open: TunnelOpen) -> Result<(), String> {
         Err(DeliveryError::NotConnected(agent_id.to_owned()).to_string())
     }

@@ -1,13 +1,14 @@
-//! The REST API: health, errors as JSON, templates, agent keys, sessions and placement.
+//! The REST API over a socket: health, templates, agent keys, sessions and placement. The
+//! error matrix is driven through the router without a socket (`crates/server/src/api/tests.rs`).
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use streamspace_proto::api::{AgentKey, Command, Readiness, Template};
-use streamspace_server::{KeyHasher, ServerConfig};
+use streamspace_server::KeyHasher;
 use streamspace_store::ApiKeyKind;
 use uuid::Uuid;
 
-use crate::common::{ADMIN_TOKEN, Backend, FakeAgent, TestServer, assert_error, fast_config, read};
+use crate::common::{Backend, FakeAgent, TestServer, assert_error, fast_config, read};
 use crate::on_both_backends;
 
 #[tokio::test]
@@ -40,119 +41,6 @@ async fn readiness_is_503_json_when_the_database_is_gone() -> anyhow::Result<()>
         "liveness does not depend on the database"
     );
     Ok(())
-}
-
-async fn api_errors_are_json(backend: Backend) -> anyhow::Result<()> {
-    let s = backend
-        .server(ServerConfig {
-            max_body_bytes: 1024,
-            ..fast_config()
-        })
-        .await?;
-    let url = |p: &str| format!("{}{p}", s.base);
-
-    // Outside /api/, extension-less paths are the web UI's pages; a missing file is a JSON 404.
-    let (status, body) = read(s.http.get(url("/nope.js")).send().await?).await?;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_error(&body, "not_found");
-
-    let (status, body) = s.call(Method::GET, "/api/v1/nope", None).await?;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_error(&body, "not_found");
-
-    let (status, body) = s.call(Method::PUT, "/api/v1/sessions", None).await?;
-    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_error(&body, "method_not_allowed");
-
-    let (status, body) = read(s.http.get(url("/api/v1/sessions")).send().await?).await?;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "no token");
-    assert_error(&body, "unauthorized");
-
-    let wrong = s.http.get(url("/api/v1/sessions")).bearer_auth("ssa_wrong");
-    let (status, body) = read(wrong.send().await?).await?;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "wrong token");
-    assert_error(&body, "unauthorized");
-
-    let agent_key = s.agent_key("a1").await?;
-    let as_agent = s.http.get(url("/api/v1/sessions")).bearer_auth(&agent_key);
-    let (status, body) = read(as_agent.send().await?).await?;
-    assert_eq!(
-        status,
-        StatusCode::UNAUTHORIZED,
-        "an agent key is not an admin token"
-    );
-    assert_error(&body, "unauthorized");
-
-    let bad_json = s
-        .http
-        .post(url("/api/v1/sessions"))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "application/json")
-        .body("{not json");
-    let (status, body) = read(bad_json.send().await?).await?;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_error(&body, "bad_request");
-
-    let (status, body) = s
-        .call(
-            Method::POST,
-            "/api/v1/sessions",
-            Some(json!({ "tmpl": "x" })),
-        )
-        .await?;
-    assert_eq!(
-        status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown field: {body}"
-    );
-    assert_error(&body, "invalid_body");
-
-    let no_type = s
-        .http
-        .post(url("/api/v1/sessions"))
-        .bearer_auth(ADMIN_TOKEN)
-        .body(r#"{"template":"xterm"}"#);
-    let (status, body) = read(no_type.send().await?).await?;
-    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_error(&body, "unsupported_media_type");
-
-    let big = json!({ "template": "x".repeat(4096) });
-    let (status, body) = s.call(Method::POST, "/api/v1/sessions", Some(big)).await?;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_error(&body, "payload_too_large");
-
-    let (status, body) = s
-        .call(Method::GET, "/api/v1/sessions/not-a-uuid", None)
-        .await?;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_error(&body, "bad_request");
-
-    for query in [
-        "status=bogus",
-        "limit=0",
-        "limit=abc",
-        "unknown=1",
-        "session_id=x",
-    ] {
-        let (status, body) = s
-            .call(Method::GET, &format!("/api/v1/commands?{query}"), None)
-            .await?;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "?{query}: {body}");
-        assert_error(&body, "bad_request");
-    }
-
-    let missing = format!("/api/v1/sessions/{}", Uuid::now_v7());
-    let (status, body) = s.call(Method::GET, &missing, None).await?;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_error(&body, "not_found");
-    let (status, body) = s.call(Method::GET, "/api/v1/agents/nobody", None).await?;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_error(&body, "not_found");
-    let missing = format!("/api/v1/commands/{}", Uuid::now_v7());
-    let (status, body) = s.call(Method::GET, &missing, None).await?;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_error(&body, "not_found");
-    s.stop().await
 }
 
 #[tokio::test]
@@ -411,7 +299,6 @@ async fn capacity_is_enforced(backend: Backend) -> anyhow::Result<()> {
 }
 
 on_both_backends!(
-    api_errors_are_json,
     sessions_have_uuid_v7_ids_and_need_a_template,
     capacity_is_enforced,
 );

@@ -68,6 +68,25 @@ impl Db {
         Ok(())
     }
 
+    /// Moves the last send of command `id` `secs` seconds into the past: how the tests let
+    /// time pass for the resend rules without waiting for it (and without depending on how
+    /// fast the machine is).
+    pub async fn backdate_send(&self, id: Uuid, secs: u32) -> Result<()> {
+        let statement = if self.is_sqlite() {
+            format!(
+                "UPDATE agent_commands SET sent_at = \
+                 strftime('%Y-%m-%d %H:%M:%f', sent_at, '-{secs} seconds') \
+                 WHERE command_id = '{id}'"
+            )
+        } else {
+            format!(
+                "UPDATE agent_commands SET sent_at = sent_at - make_interval(secs => {secs}) \
+                 WHERE command_id = '{id}'"
+            )
+        };
+        self.exec(&statement).await
+    }
+
     /// The first column of every row of a query, as text.
     pub async fn strings(&self, query: &str) -> Result<Vec<String>> {
         let query = sqlx::AssertSqlSafe(query.to_owned());

@@ -1,5 +1,6 @@
 //! Streams across replicas: the viewer on replica B, the agent (and its data connection) on
-//! replica A, one hop between them through Redis.
+//! replica A, one hop between them through Redis. [`Pair`] sets up such two replicas for the
+//! other tests of this binary that need them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,10 +11,87 @@ use streamspace_client::Client;
 use streamspace_proto::api::SessionState;
 use streamspace_testkit::PgCluster;
 use streamspace_testkit::redis::RedisServer;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
-use super::common::{ADMIN_TOKEN, wait_for_agent_online, wait_for_ready};
+use super::common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready};
 use super::{START_TIMEOUT, targets, viewer};
+
+/// Two replicas (`R1`, `R2`) on one PostgreSQL database and one Redis, and an in-process agent
+/// held by `R1` whose sessions are the runtime's targets.
+pub struct Pair {
+    pub urls: [String; 2],
+    /// The bootstrap admin on each replica.
+    pub admins: [Client; 2],
+    pub runtime: Arc<targets::TargetRuntime>,
+    procs: [Proc; 2],
+    stop_agent: CancellationToken,
+    agent: JoinHandle<Result<(), streamspace_agent::AgentError>>,
+}
+
+impl Pair {
+    /// Starts both replicas with `extra` arguments besides Redis and a one-second heartbeat,
+    /// then agent `agent_id` connected to `R1`.
+    pub async fn start(
+        h: &mut Harness,
+        database_url: &str,
+        redis_url: &str,
+        extra: &[&str],
+        agent_id: &str,
+        runtime: targets::TargetRuntime,
+    ) -> anyhow::Result<Self> {
+        let mut args = vec!["--redis-url", redis_url, "--heartbeat-interval", "1"];
+        args.extend_from_slice(extra);
+        let (p1, url1) = h.replica(database_url, "R1", "127.0.0.1:0", &args).await?;
+        let (p2, url2) = h.replica(database_url, "R2", "127.0.0.1:0", &args).await?;
+        let admins = [
+            Client::new(&url1, ADMIN_TOKEN)?,
+            Client::new(&url2, ADMIN_TOKEN)?,
+        ];
+        let procs = [p1, p2];
+        let logs = || format!("{}\n{}", procs[0].logs(), procs[1].logs());
+        for admin in &admins {
+            wait_for_ready(admin).await.with_context(logs)?;
+        }
+        let runtime = Arc::new(runtime);
+        let key = admins[0].create_agent_key(agent_id).await?;
+        let config = streamspace_agent::AgentConfig::new(
+            vec![url1.clone()],
+            agent_id,
+            key.secret,
+            h.path(agent_id),
+        );
+        let stop_agent = CancellationToken::new();
+        let agent = tokio::spawn(streamspace_agent::run_with_runtime(
+            config,
+            runtime.clone(),
+            stop_agent.clone(),
+        ));
+        wait_for_agent_online(&admins[0], agent_id)
+            .await
+            .with_context(logs)?;
+        Ok(Self {
+            urls: [url1, url2],
+            admins,
+            runtime,
+            procs,
+            stop_agent,
+            agent,
+        })
+    }
+
+    pub fn logs(&self) -> String {
+        format!("{}\n{}", self.procs[0].logs(), self.procs[1].logs())
+    }
+
+    /// Stops the agent and checks it ended without an error.
+    pub async fn stop_agent(self) -> anyhow::Result<()> {
+        self.stop_agent.cancel();
+        self.agent.await??;
+        Ok(())
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_on_another_replica_reaches_the_agent_through_one_hop() -> anyhow::Result<()> {
@@ -21,32 +99,10 @@ async fn a_viewer_on_another_replica_reaches_the_agent_through_one_hop() -> anyh
     let redis = RedisServer::start()?;
     let mut h = super::common::harness()?;
     let db = pg.create_database()?;
-    let args = ["--redis-url", &redis.url(), "--heartbeat-interval", "1"];
-    let (a, url_a) = h.replica(&db, "A", "127.0.0.1:0", &args).await?;
-    let (b, url_b) = h.replica(&db, "B", "127.0.0.1:0", &args).await?;
-    let logs = || format!("{}\n{}", a.logs(), b.logs());
-    let api_a = Client::new(&url_a, ADMIN_TOKEN)?;
-    let api_b = Client::new(&url_b, ADMIN_TOKEN)?;
-    wait_for_ready(&api_a).await.with_context(logs)?;
-    wait_for_ready(&api_b).await.with_context(logs)?;
-
-    let runtime = Arc::new(targets::TargetRuntime::new([targets::echo().await?]));
-    let key = api_a.create_agent_key("hop-agent").await?;
-    let config = streamspace_agent::AgentConfig::new(
-        vec![url_a.clone()],
-        "hop-agent",
-        key.secret,
-        h.path("hop"),
-    );
-    let stop_agent = tokio_util::sync::CancellationToken::new();
-    let agent = tokio::spawn(streamspace_agent::run_with_runtime(
-        config,
-        runtime,
-        stop_agent.clone(),
-    ));
-    wait_for_agent_online(&api_a, "hop-agent")
-        .await
-        .with_context(logs)?;
+    let runtime = targets::TargetRuntime::new([targets::echo().await?]);
+    let pair = Pair::start(&mut h, &db, &redis.url(), &[], "hop-agent", runtime).await?;
+    let logs = || pair.logs();
+    let [api_a, api_b] = &pair.admins;
     let session = api_a.create_session("xterm").await?;
     api_a
         .wait_for_session(
@@ -60,7 +116,8 @@ async fn a_viewer_on_another_replica_reaches_the_agent_through_one_hop() -> anyh
     // The browser lands on B; the agent is held by A and dials its data connection to A.
     let info = api_b.connect_session(session.id).await?;
     assert!(
-        info.url.contains(url_b.trim_start_matches("http://")),
+        info.url
+            .contains(pair.urls[1].trim_start_matches("http://")),
         "{}",
         info.url
     );
@@ -86,7 +143,5 @@ async fn a_viewer_on_another_replica_reaches_the_agent_through_one_hop() -> anyh
         back, sent,
         "bytes cross the replica hop unchanged, both ways"
     );
-    stop_agent.cancel();
-    agent.await??;
-    Ok(())
+    pair.stop_agent().await
 }

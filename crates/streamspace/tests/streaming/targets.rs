@@ -1,5 +1,5 @@
-//! Stand-ins for a session's VNC server in the bulk-transfer test: an echo server, a firehose
-//! that writes without end, and a runtime that hands them out as the sessions' VNC addresses.
+//! Stand-ins for a session's VNC server: an echo server, a firehose that writes without end,
+//! and a runtime that hands them out as the sessions' VNC addresses (and can fail a session).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -130,6 +130,15 @@ impl Runtime for TargetRuntime {
 }
 
 impl TargetRuntime {
+    /// The session's VNC server dies: the runtime reports it `failed` (its connections stay
+    /// open, so only the control plane can end the viewers).
+    pub fn fail(&self, id: Uuid) -> Result<(), RuntimeError> {
+        let mut info = self.set_state(id, SessionState::Failed)?;
+        info.message = Some("the test failed this session".into());
+        self.sessions().insert(id, info);
+        Ok(())
+    }
+
     fn set_state(&self, id: Uuid, state: SessionState) -> Result<SessionInfo, RuntimeError> {
         let mut sessions = self.sessions();
         let info = sessions

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -37,7 +37,19 @@ pub async fn open(url: &str, subprotocol: Option<&str>) -> anyhow::Result<(Ws, O
 
 /// Tries to open `url` and expects an HTTP refusal; its status and JSON error code.
 pub async fn refusal(url: &str) -> anyhow::Result<(u16, String)> {
-    match tokio_tungstenite::connect_async(url).await {
+    refusal_with(url, &[]).await
+}
+
+/// [`refusal`], sending `headers` too (a Bearer token or a cookie, which this route ignores).
+pub async fn refusal_with(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
+    let mut request = url.into_client_request()?;
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            HeaderName::from_bytes(name.as_bytes())?,
+            HeaderValue::from_str(value)?,
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
         Ok(_) => bail!("{url} was accepted; expected a refusal"),
         Err(WsError::Http(response)) => {
             let body: serde_json::Value = response
@@ -57,10 +69,19 @@ pub async fn refusal(url: &str) -> anyhow::Result<(u16, String)> {
 
 /// Reads until the server's close frame; its code (1005 if none was given).
 pub async fn close_code(ws: &mut Ws, within: Duration) -> anyhow::Result<u16> {
+    Ok(close_frame(ws, within).await?.0)
+}
+
+/// Reads until the server's close frame; its code (1005 if none was given) and reason.
+pub async fn close_frame(ws: &mut Ws, within: Duration) -> anyhow::Result<(u16, String)> {
     let read = async {
         loop {
             match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return Ok(frame.map_or(1005, |f| f.code.into())),
+                Some(Ok(Message::Close(frame))) => {
+                    return Ok(frame.map_or((1005, String::new()), |f| {
+                        (f.code.into(), f.reason.to_string())
+                    }));
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("the viewer socket failed before a close frame: {e}"),
                 None => bail!("the viewer socket ended without a close frame"),
@@ -105,6 +126,19 @@ impl Rfb {
 
     pub async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.ws.send(Message::binary(bytes.to_vec())).await?;
+        Ok(())
+    }
+
+    /// Through a stream to an echo server: sends `what` and reads it back.
+    pub async fn echo(&mut self, what: &str) -> anyhow::Result<()> {
+        self.write(what.as_bytes()).await?;
+        let back = self
+            .read_exact(what.len())
+            .await
+            .with_context(|| format!("the echo of {what:?}"))?;
+        if back != what.as_bytes() {
+            bail!("the stream changed {what:?}");
+        }
         Ok(())
     }
 

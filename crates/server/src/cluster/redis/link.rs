@@ -20,7 +20,7 @@ use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::routing::{self, Wake};
-use super::{finished, revoked};
+use super::{ended, finished, revoked};
 use crate::cluster::{Events, ReplicaInfo};
 use crate::hub::LocalHub;
 
@@ -249,7 +249,8 @@ impl RedisLink {
         let client = self.target.client().await?;
         let conn = timed(client.get_multiplexed_async_connection()).await?;
         let mut pubsub = timed(client.get_async_pubsub()).await?;
-        timed(pubsub.subscribe(&[channel, finished::CHANNEL, revoked::CHANNEL])).await?;
+        timed(pubsub.subscribe(&[channel, finished::CHANNEL, revoked::CHANNEL, ended::CHANNEL]))
+            .await?;
         // A failover can leave a demoted master answering: refuse it.
         let role: Vec<redis::Value> =
             timed(redis::cmd("ROLE").query_async(&mut conn.clone())).await?;
@@ -306,6 +307,12 @@ impl RedisLink {
         };
         if msg.get_channel_name() == revoked::CHANNEL {
             let _ = self.events.revoked.send(revoked::parse(&payload)).await;
+            return;
+        }
+        if msg.get_channel_name() == ended::CHANNEL {
+            if let Some(ended) = ended::parse(&payload) {
+                let _ = self.events.ended.send(ended).await;
+            }
             return;
         }
         if msg.get_channel_name() == finished::CHANNEL {

@@ -9,8 +9,10 @@
 //! - [`replicas`]: each replica's record, for the replica list and for calls between replicas;
 //! - [`finished`]: finished commands announced to every replica;
 //! - [`revoked`]: revoked credentials announced to every replica;
+//! - [`ended`]: sessions that left `running`, announced to every replica;
 //! - [`tunnels`]: viewer streams opened through the agent's replica.
 
+mod ended;
 mod finished;
 mod hub;
 mod link;
@@ -86,6 +88,10 @@ impl Cluster for RedisCluster {
 
     async fn announce_revoked(&self, why: &str, user: Option<uuid::Uuid>) {
         revoked::publish(&self.link, why, user).await;
+    }
+
+    async fn announce_session_ended(&self, session_id: uuid::Uuid, reason: &str) {
+        ended::publish(&self.link, session_id, reason).await;
     }
 
     async fn replicas(
