@@ -23,6 +23,9 @@
 //               admin pages (no links; their URLs say the page is not available), launches xterm
 //               and sees only that session on "My sessions" (not OTHER-SESSION, the admin's),
 //               creates and revokes an API token, and signs out.
+//   totp        USER turns on two-step sign-in: the QR code shown reads back (decoded from the
+//               page's pixels) as the otpauth link; a code computed from the secret shown turns
+//               it on; signs in again with a code; turns it off with the password.
 //
 // Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
 // stderr (and a screenshot) on failure.
@@ -31,6 +34,7 @@ import { createHmac } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
+import { decodeQR } from "qr/decode.js";
 
 const { values: opts } = parseArgs({
   options: {
@@ -318,6 +322,23 @@ function totpCode(secret, offset) {
   return String((mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000).padStart(6, "0");
 }
 
+/** The RGBA pixels of an image on the page, drawn on white as a camera would see the screen. */
+async function pixels(image) {
+  await image.waitFor();
+  const { width, height, data } = await image.evaluate(async (img) => {
+    await img.decode();
+    const canvas = document.createElement("canvas");
+    canvas.width = img.width;
+    canvas.height = img.height;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+    return { width: canvas.width, height: canvas.height, data: Array.from(ctx.getImageData(0, 0, canvas.width, canvas.height).data) };
+  });
+  return { width, height, data: Uint8ClampedArray.from(data) };
+}
+
 async function totp(page) {
   await signIn(page);
   step("turn on two-step sign-in from the user menu");
@@ -327,6 +348,9 @@ async function totp(page) {
   if (secret.length < 16) fail(`no secret shown (got ${JSON.stringify(secret)})`);
   const uri = await page.locator("#totp-uri").getAttribute("href");
   if (!uri?.startsWith("otpauth://totp/")) fail(`no otpauth link (got ${uri})`);
+  step("the QR code shown, as the browser drew it, reads back as the otpauth link");
+  const scanned = decodeQR(await pixels(page.locator("#totp-qr")), { format: "RGBA" });
+  if (scanned !== uri) fail(`the QR code reads ${JSON.stringify(scanned)}, not the link ${uri}`);
   await page.getByLabel("Code from the app").fill(totpCode(secret, -1));
   await page.getByRole("button", { name: "Turn on" }).click();
   await page.locator("#recovery-codes li").nth(9).waitFor();
