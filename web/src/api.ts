@@ -28,6 +28,10 @@ export interface Template {
   name: string;
   description: string;
   command: string[];
+  /** What a session of it holds; an unset dimension counts with the server's default size. */
+  resources?: { cpu_millis?: number; memory_mib?: number };
+  /** Groups whose members may launch it; absent or empty: everyone. */
+  allowed_groups?: string[];
   created_at: string;
 }
 
@@ -145,6 +149,76 @@ export interface CreatedToken {
   expires_at: string | null;
 }
 
+/** Limits at one level (user, group, or what applies); `null` (or absent): none at that level. */
+export interface QuotaLimits {
+  max_sessions?: number | null;
+  max_cpu_millis?: number | null;
+  max_memory_mib?: number | null;
+}
+
+export type QuotaDimension = keyof QuotaLimits;
+
+/** What a user's sessions hold now: every session that is not terminal, hibernated included. */
+export interface QuotaUsage {
+  sessions: number;
+  cpu_millis: number;
+  memory_mib: number;
+}
+
+/** Answer to GET /api/v1/auth/me. */
+export interface Me {
+  user: User;
+  /** The limits that apply (`null`: unlimited). */
+  quota: QuotaLimits;
+  usage: QuotaUsage;
+}
+
+/** GET /api/v1/users/{username}/quota: the user's own limits, what applies, and use. */
+export interface UserQuota {
+  username: string;
+  limits: QuotaLimits;
+  effective: QuotaLimits;
+  usage: QuotaUsage;
+}
+
+export interface GroupQuota {
+  name: string;
+  limits: QuotaLimits;
+}
+
+/** PUT …/quota: an omitted field stays as it is, `null` clears it (the level inherits). */
+export type SetQuota = QuotaLimits;
+
+export interface AuditRecord {
+  id: number;
+  at: string;
+  /** Who, in words (`user:alice`, `anonymous:bob` for a failed sign-in). */
+  actor: string;
+  actor_id: string | null;
+  action: string;
+  target: string;
+  detail: unknown;
+  client_addr: string | null;
+}
+
+/** GET /api/v1/audit's query; every field narrows the answer. */
+export interface AuditFilter {
+  actor?: string;
+  action?: string;
+  target?: string;
+  /** RFC 3339 times. */
+  since?: string;
+  until?: string;
+  cursor?: string;
+  limit?: number;
+}
+
+/** A page of a listing, newest first; `next_cursor` is absent on the last page. */
+export interface Page<T> {
+  items: T[];
+  next_cursor?: string | null;
+}
+
 /** Called when the API answers 401: the browser session has ended (or never began). */
 let onUnauthorized: () => void = () => {};
 
@@ -198,7 +272,7 @@ export const api = {
   disableTotp: (password: string) => request<unknown>("DELETE", "/auth/totp", { password }, true),
   logout: () => request<void>("POST", "/auth/logout", undefined, true),
   /** Who is signed in; a 401 here just means nobody (it is how the page starts). */
-  me: () => request<{ user: User }>("GET", "/auth/me", undefined, true),
+  me: () => request<Me>("GET", "/auth/me", undefined, true),
   templates: () => request<Template[]>("GET", "/templates"),
   sessions: (owner?: string) =>
     request<Session[]>("GET", owner === undefined ? "/sessions" : `/sessions?owner=${enc(owner)}`),
@@ -221,6 +295,19 @@ export const api = {
     request<Group>("PUT", `/groups/${enc(group)}/members/${enc(username)}`),
   removeMember: (group: string, username: string) =>
     request<unknown>("DELETE", `/groups/${enc(group)}/members/${enc(username)}`),
+  userQuota: (username: string) => request<UserQuota>("GET", `/users/${enc(username)}/quota`),
+  setUserQuota: (username: string, change: SetQuota) =>
+    request<UserQuota>("PUT", `/users/${enc(username)}/quota`, change),
+  groupQuota: (name: string) => request<GroupQuota>("GET", `/groups/${enc(name)}/quota`),
+  setGroupQuota: (name: string, change: SetQuota) => request<GroupQuota>("PUT", `/groups/${enc(name)}/quota`, change),
+  audit: (filter: AuditFilter) => {
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(filter)) {
+      if (value !== undefined && value !== "") query.set(key, String(value));
+    }
+    const qs = query.toString();
+    return request<Page<AuditRecord>>("GET", qs ? `/audit?${qs}` : "/audit");
+  },
   tokens: () => request<ApiToken[]>("GET", "/tokens"),
   createToken: (name: string) => request<CreatedToken>("POST", "/tokens", { name }),
   revokeToken: (id: string) => request<unknown>("DELETE", `/tokens/${enc(id)}`),
