@@ -165,12 +165,20 @@ export interface QuotaUsage {
   memory_mib: number;
 }
 
+/** What one session counts against a quota. */
+export interface SessionSize {
+  cpu_millis: number;
+  memory_mib: number;
+}
+
 /** Answer to GET /api/v1/auth/me. */
 export interface Me {
   user: User;
   /** The limits that apply (`null`: unlimited). */
   quota: QuotaLimits;
   usage: QuotaUsage;
+  /** What a session counts in a dimension its template does not size. */
+  default_session_size?: SessionSize;
 }
 
 /** GET /api/v1/users/{username}/quota: the user's own limits, what applies, and use. */

@@ -2,33 +2,37 @@
 // check a launch button makes before asking the server, and the form admins set limits with.
 // The server decides (409 `quota_exceeded`); the check here only explains in advance.
 
-import { QuotaDimension, QuotaLimits, QuotaUsage, SetQuota, Template } from "./api";
+import { Me, QuotaDimension, QuotaLimits, QuotaUsage, SessionSize, SetQuota, Template } from "./api";
 import { h } from "./dom";
 
 interface Dimension {
   key: QuotaDimension;
   label: string;
   unit: string;
+  /** The unit in a sentence: "3 of 4 sessions in use". */
+  noun: string;
   used: (u: QuotaUsage) => number;
-  /** What one session of `t` needs; `undefined` when the template leaves it to the server's default. */
-  needs: (t: Template) => number | undefined;
+  /** What one session of `t` needs, with `size` for what it leaves unset (unknown: undefined). */
+  needs: (t: Template, size?: SessionSize) => number | undefined;
 }
 
 const DIMENSIONS: Dimension[] = [
-  { key: "max_sessions", label: "Sessions", unit: "", used: (u) => u.sessions, needs: () => 1 },
+  { key: "max_sessions", label: "Sessions", unit: "", noun: "sessions", used: (u) => u.sessions, needs: () => 1 },
   {
     key: "max_cpu_millis",
     label: "CPU",
     unit: " millicores",
+    noun: "millicores of CPU",
     used: (u) => u.cpu_millis,
-    needs: (t) => t.resources?.cpu_millis,
+    needs: (t, size) => t.resources?.cpu_millis ?? size?.cpu_millis,
   },
   {
     key: "max_memory_mib",
     label: "Memory",
     unit: " MiB",
+    noun: "MiB of memory",
     used: (u) => u.memory_mib,
-    needs: (t) => t.resources?.memory_mib,
+    needs: (t, size) => t.resources?.memory_mib ?? size?.memory_mib,
   },
 ];
 
@@ -68,24 +72,20 @@ export function quotaSummary(quota: QuotaLimits, usage: QuotaUsage): string {
 }
 
 /**
- * Why launching `template` would go over the quota, or null when it fits as far as the page can
- * tell (a dimension the template does not size is counted by the server with its default size).
+ * Why launching `template` would go over the quota (every dimension it would), or null when it
+ * fits: counted as the server counts it, with its default size where the template sets none.
  */
-export function wouldExceed(quota: QuotaLimits, usage: QuotaUsage, template: Template): string | null {
+export function wouldExceed(me: Me, template: Template): string | null {
+  const { quota, usage } = me;
+  const over: string[] = [];
   for (const d of DIMENSIONS) {
     const limit = limitOf(quota, d.key);
-    const needs = d.needs(template);
+    const needs = d.needs(template, me.default_session_size);
     if (limit === null || needs === undefined) continue;
     const used = d.used(usage);
-    if (used + needs > limit) {
-      const what = d.key === "max_sessions" ? "sessions" : `${d.label.toLowerCase()}${d.unit}`;
-      return (
-        `Launching this would exceed your quota: ${used} of ${limit} ${what} in use, ` +
-        `and this needs ${needs} more.`
-      );
-    }
+    if (used + needs > limit) over.push(`${used} of ${limit} ${d.noun} in use, and this needs ${needs} more`);
   }
-  return null;
+  return over.length ? `Launching this would exceed your quota: ${over.join("; ")}.` : null;
 }
 
 /**

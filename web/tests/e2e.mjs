@@ -24,11 +24,12 @@
 //               admin pages (no links; their URLs say the page is not available), launches xterm
 //               and sees only that session on "My sessions" (not OTHER-SESSION, the admin's),
 //               creates and revokes an API token, and signs out.
-//   quotas      USER (an admin) sets a quota of one session on the group GROUP on the Groups page,
-//               sees it apply to NEW-USER (a member) on the Users page, sets and clears a limit on
-//               NEW-USER; NEW-USER signs in, sees the limit on their profile and the catalog,
-//               launches xterm, is then warned that another launch would exceed the quota and
-//               is refused it with a clear message.
+//   quotas      USER (an admin) sets a quota (one session, 3072 MiB) on the group GROUP on the
+//               Groups page, sees it apply to NEW-USER (a member) on the Users page, sets and
+//               clears a limit on NEW-USER; NEW-USER signs in, sees the limit on their profile and
+//               the catalog, launches xterm, is then warned that another launch would exceed the
+//               quota (memory counted with the server's default size) and is refused it with a
+//               clear message.
 //   audit       USER (an admin) creates the group GROUP on the Groups page, then on the Audit page
 //               sees their own sign-in and that change, filters by action (GROUP first; the
 //               driver's caller made more than a page of group.create entries) and pages Older
@@ -398,13 +399,14 @@ async function quotas(page, browser) {
   const group = opts.group;
   if (!member || !password || !group) fail("quotas needs --new-user, --new-password and --group");
   await signIn(page);
-  step(`the admin sets a quota of one session on the group ${group}`);
+  step(`the admin sets a quota of one session and 3072 MiB on the group ${group}`);
   await nav(page, "Groups").click();
   await page.getByRole("button", { name: `Quota of group ${group}` }).click();
   await page.getByRole("heading", { name: `Quota of group ${group}` }).waitFor();
   await page.getByLabel("Max sessions").fill("1");
+  await page.getByLabel("Max memory (MiB)").fill("3072");
   await page.getByRole("button", { name: "Save quota" }).click();
-  await page.locator(`td[data-quota="${group}"]`).getByText("1 session", { exact: true }).waitFor();
+  await page.locator(`td[data-quota="${group}"]`).getByText("1 session · 3072 MiB", { exact: true }).waitFor();
 
   step(`the Users page shows the group's limit applying to ${member}`);
   await nav(page, "Users").click();
@@ -417,7 +419,7 @@ async function quotas(page, browser) {
   await page.getByText(`Saved the quota of ${member}.`).waitFor();
   await expectUse(page, "user-quota-use", "max_memory_mib", "0 of 4096 MiB");
   await page.getByRole("button", { name: `Clear the quota of ${member}` }).click();
-  await expectUse(page, "user-quota-use", "max_memory_mib", "0 MiB (no limit)");
+  await expectUse(page, "user-quota-use", "max_memory_mib", "0 of 3072 MiB");
   const left = await page.getByLabel("Max memory (MiB)").inputValue();
   if (left !== "") fail(`the cleared limit still shows ${JSON.stringify(left)}`);
 
@@ -441,6 +443,7 @@ async function quotaAsMember(page, member, password) {
   step("the profile shows the member's quota");
   await page.getByRole("link", { name: "Profile" }).click();
   await expectUse(page, "quota", "max_sessions", "0 of 1");
+  await expectUse(page, "quota", "max_memory_mib", "0 of 3072 MiB");
   step("the catalog shows the quota and no warning yet");
   await nav(page, "Catalog").click();
   await page.locator("#quota-summary").getByText("Sessions 0 of 1", { exact: false }).waitFor();
@@ -450,10 +453,13 @@ async function quotaAsMember(page, member, password) {
   step("back on the catalog, launching again is marked as over the quota");
   await nav(page, "Catalog").click();
   await page.locator("#quota-summary").getByText("Sessions 1 of 1", { exact: false }).waitFor();
-  await page
-    .locator('[data-quota-warning="xterm"]')
-    .getByText("Launching this would exceed your quota: 1 of 1 sessions in use")
-    .waitFor();
+  // xterm sets no resources: it counts with the server's default size (2048 MiB), as the server counts it.
+  const warning = page.locator('[data-quota-warning="xterm"]');
+  await warning.getByText("Launching this would exceed your quota: 1 of 1 sessions in use").waitFor();
+  const warned = (await warning.textContent()) ?? "";
+  if (!warned.includes("2048 of 3072 MiB of memory in use, and this needs 2048 more")) {
+    fail(`the warning does not count memory with the default size: ${warned}`);
+  }
   step("a launch beyond the quota is refused with a clear message");
   await page.locator('button[data-template="xterm"]').click();
   const refusal = page.getByRole("alert");

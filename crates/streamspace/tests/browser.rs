@@ -357,11 +357,12 @@ async fn a_group_quota_set_in_the_ui_limits_its_members() -> anyhow::Result<()> 
     )
     .await?;
     let team = api.get_group_quota("team").await?;
-    let one_session = QuotaLimits {
+    let set_in_the_ui = QuotaLimits {
         max_sessions: Some(1),
+        max_memory_mib: Some(3072),
         ..QuotaLimits::default()
     };
-    assert_eq!(team.limits, one_session, "the Groups page set one session");
+    assert_eq!(team.limits, set_in_the_ui, "what the Groups page set");
     let carol = api.get_user_quota("carol").await?;
     assert_eq!(
         carol.limits,

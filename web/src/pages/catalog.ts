@@ -58,7 +58,7 @@ export function catalogPage(root: HTMLElement): () => void {
     const button = h("button", { type: "button", "data-template": t.name }, "Launch");
     button.addEventListener("click", () => void launch(t.name, button, status));
     // The button stays usable: the server decides, and says why it refuses.
-    const over = me ? wouldExceed(me.quota, me.usage, t) : null;
+    const over = me ? wouldExceed(me, t) : null;
     return h(
       "li",
       { class: "card", "data-card": t.name },
