@@ -286,8 +286,9 @@ async function asUser(page, username, password, other) {
   for (const name of ["Agents", "Users", "Groups", "Audit"]) {
     await expectAbsent(nav(page, name), `the user sees a link to ${name}`);
   }
-  step("the audit page shows the user only their own entries");
-  await page.goto(`${opts.url}/audit`);
+  step("the audit page, linked from the profile, shows the user only their own entries");
+  await page.getByRole("link", { name: "Profile" }).click();
+  await page.getByRole("link", { name: "Your activity" }).click();
   await page.locator('#audit tr[data-action="auth.login"]').first().waitFor();
   const actors = await page.locator("#audit tbody tr td:nth-child(2)").allTextContents();
   if (actors.some((a) => a !== `user:${username}`)) fail(`the user sees others' audit entries: ${actors}`);

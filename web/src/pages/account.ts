@@ -31,6 +31,12 @@ export function accountPage(root: HTMLElement): void {
           "What your sessions may hold at once. Hibernated sessions count too; stop the ones you no longer need.",
         ),
         quotaTable(quota, usage),
+        h(
+          "p",
+          {},
+          h("a", { href: "/audit", "data-link": true }, "Your activity"),
+          ": sign-ins and changes you made, from the audit log.",
+        ),
       );
     })
     .catch((e: Error) => showError(e.message));

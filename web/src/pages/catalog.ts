@@ -55,16 +55,21 @@ export function catalogPage(root: HTMLElement): () => void {
 
   function card(t: Template): HTMLLIElement {
     const status = h("span", { class: "launch-status", role: "status" });
-    const button = h("button", { type: "button", "data-template": t.name }, "Launch");
-    button.addEventListener("click", () => void launch(t.name, button, status));
     // The button stays usable: the server decides, and says why it refuses.
     const over = me ? wouldExceed(me, t) : null;
+    const warningId = `quota-warning-${t.name}`;
+    const button = h(
+      "button",
+      { type: "button", "data-template": t.name, "aria-describedby": over ? warningId : null },
+      "Launch",
+    );
+    button.addEventListener("click", () => void launch(t.name, button, status));
     return h(
       "li",
       { class: "card", "data-card": t.name },
       h("h2", {}, t.name),
       h("p", {}, t.description || t.command.join(" ")),
-      over ? h("p", { class: "quota-warning", "data-quota-warning": t.name }, over) : null,
+      over ? h("p", { id: warningId, class: "quota-warning", "data-quota-warning": t.name }, over) : null,
       h("div", { class: "row" }, button, status),
     );
   }

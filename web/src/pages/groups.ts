@@ -90,6 +90,7 @@ export function groupsPage(root: HTMLElement): void {
             "aria-label": `Delete group ${g.name}`,
             onclick: () => {
               if (window.confirm(`Delete the group ${g.name}?`)) {
+                if (quota.dataset.group === g.name) quota.replaceChildren();
                 void act("Deleting the group", () => api.deleteGroup(g.name), `Deleted ${g.name}.`);
               }
             },
@@ -114,6 +115,7 @@ export function groupsPage(root: HTMLElement): void {
         showError(`Setting the quota failed: ${(e as Error).message}`);
       }
     };
+    quota.dataset.group = name;
     replace(
       quota,
       h("h2", {}, `Quota of group ${name}`),

@@ -54,6 +54,7 @@ export function usersPage(root: HTMLElement): void {
       actions.push(
         button("Delete", () => {
           if (!window.confirm(`Delete ${u.username}? Their sessions are stopped.`)) return;
+          if (quota.dataset.user === u.username) quota.replaceChildren();
           void act("Delete", () => api.deleteUser(u.username), `Deleted ${u.username}.`);
         }),
       );
@@ -85,6 +86,7 @@ export function usersPage(root: HTMLElement): void {
           showError(`Setting the quota failed: ${(e as Error).message}`);
         }
       };
+      quota.dataset.user = username;
       replace(
         quota,
         h("h2", {}, `Quota of ${username}`),
