@@ -369,6 +369,7 @@ async function totp(page) {
   step("the QR code shown, as the browser drew it, reads back as the otpauth link");
   const scanned = decodeQR(await pixels(page.locator("#totp-qr")), { format: "RGBA" });
   if (scanned !== uri) fail(`the QR code reads ${JSON.stringify(scanned)}, not the link ${uri}`);
+  await page.screenshot({ path: opts.screenshot.replace(/\.png$/, "-qr.png"), fullPage: true });
   await page.getByLabel("Code from the app").fill(totpCode(secret, -1));
   await page.getByRole("button", { name: "Turn on" }).click();
   await page.locator("#recovery-codes li").nth(9).waitFor();
