@@ -279,8 +279,8 @@ export const api = {
   confirmTotp: (code: string) => request<{ recovery_codes: string[] }>("POST", "/auth/totp/confirm", { code }),
   disableTotp: (password: string) => request<unknown>("DELETE", "/auth/totp", { password }, true),
   logout: () => request<void>("POST", "/auth/logout", undefined, true),
-  /** Who is signed in; a 401 here just means nobody (it is how the page starts). */
-  me: () => request<Me>("GET", "/auth/me", undefined, true),
+  /** Who is signed in; a 401 here just means nobody (it is how the page starts) unless `quiet` is false. */
+  me: (quiet = true) => request<Me>("GET", "/auth/me", undefined, quiet),
   templates: () => request<Template[]>("GET", "/templates"),
   sessions: (owner?: string) =>
     request<Session[]>("GET", owner === undefined ? "/sessions" : `/sessions?owner=${enc(owner)}`),

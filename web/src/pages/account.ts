@@ -8,7 +8,7 @@ export function accountPage(root: HTMLElement): void {
   replace(root, h("h1", {}, "Profile"), details);
 
   api
-    .me()
+    .me(false)
     .then(({ user, quota, usage }) => {
       details.removeAttribute("aria-busy");
       const row = (label: string, value: string) => h("div", {}, h("dt", {}, label), h("dd", {}, value));

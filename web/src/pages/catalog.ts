@@ -75,7 +75,7 @@ export function catalogPage(root: HTMLElement): () => void {
   }
 
   async function loadQuota(): Promise<void> {
-    me = await api.me();
+    me = await api.me(false);
   }
 
   Promise.all([api.templates(), loadQuota()])
