@@ -21,9 +21,10 @@
 //               Finally, stopping the session ends the viewer with a clear message.
 //   users       an admin (USER) creates the user NEW-USER on the Users page and puts them in a
 //               group; NEW-USER signs in in a fresh browser context, sees the catalog but not the
-//               admin pages (no links; their URLs say the page is not available), launches xterm
-//               and sees only that session on "My sessions" (not OTHER-SESSION, the admin's),
-//               creates and revokes an API token, and signs out.
+//               admin pages (no links; their URLs say the page is not available) nor an Audit
+//               link, opens their own audit entries from the profile (only theirs), launches
+//               xterm and sees only that session on "My sessions" (not OTHER-SESSION, the
+//               admin's), creates and revokes an API token, and signs out.
 //   quotas      USER (an admin) sets a quota (one session, 3072 MiB) on the group GROUP on the
 //               Groups page, sees it apply to NEW-USER (a member) on the Users page, sets and
 //               clears a limit on NEW-USER; NEW-USER signs in, sees the limit on their profile and
