@@ -28,6 +28,10 @@ export interface Template {
   name: string;
   description: string;
   command: string[];
+  /** What a session of it holds; an unset dimension counts with the server's default size. */
+  resources?: { cpu_millis?: number; memory_mib?: number };
+  /** Groups whose members may launch it; absent or empty: everyone. */
+  allowed_groups?: string[];
   created_at: string;
 }
 
@@ -145,6 +149,84 @@ export interface CreatedToken {
   expires_at: string | null;
 }
 
+/** Limits at one level (user, group, or what applies); `null` (or absent): none at that level. */
+export interface QuotaLimits {
+  max_sessions?: number | null;
+  max_cpu_millis?: number | null;
+  max_memory_mib?: number | null;
+}
+
+export type QuotaDimension = keyof QuotaLimits;
+
+/** What a user's sessions hold now: every session that is not terminal, hibernated included. */
+export interface QuotaUsage {
+  sessions: number;
+  cpu_millis: number;
+  memory_mib: number;
+}
+
+/** What one session counts against a quota. */
+export interface SessionSize {
+  cpu_millis: number;
+  memory_mib: number;
+}
+
+/** Answer to GET /api/v1/auth/me. */
+export interface Me {
+  user: User;
+  /** The limits that apply (`null`: unlimited). */
+  quota: QuotaLimits;
+  usage: QuotaUsage;
+  /** What a session counts in a dimension its template does not size. */
+  default_session_size?: SessionSize;
+}
+
+/** GET /api/v1/users/{username}/quota: the user's own limits, what applies, and use. */
+export interface UserQuota {
+  username: string;
+  limits: QuotaLimits;
+  effective: QuotaLimits;
+  usage: QuotaUsage;
+}
+
+export interface GroupQuota {
+  name: string;
+  limits: QuotaLimits;
+}
+
+/** PUT …/quota: an omitted field stays as it is, `null` clears it (the level inherits). */
+export type SetQuota = QuotaLimits;
+
+export interface AuditRecord {
+  id: number;
+  at: string;
+  /** Who, in words (`user:alice`, `anonymous:bob` for a failed sign-in). */
+  actor: string;
+  actor_id: string | null;
+  action: string;
+  target: string;
+  detail: unknown;
+  client_addr: string | null;
+}
+
+/** GET /api/v1/audit's query; every field narrows the answer. */
+export interface AuditFilter {
+  actor?: string;
+  action?: string;
+  target?: string;
+  /** RFC 3339 times. */
+  since?: string;
+  until?: string;
+  cursor?: string;
+  limit?: number;
+}
+
+/** A page of a listing; `next_cursor` is absent on the last page. */
+export interface Page<T> {
+  items: T[];
+  next_cursor?: string | null;
+}
+
 /** Called when the API answers 401: the browser session has ended (or never began). */
 let onUnauthorized: () => void = () => {};
 
@@ -189,12 +271,6 @@ async function request<T>(method: string, path: string, body?: unknown, quiet = 
 
 const enc = encodeURIComponent;
 
-/** A page of a listing; `next_cursor` is absent on the last one. */
-export interface Page<T> {
-  items: T[];
-  next_cursor?: string;
-}
-
 /** Most items a listing is followed to, so a runaway list cannot hang the page. */
 const MAX_LISTED = 10_000;
 
@@ -207,7 +283,7 @@ async function all<T>(path: string): Promise<T[]> {
     const query = `${sep}limit=1000${cursor === undefined ? "" : `&cursor=${enc(cursor)}`}`;
     const page = await request<Page<T>>("GET", `${path}${query}`);
     items.push(...page.items);
-    cursor = page.next_cursor;
+    cursor = page.next_cursor ?? undefined;
   } while (cursor !== undefined && items.length < MAX_LISTED);
   return items;
 }
@@ -220,8 +296,8 @@ export const api = {
   confirmTotp: (code: string) => request<{ recovery_codes: string[] }>("POST", "/auth/totp/confirm", { code }),
   disableTotp: (password: string) => request<unknown>("DELETE", "/auth/totp", { password }, true),
   logout: () => request<void>("POST", "/auth/logout", undefined, true),
-  /** Who is signed in; a 401 here just means nobody (it is how the page starts). */
-  me: () => request<{ user: User }>("GET", "/auth/me", undefined, true),
+  /** Who is signed in; a 401 here just means nobody (it is how the page starts) unless `quiet` is false. */
+  me: (quiet = true) => request<Me>("GET", "/auth/me", undefined, quiet),
   templates: () => all<Template>("/templates"),
   sessions: (owner?: string) => all<Session>(owner === undefined ? "/sessions" : `/sessions?owner=${enc(owner)}`),
   session: (id: string) => request<Session>("GET", `/sessions/${enc(id)}`),
@@ -243,6 +319,19 @@ export const api = {
     request<Group>("PUT", `/groups/${enc(group)}/members/${enc(username)}`),
   removeMember: (group: string, username: string) =>
     request<unknown>("DELETE", `/groups/${enc(group)}/members/${enc(username)}`),
+  userQuota: (username: string) => request<UserQuota>("GET", `/users/${enc(username)}/quota`),
+  setUserQuota: (username: string, change: SetQuota) =>
+    request<UserQuota>("PUT", `/users/${enc(username)}/quota`, change),
+  groupQuota: (name: string) => request<GroupQuota>("GET", `/groups/${enc(name)}/quota`),
+  setGroupQuota: (name: string, change: SetQuota) => request<GroupQuota>("PUT", `/groups/${enc(name)}/quota`, change),
+  audit: (filter: AuditFilter) => {
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(filter)) {
+      if (value !== undefined && value !== "") query.set(key, String(value));
+    }
+    const qs = query.toString();
+    return request<Page<AuditRecord>>("GET", qs ? `/audit?${qs}` : "/audit");
+  },
   tokens: () => all<ApiToken>("/tokens"),
   createToken: (name: string) => request<CreatedToken>("POST", "/tokens", { name }),
   revokeToken: (id: string) => request<unknown>("DELETE", `/tokens/${enc(id)}`),

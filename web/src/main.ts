@@ -1,7 +1,9 @@
 import "./style.css";
 import { Role, api, setUnauthorizedHandler } from "./api";
 import { clearMessages, h, replace, showError } from "./dom";
+import { accountPage } from "./pages/account";
 import { agentsPage } from "./pages/agents";
+import { auditPage } from "./pages/audit";
 import { catalogPage } from "./pages/catalog";
 import { commandsPage } from "./pages/commands";
 import { groupsPage } from "./pages/groups";
@@ -25,6 +27,8 @@ interface Route {
   /** Shown in the main navigation under this name (else reached from a link). */
   nav?: string;
   href?: string;
+  /** The least role whose navigation shows the link, when more than may open the page. */
+  navRole?: Role;
 }
 
 const routes: Route[] = [
@@ -34,6 +38,9 @@ const routes: Route[] = [
   { pattern: /^\/commands$/, page: commandsPage, title: "Commands", role: "user", nav: "Commands", href: "/commands" },
   { pattern: /^\/users$/, page: usersPage, title: "Users", role: "admin", nav: "Users", href: "/users" },
   { pattern: /^\/groups$/, page: groupsPage, title: "Groups", role: "admin", nav: "Groups", href: "/groups" },
+  // Everyone may read their own entries (the API filters); only admins get the link.
+  { pattern: /^\/audit$/, page: auditPage, title: "Audit log", role: "user", nav: "Audit", href: "/audit", navRole: "admin" },
+  { pattern: /^\/account$/, page: accountPage, title: "Profile", role: "user" },
   { pattern: /^\/tokens$/, page: tokensPage, title: "API tokens", role: "user" },
   { pattern: /^\/totp$/, page: totpPage, title: "Two-step sign-in", role: "user" },
   { pattern: /^\/view\/([0-9a-fA-F-]{36})$/, page: viewerPage, title: "Viewer", role: "user" },
@@ -51,7 +58,7 @@ function renderHeader(nav: HTMLElement, path: string): void {
     return;
   }
   const links = routes
-    .filter((r) => r.nav && may(r.role))
+    .filter((r) => r.nav && may(r.navRole ?? r.role))
     .map((r) => {
       const current = r.href === path || (path === "/" && r.href === "/catalog");
       return h("a", { href: r.href, "data-link": true, "aria-current": current ? "page" : null }, r.nav);
@@ -69,6 +76,7 @@ function renderHeader(nav: HTMLElement, path: string): void {
       " ",
       h("span", { class: `badge badge-role-${user.role}` }, user.role),
     ),
+    h("a", { href: "/account", "data-link": true, "aria-current": path === "/account" ? "page" : null }, "Profile"),
     h("a", { href: "/tokens", "data-link": true, "aria-current": path === "/tokens" ? "page" : null }, "API tokens"),
     h("a", { href: "/totp", "data-link": true, "aria-current": path === "/totp" ? "page" : null }, "Two-step sign-in"),
     signOut,

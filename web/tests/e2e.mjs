@@ -4,6 +4,7 @@
 //   node web/tests/e2e.mjs --url http://127.0.0.1:PORT --token TOKEN --scenario NAME \
 //        --username USER --password PASSWORD --screenshot OUT.png \
 //        [--marker M --marker-file PATH] [--new-user NAME --new-password P --other-session ID]
+//        [--group NAME]
 //
 // The browser signs in with USER and PASSWORD; TOKEN (an admin token) is only for the API calls
 // the driver makes itself.
@@ -20,9 +21,23 @@
 //               Finally, stopping the session ends the viewer with a clear message.
 //   users       an admin (USER) creates the user NEW-USER on the Users page and puts them in a
 //               group; NEW-USER signs in in a fresh browser context, sees the catalog but not the
-//               admin pages (no links; their URLs say the page is not available), launches xterm
-//               and sees only that session on "My sessions" (not OTHER-SESSION, the admin's),
-//               creates and revokes an API token, and signs out.
+//               admin pages (no links; their URLs say the page is not available) nor an Audit
+//               link, opens their own audit entries from the profile (only theirs), launches
+//               xterm and sees only that session on "My sessions" (not OTHER-SESSION, the
+//               admin's), creates and revokes an API token, and signs out.
+//   quotas      USER (an admin) sets a quota (one session, 3072 MiB) on the group GROUP on the
+//               Groups page, sees it apply to NEW-USER (a member) on the Users page, sets and
+//               clears a limit on NEW-USER; NEW-USER signs in, sees the limit on their profile and
+//               the catalog, launches xterm, is then warned that another launch would exceed the
+//               quota (memory counted with the server's default size) and is refused it with a
+//               clear message.
+//   audit       USER (an admin) creates the group GROUP on the Groups page, then on the Audit page
+//               sees their own sign-in and that change, filters by action (GROUP first; the
+//               driver's caller made more than a page of group.create entries) and pages Older
+//               and Newer; filters by actor.
+//   totp        USER turns on two-step sign-in: the QR code shown reads back (decoded from the
+//               page's pixels) as the otpauth link; a code computed from the secret shown turns
+//               it on; signs in again with a code; turns it off with the password.
 //
 // Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
 // stderr (and a screenshot) on failure.
@@ -31,6 +46,7 @@ import { createHmac } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
+import { decodeQR } from "qr/decode.js";
 
 const { values: opts } = parseArgs({
   options: {
@@ -45,6 +61,7 @@ const { values: opts } = parseArgs({
     "new-user": { type: "string" },
     "new-password": { type: "string" },
     "other-session": { type: "string" },
+    group: { type: "string" },
     chromium: { type: "string", default: process.env.CHROMIUM ?? "/usr/bin/chromium" },
   },
 });
@@ -267,9 +284,15 @@ async function asUser(page, username, password, other) {
   await nav(page, "Catalog").click();
   await page.locator('button[data-template="xterm"]').waitFor();
   step("the user has no links to the admin and operator pages");
-  for (const name of ["Agents", "Users", "Groups"]) {
+  for (const name of ["Agents", "Users", "Groups", "Audit"]) {
     await expectAbsent(nav(page, name), `the user sees a link to ${name}`);
   }
+  step("the audit page, linked from the profile, shows the user only their own entries");
+  await page.getByRole("link", { name: "Profile" }).click();
+  await page.getByRole("link", { name: "Your activity" }).click();
+  await page.locator('#audit tr[data-action="auth.login"]').first().waitFor();
+  const actors = await page.locator("#audit tbody tr td:nth-child(2)").allTextContents();
+  if (actors.some((a) => a !== `user:${username}`)) fail(`the user sees others' audit entries: ${actors}`);
   for (const [path, title] of [["/users", "Users"], ["/groups", "Groups"], ["/agents", "Agents"]]) {
     step(`${path} is not available to the user`);
     await page.goto(`${opts.url}${path}`);
@@ -318,6 +341,23 @@ function totpCode(secret, offset) {
   return String((mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000).padStart(6, "0");
 }
 
+/** The RGBA pixels of an image on the page, drawn on white as a camera would see the screen. */
+async function pixels(image) {
+  await image.waitFor();
+  const { width, height, data } = await image.evaluate(async (img) => {
+    await img.decode();
+    const canvas = document.createElement("canvas");
+    canvas.width = img.width;
+    canvas.height = img.height;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+    return { width: canvas.width, height: canvas.height, data: Array.from(ctx.getImageData(0, 0, canvas.width, canvas.height).data) };
+  });
+  return { width, height, data: Uint8ClampedArray.from(data) };
+}
+
 async function totp(page) {
   await signIn(page);
   step("turn on two-step sign-in from the user menu");
@@ -327,6 +367,10 @@ async function totp(page) {
   if (secret.length < 16) fail(`no secret shown (got ${JSON.stringify(secret)})`);
   const uri = await page.locator("#totp-uri").getAttribute("href");
   if (!uri?.startsWith("otpauth://totp/")) fail(`no otpauth link (got ${uri})`);
+  step("the QR code shown, as the browser drew it, reads back as the otpauth link");
+  const scanned = decodeQR(await pixels(page.locator("#totp-qr")), { format: "RGBA" });
+  if (scanned !== uri) fail(`the QR code reads ${JSON.stringify(scanned)}, not the link ${uri}`);
+  await page.screenshot({ path: opts.screenshot.replace(/\.png$/, "-qr.png"), fullPage: true });
   await page.getByLabel("Code from the app").fill(totpCode(secret, -1));
   await page.getByRole("button", { name: "Turn on" }).click();
   await page.locator("#recovery-codes li").nth(9).waitFor();
@@ -346,7 +390,154 @@ async function totp(page) {
   await page.getByRole("button", { name: "Turn on" }).waitFor();
 }
 
-const scenarios = { lifecycle, keystrokes, users, totp };
+/** Waits until the cell of `row` in the table `table` for `dimension` reads `text`. */
+async function expectUse(page, table, dimension, text) {
+  step(`${table} shows ${dimension}: ${text}`);
+  await page.locator(`#${table} tr[data-dimension="${dimension}"] td`).getByText(text, { exact: true }).waitFor();
+}
+
+async function quotas(page, browser) {
+  const member = opts["new-user"];
+  const password = opts["new-password"];
+  const group = opts.group;
+  if (!member || !password || !group) fail("quotas needs --new-user, --new-password and --group");
+  await signIn(page);
+  step(`the admin sets a quota of one session and 3072 MiB on the group ${group}`);
+  await nav(page, "Groups").click();
+  await page.getByRole("button", { name: `Quota of group ${group}` }).click();
+  await page.getByRole("heading", { name: `Quota of group ${group}` }).waitFor();
+  await page.getByLabel("Max sessions").fill("1");
+  await page.getByLabel("Max memory (MiB)").fill("3072");
+  await page.getByRole("button", { name: "Save quota" }).click();
+  await page.locator(`td[data-quota="${group}"]`).getByText("1 session · 3072 MiB", { exact: true }).waitFor();
+
+  step(`the Users page shows the group's limit applying to ${member}`);
+  await nav(page, "Users").click();
+  await page.getByRole("button", { name: `Quota ${member}` }).click();
+  await page.getByRole("heading", { name: `Quota of ${member}` }).waitFor();
+  await expectUse(page, "user-quota-use", "max_sessions", "0 of 1");
+  step(`the admin sets a memory limit on ${member}, then clears it`);
+  await page.getByLabel("Max memory (MiB)").fill("4096");
+  await page.getByRole("button", { name: "Save quota" }).click();
+  await page.getByText(`Saved the quota of ${member}.`).waitFor();
+  await expectUse(page, "user-quota-use", "max_memory_mib", "0 of 4096 MiB");
+  await page.getByRole("button", { name: `Clear the quota of ${member}` }).click();
+  await expectUse(page, "user-quota-use", "max_memory_mib", "0 of 3072 MiB");
+  const left = await page.getByLabel("Max memory (MiB)").inputValue();
+  if (left !== "") fail(`the cleared limit still shows ${JSON.stringify(left)}`);
+
+  step(`${member} signs in in a fresh browser context`);
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const memberPage = await context.newPage();
+  memberPage.setDefaultTimeout(TIMEOUT);
+  memberPage.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+  try {
+    await quotaAsMember(memberPage, member, password);
+  } catch (e) {
+    await memberPage.screenshot({ path: opts.screenshot.replace(/\.png$/, "-member.png"), fullPage: true }).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
+  }
+}
+
+async function quotaAsMember(page, member, password) {
+  await signIn(page, member, password);
+  step("the profile shows the member's quota");
+  await page.getByRole("link", { name: "Profile" }).click();
+  await expectUse(page, "quota", "max_sessions", "0 of 1");
+  await expectUse(page, "quota", "max_memory_mib", "0 of 3072 MiB");
+  step("the catalog shows the quota and no warning yet");
+  await nav(page, "Catalog").click();
+  await page.locator("#quota-summary").getByText("Sessions 0 of 1", { exact: false }).waitFor();
+  await page.locator('button[data-template="xterm"]').waitFor();
+  await expectAbsent(page.locator("[data-quota-warning]"), "a warning shows before any session");
+  await launchXterm(page);
+  step("back on the catalog, launching again is marked as over the quota");
+  await nav(page, "Catalog").click();
+  await page.locator("#quota-summary").getByText("Sessions 1 of 1", { exact: false }).waitFor();
+  // xterm sets no resources: it counts with the server's default size (2048 MiB), as the server counts it.
+  const warning = page.locator('[data-quota-warning="xterm"]');
+  await warning.getByText("Launching this would exceed your quota: 1 of 1 sessions in use").waitFor();
+  const warned = (await warning.textContent()) ?? "";
+  if (!warned.includes("2048 of 3072 MiB of memory in use, and this needs 2048 more")) {
+    fail(`the warning does not count memory with the default size: ${warned}`);
+  }
+  step("a launch beyond the quota is refused with a clear message");
+  await page.locator('button[data-template="xterm"]').click();
+  const refusal = page.getByRole("alert");
+  await refusal.getByText("Launch refused: your quota does not allow another session").waitFor();
+  const text = (await refusal.textContent()) ?? "";
+  if (!text.includes("max_sessions is 1")) fail(`the refusal does not name the limit: ${text}`);
+  await expectAbsent(page.locator('[data-view-state]'), "a viewer opened for the refused launch");
+  await page.screenshot({ path: opts.screenshot.replace(/\.png$/, "-member.png"), fullPage: true });
+}
+
+/** Waits until the audit table has rows, all of `action`. */
+async function onlyAction(page, action) {
+  step(`the audit table shows only ${action}`);
+  await page.waitForFunction((action) => {
+    const rows = [...document.querySelectorAll("#audit tbody tr")];
+    return rows.length > 0 && rows.every((tr) => tr.dataset.action === action);
+  }, action);
+}
+
+async function audit(page) {
+  const group = opts.group;
+  if (!group) fail("audit needs --group");
+  await signIn(page);
+  step(`the admin creates the group ${group}`);
+  await nav(page, "Groups").click();
+  await page.getByLabel("Name", { exact: true }).fill(group);
+  await page.getByRole("button", { name: "Create group" }).click();
+  await page.locator(`tr[data-group="${group}"]`).waitFor();
+
+  step("the audit page shows the admin's sign-in and the new group");
+  await nav(page, "Audit").click();
+  await page.getByRole("heading", { name: "Audit log" }).waitFor();
+  const rows = page.locator("#audit tbody tr");
+  const login = page.locator('#audit tr[data-action="auth.login"]').first();
+  await login.getByRole("cell", { name: `user:${opts.username}`, exact: true }).waitFor();
+  const created = page.locator('#audit tr[data-action="group.create"]').first();
+  await created.getByRole("cell", { name: group, exact: true }).waitFor();
+  await created.getByRole("cell", { name: `user:${opts.username}`, exact: true }).waitFor();
+  const address = (await created.locator("td").nth(4).textContent())?.trim();
+  if (address !== "127.0.0.1") fail(`the client address is ${JSON.stringify(address)}, not 127.0.0.1`);
+
+  step("filtering by action shows only that action, newest first");
+  await page.getByLabel("Action").fill("group.create");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await onlyAction(page, "group.create");
+  await rows.first().getByRole("cell", { name: group, exact: true }).waitFor();
+  const actions = async () => rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.action));
+  const first = await actions();
+  if (first.length !== 50) fail(`the first page of group.create has ${first.length} rows, not 50`);
+  step("Older shows the next page, Newer the first again");
+  const firstId = await rows.first().getAttribute("data-audit");
+  await page.getByRole("button", { name: "Older" }).click();
+  await page.locator('[data-page="2"]').waitFor();
+  await onlyAction(page, "group.create");
+  const secondIds = await rows.evaluateAll((trs) => trs.map((tr) => Number(tr.dataset.audit)));
+  if (secondIds.some((id) => id >= Number(firstId))) fail(`the second page is not older: ${secondIds}`);
+  if (!(await page.getByRole("button", { name: "Older" }).isDisabled())) fail("Older is enabled on the last page");
+  await page.getByRole("button", { name: "Newer" }).click();
+  await page.locator('[data-page="1"]').waitFor();
+  await page.locator(`#audit tr[data-audit="${firstId}"]`).waitFor();
+
+  step("filtering by actor and action finds the admin's sign-in");
+  await page.getByLabel("Actor (username)").fill(opts.username);
+  await page.getByLabel("Action").fill("auth.login");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await onlyAction(page, "auth.login");
+  const actors = await rows.evaluateAll((trs) => trs.map((tr) => tr.cells[1].textContent));
+  if (actors.some((a) => a !== `user:${opts.username}`)) fail(`the actor filter shows ${actors}`);
+  step("an actor with no entries shows none");
+  await page.getByLabel("Actor (username)").fill("nobody-here");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.getByRole("cell", { name: "No entries." }).waitFor();
+}
+
+const scenarios = { lifecycle, keystrokes, users, totp, quotas, audit };
 const scenario = scenarios[opts.scenario];
 if (!scenario) fail(`unknown scenario ${opts.scenario}`);
 

@@ -20,7 +20,7 @@ pub use identity::{
     CreateUser, CreatedToken, DisableTotp, Group, LoginRequest, LoginResponse, Me, Page,
     RecoveryCodes, Role, TotpEnrolment, UpdateGroup, UpdateUser, User,
 };
-pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SetQuota, UserQuota};
+pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SessionSize, SetQuota, UserQuota};
 pub use template::{
     DEFAULT_VNC_PORT, HomePolicy, ResourcesChange, TemplatePorts, TemplateResources, UpdateTemplate,
 };

@@ -7,17 +7,11 @@
 //! is [`QuotaLimits::effective`]'s rule; the store hands over the levels it reads.
 
 use async_trait::async_trait;
+pub use streamspace_proto::api::SessionSize;
 use streamspace_proto::api::{QuotaLimits, QuotaUsage, SetQuota};
 use uuid::Uuid;
 
 use crate::{AuditEntry, Result, StoreError};
-
-/// How much one session holds, as quotas count it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionSize {
-    pub cpu_millis: u32,
-    pub memory_mib: u32,
-}
 
 /// The limits set on a user and on each of their groups.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready};
 use streamspace_client::Client;
-use streamspace_proto::api::{CreateUser, Role, SessionFilter};
+use streamspace_proto::api::{CreateGroup, CreateUser, QuotaLimits, Role, SessionFilter};
 use streamspace_testkit::PgCluster;
 use streamspace_testkit::redis::RedisServer;
 use uuid::Uuid;
@@ -313,5 +313,101 @@ async fn two_step_sign_in_is_turned_on_used_and_turned_off() -> anyhow::Result<(
     };
     let enabled = api.list_audit(&filter).await?;
     assert_eq!(enabled.items.len(), 1, "{enabled:?}");
+    Ok(())
+}
+
+/// An admin sets a group's quota on the Groups page (and sets and clears a member's own limit on
+/// the Users page); the member sees the limit on their profile and the catalog, and a launch
+/// beyond it is refused with a message that says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_quota_set_in_the_ui_limits_its_members() -> anyhow::Result<()> {
+    check_toolchain()?;
+    let mut h = common::harness()?;
+    let (up, url, token, admin) = platform(&mut h).await?;
+    let api = Client::new(&url, &token)?;
+    let password = "carol's password";
+    api.create_user(&CreateUser {
+        username: "carol".to_owned(),
+        role: Role::User,
+        password: Some(password.to_owned()),
+        ..CreateUser::default()
+    })
+    .await?;
+    api.create_group(&CreateGroup {
+        name: "team".to_owned(),
+        ..CreateGroup::default()
+    })
+    .await?;
+    api.add_group_member("team", "carol").await?;
+    drive(
+        || up.logs(),
+        &url,
+        &token,
+        &admin,
+        "quotas",
+        "quotas",
+        &[
+            "--new-user",
+            "carol",
+            "--new-password",
+            password,
+            "--group",
+            "team",
+        ],
+    )
+    .await?;
+    let team = api.get_group_quota("team").await?;
+    let set_in_the_ui = QuotaLimits {
+        max_sessions: Some(1),
+        max_memory_mib: Some(3072),
+        ..QuotaLimits::default()
+    };
+    assert_eq!(team.limits, set_in_the_ui, "what the Groups page set");
+    let carol = api.get_user_quota("carol").await?;
+    assert_eq!(
+        carol.limits,
+        QuotaLimits::default(),
+        "the Users page cleared carol's own limits"
+    );
+    assert_eq!(carol.effective.max_sessions, Some(1), "{carol:?}");
+    let filter = SessionFilter {
+        owner: Some("carol".into()),
+        ..SessionFilter::default()
+    };
+    let sessions = api.list_sessions(&filter).await?;
+    assert_eq!(
+        sessions.len(),
+        1,
+        "the launch beyond the quota made no session: {sessions:?}"
+    );
+    Ok(())
+}
+
+/// The admin's own actions show on the Audit page, which filters by action and actor and pages
+/// through more than one page with Older and Newer.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_page_shows_and_filters_the_admins_actions() -> anyhow::Result<()> {
+    check_toolchain()?;
+    let mut h = common::harness()?;
+    let (up, url, token, admin) = platform(&mut h).await?;
+    let api = Client::new(&url, &token)?;
+    // More `group.create` entries than one page of the Audit page (50) holds.
+    for i in 0..55 {
+        api.create_group(&CreateGroup {
+            name: format!("bulk-{i:02}"),
+            ..CreateGroup::default()
+        })
+        .await?;
+    }
+    drive(
+        || up.logs(),
+        &url,
+        &token,
+        &admin,
+        "audit",
+        "audit",
+        &["--group", "auditors"],
+    )
+    .await?;
     Ok(())
 }

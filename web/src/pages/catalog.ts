@@ -1,5 +1,6 @@
-import { ApiError, Session, api, isTerminal } from "../api";
+import { ApiError, Me, Session, Template, api, isTerminal } from "../api";
 import { clearMessages, h, replace, showError } from "../dom";
+import { quotaSummary, wouldExceed } from "../quota";
 import { navigate } from "../router";
 
 const LAUNCH_TIMEOUT_MS = 120_000;
@@ -7,7 +8,10 @@ const LAUNCH_TIMEOUT_MS = 120_000;
 export function catalogPage(root: HTMLElement): () => void {
   let cancelled = false;
   const list = h("ul", { class: "catalog", "aria-busy": "true" });
-  replace(root, h("h1", {}, "Catalog"), list);
+  const quota = h("p", { id: "quota-summary", class: "muted" });
+  replace(root, h("h1", {}, "Catalog"), quota, list);
+  let templates: Template[] = [];
+  let me: Me | null = null;
 
   async function launch(name: string, button: HTMLButtonElement, status: HTMLElement) {
     clearMessages();
@@ -29,39 +33,70 @@ export function catalogPage(root: HTMLElement): () => void {
       }
       if (!cancelled) navigate(`/view/${session.id}`);
     } catch (e) {
-      showError(e instanceof ApiError ? `Launch failed: ${e.message}` : String((e as Error).message));
+      showError(launchError(e as Error));
       status.textContent = "";
+      // What the quota allows may have changed (or been the reason): show it as it is now.
+      await loadQuota().catch(() => {});
+      render();
     } finally {
       button.disabled = false;
     }
   }
 
-  api
-    .templates()
-    .then((templates) => {
+  /** Your quota's use on top, and on each card whether launching it would exceed it. */
+  function render(): void {
+    if (me) replace(quota, "Your quota: ", quotaSummary(me.quota, me.usage), ".");
+    if (templates.length === 0) {
+      replace(list, h("li", {}, "No templates yet."));
+      return;
+    }
+    replace(list, ...templates.map(card));
+  }
+
+  function card(t: Template): HTMLLIElement {
+    const status = h("span", { class: "launch-status", role: "status" });
+    // The button stays usable: the server decides, and says why it refuses.
+    const over = me ? wouldExceed(me, t) : null;
+    const warningId = `quota-warning-${t.name}`;
+    const button = h(
+      "button",
+      { type: "button", "data-template": t.name, "aria-describedby": over ? warningId : null },
+      "Launch",
+    );
+    button.addEventListener("click", () => void launch(t.name, button, status));
+    return h(
+      "li",
+      { class: "card", "data-card": t.name },
+      h("h2", {}, t.name),
+      h("p", {}, t.description || t.command.join(" ")),
+      over ? h("p", { id: warningId, class: "quota-warning", "data-quota-warning": t.name }, over) : null,
+      h("div", { class: "row" }, button, status),
+    );
+  }
+
+  async function loadQuota(): Promise<void> {
+    me = await api.me(false);
+  }
+
+  Promise.all([api.templates(), loadQuota()])
+    .then(([loaded]) => {
+      templates = loaded;
       list.removeAttribute("aria-busy");
-      if (templates.length === 0) {
-        replace(list, h("li", {}, "No templates yet."));
-        return;
-      }
-      replace(
-        list,
-        ...templates.map((t) => {
-          const status = h("span", { class: "launch-status", role: "status" });
-          const button = h("button", { type: "button", "data-template": t.name }, "Launch");
-          button.addEventListener("click", () => void launch(t.name, button, status));
-          return h(
-            "li",
-            { class: "card" },
-            h("h2", {}, t.name),
-            h("p", {}, t.description || t.command.join(" ")),
-            h("div", { class: "row" }, button, status),
-          );
-        }),
-      );
+      if (!cancelled) render();
     })
     .catch((e: Error) => showError(e.message));
   return () => {
     cancelled = true;
   };
+}
+
+/** The message for a failed launch; a refusal for the quota says what to do about it. */
+function launchError(e: Error): string {
+  if (e instanceof ApiError && e.code === "quota_exceeded") {
+    return (
+      `Launch refused: your quota does not allow another session (${e.message}). ` +
+      "Stop a session you no longer need (hibernated ones count too), or ask an admin for a larger quota."
+    );
+  }
+  return e instanceof ApiError ? `Launch failed: ${e.message}` : e.message;
 }

@@ -1,10 +1,14 @@
-import { Group, api } from "../api";
-import { h, replace, runAction, showError } from "../dom";
+import { Group, GroupQuota, QuotaLimits, SetQuota, api } from "../api";
+import { clearMessages, h, replace, runAction, showError, showNotice } from "../dom";
+import { quotaForm } from "../quota";
 
-/** Admins: groups with their members; create and delete groups, add and remove members. */
+/**
+ * Admins: groups with their members and quotas; create and delete groups, add and remove members,
+ * and set a group's quota ("Quota" opens it below the table).
+ */
 export function groupsPage(root: HTMLElement): void {
   const body = h("tbody");
-  const headers = ["Group", "Description", "Members", "Add a member", "Actions"];
+  const headers = ["Group", "Description", "Members", "Add a member", "Quota", "Actions"];
   const name = h("input", { id: "new-group", type: "text", required: true, autocomplete: "off", spellcheck: "false" });
   const description = h("input", { id: "new-group-description", type: "text", autocomplete: "off" });
   const create = h("button", { type: "submit" }, "Create group");
@@ -15,11 +19,13 @@ export function groupsPage(root: HTMLElement): void {
     h("div", {}, h("label", { for: "new-group-description" }, "Description"), description),
     create,
   );
+  const quota = h("section", { id: "group-quota", "aria-live": "polite" });
   replace(
     root,
     h("h1", {}, "Groups"),
     form,
     h("table", {}, h("thead", {}, h("tr", {}, ...headers.map((c) => h("th", { scope: "col" }, c)))), body),
+    quota,
   );
 
   const refresh = async () => {
@@ -28,12 +34,13 @@ export function groupsPage(root: HTMLElement): void {
       replace(body, h("tr", {}, h("td", { colspan: headers.length }, "No groups yet.")));
       return;
     }
-    replace(body, ...groups.map(row));
+    const quotas = await Promise.all(groups.map((g) => api.groupQuota(g.name)));
+    replace(body, ...groups.map((g, i) => row(g, quotas[i])));
   };
   const act = (label: string, call: () => Promise<unknown>, done?: string) =>
     runAction(label, call, refresh, done);
 
-  function row(g: Group): HTMLTableRowElement {
+  function row(g: Group, q: GroupQuota): HTMLTableRowElement {
     const members = g.members.map((m) =>
       h(
         "span",
@@ -67,9 +74,15 @@ export function groupsPage(root: HTMLElement): void {
       h("td", {}, g.description || "—"),
       h("td", {}, ...(members.length ? members : ["—"])),
       h("td", {}, add),
+      h("td", { "data-quota": g.name }, limitsText(q.limits)),
       h(
         "td",
         { class: "actions" },
+        h(
+          "button",
+          { type: "button", "aria-label": `Quota of group ${g.name}`, onclick: () => showQuota(g.name, q.limits) },
+          "Quota",
+        ),
         h(
           "button",
           {
@@ -77,6 +90,7 @@ export function groupsPage(root: HTMLElement): void {
             "aria-label": `Delete group ${g.name}`,
             onclick: () => {
               if (window.confirm(`Delete the group ${g.name}?`)) {
+                if (quota.dataset.group === g.name) quota.replaceChildren();
                 void act("Deleting the group", () => api.deleteGroup(g.name), `Deleted ${g.name}.`);
               }
             },
@@ -85,6 +99,35 @@ export function groupsPage(root: HTMLElement): void {
         ),
       ),
     );
+  }
+
+  /** The quota section for group `name`: a form for its limits. */
+  function showQuota(name: string, limits: QuotaLimits): void {
+    clearMessages();
+    const save = async (change: SetQuota) => {
+      clearMessages();
+      try {
+        const saved = await api.setGroupQuota(name, change);
+        await refresh();
+        showQuota(name, saved.limits);
+        showNotice(`Saved the quota of ${name}.`);
+      } catch (e) {
+        showError(`Setting the quota failed: ${(e as Error).message}`);
+      }
+    };
+    quota.dataset.group = name;
+    replace(
+      quota,
+      h("h2", {}, `Quota of group ${name}`),
+      h(
+        "p",
+        {},
+        "A member's limit is their own if set, else the most generous of their groups', else the server's default. " +
+          "An empty field leaves that limit to the others.",
+      ),
+      quotaForm("group-quota", `group ${name}`, limits, save, "none"),
+    );
+    quota.scrollIntoView({ block: "nearest" });
   }
 
   form.addEventListener("submit", (event) => {
@@ -96,4 +139,13 @@ export function groupsPage(root: HTMLElement): void {
   });
 
   refresh().catch((e: Error) => showError(e.message));
+}
+
+/** "2 sessions · 4000 millicores · 8192 MiB", or "—" when the group sets none. */
+function limitsText(limits: QuotaLimits): string {
+  const parts: string[] = [];
+  if (limits.max_sessions != null) parts.push(`${limits.max_sessions} session${limits.max_sessions === 1 ? "" : "s"}`);
+  if (limits.max_cpu_millis != null) parts.push(`${limits.max_cpu_millis} millicores`);
+  if (limits.max_memory_mib != null) parts.push(`${limits.max_memory_mib} MiB`);
+  return parts.join(" · ") || "—";
 }

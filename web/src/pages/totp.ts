@@ -1,10 +1,11 @@
+import encodeQR from "qr";
 import { ApiError, api } from "../api";
 import { clearMessages, h, replace, showError } from "../dom";
 
 /**
- * Two-step sign-in for the signed-in user: turn one-time codes on (a secret for an authenticator
- * app, confirmed with a code from it; the recovery codes are shown once) or off (needs the
- * password).
+ * Two-step sign-in for the signed-in user: turn one-time codes on (a QR code of the secret for an
+ * authenticator app, or the secret to type in, confirmed with a code from it; the recovery codes
+ * are shown once) or off (needs the password).
  */
 export function totpPage(root: HTMLElement): void {
   const state = h("div", { id: "totp-state", "aria-live": "polite" });
@@ -59,7 +60,9 @@ export function totpPage(root: HTMLElement): void {
       });
       replace(
         state,
-        h("p", {}, "Add this account to your authenticator app with the secret, or open the link on the device that has the app:"),
+        h("p", {}, "Scan this QR code with your authenticator app:"),
+        qrImage(otpauth_uri),
+        h("p", {}, "Or type the secret into the app, or open the link on the device that has the app:"),
         h("p", {}, "Secret: ", h("code", { id: "totp-secret", "data-secret": "true" }, secret)),
         h("p", {}, h("a", { href: otpauth_uri, id: "totp-uri" }, otpauth_uri)),
         form,
@@ -92,4 +95,20 @@ export function totpPage(root: HTMLElement): void {
   }
 
   refresh().catch((e: Error) => showError(e.message));
+}
+
+/**
+ * The `otpauth://` URI as a QR code: an SVG from the `qr` library, shown as an image (nothing of
+ * it is ever parsed as HTML), with the quiet zone of four modules the standard asks for.
+ */
+function qrImage(uri: string): HTMLImageElement {
+  const svg = encodeQR(uri, "svg", { ecc: "medium", border: 4 });
+  return h("img", {
+    id: "totp-qr",
+    class: "qr",
+    src: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`,
+    alt: "QR code of the secret, for an authenticator app",
+    width: 220,
+    height: 220,
+  });
 }

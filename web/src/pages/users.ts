@@ -1,10 +1,14 @@
-import { Role, User, api } from "../api";
-import { badge, h, replace, runAction, showError, time } from "../dom";
+import { Role, SetQuota, User, api } from "../api";
+import { badge, clearMessages, h, replace, runAction, showError, showNotice, time } from "../dom";
+import { quotaForm, quotaTable } from "../quota";
 import { signedInUser } from "../session";
 
 const ROLES: Role[] = ["user", "operator", "admin"];
 
-/** Admins: every user, a form to create one, and disable/enable/delete per row. */
+/**
+ * Admins: every user, a form to create one, and disable/enable/delete per row; "Quota" opens the
+ * user's quota below the table (what applies, what is used, and the limits set on the user).
+ */
 export function usersPage(root: HTMLElement): void {
   const body = h("tbody");
   const headers = ["User", "Role", "Status", "Groups", "Last sign-in", "Actions"];
@@ -20,11 +24,13 @@ export function usersPage(root: HTMLElement): void {
     h("div", {}, h("label", { for: "new-role" }, "Role"), role),
     create,
   );
+  const quota = h("section", { id: "user-quota", "aria-live": "polite" });
   replace(
     root,
     h("h1", {}, "Users"),
     form,
     h("table", {}, h("thead", {}, h("tr", {}, ...headers.map((c) => h("th", { scope: "col" }, c)))), body),
+    quota,
   );
 
   const refresh = async () => {
@@ -38,7 +44,7 @@ export function usersPage(root: HTMLElement): void {
     const self = signedInUser()?.id === u.id;
     const button = (label: string, onclick: () => void) =>
       h("button", { type: "button", "aria-label": `${label} ${u.username}`, onclick: () => onclick() }, label);
-    const actions: HTMLElement[] = [];
+    const actions: HTMLElement[] = [button("Quota", () => void showQuota(u.username))];
     if (u.disabled) {
       actions.push(button("Enable", () => void act("Enable", () => api.updateUser(u.username, { disabled: false }))));
     } else if (!self) {
@@ -48,6 +54,7 @@ export function usersPage(root: HTMLElement): void {
       actions.push(
         button("Delete", () => {
           if (!window.confirm(`Delete ${u.username}? Their sessions are stopped.`)) return;
+          if (quota.dataset.user === u.username) quota.replaceChildren();
           void act("Delete", () => api.deleteUser(u.username), `Deleted ${u.username}.`);
         }),
       );
@@ -62,6 +69,36 @@ export function usersPage(root: HTMLElement): void {
       h("td", {}, time(u.last_login_at)),
       h("td", { class: "actions" }, ...actions),
     );
+  }
+
+  /** The quota section for `username`: use against what applies, and a form for their own limits. */
+  async function showQuota(username: string): Promise<void> {
+    clearMessages();
+    try {
+      const q = await api.userQuota(username);
+      const save = async (change: SetQuota) => {
+        clearMessages();
+        try {
+          await api.setUserQuota(username, change);
+          await showQuota(username);
+          showNotice(`Saved the quota of ${username}.`);
+        } catch (e) {
+          showError(`Setting the quota failed: ${(e as Error).message}`);
+        }
+      };
+      quota.dataset.user = username;
+      replace(
+        quota,
+        h("h2", {}, `Quota of ${username}`),
+        h("p", {}, "In use against what applies: the user's own limit if set, else their groups' most generous, else the server's default."),
+        quotaTable(q.effective, q.usage, "user-quota-use"),
+        h("p", {}, "Limits set on the user itself; an empty field inherits from the groups and the default."),
+        quotaForm("user-quota", username, q.limits, save),
+      );
+      quota.scrollIntoView({ block: "nearest" });
+    } catch (e) {
+      showError(`Reading the quota failed: ${(e as Error).message}`);
+    }
   }
 
   form.addEventListener("submit", (event) => {

@@ -249,6 +249,10 @@ pub struct Me {
     pub quota: super::QuotaLimits,
     /// What your sessions hold now.
     pub usage: super::QuotaUsage,
+    /// What a session counts against your quota in a dimension its template does not size
+    /// (absent from servers older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_session_size: Option<super::SessionSize>,
 }
 
 /// One entry of the audit log.

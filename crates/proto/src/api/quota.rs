@@ -45,6 +45,14 @@ pub struct QuotaUsage {
     pub memory_mib: u64,
 }
 
+/// How much one session holds, as quotas count it: its template's resources, or the server's
+/// default size for a dimension the template does not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSize {
+    pub cpu_millis: u32,
+    pub memory_mib: u32,
+}
+
 /// `GET /api/v1/users/{username}/quota`: the user's own limits, the ones that apply, and use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserQuota {

@@ -201,6 +201,7 @@ pub(super) async fn me(
     Ok(Json(Me {
         quota: super::quotas::effective(&app, record.user.id).await?,
         usage: super::quotas::usage(&app, record.user.id).await?,
+        default_session_size: Some(app.config.default_session_size),
         user: record.user,
     }))
 }

@@ -21,6 +21,7 @@ async fn a_session_over_the_quota_is_refused_with_the_numbers(
         max_cpu_millis: Some(100_000),
         max_memory_mib: None,
     };
+    let default_size = config.default_session_size;
     let s = backend.server(config).await?;
     let _agent = s.agent("a1", 100).await?;
     let alice = user_token(&s, "alice", "user").await?;
@@ -56,6 +57,10 @@ async fn a_session_over_the_quota_is_refused_with_the_numbers(
     ensure!(
         me.quota == expected && me.usage.sessions == 0,
         "the group's 3 overrides the default's 1, the rest is the default: {me:?}"
+    );
+    ensure!(
+        me.default_session_size == Some(default_size),
+        "auth/me tells what a template without resources counts: {me:?}"
     );
 
     for _ in 0..3 {
