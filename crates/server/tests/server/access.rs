@@ -108,10 +108,7 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
         "users never see the agent host's address"
     );
     let a_start = s
-        .get_json::<Vec<streamspace_proto::api::Command>>(&format!(
-            "/api/v1/commands?session_id={}",
-            a.id
-        ))
+        .list::<streamspace_proto::api::Command>(&format!("/api/v1/commands?session_id={}", a.id))
         .await?
         .first()
         .context("alice's session has a start command")?
@@ -405,7 +402,7 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
     )
     .await?;
     ensure!(
-        commands == json!([]),
+        commands == json!({"items": []}),
         "bob reads none of alice's commands: {commands}"
     );
     let (_, theirs) = call(

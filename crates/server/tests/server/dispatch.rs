@@ -183,7 +183,7 @@ async fn commands_for_an_offline_agent_are_delivered_when_it_connects(
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED);
     let pending: Vec<streamspace_proto::api::Command> = s
-        .get_json(&format!(
+        .list(&format!(
             "/api/v1/commands?session_id={}&status=pending",
             session.id
         ))

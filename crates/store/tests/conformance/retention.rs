@@ -139,7 +139,9 @@ pub async fn purges_delete_only_what_ended_long_ago(db: &Db) -> Result<()> {
     );
     ensure!(store.purge(Purge::Audit, MONTH, 2).await? == Some(1));
     ensure!(store.purge(Purge::Audit, MONTH, 2).await? == Some(0));
-    let left = db.strings("SELECT action FROM audit_log").await?;
+    let left = db
+        .strings("SELECT action FROM audit_log WHERE action LIKE 'old.%' OR action = 'recent'")
+        .await?;
     ensure!(left == vec!["recent".to_owned()], "{left:?}");
     Ok(())
 }
