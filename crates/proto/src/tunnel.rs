@@ -56,9 +56,95 @@ pub struct ConnectInfo {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The fields of a viewer token, `ssv_<session>.<user>.<expires ms>.<nonce>.<signature>`
+/// (ids in simple hex form). Parsing checks only the shape; the control plane checks the
+/// signature over [`ViewerTokenParts::signed`] before it trusts any field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewerTokenParts<'a> {
+    /// The part the signature covers: everything between the prefix and the last `.`.
+    pub signed: &'a str,
+    pub signature: &'a str,
+    pub session_id: uuid::Uuid,
+    pub user_id: uuid::Uuid,
+    /// When the token stops opening anything, in milliseconds since the Unix epoch.
+    pub expires_ms: i64,
+    pub nonce: &'a str,
+}
+
+/// Longest viewer token accepted: two ids, a time, a nonce and a signature fit in far less.
+pub const MAX_VIEWER_TOKEN_BYTES: usize = 512;
+
+/// The fields of `token` if it has a viewer token's shape; `None` for anything else, however
+/// malformed (never a panic).
+pub fn parse_viewer_token(token: &str) -> Option<ViewerTokenParts<'_>> {
+    if token.len() > MAX_VIEWER_TOKEN_BYTES {
+        return None;
+    }
+    let rest = token.strip_prefix(VIEWER_TOKEN_PREFIX)?;
+    let (signed, signature) = rest.rsplit_once('.')?;
+    let mut parts = signed.split('.');
+    let (Some(session), Some(user), Some(expires), Some(nonce), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    if signature.is_empty() || nonce.is_empty() {
+        return None;
+    }
+    Some(ViewerTokenParts {
+        signed,
+        signature,
+        session_id: uuid::Uuid::try_parse(session).ok()?,
+        user_id: uuid::Uuid::try_parse(user).ok()?,
+        expires_ms: expires.parse().ok()?,
+        nonce,
+    })
+}
+
+/// The part of a viewer token its signature covers, for these fields.
+pub fn viewer_token_signed_part(
+    session_id: uuid::Uuid,
+    user_id: uuid::Uuid,
+    expires_ms: i64,
+    nonce: &str,
+) -> String {
+    format!(
+        "{}.{}.{expires_ms}.{nonce}",
+        session_id.simple(),
+        user_id.simple()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever arrives as `?token=`, parsing answers and never panics.
+        #[test]
+        fn any_text_parses_or_is_refused(text in ".{0,600}") {
+            let _ = parse_viewer_token(&text);
+            let prefixed = format!("{VIEWER_TOKEN_PREFIX}{text}");
+            let _ = parse_viewer_token(&prefixed);
+        }
+
+        /// What the control plane writes reads back to the same fields.
+        #[test]
+        fn tokens_read_back(session: u128, user: u128, expires: i64, nonce in "[0-9a-f]{1,24}", sig in "[0-9a-f]{1,64}") {
+            let (session, user) = (uuid::Uuid::from_u128(session), uuid::Uuid::from_u128(user));
+            let signed = viewer_token_signed_part(session, user, expires, &nonce);
+            let token = format!("{VIEWER_TOKEN_PREFIX}{signed}.{sig}");
+            let parts = parse_viewer_token(&token).expect("a token the server wrote parses");
+            prop_assert_eq!(parts.signed, signed.as_str());
+            prop_assert_eq!((parts.session_id, parts.user_id, parts.expires_ms), (session, user, expires));
+            prop_assert_eq!((parts.nonce, parts.signature), (nonce.as_str(), sig.as_str()));
+        }
+    }
 
     #[test]
     fn connect_info_has_the_documented_fields() {

@@ -10,7 +10,10 @@
 //!   only in the memory of the replica holding the viewer, and are taken out on first use.
 
 use chrono::{DateTime, Utc};
-use streamspace_proto::tunnel::{STREAM_TOKEN_PREFIX, VIEWER_TOKEN_PREFIX};
+use streamspace_proto::tunnel::{
+    STREAM_TOKEN_PREFIX, VIEWER_TOKEN_PREFIX, parse_viewer_token, viewer_token_signed_part,
+};
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::keys::{KeyHasher, generate_secret};
@@ -41,12 +44,7 @@ pub(crate) fn issue_viewer(
     expires_at: DateTime<Utc>,
 ) -> String {
     let nonce = hex::encode(rand::random::<[u8; 12]>());
-    let body = format!(
-        "{}.{}.{}.{nonce}",
-        session_id.simple(),
-        user_id.simple(),
-        expires_at.timestamp_millis()
-    );
+    let body = viewer_token_signed_part(session_id, user_id, expires_at.timestamp_millis(), &nonce);
     let sig = hasher.hash(&signed_text(&body));
     format!("{VIEWER_TOKEN_PREFIX}{body}.{sig}")
 }
@@ -57,36 +55,19 @@ pub(crate) fn verify_viewer(
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<ViewerGrant, TokenError> {
-    let rest = token
-        .strip_prefix(VIEWER_TOKEN_PREFIX)
-        .ok_or(TokenError::Invalid)?;
-    let (body, sig) = rest.rsplit_once('.').ok_or(TokenError::Invalid)?;
-    if !constant_time_eq(hasher.hash(&signed_text(body)).as_bytes(), sig.as_bytes()) {
+    let parts = parse_viewer_token(token).ok_or(TokenError::Invalid)?;
+    let expected = hasher.hash(&signed_text(parts.signed));
+    if !bool::from(expected.as_bytes().ct_eq(parts.signature.as_bytes())) {
         return Err(TokenError::Invalid);
     }
-    let mut parts = body.split('.');
-    let (Some(session), Some(user), Some(expires), Some(_nonce), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return Err(TokenError::Invalid);
-    };
-    let session_id = Uuid::try_parse(session).map_err(|_| TokenError::Invalid)?;
-    let user_id = Uuid::try_parse(user).map_err(|_| TokenError::Invalid)?;
-    let expires_at = expires
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_millis)
-        .ok_or(TokenError::Invalid)?;
+    let expires_at =
+        DateTime::from_timestamp_millis(parts.expires_ms).ok_or(TokenError::Invalid)?;
     if now >= expires_at {
         return Err(TokenError::Expired);
     }
     Ok(ViewerGrant {
-        session_id,
-        user_id,
+        session_id: parts.session_id,
+        user_id: parts.user_id,
         expires_at,
     })
 }
@@ -99,10 +80,6 @@ pub(crate) fn new_stream_token() -> String {
 /// Domain separation: a viewer token's signature can never be mistaken for a key hash.
 fn signed_text(body: &str) -> String {
     format!("streamspace viewer token\n{body}")
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
