@@ -84,7 +84,18 @@ conformance!(
     quota_limits_are_set_cleared_and_inherited,
     totp_is_pending_then_enabled_and_steps_are_used_once,
     down_0005_drops_the_totp_columns,
+    oidc_flows_are_taken_once,
+    oidc_users_are_keyed_by_subject,
+    oidc_groups_are_replaced_and_local_ones_kept,
+    down_0006_drops_the_oidc_flows,
 );
+
+#[path = "conformance/sso.rs"]
+mod sso;
+use sso::{
+    down_0006_drops_the_oidc_flows, oidc_flows_are_taken_once,
+    oidc_groups_are_replaced_and_local_ones_kept, oidc_users_are_keyed_by_subject,
+};
 
 #[path = "conformance/totp.rs"]
 mod totp;
