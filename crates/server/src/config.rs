@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// What a session counts against a quota when its template sets no CPU or memory, so such
     /// templates cannot slip past a CPU or memory limit.
     pub default_session_size: SessionSize,
+    /// Single sign-on providers (OpenID Connect), each a button on the sign-in page. They need
+    /// `tunnel.public_url`, which their redirect URIs are built from.
+    pub oidc: Vec<crate::oidc::OidcProviderConfig>,
 }
 
 /// [`ServerConfig::default_session_size`] unless configured: one core and 2 GiB.
@@ -81,6 +84,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             default_quota: QuotaLimits::default(),
             default_session_size: DEFAULT_SESSION_SIZE,
+            oidc: Vec::new(),
         }
     }
 }

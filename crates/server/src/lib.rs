@@ -15,6 +15,7 @@
 //! - `state` — what every handler shares; `extract` — request extractors answering errors as
 //!   JSON; `config`, `error`, `metrics`;
 //! - `auth` — who is calling (the admin token);
+//! - `oidc` — single sign-on through OpenID Connect providers (the flow, without routing);
 //! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup;
 //! - `web` — the web UI's built files, embedded in the binary and served by the fallback route.
 //!
@@ -54,6 +55,7 @@ mod keys;
 mod metrics;
 #[cfg(test)]
 mod module_graph;
+mod oidc;
 mod outcomes;
 mod policy;
 mod signin;
@@ -74,6 +76,7 @@ use tokio_util::task::TaskTracker;
 pub use config::{ConfigError, DEFAULT_SESSION_SIZE, ServerConfig, TunnelConfig};
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
+pub use oidc::{OidcProviderConfig, OidcProvidersFile};
 
 use crate::dispatcher::DispatchContext;
 use crate::state::AppState;
@@ -91,6 +94,9 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let hasher = KeyHasher::load(store.as_ref()).await?;
+    let oidc = oidc::Providers::discover(&config.oidc, config.tunnel.public_url.as_deref())
+        .await
+        .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
     let config = Arc::new(config);
     metrics::init();
     let addr = listener.local_addr()?;
@@ -181,6 +187,7 @@ pub async fn serve(
         outcomes,
         credentials,
         throttle: Arc::default(),
+        oidc: Arc::new(oidc),
     };
     tracing::info!(%addr, replica_id = %config.replica_id, %address,
         redis = config.redis_url.is_some(), "control plane listening");

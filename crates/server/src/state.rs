@@ -39,6 +39,8 @@ pub(crate) struct AppState {
     pub credentials: Arc<CredentialCache>,
     /// Sign-in failures, per account and per client address.
     pub throttle: Arc<crate::signin::Throttle>,
+    /// Single sign-on providers, discovered at start.
+    pub oidc: Arc<crate::oidc::Providers>,
 }
 
 impl AppState {

@@ -7,6 +7,7 @@ mod access;
 mod agent_ws;
 mod api;
 mod dispatch;
+mod oidc;
 mod quota;
 mod template_fields;
 mod template_limits;
