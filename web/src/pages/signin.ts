@@ -1,8 +1,11 @@
-import { ApiError, User, api } from "../api";
+import { ApiError, SignInProvider, User, api } from "../api";
 import { h, replace } from "../dom";
 
-/** The sign-in form; `signedIn` is called with the user once the server has set the cookie. */
-export function signInPage(root: HTMLElement, signedIn: (user: User) => void): void {
+/**
+ * The sign-in form, and one button per single sign-on provider; `signedIn` is called with the
+ * user once the server has set the cookie. A provider brings the browser back to `returnTo`.
+ */
+export function signInPage(root: HTMLElement, signedIn: (user: User) => void, returnTo = "/sessions"): void {
   const username = h("input", {
     id: "username",
     name: "username",
@@ -87,4 +90,31 @@ export function signInPage(root: HTMLElement, signedIn: (user: User) => void): v
   });
   replace(root, form);
   username.focus();
+  // Shown only when providers are configured; the password form works without them.
+  api
+    .providers()
+    .then((providers) => {
+      if (providers.length > 0) form.append(providerButtons(providers, returnTo));
+    })
+    .catch(() => {});
+}
+
+/** Full-page links: the provider's own sign-in page takes over, then sends the browser back. */
+function providerButtons(providers: SignInProvider[], returnTo: string): HTMLElement {
+  return h(
+    "div",
+    { class: "sso", role: "group", "aria-label": "Single sign-on" },
+    h("p", {}, "Or sign in with"),
+    ...providers.map((p) =>
+      h(
+        "a",
+        {
+          class: "button",
+          id: `sso-${p.id}`,
+          href: `${p.login_url}?return_to=${encodeURIComponent(returnTo)}`,
+        },
+        p.display_name,
+      ),
+    ),
+  );
 }
