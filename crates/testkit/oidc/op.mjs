@@ -14,7 +14,7 @@
 // Flaws: `good` (nothing wrong: proves the endpoint itself works), `nonce` (another nonce),
 // `otherkey` (signed by a key its JWKS does not publish, under the published key's id),
 // `audience` (issued to another client), `expired` (expired ten minutes ago), `issuer` (names
-// another issuer).
+// another issuer), `unsigned` (`alg: none`).
 
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -85,7 +85,7 @@ if (mode === "real") {
   const other = await jose.generateKeyPair("RS256", { extractable: true });
   const jwk = { ...(await jose.exportJWK(published.publicKey)), kid: "k1", use: "sig", alg: "RS256" };
   const codes = new Map();
-  const flaws = new Set(["good", "nonce", "otherkey", "audience", "expired", "issuer"]);
+  const flaws = new Set(["good", "nonce", "otherkey", "audience", "expired", "issuer", "unsigned"]);
   const send = (res, status, body, headers = {}) => {
     res.writeHead(status, { "content-type": "application/json", ...headers });
     res.end(body === undefined ? "" : JSON.stringify(body));
@@ -144,9 +144,10 @@ if (mode === "real") {
         email: `rogue-${flaw}@example.test`,
       };
       const key = flaw === "otherkey" ? other.privateKey : published.privateKey;
-      const idToken = await new jose.SignJWT(claims)
-        .setProtectedHeader({ alg: "RS256", kid: "k1" })
-        .sign(key);
+      const idToken =
+        flaw === "unsigned"
+          ? new jose.UnsecuredJWT(claims).encode()
+          : await new jose.SignJWT(claims).setProtectedHeader({ alg: "RS256", kid: "k1" }).sign(key);
       return send(res, 200, {
         access_token: randomBytes(16).toString("hex"),
         token_type: "Bearer",

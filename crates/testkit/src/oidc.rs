@@ -120,7 +120,7 @@ impl OidcProvider {
 /// The misbehaving provider: one issuer per flaw, `http://127.0.0.1:PORT/<flaw>`, whose
 /// authorization endpoint answers at once (no login page) with a code for a token that has
 /// that flaw. Flaws: `good` (none), `nonce`, `otherkey` (signed by a key its JWKS does not
-/// publish), `audience`, `expired`, `issuer`.
+/// publish), `audience`, `expired`, `issuer`, `unsigned` (`alg: none`).
 pub struct RogueProvider {
     process: NodeProcess,
 }

@@ -219,7 +219,7 @@ impl Providers {
         let id_token = token.id_token().ok_or(FlowError::NoIdToken)?;
         let verified = id_token
             .claims(&client.id_token_verifier(), &Nonce::new(nonce.to_owned()))
-            .map_err(|e| FlowError::InvalidToken(e.to_string()))?;
+            .map_err(|e| FlowError::InvalidToken(error_chain(&e)))?;
         let issuer = verified.issuer().as_str().to_owned();
         let subject = verified.subject().as_str().to_owned();
         // The signature is checked: the payload's claims are the provider's word.

@@ -2,7 +2,7 @@
 //! `oidc-provider` (its login form driven like a browser would, cookies and all) for the happy
 //! path, a changed group list, a provider "admin", a disabled user and a replayed state and
 //! code; and a misbehaving provider for the ID tokens a certified one never issues (another
-//! nonce, another key, another audience, expired, another issuer). Every refusal must be a
+//! nonce, another key, another audience, expired, another issuer, unsigned). Every refusal must be a
 //! clear JSON error, audited, and create no user.
 
 use std::collections::BTreeMap;
@@ -382,7 +382,9 @@ async fn provider_users_are_mapped_updated_and_kept_apart(backend: Backend) -> a
 
 async fn refused_sign_ins_are_clear_and_create_no_one(backend: Backend) -> anyhow::Result<()> {
     let rogue = RogueProvider::start()?;
-    let flaws = ["good", "nonce", "otherkey", "audience", "expired", "issuer"];
+    let flaws = [
+        "good", "nonce", "otherkey", "audience", "expired", "issuer", "unsigned",
+    ];
     let s = server_with(&backend, |_| {
         Ok(flaws
             .iter()
@@ -402,6 +404,7 @@ async fn refused_sign_ins_are_clear_and_create_no_one(backend: Backend) -> anyho
         ("audience", "audience"),
         ("expired", "expired"),
         ("issuer", "issuer"),
+        ("unsigned", "sign"),
     ] {
         let mut browser = Browser::new()?;
         let start = format!("{}/api/v1/auth/oidc/{flaw}/login", s.base);
@@ -497,7 +500,7 @@ async fn refused_sign_ins_are_clear_and_create_no_one(backend: Backend) -> anyho
         .await?
         .items;
     ensure!(
-        failed.len() == 10,
+        failed.len() == 11,
         "every refused callback is audited: {failed:?}"
     );
     s.stop().await
