@@ -23,7 +23,8 @@
 //               admin pages (no links; their URLs say the page is not available), launches xterm
 //               and sees only that session on "My sessions" (not OTHER-SESSION, the admin's),
 //               creates and revokes an API token, and signs out.
-//   sso         on the sign-in page, the button of the single sign-on provider (--provider-id)
+//   sso         a made-up callback lands on the sign-in page with an explanation; then
+//               on the sign-in page, the button of the single sign-on provider (--provider-id)
 //               leads to the provider's own login page; signing in there as USER (any
 //               password) comes back signed in as USER (--expect-username), who launches xterm
 //               and sees the desktop in the noVNC viewer.
@@ -353,6 +354,9 @@ async function totp(page) {
 }
 
 async function sso(page) {
+  step("a refused callback comes back to the sign-in page, which says so");
+  await page.goto(`${opts.url}/api/v1/auth/oidc/${opts["provider-id"]}/callback?state=made-up&code=x`);
+  await page.locator('[data-sso-error="oidc_invalid_state"]').waitFor();
   step("open the UI: the sign-in page offers the provider");
   await page.goto(opts.url);
   const button = page.locator(`#sso-${opts["provider-id"]}`);

@@ -90,6 +90,14 @@ export function signInPage(root: HTMLElement, signedIn: (user: User) => void, re
   });
   replace(root, form);
   username.focus();
+  // Back from a provider whose sign-in was refused: say why, once.
+  const ssoError = new URLSearchParams(window.location.search).get("sso_error");
+  if (ssoError) {
+    error.textContent = SSO_ERRORS[ssoError] ?? `Single sign-on failed (${ssoError}).`;
+    error.hidden = false;
+    error.dataset.ssoError = ssoError;
+    history.replaceState(null, "", "/signin");
+  }
   // Shown only when providers are configured; the password form works without them.
   api
     .providers()
@@ -98,6 +106,16 @@ export function signInPage(root: HTMLElement, signedIn: (user: User) => void, re
     })
     .catch(() => {});
 }
+
+/** What a refused single sign-on (`/signin?sso_error=CODE`) means to the person signing in. */
+const SSO_ERRORS: Record<string, string> = {
+  oidc_invalid_state: "That sign-in expired or was not started here. Please start again.",
+  oidc_denied: "The sign-in provider did not let you in.",
+  oidc_code_refused: "The sign-in provider refused to finish the sign-in. Please start again.",
+  oidc_invalid_token: "The sign-in provider's answer could not be trusted. Ask an administrator.",
+  oidc_invalid_claims: "The sign-in provider did not say who you are. Ask an administrator.",
+  unauthorized: "This account is disabled.",
+};
 
 /** Full-page links: the provider's own sign-in page takes over, then sends the browser back. */
 function providerButtons(providers: SignInProvider[], returnTo: string): HTMLElement {

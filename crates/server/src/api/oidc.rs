@@ -9,8 +9,10 @@
 //! cookie as a password sign-in and redirects to the flow's return path.
 //!
 //! Failures answer JSON errors (`oidc_invalid_state`, `oidc_denied`, `oidc_code_refused`,
-//! `oidc_invalid_token`, `oidc_invalid_claims`, `unauthorized` for a disabled account), which
-//! a browser shows as they are; each is audited with the provider. Unlike password sign-in
+//! `oidc_invalid_token`, `oidc_invalid_claims`, `unauthorized` for a disabled account); a
+//! browser (a request that accepts `text/html`) is instead sent back to the sign-in page with
+//! the code (`/signin?sso_error=CODE`), which says what happened. Each is audited with the
+//! provider, with the whole reason. Unlike password sign-in
 //! these are not throttled: nothing in a callback can be guessed (states are 128-bit random
 //! and single use; codes are checked by the provider, with PKCE), and the provider throttles
 //! its own password form.
@@ -123,6 +125,14 @@ pub(super) async fn callback(
             }
             tracing::info!(provider = %id, code = e.code, reason = %e.message,
                 "single sign-on refused");
+            if wants_html(&parts.headers) {
+                let page = format!("/signin?sso_error={}", e.code);
+                return Ok((
+                    StatusCode::FOUND,
+                    [(header::LOCATION, header_value(&page)?)],
+                )
+                    .into_response());
+            }
             Err(e)
         }
     }
@@ -244,6 +254,14 @@ async fn signed_in(
     );
     headers.append(header::SET_COOKIE, flow_cookie(app, "", 0)?);
     Ok(response)
+}
+
+/// Whether the request comes from a browser navigating (rather than an API client).
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
 }
 
 fn provider<'a>(app: &'a AppState, id: &str) -> Result<&'a Provider, ApiError> {

@@ -458,6 +458,19 @@ async fn refused_sign_ins_are_clear_and_create_no_one(backend: Backend) -> anyho
             .is_some_and(|m| m.contains("another provider")),
         "{body}"
     );
+    // A browser is sent back to the sign-in page, which says what went wrong.
+    let navigating = s
+        .http
+        .get(&forged)
+        .header(header::ACCEPT, "text/html,application/xhtml+xml")
+        .send()
+        .await?;
+    ensure!(
+        navigating.url().path() == "/signin"
+            && navigating.url().query() == Some("sso_error=oidc_invalid_state"),
+        "a browser lands on the sign-in page with the code: {}",
+        navigating.url()
+    );
     // The provider said no.
     let mut denied = Browser::new()?;
     denied
@@ -500,7 +513,7 @@ async fn refused_sign_ins_are_clear_and_create_no_one(backend: Backend) -> anyho
         .await?
         .items;
     ensure!(
-        failed.len() == 11,
+        failed.len() == 12,
         "every refused callback is audited: {failed:?}"
     );
     s.stop().await
