@@ -67,7 +67,7 @@ pub(super) async fn login(
             "return_to must be a path on this server (starting with one '/')",
         ));
     }
-    let started = app.oidc.start(provider).await;
+    let started = provider.start().await;
     let flow = NewOidcFlow {
         state: started.state.clone(),
         provider: id,
@@ -186,9 +186,8 @@ async fn finish(
         .as_deref()
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ApiError::bad_request("the provider sent no authorization code"))?;
-    let verified = app
-        .oidc
-        .finish(provider, code, &flow.flow.pkce_verifier, &flow.flow.nonce)
+    let verified = provider
+        .finish(code, &flow.flow.pkce_verifier, &flow.flow.nonce)
         .await
         .map_err(flow_error)?;
     let sign_in = OidcSignIn {

@@ -106,6 +106,7 @@ pub(crate) struct Verified {
 /// One configured provider.
 pub(crate) struct Provider {
     pub config: OidcProviderConfig,
+    http: Http,
     redirect_uri: RedirectUrl,
     client: RwLock<(Arc<Client>, Instant)>,
 }
@@ -113,7 +114,6 @@ pub(crate) struct Provider {
 /// Every configured provider, by id.
 pub(crate) struct Providers {
     by_id: BTreeMap<String, Provider>,
-    http: Http,
 }
 
 impl Providers {
@@ -122,10 +122,6 @@ impl Providers {
         configs: &[OidcProviderConfig],
         public_url: Option<&str>,
     ) -> Result<Self, SetupError> {
-        let http = Http::new().map_err(|e| SetupError::Invalid {
-            id: String::new(),
-            what: format!("building an HTTP client: {e}"),
-        })?;
         let mut by_id = BTreeMap::new();
         for config in configs {
             let id = config.id.clone();
@@ -144,6 +140,11 @@ impl Providers {
                 id: id.clone(),
                 what: format!("the redirect URI from --public-url is not a URL: {e}"),
             })?;
+            // One client per provider, built only when one is configured.
+            let http = Http::new().map_err(|e| SetupError::Invalid {
+                id: id.clone(),
+                what: format!("building an HTTP client: {e}"),
+            })?;
             let client = discover(&http, config, &redirect_uri).await?;
             tracing::info!(provider = %id, issuer = %config.issuer_url,
                 redirect_uri = %redirect_uri.as_str(), "single sign-on provider ready");
@@ -151,12 +152,13 @@ impl Providers {
                 id,
                 Provider {
                     config: config.clone(),
+                    http,
                     redirect_uri,
                     client: RwLock::new((Arc::new(client), Instant::now())),
                 },
             );
         }
-        Ok(Self { by_id, http })
+        Ok(Self { by_id })
     }
 
     /// What the sign-in page shows.
@@ -174,11 +176,13 @@ impl Providers {
     pub fn get(&self, id: &str) -> Option<&Provider> {
         self.by_id.get(id)
     }
+}
 
-    /// The first half of a flow with `provider`: a fresh state, nonce and PKCE verifier, and
+impl Provider {
+    /// The first half of a flow: a fresh state, nonce and PKCE verifier, and
     /// the provider's authorization URL carrying them.
-    pub async fn start(&self, provider: &Provider) -> Started {
-        let client = provider.current(&self.http).await;
+    pub async fn start(&self) -> Started {
+        let client = self.current().await;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
             .authorize_url(
@@ -187,7 +191,7 @@ impl Providers {
                 Nonce::new_random,
             )
             .set_pkce_challenge(challenge);
-        for scope in &provider.config.scopes {
+        for scope in &self.config.scopes {
             request = request.add_scope(Scope::new(scope.clone()));
         }
         let (url, state, nonce) = request.url();
@@ -203,12 +207,11 @@ impl Providers {
     /// token (signature, issuer, audience, expiry, nonce) and maps its claims.
     pub async fn finish(
         &self,
-        provider: &Provider,
         code: &str,
         pkce_verifier: &str,
         nonce: &str,
     ) -> Result<Verified, FlowError> {
-        let client = provider.current(&self.http).await;
+        let client = self.current().await;
         let token: CoreTokenResponse = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| FlowError::CodeRefused(e.to_string()))?
@@ -225,18 +228,16 @@ impl Providers {
         // The signature is checked: the payload's claims are the provider's word.
         let claims = payload(&id_token.to_string())
             .ok_or_else(|| FlowError::InvalidToken("its payload is not JSON".into()))?;
-        let mapped = claims::map(&provider.config, &claims).map_err(FlowError::InvalidClaims)?;
+        let mapped = claims::map(&self.config, &claims).map_err(FlowError::InvalidClaims)?;
         Ok(Verified {
             issuer,
             subject,
             mapped,
         })
     }
-}
 
-impl Provider {
     /// The client, read again from the provider's discovery document when it is old.
-    async fn current(&self, http: &Http) -> Arc<Client> {
+    async fn current(&self) -> Arc<Client> {
         let (client, since) = {
             let guard = self.client.read().unwrap_or_else(|p| p.into_inner());
             (guard.0.clone(), guard.1)
@@ -244,7 +245,7 @@ impl Provider {
         if since.elapsed() < REDISCOVER_AFTER {
             return client;
         }
-        match discover(http, &self.config, &self.redirect_uri).await {
+        match discover(&self.http, &self.config, &self.redirect_uri).await {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);
                 *self.client.write().unwrap_or_else(|p| p.into_inner()) =
