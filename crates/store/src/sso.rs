@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use streamspace_proto::api::Role;
 
-use crate::{Result, UserRecord};
+use crate::{AuditEntry, Result, UserRecord};
 
 /// Most suffixes tried to make a provider's username unique (`name`, `name-2`, …).
 pub const MAX_USERNAME_SUFFIX: u32 = 1000;
@@ -65,7 +65,11 @@ pub trait SingleSignOn: Send + Sync {
     /// (name, email, role, provider groups, last sign-in) unless it is disabled, in which case
     /// nothing changes and the record says so; an unknown one becomes a new user. The role is
     /// never taken from the last enabled admin.
-    async fn oidc_sign_in(&self, sign_in: &OidcSignIn) -> Result<UserRecord>;
+    ///
+    /// `audit` is written in the same transaction (not for a disabled user), naming the user:
+    /// its `actor`, `actor_id` and `target` are set to `user:NAME`, the id and `NAME`, and
+    /// `created` (whether the user is new) is added to an object `detail`.
+    async fn oidc_sign_in(&self, sign_in: &OidcSignIn, audit: &AuditEntry) -> Result<UserRecord>;
 }
 
 /// Statements of the single sign-on half that both backends share.

@@ -109,8 +109,8 @@ pub(super) async fn callback(
         &app.config.trusted_proxies,
     );
     let provider = provider(&app, &id)?;
-    match finish(&app, provider, &parts.headers, &query).await {
-        Ok((record, return_to)) => signed_in(&app, &id, record, return_to, client_addr).await,
+    match finish(&app, provider, &parts.headers, &query, client_addr.clone()).await {
+        Ok((record, return_to)) => signed_in(&app, record, return_to).await,
         Err(e) => {
             let entry = AuditEntry {
                 actor: "anonymous:oidc".into(),
@@ -144,6 +144,7 @@ async fn finish(
     provider: &Provider,
     headers: &HeaderMap,
     query: &CallbackQuery,
+    client_addr: Option<String>,
 ) -> Result<(UserRecord, String), ApiError> {
     let state = query
         .state
@@ -199,9 +200,18 @@ async fn finish(
         role: verified.mapped.role,
         groups: verified.mapped.groups,
     };
+    // Completed and written by the store in the sign-in's own transaction.
+    let audit = AuditEntry {
+        actor: String::new(),
+        actor_id: None,
+        client_addr,
+        action: "auth.oidc_login".into(),
+        target: String::new(),
+        detail: json!({ "provider": provider.config.id, "issuer": sign_in.issuer }),
+    };
     let record = app
         .store
-        .oidc_sign_in(&sign_in)
+        .oidc_sign_in(&sign_in, &audit)
         .await
         .map_err(|e| ApiError::from_store(e, "signing in a single sign-on user"))?;
     if record.user.disabled {
@@ -210,16 +220,14 @@ async fn finish(
     Ok((record, flow.flow.return_to))
 }
 
-/// Starts the browser session, audits, and sends the browser back where it started.
+/// Starts the browser session and sends the browser back where it started.
 async fn signed_in(
     app: &AppState,
-    provider: &str,
     record: UserRecord,
     return_to: String,
-    client_addr: Option<String>,
 ) -> Result<Response, ApiError> {
     let user = record.user;
-    let (session, secret) = create_user_credential(
+    let (_, secret) = create_user_credential(
         app.store.as_ref(),
         &app.hasher,
         ApiKeyKind::Browser,
@@ -229,18 +237,6 @@ async fn signed_in(
     )
     .await
     .map_err(|e| ApiError::from_store(e, "starting a browser session"))?;
-    let entry = AuditEntry {
-        actor: format!("user:{}", user.username),
-        actor_id: Some(user.id),
-        client_addr,
-        action: "auth.oidc_login".into(),
-        target: user.username.clone(),
-        detail: json!({ "provider": provider, "session": session.id, "role": user.role,
-                        "groups": user.groups }),
-    };
-    if let Err(e) = app.store.audit(&entry).await {
-        tracing::error!(error = %e, "writing the audit log failed");
-    }
     let mut response = (
         StatusCode::FOUND,
         [(header::LOCATION, header_value(&return_to)?)],

@@ -137,6 +137,7 @@ macro_rules! impl_single_sign_on {
             async fn oidc_sign_in(
                 &self,
                 s: &$crate::OidcSignIn,
+                audit: &$crate::AuditEntry,
             ) -> $crate::Result<$crate::UserRecord> {
                 let mut tx = self.write_tx().await?;
                 let known: Option<$crate::rows::DbUuid> = sqlx::query_scalar($stmts.oidc_user_lock)
@@ -144,6 +145,7 @@ macro_rules! impl_single_sign_on {
                     .bind(&s.subject)
                     .fetch_optional(&mut *tx)
                     .await?;
+                let created = known.is_none();
                 let id = match known {
                     Some(id) => {
                         let row = sqlx::query_as::<_, $crate::rows::UserRow>(
@@ -191,6 +193,19 @@ macro_rules! impl_single_sign_on {
                         .fetch_optional(&mut *tx)
                         .await?;
                 let record = Self::user_record(&mut tx, row).await?;
+                let mut detail = audit.detail.clone();
+                if let Some(fields) = detail.as_object_mut() {
+                    fields.insert("created".into(), created.into());
+                }
+                sqlx::query($crate::sql::AUDIT_INSERT)
+                    .bind(format!("user:{}", record.user.username))
+                    .bind(&audit.action)
+                    .bind(&record.user.username)
+                    .bind(sqlx::types::Json(&detail))
+                    .bind(Some($crate::rows::DbUuid(id)))
+                    .bind(&audit.client_addr)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(record)
             }

@@ -4,8 +4,11 @@
 //! and 0006 reverted and applied again.
 
 use anyhow::{Result, ensure};
+use serde_json::json;
 use streamspace_proto::api::Role;
-use streamspace_store::{NewOidcFlow, OidcSignIn, migrate};
+use streamspace_store::{
+    AuditEntry, AuditQuery, NewOidcFlow, OidcSignIn, Store, UserRecord, migrate,
+};
 
 use super::support::Db;
 
@@ -29,6 +32,28 @@ fn sign_in(subject: &str, username: &str, groups: &[&str]) -> OidcSignIn {
         role: Role::User,
         groups: groups.iter().map(|g| g.to_string()).collect(),
     }
+}
+
+/// Signs in with an audit entry for the store to complete and write.
+async fn signed(store: &dyn Store, s: &OidcSignIn) -> Result<UserRecord> {
+    let audit = AuditEntry {
+        actor: String::new(),
+        actor_id: None,
+        client_addr: Some("192.0.2.1".into()),
+        action: "auth.oidc_login".into(),
+        target: String::new(),
+        detail: json!({ "provider": "corp" }),
+    };
+    Ok(store.oidc_sign_in(s, &audit).await?)
+}
+
+async fn sign_in_audit(store: &dyn Store) -> Result<Vec<streamspace_proto::api::AuditRecord>> {
+    let query = AuditQuery {
+        action: Some("auth.oidc_login".into()),
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    Ok(store.list_audit(&query).await?)
 }
 
 pub async fn oidc_flows_are_taken_once(db: &Db) -> Result<()> {
@@ -70,7 +95,7 @@ pub async fn oidc_users_are_keyed_by_subject(db: &Db) -> Result<()> {
     let admin_before = store.get_user("admin").await?;
     let mut provider_admin = sign_in("sub-admin", "admin", &[]);
     provider_admin.role = Role::Admin;
-    let first = store.oidc_sign_in(&provider_admin).await?;
+    let first = signed(&*store, &provider_admin).await?;
     ensure!(
         first.user.username == "admin-2" && first.user.id != admin_before.user.id,
         "a provider's admin is a new user: {first:?}"
@@ -81,28 +106,38 @@ pub async fn oidc_users_are_keyed_by_subject(db: &Db) -> Result<()> {
         admin_after.user == admin_before.user,
         "the local admin is untouched: {admin_after:?}"
     );
-    let again = store.oidc_sign_in(&provider_admin).await?;
+    let again = signed(&*store, &provider_admin).await?;
     ensure!(
         again.user.id == first.user.id,
         "the same subject, the same user"
     );
-    let other = store.oidc_sign_in(&sign_in("sub-2", "admin", &[])).await?;
+    let other = signed(&*store, &sign_in("sub-2", "admin", &[])).await?;
     ensure!(other.user.username == "admin-3", "{other:?}");
     let mut elsewhere = sign_in("sub-admin", "admin", &[]);
     elsewhere.issuer = "https://other.example.test".into();
-    let elsewhere = store.oidc_sign_in(&elsewhere).await?;
+    let elsewhere = signed(&*store, &elsewhere).await?;
     ensure!(
         elsewhere.user.id != first.user.id,
         "a subject belongs to its issuer"
     );
+    let audit = sign_in_audit(&*store).await?;
+    ensure!(audit.len() == 4, "every sign-in is audited: {audit:?}");
+    let oldest = audit.last().expect("four entries");
+    ensure!(
+        oldest.actor == "user:admin-2"
+            && oldest.target == "admin-2"
+            && oldest.actor_id == Some(first.user.id)
+            && oldest.client_addr.as_deref() == Some("192.0.2.1")
+            && oldest.detail == json!({ "provider": "corp", "created": true }),
+        "the entry names the new user: {oldest:?}"
+    );
+    ensure!(audit[2].detail["created"] == json!(false), "{:?}", audit[2]);
     Ok(())
 }
 
 pub async fn oidc_groups_are_replaced_and_local_ones_kept(db: &Db) -> Result<()> {
     let store = db.store().await?;
-    let alice = store
-        .oidc_sign_in(&sign_in("sub-alice", "alice", &["staff", "devs"]))
-        .await?;
+    let alice = signed(&*store, &sign_in("sub-alice", "alice", &["staff", "devs"])).await?;
     ensure!(
         alice.user.groups == ["devs", "staff"],
         "provider groups are created and joined: {:?}",
@@ -120,16 +155,14 @@ pub async fn oidc_groups_are_replaced_and_local_ones_kept(db: &Db) -> Result<()>
     let mut changed = sign_in("sub-alice", "alice", &["staff", "ops"]);
     changed.role = Role::Operator;
     changed.email = None;
-    let alice = store.oidc_sign_in(&changed).await?;
+    let alice = signed(&*store, &changed).await?;
     ensure!(
         alice.user.groups == ["devs", "local", "ops", "staff"],
         "provider groups replaced, local memberships kept: {:?}",
         alice.user.groups
     );
     ensure!(alice.user.role == Role::Operator && alice.user.email.is_none());
-    let alice = store
-        .oidc_sign_in(&sign_in("sub-alice", "alice", &[]))
-        .await?;
+    let alice = signed(&*store, &sign_in("sub-alice", "alice", &[])).await?;
     ensure!(
         alice.user.groups == ["devs", "local"],
         "{:?}",
@@ -144,12 +177,14 @@ pub async fn oidc_groups_are_replaced_and_local_ones_kept(db: &Db) -> Result<()>
             },
         )
         .await?;
-    let disabled = store
-        .oidc_sign_in(&sign_in("sub-alice", "alice", &["staff"]))
-        .await?;
+    let disabled = signed(&*store, &sign_in("sub-alice", "alice", &["staff"])).await?;
     ensure!(
         disabled.user.disabled && disabled.user.groups == ["devs", "local"],
         "a disabled user is reported and left unchanged: {disabled:?}"
+    );
+    ensure!(
+        sign_in_audit(&*store).await?.len() == 3,
+        "a disabled user's attempt is no sign-in"
     );
     Ok(())
 }
