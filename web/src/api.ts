@@ -227,6 +227,14 @@ export interface Page<T> {
   next_cursor?: string | null;
 }
 
+/** A single sign-on provider, one button on the sign-in page. */
+export interface SignInProvider {
+  id: string;
+  display_name: string;
+  /** Where the browser goes to sign in; `?return_to=/path` brings it back there. */
+  login_url: string;
+}
+
 /** Called when the API answers 401: the browser session has ended (or never began). */
 let onUnauthorized: () => void = () => {};
 
@@ -296,6 +304,8 @@ export const api = {
   confirmTotp: (code: string) => request<{ recovery_codes: string[] }>("POST", "/auth/totp/confirm", { code }),
   disableTotp: (password: string) => request<unknown>("DELETE", "/auth/totp", { password }, true),
   logout: () => request<void>("POST", "/auth/logout", undefined, true),
+  /** The single sign-on providers (public). */
+  providers: () => request<SignInProvider[]>("GET", "/auth/providers", undefined, true),
   /** Who is signed in; a 401 here just means nobody (it is how the page starts) unless `quiet` is false. */
   me: (quiet = true) => request<Me>("GET", "/auth/me", undefined, quiet),
   templates: () => all<Template>("/templates"),

@@ -100,10 +100,14 @@ function render(): void {
       history.replaceState(null, "", "/signin");
     }
     document.title = "Sign in · StreamSpace";
-    signInPage(root, (user) => {
-      setSignedInUser(user);
-      navigate(returnTo);
-    });
+    signInPage(
+      root,
+      (user) => {
+        setSignedInUser(user);
+        navigate(returnTo);
+      },
+      returnTo,
+    );
     return;
   }
   if (path === "/signin") {

@@ -38,6 +38,11 @@
 //   totp        USER turns on two-step sign-in: the QR code shown reads back (decoded from the
 //               page's pixels) as the otpauth link; a code computed from the secret shown turns
 //               it on; signs in again with a code; turns it off with the password.
+//   sso         a made-up callback lands on the sign-in page with an explanation; then
+//               on the sign-in page, the button of the single sign-on provider (--provider-id)
+//               leads to the provider's own login page; signing in there as USER (any
+//               password) comes back signed in as USER (--expect-username), who launches xterm
+//               and sees the desktop in the noVNC viewer.
 //
 // Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
 // stderr (and a screenshot) on failure.
@@ -62,6 +67,8 @@ const { values: opts } = parseArgs({
     "new-password": { type: "string" },
     "other-session": { type: "string" },
     group: { type: "string" },
+    "provider-id": { type: "string" },
+    "expect-username": { type: "string" },
     chromium: { type: "string", default: process.env.CHROMIUM ?? "/usr/bin/chromium" },
   },
 });
@@ -537,7 +544,35 @@ async function audit(page) {
   await page.getByRole("cell", { name: "No entries." }).waitFor();
 }
 
-const scenarios = { lifecycle, keystrokes, users, totp, quotas, audit };
+async function sso(page) {
+  step("a refused callback comes back to the sign-in page, which says so");
+  await page.goto(`${opts.url}/api/v1/auth/oidc/${opts["provider-id"]}/callback?state=made-up&code=x`);
+  await page.locator('[data-sso-error="oidc_invalid_state"]').waitFor();
+  step("open the UI: the sign-in page offers the provider");
+  await page.goto(opts.url);
+  const button = page.locator(`#sso-${opts["provider-id"]}`);
+  await button.waitFor();
+  step("the provider's own login page");
+  await button.click();
+  await page.locator('input[name="login"]').waitFor();
+  await page.locator('input[name="login"]').fill(opts.username);
+  await page.locator('input[name="password"]').fill(opts.password);
+  await page.locator('button[type="submit"]').click();
+  step(`back, signed in as ${opts["expect-username"]}`);
+  await page.locator(`#signed-in-as[data-username="${opts["expect-username"]}"]`).waitFor({ timeout: TIMEOUT });
+  await page.getByRole("heading", { name: "My sessions" }).waitFor();
+  const id = await launchXterm(page);
+  step("the viewer connects and shows the desktop");
+  await page.locator('[data-view-state="connected"]').waitFor({ timeout: TIMEOUT });
+  const canvas = page.locator("#screen canvas");
+  await canvas.waitFor({ state: "visible" });
+  // noVNC sizes its canvas to the remote framebuffer once the session's server has sent it.
+  const fb = await canvas.evaluate((c) => ({ width: c.width, height: c.height }));
+  if (fb.width < 100 || fb.height < 100) throw new Error(`no desktop drawn for ${id}: ${JSON.stringify(fb)}`);
+  step(`the desktop of ${id} is ${fb.width}x${fb.height}`);
+}
+
+const scenarios = { lifecycle, keystrokes, users, totp, quotas, audit, sso };
 const scenario = scenarios[opts.scenario];
 if (!scenario) fail(`unknown scenario ${opts.scenario}`);
 

@@ -18,7 +18,7 @@ mod template;
 pub use identity::{
     ApiToken, AuditFilter, AuditRecord, ChangePassword, ConfirmTotp, CreateGroup, CreateToken,
     CreateUser, CreatedToken, DisableTotp, Group, LoginRequest, LoginResponse, Me, Page,
-    RecoveryCodes, Role, TotpEnrolment, UpdateGroup, UpdateUser, User,
+    RecoveryCodes, Role, SignInProvider, TotpEnrolment, UpdateGroup, UpdateUser, User,
 };
 pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SessionSize, SetQuota, UserQuota};
 pub use template::{

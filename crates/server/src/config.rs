@@ -58,6 +58,9 @@ pub struct ServerConfig {
     pub http: HttpConfig,
     /// How long finished commands, ended sessions and audit entries are kept.
     pub retention: RetentionConfig,
+    /// Single sign-on providers (OpenID Connect), each a button on the sign-in page. They need
+    /// `tunnel.public_url`, which their redirect URIs are built from.
+    pub oidc: Vec<crate::oidc::OidcProviderConfig>,
 }
 
 /// How long history is kept, part of [`ServerConfig`]; `None` keeps it for ever.
@@ -113,6 +116,7 @@ impl Default for ServerConfig {
             default_session_size: DEFAULT_SESSION_SIZE,
             http: HttpConfig::default(),
             retention: RetentionConfig::default(),
+            oidc: Vec::new(),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! - `state` — what every handler shares; `extract` — request extractors answering errors as
 //!   JSON; `config`, `error`, `metrics`;
 //! - `auth` — who is calling (the admin token);
+//! - `oidc` — single sign-on through OpenID Connect providers (the flow, without routing);
 //! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup;
 //! - `web` — the web UI's built files, embedded in the binary and served by the fallback route.
 //!
@@ -55,6 +56,7 @@ mod keys;
 mod metrics;
 #[cfg(test)]
 mod module_graph;
+mod oidc;
 mod outcomes;
 mod policy;
 mod retention;
@@ -79,6 +81,7 @@ pub use config::{
 };
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
+pub use oidc::{OidcProviderConfig, OidcProvidersFile};
 
 use crate::state::AppState;
 
@@ -95,6 +98,9 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let hasher = KeyHasher::load(store.as_ref()).await?;
+    let oidc = oidc::Providers::discover(&config.oidc, config.tunnel.public_url.as_deref())
+        .await
+        .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
     let config = Arc::new(config);
     metrics::init();
     let addr = listener.local_addr()?;
@@ -105,7 +111,7 @@ pub async fn serve(
     });
     let address = replica.address.clone();
     let tasks = TaskTracker::new();
-    let (state, events) = state::assemble(
+    let (mut state, events) = state::assemble(
         store,
         config.clone(),
         hasher,
@@ -113,6 +119,7 @@ pub async fn serve(
         shutdown.clone(),
         &tasks,
     )?;
+    state.oidc = Arc::new(oidc);
     let hub = state.hub.clone();
     // The cluster outlives the HTTP server a little: agents' owner records are released after
     // the server stops accepting, so it stops only when the tracked tasks are done.

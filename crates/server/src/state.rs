@@ -42,6 +42,8 @@ pub(crate) struct AppState {
     pub credentials: Arc<CredentialCache>,
     /// Sign-in failures, per account and per client address.
     pub throttle: Arc<crate::signin::Throttle>,
+    /// Single sign-on providers, discovered at start.
+    pub oidc: Arc<crate::oidc::Providers>,
 }
 
 /// The receiving ends of the [`crate::cluster::Events`] a replica's cluster sends, for the
@@ -111,6 +113,7 @@ pub(crate) fn assemble(
         outcomes,
         credentials: Arc::new(CredentialCache::new(config.credential_cache_ttl)),
         throttle: Arc::default(),
+        oidc: Arc::default(),
         config,
     };
     let receivers = EventReceivers {

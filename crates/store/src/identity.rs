@@ -149,7 +149,8 @@ pub trait Identity: Send + Sync {
         audit: &AuditEntry,
     ) -> Result<Group>;
     async fn delete_group(&self, name: &str, audit: &AuditEntry) -> Result<()>;
-    /// Adds a local membership (a no-op if the user is a member already).
+    /// Adds a local membership (a no-op if the user is a member already; a membership a
+    /// single sign-on provider manages becomes local, so the next sign-in keeps it).
     async fn add_group_member(&self, group: &str, username: &str, audit: &AuditEntry)
     -> Result<()>;
     /// `NotFound` if the user is not a member.
@@ -238,7 +239,7 @@ pub(crate) mod sql {
          JOIN users u ON u.id = m.user_id ORDER BY u.username";
     pub(crate) const MEMBER_ADD: &str = "INSERT INTO group_members (group_id, user_id) \
          SELECT g.id, u.id FROM groups g, users u WHERE g.name = $1 AND u.username = $2 \
-         ON CONFLICT (group_id, user_id) DO NOTHING";
+         ON CONFLICT (group_id, user_id) DO UPDATE SET source = 'local'";
     pub(crate) const MEMBER_REMOVE: &str = "DELETE FROM group_members \
          WHERE group_id = (SELECT id FROM groups WHERE name = $1) \
          AND user_id = (SELECT id FROM users WHERE username = $2)";

@@ -44,12 +44,14 @@ pub mod quota;
 mod rows;
 mod sql;
 pub mod sqlite;
+pub mod sso;
 
 pub use identity::{
     AuditQuery, BOOTSTRAP_ADMIN_ID, Identity, NewGroup, NewUser, UserChange, UserRecord,
 };
 pub use migrate::{MigrationState, MigrationStatus};
 pub use quota::{QuotaDimension, QuotaSources, Quotas, SessionSize};
+pub use sso::{NewOidcFlow, OidcFlow, OidcSignIn, SingleSignOn};
 
 /// `last_used_at` of a credential is kept to this many seconds: a lookup writes it only when
 /// it is older, so busy keys do not turn every request into a write of the same row.
@@ -287,7 +289,7 @@ pub(crate) fn with_expiry(audit: &AuditEntry, key: &ApiKeyRecord) -> AuditEntry 
 
 /// Persistence for the control plane. All methods are safe to call from several replicas at once.
 #[async_trait]
-pub trait Store: Identity + Quotas + 'static {
+pub trait Store: Identity + Quotas + SingleSignOn + 'static {
     /// Backend name (`postgres` or `sqlite`), for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 

@@ -284,6 +284,9 @@ pub(crate) struct Statements {
     pub user_lock_id: &'static str,
     pub user_login: &'static str,
     pub recovery_use: &'static str,
+    pub oidc_flow_purge: &'static str,
+    pub oidc_flow_take: &'static str,
+    pub oidc_user_lock: &'static str,
     pub key_touch: &'static str,
     pub key_revoke: &'static str,
     pub keys_revoke_agent: &'static str,
@@ -374,6 +377,16 @@ impl Statements {
             user_login: leak(format!(
                 "UPDATE users SET last_login_at = {now} WHERE id = $1"
             )),
+            oidc_flow_purge: leak(format!(
+                "DELETE FROM oidc_flows WHERE created_at <= {}",
+                ago("$1")
+            )),
+            oidc_flow_take: leak(format!(
+                "DELETE FROM oidc_flows WHERE state = $1 RETURNING state, provider, nonce, \
+                 pkce_verifier, return_to, created_at <= {} AS expired",
+                ago("$2")
+            )),
+            oidc_user_lock: leak(format!("{}{lock}", crate::sso::sql::USER_BY_SUBJECT)),
             recovery_use: leak(format!(
                 "UPDATE recovery_codes SET used_at = {now} \
                  WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL"

@@ -89,6 +89,10 @@ conformance!(
     changes_roll_back_when_their_audit_entry_fails,
     audit_entries_carry_what_the_transaction_knows,
     templates_change_in_one_checked_transaction,
+    oidc_flows_are_taken_once,
+    oidc_users_are_keyed_by_subject,
+    oidc_groups_are_replaced_and_local_ones_kept,
+    down_0006_drops_the_oidc_flows,
 );
 
 #[path = "conformance/retention.rs"]
@@ -99,6 +103,13 @@ use retention::{one_purge_at_a_time, purges_delete_only_what_ended_long_ago};
 mod audit;
 use audit::{
     audit_entries_carry_what_the_transaction_knows, changes_roll_back_when_their_audit_entry_fails,
+};
+
+#[path = "conformance/sso.rs"]
+mod sso;
+use sso::{
+    down_0006_drops_the_oidc_flows, oidc_flows_are_taken_once,
+    oidc_groups_are_replaced_and_local_ones_kept, oidc_users_are_keyed_by_subject,
 };
 
 #[path = "conformance/totp.rs"]

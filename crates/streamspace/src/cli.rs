@@ -90,7 +90,7 @@ pub enum Command {
     /// Run the whole platform locally: control plane on SQLite plus a local agent.
     Up(UpArgs),
     /// Run one control-plane replica.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run an agent (with flags), or manage agents (`list`, `show`, `delete`).
     Agent(AgentCommand),
     /// Apply, revert or list database migrations.
@@ -187,6 +187,8 @@ pub struct ServerArgs {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub tuning: ServerTuning,
+    #[command(flatten)]
+    pub oidc: crate::sso::OidcArgs,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ mod duration;
 mod legacy_env;
 mod output;
 mod secrets;
+mod sso;
 
 use std::process::ExitCode;
 

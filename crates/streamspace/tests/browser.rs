@@ -2,7 +2,8 @@
 //! (`web/tests/e2e.mjs`), against a real `streamspace up` (control plane, local agent, Xvnc).
 //!
 //! The browser signs in with a username and password: the admin's, which `up` saved in the data
-//! directory, or a user's created through the API. Needs `node`, `npm ci` done in `web/` and
+//! directory, or a user's created through the API; or through the real test OpenID provider's
+//! own login page. Needs `node`, `npm ci` done in `web/` and
 //! `/usr/bin/chromium` (or `$CHROMIUM`); without them
 //! the tests fail, saying what is missing. Screenshots are kept in
 //! `target/test-artifacts/browser/`.
@@ -17,8 +18,8 @@ use anyhow::{Context, bail};
 use common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready};
 use streamspace_client::Client;
 use streamspace_proto::api::{CreateGroup, CreateUser, QuotaLimits, Role, SessionFilter};
-use streamspace_testkit::PgCluster;
 use streamspace_testkit::redis::RedisServer;
+use streamspace_testkit::{OidcClient, OidcProvider, PgCluster};
 use uuid::Uuid;
 
 /// The whole driver run, browser start to last assertion.
@@ -409,5 +410,91 @@ async fn the_audit_page_shows_and_filters_the_admins_actions() -> anyhow::Result
         &["--group", "auditors"],
     )
     .await?;
+    Ok(())
+}
+/// Single sign-on end to end: a control plane configured (by flags) with the real test
+/// provider, the sign-in page's button for it, the provider's own login page, back signed in,
+/// a session launched and its desktop in the viewer.
+#[tokio::test(flavor = "multi_thread")]
+async fn signs_in_through_a_provider_and_sees_the_desktop() -> anyhow::Result<()> {
+    check_toolchain()?;
+    let mut h = common::harness()?;
+    // The provider must know the redirect URI before the server starts: pick its port first.
+    let listen = format!("127.0.0.1:{}", streamspace_testkit::free_port()?);
+    let public_url = format!("http://{listen}");
+    let idp = OidcProvider::start(&[OidcClient {
+        client_id: "streamspace".into(),
+        client_secret: "browser-test-secret".into(),
+        redirect_uri: format!("{public_url}/api/v1/auth/oidc/corp/callback"),
+    }])?;
+    idp.set_account(
+        "carol",
+        serde_json::json!({ "groups": ["staff"], "name": "Carol" }),
+    )?;
+    let secret = h.path("client-secret");
+    std::fs::write(&secret, "browser-test-secret\n")?;
+    let secret = secret.display().to_string();
+    let db = streamspace_testkit::sqlite_url(&h.path("streamspace.db"));
+    let args = [
+        "--public-url",
+        &public_url,
+        "--oidc-id",
+        "corp",
+        "--oidc-display-name",
+        "Corporate sign-in",
+        "--oidc-issuer",
+        &idp.issuer,
+        "--oidc-client-id",
+        "streamspace",
+        "--oidc-client-secret-file",
+        &secret,
+        "--oidc-scopes",
+        "profile,email,groups",
+        "--oidc-groups-claim",
+        "groups",
+        "--oidc-group-map",
+        "staff=staff",
+    ];
+    let (server, url) = h.replica(&db, "e2e-a", &listen, &args).await?;
+    let api = Client::new(&url, ADMIN_TOKEN)?;
+    wait_for_ready(&api).await.with_context(|| server.logs())?;
+    let key = api.create_agent_key("local").await?;
+    let agent = h.agent(&url, "local", &key.secret, &h.path("agent-state"))?;
+    wait_for_agent_online(&api, "local")
+        .await
+        .with_context(|| agent.logs())?;
+    let carol = Login {
+        username: "carol".to_owned(),
+        password: "any password".to_owned(),
+    };
+    let logs = || format!("{}\n{}\n{}", server.logs(), agent.logs(), idp.log());
+    let out = drive(
+        logs,
+        &url,
+        ADMIN_TOKEN,
+        &carol,
+        "sso",
+        "sso",
+        &["--provider-id", "corp", "--expect-username", "carol"],
+    )
+    .await?;
+    assert!(out.contains("the desktop of"), "{out}");
+    let user = api.get_user("carol").await?;
+    assert_eq!(
+        (user.groups, user.has_password),
+        (vec!["staff".to_owned()], false),
+        "the provider's user, with the mapped group"
+    );
+    let sessions = api
+        .list_sessions(&SessionFilter {
+            owner: Some("carol".into()),
+            ..SessionFilter::default()
+        })
+        .await?;
+    assert_eq!(
+        sessions.len(),
+        1,
+        "carol launched one session: {sessions:?}"
+    );
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! What StreamSpace's tests (and the benchmark harness) share: a throwaway PostgreSQL cluster and
 //! Redis, a fresh database per test, a scripted fake agent, real `streamspace` processes, free
-//! ports, polling with a deadline, and a VNC banner probe.
+//! ports, polling with a deadline, a VNC banner probe, and OpenID Connect providers.
 //!
 //! Everything here starts real components and fails loudly (with the command that failed and
 //! its output) when it cannot: a test that needs PostgreSQL never silently skips.
@@ -8,6 +8,7 @@
 pub mod db;
 pub mod fake_agent;
 pub mod harness;
+pub mod oidc;
 pub mod podman;
 pub mod poll;
 pub mod postgres;
@@ -19,6 +20,7 @@ pub mod vnc;
 pub use db::{TestDatabase, sqlite_url};
 pub use fake_agent::FakeAgent;
 pub use harness::{Harness, Proc};
+pub use oidc::{OidcClient, OidcProvider, RogueProvider};
 pub use podman::Podman;
 pub use poll::wait_until;
 pub use postgres::PgCluster;

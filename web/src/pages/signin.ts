@@ -1,8 +1,11 @@
-import { ApiError, User, api } from "../api";
+import { ApiError, SignInProvider, User, api } from "../api";
 import { h, replace } from "../dom";
 
-/** The sign-in form; `signedIn` is called with the user once the server has set the cookie. */
-export function signInPage(root: HTMLElement, signedIn: (user: User) => void): void {
+/**
+ * The sign-in form, and one button per single sign-on provider; `signedIn` is called with the
+ * user once the server has set the cookie. A provider brings the browser back to `returnTo`.
+ */
+export function signInPage(root: HTMLElement, signedIn: (user: User) => void, returnTo = "/sessions"): void {
   const username = h("input", {
     id: "username",
     name: "username",
@@ -87,4 +90,49 @@ export function signInPage(root: HTMLElement, signedIn: (user: User) => void): v
   });
   replace(root, form);
   username.focus();
+  // Back from a provider whose sign-in was refused: say why, once.
+  const ssoError = new URLSearchParams(window.location.search).get("sso_error");
+  if (ssoError) {
+    error.textContent = SSO_ERRORS[ssoError] ?? `Single sign-on failed (${ssoError}).`;
+    error.hidden = false;
+    error.dataset.ssoError = ssoError;
+    history.replaceState(null, "", "/signin");
+  }
+  // Shown only when providers are configured; the password form works without them.
+  api
+    .providers()
+    .then((providers) => {
+      if (providers.length > 0) form.append(providerButtons(providers, returnTo));
+    })
+    .catch(() => {});
+}
+
+/** What a refused single sign-on (`/signin?sso_error=CODE`) means to the person signing in. */
+const SSO_ERRORS: Record<string, string> = {
+  oidc_invalid_state: "That sign-in expired or was not started here. Please start again.",
+  oidc_denied: "The sign-in provider did not let you in.",
+  oidc_code_refused: "The sign-in provider refused to finish the sign-in. Please start again.",
+  oidc_invalid_token: "The sign-in provider's answer could not be trusted. Ask an administrator.",
+  oidc_invalid_claims: "The sign-in provider did not say who you are. Ask an administrator.",
+  unauthorized: "This account is disabled.",
+};
+
+/** Full-page links: the provider's own sign-in page takes over, then sends the browser back. */
+function providerButtons(providers: SignInProvider[], returnTo: string): HTMLElement {
+  return h(
+    "div",
+    { class: "sso", role: "group", "aria-label": "Single sign-on" },
+    h("p", {}, "Or sign in with"),
+    ...providers.map((p) =>
+      h(
+        "a",
+        {
+          class: "button",
+          id: `sso-${p.id}`,
+          href: `${p.login_url}?return_to=${encodeURIComponent(returnTo)}`,
+        },
+        p.display_name,
+      ),
+    ),
+  );
 }

@@ -195,6 +195,18 @@ pub struct LoginRequest {
     pub token_name: Option<String>,
 }
 
+/// One single sign-on provider, as `GET /api/v1/auth/providers` lists it for the sign-in page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInProvider {
+    /// The provider's id in the server's configuration (a path segment).
+    pub id: String,
+    /// What the sign-in button says.
+    pub display_name: String,
+    /// Where the browser goes to sign in (`/api/v1/auth/oidc/{id}/login`); add
+    /// `?return_to=/local/path` to come back somewhere else than the start page.
+    pub login_url: String,
+}
+
 /// Answer to `POST /api/v1/auth/login`; the browser session itself travels in a cookie.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoginResponse {

@@ -146,7 +146,7 @@ async fn record_failure(app: &AppState, username: &str, client_addr: Option<Stri
 }
 
 /// The `Set-Cookie` value for the session secret (an empty secret with `max_age` 0 clears it).
-fn cookie_value(app: &AppState, secret: &str, max_age: u64) -> HeaderValue {
+pub(super) fn cookie_value(app: &AppState, secret: &str, max_age: u64) -> HeaderValue {
     let secure = app
         .config
         .tunnel

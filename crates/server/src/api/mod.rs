@@ -12,6 +12,7 @@ mod auth;
 mod commands;
 mod groups;
 mod health;
+mod oidc;
 mod paging;
 mod quotas;
 mod replicas;
@@ -148,6 +149,9 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sessions/{id}/vnc", get(crate::tunnel::viewer::vnc))
         .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/providers", get(oidc::providers))
+        .route("/api/v1/auth/oidc/{provider}/login", get(oidc::login))
+        .route("/api/v1/auth/oidc/{provider}/callback", get(oidc::callback))
         .merge(signed_in)
         .fallback(crate::web::fallback)
         .method_not_allowed_fallback(method_not_allowed)

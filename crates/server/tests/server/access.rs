@@ -319,6 +319,25 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
             [CREATED, GONE, CREATED, GONE],
         ),
         (Method::GET, "/api/v1/audit".into(), None, [OK, OK, OK, OK]),
+        // Single sign-on: the provider list is public; no provider is configured here.
+        (
+            Method::GET,
+            "/api/v1/auth/providers".into(),
+            None,
+            [OK, OK, OK, OK],
+        ),
+        (
+            Method::GET,
+            "/api/v1/auth/oidc/none/login".into(),
+            None,
+            [GONE, GONE, GONE, GONE],
+        ),
+        (
+            Method::GET,
+            "/api/v1/auth/oidc/none/callback?state=s&code=c".into(),
+            None,
+            [GONE, GONE, GONE, GONE],
+        ),
         (
             Method::GET,
             "/api/v1/auth/me".into(),

@@ -9,6 +9,7 @@ mod api;
 mod audit;
 mod dispatch;
 mod http_limits;
+mod oidc;
 mod quota;
 mod template_fields;
 mod template_limits;

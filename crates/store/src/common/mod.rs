@@ -13,6 +13,7 @@
 
 pub(crate) mod identity;
 pub(crate) mod quota;
+pub(crate) mod sso;
 pub(crate) mod tx;
 
 macro_rules! impl_store {
@@ -20,6 +21,7 @@ macro_rules! impl_store {
         $crate::common::tx::impl_transactions!($store, $conn, $stmts);
         $crate::common::identity::impl_identity!($store, $conn, $stmts);
         $crate::common::quota::impl_quotas!($store, $conn, $stmts);
+        $crate::common::sso::impl_single_sign_on!($store, $conn, $stmts);
 
         #[async_trait::async_trait]
         impl $crate::Store for $store {

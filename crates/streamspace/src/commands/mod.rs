@@ -15,7 +15,7 @@ use crate::cli::Command;
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => up::run(args).await,
-        Command::Server(args) => server::run(args).await,
+        Command::Server(args) => server::run(*args).await,
         Command::Agent(cmd) => match cmd.action {
             None => agent::run(cmd.run).await,
             Some(action) => client::agent(action).await,

@@ -42,6 +42,7 @@ async fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let replica_id = args.replica_id.clone().unwrap_or_else(default_replica_id);
+    let oidc = crate::sso::providers(&args.oidc).context("configuring single sign-on")?;
     if args.no_migrate {
         let pending: Vec<i64> = streamspace_store::migrate::status(&args.database_url)
             .await
@@ -97,6 +98,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig {
         redis_url: args.redis_url.clone().filter(|u| !u.is_empty()),
         internal_address: args.internal_address.clone(),
+        oidc,
         ..server_config(replica_id, &args.tuning)
     };
     config.http.metrics_token = metrics_token(&args.tuning)?;

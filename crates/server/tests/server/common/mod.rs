@@ -75,6 +75,17 @@ impl TestServer {
     }
 
     async fn start(db: TestDatabase, config: ServerConfig) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(listener, db, config).await
+    }
+
+    /// Starts on `listener`, bound by the caller (who needed to know the address first, e.g.
+    /// for `public_url`).
+    async fn start_on(
+        listener: tokio::net::TcpListener,
+        db: TestDatabase,
+        config: ServerConfig,
+    ) -> anyhow::Result<Self> {
         let url = db.url();
         streamspace_store::migrate::up(url)
             .await
@@ -86,7 +97,6 @@ impl TestServer {
             .await
             .context("bootstrap")?;
         assert_eq!(generated, None, "a configured admin token is not generated");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(streamspace_server::serve(
@@ -368,6 +378,20 @@ impl Backend {
             Self::Sqlite => TestServer::sqlite(config).await,
             Self::Postgres(cluster) => TestServer::postgres(cluster, config).await,
         }
+    }
+
+    /// [`Self::server`] on a listener the caller bound.
+    pub async fn server_on(
+        &self,
+        listener: tokio::net::TcpListener,
+        config: ServerConfig,
+    ) -> anyhow::Result<TestServer> {
+        init();
+        let db = match self {
+            Self::Sqlite => TestDatabase::sqlite()?,
+            Self::Postgres(cluster) => TestDatabase::postgres(cluster)?,
+        };
+        TestServer::start_on(listener, db, config).await
     }
 }
 
