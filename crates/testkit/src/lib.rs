@@ -14,6 +14,7 @@ pub mod poll;
 pub mod postgres;
 pub mod redis;
 pub mod relay;
+pub mod schemathesis;
 pub mod tagged;
 pub mod vnc;
 
