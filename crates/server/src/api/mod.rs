@@ -12,6 +12,7 @@ mod auth;
 mod commands;
 mod groups;
 mod health;
+pub mod openapi;
 mod paging;
 mod quotas;
 mod replicas;

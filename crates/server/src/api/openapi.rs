@@ -1,0 +1,248 @@
+//! The API's contract: an OpenAPI 3.1 document generated from the handlers' `#[utoipa::path]`
+//! attributes and the proto types' schemas, served at `GET /api/v1/openapi.json` and browsable
+//! at `/api/docs` (Swagger UI, its files embedded in the binary: no CDN).
+//!
+//! Every route of the router is either described here or named in [`LEFT_OUT`] with the
+//! reason; a test walks the router and fails on a route that is neither, so the document
+//! cannot silently fall behind the code.
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::auth::SESSION_COOKIE;
+
+/// Where the document is served (no authentication: it describes only what anyone may read
+/// in the source).
+pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
+/// Where the docs UI is served.
+pub const DOCS_UI_PATH: &str = "/api/docs";
+
+/// Routes of the router the document does not describe, each with the reason.
+///
+/// Paths are written as the router spells them; a path left out is left out with all its
+/// methods.
+pub const LEFT_OUT: &[(&str, &str)] = &[
+    (
+        "/internal/v1/tunnels/open",
+        "replica to replica only, authenticated by the replica proof",
+    ),
+    (
+        "/internal/v1/tunnels/data",
+        "replica to replica only, authenticated by the replica proof",
+    ),
+    ("/metrics", "Prometheus scraping, not part of the API"),
+    (DOCUMENT_PATH, "this document itself"),
+    (DOCS_UI_PATH, "the docs UI's page"),
+    ("/api/docs/", "the docs UI's page"),
+    ("/api/docs/{*rest}", "the docs UI's files"),
+    // The web UI's files are served by the router's fallback, which is no route.
+];
+
+/// Error codes an answer's `error.code` can carry, listed in the error schema's description.
+const ERROR_CODES: &[&str] = &[
+    "agent_unavailable",
+    "bad_request",
+    "conflict",
+    "forbidden",
+    "forbidden_origin",
+    "internal",
+    "invalid_body",
+    "invalid_token",
+    "method_not_allowed",
+    "no_capacity",
+    "not_found",
+    "payload_too_large",
+    "quota_exceeded",
+    "redis_unavailable",
+    "request_timeout",
+    "session_ended",
+    "session_not_running",
+    "shutting_down",
+    "token_expired",
+    "too_many_attempts",
+    "too_many_connections",
+    "too_many_streams",
+    "totp_required",
+    "unauthorized",
+    "unsupported_media_type",
+    "wrong_agent",
+    "wrong_session",
+];
+
+// OpenID Connect (`/api/v1/auth/oidc/...`, `/api/v1/auth/providers`) joins `paths(...)` below
+// when it lands, under the `auth` tag.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "StreamSpace API",
+        description = "The control plane's REST API. Every listing answers `{items, next_cursor}` \
+            and takes `?limit=` (default 100, at most 1000) and `?cursor=` (the previous page's \
+            `next_cursor`). Every error answers `{\"error\":{\"code\",\"message\"}}`.",
+    ),
+    paths(
+        super::agents::list,
+        super::agents::get,
+        super::agents::remove,
+        super::agents::ping,
+        super::replicas::list,
+        super::agent_keys::create,
+        super::agent_keys::list,
+        super::agent_keys::revoke,
+        super::users::list,
+        super::users::create,
+        super::users::get,
+        super::users::update,
+        super::users::remove,
+        super::groups::list,
+        super::groups::create,
+        super::groups::get,
+        super::groups::update,
+        super::groups::remove,
+        super::groups::add_member,
+        super::groups::remove_member,
+        super::quotas::get_user,
+        super::quotas::set_user,
+        super::quotas::get_group,
+        super::quotas::set_group,
+        super::sessions::create,
+        super::sessions::list,
+        super::sessions::get,
+        super::sessions::stop,
+        super::sessions::hibernate,
+        super::sessions::wake,
+        crate::tunnel::viewer::connect,
+        super::commands::list,
+        super::commands::get,
+        super::templates::list,
+        super::templates::create,
+        super::templates::get,
+        super::templates::update,
+        super::templates::remove,
+        super::audit::list,
+        super::auth::login,
+        super::auth::me,
+        super::auth::logout,
+        super::auth::change_password,
+        super::totp::start,
+        super::totp::disable,
+        super::totp::confirm,
+        super::tokens::list,
+        super::tokens::create,
+        super::tokens::revoke,
+        super::health::healthz,
+        super::health::readyz,
+        crate::agent_ws::connect,
+        crate::tunnel::data::connect,
+        crate::tunnel::viewer::vnc,
+    ),
+    modifiers(&Contract),
+    tags(
+        (name = "sessions", description = "Desktop sessions and their viewers"),
+        (name = "templates", description = "What a session runs"),
+        (name = "commands", description = "Commands sent to agents"),
+        (name = "agents", description = "Agents (operators)"),
+        (name = "agent-keys", description = "Agents' credentials (operators)"),
+        (name = "replicas", description = "The control plane's replicas (operators)"),
+        (name = "users", description = "Local users (admins)"),
+        (name = "groups", description = "Groups (admins)"),
+        (name = "quotas", description = "Session quotas (admins)"),
+        (name = "tokens", description = "API tokens"),
+        (name = "auth", description = "Signing in and out, passwords, two-step sign-in"),
+        (name = "audit", description = "The audit log"),
+        (name = "health", description = "Probes"),
+        (name = "websockets", description = "WebSocket endpoints (answer 101 on upgrade)"),
+    )
+)]
+struct ApiDoc;
+
+/// Adds what attributes cannot say: the security schemes and the error codes.
+struct Contract;
+
+impl Modify for Contract {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token (`streamspace token create`)"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                SESSION_COOKIE,
+                "The browser session set by `POST /api/v1/auth/login`; requests that change \
+                 state must come from this site's own pages",
+            ))),
+        );
+        components.add_security_scheme(
+            "agent_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An agent key (`POST /api/v1/agent-keys`)"))
+                    .build(),
+            ),
+        );
+        if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(detail))) =
+            components.schemas.get_mut("ErrorDetail")
+            && let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(code))) =
+                detail.properties.get_mut("code")
+        {
+            let codes: Vec<String> = ERROR_CODES.iter().map(|c| format!("`{c}`")).collect();
+            code.description = Some(format!(
+                "Stable and machine-readable, one of: {}",
+                codes.join(", ")
+            ));
+        }
+    }
+}
+
+/// The OpenAPI document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The OpenAPI document as pretty JSON (what `streamspace openapi` prints).
+pub fn document_json() -> String {
+    document()
+        .to_pretty_json()
+        .expect("an OpenAPI document always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Each operation has its own id and every one that needs a signed-in user documents the
+    /// refusals a user can meet before the handler runs.
+    #[test]
+    fn operations_are_unique_and_document_their_refusals() {
+        let doc = serde_json::to_value(document()).expect("serializes");
+        let mut ids = BTreeSet::new();
+        let paths = doc["paths"].as_object().expect("paths");
+        for (path, item) in paths {
+            for (method, op) in item.as_object().expect("a path item") {
+                let id = op["operationId"].as_str().expect("an operationId");
+                assert!(ids.insert(id.to_owned()), "operationId {id} used twice");
+                let signed_in = op["security"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+                if signed_in {
+                    for status in ["401", "403", "429"] {
+                        assert!(
+                            op["responses"].get(status).is_some(),
+                            "{method} {path} does not document {status}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(ids.len() >= 50, "only {} operations", ids.len());
+    }
+}
