@@ -149,6 +149,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sessions/{id}/vnc", get(crate::tunnel::viewer::vnc))
         .route("/api/v1/auth/login", post(auth::login))
+        .merge(openapi::router())
         .merge(signed_in)
         .fallback(crate::web::fallback)
         .method_not_allowed_fallback(method_not_allowed)

@@ -6,10 +6,13 @@
 //! reason; a test walks the router and fails on a route that is neither, so the document
 //! cannot silently fall behind the code.
 
+use axum::Router;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::auth::SESSION_COOKIE;
+use crate::state::AppState;
 
 /// Where the document is served (no authentication: it describes only what anyone may read
 /// in the source).
@@ -213,11 +216,88 @@ pub fn document_json() -> String {
         .expect("an OpenAPI document always serializes")
 }
 
+/// `GET /api/v1/openapi.json` and the docs UI under `/api/docs`.
+pub(crate) fn router() -> Router<AppState> {
+    // No validator badge: it would fetch from swagger.io, and the page works offline.
+    let config = Config::new([DOCUMENT_PATH]).validator_url("none");
+    SwaggerUi::new(DOCS_UI_PATH)
+        .url(DOCUMENT_PATH, document())
+        .config(config)
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use tower::ServiceExt;
+
     use super::*;
+
+    /// The document and the docs UI are served to anyone, the UI's page under the same
+    /// Content-Security-Policy as the web UI (it loads only its own files).
+    #[tokio::test]
+    async fn the_document_and_docs_ui_are_served_without_credentials() -> anyhow::Result<()> {
+        let db = streamspace_testkit::TestDatabase::sqlite()?;
+        let (router, _) = crate::api::tests::routes(db.url()).await?;
+        let get = |uri: &str| Request::builder().uri(uri).body(Body::empty());
+        let response = router.clone().oneshot(get(DOCUMENT_PATH)?).await?;
+        anyhow::ensure!(
+            response.status() == StatusCode::OK,
+            "{DOCUMENT_PATH}: {response:?}"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 22).await?;
+        let served: serde_json::Value = serde_json::from_slice(&body)?;
+        anyhow::ensure!(
+            served == serde_json::to_value(document())?,
+            "the served document differs from openapi::document()"
+        );
+        anyhow::ensure!(
+            served["openapi"] == "3.1.0",
+            "not OpenAPI 3.1: {}",
+            served["openapi"]
+        );
+        let response = router.clone().oneshot(get("/api/docs/")?).await?;
+        anyhow::ensure!(
+            response.status() == StatusCode::OK,
+            "/api/docs/: {response:?}"
+        );
+        let csp = response
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .cloned();
+        let page = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+        let page = String::from_utf8_lossy(&page);
+        anyhow::ensure!(
+            page.contains("swagger-initializer.js"),
+            "not the docs page: {page}"
+        );
+        anyhow::ensure!(
+            csp.is_some_and(|v| v.to_str().is_ok_and(|v| v.contains("script-src 'self'"))),
+            "the docs page lacks the Content-Security-Policy"
+        );
+        for file in [
+            "swagger-initializer.js",
+            "swagger-ui-bundle.js",
+            "swagger-ui.css",
+        ] {
+            let uri = format!("/api/docs/{file}");
+            let response = router.clone().oneshot(get(&uri)?).await?;
+            anyhow::ensure!(response.status() == StatusCode::OK, "{uri}: {response:?}");
+            let text = axum::body::to_bytes(response.into_body(), 1 << 24).await?;
+            anyhow::ensure!(!text.is_empty(), "{uri} is empty");
+            if file == "swagger-initializer.js" {
+                let text = String::from_utf8_lossy(&text);
+                anyhow::ensure!(
+                    text.contains(DOCUMENT_PATH),
+                    "the UI does not load our document: {text}"
+                );
+            }
+        }
+        Ok(())
+    }
 
     /// Each operation has its own id and every one that needs a signed-in user documents the
     /// refusals a user can meet before the handler runs.
