@@ -231,10 +231,127 @@ mod tests {
     use std::collections::BTreeSet;
 
     use axum::body::Body;
-    use axum::http::{Request, StatusCode, header};
+    use axum::http::{Method, Request, StatusCode, header};
     use tower::ServiceExt;
 
     use super::*;
+
+    /// The methods a route may answer (`HEAD` comes with `GET`).
+    const METHODS: [Method; 5] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+
+    /// The paths the router has routes for, read from its `Debug` form (axum offers no other
+    /// way to list them): the `RouteId(n): "/path"` entries of its path router.
+    fn routed_paths(router: &Router) -> BTreeSet<String> {
+        let debug = format!("{router:?}");
+        let paths = debug
+            .split("fallback_router")
+            .next()
+            .expect("split yields at least one part");
+        paths
+            .split("RouteId(")
+            .skip(1)
+            .filter_map(|entry| {
+                let (_, rest) = entry.split_once("): \"")?;
+                let (path, _) = rest.split_once('"')?;
+                Some(path.to_owned())
+            })
+            .filter(|path| path.starts_with('/') && !path.contains("__private__"))
+            .collect()
+    }
+
+    /// `path` with every `{param}` filled in, so that a request reaches its route.
+    fn concrete(path: &str) -> String {
+        path.split('/')
+            .map(|part| {
+                if part.starts_with('{') {
+                    uuid::Uuid::nil().to_string()
+                } else {
+                    part.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Which methods `path` is routed for: a method without a handler answers 405 before
+    /// any layer or handler runs, so no request here changes anything.
+    async fn routed_methods(router: &Router, path: &str) -> anyhow::Result<Vec<Method>> {
+        let mut routed = Vec::new();
+        for method in METHODS {
+            let request = Request::builder()
+                .method(method.clone())
+                .uri(concrete(path))
+                .body(Body::empty())?;
+            let response = router.clone().oneshot(request).await?;
+            if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+                routed.push(method);
+            }
+        }
+        Ok(routed)
+    }
+
+    /// Every route of the router is described by the document or named in `LEFT_OUT`, and
+    /// every operation the document describes is routed.
+    #[tokio::test]
+    async fn the_document_describes_every_route_but_the_named_ones() -> anyhow::Result<()> {
+        let db = streamspace_testkit::TestDatabase::sqlite()?;
+        let (router, _) = crate::api::tests::routes(db.url()).await?;
+        let doc = document();
+        let described: BTreeSet<(String, String)> = doc
+            .paths
+            .paths
+            .iter()
+            .flat_map(|(path, item)| {
+                let json = serde_json::to_value(item).expect("a path item serializes");
+                let methods: Vec<String> = json
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default();
+                methods
+                    .into_iter()
+                    .filter(|m| METHODS.iter().any(|k| k.as_str().eq_ignore_ascii_case(m)))
+                    .map(move |m| (m.to_uppercase(), path.clone()))
+            })
+            .collect();
+        let left_out: BTreeSet<&str> = LEFT_OUT.iter().map(|(path, _)| *path).collect();
+        let paths = routed_paths(&router);
+        anyhow::ensure!(
+            paths.contains("/api/v1/sessions") && paths.contains("/healthz"),
+            "reading the router's paths found too few: {paths:?}"
+        );
+        let mut routed = BTreeSet::new();
+        for path in &paths {
+            for method in routed_methods(&router, path).await? {
+                routed.insert((method.to_string(), path.clone()));
+            }
+        }
+        let undocumented: Vec<_> = routed
+            .iter()
+            .filter(|(_, path)| !left_out.contains(path.as_str()))
+            .filter(|route| !described.contains(*route))
+            .collect();
+        anyhow::ensure!(
+            undocumented.is_empty(),
+            "routes neither in the OpenAPI document nor in openapi::LEFT_OUT: {undocumented:?}"
+        );
+        let unrouted: Vec<_> = described.difference(&routed).collect();
+        anyhow::ensure!(
+            unrouted.is_empty(),
+            "operations the OpenAPI document describes that the router does not have: {unrouted:?}"
+        );
+        let stale: Vec<_> = left_out.iter().filter(|p| !paths.contains(**p)).collect();
+        anyhow::ensure!(
+            stale.is_empty(),
+            "LEFT_OUT names paths with no route: {stale:?}"
+        );
+        Ok(())
+    }
 
     /// The document and the docs UI are served to anyone, the UI's page under the same
     /// Content-Security-Policy as the web UI (it loads only its own files).
