@@ -379,27 +379,34 @@ pub struct Agent {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A session template: what to run inside a session.
+/// A session template: what to run inside a session. Fields with a default are read leniently
+/// (rows from older servers) but always sent, so the API document marks them required.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Template {
     pub name: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub description: String,
     /// Program and arguments started on the session's display (process runtime); for
     /// container runtimes, replaces the image's command when not empty.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub command: Vec<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub env: BTreeMap<String, String>,
     /// Container image (`docker` and `kubernetes` runtimes; they refuse a template without one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub ports: TemplatePorts,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub resources: TemplateResources,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub persistent_home: HomePolicy,
     /// Hibernate the session after this many seconds without a viewer.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -416,6 +416,19 @@ mod tests {
         Ok(())
     }
 
+    /// The web UI's API types are generated from `web/openapi.json`, so that copy must be
+    /// this document; `.ci/run` then checks the generated types are current.
+    #[test]
+    fn the_web_uis_copy_of_the_document_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/openapi.json");
+        let copy = std::fs::read_to_string(path).expect("web/openapi.json is committed");
+        assert!(
+            copy.trim_end() == document_json(),
+            "web/openapi.json is out of date: run `cargo run -p streamspace -- openapi > \
+             web/openapi.json`, then `npm run build` in web/, and commit both"
+        );
+    }
+
     /// Each operation has its own id and every one that needs a signed-in user documents the
     /// refusals a user can meet before the handler runs.
     #[test]
