@@ -72,8 +72,11 @@ const ERROR_CODES: &[&str] = &[
     "wrong_session",
 ];
 
-// OpenID Connect (`/api/v1/auth/oidc/...`, `/api/v1/auth/providers`) joins `paths(...)` below
-// when it lands, under the `auth` tag.
+// Single sign-on (`GET /api/v1/auth/providers`, `/api/v1/auth/oidc/{provider}/...`) joins
+// `paths(...)` below, under the `auth` tag, when it is merged: give each handler a
+// `#[utoipa::path]` (they are public: `security(())`), list it here, then refresh
+// `web/openapi.json` and run `npm run build` in web/. Until then the route test below names
+// those routes as undocumented.
 #[derive(OpenApi)]
 #[openapi(
     info(
