@@ -1,70 +1,55 @@
-// The REST API under /api/v1: types (mirroring crates/proto/src/api.rs and api/identity.rs) and
-// one fetch wrapper that turns `{"error":{"code","message"}}` bodies into ApiError. The browser
+// The REST API under /api/v1: types (generated into api.gen.ts from the server's OpenAPI document,
+// web/openapi.json, by `npm run api`; never written by hand) and one fetch wrapper that turns `{"error":{"code","message"}}` bodies into ApiError. The browser
 // session is the HttpOnly cookie `POST /auth/login` sets: the page never sees a secret, it only
 // sends the cookie along (same origin), and a 401 means "sign in again".
 
-export type SessionState =
-  | "pending"
-  | "starting"
-  | "running"
-  | "hibernated"
-  | "terminated"
-  | "failed";
+import type { components, operations } from "./api.gen";
 
-export interface Session {
-  id: string;
-  template: string;
-  agent_id: string | null;
-  state: SessionState;
-  vnc_address: string | null;
-  error_message: string | null;
-  owner: string;
-  owner_id: string | null;
-  created_at: string;
-  updated_at: string;
-}
+type Schemas = components["schemas"];
 
-export interface Template {
-  name: string;
-  description: string;
-  command: string[];
-  /** What a session of it holds; an unset dimension counts with the server's default size. */
-  resources?: { cpu_millis?: number; memory_mib?: number };
-  /** Groups whose members may launch it; absent or empty: everyone. */
-  allowed_groups?: string[];
-  created_at: string;
-}
-
-export interface Agent {
-  agent_id: string;
-  platform: string;
-  status: "online" | "offline";
-  max_sessions: number;
-  active_sessions: number;
-  replica_id: string | null;
-  version: string | null;
-  last_heartbeat_at: string | null;
-}
-
-export interface Command {
-  command_id: string;
-  agent_id: string;
-  session_id: string | null;
-  action: string;
-  status: string;
-  error_message: string | null;
-  attempts: number;
-  created_at: string;
-  sent_at: string | null;
-  acknowledged_at: string | null;
-  completed_at: string | null;
-}
-
+export type SessionState = Schemas["SessionState"];
+export type Session = Schemas["Session"];
+export type Template = Schemas["Template"];
+export type Agent = Schemas["Agent"];
+export type Command = Schemas["Command"];
 /** Answer to POST /api/v1/sessions/{id}/connect. */
-export interface ConnectTicket {
-  token: string;
-  url: string;
-  expires_at: string;
+export type ConnectTicket = Schemas["ConnectInfo"];
+/** What a user may do; ordered by power. */
+export type Role = Schemas["Role"];
+export type User = Schemas["User"];
+export type CreateUser = Schemas["CreateUser"];
+export type UpdateUser = Schemas["UpdateUser"];
+export type Group = Schemas["Group"];
+export type ApiToken = Schemas["ApiToken"];
+/** Answer to POST /api/v1/tokens: the secret is in it this once. */
+export type CreatedToken = Schemas["CreatedToken"];
+/** Limits at one level (user, group, or what applies); `null` (or absent): none at that level. */
+export type QuotaLimits = Schemas["QuotaLimits"];
+export type QuotaDimension = keyof QuotaLimits;
+export type QuotaUsage = Schemas["QuotaUsage"];
+export type SessionSize = Schemas["SessionSize"];
+/** Answer to GET /api/v1/auth/me. */
+export type Me = Schemas["Me"];
+export type UserQuota = Schemas["UserQuota"];
+export type GroupQuota = Schemas["GroupQuota"];
+/** PUT …/quota: an omitted field stays as it is, `null` clears it (the level inherits). */
+export type SetQuota = Schemas["SetQuota"];
+export type AuditRecord = Schemas["AuditRecord"];
+/** GET /api/v1/audit's query; every field narrows the answer. */
+export type AuditFilter = NonNullable<operations["audit_list"]["parameters"]["query"]>;
+export type LoginResponse = Schemas["LoginResponse"];
+export type TotpEnrolment = Schemas["TotpEnrolment"];
+export type RecoveryCodes = Schemas["RecoveryCodes"];
+/** A single sign-on provider, one button on the sign-in page. */
+export type SignInProvider = Schemas["SignInProvider"];
+
+/**
+ * A page of a listing; `next_cursor` is absent on the last page. Generic here, where the
+ * document has one `Page_<Item>` schema per listing, all of this shape.
+ */
+export interface Page<T> {
+  items: T[];
+  next_cursor?: Schemas["Page_Session"]["next_cursor"];
 }
 
 export function isTerminal(state: SessionState): boolean {
@@ -83,9 +68,6 @@ export class ApiError extends Error {
   }
 }
 
-/** What a user may do; ordered by power. */
-export type Role = "user" | "operator" | "admin";
-
 const POWER: Record<Role, number> = { user: 0, operator: 1, admin: 2 };
 
 /** Whether `role` has at least the power of `needed`. */
@@ -93,147 +75,6 @@ export function atLeast(role: Role, needed: Role): boolean {
   return POWER[role] >= POWER[needed];
 }
 
-export interface User {
-  id: string;
-  username: string;
-  display_name: string;
-  email: string | null;
-  role: Role;
-  disabled: boolean;
-  groups: string[];
-  has_password: boolean;
-  /** Whether signing in also needs a one-time code. */
-  totp_enabled: boolean;
-  last_login_at: string | null;
-  created_at: string;
-  updated_at: string;
-}
-
-export interface CreateUser {
-  username: string;
-  role: Role;
-  password?: string;
-  display_name?: string;
-}
-
-export interface UpdateUser {
-  role?: Role;
-  disabled?: boolean;
-  password?: string;
-}
-
-export interface Group {
-  id: string;
-  name: string;
-  description: string;
-  members: string[];
-  created_at: string;
-  updated_at: string;
-}
-
-export interface ApiToken {
-  id: string;
-  name: string;
-  user: string;
-  prefix: string;
-  created_at: string;
-  last_used_at: string | null;
-  expires_at: string | null;
-}
-
-/** Answer to POST /api/v1/tokens: the secret is in it this once. */
-export interface CreatedToken {
-  id: string;
-  name: string;
-  token: string;
-  expires_at: string | null;
-}
-
-/** Limits at one level (user, group, or what applies); `null` (or absent): none at that level. */
-export interface QuotaLimits {
-  max_sessions?: number | null;
-  max_cpu_millis?: number | null;
-  max_memory_mib?: number | null;
-}
-
-export type QuotaDimension = keyof QuotaLimits;
-
-/** What a user's sessions hold now: every session that is not terminal, hibernated included. */
-export interface QuotaUsage {
-  sessions: number;
-  cpu_millis: number;
-  memory_mib: number;
-}
-
-/** What one session counts against a quota. */
-export interface SessionSize {
-  cpu_millis: number;
-  memory_mib: number;
-}
-
-/** Answer to GET /api/v1/auth/me. */
-export interface Me {
-  user: User;
-  /** The limits that apply (`null`: unlimited). */
-  quota: QuotaLimits;
-  usage: QuotaUsage;
-  /** What a session counts in a dimension its template does not size. */
-  default_session_size?: SessionSize;
-}
-
-/** GET /api/v1/users/{username}/quota: the user's own limits, what applies, and use. */
-export interface UserQuota {
-  username: string;
-  limits: QuotaLimits;
-  effective: QuotaLimits;
-  usage: QuotaUsage;
-}
-
-export interface GroupQuota {
-  name: string;
-  limits: QuotaLimits;
-}
-
-/** PUT …/quota: an omitted field stays as it is, `null` clears it (the level inherits). */
-export type SetQuota = QuotaLimits;
-
-export interface AuditRecord {
-  id: number;
-  at: string;
-  /** Who, in words (`user:alice`, `anonymous:bob` for a failed sign-in). */
-  actor: string;
-  actor_id: string | null;
-  action: string;
-  target: string;
-  detail: unknown;
-  client_addr: string | null;
-}
-
-/** GET /api/v1/audit's query; every field narrows the answer. */
-export interface AuditFilter {
-  actor?: string;
-  action?: string;
-  target?: string;
-  /** RFC 3339 times. */
-  since?: string;
-  until?: string;
-  cursor?: string;
-  limit?: number;
-}
-
-/** A page of a listing; `next_cursor` is absent on the last page. */
-export interface Page<T> {
-  items: T[];
-  next_cursor?: string | null;
-}
-
-/** A single sign-on provider, one button on the sign-in page. */
-export interface SignInProvider {
-  id: string;
-  display_name: string;
-  /** Where the browser goes to sign in; `?return_to=/path` brings it back there. */
-  login_url: string;
-}
 
 /** Called when the API answers 401: the browser session has ended (or never began). */
 let onUnauthorized: () => void = () => {};
@@ -299,9 +140,9 @@ async function all<T>(path: string): Promise<T[]> {
 export const api = {
   /** `totp` (a one-time or recovery code) only for accounts that use one (401 `totp_required`). */
   login: (username: string, password: string, totp?: string) =>
-    request<{ user: User }>("POST", "/auth/login", totp ? { username, password, totp } : { username, password }, true),
-  startTotp: () => request<{ secret: string; otpauth_uri: string }>("POST", "/auth/totp"),
-  confirmTotp: (code: string) => request<{ recovery_codes: string[] }>("POST", "/auth/totp/confirm", { code }),
+    request<LoginResponse>("POST", "/auth/login", totp ? { username, password, totp } : { username, password }, true),
+  startTotp: () => request<TotpEnrolment>("POST", "/auth/totp"),
+  confirmTotp: (code: string) => request<RecoveryCodes>("POST", "/auth/totp/confirm", { code }),
   disableTotp: (password: string) => request<unknown>("DELETE", "/auth/totp", { password }, true),
   logout: () => request<void>("POST", "/auth/logout", undefined, true),
   /** The single sign-on providers (public). */

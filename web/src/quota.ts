@@ -80,7 +80,7 @@ export function wouldExceed(me: Me, template: Template): string | null {
   const over: string[] = [];
   for (const d of DIMENSIONS) {
     const limit = limitOf(quota, d.key);
-    const needs = d.needs(template, me.default_session_size);
+    const needs = d.needs(template, me.default_session_size ?? undefined);
     if (limit === null || needs === undefined) continue;
     const used = d.used(usage);
     if (used + needs > limit) over.push(`${used} of ${limit} ${d.noun} in use, and this needs ${needs} more`);

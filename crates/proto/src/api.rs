@@ -28,6 +28,7 @@ pub use template::{
 /// Lifecycle of a session. Terminal states (`terminated`, `failed`) never change again; a
 /// session may move between `running` and `hibernated` any number of times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     Pending,
@@ -88,6 +89,7 @@ impl SessionState {
 
 /// Lifecycle of an agent command; status only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CommandStatus {
     Pending,
@@ -148,6 +150,7 @@ impl CommandStatus {
 
 /// What a command asks an agent to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     StartSession,
@@ -217,6 +220,7 @@ pub struct UnknownValue {
 
 /// A user's desktop session, running on one agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     pub id: Uuid,
     /// Name of the template it was created from.
@@ -239,6 +243,7 @@ pub struct Session {
 
 /// `POST /api/v1/sessions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     pub template: String,
@@ -246,6 +251,8 @@ pub struct CreateSession {
 
 /// Filter for `GET /api/v1/sessions`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct SessionFilter {
     /// Only sessions placed on this agent.
@@ -264,6 +271,8 @@ pub struct SessionFilter {
 
 /// Paging of a listing without filters: `?limit=&cursor=`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Items per page: default 100, at most 1000.
@@ -276,6 +285,7 @@ pub struct PageQuery {
 
 /// One row of `agent_commands`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Command {
     pub id: i64,
     pub command_id: Uuid,
@@ -296,6 +306,8 @@ pub struct Command {
 
 /// Query of `GET /api/v1/commands/{id}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct CommandWait {
     /// Answer as soon as the command is `completed` or `failed`, or after this many seconds
@@ -309,6 +321,8 @@ pub const MAX_COMMAND_WAIT_SECS: f64 = 60.0;
 
 /// Filter for `GET /api/v1/commands`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct CommandFilter {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -326,6 +340,7 @@ pub struct CommandFilter {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
     Online,
@@ -343,6 +358,7 @@ impl AgentStatus {
 
 /// An agent as the control plane knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agent {
     pub agent_id: String,
     /// Runtime the agent drives: `process`, `docker` or `kubernetes`.
@@ -363,26 +379,34 @@ pub struct Agent {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A session template: what to run inside a session.
+/// A session template: what to run inside a session. Fields with a default are read leniently
+/// (rows from older servers) but always sent, so the API document marks them required.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Template {
     pub name: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub description: String,
     /// Program and arguments started on the session's display (process runtime); for
     /// container runtimes, replaces the image's command when not empty.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub command: Vec<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub env: BTreeMap<String, String>,
     /// Container image (`docker` and `kubernetes` runtimes; they refuse a template without one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub ports: TemplatePorts,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub resources: TemplateResources,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub persistent_home: HomePolicy,
     /// Hibernate the session after this many seconds without a viewer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -395,6 +419,7 @@ pub struct Template {
 
 /// `POST /api/v1/templates`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTemplate {
     pub name: String,
@@ -422,6 +447,7 @@ pub struct CreateTemplate {
 
 /// An agent key as listed (never includes the secret).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentKey {
     pub id: Uuid,
     pub agent_id: String,
@@ -434,6 +460,7 @@ pub struct AgentKey {
 
 /// `POST /api/v1/agent-keys`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgentKey {
     pub agent_id: String,
@@ -441,6 +468,7 @@ pub struct CreateAgentKey {
 
 /// Answer to `POST /api/v1/agent-keys`: the only time the secret is shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedAgentKey {
     #[serde(flatten)]
     pub key: AgentKey,
@@ -449,11 +477,13 @@ pub struct CreatedAgentKey {
 
 /// Body of every API error: `{"error":{"code","message"}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable, machine-readable (`not_found`, `no_capacity`, …).
     pub code: String,
@@ -463,6 +493,7 @@ pub struct ErrorDetail {
 
 /// `GET /readyz`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Readiness {
     pub ready: bool,
     pub database: String,

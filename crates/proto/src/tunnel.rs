@@ -47,6 +47,7 @@ pub mod close_code {
 
 /// Answer to `POST /api/v1/sessions/{id}/connect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectInfo {
     /// The viewer token (also in `url`'s query string).
     pub token: String,

@@ -75,6 +75,7 @@ use streamspace_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use api::openapi;
 pub use config::{
     ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, MetricsToken, RetentionConfig, ServerConfig,
     TunnelConfig,

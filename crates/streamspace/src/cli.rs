@@ -131,6 +131,9 @@ pub enum Command {
     /// Show and set the quotas of users and groups (admins).
     #[command(subcommand)]
     Quota(crate::cli_identity::QuotaCommand),
+    /// Print the REST API's OpenAPI document (the one a server serves at
+    /// /api/v1/openapi.json), with no server needed.
+    Openapi,
 }
 
 impl Command {

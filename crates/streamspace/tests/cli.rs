@@ -130,6 +130,24 @@ fn client_errors_name_the_problem() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `streamspace openapi` prints the API document a server serves, with no server running.
+#[test]
+fn openapi_prints_the_api_document_without_a_server() -> anyhow::Result<()> {
+    let out = ok(&["openapi"])?;
+    let doc: serde_json::Value = serde_json::from_str(&out).context("the output is JSON")?;
+    assert_eq!(doc["openapi"], "3.1.0", "not OpenAPI 3.1");
+    assert!(
+        doc["paths"]["/api/v1/sessions"]["post"].is_object(),
+        "no POST /api/v1/sessions in: {out}"
+    );
+    assert_eq!(
+        out.trim_end(),
+        streamspace_server::openapi::document_json(),
+        "the CLI prints another document than the server serves"
+    );
+    Ok(())
+}
+
 /// Runs `streamspace ARGS…` as a person with their own configuration directory (where `login`
 /// saves its token), feeding `stdin`.
 fn as_person(config_home: &std::path::Path, args: &[&str], stdin: &str) -> anyhow::Result<Output> {

@@ -12,6 +12,7 @@ use uuid::Uuid;
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Launches the templates their groups may use; sees and acts on their own sessions only.
@@ -56,6 +57,7 @@ impl std::str::FromStr for Role {
 
 /// A person (or an automation account) known to StreamSpace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub id: Uuid,
     /// Unique, lower case, never changes.
@@ -79,6 +81,7 @@ pub struct User {
 
 /// `POST /api/v1/users`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub username: String,
@@ -96,6 +99,7 @@ pub struct CreateUser {
 
 /// `PATCH /api/v1/users/{username}`: every field is optional; what is omitted stays.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,6 +121,7 @@ pub struct UpdateUser {
 
 /// A named set of users; templates name the groups that may launch them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Group {
     pub id: Uuid,
     pub name: String,
@@ -129,6 +134,7 @@ pub struct Group {
 
 /// `POST /api/v1/groups`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     pub name: String,
@@ -138,6 +144,7 @@ pub struct CreateGroup {
 
 /// `PATCH /api/v1/groups/{name}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateGroup {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,6 +153,7 @@ pub struct UpdateGroup {
 
 /// A personal API token as listed (its secret is shown only once, at creation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiToken {
     pub id: Uuid,
     pub name: String,
@@ -160,6 +168,7 @@ pub struct ApiToken {
 
 /// `POST /api/v1/tokens`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
@@ -173,6 +182,7 @@ pub struct CreateToken {
 
 /// Answer to `POST /api/v1/tokens` (and part of a sign-in with `token_name`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     pub id: Uuid,
     pub name: String,
@@ -183,6 +193,7 @@ pub struct CreatedToken {
 
 /// `POST /api/v1/auth/login`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
@@ -197,6 +208,7 @@ pub struct LoginRequest {
 
 /// One single sign-on provider, as `GET /api/v1/auth/providers` lists it for the sign-in page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignInProvider {
     /// The provider's id in the server's configuration (a path segment).
     pub id: String,
@@ -209,6 +221,7 @@ pub struct SignInProvider {
 
 /// Answer to `POST /api/v1/auth/login`; the browser session itself travels in a cookie.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     pub user: User,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,6 +230,7 @@ pub struct LoginResponse {
 
 /// `POST /api/v1/auth/password`: change your own password.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
     pub old_password: String,
@@ -226,6 +240,7 @@ pub struct ChangePassword {
 /// Answer to `POST /api/v1/auth/totp`: a new, pending one-time-code secret to put into an
 /// authenticator app. Codes are RFC 6238: SHA-1, 6 digits, a 30-second step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TotpEnrolment {
     /// Base32, for typing in by hand.
     pub secret: String,
@@ -235,6 +250,7 @@ pub struct TotpEnrolment {
 
 /// `POST /api/v1/auth/totp/confirm`: a code from the pending secret, to turn it on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmTotp {
     pub code: String,
@@ -242,12 +258,14 @@ pub struct ConfirmTotp {
 
 /// Answer to `POST /api/v1/auth/totp/confirm`: one-time recovery codes, shown this once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecoveryCodes {
     pub recovery_codes: Vec<String>,
 }
 
 /// `DELETE /api/v1/auth/totp`: turn one-time codes off (needs your password).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DisableTotp {
     pub password: String,
@@ -255,6 +273,7 @@ pub struct DisableTotp {
 
 /// Answer to `GET /api/v1/auth/me`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Me {
     pub user: User,
     /// The limits that apply to you (`None`: unlimited).
@@ -269,6 +288,7 @@ pub struct Me {
 
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditRecord {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -287,6 +307,8 @@ pub struct AuditRecord {
 
 /// Query of `GET /api/v1/audit`: every field narrows the answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct AuditFilter {
     /// A username: only what that user did.
@@ -312,6 +334,7 @@ pub struct AuditFilter {
 
 /// A page of a listing, newest first; `next_cursor` is absent on the last page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     pub items: Vec<T>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

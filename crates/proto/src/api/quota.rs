@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// Limits at one level (a user, a group, the server default, or the effective result).
 /// `None`: no limit at this level (for a user or group: inherit; effective: unlimited).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuotaLimits {
     /// Most sessions that are not terminal at once.
     pub max_sessions: Option<u32>,
@@ -39,6 +40,7 @@ impl QuotaLimits {
 
 /// What a user's sessions hold now: every session that is not terminal, hibernated included.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuotaUsage {
     pub sessions: u64,
     pub cpu_millis: u64,
@@ -48,6 +50,7 @@ pub struct QuotaUsage {
 /// How much one session holds, as quotas count it: its template's resources, or the server's
 /// default size for a dimension the template does not set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionSize {
     pub cpu_millis: u32,
     pub memory_mib: u32,
@@ -55,6 +58,7 @@ pub struct SessionSize {
 
 /// `GET /api/v1/users/{username}/quota`: the user's own limits, the ones that apply, and use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserQuota {
     pub username: String,
     /// Set on the user itself (`None`: inherited).
@@ -66,6 +70,7 @@ pub struct UserQuota {
 
 /// `GET /api/v1/groups/{name}/quota`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupQuota {
     pub name: String,
     /// `None`: this group has no say in that dimension.
@@ -75,6 +80,7 @@ pub struct GroupQuota {
 /// `PUT /api/v1/users/{username}/quota` and `PUT /api/v1/groups/{name}/quota`: an omitted
 /// field stays as it is, `null` clears it (the level inherits again).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetQuota {
     #[serde(

@@ -38,6 +38,7 @@ impl Template {
 /// ports, no home volume, and no `allowed_groups`: every user may launch it). `resources`
 /// changes field by field in the same way; `ports` is replaced whole.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTemplate {
     #[serde(
@@ -154,6 +155,7 @@ impl UpdateTemplate {
 
 /// The `resources` of an [`UpdateTemplate`]: an omitted field stays, `null` removes the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResourcesChange {
     #[serde(
@@ -175,6 +177,7 @@ pub const DEFAULT_VNC_PORT: u16 = 5901;
 
 /// Ports the session's workload listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TemplatePorts {
     /// The VNC (RFB) port inside the container or pod.
@@ -202,6 +205,7 @@ impl TemplatePorts {
 
 /// Limits for one session; absent means "no limit set by StreamSpace".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TemplateResources {
     /// CPU in thousandths of a core (`500` = half a core).
@@ -221,6 +225,7 @@ impl TemplateResources {
 /// Whether a session gets a volume for its home directory, and what happens to it at stop.
 /// The volume always survives hibernation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HomePolicy {
     /// No volume: the home directory lives and dies with the container.

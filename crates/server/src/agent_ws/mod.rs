@@ -29,6 +29,22 @@ const MAX_WRITE_BUFFER: usize = 4 * wire::MAX_MESSAGE_BYTES;
 /// several reads.
 const READ_BUFFER: usize = 4 * 1024;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/connect",
+    operation_id = "agent_connect",
+    tag = "websockets",
+    summary = "An agent's control connection (WebSocket)",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "No valid agent key", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "A browser `Origin` was sent (`forbidden_origin`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+        (status = 503, description = "The replica is shutting down", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("agent_key" = [])),
+)]
 pub(crate) async fn connect(
     State(app): State<AppState>,
     headers: HeaderMap,

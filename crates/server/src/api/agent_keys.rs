@@ -15,6 +15,23 @@ use crate::error::{ApiError, ServerError};
 use crate::keys;
 use crate::state::AppState;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/agent-keys",
+    operation_id = "agent_keys_create",
+    tag = "agent-keys",
+    summary = "Create an agent key (its secret is shown once)",
+    request_body = streamspace_proto::api::CreateAgentKey,
+    responses(
+        (status = 201, description = "The key with its secret", body = streamspace_proto::api::CreatedAgentKey),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn create(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -42,6 +59,23 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/agent-keys",
+    operation_id = "agent_keys_list",
+    tag = "agent-keys",
+    summary = "List agent keys",
+    params(streamspace_proto::api::PageQuery),
+    responses(
+        (status = 200, description = "A page of agent keys", body = streamspace_proto::api::Page<streamspace_proto::api::AgentKey>),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn list(
     State(app): State<AppState>,
     ApiQuery(page): ApiQuery<PageQuery>,
@@ -59,6 +93,24 @@ pub(super) async fn list(
 }
 
 /// Revokes the key and closes any connection that authenticated with it.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/agent-keys/{id}",
+    operation_id = "agent_keys_revoke",
+    tag = "agent-keys",
+    summary = "Revoke an agent key",
+    params(("id" = uuid::Uuid, Path, description = "the key's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such agent key", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn revoke(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,

@@ -13,6 +13,23 @@ use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents",
+    operation_id = "agents_list",
+    tag = "agents",
+    summary = "List agents",
+    params(streamspace_proto::api::PageQuery),
+    responses(
+        (status = 200, description = "A page of agents", body = streamspace_proto::api::Page<streamspace_proto::api::Agent>),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn list(
     State(app): State<AppState>,
     ApiQuery(page): ApiQuery<PageQuery>,
@@ -28,6 +45,24 @@ pub(super) async fn list(
     Ok(Json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/{id}",
+    operation_id = "agents_get",
+    tag = "agents",
+    summary = "Show an agent",
+    params(("id" = String, Path, description = "the agent's id")),
+    responses(
+        (status = 200, description = "The agent", body = streamspace_proto::api::Agent),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such agent", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn get(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -42,6 +77,25 @@ pub(super) async fn get(
 
 /// Deletes the agent and revokes its keys (refused while it has live sessions), then closes its
 /// connection if this replica holds it.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/agents/{id}",
+    operation_id = "agents_remove",
+    tag = "agents",
+    summary = "Forget an offline agent",
+    params(("id" = String, Path, description = "the agent's id")),
+    responses(
+        (status = 204, description = "Forgotten"),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such agent", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The agent is online or still has sessions", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn remove(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -63,6 +117,26 @@ pub(super) async fn remove(
 /// Answers 202 with the command; follow it at `/api/v1/commands/{command_id}`. With
 /// `?wait=SECS`, answers 200 with the finished command as soon as the agent has answered, or
 /// 202 with the command as it is if the wait runs out first.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{id}/ping",
+    operation_id = "agents_ping",
+    tag = "agents",
+    summary = "Send a ping command to an agent",
+    params(("id" = String, Path, description = "the agent's id"), streamspace_proto::api::CommandWait),
+    responses(
+        (status = 200, description = "The ping command, finished within `wait`", body = streamspace_proto::api::Command),
+        (status = 202, description = "The ping command, not finished yet", body = streamspace_proto::api::Command),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such agent", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+        (status = 503, description = "The agent is not connected", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn ping(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,

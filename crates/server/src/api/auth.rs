@@ -27,6 +27,22 @@ use crate::state::AppState;
 /// Longest username or password a sign-in may send.
 const MAX_INPUT: usize = 1024;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    operation_id = "auth_login",
+    tag = "auth",
+    summary = "Sign in with a password (and a one-time code when needed)",
+    request_body = streamspace_proto::api::LoginRequest,
+    responses(
+        (status = 200, description = "Signed in: a token, and the `streamspace_session` cookie", body = streamspace_proto::api::LoginResponse),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Wrong credentials (`unauthorized`) or a one-time code is needed (`totp_required`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many failed attempts (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(()),
+)]
 pub(super) async fn login(
     State(app): State<AppState>,
     parts: axum::http::request::Parts,
@@ -162,6 +178,21 @@ pub(super) fn cookie_value(app: &AppState, secret: &str, max_age: u64) -> Header
 
 /// Ends the credential the request used (a browser session or a personal token; the
 /// bootstrap admin token stays, automation depends on it) and clears the cookie.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    operation_id = "auth_logout",
+    tag = "auth",
+    summary = "Sign out (ends the token or browser session used)",
+    responses(
+        (status = 204, description = "Signed out; the cookie is cleared"),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn logout(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -189,6 +220,21 @@ pub(super) async fn logout(
     Ok(response)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    operation_id = "auth_me",
+    tag = "auth",
+    summary = "Who the caller is",
+    responses(
+        (status = 200, description = "The signed-in user", body = streamspace_proto::api::Me),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn me(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -206,6 +252,23 @@ pub(super) async fn me(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password",
+    operation_id = "auth_change_password",
+    tag = "auth",
+    summary = "Change the caller's password",
+    request_body = streamspace_proto::api::ChangePassword,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn change_password(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,

@@ -13,6 +13,23 @@ use crate::outcomes::{RECHECK, Waiter};
 use crate::policy::{Action, Resource};
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/commands",
+    operation_id = "commands_list",
+    tag = "commands",
+    summary = "List agent commands",
+    params(streamspace_proto::api::CommandFilter),
+    responses(
+        (status = 200, description = "A page of commands, newest first", body = streamspace_proto::api::Page<streamspace_proto::api::Command>),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn list(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -39,6 +56,24 @@ pub(super) async fn list(
 
 /// One command; with `?wait=SECS`, answers once it is `completed` or `failed` (or when the wait
 /// ends, with the command as it is then) so clients need not poll.
+#[utoipa::path(
+    get,
+    path = "/api/v1/commands/{command_id}",
+    operation_id = "commands_get",
+    tag = "commands",
+    summary = "Show a command, optionally waiting for it to finish",
+    params(("command_id" = uuid::Uuid, Path, description = "the command's id"), streamspace_proto::api::CommandWait),
+    responses(
+        (status = 200, description = "The command", body = streamspace_proto::api::Command),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such command", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn get(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,

@@ -18,6 +18,23 @@ use crate::state::AppState;
 /// Longest group description accepted.
 const MAX_DESCRIPTION: usize = 1024;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups",
+    operation_id = "groups_list",
+    tag = "groups",
+    summary = "List groups",
+    params(streamspace_proto::api::PageQuery),
+    responses(
+        (status = 200, description = "A page of groups", body = streamspace_proto::api::Page<streamspace_proto::api::Group>),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn list(
     State(app): State<AppState>,
     ApiQuery(page): ApiQuery<PageQuery>,
@@ -33,6 +50,24 @@ pub(super) async fn list(
     Ok(Json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{name}",
+    operation_id = "groups_get",
+    tag = "groups",
+    summary = "Show a group",
+    params(("name" = String, Path, description = "the group's name")),
+    responses(
+        (status = 200, description = "The group", body = streamspace_proto::api::Group),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such group", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn get(
     State(app): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -54,6 +89,24 @@ fn check_description(description: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups",
+    operation_id = "groups_create",
+    tag = "groups",
+    summary = "Create a group",
+    request_body = streamspace_proto::api::CreateGroup,
+    responses(
+        (status = 201, description = "The new group", body = streamspace_proto::api::Group),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The name is taken", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn create(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -83,6 +136,25 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(group)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/groups/{name}",
+    operation_id = "groups_update",
+    tag = "groups",
+    summary = "Change a group",
+    params(("name" = String, Path, description = "the group's name")),
+    request_body = streamspace_proto::api::UpdateGroup,
+    responses(
+        (status = 200, description = "The group as it is now", body = streamspace_proto::api::Group),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such group", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn update(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -101,6 +173,24 @@ pub(super) async fn update(
     Ok(Json(group))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/groups/{name}",
+    operation_id = "groups_remove",
+    tag = "groups",
+    summary = "Delete a group",
+    params(("name" = String, Path, description = "the group's name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such group", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn remove(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -115,6 +205,24 @@ pub(super) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/groups/{name}/members/{username}",
+    operation_id = "groups_add_member",
+    tag = "groups",
+    summary = "Add a user to a group",
+    params(("name" = String, Path, description = "the group's name"), ("username" = String, Path, description = "the user's name")),
+    responses(
+        (status = 200, description = "The group with the member", body = streamspace_proto::api::Group),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such group or user", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn add_member(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -134,6 +242,24 @@ pub(super) async fn add_member(
     get(State(app), ApiPath(name)).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/groups/{name}/members/{username}",
+    operation_id = "groups_remove_member",
+    tag = "groups",
+    summary = "Remove a user from a group",
+    params(("name" = String, Path, description = "the group's name"), ("username" = String, Path, description = "the user's name")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such group, user or membership", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn remove_member(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,

@@ -14,10 +14,35 @@ use crate::state::AppState;
 /// A readiness probe must answer quickly even when the database hangs.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "health_healthz",
+    tag = "health",
+    summary = "Liveness: the process answers",
+    responses(
+        (status = 200, description = "`{\"status\":\"ok\"}`", body = serde_json::Value),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(()),
+)]
 pub(super) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "health_readyz",
+    tag = "health",
+    summary = "Readiness: the database answers",
+    responses(
+        (status = 200, description = "Ready", body = streamspace_proto::api::Readiness),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+        (status = 503, description = "Not ready", body = streamspace_proto::api::Readiness),
+    ),
+    security(()),
+)]
 pub(super) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let ping = tokio::time::timeout(PING_TIMEOUT, app.store.ping()).await;
     let (status, ready, database) = match ping {

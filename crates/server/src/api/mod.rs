@@ -13,6 +13,7 @@ mod commands;
 mod groups;
 mod health;
 mod oidc;
+pub mod openapi;
 mod paging;
 mod quotas;
 mod replicas;
@@ -152,6 +153,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/auth/providers", get(oidc::providers))
         .route("/api/v1/auth/oidc/{provider}/login", get(oidc::login))
         .route("/api/v1/auth/oidc/{provider}/callback", get(oidc::callback))
+        .merge(openapi::router())
         .merge(signed_in)
         .fallback(crate::web::fallback)
         .method_not_allowed_fallback(method_not_allowed)

@@ -45,16 +45,45 @@ const FLOW_COOKIE: &str = "streamspace_oidc_state";
 const MAX_RETURN_TO: usize = 2048;
 
 /// `GET /api/v1/auth/providers`: public, for the sign-in page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/providers",
+    operation_id = "auth_providers",
+    tag = "auth",
+    summary = "The single sign-on providers, one button each on the sign-in page",
+    responses(
+        (status = 200, description = "The configured providers (none: an empty list)", body = Vec<SignInProvider>),
+    ),
+    security(()),
+)]
 pub(super) async fn providers(State(app): State<AppState>) -> Json<Vec<SignInProvider>> {
     Json(app.oidc.list())
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of `GET /api/v1/auth/oidc/{provider}/login`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct LoginQuery {
+    /// A local path of the web UI to come back to after signing in (default `/`).
     return_to: Option<String>,
 }
 
 /// `GET /api/v1/auth/oidc/{provider}/login`: redirects to the provider.
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/oidc/{provider}/login",
+    operation_id = "auth_oidc_login",
+    tag = "auth",
+    summary = "Start signing in through a single sign-on provider (a browser navigation)",
+    params(("provider" = String, Path, description = "The provider's id"), LoginQuery),
+    responses(
+        (status = 302, description = "To the provider's authorization endpoint; sets the `streamspace_oidc_state` cookie"),
+        (status = 400, description = "`return_to` is not a local path, or the query is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such provider (`not_found`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(()),
+)]
 pub(super) async fn login(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -88,15 +117,37 @@ pub(super) async fn login(
     Ok((StatusCode::FOUND, headers).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of the callback, as the provider sends it (RFC 6749 §4.1.2).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct CallbackQuery {
+    /// The flow's state, as sent to the provider.
     state: Option<String>,
+    /// The authorization code.
     code: Option<String>,
+    /// The provider's refusal (`access_denied`, …), instead of a code.
     error: Option<String>,
+    /// The provider's words about its refusal.
     error_description: Option<String>,
 }
 
 /// `GET /api/v1/auth/oidc/{provider}/callback`: where the provider sends the browser back.
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/oidc/{provider}/callback",
+    operation_id = "auth_oidc_callback",
+    tag = "auth",
+    summary = "Where the provider sends the browser back; signs it in",
+    params(("provider" = String, Path, description = "The provider's id"), CallbackQuery),
+    responses(
+        (status = 302, description = "Signed in: the `streamspace_session` cookie is set and the browser goes back where it started; for a browser navigation a refusal also answers 302, to `/signin?sso_error=CODE`"),
+        (status = 400, description = "Unknown, used or expired state (`oidc_invalid_state`), or an invalid query (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "The provider refused (`oidc_denied`), the code was refused (`oidc_code_refused`), the ID token is invalid (`oidc_invalid_token`) or lacks claims (`oidc_invalid_claims`), or the account is disabled (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such provider (`not_found`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(()),
+)]
 pub(super) async fn callback(
     State(app): State<AppState>,
     parts: axum::http::request::Parts,

@@ -67,6 +67,24 @@ async fn user_quota(app: &AppState, username: &str) -> Result<UserQuota, ApiErro
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{username}/quota",
+    operation_id = "quotas_get_user",
+    tag = "quotas",
+    summary = "Show a user's quota and use",
+    params(("username" = String, Path, description = "the user's name")),
+    responses(
+        (status = 200, description = "The quota", body = streamspace_proto::api::UserQuota),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such user", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn get_user(
     State(app): State<AppState>,
     ApiPath(username): ApiPath<String>,
@@ -74,6 +92,25 @@ pub(super) async fn get_user(
     Ok(Json(user_quota(&app, &username).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{username}/quota",
+    operation_id = "quotas_set_user",
+    tag = "quotas",
+    summary = "Set a user's own quota limits",
+    params(("username" = String, Path, description = "the user's name")),
+    request_body = streamspace_proto::api::SetQuota,
+    responses(
+        (status = 200, description = "The quota as it is now", body = streamspace_proto::api::UserQuota),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such user", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn set_user(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -88,6 +125,24 @@ pub(super) async fn set_user(
     Ok(Json(user_quota(&app, &username).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{name}/quota",
+    operation_id = "quotas_get_group",
+    tag = "quotas",
+    summary = "Show a group's quota limits",
+    params(("name" = String, Path, description = "the group's name")),
+    responses(
+        (status = 200, description = "The quota", body = streamspace_proto::api::GroupQuota),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such group", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn get_group(
     State(app): State<AppState>,
     ApiPath(name): ApiPath<String>,
@@ -100,6 +155,25 @@ pub(super) async fn get_group(
     Ok(Json(GroupQuota { name, limits }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/groups/{name}/quota",
+    operation_id = "quotas_set_group",
+    tag = "quotas",
+    summary = "Set a group's quota limits",
+    params(("name" = String, Path, description = "the group's name")),
+    request_body = streamspace_proto::api::SetQuota,
+    responses(
+        (status = 200, description = "The quota as it is now", body = streamspace_proto::api::GroupQuota),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such group", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn set_group(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,

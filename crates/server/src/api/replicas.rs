@@ -10,6 +10,24 @@ use crate::cluster::ReplicaStatus;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/replicas",
+    operation_id = "replicas_list",
+    tag = "replicas",
+    summary = "List the control plane's replicas",
+    params(streamspace_proto::api::PageQuery),
+    responses(
+        (status = 200, description = "A page of replicas", body = streamspace_proto::api::Page<crate::cluster::ReplicaStatus>),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+        (status = 503, description = "The replica directory (Redis) cannot be read", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn list(
     State(app): State<AppState>,
     ApiQuery(page): ApiQuery<PageQuery>,

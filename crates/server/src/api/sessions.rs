@@ -23,6 +23,26 @@ use crate::error::ApiError;
 use crate::policy::{self, Resource};
 use crate::state::AppState;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions",
+    operation_id = "sessions_create",
+    tag = "sessions",
+    summary = "Start a session from a template",
+    request_body = streamspace_proto::api::CreateSession,
+    responses(
+        (status = 201, description = "The new session (pending)", body = streamspace_proto::api::Session),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such template", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "A quota would be exceeded (`quota_exceeded`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+        (status = 503, description = "No online agent has room (`no_capacity`)", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn create(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -89,6 +109,23 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(for_actor(&actor, session))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions",
+    operation_id = "sessions_list",
+    tag = "sessions",
+    summary = "List sessions (users see only their own)",
+    params(streamspace_proto::api::SessionFilter),
+    responses(
+        (status = 200, description = "A page of sessions, newest first", body = streamspace_proto::api::Page<streamspace_proto::api::Session>),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn list(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -131,6 +168,24 @@ pub(super) async fn list(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}",
+    operation_id = "sessions_get",
+    tag = "sessions",
+    summary = "Show a session",
+    params(("id" = uuid::Uuid, Path, description = "the session's id")),
+    responses(
+        (status = 200, description = "The session", body = streamspace_proto::api::Session),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such session", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn get(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -172,6 +227,25 @@ const STOPPABLE: [SessionState; 4] = [
     SessionState::Hibernated,
 ];
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions/{id}",
+    operation_id = "sessions_stop",
+    tag = "sessions",
+    summary = "Stop a session",
+    params(("id" = uuid::Uuid, Path, description = "the session's id")),
+    responses(
+        (status = 202, description = "Stopping: the stop command is queued", body = streamspace_proto::api::Session),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such session", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The session has already ended", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn stop(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -187,6 +261,25 @@ pub(super) async fn stop_session(app: &AppState, actor: &Actor, id: Uuid) -> Res
         .map(|_| ())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{id}/hibernate",
+    operation_id = "sessions_hibernate",
+    tag = "sessions",
+    summary = "Hibernate a running session",
+    params(("id" = uuid::Uuid, Path, description = "the session's id")),
+    responses(
+        (status = 202, description = "The hibernate command is queued", body = streamspace_proto::api::Session),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such session", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The session is not running", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn hibernate(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -202,6 +295,25 @@ pub(super) async fn hibernate(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{id}/wake",
+    operation_id = "sessions_wake",
+    tag = "sessions",
+    summary = "Wake a hibernated session",
+    params(("id" = uuid::Uuid, Path, description = "the session's id")),
+    responses(
+        (status = 202, description = "The wake command is queued", body = streamspace_proto::api::Session),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such session", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The session is not hibernated", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn wake(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,

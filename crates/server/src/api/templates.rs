@@ -17,6 +17,23 @@ use crate::error::ApiError;
 use crate::policy::{Action, Resource};
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/templates",
+    operation_id = "templates_list",
+    tag = "templates",
+    summary = "List the templates the caller may launch",
+    params(streamspace_proto::api::PageQuery),
+    responses(
+        (status = 200, description = "A page of templates", body = streamspace_proto::api::Page<streamspace_proto::api::Template>),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn list(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -37,6 +54,24 @@ pub(super) async fn list(
     Ok(Json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/templates/{name}",
+    operation_id = "templates_get",
+    tag = "templates",
+    summary = "Show a template",
+    params(("name" = String, Path, description = "the template's name")),
+    responses(
+        (status = 200, description = "The template", body = streamspace_proto::api::Template),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such template", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn get(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -51,6 +86,24 @@ pub(super) async fn get(
     Ok(Json(template))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/templates",
+    operation_id = "templates_create",
+    tag = "templates",
+    summary = "Create a template",
+    request_body = streamspace_proto::api::CreateTemplate,
+    responses(
+        (status = 201, description = "The new template", body = streamspace_proto::api::Template),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The name is taken", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn create(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -72,6 +125,25 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(template)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/templates/{name}",
+    operation_id = "templates_update",
+    tag = "templates",
+    summary = "Change a template (merge patch)",
+    params(("name" = String, Path, description = "the template's name")),
+    request_body = streamspace_proto::api::UpdateTemplate,
+    responses(
+        (status = 200, description = "The template as it is now", body = streamspace_proto::api::Template),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such template", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn update(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -96,6 +168,24 @@ pub(super) async fn update(
     Ok(Json(template))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/templates/{name}",
+    operation_id = "templates_remove",
+    tag = "templates",
+    summary = "Delete a template",
+    params(("name" = String, Path, description = "the template's name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such template", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn remove(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,

@@ -22,7 +22,7 @@ const ADMIN_TOKEN: &str = "ssa_oneshot_admin_token_0123456789abcdef";
 const MAX_BODY: usize = 1024;
 
 /// A router over a migrated, bootstrapped database at `url`, and an agent key of agent `a1`.
-async fn routes(url: &str) -> anyhow::Result<(Router, String)> {
+pub(super) async fn routes(url: &str) -> anyhow::Result<(Router, String)> {
     streamspace_store::migrate::up(url).await?;
     let store: Arc<dyn Store> = streamspace_store::open(url).await?;
     crate::bootstrap::run(store.as_ref(), Some(ADMIN_TOKEN)).await?;

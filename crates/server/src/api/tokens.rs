@@ -23,7 +23,8 @@ const MAX_NAME: usize = 64;
 const MAX_LIFETIME_SECS: u64 = 10 * 366 * 24 * 3600;
 
 /// Query of `GET /api/v1/tokens`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TokenQuery {
     /// Another user's tokens (admins).
@@ -50,6 +51,24 @@ async fn target_user(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    operation_id = "tokens_list",
+    tag = "tokens",
+    summary = "List API tokens (the caller's, or a user's for admins)",
+    params(TokenQuery),
+    responses(
+        (status = 200, description = "A page of tokens", body = streamspace_proto::api::Page<streamspace_proto::api::ApiToken>),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such user", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn list(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -113,6 +132,24 @@ pub(super) async fn issue(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    operation_id = "tokens_create",
+    tag = "tokens",
+    summary = "Create an API token (its secret is shown once)",
+    request_body = streamspace_proto::api::CreateToken,
+    responses(
+        (status = 201, description = "The token with its secret", body = streamspace_proto::api::CreatedToken),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such user", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn create(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -132,6 +169,24 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    operation_id = "tokens_revoke",
+    tag = "tokens",
+    summary = "Revoke an API token",
+    params(("id" = uuid::Uuid, Path, description = "the token's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such token", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn revoke(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,

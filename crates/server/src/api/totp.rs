@@ -30,6 +30,22 @@ async fn own_record(app: &AppState, actor: &Actor) -> Result<UserRecord, ApiErro
         .map_err(|e| ApiError::from_store(e, "reading your account"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/totp",
+    operation_id = "totp_start",
+    tag = "auth",
+    summary = "Start turning on two-step sign-in",
+    responses(
+        (status = 200, description = "The secret to put in an authenticator app", body = streamspace_proto::api::TotpEnrolment),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "Two-step sign-in is already on", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn start(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -58,6 +74,24 @@ pub(super) async fn start(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/totp/confirm",
+    operation_id = "totp_confirm",
+    tag = "auth",
+    summary = "Confirm two-step sign-in with a first code",
+    request_body = streamspace_proto::api::ConfirmTotp,
+    responses(
+        (status = 200, description = "Turned on; the recovery codes, shown once", body = streamspace_proto::api::RecoveryCodes),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "No enrolment was started", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn confirm(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -103,6 +137,23 @@ pub(super) async fn confirm(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/auth/totp",
+    operation_id = "totp_disable",
+    tag = "auth",
+    summary = "Turn off two-step sign-in",
+    request_body = streamspace_proto::api::DisableTotp,
+    responses(
+        (status = 204, description = "Turned off"),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn disable(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,

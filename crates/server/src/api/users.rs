@@ -46,6 +46,23 @@ fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    operation_id = "users_list",
+    tag = "users",
+    summary = "List users",
+    params(streamspace_proto::api::PageQuery),
+    responses(
+        (status = 200, description = "A page of users", body = streamspace_proto::api::Page<streamspace_proto::api::User>),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn list(
     State(app): State<AppState>,
     ApiQuery(page): ApiQuery<PageQuery>,
@@ -61,6 +78,24 @@ pub(super) async fn list(
     Ok(Json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{username}",
+    operation_id = "users_get",
+    tag = "users",
+    summary = "Show a user",
+    params(("username" = String, Path, description = "the user's name")),
+    responses(
+        (status = 200, description = "The user", body = streamspace_proto::api::User),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such user", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn get(
     State(app): State<AppState>,
     ApiPath(username): ApiPath<String>,
@@ -73,6 +108,24 @@ pub(super) async fn get(
     Ok(Json(record.user))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    operation_id = "users_create",
+    tag = "users",
+    summary = "Create a local user",
+    request_body = streamspace_proto::api::CreateUser,
+    responses(
+        (status = 201, description = "The new user", body = streamspace_proto::api::User),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The name is taken", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn create(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -118,6 +171,26 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{username}",
+    operation_id = "users_update",
+    tag = "users",
+    summary = "Change a user",
+    params(("username" = String, Path, description = "the user's name")),
+    request_body = streamspace_proto::api::UpdateUser,
+    responses(
+        (status = 200, description = "The user as it is now", body = streamspace_proto::api::User),
+        (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such user", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The change would leave no admin", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn update(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -170,6 +243,25 @@ pub(super) async fn update(
     Ok(Json(user))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{username}",
+    operation_id = "users_remove",
+    tag = "users",
+    summary = "Delete a user",
+    params(("username" = String, Path, description = "the user's name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such user", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The last admin cannot be deleted", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(super) async fn remove(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,

@@ -15,7 +15,7 @@ pub(crate) struct ReplicaInfo {
 }
 
 /// One replica as `GET /api/v1/replicas` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplicaStatus {
     pub id: String,
     pub address: String,

@@ -27,6 +27,22 @@ use crate::extract::ApiQuery;
 use crate::state::AppState;
 use crate::streams::{Pending, TakeError};
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/tunnel",
+    operation_id = "agent_tunnel",
+    tag = "websockets",
+    summary = "An agent's data connection for one viewer stream (WebSocket)",
+    params(crate::tunnel::viewer::TokenQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "No valid agent key or stream token", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No stream waits for this token", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("agent_key" = [])),
+)]
 pub(crate) async fn connect(
     State(app): State<AppState>,
     headers: HeaderMap,

@@ -37,8 +37,10 @@ use crate::policy;
 use crate::state::AppState;
 use crate::streams::{Opened, PendingGuard, Tunnels};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TokenQuery {
+    /// The viewer token from `POST /api/v1/sessions/{id}/connect`.
     #[serde(default)]
     token: Option<String>,
 }
@@ -50,6 +52,25 @@ impl TokenQuery {
 }
 
 /// `POST /api/v1/sessions/{id}/connect`: a viewer token and the URL to open with it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{id}/connect",
+    operation_id = "sessions_connect",
+    tag = "sessions",
+    summary = "Get a viewer token and URL for a running session",
+    params(("id" = uuid::Uuid, Path, description = "the session's id")),
+    responses(
+        (status = 200, description = "The viewer token and the WebSocket URL to open", body = streamspace_proto::tunnel::ConnectInfo),
+        (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such session", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The session is not running (`session_not_running`)", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
 pub(crate) async fn connect(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -85,6 +106,25 @@ pub(crate) async fn connect(
 }
 
 /// `GET /api/v1/sessions/{id}/vnc?token=…`: the viewer's WebSocket.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}/vnc",
+    operation_id = "sessions_vnc",
+    tag = "websockets",
+    summary = "A viewer's VNC stream (WebSocket, binary frames)",
+    params(("id" = uuid::Uuid, Path, description = "the session's id"), crate::tunnel::viewer::TokenQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade", body = streamspace_proto::api::ErrorBody),
+        (status = 401, description = "No valid viewer token (`invalid_token`, `token_expired`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The token is for another session (`wrong_session`)", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The session is not running", body = streamspace_proto::api::ErrorBody),
+        (status = 429, description = "Too many streams (`too_many_streams`)", body = streamspace_proto::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
+        (status = 503, description = "The agent is not connected (`agent_unavailable`)", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(()),
+)]
 pub(crate) async fn vnc(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,

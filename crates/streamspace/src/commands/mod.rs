@@ -34,6 +34,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Token(cmd) => identity::token(cmd).await,
         Command::Audit(cmd) => identity::audit(cmd).await,
         Command::Quota(cmd) => quota::run(cmd).await,
+        Command::Openapi => {
+            println!("{}", streamspace_server::openapi::document_json());
+            Ok(())
+        }
     }
 }
 
