@@ -16,6 +16,11 @@
 //! Everything after `welcome` is generic over the two halves of the socket (`FrameSink`,
 //! `FrameStream`), so tests drive the loops with scripted halves and paused time.
 //!
+//! Results are sent at least once: the agent asks for receipts in `register`; on a connection
+//! whose `welcome` grants them, the heartbeat loop first sends every result still unconfirmed
+//! (lost with an earlier connection, or not recorded by the server), then on each tick those
+//! that got no `result_recorded` within a whole interval (see [`crate::executor`]).
+//!
 //! A `ping` from the server is answered with a heartbeat (the heartbeat is the liveness signal
 //! the server measures; answering a ping with one lets a server probe an agent on demand).
 //!
@@ -226,6 +231,7 @@ async fn register(
         },
         labels: config.labels.clone(),
         sessions: sessions.clone(),
+        result_receipts: true,
     });
     write(sink, &message, config.welcome_timeout).await?;
     let welcome = tokio::time::timeout(config.welcome_timeout, async {
@@ -241,6 +247,10 @@ async fn register(
                 ServerMessage::Ping
                 | ServerMessage::TunnelOpen(_)
                 | ServerMessage::TunnelClose { .. } => continue,
+                ServerMessage::ResultRecorded { command_id } => {
+                    ctx.executor.confirm_result(command_id);
+                    continue;
+                }
                 ServerMessage::Shutdown { reason } => return Err(Ended::ServerShutdown(reason)),
                 ServerMessage::Welcome {
                     accepted,
@@ -248,7 +258,17 @@ async fn register(
                     replica_id,
                     epoch,
                     reason,
-                } => return Ok((accepted, heartbeat_interval_secs, replica_id, epoch, reason)),
+                    result_receipts,
+                } => {
+                    return Ok((
+                        accepted,
+                        heartbeat_interval_secs,
+                        replica_id,
+                        epoch,
+                        reason,
+                        result_receipts,
+                    ));
+                }
                 ServerMessage::Command(c) => {
                     return Err(Ended::Lost(format!(
                         "server sent command {} before welcome",
@@ -265,14 +285,15 @@ async fn register(
             config.welcome_timeout
         ))
     })??;
-    let (accepted, interval, replica_id, epoch, reason) = welcome;
+    let (accepted, interval, replica_id, epoch, reason, receipts) = welcome;
     if !accepted {
         return Err(Ended::Rejected(
             reason.unwrap_or_else(|| "no reason given".to_owned()),
         ));
     }
     ctx.executor.confirm_failures(&sessions);
-    tracing::debug!(%replica_id, epoch, "welcomed");
+    ctx.executor.use_receipts(receipts);
+    tracing::debug!(%replica_id, epoch, receipts, "welcomed");
     Ok(Duration::from_secs(interval.max(1)))
 }
 
@@ -382,6 +403,9 @@ async fn read_loop(ctx: &Context<'_>, stream: &mut impl FrameStream) -> Ended {
             ServerMessage::Shutdown { reason } => return Ended::ServerShutdown(reason),
             ServerMessage::TunnelOpen(open) => ctx.tunnels.open(open),
             ServerMessage::TunnelClose { tunnel_id, .. } => ctx.tunnels.close(tunnel_id),
+            ServerMessage::ResultRecorded { command_id } => {
+                ctx.executor.confirm_result(command_id);
+            }
             ServerMessage::Welcome { .. } => {
                 tracing::debug!("ignoring a second welcome");
             }
@@ -407,8 +431,15 @@ async fn fail_unreadable(ctx: &Context<'_>, error: ProtoError, command_id: Optio
 async fn heartbeat_loop(ctx: &Context<'_>, period: Duration) -> Ended {
     let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // What an earlier connection left unconfirmed goes out first.
+    if resend_results(ctx, Duration::ZERO).await.is_err() {
+        return Ended::Cancelled;
+    }
     loop {
         ticks.tick().await;
+        if resend_results(ctx, period).await.is_err() {
+            return Ended::Cancelled;
+        }
         for status in ctx.executor.collect_failures().await {
             if ctx
                 .outbox
@@ -421,6 +452,24 @@ async fn heartbeat_loop(ctx: &Context<'_>, period: Duration) -> Ended {
         }
         send_heartbeat(ctx).await;
     }
+}
+
+/// Sends again the results that got no receipt within `unanswered_for`; an error when the
+/// outbox is closed (the agent is stopping).
+async fn resend_results(ctx: &Context<'_>, unanswered_for: Duration) -> Result<(), ()> {
+    let due = ctx
+        .executor
+        .results_to_resend(Instant::now(), unanswered_for);
+    if !due.is_empty() {
+        tracing::info!(
+            results = due.len(),
+            "sending results the control plane has not confirmed again"
+        );
+    }
+    for message in due {
+        ctx.outbox.send(message).await.map_err(|_| ())?;
+    }
+    Ok(())
 }
 
 async fn send_heartbeat(ctx: &Context<'_>) {
