@@ -18,8 +18,9 @@
 //!
 //! Results are sent at least once: the agent asks for receipts in `register`; on a connection
 //! whose `welcome` grants them, the heartbeat loop first sends every result still unconfirmed
-//! (lost with an earlier connection, or not recorded by the server), then on each tick those
-//! that got no `result_recorded` within a whole interval (see [`crate::executor`]).
+//! from before this connection (lost with an earlier one, or not recorded by the server), then
+//! on each tick those that got no `result_recorded` within a whole interval (see
+//! [`crate::executor`]). Results the agent could not even decode the command of are kept too.
 //!
 //! A `ping` from the server is answered with a heartbeat (the heartbeat is the liveness signal
 //! the server measures; answering a ping with one lets a server probe an agent on demand).
@@ -50,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
+use crate::command_log::Outcome;
 use crate::executor::Executor;
 use crate::{AgentConfig, Chain};
 
@@ -146,11 +148,12 @@ async fn serve_registered(
     heartbeat: Duration,
 ) -> Ended {
     let write_timeout = ctx.config.write_timeout.unwrap_or(heartbeat);
+    let connected = Instant::now();
     let ended = tokio::select! {
         () = shutdown.cancelled() => Ended::Cancelled,
         e = write_loop(sink, outbox, write_timeout) => e,
         e = read_loop(ctx, stream) => e,
-        e = heartbeat_loop(ctx, heartbeat) => e,
+        e = heartbeat_loop(ctx, heartbeat, connected) => e,
     };
     close(sink, &ended).await;
     ended
@@ -421,23 +424,27 @@ async fn fail_unreadable(ctx: &Context<'_>, error: ProtoError, command_id: Optio
         return;
     };
     tracing::warn!(%command_id, %error, "failing a command that could not be read");
-    let failed = AgentMessage::Failed {
-        command_id,
+    // Kept until confirmed like any result, but not logged: a redelivery is read (and failed)
+    // again.
+    let failed = Outcome::Failed {
         error: format!("the agent could not read this command: {error}"),
     };
-    let _ = ctx.outbox.send(failed).await;
+    ctx.executor.send_result(command_id, failed).await;
 }
 
-async fn heartbeat_loop(ctx: &Context<'_>, period: Duration) -> Ended {
-    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+/// Heartbeats every `period` from `connected` on, after resending what earlier connections
+/// left unconfirmed and, on each tick, what this one did not get confirmed within `period`.
+async fn heartbeat_loop(ctx: &Context<'_>, period: Duration, connected: Instant) -> Ended {
+    let mut ticks = tokio::time::interval_at(connected + period, period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // What an earlier connection left unconfirmed goes out first.
-    if resend_results(ctx, Duration::ZERO).await.is_err() {
+    let earlier = ctx.executor.results_sent_before(connected, Instant::now());
+    if resend_results(ctx, earlier).await.is_err() {
         return Ended::Cancelled;
     }
     loop {
         ticks.tick().await;
-        if resend_results(ctx, period).await.is_err() {
+        let unanswered = ctx.executor.results_unanswered_for(Instant::now(), period);
+        if resend_results(ctx, unanswered).await.is_err() {
             return Ended::Cancelled;
         }
         for status in ctx.executor.collect_failures().await {
@@ -454,12 +461,8 @@ async fn heartbeat_loop(ctx: &Context<'_>, period: Duration) -> Ended {
     }
 }
 
-/// Sends again the results that got no receipt within `unanswered_for`; an error when the
-/// outbox is closed (the agent is stopping).
-async fn resend_results(ctx: &Context<'_>, unanswered_for: Duration) -> Result<(), ()> {
-    let due = ctx
-        .executor
-        .results_to_resend(Instant::now(), unanswered_for);
+/// Sends results again; an error when the outbox is closed (the agent is stopping).
+async fn resend_results(ctx: &Context<'_>, due: Vec<AgentMessage>) -> Result<(), ()> {
     if !due.is_empty() {
         tracing::info!(
             results = due.len(),

@@ -13,7 +13,8 @@
 //! - results are delivered at least once, like commands: each `complete`/`failed` stays
 //!   *unconfirmed* until the control plane answers `result_recorded`, and the connection sends
 //!   unconfirmed results again after reconnecting and once a heartbeat interval has passed
-//!   without a receipt ([`Executor::results_to_resend`]). A server that does not send receipts
+//!   without a receipt ([`Executor::results_sent_before`],
+//!   [`Executor::results_unanswered_for`]). A server that does not send receipts
 //!   (it predates them) re-asks instead, by redelivering unfinished commands on reconnect; on
 //!   such a connection nothing is kept.
 //!
@@ -208,7 +209,7 @@ impl Executor {
     }
 
     /// Sends a command's result and keeps it until it is confirmed (when receipts are on).
-    async fn send_result(&self, command_id: Uuid, outcome: Outcome) {
+    pub(crate) async fn send_result(&self, command_id: Uuid, outcome: Outcome) {
         if self.receipts.load(Ordering::SeqCst) {
             self.unconfirmed()
                 .keep(command_id, outcome.clone(), Instant::now());
@@ -236,21 +237,37 @@ impl Executor {
         self.unconfirmed().confirm(command_id);
     }
 
-    /// Results still unconfirmed that were last sent at least `unanswered_for` before `now`
-    /// (all of them for zero), oldest first; each counts as sent again at `now`.
-    pub fn results_to_resend(&self, now: Instant, unanswered_for: Duration) -> Vec<AgentMessage> {
+    /// Results still unconfirmed that were last sent before `connected` (lost with an earlier
+    /// connection, or never confirmed on it), oldest first; each counts as sent again at `now`.
+    pub fn results_sent_before(&self, connected: Instant, now: Instant) -> Vec<AgentMessage> {
+        self.take_for_resend(now, |sent| sent < connected)
+    }
+
+    /// Results still unconfirmed that were last sent at least `unanswered_for` before `now`,
+    /// oldest first; each counts as sent again at `now`.
+    pub fn results_unanswered_for(
+        &self,
+        now: Instant,
+        unanswered_for: Duration,
+    ) -> Vec<AgentMessage> {
+        self.take_for_resend(now, |sent| {
+            now.saturating_duration_since(sent) >= unanswered_for
+        })
+    }
+
+    fn take_for_resend(&self, now: Instant, due: impl Fn(Instant) -> bool) -> Vec<AgentMessage> {
         let mut unconfirmed = self.unconfirmed();
         let UnconfirmedResults { order, results } = &mut *unconfirmed;
-        let mut due = Vec::new();
+        let mut resend = Vec::new();
         for id in order.iter() {
             if let Some((outcome, sent)) = results.get_mut(id)
-                && now.saturating_duration_since(*sent) >= unanswered_for
+                && due(*sent)
             {
                 *sent = now;
-                due.push(result_message(*id, outcome.clone()));
+                resend.push(result_message(*id, outcome.clone()));
             }
         }
-        due
+        resend
     }
 
     /// How many results wait for the control plane's confirmation.
