@@ -16,6 +16,12 @@
 //! Everything after `welcome` is generic over the two halves of the socket (`FrameSink`,
 //! `FrameStream`), so tests drive the loops with scripted halves and paused time.
 //!
+//! Results are sent at least once: the agent asks for receipts in `register`; on a connection
+//! whose `welcome` grants them, the heartbeat loop first sends every result still unconfirmed
+//! from before this connection (lost with an earlier one, or not recorded by the server), then
+//! on each tick those that got no `result_recorded` within a whole interval (see
+//! [`crate::executor`]). Results the agent could not even decode the command of are kept too.
+//!
 //! A `ping` from the server is answered with a heartbeat (the heartbeat is the liveness signal
 //! the server measures; answering a ping with one lets a server probe an agent on demand).
 //!
@@ -45,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
+use crate::command_log::Outcome;
 use crate::executor::Executor;
 use crate::{AgentConfig, Chain};
 
@@ -141,11 +148,12 @@ async fn serve_registered(
     heartbeat: Duration,
 ) -> Ended {
     let write_timeout = ctx.config.write_timeout.unwrap_or(heartbeat);
+    let connected = Instant::now();
     let ended = tokio::select! {
         () = shutdown.cancelled() => Ended::Cancelled,
         e = write_loop(sink, outbox, write_timeout) => e,
         e = read_loop(ctx, stream) => e,
-        e = heartbeat_loop(ctx, heartbeat) => e,
+        e = heartbeat_loop(ctx, heartbeat, connected) => e,
     };
     close(sink, &ended).await;
     ended
@@ -226,6 +234,7 @@ async fn register(
         },
         labels: config.labels.clone(),
         sessions: sessions.clone(),
+        result_receipts: true,
     });
     write(sink, &message, config.welcome_timeout).await?;
     let welcome = tokio::time::timeout(config.welcome_timeout, async {
@@ -241,6 +250,10 @@ async fn register(
                 ServerMessage::Ping
                 | ServerMessage::TunnelOpen(_)
                 | ServerMessage::TunnelClose { .. } => continue,
+                ServerMessage::ResultRecorded { command_id } => {
+                    ctx.executor.confirm_result(command_id);
+                    continue;
+                }
                 ServerMessage::Shutdown { reason } => return Err(Ended::ServerShutdown(reason)),
                 ServerMessage::Welcome {
                     accepted,
@@ -248,7 +261,17 @@ async fn register(
                     replica_id,
                     epoch,
                     reason,
-                } => return Ok((accepted, heartbeat_interval_secs, replica_id, epoch, reason)),
+                    result_receipts,
+                } => {
+                    return Ok((
+                        accepted,
+                        heartbeat_interval_secs,
+                        replica_id,
+                        epoch,
+                        reason,
+                        result_receipts,
+                    ));
+                }
                 ServerMessage::Command(c) => {
                     return Err(Ended::Lost(format!(
                         "server sent command {} before welcome",
@@ -265,14 +288,15 @@ async fn register(
             config.welcome_timeout
         ))
     })??;
-    let (accepted, interval, replica_id, epoch, reason) = welcome;
+    let (accepted, interval, replica_id, epoch, reason, receipts) = welcome;
     if !accepted {
         return Err(Ended::Rejected(
             reason.unwrap_or_else(|| "no reason given".to_owned()),
         ));
     }
     ctx.executor.confirm_failures(&sessions);
-    tracing::debug!(%replica_id, epoch, "welcomed");
+    ctx.executor.use_receipts(receipts);
+    tracing::debug!(%replica_id, epoch, receipts, "welcomed");
     Ok(Duration::from_secs(interval.max(1)))
 }
 
@@ -382,6 +406,9 @@ async fn read_loop(ctx: &Context<'_>, stream: &mut impl FrameStream) -> Ended {
             ServerMessage::Shutdown { reason } => return Ended::ServerShutdown(reason),
             ServerMessage::TunnelOpen(open) => ctx.tunnels.open(open),
             ServerMessage::TunnelClose { tunnel_id, .. } => ctx.tunnels.close(tunnel_id),
+            ServerMessage::ResultRecorded { command_id } => {
+                ctx.executor.confirm_result(command_id);
+            }
             ServerMessage::Welcome { .. } => {
                 tracing::debug!("ignoring a second welcome");
             }
@@ -397,18 +424,29 @@ async fn fail_unreadable(ctx: &Context<'_>, error: ProtoError, command_id: Optio
         return;
     };
     tracing::warn!(%command_id, %error, "failing a command that could not be read");
-    let failed = AgentMessage::Failed {
-        command_id,
+    // Kept until confirmed like any result, but not logged: a redelivery is read (and failed)
+    // again.
+    let failed = Outcome::Failed {
         error: format!("the agent could not read this command: {error}"),
     };
-    let _ = ctx.outbox.send(failed).await;
+    ctx.executor.send_result(command_id, failed).await;
 }
 
-async fn heartbeat_loop(ctx: &Context<'_>, period: Duration) -> Ended {
-    let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+/// Heartbeats every `period` from `connected` on, after resending what earlier connections
+/// left unconfirmed and, on each tick, what this one did not get confirmed within `period`.
+async fn heartbeat_loop(ctx: &Context<'_>, period: Duration, connected: Instant) -> Ended {
+    let mut ticks = tokio::time::interval_at(connected + period, period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let earlier = ctx.executor.results_sent_before(connected, Instant::now());
+    if resend_results(ctx, earlier).await.is_err() {
+        return Ended::Cancelled;
+    }
     loop {
         ticks.tick().await;
+        let unanswered = ctx.executor.results_unanswered_for(Instant::now(), period);
+        if resend_results(ctx, unanswered).await.is_err() {
+            return Ended::Cancelled;
+        }
         for status in ctx.executor.collect_failures().await {
             if ctx
                 .outbox
@@ -421,6 +459,20 @@ async fn heartbeat_loop(ctx: &Context<'_>, period: Duration) -> Ended {
         }
         send_heartbeat(ctx).await;
     }
+}
+
+/// Sends results again; an error when the outbox is closed (the agent is stopping).
+async fn resend_results(ctx: &Context<'_>, due: Vec<AgentMessage>) -> Result<(), ()> {
+    if !due.is_empty() {
+        tracing::info!(
+            results = due.len(),
+            "sending results the control plane has not confirmed again"
+        );
+    }
+    for message in due {
+        ctx.outbox.send(message).await.map_err(|_| ())?;
+    }
+    Ok(())
 }
 
 async fn send_heartbeat(ctx: &Context<'_>) {

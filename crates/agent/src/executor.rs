@@ -9,20 +9,30 @@
 //!   own task; actions on one session are serialised by a per-session lock;
 //! - every message goes to the agent's bounded outbox, which the current connection's writer
 //!   drains. A result produced while the agent is disconnected waits there for the next
-//!   connection.
+//!   connection;
+//! - results are delivered at least once, like commands: each `complete`/`failed` stays
+//!   *unconfirmed* until the control plane answers `result_recorded`, and the connection sends
+//!   unconfirmed results again after reconnecting and once a heartbeat interval has passed
+//!   without a receipt ([`Executor::results_sent_before`],
+//!   [`Executor::results_unanswered_for`]). A server that does not send receipts
+//!   (it predates them) re-asks instead, by redelivering unfinished commands on reconnect; on
+//!   such a connection nothing is kept.
 //!
 //! The executor also watches for sessions whose processes died ([`Executor::collect_failures`]),
 //! cleans them up and reports each one as `failed` until a registration has carried it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use streamspace_proto::SessionState;
 use streamspace_proto::api::Action;
 use streamspace_proto::wire::{AgentMessage, CommandMessage, SessionStatus, StartSessionPayload};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -34,6 +44,9 @@ use crate::runtime::{Runtime, RuntimeError, SessionInfo};
 const QUEUE_DEPTH: usize = 64;
 /// Failures remembered until a registration carries them.
 const MAX_UNCONFIRMED_FAILURES: usize = 1000;
+/// Results kept until the control plane confirms them; beyond this the oldest is forgotten
+/// (the server still re-asks for it when the agent reconnects).
+const MAX_UNCONFIRMED_RESULTS: usize = 1000;
 
 /// Runs commands against a [`Runtime`].
 pub struct Executor {
@@ -44,6 +57,41 @@ pub struct Executor {
     queue: mpsc::Sender<CommandMessage>,
     outbox: mpsc::Sender<AgentMessage>,
     unconfirmed_failures: Mutex<Vec<SessionStatus>>,
+    unconfirmed_results: Mutex<UnconfirmedResults>,
+    /// Whether the current (or next) connection confirms results; until a `welcome` says
+    /// otherwise, results are kept.
+    receipts: AtomicBool,
+}
+
+/// Results sent but not yet confirmed, oldest first, with when each was last sent.
+#[derive(Default)]
+struct UnconfirmedResults {
+    order: VecDeque<Uuid>,
+    results: HashMap<Uuid, (Outcome, Instant)>,
+}
+
+impl UnconfirmedResults {
+    fn keep(&mut self, command_id: Uuid, outcome: Outcome, sent: Instant) {
+        if self.results.insert(command_id, (outcome, sent)).is_none() {
+            self.order.push_back(command_id);
+        }
+        while self.order.len() > MAX_UNCONFIRMED_RESULTS {
+            if let Some(old) = self.order.pop_front() {
+                self.results.remove(&old);
+            }
+        }
+    }
+
+    fn confirm(&mut self, command_id: Uuid) {
+        if self.results.remove(&command_id).is_some() {
+            self.order.retain(|id| *id != command_id);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.order.clear();
+        self.results.clear();
+    }
 }
 
 /// Which commands are running and how recent ones ended; one lock so a duplicate always sees
@@ -97,6 +145,8 @@ impl Executor {
             queue,
             outbox,
             unconfirmed_failures: Mutex::new(Vec::new()),
+            unconfirmed_results: Mutex::new(UnconfirmedResults::default()),
+            receipts: AtomicBool::new(true),
         });
         tokio::spawn(dispatch(
             Arc::downgrade(&executor),
@@ -139,7 +189,7 @@ impl Executor {
         match decision {
             Decision::Replay(outcome) => {
                 tracing::info!(command_id = %id, attempt = command.attempt, "duplicate of a finished command; answering from the log");
-                self.send(result_message(id, outcome)).await;
+                self.send_result(id, outcome).await;
             }
             Decision::AckAgain => {
                 tracing::info!(command_id = %id, attempt = command.attempt, "duplicate of a running command");
@@ -156,6 +206,73 @@ impl Executor {
         if self.outbox.send(message).await.is_err() {
             tracing::debug!("outbox closed; the agent is stopping");
         }
+    }
+
+    /// Sends a command's result and keeps it until it is confirmed (when receipts are on).
+    pub(crate) async fn send_result(&self, command_id: Uuid, outcome: Outcome) {
+        if self.receipts.load(Ordering::SeqCst) {
+            self.unconfirmed()
+                .keep(command_id, outcome.clone(), Instant::now());
+        }
+        self.send(result_message(command_id, outcome)).await;
+    }
+
+    fn unconfirmed(&self) -> MutexGuard<'_, UnconfirmedResults> {
+        self.unconfirmed_results
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A `welcome` said whether this connection confirms results. Without receipts nothing is
+    /// kept: such a server re-asks for unfinished commands whenever the agent reconnects.
+    pub fn use_receipts(&self, on: bool) {
+        self.receipts.store(on, Ordering::SeqCst);
+        if !on {
+            self.unconfirmed().clear();
+        }
+    }
+
+    /// The control plane has recorded `command_id`'s result.
+    pub fn confirm_result(&self, command_id: Uuid) {
+        self.unconfirmed().confirm(command_id);
+    }
+
+    /// Results still unconfirmed that were last sent before `connected` (lost with an earlier
+    /// connection, or never confirmed on it), oldest first; each counts as sent again at `now`.
+    pub fn results_sent_before(&self, connected: Instant, now: Instant) -> Vec<AgentMessage> {
+        self.take_for_resend(now, |sent| sent < connected)
+    }
+
+    /// Results still unconfirmed that were last sent at least `unanswered_for` before `now`,
+    /// oldest first; each counts as sent again at `now`.
+    pub fn results_unanswered_for(
+        &self,
+        now: Instant,
+        unanswered_for: Duration,
+    ) -> Vec<AgentMessage> {
+        self.take_for_resend(now, |sent| {
+            now.saturating_duration_since(sent) >= unanswered_for
+        })
+    }
+
+    fn take_for_resend(&self, now: Instant, due: impl Fn(Instant) -> bool) -> Vec<AgentMessage> {
+        let mut unconfirmed = self.unconfirmed();
+        let UnconfirmedResults { order, results } = &mut *unconfirmed;
+        let mut resend = Vec::new();
+        for id in order.iter() {
+            if let Some((outcome, sent)) = results.get_mut(id)
+                && due(*sent)
+            {
+                *sent = now;
+                resend.push(result_message(*id, outcome.clone()));
+            }
+        }
+        resend
+    }
+
+    /// How many results wait for the control plane's confirmation.
+    pub fn unconfirmed_results(&self) -> usize {
+        self.unconfirmed().results.len()
     }
 
     async fn execute(&self, command: CommandMessage) {
@@ -185,7 +302,7 @@ impl Executor {
             }
             book.running.remove(&id);
         }
-        self.send(result_message(id, outcome)).await;
+        self.send_result(id, outcome).await;
         if let Some(status) = status {
             self.send(AgentMessage::SessionStatus(status)).await;
         }

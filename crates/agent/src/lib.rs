@@ -160,9 +160,9 @@ pub async fn run_with_runtime(
         path: config.state_dir.clone(),
         source,
     })?;
-    let recovered = runtime.recover().await.map_err(AgentError::Recovery)?;
+    let idle = idle::IdleRuntime::new(runtime, Some(config.state_dir.join("idle.json")));
+    let recovered = idle.recover().await.map_err(AgentError::Recovery)?;
     let (outbox_tx, outbox_rx) = mpsc::channel(OUTBOX_DEPTH);
-    let idle = idle::IdleRuntime::new(runtime);
     let idle_sweep = tokio::spawn(idle::sweep(
         idle.clone(),
         outbox_tx.clone(),

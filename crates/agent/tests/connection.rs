@@ -109,15 +109,36 @@ impl Conn {
         Ok(())
     }
 
+    /// Welcomes the agent as a server that predates result receipts.
     async fn welcome(&mut self) -> anyhow::Result<()> {
+        self.welcome_with(false).await
+    }
+
+    async fn welcome_with(&mut self, result_receipts: bool) -> anyhow::Result<()> {
         self.send(&ServerMessage::Welcome {
             accepted: true,
             heartbeat_interval_secs: 1,
             replica_id: "r1".into(),
             epoch: 1,
             reason: None,
+            result_receipts,
         })
         .await
+    }
+
+    /// Reads up to and including the `n`th heartbeat; the command results among the messages.
+    async fn results_until_heartbeats(&mut self, n: usize) -> anyhow::Result<Vec<AgentMessage>> {
+        let (mut seen, mut results) = (0, Vec::new());
+        while seen < n {
+            match self.recv().await? {
+                AgentMessage::Heartbeat { .. } => seen += 1,
+                m @ (AgentMessage::Complete { .. } | AgentMessage::Failed { .. }) => {
+                    results.push(m)
+                }
+                _ => {}
+            }
+        }
+        Ok(results)
     }
 
     async fn recv(&mut self) -> anyhow::Result<AgentMessage> {
@@ -258,6 +279,67 @@ async fn registers_heartbeats_and_answers_commands_and_duplicates() -> anyhow::R
 }
 
 #[tokio::test]
+async fn results_are_sent_again_until_the_server_confirms_them() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut server = FakeServer::start().await?;
+    let agent = Agent::start(config(&[&server], dir.path()));
+    let (mut conn, register) = server.accept_registered().await?;
+    assert!(register.result_receipts, "the agent asks for receipts");
+    conn.welcome_with(true).await?;
+    let stop = command(Action::StopSession, Uuid::now_v7(), json!(null));
+    conn.send(&ServerMessage::Command(stop.clone())).await?;
+    assert!(matches!(conn.reply().await?, AgentMessage::Ack { .. }));
+    let complete = conn.reply().await?;
+    assert!(
+        matches!(&complete, AgentMessage::Complete { command_id, .. } if *command_id == stop.command_id),
+        "{complete:?}"
+    );
+
+    // The connection is lost before the server confirmed: the next one gets the result first.
+    drop(conn);
+    let (mut conn, _) = server.accept_registered().await?;
+    conn.welcome_with(true).await?;
+    assert_eq!(
+        conn.reply().await?,
+        complete,
+        "an unconfirmed result is sent again after reconnecting"
+    );
+    // Still no receipt: it comes again within a heartbeat interval, on the same connection.
+    assert_eq!(
+        conn.reply().await?,
+        complete,
+        "an unconfirmed result is sent again after a heartbeat interval"
+    );
+    conn.send(&ServerMessage::ResultRecorded {
+        command_id: stop.command_id,
+    })
+    .await?;
+    // A resend may cross the receipt before the next heartbeat; none may follow it.
+    conn.results_until_heartbeats(1).await?;
+    let after = conn.results_until_heartbeats(2).await?;
+    assert!(
+        after.is_empty(),
+        "nothing is resent once the server confirmed: {after:?}"
+    );
+
+    // A server that predates receipts re-asks on reconnect instead; the agent keeps nothing
+    // for it and sends no result twice.
+    let stop2 = command(Action::StopSession, Uuid::now_v7(), json!(null));
+    conn.send(&ServerMessage::Command(stop2.clone())).await?;
+    assert!(matches!(conn.reply().await?, AgentMessage::Ack { .. }));
+    assert!(matches!(conn.reply().await?, AgentMessage::Complete { .. }));
+    drop(conn);
+    let (mut conn, _) = server.accept_registered().await?;
+    conn.welcome().await?;
+    let after = conn.results_until_heartbeats(3).await?;
+    assert!(
+        after.is_empty(),
+        "no resends to a server without receipts: {after:?}"
+    );
+    agent.stop().await
+}
+
+#[tokio::test]
 async fn a_dropped_connection_is_retried_on_the_next_server() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut a = FakeServer::start().await?;
@@ -310,6 +392,7 @@ async fn a_bad_message_or_a_refusal_leads_to_a_reconnect() -> anyhow::Result<()>
         replica_id: "r1".into(),
         epoch: 1,
         reason: Some("unknown agent".into()),
+        result_receipts: false,
     })
     .await?;
     let (mut conn, _) = a.accept_registered().await?;

@@ -70,6 +70,7 @@ async fn register(ws: &mut Ws) -> Result<Register> {
         replica_id: "r1".into(),
         epoch: 1,
         reason: None,
+        result_receipts: false,
     };
     ws.send(Message::text(wire::encode(&welcome))).await?;
     Ok(register)

@@ -68,6 +68,14 @@ pub struct Register {
     /// Sessions the agent holds right now (after a restart: what it re-adopted or lost).
     #[serde(default)]
     pub sessions: Vec<SessionStatus>,
+    /// The agent wants a [`ServerMessage::ResultRecorded`] for every result it sends, and sends
+    /// each result again until it gets one. Absent (false) from agents that predate receipts.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub result_receipts: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Observed state of one session, reported by the agent that runs it.
@@ -165,6 +173,11 @@ pub enum ServerMessage {
         epoch: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// The server will answer every `complete` and `failed` on this connection with
+        /// `result_recorded`. True only when the agent asked for receipts in `register`; absent
+        /// (false) from servers that predate them.
+        #[serde(default, skip_serializing_if = "is_false")]
+        result_receipts: bool,
     },
     Command(CommandMessage),
     Ping,
@@ -178,6 +191,12 @@ pub enum ServerMessage {
         tunnel_id: Uuid,
         #[serde(default)]
         reason: String,
+    },
+    /// The command's result is in the database (recorded now, or earlier: the command had
+    /// already finished, or is unknown): the agent may stop resending it. Sent only on a
+    /// connection whose `welcome` said `result_receipts`.
+    ResultRecorded {
+        command_id: Uuid,
     },
 }
 
@@ -275,6 +294,7 @@ const SERVER_TYPES: &[&str] = &[
     "shutdown",
     "tunnel_open",
     "tunnel_close",
+    "result_recorded",
 ];
 
 fn decode<T: DeserializeOwned>(text: &str, known: &[&str]) -> Result<T, ProtoError> {
@@ -320,6 +340,7 @@ mod tests {
                     vnc_address: Some("127.0.0.1:5901".into()),
                     message: None,
                 }],
+                result_receipts: true,
             }),
             AgentMessage::Heartbeat {
                 active_sessions: 1,
@@ -364,6 +385,7 @@ mod tests {
                 replica_id: "r1".into(),
                 epoch: 3,
                 reason: None,
+                result_receipts: true,
             },
             ServerMessage::Command(CommandMessage {
                 command_id: Uuid::now_v7(),
@@ -385,10 +407,37 @@ mod tests {
                 tunnel_id: Uuid::now_v7(),
                 reason: "viewer left".into(),
             },
+            ServerMessage::ResultRecorded {
+                command_id: Uuid::now_v7(),
+            },
         ];
         for msg in msgs {
             assert_eq!(decode_server_message(&encode(&msg)), Ok(msg));
         }
+    }
+
+    /// Receipts are negotiated: a peer that predates them neither sends the fields nor needs
+    /// them, and one that has them says nothing when they are off.
+    #[test]
+    fn receipts_are_optional_on_the_wire() {
+        let old_register = r#"{"v":1,"type":"register","agent_id":"a","platform":"process","version":"0.1","capacity":{"max_sessions":1}}"#;
+        let Ok(AgentMessage::Register(register)) = decode_agent_message(old_register) else {
+            panic!("an older agent's register still decodes");
+        };
+        assert!(!register.result_receipts);
+        let old_welcome = r#"{"v":1,"type":"welcome","accepted":true,"heartbeat_interval_secs":10,"replica_id":"r","epoch":1}"#;
+        assert!(matches!(
+            decode_server_message(old_welcome),
+            Ok(ServerMessage::Welcome {
+                result_receipts: false,
+                ..
+            })
+        ));
+        let quiet = encode(&AgentMessage::Register(Register {
+            result_receipts: false,
+            ..register
+        }));
+        assert!(!quiet.contains("result_receipts"), "{quiet}");
     }
 
     #[test]

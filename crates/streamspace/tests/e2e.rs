@@ -231,6 +231,147 @@ async fn agent_killed_after_ack_runs_the_session_once() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The start's result is lost with its connection: the relay drops the agent's `complete` and
+/// cuts the connection, so the agent did the work and the server never heard of it. After the
+/// agent reconnects the command is completed once and the session runs once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_lost_with_its_connection_is_recorded_once_after_reconnecting()
+-> anyhow::Result<()> {
+    let pg = PgCluster::start()?;
+    let mut h = common::harness()?;
+    let db = pg.create_database()?;
+    let (server, url) = h.server(&db, &["--heartbeat-interval", "1"]).await?;
+    let api = Client::new(&url, ADMIN_TOKEN)?;
+    wait_for_ready(&api).await.with_context(|| server.logs())?;
+    let key = api.create_agent_key("e2e-agent").await?.secret;
+    let (relay, mut cut) =
+        AgentRelay::cut_before(&url, |m| matches!(m, AgentMessage::Complete { .. })).await?;
+    let agent = h.agent(&relay.url, "e2e-agent", &key, &h.path("agent-state"))?;
+    let logs = || format!("{}\n{}", server.logs(), agent.logs());
+    wait_for_agent_online(&api, "e2e-agent")
+        .await
+        .with_context(logs)?;
+
+    let session = api.create_session("xterm").await?;
+    let start = commands_for(&api, session.id)
+        .await?
+        .first()
+        .context("the session has a start command")?
+        .command_id;
+    let lost = tokio::time::timeout(START_TIMEOUT, cut.recv())
+        .await
+        .with_context(|| format!("the agent sent no result\n{}", logs()))?
+        .context("the relay ended")?;
+    assert!(
+        matches!(lost, AgentMessage::Complete { command_id, .. } if command_id == start),
+        "the cut result is the start's: {lost:?}"
+    );
+    let finished = wait_until("the start command to finish", START_TIMEOUT, || {
+        let api = api.clone();
+        async move {
+            api.get_command(start)
+                .await
+                .ok()
+                .filter(|c| c.status.is_terminal())
+        }
+    })
+    .await
+    .with_context(logs)?;
+    assert_eq!(finished.status, CommandStatus::Completed, "{finished:?}");
+    api.wait_for_session(
+        session.id,
+        SessionState::Running,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(logs)?;
+    let commands = commands_for(&api, session.id).await?;
+    assert_eq!(commands.len(), 1, "no second start command: {commands:?}");
+    let xvnc = h.xvnc_processes();
+    assert_eq!(xvnc.len(), 1, "the session runs once: {xvnc:?}\n{}", logs());
+    let recorded = server
+        .logs()
+        .lines()
+        .filter(|l| l.contains("command finished") && l.contains(&start.to_string()))
+        .count();
+    assert_eq!(recorded, 1, "the result is recorded once\n{}", logs());
+    Ok(())
+}
+
+/// The server cannot record the start's result (its database refuses the write) while the
+/// agent's connection stays up, so nothing re-asks for it: the agent sends the result again
+/// until the server has recorded it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_the_server_failed_to_record_is_sent_again() -> anyhow::Result<()> {
+    let pg = PgCluster::start()?;
+    let mut h = common::harness()?;
+    let db = pg.create_database()?;
+    let (server, url) = h.server(&db, &["--heartbeat-interval", "1"]).await?;
+    let api = Client::new(&url, ADMIN_TOKEN)?;
+    wait_for_ready(&api).await.with_context(|| server.logs())?;
+    let key = api.create_agent_key("e2e-agent").await?.secret;
+    let agent = h.agent(&url, "e2e-agent", &key, &h.path("agent-state"))?;
+    let logs = || format!("{}\n{}", server.logs(), agent.logs());
+    wait_for_agent_online(&api, "e2e-agent")
+        .await
+        .with_context(logs)?;
+    pg.execute(
+        &db,
+        "CREATE FUNCTION refuse_results() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN RAISE EXCEPTION 'test: results are refused'; END $$; \
+         CREATE TRIGGER refuse_results BEFORE UPDATE ON agent_commands FOR EACH ROW \
+         WHEN (NEW.status IN ('completed', 'failed')) EXECUTE FUNCTION refuse_results();",
+    )?;
+
+    let session = api.create_session("xterm").await?;
+    let start = commands_for(&api, session.id)
+        .await?
+        .first()
+        .context("the session has a start command")?
+        .command_id;
+    wait_until(
+        "the server to fail recording the result",
+        START_TIMEOUT,
+        || {
+            let failed = server.logs().contains("recording a command result failed");
+            async move { failed.then_some(()) }
+        },
+    )
+    .await
+    .with_context(logs)?;
+    let refused = api.get_command(start).await?;
+    assert!(
+        !refused.status.is_terminal(),
+        "the refused result is not recorded: {refused:?}"
+    );
+    pg.execute(&db, "DROP TRIGGER refuse_results ON agent_commands;")?;
+
+    let finished = wait_until("the start command to finish", START_TIMEOUT, || {
+        let api = api.clone();
+        async move {
+            api.get_command(start)
+                .await
+                .ok()
+                .filter(|c| c.status.is_terminal())
+        }
+    })
+    .await
+    .with_context(logs)?;
+    assert_eq!(finished.status, CommandStatus::Completed, "{finished:?}");
+    let running = api.get_session(session.id).await?;
+    assert_eq!(running.state, SessionState::Running, "{running:?}");
+    assert!(
+        agent
+            .logs()
+            .contains("sending results the control plane has not confirmed again"),
+        "the agent resent the result\n{}",
+        logs()
+    );
+    let xvnc = h.xvnc_processes();
+    assert_eq!(xvnc.len(), 1, "the session runs once: {xvnc:?}\n{}", logs());
+    Ok(())
+}
+
 fn server_url(api: &Client) -> String {
     api.base_url().as_str().trim_end_matches('/').to_owned()
 }

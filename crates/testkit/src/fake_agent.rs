@@ -132,6 +132,7 @@ pub fn register_message(
         capacity: Capacity { max_sessions },
         labels: Default::default(),
         sessions,
+        result_receipts: false,
     })
 }
 

@@ -119,6 +119,22 @@ impl PgCluster {
         Ok(self.url_for(&name))
     }
 
+    /// Runs `sql` against the database at `database_url` (one of this cluster's) with `psql`,
+    /// stopping at the first error: how a test reaches into the database behind a server, e.g.
+    /// to make a statement fail for a while.
+    pub fn execute(&self, database_url: &str, sql: &str) -> anyhow::Result<()> {
+        run(Command::new(self.bin.join("psql")).args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            database_url,
+            "-c",
+            sql,
+        ]))
+    }
+
     /// The cluster's data directory (for reading its log when a test fails).
     pub fn dir(&self) -> &Path {
         self.dir.path()

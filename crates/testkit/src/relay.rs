@@ -5,6 +5,10 @@
 //! the agent then), so "the server has seen the agent's ack but nothing after it" holds by
 //! construction, however fast or slow the agent is.
 //!
+//! [`AgentRelay::cut_before`] instead drops the matching message and cuts that connection (both
+//! sockets closed), so "the agent sent it, the server never got it" holds by construction too;
+//! the agent reconnects through the relay, and later connections are relayed in full.
+//!
 //! Only text and binary messages are relayed; each side answers its own pings.
 
 use std::sync::Arc;
@@ -36,6 +40,23 @@ impl AgentRelay {
         server_url: &str,
         hold_after: impl Fn(&AgentMessage) -> bool + Send + Sync + 'static,
     ) -> anyhow::Result<(Self, mpsc::Receiver<AgentMessage>)> {
+        Self::with_mode(server_url, Mode::HoldAfter, hold_after).await
+    }
+
+    /// Relays agent connections to `server_url`; the first agent message for which `cut_at` is
+    /// true is not passed on but sent to the returned channel, and its connection is cut.
+    pub async fn cut_before(
+        server_url: &str,
+        cut_at: impl Fn(&AgentMessage) -> bool + Send + Sync + 'static,
+    ) -> anyhow::Result<(Self, mpsc::Receiver<AgentMessage>)> {
+        Self::with_mode(server_url, Mode::CutBefore, cut_at).await
+    }
+
+    async fn with_mode(
+        server_url: &str,
+        mode: Mode,
+        hold_after: impl Fn(&AgentMessage) -> bool + Send + Sync + 'static,
+    ) -> anyhow::Result<(Self, mpsc::Receiver<AgentMessage>)> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let server_ws = server_url.replacen("http", "ws", 1);
@@ -48,6 +69,7 @@ impl AgentRelay {
                 let (hold_after, done) = (hold_after.clone(), done.clone());
                 tokio::spawn(async move {
                     let trip = Trip {
+                        mode,
                         hold_after: &*hold_after,
                         done: &done,
                         tripped,
@@ -68,8 +90,18 @@ impl Drop for AgentRelay {
     }
 }
 
+/// What the relay does at the matching message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Pass it on, then drop everything after it from the agent.
+    HoldAfter,
+    /// Drop it and cut the connection.
+    CutBefore,
+}
+
 /// When a relay stops passing the agent's messages on, and whom it tells.
 struct Trip<'a> {
+    mode: Mode,
     hold_after: &'a (dyn Fn(&AgentMessage) -> bool + Send + Sync),
     /// Set once the relay has tripped (it trips once).
     done: &'a AtomicBool,
@@ -112,6 +144,10 @@ async fn relay(socket: TcpStream, server_ws: &str, trip: Trip<'_>) -> anyhow::Re
                 continue;
             }
             let matched = trip.trips_on(&message);
+            if let (Some(m), Mode::CutBefore) = (&matched, trip.mode) {
+                let _ = trip.tripped.send(m.clone()).await;
+                return Ok(());
+            }
             to_server.send(message).await?;
             if let Some(m) = matched {
                 let _ = trip.tripped.send(m).await;

@@ -55,6 +55,8 @@ struct Registered {
     agent_id: String,
     epoch: i64,
     conn_id: u64,
+    /// The agent asked for a `result_recorded` after each result it sends.
+    result_receipts: bool,
 }
 
 /// One agent connection's state, owned by its reader.
@@ -133,6 +135,7 @@ impl Conn {
         };
         let agent_id = reg.agent_id.clone();
         let epoch = reg.epoch;
+        let receipts = reg.result_receipts;
         match msg {
             AgentMessage::Register(_) => Err(Refusal::policy(
                 "register was already sent on this connection",
@@ -153,14 +156,18 @@ impl Conn {
             }
             AgentMessage::Complete { command_id, result } => {
                 self.forget_ack(command_id);
-                self.finish(&agent_id, command_id, CommandOutcome::Completed(result))
+                let recorded = self
+                    .finish(&agent_id, command_id, CommandOutcome::Completed(result))
                     .await;
+                self.receipt(receipts && recorded, command_id);
                 Ok(())
             }
             AgentMessage::Failed { command_id, error } => {
                 self.forget_ack(command_id);
-                self.finish(&agent_id, command_id, CommandOutcome::Failed(error))
+                let recorded = self
+                    .finish(&agent_id, command_id, CommandOutcome::Failed(error))
                     .await;
+                self.receipt(receipts && recorded, command_id);
                 Ok(())
             }
             AgentMessage::SessionStatus(status) => self.session_status(&agent_id, status).await,
@@ -216,6 +223,7 @@ impl Conn {
             replica_id: app.config.replica_id.clone(),
             epoch,
             reason: None,
+            result_receipts: reg.result_receipts,
         };
         if self.tx.try_send(welcome).is_err() {
             return Err(Refusal::new(INTERNAL, "could not queue welcome"));
@@ -236,6 +244,7 @@ impl Conn {
             agent_id: reg.agent_id.clone(),
             epoch,
             conn_id,
+            result_receipts: reg.result_receipts,
         });
         tracing::info!(
             platform = %reg.platform,
@@ -391,7 +400,10 @@ impl Conn {
         }
     }
 
-    async fn finish(&self, agent_id: &str, command_id: Uuid, outcome: CommandOutcome) {
+    /// Records a command's result; whether the database now holds the command's outcome (this
+    /// one, or an earlier one for a repeat), so the agent may stop resending it. A command that
+    /// does not exist or is another agent's counts as settled too: no resend would change that.
+    async fn finish(&self, agent_id: &str, command_id: Uuid, outcome: CommandOutcome) -> bool {
         match self
             .app
             .store
@@ -411,12 +423,33 @@ impl Conn {
                 if let Some(session_id) = command.session_id {
                     self.after_session_command(session_id).await;
                 }
+                true
             }
-            Ok((_, false)) => tracing::debug!(%command_id, "repeated command result ignored"),
+            Ok((_, false)) => {
+                tracing::debug!(%command_id, "repeated command result ignored");
+                true
+            }
             Err(StoreError::NotFound { .. }) => {
-                tracing::debug!(%command_id, "result for an unknown command ignored")
+                tracing::debug!(%command_id, "result for an unknown command ignored");
+                true
             }
-            Err(e) => tracing::warn!(%command_id, error = %e, "recording a command result failed"),
+            Err(e) => {
+                tracing::warn!(%command_id, error = %e, "recording a command result failed; the agent will send it again");
+                false
+            }
+        }
+    }
+
+    /// Tells the agent its result is recorded, when it asked to be told. A full outbound queue
+    /// drops the receipt: the agent then sends the result again, and gets one for that.
+    fn receipt(&self, send: bool, command_id: Uuid) {
+        if send
+            && self
+                .tx
+                .try_send(ServerMessage::ResultRecorded { command_id })
+                .is_err()
+        {
+            tracing::debug!(%command_id, "could not queue a result receipt");
         }
     }
 

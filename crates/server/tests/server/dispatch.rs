@@ -7,9 +7,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use streamspace_proto::api::{Action, AgentStatus, CommandStatus, SessionState};
-use streamspace_proto::wire::{AgentMessage, ServerMessage, SessionStatus};
+use streamspace_proto::wire::{AgentMessage, Register, ServerMessage, SessionStatus};
 use streamspace_server::ServerConfig;
 
+use crate::common::fake_agent::{self, register_message};
 use crate::common::{Backend, FakeAgent, assert_error, fast_config};
 use crate::on_both_backends;
 
@@ -158,6 +159,93 @@ async fn late_ack_never_reopens_a_finished_command(backend: Backend) -> anyhow::
     );
     assert_eq!(session_after.error_message, None);
     s.assert_no_repeats(&mut agent).await?;
+    s.stop().await
+}
+
+/// The next receipt `agent` gets, skipping resent commands.
+async fn receipt(agent: &mut FakeAgent) -> anyhow::Result<uuid::Uuid> {
+    loop {
+        match agent.recv().await? {
+            ServerMessage::ResultRecorded { command_id } => return Ok(command_id),
+            ServerMessage::Command(_) => {}
+            other => anyhow::bail!("expected result_recorded, got {other:?}"),
+        }
+    }
+}
+
+/// An agent that asks for receipts gets one for every result the database holds: a new one, a
+/// repeat (which changes nothing, even with another outcome), one for an unknown command. An
+/// agent that does not ask (an older agent) gets none.
+async fn recorded_results_are_confirmed_and_repeats_change_nothing(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let s = backend.server(fast_config()).await?;
+    let key = s.agent_key("a1").await?;
+    let mut ws = match fake_agent::open(&s.ws_url, &key, None).await? {
+        Ok(ws) => ws,
+        Err(refused) => anyhow::bail!("refused: {refused:?}"),
+    };
+    let AgentMessage::Register(register) = register_message("a1", 2, vec![]) else {
+        anyhow::bail!("register_message made no register");
+    };
+    let register = AgentMessage::Register(Register {
+        result_receipts: true,
+        ..register
+    });
+    fake_agent::handshake(&mut ws, &register, Duration::from_secs(10)).await?;
+    let mut agent = FakeAgent::raw("a1", ws);
+
+    let session = s.create_session("xterm").await?;
+    let start = agent.expect_command().await?;
+    let id = start.command_id;
+    agent
+        .ack_and_complete(id, json!({ "vnc_address": "127.0.0.1:5901" }))
+        .await?;
+    assert_eq!(receipt(&mut agent).await?, id, "the result is confirmed");
+    let recorded = s.wait_command_status(id, CommandStatus::Completed).await?;
+
+    for repeat in [
+        AgentMessage::Complete {
+            command_id: id,
+            result: json!({ "vnc_address": "127.0.0.1:5999" }),
+        },
+        AgentMessage::Failed {
+            command_id: id,
+            error: "late".into(),
+        },
+    ] {
+        agent.send(&repeat).await?;
+        assert_eq!(receipt(&mut agent).await?, id, "a repeat is confirmed");
+    }
+    let unknown = uuid::Uuid::now_v7();
+    agent
+        .send(&AgentMessage::Complete {
+            command_id: unknown,
+            result: json!({}),
+        })
+        .await?;
+    assert_eq!(receipt(&mut agent).await?, unknown);
+    let after = s.command(id).await?;
+    assert_eq!(after.status, CommandStatus::Completed);
+    assert_eq!(after.result, recorded.result, "a repeat changed the result");
+    assert_eq!(after.completed_at, recorded.completed_at);
+    assert_eq!(after.error_message, None);
+    let session = s
+        .wait_session_state(session.id, SessionState::Running)
+        .await?;
+    assert_eq!(session.vnc_address.as_deref(), Some("127.0.0.1:5901"));
+
+    let mut old = s.agent("a2", 0).await?;
+    let ping = s.api.ping_agent("a2").await?;
+    old.run_next(Action::Ping).await?;
+    s.wait_command_status(ping.command_id, CommandStatus::Completed)
+        .await?;
+    // Anything queued for it after the result arrives before the next command.
+    let next = s.api.ping_agent("a2").await?;
+    match old.recv().await? {
+        ServerMessage::Command(c) => assert_eq!(c.command_id, next.command_id),
+        other => anyhow::bail!("an agent that did not ask got {other:?}"),
+    }
     s.stop().await
 }
 
@@ -569,6 +657,7 @@ on_both_backends!(
     session_state_follows_command_results,
     failed_start_fails_the_session,
     late_ack_never_reopens_a_finished_command,
+    recorded_results_are_confirmed_and_repeats_change_nothing,
     commands_for_an_offline_agent_are_delivered_when_it_connects,
     unfinished_commands_are_redelivered_on_reconnect,
     unacknowledged_commands_are_resent_a_bounded_number_of_times,
