@@ -164,11 +164,67 @@ const ERROR_CODES: &[&str] = &[
 )]
 struct ApiDoc;
 
-/// Adds what attributes cannot say: the security schemes and the error codes.
+/// Adds what attributes cannot say: the security schemes, the error codes, and the answers
+/// every operation with a JSON body can get from the body's extractor.
 struct Contract;
+
+/// What the JSON body extractor answers before a handler runs, on every operation taking one.
+const BODY_REFUSALS: &[(&str, &str)] = &[
+    (
+        "413",
+        "The body is larger than `--max-body-bytes` (`payload_too_large`)",
+    ),
+    (
+        "415",
+        "The body is not sent as `application/json` (`unsupported_media_type`)",
+    ),
+    (
+        "422",
+        "The body is JSON of the wrong shape: a missing or unknown field, a wrong type \
+         (`bad_request`)",
+    ),
+];
+
+fn document_body_refusals(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if operation.request_body.is_none() {
+                continue;
+            }
+            for (status, description) in BODY_REFUSALS {
+                operation
+                    .responses
+                    .responses
+                    .entry((*status).to_owned())
+                    .or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(*description)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                    });
+            }
+        }
+    }
+}
 
 impl Modify for Contract {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        document_body_refusals(openapi);
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
