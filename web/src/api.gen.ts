@@ -1150,6 +1150,21 @@ export interface components {
             next_cursor?: string | null;
         };
         /** @description A page of a listing, newest first; `next_cursor` is absent on the last page. */
+        Page_SignInProvider: {
+            items: {
+                /** @description What the sign-in button says. */
+                display_name: string;
+                /** @description The provider's id in the server's configuration (a path segment). */
+                id: string;
+                /**
+                 * @description Where the browser goes to sign in (`/api/v1/auth/oidc/{id}/login`); add
+                 *     `?return_to=/local/path` to come back somewhere else than the start page.
+                 */
+                login_url: string;
+            }[];
+            next_cursor?: string | null;
+        };
+        /** @description A page of a listing, newest first; `next_cursor` is absent on the last page. */
         Page_Template: {
             items: {
                 /** @description Groups whose members may launch it; empty means every user may. */
@@ -2662,20 +2677,34 @@ export interface operations {
     };
     auth_providers: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page: default 100, at most 1000. */
+                limit?: number;
+                /** @description Where the previous page ended (its `next_cursor`). */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description The configured providers (none: an empty list) */
+            /** @description A page of the configured providers (none: no items) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SignInProvider"][];
+                    "application/json": components["schemas"]["Page_SignInProvider"];
+                };
+            };
+            /** @description A bad `limit` or `cursor` (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

@@ -146,7 +146,7 @@ export const api = {
   disableTotp: (password: string) => request<unknown>("DELETE", "/auth/totp", { password }, true),
   logout: () => request<void>("POST", "/auth/logout", undefined, true),
   /** The single sign-on providers (public). */
-  providers: () => request<SignInProvider[]>("GET", "/auth/providers", undefined, true),
+  providers: () => all<SignInProvider>("/auth/providers"),
   /** Who is signed in; a 401 here just means nobody (it is how the page starts) unless `quiet` is false. */
   me: (quiet = true) => request<Me>("GET", "/auth/me", undefined, quiet),
   templates: () => all<Template>("/templates"),

@@ -52,12 +52,20 @@ const MAX_RETURN_TO: usize = 2048;
     tag = "auth",
     summary = "The single sign-on providers, one button each on the sign-in page",
     responses(
-        (status = 200, description = "The configured providers (none: an empty list)", body = Vec<SignInProvider>),
+        (status = 200, description = "A page of the configured providers (none: no items)", body = streamspace_proto::api::Page<SignInProvider>),
+        (status = 400, description = "A bad `limit` or `cursor` (`bad_request`)", body = streamspace_proto::api::ErrorBody),
     ),
+    params(streamspace_proto::api::PageQuery),
     security(()),
 )]
-pub(super) async fn providers(State(app): State<AppState>) -> Json<Vec<SignInProvider>> {
-    Json(app.oidc.list())
+pub(super) async fn providers(
+    State(app): State<AppState>,
+    ApiQuery(page): ApiQuery<streamspace_proto::api::PageQuery>,
+) -> Result<Json<streamspace_proto::api::Page<SignInProvider>>, ApiError> {
+    let page = super::paging::of_list(app.oidc.list(), page.limit, page.cursor.as_deref(), |p| {
+        p.id.clone()
+    })?;
+    Ok(Json(page))
 }
 
 /// Query of `GET /api/v1/auth/oidc/{provider}/login`.

@@ -231,7 +231,7 @@ async fn provider_users_are_mapped_updated_and_kept_apart(backend: Backend) -> a
     let anonymous = reqwest::get(format!("{}/api/v1/auth/providers", s.base)).await?;
     let (status, listed) = read(anonymous).await?;
     ensure!(status == StatusCode::OK, "{status} {listed}");
-    let listed: Vec<SignInProvider> = serde_json::from_value(listed)?;
+    let listed: Vec<SignInProvider> = serde_json::from_value(listed["items"].clone())?;
     ensure!(
         listed
             == [SignInProvider {
