@@ -40,7 +40,6 @@ const READ_BUFFER: usize = 4 * 1024;
         (status = 400, description = "Not a WebSocket upgrade", body = streamspace_proto::api::ErrorBody),
         (status = 401, description = "No valid agent key", body = streamspace_proto::api::ErrorBody),
         (status = 403, description = "A browser `Origin` was sent (`forbidden_origin`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
         (status = 503, description = "The replica is shutting down", body = streamspace_proto::api::ErrorBody),
     ),
     security(("agent_key" = [])),

@@ -23,10 +23,6 @@ use crate::state::AppState;
     responses(
         (status = 200, description = "A page of agents", body = streamspace_proto::api::Page<streamspace_proto::api::Agent>),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -55,11 +51,7 @@ pub(super) async fn list(
     responses(
         (status = 200, description = "The agent", body = streamspace_proto::api::Agent),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such agent", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -87,12 +79,8 @@ pub(super) async fn get(
     responses(
         (status = 204, description = "Forgotten"),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such agent", body = streamspace_proto::api::ErrorBody),
         (status = 409, description = "The agent is online or still has sessions", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -128,11 +116,7 @@ pub(super) async fn remove(
         (status = 200, description = "The ping command, finished within `wait`", body = streamspace_proto::api::Command),
         (status = 202, description = "The ping command, not finished yet", body = streamspace_proto::api::Command),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such agent", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
         (status = 503, description = "The agent is not connected", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),

@@ -26,10 +26,6 @@ const MAX_LIMIT: u32 = 1000;
     responses(
         (status = 200, description = "A page of audit entries, newest first", body = streamspace_proto::api::Page<streamspace_proto::api::AuditRecord>),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]

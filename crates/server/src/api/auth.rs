@@ -39,7 +39,6 @@ const MAX_INPUT: usize = 1024;
         (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
         (status = 401, description = "Wrong credentials (`unauthorized`) or a one-time code is needed (`totp_required`)", body = streamspace_proto::api::ErrorBody),
         (status = 429, description = "Too many failed attempts (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(()),
 )]
@@ -186,10 +185,6 @@ pub(super) fn cookie_value(app: &AppState, secret: &str, max_age: u64) -> Header
     summary = "Sign out (ends the token or browser session used)",
     responses(
         (status = 204, description = "Signed out; the cookie is cleared"),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -228,10 +223,6 @@ pub(super) async fn logout(
     summary = "Who the caller is",
     responses(
         (status = 200, description = "The signed-in user", body = streamspace_proto::api::Me),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -262,10 +253,6 @@ pub(super) async fn me(
     responses(
         (status = 204, description = "Changed"),
         (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]

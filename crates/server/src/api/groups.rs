@@ -28,10 +28,6 @@ const MAX_DESCRIPTION: usize = 1024;
     responses(
         (status = 200, description = "A page of groups", body = streamspace_proto::api::Page<streamspace_proto::api::Group>),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -60,11 +56,7 @@ pub(super) async fn list(
     responses(
         (status = 200, description = "The group", body = streamspace_proto::api::Group),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such group", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -99,11 +91,7 @@ fn check_description(description: &str) -> Result<(), ApiError> {
     responses(
         (status = 201, description = "The new group", body = streamspace_proto::api::Group),
         (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 409, description = "The name is taken", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -147,11 +135,7 @@ pub(super) async fn create(
     responses(
         (status = 200, description = "The group as it is now", body = streamspace_proto::api::Group),
         (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such group", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -183,11 +167,7 @@ pub(super) async fn update(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such group", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -215,11 +195,7 @@ pub(super) async fn remove(
     responses(
         (status = 200, description = "The group with the member", body = streamspace_proto::api::Group),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such group or user", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -252,11 +228,7 @@ pub(super) async fn add_member(
     responses(
         (status = 204, description = "Removed"),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such group, user or membership", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]

@@ -22,7 +22,6 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
     summary = "Liveness: the process answers",
     responses(
         (status = 200, description = "`{\"status\":\"ok\"}`", body = serde_json::Value),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(()),
 )]
@@ -38,7 +37,6 @@ pub(super) async fn healthz() -> Json<Value> {
     summary = "Readiness: the database answers",
     responses(
         (status = 200, description = "Ready", body = streamspace_proto::api::Readiness),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
         (status = 503, description = "Not ready", body = streamspace_proto::api::Readiness),
     ),
     security(()),

@@ -88,7 +88,6 @@ pub(super) struct LoginQuery {
         (status = 302, description = "To the provider's authorization endpoint; sets the `streamspace_oidc_state` cookie"),
         (status = 400, description = "`return_to` is not a local path, or the query is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such provider (`not_found`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(()),
 )]
@@ -152,7 +151,6 @@ pub(super) struct CallbackQuery {
         (status = 400, description = "Unknown, used or expired state (`oidc_invalid_state`), or an invalid query (`bad_request`)", body = streamspace_proto::api::ErrorBody),
         (status = 401, description = "The provider refused (`oidc_denied`), the code was refused (`oidc_code_refused`), the ID token is invalid (`oidc_invalid_token`) or lacks claims (`oidc_invalid_claims`), or the account is disabled (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such provider (`not_found`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(()),
 )]

@@ -165,7 +165,7 @@ const ERROR_CODES: &[&str] = &[
 struct ApiDoc;
 
 /// Adds what attributes cannot say: the security schemes, the error codes, and the answers
-/// every operation with a JSON body can get from the body's extractor.
+/// whole classes of operations share (see `document_shared_answers`).
 struct Contract;
 
 /// What the JSON body extractor answers before a handler runs, on every operation taking one.
@@ -185,8 +185,48 @@ const BODY_REFUSALS: &[(&str, &str)] = &[
     ),
 ];
 
-fn document_body_refusals(openapi: &mut utoipa::openapi::OpenApi) {
+/// What any signed-in operation can answer before (or besides) its handler: the credential
+/// check, the policy and the bad-credential limiter.
+const SIGNED_IN_REFUSALS: &[(&str, &str)] = &[
+    (
+        "401",
+        "Not signed in, or the token is unknown or expired (`unauthorized`)",
+    ),
+    (
+        "403",
+        "The caller's role or ownership does not allow it, or a cross-site cookie request \
+         (`forbidden`)",
+    ),
+    (
+        "429",
+        "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)",
+    ),
+];
+
+/// What every operation can answer.
+const INTERNAL_ERROR: (&str, &str) = (
+    "500",
+    "Internal error (`internal`); the server log has the details",
+);
+
+/// Adds the answers shared by whole classes of operations, unless an operation describes its
+/// own: the body extractor's refusals where there is a body, the sign-in refusals where a
+/// credential is needed, and the internal error everywhere.
+fn document_shared_answers(openapi: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
     for item in openapi.paths.paths.values_mut() {
         let operations = [
             &mut item.get,
@@ -196,27 +236,27 @@ fn document_body_refusals(openapi: &mut utoipa::openapi::OpenApi) {
             &mut item.patch,
         ];
         for operation in operations.into_iter().flatten() {
-            if operation.request_body.is_none() {
-                continue;
-            }
-            for (status, description) in BODY_REFUSALS {
+            // A user's credential (not an agent key, not none): what the sign-in check and
+            // the bad-credential limiter guard.
+            let signed_in = operation.security.as_ref().is_some_and(|requirements| {
+                requirements.iter().any(|r| {
+                    serde_json::to_value(r).is_ok_and(|v| {
+                        v.get("bearer").is_some() || v.get("session_cookie").is_some()
+                    })
+                })
+            });
+            let body = operation.request_body.is_some();
+            let shared = BODY_REFUSALS
+                .iter()
+                .filter(|_| body)
+                .chain(SIGNED_IN_REFUSALS.iter().filter(|_| signed_in))
+                .chain([&INTERNAL_ERROR]);
+            for (status, description) in shared {
                 operation
                     .responses
                     .responses
                     .entry((*status).to_owned())
-                    .or_insert_with(|| {
-                        RefOr::T(
-                            ResponseBuilder::new()
-                                .description(*description)
-                                .content(
-                                    "application/json",
-                                    ContentBuilder::new()
-                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
-                                        .build(),
-                                )
-                                .build(),
-                        )
-                    });
+                    .or_insert_with(|| error(description));
             }
         }
     }
@@ -224,7 +264,7 @@ fn document_body_refusals(openapi: &mut utoipa::openapi::OpenApi) {
 
 impl Modify for Contract {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        document_body_refusals(openapi);
+        document_shared_answers(openapi);
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",

@@ -77,11 +77,7 @@ async fn user_quota(app: &AppState, username: &str) -> Result<UserQuota, ApiErro
     responses(
         (status = 200, description = "The quota", body = streamspace_proto::api::UserQuota),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such user", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -103,11 +99,7 @@ pub(super) async fn get_user(
     responses(
         (status = 200, description = "The quota as it is now", body = streamspace_proto::api::UserQuota),
         (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such user", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -135,11 +127,7 @@ pub(super) async fn set_user(
     responses(
         (status = 200, description = "The quota", body = streamspace_proto::api::GroupQuota),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such group", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -166,11 +154,7 @@ pub(super) async fn get_group(
     responses(
         (status = 200, description = "The quota as it is now", body = streamspace_proto::api::GroupQuota),
         (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such group", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]

@@ -39,7 +39,6 @@ use crate::streams::{Pending, TakeError};
         (status = 400, description = "Not a WebSocket upgrade", body = streamspace_proto::api::ErrorBody),
         (status = 401, description = "No valid agent key or stream token", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No stream waits for this token", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("agent_key" = [])),
 )]

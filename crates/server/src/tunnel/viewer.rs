@@ -62,12 +62,8 @@ impl TokenQuery {
     responses(
         (status = 200, description = "The viewer token and the WebSocket URL to open", body = streamspace_proto::tunnel::ConnectInfo),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 401, description = "Not signed in, or the token is unknown or expired (`unauthorized`)", body = streamspace_proto::api::ErrorBody),
-        (status = 403, description = "The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such session", body = streamspace_proto::api::ErrorBody),
         (status = 409, description = "The session is not running (`session_not_running`)", body = streamspace_proto::api::ErrorBody),
-        (status = 429, description = "Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -120,7 +116,6 @@ pub(crate) async fn connect(
         (status = 403, description = "The token is for another session (`wrong_session`)", body = streamspace_proto::api::ErrorBody),
         (status = 409, description = "The session is not running", body = streamspace_proto::api::ErrorBody),
         (status = 429, description = "Too many streams (`too_many_streams`)", body = streamspace_proto::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`); the server log has the details", body = streamspace_proto::api::ErrorBody),
         (status = 503, description = "The agent is not connected (`agent_unavailable`)", body = streamspace_proto::api::ErrorBody),
     ),
     security(()),
