@@ -110,14 +110,16 @@ def env_of(container):
     return {e["name"]: e for e in container.get("env", [])}
 
 
-def references(objects, external_secrets, where, problems):
+def references(objects, external_secrets, session_ns, where, problems):
     """Every name an object points at exists in the render (or is an operator's Secret)."""
     by_kind = {}
+    namespaces = {NAMESPACE, session_ns}
     for obj in objects:
         by_kind.setdefault(obj["kind"], set()).add(obj["metadata"]["name"])
         problems.check(
-            obj["kind"] == "Namespace" or obj["metadata"].get("namespace") == NAMESPACE,
-            where, f"{obj['kind']}/{obj['metadata']['name']} has no namespace {NAMESPACE}")
+            obj["kind"] == "Namespace" or obj["metadata"].get("namespace") in namespaces,
+            where, f"{obj['kind']}/{obj['metadata']['name']} is in neither namespace "
+                   f"{NAMESPACE} nor the sessions' {session_ns}")
     secrets = by_kind.get("Secret", set()) | set(external_secrets)
     pod_labels = []
     for owner, template in pod_specs(objects):
@@ -153,6 +155,9 @@ def references(objects, external_secrets, where, problems):
                 peer["podSelector"]["matchLabels"]
                 for rule in obj["spec"]["ingress"] for peer in rule["from"]]
             for sel in sels:
+                # Session pods are the agent's to create, not the chart's.
+                if sel.get("app.kubernetes.io/component") == "session":
+                    continue
                 problems.check(any(sel.items() <= l.items() for l in pod_labels), where,
                                f"{oname}: a selector matches no pod")
         if obj["kind"] == "RoleBinding":
@@ -220,8 +225,9 @@ def control_plane(objects, min_replicas, where, problems):
     problems.check(c["args"] == ["server"], where, "the server container does not run `server`")
 
 
-def agent(objects, where, problems):
-    """The agent's Deployment, and the RBAC the kubernetes runtime needs."""
+def agent(objects, session_ns, where, problems):
+    """The agent's Deployment, and the RBAC the kubernetes runtime needs: session objects in
+    the sessions' namespace only, its Lease in its own."""
     dep = find(objects, "Deployment", "agent")
     if dep is None:
         problems.add(where, "no agent Deployment")
@@ -234,18 +240,27 @@ def agent(objects, where, problems):
         problems.check(name in env, where, f"agent env has no {name}")
     problems.check("value" not in env.get("STREAMSPACE_AGENT_KEY", {}), where,
                    "the agent key is not from a Secret")
-    role = find(objects, "Role", "agent")
-    if role is None:
+    roles = [o for o in objects if o["kind"] == "Role"
+             and o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "agent"]
+    if not roles:
         problems.add(where, "no agent Role")
         return
-    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
-               for r in rule["resources"] for v in rule["verbs"]}
-    needed = [("", "pods"), ("", "services"), ("", "persistentvolumeclaims"),
-              ("apps", "deployments"), ("coordination.k8s.io", "leases")]
-    for group, resource in needed:
+    granted = {(o["metadata"]["namespace"], g, r, v) for o in roles for rule in o["rules"]
+               for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    needed = [(session_ns, "", "pods"), (session_ns, "", "services"),
+              (session_ns, "", "persistentvolumeclaims"), (session_ns, "apps", "deployments"),
+              (NAMESPACE, "coordination.k8s.io", "leases")]
+    for ns, group, resource in needed:
         for verb in ("get", "list", "watch", "create", "update", "patch", "delete"):
-            problems.check((group, resource, verb) in granted, where,
-                           f"Role does not grant {verb} on {group or 'core'}/{resource}")
+            problems.check((ns, group, resource, verb) in granted, where,
+                           f"no Role grants {verb} on {group or 'core'}/{resource} in {ns}")
+    if session_ns != NAMESPACE:
+        extra = {(g, r) for ns, g, r, _ in granted if ns == NAMESPACE} & {
+            (g, r) for _, g, r in needed[:4]}
+        problems.check(not extra, where,
+                       f"the agent may still touch session objects in {NAMESPACE}: {extra}")
+        problems.check(env.get("STREAMSPACE_SESSION_NAMESPACE", {}).get("value") == session_ns,
+                       where, "the agent is not told the sessions' namespace")
 
 
 def check_render(name, values, expect, problems):
@@ -258,10 +273,11 @@ def check_render(name, values, expect, problems):
     objects = [o for path, text in rendered.items() for o in parse(text, f"{where} {path}", problems)]
     schema_check(objects, where, problems)
     external = [values.get(k, {}).get("existingSecret") for k in ("controlPlane", "agent")]
-    references(objects, [s for s in external if s], where, problems)
+    session_ns = values.get("agent", {}).get("sessionNamespace") or NAMESPACE
+    references(objects, [s for s in external if s], session_ns, where, problems)
     control_plane(objects, expect.get("replicas", 2), where, problems)
     if expect.get("agent"):
-        agent(objects, where, problems)
+        agent(objects, session_ns, where, problems)
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     for kind_name in expect.get("has", []):
         problems.check(kind_name in kinds, where, f"{kind_name[0]}/{kind_name[1]} is missing")
@@ -318,9 +334,9 @@ def check_plain(rendered, optional, write, problems):
     for path in plain_paths():
         objects += parse(path.read_text(), str(path.relative_to(DEPLOY)), problems)
     schema_check(objects, "deploy/kubernetes", problems)
-    references(objects, [], "deploy/kubernetes", problems)
+    references(objects, [], NAMESPACE, "deploy/kubernetes", problems)
     control_plane(objects, 2, "deploy/kubernetes", problems)
-    agent(objects, "deploy/kubernetes", problems)
+    agent(objects, NAMESPACE, "deploy/kubernetes", problems)
     return len(objects)
 
 
@@ -366,6 +382,11 @@ def main():
                      "lacks": [("StatefulSet", "streamspace-postgresql"),
                                ("Deployment", "streamspace-redis"),
                                ("Secret", "streamspace-agent")]},
+        "session-namespace": {"agent": True,
+                              "has": [("Namespace", "desktops"),
+                                      ("Role", "streamspace-agent-sessions"),
+                                      ("RoleBinding", "streamspace-agent-sessions"),
+                                      ("NetworkPolicy", "streamspace-sessions")]},
         "existing-secrets": {"lacks": [("Secret", "streamspace-server"),
                                        ("StatefulSet", "streamspace-postgresql"),
                                        ("NetworkPolicy", "streamspace-postgresql")]},

@@ -92,6 +92,8 @@ pub struct AgentConfig {
     pub ha: Option<crate::leadership::HaConfig>,
     /// Cluster access (namespace, kubeconfig, lease) for the kubernetes runtime.
     pub kubernetes: crate::runtime::kubernetes::KubernetesOptions,
+    /// How the docker and kubernetes runtimes confine session containers.
+    pub confinement: crate::runtime::Confinement,
 }
 
 impl AgentConfig {
@@ -121,6 +123,7 @@ impl AgentConfig {
             docker_host: None,
             ha: None,
             kubernetes: Default::default(),
+            confinement: Default::default(),
         }
     }
 }
@@ -146,6 +149,7 @@ impl fmt::Debug for AgentConfig {
             .field("docker_host", &self.docker_host)
             .field("ha", &self.ha)
             .field("kubernetes", &self.kubernetes)
+            .field("confinement", &self.confinement)
             .finish()
     }
 }

@@ -74,6 +74,7 @@ async fn prepare(
         RuntimeKind::Docker => {
             let mut docker = runtime::DockerRuntimeConfig::new(config.agent_id.clone());
             docker.host = config.docker_host.clone();
+            docker.confinement = config.confinement.clone();
             let runtime =
                 runtime::DockerRuntime::new(docker).map_err(|source| AgentError::Runtime {
                     runtime: config.runtime,
@@ -91,7 +92,8 @@ async fn prepare(
                 .namespace
                 .clone()
                 .unwrap_or_else(|| client.default_namespace().to_owned());
-            let sessions = options.runtime_config(&namespace, &config.agent_id);
+            let mut sessions = options.runtime_config(&namespace, &config.agent_id);
+            sessions.confinement = config.confinement.clone();
             let lease = options.lease_config(&namespace, &config.agent_id);
             let runtime =
                 runtime::KubernetesRuntime::new(client.clone(), sessions).map_err(|source| {

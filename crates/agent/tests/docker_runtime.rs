@@ -135,6 +135,20 @@ async fn start_hibernate_wake_stop_with_labels_limits_and_home_volume() -> Resul
         host.memory
     );
     ensure!(volume_exists(&docker, id).await?, "no home volume");
+    ensure!(
+        host.security_opt
+            .iter()
+            .flatten()
+            .any(|o| o.starts_with("no-new-privileges")),
+        "no-new-privileges missing: {:?}",
+        host.security_opt
+    );
+    ensure!(
+        host.pids_limit == Some(4096),
+        "pids limit {:?}",
+        host.pids_limit
+    );
+    confined_as_a_desktop(&podman, id)?;
 
     let hibernated = rt.hibernate(id).await?;
     ensure!(
@@ -161,6 +175,68 @@ async fn start_hibernate_wake_stop_with_labels_limits_and_home_volume() -> Resul
     );
     rt.stop(id).await?;
     ensure!(rt.status(id).await?.is_none());
+    Ok(())
+}
+
+/// What the kernel says about the session's first process: only the desktop's capabilities
+/// (CHOWN, DAC_OVERRIDE, FOWNER, KILL, SETGID, SETUID: bits 0, 1, 3, 5, 6, 7) in every set, and
+/// no new privileges.
+fn confined_as_a_desktop(podman: &Podman, id: Uuid) -> Result<()> {
+    let status = podman.run(&["exec", &container_name(id), "cat", "/proc/1/status"])?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .with_context(|| format!("no {name} in {status}"))
+    };
+    for set in ["CapBnd:", "CapPrm:", "CapEff:"] {
+        let bits = u64::from_str_radix(field(set)?, 16)?;
+        ensure!(
+            bits == 0b1110_1011,
+            "{set} {bits:#x}: not the desktop's capabilities"
+        );
+    }
+    ensure!(field("NoNewPrivs:")? == "1", "no-new-privileges is off");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_read_only_root_leaves_scratch_directories_and_the_home_writable() -> Result<()> {
+    let podman = engine()?;
+    let docker = api(&podman)?;
+    let mut config = DockerRuntimeConfig::new("dock-ro");
+    config.host = Some(podman.docker_host());
+    config.ready_timeout = Duration::from_secs(30);
+    config.stop_timeout = Duration::from_secs(1);
+    config.confinement.read_only_root = true;
+    config.confinement.pids_limit = 64;
+    let rt = DockerRuntime::new(config)?;
+    let id = Uuid::now_v7();
+
+    let started = rt.start(id, &template(HomePolicy::None)).await?;
+    answers_rfb(&started.vnc_address).await?;
+    let host = docker
+        .inspect_container(&container_name(id), None)
+        .await?
+        .host_config
+        .unwrap_or_default();
+    ensure!(host.readonly_rootfs == Some(true), "{host:?}");
+    ensure!(host.pids_limit == Some(64), "{:?}", host.pids_limit);
+    let name = container_name(id);
+    for dir in ["/tmp", "/var/tmp", "/run", "/home"] {
+        let file = format!("{dir}/written");
+        podman
+            .run(&["exec", &name, "touch", &file])
+            .with_context(|| format!("{dir} is not writable"))?;
+    }
+    ensure!(
+        podman
+            .run(&["exec", &name, "touch", "/etc/written"])
+            .is_err(),
+        "the root file system is writable"
+    );
+    rt.stop(id).await?;
     Ok(())
 }
 

@@ -117,6 +117,12 @@ async fn start_creates_the_exact_deployment_service_and_home_claim() -> Result<(
                     "spec": {
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
+                        "securityContext": {
+                            "runAsNonRoot": true,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                            "fsGroup": 1000,
+                            "fsGroupChangePolicy": "OnRootMismatch"
+                        },
                         "containers": [{
                             "name": "session",
                             "image": "registry.example/desktop:1",
@@ -128,7 +134,10 @@ async fn start_creates_the_exact_deployment_service_and_home_claim() -> Result<(
                                 "limits": {"cpu": "500m", "memory": "1024Mi"},
                                 "requests": {"cpu": "500m", "memory": "1024Mi"}
                             },
-                            "securityContext": {"allowPrivilegeEscalation": false},
+                            "securityContext": {
+                                "allowPrivilegeEscalation": false,
+                                "capabilities": {"drop": ["ALL"]}
+                            },
                             "volumeMounts": [{"name": "home", "mountPath": "/home"}]
                         }],
                         "volumes": [{"name": "home",
@@ -178,6 +187,46 @@ async fn start_creates_the_exact_deployment_service_and_home_claim() -> Result<(
             format!("app.kubernetes.io/managed-by=streamspace,streamspace.io/session-id={id}")
                 .as_str()
         )
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_read_only_root_gets_empty_scratch_directories_and_a_home() -> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    let mut config = KubernetesRuntimeConfig::new(NS, "agent-1");
+    config.poll_interval = Duration::from_millis(10);
+    config.confinement.read_only_root = true;
+    let rt = KubernetesRuntime::new(api.client(NS), config).map_err(anyhow::Error::msg)?;
+    rt.start(Uuid::now_v7(), &template(HomePolicy::None))
+        .await?;
+
+    let deployment = body(&api, Method::POST, DEPLOYMENTS)?;
+    round_trips::<Deployment>(&deployment)?;
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["securityContext"],
+        json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]},
+               "readOnlyRootFilesystem": true})
+    );
+    assert_eq!(
+        container["volumeMounts"],
+        json!([{"name": "scratch-0", "mountPath": "/tmp"},
+               {"name": "scratch-1", "mountPath": "/var/tmp"},
+               {"name": "scratch-2", "mountPath": "/run"},
+               {"name": "scratch-3", "mountPath": "/home"}])
+    );
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "scratch-0", "emptyDir": {}}, {"name": "scratch-1", "emptyDir": {}},
+               {"name": "scratch-2", "emptyDir": {}}, {"name": "scratch-3", "emptyDir": {}}])
+    );
+    // No home volume: nothing for a group to own.
+    assert_eq!(
+        pod["securityContext"],
+        json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})
     );
     Ok(())
 }

@@ -311,7 +311,7 @@ pub struct AgentCommand {
     #[command(subcommand)]
     pub action: Option<AgentAction>,
     #[command(flatten)]
-    pub run: AgentRunArgs,
+    pub run: Box<AgentRunArgs>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,10 +377,27 @@ pub struct AgentRunArgs {
     /// $DOCKER_HOST, else unix:///var/run/docker.sock].
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
-    /// Namespace of the sessions and of the agent lease for `--runtime kubernetes` [default:
-    /// the service account's namespace in-cluster, else the kubeconfig context's].
+    /// Namespace of the agent lease, and of the sessions unless --session-namespace is given,
+    /// for `--runtime kubernetes` [default: the service account's namespace in-cluster, else
+    /// the kubeconfig context's].
     #[arg(long, env = "STREAMSPACE_NAMESPACE")]
     pub namespace: Option<String>,
+    /// Namespace of the sessions' pods, services and volumes for `--runtime kubernetes`, kept
+    /// apart from the agent's own [default: --namespace].
+    #[arg(long, env = "STREAMSPACE_SESSION_NAMESPACE")]
+    pub session_namespace: Option<String>,
+    /// Most processes and threads in one session container (`--runtime docker`; on Kubernetes
+    /// the kubelet's podPidsLimit applies).
+    #[arg(long, env = "STREAMSPACE_SESSION_PIDS_LIMIT", default_value_t = streamspace_agent::runtime::confinement::DEFAULT_PIDS_LIMIT, value_parser = clap::value_parser!(u32).range(16..))]
+    pub session_pids_limit: u32,
+    /// Give session containers a read-only root file system, with /tmp, /var/tmp, /run (and
+    /// the home, when the template keeps none) empty and writable (docker and kubernetes).
+    #[arg(long, env = "STREAMSPACE_SESSION_READ_ONLY_ROOT")]
+    pub session_read_only_root: bool,
+    /// Group that owns session home volumes on Kubernetes (the pod's fsGroup), so that the
+    /// non-root desktop user can write its home; 0 leaves the volume as the storage made it.
+    #[arg(long, env = "STREAMSPACE_SESSION_FS_GROUP", default_value_t = streamspace_agent::runtime::confinement::DEFAULT_FS_GROUP, value_parser = clap::value_parser!(i64).range(0..=i64::from(u32::MAX)))]
+    pub session_fs_group: i64,
     /// Kubeconfig file for `--runtime kubernetes` [default: $KUBECONFIG, ~/.kube/config, else
     /// the in-cluster service account].
     #[arg(long, env = "STREAMSPACE_KUBECONFIG")]
@@ -821,7 +838,7 @@ mod tests {
         ];
         let cli = Cli::try_parse_from(base.iter().chain(extra.iter()))?;
         match cli.command {
-            Command::Agent(agent) => Ok(agent.run),
+            Command::Agent(agent) => Ok(*agent.run),
             other => panic!("expected the agent command, got {other:?}"),
         }
     }

@@ -4,8 +4,10 @@
 //! - **Start** creates `streamspace-<session id>` from the template's image, labelled with the
 //!   session and agent ids (module `spec`), its VNC port published on 127.0.0.1 with a port the engine
 //!   picks, CPU and memory limits from the template, and a `streamspace-home-<session id>` volume
-//!   on `/home` when the template has a home policy. It is ready when the published port answers
-//!   with the RFB banner.
+//!   on `/home` when the template has a home policy. The container is confined as
+//!   [`super::confinement`] describes: capabilities dropped but for a desktop's few,
+//!   `no-new-privileges`, a process limit, no swap beyond the memory limit, and optionally a
+//!   read-only root. It is ready when the published port answers with the RFB banner.
 //! - **Hibernate** pauses the container (as the process runtime stops its process group): the
 //!   desktop keeps its state and its port, wake is instant, and a paused container is told apart
 //!   from a dead one without any state of our own. Memory stays allocated while hibernated.
@@ -36,7 +38,7 @@ use streamspace_proto::SessionState;
 use streamspace_proto::api::{HomePolicy, Template};
 use uuid::Uuid;
 
-use super::{Runtime, RuntimeError, SessionInfo, vnc};
+use super::{Confinement, Runtime, RuntimeError, SessionInfo, vnc};
 use crate::Chain;
 
 pub use spec::{AGENT_LABEL, SESSION_LABEL, container_name, volume_name};
@@ -60,6 +62,8 @@ pub struct DockerRuntimeConfig {
     pub orphan_grace: Duration,
     /// How long pulling a missing image may take.
     pub pull_timeout: Duration,
+    /// Capabilities, process limit and root file system of session containers.
+    pub confinement: Confinement,
 }
 
 impl DockerRuntimeConfig {
@@ -71,6 +75,7 @@ impl DockerRuntimeConfig {
             stop_timeout: Duration::from_secs(10),
             orphan_grace: Duration::from_secs(300),
             pull_timeout: Duration::from_secs(600),
+            confinement: Confinement::default(),
         }
     }
 }
@@ -239,7 +244,13 @@ impl DockerRuntime {
         }
         let name = container_name(session_id);
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let body = spec::container(session_id, &self.config.agent_id, template, image);
+        let body = spec::container(
+            session_id,
+            &self.config.agent_id,
+            template,
+            image,
+            &self.config.confinement,
+        );
         match self
             .docker
             .create_container(Some(options.clone()), body.clone())

@@ -37,7 +37,7 @@ use streamspace_proto::api::{DEFAULT_VNC_PORT, Template};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{Runtime, RuntimeError, SessionInfo};
+use super::{Confinement, Runtime, RuntimeError, SessionInfo};
 use crate::Chain;
 use objects::{LABEL_AGENT, session_name};
 use observe::Observed;
@@ -62,6 +62,9 @@ pub struct KubernetesRuntimeConfig {
     pub ready_timeout: Duration,
     /// How often readiness is polled.
     pub poll_interval: Duration,
+    /// Read-only root and home volume group of session pods (the process limit is the
+    /// kubelet's).
+    pub confinement: Confinement,
 }
 
 impl KubernetesRuntimeConfig {
@@ -75,6 +78,7 @@ impl KubernetesRuntimeConfig {
             home_mount_path: "/home".to_owned(),
             ready_timeout: Duration::from_secs(180),
             poll_interval: Duration::from_secs(1),
+            confinement: Confinement::default(),
         }
     }
 }

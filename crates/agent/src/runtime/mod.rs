@@ -7,6 +7,7 @@
 //! Callers serialise actions on one session; a runtime need not defend against two concurrent
 //! actions on the same session id.
 
+pub mod confinement;
 pub mod docker;
 pub mod kubernetes;
 pub mod process;
@@ -18,6 +19,7 @@ use streamspace_proto::api::Template;
 use streamspace_proto::wire::SessionStatus;
 use uuid::Uuid;
 
+pub use confinement::Confinement;
 pub use docker::{DockerRuntime, DockerRuntimeConfig};
 pub use kubernetes::{KubernetesRuntime, KubernetesRuntimeConfig};
 pub use process::{ProcessRuntime, ProcessRuntimeConfig};

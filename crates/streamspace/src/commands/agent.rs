@@ -80,6 +80,12 @@ fn agent_config(args: AgentRunArgs, env: Lookup) -> anyhow::Result<AgentConfig> 
             retry: ha_retry.unwrap_or(cli::DEFAULT_HA_RETRY),
         });
     config.kubernetes.namespace = args.namespace;
+    config.kubernetes.session_namespace = args.session_namespace;
+    config.confinement = streamspace_agent::runtime::Confinement {
+        pids_limit: args.session_pids_limit,
+        read_only_root: args.session_read_only_root,
+        fs_group: (args.session_fs_group != 0).then_some(args.session_fs_group),
+    };
     config.kubernetes.kubeconfig = args.kubeconfig;
     config.kubernetes.lease_duration = Some(lease.unwrap_or(cli::DEFAULT_LEASE));
     config.kubernetes.storage_class = args.storage_class;
@@ -107,7 +113,7 @@ mod tests {
         let cli = Cli::try_parse_from(["streamspace", "agent"].iter().chain(args.iter()))
             .expect("agent flags parse");
         match cli.command {
-            Command::Agent(agent) => agent.run,
+            Command::Agent(agent) => *agent.run,
             other => panic!("expected the agent command, got {other:?}"),
         }
     }
@@ -148,5 +154,38 @@ mod tests {
             err.to_string().contains("STREAMSPACE_AGENT_SERVERS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn session_confinement_flags_reach_the_runtimes() {
+        let none = |_: &str| None;
+        let args = [&BASE[..], &["--server", "http://a"]].concat();
+        let config = agent_config(parse(&args), &none).expect("configured");
+        assert_eq!(
+            config.confinement,
+            streamspace_agent::runtime::Confinement::default()
+        );
+        assert_eq!(config.kubernetes.session_namespace, None);
+
+        let strict = [
+            "--server",
+            "http://a",
+            "--session-namespace",
+            "desktops",
+            "--session-read-only-root",
+            "--session-pids-limit",
+            "100",
+            "--session-fs-group",
+            "0",
+        ];
+        let config =
+            agent_config(parse(&[&BASE[..], &strict].concat()), &none).expect("configured");
+        assert_eq!(
+            config.kubernetes.session_namespace.as_deref(),
+            Some("desktops")
+        );
+        assert!(config.confinement.read_only_root);
+        assert_eq!(config.confinement.pids_limit, 100);
+        assert_eq!(config.confinement.fs_group, None, "0 turns fsGroup off");
     }
 }

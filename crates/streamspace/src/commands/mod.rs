@@ -17,7 +17,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Up(args) => up::run(args).await,
         Command::Server(args) => server::run(*args).await,
         Command::Agent(cmd) => match cmd.action {
-            None => agent::run(cmd.run).await,
+            None => agent::run(*cmd.run).await,
             Some(action) => client::agent(action).await,
         },
         Command::Migrate(args) => migrate::run(args).await,

@@ -49,6 +49,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.agent.existingSecret | default (include "streamspace.agentName" .) -}}
 {{- end -}}
 
+{{/* Where the agent's sessions live: their own namespace, or the release's. */}}
+{{- define "streamspace.sessionNamespace" -}}
+{{- .Values.agent.sessionNamespace | default .Release.Namespace -}}
+{{- end -}}
+
 {{/* Where the agent finds the control plane: the in-cluster Service unless told otherwise. */}}
 {{- define "streamspace.agentServer" -}}
 {{- .Values.agent.server | default (printf "http://%s.%s.svc:%v" (include "streamspace.serverName" .) .Release.Namespace .Values.controlPlane.service.port) -}}

@@ -9,6 +9,8 @@ use bollard::models::{
 use streamspace_proto::api::{HomePolicy, Template};
 use uuid::Uuid;
 
+use crate::runtime::confinement::{Confinement, DESKTOP_CAPABILITIES, SCRATCH_DIRS};
+
 /// The session a container or volume belongs to.
 pub const SESSION_LABEL: &str = "io.streamspace.session";
 /// The agent that owns it; reconciliation only ever touches its own agent's objects.
@@ -49,14 +51,18 @@ fn labels(session_id: Uuid, agent_id: &str, template: &Template) -> HashMap<Stri
     ])
 }
 
+/// Mount options of the memory-backed scratch directories of a read-only session.
+const SCRATCH_OPTIONS: &str = "rw,nosuid,nodev";
+
 /// The container for one session: the template's image, command and environment, its VNC port
-/// published on loopback with a port the engine picks, its CPU and memory limits, and the home
-/// volume when the template asks for one.
+/// published on loopback with a port the engine picks, its CPU and memory limits, the home
+/// volume when the template asks for one, and the agent's [`Confinement`].
 pub fn container(
     session_id: Uuid,
     agent_id: &str,
     template: &Template,
     image: &str,
+    confinement: &Confinement,
 ) -> ContainerCreateBody {
     let vnc = port_key(template.ports.vnc);
     let mut env: Vec<String> = template
@@ -76,6 +82,20 @@ pub fn container(
             ..Default::default()
         }]
     });
+    let tmpfs = confinement.read_only_root.then(|| {
+        let mut dirs: HashMap<String, String> = SCRATCH_DIRS
+            .iter()
+            .map(|dir| ((*dir).to_owned(), SCRATCH_OPTIONS.to_owned()))
+            .collect();
+        if mounts.is_none() {
+            dirs.insert(HOME_MOUNT.to_owned(), SCRATCH_OPTIONS.to_owned());
+        }
+        dirs
+    });
+    let memory = template
+        .resources
+        .memory_mib
+        .map(|m| i64::from(m) * 1024 * 1024);
     let host_config = HostConfig {
         port_bindings: Some(HashMap::from([(
             vnc.clone(),
@@ -89,11 +109,16 @@ pub fn container(
             .resources
             .cpu_millis
             .map(|m| i64::from(m) * 1_000_000),
-        memory: template
-            .resources
-            .memory_mib
-            .map(|m| i64::from(m) * 1024 * 1024),
+        memory,
+        // No swap beyond the memory limit: the limit is what the session gets.
+        memory_swap: memory,
         mounts,
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        cap_add: Some(DESKTOP_CAPABILITIES.map(str::to_owned).to_vec()),
+        security_opt: Some(vec!["no-new-privileges".to_owned()]),
+        pids_limit: Some(i64::from(confinement.pids_limit)),
+        readonly_rootfs: confinement.read_only_root.then_some(true),
+        tmpfs,
         ..Default::default()
     };
     ContainerCreateBody {
@@ -145,7 +170,7 @@ mod tests {
             },
             chrono::Utc::now(),
         );
-        let c = container(id, "a1", &t, "img:1");
+        let c = container(id, "a1", &t, "img:1", &Confinement::default());
         let labels = c.labels.clone().unwrap_or_default();
         assert_eq!(labels.get(SESSION_LABEL), Some(&id.to_string()));
         assert_eq!(labels.get(AGENT_LABEL).map(String::as_str), Some("a1"));
@@ -161,5 +186,63 @@ mod tests {
         let mounts = host.mounts.unwrap_or_default();
         assert_eq!(mounts[0].source, Some(volume_name(id)));
         assert_eq!(c.cmd, None, "an empty command keeps the image's own");
+    }
+
+    #[test]
+    fn container_is_confined() {
+        let t = Template::new(
+            CreateTemplate {
+                name: "desk".into(),
+                image: Some("img:1".into()),
+                resources: TemplateResources {
+                    cpu_millis: None,
+                    memory_mib: Some(512),
+                },
+                ..Default::default()
+            },
+            chrono::Utc::now(),
+        );
+        let id = Uuid::now_v7();
+        let open = container(id, "a1", &t, "img:1", &Confinement::default());
+        let host = open.host_config.unwrap_or_default();
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(
+            host.cap_add,
+            Some(vec![
+                "CHOWN".to_owned(),
+                "DAC_OVERRIDE".to_owned(),
+                "FOWNER".to_owned(),
+                "SETUID".to_owned(),
+                "SETGID".to_owned(),
+                "KILL".to_owned(),
+            ])
+        );
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_owned()])
+        );
+        assert_eq!(host.pids_limit, Some(4096));
+        assert_eq!(host.memory_swap, Some(512 * 1024 * 1024));
+        assert_eq!(host.readonly_rootfs, None);
+        assert_eq!(host.tmpfs, None);
+
+        let strict = Confinement {
+            pids_limit: 100,
+            read_only_root: true,
+            fs_group: None,
+        };
+        let host = container(id, "a1", &t, "img:1", &strict)
+            .host_config
+            .unwrap_or_default();
+        assert_eq!(host.pids_limit, Some(100));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        let tmpfs = host.tmpfs.unwrap_or_default();
+        let mut dirs: Vec<&str> = tmpfs.keys().map(String::as_str).collect();
+        dirs.sort_unstable();
+        assert_eq!(
+            dirs,
+            ["/home", "/run", "/tmp", "/var/tmp"],
+            "no volume: home in memory"
+        );
     }
 }

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service,
+    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::KubernetesRuntimeConfig;
 use crate::runtime::RuntimeError;
+use crate::runtime::confinement::SCRATCH_DIRS;
 
 /// `app.kubernetes.io/managed-by` value on everything the agent creates.
 pub const MANAGED_BY: &str = "streamspace";
@@ -34,6 +35,8 @@ pub const CONTAINER: &str = "session";
 /// The named port of the session's VNC server (container and Service).
 pub const VNC_PORT_NAME: &str = "vnc";
 const HOME_VOLUME: &str = "home";
+/// Prefix of the `emptyDir` volumes of a read-only session's scratch directories.
+const SCRATCH_VOLUME: &str = "scratch";
 
 /// The Deployment and the Service of a session share this name (`ss-<uuid>`, 39 characters).
 pub fn session_name(session_id: Uuid) -> String {
@@ -156,6 +159,42 @@ pub fn deployment(
         })
         .collect();
     let has_home = template.persistent_home.has_volume();
+    let (mut mounts, mut volumes) = (Vec::new(), Vec::new());
+    if has_home {
+        mounts.push(VolumeMount {
+            name: HOME_VOLUME.to_owned(),
+            mount_path: config.home_mount_path.clone(),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: HOME_VOLUME.to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: home_claim_name(session_id),
+                read_only: None,
+            }),
+            ..Default::default()
+        });
+    }
+    let read_only = config.confinement.read_only_root;
+    if read_only {
+        let mut scratch: Vec<&str> = SCRATCH_DIRS.to_vec();
+        if !has_home {
+            scratch.push(&config.home_mount_path);
+        }
+        for (i, dir) in scratch.into_iter().enumerate() {
+            let name = format!("{SCRATCH_VOLUME}-{i}");
+            mounts.push(VolumeMount {
+                name: name.clone(),
+                mount_path: dir.to_owned(),
+                ..Default::default()
+            });
+            volumes.push(Volume {
+                name,
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            });
+        }
+    }
     let container = Container {
         name: CONTAINER.to_owned(),
         image: Some(image.to_owned()),
@@ -177,17 +216,17 @@ pub fn deployment(
             ..Default::default()
         }),
         resources: resources_of(template),
+        // A non-root desktop needs no capability at all.
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            read_only_root_filesystem: read_only.then_some(true),
             ..Default::default()
         }),
-        volume_mounts: has_home.then(|| {
-            vec![VolumeMount {
-                name: HOME_VOLUME.to_owned(),
-                mount_path: config.home_mount_path.clone(),
-                ..Default::default()
-            }]
-        }),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ..Default::default()
     };
     let pod = PodSpec {
@@ -195,16 +234,19 @@ pub fn deployment(
         // A desktop has no business talking to the Kubernetes API.
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        volumes: has_home.then(|| {
-            vec![Volume {
-                name: HOME_VOLUME.to_owned(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: home_claim_name(session_id),
-                    read_only: None,
-                }),
-                ..Default::default()
-            }]
+        // The image must name a non-root user (numerically, for the kubelet to check it).
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            fs_group: config.confinement.fs_group.filter(|_| has_home),
+            fs_group_change_policy: (config.confinement.fs_group.is_some() && has_home)
+                .then(|| "OnRootMismatch".to_owned()),
+            ..Default::default()
         }),
+        volumes: (!volumes.is_empty()).then_some(volumes),
         ..Default::default()
     };
     Ok(Deployment {

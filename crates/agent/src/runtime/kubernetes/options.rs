@@ -10,9 +10,13 @@ use crate::leadership::LeaseConfig;
 /// How the agent reaches its cluster; everything optional.
 #[derive(Debug, Clone, Default)]
 pub struct KubernetesOptions {
-    /// Namespace of the sessions and the lease [default: the client's namespace — the
-    /// service account's namespace in-cluster, the kubeconfig context's outside].
+    /// Namespace of the agent's lease, and of the sessions unless `session_namespace` is set
+    /// [default: the client's namespace — the service account's namespace in-cluster, the
+    /// kubeconfig context's outside].
     pub namespace: Option<String>,
+    /// Namespace of the sessions' objects, so that they can be kept apart from the agent and
+    /// the control plane (their own RBAC and network policy) [default: `namespace`].
+    pub session_namespace: Option<String>,
     /// A kubeconfig file [default: `KUBECONFIG`/`~/.kube/config`, else the in-cluster service
     /// account].
     pub kubeconfig: Option<PathBuf>,
@@ -27,9 +31,11 @@ pub struct KubernetesOptions {
 }
 
 impl KubernetesOptions {
-    /// The runtime's settings for the sessions of `agent_id` in `namespace`.
+    /// The runtime's settings for the sessions of `agent_id`, whose lease lives in `namespace`:
+    /// in the session namespace if one is set, else in `namespace` too.
     pub fn runtime_config(&self, namespace: &str, agent_id: &str) -> KubernetesRuntimeConfig {
-        let mut runtime = KubernetesRuntimeConfig::new(namespace, agent_id);
+        let sessions = self.session_namespace.as_deref().unwrap_or(namespace);
+        let mut runtime = KubernetesRuntimeConfig::new(sessions, agent_id);
         runtime.storage_class = self.storage_class.clone();
         if let Some(size) = &self.home_size {
             runtime.home_size = size.clone();
@@ -47,5 +53,19 @@ impl KubernetesOptions {
             Some(duration) => lease.with_duration(duration),
             None => lease,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_live_in_their_own_namespace_when_one_is_set() {
+        let mut options = KubernetesOptions::default();
+        assert_eq!(options.runtime_config("agents", "a1").namespace, "agents");
+        options.session_namespace = Some("desktops".to_owned());
+        assert_eq!(options.runtime_config("agents", "a1").namespace, "desktops");
+        assert_eq!(options.lease_config("agents", "a1").namespace, "agents");
     }
 }
