@@ -1,7 +1,10 @@
-//! The `kubernetes` runtime against recorded API interactions. No Kubernetes API server can run
-//! here, so kube's client is driven over an in-memory `tower` service ([`kube_api::FakeApi`])
-//! that records every request and answers like the API server; the tests assert the exact
-//! objects sent, the exact hibernate/wake/stop calls, readiness from pod status, and recovery.
+//! The `kubernetes` runtime against a hand-written fake of the Kubernetes API server. No API
+//! server can run here, so kube's client is driven over an in-memory `tower` service
+//! ([`kube_api::FakeApi`]) that records every request and answers as the API conventions say
+//! a real server does (defaulting, validation, pods that terminate, asynchronous garbage
+//! collection, 403/409/422/429); the tests assert the exact objects sent, the exact
+//! hibernate/wake/stop calls, readiness from pod status, recovery, and what the runtime does
+//! with each kind of refusal.
 
 mod kube_api;
 
@@ -150,8 +153,10 @@ async fn start_creates_the_exact_deployment_service_and_home_claim() -> Result<(
     round_trips::<Deployment>(&deployment)?;
 
     // Children are owned by the Deployment the API server created (its uid).
+    let uid =
+        api.object("deployments", &name).context("the deployment")?["metadata"]["uid"].clone();
     let owner = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
-                        "uid": format!("uid-{name}"), "controller": true,
+                        "uid": uid, "controller": true,
                         "blockOwnerDeletion": true}]);
     let service = body(&api, Method::POST, SERVICES)?;
     assert_eq!(
@@ -254,10 +259,12 @@ async fn home_policy_decides_whether_a_claim_exists_and_who_owns_it() -> Result<
     assert!(claim["metadata"]["ownerReferences"].is_null(), "{claim}");
     assert_eq!(claim["metadata"]["labels"], labels(kept));
 
-    // Stopping deletes the root; the retained claim outlives it, the Service does not.
+    // Stopping deletes the root; once the garbage collector has run, the retained claim
+    // outlives it and the Service does not.
     rt.stop(kept).await?;
     let name = format!("ss-{kept}");
     assert!(api.object("deployments", &name).is_none());
+    api.collect_garbage();
     assert!(api.object("services", &name).is_none());
     assert!(
         api.object("persistentvolumeclaims", &format!("{name}-home"))
@@ -317,7 +324,12 @@ async fn hibernate_wake_and_stop_are_one_replicas_patch_or_one_delete() -> Resul
         body(&api, Method::DELETE, &format!("{DEPLOYMENTS}/{name}"))?,
         json!({"propagationPolicy": "Background"})
     );
-    // The owner references did the rest.
+    // The owner references do the rest, when the garbage collector gets to them.
+    assert!(
+        api.object("services", &name).is_some(),
+        "collected synchronously"
+    );
+    api.collect_garbage();
     assert!(api.object("services", &name).is_none());
     assert!(
         api.object("persistentvolumeclaims", &format!("{name}-home"))
@@ -445,13 +457,13 @@ async fn a_retried_start_completes_a_partial_one_without_duplicates() -> Result<
     rt.start(id, &template(HomePolicy::Delete)).await?;
     // As if the agent had died right after creating the Deployment.
     let name = format!("ss-{id}");
-    let owner_uid = format!("uid-{name}");
+    let owner_uid =
+        api.object("deployments", &name).context("the deployment")?["metadata"]["uid"].clone();
     let svc = api.object("services", &name).context("service")?;
-    assert_eq!(
-        svc["metadata"]["ownerReferences"][0]["uid"],
-        json!(owner_uid)
-    );
+    assert_eq!(svc["metadata"]["ownerReferences"][0]["uid"], owner_uid);
     rt.stop(id).await?;
+    api.collect_garbage();
+    api.finish_terminating();
     let deployment = body(&api, Method::POST, DEPLOYMENTS)?;
     api.insert("deployments", deployment);
 
@@ -508,5 +520,173 @@ async fn templates_the_runtime_cannot_run_are_refused_before_any_call() -> Resul
         KubernetesRuntimeConfig::new(NS, "agent/with/slashes"),
     );
     assert!(bad_agent.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wake_waits_for_the_new_pod_not_the_terminating_one() -> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    let rt = std::sync::Arc::new(runtime(&api)?);
+    let id = Uuid::now_v7();
+    rt.start(id, &template(HomePolicy::None)).await?;
+    rt.hibernate(id).await?;
+    // The old pod is still terminating and still says Ready; the new one is Pending.
+    api.set_pod_status(json!({"phase": "Pending"}));
+    api.clear_log();
+    let wake = {
+        let rt = rt.clone();
+        tokio::spawn(async move { rt.wake(id).await })
+    };
+    streamspace_testkit::wait_until("the wake to poll the pods", Duration::from_secs(10), || {
+        let n = api.log().iter().filter(|r| r.path == PODS).count();
+        async move { (n >= 2).then_some(()) }
+    })
+    .await?;
+    let pods = api.names("pods");
+    assert_eq!(pods.len(), 2, "one terminating, one new: {pods:?}");
+    assert!(!wake.is_finished(), "a terminating pod counted as Ready");
+    api.make_pods_ready();
+    assert_eq!(wake.await??.state, SessionState::Running);
+    api.finish_terminating();
+    assert_eq!(api.names("pods").len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_start_before_the_collector_removed_the_previous_run_fails_and_leaves_nothing()
+-> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    let rt = runtime(&api)?;
+    let id = Uuid::now_v7();
+    let name = format!("ss-{id}");
+    rt.start(id, &template(HomePolicy::Delete)).await?;
+    rt.stop(id).await?;
+    // The Service and claim of the first run are still there, owned by a deleted Deployment.
+    let err = rt.start(id, &template(HomePolicy::Delete)).await;
+    match err {
+        Err(RuntimeError::StartFailed(m)) => assert!(m.contains("previous run"), "{m}"),
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    assert!(
+        api.object("deployments", &name).is_none(),
+        "the new root was left behind"
+    );
+    api.collect_garbage();
+    assert!(api.object("services", &name).is_none());
+    // Once the collector is done, the same start succeeds and keeps its children.
+    rt.start(id, &template(HomePolicy::Delete)).await?;
+    api.collect_garbage();
+    assert!(api.object("services", &name).is_some());
+    assert!(
+        api.object("persistentvolumeclaims", &format!("{name}-home"))
+            .is_some()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_forbidden_child_fails_the_start_with_the_reason_and_removes_the_root() -> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    api.forbid("persistentvolumeclaims", "create");
+    let rt = runtime(&api)?;
+    let id = Uuid::now_v7();
+    let err = rt.start(id, &template(HomePolicy::Retain)).await;
+    match err {
+        Err(RuntimeError::KubernetesApi {
+            code, ref source, ..
+        }) => {
+            assert_eq!(code, 403);
+            assert!(
+                source.message.contains("cannot create resource"),
+                "{source:?}"
+            );
+        }
+        other => panic!("expected a 403, got {other:?}"),
+    }
+    assert!(
+        api.writes()
+            .contains(&format!("DELETE {DEPLOYMENTS}/ss-{id}"))
+    );
+    api.collect_garbage();
+    assert!(api.names("deployments").is_empty());
+    assert!(api.names("services").is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_object_the_api_server_finds_invalid_fails_the_start_with_its_message() -> Result<()> {
+    let api = FakeApi::new();
+    let rt = runtime(&api)?;
+    let mut bad = template(HomePolicy::None);
+    bad.env.insert("A=B".to_owned(), "x".to_owned());
+    let err = rt.start(Uuid::now_v7(), &bad).await;
+    match err {
+        Err(RuntimeError::KubernetesApi {
+            code, ref source, ..
+        }) => {
+            assert_eq!(code, 422);
+            assert!(source.message.contains("env[0].name"), "{source:?}");
+        }
+        other => panic!("expected a 422, got {other:?}"),
+    }
+    assert!(api.names("deployments").is_empty());
+
+    // An admission webhook's refusal of a child: surfaced, and the root removed.
+    api.make_pods_ready();
+    api.reject_next(
+        "create",
+        "services",
+        http::StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+    );
+    let id = Uuid::now_v7();
+    let err = rt.start(id, &template(HomePolicy::None)).await;
+    assert!(
+        matches!(err, Err(RuntimeError::KubernetesApi { code: 422, .. })),
+        "{err:?}"
+    );
+    assert!(api.object("deployments", &format!("ss-{id}")).is_none());
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_is_retried_after_the_servers_delay_and_reported_if_it_persists() -> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    let mut config = KubernetesRuntimeConfig::new(NS, "agent-1");
+    config.poll_interval = Duration::from_millis(10);
+    let rt =
+        KubernetesRuntime::new(api.client_with_retries(NS), config).map_err(anyhow::Error::msg)?;
+
+    api.throttle(2);
+    let info = rt
+        .start(Uuid::now_v7(), &template(HomePolicy::None))
+        .await?;
+    assert_eq!(info.state, SessionState::Running);
+    let throttled = api.log().iter().filter(|r| r.method == Method::GET).count();
+    assert!(throttled >= 3, "the throttled read was not retried");
+
+    api.clear_log();
+    api.throttle(u32::MAX);
+    let err = rt.start(Uuid::now_v7(), &template(HomePolicy::None)).await;
+    match err {
+        Err(RuntimeError::KubernetesApi {
+            code, ref source, ..
+        }) => {
+            assert_eq!(code, 429);
+            assert_eq!(source.reason, "TooManyRequests");
+        }
+        other => panic!("expected a 429, got {other:?}"),
+    }
+    assert!(api.log().len() > 1, "gave up without retrying");
+    api.throttle(0);
+    assert_eq!(
+        api.names("deployments").len(),
+        1,
+        "only the first session exists"
+    );
     Ok(())
 }

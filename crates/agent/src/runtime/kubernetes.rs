@@ -256,16 +256,65 @@ impl KubernetesRuntime {
         }
     }
 
-    /// Creates `object` unless an object of that name exists already (a retried start).
+    /// Creates `object` unless it exists already, as a retried start finds it. An existing
+    /// object owned by another Deployment than the object's own owner is a leftover of a
+    /// previous run of the session that the garbage collector has not removed yet: adopting it
+    /// would lose it to the collector a moment later, so the start fails instead.
     async fn ensure<K>(&self, api: &Api<K>, object: &K, what: &str) -> Result<(), RuntimeError>
     where
         K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
     {
         match api.create(&PostParams::default(), object).await {
             Ok(_) => Ok(()),
-            Err(e) if already_exists(&e) => Ok(()),
+            Err(e) if already_exists(&e) => {
+                let name = object.meta().name.clone().unwrap_or_default();
+                let existing = api
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| api_error(&format!("reading the session's {what}"), e))?;
+                let owner = |meta: &kube::api::ObjectMeta| {
+                    meta.owner_references
+                        .iter()
+                        .flatten()
+                        .find(|r| r.controller == Some(true))
+                        .map(|r| r.uid.clone())
+                };
+                match existing {
+                    Some(found) if owner(found.meta()) != owner(object.meta()) => {
+                        Err(RuntimeError::StartFailed(format!(
+                            "the session's {what} {name} from a previous run is still being                              removed by the cluster; start the session again shortly"
+                        )))
+                    }
+                    _ => Ok(()),
+                }
+            }
             Err(e) => Err(api_error(&format!("creating the session's {what}"), e)),
         }
+    }
+
+    /// The rest of a start once the root exists: its children, then readiness.
+    async fn finish_start(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+        root: &Deployment,
+    ) -> Result<SessionInfo, RuntimeError> {
+        let name = session_name(session_id);
+        let owner = objects::owner_reference(root).ok_or_else(|| {
+            RuntimeError::Platform(format!("deployment {name} came back without a uid"))
+        })?;
+        // Created after the root (they need its uid) and on every start, so a start retried
+        // after a crash between the two completes the set.
+        let service = objects::service(session_id, template, &self.config, owner.clone());
+        self.ensure(&self.services, &service, "service").await?;
+        if let Some(claim) = objects::home_claim(session_id, template, &self.config, owner) {
+            self.ensure(&self.claims, &claim, "home volume claim")
+                .await?;
+        }
+        if observe::replicas(root) == 0 {
+            return Ok(self.info(session_id, root, Observed::Hibernated));
+        }
+        self.wait_ready(session_id).await
     }
 
     /// Sets the replica count with a merge patch of the Deployment itself (not its `scale`
@@ -369,27 +418,14 @@ impl Runtime for KubernetesRuntime {
                 Err(e) => return Err(api_error("creating the session's deployment", e)),
             },
         };
-        let owner = objects::owner_reference(&root).ok_or_else(|| {
-            RuntimeError::Platform(format!("deployment {name} came back without a uid"))
-        })?;
-        // Created after the root (they need its uid) and on every start, so a start retried
-        // after a crash between the two completes the set.
-        let service = objects::service(session_id, template, &self.config, owner.clone());
-        self.ensure(&self.services, &service, "service").await?;
-        if let Some(claim) = objects::home_claim(session_id, template, &self.config, owner) {
-            self.ensure(&self.claims, &claim, "home volume claim")
-                .await?;
-        }
-        if observe::replicas(&root) == 0 {
-            return Ok(self.info(session_id, &root, Observed::Hibernated));
-        }
-        match self.wait_ready(session_id).await {
+        match self.finish_start(session_id, template, &root).await {
             Ok(info) => {
-                tracing::info!(%session_id, deployment = %name, "session running");
+                tracing::info!(%session_id, deployment = %name, state = info.state.as_str(), "session started");
                 Ok(info)
             }
             Err(e) => {
-                // Leave nothing behind: the session is failed either way.
+                // Leave nothing behind: the session is failed either way (a child that could
+                // not be made, or a pod that never became Ready).
                 if let Err(cleanup) = self.delete_root(session_id).await {
                     tracing::warn!(%session_id, error = %Chain(&cleanup), "could not remove a failed start");
                 }
