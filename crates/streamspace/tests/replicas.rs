@@ -507,6 +507,46 @@ async fn a_redis_outage_loses_nothing_and_routing_resumes() -> anyhow::Result<()
     assert_exactly_once(&cluster, &ids, &statuses, &agent.logs())
 }
 
+/// Redis that hangs (stopped, not killed: its connections stay open and nothing answers) must
+/// stall no request: Redis operations time out, the replicas report `degraded`, the API keeps
+/// answering, A's sweep delivers what the others write, and after Redis continues routing
+/// resumes with nothing lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_redis_stalls_no_request_and_loses_nothing() -> anyhow::Result<()> {
+    let pg = PgCluster::start()?;
+    let redis = RedisServer::start()?;
+    let (cluster, agent) = setup(&pg, &redis.url(), &[0]).await?;
+    wait_for_owner(&cluster.apis[1], |o| o == "A").await?;
+    let others = vec![cluster.apis[1].clone(), cluster.apis[2].clone()];
+    let mut ids = ping_many(&others, 50, 8).await?;
+
+    redis.freeze()?;
+    for api in &cluster.apis {
+        wait_for_redis_state(api, "degraded").await?;
+    }
+    // Every replica answers reads and writes while Redis says nothing.
+    for api in &cluster.apis {
+        api.list_agents()
+            .await
+            .context("listing agents with Redis hung")?;
+    }
+    ids.extend(ping_many(&others, 100, 8).await?);
+    wait_terminal(&cluster.apis[1], &ids, Duration::from_secs(60))
+        .await
+        .with_context(|| format!("{}\n{}", cluster.logs(), agent.logs()))?;
+
+    redis.resume()?;
+    for api in &cluster.apis {
+        wait_for_redis_state(api, "ok").await?;
+    }
+    ids.insert(routed_ping(&cluster, 1).await?);
+    ids.extend(ping_many(&others, 50, 8).await?);
+    let statuses = wait_terminal(&cluster.apis[1], &ids, Duration::from_secs(60))
+        .await
+        .with_context(|| format!("{}\n{}", cluster.logs(), agent.logs()))?;
+    assert_exactly_once(&cluster, &ids, &statuses, &agent.logs())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flapping_agent_ends_with_one_owner_by_epoch() -> anyhow::Result<()> {
     let pg = PgCluster::start()?;

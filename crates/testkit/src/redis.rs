@@ -90,6 +90,27 @@ impl RedisServer {
         }
     }
 
+    /// Stops the server with SIGSTOP: a hung Redis, whose connections stay open and whose
+    /// port still accepts, but which answers nothing until [`RedisServer::resume`].
+    pub fn freeze(&self) -> anyhow::Result<()> {
+        self.send(nix::sys::signal::Signal::SIGSTOP)
+    }
+
+    /// Lets a frozen server go on (SIGCONT), with its data as it was.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.send(nix::sys::signal::Signal::SIGCONT)
+    }
+
+    fn send(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .context("the test Redis is not running")?;
+        let pid = i32::try_from(child.id()).context("pid out of range")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .with_context(|| format!("sending {signal} to redis-server"))
+    }
+
     /// Starts the server again on the same port.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
