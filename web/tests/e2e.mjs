@@ -221,14 +221,33 @@ async function keystrokes(page) {
   // After the paste, so that xterm's own selection can never be what a middle click pastes.
   // A drag rather than a triple click, which xterm only takes as one within its multi-click time.
   step("text selected in the session reaches the clipboard box");
-  await page.getByLabel(/^Clipboard/).fill("");
-  await page.mouse.move(...(await at(2, 6)));
-  await page.mouse.down();
-  await page.mouse.move(...(await at(fb.width - 2, 6)), { steps: 10 });
-  await page.mouse.up();
-  // The command wraps, so the first line holds only the start of the marker.
+  // The paste above may have pressed Enter many times under load, scrolling the marker off the
+  // top: clear the screen and type the line to select (not run) at the top of it.
+  await page.mouse.move(...(await at(40, 40)));
+  await page.keyboard.type("clear", { delay: 20 });
+  await page.keyboard.press("Enter");
+  await page.keyboard.type(`echo ${marker}`, { delay: 20 });
+  // The line wraps, so the first line holds only the start of the marker.
   const selected = (m) => document.getElementById("clipboard")?.value.includes(`echo ${m}`);
-  await page.waitForFunction(selected, marker.slice(0, 20));
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    await page.getByLabel(/^Clipboard/).fill("");
+    await page.mouse.move(...(await at(2, 6)));
+    await page.mouse.down();
+    await page.mouse.move(...(await at(fb.width - 2, 6)), { steps: 10 });
+    await page.mouse.up();
+    // A drag that xterm saw before the typed line was drawn selects something else: drag again.
+    const arrived = await page
+      .waitForFunction(selected, marker.slice(0, 20), { timeout: 10_000 })
+      .then(() => true, () => false);
+    if (arrived) break;
+    if (Date.now() > deadline) {
+      const got = await page.getByLabel(/^Clipboard/).inputValue();
+      fail(`the selected line never reached the clipboard box (last: ${JSON.stringify(got)})`);
+    }
+  }
+  // Leave the shell an empty line.
+  await page.keyboard.press("Control+U");
 
   step("stopping the session ends the viewer with a clear message");
   const stopped = await fetch(`${opts.url}/api/v1/sessions/${id}`, {
