@@ -11,8 +11,9 @@
 //
 // Scenarios:
 //   lifecycle   sign in (a wrong password first), launch xterm from the catalog, then on
-//               "My sessions" hibernate, wake and stop it, following the live state; agents
-//               and commands pages show the agent and the commands.
+//               "My sessions" hibernate, wake (in the viewer) and stop it, following the live
+//               state; the remote desktop takes the viewer's size and follows the window when
+//               it shrinks and grows; agents and commands pages show the agent and the commands.
 //   keystrokes  sign in, launch xterm, wait for the noVNC viewer to connect, click into it and
 //               type `echo MARKER > PATH` + Enter; wait until PATH holds MARKER. Then the
 //               clipboard both ways: `echo MARKER > PATH.pasted` sent from the clipboard box
@@ -143,6 +144,32 @@ async function lifecycle(page) {
   await page.getByRole("button", { name: "Wake session" }).click();
   await page.locator('[data-view-state="connected"]').waitFor({ timeout: TIMEOUT });
 
+  step("the remote desktop follows the browser window");
+  const canvas = page.locator("#screen canvas");
+  // The session's display takes the viewer's size (not a small desktop in a large frame)...
+  const fits = async () => {
+    const screen = await page.locator("#screen").boundingBox();
+    const fb = await canvas.evaluate((c) => ({ width: c.width, height: c.height }));
+    return screen && Math.abs(fb.width - Math.floor(screen.width)) <= 2 && Math.abs(fb.height - Math.floor(screen.height)) <= 2;
+  };
+  const waitToFit = async (what) => {
+    const deadline = Date.now() + TIMEOUT;
+    while (!(await fits())) {
+      if (Date.now() > deadline) {
+        const fb = await canvas.evaluate((c) => `${c.width}x${c.height}`);
+        const screen = await page.locator("#screen").boundingBox();
+        fail(`${what}: the desktop is ${fb}, the viewer ${screen?.width}x${screen?.height}`);
+      }
+      await page.waitForTimeout(250);
+    }
+  };
+  await waitToFit("after connecting");
+  // ...and follows it when the window changes.
+  await page.setViewportSize({ width: 1000, height: 700 });
+  await waitToFit("after the window shrank");
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await waitToFit("after the window grew");
+
   await nav(page, "My sessions").click();
   await expectState("running");
   await row.getByRole("button", { name: "Stop" }).click();
@@ -195,11 +222,14 @@ async function keystrokes(page) {
   await page.screenshot({ path: opts.screenshot, fullPage: true });
 
   // The remote screen's pixels to the page's: xterm's first line is at the top left.
-  const fb = await canvas.evaluate((c) => ({ width: c.width, height: c.height }));
-  // Measured afresh for every use: filling the clipboard box scrolls the page, and a box kept
-  // from before puts the pointer on another line of xterm (or outside it).
+  const framebuffer = () => canvas.evaluate((c) => ({ width: c.width, height: c.height }));
+  let fb = await framebuffer();
+  // Measured afresh for every use: filling the clipboard box scrolls the page, a box kept from
+  // before puts the pointer on another line of xterm (or outside it), and the desktop follows
+  // the viewer's size.
   const at = async (x, y) => {
     await canvas.scrollIntoViewIfNeeded();
+    fb = await framebuffer();
     const b = await canvas.boundingBox();
     if (!b) fail("the noVNC canvas has no box");
     return [b.x + (x * b.width) / fb.width, b.y + (y * b.height) / fb.height];

@@ -162,6 +162,10 @@ async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Resul
             "{out}"
         );
     }
+    assert!(
+        out.contains("the remote desktop follows the browser window"),
+        "{out}"
+    );
     Ok(())
 }
 

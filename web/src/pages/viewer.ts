@@ -15,8 +15,10 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
 
   const status = h("p", { class: "viewer-status", role: "status", "aria-live": "polite" }, "Loading…");
   const screen = h("div", { class: "screen", id: "screen", "aria-label": "Remote desktop" });
-  const scale = h("input", { type: "checkbox", id: "scale", checked: true });
-  const resize = h("input", { type: "checkbox", id: "resize" });
+  // The remote desktop follows the window (the session's display is resized to the viewer);
+  // scaling is the fallback for sessions whose VNC server cannot resize. Both are remembered.
+  const scale = h("input", { type: "checkbox", id: "scale", checked: preference("scale") });
+  const resize = h("input", { type: "checkbox", id: "resize", checked: preference("resize") });
   const clipboard = h("textarea", { id: "clipboard", rows: 3, spellcheck: "false" });
   const sendClipboard = h("button", { type: "button" }, "Send to session");
   const fullscreen = h("button", { type: "button" }, "Full screen");
@@ -37,7 +39,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
       "div",
       { class: "viewer-tools" },
       h("label", { class: "inline" }, scale, " Scale to fit"),
-      h("label", { class: "inline" }, resize, " Resize the remote desktop to fit"),
+      h("label", { class: "inline" }, resize, " Resize the remote desktop to the window"),
       h(
         "div",
         { class: "clipboard" },
@@ -134,9 +136,11 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
   }
 
   scale.addEventListener("change", () => {
+    remember("scale", scale.checked);
     if (rfb) rfb.scaleViewport = scale.checked;
   });
   resize.addEventListener("change", () => {
+    remember("resize", resize.checked);
     if (rfb) rfb.resizeSession = resize.checked;
   });
   sendClipboard.addEventListener("click", () => {
@@ -183,3 +187,22 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
   };
 }
 
+
+type Preference = "scale" | "resize";
+
+/** A viewer preference the user set before (both default to on). */
+function preference(name: Preference): boolean {
+  try {
+    return localStorage.getItem(`streamspace.viewer.${name}`) !== "off";
+  } catch {
+    return true;
+  }
+}
+
+function remember(name: Preference, on: boolean) {
+  try {
+    localStorage.setItem(`streamspace.viewer.${name}`, on ? "on" : "off");
+  } catch {
+    // Storage refused (private mode): the choice lasts for this page only.
+  }
+}
