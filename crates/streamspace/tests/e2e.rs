@@ -588,3 +588,50 @@ async fn up_from_a_fresh_data_dir_runs_an_xterm_session() -> anyhow::Result<()> 
     .await?;
     Ok(())
 }
+
+/// On a machine with a window manager (the tests install IceWM), the first `up` seeds a
+/// `desktop` template that runs it, says so, and a session of it comes up; a machine with every
+/// program sessions need gets no "cannot run sessions" lines.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_offers_a_desktop_template_for_the_window_manager_it_finds() -> anyhow::Result<()> {
+    let mut h = common::harness()?;
+    let (up, url, data) = h.up().await?;
+    up.wait_for_stdout("A `desktop` template runs IceWM")
+        .await
+        .with_context(|| up.logs())?;
+    assert!(
+        !up.logs().contains("cannot run sessions yet"),
+        "{}",
+        up.logs()
+    );
+    let token = std::fs::read_to_string(data.join("admin-token"))?
+        .trim()
+        .to_owned();
+    let api = Client::new(&url, &token)?;
+    wait_for_ready(&api).await.with_context(|| up.logs())?;
+    let templates = api.list_templates().await?;
+    let desktop = templates
+        .iter()
+        .find(|t| t.name == "desktop")
+        .context("no desktop template")?;
+    assert_eq!(desktop.command, ["icewm-session"]);
+    wait_for_agent_online(&api, "local")
+        .await
+        .with_context(|| up.logs())?;
+    let session = api.create_session("desktop").await?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Running,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(|| up.logs())?;
+    api.stop_session(session.id).await?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Terminated,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await?;
+    Ok(())
+}

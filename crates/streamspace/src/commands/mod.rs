@@ -3,6 +3,7 @@
 mod agent;
 mod client;
 mod identity;
+mod local_machine;
 mod migrate;
 mod quota;
 mod server;

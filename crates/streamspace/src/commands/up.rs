@@ -19,6 +19,7 @@ use streamspace_server::ServerConfig;
 use streamspace_store::{ApiKeyKind, BOOTSTRAP_ADMIN_ID, Store};
 use tokio_util::sync::CancellationToken;
 
+use super::local_machine::{self, DesktopTemplate};
 use crate::cli::UpArgs;
 use crate::secrets;
 
@@ -47,6 +48,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let password_path = data_dir.join("admin-password");
     let password = admin_password(store.as_ref(), &password_path).await?;
     let agent_key = fresh_local_agent_key(store.as_ref()).await?;
+    let path = std::env::var_os("PATH");
+    let missing = local_machine::missing(path.as_deref());
+    let desktop = local_machine::seed_desktop_template(store.as_ref(), path.as_deref())
+        .await
+        .context("offering the desktop template")?;
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -87,6 +93,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         password: password.as_deref(),
         password_path: &password_path,
         data_dir: &data_dir,
+        missing: &missing,
+        desktop: &desktop,
     });
 
     tokio::select! {
@@ -190,10 +198,21 @@ struct Banner<'a> {
     password: Option<&'a str>,
     password_path: &'a Path,
     data_dir: &'a Path,
+    /// What the machine lacks for sessions, one line each.
+    missing: &'a [String],
+    desktop: &'a DesktopTemplate,
 }
 
 fn print_banner(b: &Banner<'_>) {
     let url = b.url;
+    if !b.missing.is_empty() {
+        println!("This machine cannot run sessions yet:");
+        for line in b.missing {
+            println!("  - {line}");
+        }
+        println!("  (install them, then start sessions; `streamspace up` installs nothing)");
+        println!();
+    }
     println!("StreamSpace is up.");
     println!("  URL:          {url}");
     println!("  Admin token:  {}", b.token);
@@ -208,6 +227,18 @@ fn print_banner(b: &Banner<'_>) {
             b.password_path.display()
         ),
         None => println!("Sign in at {url} as admin with the password you set."),
+    }
+    match b.desktop {
+        DesktopTemplate::Seeded(name) => println!(
+            "A `{}` template runs {name} for a whole desktop.",
+            local_machine::DESKTOP_TEMPLATE
+        ),
+        DesktopTemplate::AlreadyOffered => {}
+        DesktopTemplate::NoWindowManager => println!(
+            "For a whole desktop, not only a terminal, install a window manager (apt-get install \
+             {}) and start again.",
+            local_machine::SUGGESTED_DESKTOP_PACKAGE
+        ),
     }
     println!("Try:  streamspace session create xterm --wait --server {url}");
     println!("Press Ctrl-C to stop.");
