@@ -851,12 +851,15 @@ export interface components {
         CreateTemplate: {
             /** @description Groups whose members may launch it; empty means every user may. */
             allowed_groups?: string[];
+            /** @description The catalog heading (1-40 characters, no control characters). */
+            category?: string | null;
             /** @description Required unless `image` is given. */
             command?: string[];
             description?: string;
             env?: {
                 [key: string]: string;
             };
+            icon?: components["schemas"]["TemplateIcon"] | null;
             /** Format: int32 */
             idle_timeout_secs?: number | null;
             image?: string | null;
@@ -864,6 +867,8 @@ export interface components {
             persistent_home?: components["schemas"]["HomePolicy"];
             ports?: components["schemas"]["TemplatePorts"];
             resources?: components["schemas"]["TemplateResources"];
+            /** @description At most 10 tags of 1-32 characters of a-z 0-9 and '-'. */
+            tags?: string[];
         };
         /** @description `POST /api/v1/tokens`. */
         CreateToken: {
@@ -1169,6 +1174,8 @@ export interface components {
             items: {
                 /** @description Groups whose members may launch it; empty means every user may. */
                 allowed_groups?: string[];
+                /** @description The catalog heading it is listed under (none: "Other"). */
+                category?: string | null;
                 /**
                  * @description Program and arguments started on the session's display (process runtime); for
                  *     container runtimes, replaces the image's command when not empty.
@@ -1180,6 +1187,7 @@ export interface components {
                 env: {
                     [key: string]: string;
                 };
+                icon?: components["schemas"]["TemplateIcon"] | null;
                 /**
                  * Format: int32
                  * @description Hibernate the session after this many seconds without a viewer.
@@ -1191,6 +1199,8 @@ export interface components {
                 persistent_home: components["schemas"]["HomePolicy"];
                 ports: components["schemas"]["TemplatePorts"];
                 resources: components["schemas"]["TemplateResources"];
+                /** @description Words the catalog's search matches besides the name and description. */
+                tags: string[];
             }[];
             next_cursor?: string | null;
         };
@@ -1361,6 +1371,8 @@ export interface components {
         Template: {
             /** @description Groups whose members may launch it; empty means every user may. */
             allowed_groups?: string[];
+            /** @description The catalog heading it is listed under (none: "Other"). */
+            category?: string | null;
             /**
              * @description Program and arguments started on the session's display (process runtime); for
              *     container runtimes, replaces the image's command when not empty.
@@ -1372,6 +1384,7 @@ export interface components {
             env: {
                 [key: string]: string;
             };
+            icon?: components["schemas"]["TemplateIcon"] | null;
             /**
              * Format: int32
              * @description Hibernate the session after this many seconds without a viewer.
@@ -1383,7 +1396,15 @@ export interface components {
             persistent_home: components["schemas"]["HomePolicy"];
             ports: components["schemas"]["TemplatePorts"];
             resources: components["schemas"]["TemplateResources"];
+            /** @description Words the catalog's search matches besides the name and description. */
+            tags: string[];
         };
+        /**
+         * @description The picture the catalog shows for a template: one of a fixed set drawn by the web UI (never
+         *     a URL, so a template cannot make browsers fetch anything).
+         * @enum {string}
+         */
+        TemplateIcon: "terminal" | "desktop" | "browser" | "office" | "code" | "graphics" | "media" | "game" | "science" | "tools";
         /** @description Ports the session's workload listens on. */
         TemplatePorts: {
             /**
@@ -1428,17 +1449,20 @@ export interface components {
          */
         UpdateTemplate: {
             allowed_groups?: string[] | null;
+            category?: string | null;
             command?: string[] | null;
             description?: string | null;
             env?: {
                 [key: string]: string;
             } | null;
+            icon?: components["schemas"]["TemplateIcon"] | null;
             /** Format: int32 */
             idle_timeout_secs?: number | null;
             image?: string | null;
             persistent_home?: components["schemas"]["HomePolicy"] | null;
             ports?: components["schemas"]["TemplatePorts"] | null;
             resources?: components["schemas"]["ResourcesChange"] | null;
+            tags?: string[] | null;
         };
         /** @description `PATCH /api/v1/users/{username}`: every field is optional; what is omitted stays. */
         UpdateUser: {

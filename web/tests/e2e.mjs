@@ -10,7 +10,8 @@
 // the driver makes itself.
 //
 // Scenarios:
-//   lifecycle   sign in (a wrong password first), launch xterm from the catalog, then on
+//   lifecycle   sign in (a wrong password first); the catalog groups a template made for the
+//               test under its category and finds it by a tag; launch xterm from the catalog, then on
 //               "My sessions" hibernate, wake (in the viewer) and stop it, following the live
 //               state; the remote desktop takes the viewer's size and follows the window when
 //               it shrinks and grows; agents and commands pages show the agent and the commands.
@@ -123,6 +124,30 @@ async function lifecycle(page) {
   step("an API error is shown with the message from its JSON body");
   await page.goto(`${opts.url}/view/00000000-0000-7000-8000-000000000000`);
   await page.locator('[data-view-state="unavailable"]').getByText(/session.* not found/).waitFor();
+
+  step("the catalog groups templates by category and searches their tags");
+  const probe = { name: "catalog-probe", command: ["xterm"], description: "A probe", category: "Office", tags: ["writer", "docs"], icon: "office" };
+  const created = await fetch(`${opts.url}/api/v1/templates`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${opts.token}`, "Content-Type": "application/json" },
+    body: JSON.stringify(probe),
+  });
+  if (!created.ok) fail(`creating the probe template: ${created.status} ${await created.text()}`);
+  await nav(page, "Catalog").click();
+  await page.locator('section[data-category="Office"] [data-card="catalog-probe"]').waitFor();
+  await page.locator('section[data-category="Other"] [data-card="xterm"]').waitFor();
+  await page.getByLabel("Search the catalog").fill("writer");
+  await page.locator('[data-card="xterm"]').waitFor({ state: "detached" });
+  await page.locator('[data-card="catalog-probe"]').waitFor();
+  await page.getByLabel("Search the catalog").fill("no-such-thing");
+  await page.getByText("No template matches your search.").waitFor();
+  await page.getByLabel("Search the catalog").fill("");
+  const removed = await fetch(`${opts.url}/api/v1/templates/catalog-probe`, {
+    method: "DELETE",
+    headers: { Authorization: `Bearer ${opts.token}` },
+  });
+  if (!removed.ok) fail(`deleting the probe template: ${removed.status}`);
+
   const id = await launchXterm(page);
   await nav(page, "My sessions").click();
   const row = page.locator(`tr[data-session="${id}"]`);

@@ -133,6 +133,9 @@ async fn the_standby_takes_over_after_the_active_replica_is_killed() -> Result<(
         persistent_home: HomePolicy::None,
         idle_timeout_secs: None,
         allowed_groups: Vec::new(),
+        category: None,
+        tags: Vec::new(),
+        icon: None,
         created_at: Utc::now(),
     };
     earlier.start(session, &template).await?;

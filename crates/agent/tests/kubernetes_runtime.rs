@@ -46,6 +46,9 @@ fn template(home: HomePolicy) -> Template {
         persistent_home: home,
         idle_timeout_secs: None,
         allowed_groups: Vec::new(),
+        category: None,
+        tags: Vec::new(),
+        icon: None,
         created_at: Utc::now(),
     }
 }

@@ -22,7 +22,8 @@ pub use identity::{
 };
 pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SessionSize, SetQuota, UserQuota};
 pub use template::{
-    DEFAULT_VNC_PORT, HomePolicy, ResourcesChange, TemplatePorts, TemplateResources, UpdateTemplate,
+    DEFAULT_VNC_PORT, HomePolicy, ResourcesChange, TemplateIcon, TemplatePorts, TemplateResources,
+    UpdateTemplate,
 };
 
 /// Lifecycle of a session. Terminal states (`terminated`, `failed`) never change again; a
@@ -414,6 +415,15 @@ pub struct Template {
     /// Groups whose members may launch it; empty means every user may.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_groups: Vec<String>,
+    /// The catalog heading it is listed under (none: "Other").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Words the catalog's search matches besides the name and description.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<TemplateIcon>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -443,6 +453,14 @@ pub struct CreateTemplate {
     /// Groups whose members may launch it; empty means every user may.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_groups: Vec<String>,
+    /// The catalog heading (1-40 characters, no control characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// At most 10 tags of 1-32 characters of a-z 0-9 and '-'.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<TemplateIcon>,
 }
 
 /// An agent key as listed (never includes the secret).

@@ -215,6 +215,9 @@ pub(crate) struct TemplateRow {
     persistent_home: String,
     idle_timeout_secs: Option<i64>,
     allowed_groups: Json<Value>,
+    category: Option<String>,
+    tags: Json<Value>,
+    icon: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -246,6 +249,12 @@ impl TryFrom<TemplateRow> for Template {
                 .map(|v| int_column("templates.idle_timeout_secs", v))
                 .transpose()?,
             allowed_groups: from_json("template allowed_groups", r.allowed_groups.0)?,
+            category: r.category,
+            tags: from_json("template tags", r.tags.0)?,
+            icon: r
+                .icon
+                .map(|i| i.parse().map_err(StoreError::Corrupt))
+                .transpose()?,
             created_at: r.created_at,
         })
     }

@@ -615,6 +615,16 @@ pub enum TemplateCommand {
         /// A group whose members may launch it (repeatable; none: every user may).
         #[arg(long = "allowed-group")]
         allowed_groups: Vec<String>,
+        /// The catalog heading it is listed under.
+        #[arg(long)]
+        category: Option<String>,
+        /// A word the catalog's search matches (repeatable; a-z, 0-9 and '-').
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// The catalog's picture: terminal, desktop, browser, office, code, graphics, media,
+        /// game, science or tools.
+        #[arg(long)]
+        icon: Option<streamspace_proto::api::TemplateIcon>,
         #[command(flatten)]
         runtime: TemplateRuntimeArgs,
         #[command(flatten)]
@@ -659,6 +669,15 @@ pub enum TemplateCommand {
         /// `none`.
         #[arg(long, value_parser = parse_idle_timeout)]
         idle_timeout: Option<OrNone<Duration>>,
+        /// The catalog heading; an empty string: "Other".
+        #[arg(long)]
+        category: Option<String>,
+        /// Replaces the search tags, comma-separated (`a,b`); an empty string removes them.
+        #[arg(long, value_delimiter = ',')]
+        tags: Option<Vec<String>>,
+        /// The catalog's picture (as for `create`), or `none`.
+        #[arg(long, value_parser = parse_icon)]
+        icon: Option<OrNone<streamspace_proto::api::TemplateIcon>>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -673,6 +692,13 @@ pub enum TemplateCommand {
 /// A flag's value, or `none` to remove what it sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrNone<T>(pub Option<T>);
+
+fn parse_icon(s: &str) -> Result<OrNone<streamspace_proto::api::TemplateIcon>, String> {
+    if s == "none" {
+        return Ok(OrNone(None));
+    }
+    s.parse().map(|i| OrNone(Some(i)))
+}
 
 fn parse_limit(s: &str) -> Result<OrNone<u32>, String> {
     if s == "none" {

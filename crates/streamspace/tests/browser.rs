@@ -166,6 +166,10 @@ async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Resul
         out.contains("the remote desktop follows the browser window"),
         "{out}"
     );
+    assert!(
+        out.contains("the catalog groups templates by category"),
+        "{out}"
+    );
     Ok(())
 }
 

@@ -7,9 +7,16 @@ const LAUNCH_TIMEOUT_MS = 120_000;
 
 export function catalogPage(root: HTMLElement): () => void {
   let cancelled = false;
-  const list = h("ul", { class: "catalog", "aria-busy": "true" });
+  const list = h("div", { class: "catalog-groups", "aria-busy": "true" });
   const quota = h("p", { id: "quota-summary", class: "muted" });
-  replace(root, h("h1", {}, "Catalog"), quota, list);
+  const search = h("input", {
+    type: "search",
+    id: "catalog-search",
+    placeholder: "Search by name, description or tag",
+    "aria-label": "Search the catalog",
+  });
+  search.addEventListener("input", () => render());
+  replace(root, h("h1", {}, "Catalog"), quota, search, list);
   let templates: Template[] = [];
   let me: Me | null = null;
 
@@ -47,10 +54,32 @@ export function catalogPage(root: HTMLElement): () => void {
   function render(): void {
     if (me) replace(quota, "Your quota: ", quotaSummary(me.quota, me.usage), ".");
     if (templates.length === 0) {
-      replace(list, h("li", {}, "No templates yet."));
+      replace(list, h("p", {}, "No templates yet."));
       return;
     }
-    replace(list, ...templates.map(card));
+    const shown = templates.filter((t) => matches(t, search.value));
+    if (shown.length === 0) {
+      replace(list, h("p", { class: "muted" }, "No template matches your search."));
+      return;
+    }
+    // One heading per category, alphabetically, with the uncategorised under "Other" last.
+    const groups = new Map<string, Template[]>();
+    for (const t of shown) {
+      const key = t.category ?? OTHER;
+      groups.set(key, [...(groups.get(key) ?? []), t]);
+    }
+    const names = [...groups.keys()].sort((a, b) => (a === OTHER ? 1 : b === OTHER ? -1 : a.localeCompare(b)));
+    replace(
+      list,
+      ...names.map((name) =>
+        h(
+          "section",
+          { class: "catalog-group", "data-category": name },
+          h("h2", {}, name),
+          h("ul", { class: "catalog" }, ...(groups.get(name) ?? []).map(card)),
+        ),
+      ),
+    );
   }
 
   function card(t: Template): HTMLLIElement {
@@ -67,8 +96,15 @@ export function catalogPage(root: HTMLElement): () => void {
     return h(
       "li",
       { class: "card", "data-card": t.name },
-      h("h2", {}, t.name),
+      h(
+        "h3",
+        {},
+        h("span", { class: "template-icon", "aria-hidden": "true", "data-icon": t.icon ?? "generic" }, iconOf(t)),
+        " ",
+        t.name,
+      ),
       h("p", {}, t.description || t.command.join(" ")),
+      t.tags.length ? h("p", { class: "tags" }, ...t.tags.map((tag) => h("span", { class: "tag" }, tag))) : null,
       over ? h("p", { id: warningId, class: "quota-warning", "data-quota-warning": t.name }, over) : null,
       h("div", { class: "row" }, button, status),
     );
@@ -99,4 +135,35 @@ function launchError(e: Error): string {
     );
   }
   return e instanceof ApiError ? `Launch failed: ${e.message}` : e.message;
+}
+
+/** The heading of templates without a category. */
+const OTHER = "Other";
+
+const ICONS: Record<string, string> = {
+  terminal: "\u{1F5B3}",
+  desktop: "\u{1F5A5}",
+  browser: "\u{1F310}",
+  office: "\u{1F4C4}",
+  code: "\u{1F4BB}",
+  graphics: "\u{1F3A8}",
+  media: "\u{1F3AC}",
+  game: "\u{1F3AE}",
+  science: "\u{1F52C}",
+  tools: "\u{1F527}",
+};
+
+/** The template's picture (a generic window when it names none). */
+function iconOf(t: Template): string {
+  return (t.icon && ICONS[t.icon]) || "\u{1F5D4}";
+}
+
+/** Whether every word of `query` is in the template's name, description, category or tags. */
+export function matches(t: Template, query: string): boolean {
+  const haystack = [t.name, t.description, t.category ?? "", ...t.tags].join(" ").toLowerCase();
+  return query
+    .toLowerCase()
+    .split(/\s+/)
+    .filter((word) => word !== "")
+    .every((word) => haystack.includes(word));
 }

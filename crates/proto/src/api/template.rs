@@ -27,6 +27,9 @@ impl Template {
             persistent_home: t.persistent_home,
             idle_timeout_secs: t.idle_timeout_secs,
             allowed_groups: t.allowed_groups,
+            category: t.category,
+            tags: t.tags,
+            icon: t.icon,
             created_at,
         }
     }
@@ -95,6 +98,24 @@ pub struct UpdateTemplate {
         skip_serializing_if = "Option::is_none"
     )]
     pub allowed_groups: Option<Option<Vec<String>>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub category: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tags: Option<Option<Vec<String>>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub icon: Option<Option<TemplateIcon>>,
 }
 
 impl UpdateTemplate {
@@ -131,6 +152,9 @@ impl UpdateTemplate {
             persistent_home: pick(&self.persistent_home, current.persistent_home),
             idle_timeout_secs: pick_opt(&self.idle_timeout_secs, current.idle_timeout_secs),
             allowed_groups: pick(&self.allowed_groups, current.allowed_groups),
+            category: pick_opt(&self.category, current.category),
+            tags: pick(&self.tags, current.tags),
+            icon: pick_opt(&self.icon, current.icon),
         }
     }
 
@@ -146,6 +170,9 @@ impl UpdateTemplate {
             ("persistent_home", self.persistent_home.is_some()),
             ("idle_timeout_secs", self.idle_timeout_secs.is_some()),
             ("allowed_groups", self.allowed_groups.is_some()),
+            ("category", self.category.is_some()),
+            ("tags", self.tags.is_some()),
+            ("icon", self.icon.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))
@@ -272,6 +299,73 @@ impl std::str::FromStr for HomePolicy {
             .into_iter()
             .find(|p| p.as_str() == s)
             .ok_or_else(|| format!("unknown home policy {s:?}; expected none, delete or retain"))
+    }
+}
+
+/// The picture the catalog shows for a template: one of a fixed set drawn by the web UI (never
+/// a URL, so a template cannot make browsers fetch anything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateIcon {
+    Terminal,
+    Desktop,
+    Browser,
+    Office,
+    Code,
+    Graphics,
+    Media,
+    Game,
+    Science,
+    Tools,
+}
+
+impl TemplateIcon {
+    pub const ALL: [TemplateIcon; 10] = [
+        Self::Terminal,
+        Self::Desktop,
+        Self::Browser,
+        Self::Office,
+        Self::Code,
+        Self::Graphics,
+        Self::Media,
+        Self::Game,
+        Self::Science,
+        Self::Tools,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Terminal => "terminal",
+            Self::Desktop => "desktop",
+            Self::Browser => "browser",
+            Self::Office => "office",
+            Self::Code => "code",
+            Self::Graphics => "graphics",
+            Self::Media => "media",
+            Self::Game => "game",
+            Self::Science => "science",
+            Self::Tools => "tools",
+        }
+    }
+}
+
+impl std::fmt::Display for TemplateIcon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TemplateIcon {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|i| i.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|i| i.as_str()).collect();
+                format!("unknown icon {s:?}; expected one of {}", names.join(", "))
+            })
     }
 }
 

@@ -1,5 +1,5 @@
 //! Size limits on a template's text and list fields (description, command, environment, allowed
-//! groups).
+//! groups, catalog category and tags).
 //!
 //! A template travels to its agent inside every `start_session` command, and the agent protocol
 //! carries one message per WebSocket frame of at most [`MAX_MESSAGE_BYTES`]. These maxima are
@@ -30,6 +30,12 @@ pub(super) const MAX_ENV_VALUE_BYTES: usize = 1024;
 pub(super) const MAX_ENV_BYTES: usize = 4096;
 /// Most groups in `allowed_groups`.
 pub(super) const MAX_ALLOWED_GROUPS: usize = 32;
+/// Longest catalog category, in characters.
+pub(super) const MAX_CATEGORY_CHARS: usize = 40;
+/// Most tags.
+pub(super) const MAX_TAGS: usize = 10;
+/// Longest tag, in bytes (tags are ASCII).
+pub(super) const MAX_TAG_BYTES: usize = 32;
 
 /// A text or list field over its limit; the message names the field and the limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +64,12 @@ pub(super) enum InvalidLimit {
     Group(String),
     #[error("{0} must not contain control characters other than tab and newline")]
     Control(String),
+    #[error("category must be 1-{MAX_CATEGORY_CHARS} characters on one line, got {0:?}")]
+    Category(String),
+    #[error("tags must have at most {MAX_TAGS} tags, got {0}")]
+    Tags(usize),
+    #[error("tags: {0:?} is not a tag (1-{MAX_TAG_BYTES} characters of a-z 0-9 -)")]
+    Tag(String),
 }
 
 pub(super) fn validate(t: &CreateTemplate) -> Result<(), InvalidLimit> {
@@ -76,6 +88,34 @@ pub(super) fn validate(t: &CreateTemplate) -> Result<(), InvalidLimit> {
         .find(|g| !super::users::valid_name(g))
     {
         return Err(InvalidLimit::Group(bad.clone()));
+    }
+    validate_catalog(t)
+}
+
+/// The catalog fields: a category is a short one-line heading, a tag a short lowercase word.
+fn validate_catalog(t: &CreateTemplate) -> Result<(), InvalidLimit> {
+    if let Some(category) = &t.category {
+        let chars = category.chars().count();
+        if chars == 0
+            || chars > MAX_CATEGORY_CHARS
+            || category.trim() != category
+            || category.chars().any(char::is_control)
+        {
+            return Err(InvalidLimit::Category(category.clone()));
+        }
+    }
+    if t.tags.len() > MAX_TAGS {
+        return Err(InvalidLimit::Tags(t.tags.len()));
+    }
+    let tag_ok = |tag: &str| {
+        !tag.is_empty()
+            && tag.len() <= MAX_TAG_BYTES
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if let Some(bad) = t.tags.iter().find(|tag| !tag_ok(tag)) {
+        return Err(InvalidLimit::Tag(bad.clone()));
     }
     Ok(())
 }
@@ -141,7 +181,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use chrono::Utc;
-    use streamspace_proto::api::{Action, HomePolicy, Template, TemplatePorts, TemplateResources};
+    use streamspace_proto::api::{
+        Action, HomePolicy, Template, TemplateIcon, TemplatePorts, TemplateResources,
+    };
     use streamspace_proto::wire::{
         self, CommandMessage, MAX_MESSAGE_BYTES, ServerMessage, StartSessionPayload,
     };
@@ -177,6 +219,11 @@ mod tests {
             persistent_home: HomePolicy::Retain,
             idle_timeout_secs: Some(30 * 24 * 3600),
             allowed_groups: groups,
+            category: Some("\u{1F5A5}".repeat(MAX_CATEGORY_CHARS)),
+            tags: (0..MAX_TAGS)
+                .map(|i| format!("{i}{}", "t".repeat(MAX_TAG_BYTES - 1)))
+                .collect(),
+            icon: Some(TemplateIcon::Desktop),
         }
     }
 
@@ -218,7 +265,7 @@ mod tests {
     fn refuses_each_field_over_its_limit_naming_field_and_limit() {
         type Change = fn(&mut CreateTemplate);
         let long = |n: usize| "x".repeat(n);
-        let cases: [(&str, Change); 12] = [
+        let cases: [(&str, Change); 17] = [
             ("description must be at most 1024 bytes, got 70000", |t| {
                 t.description = "x".repeat(70_000)
             }),
@@ -257,6 +304,21 @@ mod tests {
             ("allowed_groups: \"Staff\" is not a group name", |t| {
                 t.allowed_groups = vec!["Staff".into()]
             }),
+            ("category must be 1-40 characters", |t| {
+                t.category = Some(String::new())
+            }),
+            ("category must be 1-40 characters", |t| {
+                t.category = Some("x".repeat(41))
+            }),
+            ("category must be 1-40 characters", |t| {
+                t.category = Some("Office\nSuite".into())
+            }),
+            ("tags must have at most 10 tags, got 11", |t| {
+                t.tags = (0..11).map(|i| format!("t{i}")).collect()
+            }),
+            ("tags: \"Writer\" is not a tag", |t| {
+                t.tags = vec!["Writer".into()]
+            }),
         ];
         for (message, change) in cases {
             let err = with(change).expect_err(message);
@@ -268,5 +330,13 @@ mod tests {
         assert!(with(|t| t.description = long(MAX_DESCRIPTION_BYTES)).is_ok());
         assert!(with(|t| t.description = "line one\n\tline two\r\n".into()).is_ok());
         assert!(with(|t| t.allowed_groups = vec!["staff".into(), "a.b@c".into()]).is_ok());
+        assert!(
+            with(|t| {
+                t.category = Some("Büro & Grafik".into());
+                t.tags = vec!["writer".into(), "pdf-2".into()];
+                t.icon = Some(TemplateIcon::Office);
+            })
+            .is_ok()
+        );
     }
 }

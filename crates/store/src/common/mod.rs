@@ -176,6 +176,9 @@ macro_rules! impl_store {
                         .bind(t.persistent_home.as_str())
                         .bind(t.idle_timeout_secs.map(i64::from))
                         .bind(sqlx::types::Json(&t.allowed_groups))
+                        .bind(&t.category)
+                        .bind(sqlx::types::Json(&t.tags))
+                        .bind(t.icon.map(|i| i.as_str()))
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(|e| {
@@ -258,6 +261,9 @@ macro_rules! impl_store {
                     .bind(t.persistent_home.as_str())
                     .bind(t.idle_timeout_secs.map(i64::from))
                     .bind(sqlx::types::Json(&t.allowed_groups))
+                    .bind(&t.category)
+                    .bind(sqlx::types::Json(&t.tags))
+                    .bind(t.icon.map(|i| i.as_str()))
                     .execute(&mut *tx)
                     .await?;
                 let updated =

@@ -5,7 +5,7 @@
 use anyhow::{Result, ensure};
 use std::collections::BTreeMap;
 use streamspace_proto::api::{
-    CreateTemplate, DEFAULT_VNC_PORT, HomePolicy, ResourcesChange, TemplatePorts,
+    CreateTemplate, DEFAULT_VNC_PORT, HomePolicy, ResourcesChange, TemplateIcon, TemplatePorts,
     TemplateResources, UpdateTemplate,
 };
 use streamspace_store::{AuditQuery, StoreError, migrate};
@@ -23,9 +23,18 @@ pub async fn templates_change_in_one_checked_transaction(db: &Db) -> Result<()> 
             memory_mib: Some(2048),
         },
         allowed_groups: vec!["staff".into()],
+        category: Some("Office".into()),
+        tags: vec!["writer".into()],
+        icon: Some(TemplateIcon::Office),
         ..CreateTemplate::default()
     };
     let created = store.create_template(&t, &audit()).await?;
+    ensure!(
+        created.category.as_deref() == Some("Office")
+            && created.tags == ["writer"]
+            && created.icon == Some(TemplateIcon::Office),
+        "the catalog fields are stored: {created:?}"
+    );
     let change = UpdateTemplate {
         description: Some(Some("changed".into())),
         image: Some(None),
@@ -34,6 +43,8 @@ pub async fn templates_change_in_one_checked_transaction(db: &Db) -> Result<()> 
             memory_mib: None,
         })),
         allowed_groups: Some(Some(vec!["ops".into()])),
+        tags: Some(Some(vec!["docs".into(), "pdf".into()])),
+        icon: Some(None),
         ..UpdateTemplate::default()
     };
     let accept = |_: &CreateTemplate| Ok(());
@@ -49,6 +60,9 @@ pub async fn templates_change_in_one_checked_transaction(db: &Db) -> Result<()> 
                     memory_mib: Some(2048)
                 }
             && updated.allowed_groups == ["ops"]
+            && updated.category.as_deref() == Some("Office")
+            && updated.tags == ["docs", "pdf"]
+            && updated.icon.is_none()
             && updated.command == ["xterm"]
             && updated.created_at == created.created_at,
         "{updated:?}"

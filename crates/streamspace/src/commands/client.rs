@@ -204,6 +204,9 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
             description,
             env,
             allowed_groups,
+            category,
+            tags,
+            icon,
             runtime,
             client,
         } => {
@@ -227,6 +230,9 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                     .transpose()
                     .context("--idle-timeout does not fit the API's u32 seconds")?,
                 allowed_groups,
+                category,
+                tags,
+                icon,
             };
             print_one(
                 client.output,
@@ -246,6 +252,9 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
             memory_mib,
             persistent_home,
             idle_timeout,
+            category,
+            tags,
+            icon,
             client,
         } => {
             let resources = (cpu_millis.is_some() || memory_mib.is_some()).then(|| {
@@ -277,6 +286,9 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                 idle_timeout_secs,
                 allowed_groups: allowed_groups
                     .map(|groups| Some(groups.into_iter().filter(|g| !g.is_empty()).collect())),
+                category: category.map(|c| Some(c).filter(|c| !c.is_empty())),
+                tags: tags.map(|tags| Some(tags.into_iter().filter(|t| !t.is_empty()).collect())),
+                icon: icon.map(|i| i.0),
             };
             print_one(
                 client.output,

@@ -1,0 +1,4 @@
+ALTER TABLE templates
+    DROP COLUMN icon,
+    DROP COLUMN tags,
+    DROP COLUMN category;
