@@ -25,6 +25,7 @@ mod error;
 pub mod executor;
 pub mod idle;
 pub mod leadership;
+pub mod private_dir;
 pub mod runtime;
 mod supervisor;
 pub mod tunnel;

@@ -20,7 +20,6 @@ use streamspace_proto::tunnel::{
 use streamspace_proto::wire::{AgentMessage, TunnelOpen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
@@ -35,6 +34,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::Chain;
+use crate::runtime::vnc::{self, VncAddress, VncStream};
 use crate::runtime::{Runtime, RuntimeError};
 
 type DataSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -240,13 +240,12 @@ impl Stream<'_> {
     /// Opens both sides and copies until one ends or `stop` completes.
     async fn carry(self, stop: impl Future<Output = ()>) -> Result<String, TunnelError> {
         let address = self.vnc_address.to_owned();
-        let vnc =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(&address)).await {
-                Ok(Ok(vnc)) => vnc,
-                Ok(Err(source)) => return Err(TunnelError::Vnc { address, source }),
-                Err(_) => return Err(TunnelError::VncTimeout { address }),
-            };
-        vnc.set_nodelay(true).ok();
+        let target = VncAddress::parse(&address);
+        let vnc = match tokio::time::timeout(self.connect_timeout, target.connect()).await {
+            Ok(Ok(vnc)) => vnc,
+            Ok(Err(source)) => return Err(TunnelError::Vnc { address, source }),
+            Err(_) => return Err(TunnelError::VncTimeout { address }),
+        };
         let data = self.dial().await?;
         Ok(splice(data, vnc, stop).await)
     }
@@ -277,7 +276,7 @@ impl Stream<'_> {
 }
 
 /// Copies until one side ends; returns why.
-async fn splice(data: DataSocket, vnc: TcpStream, stop: impl Future<Output = ()>) -> String {
+async fn splice(data: DataSocket, vnc: VncStream, stop: impl Future<Output = ()>) -> String {
     let (mut data_tx, mut data_rx) = data.split();
     let (mut vnc_rx, mut vnc_tx) = vnc.into_split();
     let (code, reason) = tokio::select! {
@@ -303,7 +302,7 @@ const FIRST_READ_BYTES: usize = 64 * 1024;
 const _: () = assert!(FIRST_READ_BYTES <= CHUNK_BYTES);
 
 async fn vnc_to_data(
-    vnc: &mut OwnedReadHalf,
+    vnc: &mut vnc::ReadHalf,
     data: &mut (impl SinkExt<Message> + Unpin),
 ) -> String {
     let mut size = FIRST_READ_BYTES;
@@ -341,7 +340,7 @@ fn next_read_size(size: usize, read: usize) -> usize {
 
 async fn data_to_vnc(
     data: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
-    vnc: &mut OwnedWriteHalf,
+    vnc: &mut vnc::WriteHalf,
 ) -> String {
     loop {
         let bytes = match data.next().await {

@@ -106,6 +106,45 @@ async fn started(rt: &ProcessRuntime, id: Uuid) -> anyhow::Result<SessionInfo> {
     Ok(info)
 }
 
+fn mode(path: &Path) -> anyhow::Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("{path:?}"))?;
+    Ok(meta.permissions().mode() & 0o7777)
+}
+
+/// The inodes of the TCP sockets listening in this network namespace.
+fn listening_tcp_inodes() -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let mut inodes = std::collections::BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)?.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // `st` 0A is LISTEN; the inode is the tenth field.
+            if fields.get(3) == Some(&"0A")
+                && let Some(inode) = fields.get(9)
+            {
+                inodes.insert((*inode).to_owned());
+            }
+        }
+    }
+    Ok(inodes)
+}
+
+/// The inodes of the sockets process `pid` holds open.
+fn socket_inodes(pid: i32) -> anyhow::Result<Vec<String>> {
+    let mut inodes = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let target = std::fs::read_link(fd?.path())?;
+        if let Some(inode) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            inodes.push(inode.to_owned());
+        }
+    }
+    Ok(inodes)
+}
+
 #[tokio::test]
 async fn a_started_session_speaks_rfb_and_stop_leaves_nothing_behind() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -121,11 +160,39 @@ async fn a_started_session_speaks_rfb_and_stop_leaves_nothing_behind() -> anyhow
     }
     assert_eq!(rt.vnc_address(id).await?, Some(info.vnc_address.clone()));
 
+    // VNC is a Unix socket only its owner may open, in a directory only its owner may enter,
+    // and Xvnc listens on no TCP port.
+    let socket = PathBuf::from(
+        info.vnc_address
+            .strip_prefix("unix:")
+            .with_context(|| format!("a Unix socket address: {}", info.vnc_address))?,
+    );
+    let session_dir = socket
+        .parent()
+        .context("the socket has a directory")?
+        .to_owned();
+    assert_eq!(
+        session_dir,
+        dir.path().join("run").join(display.to_string())
+    );
+    assert_eq!(mode(&session_dir)?, 0o700, "{session_dir:?}");
+    assert_eq!(mode(&socket)? & 0o777, 0o600, "{socket:?}");
+    let listening = listening_tcp_inodes()?;
+    let xvnc_sockets = socket_inodes(pids[0])?;
+    assert!(!xvnc_sockets.is_empty(), "Xvnc holds sockets");
+    for inode in &xvnc_sockets {
+        assert!(
+            !listening.contains(inode),
+            "Xvnc listens on a TCP port (socket inode {inode})"
+        );
+    }
+
     rt.stop(id).await?;
     for pid in &pids {
         assert_eq!(proc_state(*pid), None, "pid {pid} is gone after stop");
     }
     assert_display_released(display, pids[0]);
+    assert!(!session_dir.exists(), "the session directory is removed");
     assert!(
         !dir.path().join(format!("{id}.json")).exists(),
         "state file removed"

@@ -1,6 +1,9 @@
-//! The `process` runtime: each session is an Xvnc server on its own display and loopback port,
-//! plus the template's program drawing on that display. No container engine needed — this is
-//! what `streamspace up` runs.
+//! The `process` runtime: each session is an Xvnc server on its own display, plus the template's
+//! program drawing on that display. No container engine needed — this is what `streamspace up`
+//! runs.
+//!
+//! Xvnc listens on no TCP port: its VNC server is a Unix socket (mode 0600) in the session's own
+//! directory (`<run_dir>/<display>/`, mode 0700), which only the agent connects to.
 //!
 //! All of a session's processes share one process group (Xvnc's), so stop, hibernate
 //! (`SIGSTOP`) and wake (`SIGCONT`) signal the whole session at once. Sessions outlive the
@@ -44,6 +47,8 @@ const POLL: Duration = Duration::from_millis(25);
 pub struct ProcessRuntimeConfig {
     /// Directory of the per-session state and log files.
     pub state_dir: PathBuf,
+    /// Where each session gets its own directory (its VNC socket); default `<state_dir>/run`.
+    pub run_dir: PathBuf,
     /// The Xvnc program (a name looked up on `PATH`, or a path).
     pub xvnc: String,
     /// The lowest X display number to use.
@@ -58,6 +63,7 @@ pub struct ProcessRuntimeConfig {
 impl ProcessRuntimeConfig {
     pub fn new(state_dir: PathBuf) -> Self {
         Self {
+            run_dir: state_dir.join("run"),
             state_dir,
             xvnc: "Xvnc".to_owned(),
             first_display: 20,
@@ -146,6 +152,11 @@ impl ProcessRuntime {
         terminate(record, self.config.stop_timeout).await;
         if let Some(xvnc) = record.xvnc() {
             xdisplay::remove_lock_files(record.display, xvnc.pid);
+        }
+        if let Some(dir) = &record.session_dir
+            && let Err(e) = remove_dir(dir)
+        {
+            tracing::warn!(session_id = %record.session_id, error = %e, "could not remove the session's directory");
         }
         if let Err(e) = self.dir.remove(record.session_id) {
             tracing::warn!(session_id = %record.session_id, error = %e, "could not remove the session's state file");
@@ -249,6 +260,8 @@ impl Runtime for ProcessRuntime {
         self.dir
             .create()
             .map_err(|e| RuntimeError::io("creating the session state directory", e))?;
+        crate::private_dir::ensure(&self.config.run_dir)
+            .map_err(|e| RuntimeError::io("creating the sessions' run directory", e))?;
         let mut last = String::new();
         for _ in 0..LAUNCH_ATTEMPTS {
             let n = self.reserve_display()?;
@@ -358,6 +371,15 @@ impl Runtime for ProcessRuntime {
             }
         }
         Ok(report)
+    }
+}
+
+/// Removes a directory and everything in it; a missing one is fine. (Symbolic links inside are
+/// removed, never followed.)
+fn remove_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

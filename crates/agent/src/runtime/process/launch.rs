@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::group::{gated, spawn_gated};
-use super::state::{Intent, Role, SessionRecord};
+use super::state::{self, Intent, Role, SessionRecord};
 use super::{LaunchError, POLL, ProcessRuntime, observe, procfs, vnc, xdisplay};
 use crate::runtime::{RuntimeError, SessionInfo};
 use streamspace_proto::api::Template;
@@ -67,8 +67,23 @@ impl ProcessRuntime {
         template: &Template,
         slot: &mut Option<SessionRecord>,
     ) -> Result<SessionInfo, LaunchError> {
-        let port = vnc::free_loopback_port()
-            .map_err(|e| LaunchError::Fatal(RuntimeError::io("choosing a free port", e)))?;
+        let session_dir = self.config.run_dir.join(display.to_string());
+        let socket = state::socket_path(&session_dir);
+        // The kernel's limit on a Unix socket's path (`sun_path`, with its final NUL).
+        if socket.as_os_str().len() > 107 {
+            return Err(LaunchError::Fatal(RuntimeError::InvalidConfig(format!(
+                "the session socket path {} is longer than a Unix socket allows; use a shorter \
+                 state directory",
+                socket.display()
+            ))));
+        }
+        // What a session that died on this display left is stale: no live session of this
+        // runtime holds the display.
+        super::remove_dir(&session_dir)
+            .and_then(|()| crate::private_dir::ensure(&session_dir))
+            .map_err(|e| {
+                LaunchError::Fatal(RuntimeError::io("creating the session directory", e))
+            })?;
         let log_path = self.dir.log_file(session_id);
         let log = || {
             std::fs::OpenOptions::new()
@@ -81,9 +96,13 @@ impl ProcessRuntime {
         let (program_out, program_err) = (log()?, log()?);
         let args = [
             format!(":{display}"),
+            // VNC on a Unix socket only the agent's user may open, and on no TCP port.
+            "-rfbunixpath".into(),
+            socket.display().to_string(),
+            "-rfbunixmode".into(),
+            "0600".into(),
             "-rfbport".into(),
-            port.to_string(),
-            "-localhost".into(),
+            "-1".into(),
             "-SecurityTypes".into(),
             "None".into(),
             "-geometry".into(),
@@ -98,7 +117,8 @@ impl ProcessRuntime {
         let record = slot.insert(SessionRecord {
             session_id,
             display,
-            port,
+            session_dir: Some(session_dir.clone()),
+            port: None,
             pgid: xvnc.pid,
             processes: vec![xvnc],
             intent: Intent::Launching,
@@ -154,8 +174,8 @@ impl ProcessRuntime {
             }
             if Instant::now() >= deadline {
                 return Err(LaunchError::Fatal(RuntimeError::StartFailed(format!(
-                    "Xvnc did not answer on port {} within {:?}; its log ends with: {}",
-                    record.port,
+                    "Xvnc did not answer at {} within {:?}; its log ends with: {}",
+                    record.vnc_address(),
                     self.config.ready_timeout,
                     xdisplay::log_tail(&log, 600)
                 ))));

@@ -43,7 +43,14 @@ pub enum Intent {
 pub struct SessionRecord {
     pub session_id: Uuid,
     pub display: u32,
-    pub port: u16,
+    /// The session's own directory (its VNC socket and what its Xvnc reads), removed with the
+    /// session. Records written before VNC moved to a Unix socket have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_dir: Option<PathBuf>,
+    /// The loopback TCP port of a session recorded before VNC moved to a Unix socket (an agent
+    /// upgraded while such sessions run still re-adopts and serves them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// The process group of all the session's processes (Xvnc's pid).
     pub pgid: i32,
     pub processes: Vec<ProcessRecord>,
@@ -51,13 +58,25 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// `unix:<session dir>/vnc.sock`, or `127.0.0.1:<port>` for a session recorded before VNC
+    /// moved to a Unix socket.
     pub fn vnc_address(&self) -> String {
-        crate::runtime::vnc::address(crate::runtime::vnc::LOOPBACK, self.port)
+        use crate::runtime::vnc;
+        match (&self.session_dir, self.port) {
+            (Some(dir), _) => vnc::unix_address(&socket_path(dir)),
+            (None, Some(port)) => vnc::address(vnc::LOOPBACK, port),
+            (None, None) => String::new(),
+        }
     }
 
     pub fn xvnc(&self) -> Option<&ProcessRecord> {
         self.processes.iter().find(|p| p.role == Role::Xvnc)
     }
+}
+
+/// The VNC socket in a session's directory.
+pub fn socket_path(session_dir: &std::path::Path) -> PathBuf {
+    session_dir.join("vnc.sock")
 }
 
 /// What [`StateDir::load_all`] found: readable records, and unreadable files by session id
@@ -156,7 +175,8 @@ mod tests {
         SessionRecord {
             session_id: Uuid::now_v7(),
             display: 21,
-            port: 5921,
+            session_dir: Some(PathBuf::from("/run/s/21")),
+            port: None,
             pgid: 100,
             processes: vec![ProcessRecord {
                 role: Role::Xvnc,
@@ -185,6 +205,23 @@ mod tests {
         dir.remove(rec.session_id)?;
         dir.remove(rec.session_id)?;
         assert!(dir.load_all()?.0.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn records_from_before_unix_sockets_keep_their_tcp_address() -> anyhow::Result<()> {
+        let id = Uuid::now_v7();
+        let old = serde_json::json!({
+            "session_id": id, "display": 21, "port": 5921, "pgid": 100,
+            "processes": [], "intent": "running",
+        });
+        let record: SessionRecord = serde_json::from_value(old)?;
+        assert_eq!(record.vnc_address(), "127.0.0.1:5921");
+        assert_eq!(
+            self::record().vnc_address(),
+            "unix:/run/s/21/vnc.sock",
+            "new records name their socket"
+        );
         Ok(())
     }
 }
