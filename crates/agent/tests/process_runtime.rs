@@ -594,3 +594,75 @@ async fn recovery_ends_a_start_cut_short_and_the_session_then_runs_once() -> any
     assert!(xvnc_on_display(now).is_empty());
     Ok(())
 }
+
+/// Connects to the session's VNC socket and speaks RFB 3.8 up to the list of security types.
+async fn security_types(socket: &Path) -> anyhow::Result<(tokio::net::UnixStream, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(socket).await?;
+    let mut banner = [0u8; 12];
+    s.read_exact(&mut banner).await?;
+    ensure!(&banner == b"RFB 003.008\n", "{banner:?}");
+    s.write_all(b"RFB 003.008\n").await?;
+    let n = s.read_u8().await?;
+    let mut types = vec![0u8; usize::from(n)];
+    s.read_exact(&mut types).await?;
+    Ok((s, types))
+}
+
+/// The security result after the client's last word: `None` if the server just hung up.
+async fn security_result(s: &mut tokio::net::UnixStream) -> Option<u32> {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(WAIT, s.read_u32()).await.ok()?.ok()
+}
+
+#[tokio::test]
+async fn only_the_agent_knows_the_password_a_session_s_vnc_server_asks_for() -> anyhow::Result<()> {
+    use streamspace_agent::runtime::vnc::auth::{AuthError, VncPassword, authenticate};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir()?;
+    let rt = runtime(dir.path());
+    let id = Uuid::now_v7();
+    let info = started(&rt, id).await?;
+    let socket = PathBuf::from(
+        info.vnc_address
+            .strip_prefix("unix:")
+            .context("a Unix socket")?,
+    );
+
+    // A client that asks for no authentication is refused: VNC authentication is all there is.
+    let (mut raw, types) = security_types(&socket).await?;
+    assert_eq!(types, [2], "only VNC authentication is offered");
+    raw.write_all(&[1]).await?;
+    let result = security_result(&mut raw).await;
+    assert!(result.is_none_or(|r| r != 0), "None refused: {result:?}");
+
+    // A client that guesses the password is refused, and its failure locks nobody out.
+    for _ in 0..6 {
+        let mut guess = tokio::net::UnixStream::connect(&socket).await?;
+        let Err(AuthError::Failed(_)) = authenticate(&mut guess, &VncPassword::random()).await
+        else {
+            bail!("a random password was not refused");
+        };
+    }
+
+    // The agent's password opens the session: after `ClientInit`, the desktop's `ServerInit`.
+    let target = rt.vnc_target(id).await?.context("a live session")?;
+    assert_eq!(target.address, info.vnc_address);
+    let password = target.password.context("the session has a password")?;
+    let mut vnc = tokio::net::UnixStream::connect(&socket).await?;
+    authenticate(&mut vnc, &password).await?;
+    vnc.write_all(&[1]).await?;
+    let (width, height) = (vnc.read_u16().await?, vnc.read_u16().await?);
+    assert_eq!((width, height), (1280, 800), "the session's framebuffer");
+
+    // The agent's copy is private to it; Xvnc's copy lives in the private session directory.
+    let copy = dir.path().join(format!("{id}.vncpasswd"));
+    assert_eq!(mode(&copy)?, 0o600, "{copy:?}");
+    assert_eq!(
+        VncPassword::from_vncpasswd(&std::fs::read(&copy)?),
+        Some(password)
+    );
+    rt.stop(id).await?;
+    assert!(!copy.exists(), "the password goes with the session");
+    Ok(())
+}

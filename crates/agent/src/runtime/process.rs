@@ -3,7 +3,9 @@
 //! runs.
 //!
 //! Xvnc listens on no TCP port: its VNC server is a Unix socket (mode 0600) in the session's own
-//! directory (`<run_dir>/<display>/`, mode 0700), which only the agent connects to.
+//! directory (`<run_dir>/<display>/`, mode 0700), which only the agent connects to, and it asks
+//! for a random password of the session's own (VNC authentication) that only the agent knows:
+//! the agent's tunnel answers it for every viewer.
 //!
 //! All of a session's processes share one process group (Xvnc's), so stop, hibernate
 //! (`SIGSTOP`) and wake (`SIGCONT`) signal the whole session at once. Sessions outlive the
@@ -33,7 +35,7 @@ use streamspace_proto::SessionState;
 use streamspace_proto::api::Template;
 use uuid::Uuid;
 
-use super::{Runtime, RuntimeError, SessionInfo, vnc};
+use super::{Runtime, RuntimeError, SessionInfo, VncTarget, vnc};
 use group::{poll_until, signal_group, terminate};
 use state::{Intent, Role, SessionRecord, StateDir};
 
@@ -326,6 +328,29 @@ impl Runtime for ProcessRuntime {
 
     async fn status(&self, session_id: Uuid) -> Result<Option<SessionInfo>, RuntimeError> {
         Ok(self.record(session_id).map(|r| observe(&r)))
+    }
+
+    async fn vnc_target(&self, session_id: Uuid) -> Result<Option<VncTarget>, RuntimeError> {
+        let Some(record) = self.record(session_id) else {
+            return Ok(None);
+        };
+        let info = observe(&record);
+        if !info.is_live() {
+            return Ok(None);
+        }
+        // Sessions recorded before VNC moved to a Unix socket have no password.
+        let password = match record.session_dir {
+            Some(_) => Some(
+                self.dir
+                    .load_password(session_id)
+                    .map_err(|e| RuntimeError::io("reading the session's VNC password", e))?,
+            ),
+            None => None,
+        };
+        Ok(Some(VncTarget {
+            address: info.vnc_address,
+            password,
+        }))
     }
 
     async fn list(&self) -> Result<Vec<SessionInfo>, RuntimeError> {

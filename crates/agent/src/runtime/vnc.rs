@@ -9,10 +9,15 @@
 //!   name for `kubernetes`. Anything without the `unix:` prefix is read this way, so addresses
 //!   stored before Unix sockets existed (a process session's `127.0.0.1:port`) stay valid.
 //!
+//! A session's VNC server may ask for a password only the agent knows ([`auth`]); the agent's
+//! tunnel answers it and presents no authentication to the viewer.
+//!
 //! A VNC server is ready when it greets a new connection with the RFB protocol banner
 //! (`RFB 003.008\n`), which every RFB server sends first; that is cheaper and more telling than
 //! "the port accepts connections", which a container engine's port proxy does before the server
 //! inside has started.
+
+pub mod auth;
 
 use std::fmt;
 use std::io;

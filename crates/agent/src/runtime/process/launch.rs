@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::group::{gated, spawn_gated};
 use super::state::{self, Intent, Role, SessionRecord};
 use super::{LaunchError, POLL, ProcessRuntime, observe, procfs, vnc, xdisplay};
+use crate::runtime::vnc::auth::VncPassword;
 use crate::runtime::{RuntimeError, SessionInfo};
 use streamspace_proto::api::Template;
 
@@ -94,6 +95,16 @@ impl ProcessRuntime {
         };
         // Opened before anything runs, so a failure here leaves nothing to clean up.
         let (program_out, program_err) = (log()?, log()?);
+        // A password only the agent (which answers Xvnc's challenge for every viewer) and the
+        // session's Xvnc know.
+        let password = VncPassword::random();
+        let password_file = state::xvnc_password_path(&session_dir);
+        self.dir
+            .save_password(session_id, &password)
+            .and_then(|()| state::write_private(&password_file, &password.to_vncpasswd()))
+            .map_err(|e| {
+                LaunchError::Fatal(RuntimeError::io("writing the session's VNC password", e))
+            })?;
         let args = [
             format!(":{display}"),
             // VNC on a Unix socket only the agent's user may open, and on no TCP port.
@@ -103,8 +114,15 @@ impl ProcessRuntime {
             "0600".into(),
             "-rfbport".into(),
             "-1".into(),
+            // Only VNC authentication, with the session's password; no blacklisting, which on
+            // a Unix socket (every client has the same empty address) would let anyone who
+            // fails five times lock the agent out.
             "-SecurityTypes".into(),
-            "None".into(),
+            "VncAuth".into(),
+            "-PasswordFile".into(),
+            password_file.display().to_string(),
+            "-UseBlacklist".into(),
+            "0".into(),
             "-geometry".into(),
             self.config.geometry.clone(),
             "-depth".into(),

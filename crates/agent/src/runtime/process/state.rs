@@ -1,14 +1,17 @@
-//! The state file of one process-runtime session: `<dir>/<session_id>.json`.
+//! The state file of one process-runtime session: `<dir>/<session_id>.json` (with the session's
+//! log, `<session_id>.log`, and the agent's copy of its VNC password, `<session_id>.vncpasswd`).
 //!
 //! It is what lets sessions outlive the agent: a restarted agent reads these files to find the
 //! processes it started before (pid *and* start time, to survive pid reuse), the display and
 //! port, and whether the session was hibernated — or is a start that never finished. Files are replaced atomically (write to a
 //! temporary file, then rename), so a crash never leaves half a record.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::runtime::vnc::auth::VncPassword;
 
 /// The role a process plays in a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,8 +78,30 @@ impl SessionRecord {
 }
 
 /// The VNC socket in a session's directory.
-pub fn socket_path(session_dir: &std::path::Path) -> PathBuf {
+pub fn socket_path(session_dir: &Path) -> PathBuf {
     session_dir.join("vnc.sock")
+}
+
+/// The copy of the VNC password the session's Xvnc reads, in its directory.
+pub fn xvnc_password_path(session_dir: &Path) -> PathBuf {
+    session_dir.join("vncpasswd")
+}
+
+/// Writes a new file only its owner can read (mode 0600), replacing any earlier one (which is
+/// removed first, so neither its mode nor a link in its place carries over).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
 }
 
 /// What [`StateDir::load_all`] found: readable records, and unreadable files by session id
@@ -95,7 +120,7 @@ impl StateDir {
     }
 
     #[cfg(test)]
-    pub fn path(&self) -> &std::path::Path {
+    pub fn path(&self) -> &Path {
         &self.dir
     }
 
@@ -112,6 +137,25 @@ impl StateDir {
         self.dir.join(format!("{session_id}.log"))
     }
 
+    /// The agent's copy of the session's VNC password (`vncpasswd` format, mode 0600).
+    fn password_file(&self, session_id: Uuid) -> PathBuf {
+        self.dir.join(format!("{session_id}.vncpasswd"))
+    }
+
+    pub fn save_password(&self, session_id: Uuid, password: &VncPassword) -> std::io::Result<()> {
+        write_private(&self.password_file(session_id), &password.to_vncpasswd())
+    }
+
+    pub fn load_password(&self, session_id: Uuid) -> std::io::Result<VncPassword> {
+        let bytes = std::fs::read(self.password_file(session_id))?;
+        VncPassword::from_vncpasswd(&bytes).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the session's VNC password file holds no password",
+            )
+        })
+    }
+
     pub fn save(&self, record: &SessionRecord) -> std::io::Result<()> {
         let path = self.file(record.session_id);
         let tmp = path.with_extension("json.tmp");
@@ -122,7 +166,11 @@ impl StateDir {
 
     /// Deletes the state and log files; missing files are fine.
     pub fn remove(&self, session_id: Uuid) -> std::io::Result<()> {
-        for path in [self.file(session_id), self.log_file(session_id)] {
+        for path in [
+            self.file(session_id),
+            self.log_file(session_id),
+            self.password_file(session_id),
+        ] {
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
