@@ -666,3 +666,47 @@ async fn only_the_agent_knows_the_password_a_session_s_vnc_server_asks_for() -> 
     assert!(!copy.exists(), "the password goes with the session");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_session_starts_with_a_clean_environment() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime(dir.path());
+    let id = Uuid::now_v7();
+    let out = dir.path().join("env.txt");
+    let create = streamspace_proto::api::CreateTemplate {
+        name: "env".into(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            r#"env > "$1.tmp" && mv "$1.tmp" "$1" && exec sleep 600"#.into(),
+            "sh".into(),
+            out.display().to_string(),
+        ],
+        env: [("GREETING".to_string(), "hello".to_string())].into(),
+        ..Default::default()
+    };
+    rt.start(id, &Template::new(create, chrono::Utc::now()))
+        .await?;
+    let text = wait_until("the session to write its environment", WAIT, || async {
+        std::fs::read_to_string(&out).ok()
+    })
+    .await?;
+    let vars: std::collections::BTreeMap<&str, &str> =
+        text.lines().filter_map(|l| l.split_once('=')).collect();
+    let names: Vec<&str> = vars.keys().copied().collect();
+    // The documented set, the template's own, and PWD (which the starting shell sets): none of
+    // this test process's variables (CARGO_*, NEXTEST_*, RUST_*…).
+    assert_eq!(
+        names,
+        [
+            "DISPLAY", "GREETING", "HOME", "LANG", "LOGNAME", "PATH", "PWD", "SHELL", "USER"
+        ],
+        "{text}"
+    );
+    assert_eq!(vars["GREETING"], "hello");
+    let display = recorded_display(dir.path(), id)?;
+    assert_eq!(vars["DISPLAY"], format!(":{display}"));
+    assert_eq!(vars["USER"], "root", "the tests run as root");
+    rt.stop(id).await?;
+    Ok(())
+}

@@ -19,6 +19,7 @@
 //! agent starts is ended and removed, so the redelivered start runs the session once.
 
 mod group;
+mod identity;
 mod launch;
 mod procfs;
 mod state;

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::group::{gated, spawn_gated};
+use super::identity::SessionUser;
 use super::state::{self, Intent, Role, SessionRecord};
 use super::{LaunchError, POLL, ProcessRuntime, observe, procfs, vnc, xdisplay};
 use crate::runtime::vnc::auth::VncPassword;
@@ -128,7 +129,9 @@ impl ProcessRuntime {
             "-depth".into(),
             "24".into(),
         ];
+        let user = SessionUser::agent();
         let mut xvnc = gated(&self.config.xvnc, args);
+        user.prepare(&mut xvnc);
         xvnc.stdout(log()?).stderr(log()?).process_group(0);
         let (xvnc, gate) = spawn_gated(&mut xvnc, Role::Xvnc).map_err(LaunchError::Fatal)?;
         self.reached(Step::XvncSpawned)?;
@@ -151,6 +154,7 @@ impl ProcessRuntime {
         self.reached(Step::XvncReady)?;
 
         let mut program = gated(&template.command[0], template.command[1..].to_vec());
+        user.prepare(&mut program);
         program
             .envs(&template.env)
             .env("DISPLAY", format!(":{display}"))
