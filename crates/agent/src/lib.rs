@@ -69,9 +69,18 @@ async fn prepare(
     match config.runtime {
         RuntimeKind::Process => {
             let sessions = config.state_dir.join("sessions");
-            let runtime = ProcessRuntime::new(ProcessRuntimeConfig::new(sessions));
+            let mut process = ProcessRuntimeConfig::new(sessions);
+            if let Some(user) = &config.run_as {
+                check_run_as(user)?;
+                process.run_as = Some(user.clone());
+                process.run_dir = run_as_dir(&config.agent_id);
+            }
+            let runtime = ProcessRuntime::new(process);
             Ok((Arc::new(runtime), flock()))
         }
+        _ if config.run_as.is_some() => Err(AgentError::InvalidConfig(
+            "--run-as applies to the process runtime only".to_owned(),
+        )),
         RuntimeKind::Docker => {
             let mut docker = runtime::DockerRuntimeConfig::new(config.agent_id.clone());
             docker.host = config.docker_host.clone();
@@ -108,6 +117,27 @@ async fn prepare(
         }
     }
 }
+
+/// Whether sessions can be started as `user`: the user exists and the agent may switch to it.
+fn check_run_as(user: &str) -> Result<(), AgentError> {
+    runtime::process::check_run_as(user).map_err(|e| AgentError::InvalidConfig(e.to_string()))
+}
+
+/// Where sessions run as another user get their directories: under `/run` (root's, on a
+/// memory file system), since the agent's state directory is closed to that user.
+fn run_as_dir(agent_id: &str) -> std::path::PathBuf {
+    let name: String = agent_id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c,
+            _ => '_',
+        })
+        .collect();
+    std::path::Path::new(RUN_AS_ROOT).join(format!("agent-{name}"))
+}
+
+/// The parent of the session directories of agents with `--run-as`.
+pub const RUN_AS_ROOT: &str = "/run/streamspace";
 
 /// Runs the agent whenever this process leads: acquire leadership, run until the term is lost
 /// (then stand by and acquire again) or `shutdown` (then step down so a standby takes over at
@@ -157,7 +187,7 @@ pub async fn run_with_runtime(
     let urls = validate(&config)?;
     // Only one TLS backend is compiled in; installing it can only fail if one already is.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&config.state_dir).map_err(|source| AgentError::StateDir {
+    private_dir::ensure(&config.state_dir).map_err(|source| AgentError::StateDir {
         path: config.state_dir.clone(),
         source,
     })?;

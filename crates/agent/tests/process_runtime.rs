@@ -710,3 +710,116 @@ async fn a_session_starts_with_a_clean_environment() -> anyhow::Result<()> {
     rt.stop(id).await?;
     Ok(())
 }
+
+/// `Uid:` and `Groups:` of `/proc/PID/status`.
+fn ids(pid: i32) -> anyhow::Result<(String, String)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .with_context(|| format!("{name} in the status of {pid}"))
+    };
+    Ok((field("Uid:")?, field("Groups:")?))
+}
+
+#[tokio::test]
+async fn a_session_run_as_another_user_reaches_neither_the_agent_nor_other_sessions()
+-> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    use streamspace_agent::runtime::vnc::auth::authenticate;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ensure!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test switches users, so it runs as root (as the tests do here)"
+    );
+    let tmp = tempfile::tempdir()?;
+    // The session's user must be able to pass through to its own directory.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711))?;
+
+    // Another session, run as the agent's user (root here).
+    let other_state = tmp.path().join("other");
+    let other = runtime(&other_state);
+    let other_id = Uuid::now_v7();
+    let other_info = started(&other, other_id).await?;
+    let other_socket = PathBuf::from(
+        other_info
+            .vnc_address
+            .strip_prefix("unix:")
+            .context("a socket")?,
+    );
+    let other_dir = other_socket.parent().context("a directory")?.to_owned();
+
+    let state = tmp.path().join("state");
+    let mut config = ProcessRuntimeConfig::new(state.clone());
+    config.run_dir = tmp.path().join("run");
+    config.run_as = Some("nobody".into());
+    let rt = ProcessRuntime::new(config);
+    let id = Uuid::now_v7();
+    let agent_environ = format!("/proc/{}/environ", std::process::id());
+    let probes = [
+        state.join(format!("{id}.json")),
+        state.join(format!("{id}.vncpasswd")),
+        PathBuf::from(&agent_environ),
+        other_state.join(format!("{other_id}.vncpasswd")),
+        other_dir.clone(),
+        other_dir.join("vncpasswd"),
+        other_socket.clone(),
+    ];
+    let script = r#"for f in "$@"; do
+        if [ -d "$f" ]; then ls "$f" >/dev/null 2>&1 && echo "open $f" || echo "closed $f"
+        else cat "$f" >/dev/null 2>&1 && echo "open $f" || echo "closed $f"; fi
+    done; echo "probe done"; exec sleep 600"#;
+    let mut command = vec!["sh", "-c", script, "probe"];
+    let probe_args: Vec<String> = probes.iter().map(|p| p.display().to_string()).collect();
+    command.extend(probe_args.iter().map(String::as_str));
+    let info = rt.start(id, &template(&command)).await?;
+    ensure!(info.state == SessionState::Running, "{info:?}");
+
+    let log = state.join(format!("{id}.log"));
+    let text = wait_until("the session's probes", WAIT, || async {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("probe done"))
+    })
+    .await?;
+    for probe in &probe_args {
+        assert!(
+            text.contains(&format!("closed {probe}\n")),
+            "the session reaches {probe}:\n{text}"
+        );
+    }
+
+    // Xvnc and the program run as nobody, with no supplementary group (root's are dropped).
+    for pid in recorded_pids(&state, id)? {
+        let (uid, groups) = ids(pid)?;
+        assert_eq!(uid, "65534 65534 65534 65534", "pid {pid}");
+        assert_eq!(groups, "", "pid {pid}");
+    }
+    // Its directory is the user's, closed to others; the agent's state stays the agent's.
+    let socket = PathBuf::from(info.vnc_address.strip_prefix("unix:").context("a socket")?);
+    let dir = socket.parent().context("a directory")?;
+    assert_eq!(mode(dir)?, 0o700);
+    assert_eq!(
+        mode(&tmp.path().join("run"))?,
+        0o711,
+        "passable, not listable"
+    );
+    assert_eq!(mode(&state)?, 0o700);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(dir)?.uid(), 65534);
+    assert_eq!(std::fs::metadata(&state)?.uid(), 0);
+
+    // And the agent still opens it for viewers.
+    let target = rt.vnc_target(id).await?.context("a live session")?;
+    let mut vnc = tokio::net::UnixStream::connect(&socket).await?;
+    authenticate(&mut vnc, &target.password.context("a password")?).await?;
+    vnc.write_all(&[1]).await?;
+    assert_eq!((vnc.read_u16().await?, vnc.read_u16().await?), (1280, 800));
+
+    rt.stop(id).await?;
+    other.stop(other_id).await?;
+    assert!(!dir.exists(), "the session directory is removed");
+    Ok(())
+}

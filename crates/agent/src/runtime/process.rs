@@ -38,6 +38,7 @@ use uuid::Uuid;
 
 use super::{Runtime, RuntimeError, SessionInfo, VncTarget, vnc};
 use group::{poll_until, signal_group, terminate};
+use identity::SessionUser;
 use state::{Intent, Role, SessionRecord, StateDir};
 
 /// How many display/port pairs a start tries before giving up (each try that loses a race for
@@ -51,7 +52,12 @@ pub struct ProcessRuntimeConfig {
     /// Directory of the per-session state and log files.
     pub state_dir: PathBuf,
     /// Where each session gets its own directory (its VNC socket); default `<state_dir>/run`.
+    /// With `run_as`, the sessions' user must be able to reach it (every directory above it
+    /// searchable): the runtime makes it 0711 (passable, not listable) instead of 0700.
     pub run_dir: PathBuf,
+    /// The user (name or uid) sessions run as, Xvnc and program alike, when the agent runs as
+    /// root; `None`: the agent's own user.
+    pub run_as: Option<String>,
     /// The Xvnc program (a name looked up on `PATH`, or a path).
     pub xvnc: String,
     /// The lowest X display number to use.
@@ -67,6 +73,7 @@ impl ProcessRuntimeConfig {
     pub fn new(state_dir: PathBuf) -> Self {
         Self {
             run_dir: state_dir.join("run"),
+            run_as: None,
             state_dir,
             xvnc: "Xvnc".to_owned(),
             first_display: 20,
@@ -263,12 +270,21 @@ impl Runtime for ProcessRuntime {
         self.dir
             .create()
             .map_err(|e| RuntimeError::io("creating the session state directory", e))?;
-        crate::private_dir::ensure(&self.config.run_dir)
+        let user = match &self.config.run_as {
+            Some(name) => SessionUser::run_as(name)?,
+            None => SessionUser::agent(),
+        };
+        let run_dir_mode = if user.switches() { 0o711 } else { 0o700 };
+        crate::private_dir::ensure_mode(&self.config.run_dir, run_dir_mode)
             .map_err(|e| RuntimeError::io("creating the sessions' run directory", e))?;
+        if user.switches() {
+            xdisplay::ensure_socket_dir()
+                .map_err(|e| RuntimeError::io("creating the X socket directory", e))?;
+        }
         let mut last = String::new();
         for _ in 0..LAUNCH_ATTEMPTS {
             let n = self.reserve_display()?;
-            match self.launch(session_id, n, template).await {
+            match self.launch(session_id, n, template, &user).await {
                 Ok(info) => {
                     tracing::info!(%session_id, x_display = n, address = %info.vnc_address, "session started");
                     return Ok(info);
@@ -398,6 +414,18 @@ impl Runtime for ProcessRuntime {
         }
         Ok(report)
     }
+}
+
+/// Whether sessions can run as `user` (a name or uid): it exists, and the agent runs as root
+/// (only root may switch users).
+pub fn check_run_as(user: &str) -> Result<(), RuntimeError> {
+    SessionUser::run_as(user)?;
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err(RuntimeError::InvalidConfig(format!(
+            "running sessions as {user:?} needs an agent running as root"
+        )));
+    }
+    Ok(())
 }
 
 /// Removes a directory and everything in it; a missing one is fine. (Symbolic links inside are

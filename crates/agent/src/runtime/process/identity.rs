@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{Gid, Uid, User};
 use tokio::process::Command;
 
+use crate::runtime::RuntimeError;
+
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 const DEFAULT_LANG: &str = "C.UTF-8";
 
@@ -50,6 +52,23 @@ impl SessionUser {
         }
     }
 
+    /// The user named `name` (or a numeric uid), whom the sessions switch to.
+    pub fn run_as(name: &str) -> Result<Self, RuntimeError> {
+        let found = match name.parse::<u32>() {
+            Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+            Err(_) => User::from_name(name),
+        };
+        match found {
+            Ok(Some(user)) => Ok(Self::from_entry(user, true)),
+            Ok(None) => Err(RuntimeError::InvalidConfig(format!(
+                "no user {name:?} to run sessions as"
+            ))),
+            Err(e) => Err(RuntimeError::InvalidConfig(format!(
+                "looking up the user {name:?} to run sessions as: {e}"
+            ))),
+        }
+    }
+
     fn from_entry(user: User, switch: bool) -> Self {
         Self {
             name: user.name,
@@ -59,6 +78,11 @@ impl SessionUser {
             shell: user.shell,
             switch,
         }
+    }
+
+    /// Whether the session's processes run as another user than the agent.
+    pub fn switches(&self) -> bool {
+        self.switch
     }
 
     /// Sets up `command` to run as this user, in a clean environment: the variables of the
@@ -73,6 +97,18 @@ impl SessionUser {
             // included); the session keeps only the user's primary group.
             command.uid(self.uid.as_raw()).gid(self.gid.as_raw());
         }
+    }
+
+    /// Hands `paths` to this user (owner and primary group), if the session switches to it.
+    pub fn own(&self, paths: &[&Path]) -> std::io::Result<()> {
+        if !self.switch {
+            return Ok(());
+        }
+        for path in paths {
+            nix::unistd::chown(*path, Some(self.uid), Some(self.gid))
+                .map_err(std::io::Error::from)?;
+        }
+        Ok(())
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
@@ -106,11 +142,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_agent_user_is_found() {
+    fn the_agent_user_and_named_users_are_found() {
         let me = SessionUser::agent();
         assert_eq!(me.uid, Uid::current());
-        assert!(!me.switch);
+        assert!(!me.switches());
         let names: Vec<&str> = me.env().iter().map(|(k, _)| *k).collect();
         assert_eq!(names, ["HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG"]);
+
+        let root = SessionUser::run_as("0").expect("uid 0 exists");
+        assert_eq!((root.name.as_str(), root.switches()), ("root", true));
+        let err = SessionUser::run_as("no-such-user-xyz").expect_err("unknown user");
+        assert!(err.to_string().contains("no-such-user-xyz"), "{err}");
     }
 }

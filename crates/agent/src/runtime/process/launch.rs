@@ -43,10 +43,11 @@ impl ProcessRuntime {
         session_id: Uuid,
         display: u32,
         template: &Template,
+        user: &SessionUser,
     ) -> Result<SessionInfo, LaunchError> {
         let mut record = None;
         let result = self
-            .bring_up(session_id, display, template, &mut record)
+            .bring_up(session_id, display, template, user, &mut record)
             .await;
         match (&result, record) {
             (Ok(_), Some(record)) => {
@@ -67,6 +68,7 @@ impl ProcessRuntime {
         session_id: Uuid,
         display: u32,
         template: &Template,
+        user: &SessionUser,
         slot: &mut Option<SessionRecord>,
     ) -> Result<SessionInfo, LaunchError> {
         let session_dir = self.config.run_dir.join(display.to_string());
@@ -80,7 +82,9 @@ impl ProcessRuntime {
             ))));
         }
         // What a session that died on this display left is stale: no live session of this
-        // runtime holds the display.
+        // runtime holds the display. Made (and filled) before any process of the session runs,
+        // so nothing in it can be a link the session planted; then handed to the session's
+        // user, whose Xvnc makes its socket there.
         super::remove_dir(&session_dir)
             .and_then(|()| crate::private_dir::ensure(&session_dir))
             .map_err(|e| {
@@ -103,6 +107,7 @@ impl ProcessRuntime {
         self.dir
             .save_password(session_id, &password)
             .and_then(|()| state::write_private(&password_file, &password.to_vncpasswd()))
+            .and_then(|()| user.own(&[&password_file, &session_dir]))
             .map_err(|e| {
                 LaunchError::Fatal(RuntimeError::io("writing the session's VNC password", e))
             })?;
@@ -129,7 +134,6 @@ impl ProcessRuntime {
             "-depth".into(),
             "24".into(),
         ];
-        let user = SessionUser::agent();
         let mut xvnc = gated(&self.config.xvnc, args);
         user.prepare(&mut xvnc);
         xvnc.stdout(log()?).stderr(log()?).process_group(0);

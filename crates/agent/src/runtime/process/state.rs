@@ -124,8 +124,9 @@ impl StateDir {
         &self.dir
     }
 
+    /// Makes the directory, private to the agent's user (0700, tightened if it is looser).
     pub fn create(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)
+        crate::private_dir::ensure(&self.dir)
     }
 
     fn file(&self, session_id: Uuid) -> PathBuf {

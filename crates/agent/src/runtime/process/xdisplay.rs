@@ -20,6 +20,18 @@ fn socket_file(display: u32) -> PathBuf {
     Path::new(X_TMP).join(format!(".X11-unix/X{display}"))
 }
 
+/// Makes the directory of X sockets (mode 1777, like `/tmp`) if it is missing: an X server
+/// running as an unprivileged user cannot make it in `/tmp` itself.
+pub fn ensure_socket_dir() -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = Path::new(X_TMP).join(".X11-unix");
+    match std::fs::DirBuilder::new().mode(0o1777).create(&dir) {
+        Ok(()) => std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether some X server (alive or crashed) holds display `n`.
 pub fn display_taken(n: u32) -> bool {
     lock_file(n).exists() || socket_file(n).exists()
