@@ -699,7 +699,16 @@ async fn a_session_starts_with_a_clean_environment() -> anyhow::Result<()> {
     assert_eq!(
         names,
         [
-            "DISPLAY", "GREETING", "HOME", "LANG", "LOGNAME", "PATH", "PWD", "SHELL", "USER"
+            "DISPLAY",
+            "GREETING",
+            "HOME",
+            "LANG",
+            "LOGNAME",
+            "PATH",
+            "PWD",
+            "SHELL",
+            "USER",
+            "XAUTHORITY"
         ],
         "{text}"
     );
@@ -821,5 +830,56 @@ async fn a_session_run_as_another_user_reaches_neither_the_agent_nor_other_sessi
     rt.stop(id).await?;
     other.stop(other_id).await?;
     assert!(!dir.exists(), "the session directory is removed");
+    Ok(())
+}
+
+/// Opens an X11 connection to `display` presenting `cookie` (or nothing) and returns whether
+/// the server accepted it (X11 connection setup, little-endian).
+async fn x11_accepts(display: u32, cookie: Option<&[u8]>) -> anyhow::Result<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut x = tokio::net::UnixStream::connect(format!("/tmp/.X11-unix/X{display}")).await?;
+    let (name, data): (&[u8], &[u8]) = match cookie {
+        Some(cookie) => (b"MIT-MAGIC-COOKIE-1", cookie),
+        None => (b"", b""),
+    };
+    let pad = |n: usize| vec![0u8; (4 - n % 4) % 4];
+    let mut setup = vec![b'l', 0, 11, 0, 0, 0];
+    setup.extend_from_slice(&u16::try_from(name.len())?.to_le_bytes());
+    setup.extend_from_slice(&u16::try_from(data.len())?.to_le_bytes());
+    setup.extend_from_slice(&[0, 0]);
+    setup.extend_from_slice(name);
+    setup.extend(pad(name.len()));
+    setup.extend_from_slice(data);
+    setup.extend(pad(data.len()));
+    x.write_all(&setup).await?;
+    // 0: failed, 1: success, 2: authenticate further.
+    Ok(x.read_u8().await? == 1)
+}
+
+#[tokio::test]
+async fn only_the_session_s_program_may_use_its_x_display() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime(dir.path());
+    let id = Uuid::now_v7();
+    let info = started(&rt, id).await?;
+    let display = recorded_display(dir.path(), id)?;
+    assert!(
+        !x11_accepts(display, None).await?,
+        "an X client without the session's cookie is refused"
+    );
+    assert!(
+        !x11_accepts(display, Some(&[0u8; 16])).await?,
+        "or a wrong one"
+    );
+    let socket = info.vnc_address.strip_prefix("unix:").context("a socket")?;
+    let xauthority = Path::new(socket).with_file_name("Xauthority");
+    assert_eq!(mode(&xauthority)? & 0o777, 0o600);
+    let file = std::fs::read(&xauthority)?;
+    let cookie = &file[file.len() - 16..];
+    assert!(
+        x11_accepts(display, Some(cookie)).await?,
+        "the cookie opens it"
+    );
+    rt.stop(id).await?;
     Ok(())
 }

@@ -5,8 +5,10 @@
 //! - `HOME`, `USER`, `LOGNAME`, `SHELL`: of the user the session runs as, from the password
 //!   database (the agent's own user, or `--run-as`);
 //! - `PATH` and `LANG`: the agent's values, else `/usr/local/bin:/usr/bin:/bin` and `C.UTF-8`;
-//! - `DISPLAY`: the session's X display (the program only);
-//! - the template's `env` (the program only), which may override all of the above but `DISPLAY`.
+//! - `DISPLAY` and `XAUTHORITY`: the session's X display and the cookie that opens it (the
+//!   program only);
+//! - the template's `env` (the program only), which may override all of the above but
+//!   `DISPLAY` and `XAUTHORITY`.
 //!
 //! Their working directory is the user's home if it exists, else `/`.
 

@@ -104,10 +104,17 @@ impl ProcessRuntime {
         // session's Xvnc know.
         let password = VncPassword::random();
         let password_file = state::xvnc_password_path(&session_dir);
+        // And an X cookie only the session's program gets: without it, any local process
+        // could use the display (read the screen, type into it) past VNC altogether.
+        let cookie: [u8; 16] = rand::random();
+        let xauthority = state::xauthority_path(&session_dir);
         self.dir
             .save_password(session_id, &password)
             .and_then(|()| state::write_private(&password_file, &password.to_vncpasswd()))
-            .and_then(|()| user.own(&[&password_file, &session_dir]))
+            .and_then(|()| {
+                state::write_private(&xauthority, &xdisplay::xauthority(display, &cookie))
+            })
+            .and_then(|()| user.own(&[&password_file, &xauthority, &session_dir]))
             .map_err(|e| {
                 LaunchError::Fatal(RuntimeError::io("writing the session's VNC password", e))
             })?;
@@ -129,6 +136,8 @@ impl ProcessRuntime {
             password_file.display().to_string(),
             "-UseBlacklist".into(),
             "0".into(),
+            "-auth".into(),
+            xauthority.display().to_string(),
             "-geometry".into(),
             self.config.geometry.clone(),
             "-depth".into(),
@@ -162,6 +171,7 @@ impl ProcessRuntime {
         program
             .envs(&template.env)
             .env("DISPLAY", format!(":{display}"))
+            .env("XAUTHORITY", &xauthority)
             .stdout(program_out)
             .stderr(program_err)
             .process_group(record.pgid);

@@ -87,6 +87,11 @@ pub fn xvnc_password_path(session_dir: &Path) -> PathBuf {
     session_dir.join("vncpasswd")
 }
 
+/// The X authorization file of the session's display, in its directory.
+pub fn xauthority_path(session_dir: &Path) -> PathBuf {
+    session_dir.join("Xauthority")
+}
+
 /// Writes a new file only its owner can read (mode 0600), replacing any earlier one (which is
 /// removed first, so neither its mode nor a link in its place carries over).
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
