@@ -138,6 +138,16 @@ mod tests {
     }
 
     #[test]
+    fn run_as_reaches_the_agent_configuration() {
+        let none = |_: &str| None;
+        let args = [&BASE[..], &["--server", "http://a"]].concat();
+        assert_eq!(agent_config(parse(&args), &none).expect("ok").run_as, None);
+        let args = [&args[..], &["--run-as", "nobody"]].concat();
+        let config = agent_config(parse(&args), &none).expect("configured");
+        assert_eq!(config.run_as.as_deref(), Some("nobody"));
+    }
+
+    #[test]
     fn defaults_apply_without_old_variables() {
         let none = |_: &str| None;
         let args = [&BASE[..], &["--server", "http://a", "--ha-lock-file", "/l"]].concat();
