@@ -263,3 +263,41 @@ fn validate(config: &AgentConfig) -> Result<Vec<url::Url>, AgentError> {
         .map(|s| endpoint::connect_url(s))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_as_directories_are_named_safely_per_agent() {
+        assert_eq!(
+            run_as_dir("edge-1"),
+            std::path::Path::new("/run/streamspace/agent-edge-1")
+        );
+        assert_eq!(
+            run_as_dir("../x y"),
+            std::path::Path::new("/run/streamspace/agent-.._x_y")
+        );
+    }
+
+    #[tokio::test]
+    async fn run_as_is_refused_where_it_cannot_work() {
+        let mut config = AgentConfig::new(vec!["http://x".into()], "a1", "k", "/nonexistent");
+        config.runtime = RuntimeKind::Docker;
+        config.run_as = Some("nobody".into());
+        let err = prepare(&config).await.err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("process runtime only")),
+            "{err:?}"
+        );
+        config.runtime = RuntimeKind::Process;
+        config.run_as = Some("no-such-user-xyz".into());
+        let err = prepare(&config).await.err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("no-such-user-xyz")),
+            "{err:?}"
+        );
+    }
+}
