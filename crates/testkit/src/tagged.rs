@@ -57,7 +57,9 @@ pub fn processes_with_tag(tag: &str) -> Vec<(i32, String)> {
 }
 
 /// The processes of a test: those carrying `tag`, those whose command line names a path under
-/// `dir`, and every member of a process group led by one of the latter. Pids and command lines.
+/// `dir` or the tag itself (a session of an agent whose id holds the tag, run as another user,
+/// lives outside `dir`), and every member of a process group led by one of the latter. Pids and
+/// command lines.
 pub fn processes_of(tag: &str, dir: &std::path::Path) -> Vec<(i32, String)> {
     let mut found = processes_with_tag(tag);
     let dir = dir.display().to_string();
@@ -84,11 +86,13 @@ pub fn processes_of(tag: &str, dir: &std::path::Path) -> Vec<(i32, String)> {
         .collect();
     let leaders: Vec<i32> = all
         .iter()
-        .filter(|(pid, pgid, cmdline)| pid == pgid && cmdline.contains(&dir))
+        .filter(|(pid, pgid, cmdline)| {
+            pid == pgid && (cmdline.contains(&dir) || cmdline.contains(tag))
+        })
         .map(|(pid, _, _)| *pid)
         .collect();
     for (pid, pgid, cmdline) in all {
-        let ours = cmdline.contains(&dir) || leaders.contains(&pgid);
+        let ours = cmdline.contains(&dir) || cmdline.contains(tag) || leaders.contains(&pgid);
         if ours && !found.iter().any(|(p, _)| *p == pid) {
             found.push((pid, cmdline));
         }

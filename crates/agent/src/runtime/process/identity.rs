@@ -3,7 +3,8 @@
 //! A session never inherits the agent's environment (which holds the agent key and whatever
 //! else the agent was started with). Its processes get only:
 //! - `HOME`, `USER`, `LOGNAME`, `SHELL`: of the user the session runs as, from the password
-//!   database (the agent's own user, or `--run-as`);
+//!   database (the agent's own user, or `--run-as`); `SHELL` is `/bin/sh` when the user's shell
+//!   is not one of `/etc/shells` (a service user's `nologin` would end a terminal at once);
 //! - `PATH` and `LANG`: the agent's values, else `/usr/local/bin:/usr/bin:/bin` and `C.UTF-8`;
 //! - `DISPLAY` and `XAUTHORITY`: the session's X display and the cookie that opens it (the
 //!   program only);
@@ -77,7 +78,7 @@ impl SessionUser {
             uid: user.uid,
             gid: user.gid,
             home: user.dir,
-            shell: user.shell,
+            shell: usable_shell(user.shell),
             switch,
         }
     }
@@ -139,6 +140,21 @@ impl SessionUser {
     }
 }
 
+/// `shell` if it is a login shell (listed in `/etc/shells`), else `/bin/sh`.
+fn usable_shell(shell: PathBuf) -> PathBuf {
+    let listed = std::fs::read_to_string("/etc/shells").is_ok_and(|shells| {
+        shells
+            .lines()
+            .map(str::trim)
+            .any(|line| !line.starts_with('#') && Path::new(line) == shell)
+    });
+    if listed {
+        shell
+    } else {
+        PathBuf::from("/bin/sh")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +169,12 @@ mod tests {
 
         let root = SessionUser::run_as("0").expect("uid 0 exists");
         assert_eq!((root.name.as_str(), root.switches()), ("root", true));
+        let nobody = SessionUser::run_as("nobody").expect("nobody exists");
+        assert_eq!(
+            nobody.shell,
+            Path::new("/bin/sh"),
+            "nologin is no shell for a terminal"
+        );
         let err = SessionUser::run_as("no-such-user-xyz").expect_err("unknown user");
         assert!(err.to_string().contains("no-such-user-xyz"), "{err}");
     }
