@@ -2,7 +2,9 @@
 //! directory of `streamspace up`, and each session's own directory.
 //!
 //! A directory that already exists with a looser mode is tightened, and the log says so: an
-//! operator who made it group- or world-readable on purpose learns why it changed.
+//! operator who made it group- or world-readable on purpose learns why it changed. One that is
+//! not ours to change (a volume a container platform mounted, owned by root) is used as it is,
+//! with a warning.
 
 use std::fs::DirBuilder;
 use std::io;
@@ -31,7 +33,19 @@ pub fn ensure_mode(path: &Path, mode: u32) -> io::Result<()> {
     }
     let old = meta.permissions().mode() & 0o7777;
     if old & !mode != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            if e.kind() != io::ErrorKind::PermissionDenied {
+                return Err(e);
+            }
+            // Not ours to change (a volume a container platform mounted for us, say): usable,
+            // but say that it is open.
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{old:04o}"),
+                "a directory that should be private is open to others and not ours to tighten"
+            );
+            return Ok(());
+        }
         tracing::warn!(
             path = %path.display(),
             old_mode = format!("{old:04o}"),
