@@ -10,7 +10,7 @@
 //!
 //! When the session's VNC server asks for a password (the process runtime's), the agent
 //! authenticates to it first with the session's password and then greets the viewer as a
-//! server without authentication ([`handshake`]); the viewer never learns the password.
+//! server without authentication (module `handshake`); the viewer never learns the password.
 
 mod handshake;
 
