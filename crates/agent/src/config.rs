@@ -61,8 +61,11 @@ pub struct AgentConfig {
     /// The agent key, sent as `Authorization: Bearer <key>`. Never logged.
     pub key: String,
     pub runtime: RuntimeKind,
-    /// Where the agent keeps session state and its recent-command log.
+    /// Where the agent keeps session state and its recent-command log (made 0700).
     pub state_dir: PathBuf,
+    /// The user (name or uid) the `process` runtime starts sessions as; the agent must run as
+    /// root. `None`: sessions run as the agent's own user.
+    pub run_as: Option<String>,
     /// Most sessions this agent runs at once.
     pub max_sessions: u32,
     pub labels: BTreeMap<String, String>,
@@ -110,6 +113,7 @@ impl AgentConfig {
             key: key.into(),
             runtime: RuntimeKind::Process,
             state_dir: state_dir.into(),
+            run_as: None,
             max_sessions: 10,
             labels: BTreeMap::new(),
             max_concurrent_commands: 8,
@@ -136,6 +140,7 @@ impl fmt::Debug for AgentConfig {
             .field("key", &"<redacted>")
             .field("runtime", &self.runtime)
             .field("state_dir", &self.state_dir)
+            .field("run_as", &self.run_as)
             .field("max_sessions", &self.max_sessions)
             .field("labels", &self.labels)
             .field("max_concurrent_commands", &self.max_concurrent_commands)

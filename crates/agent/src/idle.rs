@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::runtime::{Runtime, RuntimeError, SessionInfo};
+use crate::runtime::{Runtime, RuntimeError, SessionInfo, VncTarget};
 
 /// How often [`sweep`] looks for idle sessions.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -366,6 +366,10 @@ impl Runtime for IdleRuntime {
 
     async fn status(&self, session_id: Uuid) -> Result<Option<SessionInfo>, RuntimeError> {
         self.inner.status(session_id).await
+    }
+
+    async fn vnc_target(&self, session_id: Uuid) -> Result<Option<VncTarget>, RuntimeError> {
+        self.inner.vnc_target(session_id).await
     }
 
     async fn list(&self) -> Result<Vec<SessionInfo>, RuntimeError> {

@@ -25,6 +25,7 @@ mod error;
 pub mod executor;
 pub mod idle;
 pub mod leadership;
+pub mod private_dir;
 pub mod runtime;
 mod supervisor;
 pub mod tunnel;
@@ -68,9 +69,18 @@ async fn prepare(
     match config.runtime {
         RuntimeKind::Process => {
             let sessions = config.state_dir.join("sessions");
-            let runtime = ProcessRuntime::new(ProcessRuntimeConfig::new(sessions));
+            let mut process = ProcessRuntimeConfig::new(sessions);
+            if let Some(user) = &config.run_as {
+                check_run_as(user)?;
+                process.run_as = Some(user.clone());
+                process.run_dir = run_as_dir(&config.agent_id);
+            }
+            let runtime = ProcessRuntime::new(process);
             Ok((Arc::new(runtime), flock()))
         }
+        _ if config.run_as.is_some() => Err(AgentError::InvalidConfig(
+            "--run-as applies to the process runtime only".to_owned(),
+        )),
         RuntimeKind::Docker => {
             let mut docker = runtime::DockerRuntimeConfig::new(config.agent_id.clone());
             docker.host = config.docker_host.clone();
@@ -109,6 +119,27 @@ async fn prepare(
         }
     }
 }
+
+/// Whether sessions can be started as `user`: the user exists and the agent may switch to it.
+fn check_run_as(user: &str) -> Result<(), AgentError> {
+    runtime::process::check_run_as(user).map_err(|e| AgentError::InvalidConfig(e.to_string()))
+}
+
+/// Where sessions run as another user get their directories: under `/run` (root's, on a
+/// memory file system), since the agent's state directory is closed to that user.
+fn run_as_dir(agent_id: &str) -> std::path::PathBuf {
+    let name: String = agent_id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c,
+            _ => '_',
+        })
+        .collect();
+    std::path::Path::new(RUN_AS_ROOT).join(format!("agent-{name}"))
+}
+
+/// The parent of the session directories of agents with `--run-as`.
+pub const RUN_AS_ROOT: &str = "/run/streamspace";
 
 /// Runs the agent whenever this process leads: acquire leadership, run until the term is lost
 /// (then stand by and acquire again) or `shutdown` (then step down so a standby takes over at
@@ -158,7 +189,7 @@ pub async fn run_with_runtime(
     let urls = validate(&config)?;
     // Only one TLS backend is compiled in; installing it can only fail if one already is.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&config.state_dir).map_err(|source| AgentError::StateDir {
+    private_dir::ensure(&config.state_dir).map_err(|source| AgentError::StateDir {
         path: config.state_dir.clone(),
         source,
     })?;
@@ -233,4 +264,42 @@ fn validate(config: &AgentConfig) -> Result<Vec<url::Url>, AgentError> {
         .iter()
         .map(|s| endpoint::connect_url(s))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_as_directories_are_named_safely_per_agent() {
+        assert_eq!(
+            run_as_dir("edge-1"),
+            std::path::Path::new("/run/streamspace/agent-edge-1")
+        );
+        assert_eq!(
+            run_as_dir("../x y"),
+            std::path::Path::new("/run/streamspace/agent-.._x_y")
+        );
+    }
+
+    #[tokio::test]
+    async fn run_as_is_refused_where_it_cannot_work() {
+        let mut config = AgentConfig::new(vec!["http://x".into()], "a1", "k", "/nonexistent");
+        config.runtime = RuntimeKind::Docker;
+        config.run_as = Some("nobody".into());
+        let err = prepare(&config).await.err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("process runtime only")),
+            "{err:?}"
+        );
+        config.runtime = RuntimeKind::Process;
+        config.run_as = Some("no-such-user-xyz".into());
+        let err = prepare(&config).await.err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("no-such-user-xyz")),
+            "{err:?}"
+        );
+    }
 }

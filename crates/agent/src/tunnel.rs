@@ -7,6 +7,12 @@
 //! the control connection or other viewers. Memory per stream is one read buffer of at most
 //! [`CHUNK_BYTES`] per direction plus the socket's bounded write buffer. Streams outlive a
 //! reconnect of the control connection: they depend only on their own sockets.
+//!
+//! When the session's VNC server asks for a password (the process runtime's), the agent
+//! authenticates to it first with the session's password and then greets the viewer as a
+//! server without authentication (module `handshake`); the viewer never learns the password.
+
+mod handshake;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,7 +26,6 @@ use streamspace_proto::tunnel::{
 use streamspace_proto::wire::{AgentMessage, TunnelOpen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
@@ -35,9 +40,15 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::Chain;
+use crate::runtime::vnc::auth::VncPassword;
+use crate::runtime::vnc::{self, VncAddress, VncStream};
 use crate::runtime::{Runtime, RuntimeError};
 
 type DataSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long a viewer has to answer the agent's RFB greeting (a person may be looking at a
+/// page that is still loading its viewer).
+const VIEWER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long one write on a stream may take before the stream is dropped. Generous: the control
 /// plane closes slow viewers itself; this only frees a stream whose peer vanished.
@@ -67,6 +78,20 @@ pub enum TunnelError {
         #[source]
         source: std::io::Error,
     },
+    #[error("authenticating to the VNC server at {address}")]
+    VncAuth {
+        address: String,
+        #[source]
+        source: vnc::auth::AuthError,
+    },
+    #[error("authenticating to the VNC server at {address} timed out")]
+    VncAuthTimeout { address: String },
+    #[error("greeting the viewer")]
+    Viewer(#[source] handshake::ViewerError),
+    #[error("the viewer did not finish its RFB handshake in time")]
+    ViewerTimeout,
+    #[error("writing the viewer's first bytes to the VNC server")]
+    VncWrite(#[source] std::io::Error),
     #[error("opening the data connection")]
     Dial(#[source] WsError),
     #[error("opening the data connection timed out")]
@@ -185,9 +210,9 @@ impl Tunnels {
         open: &TunnelOpen,
         cancel: &CancellationToken,
     ) -> Result<String, TunnelError> {
-        let address = self
+        let target = self
             .runtime
-            .vnc_address(open.session_id)
+            .vnc_target(open.session_id)
             .await?
             .ok_or(TunnelError::NotRunning(open.session_id))?;
         let server = lock(&self.server).clone().ok_or(TunnelError::NoServer)?;
@@ -195,7 +220,8 @@ impl Tunnels {
             data_url: server,
             key: &self.key,
             token: &open.token,
-            vnc_address: &address,
+            vnc_address: &target.address,
+            vnc_password: target.password.as_ref(),
             connect_timeout: self.connect_timeout,
         };
         stream.carry(cancel.cancelled()).await
@@ -222,6 +248,7 @@ pub async fn carry_stream(
         key,
         token,
         vnc_address,
+        vnc_password: None,
         connect_timeout,
     };
     stream.carry(std::future::pending()).await
@@ -233,6 +260,9 @@ struct Stream<'a> {
     key: &'a str,
     token: &'a str,
     vnc_address: &'a str,
+    /// The VNC server's password, which the agent answers for the viewer; `None` if the server
+    /// asks for none (the viewer then handshakes with it directly).
+    vnc_password: Option<&'a VncPassword>,
     connect_timeout: Duration,
 }
 
@@ -240,14 +270,32 @@ impl Stream<'_> {
     /// Opens both sides and copies until one ends or `stop` completes.
     async fn carry(self, stop: impl Future<Output = ()>) -> Result<String, TunnelError> {
         let address = self.vnc_address.to_owned();
-        let vnc =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(&address)).await {
-                Ok(Ok(vnc)) => vnc,
-                Ok(Err(source)) => return Err(TunnelError::Vnc { address, source }),
-                Err(_) => return Err(TunnelError::VncTimeout { address }),
+        let target = VncAddress::parse(&address);
+        let mut vnc = match tokio::time::timeout(self.connect_timeout, target.connect()).await {
+            Ok(Ok(vnc)) => vnc,
+            Ok(Err(source)) => return Err(TunnelError::Vnc { address, source }),
+            Err(_) => return Err(TunnelError::VncTimeout { address }),
+        };
+        if let Some(password) = self.vnc_password {
+            let auth = vnc::auth::authenticate(&mut vnc, password);
+            match tokio::time::timeout(self.connect_timeout, auth).await {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => return Err(TunnelError::VncAuth { address, source }),
+                Err(_) => return Err(TunnelError::VncAuthTimeout { address }),
+            }
+        }
+        let mut data = self.dial().await?;
+        if self.vnc_password.is_some() {
+            let greeting = handshake::offer_none(&mut data);
+            let early = match tokio::time::timeout(VIEWER_HANDSHAKE_TIMEOUT, greeting).await {
+                Ok(Ok(early)) => early,
+                Ok(Err(e)) => return Err(TunnelError::Viewer(e)),
+                Err(_) => return Err(TunnelError::ViewerTimeout),
             };
-        vnc.set_nodelay(true).ok();
-        let data = self.dial().await?;
+            if !early.is_empty() {
+                vnc.write_all(&early).await.map_err(TunnelError::VncWrite)?;
+            }
+        }
         Ok(splice(data, vnc, stop).await)
     }
 
@@ -277,7 +325,7 @@ impl Stream<'_> {
 }
 
 /// Copies until one side ends; returns why.
-async fn splice(data: DataSocket, vnc: TcpStream, stop: impl Future<Output = ()>) -> String {
+async fn splice(data: DataSocket, vnc: VncStream, stop: impl Future<Output = ()>) -> String {
     let (mut data_tx, mut data_rx) = data.split();
     let (mut vnc_rx, mut vnc_tx) = vnc.into_split();
     let (code, reason) = tokio::select! {
@@ -303,7 +351,7 @@ const FIRST_READ_BYTES: usize = 64 * 1024;
 const _: () = assert!(FIRST_READ_BYTES <= CHUNK_BYTES);
 
 async fn vnc_to_data(
-    vnc: &mut OwnedReadHalf,
+    vnc: &mut vnc::ReadHalf,
     data: &mut (impl SinkExt<Message> + Unpin),
 ) -> String {
     let mut size = FIRST_READ_BYTES;
@@ -341,7 +389,7 @@ fn next_read_size(size: usize, read: usize) -> usize {
 
 async fn data_to_vnc(
     data: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
-    vnc: &mut OwnedWriteHalf,
+    vnc: &mut vnc::WriteHalf,
 ) -> String {
     loop {
         let bytes = match data.next().await {

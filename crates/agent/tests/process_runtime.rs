@@ -106,6 +106,45 @@ async fn started(rt: &ProcessRuntime, id: Uuid) -> anyhow::Result<SessionInfo> {
     Ok(info)
 }
 
+fn mode(path: &Path) -> anyhow::Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("{path:?}"))?;
+    Ok(meta.permissions().mode() & 0o7777)
+}
+
+/// The inodes of the TCP sockets listening in this network namespace.
+fn listening_tcp_inodes() -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let mut inodes = std::collections::BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)?.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // `st` 0A is LISTEN; the inode is the tenth field.
+            if fields.get(3) == Some(&"0A")
+                && let Some(inode) = fields.get(9)
+            {
+                inodes.insert((*inode).to_owned());
+            }
+        }
+    }
+    Ok(inodes)
+}
+
+/// The inodes of the sockets process `pid` holds open.
+fn socket_inodes(pid: i32) -> anyhow::Result<Vec<String>> {
+    let mut inodes = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let target = std::fs::read_link(fd?.path())?;
+        if let Some(inode) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            inodes.push(inode.to_owned());
+        }
+    }
+    Ok(inodes)
+}
+
 #[tokio::test]
 async fn a_started_session_speaks_rfb_and_stop_leaves_nothing_behind() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -121,11 +160,39 @@ async fn a_started_session_speaks_rfb_and_stop_leaves_nothing_behind() -> anyhow
     }
     assert_eq!(rt.vnc_address(id).await?, Some(info.vnc_address.clone()));
 
+    // VNC is a Unix socket only its owner may open, in a directory only its owner may enter,
+    // and Xvnc listens on no TCP port.
+    let socket = PathBuf::from(
+        info.vnc_address
+            .strip_prefix("unix:")
+            .with_context(|| format!("a Unix socket address: {}", info.vnc_address))?,
+    );
+    let session_dir = socket
+        .parent()
+        .context("the socket has a directory")?
+        .to_owned();
+    assert_eq!(
+        session_dir,
+        dir.path().join("run").join(display.to_string())
+    );
+    assert_eq!(mode(&session_dir)?, 0o700, "{session_dir:?}");
+    assert_eq!(mode(&socket)? & 0o777, 0o600, "{socket:?}");
+    let listening = listening_tcp_inodes()?;
+    let xvnc_sockets = socket_inodes(pids[0])?;
+    assert!(!xvnc_sockets.is_empty(), "Xvnc holds sockets");
+    for inode in &xvnc_sockets {
+        assert!(
+            !listening.contains(inode),
+            "Xvnc listens on a TCP port (socket inode {inode})"
+        );
+    }
+
     rt.stop(id).await?;
     for pid in &pids {
         assert_eq!(proc_state(*pid), None, "pid {pid} is gone after stop");
     }
     assert_display_released(display, pids[0]);
+    assert!(!session_dir.exists(), "the session directory is removed");
     assert!(
         !dir.path().join(format!("{id}.json")).exists(),
         "state file removed"
@@ -525,5 +592,294 @@ async fn recovery_ends_a_start_cut_short_and_the_session_then_runs_once() -> any
     }
     rt.stop(id).await?;
     assert!(xvnc_on_display(now).is_empty());
+    Ok(())
+}
+
+/// Connects to the session's VNC socket and speaks RFB 3.8 up to the list of security types.
+async fn security_types(socket: &Path) -> anyhow::Result<(tokio::net::UnixStream, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(socket).await?;
+    let mut banner = [0u8; 12];
+    s.read_exact(&mut banner).await?;
+    ensure!(&banner == b"RFB 003.008\n", "{banner:?}");
+    s.write_all(b"RFB 003.008\n").await?;
+    let n = s.read_u8().await?;
+    let mut types = vec![0u8; usize::from(n)];
+    s.read_exact(&mut types).await?;
+    Ok((s, types))
+}
+
+/// The security result after the client's last word: `None` if the server just hung up.
+async fn security_result(s: &mut tokio::net::UnixStream) -> Option<u32> {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(WAIT, s.read_u32()).await.ok()?.ok()
+}
+
+#[tokio::test]
+async fn only_the_agent_knows_the_password_a_session_s_vnc_server_asks_for() -> anyhow::Result<()> {
+    use streamspace_agent::runtime::vnc::auth::{AuthError, VncPassword, authenticate};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir()?;
+    let rt = runtime(dir.path());
+    let id = Uuid::now_v7();
+    let info = started(&rt, id).await?;
+    let socket = PathBuf::from(
+        info.vnc_address
+            .strip_prefix("unix:")
+            .context("a Unix socket")?,
+    );
+
+    // A client that asks for no authentication is refused: VNC authentication is all there is.
+    let (mut raw, types) = security_types(&socket).await?;
+    assert_eq!(types, [2], "only VNC authentication is offered");
+    raw.write_all(&[1]).await?;
+    let result = security_result(&mut raw).await;
+    assert!(result.is_none_or(|r| r != 0), "None refused: {result:?}");
+
+    // A client that guesses the password is refused, and its failure locks nobody out.
+    for _ in 0..6 {
+        let mut guess = tokio::net::UnixStream::connect(&socket).await?;
+        let Err(AuthError::Failed(_)) = authenticate(&mut guess, &VncPassword::random()).await
+        else {
+            bail!("a random password was not refused");
+        };
+    }
+
+    // The agent's password opens the session: after `ClientInit`, the desktop's `ServerInit`.
+    let target = rt.vnc_target(id).await?.context("a live session")?;
+    assert_eq!(target.address, info.vnc_address);
+    let password = target.password.context("the session has a password")?;
+    let mut vnc = tokio::net::UnixStream::connect(&socket).await?;
+    authenticate(&mut vnc, &password).await?;
+    vnc.write_all(&[1]).await?;
+    let (width, height) = (vnc.read_u16().await?, vnc.read_u16().await?);
+    assert_eq!((width, height), (1280, 800), "the session's framebuffer");
+
+    // The agent's copy is private to it; Xvnc's copy lives in the private session directory.
+    let copy = dir.path().join(format!("{id}.vncpasswd"));
+    assert_eq!(mode(&copy)?, 0o600, "{copy:?}");
+    assert_eq!(
+        VncPassword::from_vncpasswd(&std::fs::read(&copy)?),
+        Some(password)
+    );
+    rt.stop(id).await?;
+    assert!(!copy.exists(), "the password goes with the session");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_session_starts_with_a_clean_environment() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime(dir.path());
+    let id = Uuid::now_v7();
+    let out = dir.path().join("env.txt");
+    let create = streamspace_proto::api::CreateTemplate {
+        name: "env".into(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            r#"env > "$1.tmp" && mv "$1.tmp" "$1" && exec sleep 600"#.into(),
+            "sh".into(),
+            out.display().to_string(),
+        ],
+        env: [("GREETING".to_string(), "hello".to_string())].into(),
+        ..Default::default()
+    };
+    rt.start(id, &Template::new(create, chrono::Utc::now()))
+        .await?;
+    let text = wait_until("the session to write its environment", WAIT, || async {
+        std::fs::read_to_string(&out).ok()
+    })
+    .await?;
+    let vars: std::collections::BTreeMap<&str, &str> =
+        text.lines().filter_map(|l| l.split_once('=')).collect();
+    let names: Vec<&str> = vars.keys().copied().collect();
+    // The documented set, the template's own, and PWD (which the starting shell sets): none of
+    // this test process's variables (CARGO_*, NEXTEST_*, RUST_*…).
+    assert_eq!(
+        names,
+        [
+            "DISPLAY",
+            "GREETING",
+            "HOME",
+            "LANG",
+            "LOGNAME",
+            "PATH",
+            "PWD",
+            "SHELL",
+            "USER",
+            "XAUTHORITY"
+        ],
+        "{text}"
+    );
+    assert_eq!(vars["GREETING"], "hello");
+    let display = recorded_display(dir.path(), id)?;
+    assert_eq!(vars["DISPLAY"], format!(":{display}"));
+    assert_eq!(vars["USER"], "root", "the tests run as root");
+    rt.stop(id).await?;
+    Ok(())
+}
+
+/// `Uid:` and `Groups:` of `/proc/PID/status`.
+fn ids(pid: i32) -> anyhow::Result<(String, String)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .with_context(|| format!("{name} in the status of {pid}"))
+    };
+    Ok((field("Uid:")?, field("Groups:")?))
+}
+
+#[tokio::test]
+async fn a_session_run_as_another_user_reaches_neither_the_agent_nor_other_sessions()
+-> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    use streamspace_agent::runtime::vnc::auth::authenticate;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ensure!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test switches users, so it runs as root (as the tests do here)"
+    );
+    let tmp = tempfile::tempdir()?;
+    // The session's user must be able to pass through to its own directory.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711))?;
+
+    // Another session, run as the agent's user (root here).
+    let other_state = tmp.path().join("other");
+    let other = runtime(&other_state);
+    let other_id = Uuid::now_v7();
+    let other_info = started(&other, other_id).await?;
+    let other_socket = PathBuf::from(
+        other_info
+            .vnc_address
+            .strip_prefix("unix:")
+            .context("a socket")?,
+    );
+    let other_dir = other_socket.parent().context("a directory")?.to_owned();
+
+    let state = tmp.path().join("state");
+    let mut config = ProcessRuntimeConfig::new(state.clone());
+    config.run_dir = tmp.path().join("run");
+    config.run_as = Some("nobody".into());
+    let rt = ProcessRuntime::new(config);
+    let id = Uuid::now_v7();
+    let agent_environ = format!("/proc/{}/environ", std::process::id());
+    let probes = [
+        state.join(format!("{id}.json")),
+        state.join(format!("{id}.vncpasswd")),
+        PathBuf::from(&agent_environ),
+        other_state.join(format!("{other_id}.vncpasswd")),
+        other_dir.clone(),
+        other_dir.join("vncpasswd"),
+        other_socket.clone(),
+    ];
+    let script = r#"for f in "$@"; do
+        if [ -d "$f" ]; then ls "$f" >/dev/null 2>&1 && echo "open $f" || echo "closed $f"
+        else cat "$f" >/dev/null 2>&1 && echo "open $f" || echo "closed $f"; fi
+    done; echo "probe done"; exec sleep 600"#;
+    let mut command = vec!["sh", "-c", script, "probe"];
+    let probe_args: Vec<String> = probes.iter().map(|p| p.display().to_string()).collect();
+    command.extend(probe_args.iter().map(String::as_str));
+    let info = rt.start(id, &template(&command)).await?;
+    ensure!(info.state == SessionState::Running, "{info:?}");
+
+    let log = state.join(format!("{id}.log"));
+    let text = wait_until("the session's probes", WAIT, || async {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("probe done"))
+    })
+    .await?;
+    for probe in &probe_args {
+        assert!(
+            text.contains(&format!("closed {probe}\n")),
+            "the session reaches {probe}:\n{text}"
+        );
+    }
+
+    // Xvnc and the program run as nobody, with no supplementary group (root's are dropped).
+    for pid in recorded_pids(&state, id)? {
+        let (uid, groups) = ids(pid)?;
+        assert_eq!(uid, "65534 65534 65534 65534", "pid {pid}");
+        assert_eq!(groups, "", "pid {pid}");
+    }
+    // Its directory is the user's, closed to others; the agent's state stays the agent's.
+    let socket = PathBuf::from(info.vnc_address.strip_prefix("unix:").context("a socket")?);
+    let dir = socket.parent().context("a directory")?;
+    assert_eq!(mode(dir)?, 0o700);
+    assert_eq!(
+        mode(&tmp.path().join("run"))?,
+        0o711,
+        "passable, not listable"
+    );
+    assert_eq!(mode(&state)?, 0o700);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(dir)?.uid(), 65534);
+    assert_eq!(std::fs::metadata(&state)?.uid(), 0);
+
+    // And the agent still opens it for viewers.
+    let target = rt.vnc_target(id).await?.context("a live session")?;
+    let mut vnc = tokio::net::UnixStream::connect(&socket).await?;
+    authenticate(&mut vnc, &target.password.context("a password")?).await?;
+    vnc.write_all(&[1]).await?;
+    assert_eq!((vnc.read_u16().await?, vnc.read_u16().await?), (1280, 800));
+
+    rt.stop(id).await?;
+    other.stop(other_id).await?;
+    assert!(!dir.exists(), "the session directory is removed");
+    Ok(())
+}
+
+/// Opens an X11 connection to `display` presenting `cookie` (or nothing) and returns whether
+/// the server accepted it (X11 connection setup, little-endian).
+async fn x11_accepts(display: u32, cookie: Option<&[u8]>) -> anyhow::Result<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut x = tokio::net::UnixStream::connect(format!("/tmp/.X11-unix/X{display}")).await?;
+    let (name, data): (&[u8], &[u8]) = match cookie {
+        Some(cookie) => (b"MIT-MAGIC-COOKIE-1", cookie),
+        None => (b"", b""),
+    };
+    let pad = |n: usize| vec![0u8; (4 - n % 4) % 4];
+    let mut setup = vec![b'l', 0, 11, 0, 0, 0];
+    setup.extend_from_slice(&u16::try_from(name.len())?.to_le_bytes());
+    setup.extend_from_slice(&u16::try_from(data.len())?.to_le_bytes());
+    setup.extend_from_slice(&[0, 0]);
+    setup.extend_from_slice(name);
+    setup.extend(pad(name.len()));
+    setup.extend_from_slice(data);
+    setup.extend(pad(data.len()));
+    x.write_all(&setup).await?;
+    // 0: failed, 1: success, 2: authenticate further.
+    Ok(x.read_u8().await? == 1)
+}
+
+#[tokio::test]
+async fn only_the_session_s_program_may_use_its_x_display() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime(dir.path());
+    let id = Uuid::now_v7();
+    let info = started(&rt, id).await?;
+    let display = recorded_display(dir.path(), id)?;
+    assert!(
+        !x11_accepts(display, None).await?,
+        "an X client without the session's cookie is refused"
+    );
+    assert!(
+        !x11_accepts(display, Some(&[0u8; 16])).await?,
+        "or a wrong one"
+    );
+    let socket = info.vnc_address.strip_prefix("unix:").context("a socket")?;
+    let xauthority = Path::new(socket).with_file_name("Xauthority");
+    assert_eq!(mode(&xauthority)? & 0o777, 0o600);
+    let file = std::fs::read(&xauthority)?;
+    let cookie = &file[file.len() - 16..];
+    assert!(
+        x11_accepts(display, Some(cookie)).await?,
+        "the cookie opens it"
+    );
+    rt.stop(id).await?;
     Ok(())
 }

@@ -92,7 +92,7 @@ pub enum Command {
     /// Run one control-plane replica.
     Server(Box<ServerArgs>),
     /// Run an agent (with flags), or manage agents (`list`, `show`, `delete`).
-    Agent(AgentCommand),
+    Agent(Box<AgentCommand>),
     /// Apply, revert or list database migrations.
     Migrate(MigrateArgs),
     /// Create, list and control sessions.
@@ -367,6 +367,10 @@ pub struct AgentRunArgs {
     /// Most sessions this agent runs at once.
     #[arg(long, env = "STREAMSPACE_MAX_SESSIONS", default_value_t = 10)]
     pub max_sessions: u32,
+    /// Start sessions (Xvnc and the program) as this user, a name or uid (`--runtime process`;
+    /// the agent must run as root) [default: the agent's own user].
+    #[arg(long, env = "STREAMSPACE_RUN_AS")]
+    pub run_as: Option<String>,
     /// A label KEY=VALUE to report (repeatable; comma-separated in the variable).
     #[arg(long = "label", env = "STREAMSPACE_LABELS", value_delimiter = ',', value_parser = parse_label)]
     pub labels: Vec<(String, String)>,

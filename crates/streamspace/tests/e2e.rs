@@ -635,3 +635,78 @@ async fn up_offers_a_desktop_template_for_the_window_manager_it_finds() -> anyho
     .await?;
     Ok(())
 }
+
+/// An agent started with secrets in its environment (its key, and a variable of our own) runs a
+/// session whose `env` shows none of them, nor any `STREAMSPACE_*` variable.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_sees_none_of_the_agent_s_environment() -> anyhow::Result<()> {
+    let mut h = common::harness()?;
+    let db = h.sqlite_url();
+    let (server, url) = h.server(&db, &[]).await?;
+    let api = Client::new(&url, ADMIN_TOKEN)?;
+    wait_for_ready(&api).await.with_context(|| server.logs())?;
+    let key = api.create_agent_key("env-agent").await?.secret;
+    let state = h.path("agent-state").display().to_string();
+    let args = [
+        "agent",
+        "--server",
+        &url,
+        "--agent-id",
+        "env-agent",
+        "--runtime",
+        "process",
+        "--state-dir",
+        &state,
+    ];
+    let env = [
+        ("STREAMSPACE_AGENT_KEY", key.as_str()),
+        ("STREAMSPACE_CANARY", "agent-only"),
+    ];
+    let agent = h.spawn("agent-env-agent", &args, &env)?;
+    let logs = || format!("{}\n{}", server.logs(), agent.logs());
+    wait_for_agent_online(&api, "env-agent")
+        .await
+        .with_context(logs)?;
+    let out = h.path("session-env.txt");
+    api.create_template(&streamspace_proto::api::CreateTemplate {
+        name: "env".into(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            r#"env > "$1.tmp" && mv "$1.tmp" "$1" && exec sleep 600"#.into(),
+            "sh".into(),
+            out.display().to_string(),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let session = api.create_session("env").await?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Running,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(logs)?;
+    let text = wait_until(
+        "the session to write its environment",
+        START_TIMEOUT,
+        || {
+            let text = std::fs::read_to_string(&out).ok();
+            async move { text }
+        },
+    )
+    .await
+    .with_context(logs)?;
+    assert!(text.contains("DISPLAY=:"), "{text}");
+    let leaked: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("STREAMSPACE_") || l.contains(&key) || l.starts_with("RUST_LOG"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the agent's variables leaked: {leaked:?}"
+    );
+    api.stop_session(session.id).await?;
+    Ok(())
+}

@@ -415,3 +415,67 @@ async fn a_stalled_viewer_is_closed_without_slowing_another_viewer() -> anyhow::
     agent.await??;
     Ok(())
 }
+
+/// `--run-as nobody`: the agent (root, as the tests run) starts Xvnc and the program as nobody,
+/// and viewers still reach the desktop through the tunnel, which answers the session's VNC
+/// password for them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_run_as_another_user_streams_through_the_tunnel() -> anyhow::Result<()> {
+    let mut h = common::harness()?;
+    let (server, url, api) = server(&mut h, &[]).await?;
+    // The id holds the harness's tag: the sessions' directories are under /run, outside the
+    // harness's own, and the harness finds their processes by the tag in Xvnc's command line.
+    let agent_id = format!("runas-{}", h.tag);
+    let key = api.create_agent_key(&agent_id).await?;
+    let state_dir = h.path("agent-state");
+    let agent = h.agent_with(
+        &url,
+        &agent_id,
+        &key.secret,
+        &state_dir,
+        &["--run-as", "nobody"],
+    )?;
+    let logs = || format!("{}\n{}", server.logs(), agent.logs());
+    wait_for_agent_online(&api, &agent_id)
+        .await
+        .with_context(logs)?;
+    let session = api.create_session("xterm").await?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Running,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(logs)?;
+    let xvnc = h.xvnc_processes();
+    anyhow::ensure!(xvnc.len() == 1, "one Xvnc: {xvnc:?}\n{}", logs());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", xvnc[0].0))?;
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
+    assert_eq!(
+        uid.split_whitespace().nth(1),
+        Some("65534"),
+        "Xvnc runs as nobody: {uid}"
+    );
+
+    let info = api.connect_session(session.id).await?;
+    let (ws, _) = viewer::open(&info.url, None).await.with_context(logs)?;
+    let (w, h_px) = Rfb::new(ws)
+        .handshake_to_first_update()
+        .await
+        .with_context(logs)?;
+    assert_eq!((w, h_px), (1280, 800));
+    let xterm = streamspace_testkit::tagged::programs_of(&h.tag, h.dir.path(), "xterm");
+    assert_eq!(xterm.len(), 1, "the terminal still runs: {xterm:?}");
+
+    api.stop_session(session.id).await?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Terminated,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(logs)?;
+    let run_dir = format!("/run/streamspace/agent-{agent_id}");
+    let _ = std::fs::remove_dir(&run_dir);
+    Ok(())
+}

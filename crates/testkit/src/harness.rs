@@ -4,8 +4,8 @@
 //! A [`Harness`] is one test's (or one benchmark run's) private world: a temporary directory for
 //! output and data, the `streamspace` binary to run (the tests pass Cargo's
 //! `CARGO_BIN_EXE_streamspace`, the benchmark a release build), and a unique process tag
-//! ([`crate::tagged`]). Dropping it SIGKILLs every process carrying the tag, grandchildren such
-//! as Xvnc included, so a failed test leaves nothing behind. Each started process is a [`Proc`]
+//! ([`crate::tagged`]). Dropping it SIGKILLs every process carrying the tag, and every session
+//! started under its directory, so a failed test leaves nothing behind. Each started process is a [`Proc`]
 //! with its output captured in files, killed when dropped.
 
 use std::path::{Path, PathBuf};
@@ -288,15 +288,16 @@ impl Harness {
         self.spawn(&format!("agent-{agent_id}"), &args, &[])
     }
 
-    /// Xvnc processes started by this test.
+    /// Xvnc processes started by this test (sessions' included: their sockets are under this
+    /// harness's directory).
     pub fn xvnc_processes(&self) -> Vec<(i32, String)> {
-        tagged::tagged_programs(&self.tag, "Xvnc")
+        tagged::programs_of(&self.tag, self.dir.path(), "Xvnc")
     }
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        tagged::kill_tagged(&self.tag);
+        tagged::kill_processes_of(&self.tag, self.dir.path());
     }
 }
 

@@ -2,7 +2,10 @@
 //! their parent (sessions deliberately survive an agent's death).
 //!
 //! A test sets a unique `STREAMSPACE_TEST_TAG` in the environment of the processes it spawns;
-//! everything they start inherits it, so the test can find them all in `/proc` afterwards.
+//! what they start with their environment inherits it, so the test can find them all in `/proc`
+//! afterwards. Sessions do not inherit it (an agent gives them a clean environment), so they are
+//! found by their directory instead: a session's Xvnc names its socket, under the test's own
+//! directory, on its command line, and the session's other processes share Xvnc's process group.
 
 use std::fs;
 
@@ -53,9 +56,63 @@ pub fn processes_with_tag(tag: &str) -> Vec<(i32, String)> {
     found
 }
 
+/// The processes of a test: those carrying `tag`, those whose command line names a path under
+/// `dir` or the tag itself (a session of an agent whose id holds the tag, run as another user,
+/// lives outside `dir`), and every member of a process group led by one of the latter. Pids and
+/// command lines.
+pub fn processes_of(tag: &str, dir: &std::path::Path) -> Vec<(i32, String)> {
+    let mut found = processes_with_tag(tag);
+    let dir = dir.display().to_string();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    // (pid, process group, command line) of every live process.
+    let all: Vec<(i32, i32, String)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let mut fields = rest.split_whitespace();
+            let state = fields.next()?;
+            let pgid = fields.nth(1)?.parse::<i32>().ok()?;
+            let cmdline = fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .trim()
+                .to_owned();
+            (state != "Z").then_some((pid, pgid, cmdline))
+        })
+        .collect();
+    let leaders: Vec<i32> = all
+        .iter()
+        .filter(|(pid, pgid, cmdline)| {
+            pid == pgid && (cmdline.contains(&dir) || cmdline.contains(tag))
+        })
+        .map(|(pid, _, _)| *pid)
+        .collect();
+    for (pid, pgid, cmdline) in all {
+        let ours = cmdline.contains(&dir) || cmdline.contains(tag) || leaders.contains(&pgid);
+        if ours && !found.iter().any(|(p, _)| *p == pid) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+/// Command lines of a test's processes ([`processes_of`]) whose program name is `program`
+/// (e.g. `Xvnc`).
+pub fn programs_of(tag: &str, dir: &std::path::Path, program: &str) -> Vec<(i32, String)> {
+    only_program(processes_of(tag, dir), program)
+}
+
 /// Command lines of tagged processes whose program name is `program` (e.g. `Xvnc`).
 pub fn tagged_programs(tag: &str, program: &str) -> Vec<(i32, String)> {
-    processes_with_tag(tag)
+    only_program(processes_with_tag(tag), program)
+}
+
+fn only_program(processes: Vec<(i32, String)>, program: &str) -> Vec<(i32, String)> {
+    processes
         .into_iter()
         .filter(|(_, cmd)| {
             cmd.split_whitespace()
@@ -66,9 +123,18 @@ pub fn tagged_programs(tag: &str, program: &str) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// SIGKILLs every process of a test ([`processes_of`]).
+pub fn kill_processes_of(tag: &str, dir: &std::path::Path) {
+    kill(processes_of(tag, dir));
+}
+
 /// SIGKILLs every process carrying `tag`.
 pub fn kill_tagged(tag: &str) {
-    for (pid, _) in processes_with_tag(tag) {
+    kill(processes_with_tag(tag));
+}
+
+fn kill(processes: Vec<(i32, String)>) {
+    for (pid, _) in processes {
         let _ = std::process::Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status();

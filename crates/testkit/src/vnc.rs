@@ -3,15 +3,20 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpStream, UnixStream};
 
-/// Connects to `addr` and returns the 12-byte RFB banner (e.g. `RFB 003.008\n`).
+/// Connects to `addr` — `host:port`, or `unix:/path` for a Unix socket, as agents write a
+/// session's VNC address — and returns the 12-byte RFB banner (e.g. `RFB 003.008\n`).
 pub async fn read_rfb_banner(addr: &str) -> anyhow::Result<String> {
     let read = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to VNC server at {addr}"))?;
+        let connected: std::io::Result<Box<dyn AsyncRead + Unpin>> =
+            match addr.strip_prefix("unix:") {
+                Some(path) => UnixStream::connect(path).await.map(|s| Box::new(s) as _),
+                None => TcpStream::connect(addr).await.map(|s| Box::new(s) as _),
+            };
+        let mut stream =
+            connected.with_context(|| format!("connecting to VNC server at {addr}"))?;
         let mut banner = [0u8; 12];
         stream
             .read_exact(&mut banner)

@@ -54,6 +54,16 @@ impl SessionInfo {
     }
 }
 
+/// How the agent's tunnel reaches a session's VNC server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VncTarget {
+    /// The server's address ([`vnc`] says how it is written).
+    pub address: String,
+    /// The password the server asks for, which the tunnel answers for the viewer; `None` if it
+    /// asks for none (containers, whose VNC port only the agent's host reaches).
+    pub password: Option<vnc::auth::VncPassword>,
+}
+
 /// Why a runtime action did not happen. The control plane shows the user the whole chain
 /// ([`crate::Chain`]): this message, then its source's.
 #[derive(Debug, thiserror::Error)]
@@ -164,5 +174,19 @@ pub trait Runtime: Send + Sync + 'static {
             .await?
             .filter(SessionInfo::is_live)
             .map(|s| s.vnc_address))
+    }
+
+    /// How the tunnel reaches the session's VNC server, if the session is held and alive: its
+    /// address and, where the server asks for one, its password. By default the address of
+    /// [`Runtime::vnc_address`] and no password; a runtime whose servers ask for one says so
+    /// (and a wrapper forwards it).
+    async fn vnc_target(&self, session_id: Uuid) -> Result<Option<VncTarget>, RuntimeError> {
+        Ok(self
+            .vnc_address(session_id)
+            .await?
+            .map(|address| VncTarget {
+                address,
+                password: None,
+            }))
     }
 }

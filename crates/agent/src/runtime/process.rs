@@ -1,6 +1,11 @@
-//! The `process` runtime: each session is an Xvnc server on its own display and loopback port,
-//! plus the template's program drawing on that display. No container engine needed — this is
-//! what `streamspace up` runs.
+//! The `process` runtime: each session is an Xvnc server on its own display, plus the template's
+//! program drawing on that display. No container engine needed — this is what `streamspace up`
+//! runs.
+//!
+//! Xvnc listens on no TCP port: its VNC server is a Unix socket (mode 0600) in the session's own
+//! directory (`<run_dir>/<display>/`, mode 0700), which only the agent connects to, and it asks
+//! for a random password of the session's own (VNC authentication) that only the agent knows:
+//! the agent's tunnel answers it for every viewer.
 //!
 //! All of a session's processes share one process group (Xvnc's), so stop, hibernate
 //! (`SIGSTOP`) and wake (`SIGCONT`) signal the whole session at once. Sessions outlive the
@@ -14,6 +19,7 @@
 //! agent starts is ended and removed, so the redelivered start runs the session once.
 
 mod group;
+mod identity;
 mod launch;
 mod procfs;
 mod state;
@@ -30,8 +36,9 @@ use streamspace_proto::SessionState;
 use streamspace_proto::api::Template;
 use uuid::Uuid;
 
-use super::{Runtime, RuntimeError, SessionInfo, vnc};
+use super::{Runtime, RuntimeError, SessionInfo, VncTarget, vnc};
 use group::{poll_until, signal_group, terminate};
+use identity::SessionUser;
 use state::{Intent, Role, SessionRecord, StateDir};
 
 /// How many display/port pairs a start tries before giving up (each try that loses a race for
@@ -44,6 +51,13 @@ const POLL: Duration = Duration::from_millis(25);
 pub struct ProcessRuntimeConfig {
     /// Directory of the per-session state and log files.
     pub state_dir: PathBuf,
+    /// Where each session gets its own directory (its VNC socket); default `<state_dir>/run`.
+    /// With `run_as`, the sessions' user must be able to reach it (every directory above it
+    /// searchable): the runtime makes it 0711 (passable, not listable) instead of 0700.
+    pub run_dir: PathBuf,
+    /// The user (name or uid) sessions run as, Xvnc and program alike, when the agent runs as
+    /// root; `None`: the agent's own user.
+    pub run_as: Option<String>,
     /// The Xvnc program (a name looked up on `PATH`, or a path).
     pub xvnc: String,
     /// The lowest X display number to use.
@@ -58,6 +72,8 @@ pub struct ProcessRuntimeConfig {
 impl ProcessRuntimeConfig {
     pub fn new(state_dir: PathBuf) -> Self {
         Self {
+            run_dir: state_dir.join("run"),
+            run_as: None,
             state_dir,
             xvnc: "Xvnc".to_owned(),
             first_display: 20,
@@ -146,6 +162,11 @@ impl ProcessRuntime {
         terminate(record, self.config.stop_timeout).await;
         if let Some(xvnc) = record.xvnc() {
             xdisplay::remove_lock_files(record.display, xvnc.pid);
+        }
+        if let Some(dir) = &record.session_dir
+            && let Err(e) = remove_dir(dir)
+        {
+            tracing::warn!(session_id = %record.session_id, error = %e, "could not remove the session's directory");
         }
         if let Err(e) = self.dir.remove(record.session_id) {
             tracing::warn!(session_id = %record.session_id, error = %e, "could not remove the session's state file");
@@ -249,10 +270,21 @@ impl Runtime for ProcessRuntime {
         self.dir
             .create()
             .map_err(|e| RuntimeError::io("creating the session state directory", e))?;
+        let user = match &self.config.run_as {
+            Some(name) => SessionUser::run_as(name)?,
+            None => SessionUser::agent(),
+        };
+        let run_dir_mode = if user.switches() { 0o711 } else { 0o700 };
+        crate::private_dir::ensure_mode(&self.config.run_dir, run_dir_mode)
+            .map_err(|e| RuntimeError::io("creating the sessions' run directory", e))?;
+        if user.switches() {
+            xdisplay::ensure_socket_dir()
+                .map_err(|e| RuntimeError::io("creating the X socket directory", e))?;
+        }
         let mut last = String::new();
         for _ in 0..LAUNCH_ATTEMPTS {
             let n = self.reserve_display()?;
-            match self.launch(session_id, n, template).await {
+            match self.launch(session_id, n, template, &user).await {
                 Ok(info) => {
                     tracing::info!(%session_id, x_display = n, address = %info.vnc_address, "session started");
                     return Ok(info);
@@ -315,6 +347,29 @@ impl Runtime for ProcessRuntime {
         Ok(self.record(session_id).map(|r| observe(&r)))
     }
 
+    async fn vnc_target(&self, session_id: Uuid) -> Result<Option<VncTarget>, RuntimeError> {
+        let Some(record) = self.record(session_id) else {
+            return Ok(None);
+        };
+        let info = observe(&record);
+        if !info.is_live() {
+            return Ok(None);
+        }
+        // Sessions recorded before VNC moved to a Unix socket have no password.
+        let password = match record.session_dir {
+            Some(_) => Some(
+                self.dir
+                    .load_password(session_id)
+                    .map_err(|e| RuntimeError::io("reading the session's VNC password", e))?,
+            ),
+            None => None,
+        };
+        Ok(Some(VncTarget {
+            address: info.vnc_address,
+            password,
+        }))
+    }
+
     async fn list(&self) -> Result<Vec<SessionInfo>, RuntimeError> {
         let records: Vec<SessionRecord> = self.inner().sessions.values().cloned().collect();
         Ok(records.iter().map(observe).collect())
@@ -358,6 +413,27 @@ impl Runtime for ProcessRuntime {
             }
         }
         Ok(report)
+    }
+}
+
+/// Whether sessions can run as `user` (a name or uid): it exists, and the agent runs as root
+/// (only root may switch users).
+pub fn check_run_as(user: &str) -> Result<(), RuntimeError> {
+    SessionUser::run_as(user)?;
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err(RuntimeError::InvalidConfig(format!(
+            "running sessions as {user:?} needs an agent running as root"
+        )));
+    }
+    Ok(())
+}
+
+/// Removes a directory and everything in it; a missing one is fine. (Symbolic links inside are
+/// removed, never followed.)
+fn remove_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

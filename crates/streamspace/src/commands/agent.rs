@@ -10,7 +10,7 @@ use crate::secrets;
 
 pub async fn run(args: AgentRunArgs) -> anyhow::Result<()> {
     let config = agent_config(args, &process_env)?;
-    std::fs::create_dir_all(&config.state_dir).with_context(|| {
+    streamspace_agent::private_dir::ensure(&config.state_dir).with_context(|| {
         format!(
             "creating the state directory {}",
             config.state_dir.display()
@@ -67,6 +67,7 @@ fn agent_config(args: AgentRunArgs, env: Lookup) -> anyhow::Result<AgentConfig> 
         .join(format!("agent-{agent_id}")),
     };
     let mut config = AgentConfig::new(servers, agent_id, key, state_dir);
+    config.run_as = args.run_as;
     config.runtime = match args.runtime {
         RuntimeArg::Process => RuntimeKind::Process,
         RuntimeArg::Docker => RuntimeKind::Docker,
@@ -140,6 +141,16 @@ mod tests {
         let ha = config.ha.expect("HA is on with a lock file");
         assert_eq!(ha.retry, Duration::from_millis(250));
         assert_eq!(config.state_dir, PathBuf::from("/s"));
+    }
+
+    #[test]
+    fn run_as_reaches_the_agent_configuration() {
+        let none = |_: &str| None;
+        let args = [&BASE[..], &["--server", "http://a"]].concat();
+        assert_eq!(agent_config(parse(&args), &none).expect("ok").run_as, None);
+        let args = [&args[..], &["--run-as", "nobody"]].concat();
+        let config = agent_config(parse(&args), &none).expect("configured");
+        assert_eq!(config.run_as.as_deref(), Some("nobody"));
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(dir) => dir,
         None => secrets::default_data_dir()?,
     };
-    std::fs::create_dir_all(&data_dir)
+    // Private to its owner: it holds the database, the admin token and the sessions' state.
+    streamspace_agent::private_dir::ensure(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let db_url = format!("sqlite://{}", data_dir.join("streamspace.db").display());
     streamspace_store::migrate::up(&db_url)

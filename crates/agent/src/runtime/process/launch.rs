@@ -15,8 +15,10 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::group::{gated, spawn_gated};
-use super::state::{Intent, Role, SessionRecord};
+use super::identity::SessionUser;
+use super::state::{self, Intent, Role, SessionRecord};
 use super::{LaunchError, POLL, ProcessRuntime, observe, procfs, vnc, xdisplay};
+use crate::runtime::vnc::auth::VncPassword;
 use crate::runtime::{RuntimeError, SessionInfo};
 use streamspace_proto::api::Template;
 
@@ -41,10 +43,11 @@ impl ProcessRuntime {
         session_id: Uuid,
         display: u32,
         template: &Template,
+        user: &SessionUser,
     ) -> Result<SessionInfo, LaunchError> {
         let mut record = None;
         let result = self
-            .bring_up(session_id, display, template, &mut record)
+            .bring_up(session_id, display, template, user, &mut record)
             .await;
         match (&result, record) {
             (Ok(_), Some(record)) => {
@@ -65,10 +68,28 @@ impl ProcessRuntime {
         session_id: Uuid,
         display: u32,
         template: &Template,
+        user: &SessionUser,
         slot: &mut Option<SessionRecord>,
     ) -> Result<SessionInfo, LaunchError> {
-        let port = vnc::free_loopback_port()
-            .map_err(|e| LaunchError::Fatal(RuntimeError::io("choosing a free port", e)))?;
+        let session_dir = self.config.run_dir.join(display.to_string());
+        let socket = state::socket_path(&session_dir);
+        // The kernel's limit on a Unix socket's path (`sun_path`, with its final NUL).
+        if socket.as_os_str().len() > 107 {
+            return Err(LaunchError::Fatal(RuntimeError::InvalidConfig(format!(
+                "the session socket path {} is longer than a Unix socket allows; use a shorter \
+                 state directory",
+                socket.display()
+            ))));
+        }
+        // What a session that died on this display left is stale: no live session of this
+        // runtime holds the display. Made (and filled) before any process of the session runs,
+        // so nothing in it can be a link the session planted; then handed to the session's
+        // user, whose Xvnc makes its socket there.
+        super::remove_dir(&session_dir)
+            .and_then(|()| crate::private_dir::ensure(&session_dir))
+            .map_err(|e| {
+                LaunchError::Fatal(RuntimeError::io("creating the session directory", e))
+            })?;
         let log_path = self.dir.log_file(session_id);
         let log = || {
             std::fs::OpenOptions::new()
@@ -79,26 +100,59 @@ impl ProcessRuntime {
         };
         // Opened before anything runs, so a failure here leaves nothing to clean up.
         let (program_out, program_err) = (log()?, log()?);
+        // A password only the agent (which answers Xvnc's challenge for every viewer) and the
+        // session's Xvnc know.
+        let password = VncPassword::random();
+        let password_file = state::xvnc_password_path(&session_dir);
+        // And an X cookie only the session's program gets: without it, any local process
+        // could use the display (read the screen, type into it) past VNC altogether.
+        let cookie: [u8; 16] = rand::random();
+        let xauthority = state::xauthority_path(&session_dir);
+        self.dir
+            .save_password(session_id, &password)
+            .and_then(|()| state::write_private(&password_file, &password.to_vncpasswd()))
+            .and_then(|()| {
+                state::write_private(&xauthority, &xdisplay::xauthority(display, &cookie))
+            })
+            .and_then(|()| user.own(&[&password_file, &xauthority, &session_dir]))
+            .map_err(|e| {
+                LaunchError::Fatal(RuntimeError::io("writing the session's VNC password", e))
+            })?;
         let args = [
             format!(":{display}"),
+            // VNC on a Unix socket only the agent's user may open, and on no TCP port.
+            "-rfbunixpath".into(),
+            socket.display().to_string(),
+            "-rfbunixmode".into(),
+            "0600".into(),
             "-rfbport".into(),
-            port.to_string(),
-            "-localhost".into(),
+            "-1".into(),
+            // Only VNC authentication, with the session's password; no blacklisting, which on
+            // a Unix socket (every client has the same empty address) would let anyone who
+            // fails five times lock the agent out.
             "-SecurityTypes".into(),
-            "None".into(),
+            "VncAuth".into(),
+            "-PasswordFile".into(),
+            password_file.display().to_string(),
+            "-UseBlacklist".into(),
+            "0".into(),
+            "-auth".into(),
+            xauthority.display().to_string(),
             "-geometry".into(),
             self.config.geometry.clone(),
             "-depth".into(),
             "24".into(),
         ];
         let mut xvnc = gated(&self.config.xvnc, args);
+        user.prepare(&mut xvnc);
         xvnc.stdout(log()?).stderr(log()?).process_group(0);
         let (xvnc, gate) = spawn_gated(&mut xvnc, Role::Xvnc).map_err(LaunchError::Fatal)?;
         self.reached(Step::XvncSpawned)?;
         let record = slot.insert(SessionRecord {
             session_id,
             display,
-            port,
+            session_dir: Some(session_dir.clone()),
+            port: None,
             pgid: xvnc.pid,
             processes: vec![xvnc],
             intent: Intent::Launching,
@@ -113,9 +167,11 @@ impl ProcessRuntime {
         self.reached(Step::XvncReady)?;
 
         let mut program = gated(&template.command[0], template.command[1..].to_vec());
+        user.prepare(&mut program);
         program
             .envs(&template.env)
             .env("DISPLAY", format!(":{display}"))
+            .env("XAUTHORITY", &xauthority)
             .stdout(program_out)
             .stderr(program_err)
             .process_group(record.pgid);
@@ -154,8 +210,8 @@ impl ProcessRuntime {
             }
             if Instant::now() >= deadline {
                 return Err(LaunchError::Fatal(RuntimeError::StartFailed(format!(
-                    "Xvnc did not answer on port {} within {:?}; its log ends with: {}",
-                    record.port,
+                    "Xvnc did not answer at {} within {:?}; its log ends with: {}",
+                    record.vnc_address(),
                     self.config.ready_timeout,
                     xdisplay::log_tail(&log, 600)
                 ))));

@@ -20,6 +20,37 @@ fn socket_file(display: u32) -> PathBuf {
     Path::new(X_TMP).join(format!(".X11-unix/X{display}"))
 }
 
+/// Makes the directory of X sockets (mode 1777, like `/tmp`) if it is missing: an X server
+/// running as an unprivileged user cannot make it in `/tmp` itself.
+pub fn ensure_socket_dir() -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = Path::new(X_TMP).join(".X11-unix");
+    match std::fs::DirBuilder::new().mode(0o1777).create(&dir) {
+        Ok(()) => std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The X authorization scheme of [`xauthority`].
+const MIT_MAGIC_COOKIE: &[u8] = b"MIT-MAGIC-COOKIE-1";
+
+/// An `Xauthority` file granting `cookie` on `display` (any host: family "wild"), in the format
+/// of libXau: per entry a 16-bit family, then address, display number, scheme name and data,
+/// each a 16-bit length and its bytes (big-endian). Xvnc's `-auth` reads it, so only clients
+/// presenting the cookie (the session's program, through `XAUTHORITY`) may use the display.
+pub fn xauthority(display: u32, cookie: &[u8; 16]) -> Vec<u8> {
+    const FAMILY_WILD: u16 = 0xffff;
+    let number = display.to_string();
+    let mut file = FAMILY_WILD.to_be_bytes().to_vec();
+    for field in [&b""[..], number.as_bytes(), MIT_MAGIC_COOKIE, cookie] {
+        let len = u16::try_from(field.len()).expect("fields are short");
+        file.extend_from_slice(&len.to_be_bytes());
+        file.extend_from_slice(field);
+    }
+    file
+}
+
 /// Whether some X server (alive or crashed) holds display `n`.
 pub fn display_taken(n: u32) -> bool {
     lock_file(n).exists() || socket_file(n).exists()
@@ -81,6 +112,16 @@ pub fn log_tail(path: &Path, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xauthority_files_are_in_libxau_format() {
+        let file = xauthority(21, &[7; 16]);
+        let mut expected = vec![0xff, 0xff, 0, 0, 0, 2, b'2', b'1', 0, 18];
+        expected.extend_from_slice(b"MIT-MAGIC-COOKIE-1");
+        expected.extend_from_slice(&[0, 16]);
+        expected.extend_from_slice(&[7; 16]);
+        assert_eq!(file, expected);
+    }
 
     #[test]
     fn finds_programs_on_path_and_by_path() {
