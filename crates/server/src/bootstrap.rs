@@ -27,13 +27,14 @@ fn default_templates() -> Vec<CreateTemplate> {
     }]
 }
 
-/// See the crate-level [`crate::bootstrap`].
+/// See the crate-level [`crate::bootstrap_saving`].
 pub(crate) async fn run(
     store: &dyn Store,
     admin_token: Option<&str>,
+    save_generated: impl FnOnce(&str) -> std::io::Result<()> + Send,
 ) -> Result<Option<String>, ServerError> {
     let hasher = KeyHasher::load(store).await?;
-    let generated = ensure_admin(store, &hasher, admin_token).await?;
+    let generated = ensure_admin(store, &hasher, admin_token, save_generated).await?;
     seed_templates(store).await?;
     Ok(generated)
 }
@@ -42,6 +43,7 @@ async fn ensure_admin(
     store: &dyn Store,
     hasher: &KeyHasher,
     admin_token: Option<&str>,
+    save_generated: impl FnOnce(&str) -> std::io::Result<()> + Send,
 ) -> Result<Option<String>, ServerError> {
     if let Some(token) = admin_token {
         if token.is_empty() || token.chars().any(char::is_whitespace) {
@@ -77,6 +79,8 @@ async fn ensure_admin(
         return Ok(None);
     }
     let token = keys::generate_secret(ADMIN_PREFIX);
+    // Saved before it is stored, so that no admin token ever exists that nobody can read.
+    save_generated(&token).map_err(ServerError::SaveAdminToken)?;
     keys::store_key(
         store,
         hasher,

@@ -26,6 +26,9 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("hashing a password failed")]
     PasswordHash,
+    /// The generated admin token could not be saved (so it was not stored either).
+    #[error("saving the generated admin token")]
+    SaveAdminToken(#[source] std::io::Error),
 }
 
 /// An HTTP error answer.

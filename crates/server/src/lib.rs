@@ -294,12 +294,24 @@ fn internal_address(config: &ServerConfig, addr: std::net::SocketAddr) -> String
 /// Ensures the HMAC secret exists, the admin token exists (from `admin_token` if given — e.g.
 /// `STREAMSPACE_ADMIN_TOKEN` — else generated when no admin key exists yet), and seeds the
 /// default templates (at least `xterm` = `["xterm"]`) into an empty templates table. Returns the
-/// newly generated admin token, if one was generated (to print once).
+/// newly generated admin token, if one was generated (for the caller to save; see
+/// [`bootstrap_saving`] to save it before it is stored).
 pub async fn bootstrap(
     store: &dyn Store,
     admin_token: Option<&str>,
 ) -> Result<Option<String>, ServerError> {
-    bootstrap::run(store, admin_token).await
+    bootstrap::run(store, admin_token, |_| Ok(())).await
+}
+
+/// [`bootstrap`], handing a generated admin token to `save` before storing it: if saving fails,
+/// nothing is stored and the error says why, so no admin token exists that nobody can read.
+/// `streamspace server` writes it to a file (mode 0600) and never to its output.
+pub async fn bootstrap_saving(
+    store: &dyn Store,
+    admin_token: Option<&str>,
+    save: impl FnOnce(&str) -> std::io::Result<()> + Send,
+) -> Result<Option<String>, ServerError> {
+    bootstrap::run(store, admin_token, save).await
 }
 
 /// Sets the password of the bootstrap `admin` user, so that it can sign in to the web UI, unless

@@ -184,8 +184,9 @@ pub struct ServerArgs {
     /// Do not apply pending migrations at start (run `streamspace migrate up` yourself).
     #[arg(long, env = "STREAMSPACE_NO_MIGRATE")]
     pub no_migrate: bool,
-    /// If set, a newly generated admin token is also written to DIR/admin-token (mode 0600),
-    /// where client commands given the same STREAMSPACE_DATA_DIR find it.
+    /// Where a generated admin token is written, as DIR/admin-token (mode 0600; it is never
+    /// printed or logged), and where client commands given the same STREAMSPACE_DATA_DIR find
+    /// it [default: the user's data directory, e.g. ~/.local/share/streamspace].
     #[arg(long, env = "STREAMSPACE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
