@@ -22,6 +22,8 @@ pub enum ServerError {
     InvalidInput(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("loading the master secret")]
+    Secret(#[from] crate::keyring::SecretError),
     #[error("serving HTTP")]
     Io(#[from] std::io::Error),
     #[error("hashing a password failed")]

@@ -41,17 +41,21 @@ pub(super) async fn create(
             json!({ "agent_id": body.agent_id }),
         )
     };
-    let created =
-        keys::create_agent_key_with(app.store.as_ref(), &app.hasher, &body.agent_id, entry)
-            .await
-            .map_err(|e| match e {
-                ServerError::InvalidInput(message) => ApiError::bad_request(message),
-                ServerError::Store(e) => ApiError::from_store(e, "creating an agent key"),
-                other => {
-                    tracing::error!(error = %other, "creating an agent key failed");
-                    ApiError::internal()
-                }
-            })?;
+    let created = keys::create_agent_key_with(
+        app.store.as_ref(),
+        &app.keys.credentials,
+        &body.agent_id,
+        entry,
+    )
+    .await
+    .map_err(|e| match e {
+        ServerError::InvalidInput(message) => ApiError::bad_request(message),
+        ServerError::Store(e) => ApiError::from_store(e, "creating an agent key"),
+        other => {
+            tracing::error!(error = %other, "creating an agent key failed");
+            ApiError::internal()
+        }
+    })?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::hub::{Hub, LocalHub};
-use crate::keys::KeyHasher;
+use crate::keyring::{Keyring, ReplicaProofs};
 
 pub(crate) use peer::{AUTH_HEADER, RemoteOpen, proof, verify};
 pub use redis::InvalidRedisUrl;
@@ -104,7 +104,7 @@ pub(crate) struct Setup {
     pub replica: Arc<ReplicaInfo>,
     pub heartbeat: Duration,
     /// Signs calls between replicas.
-    pub hasher: KeyHasher,
+    pub replica_proofs: Keyring<ReplicaProofs>,
     /// How long asking another replica to open a stream may take.
     pub open_timeout: Duration,
 }

@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use streamspace_proto::api::QuotaLimits;
-use streamspace_server::ServerConfig;
 use streamspace_server::{HttpConfig, MetricsToken, RetentionConfig};
+use streamspace_server::{SecretsConfig, ServerConfig};
 use streamspace_store::SessionSize;
 use tokio_util::sync::CancellationToken;
 
@@ -74,12 +74,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // A generated admin token goes to a file only: printed, it would sit in the pod log.
     let token_path = admin_token_path(args.data_dir.as_deref());
     let saved_to = token_path.as_ref().ok().cloned();
-    let new_token =
-        streamspace_server::bootstrap_saving(store.as_ref(), env_token.as_deref(), |token| {
-            save_admin_token(token_path, token)
-        })
-        .await
-        .context("bootstrapping the control plane")?;
+    let secrets = SecretsConfig {
+        master_secret_file: args.master_secret_file.clone(),
+        previous_master_secret_file: args.previous_master_secret_file.clone(),
+    };
+    let new_token = streamspace_server::bootstrap_saving(
+        store.as_ref(),
+        &secrets,
+        env_token.as_deref(),
+        |token| save_admin_token(token_path, token),
+    )
+    .await
+    .context("bootstrapping the control plane")?;
     if let (Some(_), Some(path)) = (new_token, saved_to) {
         println!(
             "Generated the first admin token; it is in {} (readable by this user only). \
@@ -104,6 +110,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         redis_url: args.redis_url.clone().filter(|u| !u.is_empty()),
         internal_address: args.internal_address.clone(),
         oidc,
+        secrets,
         ..server_config(replica_id, &args.tuning)
     };
     config.http.metrics_token = metrics_token(&args.tuning)?;

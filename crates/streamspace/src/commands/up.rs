@@ -113,9 +113,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 /// on the first start (written to the file before it is stored).
 async fn admin_token(store: &dyn Store, path: &Path) -> anyhow::Result<()> {
     let saved = secrets::read(path)?;
-    let generated = streamspace_server::bootstrap_saving(store, saved.as_deref(), |token| {
-        secrets::write(path, token).map_err(|e| std::io::Error::other(format!("{e:#}")))
-    })
+    let generated = streamspace_server::bootstrap_saving(
+        store,
+        &Default::default(),
+        saved.as_deref(),
+        |token| secrets::write(path, token).map_err(|e| std::io::Error::other(format!("{e:#}"))),
+    )
     .await
     .context("bootstrapping the control plane")?;
     if saved.is_none() && generated.is_none() {

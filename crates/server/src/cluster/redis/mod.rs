@@ -33,14 +33,14 @@ pub use link::InvalidRedisUrl;
 
 use super::{Cluster, Events, ReplicaStatus, ReplicasUnavailable, Setup};
 use crate::hub::{Hub, LocalHub};
-use crate::keys::KeyHasher;
+use crate::keyring::{Keyring, ReplicaProofs};
 use link::{RedisLink, Target};
 
 /// The Redis implementation of [`Cluster`].
 pub(crate) struct RedisCluster {
     link: Arc<RedisLink>,
     hub: Arc<hub::RedisHub>,
-    hasher: KeyHasher,
+    replica_proofs: Keyring<ReplicaProofs>,
     open_timeout: Duration,
 }
 
@@ -62,7 +62,7 @@ impl RedisCluster {
         Ok(Self {
             hub: Arc::new(hub::RedisHub::new(link.clone())),
             link,
-            hasher: setup.hasher.clone(),
+            replica_proofs: setup.replica_proofs.clone(),
             open_timeout: setup.open_timeout,
         })
     }
@@ -110,7 +110,14 @@ impl Cluster for RedisCluster {
     }
 
     async fn open_tunnel(&self, agent_id: &str, open: TunnelOpen) -> Result<(), String> {
-        tunnels::open_elsewhere(&self.link, &self.hasher, self.open_timeout, agent_id, open).await
+        tunnels::open_elsewhere(
+            &self.link,
+            &self.replica_proofs,
+            self.open_timeout,
+            agent_id,
+            open,
+        )
+        .await
     }
 
     async fn viewer_replica(&self, token: &str) -> Option<String> {
