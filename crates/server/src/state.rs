@@ -135,6 +135,13 @@ impl AppState {
         self.cluster.announce_revoked(why, user).await;
     }
 
+    /// After an agent key was revoked or an agent deleted: close the connections that names,
+    /// here and (announced over Redis) on whichever replica holds them.
+    pub async fn agent_revoked(&self, revoked: crate::cluster::AgentRevoked) {
+        revoked.close_in(self.hub.as_ref()).await;
+        self.cluster.announce_agent_revoked(&revoked).await;
+    }
+
     /// The one place that acts on a session leaving `running` (to `state`), whatever moved
     /// it: its viewers are closed here and on every other replica, with a reason the web UI
     /// shows.

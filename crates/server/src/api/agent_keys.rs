@@ -5,12 +5,12 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
 use streamspace_proto::api::{AgentKey, CreateAgentKey, CreatedAgentKey, Page, PageQuery};
-use streamspace_proto::wire::close_code;
 use streamspace_store::ApiKeyKind;
 use uuid::Uuid;
 
 use super::{ApiJson, ApiPath, ApiQuery, audit};
 use crate::auth::Actor;
+use crate::cluster::AgentRevoked;
 use crate::error::{ApiError, ServerError};
 use crate::keys;
 use crate::state::AppState;
@@ -88,7 +88,7 @@ pub(super) async fn list(
     Ok(Json(page))
 }
 
-/// Revokes the key and closes any connection that authenticated with it.
+/// Revokes the key and closes any connection that authenticated with it, on every replica.
 #[utoipa::path(
     delete,
     path = "/api/v1/agent-keys/{id}",
@@ -124,8 +124,6 @@ pub(super) async fn revoke(
         .revoke_api_key(id, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "revoking an agent key"))?;
-    app.hub
-        .close_key(id, close_code::POLICY, "agent key revoked")
-        .await;
+    app.agent_revoked(AgentRevoked::Key(id)).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -78,6 +78,10 @@ pub(crate) trait Cluster: Send + Sync + 'static {
     /// user's viewers. This replica does both itself.
     async fn announce_revoked(&self, why: &str, user: Option<Uuid>);
 
+    /// Tells the other replicas to close the agent connections `revoked` names (a revoked key,
+    /// a deleted agent). This replica closes its own itself.
+    async fn announce_agent_revoked(&self, revoked: &AgentRevoked);
+
     /// Tells the other replicas that `session_id` left `running`, so they close its viewers
     /// with `reason`. This replica closes its own itself.
     async fn announce_session_ended(&self, session_id: Uuid, reason: &str);
@@ -95,6 +99,35 @@ pub(crate) trait Cluster: Send + Sync + 'static {
 
     /// Keeps the link to the other replicas up until `stop`.
     async fn run(&self, stop: CancellationToken);
+}
+
+/// Agent connections that must end on whichever replica holds them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AgentRevoked {
+    /// Every connection authenticated with this agent key (revoked).
+    Key(Uuid),
+    /// The agent's connection (the agent was deleted, its keys revoked with it).
+    Agent(String),
+}
+
+impl AgentRevoked {
+    /// The close reason the agent is given (with code 1008).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Key(_) => "agent key revoked",
+            Self::Agent(_) => "agent deleted",
+        }
+    }
+
+    /// Closes what this names among the connections `hub` holds.
+    pub async fn close_in(&self, hub: &dyn Hub) {
+        let code = streamspace_proto::wire::close_code::POLICY;
+        match self {
+            Self::Key(id) => hub.close_key(*id, code, self.reason()).await,
+            Self::Agent(agent_id) => hub.close_agent(agent_id, code, self.reason()).await,
+        }
+    }
 }
 
 /// What [`start`] needs.

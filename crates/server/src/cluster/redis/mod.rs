@@ -8,7 +8,8 @@
 //! - [`routing`]: ownership records (with the epoch fencing) and wake-ups between replicas;
 //! - [`replicas`]: each replica's record, for the replica list and for calls between replicas;
 //! - [`finished`]: finished commands announced to every replica;
-//! - [`revoked`]: revoked credentials announced to every replica;
+//! - [`revoked`]: revoked credentials (and revoked agent keys, deleted agents) announced to every
+//!   replica;
 //! - [`ended`]: sessions that left `running`, announced to every replica;
 //! - [`tunnels`]: viewer streams opened through the agent's replica.
 
@@ -88,6 +89,10 @@ impl Cluster for RedisCluster {
 
     async fn announce_revoked(&self, why: &str, user: Option<uuid::Uuid>) {
         revoked::publish(&self.link, why, user).await;
+    }
+
+    async fn announce_agent_revoked(&self, revoked: &super::AgentRevoked) {
+        revoked::publish_agent(&self.link, revoked).await;
     }
 
     async fn announce_session_ended(&self, session_id: uuid::Uuid, reason: &str) {
