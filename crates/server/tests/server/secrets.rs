@@ -12,6 +12,7 @@ use streamspace_proto::api::CreateToken;
 use streamspace_server::{Keys, MASTER_SECRET_SETTING, MasterSecret, SecretsConfig, ServerConfig};
 use streamspace_store::{ApiKeyKind, AuditEntry, BOOTSTRAP_ADMIN_ID, NewApiKey, Store};
 use streamspace_testkit::{TestDatabase, wait_until};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -48,8 +49,8 @@ async fn store_credential(
     Ok(id)
 }
 
-/// A token and a browser session stored by an earlier version — hashed with the database's
-/// secret itself — still sign in, and are then stored under their purposes' keys.
+/// A token, a browser session and an agent key stored by an earlier version — hashed with the
+/// database's secret itself — still work, and are then stored under their purposes' keys.
 #[tokio::test]
 async fn credentials_hashed_with_the_old_single_secret_keep_working() -> anyhow::Result<()> {
     let s = TestServer::sqlite(fast_config()).await?;
@@ -102,6 +103,43 @@ async fn credentials_hashed_with_the_old_single_secret_keep_working() -> anyhow:
     }
     let again = Client::new(&s.base, token)?.me().await;
     assert!(again.is_ok(), "refused once re-hashed: {again:?}");
+
+    // An agent key of an earlier version still connects its agent.
+    let agent_key = "ssk_an-old-agent-key";
+    let id = Uuid::now_v7();
+    s.store
+        .create_api_key(
+            NewApiKey {
+                id,
+                kind: ApiKeyKind::Agent,
+                agent_id: Some("old-agent".into()),
+                name: String::new(),
+                prefix: agent_key.chars().take(12).collect(),
+                key_hash: legacy(agent_key),
+                ..NewApiKey::default()
+            },
+            &audit(),
+        )
+        .await?;
+    let mut request = s.ws_url.as_str().into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {agent_key}").parse()?);
+    let connected = tokio_tungstenite::connect_async(request).await;
+    assert!(
+        connected.is_ok(),
+        "an old-style agent key was refused: {:?}",
+        connected.err()
+    );
+    let found = s
+        .store
+        .find_api_key(&keys.credentials.mac(agent_key))
+        .await?;
+    assert_eq!(
+        found.map(|r| r.id),
+        Some(id),
+        "the agent key was not re-hashed"
+    );
     s.stop().await
 }
 
