@@ -2,7 +2,8 @@
 //! through a Bearer token (a personal API token or the bootstrap admin token) or a browser's
 //! session cookie. What the actor may then do is decided by [`crate::policy`], not here.
 //!
-//! - Credentials are looked up by keyed hash (see `keys`); a user who is disabled, deleted or
+//! - Credentials are looked up by keyed hash (see `keys`; browser session cookies under a key
+//!   of their own); a user who is disabled, deleted or
 //!   whose credential is revoked or expired is refused. Resolved actors are cached for
 //!   `ServerConfig::credential_cache_ttl` (1 s), so a flood of requests with one token costs one lookup a second;
 //!   a replica that disables a user or revokes a credential forgets its whole cache at once and
@@ -127,7 +128,12 @@ pub(crate) async fn authenticate(
     if from_cookie && changes_state(method) {
         check_same_origin(headers)?;
     }
-    let hash = app.hasher.hash(secret);
+    // Cached under its hash with the current key of its kind (sessions have their own).
+    let hash = if from_cookie {
+        app.keys.sessions.mac(secret)
+    } else {
+        app.keys.credentials.mac(secret)
+    };
     let cached = app.credentials.get(&hash);
     if let Some(Some(mut actor)) = cached {
         actor.client_addr = client_addr;
@@ -140,7 +146,7 @@ pub(crate) async fn authenticate(
     }
     let result = match cached {
         Some(None) => Err(invalid_credential()),
-        _ => resolve(app, &hash, from_cookie, client_addr.clone()).await,
+        _ => resolve(app, secret, &hash, from_cookie, client_addr.clone()).await,
     };
     match result {
         Ok(actor) => {
@@ -164,16 +170,19 @@ fn invalid_credential() -> ApiError {
 
 async fn resolve(
     app: &AppState,
+    secret: &str,
     hash: &str,
     from_cookie: bool,
     client_addr: Option<String>,
 ) -> Result<Actor, ApiError> {
     let invalid = invalid_credential;
-    let Some(record) = app
-        .store
-        .find_api_key(hash)
-        .await
-        .map_err(|e| ApiError::from_store(e, "looking up a credential"))?
+    let store = app.store.as_ref();
+    let found = if from_cookie {
+        crate::keys::find(store, &app.keys.sessions, secret).await
+    } else {
+        crate::keys::find(store, &app.keys.credentials, secret).await
+    };
+    let Some(record) = found.map_err(|e| ApiError::from_store(e, "looking up a credential"))?
     else {
         app.credentials.insert_unknown(hash.to_owned());
         return Err(invalid());

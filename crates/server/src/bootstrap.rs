@@ -1,4 +1,4 @@
-//! First-start setup: the HMAC secret, the admin token, the default templates, and the
+//! First-start setup: the master secret, the admin token, the default templates, and the
 //! bootstrap admin's password (set by `streamspace up` so the admin can sign in to the web UI).
 //!
 //! Safe to run on every start and on several replicas at once: each step only creates what is
@@ -13,7 +13,8 @@ use streamspace_store::{
 };
 
 use crate::error::ServerError;
-use crate::keys::{self, ADMIN_PREFIX, KeyHasher};
+use crate::keyring::{CredentialHashing, Keyring, Keys, SecretsConfig};
+use crate::keys::{self, ADMIN_PREFIX};
 use crate::signin::{check_new_password, hash_password};
 
 /// Templates seeded into an empty templates table.
@@ -27,21 +28,24 @@ fn default_templates() -> Vec<CreateTemplate> {
     }]
 }
 
-/// See the crate-level [`crate::bootstrap`].
+/// See the crate-level [`crate::bootstrap_saving`].
 pub(crate) async fn run(
     store: &dyn Store,
+    secrets: &SecretsConfig,
     admin_token: Option<&str>,
+    save_generated: impl FnOnce(&str) -> std::io::Result<()> + Send,
 ) -> Result<Option<String>, ServerError> {
-    let hasher = KeyHasher::load(store).await?;
-    let generated = ensure_admin(store, &hasher, admin_token).await?;
+    let keys = Keys::load(store, secrets).await?;
+    let generated = ensure_admin(store, &keys.credentials, admin_token, save_generated).await?;
     seed_templates(store).await?;
     Ok(generated)
 }
 
 async fn ensure_admin(
     store: &dyn Store,
-    hasher: &KeyHasher,
+    keyring: &Keyring<CredentialHashing>,
     admin_token: Option<&str>,
+    save_generated: impl FnOnce(&str) -> std::io::Result<()> + Send,
 ) -> Result<Option<String>, ServerError> {
     if let Some(token) = admin_token {
         if token.is_empty() || token.chars().any(char::is_whitespace) {
@@ -52,17 +56,17 @@ async fn ensure_admin(
         if token.len() < 16 {
             tracing::warn!("the configured admin token is shorter than 16 characters");
         }
-        if store.is_key_revoked(&hasher.hash(token)).await? {
+        if keys::is_revoked(store, keyring, token).await? {
             return Err(ServerError::InvalidConfig(
                 "the configured admin token (STREAMSPACE_ADMIN_TOKEN) was revoked; \
                  configure a new one, or none to keep using the tokens that exist"
                     .into(),
             ));
         }
-        if hasher.find(store, token).await?.is_none() {
+        if keys::find(store, keyring, token).await?.is_none() {
             keys::store_key(
                 store,
-                hasher,
+                keyring,
                 ApiKeyKind::Admin,
                 None,
                 token,
@@ -77,9 +81,11 @@ async fn ensure_admin(
         return Ok(None);
     }
     let token = keys::generate_secret(ADMIN_PREFIX);
+    // Saved before it is stored, so that no admin token ever exists that nobody can read.
+    save_generated(&token).map_err(ServerError::SaveAdminToken)?;
     keys::store_key(
         store,
-        hasher,
+        keyring,
         ApiKeyKind::Admin,
         None,
         &token,

@@ -61,6 +61,8 @@ pub struct ServerConfig {
     /// Single sign-on providers (OpenID Connect), each a button on the sign-in page. They need
     /// `tunnel.public_url`, which their redirect URIs are built from.
     pub oidc: Vec<crate::oidc::OidcProviderConfig>,
+    /// Where the master secret (and, during a rotation, the previous one) comes from.
+    pub secrets: crate::keyring::SecretsConfig,
 }
 
 /// How long history is kept, part of [`ServerConfig`]; `None` keeps it for ever.
@@ -117,6 +119,7 @@ impl Default for ServerConfig {
             http: HttpConfig::default(),
             retention: RetentionConfig::default(),
             oidc: Vec::new(),
+            secrets: crate::keyring::SecretsConfig::default(),
         }
     }
 }

@@ -22,10 +22,15 @@ pub enum ServerError {
     InvalidInput(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("loading the master secret")]
+    Secret(#[from] crate::keyring::SecretError),
     #[error("serving HTTP")]
     Io(#[from] std::io::Error),
     #[error("hashing a password failed")]
     PasswordHash,
+    /// The generated admin token could not be saved (so it was not stored either).
+    #[error("saving the generated admin token")]
+    SaveAdminToken(#[source] std::io::Error),
 }
 
 /// An HTTP error answer.

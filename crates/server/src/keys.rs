@@ -2,26 +2,22 @@
 //!
 //! A key is 256 random bits, shown to its owner once (`ssa_…` for the admin token, `ssk_…` for
 //! agent keys, `ssp_…` for personal tokens, `ssb_…` for browser sessions; base64url). The
-//! database keeps only HMAC-SHA256(server secret, key) in hex, so a leaked table does not leak
-//! keys, and checking a key is one hash plus one indexed lookup — no slow password hash per
-//! request. The server secret is created on first start
-//! (`setting_get_or_init`), shared by all replicas, and held in memory by [`KeyHasher`].
+//! database keeps only its keyed hash (HMAC-SHA256 in hex) under the key of its purpose (see
+//! [`crate::keyring`]: browser sessions have their own), so a leaked table does not leak keys,
+//! and checking a key is one hash plus one indexed lookup — no slow password hash per request.
+//! A key stored under an older key (the previous master secret's, or the single server secret
+//! of earlier versions) is found by [`find`] and re-hashed under the current key on that use.
 //! Resolved users are cached by `auth`, not here.
-
-use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use streamspace_proto::api::CreatedAgentKey;
 use streamspace_store::{ApiKeyKind, ApiKeyRecord, AuditEntry, NewApiKey, Store, StoreError};
 use uuid::Uuid;
 
 use crate::error::ServerError;
+use crate::keyring::{CredentialHashing, Keyring, Keys, Purpose};
 
-/// Name of the setting holding the server-wide HMAC secret.
-pub const HMAC_SECRET_SETTING: &str = "hmac_secret";
 /// Prefix of admin tokens.
 pub const ADMIN_PREFIX: &str = "ssa_";
 /// Prefix of agent keys.
@@ -33,51 +29,42 @@ pub const BROWSER_PREFIX: &str = "ssb_";
 /// How many leading characters of a key are kept to tell keys apart in listings.
 const SHOWN_PREFIX_CHARS: usize = 12;
 
-/// Hashes presented keys with the server secret.
-#[derive(Clone)]
-pub struct KeyHasher {
-    secret: Arc<Vec<u8>>,
+/// Looks up the credential `secret` names, if it is neither revoked nor expired: by its hash
+/// under the current key, else under an older one — then it is re-hashed under the current key.
+pub(crate) async fn find<P: Purpose>(
+    store: &dyn Store,
+    keyring: &Keyring<P>,
+    secret: &str,
+) -> Result<Option<ApiKeyRecord>, StoreError> {
+    let current = keyring.mac(secret);
+    if let Some(record) = store.find_api_key(&current).await? {
+        return Ok(Some(record));
+    }
+    for old in keyring.older_macs(secret) {
+        let Some(record) = store.find_api_key(&old).await? else {
+            continue;
+        };
+        if store.rehash_api_key(record.id, &old, &current).await? {
+            tracing::info!(key_id = %record.id, kind = record.kind.as_str(),
+                "re-hashed a credential under the current key");
+        }
+        return Ok(Some(record));
+    }
+    Ok(None)
 }
 
-impl std::fmt::Debug for KeyHasher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeyHasher { secret: <hidden> }")
-    }
-}
-
-impl KeyHasher {
-    /// Reads the server secret, creating it if this is the first start.
-    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
-        let fresh = hex::encode(rand::random::<[u8; 32]>());
-        let secret = store
-            .setting_get_or_init(HMAC_SECRET_SETTING, &fresh)
-            .await?;
-        Ok(Self::from_secret(secret.into_bytes()))
-    }
-
-    /// A hasher with a given secret.
-    pub(crate) fn from_secret(secret: Vec<u8>) -> Self {
-        Self {
-            secret: Arc::new(secret),
+/// Whether a credential with this secret was stored and revoked, under any accepted key.
+pub(crate) async fn is_revoked<P: Purpose>(
+    store: &dyn Store,
+    keyring: &Keyring<P>,
+    secret: &str,
+) -> Result<bool, StoreError> {
+    for hash in std::iter::once(keyring.mac(secret)).chain(keyring.older_macs(secret)) {
+        if store.is_key_revoked(&hash).await? {
+            return Ok(true);
         }
     }
-
-    /// The keyed hash stored for `key`, in hex.
-    pub fn hash(&self, key: &str) -> String {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC accepts keys of any length");
-        mac.update(key.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    }
-
-    /// Looks up the credential `key` names, if it is neither revoked nor expired.
-    pub async fn find(
-        &self,
-        store: &dyn Store,
-        key: &str,
-    ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        store.find_api_key(&self.hash(key)).await
-    }
+    Ok(false)
 }
 
 /// A new random secret: `prefix` + base64url of 32 random bytes.
@@ -105,7 +92,7 @@ pub fn valid_agent_id(agent_id: &str) -> bool {
 /// the credential's creation from its id (written in the same transaction).
 pub(crate) async fn store_key(
     store: &dyn Store,
-    hasher: &KeyHasher,
+    keyring: &Keyring<CredentialHashing>,
     kind: ApiKeyKind,
     agent_id: Option<String>,
     secret: &str,
@@ -126,7 +113,7 @@ pub(crate) async fn store_key(
                     String::new()
                 },
                 prefix: shown_prefix(secret),
-                key_hash: hasher.hash(secret),
+                key_hash: keyring.mac(secret),
                 expires_in_secs: None,
             },
             &audit(id),
@@ -139,7 +126,7 @@ pub(crate) async fn store_key(
 /// creation from its id (written in the same transaction).
 pub(crate) async fn create_user_credential(
     store: &dyn Store,
-    hasher: &KeyHasher,
+    keys: &Keys,
     kind: ApiKeyKind,
     user_id: Uuid,
     name: &str,
@@ -151,6 +138,10 @@ pub(crate) async fn create_user_credential(
         _ => TOKEN_PREFIX,
     };
     let secret = generate_secret(prefix);
+    let key_hash = match kind {
+        ApiKeyKind::Browser => keys.sessions.mac(&secret),
+        _ => keys.credentials.mac(&secret),
+    };
     let id = Uuid::now_v7();
     let record = store
         .create_api_key(
@@ -161,7 +152,7 @@ pub(crate) async fn create_user_credential(
                 user_id: Some(user_id),
                 name: name.to_owned(),
                 prefix: shown_prefix(&secret),
-                key_hash: hasher.hash(&secret),
+                key_hash,
                 expires_in_secs,
             },
             &audit(id),
@@ -170,11 +161,11 @@ pub(crate) async fn create_user_credential(
     Ok((record, secret))
 }
 
-/// Creates an agent key bound to `agent_id` with an already loaded hasher; `audit` makes the
+/// Creates an agent key bound to `agent_id` with already loaded keys; `audit` makes the
 /// audit entry of its creation from its id.
 pub(crate) async fn create_agent_key_with(
     store: &dyn Store,
-    hasher: &KeyHasher,
+    keyring: &Keyring<CredentialHashing>,
     agent_id: &str,
     audit: impl FnOnce(Uuid) -> AuditEntry,
 ) -> Result<CreatedAgentKey, ServerError> {
@@ -186,7 +177,7 @@ pub(crate) async fn create_agent_key_with(
     let secret = generate_secret(AGENT_PREFIX);
     let record = store_key(
         store,
-        hasher,
+        keyring,
         ApiKeyKind::Agent,
         Some(agent_id.to_owned()),
         &secret,
@@ -209,22 +200,6 @@ mod tests {
         let body = s.strip_prefix(AGENT_PREFIX).unwrap_or_default();
         assert_eq!(URL_SAFE_NO_PAD.decode(body).map(|b| b.len()).ok(), Some(32));
         assert_ne!(s, generate_secret(AGENT_PREFIX));
-    }
-
-    #[test]
-    fn hash_is_keyed_and_not_the_secret() {
-        let a = KeyHasher::from_secret(b"one".to_vec());
-        let b = KeyHasher::from_secret(b"two".to_vec());
-        let key = generate_secret(ADMIN_PREFIX);
-        assert_eq!(a.hash(&key), a.hash(&key));
-        assert_ne!(
-            a.hash(&key),
-            b.hash(&key),
-            "the server secret must key the hash"
-        );
-        assert_ne!(a.hash(&key), key);
-        assert_eq!(a.hash(&key).len(), 64);
-        assert!(!format!("{a:?}").contains("one"));
     }
 
     #[test]

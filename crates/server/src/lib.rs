@@ -16,6 +16,7 @@
 //!   JSON; `config`, `error`, `metrics`;
 //! - `auth` — who is calling (the admin token);
 //! - `oidc` — single sign-on through OpenID Connect providers (the flow, without routing);
+//! - `keyring` — the master secret and the keys derived from it, one per purpose;
 //! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup;
 //! - `web` — the web UI's built files, embedded in the binary and served by the fallback route.
 //!
@@ -52,6 +53,7 @@ mod error;
 mod extract;
 mod http;
 pub mod hub;
+mod keyring;
 mod keys;
 mod metrics;
 #[cfg(test)]
@@ -81,7 +83,12 @@ pub use config::{
     TunnelConfig,
 };
 pub use error::{ApiError, ServerError};
-pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
+pub use keyring::{
+    BrowserSessions, CredentialHashing, Keyring, Keys, MASTER_SECRET_SETTING,
+    MIN_MASTER_SECRET_BYTES, MasterSecret, OpenedSecret, Purpose, ReplicaProofs, SealBroken,
+    SecretError, SecretsConfig, TotpSealKeys, ViewerTokens,
+};
+pub use keys::{ADMIN_PREFIX, AGENT_PREFIX};
 pub use oidc::{OidcProviderConfig, OidcProvidersFile};
 
 use crate::state::AppState;
@@ -98,7 +105,17 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let hasher = KeyHasher::load(store.as_ref()).await?;
+    let keys = Arc::new(Keys::load(store.as_ref(), &config.secrets).await?);
+    match totp::seal_stored_secrets(store.as_ref(), &keys).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            sealed = n,
+            "sealed one-time-code secrets under the current key"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "sealing stored one-time-code secrets failed; retried on use")
+        }
+    }
     let oidc = oidc::Providers::discover(&config.oidc, config.tunnel.public_url.as_deref())
         .await
         .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
@@ -115,7 +132,7 @@ pub async fn serve(
     let (mut state, events) = state::assemble(
         store,
         config.clone(),
-        hasher,
+        keys,
         replica,
         shutdown.clone(),
         &tasks,
@@ -291,15 +308,30 @@ fn internal_address(config: &ServerConfig, addr: std::net::SocketAddr) -> String
     addr.to_string()
 }
 
-/// Ensures the HMAC secret exists, the admin token exists (from `admin_token` if given — e.g.
+/// Ensures the master secret exists (in the database: see [`bootstrap_saving`] for one kept in a
+/// file), the admin token exists (from `admin_token` if given — e.g.
 /// `STREAMSPACE_ADMIN_TOKEN` — else generated when no admin key exists yet), and seeds the
 /// default templates (at least `xterm` = `["xterm"]`) into an empty templates table. Returns the
-/// newly generated admin token, if one was generated (to print once).
+/// newly generated admin token, if one was generated (for the caller to save; see
+/// [`bootstrap_saving`] to save it before it is stored).
 pub async fn bootstrap(
     store: &dyn Store,
     admin_token: Option<&str>,
 ) -> Result<Option<String>, ServerError> {
-    bootstrap::run(store, admin_token).await
+    bootstrap::run(store, &SecretsConfig::default(), admin_token, |_| Ok(())).await
+}
+
+/// [`bootstrap`] with the master secret where `secrets` says, handing a generated admin token to
+/// `save` before storing it: if saving fails, nothing is stored and the error says why, so no
+/// admin token exists that nobody can read. `streamspace server` writes it to a file (mode
+/// 0600) and never to its output.
+pub async fn bootstrap_saving(
+    store: &dyn Store,
+    secrets: &SecretsConfig,
+    admin_token: Option<&str>,
+    save: impl FnOnce(&str) -> std::io::Result<()> + Send,
+) -> Result<Option<String>, ServerError> {
+    bootstrap::run(store, secrets, admin_token, save).await
 }
 
 /// Sets the password of the bootstrap `admin` user, so that it can sign in to the web UI, unless
@@ -318,7 +350,7 @@ pub async fn create_agent_key(
     store: &dyn Store,
     agent_id: &str,
 ) -> Result<CreatedAgentKey, ServerError> {
-    let hasher = KeyHasher::load(store).await?;
+    let keys = Keys::load(store, &SecretsConfig::default()).await?;
     let entry = |id: uuid::Uuid| {
         streamspace_store::AuditEntry::system(
             "agent_key.create",
@@ -326,5 +358,5 @@ pub async fn create_agent_key(
             serde_json::json!({ "agent_id": agent_id }),
         )
     };
-    keys::create_agent_key_with(store, &hasher, agent_id, entry).await
+    keys::create_agent_key_with(store, &keys.credentials, agent_id, entry).await
 }

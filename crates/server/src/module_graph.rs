@@ -327,7 +327,7 @@ fn references_are_found_in_code_only() {
     let code = code_only(
         r##"
 use crate::hub::Hub; // crate::commented
-use crate::{api::ApiJson, state, keys::{self, KeyHasher}};
+use crate::{api::ApiJson, state, keys::{self, Keys}};
 /* crate::blocked /* nested crate::deeper */ */
 const S: &str = "crate::quoted \" crate::escaped";
 const R: &str = r#"crate::raw "quote" "#; const B: &[u8] = br"crate::bytes\";

@@ -16,14 +16,15 @@ use crate::config::ServerConfig;
 use crate::dispatcher::{DispatchContext, Dispatcher};
 use crate::error::ServerError;
 use crate::hub::Hub;
-use crate::keys::KeyHasher;
+use crate::keyring::Keys;
 
 /// Shared state, cheap to clone (axum's `State`).
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServerConfig>,
-    pub hasher: KeyHasher,
+    /// One key per purpose, from the master secret.
+    pub keys: Arc<Keys>,
     pub hub: Arc<dyn Hub>,
     pub dispatcher: Arc<Dispatcher>,
     /// Cancelled when the replica shuts down.
@@ -62,7 +63,7 @@ pub(crate) struct EventReceivers {
 pub(crate) fn assemble(
     store: Arc<dyn Store>,
     config: Arc<ServerConfig>,
-    hasher: KeyHasher,
+    keys: Arc<Keys>,
     replica: Arc<crate::cluster::ReplicaInfo>,
     shutdown: CancellationToken,
     tasks: &TaskTracker,
@@ -77,7 +78,7 @@ pub(crate) fn assemble(
             redis_url: config.redis_url.clone(),
             replica,
             heartbeat: config.heartbeat_interval,
-            hasher: hasher.clone(),
+            replica_proofs: keys.replicas.clone(),
             open_timeout: config.tunnel.open_timeout,
         },
         crate::cluster::Events {
@@ -102,7 +103,7 @@ pub(crate) fn assemble(
     );
     let state = AppState {
         store,
-        hasher,
+        keys,
         hub,
         dispatcher,
         shutdown,
@@ -132,6 +133,13 @@ impl AppState {
     pub async fn revoked(&self, why: &str, user: Option<Uuid>) {
         forget_revoked(&self.credentials, &self.tunnels, user);
         self.cluster.announce_revoked(why, user).await;
+    }
+
+    /// After an agent key was revoked or an agent deleted: close the connections that names,
+    /// here and (announced over Redis) on whichever replica holds them.
+    pub async fn agent_revoked(&self, revoked: crate::cluster::AgentRevoked) {
+        revoked.close_in(self.hub.as_ref()).await;
+        self.cluster.announce_agent_revoked(&revoked).await;
     }
 
     /// The one place that acts on a session leaving `running` (to `state`), whatever moved

@@ -3,15 +3,18 @@
 //!
 //! Codes are what every authenticator app makes by default: HMAC-SHA-1, 6 digits, a 30-second
 //! step, and a code of the step before or after is accepted too (clocks drift). The store
-//! remembers the last step accepted per user, so a code is never accepted twice. Recovery codes
-//! are random, shown once, and stored only as the server's keyed hash.
+//! remembers the last step accepted per user, so a code is never accepted twice. Secrets are
+//! stored sealed (`crate::keyring::TotpSealKeys`). Recovery codes are random, shown once, and
+//! stored only as their keyed hash.
 
 use rand::Rng;
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::keys::KeyHasher;
+use streamspace_store::{Store, StoreError};
+
+use crate::keyring::{CredentialHashing, Keyring, Keys};
 
 /// Name shown next to the account in authenticator apps.
 const ISSUER: &str = "StreamSpace";
@@ -84,13 +87,71 @@ pub(crate) fn new_recovery_codes() -> Vec<String> {
 
 /// The stored form of a user's recovery code: the keyed hash of its letters, whatever the
 /// case, spaces or dashes it was typed with, bound to the user.
-pub(crate) fn recovery_hash(hasher: &KeyHasher, user_id: Uuid, code: &str) -> String {
+pub(crate) fn recovery_hash(
+    keyring: &Keyring<CredentialHashing>,
+    user_id: Uuid,
+    code: &str,
+) -> String {
+    keyring.mac(&recovery_text(user_id, code))
+}
+
+/// Every form a user's recovery code may be stored in: under the current key first, then the
+/// older ones (a code handed out before a rotation, or before keys had purposes).
+pub(crate) fn recovery_hashes(
+    keyring: &Keyring<CredentialHashing>,
+    user_id: Uuid,
+    code: &str,
+) -> Vec<String> {
+    let text = recovery_text(user_id, code);
+    std::iter::once(keyring.mac(&text))
+        .chain(keyring.older_macs(&text))
+        .collect()
+}
+
+fn recovery_text(user_id: Uuid, code: &str) -> String {
     let letters: String = code
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
         .collect();
-    hasher.hash(&format!("recovery:{user_id}:{letters}"))
+    format!("recovery:{user_id}:{letters}")
+}
+
+/// Stores `secret` of `user`, stored as `stored` until now, sealed under the current key.
+/// Failures are only logged: the secret still opens as it is.
+pub(crate) async fn reseal(store: &dyn Store, keys: &Keys, user: Uuid, stored: &str, secret: &str) {
+    let sealed = keys.totp.seal(user, secret);
+    match store.reseal_totp_secret(user, stored, &sealed).await {
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(user_id = %user, error = %e, "sealing a one-time-code secret failed")
+        }
+    }
+}
+
+/// Seals every one-time-code secret still stored in plain text or under the previous master
+/// secret (run at start, so no secret stays readable in the database after an upgrade);
+/// returns how many were sealed.
+pub(crate) async fn seal_stored_secrets(
+    store: &dyn Store,
+    keys: &Keys,
+) -> Result<usize, StoreError> {
+    let mut sealed = 0;
+    for (user, stored) in store.totp_secrets().await? {
+        match keys.totp.open(user, &stored) {
+            Ok(opened) if opened.reseal => {
+                let new = keys.totp.seal(user, &opened.secret);
+                if store.reseal_totp_secret(user, &stored, &new).await? {
+                    sealed += 1;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(user_id = %user, error = %e, "a stored one-time-code secret cannot be opened")
+            }
+        }
+    }
+    Ok(sealed)
 }
 
 /// Seconds since the Unix epoch.
@@ -150,7 +211,8 @@ mod tests {
         assert_eq!(unique.len(), RECOVERY_CODES);
         assert!(!looks_like_totp(&codes[0]));
         assert!(looks_like_totp("123 456"));
-        let hasher = KeyHasher::from_secret(b"test".to_vec());
+        let hasher = crate::keyring::Keys::derive(&crate::keyring::MasterSecret::new("test"), None)
+            .credentials;
         let user = Uuid::now_v7();
         let typed = codes[0].to_uppercase().replace('-', " ");
         assert_eq!(

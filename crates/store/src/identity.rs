@@ -136,6 +136,11 @@ pub trait Identity: Send + Sync {
     ) -> Result<bool>;
     /// How many unused recovery codes the user has.
     async fn recovery_codes_left(&self, id: Uuid) -> Result<i64>;
+    /// Every stored one-time-code secret (pending or in use), by user id, as stored.
+    async fn totp_secrets(&self) -> Result<Vec<(Uuid, String)>>;
+    /// Replaces the user's stored one-time-code secret `old` by `new` (the same secret in
+    /// another stored form: encrypted, or under a newer key); false if it is no longer `old`.
+    async fn reseal_totp_secret(&self, id: Uuid, old: &str, new: &str) -> Result<bool>;
 
     /// `Conflict` if the name is taken.
     async fn create_group(&self, new: &NewGroup, audit: &AuditEntry) -> Result<Group>;
@@ -204,6 +209,10 @@ pub(crate) mod sql {
     pub(crate) const TOTP_CLEAR: &str = "UPDATE users SET totp_secret = NULL, \
          totp_enabled = FALSE, totp_last_step = NULL WHERE id = $1";
     pub(crate) const TOTP_WAS_ENABLED: &str = "SELECT totp_enabled FROM users WHERE id = $1";
+    pub(crate) const TOTP_SECRETS: &str =
+        "SELECT id, totp_secret FROM users WHERE totp_secret IS NOT NULL ORDER BY id";
+    pub(crate) const TOTP_RESEAL: &str =
+        "UPDATE users SET totp_secret = $3 WHERE id = $1 AND totp_secret = $2";
     pub(crate) const TOTP_USE_STEP: &str = "UPDATE users SET totp_last_step = $2 \
          WHERE id = $1 AND totp_enabled AND (totp_last_step IS NULL OR totp_last_step < $2)";
     pub(crate) const RECOVERY_DELETE: &str = "DELETE FROM recovery_codes WHERE user_id = $1";

@@ -299,8 +299,8 @@ pub trait Store: Identity + Quotas + SingleSignOn + 'static {
     // --- settings -------------------------------------------------------------------------
 
     /// Returns the stored value for `key`, or stores `value` if there is none yet and returns it.
-    /// Used for the server-wide secret that keys the API key hashes: the first replica to start
-    /// wins, every other one reads the same secret.
+    /// Used for the master secret every purpose's key is derived from (unless it is kept in a
+    /// file): the first replica to start wins, every other one reads the same secret.
     async fn setting_get_or_init(&self, key: &str, value: &str) -> Result<String>;
 
     // --- api keys -------------------------------------------------------------------------
@@ -321,6 +321,10 @@ pub trait Store: Identity + Quotas + SingleSignOn + 'static {
     async fn is_key_revoked(&self, key_hash: &str) -> Result<bool>;
     /// Whether any admin credential exists (so the first start knows to create one).
     async fn has_admin_key(&self) -> Result<bool>;
+    /// Replaces the keyed hash of key `id` from `old_hash` to `new_hash` (the same key hashed
+    /// under a newer key, after it was found by its old hash); false if its hash is no longer
+    /// `old_hash`.
+    async fn rehash_api_key(&self, id: Uuid, old_hash: &str, new_hash: &str) -> Result<bool>;
 
     // --- templates ------------------------------------------------------------------------
 

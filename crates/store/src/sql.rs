@@ -71,6 +71,8 @@ pub(crate) const KEY_LIST: &str = concat!(
     key_columns!(),
     " FROM api_keys WHERE kind = $1 ORDER BY created_at, id"
 );
+pub(crate) const KEY_REHASH: &str =
+    "UPDATE api_keys SET key_hash = $3 WHERE id = $1 AND key_hash = $2";
 pub(crate) const HAS_ADMIN_KEY: &str =
     "SELECT EXISTS (SELECT 1 FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL)";
 

@@ -184,10 +184,21 @@ pub struct ServerArgs {
     /// Do not apply pending migrations at start (run `streamspace migrate up` yourself).
     #[arg(long, env = "STREAMSPACE_NO_MIGRATE")]
     pub no_migrate: bool,
-    /// If set, a newly generated admin token is also written to DIR/admin-token (mode 0600),
-    /// where client commands given the same STREAMSPACE_DATA_DIR find it.
+    /// Where a generated admin token is written, as DIR/admin-token (mode 0600; it is never
+    /// printed or logged), and where client commands given the same STREAMSPACE_DATA_DIR find
+    /// it [default: the user's data directory, e.g. ~/.local/share/streamspace].
     #[arg(long, env = "STREAMSPACE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// A file holding the master secret every key is derived from (at least 32 bytes, e.g.
+    /// `openssl rand -hex 32`), the same on every replica [default: one generated into the
+    /// database on the first start].
+    #[arg(long, env = "STREAMSPACE_MASTER_SECRET_FILE")]
+    pub master_secret_file: Option<PathBuf>,
+    /// During a rotation: a file holding the previous master secret, still accepted (tokens
+    /// and hashes made with it keep working; stored hashes are re-made with the new one on use)
+    /// but used for nothing new.
+    #[arg(long, env = "STREAMSPACE_PREVIOUS_MASTER_SECRET_FILE")]
+    pub previous_master_secret_file: Option<PathBuf>,
     #[command(flatten)]
     pub tuning: ServerTuning,
     #[command(flatten)]

@@ -106,6 +106,56 @@ fn server_with_no_migrate_on_an_empty_database_fails_clearly() -> anyhow::Result
     Ok(())
 }
 
+/// A server that generates the first admin token writes it to a file only readable by its
+/// user and says where; the token itself appears in none of its output (on Kubernetes, the pod
+/// log), and it works.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_generated_admin_token_is_written_to_a_file_never_printed() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = common::harness()?;
+    let db = h.sqlite_url();
+    let data = h.path("server-data");
+    let data_arg = data.display().to_string();
+    let args = [
+        "server",
+        "--database-url",
+        &db,
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_arg,
+    ];
+    let server = h.spawn("server", &args, &[])?;
+    let url = server.server_url().await?;
+    let line = server.wait_for_stdout("admin token").await?;
+    let path = data.join("admin-token");
+    assert!(
+        line.contains(&path.display().to_string()),
+        "the server did not say where the token is: {line}"
+    );
+    let token = std::fs::read_to_string(&path)?.trim().to_owned();
+    assert!(token.starts_with("ssa_"), "not an admin token: {token}");
+    let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the admin token file must be private");
+    let api = streamspace_client::Client::new(&url, &token)?;
+    common::wait_for_ready(&api).await?;
+    api.me().await.context("the saved admin token signs in")?;
+    let output = format!(
+        "{}{}",
+        std::fs::read_to_string(&server.stdout)?,
+        std::fs::read_to_string(&server.stderr)?
+    );
+    assert!(
+        !output.contains(&token),
+        "the admin token appeared in the server's output:\n{output}"
+    );
+    assert!(
+        !output.contains(&token[4..16]),
+        "part of the admin token appeared in the server's output:\n{output}"
+    );
+    Ok(())
+}
+
 #[test]
 fn client_errors_name_the_problem() -> anyhow::Result<()> {
     let out = streamspace(&[

@@ -500,9 +500,15 @@ async fn up_from_a_fresh_data_dir_runs_an_xterm_session() -> anyhow::Result<()> 
     let (up, url, data) = h.up().await?;
     let token_file = data.join("admin-token");
     let token = std::fs::read_to_string(&token_file)?.trim().to_owned();
+    let line = up.wait_for_stdout("Admin token:").await?;
     assert!(
-        up.wait_for_stdout(&token).await.is_ok(),
-        "up prints the admin token"
+        line.contains(&token_file.display().to_string()),
+        "up says where the admin token is: {line}"
+    );
+    assert!(
+        !up.logs().contains(&token),
+        "up printed the admin token itself:\n{}",
+        up.logs()
     );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(

@@ -745,3 +745,98 @@ async fn revocations_reach_every_replica_through_redis() -> anyhow::Result<()> {
         .with_context(logs)?;
     Ok(())
 }
+
+/// Waits until `agent`'s output says the server closed its connection with `reason`; fails if
+/// it was closed for another reason first.
+async fn wait_for_close(agent: &Proc, reason: &str) -> anyhow::Result<()> {
+    wait_until(
+        &format!("the agent to be closed with {reason:?}"),
+        Duration::from_secs(60),
+        || {
+            let logs = agent.logs();
+            async move {
+                logs.lines()
+                    .find(|l| l.contains("the server closed the connection"))
+                    .map(str::to_owned)
+            }
+        },
+    )
+    .await
+    .and_then(|line| {
+        if line.contains(reason) {
+            Ok(())
+        } else {
+            bail!("closed for another reason: {line}")
+        }
+    })
+}
+
+/// Revoking an agent's key on one replica, or deleting the agent on another, disconnects it
+/// from the replica holding it, at once: the revoking replica announces it over Redis. The
+/// heartbeat's re-check of the key (the fallback when an announcement is lost) would close it
+/// with another reason, and heartbeats are 30 s apart here, so the reason shows which did it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_key_or_deleted_agent_is_disconnected_wherever_it_is() -> anyhow::Result<()> {
+    let pg = PgCluster::start()?;
+    let redis = RedisServer::start()?;
+    let (mut cluster, agent) = setup_with(&pg, &redis.url(), &[0], 30).await?;
+    let logs = |cluster: &Cluster, agent: &Proc| format!("{}\n{}", cluster.logs(), agent.logs());
+    wait_for_owner(&cluster.apis[1], |o| o == "A")
+        .await
+        .with_context(|| logs(&cluster, &agent))?;
+    let key = cluster.apis[2]
+        .list_agent_keys()
+        .await?
+        .into_iter()
+        .find(|k| k.agent_id == AGENT)
+        .context("the agent's key")?;
+    cluster.apis[2].revoke_agent_key(key.id).await?;
+    wait_for_close(&agent, "agent key revoked")
+        .await
+        .with_context(|| logs(&cluster, &agent))?;
+
+    let doomed = "doomed-agent";
+    let key = cluster.apis[0].create_agent_key(doomed).await?;
+    let servers = cluster.url(0);
+    let state = cluster.h.path("doomed-state");
+    let second = cluster.h.agent(&servers, doomed, &key.secret, &state)?;
+    wait_for_agent_online(&cluster.apis[1], doomed)
+        .await
+        .with_context(|| logs(&cluster, &second))?;
+    cluster.apis[1].delete_agent(doomed).await?;
+    wait_for_close(&second, "agent deleted")
+        .await
+        .with_context(|| logs(&cluster, &second))?;
+    Ok(())
+}
+
+/// Without Redis, replicas sharing a database cannot tell each other: the replica holding the
+/// agent finds the key revoked at the agent's next heartbeat and closes the connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_redis_a_revoked_key_is_found_on_the_next_heartbeat() -> anyhow::Result<()> {
+    let pg = PgCluster::start()?;
+    let mut h = common::harness()?;
+    let db = pg.create_database()?;
+    let args = ["--heartbeat-interval", "1"];
+    let listen = |port: u16| format!("127.0.0.1:{port}");
+    let (a_proc, a_url) = h.replica(&db, "A", &listen(free_port()?), &args).await?;
+    let (b_proc, b_url) = h.replica(&db, "B", &listen(free_port()?), &args).await?;
+    let (admin_a, admin_b) = (
+        Client::new(&a_url, ADMIN_TOKEN)?,
+        Client::new(&b_url, ADMIN_TOKEN)?,
+    );
+    wait_for_ready(&admin_a).await?;
+    wait_for_ready(&admin_b).await?;
+    let key = admin_b.create_agent_key(AGENT).await?;
+    let state = h.path("agent-state");
+    let agent = h.agent(&a_url, AGENT, &key.secret, &state)?;
+    let logs = || format!("{}\n{}\n{}", a_proc.logs(), b_proc.logs(), agent.logs());
+    wait_for_agent_online(&admin_b, AGENT)
+        .await
+        .with_context(logs)?;
+    admin_b.revoke_agent_key(key.key.id).await?;
+    wait_for_close(&agent, "checked on heartbeat")
+        .await
+        .with_context(logs)?;
+    Ok(())
+}

@@ -20,6 +20,8 @@ use crate::state::AppState;
 
 /// Error message given to a session its agent no longer reports.
 pub(crate) const LOST_SESSION: &str = "agent no longer has this session";
+/// Close reason when a heartbeat finds the agent's key revoked, expired or gone.
+const KEY_GONE: &str = "the agent key is no longer valid (checked on heartbeat)";
 /// Close code for a server-side failure.
 const INTERNAL: u16 = close_code::INTERNAL;
 /// How long an acknowledgement waits before it is written. A command's result usually follows
@@ -361,6 +363,7 @@ impl Conn {
         epoch: i64,
         capacity: Capacity,
     ) -> Result<(), Refusal> {
+        self.check_key().await?;
         match self
             .app
             .store
@@ -382,6 +385,27 @@ impl Conn {
                 Ok(())
             }
         }
+    }
+
+    /// The fallback for a revocation announcement this replica missed (Redis away): the key the
+    /// agent connected with must still be valid — not revoked (revoking it, or deleting its
+    /// agent), not expired — at every heartbeat.
+    async fn check_key(&self) -> Result<(), Refusal> {
+        let key = match self.app.store.get_api_key(self.key.id).await {
+            Ok(key) => key,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(Refusal::policy(KEY_GONE));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checking the agent's key failed");
+                return Ok(());
+            }
+        };
+        let expired = key.expires_at.is_some_and(|at| at <= chrono::Utc::now());
+        if key.revoked_at.is_some() || expired {
+            return Err(Refusal::policy(KEY_GONE));
+        }
+        Ok(())
     }
 
     /// A result arrived: it moves the command past `acknowledged` itself.

@@ -101,9 +101,7 @@ pub(crate) async fn connect(
 async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<ApiKeyRecord, ApiError> {
     let token = bearer_token(headers)
         .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <agent key>`"))?;
-    let record = app
-        .hasher
-        .find(app.store.as_ref(), token)
+    let record = crate::keys::find(app.store.as_ref(), &app.keys.credentials, token)
         .await
         .map_err(|e| ApiError::from_store(e, "looking up an agent key"))?;
     match record {

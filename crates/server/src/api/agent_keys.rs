@@ -5,12 +5,12 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
 use streamspace_proto::api::{AgentKey, CreateAgentKey, CreatedAgentKey, Page, PageQuery};
-use streamspace_proto::wire::close_code;
 use streamspace_store::ApiKeyKind;
 use uuid::Uuid;
 
 use super::{ApiJson, ApiPath, ApiQuery, audit};
 use crate::auth::Actor;
+use crate::cluster::AgentRevoked;
 use crate::error::{ApiError, ServerError};
 use crate::keys;
 use crate::state::AppState;
@@ -41,17 +41,21 @@ pub(super) async fn create(
             json!({ "agent_id": body.agent_id }),
         )
     };
-    let created =
-        keys::create_agent_key_with(app.store.as_ref(), &app.hasher, &body.agent_id, entry)
-            .await
-            .map_err(|e| match e {
-                ServerError::InvalidInput(message) => ApiError::bad_request(message),
-                ServerError::Store(e) => ApiError::from_store(e, "creating an agent key"),
-                other => {
-                    tracing::error!(error = %other, "creating an agent key failed");
-                    ApiError::internal()
-                }
-            })?;
+    let created = keys::create_agent_key_with(
+        app.store.as_ref(),
+        &app.keys.credentials,
+        &body.agent_id,
+        entry,
+    )
+    .await
+    .map_err(|e| match e {
+        ServerError::InvalidInput(message) => ApiError::bad_request(message),
+        ServerError::Store(e) => ApiError::from_store(e, "creating an agent key"),
+        other => {
+            tracing::error!(error = %other, "creating an agent key failed");
+            ApiError::internal()
+        }
+    })?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -84,7 +88,7 @@ pub(super) async fn list(
     Ok(Json(page))
 }
 
-/// Revokes the key and closes any connection that authenticated with it.
+/// Revokes the key and closes any connection that authenticated with it, on every replica.
 #[utoipa::path(
     delete,
     path = "/api/v1/agent-keys/{id}",
@@ -120,8 +124,6 @@ pub(super) async fn revoke(
         .revoke_api_key(id, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "revoking an agent key"))?;
-    app.hub
-        .close_key(id, close_code::POLICY, "agent key revoked")
-        .await;
+    app.agent_revoked(AgentRevoked::Key(id)).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,11 +5,11 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
 use streamspace_proto::api::{Action, Agent, Command, CommandWait, Page, PageQuery};
-use streamspace_proto::wire::close_code;
 use streamspace_store::NewCommand;
 
 use super::{ApiPath, ApiQuery, audit};
 use crate::auth::Actor;
+use crate::cluster::AgentRevoked;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -68,7 +68,7 @@ pub(super) async fn get(
 }
 
 /// Deletes the agent and revokes its keys (refused while it has live sessions), then closes its
-/// connection if this replica holds it.
+/// connection on whichever replica holds it.
 #[utoipa::path(
     delete,
     path = "/api/v1/agents/{id}",
@@ -94,9 +94,7 @@ pub(super) async fn remove(
         .delete_agent(&id, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "deleting an agent"))?;
-    app.hub
-        .close_agent(&id, close_code::POLICY, "agent deleted")
-        .await;
+    app.agent_revoked(AgentRevoked::Agent(id.clone())).await;
     tracing::info!(agent_id = %id, "agent deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -121,7 +121,7 @@ pub(super) async fn login(
     };
     let (_, secret) = create_user_credential(
         app.store.as_ref(),
-        &app.hasher,
+        &app.keys,
         ApiKeyKind::Browser,
         user.id,
         "browser",

@@ -285,7 +285,7 @@ async fn signed_in(
     let user = record.user;
     let (_, secret) = create_user_credential(
         app.store.as_ref(),
-        &app.hasher,
+        &app.keys,
         ApiKeyKind::Browser,
         user.id,
         "browser",

@@ -15,7 +15,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 use crate::config::ServerConfig;
-use crate::keys::KeyHasher;
+use crate::keyring::{Keys, SecretsConfig};
 
 const ADMIN_TOKEN: &str = "ssa_oneshot_admin_token_0123456789abcdef";
 /// The request body limit of the router under test.
@@ -25,13 +25,15 @@ const MAX_BODY: usize = 1024;
 pub(super) async fn routes(url: &str) -> anyhow::Result<(Router, String)> {
     streamspace_store::migrate::up(url).await?;
     let store: Arc<dyn Store> = streamspace_store::open(url).await?;
-    crate::bootstrap::run(store.as_ref(), Some(ADMIN_TOKEN)).await?;
-    let hasher = KeyHasher::load(store.as_ref()).await?;
-    let agent_key = crate::keys::create_agent_key_with(store.as_ref(), &hasher, "a1", |id| {
-        streamspace_store::AuditEntry::system("agent_key.create", id.to_string(), json!({}))
-    })
-    .await?
-    .secret;
+    let secrets = SecretsConfig::default();
+    crate::bootstrap::run(store.as_ref(), &secrets, Some(ADMIN_TOKEN), |_| Ok(())).await?;
+    let keys = Arc::new(Keys::load(store.as_ref(), &secrets).await?);
+    let agent_key =
+        crate::keys::create_agent_key_with(store.as_ref(), &keys.credentials, "a1", |id| {
+            streamspace_store::AuditEntry::system("agent_key.create", id.to_string(), json!({}))
+        })
+        .await?
+        .secret;
     let config = Arc::new(ServerConfig {
         replica_id: "oneshot".into(),
         max_body_bytes: MAX_BODY,
@@ -45,7 +47,7 @@ pub(super) async fn routes(url: &str) -> anyhow::Result<(Router, String)> {
     let (state, _events) = crate::state::assemble(
         store,
         config,
-        hasher,
+        keys,
         replica,
         CancellationToken::new(),
         &TaskTracker::new(),

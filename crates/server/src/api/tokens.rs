@@ -111,7 +111,7 @@ pub(super) async fn issue(
     }
     let (record, token) = create_user_credential(
         app.store.as_ref(),
-        &app.hasher,
+        &app.keys,
         ApiKeyKind::User,
         user_id,
         name,

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 use streamspace_proto::api::{ConfirmTotp, DisableTotp, RecoveryCodes, TotpEnrolment};
 use streamspace_store::{AuditEntry, UserRecord};
+use uuid::Uuid;
 
 use super::{ApiJson, audit};
 use crate::auth::Actor;
@@ -60,8 +61,9 @@ pub(super) async fn start(
         record.user.username.clone(),
         json!({}),
     );
+    let sealed = app.keys.totp.seal(record.user.id, &secret);
     app.store
-        .start_totp(record.user.id, &secret, &entry)
+        .start_totp(record.user.id, &sealed, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "starting one-time-code enrolment"))?;
     Ok(Json(TotpEnrolment {
@@ -93,7 +95,7 @@ pub(super) async fn confirm(
     app.throttle.check(&keys)?;
     let record = own_record(&app, &actor).await?;
     let secret = match (&record.totp_secret, record.user.totp_enabled) {
-        (Some(secret), false) => secret,
+        (Some(stored), false) => open_secret(&app, record.user.id, stored).await?,
         _ => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -102,7 +104,7 @@ pub(super) async fn confirm(
             ));
         }
     };
-    let generator = totp::generator(secret, &record.user.username)?;
+    let generator = totp::generator(&secret, &record.user.username)?;
     let Some(step) = totp::check(&generator, &body.code, totp::unix_now()) else {
         app.throttle.failed(&keys);
         return Err(ApiError::bad_request(
@@ -112,7 +114,7 @@ pub(super) async fn confirm(
     let codes = totp::new_recovery_codes();
     let hashes: Vec<String> = codes
         .iter()
-        .map(|c| totp::recovery_hash(&app.hasher, record.user.id, c))
+        .map(|c| totp::recovery_hash(&app.keys.credentials, record.user.id, c))
         .collect();
     let entry = audit(
         &actor,
@@ -168,6 +170,20 @@ pub(super) async fn disable(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The one-time-code secret of `user` from its stored form; one stored in plain text or under
+/// the previous master secret is sealed again under the current key (compare-and-set, so a
+/// replica doing the same at once changes nothing).
+async fn open_secret(app: &AppState, user: Uuid, stored: &str) -> Result<String, ApiError> {
+    let opened = app.keys.totp.open(user, stored).map_err(|e| {
+        tracing::error!(user_id = %user, error = %e, "opening a one-time-code secret failed");
+        ApiError::internal()
+    })?;
+    if opened.reseal {
+        totp::reseal(app.store.as_ref(), &app.keys, user, stored, &opened.secret).await;
+    }
+    Ok(opened.secret)
+}
+
 /// How the second step of a sign-in was passed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum SecondFactor {
@@ -191,10 +207,11 @@ pub(super) async fn second_factor(
     }
     let id = record.user.id;
     if totp::looks_like_totp(code) {
-        let Some(secret) = &record.totp_secret else {
+        let Some(stored) = &record.totp_secret else {
             return Ok(None);
         };
-        let generator = totp::generator(secret, &record.user.username)?;
+        let secret = open_secret(app, id, stored).await?;
+        let generator = totp::generator(&secret, &record.user.username)?;
         let Some(step) = totp::check(&generator, code, totp::unix_now()) else {
             return Ok(None);
         };
@@ -205,7 +222,6 @@ pub(super) async fn second_factor(
             .map_err(|e| ApiError::from_store(e, "checking a one-time code"))?;
         return Ok(fresh.then_some(SecondFactor::Totp));
     }
-    let hash = totp::recovery_hash(&app.hasher, id, code);
     // The store adds how many codes are `left` to the entry.
     let entry = AuditEntry {
         actor: format!("user:{}", record.user.username),
@@ -215,10 +231,17 @@ pub(super) async fn second_factor(
         target: record.user.username.clone(),
         detail: json!({}),
     };
-    let used = app
-        .store
-        .use_recovery_code(id, &hash, &entry)
-        .await
-        .map_err(|e| ApiError::from_store(e, "checking a recovery code"))?;
-    Ok(used.then_some(SecondFactor::RecoveryCode))
+    // Codes handed out before a rotation (or before keys had purposes) are stored under an
+    // older key.
+    for hash in totp::recovery_hashes(&app.keys.credentials, id, code) {
+        let used = app
+            .store
+            .use_recovery_code(id, &hash, &entry)
+            .await
+            .map_err(|e| ApiError::from_store(e, "checking a recovery code"))?;
+        if used {
+            return Ok(Some(SecondFactor::RecoveryCode));
+        }
+    }
+    Ok(None)
 }

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::hub::{Hub, LocalHub};
-use crate::keys::KeyHasher;
+use crate::keyring::{Keyring, ReplicaProofs};
 
 pub(crate) use peer::{AUTH_HEADER, RemoteOpen, proof, verify};
 pub use redis::InvalidRedisUrl;
@@ -78,6 +78,10 @@ pub(crate) trait Cluster: Send + Sync + 'static {
     /// user's viewers. This replica does both itself.
     async fn announce_revoked(&self, why: &str, user: Option<Uuid>);
 
+    /// Tells the other replicas to close the agent connections `revoked` names (a revoked key,
+    /// a deleted agent). This replica closes its own itself.
+    async fn announce_agent_revoked(&self, revoked: &AgentRevoked);
+
     /// Tells the other replicas that `session_id` left `running`, so they close its viewers
     /// with `reason`. This replica closes its own itself.
     async fn announce_session_ended(&self, session_id: Uuid, reason: &str);
@@ -97,6 +101,35 @@ pub(crate) trait Cluster: Send + Sync + 'static {
     async fn run(&self, stop: CancellationToken);
 }
 
+/// Agent connections that must end on whichever replica holds them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AgentRevoked {
+    /// Every connection authenticated with this agent key (revoked).
+    Key(Uuid),
+    /// The agent's connection (the agent was deleted, its keys revoked with it).
+    Agent(String),
+}
+
+impl AgentRevoked {
+    /// The close reason the agent is given (with code 1008).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Key(_) => "agent key revoked",
+            Self::Agent(_) => "agent deleted",
+        }
+    }
+
+    /// Closes what this names among the connections `hub` holds.
+    pub async fn close_in(&self, hub: &dyn Hub) {
+        let code = streamspace_proto::wire::close_code::POLICY;
+        match self {
+            Self::Key(id) => hub.close_key(*id, code, self.reason()).await,
+            Self::Agent(agent_id) => hub.close_agent(agent_id, code, self.reason()).await,
+        }
+    }
+}
+
 /// What [`start`] needs.
 pub(crate) struct Setup {
     /// `--redis-url`, if any.
@@ -104,7 +137,7 @@ pub(crate) struct Setup {
     pub replica: Arc<ReplicaInfo>,
     pub heartbeat: Duration,
     /// Signs calls between replicas.
-    pub hasher: KeyHasher,
+    pub replica_proofs: Keyring<ReplicaProofs>,
     /// How long asking another replica to open a stream may take.
     pub open_timeout: Duration,
 }

@@ -51,6 +51,8 @@ impl Cluster for Single {
 
     async fn announce_session_ended(&self, _session_id: uuid::Uuid, _reason: &str) {}
 
+    async fn announce_agent_revoked(&self, _revoked: &super::AgentRevoked) {}
+
     async fn open_tunnel(&self, agent_id: &str, _open: TunnelOpen) -> Result<(), String> {
         Err(DeliveryError::NotConnected(agent_id.to_owned()).to_string())
     }

@@ -69,9 +69,7 @@ async fn accept(
     }
     let key = bearer_token(headers)
         .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <agent key>`"))?;
-    let record = app
-        .hasher
-        .find(app.store.as_ref(), key)
+    let record = crate::keys::find(app.store.as_ref(), &app.keys.credentials, key)
         .await
         .map_err(|e| ApiError::from_store(e, "looking up an agent key"))?;
     let agent_id = match record {
@@ -150,7 +148,7 @@ pub(crate) async fn internal(
     ApiQuery(query): ApiQuery<InternalQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if !cluster::verify(&app.hasher, &headers, "data", &query.token) {
+    if !cluster::verify(&app.keys.replicas, &headers, "data", &query.token) {
         return ApiError::unauthorized("not a replica of this control plane").into_response();
     }
     let upgrade = match upgrade {

@@ -35,7 +35,7 @@ pub(crate) async fn open_here(
     headers: HeaderMap,
     Json(body): Json<RemoteOpen>,
 ) -> Response {
-    if !cluster::verify(&app.hasher, &headers, "open", &body.open.token) {
+    if !cluster::verify(&app.keys.replicas, &headers, "open", &body.open.token) {
         return ApiError::unauthorized("not a replica of this control plane").into_response();
     }
     match app
@@ -68,7 +68,8 @@ pub(crate) async fn forward(
     let Ok(mut request) = url.as_str().into_client_request() else {
         return;
     };
-    let Ok(auth) = HeaderValue::from_str(&cluster::proof(&app.hasher, "data", &token)) else {
+    let Ok(auth) = HeaderValue::from_str(&cluster::proof(&app.keys.replicas, "data", &token))
+    else {
         return;
     };
     request.headers_mut().insert(AUTH_HEADER, auth);

@@ -1,8 +1,9 @@
 //! The two kinds of tunnel token.
 //!
 //! - **Viewer tokens** (`ssv_…`) open `GET /api/v1/sessions/{id}/vnc` from a browser. They are
-//!   signed, not stored: `ssv_<session>.<user>.<expires ms>.<nonce>.<HMAC>` with the server
-//!   secret every replica shares, so any replica can check a token another one issued. They are
+//!   signed, not stored: `ssv_<session>.<user>.<expires ms>.<nonce>.<HMAC>` with the viewer-token
+//!   key every replica derives from the master secret (`crate::keyring`), so any replica can
+//!   check a token another one issued. They are
 //!   short-lived and name one session and the user they were issued to; whether that session is
 //!   still running and that user still enabled is checked in the database on every use, so a
 //!   token is worthless once its session has ended or its user lost access.
@@ -13,10 +14,10 @@ use chrono::{DateTime, Utc};
 use streamspace_proto::tunnel::{
     STREAM_TOKEN_PREFIX, VIEWER_TOKEN_PREFIX, parse_viewer_token, viewer_token_signed_part,
 };
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::keys::{KeyHasher, generate_secret};
+use crate::keyring::{Keyring, ViewerTokens};
+use crate::keys::generate_secret;
 
 /// What a valid viewer token grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,26 +39,25 @@ pub(crate) enum TokenError {
 
 /// Issues a viewer token for `session_id` to the user `user_id`, valid until `expires_at`.
 pub(crate) fn issue_viewer(
-    hasher: &KeyHasher,
+    key: &Keyring<ViewerTokens>,
     session_id: Uuid,
     user_id: Uuid,
     expires_at: DateTime<Utc>,
 ) -> String {
     let nonce = hex::encode(rand::random::<[u8; 12]>());
     let body = viewer_token_signed_part(session_id, user_id, expires_at.timestamp_millis(), &nonce);
-    let sig = hasher.hash(&signed_text(&body));
+    let sig = key.mac(&signed_text(&body));
     format!("{VIEWER_TOKEN_PREFIX}{body}.{sig}")
 }
 
 /// Checks a viewer token's signature and expiry at `now`.
 pub(crate) fn verify_viewer(
-    hasher: &KeyHasher,
+    key: &Keyring<ViewerTokens>,
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<ViewerGrant, TokenError> {
     let parts = parse_viewer_token(token).ok_or(TokenError::Invalid)?;
-    let expected = hasher.hash(&signed_text(parts.signed));
-    if !bool::from(expected.as_bytes().ct_eq(parts.signature.as_bytes())) {
+    if !key.verify(&signed_text(parts.signed), parts.signature) {
         return Err(TokenError::Invalid);
     }
     let expires_at =
@@ -88,8 +88,12 @@ mod tests {
 
     use super::*;
 
-    fn hasher() -> KeyHasher {
-        KeyHasher::from_secret(b"test secret".to_vec())
+    fn keys(master: &str) -> crate::keyring::Keys {
+        crate::keyring::Keys::derive(&crate::keyring::MasterSecret::new(master), None)
+    }
+
+    fn hasher() -> Keyring<ViewerTokens> {
+        keys("test secret").viewer
     }
 
     #[test]
@@ -119,7 +123,7 @@ mod tests {
             Uuid::now_v7(),
             now + TimeDelta::seconds(60),
         );
-        let other = KeyHasher::from_secret(b"another secret".to_vec());
+        let other = keys("another secret").viewer;
         assert_eq!(verify_viewer(&other, &token, now), Err(TokenError::Invalid));
         let swapped = token.replacen(&token[4..8], "ffff", 1);
         assert_eq!(verify_viewer(&h, &swapped, now), Err(TokenError::Invalid));

@@ -82,7 +82,7 @@ pub(crate) async fn connect(
     let ttl = TimeDelta::from_std(app.config.tunnel.viewer_token_ttl)
         .unwrap_or_else(|_| TimeDelta::seconds(60));
     let expires_at = Utc::now() + ttl;
-    let token = token::issue_viewer(&app.hasher, id, actor.user_id(), expires_at);
+    let token = token::issue_viewer(&app.keys.viewer, id, actor.user_id(), expires_at);
     let base = public_base(app.config.tunnel.public_url.as_deref(), &headers)?;
     let url = format!("{base}/api/v1/sessions/{id}/vnc?token={token}");
     tracing::info!(session_id = %id, %expires_at, user = %actor.principal.username,
@@ -178,7 +178,7 @@ async fn authorize(
     let token = query
         .token()
         .ok_or_else(|| ApiError::unauthorized("missing `token` query parameter"))?;
-    let grant = token::verify_viewer(&app.hasher, token, Utc::now()).map_err(|e| match e {
+    let grant = token::verify_viewer(&app.keys.viewer, token, Utc::now()).map_err(|e| match e {
         TokenError::Invalid => {
             ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", e.to_string())
         }

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use streamspace_proto::api::{AgentKey, Command, Readiness, Template};
-use streamspace_server::KeyHasher;
+use streamspace_server::{Keys, SecretsConfig};
 use streamspace_store::ApiKeyKind;
 use uuid::Uuid;
 
@@ -121,9 +121,9 @@ async fn agent_keys_are_keyed_hashes_and_revocable() -> anyhow::Result<()> {
         s.store.find_api_key(&secret).await?.is_none(),
         "the secret is stored as is"
     );
-    let hasher = KeyHasher::load(s.store.as_ref()).await?;
-    assert_ne!(hasher.hash(&secret), secret);
-    let record = s.store.find_api_key(&hasher.hash(&secret)).await?;
+    let keys = Keys::load(s.store.as_ref(), &SecretsConfig::default()).await?;
+    assert_ne!(keys.credentials.mac(&secret), secret);
+    let record = s.store.find_api_key(&keys.credentials.mac(&secret)).await?;
     assert_eq!(
         record.map(|r| (r.kind, r.agent_id)),
         Some((ApiKeyKind::Agent, Some("a1".into())))
@@ -183,8 +183,8 @@ async fn bootstrap_creates_credentials_and_templates_once() -> anyhow::Result<()
         1,
         "templates seeded once"
     );
-    let hasher = KeyHasher::load(store.as_ref()).await?;
-    let admin = store.find_api_key(&hasher.hash(&token)).await?;
+    let keys = Keys::load(store.as_ref(), &SecretsConfig::default()).await?;
+    let admin = store.find_api_key(&keys.credentials.mac(&token)).await?;
     assert_eq!(admin.map(|r| r.kind), Some(ApiKeyKind::Admin));
 
     let created = streamspace_server::create_agent_key(store.as_ref(), "local").await?;

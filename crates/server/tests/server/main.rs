@@ -11,6 +11,7 @@ mod dispatch;
 mod http_limits;
 mod oidc;
 mod quota;
+mod secrets;
 mod template_fields;
 mod template_limits;
 mod template_update;

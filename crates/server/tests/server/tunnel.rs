@@ -396,11 +396,13 @@ async fn a_user_who_loses_access_loses_their_viewers() -> anyhow::Result<()> {
 async fn internal_routes_need_this_control_planes_replica_proof() -> anyhow::Result<()> {
     let s = TestServer::sqlite(fast_config()).await?;
     let other = TestServer::sqlite(fast_config()).await?;
-    let ours = streamspace_server::KeyHasher::load(s.store.as_ref()).await?;
-    let theirs = streamspace_server::KeyHasher::load(other.store.as_ref()).await?;
+    let secrets = streamspace_server::SecretsConfig::default();
+    let ours = streamspace_server::Keys::load(s.store.as_ref(), &secrets).await?;
+    let theirs = streamspace_server::Keys::load(other.store.as_ref(), &secrets).await?;
     let token = "sst_some-stream-token";
-    let proof = |hasher: &streamspace_server::KeyHasher, purpose: &str| {
-        hasher.hash(&format!("streamspace replica\n{purpose}\n{token}"))
+    let proof = |keys: &streamspace_server::Keys, purpose: &str| {
+        keys.replicas
+            .mac(&format!("streamspace replica\n{purpose}\n{token}"))
     };
     let body = serde_json::json!({
         "agent_id": "nowhere",

@@ -282,6 +282,32 @@ macro_rules! impl_identity {
                 Ok(enabled)
             }
 
+            async fn totp_secrets(&self) -> $crate::Result<Vec<(uuid::Uuid, String)>> {
+                let rows: Vec<($crate::rows::DbUuid, String)> =
+                    sqlx::query_as($crate::identity::sql::TOTP_SECRETS)
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, secret)| (id.0, secret))
+                    .collect())
+            }
+
+            async fn reseal_totp_secret(
+                &self,
+                id: uuid::Uuid,
+                old: &str,
+                new: &str,
+            ) -> $crate::Result<bool> {
+                let done = sqlx::query($crate::identity::sql::TOTP_RESEAL)
+                    .bind($crate::rows::DbUuid(id))
+                    .bind(old)
+                    .bind(new)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn use_totp_step(&self, id: uuid::Uuid, step: i64) -> $crate::Result<bool> {
                 let done = sqlx::query($crate::identity::sql::TOTP_USE_STEP)
                     .bind($crate::rows::DbUuid(id))

@@ -157,6 +157,21 @@ macro_rules! impl_store {
                     .await?)
             }
 
+            async fn rehash_api_key(
+                &self,
+                id: uuid::Uuid,
+                old_hash: &str,
+                new_hash: &str,
+            ) -> $crate::Result<bool> {
+                let done = sqlx::query($crate::sql::KEY_REHASH)
+                    .bind($crate::rows::DbUuid(id))
+                    .bind(old_hash)
+                    .bind(new_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn create_template(
                 &self,
                 t: &streamspace_proto::api::CreateTemplate,

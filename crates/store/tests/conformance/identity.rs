@@ -263,6 +263,28 @@ pub async fn tokens_belong_to_users_and_expire(db: &Db) -> Result<()> {
     );
     let found = store.find_api_key("h-short").await?.context("h-short")?;
     ensure!(found.user_id == Some(alice.id) && found.kind == ApiKeyKind::User);
+    ensure!(
+        store
+            .rehash_api_key(found.id, "h-short", "h-short-2")
+            .await?,
+        "a key is re-hashed from its current hash"
+    );
+    ensure!(
+        !store
+            .rehash_api_key(found.id, "h-short", "h-short-3")
+            .await?,
+        "a re-hash from a hash the key no longer has changes nothing"
+    );
+    ensure!(store.find_api_key("h-short").await?.is_none());
+    let found = store
+        .find_api_key("h-short-2")
+        .await?
+        .context("found by its new hash")?;
+    ensure!(
+        store
+            .rehash_api_key(found.id, "h-short-2", "h-short")
+            .await?
+    );
     let mine = store.list_tokens(Some(alice.id)).await?;
     ensure!(
         mine.len() == 2 && mine.iter().all(|t| t.user == "alice"),

@@ -29,6 +29,17 @@ pub async fn totp_is_pending_then_enabled_and_steps_are_used_once(db: &Db) -> Re
         !store.use_totp_step(id, 11).await?,
         "a pending secret signs in no one"
     );
+    ensure!(store.totp_secrets().await? == vec![(id, "SECRETONE".to_owned())]);
+    ensure!(
+        store
+            .reseal_totp_secret(id, "SECRETONE", "SEALEDONE")
+            .await?
+    );
+    ensure!(
+        !store.reseal_totp_secret(id, "SECRETONE", "SEALEDX").await?,
+        "a secret that changed meanwhile is not replaced"
+    );
+    ensure!(store.totp_secrets().await? == vec![(id, "SEALEDONE".to_owned())]);
     store.start_totp(id, "SECRETTWO", &audit()).await?;
     let hashes = vec!["h1".to_owned(), "h2".to_owned()];
     store.enable_totp(id, 100, &hashes, &audit()).await?;

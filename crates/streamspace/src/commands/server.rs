@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use streamspace_proto::api::QuotaLimits;
-use streamspace_server::ServerConfig;
 use streamspace_server::{HttpConfig, MetricsToken, RetentionConfig};
+use streamspace_server::{SecretsConfig, ServerConfig};
 use streamspace_store::SessionSize;
 use tokio_util::sync::CancellationToken;
 
@@ -71,16 +71,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let env_token = std::env::var("STREAMSPACE_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
-    let new_token = streamspace_server::bootstrap(store.as_ref(), env_token.as_deref())
-        .await
-        .context("bootstrapping the control plane")?;
-    if let Some(token) = new_token {
-        println!("Admin token (shown once): {token}");
-        if let Some(dir) = &args.data_dir {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            secrets::write(&dir.join("admin-token"), &token)?;
-            println!("Saved to {}", dir.join("admin-token").display());
-        }
+    // A generated admin token goes to a file only: printed, it would sit in the pod log.
+    let token_path = admin_token_path(args.data_dir.as_deref());
+    let saved_to = token_path.as_ref().ok().cloned();
+    let secrets = SecretsConfig {
+        master_secret_file: args.master_secret_file.clone(),
+        previous_master_secret_file: args.previous_master_secret_file.clone(),
+    };
+    let new_token = streamspace_server::bootstrap_saving(
+        store.as_ref(),
+        &secrets,
+        env_token.as_deref(),
+        |token| save_admin_token(token_path, token),
+    )
+    .await
+    .context("bootstrapping the control plane")?;
+    if let (Some(_), Some(path)) = (new_token, saved_to) {
+        println!(
+            "Generated the first admin token; it is in {} (readable by this user only). \
+             It is shown nowhere else: keep a copy, or set STREAMSPACE_ADMIN_TOKEN.",
+            path.display()
+        );
     }
     let listener = bind(&args.listen)
         .await
@@ -99,12 +110,37 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         redis_url: args.redis_url.clone().filter(|u| !u.is_empty()),
         internal_address: args.internal_address.clone(),
         oidc,
+        secrets,
         ..server_config(replica_id, &args.tuning)
     };
     config.http.metrics_token = metrics_token(&args.tuning)?;
     streamspace_server::serve(listener, store, config, shutdown)
         .await
         .context("control plane stopped with an error")
+}
+
+/// Where a generated admin token is written: DIR/admin-token of `--data-dir`, else of the
+/// default data directory (`$STREAMSPACE_DATA_DIR`, else the user's data directory).
+fn admin_token_path(data_dir: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
+    let dir = match data_dir {
+        Some(dir) => dir.to_path_buf(),
+        None => secrets::default_data_dir()?,
+    };
+    Ok(dir.join("admin-token"))
+}
+
+/// Writes a generated admin token to `path` (mode 0600), creating its directory.
+fn save_admin_token(path: anyhow::Result<std::path::PathBuf>, token: &str) -> std::io::Result<()> {
+    let path = path.map_err(|e| {
+        std::io::Error::other(format!(
+            "{e:#}; a generated admin token is only ever written to a file: \
+             pass --data-dir, or set STREAMSPACE_ADMIN_TOKEN"
+        ))
+    })?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    secrets::write(&path, token).map_err(|e| std::io::Error::other(format!("{e:#}")))
 }
 
 /// The replica's configuration from its flags, which the CLI has already range-checked.

@@ -6,7 +6,7 @@
 //!
 //! The first start generates the admin token (for the CLI and automation) and a password for
 //! the bootstrap `admin` user (for the web UI), saves both in the data directory (mode 0600), and
-//! every start prints them.
+//! every start prints the password and where the token is (never the token itself).
 
 use std::path::Path;
 use std::time::Duration;
@@ -45,7 +45,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("opening the embedded database")?;
 
     let token_path = data_dir.join("admin-token");
-    let token = admin_token(store.as_ref(), &token_path).await?;
+    admin_token(store.as_ref(), &token_path).await?;
     let password_path = data_dir.join("admin-password");
     let password = admin_password(store.as_ref(), &password_path).await?;
     let agent_key = fresh_local_agent_key(store.as_ref()).await?;
@@ -89,7 +89,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     print_banner(&Banner {
         url: &url,
-        token: &token,
         token_path: &token_path,
         password: password.as_deref(),
         password_path: &password_path,
@@ -119,24 +118,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The admin token saved in the data directory, or a new one on the first start.
-async fn admin_token(store: &dyn Store, path: &Path) -> anyhow::Result<String> {
+/// Makes sure an admin token is saved in the data directory: the one saved there, or a new one
+/// on the first start (written to the file before it is stored).
+async fn admin_token(store: &dyn Store, path: &Path) -> anyhow::Result<()> {
     let saved = secrets::read(path)?;
-    let generated = streamspace_server::bootstrap(store, saved.as_deref())
-        .await
-        .context("bootstrapping the control plane")?;
-    match (saved, generated) {
-        (Some(token), _) => Ok(token),
-        (None, Some(token)) => {
-            secrets::write(path, &token)?;
-            Ok(token)
-        }
-        (None, None) => anyhow::bail!(
+    let generated = streamspace_server::bootstrap_saving(
+        store,
+        &Default::default(),
+        saved.as_deref(),
+        |token| secrets::write(path, token).map_err(|e| std::io::Error::other(format!("{e:#}"))),
+    )
+    .await
+    .context("bootstrapping the control plane")?;
+    if saved.is_none() && generated.is_none() {
+        anyhow::bail!(
             "the database already has an admin token but {} is missing; \
              start with a fresh --data-dir or restore the file",
             path.display()
-        ),
+        );
     }
+    Ok(())
 }
 
 /// The bootstrap admin's web UI password: the one saved in the data directory, or a new one on
@@ -194,7 +195,6 @@ async fn fresh_local_agent_key(store: &dyn Store) -> anyhow::Result<String> {
 /// What `up` prints once it is listening.
 struct Banner<'a> {
     url: &'a str,
-    token: &'a str,
     token_path: &'a Path,
     password: Option<&'a str>,
     password_path: &'a Path,
@@ -216,8 +216,9 @@ fn print_banner(b: &Banner<'_>) {
     }
     println!("StreamSpace is up.");
     println!("  URL:          {url}");
-    println!("  Admin token:  {}", b.token);
-    println!("                (saved in {})", b.token_path.display());
+    // The token itself is never printed: terminals are recorded and shared more than files.
+    println!("  Admin token:  in {}", b.token_path.display());
+    println!("                (client commands on this machine find it there)");
     println!("  Data:         {}", b.data_dir.display());
     println!("  Local agent:  {LOCAL_AGENT_ID} (process runtime)");
     println!();

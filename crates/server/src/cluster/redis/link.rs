@@ -306,7 +306,11 @@ impl RedisLink {
             }
         };
         if msg.get_channel_name() == revoked::CHANNEL {
-            let _ = self.events.revoked.send(revoked::parse(&payload)).await;
+            let heard = revoked::parse(&payload);
+            if let Some(agent) = &heard.agent {
+                agent.close_in(self.local.as_ref()).await;
+            }
+            let _ = self.events.revoked.send(heard.user).await;
             return;
         }
         if msg.get_channel_name() == ended::CHANNEL {

@@ -8,7 +8,8 @@
 //! - [`routing`]: ownership records (with the epoch fencing) and wake-ups between replicas;
 //! - [`replicas`]: each replica's record, for the replica list and for calls between replicas;
 //! - [`finished`]: finished commands announced to every replica;
-//! - [`revoked`]: revoked credentials announced to every replica;
+//! - [`revoked`]: revoked credentials (and revoked agent keys, deleted agents) announced to every
+//!   replica;
 //! - [`ended`]: sessions that left `running`, announced to every replica;
 //! - [`tunnels`]: viewer streams opened through the agent's replica.
 
@@ -33,14 +34,14 @@ pub use link::InvalidRedisUrl;
 
 use super::{Cluster, Events, ReplicaStatus, ReplicasUnavailable, Setup};
 use crate::hub::{Hub, LocalHub};
-use crate::keys::KeyHasher;
+use crate::keyring::{Keyring, ReplicaProofs};
 use link::{RedisLink, Target};
 
 /// The Redis implementation of [`Cluster`].
 pub(crate) struct RedisCluster {
     link: Arc<RedisLink>,
     hub: Arc<hub::RedisHub>,
-    hasher: KeyHasher,
+    replica_proofs: Keyring<ReplicaProofs>,
     open_timeout: Duration,
 }
 
@@ -62,7 +63,7 @@ impl RedisCluster {
         Ok(Self {
             hub: Arc::new(hub::RedisHub::new(link.clone())),
             link,
-            hasher: setup.hasher.clone(),
+            replica_proofs: setup.replica_proofs.clone(),
             open_timeout: setup.open_timeout,
         })
     }
@@ -90,6 +91,10 @@ impl Cluster for RedisCluster {
         revoked::publish(&self.link, why, user).await;
     }
 
+    async fn announce_agent_revoked(&self, revoked: &super::AgentRevoked) {
+        revoked::publish_agent(&self.link, revoked).await;
+    }
+
     async fn announce_session_ended(&self, session_id: uuid::Uuid, reason: &str) {
         ended::publish(&self.link, session_id, reason).await;
     }
@@ -110,7 +115,14 @@ impl Cluster for RedisCluster {
     }
 
     async fn open_tunnel(&self, agent_id: &str, open: TunnelOpen) -> Result<(), String> {
-        tunnels::open_elsewhere(&self.link, &self.hasher, self.open_timeout, agent_id, open).await
+        tunnels::open_elsewhere(
+            &self.link,
+            &self.replica_proofs,
+            self.open_timeout,
+            agent_id,
+            open,
+        )
+        .await
     }
 
     async fn viewer_replica(&self, token: &str) -> Option<String> {

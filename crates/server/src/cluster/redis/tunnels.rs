@@ -11,7 +11,7 @@ use streamspace_proto::wire::TunnelOpen;
 use super::link::RedisLink;
 use super::{replicas, routing};
 use crate::cluster::{AUTH_HEADER, RemoteOpen, proof};
-use crate::keys::KeyHasher;
+use crate::keyring::{Keyring, ReplicaProofs};
 
 fn token_key(token: &str) -> String {
     format!("streamspace:tunnel:{token}")
@@ -21,7 +21,7 @@ fn token_key(token: &str) -> String {
 /// tunnel's viewer is here. Errors say why the stream cannot be opened.
 pub(crate) async fn open_elsewhere(
     link: &RedisLink,
-    hasher: &KeyHasher,
+    replica_proofs: &Keyring<ReplicaProofs>,
     open_timeout: Duration,
     agent_id: &str,
     open: TunnelOpen,
@@ -48,7 +48,7 @@ pub(crate) async fn open_elsewhere(
     })
     .await
     .map_err(|e| format!("Redis is unreachable: {e}"))?;
-    let auth = proof(hasher, "open", &open.token);
+    let auth = proof(replica_proofs, "open", &open.token);
     let body = RemoteOpen {
         agent_id: agent_id.to_owned(),
         open,
