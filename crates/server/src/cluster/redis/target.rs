@@ -346,6 +346,21 @@ mod tests {
     }
 
     #[test]
+    fn the_configuration_prints_no_password() {
+        let c = RedisConfig {
+            url: "rediss://app:in-url-pw@redis/".into(),
+            password: Some("file-pw".into()),
+            sentinel_username: Some("watch".into()),
+            sentinel_password: Some("sentinel-pw".into()),
+        };
+        let printed = format!("{c:?}");
+        for secret in ["in-url-pw", "file-pw", "sentinel-pw"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("rediss://app:***@redis/"), "{printed}");
+    }
+
+    #[test]
     fn verification_cannot_be_turned_off() {
         let err = Target::new(&config("rediss://redis:6380/#insecure"), None)
             .expect_err("an insecure URL");
