@@ -174,10 +174,10 @@ pub struct ServerArgs {
     /// This replica's name [default: $POD_NAME, else the hostname].
     #[arg(long, env = "STREAMSPACE_REPLICA_ID")]
     pub replica_id: Option<String>,
-    /// Redis shared by the replicas (redis://[USER:PASSWORD@]HOST:PORT, or
-    /// redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER; rediss:// and
-    /// rediss+sentinel:// for TLS); the user-info is the data nodes' credential. Without it
-    /// agents are reachable only through the replica they connect to.
+    /// Redis shared by the replicas: redis://HOST:PORT or
+    /// redis+sentinel://HOST:PORT,HOST:PORT…/MASTER, rediss:// and rediss+sentinel:// for TLS;
+    /// USER:PASSWORD@ before the host is the data nodes' credential. Without it agents are
+    /// reachable only through the replica they connect to.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// A file holding the Redis data nodes' password, for a --redis-url without one.
