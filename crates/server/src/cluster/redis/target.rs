@@ -175,7 +175,8 @@ impl Sentinels {
 
 /// `HOST[:PORT]` (`[V6]:PORT` for IPv6) of a Sentinel.
 fn parse_node(node: &str) -> Result<(String, u16), InvalidRedisUrl> {
-    let bad = || InvalidRedisUrl(format!("{node:?} is not HOST[:PORT]"));
+    // Not quoted: in a URL whose password holds an unencoded `/`, this "host" is part of it.
+    let bad = || InvalidRedisUrl("a Sentinel address is not HOST[:PORT]".into());
     let (host, port) = match node.rsplit_once(':') {
         Some((host, port)) if !host.ends_with(':') => {
             (host, port.parse::<u16>().map_err(|_| bad())?)
@@ -358,6 +359,14 @@ mod tests {
             assert!(!printed.contains(secret), "{printed}");
         }
         assert!(printed.contains("rediss://app:***@redis/"), "{printed}");
+    }
+
+    #[test]
+    fn a_malformed_url_is_refused_without_quoting_its_password() {
+        // The unencoded `/` ends the authority early: "u:s3cr" looks like a host.
+        let err = Target::new(&config("redis+sentinel://u:s3cr/et@s1/m"), None)
+            .expect_err("a malformed URL");
+        assert!(!err.to_string().contains("s3cr"), "{err}");
     }
 
     #[test]
