@@ -225,6 +225,29 @@ def control_plane(objects, min_replicas, where, problems):
     problems.check(c["args"] == ["server"], where, "the server container does not run `server`")
 
 
+def secret_files(objects, where, problems):
+    """Every file the server is told to read (a *_FILE or STREAMSPACE_CA_CERT variable) is
+    mounted read-only from a Secret volume that has it."""
+    dep = find(objects, "Deployment", "server")
+    if dep is None:
+        return
+    spec = dep["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    c = spec["containers"][0]
+    for name, e in env_of(c).items():
+        if not (name.endswith("_FILE") or name == "STREAMSPACE_CA_CERT") or "value" not in e:
+            continue
+        path = pathlib.PurePosixPath(e["value"])
+        mounts = [m for m in c.get("volumeMounts", [])
+                  if pathlib.PurePosixPath(m["mountPath"]) == path.parent]
+        secret = (volumes.get(mounts[0]["name"], {}).get("secret") if mounts else None) or {}
+        items = {i["path"] for i in secret.get("items", [])}
+        # A Secret volume without items projects every key of the Secret.
+        problems.check(bool(mounts) and mounts[0].get("readOnly") and bool(secret)
+                       and (not items or path.name in items),
+                       where, f"server env {name}={path} is not a file of a read-only Secret mount")
+
+
 def agent(objects, session_ns, where, problems):
     """The agent's Deployment, and the RBAC the kubernetes runtime needs: session objects in
     the sessions' namespace only, its Lease in its own."""
@@ -276,6 +299,12 @@ def check_render(name, values, expect, problems):
     session_ns = values.get("agent", {}).get("sessionNamespace") or NAMESPACE
     references(objects, [s for s in external if s], session_ns, where, problems)
     control_plane(objects, expect.get("replicas", 2), where, problems)
+    secret_files(objects, where, problems)
+    for name in expect.get("env", []):
+        server = find(objects, "Deployment", "server")
+        problems.check(server is not None and
+                       name in env_of(server["spec"]["template"]["spec"]["containers"][0]),
+                       where, f"server env has no {name}")
     if expect.get("agent"):
         agent(objects, session_ns, where, problems)
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
@@ -378,6 +407,9 @@ def main():
     }
     expectations = {
         "external": {"replicas": 3, "agent": True,
+                     "env": ["STREAMSPACE_REDIS_PASSWORD_FILE", "STREAMSPACE_CA_CERT",
+                             "STREAMSPACE_REDIS_SENTINEL_PASSWORD_FILE",
+                             "STREAMSPACE_REDIS_SENTINEL_USERNAME"],
                      "has": [("Ingress", "streamspace-server")],
                      "lacks": [("StatefulSet", "streamspace-postgresql"),
                                ("Deployment", "streamspace-redis"),

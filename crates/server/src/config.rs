@@ -3,6 +3,7 @@
 //! Every liveness timeout derives from one number, [`ServerConfig::heartbeat_interval`]: an agent
 //! that sends nothing for three intervals is dead, whichever part of the server notices first.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use streamspace_proto::api::QuotaLimits;
@@ -33,9 +34,12 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Most agent WebSocket connections held at once.
     pub max_agent_connections: usize,
-    /// Redis (`redis://…`, or `redis+sentinel://HOST:PORT[,…]/MASTER`) shared by the replicas;
-    /// without it the hub is in memory and only this replica's agents are reachable.
-    pub redis_url: Option<String>,
+    /// Redis shared by the replicas; without it the hub is in memory and only this replica's
+    /// agents are reachable.
+    pub redis: Option<RedisConfig>,
+    /// A CA (PEM) the server trusts for its own outgoing TLS connections (`--ca-cert`), instead
+    /// of the public web roots; without it, only certificates from those roots are accepted.
+    pub ca_cert: Option<PathBuf>,
     /// Where other replicas reach this one (`host:port`); defaults to the listen address.
     pub internal_address: Option<String>,
     /// Viewer streams (timeouts, token lifetime, public URL).
@@ -63,6 +67,43 @@ pub struct ServerConfig {
     pub oidc: Vec<crate::oidc::OidcProviderConfig>,
     /// Where the master secret (and, during a rotation, the previous one) comes from.
     pub secrets: crate::keyring::SecretsConfig,
+}
+
+/// How a replica reaches Redis, part of [`ServerConfig`]. Its `Debug` hides the passwords.
+#[derive(Clone, Default)]
+pub struct RedisConfig {
+    /// `redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]`, `rediss://…` (TLS), or
+    /// `redis+sentinel://[USER[:PASSWORD]@]HOST[:PORT][,…]/MASTER` (`rediss+sentinel://` for TLS
+    /// to the Sentinels and the master). The user-info is the data nodes' credential.
+    pub url: String,
+    /// The data nodes' password, for a URL that holds none (`--redis-password-file`).
+    pub password: Option<String>,
+    /// The Sentinels' own ACL user, if they have one (none: `default`).
+    pub sentinel_username: Option<String>,
+    /// The Sentinels' own password (their `requirepass`), separate from the data nodes'.
+    pub sentinel_password: Option<String>,
+}
+
+impl RedisConfig {
+    /// Redis at `url`, with no credential besides what the URL holds.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| streamspace_store::REDACTED);
+        f.debug_struct("RedisConfig")
+            .field("url", &streamspace_store::redact_url(&self.url))
+            .field("password", &hidden(&self.password))
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &hidden(&self.sentinel_password))
+            .finish()
+    }
 }
 
 /// How long history is kept, part of [`ServerConfig`]; `None` keeps it for ever.
@@ -109,7 +150,8 @@ impl Default for ServerConfig {
             sweep_interval: Duration::from_secs(1),
             max_body_bytes: 1024 * 1024,
             max_agent_connections: 10_000,
-            redis_url: None,
+            redis: None,
+            ca_cert: None,
             internal_address: None,
             tunnel: TunnelConfig::default(),
             credential_cache_ttl: Duration::from_secs(1),

@@ -79,8 +79,8 @@ use tokio_util::task::TaskTracker;
 
 pub use api::openapi;
 pub use config::{
-    ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, MetricsToken, RetentionConfig, ServerConfig,
-    TunnelConfig,
+    ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, MetricsToken, RedisConfig, RetentionConfig,
+    ServerConfig, TunnelConfig,
 };
 pub use error::{ApiError, ServerError};
 pub use keyring::{
@@ -149,7 +149,7 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tracing::info!(%addr, replica_id = %config.replica_id, %address,
-        redis = config.redis_url.is_some(), "control plane listening");
+        redis = config.redis.is_some(), "control plane listening");
 
     // Agent connections are upgraded out of the HTTP server's sight: close them ourselves.
     let notify = {

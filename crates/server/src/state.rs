@@ -75,7 +75,8 @@ pub(crate) fn assemble(
     let (ended_tx, ended) = mpsc::channel(queue);
     let cluster = crate::cluster::start(
         crate::cluster::Setup {
-            redis_url: config.redis_url.clone(),
+            redis: config.redis.clone(),
+            ca_cert: config.ca_cert.clone(),
             replica,
             heartbeat: config.heartbeat_interval,
             replica_proofs: keys.replicas.clone(),

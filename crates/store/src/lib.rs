@@ -41,6 +41,7 @@ pub mod identity;
 pub mod migrate;
 pub mod postgres;
 pub mod quota;
+mod redact;
 mod rows;
 mod sql;
 pub mod sqlite;
@@ -51,6 +52,7 @@ pub use identity::{
 };
 pub use migrate::{MigrationState, MigrationStatus};
 pub use quota::{QuotaDimension, QuotaSources, Quotas, SessionSize};
+pub use redact::{REDACTED, redact_url};
 pub use sso::{NewOidcFlow, OidcFlow, OidcSignIn, SingleSignOn};
 
 /// `last_used_at` of a credential is kept to this many seconds: a lookup writes it only when
@@ -78,6 +80,7 @@ pub enum StoreError {
         used: u64,
         needed: u64,
     },
+    /// The URL is kept with its password hidden ([`redact_url`]): this error is printed.
     #[error("unsupported database URL {0:?} (expected postgres://… or sqlite:…)")]
     UnsupportedUrl(String),
     #[error("migration failed: {0}")]
@@ -540,6 +543,6 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_owned()))
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
     }
 }

@@ -90,7 +90,7 @@ where
             .await?;
         run_on(&pool, &crate::sqlite::MIGRATOR, op).await
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_owned()))
+        Err(StoreError::UnsupportedUrl(crate::redact_url(url)))
     }
 }
 

@@ -164,8 +164,9 @@ pub struct UpArgs {
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// PostgreSQL (postgres://…) or SQLite (sqlite:PATH) database.
-    #[arg(long, env = "DATABASE_URL")]
+    /// PostgreSQL (postgres://…; add ?sslmode=verify-full for verified TLS) or SQLite
+    /// (sqlite:PATH) database.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
     /// Address to listen on.
     #[arg(long, env = "STREAMSPACE_LISTEN", default_value = "0.0.0.0:8080")]
@@ -173,11 +174,26 @@ pub struct ServerArgs {
     /// This replica's name [default: $POD_NAME, else the hostname].
     #[arg(long, env = "STREAMSPACE_REPLICA_ID")]
     pub replica_id: Option<String>,
-    /// Redis shared by the replicas (redis://HOST:PORT, or
-    /// redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER); without it agents are reachable only
-    /// through the replica they connect to.
+    /// Redis shared by the replicas: redis://HOST:PORT or
+    /// redis+sentinel://HOST:PORT,HOST:PORT…/MASTER, rediss:// and rediss+sentinel:// for TLS;
+    /// USER:PASSWORD@ before the host is the data nodes' credential. Without it agents are
+    /// reachable only through the replica they connect to.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// A file holding the Redis data nodes' password, for a --redis-url without one.
+    #[arg(long, env = "STREAMSPACE_REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<PathBuf>,
+    /// The Sentinels' own ACL user (with redis+sentinel://) [default: none, `default`].
+    #[arg(long, env = "STREAMSPACE_REDIS_SENTINEL_USERNAME")]
+    pub redis_sentinel_username: Option<String>,
+    /// A file holding the Sentinels' own password (their requirepass), which is separate from
+    /// the data nodes' credential in the URL.
+    #[arg(long, env = "STREAMSPACE_REDIS_SENTINEL_PASSWORD_FILE")]
+    pub redis_sentinel_password_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to verify the server's outgoing TLS connections (rediss://)
+    /// against, instead of the public web roots.
+    #[arg(long, env = "STREAMSPACE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Address (HOST:PORT) other replicas reach this one at [default: the listen address].
     #[arg(long, env = "STREAMSPACE_INTERNAL_ADDRESS")]
     pub internal_address: Option<String>,
@@ -475,7 +491,7 @@ pub struct MigrateArgs {
     #[command(subcommand)]
     pub action: MigrateAction,
     /// PostgreSQL (postgres://…) or SQLite (sqlite:PATH) database.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 }
 

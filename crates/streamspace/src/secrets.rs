@@ -16,6 +16,18 @@ pub fn read(path: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// Reads a secret that must be there (a password file named by a flag): trimmed, and refused
+/// if the file is missing or empty. `what` names it in the error.
+pub fn read_required(path: &Path, what: &str) -> anyhow::Result<String> {
+    let secret = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {what} from {}", path.display()))?;
+    let secret = secret.trim();
+    if secret.is_empty() {
+        anyhow::bail!("the file {} holding {what} is empty", path.display());
+    }
+    Ok(secret.to_owned())
+}
+
 /// Writes a secret readable only by its owner (0600), replacing any earlier one.
 pub fn write(path: &Path, secret: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");

@@ -180,6 +180,60 @@ fn client_errors_name_the_problem() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Passwords in the database and Redis URLs appear neither in help (whose env values would
+/// show them) nor in errors that quote the URLs.
+#[test]
+fn passwords_in_connection_urls_are_never_printed() -> anyhow::Result<()> {
+    const SECRET: &str = "url-password-e41f";
+    let database = format!("postgres://app:{SECRET}@db.example/streamspace");
+    let redis = format!("rediss://streamspace:{SECRET}@redis.example:6380/");
+    for args in [&["server", "--help"][..], &["migrate", "status", "--help"]] {
+        let out = Command::new(common::BIN)
+            .args(args)
+            .env("DATABASE_URL", &database)
+            .env("REDIS_URL", &redis)
+            .output()?;
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}");
+        assert!(printed.contains("DATABASE_URL"), "{printed}");
+        assert!(
+            !printed.contains(SECRET),
+            "{args:?} shows a password:\n{printed}"
+        );
+    }
+
+    let mysql = format!("mysql://app:{SECRET}@db.example/streamspace");
+    let out = streamspace(&["migrate", "status", "--database-url", &mysql])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unsupported database URL \"mysql://app:***@db.example/streamspace\""),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir()?;
+    let sqlite = streamspace_testkit::sqlite_url(&dir.path().join("db.sqlite"));
+    let bad_sentinel = format!("redis+sentinel://app:{SECRET}@s1:port/master");
+    let out = streamspace(&[
+        "server",
+        "--database-url",
+        &sqlite,
+        "--listen",
+        "127.0.0.1:0",
+        "--redis-url",
+        &bad_sentinel,
+    ])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an invalid Redis URL was accepted");
+    assert!(stderr.contains("invalid Redis configuration"), "{stderr}");
+    for output in [&stderr, &String::from_utf8_lossy(&out.stdout)] {
+        assert!(
+            !output.contains(SECRET),
+            "a password was printed:\n{output}"
+        );
+    }
+    Ok(())
+}
+
 /// `streamspace openapi` prints the API document a server serves, with no server running.
 #[test]
 fn openapi_prints_the_api_document_without_a_server() -> anyhow::Result<()> {

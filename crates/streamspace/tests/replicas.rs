@@ -7,6 +7,8 @@
 //! executed command ids); a flapping agent ends with exactly one owner.
 
 mod common;
+#[path = "replicas/secured.rs"]
+mod secured;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -33,19 +35,32 @@ struct Cluster {
     procs: Vec<Option<Proc>>,
     apis: Vec<Client>,
     heartbeat: String,
+    /// More `server` arguments for every replica.
+    extra: Vec<String>,
 }
 
 impl Cluster {
     async fn start(pg: &PgCluster, redis_url: &str, heartbeat: u32) -> anyhow::Result<Self> {
+        Self::start_with(pg.create_database()?, redis_url, heartbeat, &[]).await
+    }
+
+    /// Replicas on database `db`, each also given `extra` arguments.
+    async fn start_with(
+        db: String,
+        redis_url: &str,
+        heartbeat: u32,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut cluster = Self {
             h: common::harness()?,
-            db: pg.create_database()?,
+            db,
             redis_url: redis_url.to_owned(),
             names: vec!["A".into(), "B".into(), "C".into()],
             ports: vec![free_port()?, free_port()?, free_port()?],
             procs: vec![None, None, None],
             apis: Vec::new(),
             heartbeat: heartbeat.to_string(),
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         for i in 0..3 {
             cluster.start_replica(i).await?;
@@ -62,7 +77,7 @@ impl Cluster {
     async fn start_replica(&mut self, i: usize) -> anyhow::Result<()> {
         let listen = format!("127.0.0.1:{}", self.ports[i]);
         let name = self.names[i].clone();
-        let args = [
+        let mut args = vec![
             "--redis-url",
             &self.redis_url,
             "--heartbeat-interval",
@@ -72,6 +87,7 @@ impl Cluster {
             "--max-attempts",
             "10",
         ];
+        args.extend(self.extra.iter().map(String::as_str));
         let db = self.db.clone();
         let (proc, _) = self.h.replica(&db, &name, &listen, &args).await?;
         self.procs[i] = Some(proc);
@@ -289,7 +305,11 @@ async fn setup_with(
     order: &[usize],
     heartbeat: u32,
 ) -> anyhow::Result<(Cluster, Proc)> {
-    let mut cluster = Cluster::start(pg, redis_url, heartbeat).await?;
+    with_agent(Cluster::start(pg, redis_url, heartbeat).await?, order).await
+}
+
+/// `cluster` with the agent connected, trying the replicas in `order`.
+async fn with_agent(mut cluster: Cluster, order: &[usize]) -> anyhow::Result<(Cluster, Proc)> {
     let key = cluster.apis[0].create_agent_key(AGENT).await?;
     let agent = cluster.agent(&key.secret, order)?;
     wait_for_agent_online(&cluster.apis[0], AGENT)

@@ -16,6 +16,7 @@ pub mod redis;
 pub mod relay;
 pub mod schemathesis;
 pub mod tagged;
+pub mod tls_certs;
 pub mod vnc;
 
 pub use db::{TestDatabase, sqlite_url};
@@ -26,6 +27,7 @@ pub use podman::Podman;
 pub use poll::wait_until;
 pub use postgres::PgCluster;
 pub use redis::RedisServer;
+pub use tls_certs::{CertFiles, TestCa};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago. Prefer handing servers an already bound
 /// listener; use this only for programs that must be told a port (PostgreSQL, Redis, Xvnc).

@@ -3,6 +3,7 @@
 //! PostgreSQL refuses to run as root, so when the tests run as root the cluster is owned by the
 //! `postgres` system user and started through `runuser`. Each test creates its own database with
 //! [`PgCluster::create_database`], so tests never see each other's rows.
+//! [`PgCluster::start_tls`] also serves TLS with a given certificate, for `sslmode=verify-full`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,6 +29,17 @@ impl PgCluster {
     /// Creates and starts a new cluster. Fails with the tool's output if PostgreSQL is missing or
     /// does not start.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_inner(None)
+    }
+
+    /// [`Self::start`], also serving TLS (`ssl=on`) with `server`'s certificate and key, which
+    /// are copied into the cluster's directory (PostgreSQL wants its key owned by itself, 0600).
+    /// Clients may still connect without TLS; `sslmode` decides.
+    pub fn start_tls(server: &crate::CertFiles) -> anyhow::Result<Self> {
+        Self::start_inner(Some(server))
+    }
+
+    fn start_inner(tls: Option<&crate::CertFiles>) -> anyhow::Result<Self> {
         let bin = PG_BIN_DIRS
             .iter()
             .map(PathBuf::from)
@@ -59,12 +71,16 @@ impl PgCluster {
             "-E",
             "UTF8",
         ]))?;
+        let ssl = match tls {
+            Some(files) => cluster.install_certificate(files)?,
+            None => String::new(),
+        };
         // Retry on a port taken between choosing and binding.
         let mut last_err = None;
         for _ in 0..5 {
             let port = crate::free_port()?;
             let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200{ssl}",
                 cluster.dir.path().display()
             );
             let result = run(cluster
@@ -133,6 +149,25 @@ impl PgCluster {
             "-c",
             sql,
         ]))
+    }
+
+    /// Copies `files` into the cluster's directory, readable by the server only; the options
+    /// that turn TLS on with them.
+    fn install_certificate(&self, files: &crate::CertFiles) -> anyhow::Result<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let cert = self.dir.path().join("server.crt");
+        let key = self.dir.path().join("server.key");
+        std::fs::copy(&files.cert, &cert).context("copying the server certificate")?;
+        std::fs::copy(&files.key, &key).context("copying the server key")?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        if self.as_postgres_user {
+            run(Command::new("chown").arg("postgres").arg(&cert).arg(&key))?;
+        }
+        Ok(format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert.display(),
+            key.display()
+        ))
     }
 
     /// The cluster's data directory (for reading its log when a test fails).

@@ -3,7 +3,9 @@
 //! Each [`RedisServer`] runs `redis-server` on its own port with persistence off, in a temporary
 //! directory. [`RedisServer::kill`] and [`RedisServer::restart`] simulate an outage on the same
 //! port. [`RedisSentinel`] runs `redis-server --sentinel` monitoring a master, for failover
-//! tests. Starting fails loudly (with the log) if `redis-server` is missing or does not answer.
+//! tests. Both can be secured ([`RedisSecurity`]): TLS only, with a certificate from a
+//! [`crate::tls_certs::TestCa`], and a password. Starting fails loudly (with the log) if
+//! `redis-server` is missing or does not answer.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,7 +15,83 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::tls_certs::CertFiles;
+
 const REDIS_SERVER: &str = "redis-server";
+
+/// What secures a Redis (or Sentinel): it listens only for TLS, with `server`'s certificate, and
+/// requires `password` (`requirepass`, the `default` user's password).
+#[derive(Debug, Clone)]
+pub struct RedisSecurity {
+    /// The CA that signed `server` (Redis needs one configured, though it asks clients for no
+    /// certificate).
+    pub ca: PathBuf,
+    pub server: CertFiles,
+    pub password: String,
+}
+
+impl RedisSecurity {
+    /// `redis-server` arguments: no plain port, TLS on `port`.
+    fn args(&self, port: u16) -> Vec<String> {
+        let path = |p: &PathBuf| p.display().to_string();
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &path(&self.server.cert),
+            "--tls-key-file",
+            &path(&self.server.key),
+            "--tls-ca-cert-file",
+            &path(&self.ca),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            &self.password,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// Runs `redis-cli` over TLS against 127.0.0.1:`port`, logged in with the password.
+    fn cli(&self, port: u16, args: &[&str]) -> anyhow::Result<String> {
+        let output = Command::new("redis-cli")
+            .args(["--tls", "--cacert"])
+            .arg(&self.ca)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--no-auth-warning",
+            ])
+            .args(["-a", &self.password])
+            .args(args)
+            .output()
+            .context("running redis-cli")?;
+        if !output.status.success() {
+            bail!(
+                "redis-cli {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    fn wait_for_pong(&self, port: u16) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if self.cli(port, &["PING"]).is_ok_and(|r| r.trim() == "PONG") {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("no PONG over TLS from 127.0.0.1:{port} within {START_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One `redis-server` process on 127.0.0.1.
@@ -21,6 +99,7 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     port: u16,
     extra: Vec<String>,
+    security: Option<RedisSecurity>,
     child: Option<Child>,
 }
 
@@ -32,6 +111,16 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments (e.g. `--replicaof HOST PORT`).
     pub fn start_with(extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_inner(extra, None)
+    }
+
+    /// Starts a server secured by `security` (TLS only, a password), with extra arguments
+    /// (e.g. `--user NAME on >PASSWORD …` for an ACL user).
+    pub fn start_secured(security: &RedisSecurity, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_inner(extra, Some(security.clone()))
+    }
+
+    fn start_inner(extra: &[&str], security: Option<RedisSecurity>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("streamspace-redis-")
             .tempdir()
@@ -40,6 +129,7 @@ impl RedisServer {
             dir,
             port: crate::free_port()?,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            security,
             child: None,
         };
         server.spawn()?;
@@ -50,9 +140,22 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT/`
+    /// `redis://127.0.0.1:PORT/`, or `rediss://…` when secured (with no credential).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.security.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
+    }
+
+    /// Runs one command with `redis-cli` (over TLS and logged in, when secured); its output.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        match &self.security {
+            Some(security) => security.cli(self.port, args),
+            None => command(self.port, args),
+        }
     }
 
     fn log(&self) -> PathBuf {
@@ -63,9 +166,11 @@ impl RedisServer {
         let port = self.port.to_string();
         let dir = self.dir.path().display().to_string();
         let log = self.log().display().to_string();
+        let secured = self.security.as_ref().map(|s| s.args(self.port));
         let child = Command::new(REDIS_SERVER)
             .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "no", "--dir", &dir, "--logfile", &log])
+            .args(secured.unwrap_or_default())
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -73,7 +178,11 @@ impl RedisServer {
             .spawn()
             .context("starting redis-server (install the redis-server package)")?;
         self.child = Some(child);
-        wait_for_pong(self.port).with_context(|| {
+        let ready = match &self.security {
+            Some(security) => security.wait_for_pong(self.port),
+            None => wait_for_pong(self.port),
+        };
+        ready.with_context(|| {
             format!(
                 "redis-server on port {} did not answer; log:\n{}",
                 self.port,
@@ -134,23 +243,49 @@ pub struct RedisSentinel {
 
 impl RedisSentinel {
     pub fn start(name: &str, master_port: u16) -> anyhow::Result<Self> {
+        Self::start_inner(name, master_port, None)
+    }
+
+    /// A Sentinel secured by `security` (TLS only, its own password) watching a master
+    /// secured with TLS and `master_password`.
+    pub fn start_secured(
+        name: &str,
+        master_port: u16,
+        security: &RedisSecurity,
+        master_password: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start_inner(name, master_port, Some((security, master_password)))
+    }
+
+    fn start_inner(
+        name: &str,
+        master_port: u16,
+        security: Option<(&RedisSecurity, &str)>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("streamspace-sentinel-")
             .tempdir()?;
         let port = crate::free_port()?;
         let conf = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {}\n\
-                 sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
-                 sentinel down-after-milliseconds {name} 1000\n\
-                 sentinel failover-timeout {name} 5000\n\
-                 sentinel parallel-syncs {name} 1\n",
-                dir.path().display(),
-                dir.path().join("sentinel.log").display()
-            ),
-        )?;
+        let mut text = format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {}\n\
+             sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+             sentinel down-after-milliseconds {name} 1000\n\
+             sentinel failover-timeout {name} 5000\n\
+             sentinel parallel-syncs {name} 1\n",
+            dir.path().display(),
+            dir.path().join("sentinel.log").display()
+        );
+        if let Some((security, master_password)) = security {
+            // Later lines win: no plain port; TLS to clients and to the master.
+            for pair in security.args(port).chunks(2) {
+                text.push_str(&format!("{} \"{}\"\n", &pair[0][2..], pair[1]));
+            }
+            text.push_str(&format!(
+                "tls-replication yes\nsentinel auth-pass {name} {master_password}\n"
+            ));
+        }
+        std::fs::write(&conf, text)?;
         let child = Command::new(REDIS_SERVER)
             .arg(&conf)
             .arg("--sentinel")
@@ -164,7 +299,11 @@ impl RedisSentinel {
             port,
             child,
         };
-        wait_for_pong(port).context("the sentinel did not answer")?;
+        match security {
+            Some((security, _)) => security.wait_for_pong(port),
+            None => wait_for_pong(port),
+        }
+        .context("the sentinel did not answer")?;
         Ok(sentinel)
     }
 

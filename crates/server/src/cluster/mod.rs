@@ -132,8 +132,10 @@ impl AgentRevoked {
 
 /// What [`start`] needs.
 pub(crate) struct Setup {
-    /// `--redis-url`, if any.
-    pub redis_url: Option<String>,
+    /// `--redis-url` and its credentials, if any.
+    pub redis: Option<crate::config::RedisConfig>,
+    /// `--ca-cert`: the CA that Redis's TLS certificates are verified against.
+    pub ca_cert: Option<std::path::PathBuf>,
     pub replica: Arc<ReplicaInfo>,
     pub heartbeat: Duration,
     /// Signs calls between replicas.
@@ -145,8 +147,17 @@ pub(crate) struct Setup {
 /// The cluster of this replica: single without a Redis URL, else Redis.
 pub(crate) fn start(setup: Setup, events: Events) -> Result<Arc<dyn Cluster>, InvalidRedisUrl> {
     let local = Arc::new(LocalHub::new());
-    Ok(match &setup.redis_url {
+    Ok(match &setup.redis {
         None => Arc::new(Single::new(setup.replica, local)),
-        Some(url) => Arc::new(redis::RedisCluster::new(url, &setup, local, events)?),
+        Some(config) => {
+            let ca = match &setup.ca_cert {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    InvalidRedisUrl(format!("reading --ca-cert {}: {e}", path.display()))
+                })?),
+                None => None,
+            };
+            let cluster = redis::RedisCluster::new(config, ca.as_deref(), &setup, local, events)?;
+            Arc::new(cluster)
+        }
     })
 }

@@ -135,7 +135,7 @@ impl SqliteStore {
 /// WAL, foreign keys on, a busy timeout so concurrent writers wait instead of failing.
 pub(crate) fn connect_options(url: &str) -> Result<SqliteConnectOptions> {
     if !url.starts_with("sqlite:") {
-        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        return Err(StoreError::UnsupportedUrl(crate::redact_url(url)));
     }
     Ok(SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use streamspace_proto::api::QuotaLimits;
 use streamspace_server::{HttpConfig, MetricsToken, RetentionConfig};
-use streamspace_server::{SecretsConfig, ServerConfig};
+use streamspace_server::{RedisConfig, SecretsConfig, ServerConfig};
 use streamspace_store::SessionSize;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +43,7 @@ async fn bind(listen: &str) -> std::io::Result<tokio::net::TcpListener> {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let replica_id = args.replica_id.clone().unwrap_or_else(default_replica_id);
     let oidc = crate::sso::providers(&args.oidc).context("configuring single sign-on")?;
+    let redis = redis_config(&args)?;
     if args.no_migrate {
         let pending: Vec<i64> = streamspace_store::migrate::status(&args.database_url)
             .await
@@ -107,7 +108,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         stopper.cancel();
     });
     let mut config = ServerConfig {
-        redis_url: args.redis_url.clone().filter(|u| !u.is_empty()),
+        redis,
+        ca_cert: args.ca_cert.clone(),
         internal_address: args.internal_address.clone(),
         oidc,
         secrets,
@@ -196,6 +198,27 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
         },
         ..ServerConfig::default()
     }
+}
+
+/// `--redis-url` with the credentials from the Redis password files; `None` without a URL.
+fn redis_config(args: &ServerArgs) -> anyhow::Result<Option<RedisConfig>> {
+    let Some(url) = args.redis_url.clone().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let read = |path: &Option<std::path::PathBuf>, what| {
+        path.as_deref()
+            .map(|p| secrets::read_required(p, what))
+            .transpose()
+    };
+    Ok(Some(RedisConfig {
+        url,
+        password: read(&args.redis_password_file, "the Redis password")?,
+        sentinel_username: args.redis_sentinel_username.clone(),
+        sentinel_password: read(
+            &args.redis_sentinel_password_file,
+            "the Redis Sentinel password",
+        )?,
+    }))
 }
 
 /// The token of `--metrics-token-file`, trimmed; an empty file is refused.

@@ -1,5 +1,5 @@
-//! The replica's link to Redis: where Redis is (directly or through Sentinel), the one shared
-//! connection, and the supervisor that keeps it up.
+//! The replica's link to Redis: the one shared connection to the master (found through
+//! [`Target`]), and the supervisor that keeps it up.
 //!
 //! Redis only accelerates routing; PostgreSQL stays the source of truth. The supervisor connects,
 //! subscribes to this replica's wake-up channel and to finished commands, re-publishes the
@@ -20,6 +20,7 @@ use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::routing::{self, Wake};
+use super::target::{Target, explain};
 use super::{ended, finished, revoked};
 use crate::cluster::{Events, ReplicaInfo};
 use crate::hub::LocalHub;
@@ -30,95 +31,13 @@ pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
-/// A Redis URL that could not be understood.
+/// A Redis configuration that could not be understood. Its message never quotes the URL,
+/// which may hold a password.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid Redis URL: {0}")]
-pub struct InvalidRedisUrl(String);
+#[error("invalid Redis configuration: {0}")]
+pub struct InvalidRedisUrl(pub(crate) String);
 
-/// Where Redis is.
-#[derive(Debug, Clone)]
-pub(crate) enum Target {
-    Direct(redis::Client),
-    /// `redis+sentinel://host:port[,host:port…]/master-name`
-    Sentinel {
-        sentinels: Vec<String>,
-        master: String,
-    },
-}
-
-impl Target {
-    pub fn parse(url: &str) -> Result<Self, InvalidRedisUrl> {
-        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-            let (hosts, master) = rest.split_once('/').ok_or_else(|| {
-                InvalidRedisUrl("expected redis+sentinel://HOST:PORT[,…]/MASTER".into())
-            })?;
-            let master = master.trim_end_matches('/').to_owned();
-            let sentinels: Vec<String> = hosts
-                .split(',')
-                .filter(|h| !h.is_empty())
-                .map(|h| {
-                    if h.contains(':') {
-                        h.to_owned()
-                    } else {
-                        format!("{h}:26379")
-                    }
-                })
-                .collect();
-            if sentinels.is_empty() || master.is_empty() {
-                return Err(InvalidRedisUrl(
-                    "a Sentinel URL needs at least one host and a master name".into(),
-                ));
-            }
-            return Ok(Self::Sentinel { sentinels, master });
-        }
-        open_client(url)
-            .map(Self::Direct)
-            .map_err(|e| InvalidRedisUrl(e.to_string()))
-    }
-
-    /// A client for the current master.
-    async fn client(&self) -> redis::RedisResult<redis::Client> {
-        match self {
-            Self::Direct(client) => Ok(client.clone()),
-            Self::Sentinel { sentinels, master } => {
-                let mut last = None;
-                for sentinel in sentinels {
-                    match ask_sentinel(sentinel, master).await {
-                        Ok(client) => return Ok(client),
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(last.unwrap_or_else(|| io_error("no sentinel configured")))
-            }
-        }
-    }
-}
-
-/// A client whose connections send each request at once. redis-rs leaves Nagle's algorithm on
-/// by default, which holds back a small request while an earlier one is unacknowledged; every
-/// request here is small and latency-bound (routing lookups, wake-ups, announcements).
-fn open_client(url: &str) -> redis::RedisResult<redis::Client> {
-    use redis::IntoConnectionInfo;
-    let info = url.into_connection_info()?;
-    let tcp = redis::io::tcp::TcpSettings::default().set_nodelay(true);
-    redis::Client::open(info.set_tcp_settings(tcp))
-}
-
-async fn ask_sentinel(sentinel: &str, master: &str) -> redis::RedisResult<redis::Client> {
-    let client = open_client(&format!("redis://{sentinel}/"))?;
-    let mut conn = timed(client.get_multiplexed_async_connection()).await?;
-    let addr: Option<(String, u16)> = timed(
-        redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(master)
-            .query_async(&mut conn),
-    )
-    .await?;
-    let (host, port) = addr.ok_or_else(|| io_error("the sentinel does not know that master"))?;
-    open_client(&format!("redis://{host}:{port}/"))
-}
-
-fn io_error(msg: &str) -> redis::RedisError {
+pub(crate) fn io_error(msg: &str) -> redis::RedisError {
     redis::RedisError::from(std::io::Error::other(msg.to_owned()))
 }
 
@@ -242,28 +161,38 @@ impl RedisLink {
         }
     }
 
+    /// Connects to the master and subscribes; the error says what the operator should check.
     async fn connect(
         &self,
         channel: &str,
-    ) -> redis::RedisResult<(MultiplexedConnection, redis::aio::PubSub)> {
-        let client = self.target.client().await?;
-        let conn = timed(client.get_multiplexed_async_connection()).await?;
-        let mut pubsub = timed(client.get_async_pubsub()).await?;
-        timed(pubsub.subscribe(&[channel, finished::CHANNEL, revoked::CHANNEL, ended::CHANNEL]))
+    ) -> Result<(MultiplexedConnection, redis::aio::PubSub), String> {
+        // Errors from asking the Sentinels are explained already, naming the Sentinel.
+        let client = self.target.client().await.map_err(|e| e.to_string())?;
+        let connected = async {
+            let conn = timed(client.get_multiplexed_async_connection()).await?;
+            let mut pubsub = timed(client.get_async_pubsub()).await?;
+            timed(pubsub.subscribe(&[
+                channel,
+                finished::CHANNEL,
+                revoked::CHANNEL,
+                ended::CHANNEL,
+            ]))
             .await?;
-        // A failover can leave a demoted master answering: refuse it.
-        let role: Vec<redis::Value> =
-            timed(redis::cmd("ROLE").query_async(&mut conn.clone())).await?;
-        if !matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
-            return Err(io_error("connected Redis is not a master"));
-        }
-        Ok((conn, pubsub))
+            // A failover can leave a demoted master answering: refuse it.
+            let role: Vec<redis::Value> =
+                timed(redis::cmd("ROLE").query_async(&mut conn.clone())).await?;
+            if !matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
+                return Err(io_error("connected Redis is not a master"));
+            }
+            Ok((conn, pubsub))
+        };
+        connected.await.map_err(|e| explain(&e))
     }
 
     /// One connected period: announce ourselves, then serve wake-ups until the link breaks.
     async fn session(&self, pubsub: redis::aio::PubSub, shutdown: &CancellationToken) {
         if let Err(e) = routing::publish_all(self).await {
-            tracing::warn!(error = %e, "re-publishing agent ownership failed");
+            tracing::warn!(error = %explain(&e), "re-publishing agent ownership failed");
             return;
         }
         // Anything published to us while we were not subscribed is gone: re-read the database,
@@ -284,7 +213,7 @@ impl RedisLink {
                 _ = self.broken.notified() => return,
                 _ = refresh.tick() => {
                     if let Err(e) = routing::publish_all(self).await {
-                        tracing::debug!(error = %e, "refreshing ownership failed");
+                        tracing::debug!(error = %explain(&e), "refreshing ownership failed");
                         return;
                     }
                 }
@@ -329,29 +258,5 @@ impl RedisLink {
             Ok(wake) => routing::on_wake(self, wake).await,
             Err(e) => tracing::warn!(error = %e, "ignoring a malformed wake-up"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sentinel_urls_name_their_hosts_and_master() {
-        match Target::parse("redis+sentinel://s1:26380,s2/mymaster") {
-            Ok(Target::Sentinel { sentinels, master }) => {
-                assert_eq!(sentinels, ["s1:26380", "s2:26379"]);
-                assert_eq!(master, "mymaster");
-            }
-            other => panic!("not a sentinel target: {other:?}"),
-        }
-        assert!(Target::parse("redis+sentinel://s1:26379").is_err());
-        assert!(Target::parse("redis+sentinel://s1:26379/").is_err());
-        assert!(Target::parse("redis+sentinel:///m").is_err());
-        assert!(matches!(
-            Target::parse("redis://127.0.0.1:6379/"),
-            Ok(Target::Direct(_))
-        ));
-        assert!(Target::parse("not a url").is_err());
     }
 }

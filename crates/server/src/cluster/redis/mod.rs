@@ -2,8 +2,9 @@
 //!
 //! Redis only accelerates: PostgreSQL stays the source of truth, and whatever is lost while
 //! Redis is away (a wake-up, an announcement) is found again by the sweep or by a re-read.
-//! - [`link`]: where Redis is, the one shared connection, the supervisor that keeps it up and
-//!   reads this replica's channels;
+//! - [`target`]: where Redis is (directly or through Sentinels), with TLS and credentials;
+//! - [`link`]: the one shared connection, the supervisor that keeps it up and reads this
+//!   replica's channels;
 //! - [`hub`]: the local hub plus agent ownership records;
 //! - [`routing`]: ownership records (with the epoch fencing) and wake-ups between replicas;
 //! - [`replicas`]: each replica's record, for the replica list and for calls between replicas;
@@ -20,6 +21,7 @@ mod link;
 mod replicas;
 mod revoked;
 mod routing;
+mod target;
 mod tunnels;
 
 use std::sync::Arc;
@@ -35,7 +37,8 @@ pub use link::InvalidRedisUrl;
 use super::{Cluster, Events, ReplicaStatus, ReplicasUnavailable, Setup};
 use crate::hub::{Hub, LocalHub};
 use crate::keyring::{Keyring, ReplicaProofs};
-use link::{RedisLink, Target};
+use link::RedisLink;
+use target::Target;
 
 /// The Redis implementation of [`Cluster`].
 pub(crate) struct RedisCluster {
@@ -46,13 +49,15 @@ pub(crate) struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// A cluster through the Redis `config` names; `ca` is the PEM of `--ca-cert`, if given.
     pub fn new(
-        url: &str,
+        config: &crate::config::RedisConfig,
+        ca: Option<&[u8]>,
         setup: &Setup,
         local: Arc<LocalHub>,
         events: Events,
     ) -> Result<Self, InvalidRedisUrl> {
-        let target = Target::parse(url)?;
+        let target = Target::new(config, ca)?;
         let link = Arc::new(RedisLink::new(
             target,
             setup.replica.clone(),
