@@ -16,6 +16,7 @@
 //!   JSON; `config`, `error`, `metrics`;
 //! - `auth` — who is calling (the admin token);
 //! - `oidc` — single sign-on through OpenID Connect providers (the flow, without routing);
+//! - `tls` — the listener's certificate (re-read when it changes) and client certificates;
 //! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup;
 //! - `web` — the web UI's built files, embedded in the binary and served by the fallback route.
 //!
@@ -63,6 +64,7 @@ mod retention;
 mod signin;
 mod state;
 mod streams;
+mod tls;
 mod totp;
 pub mod tunnel;
 mod web;
@@ -77,8 +79,8 @@ use tokio_util::task::TaskTracker;
 
 pub use api::openapi;
 pub use config::{
-    ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, MetricsToken, RetentionConfig, ServerConfig,
-    TunnelConfig,
+    ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, ListenerTls, MetricsToken, RetentionConfig,
+    ServerConfig, TunnelConfig,
 };
 pub use error::{ApiError, ServerError};
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX, HMAC_SECRET_SETTING, KeyHasher};
@@ -98,6 +100,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let hasher = KeyHasher::load(store.as_ref()).await?;
     let oidc = oidc::Providers::discover(&config.oidc, config.tunnel.public_url.as_deref())
         .await
@@ -160,12 +163,19 @@ pub async fn serve(
                 shutdown.clone(),
             );
             Some(tokio::spawn(async move {
-                http::serve(listener, router, &http, stop).await;
+                http::serve(listener, router, &http, None, stop).await;
             }))
         }
         None => None,
     };
-    http::serve(listener, api::router(state), &config.http, shutdown.clone()).await;
+    http::serve(
+        listener,
+        api::router(state),
+        &config.http,
+        acceptor,
+        shutdown.clone(),
+    )
+    .await;
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }

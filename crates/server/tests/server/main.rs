@@ -14,5 +14,6 @@ mod quota;
 mod template_fields;
 mod template_limits;
 mod template_update;
+mod tls;
 mod totp;
 mod tunnel;
