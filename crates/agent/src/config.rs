@@ -92,6 +92,12 @@ pub struct AgentConfig {
     pub ha: Option<crate::leadership::HaConfig>,
     /// Cluster access (namespace, kubeconfig, lease) for the kubernetes runtime.
     pub kubernetes: crate::runtime::kubernetes::KubernetesOptions,
+    /// What TLS to the control plane trusts besides the system's roots (`--ca-cert`) and the
+    /// client certificate it presents (`--tls-client-cert`/`--tls-client-key`).
+    pub tls: streamspace_client::tls::TlsOptions,
+    /// Accept plain `http://` server URLs whose host is not a loopback address
+    /// (`--allow-insecure`); otherwise they are refused at start.
+    pub allow_insecure: bool,
 }
 
 impl AgentConfig {
@@ -121,6 +127,8 @@ impl AgentConfig {
             docker_host: None,
             ha: None,
             kubernetes: Default::default(),
+            tls: Default::default(),
+            allow_insecure: false,
         }
     }
 }
@@ -146,6 +154,8 @@ impl fmt::Debug for AgentConfig {
             .field("docker_host", &self.docker_host)
             .field("ha", &self.ha)
             .field("kubernetes", &self.kubernetes)
+            .field("tls", &self.tls)
+            .field("allow_insecure", &self.allow_insecure)
             .finish()
     }
 }

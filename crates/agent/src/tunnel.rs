@@ -78,6 +78,7 @@ pub struct Tunnels {
     runtime: Arc<dyn Runtime>,
     key: String,
     connect_timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
     outbox: mpsc::Sender<AgentMessage>,
     server: Mutex<Option<Url>>,
     open: Mutex<HashMap<Uuid, CancellationToken>>,
@@ -92,12 +93,14 @@ impl Tunnels {
         runtime: Arc<dyn Runtime>,
         key: String,
         connect_timeout: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
         outbox: mpsc::Sender<AgentMessage>,
     ) -> Arc<Self> {
         Arc::new(Self {
             runtime,
             key,
             connect_timeout,
+            tls,
             outbox,
             server: Mutex::new(None),
             open: Mutex::new(HashMap::new()),
@@ -197,6 +200,7 @@ impl Tunnels {
             token: &open.token,
             vnc_address: &address,
             connect_timeout: self.connect_timeout,
+            tls: self.tls.clone(),
         };
         stream.carry(cancel.cancelled()).await
     }
@@ -223,6 +227,7 @@ pub async fn carry_stream(
         token,
         vnc_address,
         connect_timeout,
+        tls: None,
     };
     stream.carry(std::future::pending()).await
 }
@@ -234,6 +239,8 @@ struct Stream<'a> {
     token: &'a str,
     vnc_address: &'a str,
     connect_timeout: Duration,
+    /// `None`: tungstenite's default (the Mozilla roots).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Stream<'_> {
@@ -267,7 +274,13 @@ impl Stream<'_> {
             .max_frame_size(Some(MAX_FRAME_BYTES))
             .write_buffer_size(0)
             .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
-        let handshake = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+        let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        let handshake = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            true,
+            connector,
+        );
         match tokio::time::timeout(self.connect_timeout, handshake).await {
             Ok(Ok((socket, _))) => Ok(socket),
             Ok(Err(e)) => Err(TunnelError::Dial(e)),
@@ -374,7 +387,7 @@ mod tests {
             std::env::temp_dir().join("unused-tunnel-test"),
         )));
         let (tx, _rx) = mpsc::channel(1);
-        let tunnels = Tunnels::new(runtime, "k".into(), Duration::from_secs(1), tx);
+        let tunnels = Tunnels::new(runtime, "k".into(), Duration::from_secs(1), None, tx);
         for (control, data) in [
             (
                 "ws://h:1/api/v1/agents/connect",
@@ -420,7 +433,7 @@ mod tests {
         let runtime: Arc<dyn Runtime> =
             Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(dir)));
         let (tx, mut rx) = mpsc::channel(4);
-        let tunnels = Tunnels::new(runtime, "k".into(), Duration::from_secs(1), tx);
+        let tunnels = Tunnels::new(runtime, "k".into(), Duration::from_secs(1), None, tx);
         let open = TunnelOpen {
             tunnel_id: Uuid::now_v7(),
             session_id: Uuid::now_v7(),

@@ -102,15 +102,18 @@ pub async fn serve(
     config.validate()?;
     let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let hasher = KeyHasher::load(store.as_ref()).await?;
-    let oidc = oidc::Providers::discover(&config.oidc, config.tunnel.public_url.as_deref())
-        .await
-        .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
+    let outgoing = tls::outgoing_config(&config)?;
+    let oidc =
+        oidc::Providers::discover(&config.oidc, config.tunnel.public_url.as_deref(), &outgoing)
+            .await
+            .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
     let config = Arc::new(config);
     metrics::init();
     let addr = listener.local_addr()?;
     let replica = Arc::new(cluster::ReplicaInfo {
         id: config.replica_id.clone(),
         address: internal_address(&config, addr),
+        tls: config.tls.is_some(),
         started_at: chrono::Utc::now(),
     });
     let address = replica.address.clone();

@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use axum::http::StatusCode;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use streamspace_client::tls::{load_certs, load_key, load_roots};
+use streamspace_client::tls::{TlsOptions, client_config, load_certs, load_key, load_roots};
 
 use crate::config::ListenerTls;
 use crate::error::{ApiError, ServerError};
@@ -53,6 +53,32 @@ pub(crate) fn acceptor(config: &ListenerTls) -> Result<tokio_rustls::TlsAcceptor
     // The server speaks HTTP/1.1 only (WebSocket upgrades need it).
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+}
+
+/// The client TLS for calls to other replicas: the system's roots plus `--ca-cert`, verifying
+/// peers against `--internal-tls-name` when given, else against the host of their internal
+/// address (an IP SAN for a pod IP).
+pub(crate) fn peer_config(
+    config: &crate::config::ServerConfig,
+) -> Result<Arc<rustls::ClientConfig>, ServerError> {
+    client_config(&TlsOptions {
+        ca_cert: config.ca_cert.clone(),
+        identity: None,
+        server_name: config.internal_tls_name.clone(),
+    })
+    .map_err(|e| ServerError::InvalidConfig(format!("TLS to other replicas: {e}")))
+}
+
+/// The client TLS for the replica's other outgoing calls (single sign-on providers): the
+/// system's roots plus `--ca-cert`.
+pub(crate) fn outgoing_config(
+    config: &crate::config::ServerConfig,
+) -> Result<Arc<rustls::ClientConfig>, ServerError> {
+    client_config(&TlsOptions {
+        ca_cert: config.ca_cert.clone(),
+        ..TlsOptions::default()
+    })
+    .map_err(|e| ServerError::InvalidConfig(format!("--ca-cert: {e}")))
 }
 
 /// Refuses an agent connection without a verified client certificate when `--require-agent-certs`

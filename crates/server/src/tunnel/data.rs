@@ -94,11 +94,11 @@ async fn accept(
         Ok(pending) => pending,
         Err(TakeError::Unknown) => {
             // Perhaps the viewer is on another replica: one hop there.
-            if let Some(address) = app.cluster.viewer_replica(token).await {
+            if let Some(peer) = app.cluster.viewer_replica(token).await {
                 let (app, token) = (app.clone(), token.to_owned());
                 let tasks = app.tasks.clone();
                 return Ok(bounded(upgrade).on_upgrade(move |socket| {
-                    tasks.track_future(remote::forward(app, socket, address, token, agent_id))
+                    tasks.track_future(remote::forward(app, socket, peer, token, agent_id))
                 }));
             }
             return Err(ApiError::new(

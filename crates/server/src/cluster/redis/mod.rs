@@ -42,6 +42,8 @@ pub(crate) struct RedisCluster {
     hub: Arc<hub::RedisHub>,
     hasher: KeyHasher,
     open_timeout: Duration,
+    /// Calls to other replicas, over TLS to those that serve it.
+    http: reqwest::Client,
 }
 
 impl RedisCluster {
@@ -64,6 +66,7 @@ impl RedisCluster {
             link,
             hasher: setup.hasher.clone(),
             open_timeout: setup.open_timeout,
+            http: setup.peer_http.clone(),
         })
     }
 }
@@ -110,10 +113,15 @@ impl Cluster for RedisCluster {
     }
 
     async fn open_tunnel(&self, agent_id: &str, open: TunnelOpen) -> Result<(), String> {
-        tunnels::open_elsewhere(&self.link, &self.hasher, self.open_timeout, agent_id, open).await
+        let caller = tunnels::Caller {
+            http: &self.http,
+            hasher: &self.hasher,
+            open_timeout: self.open_timeout,
+        };
+        tunnels::open_elsewhere(&self.link, &caller, agent_id, open).await
     }
 
-    async fn viewer_replica(&self, token: &str) -> Option<String> {
+    async fn viewer_replica(&self, token: &str) -> Option<super::Peer> {
         tunnels::viewer_replica(&self.link, token).await
     }
 
