@@ -72,9 +72,10 @@ impl Proc {
         .await
     }
 
-    /// The URL a `streamspace server` process prints once it listens (`http://…`).
+    /// The URL a `streamspace server` process prints once it listens (`http://…`, or
+    /// `https://…` when it serves TLS).
     pub async fn server_url(&self) -> anyhow::Result<String> {
-        let line = self.wait_for_stdout("listening on http://").await?;
+        let line = self.wait_for_stdout(" listening on http").await?;
         line.rsplit_once("listening on ")
             .map(|(_, url)| url.trim().to_owned())
             .with_context(|| format!("parsing {}'s address from {line:?}", self.name))
@@ -92,7 +93,16 @@ impl Proc {
 
     /// Waits for a stdout line containing `needle` and returns it.
     pub async fn wait_for_stdout(&self, needle: &str) -> anyhow::Result<String> {
-        let path = self.stdout.clone();
+        self.wait_for_line(&self.stdout, needle).await
+    }
+
+    /// Waits for a stderr line (the log) containing `needle` and returns it.
+    pub async fn wait_for_stderr(&self, needle: &str) -> anyhow::Result<String> {
+        self.wait_for_line(&self.stderr, needle).await
+    }
+
+    async fn wait_for_line(&self, path: &Path, needle: &str) -> anyhow::Result<String> {
+        let path = path.to_owned();
         wait_until(
             &format!("{needle:?} in {}'s output", self.name),
             START_TIMEOUT,
