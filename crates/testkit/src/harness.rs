@@ -204,13 +204,16 @@ impl Harness {
     /// `streamspace up` on a fresh data directory, listening on a port of its choosing. Returns
     /// the process, its URL (no trailing slash) and the data directory.
     pub async fn up(&mut self) -> anyhow::Result<(Proc, String, PathBuf)> {
+        self.up_with(&[]).await
+    }
+
+    /// [`Self::up`] with extra arguments (e.g. `--tls-cert`).
+    pub async fn up_with(&mut self, extra: &[&str]) -> anyhow::Result<(Proc, String, PathBuf)> {
         let data = self.path("data");
         let data_arg = data.display().to_string();
-        let up = self.spawn(
-            "up",
-            &["up", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"],
-            &[],
-        )?;
+        let mut args = vec!["up", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let up = self.spawn("up", &args, &[])?;
         let line = up.wait_for_stdout("URL:").await?;
         let url = line
             .split_whitespace()

@@ -90,6 +90,21 @@ impl TestCa {
     }
 }
 
+/// A self-signed certificate for `names`, no CA involved, written to `dir/{stem}.pem` and
+/// `dir/{stem}-key.pem`.
+pub fn self_signed(dir: &Path, stem: &str, names: &[&str]) -> anyhow::Result<CertFiles> {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(names)?;
+    let files = CertFiles {
+        cert: dir.join(format!("{stem}.pem")),
+        key: dir.join(format!("{stem}-key.pem")),
+        der: cert.der().to_vec(),
+    };
+    replace(&files.key, &signing_key.serialize_pem())?;
+    replace(&files.cert, &cert.pem())?;
+    Ok(files)
+}
+
 /// Writes `path` through a temporary file and a rename, so a reader never sees half of it.
 fn replace(path: &Path, contents: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");

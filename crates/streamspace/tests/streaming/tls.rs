@@ -198,3 +198,95 @@ async fn every_hop_of_a_stream_across_replicas_is_tls() -> anyhow::Result<()> {
     drop((tx, rx));
     pair.stop_agent().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_without_a_client_certificate_are_refused_when_required() -> anyhow::Result<()> {
+    let ca = TestCa::new("StreamSpace test CA")?;
+    let cert = ca.server_cert("server", &["127.0.0.1", "localhost"])?;
+    let client = ca.client_cert("agent", "cert-agent")?;
+    let mut h = super::common::harness()?;
+    let db = h.sqlite_url();
+    let path = |p: &std::path::Path| p.display().to_string();
+    let (cert_arg, key_arg, ca_arg) = (path(&cert.cert), path(&cert.key), path(&ca.cert));
+    let args = [
+        "--heartbeat-interval",
+        "1",
+        "--tls-cert",
+        &cert_arg,
+        "--tls-key",
+        &key_arg,
+        "--client-ca",
+        &ca_arg,
+        "--require-agent-certs",
+    ];
+    let (server, url) = h.server(&db, &args).await?;
+    let tls = client_config(&TlsOptions {
+        ca_cert: Some(ca.cert.clone()),
+        ..TlsOptions::default()
+    })?;
+    // The CLI and browsers bring no certificate and are served.
+    let api = Client::with_tls(&url, ADMIN_TOKEN, tls)?;
+    wait_for_ready(&api).await.with_context(|| server.logs())?;
+    let key = api.create_agent_key("cert-agent").await?;
+
+    let without = h.agent_with(
+        &url,
+        "cert-agent",
+        &key.secret,
+        &h.path("state-1"),
+        &["--ca-cert", &ca_arg],
+    )?;
+    without
+        .wait_for_stderr("refused the connection: HTTP 401")
+        .await
+        .context("an agent without a certificate is refused")?;
+    drop(without);
+
+    let (client_cert, client_key) = (path(&client.cert), path(&client.key));
+    let with = h.agent_with(
+        &url,
+        "cert-agent",
+        &key.secret,
+        &h.path("state-2"),
+        &[
+            "--ca-cert",
+            &ca_arg,
+            "--tls-client-cert",
+            &client_cert,
+            "--tls-client-key",
+            &client_key,
+        ],
+    )?;
+    wait_for_agent_online(&api, "cert-agent")
+        .await
+        .with_context(|| format!("{}\n{}", server.logs(), with.logs()))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_tls_and_its_agent_trusts_the_certificate() -> anyhow::Result<()> {
+    // Self-signed, as a laptop's certificate often is: the built-in agent trusts it as given.
+    let dir = tempfile::tempdir()?;
+    let cert = streamspace_testkit::tls::self_signed(dir.path(), "up", &["localhost"])?;
+    let mut h = super::common::harness()?;
+    let (cert_arg, key_arg) = (
+        cert.cert.display().to_string(),
+        cert.key.display().to_string(),
+    );
+    let (up, url, data) = h
+        .up_with(&["--tls-cert", &cert_arg, "--tls-key", &key_arg])
+        .await?;
+    assert!(url.starts_with("https://"), "{url}");
+    let token = std::fs::read_to_string(data.join("admin-token"))?;
+    // The printed URL is 127.0.0.1; the certificate names localhost only.
+    let url = url.replace("127.0.0.1", "localhost");
+    let tls = client_config(&TlsOptions {
+        ca_cert: Some(cert.cert.clone()),
+        ..TlsOptions::default()
+    })?;
+    let api = Client::with_tls(&url, token.trim(), tls)?;
+    wait_for_agent_online(&api, "local")
+        .await
+        .with_context(|| up.logs())?;
+    Ok(())
+}
