@@ -126,12 +126,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The URL `up` prints, and the one its built-in agent dials: over TLS, `localhost` when
-/// listening on loopback or every address, so that the certificate must name `localhost` (or
-/// the `--listen` address otherwise).
+/// The URL `up` prints, and the one its built-in agent dials: `127.0.0.1` when listening on
+/// every address; over TLS, `localhost` when listening on loopback or every address, so that
+/// the certificate must name `localhost` (or the `--listen` address otherwise).
 fn urls(addr: std::net::SocketAddr, tls: bool) -> (String, String) {
     if !tls {
         let url = format!("http://{addr}");
+        if addr.ip().is_unspecified() {
+            return (url, format!("http://127.0.0.1:{}", addr.port()));
+        }
         return (url.clone(), url);
     }
     let url = format!("https://{addr}");
@@ -265,6 +268,11 @@ mod tests {
                 "http://127.0.0.1:8080".into(),
                 "http://127.0.0.1:8080".into()
             )
+        );
+        assert_eq!(
+            urls(addr("0.0.0.0:8080"), false).1,
+            "http://127.0.0.1:8080",
+            "a plain URL the agent accepts without --allow-insecure"
         );
         assert_eq!(
             urls(addr("0.0.0.0:8443"), true),
