@@ -138,3 +138,50 @@ async fn agents_need_a_client_certificate_when_required_browsers_never_do() -> a
         .context("the API answers a client without a certificate")?;
     s.stop().await
 }
+
+/// Replicas call each other at pod IPs their certificate does not name: with a fixed name
+/// (`--internal-tls-name`) the certificate is verified for that name instead.
+#[tokio::test]
+async fn a_fixed_server_name_verifies_a_certificate_that_does_not_name_the_address()
+-> anyhow::Result<()> {
+    let ca = TestCa::new("StreamSpace test CA")?;
+    // 127.0.0.1 only for the test server's own readiness check; the peer is dialled as
+    // `localhost`, a name the certificate does not carry (as a pod IP would be).
+    let cert = ca.server_cert("service", &["streamspace.internal", "127.0.0.1"])?;
+    let config = ServerConfig {
+        tls: Some(ListenerTls {
+            cert: cert.cert,
+            key: cert.key,
+            client_ca: None,
+            require_agent_certs: false,
+        }),
+        ..fast_config()
+    };
+    let s = TestServer::sqlite_tls(config, &ca.cert).await?;
+    let handshake = |server_name: Option<&str>| {
+        let options = TlsOptions {
+            ca_cert: Some(ca.cert.clone()),
+            server_name: server_name.map(str::to_owned),
+            ..TlsOptions::default()
+        };
+        async move {
+            let connector = tokio_rustls::TlsConnector::from(client_config(&options)?);
+            let tcp = tokio::net::TcpStream::connect(s.addr).await?;
+            let dialled = rustls::pki_types::ServerName::try_from("localhost")?;
+            connector.connect(dialled, tcp).await?;
+            anyhow::Ok(())
+        }
+    };
+    handshake(Some("streamspace.internal"))
+        .await
+        .context("verified for the fixed name, whatever address was dialled")?;
+    assert!(
+        handshake(None).await.is_err(),
+        "without the fixed name, a certificate that does not name the dialled host is refused"
+    );
+    assert!(
+        handshake(Some("other.internal")).await.is_err(),
+        "a fixed name the certificate does not carry must be refused"
+    );
+    s.stop().await
+}
