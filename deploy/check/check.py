@@ -286,6 +286,40 @@ def agent(objects, session_ns, where, problems):
                        where, "the agent is not told the sessions' namespace")
 
 
+def transport(objects, tls, where, problems):
+    """With a certificate the replicas serve TLS (probes over HTTPS) and the agent dials https
+    trusting the CA; without one the agent is told plain HTTP to the Service is intended."""
+    dep = find(objects, "Deployment", "server")
+    if dep is None:
+        return
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(c)
+    for name in ("STREAMSPACE_TLS_CERT", "STREAMSPACE_TLS_KEY", "STREAMSPACE_INTERNAL_TLS_NAME"):
+        problems.check((name in env) == tls, where, f"server env {name}: expected TLS={tls}")
+    scheme = "HTTPS" if tls else "HTTP"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        problems.check(c[probe]["httpGet"].get("scheme") == scheme, where,
+                       f"{probe} is not {scheme}")
+    agent_dep = find(objects, "Deployment", "agent")
+    if agent_dep is None:
+        return
+    a_env = env_of(agent_dep["spec"]["template"]["spec"]["containers"][0])
+    url = a_env.get("STREAMSPACE_AGENT_SERVERS", {}).get("value", "")
+    if tls:
+        problems.check(url.startswith("https://") or "STREAMSPACE_AGENT_SERVERS" not in a_env,
+                       where, f"the agent dials {url} without TLS")
+        problems.check("STREAMSPACE_ALLOW_INSECURE" not in a_env, where,
+                       "the agent allows plain HTTP although the replicas serve TLS")
+        for v in agent_dep["spec"]["template"]["spec"]["volumes"]:
+            if "secret" in v:
+                items = v["secret"].get("items")
+                problems.check(items is not None and all(i["key"] != "tls.key" for i in items),
+                               where, "the agent mounts the replicas' private key")
+    elif url.startswith("http://"):
+        problems.check(a_env.get("STREAMSPACE_ALLOW_INSECURE", {}).get("value") == "true", where,
+                       "the agent's plain in-cluster URL is not allowed explicitly")
+
+
 def check_render(name, values, expect, problems):
     where = f"render {name}"
     try:
@@ -307,6 +341,8 @@ def check_render(name, values, expect, problems):
                        where, f"server env has no {name}")
     if expect.get("agent"):
         agent(objects, session_ns, where, problems)
+    tls = bool(values.get("controlPlane", {}).get("tls", {}).get("secretName"))
+    transport(objects, tls, where, problems)
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     for kind_name in expect.get("has", []):
         problems.check(kind_name in kinds, where, f"{kind_name[0]}/{kind_name[1]} is missing")
@@ -419,6 +455,7 @@ def main():
                                       ("Role", "streamspace-agent-sessions"),
                                       ("RoleBinding", "streamspace-agent-sessions"),
                                       ("NetworkPolicy", "streamspace-sessions")]},
+        "tls": {"agent": True},
         "existing-secrets": {"lacks": [("Secret", "streamspace-server"),
                                        ("StatefulSet", "streamspace-postgresql"),
                                        ("NetworkPolicy", "streamspace-postgresql")]},

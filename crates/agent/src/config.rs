@@ -97,6 +97,12 @@ pub struct AgentConfig {
     pub kubernetes: crate::runtime::kubernetes::KubernetesOptions,
     /// How the docker and kubernetes runtimes confine session containers.
     pub confinement: crate::runtime::Confinement,
+    /// What TLS to the control plane trusts besides the system's roots (`--ca-cert`) and the
+    /// client certificate it presents (`--tls-client-cert`/`--tls-client-key`).
+    pub tls: streamspace_client::tls::TlsOptions,
+    /// Accept plain `http://` server URLs whose host is not a loopback address
+    /// (`--allow-insecure`); otherwise they are refused at start.
+    pub allow_insecure: bool,
 }
 
 impl AgentConfig {
@@ -128,6 +134,8 @@ impl AgentConfig {
             ha: None,
             kubernetes: Default::default(),
             confinement: Default::default(),
+            tls: Default::default(),
+            allow_insecure: false,
         }
     }
 }
@@ -155,6 +163,8 @@ impl fmt::Debug for AgentConfig {
             .field("ha", &self.ha)
             .field("kubernetes", &self.kubernetes)
             .field("confinement", &self.confinement)
+            .field("tls", &self.tls)
+            .field("allow_insecure", &self.allow_insecure)
             .finish()
     }
 }

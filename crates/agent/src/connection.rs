@@ -95,6 +95,8 @@ pub struct Context<'a> {
     pub outbox: &'a mpsc::Sender<AgentMessage>,
     /// Viewer streams (see [`crate::tunnel`]).
     pub tunnels: &'a std::sync::Arc<crate::tunnel::Tunnels>,
+    /// TLS for `wss://` servers (see `streamspace_client::tls`); `None`: the system's roots.
+    pub tls: Option<&'a std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Connects to `url`, registers, and serves until the connection ends.
@@ -110,7 +112,7 @@ pub async fn serve(
     };
     let socket = tokio::select! {
         () = shutdown.cancelled() => return lost(Ended::Cancelled),
-        r = connect(ctx.config, url) => match r {
+        r = connect(ctx.config, ctx.tls, url) => match r {
             Ok(socket) => socket,
             Err(e) => return lost(Ended::Lost(Chain(&e).to_string())),
         },
@@ -182,7 +184,11 @@ enum ConnectError {
     Timeout { url: Url, timeout: Duration },
 }
 
-async fn connect(config: &AgentConfig, url: &Url) -> Result<Socket, ConnectError> {
+async fn connect(
+    config: &AgentConfig,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+    url: &Url,
+) -> Result<Socket, ConnectError> {
     let mut request = url
         .as_str()
         .into_client_request()
@@ -199,7 +205,9 @@ async fn connect(config: &AgentConfig, url: &Url) -> Result<Socket, ConnectError
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
         .write_buffer_size(0)
         .max_write_buffer_size(4 * MAX_MESSAGE_BYTES);
-    let handshake = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+    let connector = tls.map(|tls| tokio_tungstenite::Connector::Rustls(tls.clone()));
+    let handshake =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config), true, connector);
     match tokio::time::timeout(config.connect_timeout, handshake).await {
         Ok(Ok((socket, _response))) => Ok(socket),
         Ok(Err(WsError::Http(response))) => Err(ConnectError::Refused {

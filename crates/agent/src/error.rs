@@ -36,6 +36,10 @@ pub enum AgentError {
     Recovery(#[source] RuntimeError),
     #[error("cannot tell whether this agent process is the active one")]
     Leadership(#[source] LeadershipError),
+    #[error("cannot set up TLS to the control plane")]
+    Tls(#[source] streamspace_client::tls::TlsError),
+    #[error(transparent)]
+    PlainUrl(#[from] streamspace_client::tls::PlainUrlRefused),
 }
 
 /// An error and its sources in one line, `outer: inner: innermost`: how the agent reports an

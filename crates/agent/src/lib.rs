@@ -189,6 +189,7 @@ pub async fn run_with_runtime(
     let urls = validate(&config)?;
     // Only one TLS backend is compiled in; installing it can only fail if one already is.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = streamspace_client::tls::client_config(&config.tls).map_err(AgentError::Tls)?;
     private_dir::ensure(&config.state_dir).map_err(|source| AgentError::StateDir {
         path: config.state_dir.clone(),
         source,
@@ -229,6 +230,7 @@ pub async fn run_with_runtime(
         executor.runtime().clone(),
         config.key.clone(),
         config.connect_timeout,
+        Some(tls.clone()),
         outbox_tx.clone(),
     );
     tunnels.watch_viewers(idle.watch().clone());
@@ -237,6 +239,7 @@ pub async fn run_with_runtime(
         executor: &executor,
         outbox: &outbox_tx,
         tunnels: &tunnels,
+        tls: Some(&tls),
     };
     supervisor::keep_connected(&ctx, &urls, outbox_rx, &shutdown).await;
     tunnels.shutdown().await;
@@ -258,6 +261,9 @@ fn validate(config: &AgentConfig) -> Result<Vec<url::Url>, AgentError> {
     }
     if config.max_concurrent_commands == 0 {
         return invalid("max_concurrent_commands must be at least 1");
+    }
+    for server in &config.servers {
+        streamspace_client::tls::check_plain(server, config.allow_insecure)?;
     }
     config
         .servers
@@ -301,5 +307,29 @@ mod tests {
                 .is_some_and(|e| e.contains("no-such-user-xyz")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_plain_url_to_another_host_is_refused_unless_allowed() {
+        let mut config = AgentConfig::new(
+            vec![
+                "http://127.0.0.1:8080".into(),
+                "http://cp.example:8080".into(),
+            ],
+            "a1",
+            "key",
+            "/nonexistent",
+        );
+        let err = validate(&config).expect_err("plain http to cp.example");
+        let text = err.to_string();
+        assert!(
+            text.contains("http://cp.example:8080") && text.contains("--allow-insecure"),
+            "the refusal names the URL and the way out: {text}"
+        );
+        config.allow_insecure = true;
+        assert_eq!(validate(&config).map(|u| u.len()).ok(), Some(2));
+        config.allow_insecure = false;
+        config.servers = vec!["https://cp.example".into()];
+        assert!(validate(&config).is_ok(), "https is always accepted");
     }
 }

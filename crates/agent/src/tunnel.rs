@@ -103,6 +103,7 @@ pub struct Tunnels {
     runtime: Arc<dyn Runtime>,
     key: String,
     connect_timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
     outbox: mpsc::Sender<AgentMessage>,
     server: Mutex<Option<Url>>,
     open: Mutex<HashMap<Uuid, CancellationToken>>,
@@ -117,12 +118,14 @@ impl Tunnels {
         runtime: Arc<dyn Runtime>,
         key: String,
         connect_timeout: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
         outbox: mpsc::Sender<AgentMessage>,
     ) -> Arc<Self> {
         Arc::new(Self {
             runtime,
             key,
             connect_timeout,
+            tls,
             outbox,
             server: Mutex::new(None),
             open: Mutex::new(HashMap::new()),
@@ -223,6 +226,7 @@ impl Tunnels {
             vnc_address: &target.address,
             vnc_password: target.password.as_ref(),
             connect_timeout: self.connect_timeout,
+            tls: self.tls.clone(),
         };
         stream.carry(cancel.cancelled()).await
     }
@@ -250,6 +254,7 @@ pub async fn carry_stream(
         vnc_address,
         vnc_password: None,
         connect_timeout,
+        tls: None,
     };
     stream.carry(std::future::pending()).await
 }
@@ -264,6 +269,8 @@ struct Stream<'a> {
     /// asks for none (the viewer then handshakes with it directly).
     vnc_password: Option<&'a VncPassword>,
     connect_timeout: Duration,
+    /// `None`: tungstenite's default (the Mozilla roots).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Stream<'_> {
@@ -315,7 +322,13 @@ impl Stream<'_> {
             .max_frame_size(Some(MAX_FRAME_BYTES))
             .write_buffer_size(0)
             .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
-        let handshake = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+        let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        let handshake = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            true,
+            connector,
+        );
         match tokio::time::timeout(self.connect_timeout, handshake).await {
             Ok(Ok((socket, _))) => Ok(socket),
             Ok(Err(e)) => Err(TunnelError::Dial(e)),
@@ -422,7 +435,7 @@ mod tests {
             std::env::temp_dir().join("unused-tunnel-test"),
         )));
         let (tx, _rx) = mpsc::channel(1);
-        let tunnels = Tunnels::new(runtime, "k".into(), Duration::from_secs(1), tx);
+        let tunnels = Tunnels::new(runtime, "k".into(), Duration::from_secs(1), None, tx);
         for (control, data) in [
             (
                 "ws://h:1/api/v1/agents/connect",
@@ -468,7 +481,7 @@ mod tests {
         let runtime: Arc<dyn Runtime> =
             Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(dir)));
         let (tx, mut rx) = mpsc::channel(4);
-        let tunnels = Tunnels::new(runtime, "k".into(), Duration::from_secs(1), tx);
+        let tunnels = Tunnels::new(runtime, "k".into(), Duration::from_secs(1), None, tx);
         let open = TunnelOpen {
             tunnel_id: Uuid::now_v7(),
             session_id: Uuid::now_v7(),

@@ -5,8 +5,10 @@
 //! never drifts from the server. API errors come back as [`ClientError::Api`] with the server's
 //! error code and message.
 
+pub mod tls;
 mod wait;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -82,8 +84,21 @@ pub struct Client {
 }
 
 impl Client {
-    /// `base` is the control plane's address, e.g. `http://127.0.0.1:8080`.
+    /// `base` is the control plane's address, e.g. `http://127.0.0.1:8080`; an https address
+    /// is verified against the system's and the Mozilla roots.
     pub fn new(base: &str, token: &str) -> Result<Self> {
+        let tls = tls::client_config(&tls::TlsOptions::default()).map_err(|e| {
+            ClientError::InvalidUrl {
+                url: base.to_owned(),
+                reason: format!("cannot set up TLS: {e}"),
+            }
+        })?;
+        Self::with_tls(base, token, tls)
+    }
+
+    /// [`Client::new`] verifying the server with `tls` (see [`tls::client_config`]: e.g. a
+    /// private CA from `--ca-cert`).
+    pub fn with_tls(base: &str, token: &str, tls: Arc<rustls::ClientConfig>) -> Result<Self> {
         // reqwest is built without a bundled crypto provider; the first client installs ring's.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let invalid = |reason: String| ClientError::InvalidUrl {
@@ -99,6 +114,7 @@ impl Client {
             base_url.set_path(&path);
         }
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(rustls::ClientConfig::clone(&tls))
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .build()

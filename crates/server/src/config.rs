@@ -37,11 +37,20 @@ pub struct ServerConfig {
     /// Redis shared by the replicas; without it the hub is in memory and only this replica's
     /// agents are reachable.
     pub redis: Option<RedisConfig>,
-    /// A CA (PEM) the server trusts for its own outgoing TLS connections (`--ca-cert`), instead
-    /// of the public web roots; without it, only certificates from those roots are accepted.
-    pub ca_cert: Option<PathBuf>,
     /// Where other replicas reach this one (`host:port`); defaults to the listen address.
     pub internal_address: Option<String>,
+    /// Serve TLS on the listener (`--tls-cert`/`--tls-key`); `None`: plain HTTP. Other
+    /// replicas then call this one over https/wss.
+    pub tls: Option<ListenerTls>,
+    /// A PEM bundle of CA certificates trusted by this replica's own connections
+    /// (`--ca-cert`): besides the system's roots for other replicas and OpenID providers;
+    /// instead of the public web roots for `rediss://`.
+    pub ca_cert: Option<PathBuf>,
+    /// The name this replica verifies other replicas' certificates against, instead of the
+    /// host of their internal address (usually a pod IP): e.g. the name of the Service all
+    /// replicas' certificate carries (`--internal-tls-name`). `None`: the address's host,
+    /// which must then be on the certificate (an IP SAN for an IP).
+    pub internal_tls_name: Option<String>,
     /// Viewer streams (timeouts, token lifetime, public URL).
     pub tunnel: TunnelConfig,
     /// How long a replica trusts a credential it resolved without asking the database again.
@@ -106,6 +115,20 @@ impl std::fmt::Debug for RedisConfig {
     }
 }
 
+/// The listener's TLS, part of [`ServerConfig`] (see the `tls` module).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// PEM certificate chain, re-read when it changes.
+    pub cert: PathBuf,
+    /// PEM private key, re-read when it changes.
+    pub key: PathBuf,
+    /// Ask clients for a certificate from these CAs (never required of browsers or the CLI).
+    pub client_ca: Option<PathBuf>,
+    /// Refuse agent connections (control and data) without a client certificate verified
+    /// against `client_ca`, in addition to the agent key.
+    pub require_agent_certs: bool,
+}
+
 /// How long history is kept, part of [`ServerConfig`]; `None` keeps it for ever.
 #[derive(Debug, Clone)]
 pub struct RetentionConfig {
@@ -151,8 +174,10 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_agent_connections: 10_000,
             redis: None,
-            ca_cert: None,
             internal_address: None,
+            tls: None,
+            ca_cert: None,
+            internal_tls_name: None,
             tunnel: TunnelConfig::default(),
             credential_cache_ttl: Duration::from_secs(1),
             trusted_proxies: Vec::new(),
@@ -209,8 +234,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Most connections (API clients, browsers, agents, viewers) served at once.
     pub max_connections: usize,
-    /// Whether the UI is served over https (directly or by a proxy): adds
-    /// `Strict-Transport-Security`.
+    /// Whether the UI is served over https by a proxy: adds `Strict-Transport-Security`
+    /// (as does serving TLS directly, [`ServerConfig::tls`]).
     pub https: bool,
     /// Where `/metrics` is served: beside the API (default) or on a listener of its own.
     pub metrics_listen: Option<String>,
@@ -313,6 +338,12 @@ impl ServerConfig {
         if self.max_attempts < 1 {
             return Err(ConfigError::BelowOne("max_attempts"));
         }
+        if let Some(tls) = &self.tls
+            && tls.require_agent_certs
+            && tls.client_ca.is_none()
+        {
+            return Err(ConfigError::AgentCertsWithoutClientCa);
+        }
         Ok(())
     }
 }
@@ -326,6 +357,8 @@ pub enum ConfigError {
     NotPositive(&'static str),
     #[error("{0} must be at least 1")]
     BelowOne(&'static str),
+    #[error("requiring agent certificates needs a client CA to verify them against")]
+    AgentCertsWithoutClientCa,
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 //! - A request must be answered within `HttpConfig::request_timeout` (408 `request_timeout`),
 //!   except long polls (`?wait=`) and WebSocket upgrades, which bound themselves.
 //! - Every answer carries the security headers of [`security_headers`].
+//! - With TLS (see `crate::tls`), each connection's handshake runs in its own task, bounded by
+//!   the header-read timeout, so a client that stalls it holds only its own slot.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,11 +26,13 @@ use axum::response::{IntoResponse, Response};
 use axum::serve::Listener;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::config::HttpConfig;
 use crate::error::ApiError;
+use crate::tls::ClientCert;
 
 /// The policy for the UI's pages: its own scripts, styles, images and fonts only; API calls
 /// and WebSockets (viewers) to this origin only; never framed by another site.
@@ -92,14 +96,18 @@ fn exempt(request: &Request) -> bool {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then lets the open
-/// connections finish their requests (WebSockets are closed by their owners).
+/// connections finish their requests (WebSockets are closed by their owners). With `tls`, each
+/// connection first completes a TLS handshake (within the header-read timeout); its requests
+/// then carry a [`ClientCert`].
 pub(crate) async fn serve<L>(
     mut listener: L,
     router: Router,
     config: &HttpConfig,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) where
     L: Listener<Addr = SocketAddr>,
+    L::Io: Unpin,
 {
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -107,6 +115,7 @@ pub(crate) async fn serve<L>(
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         .keep_alive(true);
+    let handshake_timeout = config.header_read_timeout;
     // Each connection holds a receiver; when all are dropped, every connection has ended.
     let (closed_tx, closed_rx) = watch::channel(());
     loop {
@@ -119,38 +128,85 @@ pub(crate) async fn serve<L>(
             accepted = listener.accept() => accepted,
             _ = shutdown.cancelled() => break,
         };
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
-            let mut request = request.map(Body::new);
-            request.extensions_mut().insert(ConnectInfo(peer));
-            let router = router.clone();
-            async move { Ok::<_, Infallible>(router.oneshot(request).await.into_response()) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
-        let (shutdown, closed) = (shutdown.clone(), closed_rx.clone());
+        let connection = Connection {
+            router: router.clone(),
+            builder: builder.clone(),
+            peer,
+            shutdown: shutdown.clone(),
+        };
+        let (closed, tls) = (closed_rx.clone(), tls.clone());
         tokio::spawn(async move {
             let _slot = slot;
             let _closed = closed;
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::trace!(%peer, error = %e, "connection ended with an error");
-                    }
-                    return;
+            let Some(tls) = tls else {
+                return connection.serve(io, None).await;
+            };
+            let accepted = tokio::select! {
+                accepted = tokio::time::timeout(handshake_timeout, tls.accept(io)) => accepted,
+                _ = connection.shutdown.cancelled() => return,
+            };
+            match accepted {
+                Ok(Ok(stream)) => {
+                    let verified = stream.get_ref().1.peer_certificates().is_some();
+                    connection.serve(stream, Some(ClientCert(verified))).await;
                 }
-                _ = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
-            }
-            if let Err(e) = connection.await {
-                tracing::trace!(%peer, error = %e, "connection ended with an error");
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
     }
     drop(closed_rx);
     drop(listener);
     closed_tx.closed().await;
+}
+
+/// What serving one accepted connection needs.
+struct Connection {
+    router: Router,
+    builder: hyper::server::conn::http1::Builder,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    /// Serves requests on `io` until the client leaves or, after `shutdown`, the request in
+    /// flight is answered.
+    async fn serve<I>(self, io: I, cert: Option<ClientCert>)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            router,
+            builder,
+            peer,
+            shutdown,
+        } = self;
+        let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(cert) = cert {
+                request.extensions_mut().insert(cert);
+            }
+            let router = router.clone();
+            async move { Ok::<_, Infallible>(router.oneshot(request).await.into_response()) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        let mut connection = std::pin::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::trace!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+        }
+        if let Err(e) = connection.await {
+            tracing::trace!(%peer, error = %e, "connection ended with an error");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! - `auth` — who is calling (the admin token);
 //! - `oidc` — single sign-on through OpenID Connect providers (the flow, without routing);
 //! - `keyring` — the master secret and the keys derived from it, one per purpose;
+//! - `tls` — the listener's certificate (re-read when it changes) and client certificates;
 //! - `keys` and `bootstrap` — credentials stored as keyed hashes, and first-start setup;
 //! - `web` — the web UI's built files, embedded in the binary and served by the fallback route.
 //!
@@ -65,6 +66,7 @@ mod retention;
 mod signin;
 mod state;
 mod streams;
+mod tls;
 mod totp;
 pub mod tunnel;
 mod web;
@@ -79,8 +81,8 @@ use tokio_util::task::TaskTracker;
 
 pub use api::openapi;
 pub use config::{
-    ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, MetricsToken, RedisConfig, RetentionConfig,
-    ServerConfig, TunnelConfig,
+    ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, ListenerTls, MetricsToken, RedisConfig,
+    RetentionConfig, ServerConfig, TunnelConfig,
 };
 pub use error::{ApiError, ServerError};
 pub use keyring::{
@@ -105,6 +107,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let keys = Arc::new(Keys::load(store.as_ref(), &config.secrets).await?);
     match totp::seal_stored_secrets(store.as_ref(), &keys).await {
         Ok(0) => {}
@@ -116,15 +119,18 @@ pub async fn serve(
             tracing::warn!(error = %e, "sealing stored one-time-code secrets failed; retried on use")
         }
     }
-    let oidc = oidc::Providers::discover(&config.oidc, config.tunnel.public_url.as_deref())
-        .await
-        .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
+    let outgoing = tls::outgoing_config(&config)?;
+    let oidc =
+        oidc::Providers::discover(&config.oidc, config.tunnel.public_url.as_deref(), &outgoing)
+            .await
+            .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
     let config = Arc::new(config);
     metrics::init();
     let addr = listener.local_addr()?;
     let replica = Arc::new(cluster::ReplicaInfo {
         id: config.replica_id.clone(),
         address: internal_address(&config, addr),
+        tls: config.tls.is_some(),
         started_at: chrono::Utc::now(),
     });
     let address = replica.address.clone();
@@ -177,12 +183,19 @@ pub async fn serve(
                 shutdown.clone(),
             );
             Some(tokio::spawn(async move {
-                http::serve(listener, router, &http, stop).await;
+                http::serve(listener, router, &http, None, stop).await;
             }))
         }
         None => None,
     };
-    http::serve(listener, api::router(state), &config.http, shutdown.clone()).await;
+    http::serve(
+        listener,
+        api::router(state),
+        &config.http,
+        acceptor,
+        shutdown.clone(),
+    )
+    .await;
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }

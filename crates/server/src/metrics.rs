@@ -16,6 +16,10 @@
 //! - `streamspace_command_waits_total{answer}` (counter): waiting command reads (`?wait=`) by
 //!   how they ended — the outcome `announced` (here or by another replica through Redis), found
 //!   by a `read` of the database, or `timeout` with the command unfinished;
+//! - `streamspace_replica_hops_total{kind, scheme}` (counter): calls this replica made to
+//!   another one for a viewer stream — asking the agent's replica to `open` it, or carrying its
+//!   `data` to the viewer's replica — by `scheme` (`https` when the peer serves TLS, else
+//!   `http`);
 //! - `streamspace_redis_up` (gauge): 1 while Redis is connected, 0 otherwise (absent without
 //!   Redis).
 //!
@@ -69,6 +73,11 @@ pub(crate) fn routing_failure(reason: &'static str) {
 
 pub(crate) fn command_wait(answer: &'static str) {
     metrics::counter!("streamspace_command_waits_total", "answer" => answer).increment(1);
+}
+
+pub(crate) fn replica_hop(kind: &'static str, scheme: &'static str) {
+    metrics::counter!("streamspace_replica_hops_total", "kind" => kind, "scheme" => scheme)
+        .increment(1);
 }
 
 pub(crate) fn redis_up(up: bool) {

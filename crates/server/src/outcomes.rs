@@ -163,6 +163,7 @@ mod tests {
         let replica = crate::cluster::ReplicaInfo {
             id: "r1".into(),
             address: "127.0.0.1:1".into(),
+            tls: false,
             started_at: chrono::Utc::now(),
         };
         Arc::new(crate::cluster::Single::new(

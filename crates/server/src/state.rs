@@ -45,6 +45,8 @@ pub(crate) struct AppState {
     pub throttle: Arc<crate::signin::Throttle>,
     /// Single sign-on providers, discovered at start.
     pub oidc: Arc<crate::oidc::Providers>,
+    /// TLS for connections to other replicas that serve it (see `crate::tls::peer_config`).
+    pub peer_tls: Arc<rustls::ClientConfig>,
 }
 
 /// The receiving ends of the [`crate::cluster::Events`] a replica's cluster sends, for the
@@ -68,6 +70,12 @@ pub(crate) fn assemble(
     shutdown: CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<(AppState, EventReceivers), ServerError> {
+    let peer_tls = crate::tls::peer_config(&config)?;
+    let peer_http = reqwest::Client::builder()
+        .tls_backend_preconfigured(rustls::ClientConfig::clone(&peer_tls))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ServerError::InvalidConfig(format!("the client for other replicas: {e}")))?;
     let queue = crate::cluster::EVENT_QUEUE;
     let (wakes_tx, wakes) = mpsc::channel(queue);
     let (finished_tx, finished) = mpsc::channel(queue);
@@ -81,6 +89,7 @@ pub(crate) fn assemble(
             heartbeat: config.heartbeat_interval,
             replica_proofs: keys.replicas.clone(),
             open_timeout: config.tunnel.open_timeout,
+            peer_http,
         },
         crate::cluster::Events {
             wakes: wakes_tx,
@@ -116,6 +125,7 @@ pub(crate) fn assemble(
         credentials: Arc::new(CredentialCache::new(config.credential_cache_ttl)),
         throttle: Arc::default(),
         oidc: Arc::default(),
+        peer_tls,
         config,
     };
     let receivers = EventReceivers {

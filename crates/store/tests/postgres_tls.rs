@@ -11,14 +11,14 @@ use streamspace_testkit::{PgCluster, TestCa};
 fn verify_full(url: &str, ca: &TestCa) -> String {
     format!(
         "{url}?sslmode=verify-full&sslrootcert={}",
-        ca.cert().display()
+        ca.cert.display()
     )
 }
 
 #[tokio::test]
 async fn verify_full_connects_with_the_servers_ca_and_refuses_another() -> anyhow::Result<()> {
     let ca = TestCa::new("postgres-ca")?;
-    let pg = PgCluster::start_tls(&ca.issue("postgres", &["127.0.0.1", "localhost"])?)?;
+    let pg = PgCluster::start_tls(&ca.server_cert("postgres", &["127.0.0.1", "localhost"])?)?;
     let url = pg.create_database()?;
 
     let verified = verify_full(&url, &ca);

@@ -160,6 +160,13 @@ pub struct UpArgs {
     /// Most sessions the local agent runs at once.
     #[arg(long, env = "STREAMSPACE_MAX_SESSIONS", default_value_t = 10)]
     pub max_sessions: u32,
+    /// Serve TLS with this PEM certificate chain (with --tls-key); the local agent trusts it.
+    /// Without it `up` serves plain HTTP, on loopback by default.
+    #[arg(long, env = "STREAMSPACE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "STREAMSPACE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -190,10 +197,6 @@ pub struct ServerArgs {
     /// the data nodes' credential in the URL.
     #[arg(long, env = "STREAMSPACE_REDIS_SENTINEL_PASSWORD_FILE")]
     pub redis_sentinel_password_file: Option<PathBuf>,
-    /// A CA certificate (PEM) to verify the server's outgoing TLS connections (rediss://)
-    /// against, instead of the public web roots.
-    #[arg(long, env = "STREAMSPACE_CA_CERT")]
-    pub ca_cert: Option<PathBuf>,
     /// Address (HOST:PORT) other replicas reach this one at [default: the listen address].
     #[arg(long, env = "STREAMSPACE_INTERNAL_ADDRESS")]
     pub internal_address: Option<String>,
@@ -216,9 +219,54 @@ pub struct ServerArgs {
     #[arg(long, env = "STREAMSPACE_PREVIOUS_MASTER_SECRET_FILE")]
     pub previous_master_secret_file: Option<PathBuf>,
     #[command(flatten)]
+    pub tls: ServerTlsArgs,
+    #[command(flatten)]
     pub tuning: ServerTuning,
     #[command(flatten)]
     pub oidc: crate::sso::OidcArgs,
+}
+
+/// The server's TLS: what it serves, what it asks of clients, what it trusts when it calls out.
+#[derive(Debug, Args)]
+pub struct ServerTlsArgs {
+    /// Serve TLS with this PEM certificate chain (with --tls-key). The files are read again
+    /// whenever they change, so a renewed certificate needs no restart.
+    #[arg(long, env = "STREAMSPACE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "STREAMSPACE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Ask clients for a certificate issued by these CAs (PEM). Browsers and the CLI may
+    /// still connect without one; see --require-agent-certs.
+    #[arg(long, env = "STREAMSPACE_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Refuse agents (control and data connections) that present no certificate from
+    /// --client-ca, in addition to checking their key.
+    #[arg(long, env = "STREAMSPACE_REQUIRE_AGENT_CERTS", requires = "client_ca")]
+    pub require_agent_certs: bool,
+    /// Trust the CA certificates in this PEM file for this replica's own connections: besides
+    /// the system's roots to other replicas and single sign-on providers; instead of the
+    /// public web roots for rediss://.
+    #[arg(long, env = "STREAMSPACE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Verify other replicas' certificates against this name instead of the host of their
+    /// internal address (often a pod IP): e.g. the Service name on the replicas' shared
+    /// certificate [default: the address's host, which must then be on the certificate].
+    #[arg(long, env = "STREAMSPACE_INTERNAL_TLS_NAME")]
+    pub internal_tls_name: Option<String>,
+}
+
+/// How an agent or the CLI trusts the control plane's TLS.
+#[derive(Debug, Clone, Args)]
+pub struct TrustArgs {
+    /// Trust the CA certificates in this PEM file, besides the system's, to verify the
+    /// control plane.
+    #[arg(long, env = "STREAMSPACE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Accept a plain http:// control plane URL whose host is not a loopback address (the
+    /// credentials would cross the network unencrypted): only on a network you trust.
+    #[arg(long, env = "STREAMSPACE_ALLOW_INSECURE")]
+    pub allow_insecure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -462,6 +510,15 @@ pub struct AgentRunArgs {
     /// `--ha-retry-ms`/`STREAMSPACE_HA_RETRY_MS`, still accepted.
     #[arg(long, alias = "ha-retry-ms", env = "STREAMSPACE_HA_RETRY", value_parser = HA_RETRY)]
     pub ha_retry: Option<Duration>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Present this PEM client certificate to the control plane (with --tls-client-key), for
+    /// servers that require agent certificates.
+    #[arg(long, env = "STREAMSPACE_TLS_CLIENT_CERT", requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-client-cert.
+    #[arg(long, env = "STREAMSPACE_TLS_CLIENT_KEY", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -526,6 +583,8 @@ pub struct ClientArgs {
     /// Output format.
     #[arg(long, short = 'o', env = "STREAMSPACE_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

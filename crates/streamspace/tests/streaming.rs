@@ -9,6 +9,8 @@ mod common;
 mod replicas;
 #[path = "streaming/targets.rs"]
 mod targets;
+#[path = "streaming/tls.rs"]
+mod tls;
 #[path = "streaming/updates.rs"]
 mod updates;
 #[path = "streaming/users.rs"]

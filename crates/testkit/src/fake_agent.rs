@@ -55,6 +55,17 @@ pub async fn open(
     key: &str,
     origin: Option<&str>,
 ) -> anyhow::Result<Result<AgentSocket, Refused>> {
+    open_with(ws_url, key, origin, None).await
+}
+
+/// [`open`] over TLS configured by `tls` (e.g. trusting a test CA, presenting a client
+/// certificate) for `wss://` URLs.
+pub async fn open_with(
+    ws_url: &str,
+    key: &str,
+    origin: Option<&str>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<Result<AgentSocket, Refused>> {
     let mut request = ws_url.into_client_request()?;
     request.headers_mut().insert(
         "authorization",
@@ -66,7 +77,10 @@ pub async fn open(
             .insert("origin", HeaderValue::from_str(origin)?);
     }
     let config = WebSocketConfig::default().max_message_size(Some(16 << 20));
-    match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    let dial =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
+    match dial.await {
         Ok((ws, _)) => Ok(Ok(ws)),
         Err(WsError::Http(response)) => {
             let status = response.status().as_u16();

@@ -72,9 +72,10 @@ impl Proc {
         .await
     }
 
-    /// The URL a `streamspace server` process prints once it listens (`http://…`).
+    /// The URL a `streamspace server` process prints once it listens (`http://…`, or
+    /// `https://…` when it serves TLS).
     pub async fn server_url(&self) -> anyhow::Result<String> {
-        let line = self.wait_for_stdout("listening on http://").await?;
+        let line = self.wait_for_stdout(" listening on http").await?;
         line.rsplit_once("listening on ")
             .map(|(_, url)| url.trim().to_owned())
             .with_context(|| format!("parsing {}'s address from {line:?}", self.name))
@@ -92,7 +93,16 @@ impl Proc {
 
     /// Waits for a stdout line containing `needle` and returns it.
     pub async fn wait_for_stdout(&self, needle: &str) -> anyhow::Result<String> {
-        let path = self.stdout.clone();
+        self.wait_for_line(&self.stdout, needle).await
+    }
+
+    /// Waits for a stderr line (the log) containing `needle` and returns it.
+    pub async fn wait_for_stderr(&self, needle: &str) -> anyhow::Result<String> {
+        self.wait_for_line(&self.stderr, needle).await
+    }
+
+    async fn wait_for_line(&self, path: &Path, needle: &str) -> anyhow::Result<String> {
+        let path = path.to_owned();
         wait_until(
             &format!("{needle:?} in {}'s output", self.name),
             START_TIMEOUT,
@@ -194,13 +204,16 @@ impl Harness {
     /// `streamspace up` on a fresh data directory, listening on a port of its choosing. Returns
     /// the process, its URL (no trailing slash) and the data directory.
     pub async fn up(&mut self) -> anyhow::Result<(Proc, String, PathBuf)> {
+        self.up_with(&[]).await
+    }
+
+    /// [`Self::up`] with extra arguments (e.g. `--tls-cert`).
+    pub async fn up_with(&mut self, extra: &[&str]) -> anyhow::Result<(Proc, String, PathBuf)> {
         let data = self.path("data");
         let data_arg = data.display().to_string();
-        let up = self.spawn(
-            "up",
-            &["up", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"],
-            &[],
-        )?;
+        let mut args = vec!["up", "--data-dir", &data_arg, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let up = self.spawn("up", &args, &[])?;
         let line = up.wait_for_stdout("URL:").await?;
         let url = line
             .split_whitespace()

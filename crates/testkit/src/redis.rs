@@ -4,7 +4,7 @@
 //! directory. [`RedisServer::kill`] and [`RedisServer::restart`] simulate an outage on the same
 //! port. [`RedisSentinel`] runs `redis-server --sentinel` monitoring a master, for failover
 //! tests. Both can be secured ([`RedisSecurity`]): TLS only, with a certificate from a
-//! [`crate::tls_certs::TestCa`], and a password. Starting fails loudly (with the log) if
+//! [`crate::tls::TestCa`], and a password. Starting fails loudly (with the log) if
 //! `redis-server` is missing or does not answer.
 
 use std::io::{Read, Write};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::tls_certs::CertFiles;
+use crate::tls::CertFiles;
 
 const REDIS_SERVER: &str = "redis-server";
 

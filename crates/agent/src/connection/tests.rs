@@ -186,6 +186,7 @@ impl Harness {
             self.executor.runtime().clone(),
             "key".into(),
             Duration::from_secs(1),
+            None,
             self.outbox_tx.clone(),
         );
         let ctx = Context {
@@ -193,6 +194,7 @@ impl Harness {
             executor: &self.executor,
             outbox: &self.outbox_tx,
             tunnels: &tunnels,
+            tls: None,
         };
         let start = Instant::now();
         let serving = serve_registered(

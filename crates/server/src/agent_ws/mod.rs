@@ -1,7 +1,8 @@
 //! The agent WebSocket endpoint, `GET /api/v1/agents/connect`.
 //!
-//! Before the upgrade: browsers (any request with an `Origin` header) are refused with 403, the
-//! agent key is checked (401 otherwise), and a connection slot is taken (503 when full). The
+//! Before the upgrade: browsers (any request with an `Origin` header) are refused with 403, a
+//! client certificate is required if so configured (401, see `crate::tls`), the agent key is
+//! checked (401 otherwise), and a connection slot is taken (503 when full). The
 //! upgrade caps messages and frames at [`wire::MAX_MESSAGE_BYTES`] and bounds the write buffer.
 //! What happens after the upgrade lives in [`connection`] (transport: one reader, one writer)
 //! and [`messages`] (what each agent message does).
@@ -9,6 +10,7 @@
 mod connection;
 mod messages;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -20,6 +22,7 @@ use streamspace_store::{ApiKeyKind, ApiKeyRecord};
 use crate::auth::bearer_token;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tls::{ClientCert, require_agent_cert};
 
 /// Most bytes tungstenite may hold unsent for one connection before writes fail.
 const MAX_WRITE_BUFFER: usize = 4 * wire::MAX_MESSAGE_BYTES;
@@ -47,6 +50,7 @@ const READ_BUFFER: usize = 4 * 1024;
 pub(crate) async fn connect(
     State(app): State<AppState>,
     headers: HeaderMap,
+    cert: Option<Extension<ClientCert>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if headers.contains_key(header::ORIGIN) {
@@ -56,6 +60,9 @@ pub(crate) async fn connect(
             "agent connections must not come from a browser (an Origin header was sent)",
         )
         .into_response();
+    }
+    if let Err(e) = require_agent_cert(app.config.tls.as_ref(), cert.map(|c| c.0)) {
+        return e.into_response();
     }
     let key = match authenticate(&app, &headers).await {
         Ok(key) => key,

@@ -163,7 +163,7 @@ pub(crate) fn router(state: AppState) -> Router {
             crate::http::request_timeout,
         ))
         .layer(from_fn_with_state(
-            state.config.http.https,
+            state.config.http.https || state.config.tls.is_some(),
             crate::http::security_headers,
         ))
         .layer(TraceLayer::new_for_http().make_span_with(

@@ -42,6 +42,7 @@ pub(super) async fn routes(url: &str) -> anyhow::Result<(Router, String)> {
     let replica = Arc::new(crate::cluster::ReplicaInfo {
         id: config.replica_id.clone(),
         address: "127.0.0.1:1".into(),
+        tls: false,
         started_at: chrono::Utc::now(),
     });
     let (state, _events) = crate::state::assemble(

@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::hub::{Hub, LocalHub};
 use crate::keyring::{Keyring, ReplicaProofs};
 
-pub(crate) use peer::{AUTH_HEADER, RemoteOpen, proof, verify};
+pub(crate) use peer::{AUTH_HEADER, Peer, RemoteOpen, proof, verify};
 pub use redis::InvalidRedisUrl;
 pub use replicas::ReplicaStatus;
 pub(crate) use replicas::{ReplicaInfo, ReplicasUnavailable};
@@ -95,7 +95,7 @@ pub(crate) trait Cluster: Send + Sync + 'static {
     async fn open_tunnel(&self, agent_id: &str, open: TunnelOpen) -> Result<(), String>;
 
     /// Where the replica holding the viewer of stream `token` is reached, if another one.
-    async fn viewer_replica(&self, token: &str) -> Option<String>;
+    async fn viewer_replica(&self, token: &str) -> Option<Peer>;
 
     /// Keeps the link to the other replicas up until `stop`.
     async fn run(&self, stop: CancellationToken);
@@ -142,6 +142,9 @@ pub(crate) struct Setup {
     pub replica_proofs: Keyring<ReplicaProofs>,
     /// How long asking another replica to open a stream may take.
     pub open_timeout: Duration,
+    /// Calls to other replicas: over TLS to those that serve it, verified as
+    /// `crate::tls::peer_config` says.
+    pub peer_http: reqwest::Client,
 }
 
 /// The cluster of this replica: single without a Redis URL, else Redis.

@@ -33,6 +33,32 @@ pub(crate) fn verify(
         .is_some_and(|given| key.verify(&proof_text(purpose, token), given))
 }
 
+/// Another replica as this one calls it: its internal address and whether it serves TLS there
+/// (then every call to it is https/wss, verified against the configured CA and name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Peer {
+    pub address: String,
+    pub tls: bool,
+}
+
+impl Peer {
+    /// `https`/`http`, also the `scheme` label of `streamspace_replica_hops_total`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    /// The URL of `path_and_query` on this replica.
+    pub fn http_url(&self, path_and_query: &str) -> String {
+        format!("{}://{}{path_and_query}", self.scheme(), self.address)
+    }
+
+    /// The WebSocket URL of `path_and_query` on this replica.
+    pub fn ws_url(&self, path_and_query: &str) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}{path_and_query}", self.address)
+    }
+}
+
 /// Body of `POST /internal/v1/tunnels/open`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct RemoteOpen {

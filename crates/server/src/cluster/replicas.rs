@@ -11,6 +11,8 @@ pub(crate) struct ReplicaInfo {
     pub id: String,
     /// Where other replicas reach this one (`host:port`).
     pub address: String,
+    /// Whether it serves TLS there (other replicas then call it over https/wss).
+    pub tls: bool,
     pub started_at: DateTime<Utc>,
 }
 

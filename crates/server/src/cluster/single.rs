@@ -57,7 +57,7 @@ impl Cluster for Single {
         Err(DeliveryError::NotConnected(agent_id.to_owned()).to_string())
     }
 
-    async fn viewer_replica(&self, _token: &str) -> Option<String> {
+    async fn viewer_replica(&self, _token: &str) -> Option<super::Peer> {
         None
     }
 
@@ -74,6 +74,7 @@ mod tests {
         let replica = ReplicaInfo {
             id: "r1".into(),
             address: "10.0.0.1:8080".into(),
+            tls: false,
             started_at: chrono::Utc::now(),
         };
         let single = Single::new(Arc::new(replica), Arc::default());

@@ -28,8 +28,10 @@ pub(crate) enum HttpError {
 pub(crate) struct Http(reqwest::Client);
 
 impl Http {
-    pub fn new() -> Result<Self, reqwest::Error> {
+    /// A client verifying providers with `tls` (the system's roots plus `--ca-cert`).
+    pub fn new(tls: &rustls::ClientConfig) -> Result<Self, reqwest::Error> {
         reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.clone())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(TIMEOUT)
             .build()

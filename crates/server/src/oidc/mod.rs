@@ -122,6 +122,7 @@ impl Providers {
     pub async fn discover(
         configs: &[OidcProviderConfig],
         public_url: Option<&str>,
+        tls: &rustls::ClientConfig,
     ) -> Result<Self, SetupError> {
         let mut by_id = BTreeMap::new();
         for config in configs {
@@ -142,7 +143,7 @@ impl Providers {
                 what: format!("the redirect URI from --public-url is not a URL: {e}"),
             })?;
             // One client per provider, built only when one is configured.
-            let http = Http::new().map_err(|e| SetupError::Invalid {
+            let http = Http::new(tls).map_err(|e| SetupError::Invalid {
                 id: id.clone(),
                 what: format!("building an HTTP client: {e}"),
             })?;

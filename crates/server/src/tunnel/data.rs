@@ -1,6 +1,7 @@
 //! The agent's data connection, `GET /api/v1/agents/tunnel?token=…`.
 //!
-//! Authenticated twice, before the upgrade: the agent key in `Authorization` (401 otherwise)
+//! Authenticated twice (three times with `--require-agent-certs`: a client certificate, see
+//! `crate::tls`), before the upgrade: the agent key in `Authorization` (401 otherwise)
 //! and the one-time stream token, which must name a tunnel pending on this replica for that
 //! key's agent (401 if unknown or already used, 403 if it belongs to another agent). Browsers
 //! (requests with an `Origin` header) are refused, as on the control endpoint.
@@ -8,6 +9,7 @@
 //! A token unknown here may belong to a tunnel pending on another replica: the cluster knows
 //! which, and the connection is forwarded there, one hop (see [`remote`]).
 
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -26,6 +28,7 @@ use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::state::AppState;
 use crate::streams::{Pending, TakeError};
+use crate::tls::{ClientCert, require_agent_cert};
 
 #[utoipa::path(
     get,
@@ -45,9 +48,13 @@ use crate::streams::{Pending, TakeError};
 pub(crate) async fn connect(
     State(app): State<AppState>,
     headers: HeaderMap,
+    cert: Option<Extension<ClientCert>>,
     ApiQuery(query): ApiQuery<TokenQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    if let Err(e) = require_agent_cert(app.config.tls.as_ref(), cert.map(|c| c.0)) {
+        return e.into_response();
+    }
     match accept(&app, &headers, query, upgrade).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
@@ -85,11 +92,11 @@ async fn accept(
         Ok(pending) => pending,
         Err(TakeError::Unknown) => {
             // Perhaps the viewer is on another replica: one hop there.
-            if let Some(address) = app.cluster.viewer_replica(token).await {
+            if let Some(peer) = app.cluster.viewer_replica(token).await {
                 let (app, token) = (app.clone(), token.to_owned());
                 let tasks = app.tasks.clone();
                 return Ok(bounded(upgrade).on_upgrade(move |socket| {
-                    tasks.track_future(remote::forward(app, socket, address, token, agent_id))
+                    tasks.track_future(remote::forward(app, socket, peer, token, agent_id))
                 }));
             }
             return Err(ApiError::new(

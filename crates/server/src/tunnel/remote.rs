@@ -10,7 +10,9 @@
 //!   hands that socket to the viewer's task exactly as if the agent had dialled B.
 //!
 //! Calls between replicas carry the cluster's proof (an HMAC under the shared server secret), so
-//! only a replica can make them.
+//! only a replica can make them. They are https/wss to a replica that serves TLS (its record
+//! says so), verified against the configured CA and `--internal-tls-name` (see `crate::tls`);
+//! `streamspace_replica_hops_total{kind, scheme}` counts them.
 
 use axum::Json;
 use axum::extract::State;
@@ -25,7 +27,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::cluster::{self, AUTH_HEADER, RemoteOpen};
+use crate::cluster::{self, AUTH_HEADER, Peer, RemoteOpen};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -58,13 +60,14 @@ pub(crate) async fn open_here(
 pub(crate) async fn forward(
     app: AppState,
     agent: WebSocket,
-    address: String,
+    peer: Peer,
     token: String,
     agent_id: String,
 ) {
-    let url = format!(
-        "ws://{address}/internal/v1/tunnels/data?{TOKEN_PARAM}={token}&agent_id={agent_id}"
-    );
+    let url = peer.ws_url(&format!(
+        "/internal/v1/tunnels/data?{TOKEN_PARAM}={token}&agent_id={agent_id}"
+    ));
+    let address = &peer.address;
     let Ok(mut request) = url.as_str().into_client_request() else {
         return;
     };
@@ -78,7 +81,14 @@ pub(crate) async fn forward(
         .max_frame_size(Some(MAX_FRAME_BYTES))
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
-    let dial = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    crate::metrics::replica_hop("data", peer.scheme());
+    let connector = tokio_tungstenite::Connector::Rustls(app.peer_tls.clone());
+    let dial = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(config),
+        true,
+        Some(connector),
+    );
     let peer = match tokio::time::timeout(app.config.tunnel.open_timeout, dial).await {
         Ok(Ok((peer, _))) => peer,
         Ok(Err(e)) => return tracing::warn!(%address, error = %e, "forwarding a stream failed"),

@@ -83,7 +83,12 @@ pub(crate) async fn connect(
         .unwrap_or_else(|_| TimeDelta::seconds(60));
     let expires_at = Utc::now() + ttl;
     let token = token::issue_viewer(&app.keys.viewer, id, actor.user_id(), expires_at);
-    let base = public_base(app.config.tunnel.public_url.as_deref(), &headers)?;
+    let served_tls = app.config.tls.is_some();
+    let base = public_base(
+        app.config.tunnel.public_url.as_deref(),
+        served_tls,
+        &headers,
+    )?;
     let url = format!("{base}/api/v1/sessions/{id}/vnc?token={token}");
     tracing::info!(session_id = %id, %expires_at, user = %actor.principal.username,
         "viewer token issued");
@@ -364,8 +369,13 @@ fn require_running(session: &Session) -> Result<(), ApiError> {
     }
 }
 
-/// `ws(s)://host[/prefix]` for the viewer URL.
-fn public_base(configured: Option<&str>, headers: &HeaderMap) -> Result<String, ApiError> {
+/// `ws(s)://host[/prefix]` for the viewer URL: `wss` when this replica serves TLS itself
+/// (`served_tls`) or a proxy says it received https.
+fn public_base(
+    configured: Option<&str>,
+    served_tls: bool,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
     if let Some(base) = configured {
         let base = base.trim_end_matches('/');
         return Ok(if let Some(rest) = base.strip_prefix("https://") {
@@ -383,10 +393,11 @@ fn public_base(configured: Option<&str>, headers: &HeaderMap) -> Result<String, 
         .ok_or_else(|| {
             ApiError::bad_request("no usable Host header to build the viewer URL from")
         })?;
-    let tls = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let tls = served_tls
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
     Ok(format!("{}://{host}", if tls { "wss" } else { "ws" }))
 }
 
@@ -401,20 +412,26 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("10.0.0.1:8080"));
         assert_eq!(
-            public_base(None, &h).ok().as_deref(),
+            public_base(None, false, &h).ok().as_deref(),
             Some("ws://10.0.0.1:8080")
         );
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         assert_eq!(
-            public_base(None, &h).ok().as_deref(),
+            public_base(None, false, &h).ok().as_deref(),
             Some("wss://10.0.0.1:8080")
         );
         assert_eq!(
-            public_base(Some("https://ss.example/base/"), &h)
+            public_base(Some("https://ss.example/base/"), false, &h)
                 .ok()
                 .as_deref(),
             Some("wss://ss.example/base")
         );
-        assert!(public_base(None, &HeaderMap::new()).is_err());
+        assert!(public_base(None, false, &HeaderMap::new()).is_err());
+        h.remove("x-forwarded-proto");
+        assert_eq!(
+            public_base(None, true, &h).ok().as_deref(),
+            Some("wss://10.0.0.1:8080"),
+            "a replica serving TLS itself hands out wss URLs"
+        );
     }
 }

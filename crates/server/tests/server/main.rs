@@ -15,5 +15,6 @@ mod secrets;
 mod template_fields;
 mod template_limits;
 mod template_update;
+mod tls;
 mod totp;
 mod tunnel;

@@ -96,6 +96,15 @@ fn agent_config(args: AgentRunArgs, env: Lookup) -> anyhow::Result<AgentConfig> 
     config.labels = args.labels.into_iter().collect();
     config.max_concurrent_commands = usize::try_from(args.max_concurrent_commands)
         .expect("a u32 fits in usize on supported targets");
+    config.allow_insecure = args.trust.allow_insecure;
+    config.tls = streamspace_client::tls::TlsOptions {
+        ca_cert: args.trust.ca_cert,
+        identity: args
+            .tls_client_cert
+            .zip(args.tls_client_key)
+            .map(|(cert, key)| streamspace_client::tls::Identity { cert, key }),
+        server_name: None,
+    };
     Ok(config)
 }
 

@@ -32,7 +32,19 @@ pub(super) fn connect(args: &ClientArgs) -> anyhow::Result<Client> {
                 "no API token: run `streamspace login`, pass --token or set STREAMSPACE_TOKEN",
             )?,
     };
-    Client::new(&args.server, &token).context("setting up the API client")
+    client_with(args, &token)
+}
+
+/// A client for `args.server` with `token`, trusting `--ca-cert`; a plain http:// URL to
+/// another host is refused unless `--allow-insecure`.
+pub(super) fn client_with(args: &ClientArgs, token: &str) -> anyhow::Result<Client> {
+    streamspace_client::tls::check_plain(&args.server, args.trust.allow_insecure)?;
+    let tls = streamspace_client::tls::client_config(&streamspace_client::tls::TlsOptions {
+        ca_cert: args.trust.ca_cert.clone(),
+        ..Default::default()
+    })
+    .context("setting up TLS (--ca-cert)")?;
+    Client::with_tls(&args.server, token, tls).context("setting up the API client")
 }
 
 pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
@@ -329,5 +341,57 @@ pub async fn agent_key(cmd: AgentKeyCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn session_list(extra: &[&str]) -> ClientArgs {
+        let base = ["streamspace", "session", "list"];
+        let cli = Cli::try_parse_from(base.iter().chain(extra.iter())).expect("parses");
+        match cli.command {
+            Command::Session(SessionCommand::List { client, .. }) => client,
+            other => panic!("expected session list, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plain_url_to_another_host_is_refused_unless_allowed() {
+        let args = session_list(&["--server", "http://cp.example:8080"]);
+        let err = client_with(&args, "t").expect_err("plain http to another host");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("unencrypted") && text.contains("--allow-insecure"),
+            "the refusal says why and how to override: {text}"
+        );
+        let args = session_list(&["--server", "http://cp.example:8080", "--allow-insecure"]);
+        assert!(
+            client_with(&args, "t").is_ok(),
+            "--allow-insecure allows it"
+        );
+        let args = session_list(&["--server", "http://127.0.0.1:8080"]);
+        assert!(client_with(&args, "t").is_ok(), "loopback needs no TLS");
+        let args = session_list(&["--server", "https://cp.example"]);
+        assert!(client_with(&args, "t").is_ok());
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_is_named() {
+        let args = session_list(&[
+            "--server",
+            "https://cp.example",
+            "--ca-cert",
+            "/nonexistent/ca.pem",
+        ]);
+        let err = client_with(&args, "t").expect_err("a missing CA file");
+        assert!(
+            format!("{err:#}").contains("/nonexistent/ca.pem"),
+            "{err:#}"
+        );
     }
 }

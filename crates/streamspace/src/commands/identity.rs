@@ -9,12 +9,11 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Context;
-use streamspace_client::Client;
 use streamspace_proto::api::{
     AuditFilter, CreateGroup, CreateToken, CreateUser, LoginRequest, UpdateUser, User,
 };
 
-use super::client::connect;
+use super::client::{client_with, connect};
 use crate::cli::{ClientArgs, OutputFormat};
 use crate::cli_identity::{AuditCommand, GroupCommand, LoginArgs, TokenCommand, UserCommand};
 use crate::output::{print_many, print_one, terminal_safe};
@@ -45,6 +44,8 @@ pub(super) fn prompt(question: &str) -> anyhow::Result<String> {
 }
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    // Before asking for a password that would cross the network in clear.
+    streamspace_client::tls::check_plain(&args.client.server, args.client.trust.allow_insecure)?;
     let path = secrets::login_token_path()?;
     let token = match args.with_token {
         Some(token) => token,
@@ -65,7 +66,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
                 totp: args.totp,
                 token_name: Some(args.token_name.unwrap_or_else(|| format!("cli@{host}"))),
             };
-            let client = Client::new(&args.client.server, "")?;
+            let client = client_with(&args.client, "")?;
             let answer = match client.login(&request).await {
                 Err(e) if e.code() == Some("totp_required") && request.totp.is_none() => {
                     request.totp = Some(prompt("One-time code (or a recovery code)")?);
@@ -79,7 +80,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
                 .token
         }
     };
-    let client = Client::new(&args.client.server, &token)?;
+    let client = client_with(&args.client, &token)?;
     let me = client
         .me()
         .await
@@ -113,7 +114,7 @@ pub async fn logout(args: ClientArgs) -> anyhow::Result<()> {
     let saved = secrets::read(&path)?;
     let client = match (&args.token, &saved) {
         (Some(_), _) => connect(&args)?,
-        (None, Some(token)) => Client::new(&args.server, token)?,
+        (None, Some(token)) => client_with(&args, token)?,
         (None, None) => anyhow::bail!("not signed in: no saved token in {}", path.display()),
     };
     client.logout().await.context("revoking the token")?;

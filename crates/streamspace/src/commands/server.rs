@@ -2,12 +2,12 @@
 
 use anyhow::Context;
 use streamspace_proto::api::QuotaLimits;
-use streamspace_server::{HttpConfig, MetricsToken, RetentionConfig};
+use streamspace_server::{HttpConfig, ListenerTls, MetricsToken, RetentionConfig};
 use streamspace_server::{RedisConfig, SecretsConfig, ServerConfig};
 use streamspace_store::SessionSize;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ServerArgs, ServerTuning};
+use crate::cli::{ServerArgs, ServerTlsArgs, ServerTuning};
 use crate::secrets;
 
 /// Connections the kernel may queue for `accept` (it caps this at `net.core.somaxconn`). With
@@ -99,7 +99,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, %replica_id, backend = store.backend(), "control plane listening");
-    println!("StreamSpace control plane {replica_id} listening on http://{addr}");
+    let scheme = if args.tls.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("StreamSpace control plane {replica_id} listening on {scheme}://{addr}");
     let shutdown = CancellationToken::new();
     let stopper = shutdown.clone();
     tokio::spawn(async move {
@@ -109,12 +114,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     });
     let mut config = ServerConfig {
         redis,
-        ca_cert: args.ca_cert.clone(),
         internal_address: args.internal_address.clone(),
         oidc,
         secrets,
         ..server_config(replica_id, &args.tuning)
     };
+    apply_tls(&mut config, &args.tls);
     config.http.metrics_token = metrics_token(&args.tuning)?;
     streamspace_server::serve(listener, store, config, shutdown)
         .await
@@ -219,6 +224,23 @@ fn redis_config(args: &ServerArgs) -> anyhow::Result<Option<RedisConfig>> {
             "the Redis Sentinel password",
         )?,
     }))
+}
+
+/// The TLS flags into `config`: the listener's certificate and client CA, and what the
+/// replica's own calls trust.
+fn apply_tls(config: &mut ServerConfig, tls: &ServerTlsArgs) {
+    config.tls = tls
+        .tls_cert
+        .clone()
+        .zip(tls.tls_key.clone())
+        .map(|(cert, key)| ListenerTls {
+            cert,
+            key,
+            client_ca: tls.client_ca.clone(),
+            require_agent_certs: tls.require_agent_certs,
+        });
+    config.ca_cert = tls.ca_cert.clone();
+    config.internal_tls_name = tls.internal_tls_name.clone();
 }
 
 /// The token of `--metrics-token-file`, trimmed; an empty file is refused.

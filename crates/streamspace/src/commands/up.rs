@@ -1,7 +1,9 @@
 //! `streamspace up`: the whole platform on one machine, in one process.
 //!
 //! The control plane runs on SQLite in the data directory and a local agent with the `process`
-//! runtime connects to it over a real WebSocket, exactly as a remote agent would. Sessions
+//! runtime connects to it over a real WebSocket, exactly as a remote agent would. It serves
+//! plain HTTP (on loopback by default) unless given `--tls-cert`/`--tls-key`; its agent then
+//! trusts that certificate. Sessions
 //! outlive the process: the next `up` re-adopts the ones still running.
 //!
 //! The first start generates the admin token (for the CLI and automation) and a password for
@@ -15,7 +17,7 @@ use anyhow::Context;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use streamspace_agent::{AgentConfig, RuntimeKind};
-use streamspace_server::ServerConfig;
+use streamspace_server::{ListenerTls, ServerConfig};
 use streamspace_store::{ApiKeyKind, BOOTSTRAP_ADMIN_ID, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -64,11 +66,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             )
         })?;
     let addr = listener.local_addr()?;
-    let url = format!("http://{addr}");
+    let tls = args
+        .tls_cert
+        .clone()
+        .zip(args.tls_key.clone())
+        .map(|(cert, key)| ListenerTls {
+            cert,
+            key,
+            client_ca: None,
+            require_agent_certs: false,
+        });
+    let (url, agent_url) = urls(addr, tls.is_some());
 
     let shutdown = CancellationToken::new();
     let config = ServerConfig {
         replica_id: "local".to_owned(),
+        tls: tls.clone(),
         ..ServerConfig::default()
     };
     let mut server = tokio::spawn(streamspace_server::serve(
@@ -78,13 +91,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         shutdown.child_token(),
     ));
     let mut agent_config = AgentConfig::new(
-        vec![url.clone()],
+        vec![agent_url],
         LOCAL_AGENT_ID.to_owned(),
         agent_key,
         data_dir.join("agent"),
     );
     agent_config.runtime = RuntimeKind::Process;
     agent_config.max_sessions = args.max_sessions;
+    // The built-in agent trusts the certificate it is served (self-signed or not).
+    agent_config.tls.ca_cert = tls.map(|tls| tls.cert);
     let mut agent = tokio::spawn(streamspace_agent::run(agent_config, shutdown.child_token()));
 
     print_banner(&Banner {
@@ -95,6 +110,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir: &data_dir,
         missing: &missing,
         desktop: &desktop,
+        tls_cert: args.tls_cert.as_deref(),
     });
 
     tokio::select! {
@@ -116,6 +132,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     })
     .await;
     Ok(())
+}
+
+/// The URL `up` prints, and the one its built-in agent dials: `127.0.0.1` when listening on
+/// every address; over TLS, `localhost` when listening on loopback or every address, so that
+/// the certificate must name `localhost` (or the `--listen` address otherwise).
+fn urls(addr: std::net::SocketAddr, tls: bool) -> (String, String) {
+    if !tls {
+        let url = format!("http://{addr}");
+        if addr.ip().is_unspecified() {
+            return (url, format!("http://127.0.0.1:{}", addr.port()));
+        }
+        return (url.clone(), url);
+    }
+    let url = format!("https://{addr}");
+    let ip = addr.ip();
+    if ip.is_loopback() || ip.is_unspecified() {
+        (url, format!("https://localhost:{}", addr.port()))
+    } else {
+        (url.clone(), url)
+    }
 }
 
 /// Makes sure an admin token is saved in the data directory: the one saved there, or a new one
@@ -202,6 +238,8 @@ struct Banner<'a> {
     /// What the machine lacks for sessions, one line each.
     missing: &'a [String],
     desktop: &'a DesktopTemplate,
+    /// The certificate served, which clients may need to be told to trust.
+    tls_cert: Option<&'a Path>,
 }
 
 fn print_banner(b: &Banner<'_>) {
@@ -242,6 +280,43 @@ fn print_banner(b: &Banner<'_>) {
             local_machine::SUGGESTED_DESKTOP_PACKAGE
         ),
     }
-    println!("Try:  streamspace session create xterm --wait --server {url}");
+    let trust = b
+        .tls_cert
+        .map(|cert| format!(" --ca-cert {}", cert.display()))
+        .unwrap_or_default();
+    println!("Try:  streamspace session create xterm --wait --server {url}{trust}");
     println!("Press Ctrl-C to stop.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_agent_dials_localhost_over_tls() {
+        let addr = |s: &str| s.parse::<std::net::SocketAddr>().expect("an address");
+        assert_eq!(
+            urls(addr("127.0.0.1:8080"), false),
+            (
+                "http://127.0.0.1:8080".into(),
+                "http://127.0.0.1:8080".into()
+            )
+        );
+        assert_eq!(
+            urls(addr("0.0.0.0:8080"), false).1,
+            "http://127.0.0.1:8080",
+            "a plain URL the agent accepts without --allow-insecure"
+        );
+        assert_eq!(
+            urls(addr("0.0.0.0:8443"), true),
+            (
+                "https://0.0.0.0:8443".into(),
+                "https://localhost:8443".into()
+            )
+        );
+        assert_eq!(
+            urls(addr("192.0.2.7:8443"), true).1,
+            "https://192.0.2.7:8443"
+        );
+    }
 }

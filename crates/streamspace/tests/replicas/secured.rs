@@ -41,8 +41,8 @@ const ACL_RULES: &[&str] = &[
 
 fn security(ca: &TestCa, name: &str, password: &str) -> anyhow::Result<RedisSecurity> {
     Ok(RedisSecurity {
-        ca: ca.cert().to_owned(),
-        server: ca.issue(name, &["127.0.0.1", "localhost"])?,
+        ca: ca.cert.to_owned(),
+        server: ca.server_cert(name, &["127.0.0.1", "localhost"])?,
         password: password.to_owned(),
     })
 }
@@ -124,7 +124,7 @@ async fn replicas_route_through_redis_over_tls_as_an_acl_user() -> anyhow::Resul
         "rediss://streamspace:{ACL_PASSWORD}@127.0.0.1:{}/",
         redis.port()
     );
-    let ca_cert = ca.cert().display().to_string();
+    let ca_cert = ca.cert.display().to_string();
     let db = with_database_password(&pg.create_database()?);
     let cluster = Cluster::start_with(db, &url, 1, &["--ca-cert", &ca_cert]).await?;
     let (cluster, agent) = with_agent(cluster, &[0]).await?;
@@ -152,7 +152,7 @@ async fn a_wrong_password_or_an_untrusted_certificate_is_refused_and_named() -> 
     let ca = TestCa::new("redis-ca")?;
     let redis = RedisServer::start_secured(&security(&ca, "redis", DATA_PASSWORD)?, &[])?;
     let port = redis.port();
-    let ca_cert = ca.cert().display().to_string();
+    let ca_cert = ca.cert.display().to_string();
     let db = with_database_password(&pg.create_database()?);
     let mut h = common::harness()?;
 
@@ -175,10 +175,10 @@ async fn a_wrong_password_or_an_untrusted_certificate_is_refused_and_named() -> 
     wait_for_log(&b, "TLS certificate was not accepted").await?;
 
     // A certificate from the right CA naming another host is refused too.
-    let elsewhere = ca.issue("elsewhere", &["redis.example"])?;
+    let elsewhere = ca.server_cert("elsewhere", &["redis.example"])?;
     let other = RedisServer::start_secured(
         &RedisSecurity {
-            ca: ca.cert().to_owned(),
+            ca: ca.cert.to_owned(),
             server: elsewhere,
             password: DATA_PASSWORD.to_owned(),
         },
@@ -212,7 +212,7 @@ async fn replicas_find_the_master_through_a_sentinel_with_its_own_password_over_
     let data = secret_file(secrets.path(), "redis-password", DATA_PASSWORD)?;
     let watch = secret_file(secrets.path(), "sentinel-password", SENTINEL_PASSWORD)?;
     let (data, watch) = (data.display().to_string(), watch.display().to_string());
-    let ca_cert = ca.cert().display().to_string();
+    let ca_cert = ca.cert.display().to_string();
     let url = format!(
         "rediss+sentinel://127.0.0.1:{}/streamspace",
         sentinel.port()

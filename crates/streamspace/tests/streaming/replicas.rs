@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use streamspace_client::Client;
+use streamspace_client::tls::{TlsOptions, client_config};
 use streamspace_proto::api::SessionState;
 use streamspace_testkit::PgCluster;
 use streamspace_testkit::redis::RedisServer;
@@ -41,13 +42,31 @@ impl Pair {
         agent_id: &str,
         runtime: targets::TargetRuntime,
     ) -> anyhow::Result<Self> {
+        Self::start_trusting(h, database_url, redis_url, extra, agent_id, runtime, None).await
+    }
+
+    /// [`Pair::start`] with clients and agent that trust the CA certificate `ca`, for replicas
+    /// that serve TLS (given in `extra`).
+    pub async fn start_trusting(
+        h: &mut Harness,
+        database_url: &str,
+        redis_url: &str,
+        extra: &[&str],
+        agent_id: &str,
+        runtime: targets::TargetRuntime,
+        ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        let tls = client_config(&TlsOptions {
+            ca_cert: ca.map(ToOwned::to_owned),
+            ..TlsOptions::default()
+        })?;
         let mut args = vec!["--redis-url", redis_url, "--heartbeat-interval", "1"];
         args.extend_from_slice(extra);
         let (p1, url1) = h.replica(database_url, "R1", "127.0.0.1:0", &args).await?;
         let (p2, url2) = h.replica(database_url, "R2", "127.0.0.1:0", &args).await?;
         let admins = [
-            Client::new(&url1, ADMIN_TOKEN)?,
-            Client::new(&url2, ADMIN_TOKEN)?,
+            Client::with_tls(&url1, ADMIN_TOKEN, tls.clone())?,
+            Client::with_tls(&url2, ADMIN_TOKEN, tls)?,
         ];
         let procs = [p1, p2];
         let logs = || format!("{}\n{}", procs[0].logs(), procs[1].logs());
@@ -56,12 +75,13 @@ impl Pair {
         }
         let runtime = Arc::new(runtime);
         let key = admins[0].create_agent_key(agent_id).await?;
-        let config = streamspace_agent::AgentConfig::new(
+        let mut config = streamspace_agent::AgentConfig::new(
             vec![url1.clone()],
             agent_id,
             key.secret,
             h.path(agent_id),
         );
+        config.tls.ca_cert = ca.map(ToOwned::to_owned);
         let stop_agent = CancellationToken::new();
         let agent = tokio::spawn(streamspace_agent::run_with_runtime(
             config,

@@ -35,6 +35,17 @@ pub async fn open(url: &str, subprotocol: Option<&str>) -> anyhow::Result<(Ws, O
     Ok((ws, answered))
 }
 
+/// Opens the `wss://` viewer `url` verifying the server with `tls`.
+pub async fn open_tls(url: &str, tls: std::sync::Arc<rustls::ClientConfig>) -> anyhow::Result<Ws> {
+    let request = url.into_client_request()?;
+    let connector = tokio_tungstenite::Connector::Rustls(tls);
+    let (ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
+            .await
+            .with_context(|| format!("opening the viewer WebSocket {url}"))?;
+    Ok(ws)
+}
+
 /// Tries to open `url` and expects an HTTP refusal; its status and JSON error code.
 pub async fn refusal(url: &str) -> anyhow::Result<(u16, String)> {
     refusal_with(url, &[]).await

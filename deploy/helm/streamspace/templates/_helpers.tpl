@@ -56,7 +56,13 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Where the agent finds the control plane: the in-cluster Service unless told otherwise. */}}
 {{- define "streamspace.agentServer" -}}
-{{- .Values.agent.server | default (printf "http://%s.%s.svc:%v" (include "streamspace.serverName" .) .Release.Namespace .Values.controlPlane.service.port) -}}
+{{- $scheme := ternary "https" "http" (not (empty .Values.controlPlane.tls.secretName)) -}}
+{{- .Values.agent.server | default (printf "%s://%s.%s.svc:%v" $scheme (include "streamspace.serverName" .) .Release.Namespace .Values.controlPlane.service.port) -}}
+{{- end -}}
+
+{{/* The name on the replicas' certificate they verify each other against. */}}
+{{- define "streamspace.internalTlsName" -}}
+{{- .Values.controlPlane.tls.internalName | default (printf "%s.%s.svc" (include "streamspace.serverName" .) .Release.Namespace) -}}
 {{- end -}}
 
 {{/* Pod and container security settings shared by the StreamSpace pods. */}}

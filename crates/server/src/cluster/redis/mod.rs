@@ -46,6 +46,8 @@ pub(crate) struct RedisCluster {
     hub: Arc<hub::RedisHub>,
     replica_proofs: Keyring<ReplicaProofs>,
     open_timeout: Duration,
+    /// Calls to other replicas, over TLS to those that serve it.
+    http: reqwest::Client,
 }
 
 impl RedisCluster {
@@ -70,6 +72,7 @@ impl RedisCluster {
             link,
             replica_proofs: setup.replica_proofs.clone(),
             open_timeout: setup.open_timeout,
+            http: setup.peer_http.clone(),
         })
     }
 }
@@ -120,17 +123,15 @@ impl Cluster for RedisCluster {
     }
 
     async fn open_tunnel(&self, agent_id: &str, open: TunnelOpen) -> Result<(), String> {
-        tunnels::open_elsewhere(
-            &self.link,
-            &self.replica_proofs,
-            self.open_timeout,
-            agent_id,
-            open,
-        )
-        .await
+        let caller = tunnels::Caller {
+            http: &self.http,
+            replica_proofs: &self.replica_proofs,
+            open_timeout: self.open_timeout,
+        };
+        tunnels::open_elsewhere(&self.link, &caller, agent_id, open).await
     }
 
-    async fn viewer_replica(&self, token: &str) -> Option<String> {
+    async fn viewer_replica(&self, token: &str) -> Option<super::Peer> {
         tunnels::viewer_replica(&self.link, token).await
     }
 

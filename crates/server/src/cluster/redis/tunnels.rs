@@ -1,7 +1,8 @@
 //! Opening a viewer stream through another replica (see `crate::tunnel`): the viewer's replica
 //! records `streamspace:tunnel:{token}` = itself in Redis, expiring with the open timeout, and
 //! asks the agent's owner (from the owner record) to send `tunnel_open`, with
-//! `POST /internal/v1/tunnels/open` on the owner's internal address. A data connection that lands
+//! `POST /internal/v1/tunnels/open` on the owner's internal address (https when the owner
+//! serves TLS, as its record says). A data connection that lands
 //! on a replica not holding its token finds the viewer's replica by the same record.
 
 use std::time::Duration;
@@ -10,8 +11,18 @@ use streamspace_proto::wire::TunnelOpen;
 
 use super::link::RedisLink;
 use super::{replicas, routing};
-use crate::cluster::{AUTH_HEADER, RemoteOpen, proof};
+use crate::cluster::{AUTH_HEADER, Peer, RemoteOpen, proof};
 use crate::keyring::{Keyring, ReplicaProofs};
+
+/// What calling another replica needs.
+pub(crate) struct Caller<'a> {
+    /// Verifies replicas that serve TLS (see `crate::tls::peer_config`).
+    pub http: &'a reqwest::Client,
+    /// Signs the call.
+    pub replica_proofs: &'a Keyring<ReplicaProofs>,
+    /// How long the call may take.
+    pub open_timeout: Duration,
+}
 
 fn token_key(token: &str) -> String {
     format!("streamspace:tunnel:{token}")
@@ -21,17 +32,17 @@ fn token_key(token: &str) -> String {
 /// tunnel's viewer is here. Errors say why the stream cannot be opened.
 pub(crate) async fn open_elsewhere(
     link: &RedisLink,
-    replica_proofs: &Keyring<ReplicaProofs>,
-    open_timeout: Duration,
+    caller: &Caller<'_>,
     agent_id: &str,
     open: TunnelOpen,
 ) -> Result<(), String> {
+    let open_timeout = caller.open_timeout;
     let owner = routing::owner(link, agent_id)
         .await
         .map_err(|e| format!("Redis is unreachable: {e}"))?
         .map(|(_, replica)| replica)
         .ok_or_else(|| format!("agent {agent_id} is not connected to any replica"))?;
-    let address = replicas::address_of(link, &owner)
+    let peer = replicas::address_of(link, &owner)
         .await
         .map_err(|e| format!("Redis is unreachable: {e}"))?
         .ok_or_else(|| format!("replica {owner} holding agent {agent_id} is gone"))?;
@@ -48,19 +59,29 @@ pub(crate) async fn open_elsewhere(
     })
     .await
     .map_err(|e| format!("Redis is unreachable: {e}"))?;
-    let auth = proof(replica_proofs, "open", &open.token);
+    let auth = proof(caller.replica_proofs, "open", &open.token);
     let body = RemoteOpen {
         agent_id: agent_id.to_owned(),
         open,
     };
-    let answer = reqwest::Client::new()
-        .post(format!("http://{address}/internal/v1/tunnels/open"))
+    crate::metrics::replica_hop("open", peer.scheme());
+    let answer = caller
+        .http
+        .post(peer.http_url("/internal/v1/tunnels/open"))
         .header(AUTH_HEADER, auth)
         .timeout(open_timeout)
         .json(&body)
         .send()
         .await
-        .map_err(|e| format!("replica {owner} is unreachable: {e}"))?;
+        .map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            format!("replica {owner} is unreachable: {text}")
+        })?;
     if answer.status().is_success() {
         Ok(())
     } else {
@@ -69,7 +90,7 @@ pub(crate) async fn open_elsewhere(
 }
 
 /// The address of the replica holding the viewer of stream `token`, if another one.
-pub(crate) async fn viewer_replica(link: &RedisLink, token: &str) -> Option<String> {
+pub(crate) async fn viewer_replica(link: &RedisLink, token: &str) -> Option<Peer> {
     let key = token_key(token);
     let replica: Option<String> = link
         .with_conn(

@@ -30,6 +30,7 @@ pub const WAIT: Duration = Duration::from_secs(15);
 pub const ADMIN_TOKEN: &str = "ssa_test-admin-token-0123456789abcdef";
 
 pub struct TestServer {
+    pub addr: std::net::SocketAddr,
     pub base: String,
     pub ws_url: String,
     pub store: Arc<dyn Store>,
@@ -79,6 +80,14 @@ impl TestServer {
         Self::start_on(listener, db, config).await
     }
 
+    /// A server over a fresh SQLite database serving TLS (`config.tls`), its clients trusting
+    /// the CA certificate `ca`.
+    pub async fn sqlite_tls(config: ServerConfig, ca: &std::path::Path) -> anyhow::Result<Self> {
+        init();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_tls(listener, TestDatabase::sqlite()?, config, Some(ca)).await
+    }
+
     /// Starts on `listener`, bound by the caller (who needed to know the address first, e.g.
     /// for `public_url`).
     async fn start_on(
@@ -86,6 +95,23 @@ impl TestServer {
         db: TestDatabase,
         config: ServerConfig,
     ) -> anyhow::Result<Self> {
+        Self::start_tls(listener, db, config, None).await
+    }
+
+    async fn start_tls(
+        listener: tokio::net::TcpListener,
+        db: TestDatabase,
+        config: ServerConfig,
+        ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        let (http_scheme, ws_scheme) = match config.tls {
+            Some(_) => ("https", "wss"),
+            None => ("http", "ws"),
+        };
+        let tls = streamspace_client::tls::client_config(&streamspace_client::tls::TlsOptions {
+            ca_cert: ca.map(ToOwned::to_owned),
+            ..Default::default()
+        })?;
         let url = db.url();
         streamspace_store::migrate::up(url)
             .await
@@ -105,13 +131,17 @@ impl TestServer {
             config,
             shutdown.clone(),
         ));
-        let base = format!("http://{addr}");
+        let base = format!("{http_scheme}://{addr}");
         let server = Self {
-            api: Client::new(&base, ADMIN_TOKEN)?.with_poll_interval(Duration::from_millis(50)),
+            api: Client::with_tls(&base, ADMIN_TOKEN, tls.clone())?
+                .with_poll_interval(Duration::from_millis(50)),
+            addr,
             base,
-            ws_url: format!("ws://{addr}/api/v1/agents/connect"),
+            ws_url: format!("{ws_scheme}://{addr}/api/v1/agents/connect"),
             store,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .tls_backend_preconfigured(rustls::ClientConfig::clone(&tls))
+                .build()?,
             shutdown,
             handle: Some(handle),
             _db: db,
