@@ -679,6 +679,70 @@ async fn routing_follows_a_sentinel_failover() -> anyhow::Result<()> {
     assert_exactly_once(&cluster, &ids, &statuses, &agent.logs())
 }
 
+/// Three Sentinels with quorum 2, the first in the URL down from the start: the replicas ask
+/// the next one. The master dies, the other two fail it over; then the old master comes back
+/// as a stale master (empty, still saying it is a master) until the Sentinels demote it.
+/// Routing follows the new master throughout and no command is lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn routing_survives_a_dead_sentinel_and_a_stale_master() -> anyhow::Result<()> {
+    let pg = PgCluster::start()?;
+    let mut master = RedisServer::start()?;
+    let master_port = master.port();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master_port.to_string()])?;
+    let dead = free_port()?;
+    let s2 = RedisSentinel::start_with_quorum("streamspace", master_port, 2)?;
+    let s3 = RedisSentinel::start_with_quorum("streamspace", master_port, 2)?;
+    let url = format!(
+        "redis+sentinel://127.0.0.1:{dead},127.0.0.1:{},127.0.0.1:{}/streamspace",
+        s2.port(),
+        s3.port()
+    );
+    let (cluster, agent) = setup(&pg, &url, &[0]).await?;
+    wait_for_owner(&cluster.apis[1], |o| o == "A").await?;
+    let mut ids = HashSet::new();
+    ids.insert(routed_ping(&cluster, 1).await?);
+    let others = vec![cluster.apis[1].clone(), cluster.apis[2].clone()];
+    ids.extend(ping_many(&others, 100, 8).await?);
+
+    master.kill();
+    let replica_port = replica.port();
+    for s in [&s2, &s3] {
+        wait_until(
+            "both live sentinels to agree on the new master",
+            Duration::from_secs(60),
+            || async move { (s.master_port("streamspace").ok()? == replica_port).then_some(()) },
+        )
+        .await?;
+    }
+    ids.extend(ping_many(&others, 100, 8).await?);
+    // The old master restarts empty and calls itself master until a Sentinel demotes it.
+    master.restart()?;
+    ids.extend(ping_many(&others, 100, 8).await?);
+    wait_until(
+        "the sentinels to demote the stale master",
+        Duration::from_secs(60),
+        || async move {
+            let role = streamspace_testkit::redis::command(master_port, &["ROLE"]).ok()?;
+            role.contains("slave").then_some(())
+        },
+    )
+    .await?;
+    for api in &cluster.apis {
+        wait_for_redis_state(api, "ok").await?;
+    }
+    wait_until(
+        "A's owner record on the new master",
+        Duration::from_secs(20),
+        || async move { owner_record(replica_port).ends_with(":A\r\n").then_some(()) },
+    )
+    .await?;
+    ids.insert(routed_ping(&cluster, 2).await?);
+    let statuses = wait_terminal(&cluster.apis[1], &ids, Duration::from_secs(60))
+        .await
+        .with_context(|| format!("{}\n{}", cluster.logs(), agent.logs()))?;
+    assert_exactly_once(&cluster, &ids, &statuses, &agent.logs())
+}
+
 /// A user disabled (or a token revoked) on one replica stops working on the others at once:
 /// the replicas trust cached credentials for an hour here, so only the announcement over Redis
 /// can make the other replica refuse them.

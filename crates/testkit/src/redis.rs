@@ -233,8 +233,8 @@ impl Drop for RedisServer {
     }
 }
 
-/// A `redis-server --sentinel` monitoring one master as `name`, with quorum 1 and a one-second
-/// down-after, so a failover starts quickly.
+/// A `redis-server --sentinel` monitoring one master as `name`, with quorum 1 (unless told
+/// otherwise) and a one-second down-after, so a failover starts quickly.
 pub struct RedisSentinel {
     _dir: tempfile::TempDir,
     port: u16,
@@ -243,7 +243,13 @@ pub struct RedisSentinel {
 
 impl RedisSentinel {
     pub fn start(name: &str, master_port: u16) -> anyhow::Result<Self> {
-        Self::start_inner(name, master_port, None)
+        Self::start_inner(name, master_port, 1, None)
+    }
+
+    /// One of several Sentinels that must agree (`quorum` of them) that the master is down
+    /// before one of them fails it over; they find each other through the master.
+    pub fn start_with_quorum(name: &str, master_port: u16, quorum: u32) -> anyhow::Result<Self> {
+        Self::start_inner(name, master_port, quorum, None)
     }
 
     /// A Sentinel secured by `security` (TLS only, its own password) watching a master
@@ -254,12 +260,13 @@ impl RedisSentinel {
         security: &RedisSecurity,
         master_password: &str,
     ) -> anyhow::Result<Self> {
-        Self::start_inner(name, master_port, Some((security, master_password)))
+        Self::start_inner(name, master_port, 1, Some((security, master_password)))
     }
 
     fn start_inner(
         name: &str,
         master_port: u16,
+        quorum: u32,
         security: Option<(&RedisSecurity, &str)>,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
@@ -269,7 +276,7 @@ impl RedisSentinel {
         let conf = dir.path().join("sentinel.conf");
         let mut text = format!(
             "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {}\n\
-             sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+             sentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n\
              sentinel down-after-milliseconds {name} 1000\n\
              sentinel failover-timeout {name} 5000\n\
              sentinel parallel-syncs {name} 1\n",
