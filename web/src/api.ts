@@ -10,6 +10,9 @@ type Schemas = components["schemas"];
 export type SessionState = Schemas["SessionState"];
 export type Session = Schemas["Session"];
 export type Template = Schemas["Template"];
+export type CreateTemplate = Schemas["CreateTemplate"];
+export type UpdateTemplate = Schemas["UpdateTemplate"];
+export type TemplateIcon = Schemas["TemplateIcon"];
 export type Agent = Schemas["Agent"];
 export type Command = Schemas["Command"];
 /** Answer to POST /api/v1/sessions/{id}/connect. */
@@ -150,6 +153,10 @@ export const api = {
   /** Who is signed in; a 401 here just means nobody (it is how the page starts) unless `quiet` is false. */
   me: (quiet = true) => request<Me>("GET", "/auth/me", undefined, quiet),
   templates: () => all<Template>("/templates"),
+  createTemplate: (template: CreateTemplate) => request<Template>("POST", "/templates", template),
+  updateTemplate: (name: string, change: UpdateTemplate) =>
+    request<Template>("PATCH", `/templates/${enc(name)}`, change),
+  deleteTemplate: (name: string) => request<unknown>("DELETE", `/templates/${enc(name)}`),
   sessions: (owner?: string) => all<Session>(owner === undefined ? "/sessions" : `/sessions?owner=${enc(owner)}`),
   session: (id: string) => request<Session>("GET", `/sessions/${enc(id)}`),
   createSession: (template: string) => request<Session>("POST", "/sessions", { template }),

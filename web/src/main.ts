@@ -8,6 +8,7 @@ import { catalogPage } from "./pages/catalog";
 import { commandsPage } from "./pages/commands";
 import { groupsPage } from "./pages/groups";
 import { sessionsPage } from "./pages/sessions";
+import { templatesPage } from "./pages/templates";
 import { signInPage } from "./pages/signin";
 import { tokensPage } from "./pages/tokens";
 import { totpPage } from "./pages/totp";
@@ -35,6 +36,7 @@ const routes: Route[] = [
   { pattern: /^\/(?:catalog)?$/, page: catalogPage, title: "Catalog", role: "user", nav: "Catalog", href: "/catalog" },
   { pattern: /^\/sessions$/, page: sessionsPage, title: "My sessions", role: "user", nav: "My sessions", href: "/sessions" },
   { pattern: /^\/agents$/, page: agentsPage, title: "Agents", role: "operator", nav: "Agents", href: "/agents" },
+  { pattern: /^\/templates$/, page: templatesPage, title: "Templates", role: "operator", nav: "Templates", href: "/templates" },
   { pattern: /^\/commands$/, page: commandsPage, title: "Commands", role: "user", nav: "Commands", href: "/commands" },
   { pattern: /^\/users$/, page: usersPage, title: "Users", role: "admin", nav: "Users", href: "/users" },
   { pattern: /^\/groups$/, page: groupsPage, title: "Groups", role: "admin", nav: "Groups", href: "/groups" },

@@ -11,7 +11,9 @@
 //
 // Scenarios:
 //   lifecycle   sign in (a wrong password first); the catalog groups a template made for the
-//               test under its category and finds it by a tag; launch xterm from the catalog, then on
+//               test under its category and finds it by a tag; on the Templates page a bad tag
+//               is refused with the field named, then xterm gets a category and tags, which the
+//               catalog shows; launch xterm from the catalog, then on
 //               "My sessions" hibernate, wake (in the viewer) and stop it, following the live
 //               state; the remote desktop takes the viewer's size and follows the window when
 //               it shrinks and grows; agents and commands pages show the agent and the commands.
@@ -147,6 +149,24 @@ async function lifecycle(page) {
     headers: { Authorization: `Bearer ${opts.token}` },
   });
   if (!removed.ok) fail(`deleting the probe template: ${removed.status}`);
+
+  step("an operator edits a template on the Templates page");
+  await nav(page, "Templates").click();
+  await page.locator('tr[data-template-row="xterm"]').getByRole("button", { name: "Edit" }).click();
+  await page.getByLabel("Tags").fill("Not A Tag");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByText(/tags: .*is not a tag/).waitFor();
+  await page.getByLabel("Category").fill("Terminals");
+  await page.getByLabel("Tags").fill("shell, console");
+  await page.getByLabel("Icon").selectOption("terminal");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByText("Saved xterm.").waitFor();
+  await page.locator('tr[data-template-row="xterm"]').getByRole("cell", { name: "Terminals" }).waitFor();
+  await nav(page, "Catalog").click();
+  await page.locator('section[data-category="Terminals"] [data-card="xterm"]').waitFor();
+  await page.getByLabel("Search the catalog").fill("console");
+  await page.locator('[data-card="xterm"]').waitFor();
+  await page.getByLabel("Search the catalog").fill("");
 
   const id = await launchXterm(page);
   await nav(page, "My sessions").click();

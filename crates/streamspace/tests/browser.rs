@@ -170,6 +170,10 @@ async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Resul
         out.contains("the catalog groups templates by category"),
         "{out}"
     );
+    assert!(
+        out.contains("an operator edits a template on the Templates page"),
+        "{out}"
+    );
     Ok(())
 }
 

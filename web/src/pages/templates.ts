@@ -1,0 +1,166 @@
+// Operators: the templates, with a form to create one or change one. Each field maps to the API's
+// template field; an emptied field is reset (PATCH null), and the server checks the result like
+// a new template and names the field it refuses.
+
+import { Template, TemplateIcon, api } from "../api";
+import { clearMessages, h, replace, runAction, showError, showNotice } from "../dom";
+
+const ICONS: TemplateIcon[] = [
+  "terminal",
+  "desktop",
+  "browser",
+  "office",
+  "code",
+  "graphics",
+  "media",
+  "game",
+  "science",
+  "tools",
+];
+
+/** A comma-separated list as its non-empty, trimmed items. */
+const list = (text: string) =>
+  text
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+
+export function templatesPage(root: HTMLElement): void {
+  const body = h("tbody");
+  const headers = ["Template", "Category", "Tags", "Runs", "Actions"];
+  const editor = h("section", { id: "template-editor", "aria-live": "polite" });
+  const newButton = h("button", { type: "button" }, "New template");
+  newButton.addEventListener("click", () => edit(null));
+  replace(
+    root,
+    h("div", { class: "row spread" }, h("h1", {}, "Templates"), newButton),
+    h("table", {}, h("thead", {}, h("tr", {}, ...headers.map((c) => h("th", { scope: "col" }, c)))), body),
+    editor,
+  );
+
+  const refresh = async () => {
+    const templates = await api.templates();
+    if (templates.length === 0) {
+      replace(body, h("tr", {}, h("td", { colspan: headers.length }, "No templates yet.")));
+      return;
+    }
+    replace(body, ...templates.map(row));
+  };
+
+  function row(t: Template): HTMLTableRowElement {
+    const runs = t.image ? `image ${t.image}` : t.command.join(" ");
+    return h(
+      "tr",
+      { "data-template-row": t.name },
+      h("td", {}, t.name),
+      h("td", {}, t.category ?? "—"),
+      h("td", {}, t.tags.length ? t.tags.join(", ") : "—"),
+      h("td", {}, h("code", {}, runs)),
+      h(
+        "td",
+        { class: "actions" },
+        h("button", { type: "button", onclick: () => edit(t) }, "Edit"),
+        " ",
+        h(
+          "button",
+          {
+            type: "button",
+            class: "danger",
+            onclick: () => {
+              if (!confirm(`Delete the template ${t.name}? Running sessions are not affected.`)) return;
+              void runAction("Deleting the template", () => api.deleteTemplate(t.name), refresh, `Deleted ${t.name}.`);
+            },
+          },
+          "Delete",
+        ),
+      ),
+    );
+  }
+
+  /** Opens the form for `t`, or for a new template. */
+  function edit(t: Template | null): void {
+    clearMessages();
+    const field = (id: string, label: string, input: HTMLElement, hint?: string) =>
+      h("div", { class: "field" }, h("label", { for: id }, label), input, hint ? h("small", { class: "muted" }, hint) : null);
+    const name = h("input", { id: "template-name", type: "text", required: true, spellcheck: "false", value: t?.name ?? "" });
+    name.disabled = t !== null;
+    const description = h("input", { id: "template-description", type: "text", value: t?.description ?? "" });
+    const command = h("textarea", { id: "template-command", rows: 3, spellcheck: "false" });
+    command.value = (t?.command ?? []).join("\n");
+    const image = h("input", { id: "template-image", type: "text", spellcheck: "false", value: t?.image ?? "" });
+    const category = h("input", { id: "template-category", type: "text", value: t?.category ?? "" });
+    const tags = h("input", { id: "template-tags", type: "text", spellcheck: "false", value: (t?.tags ?? []).join(", ") });
+    const icon = h(
+      "select",
+      { id: "template-icon" },
+      h("option", { value: "" }, "(none)"),
+      ...ICONS.map((i) => h("option", { value: i }, i)),
+    );
+    icon.value = t?.icon ?? "";
+    const groups = h("input", {
+      id: "template-groups",
+      type: "text",
+      spellcheck: "false",
+      value: (t?.allowed_groups ?? []).join(", "),
+    });
+    const save = h("button", { type: "submit" }, t ? "Save changes" : "Create template");
+    const cancel = h("button", { type: "button", onclick: () => replace(editor) }, "Cancel");
+    const form = h(
+      "form",
+      { class: "template-form", "aria-label": t ? `Edit the template ${t.name}` : "Create a template" },
+      h("h2", {}, t ? `Edit ${t.name}` : "New template"),
+      field("template-name", "Name", name),
+      field("template-description", "Description", description),
+      field("template-command", "Command", command, "One argument per line; the first is the program."),
+      field("template-image", "Image", image, "For the docker and kubernetes runtimes."),
+      field("template-category", "Category", category, "The catalog's heading."),
+      field("template-tags", "Tags", tags, "Comma-separated: a-z, 0-9 and '-'."),
+      field("template-icon", "Icon", icon),
+      field("template-groups", "Allowed groups", groups, "Comma-separated; empty: every user may launch it."),
+      h("div", { class: "row" }, save, cancel),
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearMessages();
+      const args = command.value.split("\n").map((s) => s.trim()).filter((s) => s !== "");
+      const text = (input: HTMLInputElement) => input.value.trim();
+      save.disabled = true;
+      try {
+        if (t) {
+          await api.updateTemplate(t.name, {
+            description: text(description) || null,
+            command: args.length ? args : null,
+            image: text(image) || null,
+            category: text(category) || null,
+            tags: list(tags.value).length ? list(tags.value) : null,
+            icon: (icon.value || null) as TemplateIcon | null,
+            allowed_groups: list(groups.value).length ? list(groups.value) : null,
+          });
+          showNotice(`Saved ${t.name}.`);
+        } else {
+          await api.createTemplate({
+            name: text(name),
+            description: text(description),
+            command: args,
+            image: text(image) || null,
+            category: text(category) || null,
+            tags: list(tags.value),
+            icon: (icon.value || null) as TemplateIcon | null,
+            allowed_groups: list(groups.value),
+          });
+          showNotice(`Created ${text(name)}.`);
+        }
+        replace(editor);
+        await refresh();
+      } catch (e) {
+        showError(`${t ? "Saving" : "Creating"} the template failed: ${(e as Error).message}`);
+      } finally {
+        save.disabled = false;
+      }
+    });
+    replace(editor, form);
+    (t ? description : name).focus();
+  }
+
+  refresh().catch((e: Error) => showError(e.message));
+}
