@@ -21,7 +21,8 @@
 //               type `echo MARKER > PATH` + Enter; wait until PATH holds MARKER. Then the
 //               clipboard both ways: `echo MARKER > PATH.pasted` sent from the clipboard box
 //               pastes into xterm (middle click + Enter), and xterm's first line, selected with a
-//               drag, appears in the clipboard box.
+//               drag, appears in the clipboard box and on the browser's clipboard, and the
+//               paste button takes the browser's clipboard.
 //               Finally, stopping the session ends the viewer with a clear message.
 //   users       an admin (USER) creates the user NEW-USER on the Users page and puts them in a
 //               group; NEW-USER signs in in a fresh browser context, sees the catalog but not the
@@ -250,6 +251,8 @@ async function keystrokes(page) {
   const marker = opts.marker;
   const file = opts["marker-file"];
   if (!marker || !file) fail("keystrokes needs --marker and --marker-file");
+  // As a user who allowed the site to use the clipboard.
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(opts.url).origin });
   await signIn(page);
   const id = await launchXterm(page);
   step("wait for the viewer to connect");
@@ -323,6 +326,23 @@ async function keystrokes(page) {
   }
   // Leave the shell an empty line.
   await page.keyboard.press("Control+U");
+
+  step("what the session copies is on the browser's clipboard too");
+  const onClipboard = async (text) => {
+    const deadline = Date.now() + TIMEOUT;
+    for (;;) {
+      const got = await page.evaluate(() => navigator.clipboard.readText()).catch(() => "");
+      if (got.includes(text)) return;
+      if (Date.now() > deadline) fail(`the browser's clipboard never held ${JSON.stringify(text)} (last: ${JSON.stringify(got)})`);
+      await page.waitForTimeout(250);
+    }
+  };
+  await onClipboard(`echo ${marker.slice(0, 20)}`);
+  step("the paste button takes the browser's clipboard");
+  const fromClipboard = `from the clipboard ${marker}`;
+  await page.evaluate((t) => navigator.clipboard.writeText(t), fromClipboard);
+  await page.getByRole("button", { name: "Paste from your clipboard" }).click();
+  await page.waitForFunction((t) => document.getElementById("clipboard")?.value === t, fromClipboard);
 
   step("stopping the session ends the viewer with a clear message");
   const stopped = await fetch(`${opts.url}/api/v1/sessions/${id}`, {

@@ -211,6 +211,10 @@ async fn type_through_the_browser(
         out.contains("stopping the session ends the viewer"),
         "{out}"
     );
+    assert!(
+        out.contains("the paste button takes the browser's clipboard"),
+        "{out}"
+    );
     // The agent runs on this machine: the shell in the session's xterm wrote the file.
     let written =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;

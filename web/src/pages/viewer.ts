@@ -21,6 +21,10 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
   const resize = h("input", { type: "checkbox", id: "resize", checked: preference("resize") });
   const clipboard = h("textarea", { id: "clipboard", rows: 3, spellcheck: "false" });
   const sendClipboard = h("button", { type: "button" }, "Send to session");
+  // Where the browser lets the page use the system clipboard (a secure origin, with permission),
+  // what the session copies lands there too, and this button pastes from it; the box stays as
+  // the way that always works.
+  const pasteLocal = h("button", { type: "button", hidden: !navigator.clipboard }, "Paste from your clipboard");
   const fullscreen = h("button", { type: "button" }, "Full screen");
   const reconnect = h("button", { type: "button", hidden: true }, "Connect again");
   const wake = h("button", { type: "button", hidden: true }, "Wake session");
@@ -45,7 +49,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
         { class: "clipboard" },
         h("label", { for: "clipboard" }, "Clipboard (the session's copies appear here; edit and send to paste)"),
         clipboard,
-        sendClipboard,
+        h("div", { class: "row" }, sendClipboard, pasteLocal),
       ),
     ),
   );
@@ -131,7 +135,10 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
       setState("disconnected", `The session refused the connection${reason ? `: ${reason}` : ""}.`);
     });
     client.addEventListener("clipboard", (event) => {
-      clipboard.value = (event as CustomEvent<{ text: string }>).detail.text;
+      const text = (event as CustomEvent<{ text: string }>).detail.text;
+      clipboard.value = text;
+      // Refused without permission or focus: the box has it anyway.
+      navigator.clipboard?.writeText(text).catch(() => {});
     });
   }
 
@@ -143,7 +150,20 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
     remember("resize", resize.checked);
     if (rfb) rfb.resizeSession = resize.checked;
   });
-  sendClipboard.addEventListener("click", () => {
+  pasteLocal.addEventListener("click", async () => {
+    let text: string;
+    try {
+      text = await navigator.clipboard.readText();
+    } catch {
+      status.textContent = "The browser did not let the page read your clipboard: paste into the box instead.";
+      return;
+    }
+    clipboard.value = text;
+    if (!rfb) return;
+    rfb.clipboardPasteFrom(text);
+    rfb.focus();
+  });
+    sendClipboard.addEventListener("click", () => {
     if (!rfb) return;
     rfb.clipboardPasteFrom(clipboard.value);
     rfb.focus();
