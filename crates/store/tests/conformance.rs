@@ -15,7 +15,7 @@ use streamspace_store::{
     ApiKeyKind, CommandOutcome, MigrationState, NewApiKey, NewCommand, SessionQuery, StoreError,
     migrate,
 };
-use support::{Db, audit, new_session, new_session_for, register, tick};
+use support::{Db, audit, new_session, new_session_for, register};
 use uuid::Uuid;
 
 /// Declares every conformance test once per backend.
@@ -158,7 +158,7 @@ async fn updated_at_follows_updates_and_created_at_stays(db: &Db) -> Result<()> 
     let (session, command) = store
         .create_session(&new_session("alice"), &audit())
         .await?;
-    tick().await;
+    db.clock_past(session.updated_at).await?;
     let (moved, changed) = store
         .set_session_state(session.id, SessionState::Starting, None, None)
         .await?;
@@ -174,7 +174,7 @@ async fn updated_at_follows_updates_and_created_at_stays(db: &Db) -> Result<()> 
         moved.updated_at
     );
 
-    tick().await;
+    db.clock_past(command.updated_at).await?;
     let claimed = store
         .claim_delivery(command.command_id, 0)
         .await?
@@ -191,7 +191,7 @@ async fn updated_at_follows_updates_and_created_at_stays(db: &Db) -> Result<()> 
     );
 
     let before = store.get_agent("a1").await?;
-    tick().await;
+    db.clock_past(before.updated_at).await?;
     ensure!(
         store
             .heartbeat_agent("a1", before.epoch, 5, "replica-1")
@@ -599,7 +599,8 @@ async fn expire_agents_marks_silent_agents_offline(db: &Db) -> Result<()> {
         store.expire_agents(3600.0).await?.is_empty(),
         "fresh agents expired"
     );
-    tick().await;
+    let b = store.get_agent("b").await?;
+    db.clock_past(b.last_heartbeat_at.unwrap_or(b.updated_at)).await?;
     ensure!(
         store.expire_agents(0.0).await? == ["a", "b"],
         "silent agents not expired"
@@ -766,7 +767,12 @@ async fn fail_stuck_commands_fails_what_cannot_finish(db: &Db) -> Result<()> {
             .is_empty(),
         "failed fresh commands"
     );
-    tick().await;
+    let last_change = store
+        .get_command(acked.command_id)
+        .await?
+        .updated_at
+        .max(store.get_command(exhausted.command_id).await?.updated_at);
+    db.clock_past(last_change).await?;
 
     // Out of attempts (1 of 1) and past its ack timeout.
     let failed = store.fail_stuck_commands(3600.0, 3600.0, 0.0, 1).await?;

@@ -50,7 +50,7 @@ pub async fn users_crud_and_lookup(db: &Db) -> Result<()> {
     ensure!(upper.is_err(), "upper-case usernames are refused");
     let by_id = store.get_user_by_id(alice.id).await?;
     ensure!(by_id.user == alice && by_id.password_hash.is_some());
-    super::support::tick().await;
+    db.clock_past(alice.updated_at).await?;
     let changed = store
         .update_user(
             "alice",

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -135,9 +134,30 @@ impl Db {
     }
 }
 
-/// Lets the database clock move on (timestamps have millisecond precision on SQLite).
-pub async fn tick() {
-    tokio::time::sleep(Duration::from_millis(20)).await;
+impl Db {
+    /// Returns once the database's own clock reads later than `t`, so a row written next gets a
+    /// later timestamp than one written at `t` (timestamps have millisecond precision). The
+    /// stores take their timestamps from the database, whose clock a test cannot pause: this
+    /// waits for that clock to pass `t`, asking it, rather than sleeping for a guessed while.
+    pub async fn clock_past(&self, t: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        let query = if self.is_sqlite() {
+            "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"
+        } else {
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS')"
+        };
+        for _ in 0..10_000 {
+            let now = self.strings(query).await?;
+            let now = now.first().context("the database told no time")?;
+            let now = chrono::NaiveDateTime::parse_from_str(now, "%Y-%m-%d %H:%M:%S%.f")
+                .with_context(|| format!("the database's clock {now:?}"))?
+                .and_utc();
+            if now > t {
+                return Ok(());
+            }
+            tokio::task::yield_now().await;
+        }
+        anyhow::bail!("the database's clock did not pass {t} in 10,000 readings")
+    }
 }
 
 pub async fn register(store: &dyn Store, agent_id: &str, max_sessions: i32) -> Result<i64> {
