@@ -13,6 +13,12 @@ export type Template = Schemas["Template"];
 export type CreateTemplate = Schemas["CreateTemplate"];
 export type UpdateTemplate = Schemas["UpdateTemplate"];
 export type TemplateIcon = Schemas["TemplateIcon"];
+export type HomePolicy = Schemas["HomePolicy"];
+export type SessionRules = Schemas["SessionRules"];
+export type EffectiveRules = Schemas["EffectiveRules"];
+export type ClipboardPolicy = Schemas["ClipboardPolicy"];
+export type TransferPolicy = Schemas["TransferPolicy"];
+export type RecordingPolicy = Schemas["RecordingPolicy"];
 export type Agent = Schemas["Agent"];
 export type Command = Schemas["Command"];
 /** Answer to POST /api/v1/sessions/{id}/connect. */
@@ -182,6 +188,10 @@ export const api = {
     request<UserQuota>("PUT", `/users/${enc(username)}/quota`, change),
   groupQuota: (name: string) => request<GroupQuota>("GET", `/groups/${enc(name)}/quota`),
   setGroupQuota: (name: string, change: SetQuota) => request<GroupQuota>("PUT", `/groups/${enc(name)}/quota`, change),
+  groupRules: (name: string) => request<SessionRules>("GET", `/groups/${enc(name)}/rules`),
+  setGroupRules: (name: string, rules: SessionRules) =>
+    request<SessionRules>("PUT", `/groups/${enc(name)}/rules`, rules),
+  sessionRules: (id: string) => request<EffectiveRules>("GET", `/sessions/${enc(id)}/rules`),
   audit: (filter: AuditFilter) => {
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries(filter)) {

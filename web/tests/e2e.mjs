@@ -160,9 +160,15 @@ async function lifecycle(page) {
   await page.getByLabel("Category").fill("Terminals");
   await page.getByLabel("Tags").fill("shell, console");
   await page.getByLabel("Icon").selectOption("terminal");
+  await page.getByLabel("Recording", { exact: true }).selectOption("on_request");
+  await page.getByLabel("Largest clipboard text (bytes)").fill("65536");
   await page.getByRole("button", { name: "Save changes" }).click();
   await page.getByText("Saved xterm.").waitFor();
   await page.locator('tr[data-template-row="xterm"]').getByRole("cell", { name: "Terminals" }).waitFor();
+  await page
+    .locator('td[data-rules="xterm"]')
+    .getByText("clipboard ≤ 65536 B · recording: on request", { exact: true })
+    .waitFor();
   await nav(page, "Catalog").click();
   await page.locator('section[data-category="Terminals"] [data-card="xterm"]').waitFor();
   await page.getByLabel("Search the catalog").fill("console");
@@ -531,6 +537,16 @@ async function quotas(page, browser) {
   await page.getByLabel("Max memory (MiB)").fill("3072");
   await page.getByRole("button", { name: "Save quota" }).click();
   await page.locator(`td[data-quota="${group}"]`).getByText("1 session · 3072 MiB", { exact: true }).waitFor();
+
+  step(`the admin sets and then clears the session rules of the group ${group}`);
+  await page.getByRole("button", { name: `Rules of group ${group}` }).click();
+  await page.getByRole("heading", { name: `Session rules of group ${group}` }).waitFor();
+  await page.getByLabel("File transfer", { exact: true }).selectOption("download");
+  await page.getByRole("button", { name: "Save rules" }).click();
+  await page.locator(`td[data-rules="${group}"]`).getByText("files: download only", { exact: true }).waitFor();
+  await page.getByLabel("File transfer", { exact: true }).selectOption("");
+  await page.getByRole("button", { name: "Save rules" }).click();
+  await page.locator(`td[data-rules="${group}"]`).getByText("—", { exact: true }).waitFor();
 
   step(`the Users page shows the group's limit applying to ${member}`);
   await nav(page, "Users").click();

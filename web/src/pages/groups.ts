@@ -1,14 +1,15 @@
-import { Group, GroupQuota, QuotaLimits, SetQuota, api } from "../api";
+import { Group, GroupQuota, QuotaLimits, SessionRules, SetQuota, api } from "../api";
 import { clearMessages, h, replace, runAction, showError, showNotice } from "../dom";
 import { quotaForm } from "../quota";
+import { rulesFields, rulesText } from "../rules";
 
 /**
  * Admins: groups with their members and quotas; create and delete groups, add and remove members,
- * and set a group's quota ("Quota" opens it below the table).
+ * and set a group's quota and session rules ("Quota" and "Rules" open them below the table).
  */
 export function groupsPage(root: HTMLElement): void {
   const body = h("tbody");
-  const headers = ["Group", "Description", "Members", "Add a member", "Quota", "Actions"];
+  const headers = ["Group", "Description", "Members", "Add a member", "Quota", "Rules", "Actions"];
   const name = h("input", { id: "new-group", type: "text", required: true, autocomplete: "off", spellcheck: "false" });
   const description = h("input", { id: "new-group-description", type: "text", autocomplete: "off" });
   const create = h("button", { type: "submit" }, "Create group");
@@ -34,13 +35,16 @@ export function groupsPage(root: HTMLElement): void {
       replace(body, h("tr", {}, h("td", { colspan: headers.length }, "No groups yet.")));
       return;
     }
-    const quotas = await Promise.all(groups.map((g) => api.groupQuota(g.name)));
-    replace(body, ...groups.map((g, i) => row(g, quotas[i])));
+    const [quotas, rules] = await Promise.all([
+      Promise.all(groups.map((g) => api.groupQuota(g.name))),
+      Promise.all(groups.map((g) => api.groupRules(g.name))),
+    ]);
+    replace(body, ...groups.map((g, i) => row(g, quotas[i], rules[i])));
   };
   const act = (label: string, call: () => Promise<unknown>, done?: string) =>
     runAction(label, call, refresh, done);
 
-  function row(g: Group, q: GroupQuota): HTMLTableRowElement {
+  function row(g: Group, q: GroupQuota, r: SessionRules): HTMLTableRowElement {
     const members = g.members.map((m) =>
       h(
         "span",
@@ -75,6 +79,7 @@ export function groupsPage(root: HTMLElement): void {
       h("td", {}, ...(members.length ? members : ["—"])),
       h("td", {}, add),
       h("td", { "data-quota": g.name }, limitsText(q.limits)),
+      h("td", { "data-rules": g.name }, rulesText(r)),
       h(
         "td",
         { class: "actions" },
@@ -82,6 +87,11 @@ export function groupsPage(root: HTMLElement): void {
           "button",
           { type: "button", "aria-label": `Quota of group ${g.name}`, onclick: () => showQuota(g.name, q.limits) },
           "Quota",
+        ),
+        h(
+          "button",
+          { type: "button", "aria-label": `Rules of group ${g.name}`, onclick: () => showRules(g.name, r) },
+          "Rules",
         ),
         h(
           "button",
@@ -99,6 +109,39 @@ export function groupsPage(root: HTMLElement): void {
         ),
       ),
     );
+  }
+
+  /** The section below the table for group `name`: a form for its session rules. */
+  function showRules(name: string, rules: SessionRules): void {
+    clearMessages();
+    const fields = rulesFields("group-rules", rules);
+    const save = h("button", { type: "submit" }, "Save rules");
+    const rulesForm = h("form", { class: "template-form", "aria-label": `Rules of group ${name}` }, ...fields.fields, save);
+    rulesForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearMessages();
+      try {
+        const saved = await api.setGroupRules(name, fields.read());
+        await refresh();
+        showRules(name, saved);
+        showNotice(`Saved the rules of ${name}.`);
+      } catch (e) {
+        showError(`Setting the rules failed: ${(e as Error).message}`);
+      }
+    });
+    quota.dataset.group = name;
+    replace(
+      quota,
+      h("h2", {}, `Session rules of group ${name}`),
+      h(
+        "p",
+        {},
+        "These apply to the group's members on every session, at their next connection or transfer. " +
+          "Where a template or another of their groups also sets a rule, the stricter wins; a rule not set here is left to them.",
+      ),
+      rulesForm,
+    );
+    quota.scrollIntoView({ block: "nearest" });
   }
 
   /** The quota section for group `name`: a form for its limits. */

@@ -2,8 +2,15 @@
 // template field; an emptied field is reset (PATCH null), and the server checks the result like
 // a new template and names the field it refuses.
 
-import { Template, TemplateIcon, api } from "../api";
+import { HomePolicy, Template, TemplateIcon, api } from "../api";
 import { clearMessages, h, replace, runAction, showError, showNotice } from "../dom";
+import { rulesFields, rulesText } from "../rules";
+
+const HOMES: [HomePolicy, string][] = [
+  ["none", "none: the home lives and dies with the session"],
+  ["delete", "a volume per session, deleted when it stops"],
+  ["retain", "a volume per session, kept when it stops"],
+];
 
 const ICONS: TemplateIcon[] = [
   "terminal",
@@ -27,7 +34,7 @@ const list = (text: string) =>
 
 export function templatesPage(root: HTMLElement): void {
   const body = h("tbody");
-  const headers = ["Template", "Category", "Tags", "Runs", "Actions"];
+  const headers = ["Template", "Category", "Tags", "Runs", "Rules", "Actions"];
   const editor = h("section", { id: "template-editor", "aria-live": "polite" });
   const newButton = h("button", { type: "button" }, "New template");
   newButton.addEventListener("click", () => edit(null));
@@ -56,6 +63,7 @@ export function templatesPage(root: HTMLElement): void {
       h("td", {}, t.category ?? "—"),
       h("td", {}, t.tags.length ? t.tags.join(", ") : "—"),
       h("td", {}, h("code", {}, runs)),
+      h("td", { "data-rules": t.name }, rulesText(t.rules)),
       h(
         "td",
         { class: "actions" },
@@ -103,6 +111,15 @@ export function templatesPage(root: HTMLElement): void {
       spellcheck: "false",
       value: (t?.allowed_groups ?? []).join(", "),
     });
+    const number = (id: string, value: number | null | undefined, min: number, placeholder = "") =>
+      h("input", { id, type: "number", min, step: 1, inputmode: "numeric", placeholder, value: value ?? "" });
+    const vncPort = number("template-vnc-port", t?.ports.vnc ?? 5901, 1);
+    const cpu = number("template-cpu", t?.resources.cpu_millis, 1, "no limit");
+    const memory = number("template-memory", t?.resources.memory_mib, 1, "no limit");
+    const home = h("select", { id: "template-home" }, ...HOMES.map(([v, label]) => h("option", { value: v }, label)));
+    home.value = t?.persistent_home ?? "none";
+    const idle = number("template-idle", t?.idle_timeout_secs, 1, "never");
+    const rules = rulesFields("template-rules", t?.rules);
     const save = h("button", { type: "submit" }, t ? "Save changes" : "Create template");
     const cancel = h("button", { type: "button", onclick: () => replace(editor) }, "Cancel");
     const form = h(
@@ -117,6 +134,27 @@ export function templatesPage(root: HTMLElement): void {
       field("template-tags", "Tags", tags, "Comma-separated: a-z, 0-9 and '-'."),
       field("template-icon", "Icon", icon),
       field("template-groups", "Allowed groups", groups, "Comma-separated; empty: every user may launch it."),
+      h(
+        "fieldset",
+        {},
+        h("legend", {}, "Runtime"),
+        field("template-vnc-port", "VNC port", vncPort, "Where the image's VNC server listens (container runtimes)."),
+        field("template-cpu", "CPU (millicores)", cpu),
+        field("template-memory", "Memory (MiB)", memory),
+        field("template-home", "Home", home),
+        field("template-idle", "Idle timeout (seconds)", idle, "Hibernate after this long without a viewer."),
+      ),
+      h(
+        "fieldset",
+        {},
+        h("legend", {}, "Session rules"),
+        h(
+          "small",
+          { class: "muted" },
+          "Copied into each new session. A rule not set here is left to the user's groups and the server's defaults; where several set one, the stricter wins.",
+        ),
+        ...rules.fields,
+      ),
       h("div", { class: "row" }, save, cancel),
     );
     form.addEventListener("submit", async (event) => {
@@ -124,6 +162,14 @@ export function templatesPage(root: HTMLElement): void {
       clearMessages();
       const args = command.value.split("\n").map((s) => s.trim()).filter((s) => s !== "");
       const text = (input: HTMLInputElement) => input.value.trim();
+      const num = (input: HTMLInputElement) => (input.value.trim() === "" ? null : Number(input.value));
+      const runtime = {
+        ports: { vnc: num(vncPort) ?? 5901 },
+        resources: { cpu_millis: num(cpu), memory_mib: num(memory) },
+        persistent_home: home.value as HomePolicy,
+        idle_timeout_secs: num(idle),
+        rules: rules.read(),
+      };
       save.disabled = true;
       try {
         if (t) {
@@ -135,6 +181,7 @@ export function templatesPage(root: HTMLElement): void {
             tags: list(tags.value).length ? list(tags.value) : null,
             icon: (icon.value || null) as TemplateIcon | null,
             allowed_groups: list(groups.value).length ? list(groups.value) : null,
+            ...runtime,
           });
           showNotice(`Saved ${t.name}.`);
         } else {
@@ -147,6 +194,7 @@ export function templatesPage(root: HTMLElement): void {
             tags: list(tags.value),
             icon: (icon.value || null) as TemplateIcon | null,
             allowed_groups: list(groups.value),
+            ...runtime,
           });
           showNotice(`Created ${text(name)}.`);
         }
