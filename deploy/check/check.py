@@ -12,11 +12,14 @@
    non-root), and that invalid values are refused with a message.
 5. Checks that deploy/kubernetes/ is what the chart renders from plain-values.yaml (less the two
    Helm bookkeeping labels); `--write` regenerates it.
+6. Checks the Grafana dashboard: valid JSON in a ConfigMap with the sidecar's label, and every
+   metric its queries read is one the control plane documents in crates/server/src/metrics.rs.
 
 Exits non-zero with every problem listed.
 """
 
 import argparse
+import json
 import pathlib
 import re
 import sys
@@ -320,6 +323,32 @@ def transport(objects, tls, where, problems):
                        "the agent's plain in-cluster URL is not allowed explicitly")
 
 
+METRICS_RS = DEPLOY.parent / "crates" / "server" / "src" / "metrics.rs"
+
+
+def dashboard(objects, where, problems):
+    """The dashboard ConfigMap: sidecar label, JSON, and only metrics the server documents."""
+    maps = [o for o in objects if o["kind"] == "ConfigMap"
+            and o["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    if len(maps) != 1:
+        problems.add(where, "no ConfigMap with the label grafana_dashboard=1")
+        return
+    data = maps[0].get("data", {})
+    try:
+        board = json.loads(data.get("streamspace.json", ""))
+    except json.JSONDecodeError as e:
+        problems.add(where, f"the dashboard is not JSON: {e}")
+        return
+    documented = set(re.findall(r"`(streamspace_[a-z_]+)", METRICS_RS.read_text()))
+    exprs = [t.get("expr", "") for p in board.get("panels", []) for t in p.get("targets", [])]
+    problems.check(bool(exprs), where, "the dashboard has no queries")
+    for expr in exprs:
+        for name in re.findall(r"streamspace_[a-z_]+", expr):
+            base = re.sub(r"_(bucket|count|sum)$", "", name)
+            problems.check(name in documented or base in documented, where,
+                           f"the dashboard reads {name}, which metrics.rs does not document")
+
+
 def check_render(name, values, expect, problems):
     where = f"render {name}"
     try:
@@ -343,6 +372,8 @@ def check_render(name, values, expect, problems):
         agent(objects, session_ns, where, problems)
     tls = bool(values.get("controlPlane", {}).get("tls", {}).get("secretName"))
     transport(objects, tls, where, problems)
+    if expect.get("dashboard"):
+        dashboard(objects, where, problems)
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     for kind_name in expect.get("has", []):
         problems.check(kind_name in kinds, where, f"{kind_name[0]}/{kind_name[1]} is missing")
@@ -428,7 +459,8 @@ def main():
         problems.add("helm lint", str(e))
 
     cases = {
-        "defaults": ({}, {"lacks": [("Deployment", "streamspace-agent")],
+        "defaults": ({}, {"lacks": [("Deployment", "streamspace-agent"),
+                                    ("ConfigMap", "streamspace-dashboard")],
                           "has": [("StatefulSet", "streamspace-postgresql"),
                                   ("Deployment", "streamspace-redis"),
                                   ("NetworkPolicy", "streamspace-redis"),
@@ -456,6 +488,8 @@ def main():
                                       ("RoleBinding", "streamspace-agent-sessions"),
                                       ("NetworkPolicy", "streamspace-sessions")]},
         "tls": {"agent": True},
+        "grafana-dashboard": {"dashboard": True,
+                              "has": [("ConfigMap", "streamspace-dashboard")]},
         "existing-secrets": {"lacks": [("Secret", "streamspace-server"),
                                        ("StatefulSet", "streamspace-postgresql"),
                                        ("NetworkPolicy", "streamspace-postgresql")]},

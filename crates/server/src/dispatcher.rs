@@ -328,7 +328,7 @@ async fn fail_unsendable(
         .await
     {
         Ok((command, true)) => {
-            crate::metrics::command(command.status.as_str());
+            crate::metrics::command_finished(&command);
             ctx.outcomes.announce(&command).await;
         }
         Ok((_, false)) => {}

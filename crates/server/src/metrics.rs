@@ -5,6 +5,8 @@
 //! - `streamspace_agents_connected` (gauge): agents holding a connection to this replica;
 //! - `streamspace_commands_total{status}` (counter): commands this replica created (`pending`),
 //!   sent (`sent`), and saw finish (`completed`, `failed`);
+//! - `streamspace_command_duration_seconds{action, status}` (histogram): from a command's creation
+//!   to its end, for the commands this replica saw finish;
 //! - `streamspace_deliveries_total{path}` (counter): wake-ups delivered here (`local`) or
 //!   forwarded to the owning replica through Redis (`routed`);
 //! - `streamspace_command_resends_total` (counter): delivery attempts after the first;
@@ -29,7 +31,13 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Bucket bounds of `streamspace_command_duration_seconds`: a start that takes milliseconds with
+/// the process runtime to one that pulls an image for minutes.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -37,7 +45,20 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Command durations as buckets (not the exporter's default summary), so dashboards
+            // can aggregate quantiles over replicas.
+            let builder = PrometheusBuilder::new();
+            let builder = match builder.set_buckets_for_metric(
+                Matcher::Full("streamspace_command_duration_seconds".into()),
+                &DURATION_BUCKETS,
+            ) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "command duration buckets refused");
+                    PrometheusBuilder::new()
+                }
+            };
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             match metrics::set_global_recorder(recorder) {
                 Ok(()) => Some(handle),
@@ -57,6 +78,19 @@ pub(crate) fn init() {
 
 pub(crate) fn command(status: &'static str) {
     metrics::counter!("streamspace_commands_total", "status" => status).increment(1);
+}
+
+/// A command this replica saw finish: counted by status, and its duration from creation.
+pub(crate) fn command_finished(finished: &streamspace_proto::api::Command) {
+    command(finished.status.as_str());
+    let end = finished.completed_at.unwrap_or(finished.updated_at);
+    let seconds = (end - finished.created_at).as_seconds_f64().max(0.0);
+    metrics::histogram!(
+        "streamspace_command_duration_seconds",
+        "action" => finished.action.as_str(),
+        "status" => finished.status.as_str(),
+    )
+    .record(seconds);
 }
 
 pub(crate) fn delivery(path: &'static str) {

@@ -600,7 +600,8 @@ async fn expire_agents_marks_silent_agents_offline(db: &Db) -> Result<()> {
         "fresh agents expired"
     );
     let b = store.get_agent("b").await?;
-    db.clock_past(b.last_heartbeat_at.unwrap_or(b.updated_at)).await?;
+    db.clock_past(b.last_heartbeat_at.unwrap_or(b.updated_at))
+        .await?;
     ensure!(
         store.expire_agents(0.0).await? == ["a", "b"],
         "silent agents not expired"

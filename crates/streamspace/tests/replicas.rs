@@ -390,7 +390,11 @@ async fn a_command_created_on_one_replica_reaches_an_agent_on_another() -> anyho
     let a = cluster.url(0);
     assert_eq!(metric(&a, "streamspace_agents_connected").await, 1.0);
     assert_eq!(metric(&a, "streamspace_redis_up").await, 1.0);
-    assert!(metric(&a, "streamspace_commands_total{status=\"completed\"}").await >= 1.0);
+    let completed = metric(&a, "streamspace_commands_total{status=\"completed\"}").await;
+    assert!(completed >= 1.0);
+    // Every command seen to finish also has its duration, in buckets a dashboard can aggregate.
+    assert!(metric(&a, "streamspace_command_duration_seconds_count").await >= completed);
+    assert!(metric(&a, "streamspace_command_duration_seconds_bucket").await >= completed);
     Ok(())
 }
 

@@ -436,7 +436,7 @@ impl Conn {
         {
             Ok((command, true)) => {
                 self.app.outcomes.announce(&command).await;
-                crate::metrics::command(command.status.as_str());
+                crate::metrics::command_finished(&command);
                 tracing::info!(
                     %command_id,
                     session_id = ?command.session_id,
