@@ -10,6 +10,7 @@
 
 mod agent;
 mod agents;
+mod chart;
 mod commands;
 mod failover;
 mod machine;
@@ -200,7 +201,9 @@ fn record(report: &report::Report, root: &Path, no_docs: bool) -> anyhow::Result
     let json = report.write_json(root)?;
     println!("JSON: {}", json.display());
     if !no_docs {
-        let md = report.append_markdown(root)?;
+        let svg = chart::draw(report, root)?;
+        println!("chart: {}", svg.display());
+        let md = report.append_markdown(root, Some(&svg))?;
         println!("appended to {}", md.display());
     }
     Ok(())

@@ -124,8 +124,9 @@ impl Report {
         Ok(path)
     }
 
-    /// Appends this run as a section of `docs/BENCHMARKS.md` under `root`.
-    pub fn append_markdown(&self, root: &Path) -> anyhow::Result<PathBuf> {
+    /// Appends this run as a section of `docs/BENCHMARKS.md` under `root`, showing `chart` (a
+    /// path under `root/docs`) below the table.
+    pub fn append_markdown(&self, root: &Path, chart: Option<&Path>) -> anyhow::Result<PathBuf> {
         let path = root.join("docs/BENCHMARKS.md");
         let mut section = format!(
             "\n## `{}` — {}\n\n- Command: `{}`\n- Machine: {}\n- Parameters: `{}`\n",
@@ -140,6 +141,13 @@ impl Report {
         }
         section.push('\n');
         section.push_str(&self.table());
+        if let Some(chart) = chart.and_then(|c| c.strip_prefix(root.join("docs")).ok()) {
+            section.push_str(&format!(
+                "\n![{} results]({})\n",
+                self.scenario,
+                chart.display()
+            ));
+        }
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
