@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 mod identity;
 mod quota;
+mod recording;
 mod template;
 pub use identity::{
     ApiToken, AuditFilter, AuditRecord, ChangePassword, ConfirmTotp, CreateGroup, CreateToken,
@@ -21,6 +22,7 @@ pub use identity::{
     RecoveryCodes, Role, SignInProvider, TotpEnrolment, UpdateGroup, UpdateUser, User,
 };
 pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SessionSize, SetQuota, UserQuota};
+pub use recording::Recording;
 pub use template::{
     DEFAULT_VNC_PORT, HomePolicy, ResourcesChange, TemplateIcon, TemplatePorts, TemplateResources,
     UpdateTemplate,
