@@ -224,6 +224,42 @@ pub struct ServerArgs {
     pub tuning: ServerTuning,
     #[command(flatten)]
     pub oidc: crate::sso::OidcArgs,
+    #[command(flatten)]
+    pub recording: RecordingArgs,
+}
+
+/// Recording of viewings: the policy and where recordings are stored.
+#[derive(Debug, Args)]
+pub struct RecordingArgs {
+    /// Whether viewings are recorded: off, on_request (when the viewer asks) or always (a
+    /// viewing that cannot be recorded does not happen).
+    #[arg(long, env = "STREAMSPACE_RECORDING_POLICY", default_value = "off", value_parser = parse_recording_policy)]
+    pub recording_policy: streamspace_server::RecordingPolicy,
+    /// Where recordings are stored: dir:PATH (a local directory) or s3://BUCKET/PREFIX (an
+    /// S3-compatible store, see --s3-*) [default: none, nothing is recorded; `streamspace up`:
+    /// the recordings folder of its data directory].
+    #[arg(long, env = "STREAMSPACE_RECORDING_STORE", value_parser = parse_recording_store)]
+    pub recording_store: Option<streamspace_server::RecordingStoreConfig>,
+    /// The S3 API's URL, for S3-compatible stores other than AWS (http:// allowed).
+    #[arg(long, env = "STREAMSPACE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region [default: us-east-1].
+    #[arg(long, env = "STREAMSPACE_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// The access key id for the S3 store.
+    #[arg(long, env = "STREAMSPACE_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// A file holding the S3 secret access key.
+    #[arg(long, env = "STREAMSPACE_S3_SECRET_ACCESS_KEY_FILE")]
+    pub s3_secret_access_key_file: Option<PathBuf>,
+}
+
+fn parse_recording_policy(s: &str) -> Result<streamspace_server::RecordingPolicy, String> {
+    s.parse()
+}
+
+fn parse_recording_store(s: &str) -> Result<streamspace_server::RecordingStoreConfig, String> {
+    streamspace_server::RecordingStoreConfig::parse(s)
 }
 
 /// The server's TLS: what it serves, what it asks of clients, what it trusts when it calls out.
@@ -358,6 +394,9 @@ pub struct ServerTuning {
     /// How long audit entries are kept.
     #[arg(long, env = "STREAMSPACE_AUDIT_RETENTION", default_value = "90d", value_parser = parse_retention)]
     pub audit_retention: Retention,
+    /// How long recordings of viewings are kept after they end.
+    #[arg(long, env = "STREAMSPACE_RECORDING_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub recording_retention: Retention,
     /// Most sessions a user may hold at once (every session not terminated or failed,
     /// hibernated ones included) when neither the user nor any of their groups sets a limit
     /// [default: unlimited].

@@ -82,6 +82,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         replica_id: "local".to_owned(),
         tls: tls.clone(),
+        recording: streamspace_server::RecordingConfig {
+            store: Some(streamspace_server::RecordingStoreConfig::Dir(
+                data_dir.join("recordings"),
+            )),
+            ..Default::default()
+        },
         ..ServerConfig::default()
     };
     let mut server = tokio::spawn(streamspace_server::serve(
