@@ -122,3 +122,83 @@ fn label(what: Purge) -> &'static str {
         Purge::Audit => "audit",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use streamspace_store::{AuditEntry, NewRecording, Store};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::config::RecordingStoreConfig;
+
+    /// A recording of `bytes` stored in `storage`, finished unless `live`.
+    async fn recording(
+        store: &dyn Store,
+        storage: &dyn RecordingStorage,
+        live: bool,
+    ) -> anyhow::Result<String> {
+        let (id, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let key = crate::recording::storage::key(session, id);
+        let new = NewRecording {
+            id,
+            session_id: session,
+            owner_id: None,
+            viewer_id: Uuid::now_v7(),
+            viewer: "alice".into(),
+            storage_key: key.clone(),
+        };
+        let audit = AuditEntry::system("recording.create", id.to_string(), json!({}));
+        store.create_recording(&new, &audit).await?;
+        let mut writer = storage.create(&key).await?;
+        writer.write(b"SSREC\x01").await?;
+        writer.finish().await?;
+        if !live {
+            store.finish_recording(id, 6, true).await?;
+        }
+        Ok(key)
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_old_recordings_stream_and_row() -> anyhow::Result<()> {
+        let db = streamspace_testkit::TestDatabase::sqlite()?;
+        streamspace_store::migrate::up(db.url()).await?;
+        let store = streamspace_store::open(db.url()).await?;
+        let dir = tempfile::tempdir()?;
+        let config = RecordingStoreConfig::Dir(dir.path().join("recordings"));
+        let tls = crate::tls::outgoing_config(&crate::config::ServerConfig::default())?;
+        let storage = crate::recording::storage::open(Some(&config), &tls)
+            .map_err(anyhow::Error::msg)?
+            .expect("a directory store is configured");
+        let ended = recording(store.as_ref(), storage.as_ref(), false).await?;
+        let abandoned = recording(store.as_ref(), storage.as_ref(), true).await?;
+        let on_disk = |key: &str| dir.path().join("recordings").join(key).exists();
+        assert!(
+            on_disk(&ended) && on_disk(&abandoned),
+            "both streams are stored"
+        );
+
+        let young = purge_recordings(store.as_ref(), storage.as_ref(), Duration::from_secs(3600))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(young, 0, "recordings younger than the retention stay");
+        assert!(on_disk(&ended) && on_disk(&abandoned));
+
+        let gone = purge_recordings(store.as_ref(), storage.as_ref(), Duration::ZERO)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(
+            gone, 2,
+            "the ended one and the one that never ended are deleted"
+        );
+        assert!(
+            !on_disk(&ended) && !on_disk(&abandoned),
+            "with their streams"
+        );
+        assert!(
+            store.expired_recordings(0.0, 10).await?.is_empty(),
+            "and their rows"
+        );
+        Ok(())
+    }
+}

@@ -192,3 +192,79 @@ impl RecordingWriter for ObjectWriter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::TryStreamExt;
+
+    use super::*;
+
+    async fn read_all(storage: &dyn RecordingStorage, key: &str) -> Result<Vec<u8>, StorageError> {
+        let chunks: Vec<Bytes> = storage.read(key).await?.try_collect().await?;
+        Ok(chunks.concat())
+    }
+
+    /// Writes `len` bytes in chunks like a viewing's, reads them back, deletes them.
+    async fn round_trip(storage: &dyn RecordingStorage, len: usize) -> anyhow::Result<()> {
+        let key = key(Uuid::now_v7(), Uuid::now_v7());
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut writer = storage.create(&key).await?;
+        for chunk in data.chunks(64 * 1024 + 7) {
+            writer.write(chunk).await?;
+        }
+        writer.finish().await?;
+        assert!(
+            read_all(storage, &key).await? == data,
+            "what was written reads back"
+        );
+        storage.delete(&key).await?;
+        assert!(
+            matches!(read_all(storage, &key).await, Err(StorageError::NotFound)),
+            "a deleted recording is gone"
+        );
+        storage.delete(&key).await?;
+        Ok(())
+    }
+
+    fn tls() -> Arc<rustls::ClientConfig> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::tls::outgoing_config(&crate::config::ServerConfig::default())
+            .expect("the default outgoing TLS configuration builds")
+    }
+
+    #[tokio::test]
+    async fn a_directory_keeps_recordings() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let config = RecordingStoreConfig::Dir(dir.path().join("nested/recordings"));
+        let storage = open(Some(&config), &tls())
+            .map_err(anyhow::Error::msg)?
+            .expect("configured");
+        round_trip(storage.as_ref(), 200_000).await
+    }
+
+    /// Against a real S3-compatible server (moto); more than one 5 MiB part, so the upload is
+    /// a true multipart one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_s3_bucket_keeps_recordings() -> anyhow::Result<()> {
+        let moto = tokio::task::spawn_blocking(streamspace_testkit::MotoServer::start).await??;
+        moto.create_bucket("recordings")?;
+        let config =
+            RecordingStoreConfig::parse("s3://recordings/prod/east").map_err(anyhow::Error::msg)?;
+        let RecordingStoreConfig::S3(mut s3) = config else {
+            anyhow::bail!("s3:// parses as an S3 store");
+        };
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str()),
+            ("recordings", "prod/east")
+        );
+        s3.endpoint = Some(moto.endpoint());
+        s3.access_key_id = Some("test-key".into());
+        s3.secret_access_key = Some("test-secret".into());
+        let storage = open(Some(&RecordingStoreConfig::S3(s3)), &tls())
+            .map_err(anyhow::Error::msg)?
+            .expect("configured");
+        round_trip(storage.as_ref(), 11 * 1024 * 1024 + 3)
+            .await
+            .map_err(|e| e.context(moto.logs()))
+    }
+}
