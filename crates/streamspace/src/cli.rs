@@ -101,6 +101,9 @@ pub enum Command {
     /// List agent commands.
     #[command(subcommand, name = "command")]
     Commands(CommandsCommand),
+    /// List, download and delete recordings of viewings (a session's owner and admins).
+    #[command(subcommand)]
+    Recording(RecordingCommand),
     /// Manage session templates.
     #[command(subcommand)]
     Template(TemplateCommand),
@@ -167,6 +170,10 @@ pub struct UpArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "STREAMSPACE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Whether viewings are recorded (into the recordings folder of the data directory): off,
+    /// on_request or always.
+    #[arg(long, env = "STREAMSPACE_RECORDING_POLICY", default_value = "off", value_parser = parse_recording_policy)]
+    pub recording_policy: streamspace_server::RecordingPolicy,
 }
 
 #[derive(Debug, Args)]
@@ -716,6 +723,29 @@ pub enum CommandsCommand {
     /// Show one command.
     Show {
         command_id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordingCommand {
+    /// List the recordings of a session's viewings, newest first.
+    List {
+        session: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Download a recording's stream (the StreamSpace recording format) into FILE.
+    Get {
+        id: uuid::Uuid,
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a recording.
+    Rm {
+        id: uuid::Uuid,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -83,10 +83,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         replica_id: "local".to_owned(),
         tls: tls.clone(),
         recording: streamspace_server::RecordingConfig {
+            policy: args.recording_policy,
             store: Some(streamspace_server::RecordingStoreConfig::Dir(
                 data_dir.join("recordings"),
             )),
-            ..Default::default()
         },
         ..ServerConfig::default()
     };
