@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use streamspace_proto::api::QuotaLimits;
+use streamspace_proto::api::{
+    ClipboardPolicy, EffectiveRules, QuotaLimits, RecordingPolicy, TransferPolicy,
+};
 use streamspace_store::SessionSize;
 
 /// Configuration of one control-plane replica.
@@ -67,6 +69,8 @@ pub struct ServerConfig {
     /// What a session counts against a quota when its template sets no CPU or memory, so such
     /// templates cannot slip past a CPU or memory limit.
     pub default_session_size: SessionSize,
+    /// Clipboard, file-transfer and recording rules where no template or group says anything.
+    pub session_rules: EffectiveRules,
     /// Connection limits, timeouts and headers of the HTTP server.
     pub http: HttpConfig,
     /// How long finished commands, ended sessions and audit entries are kept.
@@ -76,41 +80,14 @@ pub struct ServerConfig {
     pub oidc: Vec<crate::oidc::OidcProviderConfig>,
     /// Where the master secret (and, during a rotation, the previous one) comes from.
     pub secrets: crate::keyring::SecretsConfig,
-    /// Recording of viewings: the policy and where recordings are stored.
+    /// Where recordings of viewings are stored.
     pub recording: RecordingConfig,
 }
 
-/// Whether viewings are recorded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum RecordingPolicy {
-    /// Never.
-    #[default]
-    Off,
-    /// When the viewer asks for it (`POST …/connect` with `{"record": true}`).
-    OnRequest,
-    /// Every viewing; a viewing that cannot be recorded does not happen.
-    Always,
-}
-
-impl std::str::FromStr for RecordingPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "off" => Ok(Self::Off),
-            "on_request" => Ok(Self::OnRequest),
-            "always" => Ok(Self::Always),
-            other => Err(format!(
-                "unknown recording policy {other:?} (expected off, on_request or always)"
-            )),
-        }
-    }
-}
-
-/// Recording of viewings, part of [`ServerConfig`].
+/// Recording of viewings, part of [`ServerConfig`]. Whether a viewing is recorded is a session
+/// rule (`ServerConfig::session_rules` is the default; `crate::rules::effective` decides).
 #[derive(Debug, Clone, Default)]
 pub struct RecordingConfig {
-    /// The policy of every session (until per-template and per-group rules decide it).
-    pub policy: RecordingPolicy,
     /// Where recordings go; `None`: nowhere, so nothing is recorded (and a viewing that must
     /// be, under `always`, is refused). How long they are kept is `RetentionConfig::recordings`.
     pub store: Option<RecordingStoreConfig>,
@@ -263,6 +240,16 @@ impl Default for RetentionConfig {
     }
 }
 
+/// What applies where no template or group says anything, unless flags say otherwise:
+/// clipboard both ways up to 1 MiB, transfers both ways up to 1 GiB, no recording.
+pub const DEFAULT_RULES: EffectiveRules = EffectiveRules {
+    clipboard: ClipboardPolicy::Both,
+    clipboard_max_bytes: 1024 * 1024,
+    file_transfer: TransferPolicy::Both,
+    transfer_max_bytes: 1024 * 1024 * 1024,
+    recording: RecordingPolicy::Off,
+};
+
 /// [`ServerConfig::default_session_size`] unless configured: one core and 2 GiB.
 pub const DEFAULT_SESSION_SIZE: SessionSize = SessionSize {
     cpu_millis: 1000,
@@ -292,6 +279,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             default_quota: QuotaLimits::default(),
             default_session_size: DEFAULT_SESSION_SIZE,
+            session_rules: DEFAULT_RULES,
             http: HttpConfig::default(),
             retention: RetentionConfig::default(),
             oidc: Vec::new(),

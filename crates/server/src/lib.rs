@@ -64,6 +64,7 @@ mod outcomes;
 mod policy;
 mod recording;
 mod retention;
+mod rules;
 mod signin;
 mod state;
 mod streams;
@@ -82,8 +83,8 @@ use tokio_util::task::TaskTracker;
 
 pub use api::openapi;
 pub use config::{
-    ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, ListenerTls, MetricsToken, RecordingConfig,
-    RecordingPolicy, RecordingStoreConfig, RedisConfig, RetentionConfig, S3Config, ServerConfig,
+    ConfigError, DEFAULT_RULES, DEFAULT_SESSION_SIZE, HttpConfig, ListenerTls, MetricsToken,
+    RecordingConfig, RecordingStoreConfig, RedisConfig, RetentionConfig, S3Config, ServerConfig,
     TunnelConfig,
 };
 pub use error::{ApiError, ServerError};

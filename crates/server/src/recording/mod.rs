@@ -30,8 +30,8 @@ use streamspace_store::{AuditEntry, NewRecording, Store};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::config::RecordingPolicy;
 pub(crate) use storage::RecordingStorage;
+use streamspace_proto::api::RecordingPolicy;
 pub(crate) use tap::Tap;
 
 /// How a recording treats storage that falls behind (see the module's documentation).

@@ -60,14 +60,17 @@ impl TokenQuery {
     }
 }
 
-/// Whether a viewing of `session` is recorded when `requested`, and how; 503 when it must be
-/// but this replica has nowhere to record it.
-fn recording(
+/// Whether `principal`'s viewing of `session` is recorded when `requested`, and how (the
+/// session's recording rule, `crate::rules::effective`); 503 when it must be but this replica
+/// has nowhere to record it.
+async fn recording(
     app: &AppState,
-    _session: &Session,
+    session: &Session,
+    principal: &policy::Principal,
     requested: bool,
 ) -> Result<Option<Strictness>, ApiError> {
-    let wanted = crate::recording::wanted(app.config.recording.policy, requested);
+    let rules = crate::rules::effective(app, session, principal).await?;
+    let wanted = crate::recording::wanted(rules.recording, requested);
     match (wanted, &app.recorder) {
         (Some(Strictness::Required), None) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -116,7 +119,9 @@ pub(crate) async fn connect(
         policy::Resource::Session(&session),
     )?;
     require_running(&session)?;
-    let recorded = recording(&app, &session, request.record)?.is_some();
+    let recorded = recording(&app, &session, &actor.principal, request.record)
+        .await?
+        .is_some();
     let ttl = TimeDelta::from_std(app.config.tunnel.viewer_token_ttl)
         .unwrap_or_else(|_| TimeDelta::seconds(60));
     let expires_at = Utc::now() + ttl;
@@ -250,8 +255,13 @@ async fn authorize(app: &AppState, id: Uuid, query: TokenQuery) -> Result<Author
             "this token was issued for another session",
         ));
     }
-    let username = match app.store.get_user_by_id(grant.user_id).await {
-        Ok(record) if !record.user.disabled => record.user.username,
+    let viewer = match app.store.get_user_by_id(grant.user_id).await {
+        Ok(record) if !record.user.disabled => policy::Principal {
+            user_id: record.user.id,
+            username: record.user.username,
+            role: record.user.role,
+            groups: record.user.groups,
+        },
         Ok(_) | Err(streamspace_store::StoreError::NotFound { .. }) => {
             return Err(ApiError::unauthorized(
                 "the user this token was issued to can no longer sign in",
@@ -275,16 +285,18 @@ async fn authorize(app: &AppState, id: Uuid, query: TokenQuery) -> Result<Author
             "this replica is shutting down; connect again",
         ));
     }
-    let recording = recording(app, &session, query.record())?.map(|strictness| {
-        let viewing = Viewing {
-            session_id: id,
-            owner_id: session.owner_id,
-            viewer_id: grant.user_id,
-            viewer: username,
-            mode: "control",
-        };
-        (strictness, viewing)
-    });
+    let recording = recording(app, &session, &viewer, query.record())
+        .await?
+        .map(|strictness| {
+            let viewing = Viewing {
+                session_id: id,
+                owner_id: session.owner_id,
+                viewer_id: grant.user_id,
+                viewer: viewer.username.clone(),
+                mode: "control",
+            };
+            (strictness, viewing)
+        });
     Ok(Authorized {
         agent_id,
         user_id: grant.user_id,

@@ -83,10 +83,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         replica_id: "local".to_owned(),
         tls: tls.clone(),
         recording: streamspace_server::RecordingConfig {
-            policy: args.recording_policy,
             store: Some(streamspace_server::RecordingStoreConfig::Dir(
                 data_dir.join("recordings"),
             )),
+        },
+        // Where no template or group says otherwise.
+        session_rules: streamspace_proto::api::EffectiveRules {
+            recording: args.recording_policy,
+            ..streamspace_server::DEFAULT_RULES
         },
         ..ServerConfig::default()
     };
