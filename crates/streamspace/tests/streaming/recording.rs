@@ -195,3 +195,37 @@ async fn off_records_nothing_even_when_asked() -> anyhow::Result<()> {
     ensure!(api.list_recordings(session).await?.is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_templates_rule_records_where_the_servers_default_does_not() -> anyhow::Result<()> {
+    let mut h = super::common::harness()?;
+    let (server, agent, api, _xterm) = platform(&mut h, "off").await?;
+    let logs = || format!("{}\n{}", server.logs(), agent.logs());
+    let xterm = api.get_template("xterm").await?;
+    let template: streamspace_proto::api::CreateTemplate =
+        serde_json::from_value(serde_json::json!({
+            "name": "recorded-xterm",
+            "command": xterm.command,
+            "rules": { "recording": "always" },
+        }))?;
+    api.create_template(&template).await?;
+    let session = api.create_session("recorded-xterm").await?;
+    api.wait_for_session(
+        session.id,
+        SessionState::Running,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(logs)?;
+    let info = api.connect_session(session.id).await?;
+    ensure!(
+        info.recorded,
+        "the template's rule asks for every viewing to be recorded"
+    );
+    view(&info.url).await.with_context(logs)?;
+    let recordings = ended_recordings(&api, session.id)
+        .await
+        .with_context(logs)?;
+    ensure!(recordings.len() == 1, "{recordings:?}");
+    Ok(())
+}
