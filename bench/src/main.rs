@@ -85,6 +85,9 @@ struct Cli {
     /// Bytes per small message (tunnel).
     #[arg(long, default_value_t = 64)]
     message_bytes: usize,
+    /// Record every viewing (tunnel): measures what recording costs the stream.
+    #[arg(long)]
+    record: bool,
     /// Sessions started per run (session-start).
     #[arg(long, default_value_t = 20)]
     sessions: usize,
@@ -142,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
             bulk_mb: cli.bulk_mb,
             round_trips: cli.round_trips,
             message_bytes: cli.message_bytes,
+            record: cli.record,
         };
         println!("tunnel: {} runs …", params.runs);
         let (rows, notes) = tunnel::run(&bin, &params).await?;

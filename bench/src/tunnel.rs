@@ -28,6 +28,9 @@ pub struct Params {
     pub bulk_mb: usize,
     pub round_trips: usize,
     pub message_bytes: usize,
+    /// Record every viewing (`--recording-policy always` into a local directory), to measure
+    /// what recording costs the tunnel.
+    pub record: bool,
 }
 
 /// websockify in front of one target, killed when dropped.
@@ -102,10 +105,14 @@ impl Setup {
         bin: &std::path::Path,
         db: &str,
         redis_url: Option<&str>,
+        recordings: Option<&str>,
         targets: [SocketAddr; 2],
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Self> {
-        let extra: Vec<&str> = redis_url.map_or(vec![], |url| vec!["--redis-url", url]);
+        let mut extra: Vec<&str> = redis_url.map_or(vec![], |url| vec!["--redis-url", url]);
+        if let Some(store) = recordings {
+            extra.extend(["--recording-policy", "always", "--recording-store", store]);
+        }
         let count = if redis_url.is_some() { 2 } else { 1 };
         let mut replicas = Vec::new();
         for i in 0..count {
@@ -143,11 +150,19 @@ impl Setup {
             .with_context(|| logs(&replicas))?;
         let viewer_api = replicas[count - 1].api()?;
         Ok(Self {
-            name: if count == 1 {
-                "1 replica".into()
-            } else {
-                "2 replicas, viewer on the other".into()
-            },
+            name: format!(
+                "{}{}",
+                if count == 1 {
+                    "1 replica"
+                } else {
+                    "2 replicas, viewer on the other"
+                },
+                if recordings.is_some() {
+                    ", recorded"
+                } else {
+                    ""
+                }
+            ),
             replicas,
             viewer_api,
             source_session,
@@ -204,10 +219,21 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
     let redis = RedisServer::start()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let targets = [source.addr, echo.addr];
+    // With --record, every viewing is also recorded into this folder (shared by the replicas).
+    let recordings = tempfile::tempdir()?;
+    let store = format!("dir:{}", recordings.path().display());
+    let store = p.record.then_some(store.as_str());
     let mut setups = Vec::new();
     for redis_url in [None, Some(redis.url())] {
         let db = pg.create_database()?;
-        let setup = Setup::start(bin, &db, redis_url.as_deref(), targets, stop_rx.clone());
+        let setup = Setup::start(
+            bin,
+            &db,
+            redis_url.as_deref(),
+            store,
+            targets,
+            stop_rx.clone(),
+        );
         setups.push(setup.await?);
     }
 

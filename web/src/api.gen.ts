@@ -421,6 +421,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/recordings/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Show a recording */
+        get: operations["recordings_get"];
+        put?: never;
+        post?: never;
+        /** Delete a recording */
+        delete: operations["recordings_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/recordings/{id}/data": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a recording's stream (the StreamSpace recording format) */
+        get: operations["recordings_data"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/replicas": {
         parameters: {
             query?: never;
@@ -502,6 +537,23 @@ export interface paths {
         put?: never;
         /** Hibernate a running session */
         post: operations["sessions_hibernate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sessions/{id}/recordings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the recordings of a session's viewings (its owner and admins) */
+        get: operations["recordings_list"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -869,10 +921,23 @@ export interface components {
              * @description After this moment the token opens nothing.
              */
             expires_at: string;
+            /**
+             * @description Whether this viewing will be recorded (the session's recording policy is `always`, or
+             *     `on_request` and the request asked for it). The web viewer shows it.
+             */
+            recorded?: boolean;
             /** @description The viewer token (also in `url`'s query string). */
             token: string;
             /** @description The WebSocket URL to open (`ws://` or `wss://…/api/v1/sessions/{id}/vnc?token=…`). */
             url: string;
+        };
+        /** @description Body of `POST /api/v1/sessions/{id}/connect` (optional: no body asks for nothing). */
+        ConnectRequest: {
+            /**
+             * @description Ask for this viewing to be recorded; honoured when the session's recording policy is
+             *     `on_request` (under `always` every viewing is recorded anyway, under `off` none is).
+             */
+            record?: boolean;
         };
         /** @description `POST /api/v1/agent-keys`. */
         CreateAgentKey: {
@@ -1165,6 +1230,48 @@ export interface components {
             next_cursor?: string | null;
         };
         /** @description A page of a listing, newest first; `next_cursor` is absent on the last page. */
+        Page_Recording: {
+            items: {
+                /**
+                 * Format: int64
+                 * @description Size of the stored recording, in bytes (known once it has ended).
+                 */
+                bytes: number;
+                /**
+                 * @description False when part of the viewing is missing: storage could not keep up or failed, or the
+                 *     recording never ended properly. What was stored still plays up to the gap.
+                 */
+                complete: boolean;
+                /**
+                 * Format: date-time
+                 * @description Absent while the viewing goes on (or if the replica recording it stopped abruptly).
+                 */
+                ended_at?: string | null;
+                /** Format: uuid */
+                id: string;
+                /**
+                 * Format: uuid
+                 * @description The session's owner when it was recorded (who may read it, besides admins).
+                 */
+                owner_id?: string | null;
+                /**
+                 * Format: uuid
+                 * @description The session that was watched.
+                 */
+                session_id: string;
+                /** Format: date-time */
+                started_at: string;
+                /** @description The viewer's username at the time. */
+                viewer: string;
+                /**
+                 * Format: uuid
+                 * @description Who watched.
+                 */
+                viewer_id: string;
+            }[];
+            next_cursor?: string | null;
+        };
+        /** @description A page of a listing, newest first; `next_cursor` is absent on the last page. */
         Page_ReplicaStatus: {
             items: {
                 address: string;
@@ -1328,6 +1435,45 @@ export interface components {
              */
             redis?: string | null;
             replica_id: string;
+        };
+        /** @description One recorded viewing. */
+        Recording: {
+            /**
+             * Format: int64
+             * @description Size of the stored recording, in bytes (known once it has ended).
+             */
+            bytes: number;
+            /**
+             * @description False when part of the viewing is missing: storage could not keep up or failed, or the
+             *     recording never ended properly. What was stored still plays up to the gap.
+             */
+            complete: boolean;
+            /**
+             * Format: date-time
+             * @description Absent while the viewing goes on (or if the replica recording it stopped abruptly).
+             */
+            ended_at?: string | null;
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The session's owner when it was recorded (who may read it, besides admins).
+             */
+            owner_id?: string | null;
+            /**
+             * Format: uuid
+             * @description The session that was watched.
+             */
+            session_id: string;
+            /** Format: date-time */
+            started_at: string;
+            /** @description The viewer's username at the time. */
+            viewer: string;
+            /**
+             * Format: uuid
+             * @description Who watched.
+             */
+            viewer_id: string;
         };
         /**
          * @description Whether viewing a session is recorded. Ordered from least to most recording.
@@ -1988,6 +2134,8 @@ export interface operations {
             query?: {
                 /** @description The viewer token from `POST /api/v1/sessions/{id}/connect`. */
                 token?: string;
+                /** @description `1` asks for the viewing to be recorded (honoured under the `on_request` policy). */
+                record?: string;
             };
             header?: never;
             path?: never;
@@ -4212,6 +4360,253 @@ export interface operations {
             };
         };
     };
+    recordings_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the recording's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The recording */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Recording"];
+                };
+            };
+            /** @description A query or path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such recording */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    recordings_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the recording's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A query or path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such recording */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    recordings_data: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the recording's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The recording, `application/vnd.streamspace.recording` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/vnd.streamspace.recording": number[];
+                };
+            };
+            /** @description A query or path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such recording */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The viewing is still being recorded (`recording_in_progress`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No recording store is configured (`recording_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     replicas_list: {
         parameters: {
             query?: {
@@ -4661,7 +5056,12 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        /** @description Optional: `{"record": true}` asks for the viewing to be recorded */
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ConnectRequest"] | null;
+            };
+        };
         responses: {
             /** @description The viewer token and the WebSocket URL to open */
             200: {
@@ -4717,6 +5117,33 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description The body is larger than `--max-body-bytes` (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is JSON of the wrong shape: a missing or unknown field, a wrong type (`bad_request`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
             429: {
                 headers: {
@@ -4728,6 +5155,15 @@ export interface operations {
             };
             /** @description Internal error (`internal`); the server log has the details */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Viewings must be recorded and cannot be (`recording_unavailable`) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4796,6 +5232,88 @@ export interface operations {
             };
             /** @description The session is not running */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    recordings_list: {
+        parameters: {
+            query?: {
+                /** @description Items per page: default 100, at most 1000. */
+                limit?: number;
+                /** @description Where the previous page ended (its `next_cursor`). */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of recordings, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_Recording"];
+                };
+            };
+            /** @description A query or path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Operators may not read recordings (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4905,6 +5423,8 @@ export interface operations {
             query?: {
                 /** @description The viewer token from `POST /api/v1/sessions/{id}/connect`. */
                 token?: string;
+                /** @description `1` asks for the viewing to be recorded (honoured under the `on_request` policy). */
+                record?: string;
             };
             header?: never;
             path: {

@@ -23,6 +23,7 @@ export type Agent = Schemas["Agent"];
 export type Command = Schemas["Command"];
 /** Answer to POST /api/v1/sessions/{id}/connect. */
 export type ConnectTicket = Schemas["ConnectInfo"];
+export type Recording = Schemas["Recording"];
 /** What a user may do; ordered by power. */
 export type Role = Schemas["Role"];
 export type User = Schemas["User"];
@@ -169,7 +170,21 @@ export const api = {
   hibernate: (id: string) => request<Session>("POST", `/sessions/${enc(id)}/hibernate`),
   wake: (id: string) => request<Session>("POST", `/sessions/${enc(id)}/wake`),
   stop: (id: string) => request<Session>("DELETE", `/sessions/${enc(id)}`),
-  connect: (id: string) => request<ConnectTicket>("POST", `/sessions/${enc(id)}/connect`),
+  /** `record` asks for the viewing to be recorded (honoured under the `on_request` policy). */
+  connect: (id: string, record = false) =>
+    request<ConnectTicket>("POST", `/sessions/${enc(id)}/connect`, record ? { record } : undefined),
+  recordings: (sessionId: string) => all<Recording>(`/sessions/${enc(sessionId)}/recordings`),
+  recording: (id: string) => request<Recording>("GET", `/recordings/${enc(id)}`),
+  deleteRecording: (id: string) => request<unknown>("DELETE", `/recordings/${enc(id)}`),
+  /** A finished recording's stream (the StreamSpace recording format). */
+  recordingData: async (id: string): Promise<ArrayBuffer> => {
+    const response = await fetch(`/api/v1/recordings/${enc(id)}/data`, { credentials: "same-origin" });
+    if (!response.ok) {
+      const body = (await response.json().catch(() => undefined)) as { error?: { message?: string } } | undefined;
+      throw new ApiError(response.status, `http_${response.status}`, body?.error?.message ?? response.statusText);
+    }
+    return response.arrayBuffer();
+  },
   agents: () => all<Agent>("/agents"),
   commands: async (limit = 50) => (await request<Page<Command>>("GET", `/commands?limit=${limit}`)).items,
   users: () => all<User>("/users"),

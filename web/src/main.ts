@@ -14,6 +14,8 @@ import { tokensPage } from "./pages/tokens";
 import { totpPage } from "./pages/totp";
 import { usersPage } from "./pages/users";
 import { viewerPage } from "./pages/viewer";
+import { playbackPage } from "./pages/playback";
+import { recordingsPage } from "./pages/recordings";
 import { interceptLinks, navigate, onNavigate } from "./router";
 import { may, setSignedInUser, signedInUser } from "./session";
 
@@ -46,6 +48,8 @@ const routes: Route[] = [
   { pattern: /^\/tokens$/, page: tokensPage, title: "API tokens", role: "user" },
   { pattern: /^\/totp$/, page: totpPage, title: "Two-step sign-in", role: "user" },
   { pattern: /^\/view\/([0-9a-fA-F-]{36})$/, page: viewerPage, title: "Viewer", role: "user" },
+  { pattern: /^\/sessions\/([0-9a-fA-F-]{36})\/recordings$/, page: recordingsPage, title: "Recordings", role: "user" },
+  { pattern: /^\/recordings\/([0-9a-fA-F-]{36})$/, page: playbackPage, title: "Playback", role: "user" },
 ];
 
 let cleanup: (() => void) | void;

@@ -8,7 +8,8 @@ declare module "@novnc/novnc" {
   }
 
   export default class RFB extends EventTarget {
-    constructor(target: HTMLElement, urlOrChannel: string | WebSocket, options?: RfbOptions);
+    // A URL, a WebSocket, or any object with the members of one noVNC uses (a channel).
+    constructor(target: HTMLElement, urlOrChannel: string | WebSocket | object, options?: RfbOptions);
     scaleViewport: boolean;
     resizeSession: boolean;
     clipViewport: boolean;

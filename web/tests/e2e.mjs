@@ -702,7 +702,86 @@ async function sso(page) {
   step(`the desktop of ${id} is ${fb.width}x${fb.height}`);
 }
 
-const scenarios = { lifecycle, keystrokes, users, totp, quotas, audit, sso };
+/** How many pixels of the canvas differ from its most common colour (0: blank). */
+async function drawn(canvas) {
+  return canvas.evaluate((c) => {
+    const { data } = c.getContext("2d").getImageData(0, 0, c.width, c.height);
+    const counts = new Map();
+    for (let i = 0; i < data.length; i += 4) {
+      const key = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    const most = Math.max(0, ...counts.values());
+    return data.length / 4 - most;
+  });
+}
+
+async function waitForDrawing(page, canvas, what) {
+  await canvas.waitFor();
+  const deadline = Date.now() + TIMEOUT;
+  while ((await drawn(canvas)) < 100) {
+    if (Date.now() > deadline) fail(`${what}: the canvas stayed blank`);
+    await page.waitForTimeout(200);
+  }
+}
+
+async function recording(page) {
+  await signIn(page);
+  const id = await launchXterm(page);
+  step("the viewer connects and says the viewing is recorded");
+  await page.locator('[data-view-state="connected"]').waitFor({ timeout: TIMEOUT });
+  await page.locator("#recording-badge").waitFor({ state: "visible" });
+  const live = page.locator("#screen canvas");
+  await waitForDrawing(page, live, "the live desktop");
+  step("type into xterm for a while, so the recording has a timeline to seek in");
+  const box = await live.boundingBox();
+  if (!box) fail("the noVNC canvas has no box");
+  await page.mouse.click(box.x + Math.min(40, box.width / 4), box.y + Math.min(40, box.height / 4));
+  await page.keyboard.type("echo this viewing is recorded", { delay: 80 });
+  await page.keyboard.press("Enter");
+  step("leaving the viewer ends the recording; it is listed on the session's recordings page");
+  await page.goto(`${opts.url}/sessions/${id}/recordings`);
+  const play = page.locator('tr[data-recording] button[data-action="play"]').first();
+  const deadline = Date.now() + TIMEOUT;
+  while (!(await play.isEnabled().catch(() => false))) {
+    if (Date.now() > deadline) fail("the recording never ended");
+    await page.reload();
+    await page.locator("tr[data-recording]").first().waitFor();
+  }
+  await play.click();
+  await page.waitForURL(/\/recordings\/[0-9a-f-]{36}$/);
+  step("playback draws the recorded desktop");
+  const canvas = page.locator("#screen canvas");
+  await page.locator('.playback[data-play-state="playing"], .playback[data-play-state="ended"]').waitFor();
+  await waitForDrawing(page, canvas, "the playback");
+  step("pause holds the position");
+  if ((await page.locator(".playback").getAttribute("data-play-state")) === "playing") {
+    await page.locator("#play").click();
+  }
+  await page.locator('.playback[data-play-state="paused"], .playback[data-play-state="ended"]').waitFor();
+  const held = await page.locator(".playback").getAttribute("data-position");
+  await page.locator("#speed").selectOption("4");
+  if ((await page.locator(".playback").getAttribute("data-position")) !== held) fail("paused playback moved");
+  step("seek back to the start replays from the beginning, then forward to the end draws the desktop again");
+  const seekTo = (value) =>
+    page.locator("#seek").evaluate((el, v) => {
+      el.value = String(v);
+      el.dispatchEvent(new Event("input"));
+    }, value);
+  const end = Number(await page.locator("#seek").getAttribute("max"));
+  if (!(end > 1000)) fail(`the recording lasts ${end} ms, too short to seek in`);
+  await seekTo(0);
+  await page.locator('.playback[data-position="0"]').waitFor();
+  const middle = Math.round(end / 2);
+  await seekTo(middle);
+  await page.locator(`.playback[data-position="${middle}"]`).waitFor();
+  await seekTo(end);
+  await page.locator(`.playback[data-position="${end}"]`).waitFor();
+  await waitForDrawing(page, canvas, "the playback after seeking");
+  console.log("playback draws the recorded desktop, pauses and seeks");
+}
+
+const scenarios = { lifecycle, keystrokes, users, totp, quotas, audit, sso, recording };
 const scenario = scenarios[opts.scenario];
 if (!scenario) fail(`unknown scenario ${opts.scenario}`);
 

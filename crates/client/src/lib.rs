@@ -221,6 +221,48 @@ impl Client {
             .await
     }
 
+    /// A viewer token, asking for the viewing to be recorded when `record` (honoured under
+    /// the `on_request` policy); the answer says whether it will be.
+    pub async fn connect_session_recorded(
+        &self,
+        id: Uuid,
+        record: bool,
+    ) -> Result<streamspace_proto::tunnel::ConnectInfo> {
+        let body = streamspace_proto::tunnel::ConnectRequest { record };
+        self.send(
+            self.request(Method::POST, &format!("api/v1/sessions/{id}/connect"))?
+                .json(&body),
+        )
+        .await
+    }
+
+    // --- recordings -----------------------------------------------------------------------
+
+    /// The recordings of a session's viewings, newest first.
+    pub async fn list_recordings(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Vec<streamspace_proto::api::Recording>> {
+        self.all(&format!("api/v1/sessions/{session_id}/recordings"), &[])
+            .await
+    }
+
+    pub async fn get_recording(&self, id: Uuid) -> Result<streamspace_proto::api::Recording> {
+        self.send(self.request(Method::GET, &format!("api/v1/recordings/{id}"))?)
+            .await
+    }
+
+    /// A finished recording's stream (`streamspace_proto::recording`'s format).
+    pub async fn recording_data(&self, id: Uuid) -> Result<Vec<u8>> {
+        let request = self.request(Method::GET, &format!("api/v1/recordings/{id}/data"))?;
+        self.execute(request).await.map(|(_, _, body)| body)
+    }
+
+    pub async fn delete_recording(&self, id: Uuid) -> Result<()> {
+        self.send_unit(self.request(Method::DELETE, &format!("api/v1/recordings/{id}"))?)
+            .await
+    }
+
     // --- agents ---------------------------------------------------------------------------
 
     pub async fn list_agents(&self) -> Result<Vec<Agent>> {

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 mod identity;
 mod quota;
+mod recording;
 mod rules;
 mod template;
 pub use identity::{
@@ -22,6 +23,7 @@ pub use identity::{
     RecoveryCodes, Role, SignInProvider, TotpEnrolment, UpdateGroup, UpdateUser, User,
 };
 pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SessionSize, SetQuota, UserQuota};
+pub use recording::Recording;
 pub use rules::{ClipboardPolicy, EffectiveRules, RecordingPolicy, SessionRules, TransferPolicy};
 pub use template::{
     DEFAULT_VNC_PORT, HomePolicy, ResourcesChange, TemplateIcon, TemplatePorts, TemplateResources,

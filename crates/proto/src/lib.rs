@@ -10,6 +10,7 @@
 //! - [`tunnel`]: the data side of a viewer's stream (binary frames, tokens, close codes).
 
 pub mod api;
+pub mod recording;
 pub mod tunnel;
 pub mod wire;
 

@@ -55,7 +55,25 @@ pub struct ConnectInfo {
     pub url: String,
     /// After this moment the token opens nothing.
     pub expires_at: DateTime<Utc>,
+    /// Whether this viewing will be recorded (the session's recording policy is `always`, or
+    /// `on_request` and the request asked for it). The web viewer shows it.
+    #[serde(default)]
+    pub recorded: bool,
 }
+
+/// Body of `POST /api/v1/sessions/{id}/connect` (optional: no body asks for nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    /// Ask for this viewing to be recorded; honoured when the session's recording policy is
+    /// `on_request` (under `always` every viewing is recorded anyway, under `off` none is).
+    #[serde(default)]
+    pub record: bool,
+}
+
+/// Query parameter of the viewer URL asking for the viewing to be recorded (`record=1`).
+pub const RECORD_PARAM: &str = "record";
 
 /// The fields of a viewer token, `ssv_<session>.<user>.<expires ms>.<nonce>.<signature>`
 /// (ids in simple hex form). Parsing checks only the shape; the control plane checks the
@@ -153,6 +171,7 @@ mod tests {
             token: "ssv_x".into(),
             url: "ws://h/api/v1/sessions/1/vnc?token=ssv_x".into(),
             expires_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+            recorded: true,
         };
         let json = serde_json::to_value(&info).unwrap_or_default();
         let mut keys: Vec<&str> = json
@@ -160,7 +179,7 @@ mod tests {
             .map(|o| o.keys().map(String::as_str).collect())
             .unwrap_or_default();
         keys.sort_unstable();
-        assert_eq!(keys, ["expires_at", "token", "url"]);
+        assert_eq!(keys, ["expires_at", "recorded", "token", "url"]);
     }
 
     #[test]

@@ -80,6 +80,85 @@ pub struct ServerConfig {
     pub oidc: Vec<crate::oidc::OidcProviderConfig>,
     /// Where the master secret (and, during a rotation, the previous one) comes from.
     pub secrets: crate::keyring::SecretsConfig,
+    /// Where recordings of viewings are stored.
+    pub recording: RecordingConfig,
+}
+
+/// Recording of viewings, part of [`ServerConfig`]. Whether a viewing is recorded is a session
+/// rule (`ServerConfig::session_rules` is the default; `crate::rules::effective` decides).
+#[derive(Debug, Clone, Default)]
+pub struct RecordingConfig {
+    /// Where recordings go; `None`: nowhere, so nothing is recorded (and a viewing that must
+    /// be, under `always`, is refused). How long they are kept is `RetentionConfig::recordings`.
+    pub store: Option<RecordingStoreConfig>,
+}
+
+/// Where recordings are stored (`--recording-store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordingStoreConfig {
+    /// A local directory (`dir:PATH`).
+    Dir(PathBuf),
+    /// An S3-compatible bucket (`s3://BUCKET/PREFIX`).
+    S3(S3Config),
+}
+
+impl RecordingStoreConfig {
+    /// `dir:PATH` or `s3://BUCKET[/PREFIX]`; an S3 store's endpoint and credentials are set
+    /// afterwards.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("dir:") {
+            if path.is_empty() {
+                return Err("dir: needs a path, as in dir:/var/lib/streamspace/recordings".into());
+            }
+            return Ok(Self::Dir(PathBuf::from(path)));
+        }
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err("s3:// needs a bucket, as in s3://recordings/prod".into());
+            }
+            return Ok(Self::S3(S3Config {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+                ..S3Config::default()
+            }));
+        }
+        Err(format!(
+            "unknown recording store {s:?} (expected dir:PATH or s3://BUCKET/PREFIX)"
+        ))
+    }
+}
+
+/// An S3-compatible bucket for recordings. Its `Debug` hides the secret key.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Keys are stored under this prefix (no leading or trailing `/`; may be empty).
+    pub prefix: String,
+    /// The S3 API's URL, for stores other than AWS (`http://` allowed).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self
+                    .secret_access_key
+                    .as_ref()
+                    .map(|_| streamspace_store::REDACTED),
+            )
+            .finish()
+    }
 }
 
 /// How a replica reaches Redis, part of [`ServerConfig`]. Its `Debug` hides the passwords.
@@ -142,6 +221,8 @@ pub struct RetentionConfig {
     pub sessions: Option<Duration>,
     /// Audit entries older than this are deleted.
     pub audit: Option<Duration>,
+    /// Recordings that ended longer ago than this are deleted, stream and metadata.
+    pub recordings: Option<Duration>,
     /// How often a replica looks for rows to delete.
     pub interval: Duration,
 }
@@ -153,6 +234,7 @@ impl Default for RetentionConfig {
             commands: Some(Duration::from_secs(30 * DAY)),
             sessions: Some(Duration::from_secs(30 * DAY)),
             audit: Some(Duration::from_secs(90 * DAY)),
+            recordings: Some(Duration::from_secs(30 * DAY)),
             interval: Duration::from_secs(60),
         }
     }
@@ -202,6 +284,7 @@ impl Default for ServerConfig {
             retention: RetentionConfig::default(),
             oidc: Vec::new(),
             secrets: crate::keyring::SecretsConfig::default(),
+            recording: RecordingConfig::default(),
         }
     }
 }

@@ -62,6 +62,7 @@ mod module_graph;
 mod oidc;
 mod outcomes;
 mod policy;
+mod recording;
 mod retention;
 mod rules;
 mod signin;
@@ -83,7 +84,8 @@ use tokio_util::task::TaskTracker;
 pub use api::openapi;
 pub use config::{
     ConfigError, DEFAULT_RULES, DEFAULT_SESSION_SIZE, HttpConfig, ListenerTls, MetricsToken,
-    RedisConfig, RetentionConfig, ServerConfig, TunnelConfig,
+    RecordingConfig, RecordingStoreConfig, RedisConfig, RetentionConfig, S3Config, ServerConfig,
+    TunnelConfig,
 };
 pub use error::{ApiError, ServerError};
 pub use keyring::{
@@ -152,6 +154,7 @@ pub async fn serve(
     let cluster_tasks = listen(&state, events, &cluster_stop);
     tasks.spawn(retention::run(
         state.store.clone(),
+        state.recorder.as_ref().map(|r| r.storage.clone()),
         config.retention.clone(),
         shutdown.clone(),
     ));

@@ -9,7 +9,7 @@
 //! never leak; an action that needs a higher role is answered `403 forbidden`, naming the role.
 
 use axum::http::StatusCode;
-use streamspace_proto::api::{Role, Session, Template};
+use streamspace_proto::api::{Recording, Role, Session, Template};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -46,6 +46,9 @@ pub(crate) enum Action {
     ReadAllAudit,
     /// Read or revoke a personal token.
     ManageToken,
+    /// List, read or delete recordings of a session's viewings: its owner and admins only
+    /// (operators, who may watch any session, may not replay what others were shown).
+    ManageRecordings,
 }
 
 /// The resource an action is about, loaded by the handler.
@@ -57,6 +60,8 @@ pub(crate) enum Resource<'a> {
     Template(&'a Template),
     /// A personal token of the user with this id.
     TokenOf(Uuid),
+    /// A recording of a viewing.
+    Recording(&'a Recording),
 }
 
 /// Why a request is refused.
@@ -131,6 +136,22 @@ pub(crate) fn decide(
                 Err(Denial::Hidden { what: "token" })
             }
         }
+        (Action::ManageRecordings, Resource::Session(session)) => {
+            if actor.role == Role::Admin || session.owner_id == Some(actor.user_id) {
+                Ok(())
+            } else if actor.role >= Role::Operator {
+                Err(Denial::NeedsRole(Role::Admin))
+            } else {
+                Err(Denial::Hidden { what: "session" })
+            }
+        }
+        (Action::ManageRecordings, Resource::Recording(recording)) => {
+            if actor.role == Role::Admin || recording.owner_id == Some(actor.user_id) {
+                Ok(())
+            } else {
+                Err(Denial::Hidden { what: "recording" })
+            }
+        }
         // An action asked about a resource it does not apply to is a bug in the caller:
         // refuse it rather than guess.
         _ => at_least(Role::Admin),
@@ -185,6 +206,47 @@ mod tests {
             },
             Utc::now(),
         )
+    }
+
+    #[test]
+    fn recordings_are_for_the_sessions_owner_and_admins() {
+        let alice = principal(Role::User, &[]);
+        let bob = principal(Role::User, &[]);
+        let operator = principal(Role::Operator, &[]);
+        let admin = principal(Role::Admin, &[]);
+        let hers = session_of(&alice);
+        let recording = Recording {
+            id: Uuid::now_v7(),
+            session_id: hers.id,
+            owner_id: Some(alice.user_id),
+            viewer_id: operator.user_id,
+            viewer: operator.username.clone(),
+            started_at: Utc::now(),
+            ended_at: None,
+            bytes: 0,
+            complete: false,
+        };
+        let act = Action::ManageRecordings;
+        for who in [&alice, &admin] {
+            assert_eq!(decide(who, act, Resource::Session(&hers)), Ok(()));
+            assert_eq!(decide(who, act, Resource::Recording(&recording)), Ok(()));
+        }
+        assert_eq!(
+            decide(&bob, act, Resource::Session(&hers)),
+            Err(Denial::Hidden { what: "session" })
+        );
+        assert_eq!(
+            decide(&operator, act, Resource::Session(&hers)),
+            Err(Denial::NeedsRole(Role::Admin)),
+            "an operator sees the session but not what its viewers were shown"
+        );
+        for who in [&bob, &operator] {
+            assert_eq!(
+                decide(who, act, Resource::Recording(&recording)),
+                Err(Denial::Hidden { what: "recording" }),
+                "even the operator who watched"
+            );
+        }
     }
 
     #[test]

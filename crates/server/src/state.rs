@@ -47,6 +47,8 @@ pub(crate) struct AppState {
     pub oidc: Arc<crate::oidc::Providers>,
     /// TLS for connections to other replicas that serve it (see `crate::tls::peer_config`).
     pub peer_tls: Arc<rustls::ClientConfig>,
+    /// Records viewings; `None` when no recording store is configured.
+    pub recorder: Option<Arc<crate::recording::Recorder>>,
 }
 
 /// The receiving ends of the [`crate::cluster::Events`] a replica's cluster sends, for the
@@ -100,6 +102,7 @@ pub(crate) fn assemble(
     )
     .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
     let hub = cluster.hub();
+    let recorder = recorder(&store, &config, tasks)?;
     let outcomes = crate::outcomes::Outcomes::new(cluster.clone());
     let dispatcher = crate::dispatcher::start(
         DispatchContext {
@@ -126,6 +129,7 @@ pub(crate) fn assemble(
         throttle: Arc::default(),
         oidc: Arc::default(),
         peer_tls,
+        recorder,
         config,
     };
     let receivers = EventReceivers {
@@ -135,6 +139,25 @@ pub(crate) fn assemble(
         ended,
     };
     Ok((state, receivers))
+}
+
+/// The recorder over the configured recording store, if there is one.
+fn recorder(
+    store: &Arc<dyn Store>,
+    config: &ServerConfig,
+    tasks: &TaskTracker,
+) -> Result<Option<Arc<crate::recording::Recorder>>, ServerError> {
+    let tls = crate::tls::outgoing_config(config)?;
+    let storage = crate::recording::storage::open(config.recording.store.as_ref(), &tls)
+        .map_err(ServerError::InvalidConfig)?;
+    Ok(storage.map(|storage| {
+        Arc::new(crate::recording::Recorder {
+            store: store.clone(),
+            storage,
+            tasks: tasks.clone(),
+            wait: config.tunnel.send_timeout,
+        })
+    }))
 }
 
 impl AppState {

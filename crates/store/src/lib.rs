@@ -41,6 +41,7 @@ pub mod identity;
 pub mod migrate;
 pub mod postgres;
 pub mod quota;
+pub mod recording;
 mod redact;
 mod rows;
 pub mod rules;
@@ -53,6 +54,7 @@ pub use identity::{
 };
 pub use migrate::{MigrationState, MigrationStatus};
 pub use quota::{QuotaDimension, QuotaSources, Quotas, SessionSize};
+pub use recording::{NewRecording, Recordings, StoredRecording};
 pub use redact::{REDACTED, redact_url};
 pub use rules::Rules;
 pub use sso::{NewOidcFlow, OidcFlow, OidcSignIn, SingleSignOn};
@@ -294,7 +296,7 @@ pub(crate) fn with_expiry(audit: &AuditEntry, key: &ApiKeyRecord) -> AuditEntry 
 
 /// Persistence for the control plane. All methods are safe to call from several replicas at once.
 #[async_trait]
-pub trait Store: Identity + Quotas + Rules + SingleSignOn + 'static {
+pub trait Store: Identity + Quotas + Rules + SingleSignOn + Recordings + 'static {
     /// Backend name (`postgres` or `sqlite`), for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 

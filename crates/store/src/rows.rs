@@ -432,3 +432,39 @@ fn int_column<T: TryFrom<i64>>(what: &str, v: impl Into<i64>) -> Result<T> {
     let v = v.into();
     T::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} = {v} is out of range")))
 }
+
+/// One `recordings` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RecordingRow {
+    id: DbUuid,
+    session_id: DbUuid,
+    owner_id: Option<DbUuid>,
+    viewer_id: DbUuid,
+    viewer: String,
+    started_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+    bytes: i64,
+    storage_key: String,
+    complete: bool,
+}
+
+impl TryFrom<RecordingRow> for crate::recording::StoredRecording {
+    type Error = StoreError;
+    fn try_from(r: RecordingRow) -> Result<Self> {
+        Ok(Self {
+            recording: streamspace_proto::api::Recording {
+                id: r.id.0,
+                session_id: r.session_id.0,
+                owner_id: r.owner_id.map(|u| u.0),
+                viewer_id: r.viewer_id.0,
+                viewer: r.viewer,
+                started_at: r.started_at,
+                ended_at: r.ended_at,
+                bytes: u64::try_from(r.bytes)
+                    .map_err(|_| StoreError::Corrupt(format!("recording size {}", r.bytes)))?,
+                complete: r.complete,
+            },
+            storage_key: r.storage_key,
+        })
+    }
+}

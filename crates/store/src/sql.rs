@@ -314,6 +314,8 @@ pub(crate) struct Statements {
     pub purge_commands: &'static str,
     pub purge_sessions: &'static str,
     pub purge_audit: &'static str,
+    pub recording_finish: &'static str,
+    pub recording_expired: &'static str,
     pub template_lock: &'static str,
     session_move: [&'static str; SessionState::ALL.len()],
 }
@@ -519,6 +521,15 @@ impl Statements {
             purge_audit: leak(format!(
                 "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
                  WHERE at < {} ORDER BY at LIMIT $2)",
+                ago("$1")
+            )),
+            recording_finish: leak(format!(
+                "UPDATE recordings SET ended_at = {now}, bytes = $2, complete = $3 WHERE id = $1"
+            )),
+            recording_expired: leak(format!(
+                "SELECT {} FROM recordings WHERE COALESCE(ended_at, started_at) < {} \
+                 ORDER BY COALESCE(ended_at, started_at) LIMIT $2",
+                crate::recording::sql::recording_columns!(),
                 ago("$1")
             )),
             session_move: SessionState::ALL.map(|next| {

@@ -101,6 +101,9 @@ pub enum Command {
     /// List agent commands.
     #[command(subcommand, name = "command")]
     Commands(CommandsCommand),
+    /// List, download and delete recordings of viewings (a session's owner and admins).
+    #[command(subcommand)]
+    Recording(RecordingCommand),
     /// Manage session templates.
     #[command(subcommand)]
     Template(TemplateCommand),
@@ -167,6 +170,10 @@ pub struct UpArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "STREAMSPACE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Whether viewings are recorded (into the recordings folder of the data directory): off,
+    /// on_request or always.
+    #[arg(long, env = "STREAMSPACE_RECORDING_POLICY", default_value = "off")]
+    pub recording_policy: streamspace_proto::api::RecordingPolicy,
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +231,34 @@ pub struct ServerArgs {
     pub tuning: ServerTuning,
     #[command(flatten)]
     pub oidc: crate::sso::OidcArgs,
+    #[command(flatten)]
+    pub recording: RecordingArgs,
+}
+
+/// Recording of viewings: the policy and where recordings are stored.
+#[derive(Debug, Args)]
+pub struct RecordingArgs {
+    /// Where recordings are stored: dir:PATH (a local directory) or s3://BUCKET/PREFIX (an
+    /// S3-compatible store, see --s3-*) [default: none, nothing is recorded; `streamspace up`:
+    /// the recordings folder of its data directory].
+    #[arg(long, env = "STREAMSPACE_RECORDING_STORE", value_parser = parse_recording_store)]
+    pub recording_store: Option<streamspace_server::RecordingStoreConfig>,
+    /// The S3 API's URL, for S3-compatible stores other than AWS (http:// allowed).
+    #[arg(long, env = "STREAMSPACE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region [default: us-east-1].
+    #[arg(long, env = "STREAMSPACE_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// The access key id for the S3 store.
+    #[arg(long, env = "STREAMSPACE_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// A file holding the S3 secret access key.
+    #[arg(long, env = "STREAMSPACE_S3_SECRET_ACCESS_KEY_FILE")]
+    pub s3_secret_access_key_file: Option<PathBuf>,
+}
+
+fn parse_recording_store(s: &str) -> Result<streamspace_server::RecordingStoreConfig, String> {
+    streamspace_server::RecordingStoreConfig::parse(s)
 }
 
 /// The server's TLS: what it serves, what it asks of clients, what it trusts when it calls out.
@@ -358,6 +393,9 @@ pub struct ServerTuning {
     /// How long audit entries are kept.
     #[arg(long, env = "STREAMSPACE_AUDIT_RETENTION", default_value = "90d", value_parser = parse_retention)]
     pub audit_retention: Retention,
+    /// How long recordings of viewings are kept after they end.
+    #[arg(long, env = "STREAMSPACE_RECORDING_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub recording_retention: Retention,
     /// Most sessions a user may hold at once (every session not terminated or failed,
     /// hibernated ones included) when neither the user nor any of their groups sets a limit
     /// [default: unlimited].
@@ -700,6 +738,29 @@ pub enum CommandsCommand {
     /// Show one command.
     Show {
         command_id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordingCommand {
+    /// List the recordings of a session's viewings, newest first.
+    List {
+        session: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Download a recording's stream (the StreamSpace recording format) into FILE.
+    Get {
+        id: uuid::Uuid,
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a recording.
+    Rm {
+        id: uuid::Uuid,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 use streamspace_proto::api::{
-    Agent, AgentKey, ApiToken, AuditRecord, Command, EffectiveRules, Group, Session, SessionRules,
-    Template, User,
+    Agent, AgentKey, ApiToken, AuditRecord, Command, EffectiveRules, Group, Recording, Session,
+    SessionRules, Template, User,
 };
 
 use crate::cli::OutputFormat;
@@ -159,6 +159,29 @@ impl Tabular for Command {
             self.attempts.to_string(),
             time(self.created_at),
             or_dash(self.error_message.as_ref()),
+        ]
+    }
+}
+
+impl Tabular for Recording {
+    fn headers() -> &'static [&'static str] {
+        &[
+            "RECORDING",
+            "VIEWER",
+            "STARTED",
+            "ENDED",
+            "BYTES",
+            "COMPLETE",
+        ]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            terminal_safe(&self.viewer).into_owned(),
+            time(self.started_at),
+            self.ended_at.map(time).unwrap_or_else(|| "-".into()),
+            self.bytes.to_string(),
+            if self.complete { "yes" } else { "no" }.into(),
         ]
     }
 }

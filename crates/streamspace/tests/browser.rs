@@ -142,6 +142,42 @@ async fn drive(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_viewing_plays_back_pauses_and_seeks() -> anyhow::Result<()> {
+    check_toolchain()?;
+    let mut h = common::harness()?;
+    let (up, url, data) = h.up_with(&["--recording-policy", "always"]).await?;
+    let token = std::fs::read_to_string(data.join("admin-token"))?
+        .trim()
+        .to_owned();
+    let admin = Login {
+        username: "admin".to_owned(),
+        password: std::fs::read_to_string(data.join("admin-password"))?
+            .trim()
+            .to_owned(),
+    };
+    let api = Client::new(&url, &token)?;
+    wait_for_ready(&api).await.with_context(|| up.logs())?;
+    wait_for_agent_online(&api, "local")
+        .await
+        .with_context(|| up.logs())?;
+    let out = drive(
+        || up.logs(),
+        &url,
+        &token,
+        &admin,
+        "recording",
+        "recording",
+        &[],
+    )
+    .await?;
+    assert!(
+        out.contains("playback draws the recorded desktop, pauses and seeks"),
+        "{out}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Result<()> {
     check_toolchain()?;
     let mut h = common::harness()?;

@@ -5,6 +5,8 @@
 #[path = "streaming/closing.rs"]
 mod closing;
 mod common;
+#[path = "streaming/recording.rs"]
+mod recording;
 #[path = "streaming/replicas.rs"]
 mod replicas;
 #[path = "streaming/targets.rs"]

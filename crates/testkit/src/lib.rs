@@ -9,6 +9,7 @@
 pub mod db;
 pub mod fake_agent;
 pub mod harness;
+pub mod moto;
 pub mod oidc;
 pub mod podman;
 pub mod poll;
@@ -23,6 +24,7 @@ pub mod vnc;
 pub use db::{TestDatabase, sqlite_url};
 pub use fake_agent::FakeAgent;
 pub use harness::{Harness, Proc};
+pub use moto::MotoServer;
 pub use oidc::{OidcClient, OidcProvider, RogueProvider};
 pub use podman::Podman;
 pub use poll::wait_until;

@@ -84,6 +84,8 @@ export function sessionsPage(root: HTMLElement): () => void {
     }
     if (s.state === "hibernated") actions.push(button("Wake", () => void act("Wake", () => api.wake(s.id))));
     if (!isTerminal(s.state)) actions.push(button("Stop", () => void act("Stop", () => api.stop(s.id))));
+    // The API answers who may read them (the owner and admins).
+    actions.push(button("Recordings", () => navigate(`/sessions/${s.id}/recordings`)));
     return h(
       "tr",
       { "data-session": s.id, "data-state": s.state },

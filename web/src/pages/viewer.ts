@@ -26,6 +26,14 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
   // the way that always works.
   const pasteLocal = h("button", { type: "button", hidden: !navigator.clipboard }, "Paste from your clipboard");
   const fullscreen = h("button", { type: "button" }, "Full screen");
+  // Asks for the viewing to be recorded (honoured where the session's policy is "on request");
+  // the badge shows whenever the server says this viewing is recorded, asked or not.
+  const askRecord = h("input", { type: "checkbox", id: "ask-record" });
+  const recordingBadge = h(
+    "span",
+    { class: "badge badge-recording", id: "recording-badge", role: "note", hidden: true },
+    "● Recorded",
+  );
   const reconnect = h("button", { type: "button", hidden: true }, "Connect again");
   const wake = h("button", { type: "button", hidden: true }, "Wake session");
   const view = h(
@@ -34,7 +42,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
     h(
       "div",
       { class: "row spread" },
-      h("h1", { id: "viewer-title" }, "Session ", h("code", {}, id.slice(-8))),
+      h("h1", { id: "viewer-title" }, "Session ", h("code", {}, id.slice(-8)), " ", recordingBadge),
       h("div", { class: "row" }, reconnect, wake, fullscreen, h("a", { href: "/sessions", "data-link": "" }, "My sessions")),
     ),
     status,
@@ -44,6 +52,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
       { class: "viewer-tools" },
       h("label", { class: "inline" }, scale, " Scale to fit"),
       h("label", { class: "inline" }, resize, " Resize the remote desktop to the window"),
+      h("label", { class: "inline" }, askRecord, " Record this viewing (reconnects)"),
       h(
         "div",
         { class: "clipboard" },
@@ -105,7 +114,10 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
     setState("connecting", "Connecting…");
     let url: string;
     try {
-      url = websocketUrl((await api.connect(id)).url);
+      const ticket = await api.connect(id, askRecord.checked);
+      recordingBadge.hidden = !ticket.recorded;
+      recordingBadge.title = ticket.recorded ? "This viewing is being recorded" : "";
+      url = websocketUrl(ticket.url);
     } catch (e) {
       setState("disconnected", `Cannot connect: ${(e as Error).message}`);
       return;
@@ -174,6 +186,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
     });
   });
   reconnect.addEventListener("click", () => void connect());
+  askRecord.addEventListener("change", () => void connect());
   wake.addEventListener("click", async () => {
     wake.disabled = true;
     try {

@@ -16,6 +16,7 @@ mod oidc;
 pub mod openapi;
 mod paging;
 mod quotas;
+mod recordings;
 mod replicas;
 mod rules;
 mod sessions;
@@ -111,6 +112,12 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/sessions/{id}/connect",
             post(crate::tunnel::viewer::connect),
         )
+        .route("/api/v1/sessions/{id}/recordings", get(recordings::list))
+        .route(
+            "/api/v1/recordings/{id}",
+            get(recordings::get).delete(recordings::remove),
+        )
+        .route("/api/v1/recordings/{id}/data", get(recordings::data))
         .route("/api/v1/commands", get(commands::list))
         .route("/api/v1/commands/{command_id}", get(commands::get))
         .route(

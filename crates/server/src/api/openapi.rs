@@ -120,6 +120,10 @@ const ERROR_CODES: &[&str] = &[
         super::sessions::hibernate,
         super::sessions::wake,
         crate::tunnel::viewer::connect,
+        super::recordings::list,
+        super::recordings::get,
+        super::recordings::data,
+        super::recordings::remove,
         super::commands::list,
         super::commands::get,
         super::templates::list,
@@ -150,6 +154,7 @@ const ERROR_CODES: &[&str] = &[
     modifiers(&Contract),
     tags(
         (name = "sessions", description = "Desktop sessions and their viewers"),
+        (name = "recordings", description = "Recorded viewings (the session's owner and admins)"),
         (name = "templates", description = "What a session runs"),
         (name = "commands", description = "Commands sent to agents"),
         (name = "agents", description = "Agents (operators)"),

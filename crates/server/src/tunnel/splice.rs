@@ -15,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use streamspace_proto::tunnel::close_code;
 
 use crate::hub::Closer;
+use crate::recording::Tap;
 
 /// How a stream ended, and what the viewer is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +40,14 @@ pub(super) struct Timing {
     pub close_grace: Duration,
 }
 
-/// Runs the stream until either side ends or `closer` is closed; returns how it ended.
+/// Runs the stream until either side ends or `closer` is closed; returns how it ended. With a
+/// `tap`, every chunk going to the viewer is handed to the recording first.
 pub(super) async fn run(
     viewer: WebSocket,
     data: WebSocket,
     closer: &Closer,
     timing: Timing,
+    tap: Option<&mut Tap>,
 ) -> Ending {
     let (mut viewer_tx, mut viewer_rx) = viewer.split();
     let (mut data_tx, mut data_rx) = data.split();
@@ -53,7 +56,7 @@ pub(super) async fn run(
             let (code, reason) = closer.reason().unwrap_or((close_code::NORMAL, String::new()));
             Ending::new(code, reason)
         }
-        e = down(&mut data_rx, &mut viewer_tx, timing.send_timeout) => e,
+        e = down(&mut data_rx, &mut viewer_tx, timing.send_timeout, tap) => e,
         e = up(&mut viewer_rx, &mut data_tx, timing.send_timeout) => e,
     };
     let data_code = if ending.code == close_code::SLOW_VIEWER {
@@ -78,6 +81,7 @@ async fn down(
     from: &mut SplitStream<WebSocket>,
     to: &mut SplitSink<WebSocket, Message>,
     send_timeout: Duration,
+    mut tap: Option<&mut Tap>,
 ) -> Ending {
     loop {
         let bytes = match from.next().await {
@@ -94,6 +98,11 @@ async fn down(
                 return Ending::new(close_code::TUNNEL_FAILED, "the agent's connection was lost");
             }
         };
+        if let Some(tap) = tap.as_deref_mut()
+            && let Err(e) = tap.record(&bytes).await
+        {
+            return Ending::new(close_code::TUNNEL_FAILED, e.to_string());
+        }
         match tokio::time::timeout(send_timeout, to.send(Message::Binary(bytes))).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Ending::new(close_code::NORMAL, "viewer gone"),

@@ -20,7 +20,8 @@ use chrono::{TimeDelta, Utc};
 use serde::Deserialize;
 use streamspace_proto::api::{Session, SessionState};
 use streamspace_proto::tunnel::{
-    BINARY_SUBPROTOCOL, ConnectInfo, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, close_code,
+    BINARY_SUBPROTOCOL, ConnectInfo, ConnectRequest, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES,
+    RECORD_PARAM, close_code,
 };
 use streamspace_proto::wire::{ServerMessage, TunnelOpen};
 use tokio::sync::oneshot;
@@ -34,6 +35,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::hub::DeliveryError;
 use crate::policy;
+use crate::recording::{Strictness, Viewing};
 use crate::state::AppState;
 use crate::streams::{Opened, PendingGuard, Tunnels};
 
@@ -43,11 +45,40 @@ pub(crate) struct TokenQuery {
     /// The viewer token from `POST /api/v1/sessions/{id}/connect`.
     #[serde(default)]
     token: Option<String>,
+    /// `1` asks for the viewing to be recorded (honoured under the `on_request` policy).
+    #[serde(default)]
+    record: Option<String>,
 }
 
 impl TokenQuery {
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref().filter(|t| !t.is_empty())
+    }
+
+    fn record(&self) -> bool {
+        matches!(self.record.as_deref(), Some("1" | "true"))
+    }
+}
+
+/// Whether `principal`'s viewing of `session` is recorded when `requested`, and how (the
+/// session's recording rule, `crate::rules::effective`); 503 when it must be but this replica
+/// has nowhere to record it.
+async fn recording(
+    app: &AppState,
+    session: &Session,
+    principal: &policy::Principal,
+    requested: bool,
+) -> Result<Option<Strictness>, ApiError> {
+    let rules = crate::rules::effective(app, session, principal).await?;
+    let wanted = crate::recording::wanted(rules.recording, requested);
+    match (wanted, &app.recorder) {
+        (Some(Strictness::Required), None) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "recording_unavailable",
+            "viewings of this session must be recorded, and no recording store is configured",
+        )),
+        (_, None) => Ok(None),
+        (wanted, Some(_)) => Ok(wanted),
     }
 }
 
@@ -59,11 +90,13 @@ impl TokenQuery {
     tag = "sessions",
     summary = "Get a viewer token and URL for a running session",
     params(("id" = uuid::Uuid, Path, description = "the session's id")),
+    request_body(content = Option<streamspace_proto::tunnel::ConnectRequest>, description = "Optional: `{\"record\": true}` asks for the viewing to be recorded"),
     responses(
         (status = 200, description = "The viewer token and the WebSocket URL to open", body = streamspace_proto::tunnel::ConnectInfo),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such session", body = streamspace_proto::api::ErrorBody),
         (status = 409, description = "The session is not running (`session_not_running`)", body = streamspace_proto::api::ErrorBody),
+        (status = 503, description = "Viewings must be recorded and cannot be (`recording_unavailable`)", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -72,13 +105,23 @@ pub(crate) async fn connect(
     Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
+    body: axum::body::Bytes,
 ) -> Result<Json<ConnectInfo>, ApiError> {
+    let request: ConnectRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ConnectRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid: {e}")))?
+    };
     let session = load_session(&app, id).await?;
     actor.may(
         policy::Action::ControlSession,
         policy::Resource::Session(&session),
     )?;
     require_running(&session)?;
+    let recorded = recording(&app, &session, &actor.principal, request.record)
+        .await?
+        .is_some();
     let ttl = TimeDelta::from_std(app.config.tunnel.viewer_token_ttl)
         .unwrap_or_else(|_| TimeDelta::seconds(60));
     let expires_at = Utc::now() + ttl;
@@ -89,20 +132,24 @@ pub(crate) async fn connect(
         served_tls,
         &headers,
     )?;
-    let url = format!("{base}/api/v1/sessions/{id}/vnc?token={token}");
+    let mut url = format!("{base}/api/v1/sessions/{id}/vnc?token={token}");
+    if request.record {
+        url.push_str(&format!("&{RECORD_PARAM}=1"));
+    }
     tracing::info!(session_id = %id, %expires_at, user = %actor.principal.username,
         "viewer token issued");
     let entry = crate::audit::entry(
         &actor,
         "session.connect",
         id.to_string(),
-        serde_json::json!({ "expires_at": expires_at }),
+        serde_json::json!({ "expires_at": expires_at, "recorded": recorded }),
     );
     crate::audit::record_event(&app, &entry).await;
     Ok(Json(ConnectInfo {
         token,
         url,
         expires_at,
+        recorded,
     }))
 }
 
@@ -131,7 +178,11 @@ pub(crate) async fn vnc(
     ApiQuery(query): ApiQuery<TokenQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let (agent_id, user_id) = match authorize(&app, id, query).await {
+    let Authorized {
+        agent_id,
+        user_id,
+        recording,
+    } = match authorize(&app, id, query).await {
         Ok(authorized) => authorized,
         Err(e) => return e.into_response(),
     };
@@ -168,18 +219,24 @@ pub(crate) async fn vnc(
                 user_id,
                 tunnel_id,
                 agent_id,
+                recording,
             };
             tasks.track_future(stream.run(socket, delivered, guard).instrument(span))
         })
 }
 
-/// The token and the session, checked before the upgrade; the session's agent.
-/// Checks the viewer token and that its user may still watch; the session's agent and the user.
-async fn authorize(
-    app: &AppState,
-    id: Uuid,
-    query: TokenQuery,
-) -> Result<(String, Uuid), ApiError> {
+/// What a viewer token opens, checked before the upgrade.
+struct Authorized {
+    /// The session's agent.
+    agent_id: String,
+    user_id: Uuid,
+    /// How the viewing is recorded, if it is.
+    recording: Option<(Strictness, Viewing)>,
+}
+
+/// Checks the viewer token and that its user may still watch; the session's agent, the user,
+/// and whether the viewing is recorded.
+async fn authorize(app: &AppState, id: Uuid, query: TokenQuery) -> Result<Authorized, ApiError> {
     let token = query
         .token()
         .ok_or_else(|| ApiError::unauthorized("missing `token` query parameter"))?;
@@ -198,15 +255,20 @@ async fn authorize(
             "this token was issued for another session",
         ));
     }
-    match app.store.get_user_by_id(grant.user_id).await {
-        Ok(record) if !record.user.disabled => {}
+    let viewer = match app.store.get_user_by_id(grant.user_id).await {
+        Ok(record) if !record.user.disabled => policy::Principal {
+            user_id: record.user.id,
+            username: record.user.username,
+            role: record.user.role,
+            groups: record.user.groups,
+        },
         Ok(_) | Err(streamspace_store::StoreError::NotFound { .. }) => {
             return Err(ApiError::unauthorized(
                 "the user this token was issued to can no longer sign in",
             ));
         }
         Err(e) => return Err(ApiError::from_store(e, "reading a viewer's user")),
-    }
+    };
     let session = load_session(app, id).await?;
     require_running(&session)?;
     let agent_id = session.agent_id.clone().ok_or_else(|| {
@@ -223,7 +285,23 @@ async fn authorize(
             "this replica is shutting down; connect again",
         ));
     }
-    Ok((agent_id, grant.user_id))
+    let recording = recording(app, &session, &viewer, query.record())
+        .await?
+        .map(|strictness| {
+            let viewing = Viewing {
+                session_id: id,
+                owner_id: session.owner_id,
+                viewer_id: grant.user_id,
+                viewer: viewer.username.clone(),
+                mode: "control",
+            };
+            (strictness, viewing)
+        });
+    Ok(Authorized {
+        agent_id,
+        user_id: grant.user_id,
+        recording,
+    })
 }
 
 /// Registers a pending tunnel and asks the agent to dial its data connection.
@@ -276,6 +354,7 @@ struct Stream {
     user_id: Uuid,
     tunnel_id: Uuid,
     agent_id: String,
+    recording: Option<(Strictness, Viewing)>,
 }
 
 impl Stream {
@@ -305,6 +384,14 @@ impl Stream {
                 return;
             }
         };
+        let mut tap = match self.start_recording().await {
+            Ok(tap) => tap,
+            Err(reason) => {
+                drop(data);
+                refuse(viewer, &reason).await;
+                return;
+            }
+        };
         let tunnels: &Arc<Tunnels> = &self.app.tunnels;
         let open = tunnels.opened(self.session_id, self.tunnel_id, self.user_id);
         tracing::info!(streams_here = tunnels.counts().0, "viewer stream open");
@@ -312,17 +399,42 @@ impl Stream {
             send_timeout: tunnel.send_timeout,
             close_grace: tunnel.close_grace,
         };
-        let splice = splice::run(viewer, data, &open.closer, timing);
-        tokio::pin!(splice);
-        // On shutdown both sides still get a close frame: the splice ends through the closer.
-        let ending = tokio::select! {
-            e = &mut splice => e,
-            () = self.app.shutdown.cancelled() => {
-                open.closer.close(close_code::GOING_AWAY, "replica shutting down");
-                splice.await
+        let ending = {
+            let splice = splice::run(viewer, data, &open.closer, timing, tap.as_mut());
+            tokio::pin!(splice);
+            // On shutdown both sides still get a close frame: the splice ends through the closer.
+            tokio::select! {
+                e = &mut splice => e,
+                () = self.app.shutdown.cancelled() => {
+                    open.closer.close(close_code::GOING_AWAY, "replica shutting down");
+                    splice.await
+                }
             }
         };
         tracing::info!(code = ending.code, reason = %ending.reason, "viewer stream closed");
+        if let Some(tap) = tap {
+            tap.finish(&ending.reason).await;
+        }
+    }
+
+    /// The viewing's recording, if it has one; `Err` (the reason) if it must be recorded and
+    /// cannot be. A recording only asked for that cannot start is logged and skipped.
+    async fn start_recording(&self) -> Result<Option<crate::recording::Tap>, String> {
+        let (Some((strictness, viewing)), Some(recorder)) = (&self.recording, &self.app.recorder)
+        else {
+            return Ok(None);
+        };
+        match recorder.start(viewing, *strictness).await {
+            Ok(tap) => Ok(Some(tap)),
+            Err(e) if *strictness == Strictness::Required => {
+                tracing::error!(error = %e, "a viewing that must be recorded could not be");
+                Err("this viewing must be recorded, and the recording could not start".to_owned())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the recording asked for could not start");
+                Ok(None)
+            }
+        }
     }
 
     async fn tell_agent(&self, reason: &str) {

@@ -114,6 +114,24 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
         .context("alice's session has a start command")?
         .command_id;
 
+    // A recording of bob watching alice's session (still going on: its stream is not readable).
+    let alice_id = a.owner_id.context("alice's session has an owner id")?;
+    let recording = s
+        .store
+        .create_recording(
+            &streamspace_store::NewRecording {
+                id: uuid::Uuid::now_v7(),
+                session_id: a.id,
+                owner_id: Some(alice_id),
+                viewer_id: alice_id,
+                viewer: "alice".into(),
+                storage_key: "matrix/one.ssrec".into(),
+            },
+            &streamspace_store::AuditEntry::system("recording.create", "matrix", json!({})),
+        )
+        .await?
+        .id;
+    let missing = uuid::Uuid::now_v7();
     let tokens = BTreeMap::from([
         ("admin", ADMIN_TOKEN.to_owned()),
         ("operator", operator),
@@ -162,6 +180,32 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
             format!("/api/v1/sessions/{a_id}/connect"),
             None,
             [CONFLICT, CONFLICT, CONFLICT, GONE],
+        ),
+        // Recordings: the session's owner and admins only; operators see the session but not
+        // what its viewers were shown.
+        (
+            Method::GET,
+            format!("/api/v1/sessions/{a_id}/recordings"),
+            None,
+            [OK, NO, OK, GONE],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/recordings/{recording}"),
+            None,
+            [OK, GONE, OK, GONE],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/recordings/{recording}/data"),
+            None,
+            [CONFLICT, GONE, CONFLICT, GONE],
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/recordings/{missing}"),
+            None,
+            [GONE, GONE, GONE, GONE],
         ),
         (
             Method::GET,

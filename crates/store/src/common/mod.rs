@@ -13,6 +13,7 @@
 
 pub(crate) mod identity;
 pub(crate) mod quota;
+pub(crate) mod recording;
 pub(crate) mod rules;
 pub(crate) mod sso;
 pub(crate) mod tx;
@@ -24,6 +25,7 @@ macro_rules! impl_store {
         $crate::common::quota::impl_quotas!($store, $conn, $stmts);
         $crate::common::rules::impl_rules!($store);
         $crate::common::sso::impl_single_sign_on!($store, $conn, $stmts);
+        $crate::common::recording::impl_recordings!($store, $conn, $stmts);
 
         #[async_trait::async_trait]
         impl $crate::Store for $store {

@@ -11,7 +11,7 @@ use streamspace_proto::api::{
 
 use crate::cli::{
     AgentAction, AgentKeyCommand, ClientArgs, CommandsCommand, OrNone, OutputFormat,
-    SessionCommand, TemplateCommand,
+    RecordingCommand, SessionCommand, TemplateCommand,
 };
 use crate::duration::Shown;
 use crate::output::{print_many, print_one};
@@ -205,6 +205,26 @@ pub async fn commands(cmd: CommandsCommand) -> anyhow::Result<()> {
             client.output,
             &connect(&client)?.get_command(command_id).await?,
         ),
+    }
+}
+
+pub async fn recording(cmd: RecordingCommand) -> anyhow::Result<()> {
+    match cmd {
+        RecordingCommand::List { session, client } => print_many(
+            client.output,
+            &connect(&client)?.list_recordings(session).await?,
+        ),
+        RecordingCommand::Get { id, file, client } => {
+            let data = connect(&client)?.recording_data(id).await?;
+            std::fs::write(&file, &data)
+                .with_context(|| format!("writing the recording to {}", file.display()))?;
+            eprintln!("wrote {} bytes to {}", data.len(), file.display());
+            Ok(())
+        }
+        RecordingCommand::Rm { id, client } => {
+            connect(&client)?.delete_recording(id).await?;
+            Ok(())
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate::run(args).await,
         Command::Session(cmd) => client::session(cmd).await,
         Command::Commands(cmd) => client::commands(cmd).await,
+        Command::Recording(cmd) => client::recording(cmd).await,
         Command::Template(cmd) => client::template(cmd).await,
         Command::AgentKey(cmd) => client::agent_key(cmd).await,
         Command::Login(args) => identity::login(args).await,

@@ -3,11 +3,12 @@
 use anyhow::Context;
 use streamspace_proto::api::QuotaLimits;
 use streamspace_server::{HttpConfig, ListenerTls, MetricsToken, RetentionConfig};
+use streamspace_server::{RecordingConfig, RecordingStoreConfig};
 use streamspace_server::{RedisConfig, SecretsConfig, ServerConfig};
 use streamspace_store::SessionSize;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ServerArgs, ServerTlsArgs, ServerTuning};
+use crate::cli::{RecordingArgs, ServerArgs, ServerTlsArgs, ServerTuning};
 use crate::secrets;
 
 /// Connections the kernel may queue for `accept` (it caps this at `net.core.somaxconn`). With
@@ -121,6 +122,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     apply_tls(&mut config, &args.tls);
     config.http.metrics_token = metrics_token(&args.tuning)?;
+    config.recording = recording_config(&args.recording)?;
     streamspace_server::serve(listener, store, config, shutdown)
         .await
         .context("control plane stopped with an error")
@@ -206,10 +208,30 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
             commands: t.command_retention.0,
             sessions: t.session_retention.0,
             audit: t.audit_retention.0,
+            recordings: t.recording_retention.0,
             ..RetentionConfig::default()
         },
         ..ServerConfig::default()
     }
+}
+
+/// The recording flags, with the S3 secret read from its file.
+pub fn recording_config(args: &RecordingArgs) -> anyhow::Result<RecordingConfig> {
+    let store = match args.recording_store.clone() {
+        Some(RecordingStoreConfig::S3(mut s3)) => {
+            s3.endpoint = args.s3_endpoint.clone();
+            s3.region = args.s3_region.clone();
+            s3.access_key_id = args.s3_access_key_id.clone();
+            s3.secret_access_key = args
+                .s3_secret_access_key_file
+                .as_deref()
+                .map(|p| secrets::read_required(p, "the S3 secret access key"))
+                .transpose()?;
+            Some(RecordingStoreConfig::S3(s3))
+        }
+        other => other,
+    };
+    Ok(RecordingConfig { store })
 }
 
 /// `--redis-url` with the credentials from the Redis password files; `None` without a URL.

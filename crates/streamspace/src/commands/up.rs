@@ -82,6 +82,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         replica_id: "local".to_owned(),
         tls: tls.clone(),
+        recording: streamspace_server::RecordingConfig {
+            store: Some(streamspace_server::RecordingStoreConfig::Dir(
+                data_dir.join("recordings"),
+            )),
+        },
+        // Where no template or group says otherwise.
+        session_rules: streamspace_proto::api::EffectiveRules {
+            recording: args.recording_policy,
+            ..streamspace_server::DEFAULT_RULES
+        },
         ..ServerConfig::default()
     };
     let mut server = tokio::spawn(streamspace_server::serve(

@@ -1,0 +1,18 @@
+-- Recordings of viewings: one row per recorded viewing; the stream itself is in the recording
+-- store under `storage_key`. `session_id` and `owner_id` (the session's owner, who may read it)
+-- carry no foreign key: a recording outlives its session's row, which is purged by its own
+-- retention, until recording retention deletes it.
+CREATE TABLE recordings (
+    id          TEXT PRIMARY KEY,
+    session_id  TEXT NOT NULL,
+    owner_id    TEXT,
+    viewer_id   TEXT NOT NULL,
+    viewer      TEXT NOT NULL,
+    started_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+    ended_at    TEXT,
+    bytes       INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),
+    storage_key TEXT NOT NULL UNIQUE,
+    complete    BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX recordings_session ON recordings (session_id, id);
+CREATE INDEX recordings_age ON recordings (COALESCE(ended_at, started_at));
