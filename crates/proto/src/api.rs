@@ -161,6 +161,9 @@ pub enum Action {
     /// Answered by the agent at once (`{"pong": true}`), with no session: checks the whole
     /// command path to one agent cheaply.
     Ping,
+    /// Removes a deleted user's home from the agent that holds it (no session); sent only to
+    /// agents that registered with `user_homes`.
+    DeleteUserHome,
 }
 
 impl Action {
@@ -171,6 +174,7 @@ impl Action {
             Self::HibernateSession => "hibernate_session",
             Self::WakeSession => "wake_session",
             Self::Ping => "ping",
+            Self::DeleteUserHome => "delete_user_home",
         }
     }
 
@@ -181,7 +185,7 @@ impl Action {
             Self::StartSession | Self::WakeSession => Some(SessionState::Running),
             Self::StopSession => Some(SessionState::Terminated),
             Self::HibernateSession => Some(SessionState::Hibernated),
-            Self::Ping => None,
+            Self::Ping | Self::DeleteUserHome => None,
         }
     }
 }

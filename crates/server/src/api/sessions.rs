@@ -66,7 +66,12 @@ pub(super) async fn create(
     )?;
     let size = quotas::session_size(&app, &template);
     let quota = quotas::effective(&app, actor.user_id()).await?;
-    let payload = serde_json::to_value(StartSessionPayload { template }).map_err(|e| {
+    let user_home = template.persistent_home.is_user();
+    let payload = StartSessionPayload {
+        template,
+        user_id: user_home.then(|| actor.user_id()),
+    };
+    let payload = serde_json::to_value(payload).map_err(|e| {
         tracing::error!(error = %e, "encoding a start_session payload failed");
         ApiError::internal()
     })?;
@@ -360,5 +365,6 @@ fn verb(action: Action) -> &'static str {
         Action::HibernateSession => "hibernate",
         Action::WakeSession => "wake",
         Action::Ping => "ping",
+        Action::DeleteUserHome => "delete the user home of",
     }
 }
