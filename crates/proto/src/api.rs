@@ -17,8 +17,9 @@ mod quota;
 mod template;
 pub use identity::{
     ApiToken, AuditFilter, AuditRecord, ChangePassword, ConfirmTotp, CreateGroup, CreateToken,
-    CreateUser, CreatedToken, DisableTotp, Group, LoginRequest, LoginResponse, Me, Page,
-    RecoveryCodes, Role, SignInProvider, TotpEnrolment, UpdateGroup, UpdateUser, User,
+    CreateUser, CreatedToken, DeleteUserQuery, DisableTotp, Group, HomeDisposal, LoginRequest,
+    LoginResponse, Me, Page, RecoveryCodes, Role, SignInProvider, TotpEnrolment, UpdateGroup,
+    UpdateUser, User,
 };
 pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SessionSize, SetQuota, UserQuota};
 pub use template::{

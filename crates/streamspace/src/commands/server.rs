@@ -183,6 +183,7 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
             cpu_millis: t.default_session_cpu_millis,
             memory_mib: t.default_session_memory_mib,
         },
+        shared_user_homes: t.shared_user_homes,
         http: HttpConfig {
             header_read_timeout: t.header_read_timeout,
             request_timeout: t.request_timeout,
