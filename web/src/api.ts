@@ -13,6 +13,7 @@ export type Template = Schemas["Template"];
 export type CreateTemplate = Schemas["CreateTemplate"];
 export type UpdateTemplate = Schemas["UpdateTemplate"];
 export type TemplateIcon = Schemas["TemplateIcon"];
+export type HomePolicy = Schemas["HomePolicy"];
 export type Agent = Schemas["Agent"];
 export type Command = Schemas["Command"];
 /** Answer to POST /api/v1/sessions/{id}/connect. */
@@ -169,7 +170,9 @@ export const api = {
   users: () => all<User>("/users"),
   createUser: (user: CreateUser) => request<User>("POST", "/users", user),
   updateUser: (username: string, change: UpdateUser) => request<User>("PATCH", `/users/${enc(username)}`, change),
-  deleteUser: (username: string) => request<unknown>("DELETE", `/users/${enc(username)}`),
+  /** `home` is required when the user has a home (409 `home_choice_required` otherwise). */
+  deleteUser: (username: string, home?: "keep" | "delete") =>
+    request<unknown>("DELETE", `/users/${enc(username)}${home ? `?home=${home}` : ""}`),
   groups: () => all<Group>("/groups"),
   createGroup: (name: string, description: string) => request<Group>("POST", "/groups", { name, description }),
   deleteGroup: (name: string) => request<unknown>("DELETE", `/groups/${enc(name)}`),

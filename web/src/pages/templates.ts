@@ -2,7 +2,7 @@
 // template field; an emptied field is reset (PATCH null), and the server checks the result like
 // a new template and names the field it refuses.
 
-import { Template, TemplateIcon, api } from "../api";
+import { HomePolicy, Template, TemplateIcon, api } from "../api";
 import { clearMessages, h, replace, runAction, showError, showNotice } from "../dom";
 
 const ICONS: TemplateIcon[] = [
@@ -97,6 +97,15 @@ export function templatesPage(root: HTMLElement): void {
       ...ICONS.map((i) => h("option", { value: i }, i)),
     );
     icon.value = t?.icon ?? "";
+    const home = h(
+      "select",
+      { id: "template-home" },
+      h("option", { value: "none" }, "none"),
+      h("option", { value: "delete" }, "a volume per session, removed at stop"),
+      h("option", { value: "retain" }, "a volume per session, kept after stop"),
+      h("option", { value: "user" }, "the user's own home, shared by their sessions"),
+    );
+    home.value = t?.persistent_home ?? "none";
     const groups = h("input", {
       id: "template-groups",
       type: "text",
@@ -116,6 +125,7 @@ export function templatesPage(root: HTMLElement): void {
       field("template-category", "Category", category, "The catalog's heading."),
       field("template-tags", "Tags", tags, "Comma-separated: a-z, 0-9 and '-'."),
       field("template-icon", "Icon", icon),
+      field("template-home", "Home", home, "What the session's home directory is."),
       field("template-groups", "Allowed groups", groups, "Comma-separated; empty: every user may launch it."),
       h("div", { class: "row" }, save, cancel),
     );
@@ -134,6 +144,7 @@ export function templatesPage(root: HTMLElement): void {
             category: text(category) || null,
             tags: list(tags.value).length ? list(tags.value) : null,
             icon: (icon.value || null) as TemplateIcon | null,
+            persistent_home: home.value as HomePolicy,
             allowed_groups: list(groups.value).length ? list(groups.value) : null,
           });
           showNotice(`Saved ${t.name}.`);
@@ -146,6 +157,7 @@ export function templatesPage(root: HTMLElement): void {
             category: text(category) || null,
             tags: list(tags.value),
             icon: (icon.value || null) as TemplateIcon | null,
+            persistent_home: home.value as HomePolicy,
             allowed_groups: list(groups.value),
           });
           showNotice(`Created ${text(name)}.`);
