@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use streamspace_proto::api::QuotaLimits;
+use streamspace_proto::api::{
+    ClipboardPolicy, EffectiveRules, QuotaLimits, RecordingPolicy, TransferPolicy,
+};
 use streamspace_store::SessionSize;
 
 /// Configuration of one control-plane replica.
@@ -72,6 +74,8 @@ pub struct ServerConfig {
     /// and is not refused while another session of its owner runs. Otherwise a home stays on
     /// the agent that made it, one session at a time.
     pub shared_user_homes: bool,
+    /// Clipboard, file-transfer and recording rules where no template or group says anything.
+    pub session_rules: EffectiveRules,
     /// Connection limits, timeouts and headers of the HTTP server.
     pub http: HttpConfig,
     /// How long finished commands, ended sessions and audit entries are kept.
@@ -159,6 +163,16 @@ impl Default for RetentionConfig {
     }
 }
 
+/// What applies where no template or group says anything, unless flags say otherwise:
+/// clipboard both ways up to 1 MiB, transfers both ways up to 1 GiB, no recording.
+pub const DEFAULT_RULES: EffectiveRules = EffectiveRules {
+    clipboard: ClipboardPolicy::Both,
+    clipboard_max_bytes: 1024 * 1024,
+    file_transfer: TransferPolicy::Both,
+    transfer_max_bytes: 1024 * 1024 * 1024,
+    recording: RecordingPolicy::Off,
+};
+
 /// [`ServerConfig::default_session_size`] unless configured: one core and 2 GiB.
 pub const DEFAULT_SESSION_SIZE: SessionSize = SessionSize {
     cpu_millis: 1000,
@@ -189,6 +203,7 @@ impl Default for ServerConfig {
             default_quota: QuotaLimits::default(),
             default_session_size: DEFAULT_SESSION_SIZE,
             shared_user_homes: false,
+            session_rules: DEFAULT_RULES,
             http: HttpConfig::default(),
             retention: RetentionConfig::default(),
             oidc: Vec::new(),

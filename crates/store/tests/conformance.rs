@@ -96,6 +96,8 @@ conformance!(
     user_home_sessions_follow_the_home_to_its_agent,
     a_user_home_is_used_by_one_session_at_a_time,
     deleting_a_user_asks_about_their_home,
+    rules_are_kept_on_templates_groups_and_sessions,
+    down_0008_drops_the_rules_columns,
 );
 
 #[path = "conformance/homes.rs"]
@@ -104,6 +106,10 @@ use homes::{
     a_user_home_is_used_by_one_session_at_a_time, deleting_a_user_asks_about_their_home,
     user_home_sessions_follow_the_home_to_its_agent,
 };
+
+#[path = "conformance/rules.rs"]
+mod rules;
+use rules::{down_0008_drops_the_rules_columns, rules_are_kept_on_templates_groups_and_sessions};
 
 #[path = "conformance/retention.rs"]
 mod retention;

@@ -184,6 +184,13 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
             memory_mib: t.default_session_memory_mib,
         },
         shared_user_homes: t.shared_user_homes,
+        session_rules: streamspace_proto::api::EffectiveRules {
+            clipboard: t.clipboard_policy,
+            clipboard_max_bytes: t.clipboard_max_bytes,
+            file_transfer: t.file_transfer_policy,
+            transfer_max_bytes: t.transfer_max_bytes,
+            recording: t.recording_policy,
+        },
         http: HttpConfig {
             header_read_timeout: t.header_read_timeout,
             request_timeout: t.request_timeout,
