@@ -1141,6 +1141,37 @@ mod tests {
     }
 
     #[test]
+    fn user_homes_are_chosen_on_templates_and_on_user_deletion() {
+        use streamspace_proto::api::{HomeDisposal, HomePolicy};
+        let cli = Cli::try_parse_from([
+            "streamspace",
+            "template",
+            "create",
+            "t",
+            "--command",
+            "xterm",
+            "--persistent-home",
+            "user",
+        ])
+        .expect("a user home");
+        let Command::Template(TemplateCommand::Create { runtime, .. }) = cli.command else {
+            panic!("expected template create");
+        };
+        assert_eq!(runtime.persistent_home, HomePolicy::User);
+        let cli = Cli::try_parse_from(["streamspace", "user", "delete", "alice", "--home", "keep"])
+            .expect("a home choice");
+        let Command::User(crate::cli_identity::UserCommand::Delete { home, .. }) = cli.command
+        else {
+            panic!("expected user delete");
+        };
+        assert_eq!(home, Some(HomeDisposal::Keep));
+        refused(
+            Cli::try_parse_from(["streamspace", "user", "delete", "a", "--home", "maybe"]),
+            "--home",
+        );
+    }
+
+    #[test]
     fn invalid_values_are_refused_naming_the_flag() {
         refused(agent_run(&["--lease-secs", "1"]), "--lease");
         refused(agent_run(&["--lease", "3500ms"]), "--lease");
