@@ -93,7 +93,7 @@ macro_rules! impl_user_homes {
                     .await?;
                 let reason = match ready {
                     None => "no longer exists",
-                    Some(false) => "is offline",
+                    Some(false) => "is offline (or no longer keeps user homes)",
                     Some(true) => "has no free capacity",
                 };
                 Ok($crate::StoreError::HomeAgentUnavailable {
