@@ -780,7 +780,7 @@ export interface components {
          * @description What a command asks an agent to do.
          * @enum {string}
          */
-        Action: "start_session" | "stop_session" | "hibernate_session" | "wake_session" | "ping";
+        Action: "start_session" | "stop_session" | "hibernate_session" | "wake_session" | "ping" | "delete_user_home";
         /** @description An agent as the control plane knows it. */
         Agent: {
             /**
@@ -1060,9 +1060,13 @@ export interface components {
         /**
          * @description Whether a session gets a volume for its home directory, and what happens to it at stop.
          *     The volume always survives hibernation.
+         *
+         *     `none`, `delete` and `retain` give each session its own volume; `user` gives every session
+         *     of one user that asks for it the same home (one per user, named from the user's id), which
+         *     outlives all of them and is removed only when the user is deleted and an operator says so.
          * @enum {string}
          */
-        HomePolicy: "none" | "delete" | "retain";
+        HomePolicy: "none" | "delete" | "retain" | "user";
         /** @description `POST /api/v1/auth/login`. */
         LoginRequest: {
             password: string;
@@ -4818,7 +4822,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description A quota would be exceeded (`quota_exceeded`) */
+            /** @description A quota would be exceeded (`quota_exceeded`); the template uses the owner's home, and another session of theirs uses it (`home_in_use`) or the agent holding it is offline or full (`home_agent_unavailable`) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6543,7 +6547,10 @@ export interface operations {
     };
     users_remove: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description What to do with the user's home (`keep` or `delete`); required when the user has one. */
+                home?: "keep" | "delete";
+            };
             header?: never;
             path: {
                 /** @description the user's name */
@@ -6596,7 +6603,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The last admin cannot be deleted */
+            /** @description The last admin cannot be deleted (`conflict`), or the user has a home and `home` does not say whether to keep or delete it (`home_choice_required`) */
             409: {
                 headers: {
                     [name: string]: unknown;

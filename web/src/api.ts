@@ -190,7 +190,9 @@ export const api = {
   users: () => all<User>("/users"),
   createUser: (user: CreateUser) => request<User>("POST", "/users", user),
   updateUser: (username: string, change: UpdateUser) => request<User>("PATCH", `/users/${enc(username)}`, change),
-  deleteUser: (username: string) => request<unknown>("DELETE", `/users/${enc(username)}`),
+  /** `home` is required when the user has a home (409 `home_choice_required` otherwise). */
+  deleteUser: (username: string, home?: "keep" | "delete") =>
+    request<unknown>("DELETE", `/users/${enc(username)}${home ? `?home=${home}` : ""}`),
   groups: () => all<Group>("/groups"),
   createGroup: (name: string, description: string) => request<Group>("POST", "/groups", { name, description }),
   deleteGroup: (name: string) => request<unknown>("DELETE", `/groups/${enc(name)}`),

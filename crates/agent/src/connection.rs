@@ -243,6 +243,7 @@ async fn register(
         labels: config.labels.clone(),
         sessions: sessions.clone(),
         result_receipts: true,
+        user_homes: ctx.executor.runtime().user_homes(),
     });
     write(sink, &message, config.welcome_timeout).await?;
     let welcome = tokio::time::timeout(config.welcome_timeout, async {

@@ -30,7 +30,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use streamspace_proto::SessionState;
 use streamspace_proto::api::Action;
-use streamspace_proto::wire::{AgentMessage, CommandMessage, SessionStatus, StartSessionPayload};
+use streamspace_proto::wire::{
+    AgentMessage, CommandMessage, DeleteUserHomePayload, SessionStatus, StartSessionPayload,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -108,8 +110,13 @@ enum CommandError {
     NoSession(Action),
     #[error("{0} is not a session action")]
     NotASessionAction(Action),
-    #[error("invalid start_session payload")]
-    Payload(#[source] serde_json::Error),
+    #[error("invalid {0} payload")]
+    Payload(Action, #[source] serde_json::Error),
+    #[error(
+        "template {0:?} asks for the user's own home, but the command names no user \
+         (a control plane that predates user homes?)"
+    )]
+    NoUser(String),
     #[error("agent is at capacity: it runs {live} of at most {max} sessions")]
     AtCapacity { live: usize, max: u32 },
     #[error(transparent)]
@@ -314,8 +321,16 @@ impl Executor {
         &self,
         command: &CommandMessage,
     ) -> Result<(Value, Option<SessionStatus>), CommandError> {
-        if command.action == Action::Ping {
-            return Ok((json!({ "pong": true }), None));
+        match command.action {
+            Action::Ping => return Ok((json!({ "pong": true }), None)),
+            Action::DeleteUserHome => {
+                let payload: DeleteUserHomePayload =
+                    serde_json::from_value(command.payload.clone())
+                        .map_err(|e| CommandError::Payload(command.action, e))?;
+                self.runtime.delete_user_home(payload.user_id).await?;
+                return Ok((json!({}), None));
+            }
+            _ => {}
         }
         let session_id = command
             .session_id
@@ -339,9 +354,18 @@ impl Executor {
         match command.action {
             Action::StartSession => {
                 let payload: StartSessionPayload = serde_json::from_value(command.payload.clone())
-                    .map_err(CommandError::Payload)?;
+                    .map_err(|e| CommandError::Payload(command.action, e))?;
                 self.check_capacity(session_id).await?;
-                let info = rt.start(session_id, &payload.template).await?;
+                let template = &payload.template;
+                let info = if template.persistent_home.is_user() {
+                    let user_id = payload
+                        .user_id
+                        .ok_or_else(|| CommandError::NoUser(template.name.clone()))?;
+                    rt.start_with_user_home(session_id, template, user_id)
+                        .await?
+                } else {
+                    rt.start(session_id, template).await?
+                };
                 Ok((address_result(&info), info.to_status()))
             }
             Action::StopSession => {
@@ -363,7 +387,9 @@ impl Executor {
                 Ok((address_result(&info), info.to_status()))
             }
             // Answered before any session lock is taken (see `perform`).
-            Action::Ping => Err(CommandError::NotASessionAction(command.action)),
+            Action::Ping | Action::DeleteUserHome => {
+                Err(CommandError::NotASessionAction(command.action))
+            }
         }
     }
 

@@ -336,6 +336,31 @@ impl Runtime for IdleRuntime {
         Ok(info)
     }
 
+    fn user_homes(&self) -> bool {
+        self.inner.user_homes()
+    }
+
+    async fn start_with_user_home(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+        user_id: Uuid,
+    ) -> Result<SessionInfo, RuntimeError> {
+        let lock = self.lock(session_id);
+        let _held = lock.lock().await;
+        let info = self
+            .inner
+            .start_with_user_home(session_id, template, user_id)
+            .await?;
+        self.watch
+            .track(session_id, &info, template.idle_timeout_secs);
+        Ok(info)
+    }
+
+    async fn delete_user_home(&self, user_id: Uuid) -> Result<(), RuntimeError> {
+        self.inner.delete_user_home(user_id).await
+    }
+
     async fn stop(&self, session_id: Uuid) -> Result<(), RuntimeError> {
         let lock = self.lock(session_id);
         let _held = lock.lock().await;

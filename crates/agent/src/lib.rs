@@ -70,10 +70,14 @@ async fn prepare(
         RuntimeKind::Process => {
             let sessions = config.state_dir.join("sessions");
             let mut process = ProcessRuntimeConfig::new(sessions);
+            process.home_root = config.state_dir.join("homes");
             if let Some(user) = &config.run_as {
                 check_run_as(user)?;
                 process.run_as = Some(user.clone());
                 process.run_dir = run_as_dir(&config.agent_id);
+                // The state directory is private to the agent; the sessions' user must reach
+                // its home.
+                process.home_root = run_as_home_root(&config.agent_id);
             }
             let runtime = ProcessRuntime::new(process);
             Ok((Arc::new(runtime), flock()))
@@ -125,17 +129,31 @@ fn check_run_as(user: &str) -> Result<(), AgentError> {
     runtime::process::check_run_as(user).map_err(|e| AgentError::InvalidConfig(e.to_string()))
 }
 
+/// Where the user homes of an agent with `--run-as` live: persistent (unlike `/run`), and
+/// reachable by the sessions' user (unlike the agent's private state directory).
+fn run_as_home_root(agent_id: &str) -> std::path::PathBuf {
+    std::path::Path::new(RUN_AS_HOME_ROOT)
+        .join(format!("agent-{}", safe_name(agent_id)))
+        .join("homes")
+}
+
+/// The parent of the user homes of agents with `--run-as`.
+pub const RUN_AS_HOME_ROOT: &str = "/var/lib/streamspace";
+
 /// Where sessions run as another user get their directories: under `/run` (root's, on a
 /// memory file system), since the agent's state directory is closed to that user.
 fn run_as_dir(agent_id: &str) -> std::path::PathBuf {
-    let name: String = agent_id
+    std::path::Path::new(RUN_AS_ROOT).join(format!("agent-{}", safe_name(agent_id)))
+}
+
+fn safe_name(agent_id: &str) -> String {
+    agent_id
         .chars()
         .map(|c| match c {
             'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c,
             _ => '_',
         })
-        .collect();
-    std::path::Path::new(RUN_AS_ROOT).join(format!("agent-{name}"))
+        .collect()
 }
 
 /// The parent of the session directories of agents with `--run-as`.

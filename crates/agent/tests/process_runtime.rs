@@ -883,3 +883,89 @@ async fn only_the_session_s_program_may_use_its_x_display() -> anyhow::Result<()
     rt.stop(id).await?;
     Ok(())
 }
+
+/// A template whose program writes `$HOME` and `$PWD` to `out` and then appends `line` to
+/// `$HOME/notes.txt`, then waits.
+fn user_home_template(out: &Path, line: &str) -> Template {
+    let create = streamspace_proto::api::CreateTemplate {
+        name: "home".into(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            r#"echo "$2" >> "$HOME/notes.txt" && echo "$HOME $PWD" > "$1.tmp" && mv "$1.tmp" "$1" && exec sleep 600"#.into(),
+            "sh".into(),
+            out.display().to_string(),
+            line.into(),
+        ],
+        persistent_home: streamspace_proto::api::HomePolicy::User,
+        ..Default::default()
+    };
+    Template::new(create, chrono::Utc::now())
+}
+
+#[tokio::test]
+async fn a_user_home_follows_its_user_across_sessions_and_only_that_user() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rt = runtime(dir.path());
+    assert!(rt.user_homes(), "the process runtime keeps user homes");
+    let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let home = dir.path().join("homes").join(alice.to_string());
+
+    // A plain start of a user-home template is refused: it needs the owner.
+    let out = dir.path().join("first.txt");
+    let err = rt
+        .start(Uuid::now_v7(), &user_home_template(&out, "x"))
+        .await
+        .expect_err("a user-home template needs its owner");
+    assert!(err.to_string().contains("persistent_home: user"), "{err}");
+
+    let first = Uuid::now_v7();
+    rt.start_with_user_home(first, &user_home_template(&out, "one"), alice)
+        .await?;
+    let seen = wait_until("the first session to report its home", WAIT, || async {
+        std::fs::read_to_string(&out).ok()
+    })
+    .await?;
+    let expected = format!("{0} {0}", home.display());
+    assert_eq!(seen.trim(), expected, "HOME and working directory");
+    assert_eq!(mode(&home)?, 0o700, "a user home is private");
+    rt.stop(first).await?;
+    assert!(home.join("notes.txt").exists(), "stopping keeps the home");
+
+    let out = dir.path().join("second.txt");
+    let second = Uuid::now_v7();
+    rt.start_with_user_home(second, &user_home_template(&out, "two"), alice)
+        .await?;
+    wait_until("the second session to start", WAIT, || async {
+        out.exists().then_some(())
+    })
+    .await?;
+    assert_eq!(
+        std::fs::read_to_string(home.join("notes.txt"))?,
+        "one\ntwo\n",
+        "the next session of the same user finds what the first wrote"
+    );
+
+    let out = dir.path().join("bob.txt");
+    let other = Uuid::now_v7();
+    rt.start_with_user_home(other, &user_home_template(&out, "bob"), bob)
+        .await?;
+    wait_until("the other user's session to start", WAIT, || async {
+        out.exists().then_some(())
+    })
+    .await?;
+    let bob_home = dir.path().join("homes").join(bob.to_string());
+    assert_eq!(
+        std::fs::read_to_string(bob_home.join("notes.txt"))?,
+        "bob\n",
+        "another user's session has its own home, without the first user's files"
+    );
+    rt.stop(second).await?;
+    rt.stop(other).await?;
+
+    rt.delete_user_home(alice).await?;
+    assert!(!home.exists(), "deleting the user home removes it");
+    rt.delete_user_home(alice).await?;
+    assert!(bob_home.exists(), "only that user's home is removed");
+    Ok(())
+}

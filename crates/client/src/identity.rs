@@ -96,9 +96,17 @@ impl Client {
             .await
     }
 
-    pub async fn delete_user(&self, username: &str) -> Result<()> {
+    /// Deletes the user; `home` says what to do with their home (required when they have
+    /// one: the server answers 409 `home_choice_required` otherwise).
+    pub async fn delete_user(
+        &self,
+        username: &str,
+        home: Option<streamspace_proto::api::HomeDisposal>,
+    ) -> Result<()> {
         let path = format!("api/v1/users/{}", encode_segment(username));
-        self.send_unit(self.request(Method::DELETE, &path)?).await
+        let query = streamspace_proto::api::DeleteUserQuery { home };
+        self.send_unit(self.request(Method::DELETE, &path)?.query(&query))
+            .await
     }
 
     // --- groups ---------------------------------------------------------------------------

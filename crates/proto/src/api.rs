@@ -19,8 +19,9 @@ mod rules;
 mod template;
 pub use identity::{
     ApiToken, AuditFilter, AuditRecord, ChangePassword, ConfirmTotp, CreateGroup, CreateToken,
-    CreateUser, CreatedToken, DisableTotp, Group, LoginRequest, LoginResponse, Me, Page,
-    RecoveryCodes, Role, SignInProvider, TotpEnrolment, UpdateGroup, UpdateUser, User,
+    CreateUser, CreatedToken, DeleteUserQuery, DisableTotp, Group, HomeDisposal, LoginRequest,
+    LoginResponse, Me, Page, RecoveryCodes, Role, SignInProvider, TotpEnrolment, UpdateGroup,
+    UpdateUser, User,
 };
 pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SessionSize, SetQuota, UserQuota};
 pub use recording::Recording;
@@ -165,6 +166,9 @@ pub enum Action {
     /// Answered by the agent at once (`{"pong": true}`), with no session: checks the whole
     /// command path to one agent cheaply.
     Ping,
+    /// Removes a deleted user's home from the agent that holds it (no session); sent only to
+    /// agents that registered with `user_homes`.
+    DeleteUserHome,
 }
 
 impl Action {
@@ -175,6 +179,7 @@ impl Action {
             Self::HibernateSession => "hibernate_session",
             Self::WakeSession => "wake_session",
             Self::Ping => "ping",
+            Self::DeleteUserHome => "delete_user_home",
         }
     }
 
@@ -185,7 +190,7 @@ impl Action {
             Self::StartSession | Self::WakeSession => Some(SessionState::Running),
             Self::StopSession => Some(SessionState::Terminated),
             Self::HibernateSession => Some(SessionState::Hibernated),
-            Self::Ping => None,
+            Self::Ping | Self::DeleteUserHome => None,
         }
     }
 }

@@ -72,6 +72,12 @@ pub struct Register {
     /// each result again until it gets one. Absent (false) from agents that predate receipts.
     #[serde(default, skip_serializing_if = "is_false")]
     pub result_receipts: bool,
+    /// The agent's runtime keeps one home per user (templates with `persistent_home: user`)
+    /// and understands `delete_user_home`. Absent (false) from agents that predate user
+    /// homes: the control plane never places such sessions on them (an older agent could not
+    /// even read the template).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub user_homes: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -144,6 +150,17 @@ pub struct TunnelOpen {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StartSessionPayload {
     pub template: Template,
+    /// The id of the session's owner, whose home the session mounts; sent only when the
+    /// template's `persistent_home` is `user` (absent from older servers, which never send
+    /// such templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+}
+
+/// Body of a `delete_user_home` command: remove the home of the user `user_id` (deleted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteUserHomePayload {
+    pub user_id: Uuid,
 }
 
 /// A command for the agent to run.
@@ -341,6 +358,7 @@ mod tests {
                     message: None,
                 }],
                 result_receipts: true,
+                user_homes: true,
             }),
             AgentMessage::Heartbeat {
                 active_sessions: 1,
@@ -435,9 +453,34 @@ mod tests {
         ));
         let quiet = encode(&AgentMessage::Register(Register {
             result_receipts: false,
+            user_homes: false,
             ..register
         }));
         assert!(!quiet.contains("result_receipts"), "{quiet}");
+        assert!(!quiet.contains("user_homes"), "{quiet}");
+    }
+
+    #[test]
+    fn a_start_names_its_owner_only_for_a_user_home() -> Result<(), serde_json::Error> {
+        let template: Template = serde_json::from_value(serde_json::json!({
+            "name": "t", "command": ["xterm"], "created_at": "2026-12-01T00:00:00Z"
+        }))?;
+        let plain = serde_json::to_value(StartSessionPayload {
+            template: template.clone(),
+            user_id: None,
+        })?;
+        assert!(plain.get("user_id").is_none(), "{plain}");
+        // What an older server sends still reads.
+        let old: StartSessionPayload = serde_json::from_value(plain)?;
+        assert_eq!(old.user_id, None);
+        let id = Uuid::now_v7();
+        let user: StartSessionPayload =
+            serde_json::from_value(serde_json::to_value(StartSessionPayload {
+                template,
+                user_id: Some(id),
+            })?)?;
+        assert_eq!(user.user_id, Some(id));
+        Ok(())
     }
 
     #[test]

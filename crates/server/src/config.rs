@@ -69,6 +69,11 @@ pub struct ServerConfig {
     /// What a session counts against a quota when its template sets no CPU or memory, so such
     /// templates cannot slip past a CPU or memory limit.
     pub default_session_size: SessionSize,
+    /// User homes are on storage every agent sees and several sessions may mount at once
+    /// (`--shared-user-homes`): a user-home session may go to any agent that keeps user homes,
+    /// and is not refused while another session of its owner runs. Otherwise a home stays on
+    /// the agent that made it, one session at a time.
+    pub shared_user_homes: bool,
     /// Clipboard, file-transfer and recording rules where no template or group says anything.
     pub session_rules: EffectiveRules,
     /// Connection limits, timeouts and headers of the HTTP server.
@@ -279,6 +284,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             default_quota: QuotaLimits::default(),
             default_session_size: DEFAULT_SESSION_SIZE,
+            shared_user_homes: false,
             session_rules: DEFAULT_RULES,
             http: HttpConfig::default(),
             retention: RetentionConfig::default(),

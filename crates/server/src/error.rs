@@ -112,6 +112,22 @@ impl ApiError {
                 "no_capacity",
                 "no online agent has free capacity for a new session",
             ),
+            e @ StoreError::NoUserHomeAgent => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_capacity",
+                e.to_string(),
+            ),
+            e @ StoreError::HomeAgentUnavailable { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "home_agent_unavailable",
+                e.to_string(),
+            ),
+            e @ StoreError::HomeInUse { .. } => {
+                Self::new(StatusCode::CONFLICT, "home_in_use", e.to_string())
+            }
+            e @ StoreError::HomeChoiceNeeded { .. } => {
+                Self::new(StatusCode::CONFLICT, "home_choice_required", e.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "{doing} failed");
                 Self::internal()

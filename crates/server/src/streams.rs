@@ -310,6 +310,7 @@ mod tests {
             quota: Default::default(),
             size,
             default_size: size,
+            user_home: None,
         };
         store
             .create_session(
@@ -339,6 +340,7 @@ mod tests {
             max_sessions: 5,
             labels: Default::default(),
             replica_id: "r1".into(),
+            user_homes: false,
         };
         store.register_agent(&agent).await?;
         let running = running_session(store.as_ref()).await?;

@@ -102,8 +102,17 @@ pub trait Identity: Send + Sync {
         audit: &AuditEntry,
     ) -> Result<User>;
     /// Deletes the user (their tokens go with them; their sessions stay, ownerless) and returns
-    /// it as it was; `Conflict` if it is the last enabled admin.
+    /// it as it was; `Conflict` if it is the last enabled admin, `HomeChoiceNeeded` if the
+    /// user has a home ([`Identity::delete_user_and_home`] says what to do with it).
     async fn delete_user(&self, username: &str, audit: &AuditEntry) -> Result<User>;
+    /// [`Identity::delete_user`], doing `home` with the user's home if they have one; returns
+    /// the `delete_user_home` command queued for the agent that holds it, if any.
+    async fn delete_user_and_home(
+        &self,
+        username: &str,
+        home: crate::HomeChoice,
+        audit: &AuditEntry,
+    ) -> Result<(User, Option<streamspace_proto::api::Command>)>;
     /// Records a successful sign-in.
     async fn record_login(&self, id: Uuid) -> Result<()>;
 

@@ -37,6 +37,7 @@ use streamspace_proto::api::{
 use uuid::Uuid;
 
 mod common;
+mod home;
 pub mod identity;
 pub mod migrate;
 pub mod postgres;
@@ -72,6 +73,35 @@ pub enum StoreError {
     Conflict(String),
     #[error("no online agent has free capacity for a new session")]
     NoCapacity,
+    /// The session needs its owner's home, which lives on `agent_id`, and that agent cannot
+    /// take it now (`reason`: it is offline, or full).
+    #[error(
+        "your home directory lives on agent {agent_id:?}, which {reason}; sessions that use \
+         it run only there (unless the operator made user homes shared storage)"
+    )]
+    HomeAgentUnavailable {
+        agent_id: String,
+        reason: &'static str,
+    },
+    /// The session needs its owner's home, which another live session of theirs already
+    /// mounts, and the home is not shared storage (a ReadWriteOnce volume).
+    #[error(
+        "your home directory is in use by session {session_id}; stop or end that session \
+         first (a user's home is mounted by one session at a time)"
+    )]
+    HomeInUse { session_id: Uuid },
+    /// No online agent with room keeps user homes (they all predate them, or are full).
+    #[error(
+        "no online agent with free capacity keeps user homes (persistent_home: user needs \
+         agents that support it)"
+    )]
+    NoUserHomeAgent,
+    /// The user has a home on `agent_id` and the deletion did not say what to do with it.
+    #[error(
+        "the user has a home directory on agent {agent_id:?}: say whether to keep or delete \
+         it (home=keep or home=delete)"
+    )]
+    HomeChoiceNeeded { agent_id: String },
     /// Creating the session would take its owner past a quota.
     #[error(
         "quota exceeded: {dimension} is {limit} {unit}; {used} in use and this session needs \
@@ -110,6 +140,29 @@ pub struct AgentRegistration {
     pub max_sessions: i32,
     pub labels: BTreeMap<String, String>,
     pub replica_id: String,
+    /// The agent's runtime keeps user homes (it said so in `register`).
+    pub user_homes: bool,
+}
+
+/// How a new session uses its owner's home (`persistent_home: user`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserHomeUse {
+    /// Every agent sees the same home storage, which many sessions may mount at once
+    /// (`--shared-user-homes`): any agent with user homes may run the session, and the
+    /// owner's other sessions do not matter. Otherwise the session goes to the agent that
+    /// holds the home, and is refused while another session of the owner uses it.
+    pub shared: bool,
+}
+
+/// What deleting a user does with their home (see [`identity::Identity::delete_user_and_home`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HomeChoice {
+    /// No choice made: refused (`HomeChoiceNeeded`) if the user has a home.
+    Ask,
+    /// Leave the home where it is; its record stays, marked orphaned, for an operator.
+    Keep,
+    /// Remove it: queue a `delete_user_home` command (this id) for the agent that holds it.
+    Delete { command_id: Uuid },
 }
 
 /// A stored credential (admin token, agent key, personal token or browser session); only its
@@ -215,6 +268,8 @@ pub struct NewSession {
     pub size: SessionSize,
     /// What a session counts whose template sets no CPU or memory (or no longer exists).
     pub default_size: SessionSize,
+    /// Set when the session mounts its owner's home.
+    pub user_home: Option<UserHomeUse>,
 }
 
 /// Outcome of an agent's report on a command.
@@ -389,6 +444,12 @@ pub trait Store: Identity + Quotas + Rules + SingleSignOn + Recordings + 'static
     /// online agent with free capacity (`NoCapacity` if none), insert the session (`pending`)
     /// and its `start_session` command (`pending`), and `audit` with the chosen `agent_id` added
     /// to its detail.
+    ///
+    /// With [`NewSession::user_home`], only agents with user homes qualify, and unless the
+    /// homes are shared: the owner's other live session using the home refuses it
+    /// (`HomeInUse`, checked under the owner's lock), and an owner whose home exists gets
+    /// the agent that holds it or `HomeAgentUnavailable`. The first such session records
+    /// where the home is made.
     async fn create_session(
         &self,
         new: &NewSession,

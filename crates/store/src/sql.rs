@@ -113,7 +113,8 @@ pub(crate) const AGENT_LIST: &str = concat!(
 pub(crate) const AGENT_CHOOSE: &str = concat!(
     "SELECT agent_id FROM (SELECT a.agent_id, a.max_sessions, ",
     active_sessions!(),
-    " AS active FROM agents a WHERE a.status = 'online' AND ($1 IS NULL OR a.platform = $1)) c \
+    " AS active FROM agents a WHERE a.status = 'online' AND ($1 IS NULL OR a.platform = $1) \
+     AND ($2 IS NULL OR a.agent_id = $2) AND (NOT $3 OR a.user_homes)) c \
      WHERE active < max_sessions ORDER BY active, agent_id LIMIT 1"
 );
 /// Whether agent `$1` is still online with a free slot (re-checked after locking it).
@@ -127,8 +128,9 @@ pub(crate) const AGENT_ACTIVE_SESSIONS: &str = "SELECT COUNT(*) FROM sessions \
 pub(crate) const AGENT_DELETE: &str = "DELETE FROM agents WHERE agent_id = $1";
 
 pub(crate) const SESSION_INSERT: &str = concat!(
-    "INSERT INTO sessions (id, template, agent_id, owner, owner_id, rules) VALUES ($1, $2, $3, $4, \
-     $5, COALESCE((SELECT rules FROM templates WHERE name = $2), '{}')) RETURNING ",
+    "INSERT INTO sessions (id, template, agent_id, owner, owner_id, user_home, rules) \
+     VALUES ($1, $2, $3, $4, $5, $6, COALESCE((SELECT rules FROM templates WHERE name = $2), \
+     '{}')) RETURNING ",
     session_columns!()
 );
 pub(crate) const SESSION_GET: &str = concat!(
@@ -409,11 +411,12 @@ impl Statements {
             )),
             agent_register: leak(format!(
                 "INSERT INTO agents (agent_id, platform, version, max_sessions, labels, replica_id, \
-                 status, epoch, last_heartbeat_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'online', 1, {now}) \
+                 status, epoch, last_heartbeat_at, user_homes) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'online', 1, {now}, $7) \
                  ON CONFLICT (agent_id) DO UPDATE SET platform = excluded.platform, \
                  version = excluded.version, max_sessions = excluded.max_sessions, \
                  labels = excluded.labels, replica_id = excluded.replica_id, status = 'online', \
+                 user_homes = excluded.user_homes, \
                  epoch = agents.epoch + 1, last_heartbeat_at = excluded.last_heartbeat_at \
                  RETURNING epoch"
             )),

@@ -416,6 +416,12 @@ pub struct ServerTuning {
     /// Memory, in MiB, that a session counts against quotas when its template sets none.
     #[arg(long, env = "STREAMSPACE_DEFAULT_SESSION_MEMORY_MIB", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
     pub default_session_memory_mib: u32,
+    /// User homes (templates with `persistent_home: user`) are on storage every agent sees and
+    /// many sessions may use at once (a shared directory, a ReadWriteMany storage class): a
+    /// user's sessions may run on any agent that keeps user homes, several at a time. Without
+    /// it a home stays on the agent that made it and one session uses it at a time.
+    #[arg(long, env = "STREAMSPACE_SHARED_USER_HOMES")]
+    pub shared_user_homes: bool,
     /// Which way the clipboard may flow where no template or group says: both, to_session,
     /// from_session or none.
     #[arg(long, env = "STREAMSPACE_CLIPBOARD_POLICY", default_value = "both")]
@@ -838,7 +844,8 @@ pub enum TemplateCommand {
         /// Memory limit in MiB, or `none`.
         #[arg(long, value_parser = parse_limit)]
         memory_mib: Option<OrNone<u32>>,
-        /// Home volume: none, delete or retain.
+        /// Home volume: none, delete, retain, or user (the owner's own home, shared by their
+        /// sessions).
         #[arg(long)]
         persistent_home: Option<streamspace_proto::api::HomePolicy>,
         /// Hibernate sessions after this long without a viewer (whole seconds, at most 30d), or
@@ -977,7 +984,9 @@ pub struct TemplateRuntimeArgs {
     /// Memory limit in MiB.
     #[arg(long)]
     pub memory_mib: Option<u32>,
-    /// Home volume: none, delete (removed at stop) or retain (kept after stop).
+    /// Home volume: none, delete (removed at stop), retain (kept after stop) or user (the
+    /// owner's own home, shared by all their sessions that ask for it, kept until the user is
+    /// deleted).
     #[arg(long, default_value = "none")]
     pub persistent_home: streamspace_proto::api::HomePolicy,
     /// Hibernate sessions after this long without a viewer (whole seconds, at most 30d).
@@ -1190,6 +1199,37 @@ mod tests {
             panic!("expected template create");
         };
         assert_eq!(runtime.idle_timeout, Some(ms(900_000)));
+    }
+
+    #[test]
+    fn user_homes_are_chosen_on_templates_and_on_user_deletion() {
+        use streamspace_proto::api::{HomeDisposal, HomePolicy};
+        let cli = Cli::try_parse_from([
+            "streamspace",
+            "template",
+            "create",
+            "t",
+            "--command",
+            "xterm",
+            "--persistent-home",
+            "user",
+        ])
+        .expect("a user home");
+        let Command::Template(TemplateCommand::Create { runtime, .. }) = cli.command else {
+            panic!("expected template create");
+        };
+        assert_eq!(runtime.persistent_home, HomePolicy::User);
+        let cli = Cli::try_parse_from(["streamspace", "user", "delete", "alice", "--home", "keep"])
+            .expect("a home choice");
+        let Command::User(crate::cli_identity::UserCommand::Delete { home, .. }) = cli.command
+        else {
+            panic!("expected user delete");
+        };
+        assert_eq!(home, Some(HomeDisposal::Keep));
+        refused(
+            Cli::try_parse_from(["streamspace", "user", "delete", "a", "--home", "maybe"]),
+            "--home",
+        );
     }
 
     #[test]

@@ -114,6 +114,10 @@ pub enum UserCommand {
     /// Delete a user; their running sessions are stopped.
     Delete {
         username: String,
+        /// What to do with the user's home (templates with `persistent_home: user`): keep
+        /// (left on its agent for an operator) or delete. Required when the user has one.
+        #[arg(long)]
+        home: Option<streamspace_proto::api::HomeDisposal>,
         #[command(flatten)]
         client: ClientArgs,
     },

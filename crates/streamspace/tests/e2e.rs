@@ -17,6 +17,7 @@ use streamspace_testkit::harness::Signal;
 use streamspace_testkit::relay::AgentRelay;
 use streamspace_testkit::vnc::read_rfb_banner;
 use streamspace_testkit::{PgCluster, wait_until};
+use uuid::Uuid;
 
 const START_TIMEOUT: Duration = Duration::from_secs(40);
 
@@ -714,5 +715,170 @@ async fn a_session_sees_none_of_the_agent_s_environment() -> anyhow::Result<()> 
         "the agent's variables leaked: {leaked:?}"
     );
     api.stop_session(session.id).await?;
+    Ok(())
+}
+
+/// A client acting as a new user `username` (password sign-in, with a token).
+async fn new_user(api: &Client, url: &str, username: &str) -> anyhow::Result<(Client, Uuid)> {
+    let password = "a long enough password 1";
+    let user = api
+        .create_user(&streamspace_proto::api::CreateUser {
+            username: username.into(),
+            password: Some(password.into()),
+            ..Default::default()
+        })
+        .await?;
+    let login = Client::new(url, "")?
+        .login(&streamspace_proto::api::LoginRequest {
+            username: username.into(),
+            password: password.into(),
+            totp: None,
+            token_name: Some("e2e".into()),
+        })
+        .await?;
+    let token = login.token.context("sign-in returns a token")?.token;
+    Ok((Client::new(url, &token)?, user.id))
+}
+
+async fn running(api: &Client, id: Uuid, logs: impl Fn() -> String) -> anyhow::Result<()> {
+    api.wait_for_session(id, SessionState::Running, Instant::now() + START_TIMEOUT)
+        .await
+        .with_context(logs)?;
+    Ok(())
+}
+
+/// Polls until `path` holds `expected`.
+async fn file_says(path: &std::path::Path, expected: &str) -> anyhow::Result<()> {
+    wait_until(
+        &format!("{} to say {expected:?}", path.display()),
+        START_TIMEOUT,
+        || {
+            let text = std::fs::read_to_string(path).ok();
+            async move { text.filter(|t| t == expected).map(|_| ()) }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_home_follows_its_user_to_the_agent_that_holds_it() -> anyhow::Result<()> {
+    let mut h = common::harness()?;
+    let db = h.sqlite_url();
+    let (server, url) = h.server(&db, &["--heartbeat-interval", "1"]).await?;
+    let api = Client::new(&url, ADMIN_TOKEN)?;
+    wait_for_ready(&api).await.with_context(|| server.logs())?;
+    let key_b = api.create_agent_key("home-b").await?.secret;
+    let state_b = h.path("state-b");
+    let mut agent_b = h.agent(&url, "home-b", &key_b, &state_b)?;
+    wait_for_agent_online(&api, "home-b")
+        .await
+        .with_context(|| format!("{}\n{}", server.logs(), agent_b.logs()))?;
+    // Each session records what its home held when it started, then adds a line.
+    api.create_template(&streamspace_proto::api::CreateTemplate {
+        name: "home".into(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            r#"cat "$HOME/notes.txt" > "$HOME/seen.tmp" 2>/dev/null; mv "$HOME/seen.tmp" "$HOME/seen.txt"; echo line >> "$HOME/notes.txt"; exec sleep 600"#.into(),
+        ],
+        persistent_home: streamspace_proto::api::HomePolicy::User,
+        ..Default::default()
+    })
+    .await?;
+    let (alice, alice_id) = new_user(&api, &url, "alice").await?;
+    let (bob, bob_id) = new_user(&api, &url, "bob").await?;
+    let alice_home = state_b.join("homes").join(alice_id.to_string());
+    let bob_home = state_b.join("homes").join(bob_id.to_string());
+
+    let first = alice.create_session("home").await?;
+    let logs = || format!("{}\n{}", server.logs(), agent_b.logs());
+    running(&alice, first.id, logs).await?;
+    file_says(&alice_home.join("notes.txt"), "line\n").await?;
+    file_says(&alice_home.join("seen.txt"), "").await?;
+
+    // A second session of alice's while the first runs: the home is in use.
+    let err = alice
+        .create_session("home")
+        .await
+        .expect_err("the home is in use");
+    assert_eq!(err.code(), Some("home_in_use"), "{err}");
+    assert!(err.to_string().contains(&first.id.to_string()), "{err}");
+
+    alice.stop_session(first.id).await?;
+    alice
+        .wait_for_session(
+            first.id,
+            SessionState::Terminated,
+            Instant::now() + START_TIMEOUT,
+        )
+        .await?;
+    assert!(
+        alice_home.join("notes.txt").exists(),
+        "stopping keeps the home"
+    );
+
+    // home-a would win the next placement (same load, smaller id): the home keeps alice on b.
+    let key_a = api.create_agent_key("home-a").await?.secret;
+    let agent_a = h.agent(&url, "home-a", &key_a, &h.path("state-a"))?;
+    wait_for_agent_online(&api, "home-a")
+        .await
+        .with_context(|| agent_a.logs())?;
+    let second = alice.create_session("home").await?;
+    assert_eq!(second.agent_id.as_deref(), Some("home-b"), "{second:?}");
+    running(&alice, second.id, || agent_b.logs()).await?;
+    file_says(&alice_home.join("seen.txt"), "line\n").await?;
+    file_says(&alice_home.join("notes.txt"), "line\nline\n").await?;
+
+    // Bob's session has a home of its own, without alice's files.
+    let theirs = bob.create_session("home").await?;
+    assert_eq!(theirs.agent_id.as_deref(), Some("home-a"), "{theirs:?}");
+    running(&bob, theirs.id, || agent_a.logs()).await?;
+    let bob_home_a = h.path("state-a").join("homes").join(bob_id.to_string());
+    file_says(&bob_home_a.join("seen.txt"), "").await?;
+    file_says(&bob_home_a.join("notes.txt"), "line\n").await?;
+    assert!(
+        !bob_home.exists(),
+        "bob's home is only where his session ran"
+    );
+    bob.stop_session(theirs.id).await?;
+    alice.stop_session(second.id).await?;
+    alice
+        .wait_for_session(
+            second.id,
+            SessionState::Terminated,
+            Instant::now() + START_TIMEOUT,
+        )
+        .await?;
+
+    // While home-b is down, alice's sessions cannot go elsewhere.
+    agent_b.terminate().await?;
+    wait_until("home-b to be offline", START_TIMEOUT, || async {
+        let agent = api.get_agent("home-b").await.ok()?;
+        (agent.status == AgentStatus::Offline).then_some(())
+    })
+    .await?;
+    let err = alice
+        .create_session("home")
+        .await
+        .expect_err("the home's agent is offline");
+    assert_eq!(err.code(), Some("home_agent_unavailable"), "{err}");
+    assert!(err.to_string().contains("home-b"), "names the agent: {err}");
+
+    // Deleting alice asks about her home; deleting it removes it once home-b is back.
+    let err = api
+        .delete_user("alice", None)
+        .await
+        .expect_err("a choice is needed");
+    assert_eq!(err.code(), Some("home_choice_required"), "{err}");
+    let _agent_b = h.agent(&url, "home-b", &key_b, &state_b)?;
+    wait_for_agent_online(&api, "home-b").await?;
+    api.delete_user("alice", Some(streamspace_proto::api::HomeDisposal::Delete))
+        .await?;
+    wait_until("alice's home to be removed", START_TIMEOUT, || {
+        let gone = !alice_home.exists();
+        async move { gone.then_some(()) }
+    })
+    .await?;
+    assert!(bob_home_a.exists(), "only alice's home is removed");
     Ok(())
 }

@@ -147,6 +147,7 @@ pub fn register_message(
         labels: Default::default(),
         sessions,
         result_receipts: false,
+        user_homes: false,
     })
 }
 
@@ -159,11 +160,38 @@ impl FakeAgent {
         max_sessions: u32,
         sessions: Vec<SessionStatus>,
     ) -> anyhow::Result<Self> {
+        let register = register_message(agent_id, max_sessions, sessions);
+        Self::connect_with(ws_url, key, agent_id, register).await
+    }
+
+    /// [`Self::connect`] as an agent whose runtime keeps user homes (`persistent_home: user`).
+    pub async fn connect_with_user_homes(
+        ws_url: &str,
+        key: &str,
+        agent_id: &str,
+        max_sessions: u32,
+    ) -> anyhow::Result<Self> {
+        let AgentMessage::Register(register) = register_message(agent_id, max_sessions, vec![])
+        else {
+            bail!("register_message made no register");
+        };
+        let register = AgentMessage::Register(Register {
+            user_homes: true,
+            ..register
+        });
+        Self::connect_with(ws_url, key, agent_id, register).await
+    }
+
+    async fn connect_with(
+        ws_url: &str,
+        key: &str,
+        agent_id: &str,
+        register: AgentMessage,
+    ) -> anyhow::Result<Self> {
         let mut ws = match open(ws_url, key, None).await? {
             Ok(ws) => ws,
             Err(refused) => bail!("agent {agent_id} refused: {refused:?}"),
         };
-        let register = register_message(agent_id, max_sessions, sessions);
         let epoch = handshake(&mut ws, &register, RECV_TIMEOUT).await?;
         let mut agent = Self::raw(agent_id, ws);
         agent.epoch = epoch;

@@ -10,6 +10,7 @@ const HOMES: [HomePolicy, string][] = [
   ["none", "none: the home lives and dies with the session"],
   ["delete", "a volume per session, deleted when it stops"],
   ["retain", "a volume per session, kept when it stops"],
+  ["user", "the user's own home, shared by their sessions"],
 ];
 
 const ICONS: TemplateIcon[] = [

@@ -1,4 +1,4 @@
-import { Role, SetQuota, User, api } from "../api";
+import { ApiError, Role, SetQuota, User, api } from "../api";
 import { badge, clearMessages, h, replace, runAction, showError, showNotice, time } from "../dom";
 import { quotaForm, quotaTable } from "../quota";
 import { signedInUser } from "../session";
@@ -40,6 +40,20 @@ export function usersPage(root: HTMLElement): void {
   const act = (label: string, call: () => Promise<unknown>, done?: string) =>
     runAction(label, call, refresh, done);
 
+  /** Deletes the user; if they have a home, asks whether it goes too. */
+  async function deleteUser(username: string): Promise<void> {
+    try {
+      await api.deleteUser(username);
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.code !== "home_choice_required") throw e;
+      const remove = window.confirm(
+        `${username} has a home directory (templates that keep the user's home). ` +
+          "Delete it too? OK deletes it; Cancel keeps it on its agent for an operator.",
+      );
+      await api.deleteUser(username, remove ? "delete" : "keep");
+    }
+  }
+
   function row(u: User): HTMLTableRowElement {
     const self = signedInUser()?.id === u.id;
     const button = (label: string, onclick: () => void) =>
@@ -55,7 +69,7 @@ export function usersPage(root: HTMLElement): void {
         button("Delete", () => {
           if (!window.confirm(`Delete ${u.username}? Their sessions are stopped.`)) return;
           if (quota.dataset.user === u.username) quota.replaceChildren();
-          void act("Delete", () => api.deleteUser(u.username), `Deleted ${u.username}.`);
+          void act("Delete", () => deleteUser(u.username), `Deleted ${u.username}.`);
         }),
       );
     }

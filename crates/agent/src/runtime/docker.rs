@@ -386,6 +386,9 @@ impl Runtime for DockerRuntime {
         session_id: Uuid,
         template: &Template,
     ) -> Result<SessionInfo, RuntimeError> {
+        if template.persistent_home.is_user() {
+            return Err(super::no_user_homes(self.platform(), template));
+        }
         if let Some(existing) = self.inspect(session_id).await? {
             let info = observe(session_id, &existing);
             if info.is_live() {

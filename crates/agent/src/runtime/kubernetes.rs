@@ -385,6 +385,9 @@ impl Runtime for KubernetesRuntime {
         session_id: Uuid,
         template: &Template,
     ) -> Result<SessionInfo, RuntimeError> {
+        if template.persistent_home.is_user() {
+            return Err(super::no_user_homes(self.platform(), template));
+        }
         let desired = objects::deployment(session_id, template, &self.config)?;
         let name = session_name(session_id);
         let root = match self

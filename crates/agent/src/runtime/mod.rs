@@ -133,6 +133,15 @@ impl RuntimeError {
     }
 }
 
+/// The refusal of a runtime that has no user homes (or of a start that names no owner).
+pub(crate) fn no_user_homes(platform: &str, template: &Template) -> RuntimeError {
+    RuntimeError::InvalidTemplate(format!(
+        "template {:?} asks for the user's own home (persistent_home: user), which the {platform} \
+         runtime of this agent does not keep",
+        template.name
+    ))
+}
+
 /// Runs sessions on one kind of compute.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
@@ -145,6 +154,35 @@ pub trait Runtime: Send + Sync + 'static {
         session_id: Uuid,
         template: &Template,
     ) -> Result<SessionInfo, RuntimeError>;
+
+    /// Whether this runtime keeps one home per user ([`Runtime::start_with_user_home`],
+    /// [`Runtime::delete_user_home`]); the agent announces it when it registers.
+    fn user_homes(&self) -> bool {
+        false
+    }
+
+    /// Starts a session whose template's `persistent_home` is `user`, with the home of the
+    /// user `user_id` (made on first use, kept when the session stops), or returns it
+    /// unchanged if it is already running or hibernated. A runtime without user homes refuses.
+    async fn start_with_user_home(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+        user_id: Uuid,
+    ) -> Result<SessionInfo, RuntimeError> {
+        let _ = (session_id, user_id);
+        Err(no_user_homes(self.platform(), template))
+    }
+
+    /// Removes the home of the user `user_id` (a deleted user); removing one that does not
+    /// exist succeeds.
+    async fn delete_user_home(&self, user_id: Uuid) -> Result<(), RuntimeError> {
+        let _ = user_id;
+        Err(RuntimeError::InvalidTemplate(format!(
+            "the {} runtime keeps no user homes",
+            self.platform()
+        )))
+    }
 
     /// Stops the session and removes everything it left behind. Stopping a session that is
     /// unknown or already stopped succeeds.

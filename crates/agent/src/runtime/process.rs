@@ -55,6 +55,11 @@ pub struct ProcessRuntimeConfig {
     /// With `run_as`, the sessions' user must be able to reach it (every directory above it
     /// searchable): the runtime makes it 0711 (passable, not listable) instead of 0700.
     pub run_dir: PathBuf,
+    /// Where each user's home lives (`<home_root>/<user id>`, mode 0700, owned by the
+    /// sessions' user) for templates with `persistent_home: user`; default
+    /// `<state_dir>/homes`. With `run_as` it must be reachable by that user like `run_dir`:
+    /// the runtime makes it 0711.
+    pub home_root: PathBuf,
     /// The user (name or uid) sessions run as, Xvnc and program alike, when the agent runs as
     /// root; `None`: the agent's own user.
     pub run_as: Option<String>,
@@ -73,6 +78,7 @@ impl ProcessRuntimeConfig {
     pub fn new(state_dir: PathBuf) -> Self {
         Self {
             run_dir: state_dir.join("run"),
+            home_root: state_dir.join("homes"),
             run_as: None,
             state_dir,
             xvnc: "Xvnc".to_owned(),
@@ -226,18 +232,32 @@ impl ProcessRuntime {
         }
         Ok(())
     }
-}
 
-#[async_trait]
-impl Runtime for ProcessRuntime {
-    fn platform(&self) -> &'static str {
-        "process"
+    /// Where the home of the user `user_id` lives (named from the id, never from a name).
+    fn user_home_path(&self, user_id: Uuid) -> PathBuf {
+        self.config.home_root.join(user_id.hyphenated().to_string())
     }
 
-    async fn start(
+    /// The home of the user `user_id`, made on first use: private to the sessions' user.
+    fn user_home(&self, user: &SessionUser, user_id: Uuid) -> Result<PathBuf, RuntimeError> {
+        let root_mode = if user.switches() { 0o711 } else { 0o700 };
+        crate::private_dir::ensure_mode(&self.config.home_root, root_mode)
+            .map_err(|e| RuntimeError::io("creating the directory of user homes", e))?;
+        let home = self.user_home_path(user_id);
+        crate::private_dir::ensure(&home)
+            .and_then(|()| user.own(&[&home]))
+            .map_err(|e| {
+                RuntimeError::io(format!("creating the user home {}", home.display()), e)
+            })?;
+        Ok(home)
+    }
+
+    /// Starts the session (with the home of `user_home`'s user as its `HOME`, when given).
+    async fn start_session(
         &self,
         session_id: Uuid,
         template: &Template,
+        user_home: Option<Uuid>,
     ) -> Result<SessionInfo, RuntimeError> {
         if let Some(record) = self.record(session_id) {
             let info = observe(&record);
@@ -270,10 +290,14 @@ impl Runtime for ProcessRuntime {
         self.dir
             .create()
             .map_err(|e| RuntimeError::io("creating the session state directory", e))?;
-        let user = match &self.config.run_as {
+        let mut user = match &self.config.run_as {
             Some(name) => SessionUser::run_as(name)?,
             None => SessionUser::agent(),
         };
+        if let Some(user_id) = user_home {
+            let home = self.user_home(&user, user_id)?;
+            user = user.with_home(home);
+        }
         let run_dir_mode = if user.switches() { 0o711 } else { 0o700 };
         crate::private_dir::ensure_mode(&self.config.run_dir, run_dir_mode)
             .map_err(|e| RuntimeError::io("creating the sessions' run directory", e))?;
@@ -307,6 +331,47 @@ impl Runtime for ProcessRuntime {
         Err(RuntimeError::StartFailed(format!(
             "Xvnc exited at once {LAUNCH_ATTEMPTS} times; last output: {last}"
         )))
+    }
+}
+
+#[async_trait]
+impl Runtime for ProcessRuntime {
+    fn platform(&self) -> &'static str {
+        "process"
+    }
+
+    fn user_homes(&self) -> bool {
+        true
+    }
+
+    async fn start(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+    ) -> Result<SessionInfo, RuntimeError> {
+        if template.persistent_home.is_user() {
+            return Err(super::no_user_homes(self.platform(), template));
+        }
+        self.start_session(session_id, template, None).await
+    }
+
+    async fn start_with_user_home(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+        user_id: Uuid,
+    ) -> Result<SessionInfo, RuntimeError> {
+        self.start_session(session_id, template, Some(user_id))
+            .await
+    }
+
+    async fn delete_user_home(&self, user_id: Uuid) -> Result<(), RuntimeError> {
+        let home = self.user_home_path(user_id);
+        remove_dir(&home).map_err(|e| {
+            RuntimeError::io(format!("removing the user home {}", home.display()), e)
+        })?;
+        tracing::info!(%user_id, path = %home.display(), "user home removed");
+        Ok(())
     }
 
     async fn stop(&self, session_id: Uuid) -> Result<(), RuntimeError> {

@@ -97,6 +97,51 @@ pub struct CreateUser {
     pub email: Option<String>,
 }
 
+/// What deleting a user does with their home (templates with `persistent_home: user`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HomeDisposal {
+    /// Leave it on the agent that holds it, for an operator to back up or remove.
+    Keep,
+    /// Remove it from that agent.
+    Delete,
+}
+
+impl HomeDisposal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keep => "keep",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+impl std::str::FromStr for HomeDisposal {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keep" => Ok(Self::Keep),
+            "delete" => Ok(Self::Delete),
+            _ => Err(format!(
+                "unknown home choice {s:?}; expected keep or delete"
+            )),
+        }
+    }
+}
+
+/// The query of `DELETE /api/v1/users/{username}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct DeleteUserQuery {
+    /// What to do with the user's home (`keep` or `delete`); required when the user has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(inline))]
+    pub home: Option<HomeDisposal>,
+}
+
 /// `PATCH /api/v1/users/{username}`: every field is optional; what is omitted stays.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -261,6 +261,10 @@ impl TemplateResources {
 
 /// Whether a session gets a volume for its home directory, and what happens to it at stop.
 /// The volume always survives hibernation.
+///
+/// `none`, `delete` and `retain` give each session its own volume; `user` gives every session
+/// of one user that asks for it the same home (one per user, named from the user's id), which
+/// outlives all of them and is removed only when the user is deleted and an operator says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -273,16 +277,20 @@ pub enum HomePolicy {
     /// A volume per session, kept when the session stops (for an operator to back up or
     /// remove).
     Retain,
+    /// The owner's own home, shared by all of their sessions that ask for it and kept when
+    /// they stop; it lives on the agent that made it (see ARCHITECTURE.md, "User homes").
+    User,
 }
 
 impl HomePolicy {
-    pub const ALL: [HomePolicy; 3] = [Self::None, Self::Delete, Self::Retain];
+    pub const ALL: [HomePolicy; 4] = [Self::None, Self::Delete, Self::Retain, Self::User];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",
             Self::Delete => "delete",
             Self::Retain => "retain",
+            Self::User => "user",
         }
     }
 
@@ -293,6 +301,11 @@ impl HomePolicy {
 
     pub fn is_none(&self) -> bool {
         *self == Self::None
+    }
+
+    /// Whether the session's home is its owner's, shared with the owner's other sessions.
+    pub fn is_user(self) -> bool {
+        self == Self::User
     }
 }
 
@@ -308,7 +321,9 @@ impl std::str::FromStr for HomePolicy {
         Self::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown home policy {s:?}; expected none, delete or retain"))
+            .ok_or_else(|| {
+                format!("unknown home policy {s:?}; expected none, delete, retain or user")
+            })
     }
 }
 
@@ -396,6 +411,8 @@ mod tests {
             assert_eq!(p.as_str().parse::<HomePolicy>(), Ok(p));
         }
         assert!("keep".parse::<HomePolicy>().is_err());
+        let u: HomePolicy = serde_json::from_str("\"user\"")?;
+        assert!(u.is_user() && u.has_volume());
         Ok(())
     }
 

@@ -209,6 +209,7 @@ impl Conn {
             max_sessions: clamp_i32(reg.capacity.max_sessions),
             labels: reg.labels.clone(),
             replica_id: app.config.replica_id.clone(),
+            user_homes: reg.user_homes,
         };
         let epoch = app.store.register_agent(&registration).await.map_err(|e| {
             tracing::error!(error = %e, "recording the agent's registration failed");

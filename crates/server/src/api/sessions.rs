@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 use streamspace_proto::api::{Action, CreateSession, Page, Session, SessionFilter, SessionState};
 use streamspace_proto::wire::StartSessionPayload;
-use streamspace_store::{NewCommand, NewSession, SessionQuery, StoreError};
+use streamspace_store::{NewCommand, NewSession, SessionQuery, StoreError, UserHomeUse};
 use uuid::Uuid;
 
 use super::{ApiJson, ApiPath, ApiQuery, audit, paging, quotas};
@@ -34,7 +34,7 @@ use crate::state::AppState;
         (status = 201, description = "The new session (pending)", body = streamspace_proto::api::Session),
         (status = 400, description = "The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such template", body = streamspace_proto::api::ErrorBody),
-        (status = 409, description = "A quota would be exceeded (`quota_exceeded`)", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "A quota would be exceeded (`quota_exceeded`); the template uses the owner's home, and another session of theirs uses it (`home_in_use`) or the agent holding it is offline or full (`home_agent_unavailable`)", body = streamspace_proto::api::ErrorBody),
         (status = 503, description = "No online agent has room (`no_capacity`)", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
@@ -66,7 +66,12 @@ pub(super) async fn create(
     )?;
     let size = quotas::session_size(&app, &template);
     let quota = quotas::effective(&app, actor.user_id()).await?;
-    let payload = serde_json::to_value(StartSessionPayload { template }).map_err(|e| {
+    let user_home = template.persistent_home.is_user();
+    let payload = StartSessionPayload {
+        template,
+        user_id: user_home.then(|| actor.user_id()),
+    };
+    let payload = serde_json::to_value(payload).map_err(|e| {
         tracing::error!(error = %e, "encoding a start_session payload failed");
         ApiError::internal()
     })?;
@@ -81,6 +86,9 @@ pub(super) async fn create(
         quota,
         size,
         default_size: app.config.default_session_size,
+        user_home: user_home.then_some(UserHomeUse {
+            shared: app.config.shared_user_homes,
+        }),
     };
     // The store adds the agent it chooses to the entry's detail.
     let entry = audit(
@@ -360,5 +368,6 @@ fn verb(action: Action) -> &'static str {
         Action::HibernateSession => "hibernate",
         Action::WakeSession => "wake",
         Action::Ping => "ping",
+        Action::DeleteUserHome => "delete the user home of",
     }
 }

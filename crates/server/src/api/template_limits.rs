@@ -242,7 +242,10 @@ mod tests {
         assert_eq!(super::super::template_fields::validate(&create), Ok(()));
         let template = Template::new(create, Utc::now());
         // As `api::sessions::create` builds the payload and the dispatcher the command.
-        let payload = serde_json::to_value(StartSessionPayload { template })?;
+        let payload = serde_json::to_value(StartSessionPayload {
+            template,
+            user_id: None,
+        })?;
         let message = ServerMessage::Command(CommandMessage {
             command_id: Uuid::now_v7(),
             action: Action::StartSession,

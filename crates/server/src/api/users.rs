@@ -9,8 +9,10 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use streamspace_proto::api::{CreateUser, Page, PageQuery, UpdateUser, User};
-use streamspace_store::{NewUser, UserChange};
+use streamspace_proto::api::{
+    CreateUser, DeleteUserQuery, HomeDisposal, Page, PageQuery, UpdateUser, User,
+};
+use streamspace_store::{HomeChoice, NewUser, UserChange};
 use uuid::Uuid;
 
 use super::{ApiJson, ApiPath, ApiQuery, audit};
@@ -233,12 +235,12 @@ pub(super) async fn update(
     operation_id = "users_remove",
     tag = "users",
     summary = "Delete a user",
-    params(("username" = String, Path, description = "the user's name")),
+    params(("username" = String, Path, description = "the user's name"), streamspace_proto::api::DeleteUserQuery),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "A query or path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such user", body = streamspace_proto::api::ErrorBody),
-        (status = 409, description = "The last admin cannot be deleted", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The last admin cannot be deleted (`conflict`), or the user has a home and `home` does not say whether to keep or delete it (`home_choice_required`)", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -246,6 +248,7 @@ pub(super) async fn remove(
     State(app): State<AppState>,
     Extension(actor): Extension<Actor>,
     ApiPath(username): ApiPath<String>,
+    ApiQuery(query): ApiQuery<DeleteUserQuery>,
 ) -> Result<StatusCode, ApiError> {
     let record = app
         .store
@@ -267,17 +270,29 @@ pub(super) async fn remove(
         .filter(|s| !s.state.is_terminal())
         .map(|s| s.id)
         .collect();
-    let entry = audit(
-        &actor,
-        "user.delete",
-        username.clone(),
-        json!({ "stopped_sessions": live }),
-    );
-    app.store
-        .delete_user(&username, &entry)
+    let mut detail = json!({ "stopped_sessions": live });
+    if let Some(home) = query.home {
+        detail["home"] = home.as_str().into();
+    }
+    let entry = audit(&actor, "user.delete", username.clone(), detail);
+    let home = match query.home {
+        None => HomeChoice::Ask,
+        Some(HomeDisposal::Keep) => HomeChoice::Keep,
+        Some(HomeDisposal::Delete) => HomeChoice::Delete {
+            command_id: Uuid::now_v7(),
+        },
+    };
+    let (_, removal) = app
+        .store
+        .delete_user_and_home(&username, home, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "deleting a user"))?;
     app.revoked("user deleted", Some(record.user.id)).await;
+    if let Some(command) = removal {
+        tracing::info!(user_id = %record.user.id, agent_id = %command.agent_id,
+            command_id = %command.command_id, "user home removal queued");
+        app.route_to(&command.agent_id).await;
+    }
     for id in live {
         if let Err(e) = super::sessions::stop_session(&app, &actor, id).await {
             tracing::warn!(session_id = %id, error = %e.message,

@@ -19,3 +19,4 @@ mod template_update;
 mod tls;
 mod totp;
 mod tunnel;
+mod user_homes;

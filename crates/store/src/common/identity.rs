@@ -173,6 +173,21 @@ macro_rules! impl_identity {
                 username: &str,
                 audit: &$crate::AuditEntry,
             ) -> $crate::Result<streamspace_proto::api::User> {
+                let (user, _) = self
+                    .delete_user_and_home(username, $crate::HomeChoice::Ask, audit)
+                    .await?;
+                Ok(user)
+            }
+
+            async fn delete_user_and_home(
+                &self,
+                username: &str,
+                home: $crate::HomeChoice,
+                audit: &$crate::AuditEntry,
+            ) -> $crate::Result<(
+                streamspace_proto::api::User,
+                Option<streamspace_proto::api::Command>,
+            )> {
                 let mut tx = self.write_tx().await?;
                 let record = Self::guard_last_admin(
                     &mut tx,
@@ -181,13 +196,14 @@ macro_rules! impl_identity {
                     "deleted",
                 )
                 .await?;
+                let command = Self::dispose_user_home(&mut tx, record.user.id, home).await?;
                 sqlx::query($crate::identity::sql::USER_DELETE)
                     .bind($crate::rows::DbUuid(record.user.id))
                     .execute(&mut *tx)
                     .await?;
                 Self::insert_audit(&mut tx, audit).await?;
                 tx.commit().await?;
-                Ok(record.user)
+                Ok((record.user, command))
             }
 
             async fn record_login(&self, id: uuid::Uuid) -> $crate::Result<()> {

@@ -26,6 +26,7 @@ macro_rules! impl_store {
         $crate::common::rules::impl_rules!($store);
         $crate::common::sso::impl_single_sign_on!($store, $conn, $stmts);
         $crate::common::recording::impl_recordings!($store, $conn, $stmts);
+        $crate::home::impl_user_homes!($store, $conn, $stmts);
 
         #[async_trait::async_trait]
         impl $crate::Store for $store {
@@ -306,6 +307,7 @@ macro_rules! impl_store {
                     .bind(reg.max_sessions.max(0))
                     .bind(sqlx::types::Json(&reg.labels))
                     .bind(&reg.replica_id)
+                    .bind(reg.user_homes)
                     .fetch_one(&self.pool)
                     .await?)
             }

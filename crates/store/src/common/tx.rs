@@ -90,6 +90,7 @@ macro_rules! impl_transactions {
                         .bind(agent_id)
                         .bind(&new.owner)
                         .bind($crate::rows::DbUuid(new.owner_id))
+                        .bind(new.user_home.is_some())
                         .fetch_one(&mut *conn)
                         .await
                         .map_err(|e| {
@@ -106,6 +107,7 @@ macro_rules! impl_transactions {
                     payload: new.payload.clone(),
                 };
                 let command = Self::insert_command(conn, &command).await?;
+                Self::record_user_home(conn, new, agent_id).await?;
                 Ok((session, command))
             }
 

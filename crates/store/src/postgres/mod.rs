@@ -76,12 +76,15 @@ impl PgStore {
         for _ in 0..PLACEMENT_TRIES {
             let mut tx = self.write_tx().await?;
             Self::check_quota(&mut tx, new).await?;
+            let home = Self::home_target(&mut tx, new).await?;
             let Some(agent_id) = sqlx::query_scalar::<_, String>(sql::AGENT_CHOOSE)
                 .bind(new.platform.as_deref())
+                .bind(home.pinned.as_deref())
+                .bind(home.needs_user_homes)
                 .fetch_optional(&mut *tx)
                 .await?
             else {
-                return Err(StoreError::NoCapacity);
+                return Err(Self::no_agent(&mut tx, &home).await?);
             };
             let locked: Option<String> = sqlx::query_scalar(PG_STATEMENTS.agent_lock)
                 .bind(&agent_id)
@@ -97,6 +100,9 @@ impl PgStore {
                 Self::insert_audit(&mut tx, &audit).await?;
                 tx.commit().await?;
                 return Ok(placed);
+            }
+            if locked.is_some() && home.pinned.is_some() {
+                return Err(Self::no_agent(&mut tx, &home).await?);
             }
         }
         Err(StoreError::NoCapacity)

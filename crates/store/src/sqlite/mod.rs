@@ -56,11 +56,16 @@ impl SqliteStore {
     ) -> Result<(Session, Command)> {
         let mut tx = self.write_tx().await?;
         Self::check_quota(&mut tx, new).await?;
-        let agent_id: String = sqlx::query_scalar(sql::AGENT_CHOOSE)
+        let home = Self::home_target(&mut tx, new).await?;
+        let chosen: Option<String> = sqlx::query_scalar(sql::AGENT_CHOOSE)
             .bind(new.platform.as_deref())
+            .bind(home.pinned.as_deref())
+            .bind(home.needs_user_homes)
             .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NoCapacity)?;
+            .await?;
+        let Some(agent_id) = chosen else {
+            return Err(Self::no_agent(&mut tx, &home).await?);
+        };
         let placed = Self::insert_session(&mut tx, new, &agent_id).await?;
         let audit = audit.with_detail("agent_id", agent_id.into());
         Self::insert_audit(&mut tx, &audit).await?;

@@ -161,15 +161,34 @@ impl Db {
 }
 
 pub async fn register(store: &dyn Store, agent_id: &str, max_sessions: i32) -> Result<i64> {
+    Ok(store
+        .register_agent(&registration(agent_id, max_sessions))
+        .await?)
+}
+
+/// Registers an agent that keeps user homes.
+pub async fn register_with_homes(
+    store: &dyn Store,
+    agent_id: &str,
+    max_sessions: i32,
+) -> Result<i64> {
     let reg = AgentRegistration {
+        user_homes: true,
+        ..registration(agent_id, max_sessions)
+    };
+    Ok(store.register_agent(&reg).await?)
+}
+
+fn registration(agent_id: &str, max_sessions: i32) -> AgentRegistration {
+    AgentRegistration {
         agent_id: agent_id.into(),
         platform: "process".into(),
         version: "0.1.0".into(),
         max_sessions,
         labels: BTreeMap::from([("zone".into(), "test".into())]),
         replica_id: "replica-1".into(),
-    };
-    Ok(store.register_agent(&reg).await?)
+        user_homes: false,
+    }
 }
 
 /// What a session of a template without resources counts, in these tests.
@@ -196,6 +215,7 @@ pub fn new_session_for(owner: &str, owner_id: Uuid) -> NewSession {
         quota: streamspace_proto::api::QuotaLimits::default(),
         size: DEFAULT_SIZE,
         default_size: DEFAULT_SIZE,
+        user_home: None,
     }
 }
 

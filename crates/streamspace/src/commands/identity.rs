@@ -204,8 +204,12 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             };
             update(&client, &username, &change).await
         }
-        UserCommand::Delete { username, client } => {
-            connect(&client)?.delete_user(&username).await?;
+        UserCommand::Delete {
+            username,
+            home,
+            client,
+        } => {
+            connect(&client)?.delete_user(&username, home).await?;
             done(client.output, format!("deleted user {username}"));
             Ok(())
         }

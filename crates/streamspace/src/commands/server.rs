@@ -185,6 +185,7 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
             cpu_millis: t.default_session_cpu_millis,
             memory_mib: t.default_session_memory_mib,
         },
+        shared_user_homes: t.shared_user_homes,
         session_rules: streamspace_proto::api::EffectiveRules {
             clipboard: t.clipboard_policy,
             clipboard_max_bytes: t.clipboard_max_bytes,

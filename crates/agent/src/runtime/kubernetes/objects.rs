@@ -337,7 +337,7 @@ pub fn home_claim(
     let owner_references = match template.persistent_home {
         HomePolicy::None => return None,
         HomePolicy::Delete => Some(vec![owner]),
-        HomePolicy::Retain => None,
+        HomePolicy::Retain | HomePolicy::User => None,
     };
     Some(PersistentVolumeClaim {
         metadata: ObjectMeta {

@@ -83,6 +83,12 @@ impl SessionUser {
         }
     }
 
+    /// This user with `home` as its home directory (`HOME` and the working directory): a
+    /// session that mounts its owner's home.
+    pub fn with_home(self, home: PathBuf) -> Self {
+        Self { home, ..self }
+    }
+
     /// Whether the session's processes run as another user than the agent.
     pub fn switches(&self) -> bool {
         self.switch
