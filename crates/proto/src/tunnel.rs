@@ -39,6 +39,9 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// A text frame on a binary-only stream.
     pub const UNSUPPORTED: u16 = 1003;
+    /// The viewer lost the right to watch (access or share link revoked, disconnected by the
+    /// owner), or sent what its stream does not allow (an unknown or malformed RFB message).
+    pub const POLICY: u16 = 1008;
     /// The agent could not open the stream (see the reason).
     pub const TUNNEL_FAILED: u16 = 1011;
     /// The viewer stopped reading: a send did not finish within the send timeout.

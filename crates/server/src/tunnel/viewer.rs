@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::rfb_filter::{ClientFilter, ClientPolicy};
 use super::splice::{self, Timing};
 use super::token::{self, TokenError};
 use crate::auth::Actor;
@@ -312,7 +313,9 @@ impl Stream {
             send_timeout: tunnel.send_timeout,
             close_grace: tunnel.close_grace,
         };
-        let splice = splice::run(viewer, data, &open.closer, timing);
+        let policy = ClientPolicy::CONTROL;
+        let filter = (!policy.passes_everything()).then(|| ClientFilter::new(policy));
+        let splice = splice::run(viewer, data, &open.closer, timing, filter);
         tokio::pin!(splice);
         // On shutdown both sides still get a close frame: the splice ends through the closer.
         let ending = tokio::select! {
