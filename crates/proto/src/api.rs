@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 mod identity;
 mod quota;
+mod share;
 mod template;
 pub use identity::{
     ApiToken, AuditFilter, AuditRecord, ChangePassword, ConfirmTotp, CreateGroup, CreateToken,
@@ -21,6 +22,7 @@ pub use identity::{
     RecoveryCodes, Role, SignInProvider, TotpEnrolment, UpdateGroup, UpdateUser, User,
 };
 pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SessionSize, SetQuota, UserQuota};
+pub use share::{CreateShare, MAX_SHARE_SECS, Share, ShareMode, Viewer, share_link};
 pub use template::{
     DEFAULT_VNC_PORT, HomePolicy, ResourcesChange, TemplateIcon, TemplatePorts, TemplateResources,
     UpdateTemplate,
@@ -210,6 +212,7 @@ str_enum_impls!(SessionState, "session state");
 str_enum_impls!(CommandStatus, "command status");
 str_enum_impls!(Action, "action");
 str_enum_impls!(AgentStatus, "agent status");
+str_enum_impls!(ShareMode, "share mode");
 
 /// A string that names no known value of an enum (e.g. a status read back from the database).
 #[derive(Debug, Clone, thiserror::Error)]

@@ -93,7 +93,13 @@ conformance!(
     oidc_users_are_keyed_by_subject,
     oidc_groups_are_replaced_and_local_ones_kept,
     down_0006_drops_the_oidc_flows,
+    shares_are_made_listed_and_revoked,
+    down_0009_drops_the_shares,
 );
+
+#[path = "conformance/shares.rs"]
+mod shares;
+use shares::{down_0009_drops_the_shares, shares_are_made_listed_and_revoked};
 
 #[path = "conformance/retention.rs"]
 mod retention;

@@ -13,6 +13,7 @@
 
 pub(crate) mod identity;
 pub(crate) mod quota;
+pub(crate) mod shares;
 pub(crate) mod sso;
 pub(crate) mod tx;
 
@@ -22,6 +23,7 @@ macro_rules! impl_store {
         $crate::common::identity::impl_identity!($store, $conn, $stmts);
         $crate::common::quota::impl_quotas!($store, $conn, $stmts);
         $crate::common::sso::impl_single_sign_on!($store, $conn, $stmts);
+        $crate::common::shares::impl_shares!($store, $conn, $stmts);
 
         #[async_trait::async_trait]
         impl $crate::Store for $store {
