@@ -7,6 +7,8 @@ mod closing;
 mod common;
 #[path = "streaming/replicas.rs"]
 mod replicas;
+#[path = "streaming/sharing.rs"]
+mod sharing;
 #[path = "streaming/targets.rs"]
 mod targets;
 #[path = "streaming/tls.rs"]

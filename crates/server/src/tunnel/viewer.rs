@@ -1,5 +1,7 @@
-//! The browser's side: `POST /api/v1/sessions/{id}/connect` (admin) issues a viewer token, and
-//! `GET /api/v1/sessions/{id}/vnc?token=…` upgrades to the viewer's WebSocket.
+//! The browser's side: `POST /api/v1/sessions/{id}/connect` (the session's owner or an
+//! operator) and `POST /api/v1/shares/{share_id}/connect` (a user the share link is for) issue
+//! a viewer token, and `GET /api/v1/sessions/{id}/vnc?token=…` upgrades to the viewer's
+//! WebSocket. A viewer through a view-only link has what it sends filtered (`rfb_filter`).
 //!
 //! The WebSocket is websockify-style: raw VNC bytes in binary frames, no subprotocol required,
 //! `binary` answered when the browser offers it — so stock noVNC connects as it is. Every
@@ -16,9 +18,9 @@ use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
-use streamspace_proto::api::{Session, SessionState};
+use streamspace_proto::api::{Session, SessionState, Share, ShareMode};
 use streamspace_proto::tunnel::{
     BINARY_SUBPROTOCOL, ConnectInfo, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, close_code,
 };
@@ -27,16 +29,16 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::rfb_filter::{ClientFilter, ClientPolicy};
+use super::rfb_filter::{ClientFilter, ClientPolicy, ViewerMode};
 use super::splice::{self, Timing};
-use super::token::{self, TokenError};
+use super::token::{self, Access, TokenError};
 use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::hub::DeliveryError;
 use crate::policy;
 use crate::state::AppState;
-use crate::streams::{Opened, PendingGuard, Tunnels};
+use crate::streams::{Opened, PendingGuard, Tunnels, Watcher};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -80,31 +82,129 @@ pub(crate) async fn connect(
         policy::Resource::Session(&session),
     )?;
     require_running(&session)?;
-    let ttl = TimeDelta::from_std(app.config.tunnel.viewer_token_ttl)
-        .unwrap_or_else(|_| TimeDelta::seconds(60));
-    let expires_at = Utc::now() + ttl;
-    let token = token::issue_viewer(&app.keys.viewer, id, actor.user_id(), expires_at);
-    let served_tls = app.config.tls.is_some();
-    let base = public_base(
-        app.config.tunnel.public_url.as_deref(),
-        served_tls,
-        &headers,
-    )?;
-    let url = format!("{base}/api/v1/sessions/{id}/vnc?token={token}");
-    tracing::info!(session_id = %id, %expires_at, user = %actor.principal.username,
-        "viewer token issued");
+    let info = issue(&app, &headers, &actor, id, Access::Owner, None)?;
     let entry = crate::audit::entry(
         &actor,
         "session.connect",
         id.to_string(),
-        serde_json::json!({ "expires_at": expires_at }),
+        serde_json::json!({ "expires_at": info.expires_at }),
     );
     crate::audit::record_event(&app, &entry).await;
-    Ok(Json(ConnectInfo {
+    Ok(Json(info))
+}
+
+/// `POST /api/v1/shares/{share_id}/connect`: a viewer token through a share link, carrying
+/// the link's mode.
+#[utoipa::path(
+    post,
+    path = "/api/v1/shares/{share_id}/connect",
+    operation_id = "shares_connect",
+    tag = "sessions",
+    summary = "Get a viewer token for a shared session (through its share link)",
+    params(("share_id" = uuid::Uuid, Path, description = "the share link's id")),
+    responses(
+        (status = 200, description = "The viewer token, the WebSocket URL and the link's mode", body = streamspace_proto::tunnel::ConnectInfo),
+        (status = 400, description = "A path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The link is for other users (`forbidden`), revoked (`share_revoked`) or expired (`share_expired`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such share link", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The session is not running (`session_not_running`)", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
+pub(crate) async fn connect_shared(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    headers: HeaderMap,
+    ApiPath(share_id): ApiPath<Uuid>,
+) -> Result<Json<ConnectInfo>, ApiError> {
+    let share = app
+        .store
+        .get_share(share_id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading a share link"))?;
+    actor.may(policy::Action::UseShare, policy::Resource::Share(&share))?;
+    require_active(&share)?;
+    let session = load_session(&app, share.session_id).await?;
+    require_running(&session)?;
+    let access = Access::Share {
+        id: share.id,
+        mode: share.mode,
+    };
+    let info = issue(
+        &app,
+        &headers,
+        &actor,
+        session.id,
+        access,
+        Some(share.expires_at),
+    )?;
+    let entry = crate::audit::entry(
+        &actor,
+        "share.connect",
+        share.id.to_string(),
+        serde_json::json!({
+            "session_id": session.id,
+            "mode": share.mode,
+            "expires_at": info.expires_at,
+        }),
+    );
+    crate::audit::record_event(&app, &entry).await;
+    Ok(Json(info))
+}
+
+/// A viewer token for `session_id` to the actor with `access`, living the configured time but
+/// never past `until`, and the URL to open with it.
+fn issue(
+    app: &AppState,
+    headers: &HeaderMap,
+    actor: &Actor,
+    session_id: Uuid,
+    access: Access,
+    until: Option<DateTime<Utc>>,
+) -> Result<ConnectInfo, ApiError> {
+    let ttl = TimeDelta::from_std(app.config.tunnel.viewer_token_ttl)
+        .unwrap_or_else(|_| TimeDelta::seconds(60));
+    let mut expires_at = Utc::now() + ttl;
+    if let Some(until) = until {
+        expires_at = expires_at.min(until);
+    }
+    let token = token::issue_viewer(
+        &app.keys.viewer,
+        session_id,
+        actor.user_id(),
+        access,
+        expires_at,
+    );
+    let served_tls = app.config.tls.is_some();
+    let base = public_base(app.config.tunnel.public_url.as_deref(), served_tls, headers)?;
+    let url = format!("{base}/api/v1/sessions/{session_id}/vnc?token={token}");
+    tracing::info!(%session_id, %expires_at, user = %actor.principal.username,
+        mode = %access.mode(), share_id = ?access.share_id(), "viewer token issued");
+    Ok(ConnectInfo {
         token,
         url,
         expires_at,
-    }))
+        mode: access.mode(),
+    })
+}
+
+/// A revoked or expired share link opens nothing.
+pub(crate) fn require_active(share: &Share) -> Result<(), ApiError> {
+    if share.revoked_at.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "share_revoked",
+            "this share link was revoked",
+        ));
+    }
+    if !share.is_active(Utc::now()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "share_expired",
+            "this share link has expired",
+        ));
+    }
+    Ok(())
 }
 
 /// `GET /api/v1/sessions/{id}/vnc?token=…`: the viewer's WebSocket.
@@ -132,7 +232,7 @@ pub(crate) async fn vnc(
     ApiQuery(query): ApiQuery<TokenQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let (agent_id, user_id) = match authorize(&app, id, query).await {
+    let (agent_id, user_id, access) = match authorize(&app, id, query).await {
         Ok(authorized) => authorized,
         Err(e) => return e.into_response(),
     };
@@ -167,6 +267,7 @@ pub(crate) async fn vnc(
                 app,
                 session_id: id,
                 user_id,
+                access,
                 tunnel_id,
                 agent_id,
             };
@@ -174,13 +275,13 @@ pub(crate) async fn vnc(
         })
 }
 
-/// The token and the session, checked before the upgrade; the session's agent.
-/// Checks the viewer token and that its user may still watch; the session's agent and the user.
+/// Checks the viewer token and that its user may still watch (through a share link: that the
+/// link is still active); the session's agent, the user and their access.
 async fn authorize(
     app: &AppState,
     id: Uuid,
     query: TokenQuery,
-) -> Result<(String, Uuid), ApiError> {
+) -> Result<(String, Uuid, Access), ApiError> {
     let token = query
         .token()
         .ok_or_else(|| ApiError::unauthorized("missing `token` query parameter"))?;
@@ -208,6 +309,14 @@ async fn authorize(
         }
         Err(e) => return Err(ApiError::from_store(e, "reading a viewer's user")),
     }
+    if let Some(share_id) = grant.access.share_id() {
+        let share = app
+            .store
+            .get_share(share_id)
+            .await
+            .map_err(|e| ApiError::from_store(e, "reading a share link"))?;
+        require_active(&share)?;
+    }
     let session = load_session(app, id).await?;
     require_running(&session)?;
     let agent_id = session.agent_id.clone().ok_or_else(|| {
@@ -224,7 +333,7 @@ async fn authorize(
             "this replica is shutting down; connect again",
         ));
     }
-    Ok((agent_id, grant.user_id))
+    Ok((agent_id, grant.user_id, grant.access))
 }
 
 /// Registers a pending tunnel and asks the agent to dial its data connection.
@@ -275,6 +384,9 @@ struct Stream {
     session_id: Uuid,
     /// Who watches: their streams close when they lose access.
     user_id: Uuid,
+    /// Why they may: their stream closes when the share link is revoked, and is filtered by
+    /// its mode.
+    access: Access,
     tunnel_id: Uuid,
     agent_id: String,
 }
@@ -307,13 +419,19 @@ impl Stream {
             }
         };
         let tunnels: &Arc<Tunnels> = &self.app.tunnels;
-        let open = tunnels.opened(self.session_id, self.tunnel_id, self.user_id);
+        let watcher = Watcher {
+            user_id: self.user_id,
+            share_id: self.access.share_id(),
+            mode: self.access.mode(),
+            since: Utc::now(),
+        };
+        let open = tunnels.opened(self.session_id, self.tunnel_id, watcher);
         tracing::info!(streams_here = tunnels.counts().0, "viewer stream open");
         let timing = Timing {
             send_timeout: tunnel.send_timeout,
             close_grace: tunnel.close_grace,
         };
-        let policy = ClientPolicy::CONTROL;
+        let policy = client_policy(self.access.mode());
         let filter = (!policy.passes_everything()).then(|| ClientFilter::new(policy));
         let splice = splice::run(viewer, data, &open.closer, timing, filter);
         tokio::pin!(splice);
@@ -334,6 +452,18 @@ impl Stream {
             reason: reason.to_owned(),
         };
         let _ = self.app.hub.send(&self.agent_id, close).await;
+    }
+}
+
+/// What a viewer in `mode` may send. The session rules' clipboard policy joins here once it
+/// exists (`crate::rules`).
+fn client_policy(mode: ShareMode) -> ClientPolicy {
+    match mode {
+        ShareMode::Control => ClientPolicy::CONTROL,
+        ShareMode::ViewOnly => ClientPolicy {
+            mode: ViewerMode::ViewOnly,
+            ..ClientPolicy::CONTROL
+        },
     }
 }
 
