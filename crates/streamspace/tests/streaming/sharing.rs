@@ -2,14 +2,15 @@
 //! view-only link sends keys, pointer, cut text and a desktop resize with a raw RFB client,
 //! and the session never receives them — its xterm writes every line it is typed into a file,
 //! and only the owner's lines are there; the desktop keeps its size. The owner sees who
-//! watches, disconnects a watcher, and revokes a link, which closes its viewers and refuses it.
+//! watches, disconnects a watcher, and revokes a link, which closes its viewers and refuses it
+//! (through the CLI: `session share`, `shares`, `viewers`, `kick`, `unshare`).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use streamspace_client::Client;
 use streamspace_proto::api::{
-    CreateShare, CreateTemplate, CreateUser, LoginRequest, Role, ShareMode,
+    CreateShare, CreateTemplate, CreateUser, LoginRequest, Role, Share, ShareMode, Viewer,
 };
 use streamspace_testkit::wait_until;
 
@@ -51,6 +52,27 @@ async fn user(api: &Client, url: &str, username: &str) -> anyhow::Result<Client>
         .context("signing in gave no token")?
         .token;
     Ok(Client::new(url, &token)?)
+}
+
+/// `streamspace ARGS --server URL --token ADMIN -o json`: what it printed, parsed.
+async fn cli<T: serde::de::DeserializeOwned>(url: &str, args: &[&str]) -> anyhow::Result<T> {
+    let mut command = std::process::Command::new(common::BIN);
+    command.args(args).args([
+        "--server",
+        url,
+        "--token",
+        common::ADMIN_TOKEN,
+        "-o",
+        "json",
+    ]);
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(
+        output.status.success(),
+        "streamspace {args:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).with_context(|| format!("streamspace {args:?} printed {stdout}"))
 }
 
 /// What the session's xterm was typed, line by line.
@@ -106,21 +128,28 @@ async fn a_view_only_watcher_cannot_touch_the_session() -> anyhow::Result<()> {
         );
     }
 
-    // Bob watches through a view-only link made for him.
+    // Bob watches through a view-only link made for him (with the CLI).
     let bob = user(&api, &url, "bob").await?;
-    let share = api
-        .create_share(
-            session.id,
-            &CreateShare {
-                mode: ShareMode::ViewOnly,
-                expires_in_secs: Some(600),
-                expires_at: None,
-                users: vec!["bob".into()],
-                groups: vec![],
-            },
-        )
-        .await?;
+    let id = session.id.to_string();
+    let share: Share = cli(
+        &url,
+        &[
+            "session",
+            "share",
+            &id,
+            "--view-only",
+            "--expires",
+            "10m",
+            "--user",
+            "bob",
+        ],
+    )
+    .await?;
     ensure!(share.link == format!("/shared/{}", share.id));
+    ensure!(
+        share.mode == ShareMode::ViewOnly && share.users == ["bob"],
+        "{share:?}"
+    );
     let info = bob.connect_share(share.id).await?;
     ensure!(info.mode == ShareMode::ViewOnly, "{info:?}");
     let mut watcher = Rfb::new(viewer::open(&info.url, None).await?.0);
@@ -172,7 +201,7 @@ async fn a_view_only_watcher_cannot_touch_the_session() -> anyhow::Result<()> {
     );
 
     // The owner sees who watches, and how.
-    let viewers = api.list_viewers(session.id).await?;
+    let viewers: Vec<Viewer> = cli(&url, &["session", "viewers", &id]).await?;
     let bobs: Vec<_> = viewers.iter().filter(|v| v.user == "bob").collect();
     ensure!(
         viewers.len() == 3 && bobs.len() == 1 && bobs[0].mode == ShareMode::ViewOnly,
@@ -208,7 +237,18 @@ async fn a_view_only_watcher_cannot_touch_the_session() -> anyhow::Result<()> {
         }
     })
     .await?;
-    api.disconnect_viewer(session.id, kicked_id).await?;
+    let kick = std::process::Command::new(common::BIN)
+        .args([
+            "session",
+            "kick",
+            &id,
+            &kicked_id.to_string(),
+            "--server",
+            &url,
+        ])
+        .args(["--token", common::ADMIN_TOKEN])
+        .status()?;
+    ensure!(kick.success(), "session kick failed");
     let (code, reason) = viewer::close_frame(&mut kicked, Duration::from_secs(10)).await?;
     ensure!(
         code == 1008 && reason.contains("disconnected by admin"),
@@ -216,7 +256,9 @@ async fn a_view_only_watcher_cannot_touch_the_session() -> anyhow::Result<()> {
     );
 
     // Revoking the view-only link closes bob's viewer and refuses the link from then on.
-    let revoked = api.revoke_share(session.id, share.id).await?;
+    let shares: Vec<Share> = cli(&url, &["session", "shares", &id]).await?;
+    ensure!(shares.len() == 2 && shares[0].id == share.id, "{shares:?}");
+    let revoked: Share = cli(&url, &["session", "unshare", &id, &share.id.to_string()]).await?;
     ensure!(revoked.revoked_at.is_some());
     let (code, reason) = viewer::close_frame(&mut watcher.ws, Duration::from_secs(10)).await?;
     ensure!(
