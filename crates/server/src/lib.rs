@@ -63,6 +63,7 @@ mod oidc;
 mod outcomes;
 mod policy;
 mod retention;
+mod rules;
 mod signin;
 mod state;
 mod streams;
@@ -81,8 +82,8 @@ use tokio_util::task::TaskTracker;
 
 pub use api::openapi;
 pub use config::{
-    ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, ListenerTls, MetricsToken, RedisConfig,
-    RetentionConfig, ServerConfig, TunnelConfig,
+    ConfigError, DEFAULT_RULES, DEFAULT_SESSION_SIZE, HttpConfig, ListenerTls, MetricsToken,
+    RedisConfig, RetentionConfig, ServerConfig, TunnelConfig,
 };
 pub use error::{ApiError, ServerError};
 pub use keyring::{

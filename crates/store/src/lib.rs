@@ -43,6 +43,7 @@ pub mod postgres;
 pub mod quota;
 mod redact;
 mod rows;
+pub mod rules;
 pub mod shares;
 mod sql;
 pub mod sqlite;
@@ -54,6 +55,7 @@ pub use identity::{
 pub use migrate::{MigrationState, MigrationStatus};
 pub use quota::{QuotaDimension, QuotaSources, Quotas, SessionSize};
 pub use redact::{REDACTED, redact_url};
+pub use rules::Rules;
 pub use shares::{NewShare, Shares};
 pub use sso::{NewOidcFlow, OidcFlow, OidcSignIn, SingleSignOn};
 
@@ -294,7 +296,7 @@ pub(crate) fn with_expiry(audit: &AuditEntry, key: &ApiKeyRecord) -> AuditEntry 
 
 /// Persistence for the control plane. All methods are safe to call from several replicas at once.
 #[async_trait]
-pub trait Store: Identity + Quotas + SingleSignOn + Shares + 'static {
+pub trait Store: Identity + Quotas + Rules + SingleSignOn + Shares + 'static {
     /// Backend name (`postgres` or `sqlite`), for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 

@@ -93,9 +93,15 @@ conformance!(
     oidc_users_are_keyed_by_subject,
     oidc_groups_are_replaced_and_local_ones_kept,
     down_0006_drops_the_oidc_flows,
+    rules_are_kept_on_templates_groups_and_sessions,
+    down_0008_drops_the_rules_columns,
     shares_are_made_listed_and_revoked,
     down_0009_drops_the_shares,
 );
+
+#[path = "conformance/rules.rs"]
+mod rules;
+use rules::{down_0008_drops_the_rules_columns, rules_are_kept_on_templates_groups_and_sessions};
 
 #[path = "conformance/shares.rs"]
 mod shares;

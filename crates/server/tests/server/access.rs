@@ -226,6 +226,12 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
         ),
         (
             Method::GET,
+            format!("/api/v1/sessions/{a_id}/rules"),
+            None,
+            [OK, OK, OK, GONE],
+        ),
+        (
+            Method::GET,
             format!("/api/v1/commands/{a_start}"),
             None,
             [OK, OK, OK, GONE],
@@ -364,6 +370,18 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
             Method::PUT,
             "/api/v1/groups/staff/quota".into(),
             Some(json!({"max_cpu_millis": null})),
+            [OK, NO, NO, NO],
+        ),
+        (
+            Method::GET,
+            "/api/v1/groups/staff/rules".into(),
+            None,
+            [OK, NO, NO, NO],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/groups/staff/rules".into(),
+            Some(json!({"clipboard": "to_session"})),
             [OK, NO, NO, NO],
         ),
         (Method::GET, "/api/v1/tokens".into(), None, [OK, OK, OK, OK]),

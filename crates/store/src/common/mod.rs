@@ -13,6 +13,7 @@
 
 pub(crate) mod identity;
 pub(crate) mod quota;
+pub(crate) mod rules;
 pub(crate) mod shares;
 pub(crate) mod sso;
 pub(crate) mod tx;
@@ -22,6 +23,7 @@ macro_rules! impl_store {
         $crate::common::tx::impl_transactions!($store, $conn, $stmts);
         $crate::common::identity::impl_identity!($store, $conn, $stmts);
         $crate::common::quota::impl_quotas!($store, $conn, $stmts);
+        $crate::common::rules::impl_rules!($store);
         $crate::common::sso::impl_single_sign_on!($store, $conn, $stmts);
         $crate::common::shares::impl_shares!($store, $conn, $stmts);
 
@@ -196,6 +198,7 @@ macro_rules! impl_store {
                         .bind(&t.category)
                         .bind(sqlx::types::Json(&t.tags))
                         .bind(t.icon.map(|i| i.as_str()))
+                        .bind(sqlx::types::Json(&t.rules))
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(|e| {
@@ -281,6 +284,7 @@ macro_rules! impl_store {
                     .bind(&t.category)
                     .bind(sqlx::types::Json(&t.tags))
                     .bind(t.icon.map(|i| i.as_str()))
+                    .bind(sqlx::types::Json(&t.rules))
                     .execute(&mut *tx)
                     .await?;
                 let updated =

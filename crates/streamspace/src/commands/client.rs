@@ -6,7 +6,7 @@ use anyhow::Context;
 use streamspace_client::{Client, WaitError};
 use streamspace_proto::api::{
     CommandFilter, CommandStatus, CreateShare, CreateTemplate, ResourcesChange, SessionFilter,
-    ShareMode, TemplatePorts, TemplateResources, UpdateTemplate,
+    SessionRules, ShareMode, TemplatePorts, TemplateResources, UpdateTemplate,
 };
 
 use crate::cli::{
@@ -104,6 +104,9 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
         }
         SessionCommand::Show { id, client } => {
             print_one(client.output, &connect(&client)?.get_session(id).await?)
+        }
+        SessionCommand::Rules { id, client } => {
+            print_one(client.output, &connect(&client)?.session_rules(id).await?)
         }
         SessionCommand::Stop { id, client } => {
             print_one(client.output, &connect(&client)?.stop_session(id).await?)
@@ -264,6 +267,7 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
             category,
             tags,
             icon,
+            rules,
             runtime,
             client,
         } => {
@@ -290,6 +294,7 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                 category,
                 tags,
                 icon,
+                rules: rules.apply(SessionRules::default()),
             };
             print_one(
                 client.output,
@@ -312,8 +317,17 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
             category,
             tags,
             icon,
+            rules,
             client,
         } => {
+            let api = connect(&client)?;
+            // The API replaces rules whole: apply the flags to what the template has now.
+            let rules = if rules.any() {
+                let current = api.get_template(&name).await?.rules;
+                Some(Some(rules.apply(current)))
+            } else {
+                None
+            };
             let resources = (cpu_millis.is_some() || memory_mib.is_some()).then(|| {
                 Some(ResourcesChange {
                     cpu_millis: cpu_millis.map(|v| v.0),
@@ -346,11 +360,9 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                 category: category.map(|c| Some(c).filter(|c| !c.is_empty())),
                 tags: tags.map(|tags| Some(tags.into_iter().filter(|t| !t.is_empty()).collect())),
                 icon: icon.map(|i| i.0),
+                rules,
             };
-            print_one(
-                client.output,
-                &connect(&client)?.update_template(&name, &body).await?,
-            )
+            print_one(client.output, &api.update_template(&name, &body).await?)
         }
         TemplateCommand::Delete { name, client } => {
             connect(&client)?.delete_template(&name).await?;

@@ -183,6 +183,13 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
             cpu_millis: t.default_session_cpu_millis,
             memory_mib: t.default_session_memory_mib,
         },
+        session_rules: streamspace_proto::api::EffectiveRules {
+            clipboard: t.clipboard_policy,
+            clipboard_max_bytes: t.clipboard_max_bytes,
+            file_transfer: t.file_transfer_policy,
+            transfer_max_bytes: t.transfer_max_bytes,
+            recording: t.recording_policy,
+        },
         http: HttpConfig {
             header_read_timeout: t.header_read_timeout,
             request_timeout: t.request_timeout,
