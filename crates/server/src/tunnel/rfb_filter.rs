@@ -11,9 +11,10 @@
 //!   are dropped, and its `ClientInit` always asks to share the desktop, so a watcher can never
 //!   push the owner off;
 //! - a **controlling** viewer's messages pass, except cut text the clipboard policy forbids
-//!   (towards the session, or longer than the maximum); when the policy restricts the
-//!   clipboard at all, the viewer is not allowed to ask for the extended clipboard (its
-//!   pseudo-encoding is taken out of `SetEncodings`), so cut text stays in the classic form.
+//!   (towards the session, or longer than the maximum: for the extended clipboard's form, its
+//!   compressed length); when the policy limits a direction, the viewer is not allowed to ask
+//!   for the extended clipboard (its pseudo-encoding is taken out of `SetEncodings`), so cut
+//!   text stays in the classic form.
 //!
 //! Lengths are never trusted: a message is held only until its header is complete (at most a
 //! `SetEncodings` list, 256 KiB), and bodies — cut text, gii events — stream through or are
@@ -46,7 +47,8 @@ pub(crate) struct ClientPolicy {
 }
 
 impl ClientPolicy {
-    /// Everything allowed: what a session's owner gets when no clipboard rule applies.
+    /// Everything allowed.
+    #[cfg(test)]
     pub const CONTROL: Self = Self {
         mode: ViewerMode::Control,
         clipboard_to_session: true,
@@ -56,13 +58,13 @@ impl ClientPolicy {
 
     /// Whether the viewer's stream can go through unfiltered.
     pub fn passes_everything(&self) -> bool {
-        self.mode == ViewerMode::Control && !self.restricts_clipboard()
+        self.mode == ViewerMode::Control
+            && !self.limits_clipboard_direction()
+            && self.clipboard_max_bytes.is_none()
     }
 
-    fn restricts_clipboard(&self) -> bool {
-        !self.clipboard_to_session
-            || !self.clipboard_from_session
-            || self.clipboard_max_bytes.is_some()
+    fn limits_clipboard_direction(&self) -> bool {
+        !self.clipboard_to_session || !self.clipboard_from_session
     }
 }
 
@@ -275,7 +277,7 @@ impl ClientFilter {
 
     /// Passes the collected header on, rewritten where the policy says.
     fn emit(&self, kind: Kind, out: &mut Vec<u8>) {
-        if kind == Kind::SetEncodings && self.policy.restricts_clipboard() {
+        if kind == Kind::SetEncodings && self.policy.limits_clipboard_direction() {
             out.extend_from_slice(&without_encoding(&self.head, EXTENDED_CLIPBOARD));
         } else {
             out.extend_from_slice(&self.head);

@@ -314,13 +314,18 @@ fn a_restricted_clipboard_takes_the_extended_clipboard_out_of_the_encodings() {
     let asked = set_encodings(&[7, EXTENDED_CLIPBOARD, 0, -223]);
     let s = stream(std::slice::from_ref(&asked));
     assert_eq!(filter(ClientPolicy::CONTROL, &s), Ok(s.clone()));
+    let capped = ClientPolicy {
+        clipboard_max_bytes: Some(10),
+        ..ClientPolicy::CONTROL
+    };
+    assert_eq!(
+        filter(capped, &s),
+        Ok(s.clone()),
+        "a size cap alone keeps the extended clipboard (its messages are capped too)"
+    );
     for policy in [
         ClientPolicy {
             clipboard_from_session: false,
-            ..ClientPolicy::CONTROL
-        },
-        ClientPolicy {
-            clipboard_max_bytes: Some(10),
             ..ClientPolicy::CONTROL
         },
         ClientPolicy {

@@ -20,7 +20,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
-use streamspace_proto::api::{Session, SessionState, Share, ShareMode};
+use streamspace_proto::api::{
+    ClipboardPolicy, EffectiveRules, Session, SessionState, Share, ShareMode,
+};
 use streamspace_proto::tunnel::{
     BINARY_SUBPROTOCOL, ConnectInfo, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, close_code,
 };
@@ -232,7 +234,7 @@ pub(crate) async fn vnc(
     ApiQuery(query): ApiQuery<TokenQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let (agent_id, user_id, access) = match authorize(&app, id, query).await {
+    let (agent_id, user_id, access, policy) = match authorize(&app, id, query).await {
         Ok(authorized) => authorized,
         Err(e) => return e.into_response(),
     };
@@ -268,6 +270,7 @@ pub(crate) async fn vnc(
                 session_id: id,
                 user_id,
                 access,
+                policy,
                 tunnel_id,
                 agent_id,
             };
@@ -276,12 +279,13 @@ pub(crate) async fn vnc(
 }
 
 /// Checks the viewer token and that its user may still watch (through a share link: that the
-/// link is still active); the session's agent, the user and their access.
+/// link is still active); the session's agent, the user, their access, and what their stream
+/// may carry (the access's mode and the session rules' clipboard policy for that user).
 async fn authorize(
     app: &AppState,
     id: Uuid,
     query: TokenQuery,
-) -> Result<(String, Uuid, Access), ApiError> {
+) -> Result<(String, Uuid, Access, ClientPolicy), ApiError> {
     let token = query
         .token()
         .ok_or_else(|| ApiError::unauthorized("missing `token` query parameter"))?;
@@ -300,15 +304,15 @@ async fn authorize(
             "this token was issued for another session",
         ));
     }
-    match app.store.get_user_by_id(grant.user_id).await {
-        Ok(record) if !record.user.disabled => {}
+    let user = match app.store.get_user_by_id(grant.user_id).await {
+        Ok(record) if !record.user.disabled => record.user,
         Ok(_) | Err(streamspace_store::StoreError::NotFound { .. }) => {
             return Err(ApiError::unauthorized(
                 "the user this token was issued to can no longer sign in",
             ));
         }
         Err(e) => return Err(ApiError::from_store(e, "reading a viewer's user")),
-    }
+    };
     if let Some(share_id) = grant.access.share_id() {
         let share = app
             .store
@@ -333,7 +337,15 @@ async fn authorize(
             "this replica is shutting down; connect again",
         ));
     }
-    Ok((agent_id, grant.user_id, grant.access))
+    let principal = policy::Principal {
+        user_id: user.id,
+        username: user.username,
+        role: user.role,
+        groups: user.groups,
+    };
+    let rules = crate::rules::effective(app, &session, &principal).await?;
+    let policy = client_policy(grant.access.mode(), &rules);
+    Ok((agent_id, grant.user_id, grant.access, policy))
 }
 
 /// Registers a pending tunnel and asks the agent to dial its data connection.
@@ -387,6 +399,8 @@ struct Stream {
     /// Why they may: their stream closes when the share link is revoked, and is filtered by
     /// its mode.
     access: Access,
+    /// What the viewer may send.
+    policy: ClientPolicy,
     tunnel_id: Uuid,
     agent_id: String,
 }
@@ -431,7 +445,7 @@ impl Stream {
             send_timeout: tunnel.send_timeout,
             close_grace: tunnel.close_grace,
         };
-        let policy = client_policy(self.access.mode());
+        let policy = self.policy;
         let filter = (!policy.passes_everything()).then(|| ClientFilter::new(policy));
         let splice = splice::run(viewer, data, &open.closer, timing, filter);
         tokio::pin!(splice);
@@ -455,15 +469,24 @@ impl Stream {
     }
 }
 
-/// What a viewer in `mode` may send. The session rules' clipboard policy joins here once it
-/// exists (`crate::rules`).
-fn client_policy(mode: ShareMode) -> ClientPolicy {
-    match mode {
-        ShareMode::Control => ClientPolicy::CONTROL,
-        ShareMode::ViewOnly => ClientPolicy {
-            mode: ViewerMode::ViewOnly,
-            ..ClientPolicy::CONTROL
+/// What a viewer in `mode` under `rules` may send. Cut text towards the session is filtered
+/// here; the session's cut text towards the viewer is not (that needs a parser of the server's
+/// messages): `from_session` only keeps the extended clipboard from being negotiated.
+fn client_policy(mode: ShareMode, rules: &EffectiveRules) -> ClientPolicy {
+    ClientPolicy {
+        mode: match mode {
+            ShareMode::Control => ViewerMode::Control,
+            ShareMode::ViewOnly => ViewerMode::ViewOnly,
         },
+        clipboard_to_session: matches!(
+            rules.clipboard,
+            ClipboardPolicy::Both | ClipboardPolicy::ToSession
+        ),
+        clipboard_from_session: matches!(
+            rules.clipboard,
+            ClipboardPolicy::Both | ClipboardPolicy::FromSession
+        ),
+        clipboard_max_bytes: Some(rules.clipboard_max_bytes),
     }
 }
 
@@ -539,6 +562,33 @@ mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn the_clipboard_policy_and_the_mode_make_the_filter() {
+        let rules = |clipboard| EffectiveRules {
+            clipboard,
+            clipboard_max_bytes: 1000,
+            file_transfer: Default::default(),
+            transfer_max_bytes: 1,
+            recording: Default::default(),
+        };
+        for (clipboard, to, from) in [
+            (ClipboardPolicy::Both, true, true),
+            (ClipboardPolicy::ToSession, true, false),
+            (ClipboardPolicy::FromSession, false, true),
+            (ClipboardPolicy::None, false, false),
+        ] {
+            let p = client_policy(ShareMode::Control, &rules(clipboard));
+            assert_eq!(
+                (p.mode, p.clipboard_to_session, p.clipboard_from_session),
+                (ViewerMode::Control, to, from),
+                "{clipboard:?}"
+            );
+            assert_eq!(p.clipboard_max_bytes, Some(1000));
+        }
+        let watcher = client_policy(ShareMode::ViewOnly, &rules(ClipboardPolicy::Both));
+        assert_eq!(watcher.mode, ViewerMode::ViewOnly);
+    }
 
     #[test]
     fn the_viewer_url_follows_config_or_host() {
