@@ -102,6 +102,8 @@ enum State {
     Body { left: u64, pass: bool },
     /// An error ended the stream; nothing more passes.
     Failed,
+    /// A controlling viewer that does not speak RFB: everything passes (see `feed`).
+    Opaque,
 }
 
 /// Client messages, by what they do.
@@ -152,8 +154,17 @@ impl ClientFilter {
 
     /// Appends to `out` what of `input` may reach the session. After an error nothing more
     /// passes, and every later call fails too.
+    ///
+    /// A controlling viewer whose first bytes are not an RFB version passes unfiltered: the
+    /// agent answers the handshake itself and ends such a stream before anything reaches a
+    /// VNC server, so nothing is lost, and streams to other targets (the tunnel's tests and
+    /// benchmarks) keep working. A view-only viewer's stream must be RFB.
     pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
         while !input.is_empty() {
+            if self.state == State::Opaque {
+                out.extend_from_slice(input);
+                return Ok(());
+            }
             if let State::Body { left, pass } = self.state {
                 let n = usize::try_from(left).map_or(input.len(), |left| left.min(input.len()));
                 if pass {
@@ -198,6 +209,17 @@ impl ClientFilter {
         let head = &self.head;
         match self.state {
             State::Failed => Err(self.failed()),
+            State::Version
+                if !could_be_rfb(head)
+                    || (head.len() == 12 && rfb_minor_version(head).is_none()) =>
+            {
+                if self.policy.mode == ViewerMode::Control {
+                    out.extend_from_slice(head);
+                    self.state = State::Opaque;
+                    return Ok(None);
+                }
+                Err(FilterError::Version)
+            }
             State::Version if head.len() < 12 => Ok(Some(12)),
             State::Version => {
                 let minor = rfb_minor_version(head).ok_or(FilterError::Version)?;
@@ -244,7 +266,7 @@ impl ClientFilter {
                     Ok(None)
                 }
             },
-            State::Body { .. } => Ok(None),
+            State::Body { .. } | State::Opaque => Ok(None),
         }
     }
 
@@ -398,6 +420,13 @@ fn without_encoding(message: &[u8], encoding: i32) -> Vec<u8> {
         out.extend_from_slice(e);
     }
     out
+}
+
+/// Whether `head` may still become an RFB 3.x version message.
+fn could_be_rfb(head: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"RFB 003.";
+    let n = head.len().min(PREFIX.len());
+    head[..n] == PREFIX[..n]
 }
 
 /// The minor version of an RFB 3.x version message, as the agent reads it.

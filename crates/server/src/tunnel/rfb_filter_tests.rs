@@ -230,8 +230,21 @@ fn the_handshake_of_each_version_passes_and_watchers_always_share() {
 #[test]
 fn a_bad_handshake_ends_the_stream() {
     assert_eq!(
-        filter(ClientPolicy::CONTROL, b"HTTP/1.1 200\n"),
+        filter(view_only(), b"HTTP/1.1 200\nanything"),
         Err(FilterError::Version)
+    );
+    let other = b"HTTP/1.1 200\n\x07\x07anything".to_vec();
+    assert_eq!(
+        filter(ClientPolicy::CONTROL, &other),
+        Ok(other.clone()),
+        "a controlling viewer that does not speak RFB passes (the agent ends it)"
+    );
+    let mut f = ClientFilter::new(ClientPolicy::CONTROL);
+    let mut out = Vec::new();
+    f.feed(b"ping", &mut out).expect("bytes");
+    assert_eq!(
+        out, b"ping",
+        "short messages of another protocol are not held"
     );
     assert_eq!(
         filter(ClientPolicy::CONTROL, b"RFB 003.008\n\x02"),
