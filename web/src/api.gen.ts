@@ -577,6 +577,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sessions/{id}/shares": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List a session's share links (revoked and expired ones too) */
+        get: operations["shares_list"];
+        put?: never;
+        /** Create a share link for a session (view-only or with control) */
+        post: operations["shares_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sessions/{id}/shares/{share_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a share link and close its viewers */
+        delete: operations["shares_revoke"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sessions/{id}/viewers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Who watches a session (the viewers this replica carries) */
+        get: operations["viewers_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sessions/{id}/viewers/{viewer_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Disconnect a viewer of a session */
+        delete: operations["viewers_disconnect"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions/{id}/vnc": {
         parameters: {
             query?: never;
@@ -605,6 +674,23 @@ export interface paths {
         put?: never;
         /** Wake a hibernated session */
         post: operations["sessions_wake"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/shares/{share_id}/connect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Get a viewer token for a shared session (through its share link) */
+        post: operations["shares_connect"];
         delete?: never;
         options?: never;
         head?: never;
@@ -922,6 +1008,11 @@ export interface components {
              */
             expires_at: string;
             /**
+             * @description What the viewer may do: `view_only` when it came through a view-only share link
+             *     (the server drops its input), else `control`.
+             */
+            mode?: components["schemas"]["ShareMode"];
+            /**
              * @description Whether this viewing will be recorded (the session's recording policy is `always`, or
              *     `on_request` and the request asked for it). The web viewer shows it.
              */
@@ -951,6 +1042,23 @@ export interface components {
         /** @description `POST /api/v1/sessions`. */
         CreateSession: {
             template: string;
+        };
+        /**
+         * @description `POST /api/v1/sessions/{id}/shares`. Give `expires_in_secs` or `expires_at` (not both;
+         *     neither means one hour); at most [`MAX_SHARE_SECS`] from now.
+         */
+        CreateShare: {
+            /** Format: date-time */
+            expires_at?: string | null;
+            /** Format: int64 */
+            expires_in_secs?: number | null;
+            groups?: string[];
+            mode: components["schemas"]["ShareMode"];
+            /**
+             * @description Only these users (by username) may use the link, with the members of `groups`; both
+             *     empty: anyone signed in who has the link.
+             */
+            users?: string[];
         };
         /** @description `POST /api/v1/templates`. */
         CreateTemplate: {
@@ -1318,6 +1426,29 @@ export interface components {
             next_cursor?: string | null;
         };
         /** @description A page of a listing, newest first; `next_cursor` is absent on the last page. */
+        Page_Share: {
+            items: {
+                /** Format: date-time */
+                created_at: string;
+                /** @description Username of who made it (`None` once that user is deleted). */
+                created_by?: string | null;
+                /** Format: date-time */
+                expires_at: string;
+                groups: string[];
+                /** Format: uuid */
+                id: string;
+                /** @description The web UI's page for the link (`/shared/{id}`), relative to the server's address. */
+                link: string;
+                mode: components["schemas"]["ShareMode"];
+                /** Format: date-time */
+                revoked_at?: string | null;
+                /** Format: uuid */
+                session_id: string;
+                users: string[];
+            }[];
+            next_cursor?: string | null;
+        };
+        /** @description A page of a listing, newest first; `next_cursor` is absent on the last page. */
         Page_SignInProvider: {
             items: {
                 /** @description What the sign-in button says. */
@@ -1396,6 +1527,29 @@ export interface components {
                 updated_at: string;
                 /** @description Unique, lower case, never changes. */
                 username: string;
+            }[];
+            next_cursor?: string | null;
+        };
+        /** @description A page of a listing, newest first; `next_cursor` is absent on the last page. */
+        Page_Viewer: {
+            items: {
+                /**
+                 * Format: uuid
+                 * @description The viewer's stream; `DELETE /api/v1/sessions/{id}/viewers/{viewer_id}` disconnects it.
+                 */
+                id: string;
+                mode: components["schemas"]["ShareMode"];
+                /** @description The control-plane replica carrying the stream. */
+                replica: string;
+                /**
+                 * Format: uuid
+                 * @description The share link they came through, if any.
+                 */
+                share_id?: string | null;
+                /** Format: date-time */
+                since: string;
+                /** @description Username of who watches. */
+                user: string;
             }[];
             next_cursor?: string | null;
         };
@@ -1580,6 +1734,31 @@ export interface components {
             /** Format: int32 */
             max_sessions?: number | null;
         };
+        /** @description A share link of a session. */
+        Share: {
+            /** Format: date-time */
+            created_at: string;
+            /** @description Username of who made it (`None` once that user is deleted). */
+            created_by?: string | null;
+            /** Format: date-time */
+            expires_at: string;
+            groups: string[];
+            /** Format: uuid */
+            id: string;
+            /** @description The web UI's page for the link (`/shared/{id}`), relative to the server's address. */
+            link: string;
+            mode: components["schemas"]["ShareMode"];
+            /** Format: date-time */
+            revoked_at?: string | null;
+            /** Format: uuid */
+            session_id: string;
+            users: string[];
+        };
+        /**
+         * @description What a share link lets its users do.
+         * @enum {string}
+         */
+        ShareMode: "view_only" | "control";
         /** @description One single sign-on provider, as `GET /api/v1/auth/providers` lists it for the sign-in page. */
         SignInProvider: {
             /** @description What the sign-in button says. */
@@ -1749,6 +1928,26 @@ export interface components {
             limits: components["schemas"]["QuotaLimits"];
             usage: components["schemas"]["QuotaUsage"];
             username: string;
+        };
+        /** @description Someone watching a session right now (`GET /api/v1/sessions/{id}/viewers`). */
+        Viewer: {
+            /**
+             * Format: uuid
+             * @description The viewer's stream; `DELETE /api/v1/sessions/{id}/viewers/{viewer_id}` disconnects it.
+             */
+            id: string;
+            mode: components["schemas"]["ShareMode"];
+            /** @description The control-plane replica carrying the stream. */
+            replica: string;
+            /**
+             * Format: uuid
+             * @description The share link they came through, if any.
+             */
+            share_id?: string | null;
+            /** Format: date-time */
+            since: string;
+            /** @description Username of who watches. */
+            user: string;
         };
     };
     responses: never;
@@ -5422,6 +5621,443 @@ export interface operations {
             };
         };
     };
+    shares_list: {
+        parameters: {
+            query?: {
+                /** @description Items per page. */
+                limit?: number;
+                /** @description Where the previous page ended. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The links, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_Share"];
+                };
+            };
+            /** @description A query or path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    shares_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateShare"];
+            };
+        };
+        responses: {
+            /** @description The link; open `link` in the web UI */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Share"];
+                };
+            };
+            /** @description The expiry or a name is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session, user or group */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session has ended (`session_ended`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than `--max-body-bytes` (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is JSON of the wrong shape: a missing or unknown field, a wrong type (`bad_request`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    shares_revoke: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+                /** @description the share link's id */
+                share_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The revoked link */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Share"];
+                };
+            };
+            /** @description A path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session or link */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    viewers_list: {
+        parameters: {
+            query?: {
+                /** @description Items per page. */
+                limit?: number;
+                /** @description Where the previous page ended. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The viewers, oldest stream first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_Viewer"];
+                };
+            };
+            /** @description A query or path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    viewers_disconnect: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+                /** @description the viewer's id, from the viewers list */
+                viewer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The viewer is being disconnected */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session, or no such viewer on this replica */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     sessions_vnc: {
         parameters: {
             query?: {
@@ -5569,6 +6205,92 @@ export interface operations {
                 };
             };
             /** @description The session is not hibernated */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    shares_connect: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the share link's id */
+                share_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The viewer token, the WebSocket URL and the link's mode */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectInfo"];
+                };
+            };
+            /** @description A path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The link is for other users (`forbidden`), revoked (`share_revoked`) or expired (`share_expired`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such share link */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`session_not_running`) */
             409: {
                 headers: {
                     [name: string]: unknown;

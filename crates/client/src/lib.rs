@@ -25,6 +25,7 @@ use url::Url;
 use uuid::Uuid;
 
 mod identity;
+mod shares;
 pub use wait::WaitError;
 
 /// How often [`Client::wait_for_session`] asks, unless [`Client::with_poll_interval`] says.

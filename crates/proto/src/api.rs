@@ -16,6 +16,7 @@ mod identity;
 mod quota;
 mod recording;
 mod rules;
+mod share;
 mod template;
 pub use identity::{
     ApiToken, AuditFilter, AuditRecord, ChangePassword, ConfirmTotp, CreateGroup, CreateToken,
@@ -26,6 +27,7 @@ pub use identity::{
 pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SessionSize, SetQuota, UserQuota};
 pub use recording::Recording;
 pub use rules::{ClipboardPolicy, EffectiveRules, RecordingPolicy, SessionRules, TransferPolicy};
+pub use share::{CreateShare, MAX_SHARE_SECS, Share, ShareMode, Viewer, share_link};
 pub use template::{
     DEFAULT_VNC_PORT, HomePolicy, ResourcesChange, TemplateIcon, TemplatePorts, TemplateResources,
     UpdateTemplate,
@@ -219,6 +221,7 @@ str_enum_impls!(SessionState, "session state");
 str_enum_impls!(CommandStatus, "command status");
 str_enum_impls!(Action, "action");
 str_enum_impls!(AgentStatus, "agent status");
+str_enum_impls!(ShareMode, "share mode");
 
 /// A string that names no known value of an enum (e.g. a status read back from the database).
 #[derive(Debug, Clone, thiserror::Error)]

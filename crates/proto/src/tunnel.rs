@@ -39,6 +39,9 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// A text frame on a binary-only stream.
     pub const UNSUPPORTED: u16 = 1003;
+    /// The viewer lost the right to watch (access or share link revoked, disconnected by the
+    /// owner), or sent what its stream does not allow (an unknown or malformed RFB message).
+    pub const POLICY: u16 = 1008;
     /// The agent could not open the stream (see the reason).
     pub const TUNNEL_FAILED: u16 = 1011;
     /// The viewer stopped reading: a send did not finish within the send timeout.
@@ -59,6 +62,10 @@ pub struct ConnectInfo {
     /// `on_request` and the request asked for it). The web viewer shows it.
     #[serde(default)]
     pub recorded: bool,
+    /// What the viewer may do: `view_only` when it came through a view-only share link
+    /// (the server drops its input), else `control`.
+    #[serde(default = "control")]
+    pub mode: crate::api::ShareMode,
 }
 
 /// Body of `POST /api/v1/sessions/{id}/connect` (optional: no body asks for nothing).
@@ -75,9 +82,14 @@ pub struct ConnectRequest {
 /// Query parameter of the viewer URL asking for the viewing to be recorded (`record=1`).
 pub const RECORD_PARAM: &str = "record";
 
-/// The fields of a viewer token, `ssv_<session>.<user>.<expires ms>.<nonce>.<signature>`
-/// (ids in simple hex form). Parsing checks only the shape; the control plane checks the
-/// signature over [`ViewerTokenParts::signed`] before it trusts any field.
+fn control() -> crate::api::ShareMode {
+    crate::api::ShareMode::Control
+}
+
+/// The fields of a viewer token,
+/// `ssv_<session>.<user>.<expires ms>.<grant>.<nonce>.<signature>` (ids in simple hex form).
+/// Parsing checks only the shape; the control plane checks the signature over
+/// [`ViewerTokenParts::signed`] before it trusts any field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewerTokenParts<'a> {
     /// The part the signature covers: everything between the prefix and the last `.`.
@@ -87,6 +99,9 @@ pub struct ViewerTokenParts<'a> {
     pub user_id: uuid::Uuid,
     /// When the token stops opening anything, in milliseconds since the Unix epoch.
     pub expires_ms: i64,
+    /// What the viewer may do and why (the session's own user, or a share link): written and
+    /// read by the control plane, never empty and without dots.
+    pub grant: &'a str,
     pub nonce: &'a str,
 }
 
@@ -102,7 +117,8 @@ pub fn parse_viewer_token(token: &str) -> Option<ViewerTokenParts<'_>> {
     let rest = token.strip_prefix(VIEWER_TOKEN_PREFIX)?;
     let (signed, signature) = rest.rsplit_once('.')?;
     let mut parts = signed.split('.');
-    let (Some(session), Some(user), Some(expires), Some(nonce), None) = (
+    let (Some(session), Some(user), Some(expires), Some(grant), Some(nonce), None) = (
+        parts.next(),
         parts.next(),
         parts.next(),
         parts.next(),
@@ -111,7 +127,7 @@ pub fn parse_viewer_token(token: &str) -> Option<ViewerTokenParts<'_>> {
     ) else {
         return None;
     };
-    if signature.is_empty() || nonce.is_empty() {
+    if signature.is_empty() || nonce.is_empty() || grant.is_empty() {
         return None;
     }
     Some(ViewerTokenParts {
@@ -120,6 +136,7 @@ pub fn parse_viewer_token(token: &str) -> Option<ViewerTokenParts<'_>> {
         session_id: uuid::Uuid::try_parse(session).ok()?,
         user_id: uuid::Uuid::try_parse(user).ok()?,
         expires_ms: expires.parse().ok()?,
+        grant,
         nonce,
     })
 }
@@ -129,10 +146,11 @@ pub fn viewer_token_signed_part(
     session_id: uuid::Uuid,
     user_id: uuid::Uuid,
     expires_ms: i64,
+    grant: &str,
     nonce: &str,
 ) -> String {
     format!(
-        "{}.{}.{expires_ms}.{nonce}",
+        "{}.{}.{expires_ms}.{grant}.{nonce}",
         session_id.simple(),
         user_id.simple()
     )
@@ -154,14 +172,15 @@ mod tests {
 
         /// What the control plane writes reads back to the same fields.
         #[test]
-        fn tokens_read_back(session: u128, user: u128, expires: i64, nonce in "[0-9a-f]{1,24}", sig in "[0-9a-f]{1,64}") {
+        fn tokens_read_back(session: u128, user: u128, expires: i64, grant in "[a-z0-9-]{1,40}", nonce in "[0-9a-f]{1,24}", sig in "[0-9a-f]{1,64}") {
             let (session, user) = (uuid::Uuid::from_u128(session), uuid::Uuid::from_u128(user));
-            let signed = viewer_token_signed_part(session, user, expires, &nonce);
+            let signed = viewer_token_signed_part(session, user, expires, &grant, &nonce);
             let token = format!("{VIEWER_TOKEN_PREFIX}{signed}.{sig}");
             let parts = parse_viewer_token(&token).expect("a token the server wrote parses");
             prop_assert_eq!(parts.signed, signed.as_str());
             prop_assert_eq!((parts.session_id, parts.user_id, parts.expires_ms), (session, user, expires));
             prop_assert_eq!((parts.nonce, parts.signature), (nonce.as_str(), sig.as_str()));
+            prop_assert_eq!(parts.grant, grant.as_str());
         }
     }
 
@@ -172,6 +191,7 @@ mod tests {
             url: "ws://h/api/v1/sessions/1/vnc?token=ssv_x".into(),
             expires_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
             recorded: true,
+            mode: crate::api::ShareMode::ViewOnly,
         };
         let json = serde_json::to_value(&info).unwrap_or_default();
         let mut keys: Vec<&str> = json
@@ -179,7 +199,8 @@ mod tests {
             .map(|o| o.keys().map(String::as_str).collect())
             .unwrap_or_default();
         keys.sort_unstable();
-        assert_eq!(keys, ["expires_at", "recorded", "token", "url"]);
+        assert_eq!(keys, ["expires_at", "mode", "recorded", "token", "url"]);
+        assert_eq!(json["mode"], "view_only");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! never leak; an action that needs a higher role is answered `403 forbidden`, naming the role.
 
 use axum::http::StatusCode;
-use streamspace_proto::api::{Recording, Role, Session, Template};
+use streamspace_proto::api::{Recording, Role, Session, Share, Template};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -30,6 +30,10 @@ pub(crate) enum Action {
     ReadSession,
     /// Stop, hibernate or wake a session, or connect a viewer to it.
     ControlSession,
+    /// Make, list and revoke a session's share links; see and disconnect its viewers.
+    ShareSession,
+    /// Open a viewer through a share link.
+    UseShare,
     /// See every user's sessions (listing without the owner filter forced to oneself).
     ListAllSessions,
     /// Launch a session from a template.
@@ -58,6 +62,7 @@ pub(crate) enum Resource<'a> {
     System,
     Session(&'a Session),
     Template(&'a Template),
+    Share(&'a Share),
     /// A personal token of the user with this id.
     TokenOf(Uuid),
     /// A recording of a viewing.
@@ -73,6 +78,8 @@ pub(crate) enum Denial {
     NeedsRole(Role),
     /// The template is limited to groups the user is not in.
     NotInAllowedGroups { template: String },
+    /// The share link names users and groups, and the user is none of them.
+    NotSharedWith,
 }
 
 impl Denial {
@@ -88,6 +95,11 @@ impl Denial {
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("template {template:?} may be launched only by members of its groups"),
+            ),
+            Self::NotSharedWith => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this share link is for other users; ask the session's owner to add you",
             ),
         }
     }
@@ -107,7 +119,10 @@ pub(crate) fn decide(
         }
     };
     match (action, resource) {
-        (Action::ReadSession | Action::ControlSession, Resource::Session(session)) => {
+        (
+            Action::ReadSession | Action::ControlSession | Action::ShareSession,
+            Resource::Session(session),
+        ) => {
             if actor.role >= Role::Operator || session.owner_id == Some(actor.user_id) {
                 Ok(())
             } else {
@@ -115,6 +130,13 @@ pub(crate) fn decide(
             }
         }
         (Action::ListAllSessions, _) => at_least(Role::Operator),
+        (Action::UseShare, Resource::Share(share)) => {
+            if actor.role >= Role::Operator || shared_with(actor, share) {
+                Ok(())
+            } else {
+                Err(Denial::NotSharedWith)
+            }
+        }
         (Action::LaunchTemplate | Action::ReadTemplate, Resource::Template(template)) => {
             if actor.role >= Role::Operator || may_use(actor, template) {
                 Ok(())
@@ -156,6 +178,13 @@ pub(crate) fn decide(
         // refuse it rather than guess.
         _ => at_least(Role::Admin),
     }
+}
+
+/// Whether a share link's users and groups name `actor` (both empty = everyone signed in).
+fn shared_with(actor: &Principal, share: &Share) -> bool {
+    (share.users.is_empty() && share.groups.is_empty())
+        || share.users.contains(&actor.username)
+        || share.groups.iter().any(|g| actor.groups.contains(g))
 }
 
 /// Whether a template's group list lets `actor` use it (empty = everyone).
@@ -256,7 +285,11 @@ mod tests {
         let operator = principal(Role::Operator, &[]);
         let admin = principal(Role::Admin, &[]);
         let hers = session_of(&alice);
-        for action in [Action::ReadSession, Action::ControlSession] {
+        for action in [
+            Action::ReadSession,
+            Action::ControlSession,
+            Action::ShareSession,
+        ] {
             assert_eq!(decide(&alice, action, Resource::Session(&hers)), Ok(()));
             assert_eq!(
                 decide(&bob, action, Resource::Session(&hers)),
@@ -330,6 +363,50 @@ mod tests {
             ),
             Err(Denial::NotInAllowedGroups { .. })
         ));
+    }
+
+    #[test]
+    fn share_links_open_for_the_users_and_groups_they_name() {
+        let owner = principal(Role::User, &[]);
+        let bob = Principal {
+            username: "bob".into(),
+            ..principal(Role::User, &[])
+        };
+        let staff = principal(Role::User, &["staff"]);
+        let operator = principal(Role::Operator, &[]);
+        let now = Utc::now();
+        let open = Share {
+            id: Uuid::now_v7(),
+            session_id: Uuid::now_v7(),
+            created_by: Some(owner.username.clone()),
+            mode: streamspace_proto::api::ShareMode::ViewOnly,
+            users: vec![],
+            groups: vec![],
+            expires_at: now,
+            revoked_at: None,
+            created_at: now,
+            link: String::new(),
+        };
+        let named = Share {
+            users: vec![bob.username.clone()],
+            groups: vec!["staff".into()],
+            ..open.clone()
+        };
+        let stranger = principal(Role::User, &["guests"]);
+        for (who, share, ok) in [
+            (&stranger, &open, true),
+            (&bob, &named, true),
+            (&staff, &named, true),
+            (&operator, &named, true),
+            (&stranger, &named, false),
+        ] {
+            let got = decide(who, Action::UseShare, Resource::Share(share));
+            assert_eq!(got.is_ok(), ok, "{} using {share:?}", who.username);
+        }
+        assert_eq!(
+            decide(&stranger, Action::UseShare, Resource::Share(&named)),
+            Err(Denial::NotSharedWith)
+        );
     }
 
     #[test]

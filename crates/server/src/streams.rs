@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::WebSocket;
-use streamspace_proto::api::SessionState;
+use chrono::{DateTime, Utc};
+use streamspace_proto::api::{SessionState, ShareMode};
 use streamspace_proto::tunnel::close_code;
 use streamspace_store::{Store, StoreError};
 use tokio::sync::oneshot;
@@ -47,15 +48,32 @@ impl Pending {
     }
 }
 
-/// One open stream: the user who watches and how to close it.
-type Watcher = (Uuid, Arc<Closer>);
+/// Who watches an open stream, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Watcher {
+    pub user_id: Uuid,
+    /// The share link they came through, if any: revoking it closes the stream.
+    pub share_id: Option<Uuid>,
+    pub mode: ShareMode,
+    pub since: DateTime<Utc>,
+}
+
+/// The open streams of one session, by tunnel: who watches and how to close it.
+type SessionStreams = HashMap<Uuid, (Watcher, Arc<Closer>)>;
+
+/// An open stream of this replica, as listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OpenStream {
+    pub tunnel_id: Uuid,
+    pub watcher: Watcher,
+}
 
 /// The tunnels of this replica: pending ones by stream token, open ones by session.
 #[derive(Default)]
 pub(crate) struct Tunnels {
     pending: Mutex<HashMap<String, Pending>>,
     /// Open streams by session, then by tunnel.
-    open: Mutex<HashMap<Uuid, HashMap<Uuid, Watcher>>>,
+    open: Mutex<HashMap<Uuid, SessionStreams>>,
     spliced: AtomicUsize,
 }
 
@@ -118,13 +136,18 @@ impl Tunnels {
         failed.is_some_and(|p| p.deliver.send(Err(error.to_owned())).is_ok())
     }
 
-    /// Records an open stream of `session_id` watched by `user_id`; the guard forgets it.
-    pub fn opened(self: &Arc<Self>, session_id: Uuid, tunnel_id: Uuid, user_id: Uuid) -> OpenGuard {
+    /// Records an open stream of `session_id` watched by `watcher`; the guard forgets it.
+    pub fn opened(
+        self: &Arc<Self>,
+        session_id: Uuid,
+        tunnel_id: Uuid,
+        watcher: Watcher,
+    ) -> OpenGuard {
         let closer = Arc::new(Closer::default());
         lock(&self.open)
             .entry(session_id)
             .or_default()
-            .insert(tunnel_id, (user_id, closer.clone()));
+            .insert(tunnel_id, (watcher, closer.clone()));
         self.spliced.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!(STREAMS_GAUGE).increment(1.0);
         OpenGuard {
@@ -154,11 +177,66 @@ impl Tunnels {
 
     /// Ends every stream held here that `user_id` watches (they lost access); how many.
     pub fn close_user(&self, user_id: Uuid, code: u16, reason: &str) -> usize {
+        self.close_where(|_, w| w.user_id == user_id, code, reason)
+    }
+
+    /// Ends every stream held here opened through share link `share_id`; how many.
+    pub fn close_share(&self, share_id: Uuid, code: u16, reason: &str) -> usize {
+        self.close_where(|_, w| w.share_id == Some(share_id), code, reason)
+    }
+
+    /// Ends stream `tunnel_id` of `session_id` if it is held here; whether it was.
+    pub fn close_stream(&self, session_id: Uuid, tunnel_id: Uuid, code: u16, reason: &str) -> bool {
+        let closer = lock(&self.open)
+            .get(&session_id)
+            .and_then(|m| m.get(&tunnel_id))
+            .map(|(_, closer)| closer.clone());
+        closer.is_some_and(|closer| {
+            closer.close(code, reason);
+            true
+        })
+    }
+
+    /// The streams of `session_id` held here.
+    pub fn streams_of(&self, session_id: Uuid) -> Vec<OpenStream> {
+        let mut streams: Vec<OpenStream> = lock(&self.open)
+            .get(&session_id)
+            .map(|m| {
+                m.iter()
+                    .map(|(tunnel_id, (watcher, _))| OpenStream {
+                        tunnel_id: *tunnel_id,
+                        watcher: *watcher,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        streams.sort_by_key(|s| s.tunnel_id);
+        streams
+    }
+
+    /// The share links that streams held here came through.
+    fn shares(&self) -> Vec<Uuid> {
+        let mut shares: Vec<Uuid> = lock(&self.open)
+            .values()
+            .flat_map(|m| m.values().filter_map(|(w, _)| w.share_id))
+            .collect();
+        shares.sort_unstable();
+        shares.dedup();
+        shares
+    }
+
+    fn close_where(
+        &self,
+        which: impl Fn(Uuid, &Watcher) -> bool,
+        code: u16,
+        reason: &str,
+    ) -> usize {
         let closers: Vec<Arc<Closer>> = lock(&self.open)
             .values()
-            .flat_map(|m| m.values())
-            .filter(|(watcher, _)| *watcher == user_id)
-            .map(|(_, closer)| closer.clone())
+            .flat_map(|m| m.iter())
+            .filter(|(tunnel_id, (watcher, _))| which(**tunnel_id, watcher))
+            .map(|(_, (_, closer))| closer.clone())
+            .filter(|closer| !closer.is_closed())
             .collect();
         for closer in &closers {
             closer.close(code, reason);
@@ -205,8 +283,35 @@ pub(crate) async fn close_ended(store: &dyn Store, tunnels: &Tunnels) -> usize {
             closed += 1;
         }
     }
+    close_unshared(store, tunnels).await;
     closed
 }
+
+/// Closes the streams held here that came through a share link no longer active (revoked on
+/// another replica, or expired); how many links had streams closed.
+pub(crate) async fn close_unshared(store: &dyn Store, tunnels: &Tunnels) -> usize {
+    let mut closed = 0;
+    for share_id in tunnels.shares() {
+        let reason = match store.get_share(share_id).await {
+            Ok(share) if share.revoked_at.is_some() => SHARE_REVOKED,
+            Ok(share) if !share.is_active(Utc::now()) => "the share link has expired",
+            Ok(_) => continue,
+            Err(StoreError::NotFound { .. }) => SHARE_REVOKED,
+            Err(e) => {
+                tracing::debug!(%share_id, error = %e, "checking a share link failed");
+                continue;
+            }
+        };
+        if tunnels.close_share(share_id, close_code::POLICY, reason) > 0 {
+            tracing::info!(%share_id, %reason, "closed the viewers of a share link");
+            closed += 1;
+        }
+    }
+    closed
+}
+
+/// The close reason of a viewer whose share link was revoked.
+pub(crate) const SHARE_REVOKED: &str = "the share link was revoked";
 
 /// Why a data connection's token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,13 +379,22 @@ mod tests {
         assert_eq!(tunnels.take("sst_t", "a").err(), Some(TakeError::Unknown));
     }
 
+    fn watcher(user_id: Uuid) -> Watcher {
+        Watcher {
+            user_id,
+            share_id: None,
+            mode: ShareMode::Control,
+            since: Utc::now(),
+        }
+    }
+
     #[test]
     fn guards_leave_nothing_behind() {
         let tunnels = Arc::new(Tunnels::default());
         let session = Uuid::now_v7();
         {
             let (_rx, _guard) = tunnels.expect("sst_x".into(), Uuid::now_v7(), session, "a".into());
-            let open = tunnels.opened(session, Uuid::now_v7(), Uuid::now_v7());
+            let open = tunnels.opened(session, Uuid::now_v7(), watcher(Uuid::now_v7()));
             assert_eq!(tunnels.counts(), (1, 1));
             assert_eq!(tunnels.sessions(), [session]);
             assert_eq!(tunnels.close_session(session, 1000, "session ended"), 1);
@@ -350,7 +464,7 @@ mod tests {
             .await?;
         let tunnels = Arc::new(Tunnels::default());
         let [watching, frozen, gone] = [running, hibernated, Uuid::now_v7()]
-            .map(|session| tunnels.opened(session, Uuid::now_v7(), Uuid::now_v7()));
+            .map(|session| tunnels.opened(session, Uuid::now_v7(), watcher(Uuid::now_v7())));
 
         assert_eq!(close_ended(store.as_ref(), &tunnels).await, 2);
         assert!(!watching.closer.is_closed(), "a running session's viewer");
@@ -374,9 +488,31 @@ mod tests {
     fn a_user_who_loses_access_loses_only_their_streams() {
         let tunnels = Arc::new(Tunnels::default());
         let (session, alice, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let hers = tunnels.opened(session, Uuid::now_v7(), alice);
-        let his = tunnels.opened(session, Uuid::now_v7(), bob);
+        let hers = tunnels.opened(session, Uuid::now_v7(), watcher(alice));
+        let his = tunnels.opened(session, Uuid::now_v7(), watcher(bob));
         assert_eq!(tunnels.close_user(alice, 1008, "access revoked"), 1);
         assert!(hers.closer.is_closed() && !his.closer.is_closed());
+    }
+
+    #[test]
+    fn a_revoked_link_or_a_kick_closes_only_its_streams() {
+        let tunnels = Arc::new(Tunnels::default());
+        let (session, link) = (Uuid::now_v7(), Uuid::now_v7());
+        let owner = tunnels.opened(session, Uuid::now_v7(), watcher(Uuid::now_v7()));
+        let shared = Watcher {
+            share_id: Some(link),
+            mode: ShareMode::ViewOnly,
+            ..watcher(Uuid::now_v7())
+        };
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        let a = tunnels.opened(session, first, shared);
+        let b = tunnels.opened(session, second, shared);
+        assert_eq!(tunnels.shares(), [link]);
+        assert_eq!(tunnels.streams_of(session).len(), 3);
+        assert!(tunnels.close_stream(session, first, 1008, "disconnected by the owner"));
+        assert!(a.closer.is_closed() && !b.closer.is_closed());
+        assert!(!tunnels.close_stream(Uuid::now_v7(), second, 1008, "no such session"));
+        assert_eq!(tunnels.close_share(link, 1008, SHARE_REVOKED), 1);
+        assert!(b.closer.is_closed() && !owner.closer.is_closed());
     }
 }

@@ -46,6 +46,7 @@ pub mod recording;
 mod redact;
 mod rows;
 pub mod rules;
+pub mod shares;
 mod sql;
 pub mod sqlite;
 pub mod sso;
@@ -58,6 +59,7 @@ pub use quota::{QuotaDimension, QuotaSources, Quotas, SessionSize};
 pub use recording::{NewRecording, Recordings, StoredRecording};
 pub use redact::{REDACTED, redact_url};
 pub use rules::Rules;
+pub use shares::{NewShare, Shares};
 pub use sso::{NewOidcFlow, OidcFlow, OidcSignIn, SingleSignOn};
 
 /// `last_used_at` of a credential is kept to this many seconds: a lookup writes it only when
@@ -351,7 +353,7 @@ pub(crate) fn with_expiry(audit: &AuditEntry, key: &ApiKeyRecord) -> AuditEntry 
 
 /// Persistence for the control plane. All methods are safe to call from several replicas at once.
 #[async_trait]
-pub trait Store: Identity + Quotas + Rules + SingleSignOn + Recordings + 'static {
+pub trait Store: Identity + Quotas + Rules + SingleSignOn + Recordings + Shares + 'static {
     /// Backend name (`postgres` or `sqlite`), for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 

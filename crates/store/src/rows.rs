@@ -468,3 +468,35 @@ impl TryFrom<RecordingRow> for crate::recording::StoredRecording {
         })
     }
 }
+
+/// One `session_shares` row, with its maker's username.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ShareRow {
+    id: DbUuid,
+    session_id: DbUuid,
+    created_by: Option<String>,
+    mode: String,
+    allowed_users: Json<Value>,
+    allowed_groups: Json<Value>,
+    expires_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ShareRow> for streamspace_proto::api::Share {
+    type Error = StoreError;
+    fn try_from(r: ShareRow) -> Result<Self> {
+        Ok(Self {
+            id: r.id.0,
+            session_id: r.session_id.0,
+            created_by: r.created_by,
+            mode: parse(&r.mode)?,
+            users: from_json("share users", r.allowed_users.0)?,
+            groups: from_json("share groups", r.allowed_groups.0)?,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+            created_at: r.created_at,
+            link: streamspace_proto::api::share_link(r.id.0),
+        })
+    }
+}

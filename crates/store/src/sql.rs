@@ -319,6 +319,8 @@ pub(crate) struct Statements {
     pub recording_finish: &'static str,
     pub recording_expired: &'static str,
     pub template_lock: &'static str,
+    pub share_insert: &'static str,
+    pub share_revoke: &'static str,
     session_move: [&'static str; SessionState::ALL.len()],
 }
 
@@ -402,6 +404,14 @@ impl Statements {
                 "UPDATE api_keys SET last_used_at = {now} WHERE id = $1 \
                  AND (last_used_at IS NULL OR last_used_at < {}) RETURNING last_used_at",
                 ago("$2")
+            )),
+            share_insert: leak(format!(
+                "INSERT INTO session_shares (id, session_id, created_by, mode, allowed_users, \
+                 allowed_groups, expires_at) VALUES ($1, $2, $3, $4, $5, $6, {})",
+                (d.later)("$7")
+            )),
+            share_revoke: leak(format!(
+                "UPDATE session_shares SET revoked_at = COALESCE(revoked_at, {now}) WHERE id = $1"
             )),
             key_revoke: leak(format!(
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, {now}) WHERE id = $1"

@@ -98,6 +98,8 @@ conformance!(
     deleting_a_user_asks_about_their_home,
     rules_are_kept_on_templates_groups_and_sessions,
     down_0008_drops_the_rules_columns,
+    shares_are_made_listed_and_revoked,
+    down_0009_drops_the_shares,
 );
 
 #[path = "conformance/homes.rs"]
@@ -110,6 +112,10 @@ use homes::{
 #[path = "conformance/rules.rs"]
 mod rules;
 use rules::{down_0008_drops_the_rules_columns, rules_are_kept_on_templates_groups_and_sessions};
+
+#[path = "conformance/shares.rs"]
+mod shares;
+use shares::{down_0009_drops_the_shares, shares_are_made_listed_and_revoked};
 
 #[path = "conformance/retention.rs"]
 mod retention;

@@ -722,6 +722,58 @@ pub enum SessionCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Make a share link: people signed in who have it open it in the web UI to watch the
+    /// session (--view-only: the server drops their input) or to control it (--control).
+    Share {
+        id: uuid::Uuid,
+        /// Watch only.
+        #[arg(long, conflicts_with = "control", required_unless_present = "control")]
+        view_only: bool,
+        /// Keyboard, pointer and clipboard too.
+        #[arg(long)]
+        control: bool,
+        /// How long the link works (at most a week).
+        #[arg(long, default_value = "1h", value_parser = DurationParser::secs()
+            .at_least(Duration::from_secs(1))
+            .at_most(Duration::from_secs(streamspace_proto::api::MAX_SHARE_SECS))
+            .whole_seconds())]
+        expires: Duration,
+        /// Only this user may use the link (repeat for several; with --group, these and the
+        /// groups' members) [default: anyone signed in].
+        #[arg(long = "user", value_name = "USER")]
+        users: Vec<String>,
+        /// Only members of this group may use the link (repeatable).
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a session's share links (revoked and expired ones too).
+    Shares {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a share link; whoever watches through it is disconnected.
+    Unshare {
+        id: uuid::Uuid,
+        share: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List who watches a session (on the replica that answers).
+    Viewers {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Disconnect a viewer of a session (its id from `session viewers`).
+    Kick {
+        id: uuid::Uuid,
+        viewer: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -302,6 +302,48 @@ impl Tabular for AuditRecord {
     }
 }
 
+impl Tabular for streamspace_proto::api::Share {
+    fn headers() -> &'static [&'static str] {
+        &["ID", "MODE", "FOR", "EXPIRES", "REVOKED", "LINK"]
+    }
+    fn row(&self) -> Vec<String> {
+        let named: Vec<String> = self
+            .users
+            .iter()
+            .cloned()
+            .chain(self.groups.iter().map(|g| format!("group:{g}")))
+            .collect();
+        vec![
+            self.id.to_string(),
+            self.mode.to_string(),
+            if named.is_empty() {
+                "anyone signed in".to_owned()
+            } else {
+                named.join(",")
+            },
+            time(self.expires_at),
+            or_dash(self.revoked_at.map(time)),
+            self.link.clone(),
+        ]
+    }
+}
+
+impl Tabular for streamspace_proto::api::Viewer {
+    fn headers() -> &'static [&'static str] {
+        &["ID", "USER", "MODE", "SHARE", "SINCE", "REPLICA"]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.user.clone(),
+            self.mode.to_string(),
+            or_dash(self.share_id.map(|s| s.to_string())),
+            time(self.since),
+            self.replica.clone(),
+        ]
+    }
+}
+
 impl Tabular for ApiToken {
     fn headers() -> &'static [&'static str] {
         &[

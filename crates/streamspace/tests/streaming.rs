@@ -9,6 +9,8 @@ mod common;
 mod recording;
 #[path = "streaming/replicas.rs"]
 mod replicas;
+#[path = "streaming/sharing.rs"]
+mod sharing;
 #[path = "streaming/targets.rs"]
 mod targets;
 #[path = "streaming/tls.rs"]

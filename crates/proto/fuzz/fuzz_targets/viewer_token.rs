@@ -17,14 +17,19 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         assert!(candidate.len() <= MAX_VIEWER_TOKEN_BYTES);
-        let signed =
-            viewer_token_signed_part(parts.session_id, parts.user_id, parts.expires_ms, parts.nonce);
+        let signed = viewer_token_signed_part(
+            parts.session_id,
+            parts.user_id,
+            parts.expires_ms,
+            parts.grant,
+            parts.nonce,
+        );
         let rewritten = format!("{VIEWER_TOKEN_PREFIX}{signed}.{}", parts.signature);
         if rewritten.len() <= MAX_VIEWER_TOKEN_BYTES {
             let again = parse_viewer_token(&rewritten).expect("a rewritten token parses");
             assert_eq!(
-                (again.session_id, again.user_id, again.expires_ms, again.nonce),
-                (parts.session_id, parts.user_id, parts.expires_ms, parts.nonce)
+                (again.session_id, again.user_id, again.expires_ms, again.grant, again.nonce),
+                (parts.session_id, parts.user_id, parts.expires_ms, parts.grant, parts.nonce)
             );
         }
     }

@@ -20,6 +20,7 @@ mod recordings;
 mod replicas;
 mod rules;
 mod sessions;
+mod shares;
 mod template_fields;
 mod template_limits;
 mod templates;
@@ -118,6 +119,23 @@ pub(crate) fn router(state: AppState) -> Router {
             get(recordings::get).delete(recordings::remove),
         )
         .route("/api/v1/recordings/{id}/data", get(recordings::data))
+        .route(
+            "/api/v1/sessions/{id}/shares",
+            post(shares::create).get(shares::list),
+        )
+        .route(
+            "/api/v1/sessions/{id}/shares/{share_id}",
+            delete(shares::revoke),
+        )
+        .route("/api/v1/sessions/{id}/viewers", get(shares::viewers))
+        .route(
+            "/api/v1/sessions/{id}/viewers/{viewer_id}",
+            delete(shares::disconnect),
+        )
+        .route(
+            "/api/v1/shares/{share_id}/connect",
+            post(crate::tunnel::viewer::connect_shared),
+        )
         .route("/api/v1/commands", get(commands::list))
         .route("/api/v1/commands/{command_id}", get(commands::get))
         .route(

@@ -22,6 +22,7 @@
 
 pub(crate) mod data;
 pub(crate) mod remote;
+pub(crate) mod rfb_filter;
 mod splice;
 pub(crate) mod token;
 pub(crate) mod viewer;

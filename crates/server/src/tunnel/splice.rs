@@ -14,6 +14,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use streamspace_proto::tunnel::close_code;
 
+use super::rfb_filter::ClientFilter;
 use crate::hub::Closer;
 use crate::recording::Tap;
 
@@ -40,13 +41,15 @@ pub(super) struct Timing {
     pub close_grace: Duration,
 }
 
-/// Runs the stream until either side ends or `closer` is closed; returns how it ended. With a
-/// `tap`, every chunk going to the viewer is handed to the recording first.
+/// Runs the stream until either side ends or `closer` is closed; returns how it ended. What
+/// the viewer sends passes `filter` first, if there is one (see `rfb_filter`); with a `tap`,
+/// every chunk going to the viewer is handed to the recording first.
 pub(super) async fn run(
     viewer: WebSocket,
     data: WebSocket,
     closer: &Closer,
     timing: Timing,
+    filter: Option<ClientFilter>,
     tap: Option<&mut Tap>,
 ) -> Ending {
     let (mut viewer_tx, mut viewer_rx) = viewer.split();
@@ -57,7 +60,7 @@ pub(super) async fn run(
             Ending::new(code, reason)
         }
         e = down(&mut data_rx, &mut viewer_tx, timing.send_timeout, tap) => e,
-        e = up(&mut viewer_rx, &mut data_tx, timing.send_timeout) => e,
+        e = up(&mut viewer_rx, &mut data_tx, timing.send_timeout, filter) => e,
     };
     let data_code = if ending.code == close_code::SLOW_VIEWER {
         close_code::NORMAL
@@ -116,11 +119,12 @@ async fn down(
     }
 }
 
-/// Viewer → agent.
+/// Viewer → agent, through `filter` if there is one.
 async fn up(
     from: &mut SplitStream<WebSocket>,
     to: &mut SplitSink<WebSocket, Message>,
     send_timeout: Duration,
+    mut filter: Option<ClientFilter>,
 ) -> Ending {
     loop {
         let bytes = match from.next().await {
@@ -134,6 +138,19 @@ async fn up(
             }
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                 return Ending::new(close_code::NORMAL, "viewer left");
+            }
+        };
+        let bytes = match filter.as_mut() {
+            None => bytes,
+            Some(filter) => {
+                let mut passed = Vec::with_capacity(bytes.len());
+                if let Err(e) = filter.feed(&bytes, &mut passed) {
+                    return Ending::new(close_code::POLICY, e.to_string());
+                }
+                if passed.is_empty() {
+                    continue;
+                }
+                passed.into()
             }
         };
         match tokio::time::timeout(send_timeout, to.send(Message::Binary(bytes))).await {

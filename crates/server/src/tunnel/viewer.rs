@@ -1,5 +1,7 @@
-//! The browser's side: `POST /api/v1/sessions/{id}/connect` (admin) issues a viewer token, and
-//! `GET /api/v1/sessions/{id}/vnc?token=…` upgrades to the viewer's WebSocket.
+//! The browser's side: `POST /api/v1/sessions/{id}/connect` (the session's owner or an
+//! operator) and `POST /api/v1/shares/{share_id}/connect` (a user the share link is for) issue
+//! a viewer token, and `GET /api/v1/sessions/{id}/vnc?token=…` upgrades to the viewer's
+//! WebSocket. A viewer through a view-only link has what it sends filtered (`rfb_filter`).
 //!
 //! The WebSocket is websockify-style: raw VNC bytes in binary frames, no subprotocol required,
 //! `binary` answered when the browser offers it — so stock noVNC connects as it is. Every
@@ -16,9 +18,11 @@ use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
-use streamspace_proto::api::{Session, SessionState};
+use streamspace_proto::api::{
+    ClipboardPolicy, EffectiveRules, Session, SessionState, Share, ShareMode,
+};
 use streamspace_proto::tunnel::{
     BINARY_SUBPROTOCOL, ConnectInfo, ConnectRequest, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES,
     RECORD_PARAM, close_code,
@@ -28,8 +32,9 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::rfb_filter::{ClientFilter, ClientPolicy, ViewerMode};
 use super::splice::{self, Timing};
-use super::token::{self, TokenError};
+use super::token::{self, Access, TokenError};
 use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
@@ -37,7 +42,7 @@ use crate::hub::DeliveryError;
 use crate::policy;
 use crate::recording::{Strictness, Viewing};
 use crate::state::AppState;
-use crate::streams::{Opened, PendingGuard, Tunnels};
+use crate::streams::{Opened, PendingGuard, Tunnels, Watcher};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -54,7 +59,6 @@ impl TokenQuery {
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref().filter(|t| !t.is_empty())
     }
-
     fn record(&self) -> bool {
         matches!(self.record.as_deref(), Some("1" | "true"))
     }
@@ -122,35 +126,139 @@ pub(crate) async fn connect(
     let recorded = recording(&app, &session, &actor.principal, request.record)
         .await?
         .is_some();
-    let ttl = TimeDelta::from_std(app.config.tunnel.viewer_token_ttl)
-        .unwrap_or_else(|_| TimeDelta::seconds(60));
-    let expires_at = Utc::now() + ttl;
-    let token = token::issue_viewer(&app.keys.viewer, id, actor.user_id(), expires_at);
-    let served_tls = app.config.tls.is_some();
-    let base = public_base(
-        app.config.tunnel.public_url.as_deref(),
-        served_tls,
-        &headers,
-    )?;
-    let mut url = format!("{base}/api/v1/sessions/{id}/vnc?token={token}");
+    let mut info = issue(&app, &headers, &actor, id, Access::Owner, None)?;
+    info.recorded = recorded;
     if request.record {
-        url.push_str(&format!("&{RECORD_PARAM}=1"));
+        info.url.push_str(&format!("&{RECORD_PARAM}=1"));
     }
-    tracing::info!(session_id = %id, %expires_at, user = %actor.principal.username,
-        "viewer token issued");
     let entry = crate::audit::entry(
         &actor,
         "session.connect",
         id.to_string(),
-        serde_json::json!({ "expires_at": expires_at, "recorded": recorded }),
+        serde_json::json!({ "expires_at": info.expires_at, "recorded": recorded }),
     );
     crate::audit::record_event(&app, &entry).await;
-    Ok(Json(ConnectInfo {
+    Ok(Json(info))
+}
+
+/// `POST /api/v1/shares/{share_id}/connect`: a viewer token through a share link, carrying
+/// the link's mode.
+#[utoipa::path(
+    post,
+    path = "/api/v1/shares/{share_id}/connect",
+    operation_id = "shares_connect",
+    tag = "sessions",
+    summary = "Get a viewer token for a shared session (through its share link)",
+    params(("share_id" = uuid::Uuid, Path, description = "the share link's id")),
+    responses(
+        (status = 200, description = "The viewer token, the WebSocket URL and the link's mode", body = streamspace_proto::tunnel::ConnectInfo),
+        (status = 400, description = "A path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
+        (status = 403, description = "The link is for other users (`forbidden`), revoked (`share_revoked`) or expired (`share_expired`)", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such share link", body = streamspace_proto::api::ErrorBody),
+        (status = 409, description = "The session is not running (`session_not_running`)", body = streamspace_proto::api::ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = [])),
+)]
+pub(crate) async fn connect_shared(
+    State(app): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    headers: HeaderMap,
+    ApiPath(share_id): ApiPath<Uuid>,
+) -> Result<Json<ConnectInfo>, ApiError> {
+    let share = app
+        .store
+        .get_share(share_id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "reading a share link"))?;
+    actor.may(policy::Action::UseShare, policy::Resource::Share(&share))?;
+    require_active(&share)?;
+    let session = load_session(&app, share.session_id).await?;
+    require_running(&session)?;
+    let recorded = recording(&app, &session, &actor.principal, false)
+        .await?
+        .is_some();
+    let access = Access::Share {
+        id: share.id,
+        mode: share.mode,
+    };
+    let mut info = issue(
+        &app,
+        &headers,
+        &actor,
+        session.id,
+        access,
+        Some(share.expires_at),
+    )?;
+    info.recorded = recorded;
+    let entry = crate::audit::entry(
+        &actor,
+        "share.connect",
+        share.id.to_string(),
+        serde_json::json!({
+            "session_id": session.id,
+            "mode": share.mode,
+            "expires_at": info.expires_at,
+            "recorded": recorded,
+        }),
+    );
+    crate::audit::record_event(&app, &entry).await;
+    Ok(Json(info))
+}
+
+/// A viewer token for `session_id` to the actor with `access`, living the configured time but
+/// never past `until`, and the URL to open with it.
+fn issue(
+    app: &AppState,
+    headers: &HeaderMap,
+    actor: &Actor,
+    session_id: Uuid,
+    access: Access,
+    until: Option<DateTime<Utc>>,
+) -> Result<ConnectInfo, ApiError> {
+    let ttl = TimeDelta::from_std(app.config.tunnel.viewer_token_ttl)
+        .unwrap_or_else(|_| TimeDelta::seconds(60));
+    let mut expires_at = Utc::now() + ttl;
+    if let Some(until) = until {
+        expires_at = expires_at.min(until);
+    }
+    let token = token::issue_viewer(
+        &app.keys.viewer,
+        session_id,
+        actor.user_id(),
+        access,
+        expires_at,
+    );
+    let served_tls = app.config.tls.is_some();
+    let base = public_base(app.config.tunnel.public_url.as_deref(), served_tls, headers)?;
+    let url = format!("{base}/api/v1/sessions/{session_id}/vnc?token={token}");
+    tracing::info!(%session_id, %expires_at, user = %actor.principal.username,
+        mode = %access.mode(), share_id = ?access.share_id(), "viewer token issued");
+    Ok(ConnectInfo {
         token,
         url,
         expires_at,
-        recorded,
-    }))
+        mode: access.mode(),
+        recorded: false,
+    })
+}
+
+/// A revoked or expired share link opens nothing.
+pub(crate) fn require_active(share: &Share) -> Result<(), ApiError> {
+    if share.revoked_at.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "share_revoked",
+            "this share link was revoked",
+        ));
+    }
+    if !share.is_active(Utc::now()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "share_expired",
+            "this share link has expired",
+        ));
+    }
+    Ok(())
 }
 
 /// `GET /api/v1/sessions/{id}/vnc?token=…`: the viewer's WebSocket.
@@ -181,6 +289,8 @@ pub(crate) async fn vnc(
     let Authorized {
         agent_id,
         user_id,
+        access,
+        policy,
         recording,
     } = match authorize(&app, id, query).await {
         Ok(authorized) => authorized,
@@ -217,9 +327,11 @@ pub(crate) async fn vnc(
                 app,
                 session_id: id,
                 user_id,
+                access,
+                policy,
+                recording,
                 tunnel_id,
                 agent_id,
-                recording,
             };
             tasks.track_future(stream.run(socket, delivered, guard).instrument(span))
         })
@@ -230,12 +342,18 @@ struct Authorized {
     /// The session's agent.
     agent_id: String,
     user_id: Uuid,
+    /// Why the user may watch (their own session, or a share link).
+    access: Access,
+    /// What their stream may carry.
+    policy: ClientPolicy,
     /// How the viewing is recorded, if it is.
     recording: Option<(Strictness, Viewing)>,
 }
 
-/// Checks the viewer token and that its user may still watch; the session's agent, the user,
-/// and whether the viewing is recorded.
+/// Checks the viewer token and that its user may still watch (through a share link: that the
+/// link is still active); the session's agent, the user, their access, what their stream may
+/// carry (the access's mode and the session rules' clipboard policy for that user), and whether
+/// the viewing is recorded.
 async fn authorize(app: &AppState, id: Uuid, query: TokenQuery) -> Result<Authorized, ApiError> {
     let token = query
         .token()
@@ -255,13 +373,8 @@ async fn authorize(app: &AppState, id: Uuid, query: TokenQuery) -> Result<Author
             "this token was issued for another session",
         ));
     }
-    let viewer = match app.store.get_user_by_id(grant.user_id).await {
-        Ok(record) if !record.user.disabled => policy::Principal {
-            user_id: record.user.id,
-            username: record.user.username,
-            role: record.user.role,
-            groups: record.user.groups,
-        },
+    let user = match app.store.get_user_by_id(grant.user_id).await {
+        Ok(record) if !record.user.disabled => record.user,
         Ok(_) | Err(streamspace_store::StoreError::NotFound { .. }) => {
             return Err(ApiError::unauthorized(
                 "the user this token was issued to can no longer sign in",
@@ -269,6 +382,14 @@ async fn authorize(app: &AppState, id: Uuid, query: TokenQuery) -> Result<Author
         }
         Err(e) => return Err(ApiError::from_store(e, "reading a viewer's user")),
     };
+    if let Some(share_id) = grant.access.share_id() {
+        let share = app
+            .store
+            .get_share(share_id)
+            .await
+            .map_err(|e| ApiError::from_store(e, "reading a share link"))?;
+        require_active(&share)?;
+    }
     let session = load_session(app, id).await?;
     require_running(&session)?;
     let agent_id = session.agent_id.clone().ok_or_else(|| {
@@ -285,21 +406,34 @@ async fn authorize(app: &AppState, id: Uuid, query: TokenQuery) -> Result<Author
             "this replica is shutting down; connect again",
         ));
     }
-    let recording = recording(app, &session, &viewer, query.record())
+    let principal = policy::Principal {
+        user_id: user.id,
+        username: user.username,
+        role: user.role,
+        groups: user.groups,
+    };
+    let rules = crate::rules::effective(app, &session, &principal).await?;
+    let policy = client_policy(grant.access.mode(), &rules);
+    let recording = recording(app, &session, &principal, query.record())
         .await?
         .map(|strictness| {
             let viewing = Viewing {
                 session_id: id,
                 owner_id: session.owner_id,
                 viewer_id: grant.user_id,
-                viewer: viewer.username.clone(),
-                mode: "control",
+                viewer: principal.username.clone(),
+                mode: match grant.access.mode() {
+                    ShareMode::Control => "control",
+                    ShareMode::ViewOnly => "view_only",
+                },
             };
             (strictness, viewing)
         });
     Ok(Authorized {
         agent_id,
         user_id: grant.user_id,
+        access: grant.access,
+        policy,
         recording,
     })
 }
@@ -352,9 +486,14 @@ struct Stream {
     session_id: Uuid,
     /// Who watches: their streams close when they lose access.
     user_id: Uuid,
+    /// Why they may: their stream closes when the share link is revoked, and is filtered by
+    /// its mode.
+    access: Access,
+    /// What the viewer may send.
+    policy: ClientPolicy,
+    recording: Option<(Strictness, Viewing)>,
     tunnel_id: Uuid,
     agent_id: String,
-    recording: Option<(Strictness, Viewing)>,
 }
 
 impl Stream {
@@ -393,14 +532,22 @@ impl Stream {
             }
         };
         let tunnels: &Arc<Tunnels> = &self.app.tunnels;
-        let open = tunnels.opened(self.session_id, self.tunnel_id, self.user_id);
+        let watcher = Watcher {
+            user_id: self.user_id,
+            share_id: self.access.share_id(),
+            mode: self.access.mode(),
+            since: Utc::now(),
+        };
+        let open = tunnels.opened(self.session_id, self.tunnel_id, watcher);
         tracing::info!(streams_here = tunnels.counts().0, "viewer stream open");
         let timing = Timing {
             send_timeout: tunnel.send_timeout,
             close_grace: tunnel.close_grace,
         };
+        let policy = self.policy;
+        let filter = (!policy.passes_everything()).then(|| ClientFilter::new(policy));
         let ending = {
-            let splice = splice::run(viewer, data, &open.closer, timing, tap.as_mut());
+            let splice = splice::run(viewer, data, &open.closer, timing, filter, tap.as_mut());
             tokio::pin!(splice);
             // On shutdown both sides still get a close frame: the splice ends through the closer.
             tokio::select! {
@@ -443,6 +590,27 @@ impl Stream {
             reason: reason.to_owned(),
         };
         let _ = self.app.hub.send(&self.agent_id, close).await;
+    }
+}
+
+/// What a viewer in `mode` under `rules` may send. Cut text towards the session is filtered
+/// here; the session's cut text towards the viewer is not (that needs a parser of the server's
+/// messages): `from_session` only keeps the extended clipboard from being negotiated.
+fn client_policy(mode: ShareMode, rules: &EffectiveRules) -> ClientPolicy {
+    ClientPolicy {
+        mode: match mode {
+            ShareMode::Control => ViewerMode::Control,
+            ShareMode::ViewOnly => ViewerMode::ViewOnly,
+        },
+        clipboard_to_session: matches!(
+            rules.clipboard,
+            ClipboardPolicy::Both | ClipboardPolicy::ToSession
+        ),
+        clipboard_from_session: matches!(
+            rules.clipboard,
+            ClipboardPolicy::Both | ClipboardPolicy::FromSession
+        ),
+        clipboard_max_bytes: Some(rules.clipboard_max_bytes),
     }
 }
 
@@ -518,6 +686,33 @@ mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn the_clipboard_policy_and_the_mode_make_the_filter() {
+        let rules = |clipboard| EffectiveRules {
+            clipboard,
+            clipboard_max_bytes: 1000,
+            file_transfer: Default::default(),
+            transfer_max_bytes: 1,
+            recording: Default::default(),
+        };
+        for (clipboard, to, from) in [
+            (ClipboardPolicy::Both, true, true),
+            (ClipboardPolicy::ToSession, true, false),
+            (ClipboardPolicy::FromSession, false, true),
+            (ClipboardPolicy::None, false, false),
+        ] {
+            let p = client_policy(ShareMode::Control, &rules(clipboard));
+            assert_eq!(
+                (p.mode, p.clipboard_to_session, p.clipboard_from_session),
+                (ViewerMode::Control, to, from),
+                "{clipboard:?}"
+            );
+            assert_eq!(p.clipboard_max_bytes, Some(1000));
+        }
+        let watcher = client_policy(ShareMode::ViewOnly, &rules(ClipboardPolicy::Both));
+        assert_eq!(watcher.mode, ViewerMode::ViewOnly);
+    }
 
     #[test]
     fn the_viewer_url_follows_config_or_host() {

@@ -132,6 +132,23 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
         .await?
         .id;
     let missing = uuid::Uuid::now_v7();
+    // A link to alice's session for the staff group (alice is in it, bob is not).
+    let share = json!({ "mode": "view_only", "groups": ["staff"] });
+    let (status, body) = call(
+        &s,
+        Some(&alice),
+        Method::POST,
+        &format!("/api/v1/sessions/{}/shares", a.id),
+        Some(share),
+    )
+    .await?;
+    ensure!(
+        status == StatusCode::CREATED,
+        "alice shares her session: {body}"
+    );
+    let a_share = body["id"].as_str().context("a share id")?.to_owned();
+    let nobody = uuid::Uuid::now_v7();
+
     let tokens = BTreeMap::from([
         ("admin", ADMIN_TOKEN.to_owned()),
         ("operator", operator),
@@ -206,6 +223,50 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
             format!("/api/v1/recordings/{missing}"),
             None,
             [GONE, GONE, GONE, GONE],
+        ),
+        // Sharing is the owner's (and operators'); a link opens for whom it names, and only
+        // while the session runs.
+        (
+            Method::POST,
+            format!("/api/v1/sessions/{a_id}/shares"),
+            Some(json!({"mode": "control", "expires_in_secs": 600})),
+            [CREATED, CREATED, CREATED, GONE],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/sessions/{a_id}/shares"),
+            None,
+            [OK, OK, OK, GONE],
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/shares/{a_share}/connect"),
+            None,
+            [CONFLICT, CONFLICT, CONFLICT, NO],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/sessions/{a_id}/viewers"),
+            None,
+            [OK, OK, OK, GONE],
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/sessions/{a_id}/viewers/{nobody}"),
+            None,
+            [GONE, GONE, GONE, GONE],
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/sessions/{a_id}/shares/{a_share}"),
+            None,
+            [OK, OK, OK, GONE],
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/shares/{a_share}/connect"),
+            None,
+            [NO, NO, NO, NO],
         ),
         (
             Method::GET,

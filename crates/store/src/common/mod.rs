@@ -15,6 +15,7 @@ pub(crate) mod identity;
 pub(crate) mod quota;
 pub(crate) mod recording;
 pub(crate) mod rules;
+pub(crate) mod shares;
 pub(crate) mod sso;
 pub(crate) mod tx;
 
@@ -27,6 +28,7 @@ macro_rules! impl_store {
         $crate::common::sso::impl_single_sign_on!($store, $conn, $stmts);
         $crate::common::recording::impl_recordings!($store, $conn, $stmts);
         $crate::home::impl_user_homes!($store, $conn, $stmts);
+        $crate::common::shares::impl_shares!($store, $conn, $stmts);
 
         #[async_trait::async_trait]
         impl $crate::Store for $store {

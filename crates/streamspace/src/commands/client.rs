@@ -5,8 +5,8 @@ use std::time::Instant;
 use anyhow::Context;
 use streamspace_client::{Client, WaitError};
 use streamspace_proto::api::{
-    CommandFilter, CommandStatus, CreateTemplate, ResourcesChange, SessionFilter, SessionRules,
-    TemplatePorts, TemplateResources, UpdateTemplate,
+    CommandFilter, CommandStatus, CreateShare, CreateTemplate, ResourcesChange, SessionFilter,
+    SessionRules, ShareMode, TemplatePorts, TemplateResources, UpdateTemplate,
 };
 
 use crate::cli::{
@@ -123,6 +123,51 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
             timeout,
             client,
         } => super::viewer::connect(&connect(&client)?, id, timeout, client.output).await,
+        SessionCommand::Share {
+            id,
+            view_only,
+            control: _,
+            expires,
+            users,
+            groups,
+            client,
+        } => {
+            let share = CreateShare {
+                mode: if view_only {
+                    ShareMode::ViewOnly
+                } else {
+                    ShareMode::Control
+                },
+                expires_in_secs: Some(expires.as_secs()),
+                expires_at: None,
+                users,
+                groups,
+            };
+            let share = connect(&client)?.create_share(id, &share).await?;
+            print_one(client.output, &share)?;
+            if client.output == OutputFormat::Table {
+                let base = client.server.trim_end_matches('/');
+                println!("open {base}{} in the web UI to use it", share.link);
+            }
+            Ok(())
+        }
+        SessionCommand::Shares { id, client } => {
+            print_many(client.output, &connect(&client)?.list_shares(id).await?)
+        }
+        SessionCommand::Unshare { id, share, client } => print_one(
+            client.output,
+            &connect(&client)?.revoke_share(id, share).await?,
+        ),
+        SessionCommand::Viewers { id, client } => {
+            print_many(client.output, &connect(&client)?.list_viewers(id).await?)
+        }
+        SessionCommand::Kick { id, viewer, client } => {
+            connect(&client)?.disconnect_viewer(id, viewer).await?;
+            if client.output == OutputFormat::Table {
+                println!("disconnected viewer {viewer}");
+            }
+            Ok(())
+        }
     }
 }
 
