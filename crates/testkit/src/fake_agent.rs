@@ -147,6 +147,7 @@ pub fn register_message(
         labels: Default::default(),
         sessions,
         result_receipts: false,
+        file_transfer: false,
     })
 }
 
