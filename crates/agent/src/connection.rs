@@ -243,7 +243,7 @@ async fn register(
         labels: config.labels.clone(),
         sessions: sessions.clone(),
         result_receipts: true,
-        file_transfer: false,
+        file_transfer: true,
     });
     write(sink, &message, config.welcome_timeout).await?;
     let welcome = tokio::time::timeout(config.welcome_timeout, async {
@@ -415,9 +415,7 @@ async fn read_loop(ctx: &Context<'_>, stream: &mut impl FrameStream) -> Ended {
             ServerMessage::Ping => send_heartbeat(ctx).await,
             ServerMessage::Shutdown { reason } => return Ended::ServerShutdown(reason),
             ServerMessage::TunnelOpen(open) => ctx.tunnels.open(open),
-            ServerMessage::TransferOpen(open) => {
-                tracing::warn!(transfer_id = %open.transfer_id, "file transfer is not supported yet");
-            }
+            ServerMessage::TransferOpen(open) => ctx.tunnels.transfer(open),
             ServerMessage::TunnelClose { tunnel_id, .. } => ctx.tunnels.close(tunnel_id),
             ServerMessage::ResultRecorded { command_id } => {
                 ctx.executor.confirm_result(command_id);

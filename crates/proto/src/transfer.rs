@@ -159,7 +159,8 @@ pub struct UploadResult {
 
 /// Why the agent did not carry a transfer. `code` is what the API answers (`not_found`,
 /// `invalid_path`, `too_large`, `transfer_unsupported`, `transfer_failed`, …).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
 pub struct TransferFailure {
     pub code: String,
     pub message: String,
@@ -290,7 +291,10 @@ mod tests {
     #[test]
     fn good_paths_split_into_components() {
         assert_eq!(check_path("a.txt"), Ok(vec!["a.txt"]));
-        assert_eq!(check_path("docs/report 1.pdf"), Ok(vec!["docs", "report 1.pdf"]));
+        assert_eq!(
+            check_path("docs/report 1.pdf"),
+            Ok(vec!["docs", "report 1.pdf"])
+        );
         assert_eq!(check_path("..hidden"), Ok(vec!["..hidden"]));
         assert_eq!(check_path("ü/ñ"), Ok(vec!["ü", "ñ"]));
     }
@@ -342,12 +346,18 @@ mod tests {
                 }],
                 truncated: false,
             }),
-            Frame::Error(TransferFailure::new(failure_code::NOT_FOUND, "no such file")),
+            Frame::Error(TransferFailure::new(
+                failure_code::NOT_FOUND,
+                "no such file",
+            )),
         ];
         for frame in frames {
             assert_eq!(Frame::decode(&frame.encode()), Ok(frame));
         }
-        assert_eq!(Frame::encode_data(b"x"), Frame::Data(b"x".to_vec()).encode());
+        assert_eq!(
+            Frame::encode_data(b"x"),
+            Frame::Data(b"x".to_vec()).encode()
+        );
         assert_eq!(Frame::decode(&[]), Err(FrameError::Empty));
         assert_eq!(Frame::decode(&[99]), Err(FrameError::UnknownTag(99)));
         assert!(matches!(

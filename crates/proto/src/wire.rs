@@ -458,7 +458,10 @@ mod tests {
             panic!("an older agent's register still decodes");
         };
         assert!(!register.result_receipts);
-        assert!(!register.file_transfer, "an older agent cannot transfer files");
+        assert!(
+            !register.file_transfer,
+            "an older agent cannot transfer files"
+        );
         let old_welcome = r#"{"v":1,"type":"welcome","accepted":true,"heartbeat_interval_secs":10,"replica_id":"r","epoch":1}"#;
         assert!(matches!(
             decode_server_message(old_welcome),

@@ -446,6 +446,11 @@ pub struct AgentRunArgs {
     /// the agent must run as root) [default: the agent's own user].
     #[arg(long, env = "STREAMSPACE_RUN_AS")]
     pub run_as: Option<String>,
+    /// Directory holding the transfer folder (`Transfers/`) of `--runtime process` sessions,
+    /// for a session user without a usable home (such as `nobody`) [default: the session user's
+    /// home].
+    #[arg(long, env = "STREAMSPACE_TRANSFER_HOME")]
+    pub transfer_home: Option<PathBuf>,
     /// A label KEY=VALUE to report (repeatable; comma-separated in the variable).
     #[arg(long = "label", env = "STREAMSPACE_LABELS", value_delimiter = ',', value_parser = parse_label)]
     pub labels: Vec<(String, String)>,

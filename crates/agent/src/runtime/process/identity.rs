@@ -83,6 +83,11 @@ impl SessionUser {
         }
     }
 
+    /// The user's home directory, from the password database.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
     /// Whether the session's processes run as another user than the agent.
     pub fn switches(&self) -> bool {
         self.switch
