@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub internal_tls_name: Option<String>,
     /// Viewer streams (timeouts, token lifetime, public URL).
     pub tunnel: TunnelConfig,
+    /// Which way files may travel and how large they may be (`--file-transfer`,
+    /// `--transfer-max-bytes`).
+    pub transfer: crate::tunnel::transfer::TransferRules,
     /// How long a replica trusts a credential it resolved without asking the database again.
     /// Revocations on any replica are announced over Redis at once; this bounds how late one
     /// that was missed (Redis away) takes effect.
@@ -179,6 +182,7 @@ impl Default for ServerConfig {
             ca_cert: None,
             internal_tls_name: None,
             tunnel: TunnelConfig::default(),
+            transfer: Default::default(),
             credential_cache_ttl: Duration::from_secs(1),
             trusted_proxies: Vec::new(),
             default_quota: QuotaLimits::default(),

@@ -92,6 +92,9 @@ pub use keyring::{
 };
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX};
 pub use oidc::{OidcProviderConfig, OidcProvidersFile};
+pub use tunnel::transfer::{
+    DEFAULT_MAX_BYTES as DEFAULT_TRANSFER_MAX_BYTES, TransferPolicy, TransferRules,
+};
 
 use crate::state::AppState;
 

@@ -30,6 +30,8 @@ pub(crate) enum Action {
     ReadSession,
     /// Stop, hibernate or wake a session, or connect a viewer to it.
     ControlSession,
+    /// Upload files into a session, download them from it, list its transfer folder.
+    TransferFiles,
     /// See every user's sessions (listing without the owner filter forced to oneself).
     ListAllSessions,
     /// Launch a session from a template.
@@ -102,7 +104,10 @@ pub(crate) fn decide(
         }
     };
     match (action, resource) {
-        (Action::ReadSession | Action::ControlSession, Resource::Session(session)) => {
+        (
+            Action::ReadSession | Action::ControlSession | Action::TransferFiles,
+            Resource::Session(session),
+        ) => {
             if actor.role >= Role::Operator || session.owner_id == Some(actor.user_id) {
                 Ok(())
             } else {
@@ -194,7 +199,11 @@ mod tests {
         let operator = principal(Role::Operator, &[]);
         let admin = principal(Role::Admin, &[]);
         let hers = session_of(&alice);
-        for action in [Action::ReadSession, Action::ControlSession] {
+        for action in [
+            Action::ReadSession,
+            Action::ControlSession,
+            Action::TransferFiles,
+        ] {
             assert_eq!(decide(&alice, action, Resource::Session(&hers)), Ok(()));
             assert_eq!(
                 decide(&bob, action, Resource::Session(&hers)),

@@ -79,6 +79,19 @@ fn parse_retention(s: &str) -> Result<Retention, String> {
         .map_err(|e| format!("{e} (or `forever`)"))
 }
 
+/// `--file-transfer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FileTransferArg {
+    /// Into and out of sessions.
+    Both,
+    /// Into sessions only.
+    Upload,
+    /// Out of sessions only.
+    Download,
+    /// Neither.
+    None,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -301,6 +314,12 @@ pub struct ServerTuning {
     /// Largest accepted REST request body, in bytes.
     #[arg(long, env = "STREAMSPACE_MAX_BODY_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1 << 30))]
     pub max_body_bytes: u32,
+    /// Which way files may travel between users and their sessions.
+    #[arg(long, env = "STREAMSPACE_FILE_TRANSFER", value_enum, default_value_t = FileTransferArg::Both)]
+    pub file_transfer: FileTransferArg,
+    /// Largest file uploaded into or downloaded from a session, in bytes.
+    #[arg(long, env = "STREAMSPACE_TRANSFER_MAX_BYTES", default_value_t = streamspace_server::DEFAULT_TRANSFER_MAX_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    pub transfer_max_bytes: u64,
     /// How long a send to a viewer may take; a viewer that does not read for that long is closed
     /// with 1013.
     #[arg(long, env = "STREAMSPACE_VIEWER_SEND_TIMEOUT", default_value = "10s", value_parser = DurationParser::secs())]

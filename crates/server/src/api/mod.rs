@@ -105,6 +105,14 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/sessions/{id}/connect",
             post(crate::tunnel::viewer::connect),
         )
+        .route(
+            "/api/v1/sessions/{id}/files",
+            get(crate::tunnel::transfer::list),
+        )
+        .route(
+            "/api/v1/sessions/{id}/files/{*path}",
+            get(crate::tunnel::transfer::download).put(crate::tunnel::transfer::upload),
+        )
         .route("/api/v1/commands", get(commands::list))
         .route("/api/v1/commands/{command_id}", get(commands::get))
         .route(
@@ -143,6 +151,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/internal/v1/tunnels/open",
             post(crate::tunnel::remote::open_here),
+        )
+        .route(
+            "/internal/v1/transfers/open",
+            post(crate::tunnel::remote::open_transfer_here),
         )
         .route(
             "/internal/v1/tunnels/data",
