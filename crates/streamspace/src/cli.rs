@@ -669,6 +669,22 @@ pub enum SessionCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Copy a file into or out of a session's transfer folder (`Transfers/` in its home):
+    /// `cp LOCAL ID:PATH` uploads, `cp ID:PATH LOCAL` downloads.
+    Cp {
+        /// A local file, or `ID:PATH` (a session's id and a path in its transfer folder).
+        from: String,
+        /// A local file, or `ID:PATH`; exactly one of the two is `ID:PATH`.
+        to: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a session's transfer folder.
+    Ls {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Wait until the session is running, then print the viewer's WebSocket URL (with a
     /// short-lived token; `-o json` prints the token and its expiry too).
     Connect {

@@ -120,6 +120,17 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
             timeout,
             client,
         } => super::viewer::connect(&connect(&client)?, id, timeout, client.output).await,
+        SessionCommand::Cp { from, to, client } => {
+            super::files::copy(&connect(&client)?, &from, &to, client.output).await
+        }
+        SessionCommand::Ls { id, client } => {
+            let listing = connect(&client)?.list_files(id).await?;
+            print_many(client.output, &listing.entries)?;
+            if listing.truncated {
+                eprintln!("(more entries than a listing shows)");
+            }
+            Ok(())
+        }
     }
 }
 
