@@ -100,12 +100,13 @@ pub(super) async fn upload(
     let mut body = body.into_data_stream();
     while let Some(chunk) = body.next().await {
         let Ok(chunk) = chunk else {
-            close(&mut socket).await;
+            abandon(&mut socket, failure_code::FAILED, "the upload broke off").await;
             return Err(Outcome::ClientGone(sent));
         };
         sent += chunk.len() as u64;
         if sent > max_bytes {
-            close(&mut socket).await;
+            let why = format!("the file is larger than the limit of {max_bytes} bytes");
+            abandon(&mut socket, failure_code::TOO_LARGE, &why).await;
             return Err(Outcome::TooLarge(sent));
         }
         for piece in chunk.chunks(DATA_CHUNK_BYTES) {
@@ -139,6 +140,16 @@ async fn agent_verdict(socket: &mut WebSocket, sent: u64) -> Outcome {
         Ok(Frame::Error(failure)) | Err(failure) => Outcome::Failed(failure, sent),
         Ok(other) => Outcome::Refused(super::unexpected(&other)),
     }
+}
+
+/// Tells the agent to drop the upload and waits (briefly) until it has: when the answer
+/// leaves, no part of the file is left in the folder.
+async fn abandon(socket: &mut WebSocket, code: &str, why: &str) {
+    let frame = Frame::Error(TransferFailure::new(code, why)).encode();
+    if send(socket, frame, Duration::from_secs(5)).await {
+        let _ = next_frame(socket, Duration::from_secs(5)).await;
+    }
+    close(socket).await;
 }
 
 async fn close(socket: &mut WebSocket) {
