@@ -48,6 +48,13 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// A transfer path the server would refuse (and that a URL could not even carry: `..`).
+    #[error("`path` {path:?}: {source}")]
+    InvalidPath {
+        path: String,
+        #[source]
+        source: streamspace_proto::transfer::PathError,
+    },
     #[error("{what}")]
     Local {
         what: String,
@@ -264,7 +271,7 @@ impl Client {
             }
         });
         let request = self
-            .request(Method::PUT, &files_path(id, path))?
+            .request(Method::PUT, &files_path(id, path)?)?
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, size)
             .body(reqwest::Body::wrap(body));
@@ -282,7 +289,7 @@ impl Client {
     ) -> Result<u64> {
         use tokio::io::AsyncWriteExt;
         let (client, request) = self
-            .request(Method::GET, &files_path(id, path))?
+            .request(Method::GET, &files_path(id, path)?)?
             .build_split();
         let request = request.map_err(|source| transport(&self.base, source))?;
         let url = request.url().clone();
@@ -560,10 +567,17 @@ fn api_error(url: &Url, status: StatusCode, body: &[u8]) -> ClientError {
 /// How much of a file one piece of an upload's body holds.
 const CHUNK_BYTES: usize = 256 * 1024;
 
-/// `api/v1/sessions/{id}/files/{path}`, each segment of `path` percent-encoded.
-fn files_path(id: Uuid, path: &str) -> String {
-    let encoded: Vec<String> = path.split('/').map(encode_segment).collect();
-    format!("api/v1/sessions/{id}/files/{}", encoded.join("/"))
+/// `api/v1/sessions/{id}/files/{path}`, each segment of `path` percent-encoded; a path the
+/// transfer rules refuse is refused here (a `..` segment would be resolved away by the URL).
+fn files_path(id: Uuid, path: &str) -> Result<String> {
+    let parts = streamspace_proto::transfer::check_path(path).map_err(|source| {
+        ClientError::InvalidPath {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    let encoded: Vec<String> = parts.into_iter().map(encode_segment).collect();
+    Ok(format!("api/v1/sessions/{id}/files/{}", encoded.join("/")))
 }
 
 /// Percent-encodes one path segment (agent ids and template names are user-chosen).
