@@ -403,6 +403,24 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/groups/{name}/rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Show a group's session rules */
+        get: operations["rules_get_group"];
+        /** Replace a group's session rules */
+        put: operations["rules_set_group"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/replicas": {
         parameters: {
             query?: never;
@@ -473,6 +491,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sessions/{id}/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the session's transfer folder */
+        get: operations["sessions_files_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sessions/{id}/files/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download a file from the session's transfer folder */
+        get: operations["sessions_files_download"];
+        /** Upload a file into the session's transfer folder */
+        put: operations["sessions_files_upload"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions/{id}/hibernate": {
         parameters: {
             query?: never;
@@ -484,6 +537,23 @@ export interface paths {
         put?: never;
         /** Hibernate a running session */
         post: operations["sessions_hibernate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sessions/{id}/rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The clipboard, file-transfer and recording rules that apply to you on a session */
+        get: operations["sessions_rules"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -786,6 +856,11 @@ export interface components {
             new_password: string;
             old_password: string;
         };
+        /**
+         * @description Which way text may cross between the viewer's clipboard and the session's.
+         * @enum {string}
+         */
+        ClipboardPolicy: "both" | "to_session" | "from_session" | "none";
         /** @description One row of `agent_commands`. */
         Command: {
             /** Format: date-time */
@@ -867,6 +942,8 @@ export interface components {
             persistent_home?: components["schemas"]["HomePolicy"];
             ports?: components["schemas"]["TemplatePorts"];
             resources?: components["schemas"]["TemplateResources"];
+            /** @description Clipboard, file transfer and recording rules for its sessions. */
+            rules?: components["schemas"]["SessionRules"];
             /** @description At most 10 tags of 1-32 characters of a-z 0-9 and '-'. */
             tags?: string[];
         };
@@ -911,15 +988,56 @@ export interface components {
         DisableTotp: {
             password: string;
         };
+        /** @description The rules that apply to one user acting on one session. */
+        EffectiveRules: {
+            clipboard: components["schemas"]["ClipboardPolicy"];
+            /** Format: int32 */
+            clipboard_max_bytes: number;
+            file_transfer: components["schemas"]["TransferPolicy"];
+            recording: components["schemas"]["RecordingPolicy"];
+            /** Format: int64 */
+            transfer_max_bytes: number;
+        };
         /** @description Body of every API error: `{"error":{"code","message"}}`. */
         ErrorBody: {
             error: components["schemas"]["ErrorDetail"];
         };
         ErrorDetail: {
-            /** @description Stable and machine-readable, one of: `agent_unavailable`, `bad_request`, `conflict`, `forbidden`, `forbidden_origin`, `internal`, `invalid_body`, `invalid_token`, `method_not_allowed`, `no_capacity`, `not_found`, `oidc_code_refused`, `oidc_denied`, `oidc_invalid_claims`, `oidc_invalid_state`, `oidc_invalid_token`, `payload_too_large`, `quota_exceeded`, `redis_unavailable`, `request_timeout`, `session_ended`, `session_not_running`, `shutting_down`, `token_expired`, `too_many_attempts`, `too_many_connections`, `too_many_streams`, `totp_required`, `unauthorized`, `unsupported_media_type`, `wrong_agent`, `wrong_session` */
+            /** @description Stable and machine-readable, one of: `agent_unavailable`, `bad_request`, `conflict`, `forbidden`, `forbidden_origin`, `internal`, `invalid_path`, `invalid_body`, `invalid_token`, `method_not_allowed`, `no_capacity`, `not_found`, `oidc_code_refused`, `oidc_denied`, `oidc_invalid_claims`, `oidc_invalid_state`, `oidc_invalid_token`, `payload_too_large`, `quota_exceeded`, `redis_unavailable`, `request_timeout`, `session_ended`, `session_not_running`, `shutting_down`, `token_expired`, `too_many_attempts`, `too_many_connections`, `too_large`, `too_many_streams`, `totp_required`, `transfer_failed`, `transfer_forbidden`, `transfer_unsupported`, `unauthorized`, `unsupported_media_type`, `upload_incomplete`, `wrong_agent`, `wrong_session` */
             code: string;
             /** @description For the person reading it. */
             message: string;
+        };
+        /** @description One entry of the transfer folder. */
+        FileEntry: {
+            /** @description `file` or `directory` (links and other kinds are not listed). */
+            kind: components["schemas"]["FileKind"];
+            /**
+             * Format: date-time
+             * @description Last modification.
+             */
+            modified?: string | null;
+            /** @description The entry's name in the folder. */
+            name: string;
+            /**
+             * Format: int64
+             * @description Size in bytes (0 for a directory).
+             */
+            size: number;
+        };
+        /**
+         * @description What a listed entry is.
+         * @enum {string}
+         */
+        FileKind: "file" | "directory";
+        /** @description Answer to `GET /api/v1/sessions/{id}/files`. */
+        FileListing: {
+            /** @description Its entries, by name. */
+            entries: components["schemas"]["FileEntry"][];
+            /** @description The folder, relative to the session's home. */
+            folder: string;
+            /** @description More entries exist than a listing returns. */
+            truncated?: boolean;
         };
         /** @description A named set of users; templates name the groups that may launch them. */
         Group: {
@@ -1199,6 +1317,11 @@ export interface components {
                 persistent_home: components["schemas"]["HomePolicy"];
                 ports: components["schemas"]["TemplatePorts"];
                 resources: components["schemas"]["TemplateResources"];
+                /**
+                 * @description Clipboard, file transfer and recording rules for its sessions (copied into each session
+                 *     when it is created).
+                 */
+                rules: components["schemas"]["SessionRules"];
                 /** @description Words the catalog's search matches besides the name and description. */
                 tags: string[];
             }[];
@@ -1272,6 +1395,11 @@ export interface components {
             redis?: string | null;
             replica_id: string;
         };
+        /**
+         * @description Whether viewing a session is recorded. Ordered from least to most recording.
+         * @enum {string}
+         */
+        RecordingPolicy: "off" | "on_request" | "always";
         /** @description Answer to `POST /api/v1/auth/totp/confirm`: one-time recovery codes, shown this once. */
         RecoveryCodes: {
             recovery_codes: string[];
@@ -1323,6 +1451,22 @@ export interface components {
             updated_at: string;
             /** @description Address of the session's VNC server as the agent sees it (e.g. `127.0.0.1:5901`). */
             vnc_address?: string | null;
+        };
+        /** @description Rules at one level (a template, a group). `None`: this level says nothing about that field. */
+        SessionRules: {
+            clipboard?: components["schemas"]["ClipboardPolicy"] | null;
+            /**
+             * Format: int32
+             * @description Largest clipboard text that may cross, in bytes.
+             */
+            clipboard_max_bytes?: number | null;
+            file_transfer?: components["schemas"]["TransferPolicy"] | null;
+            recording?: components["schemas"]["RecordingPolicy"] | null;
+            /**
+             * Format: int64
+             * @description Largest file that may be transferred, in bytes.
+             */
+            transfer_max_bytes?: number | null;
         };
         /**
          * @description How much one session holds, as quotas count it: its template's resources, or the server's
@@ -1396,6 +1540,11 @@ export interface components {
             persistent_home: components["schemas"]["HomePolicy"];
             ports: components["schemas"]["TemplatePorts"];
             resources: components["schemas"]["TemplateResources"];
+            /**
+             * @description Clipboard, file transfer and recording rules for its sessions (copied into each session
+             *     when it is created).
+             */
+            rules: components["schemas"]["SessionRules"];
             /** @description Words the catalog's search matches besides the name and description. */
             tags: string[];
         };
@@ -1436,6 +1585,11 @@ export interface components {
             /** @description Base32, for typing in by hand. */
             secret: string;
         };
+        /**
+         * @description Which way files may be transferred between the viewer and the session.
+         * @enum {string}
+         */
+        TransferPolicy: "both" | "upload" | "download" | "none";
         /** @description `PATCH /api/v1/groups/{name}`. */
         UpdateGroup: {
             description?: string | null;
@@ -1462,6 +1616,7 @@ export interface components {
             persistent_home?: components["schemas"]["HomePolicy"] | null;
             ports?: components["schemas"]["TemplatePorts"] | null;
             resources?: components["schemas"]["ResourcesChange"] | null;
+            rules?: components["schemas"]["SessionRules"] | null;
             tags?: string[] | null;
         };
         /** @description `PATCH /api/v1/users/{username}`: every field is optional; what is omitted stays. */
@@ -1477,6 +1632,16 @@ export interface components {
              */
             reset_totp?: boolean;
             role?: components["schemas"]["Role"] | null;
+        };
+        /** @description Answer to an upload. */
+        UploadResult: {
+            /**
+             * Format: int64
+             * @description Bytes written.
+             */
+            bytes: number;
+            /** @description Where the file is, relative to the transfer folder. */
+            path: string;
         };
         /** @description A person (or an automation account) known to StreamSpace. */
         User: {
@@ -3938,6 +4103,191 @@ export interface operations {
             };
         };
     };
+    rules_get_group: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the group's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rules (a field left out: the group says nothing about it) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionRules"];
+                };
+            };
+            /** @description A query or path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such group */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    rules_set_group: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the group's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SessionRules"];
+            };
+        };
+        responses: {
+            /** @description The rules as they are now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionRules"];
+                };
+            };
+            /** @description The body is not valid JSON or a field is invalid (`bad_request`, `invalid_body`, `unsupported_media_type`, `payload_too_large`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such group */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than `--max-body-bytes` (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is JSON of the wrong shape: a missing or unknown field, a wrong type (`bad_request`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     replicas_list: {
         parameters: {
             query?: {
@@ -4463,6 +4813,354 @@ export interface operations {
             };
         };
     };
+    sessions_files_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The folder's files and directories */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileListing"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Transfers are off for this session (`transfer_forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`session_not_running`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session's agent or runtime cannot carry files (`transfer_unsupported`) */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The agent cannot be reached (`agent_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    sessions_files_download: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+                /** @description the file, relative to the transfer folder */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file's bytes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": number[];
+                };
+            };
+            /** @description The path is not allowed (`invalid_path`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Downloads are off for this session (`transfer_forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session or file */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`session_not_running`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The file is over the size limit (`too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session's agent or runtime cannot carry files (`transfer_unsupported`) */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The agent cannot be reached (`agent_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    sessions_files_upload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+                /** @description the file, relative to the transfer folder (`docs/a.txt`) */
+                path: string;
+            };
+            cookie?: never;
+        };
+        /** @description The file's bytes */
+        requestBody: {
+            content: {
+                "application/octet-stream": number[];
+            };
+        };
+        responses: {
+            /** @description The file is in place */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadResult"];
+                };
+            };
+            /** @description The path is not allowed (`invalid_path`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Uploads are off for this session (`transfer_forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`session_not_running`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The file is over the size limit (`too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is JSON of the wrong shape: a missing or unknown field, a wrong type (`bad_request`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session's agent or runtime cannot carry files (`transfer_unsupported`) */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The agent cannot be reached (`agent_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     sessions_hibernate: {
         parameters: {
             query?: never;
@@ -4522,6 +5220,83 @@ export interface operations {
             };
             /** @description The session is not running */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    sessions_rules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rules that apply to the caller */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EffectiveRules"];
+                };
+            };
+            /** @description A query or path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

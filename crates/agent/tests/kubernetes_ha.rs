@@ -136,6 +136,7 @@ async fn the_standby_takes_over_after_the_active_replica_is_killed() -> Result<(
         category: None,
         tags: Vec::new(),
         icon: None,
+        rules: Default::default(),
         created_at: Utc::now(),
     };
     earlier.start(session, &template).await?;

@@ -49,6 +49,7 @@ fn template(home: HomePolicy) -> Template {
         category: None,
         tags: Vec::new(),
         icon: None,
+        rules: Default::default(),
         created_at: Utc::now(),
     }
 }

@@ -5,7 +5,8 @@ use reqwest::Method;
 use streamspace_proto::api::{
     ApiToken, AuditFilter, AuditRecord, ChangePassword, ConfirmTotp, CreateGroup, CreateToken,
     CreateUser, CreatedToken, DisableTotp, Group, GroupQuota, LoginRequest, LoginResponse, Me,
-    Page, RecoveryCodes, SetQuota, TotpEnrolment, UpdateGroup, UpdateUser, User, UserQuota,
+    Page, RecoveryCodes, SessionRules, SetQuota, TotpEnrolment, UpdateGroup, UpdateUser, User,
+    UserQuota,
 };
 use uuid::Uuid;
 
@@ -169,6 +170,19 @@ impl Client {
     pub async fn set_group_quota(&self, name: &str, change: &SetQuota) -> Result<GroupQuota> {
         let path = format!("api/v1/groups/{}/quota", encode_segment(name));
         self.send(self.request(Method::PUT, &path)?.json(change))
+            .await
+    }
+
+    /// The session rules set on a group.
+    pub async fn get_group_rules(&self, name: &str) -> Result<SessionRules> {
+        let path = format!("api/v1/groups/{}/rules", encode_segment(name));
+        self.send(self.request(Method::GET, &path)?).await
+    }
+
+    /// Replaces a group's session rules whole.
+    pub async fn set_group_rules(&self, name: &str, rules: &SessionRules) -> Result<SessionRules> {
+        let path = format!("api/v1/groups/{}/rules", encode_segment(name));
+        self.send(self.request(Method::PUT, &path)?.json(rules))
             .await
     }
 

@@ -204,6 +204,12 @@ impl Client {
             .await
     }
 
+    /// The clipboard, file-transfer and recording rules that apply to the caller on a session.
+    pub async fn session_rules(&self, id: Uuid) -> Result<streamspace_proto::api::EffectiveRules> {
+        self.send(self.request(Method::GET, &format!("api/v1/sessions/{id}/rules"))?)
+            .await
+    }
+
     /// Asks the agent to stop the session; it reaches `terminated` when the agent confirms.
     pub async fn stop_session(&self, id: Uuid) -> Result<Session> {
         self.send(self.request(Method::DELETE, &format!("api/v1/sessions/{id}"))?)
@@ -412,6 +418,11 @@ impl Client {
                 .json(template),
         )
         .await
+    }
+
+    pub async fn get_template(&self, name: &str) -> Result<Template> {
+        let path = format!("api/v1/templates/{}", encode_segment(name));
+        self.send(self.request(Method::GET, &path)?).await
     }
 
     /// `PATCH /api/v1/templates/{name}`: changes the fields `change` names.

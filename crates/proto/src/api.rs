@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 mod identity;
 mod quota;
+mod rules;
 mod template;
 pub use identity::{
     ApiToken, AuditFilter, AuditRecord, ChangePassword, ConfirmTotp, CreateGroup, CreateToken,
@@ -21,6 +22,7 @@ pub use identity::{
     RecoveryCodes, Role, SignInProvider, TotpEnrolment, UpdateGroup, UpdateUser, User,
 };
 pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SessionSize, SetQuota, UserQuota};
+pub use rules::{ClipboardPolicy, EffectiveRules, RecordingPolicy, SessionRules, TransferPolicy};
 pub use template::{
     DEFAULT_VNC_PORT, HomePolicy, ResourcesChange, TemplateIcon, TemplatePorts, TemplateResources,
     UpdateTemplate,
@@ -424,6 +426,11 @@ pub struct Template {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icon: Option<TemplateIcon>,
+    /// Clipboard, file transfer and recording rules for its sessions (copied into each session
+    /// when it is created).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub rules: SessionRules,
     pub created_at: DateTime<Utc>,
 }
 
@@ -461,6 +468,9 @@ pub struct CreateTemplate {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icon: Option<TemplateIcon>,
+    /// Clipboard, file transfer and recording rules for its sessions.
+    #[serde(default, skip_serializing_if = "SessionRules::is_empty")]
+    pub rules: SessionRules,
 }
 
 /// An agent key as listed (never includes the secret).

@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use streamspace_proto::api::QuotaLimits;
+use streamspace_proto::api::{
+    ClipboardPolicy, EffectiveRules, QuotaLimits, RecordingPolicy, TransferPolicy,
+};
 use streamspace_store::SessionSize;
 
 /// Configuration of one control-plane replica.
@@ -53,9 +55,6 @@ pub struct ServerConfig {
     pub internal_tls_name: Option<String>,
     /// Viewer streams (timeouts, token lifetime, public URL).
     pub tunnel: TunnelConfig,
-    /// Which way files may travel and how large they may be (`--file-transfer`,
-    /// `--transfer-max-bytes`).
-    pub transfer: crate::tunnel::transfer::TransferRules,
     /// How long a replica trusts a credential it resolved without asking the database again.
     /// Revocations on any replica are announced over Redis at once; this bounds how late one
     /// that was missed (Redis away) takes effect.
@@ -70,6 +69,8 @@ pub struct ServerConfig {
     /// What a session counts against a quota when its template sets no CPU or memory, so such
     /// templates cannot slip past a CPU or memory limit.
     pub default_session_size: SessionSize,
+    /// Clipboard, file-transfer and recording rules where no template or group says anything.
+    pub session_rules: EffectiveRules,
     /// Connection limits, timeouts and headers of the HTTP server.
     pub http: HttpConfig,
     /// How long finished commands, ended sessions and audit entries are kept.
@@ -157,6 +158,16 @@ impl Default for RetentionConfig {
     }
 }
 
+/// What applies where no template or group says anything, unless flags say otherwise:
+/// clipboard both ways up to 1 MiB, transfers both ways up to 1 GiB, no recording.
+pub const DEFAULT_RULES: EffectiveRules = EffectiveRules {
+    clipboard: ClipboardPolicy::Both,
+    clipboard_max_bytes: 1024 * 1024,
+    file_transfer: TransferPolicy::Both,
+    transfer_max_bytes: 1024 * 1024 * 1024,
+    recording: RecordingPolicy::Off,
+};
+
 /// [`ServerConfig::default_session_size`] unless configured: one core and 2 GiB.
 pub const DEFAULT_SESSION_SIZE: SessionSize = SessionSize {
     cpu_millis: 1000,
@@ -182,11 +193,11 @@ impl Default for ServerConfig {
             ca_cert: None,
             internal_tls_name: None,
             tunnel: TunnelConfig::default(),
-            transfer: Default::default(),
             credential_cache_ttl: Duration::from_secs(1),
             trusted_proxies: Vec::new(),
             default_quota: QuotaLimits::default(),
             default_session_size: DEFAULT_SESSION_SIZE,
+            session_rules: DEFAULT_RULES,
             http: HttpConfig::default(),
             retention: RetentionConfig::default(),
             oidc: Vec::new(),

@@ -63,6 +63,7 @@ mod oidc;
 mod outcomes;
 mod policy;
 mod retention;
+mod rules;
 mod signin;
 mod state;
 mod streams;
@@ -81,8 +82,8 @@ use tokio_util::task::TaskTracker;
 
 pub use api::openapi;
 pub use config::{
-    ConfigError, DEFAULT_SESSION_SIZE, HttpConfig, ListenerTls, MetricsToken, RedisConfig,
-    RetentionConfig, ServerConfig, TunnelConfig,
+    ConfigError, DEFAULT_RULES, DEFAULT_SESSION_SIZE, HttpConfig, ListenerTls, MetricsToken,
+    RedisConfig, RetentionConfig, ServerConfig, TunnelConfig,
 };
 pub use error::{ApiError, ServerError};
 pub use keyring::{
@@ -92,9 +93,6 @@ pub use keyring::{
 };
 pub use keys::{ADMIN_PREFIX, AGENT_PREFIX};
 pub use oidc::{OidcProviderConfig, OidcProvidersFile};
-pub use tunnel::transfer::{
-    DEFAULT_MAX_BYTES as DEFAULT_TRANSFER_MAX_BYTES, TransferPolicy, TransferRules,
-};
 
 use crate::state::AppState;
 

@@ -43,6 +43,7 @@ pub mod postgres;
 pub mod quota;
 mod redact;
 mod rows;
+pub mod rules;
 mod sql;
 pub mod sqlite;
 pub mod sso;
@@ -53,6 +54,7 @@ pub use identity::{
 pub use migrate::{MigrationState, MigrationStatus};
 pub use quota::{QuotaDimension, QuotaSources, Quotas, SessionSize};
 pub use redact::{REDACTED, redact_url};
+pub use rules::Rules;
 pub use sso::{NewOidcFlow, OidcFlow, OidcSignIn, SingleSignOn};
 
 /// `last_used_at` of a credential is kept to this many seconds: a lookup writes it only when
@@ -292,7 +294,7 @@ pub(crate) fn with_expiry(audit: &AuditEntry, key: &ApiKeyRecord) -> AuditEntry 
 
 /// Persistence for the control plane. All methods are safe to call from several replicas at once.
 #[async_trait]
-pub trait Store: Identity + Quotas + SingleSignOn + 'static {
+pub trait Store: Identity + Quotas + Rules + SingleSignOn + 'static {
     /// Backend name (`postgres` or `sqlite`), for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 

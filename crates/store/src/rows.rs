@@ -218,6 +218,7 @@ pub(crate) struct TemplateRow {
     category: Option<String>,
     tags: Json<Value>,
     icon: Option<String>,
+    rules: Json<Value>,
     created_at: DateTime<Utc>,
 }
 
@@ -255,6 +256,7 @@ impl TryFrom<TemplateRow> for Template {
                 .icon
                 .map(|i| i.parse().map_err(StoreError::Corrupt))
                 .transpose()?,
+            rules: from_json("template rules", r.rules.0)?,
             created_at: r.created_at,
         })
     }

@@ -48,7 +48,7 @@ macro_rules! agent_columns {
 macro_rules! template_columns {
     () => {
         "name, description, command, env, image, vnc_port, cpu_millis, memory_mib, \
-         persistent_home, idle_timeout_secs, allowed_groups, category, tags, icon, created_at"
+         persistent_home, idle_timeout_secs, allowed_groups, category, tags, icon, rules, created_at"
     };
 }
 
@@ -78,8 +78,8 @@ pub(crate) const HAS_ADMIN_KEY: &str =
 
 pub(crate) const TEMPLATE_INSERT: &str = concat!(
     "INSERT INTO templates (name, description, command, env, image, vnc_port, cpu_millis, \
-     memory_mib, persistent_home, idle_timeout_secs, allowed_groups, category, tags, icon) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
+     memory_mib, persistent_home, idle_timeout_secs, allowed_groups, category, tags, icon, rules) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
     template_columns!()
 );
 pub(crate) const TEMPLATE_GET: &str = concat!(
@@ -96,8 +96,8 @@ pub(crate) const TEMPLATE_DELETE: &str = "DELETE FROM templates WHERE name = $1"
 /// Every field but the name, as [`TEMPLATE_INSERT`] binds them ($1 the name).
 pub(crate) const TEMPLATE_UPDATE: &str = "UPDATE templates SET description = $2, command = $3, \
      env = $4, image = $5, vnc_port = $6, cpu_millis = $7, memory_mib = $8, persistent_home = $9, \
-     idle_timeout_secs = $10, allowed_groups = $11, category = $12, tags = $13, icon = $14 \
-     WHERE name = $1";
+     idle_timeout_secs = $10, allowed_groups = $11, category = $12, tags = $13, icon = $14, \
+     rules = $15 WHERE name = $1";
 
 pub(crate) const AGENT_GET: &str = concat!(
     "SELECT ",
@@ -127,8 +127,8 @@ pub(crate) const AGENT_ACTIVE_SESSIONS: &str = "SELECT COUNT(*) FROM sessions \
 pub(crate) const AGENT_DELETE: &str = "DELETE FROM agents WHERE agent_id = $1";
 
 pub(crate) const SESSION_INSERT: &str = concat!(
-    "INSERT INTO sessions (id, template, agent_id, owner, owner_id) VALUES ($1, $2, $3, $4, $5) \
-     RETURNING ",
+    "INSERT INTO sessions (id, template, agent_id, owner, owner_id, rules) VALUES ($1, $2, $3, $4, \
+     $5, COALESCE((SELECT rules FROM templates WHERE name = $2), '{}')) RETURNING ",
     session_columns!()
 );
 pub(crate) const SESSION_GET: &str = concat!(

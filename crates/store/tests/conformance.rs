@@ -93,7 +93,13 @@ conformance!(
     oidc_users_are_keyed_by_subject,
     oidc_groups_are_replaced_and_local_ones_kept,
     down_0006_drops_the_oidc_flows,
+    rules_are_kept_on_templates_groups_and_sessions,
+    down_0008_drops_the_rules_columns,
 );
+
+#[path = "conformance/rules.rs"]
+mod rules;
+use rules::{down_0008_drops_the_rules_columns, rules_are_kept_on_templates_groups_and_sessions};
 
 #[path = "conformance/retention.rs"]
 mod retention;

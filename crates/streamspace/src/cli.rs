@@ -79,19 +79,6 @@ fn parse_retention(s: &str) -> Result<Retention, String> {
         .map_err(|e| format!("{e} (or `forever`)"))
 }
 
-/// `--file-transfer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FileTransferArg {
-    /// Into and out of sessions.
-    Both,
-    /// Into sessions only.
-    Upload,
-    /// Out of sessions only.
-    Download,
-    /// Neither.
-    None,
-}
-
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -314,12 +301,6 @@ pub struct ServerTuning {
     /// Largest accepted REST request body, in bytes.
     #[arg(long, env = "STREAMSPACE_MAX_BODY_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1 << 30))]
     pub max_body_bytes: u32,
-    /// Which way files may travel between users and their sessions.
-    #[arg(long, env = "STREAMSPACE_FILE_TRANSFER", value_enum, default_value_t = FileTransferArg::Both)]
-    pub file_transfer: FileTransferArg,
-    /// Largest file uploaded into or downloaded from a session, in bytes.
-    #[arg(long, env = "STREAMSPACE_TRANSFER_MAX_BYTES", default_value_t = streamspace_server::DEFAULT_TRANSFER_MAX_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
-    pub transfer_max_bytes: u64,
     /// How long a send to a viewer may take; a viewer that does not read for that long is closed
     /// with 1013.
     #[arg(long, env = "STREAMSPACE_VIEWER_SEND_TIMEOUT", default_value = "10s", value_parser = DurationParser::secs())]
@@ -397,6 +378,23 @@ pub struct ServerTuning {
     /// Memory, in MiB, that a session counts against quotas when its template sets none.
     #[arg(long, env = "STREAMSPACE_DEFAULT_SESSION_MEMORY_MIB", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
     pub default_session_memory_mib: u32,
+    /// Which way the clipboard may flow where no template or group says: both, to_session,
+    /// from_session or none.
+    #[arg(long, env = "STREAMSPACE_CLIPBOARD_POLICY", default_value = "both")]
+    pub clipboard_policy: streamspace_proto::api::ClipboardPolicy,
+    /// Largest clipboard text that may cross, in bytes, where no template or group says.
+    #[arg(long, env = "STREAMSPACE_CLIPBOARD_MAX_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(1..=16 * 1024 * 1024))]
+    pub clipboard_max_bytes: u32,
+    /// Which way files may move where no template or group says: both, upload, download or
+    /// none.
+    #[arg(long, env = "STREAMSPACE_FILE_TRANSFER_POLICY", default_value = "both")]
+    pub file_transfer_policy: streamspace_proto::api::TransferPolicy,
+    /// Largest file that may be transferred, in bytes, where no template or group says.
+    #[arg(long, env = "STREAMSPACE_TRANSFER_MAX_BYTES", default_value_t = 1024 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub transfer_max_bytes: u64,
+    /// Whether viewing is recorded where no template or group says: off, on_request or always.
+    #[arg(long, env = "STREAMSPACE_RECORDING_POLICY", default_value = "off")]
+    pub recording_policy: streamspace_proto::api::RecordingPolicy,
 }
 
 #[derive(Debug, Args)]
@@ -685,6 +683,12 @@ pub enum SessionCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Show the clipboard, file-transfer and recording rules that apply to you on a session.
+    Rules {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Wait until the session is running, then print the viewer's WebSocket URL (with a
     /// short-lived token; `-o json` prints the token and its expiry too).
     Connect {
@@ -756,6 +760,8 @@ pub enum TemplateCommand {
         #[arg(long)]
         icon: Option<streamspace_proto::api::TemplateIcon>,
         #[command(flatten)]
+        rules: RulesArgs,
+        #[command(flatten)]
         runtime: TemplateRuntimeArgs,
         #[command(flatten)]
         client: ClientArgs,
@@ -809,6 +815,8 @@ pub enum TemplateCommand {
         #[arg(long, value_parser = parse_icon)]
         icon: Option<OrNone<streamspace_proto::api::TemplateIcon>>,
         #[command(flatten)]
+        rules: RulesArgs,
+        #[command(flatten)]
         client: ClientArgs,
     },
     /// Remove a template.
@@ -822,6 +830,71 @@ pub enum TemplateCommand {
 /// A flag's value, or `none` to remove what it sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrNone<T>(pub Option<T>);
+
+/// A session rule's value, or `inherit`: this level says nothing about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrInherit<T>(pub Option<T>);
+
+fn or_inherit<T: std::str::FromStr>(s: &str) -> Result<OrInherit<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    if s == "inherit" {
+        return Ok(OrInherit(None));
+    }
+    s.parse()
+        .map(|v| OrInherit(Some(v)))
+        .map_err(|e| format!("{e} (or `inherit`)"))
+}
+
+/// Session rules as flags (`template create/update`, `group rules`); a flag not given leaves
+/// that rule as it is, `inherit` removes it from this level.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RulesArgs {
+    /// Which way the clipboard may flow: both, to_session, from_session, none, or inherit.
+    #[arg(long, value_parser = or_inherit::<streamspace_proto::api::ClipboardPolicy>)]
+    pub clipboard: Option<OrInherit<streamspace_proto::api::ClipboardPolicy>>,
+    /// Largest clipboard text that may cross, in bytes, or inherit.
+    #[arg(long, value_parser = or_inherit::<u32>)]
+    pub clipboard_max_bytes: Option<OrInherit<u32>>,
+    /// Which way files may move: both, upload, download, none, or inherit.
+    #[arg(long, value_parser = or_inherit::<streamspace_proto::api::TransferPolicy>)]
+    pub file_transfer: Option<OrInherit<streamspace_proto::api::TransferPolicy>>,
+    /// Largest file that may be transferred, in bytes, or inherit.
+    #[arg(long, value_parser = or_inherit::<u64>)]
+    pub transfer_max_bytes: Option<OrInherit<u64>>,
+    /// Whether viewing is recorded: off, on_request, always, or inherit.
+    #[arg(long, value_parser = or_inherit::<streamspace_proto::api::RecordingPolicy>)]
+    pub recording: Option<OrInherit<streamspace_proto::api::RecordingPolicy>>,
+}
+
+impl RulesArgs {
+    /// Whether any rule flag was given.
+    pub fn any(&self) -> bool {
+        self.clipboard.is_some()
+            || self.clipboard_max_bytes.is_some()
+            || self.file_transfer.is_some()
+            || self.transfer_max_bytes.is_some()
+            || self.recording.is_some()
+    }
+
+    /// `current` with the given flags applied.
+    pub fn apply(
+        &self,
+        current: streamspace_proto::api::SessionRules,
+    ) -> streamspace_proto::api::SessionRules {
+        fn pick<T: Copy>(flag: Option<OrInherit<T>>, current: Option<T>) -> Option<T> {
+            flag.map_or(current, |f| f.0)
+        }
+        streamspace_proto::api::SessionRules {
+            clipboard: pick(self.clipboard, current.clipboard),
+            clipboard_max_bytes: pick(self.clipboard_max_bytes, current.clipboard_max_bytes),
+            file_transfer: pick(self.file_transfer, current.file_transfer),
+            transfer_max_bytes: pick(self.transfer_max_bytes, current.transfer_max_bytes),
+            recording: pick(self.recording, current.recording),
+        }
+    }
+}
 
 fn parse_icon(s: &str) -> Result<OrNone<streamspace_proto::api::TemplateIcon>, String> {
     if s == "none" {

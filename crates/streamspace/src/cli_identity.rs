@@ -143,6 +143,15 @@ pub enum GroupCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Show a group's session rules, or change them with the rule flags (what is not given
+    /// stays as it is).
+    Rules {
+        name: String,
+        #[command(flatten)]
+        rules: crate::cli::RulesArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Add a user to a group.
     AddMember {
         group: String,

@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 use streamspace_proto::api::{
-    Agent, AgentKey, ApiToken, AuditRecord, Command, Group, Session, Template, User,
+    Agent, AgentKey, ApiToken, AuditRecord, Command, EffectiveRules, Group, Session, SessionRules,
+    Template, User,
 };
 
 use crate::cli::OutputFormat;
@@ -241,6 +242,42 @@ impl Tabular for Group {
             self.name.clone(),
             or_dash((!self.members.is_empty()).then(|| self.members.join(","))),
             self.description.clone(),
+        ]
+    }
+}
+
+impl Tabular for SessionRules {
+    fn headers() -> &'static [&'static str] {
+        &[
+            "CLIPBOARD",
+            "CLIPBOARD MAX",
+            "FILE TRANSFER",
+            "TRANSFER MAX",
+            "RECORDING",
+        ]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            or_dash(self.clipboard),
+            or_dash(self.clipboard_max_bytes),
+            or_dash(self.file_transfer),
+            or_dash(self.transfer_max_bytes),
+            or_dash(self.recording),
+        ]
+    }
+}
+
+impl Tabular for EffectiveRules {
+    fn headers() -> &'static [&'static str] {
+        SessionRules::headers()
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.clipboard.to_string(),
+            self.clipboard_max_bytes.to_string(),
+            self.file_transfer.to_string(),
+            self.transfer_max_bytes.to_string(),
+            self.recording.to_string(),
         ]
     }
 }

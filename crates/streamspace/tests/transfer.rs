@@ -280,7 +280,7 @@ async fn the_transfer_policy_refuses_the_other_way() -> anyhow::Result<()> {
         ("none", false, false),
     ] {
         let mut h = common::harness()?;
-        let p = platform(&mut h, &["--file-transfer", policy]).await?;
+        let p = platform(&mut h, &["--file-transfer-policy", policy]).await?;
         std::fs::create_dir_all(&p.folder)?;
         std::fs::write(p.folder.join("there.txt"), "there")?;
         std::os::unix::fs::chown(p.folder.join("there.txt"), Some(NOBODY), None)?;

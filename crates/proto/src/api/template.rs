@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::quota::present;
-use super::{CreateTemplate, Template};
+use super::{CreateTemplate, SessionRules, Template};
 
 impl Template {
     /// The template a create request describes, as stored at `created_at`.
@@ -30,6 +30,7 @@ impl Template {
             category: t.category,
             tags: t.tags,
             icon: t.icon,
+            rules: t.rules,
             created_at,
         }
     }
@@ -116,6 +117,13 @@ pub struct UpdateTemplate {
         skip_serializing_if = "Option::is_none"
     )]
     pub icon: Option<Option<TemplateIcon>>,
+    /// Replaces the rules whole; `null` clears them.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rules: Option<Option<SessionRules>>,
 }
 
 impl UpdateTemplate {
@@ -155,6 +163,7 @@ impl UpdateTemplate {
             category: pick_opt(&self.category, current.category),
             tags: pick(&self.tags, current.tags),
             icon: pick_opt(&self.icon, current.icon),
+            rules: pick(&self.rules, current.rules),
         }
     }
 
@@ -173,6 +182,7 @@ impl UpdateTemplate {
             ("category", self.category.is_some()),
             ("tags", self.tags.is_some()),
             ("icon", self.icon.is_some()),
+            ("rules", self.rules.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, set)| set.then_some(name))

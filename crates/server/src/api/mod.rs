@@ -17,6 +17,7 @@ pub mod openapi;
 mod paging;
 mod quotas;
 mod replicas;
+mod rules;
 mod sessions;
 mod template_fields;
 mod template_limits;
@@ -86,6 +87,10 @@ pub(crate) fn router(state: AppState) -> Router {
             get(quotas::get_group).put(quotas::set_group),
         )
         .route(
+            "/api/v1/groups/{name}/rules",
+            get(rules::get_group).put(rules::set_group),
+        )
+        .route(
             "/api/v1/groups/{name}/members/{username}",
             put(groups::add_member).delete(groups::remove_member),
         )
@@ -101,6 +106,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sessions/{id}/hibernate", post(sessions::hibernate))
         .route("/api/v1/sessions/{id}/wake", post(sessions::wake))
+        .route("/api/v1/sessions/{id}/rules", get(rules::of_session))
         .route(
             "/api/v1/sessions/{id}/connect",
             post(crate::tunnel::viewer::connect),

@@ -224,6 +224,13 @@ mod tests {
                 .map(|i| format!("{i}{}", "t".repeat(MAX_TAG_BYTES - 1)))
                 .collect(),
             icon: Some(TemplateIcon::Desktop),
+            rules: streamspace_proto::api::SessionRules {
+                clipboard: Some(streamspace_proto::api::ClipboardPolicy::FromSession),
+                clipboard_max_bytes: Some(u32::MAX),
+                file_transfer: Some(streamspace_proto::api::TransferPolicy::Download),
+                transfer_max_bytes: Some(u64::MAX),
+                recording: Some(streamspace_proto::api::RecordingPolicy::OnRequest),
+            },
         }
     }
 

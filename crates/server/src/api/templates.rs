@@ -197,6 +197,7 @@ fn validate(t: &CreateTemplate) -> Result<(), InvalidTemplate> {
         return Err(InvalidTemplate::EnvName(bad.clone()));
     }
     super::template_limits::validate(t)?;
+    crate::rules::validate(&t.rules)?;
     Ok(super::template_fields::validate(t)?)
 }
 
@@ -219,6 +220,8 @@ enum InvalidTemplate {
     Field(#[from] super::template_fields::InvalidField),
     #[error(transparent)]
     Limit(#[from] super::template_limits::InvalidLimit),
+    #[error(transparent)]
+    Rules(#[from] crate::rules::InvalidRules),
 }
 
 fn is_dns_label(s: &str) -> bool {

@@ -9,7 +9,8 @@
 //! then carry the file and the outcome ([`streamspace_proto::transfer`]).
 //!
 //! Who may: the session's owner, operators and admins (`policy::Action::TransferFiles`); which
-//! way and how much: the transfer rules ([`TransferRules`]). Every upload and download is
+//! way and how much: the session rules (`crate::rules::effective`: the template's, the user's
+//! groups', the server's defaults). Every upload and download is
 //! audited with who, the session, the direction, the path, the bytes and the outcome.
 
 mod stream;
@@ -20,7 +21,7 @@ use axum::extract::ws::WebSocket;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use streamspace_proto::api::{Session, SessionState};
+use streamspace_proto::api::{EffectiveRules, Session, SessionState, TransferPolicy};
 use streamspace_proto::transfer::{
     FileListing, Frame, TransferDirection, TransferFailure, UploadResult, check_path, failure_code,
 };
@@ -37,54 +38,13 @@ use crate::state::AppState;
 
 pub(crate) use stream::Outcome;
 
-/// Which way files may travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TransferPolicy {
-    /// Into and out of sessions.
-    #[default]
-    Both,
-    /// Into sessions only.
-    Upload,
-    /// Out of sessions only.
-    Download,
-    /// Neither.
-    None,
-}
-
-impl TransferPolicy {
-    fn allows(self, direction: TransferDirection) -> bool {
-        match direction {
-            TransferDirection::Upload => matches!(self, Self::Both | Self::Upload),
-            TransferDirection::Download => matches!(self, Self::Both | Self::Download),
-            TransferDirection::List => self != Self::None,
-        }
+/// Whether `policy` lets files travel `direction` (a listing needs either way).
+fn allows(policy: TransferPolicy, direction: TransferDirection) -> bool {
+    match direction {
+        TransferDirection::Upload => policy.upload(),
+        TransferDirection::Download => policy.download(),
+        TransferDirection::List => policy != TransferPolicy::None,
     }
-}
-
-/// What transfers may do in one session for one user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TransferRules {
-    pub policy: TransferPolicy,
-    /// Largest file carried either way, in bytes.
-    pub max_bytes: u64,
-}
-
-impl Default for TransferRules {
-    fn default() -> Self {
-        Self {
-            policy: TransferPolicy::Both,
-            max_bytes: DEFAULT_MAX_BYTES,
-        }
-    }
-}
-
-/// The default of [`TransferRules::max_bytes`]: 1 GiB.
-pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
-
-/// The rules for `actor` in `session`: the server's (`--file-transfer`,
-/// `--transfer-max-bytes`) until per-template and per-group rules exist.
-fn rules(app: &AppState, _session: &Session, _actor: &Actor) -> TransferRules {
-    app.config.transfer
 }
 
 /// `GET /api/v1/sessions/{id}/files`: the transfer folder's entries.
@@ -114,9 +74,9 @@ pub(crate) async fn list(
     let mut socket = open(&app, &session, TransferDirection::List, "", 0).await?;
     match stream::next_frame(&mut socket, app.config.tunnel.open_timeout).await {
         Ok(Frame::Listing(listing)) => Ok(Json(listing)),
-        Ok(Frame::Error(failure)) => Err(failure_error(&failure, rules.max_bytes)),
+        Ok(Frame::Error(failure)) => Err(failure_error(&failure, rules.transfer_max_bytes)),
         Ok(other) => Err(unexpected(&other)),
-        Err(failure) => Err(failure_error(&failure, rules.max_bytes)),
+        Err(failure) => Err(failure_error(&failure, rules.transfer_max_bytes)),
     }
 }
 
@@ -158,8 +118,8 @@ pub(crate) async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > rules.max_bytes) {
-        return Err(too_large(rules.max_bytes));
+    if declared.is_some_and(|n| n > rules.transfer_max_bytes) {
+        return Err(too_large(rules.transfer_max_bytes));
     }
     let record = stream::Record::new(&app, &actor, id, TransferDirection::Upload, &path);
     let socket = open(
@@ -167,11 +127,13 @@ pub(crate) async fn upload(
         &session,
         TransferDirection::Upload,
         &path,
-        rules.max_bytes,
+        rules.transfer_max_bytes,
     )
     .await;
     let outcome = match socket {
-        Ok(socket) => stream::upload(socket, body, rules.max_bytes, &app.config.tunnel).await,
+        Ok(socket) => {
+            stream::upload(socket, body, rules.transfer_max_bytes, &app.config.tunnel).await
+        }
         Err(e) => Err(Outcome::Refused(e)),
     };
     match outcome {
@@ -180,7 +142,7 @@ pub(crate) async fn upload(
             Ok((StatusCode::CREATED, Json(UploadResult { path, bytes })))
         }
         Err(outcome) => {
-            let (e, bytes) = outcome.into_error(rules.max_bytes);
+            let (e, bytes) = outcome.into_error(rules.transfer_max_bytes);
             record.finish(e.code, bytes).await;
             Err(e)
         }
@@ -224,7 +186,7 @@ pub(crate) async fn download(
             &session,
             TransferDirection::Download,
             &path,
-            rules.max_bytes,
+            rules.transfer_max_bytes,
         )
         .await
         .map_err(Outcome::Refused)?;
@@ -237,7 +199,7 @@ pub(crate) async fn download(
     let (socket, size) = match opened.await {
         Ok(opened) => opened,
         Err(outcome) => {
-            let (e, bytes) = outcome.into_error(rules.max_bytes);
+            let (e, bytes) = outcome.into_error(rules.transfer_max_bytes);
             record.finish(e.code, bytes).await;
             return Err(e);
         }
@@ -268,7 +230,7 @@ async fn admit(
     actor: &Actor,
     id: Uuid,
     direction: TransferDirection,
-) -> Result<(Session, TransferRules), ApiError> {
+) -> Result<(Session, EffectiveRules), ApiError> {
     let session = app
         .store
         .get_session(id)
@@ -285,8 +247,8 @@ async fn admit(
             format!("session {id} is {}, not running", session.state),
         ));
     }
-    let rules = rules(app, &session, actor);
-    if !rules.policy.allows(direction) {
+    let rules = crate::rules::effective(app, &session, &actor.principal).await?;
+    if !allows(rules.file_transfer, direction) {
         let what = match direction {
             TransferDirection::Upload => "uploads into this session are not allowed",
             TransferDirection::Download => "downloads from this session are not allowed",
@@ -457,7 +419,7 @@ mod tests {
             (TransferPolicy::None, [false, false, false]),
         ];
         for (policy, expected) in cases {
-            let got = [Upload, Download, List].map(|d| policy.allows(d));
+            let got = [Upload, Download, List].map(|d| allows(policy, d));
             assert_eq!(got, expected, "{policy:?}");
         }
     }

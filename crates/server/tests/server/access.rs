@@ -163,6 +163,31 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
             None,
             [CONFLICT, CONFLICT, CONFLICT, GONE],
         ),
+        // Files travel only in running sessions: 409 again means "allowed, but not now".
+        (
+            Method::GET,
+            format!("/api/v1/sessions/{a_id}/files"),
+            None,
+            [CONFLICT, CONFLICT, CONFLICT, GONE],
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/sessions/{a_id}/files/notes.txt"),
+            Some(json!("text")),
+            [CONFLICT, CONFLICT, CONFLICT, GONE],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/sessions/{a_id}/files/notes.txt"),
+            None,
+            [CONFLICT, CONFLICT, CONFLICT, GONE],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/sessions/{a_id}/rules"),
+            None,
+            [OK, OK, OK, GONE],
+        ),
         (
             Method::GET,
             format!("/api/v1/commands/{a_start}"),
@@ -303,6 +328,18 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
             Method::PUT,
             "/api/v1/groups/staff/quota".into(),
             Some(json!({"max_cpu_millis": null})),
+            [OK, NO, NO, NO],
+        ),
+        (
+            Method::GET,
+            "/api/v1/groups/staff/rules".into(),
+            None,
+            [OK, NO, NO, NO],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/groups/staff/rules".into(),
+            Some(json!({"clipboard": "to_session"})),
             [OK, NO, NO, NO],
         ),
         (Method::GET, "/api/v1/tokens".into(), None, [OK, OK, OK, OK]),

@@ -11,6 +11,7 @@ mod dispatch;
 mod http_limits;
 mod oidc;
 mod quota;
+mod rules;
 mod secrets;
 mod template_fields;
 mod template_limits;

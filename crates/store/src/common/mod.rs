@@ -13,6 +13,7 @@
 
 pub(crate) mod identity;
 pub(crate) mod quota;
+pub(crate) mod rules;
 pub(crate) mod sso;
 pub(crate) mod tx;
 
@@ -21,6 +22,7 @@ macro_rules! impl_store {
         $crate::common::tx::impl_transactions!($store, $conn, $stmts);
         $crate::common::identity::impl_identity!($store, $conn, $stmts);
         $crate::common::quota::impl_quotas!($store, $conn, $stmts);
+        $crate::common::rules::impl_rules!($store);
         $crate::common::sso::impl_single_sign_on!($store, $conn, $stmts);
 
         #[async_trait::async_trait]
@@ -194,6 +196,7 @@ macro_rules! impl_store {
                         .bind(&t.category)
                         .bind(sqlx::types::Json(&t.tags))
                         .bind(t.icon.map(|i| i.as_str()))
+                        .bind(sqlx::types::Json(&t.rules))
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(|e| {
@@ -279,6 +282,7 @@ macro_rules! impl_store {
                     .bind(&t.category)
                     .bind(sqlx::types::Json(&t.tags))
                     .bind(t.icon.map(|i| i.as_str()))
+                    .bind(sqlx::types::Json(&t.rules))
                     .execute(&mut *tx)
                     .await?;
                 let updated =

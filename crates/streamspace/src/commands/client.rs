@@ -5,8 +5,8 @@ use std::time::Instant;
 use anyhow::Context;
 use streamspace_client::{Client, WaitError};
 use streamspace_proto::api::{
-    CommandFilter, CommandStatus, CreateTemplate, ResourcesChange, SessionFilter, TemplatePorts,
-    TemplateResources, UpdateTemplate,
+    CommandFilter, CommandStatus, CreateTemplate, ResourcesChange, SessionFilter, SessionRules,
+    TemplatePorts, TemplateResources, UpdateTemplate,
 };
 
 use crate::cli::{
@@ -104,6 +104,9 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
         }
         SessionCommand::Show { id, client } => {
             print_one(client.output, &connect(&client)?.get_session(id).await?)
+        }
+        SessionCommand::Rules { id, client } => {
+            print_one(client.output, &connect(&client)?.session_rules(id).await?)
         }
         SessionCommand::Stop { id, client } => {
             print_one(client.output, &connect(&client)?.stop_session(id).await?)
@@ -230,6 +233,7 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
             category,
             tags,
             icon,
+            rules,
             runtime,
             client,
         } => {
@@ -256,6 +260,7 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                 category,
                 tags,
                 icon,
+                rules: rules.apply(SessionRules::default()),
             };
             print_one(
                 client.output,
@@ -278,8 +283,17 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
             category,
             tags,
             icon,
+            rules,
             client,
         } => {
+            let api = connect(&client)?;
+            // The API replaces rules whole: apply the flags to what the template has now.
+            let rules = if rules.any() {
+                let current = api.get_template(&name).await?.rules;
+                Some(Some(rules.apply(current)))
+            } else {
+                None
+            };
             let resources = (cpu_millis.is_some() || memory_mib.is_some()).then(|| {
                 Some(ResourcesChange {
                     cpu_millis: cpu_millis.map(|v| v.0),
@@ -312,11 +326,9 @@ pub async fn template(cmd: TemplateCommand) -> anyhow::Result<()> {
                 category: category.map(|c| Some(c).filter(|c| !c.is_empty())),
                 tags: tags.map(|tags| Some(tags.into_iter().filter(|t| !t.is_empty()).collect())),
                 icon: icon.map(|i| i.0),
+                rules,
             };
-            print_one(
-                client.output,
-                &connect(&client)?.update_template(&name, &body).await?,
-            )
+            print_one(client.output, &api.update_template(&name, &body).await?)
         }
         TemplateCommand::Delete { name, client } => {
             connect(&client)?.delete_template(&name).await?;

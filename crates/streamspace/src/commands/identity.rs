@@ -238,6 +238,20 @@ pub async fn group(cmd: GroupCommand) -> anyhow::Result<()> {
             done(client.output, format!("deleted group {name}"));
             Ok(())
         }
+        GroupCommand::Rules {
+            name,
+            rules,
+            client,
+        } => {
+            let api = connect(&client)?;
+            let current = api.get_group_rules(&name).await?;
+            let shown = if rules.any() {
+                api.set_group_rules(&name, &rules.apply(current)).await?
+            } else {
+                current
+            };
+            print_one(client.output, &shown)
+        }
         GroupCommand::AddMember {
             group,
             username,

@@ -7,9 +7,8 @@ use streamspace_server::{RedisConfig, SecretsConfig, ServerConfig};
 use streamspace_store::SessionSize;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{FileTransferArg, ServerArgs, ServerTlsArgs, ServerTuning};
+use crate::cli::{ServerArgs, ServerTlsArgs, ServerTuning};
 use crate::secrets;
-use streamspace_server::TransferPolicy;
 
 /// Connections the kernel may queue for `accept` (it caps this at `net.core.somaxconn`). With
 /// tokio's default of 1024 the listen queue overflowed when the 5,000 agents of a killed replica
@@ -165,15 +164,6 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
         sweep_interval: t.sweep_interval,
         max_body_bytes: count(t.max_body_bytes),
         max_agent_connections: count(t.max_agent_connections),
-        transfer: streamspace_server::TransferRules {
-            policy: match t.file_transfer {
-                FileTransferArg::Both => TransferPolicy::Both,
-                FileTransferArg::Upload => TransferPolicy::Upload,
-                FileTransferArg::Download => TransferPolicy::Download,
-                FileTransferArg::None => TransferPolicy::None,
-            },
-            max_bytes: t.transfer_max_bytes,
-        },
         tunnel: streamspace_server::TunnelConfig {
             send_timeout: t.viewer_send_timeout,
             close_grace: t.viewer_close_grace,
@@ -192,6 +182,13 @@ pub fn server_config(replica_id: String, t: &ServerTuning) -> ServerConfig {
         default_session_size: SessionSize {
             cpu_millis: t.default_session_cpu_millis,
             memory_mib: t.default_session_memory_mib,
+        },
+        session_rules: streamspace_proto::api::EffectiveRules {
+            clipboard: t.clipboard_policy,
+            clipboard_max_bytes: t.clipboard_max_bytes,
+            file_transfer: t.file_transfer_policy,
+            transfer_max_bytes: t.transfer_max_bytes,
+            recording: t.recording_policy,
         },
         http: HttpConfig {
             header_read_timeout: t.header_read_timeout,

@@ -1,0 +1,3 @@
+ALTER TABLE sessions DROP COLUMN rules;
+ALTER TABLE groups DROP COLUMN rules;
+ALTER TABLE templates DROP COLUMN rules;
