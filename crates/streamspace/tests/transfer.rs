@@ -351,3 +351,72 @@ fn cli(url: &str, args: &[&str]) -> anyhow::Result<String> {
     );
     Ok(stdout)
 }
+
+/// Two replicas on one database and one Redis: the agent holds its control connection to the
+/// first, the requests go to the second, which asks the first to send `transfer_open`; the data
+/// connection lands on the first and is forwarded to the second (one hop).
+#[tokio::test(flavor = "multi_thread")]
+async fn files_travel_when_the_request_is_on_another_replica() -> anyhow::Result<()> {
+    let mut h = common::harness()?;
+    let pg = streamspace_testkit::PgCluster::start()?;
+    let redis = streamspace_testkit::redis::RedisServer::start()?;
+    let db = pg.create_database()?;
+    let redis_url = redis.url();
+    let args = [
+        "--redis-url",
+        redis_url.as_str(),
+        "--heartbeat-interval",
+        "1",
+    ];
+    let (r1, url1) = h.replica(&db, "R1", "127.0.0.1:0", &args).await?;
+    let (r2, url2) = h.replica(&db, "R2", "127.0.0.1:0", &args).await?;
+    let (api1, api2) = (
+        Client::new(&url1, ADMIN_TOKEN)?,
+        Client::new(&url2, ADMIN_TOKEN)?,
+    );
+    wait_for_ready(&api1).await.with_context(|| r1.logs())?;
+    wait_for_ready(&api2).await.with_context(|| r2.logs())?;
+    let agent_id = format!("hop-{}", h.tag);
+    let key = api1.create_agent_key(&agent_id).await?;
+    let home = h.path("home");
+    std::fs::create_dir_all(&home)?;
+    let home_arg = home.display().to_string();
+    let agent = h.agent_with(
+        &url1,
+        &agent_id,
+        &key.secret,
+        &h.path("agent-state"),
+        &["--run-as", "nobody", "--transfer-home", &home_arg],
+    )?;
+    let logs = || format!("{}\n{}\n{}", r1.logs(), r2.logs(), agent.logs());
+    wait_for_agent_online(&api1, &agent_id)
+        .await
+        .with_context(logs)?;
+    let session = api2.create_session("xterm").await?.id;
+    api2.wait_for_session(
+        session,
+        SessionState::Running,
+        Instant::now() + START_TIMEOUT,
+    )
+    .await
+    .with_context(logs)?;
+
+    let body = content(700_000);
+    let written = upload(&api2, session, "far.bin", &body).await;
+    assert_eq!(written.ok(), Some(body.len() as u64), "{}", logs());
+    assert_eq!(std::fs::read(home.join("Transfers/far.bin"))?, body);
+    assert_eq!(
+        download(&api2, session, "far.bin").await?,
+        body,
+        "{}",
+        logs()
+    );
+    let listing = api2.list_files(session).await?;
+    assert_eq!(listing.entries.len(), 1, "{listing:?}");
+    assert_eq!(
+        code(download(&api2, session, "../x").await),
+        "<no API code>"
+    );
+    assert_eq!(code(download(&api2, session, "nope").await), "not_found");
+    Ok(())
+}
