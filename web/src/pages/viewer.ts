@@ -5,6 +5,7 @@
 import RFB from "@novnc/novnc";
 import { ApiError, Session, api, isTerminal, websocketUrl } from "../api";
 import { h, poll, replace } from "../dom";
+import { filesPanel } from "./files";
 
 // waiting: the session is on its way to running (starting, waking); unavailable: it is not.
 type ViewState = "loading" | "waiting" | "connecting" | "connected" | "disconnected" | "unavailable";
@@ -28,6 +29,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
   const fullscreen = h("button", { type: "button" }, "Full screen");
   const reconnect = h("button", { type: "button", hidden: true }, "Connect again");
   const wake = h("button", { type: "button", hidden: true }, "Wake session");
+  const files = filesPanel(id);
   const view = h(
     "section",
     { class: "viewer", "data-view-state": "loading", "aria-labelledby": "viewer-title" },
@@ -52,6 +54,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
         h("div", { class: "row" }, sendClipboard, pasteLocal),
       ),
     ),
+    files.element,
   );
   replace(root, view);
 
@@ -102,6 +105,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
       return;
     }
     wake.hidden = true;
+    void files.refresh();
     setState("connecting", "Connecting…");
     let url: string;
     try {
