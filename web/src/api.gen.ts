@@ -4834,6 +4834,15 @@ export interface operations {
                     "application/json": components["schemas"]["FileListing"];
                 };
             };
+            /** @description A path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
             401: {
                 headers: {

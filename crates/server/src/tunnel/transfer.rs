@@ -57,6 +57,7 @@ fn allows(policy: TransferPolicy, direction: TransferDirection) -> bool {
     params(("id" = uuid::Uuid, Path, description = "the session's id")),
     responses(
         (status = 200, description = "The folder's files and directories", body = streamspace_proto::transfer::FileListing),
+        (status = 400, description = "A path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
         (status = 403, description = "Transfers are off for this session (`transfer_forbidden`)", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No such session", body = streamspace_proto::api::ErrorBody),
         (status = 409, description = "The session is not running (`session_not_running`)", body = streamspace_proto::api::ErrorBody),
