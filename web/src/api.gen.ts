@@ -526,6 +526,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sessions/{id}/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the session's transfer folder */
+        get: operations["sessions_files_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sessions/{id}/files/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download a file from the session's transfer folder */
+        get: operations["sessions_files_download"];
+        /** Upload a file into the session's transfer folder */
+        put: operations["sessions_files_upload"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions/{id}/hibernate": {
         parameters: {
             query?: never;
@@ -1141,10 +1176,41 @@ export interface components {
             error: components["schemas"]["ErrorDetail"];
         };
         ErrorDetail: {
-            /** @description Stable and machine-readable, one of: `agent_unavailable`, `bad_request`, `conflict`, `forbidden`, `forbidden_origin`, `internal`, `invalid_body`, `invalid_token`, `method_not_allowed`, `no_capacity`, `not_found`, `oidc_code_refused`, `oidc_denied`, `oidc_invalid_claims`, `oidc_invalid_state`, `oidc_invalid_token`, `payload_too_large`, `quota_exceeded`, `redis_unavailable`, `request_timeout`, `session_ended`, `session_not_running`, `shutting_down`, `token_expired`, `too_many_attempts`, `too_many_connections`, `too_many_streams`, `totp_required`, `unauthorized`, `unsupported_media_type`, `wrong_agent`, `wrong_session` */
+            /** @description Stable and machine-readable, one of: `agent_unavailable`, `bad_request`, `conflict`, `forbidden`, `forbidden_origin`, `internal`, `invalid_path`, `invalid_body`, `invalid_token`, `method_not_allowed`, `no_capacity`, `not_found`, `oidc_code_refused`, `oidc_denied`, `oidc_invalid_claims`, `oidc_invalid_state`, `oidc_invalid_token`, `payload_too_large`, `quota_exceeded`, `redis_unavailable`, `request_timeout`, `session_ended`, `session_not_running`, `shutting_down`, `token_expired`, `too_many_attempts`, `too_many_connections`, `too_large`, `too_many_streams`, `totp_required`, `transfer_failed`, `transfer_forbidden`, `transfer_unsupported`, `unauthorized`, `unsupported_media_type`, `upload_incomplete`, `wrong_agent`, `wrong_session` */
             code: string;
             /** @description For the person reading it. */
             message: string;
+        };
+        /** @description One entry of the transfer folder. */
+        FileEntry: {
+            /** @description `file` or `directory` (links and other kinds are not listed). */
+            kind: components["schemas"]["FileKind"];
+            /**
+             * Format: date-time
+             * @description Last modification.
+             */
+            modified?: string | null;
+            /** @description The entry's name in the folder. */
+            name: string;
+            /**
+             * Format: int64
+             * @description Size in bytes (0 for a directory).
+             */
+            size: number;
+        };
+        /**
+         * @description What a listed entry is.
+         * @enum {string}
+         */
+        FileKind: "file" | "directory";
+        /** @description Answer to `GET /api/v1/sessions/{id}/files`. */
+        FileListing: {
+            /** @description Its entries, by name. */
+            entries: components["schemas"]["FileEntry"][];
+            /** @description The folder, relative to the session's home. */
+            folder: string;
+            /** @description More entries exist than a listing returns. */
+            truncated?: boolean;
         };
         /** @description A named set of users; templates name the groups that may launch them. */
         Group: {
@@ -1895,6 +1961,16 @@ export interface components {
              */
             reset_totp?: boolean;
             role?: components["schemas"]["Role"] | null;
+        };
+        /** @description Answer to an upload. */
+        UploadResult: {
+            /**
+             * Format: int64
+             * @description Bytes written.
+             */
+            bytes: number;
+            /** @description Where the file is, relative to the transfer folder. */
+            path: string;
         };
         /** @description A person (or an automation account) known to StreamSpace. */
         User: {
@@ -5366,6 +5442,363 @@ export interface operations {
                 };
             };
             /** @description Viewings must be recorded and cannot be (`recording_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    sessions_files_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The folder's files and directories */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileListing"];
+                };
+            };
+            /** @description A path parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Transfers are off for this session (`transfer_forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`session_not_running`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session's agent or runtime cannot carry files (`transfer_unsupported`) */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The agent cannot be reached (`agent_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    sessions_files_download: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+                /** @description the file, relative to the transfer folder */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file's bytes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": number[];
+                };
+            };
+            /** @description The path is not allowed (`invalid_path`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Downloads are off for this session (`transfer_forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session or file */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`session_not_running`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The file is over the size limit (`too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session's agent or runtime cannot carry files (`transfer_unsupported`) */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The agent cannot be reached (`agent_unavailable`) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    sessions_files_upload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the session's id */
+                id: string;
+                /** @description the file, relative to the transfer folder (`docs/a.txt`) */
+                path: string;
+            };
+            cookie?: never;
+        };
+        /** @description The file's bytes */
+        requestBody: {
+            content: {
+                "application/octet-stream": number[];
+            };
+        };
+        responses: {
+            /** @description The file is in place */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadResult"];
+                };
+            };
+            /** @description The path is not allowed (`invalid_path`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Uploads are off for this session (`transfer_forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running (`session_not_running`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The file is over the size limit (`too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is JSON of the wrong shape: a missing or unknown field, a wrong type (`bad_request`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session's agent or runtime cannot carry files (`transfer_unsupported`) */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The agent cannot be reached (`agent_unavailable`) */
             503: {
                 headers: {
                     [name: string]: unknown;

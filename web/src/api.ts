@@ -52,6 +52,9 @@ export type TotpEnrolment = Schemas["TotpEnrolment"];
 export type RecoveryCodes = Schemas["RecoveryCodes"];
 /** A single sign-on provider, one button on the sign-in page. */
 export type SignInProvider = Schemas["SignInProvider"];
+/** GET /api/v1/sessions/{id}/files: the session's transfer folder. */
+export type FileListing = Schemas["FileListing"];
+export type FileEntry = Schemas["FileEntry"];
 
 /**
  * A page of a listing; `next_cursor` is absent on the last page. Generic here, where the
@@ -185,6 +188,7 @@ export const api = {
     }
     return response.arrayBuffer();
   },
+  files: (id: string) => request<FileListing>("GET", `/sessions/${enc(id)}/files`),
   agents: () => all<Agent>("/agents"),
   commands: async (limit = 50) => (await request<Page<Command>>("GET", `/commands?limit=${limit}`)).items,
   users: () => all<User>("/users"),

@@ -48,6 +48,8 @@
 //               leads to the provider's own login page; signing in there as USER (any
 //               password) comes back signed in as USER (--expect-username), who launches xterm
 //               and sees the desktop in the noVNC viewer.
+//   files       sign in, launch xterm; drop a file named after MARKER (holding MARKER) on the
+//               viewer's files panel; it is listed; its download link returns MARKER.
 //
 // Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
 // stderr (and a screenshot) on failure.
@@ -781,7 +783,31 @@ async function recording(page) {
   console.log("playback draws the recorded desktop, pauses and seeks");
 }
 
-const scenarios = { lifecycle, keystrokes, users, totp, quotas, audit, sso, recording };
+async function files(page) {
+  const marker = opts.marker;
+  if (!marker) fail("files needs --marker");
+  await signIn(page);
+  await launchXterm(page);
+  const name = `dropped-${marker}.txt`;
+  step("drop a file on the files panel");
+  await page.locator("#files-drop").waitFor();
+  const dataTransfer = await page.evaluateHandle(([name, text]) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([text], name, { type: "text/plain" }));
+    return dt;
+  }, [name, marker]);
+  await page.dispatchEvent("#files-drop", "drop", { dataTransfer });
+  const link = page.locator("#files-list a", { hasText: name });
+  await link.waitFor({ timeout: TIMEOUT });
+  step("the dropped file is listed");
+  const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
+  const body = await readFile(await download.path(), "utf8");
+  if (body !== marker) fail(`the download holds ${JSON.stringify(body)}, not the marker`);
+  step("the download holds what was dropped");
+  await page.screenshot({ path: opts.screenshot, fullPage: true });
+}
+
+const scenarios = { lifecycle, keystrokes, users, totp, quotas, audit, sso, recording, files };
 const scenario = scenarios[opts.scenario];
 if (!scenario) fail(`unknown scenario ${opts.scenario}`);
 

@@ -66,6 +66,9 @@ pub struct AgentConfig {
     /// The user (name or uid) the `process` runtime starts sessions as; the agent must run as
     /// root. `None`: sessions run as the agent's own user.
     pub run_as: Option<String>,
+    /// Where the `process` runtime's transfer folder lives instead of the session user's home
+    /// (`<dir>/Transfers`). `None`: the user's home.
+    pub transfer_home: Option<PathBuf>,
     /// Most sessions this agent runs at once.
     pub max_sessions: u32,
     pub labels: BTreeMap<String, String>,
@@ -120,6 +123,7 @@ impl AgentConfig {
             runtime: RuntimeKind::Process,
             state_dir: state_dir.into(),
             run_as: None,
+            transfer_home: None,
             max_sessions: 10,
             labels: BTreeMap::new(),
             max_concurrent_commands: 8,
@@ -149,6 +153,7 @@ impl fmt::Debug for AgentConfig {
             .field("runtime", &self.runtime)
             .field("state_dir", &self.state_dir)
             .field("run_as", &self.run_as)
+            .field("transfer_home", &self.transfer_home)
             .field("max_sessions", &self.max_sessions)
             .field("labels", &self.labels)
             .field("max_concurrent_commands", &self.max_concurrent_commands)

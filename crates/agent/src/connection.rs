@@ -244,6 +244,7 @@ async fn register(
         sessions: sessions.clone(),
         result_receipts: true,
         user_homes: ctx.executor.runtime().user_homes(),
+        file_transfer: true,
     });
     write(sink, &message, config.welcome_timeout).await?;
     let welcome = tokio::time::timeout(config.welcome_timeout, async {
@@ -258,6 +259,7 @@ async fn register(
             match message {
                 ServerMessage::Ping
                 | ServerMessage::TunnelOpen(_)
+                | ServerMessage::TransferOpen(_)
                 | ServerMessage::TunnelClose { .. } => continue,
                 ServerMessage::ResultRecorded { command_id } => {
                     ctx.executor.confirm_result(command_id);
@@ -414,6 +416,7 @@ async fn read_loop(ctx: &Context<'_>, stream: &mut impl FrameStream) -> Ended {
             ServerMessage::Ping => send_heartbeat(ctx).await,
             ServerMessage::Shutdown { reason } => return Ended::ServerShutdown(reason),
             ServerMessage::TunnelOpen(open) => ctx.tunnels.open(open),
+            ServerMessage::TransferOpen(open) => ctx.tunnels.transfer(open),
             ServerMessage::TunnelClose { tunnel_id, .. } => ctx.tunnels.close(tunnel_id),
             ServerMessage::ResultRecorded { command_id } => {
                 ctx.executor.confirm_result(command_id);

@@ -397,6 +397,13 @@ impl Runtime for IdleRuntime {
         self.inner.vnc_target(session_id).await
     }
 
+    async fn transfer_home(
+        &self,
+        session_id: Uuid,
+    ) -> Result<crate::runtime::TransferHome, RuntimeError> {
+        self.inner.transfer_home(session_id).await
+    }
+
     async fn list(&self) -> Result<Vec<SessionInfo>, RuntimeError> {
         self.inner.list().await
     }

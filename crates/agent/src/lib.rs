@@ -28,6 +28,7 @@ pub mod leadership;
 pub mod private_dir;
 pub mod runtime;
 mod supervisor;
+pub mod transfer;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -71,6 +72,7 @@ async fn prepare(
             let sessions = config.state_dir.join("sessions");
             let mut process = ProcessRuntimeConfig::new(sessions);
             process.home_root = config.state_dir.join("homes");
+            process.transfer_home = config.transfer_home.clone();
             if let Some(user) = &config.run_as {
                 check_run_as(user)?;
                 process.run_as = Some(user.clone());

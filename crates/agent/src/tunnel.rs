@@ -23,7 +23,7 @@ use streamspace_proto::tunnel::{
     AGENT_TUNNEL_PATH, CHUNK_BYTES, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, TOKEN_PARAM,
     close_code,
 };
-use streamspace_proto::wire::{AgentMessage, TunnelOpen};
+use streamspace_proto::wire::{AgentMessage, TransferOpen, TunnelOpen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -44,7 +44,7 @@ use crate::runtime::vnc::auth::VncPassword;
 use crate::runtime::vnc::{self, VncAddress, VncStream};
 use crate::runtime::{Runtime, RuntimeError};
 
-type DataSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type DataSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a viewer has to answer the agent's RFB greeting (a person may be looking at a
 /// page that is still loading its viewer).
@@ -189,6 +189,52 @@ impl Tunnels {
         );
     }
 
+    /// Starts the file transfer `open` asks for (see [`crate::transfer`]); a data connection
+    /// that cannot be dialled is reported as `tunnel_error`, everything after travels in the
+    /// transfer's own frames.
+    pub fn transfer(self: &Arc<Self>, open: TransferOpen) {
+        let this = self.clone();
+        let span = tracing::info_span!("transfer", transfer_id = %open.transfer_id, session_id = %open.session_id, direction = %open.direction);
+        self.tasks.spawn(
+            async move {
+                let server = lock(&this.server).clone();
+                let dialled = match server {
+                    Some(url) => {
+                        dial(
+                            &url,
+                            &this.key,
+                            &open.token,
+                            this.connect_timeout,
+                            this.tls.clone(),
+                        )
+                        .await
+                    }
+                    None => Err(TunnelError::NoServer),
+                };
+                let socket = match dialled {
+                    Ok(socket) => socket,
+                    Err(e) => {
+                        let error = Chain(&e).to_string();
+                        tracing::warn!(%error, "transfer not opened");
+                        let _ = this.outbox.try_send(AgentMessage::TunnelError {
+                            tunnel_id: open.transfer_id,
+                            session_id: open.session_id,
+                            error,
+                        });
+                        return;
+                    }
+                };
+                tokio::select! {
+                    () = crate::transfer::carry(this.runtime.as_ref(), &open, socket) => {}
+                    () = this.shutdown.cancelled() => {
+                        tracing::info!("transfer cut short: the agent is stopping");
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+
     /// Ends the stream `tunnel_id`, if open.
     pub fn close(&self, tunnel_id: Uuid) {
         if let Some(cancel) = lock(&self.open).get(&tunnel_id) {
@@ -307,33 +353,47 @@ impl Stream<'_> {
     }
 
     async fn dial(&self) -> Result<DataSocket, TunnelError> {
-        let mut url = self.data_url.clone();
-        url.query_pairs_mut().append_pair(TOKEN_PARAM, self.token);
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(TunnelError::DataRequest)?;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key))
-            .map_err(|_| TunnelError::BadKey)?;
-        auth.set_sensitive(true);
-        request.headers_mut().insert(AUTHORIZATION, auth);
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_FRAME_BYTES))
-            .max_frame_size(Some(MAX_FRAME_BYTES))
-            .write_buffer_size(0)
-            .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
-        let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
-        let handshake = tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(config),
-            true,
-            connector,
-        );
-        match tokio::time::timeout(self.connect_timeout, handshake).await {
-            Ok(Ok((socket, _))) => Ok(socket),
-            Ok(Err(e)) => Err(TunnelError::Dial(e)),
-            Err(_) => Err(TunnelError::DialTimeout),
-        }
+        dial(
+            &self.data_url,
+            self.key,
+            self.token,
+            self.connect_timeout,
+            self.tls.clone(),
+        )
+        .await
+    }
+}
+
+/// Dials a data connection at `data_url` with the agent `key` and the one-time stream `token`.
+pub(crate) async fn dial(
+    data_url: &Url,
+    key: &str,
+    token: &str,
+    connect_timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<DataSocket, TunnelError> {
+    let mut url = data_url.clone();
+    url.query_pairs_mut().append_pair(TOKEN_PARAM, token);
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(TunnelError::DataRequest)?;
+    let mut auth =
+        HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| TunnelError::BadKey)?;
+    auth.set_sensitive(true);
+    request.headers_mut().insert(AUTHORIZATION, auth);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    let handshake =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
+    match tokio::time::timeout(connect_timeout, handshake).await {
+        Ok(Ok((socket, _))) => Ok(socket),
+        Ok(Err(e)) => Err(TunnelError::Dial(e)),
+        Err(_) => Err(TunnelError::DialTimeout),
     }
 }
 

@@ -18,6 +18,7 @@ use streamspace_proto::api::{
     CreateTemplate, CreatedAgentKey, ErrorBody, Page, Readiness, Session, SessionFilter, Template,
     UpdateTemplate,
 };
+use streamspace_proto::transfer::{FileListing, UploadResult};
 
 /// The largest page the API serves.
 const MAX_PAGE: usize = 1000;
@@ -47,6 +48,19 @@ pub enum ClientError {
         url: String,
         #[source]
         source: reqwest::Error,
+    },
+    /// A transfer path the server would refuse (and that a URL could not even carry: `..`).
+    #[error("`path` {path:?}: {source}")]
+    InvalidPath {
+        path: String,
+        #[source]
+        source: streamspace_proto::transfer::PathError,
+    },
+    #[error("{what}")]
+    Local {
+        what: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("unexpected answer from {url} (HTTP {status}): {detail}")]
     Decode {
@@ -262,6 +276,103 @@ impl Client {
     pub async fn delete_recording(&self, id: Uuid) -> Result<()> {
         self.send_unit(self.request(Method::DELETE, &format!("api/v1/recordings/{id}"))?)
             .await
+    }
+
+    // --- files ----------------------------------------------------------------------------
+
+    /// The session's transfer folder.
+    pub async fn list_files(&self, id: Uuid) -> Result<FileListing> {
+        self.send(self.request(Method::GET, &format!("api/v1/sessions/{id}/files"))?)
+            .await
+    }
+
+    /// Uploads `size` bytes of `file` to `path` in the session's transfer folder, streamed.
+    pub async fn upload_file(
+        &self,
+        id: Uuid,
+        path: &str,
+        file: tokio::fs::File,
+        size: u64,
+    ) -> Result<UploadResult> {
+        let (mut tx, body) =
+            http_body_util::channel::Channel::<bytes::Bytes, std::io::Error>::new(4);
+        let feed = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut file = file;
+            loop {
+                let mut buf = Vec::with_capacity(CHUNK_BYTES);
+                match (&mut file)
+                    .take(CHUNK_BYTES as u64)
+                    .read_to_end(&mut buf)
+                    .await
+                {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        if tx.send_data(bytes::Bytes::from(buf)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tx.abort(e);
+                        break;
+                    }
+                }
+            }
+        });
+        let request = self
+            .request(Method::PUT, &files_path(id, path)?)?
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap(body));
+        let answer = self.send(request).await;
+        feed.abort();
+        answer
+    }
+
+    /// Downloads `path` from the session's transfer folder into `out`; the bytes written.
+    pub async fn download_file(
+        &self,
+        id: Uuid,
+        path: &str,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let (client, request) = self
+            .request(Method::GET, &files_path(id, path)?)?
+            .build_split();
+        let request = request.map_err(|source| transport(&self.base, source))?;
+        let url = request.url().clone();
+        let mut response = client
+            .execute(request)
+            .await
+            .map_err(|source| transport(&url, source))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response
+                .bytes()
+                .await
+                .map_err(|source| transport(&url, source))?;
+            return Err(api_error(&url, status, &body));
+        }
+        let mut written = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|source| transport(&url, source))?
+        {
+            out.write_all(&chunk)
+                .await
+                .map_err(|source| ClientError::Local {
+                    what: "writing the downloaded file".into(),
+                    source,
+                })?;
+            written += chunk.len() as u64;
+        }
+        out.flush().await.map_err(|source| ClientError::Local {
+            what: "writing the downloaded file".into(),
+            source,
+        })?;
+        Ok(written)
     }
 
     // --- agents ---------------------------------------------------------------------------
@@ -505,6 +616,22 @@ fn api_error(url: &Url, status: StatusCode, body: &[u8]) -> ClientError {
             detail: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
         },
     }
+}
+
+/// How much of a file one piece of an upload's body holds.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// `api/v1/sessions/{id}/files/{path}`, each segment of `path` percent-encoded; a path the
+/// transfer rules refuse is refused here (a `..` segment would be resolved away by the URL).
+fn files_path(id: Uuid, path: &str) -> Result<String> {
+    let parts = streamspace_proto::transfer::check_path(path).map_err(|source| {
+        ClientError::InvalidPath {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    let encoded: Vec<String> = parts.into_iter().map(encode_segment).collect();
+    Ok(format!("api/v1/sessions/{id}/files/{}", encoded.join("/")))
 }
 
 /// Percent-encodes one path segment (agent ids and template names are user-chosen).

@@ -8,9 +8,12 @@
 //!   state machines that say which status changes are allowed. The server, the store, the CLI
 //!   and the typed client all use these same types, so a field means one thing everywhere.
 //! - [`tunnel`]: the data side of a viewer's stream (binary frames, tokens, close codes).
+//! - [`transfer`]: file transfer: path rules and the tagged frames of a transfer's data
+//!   connection.
 
 pub mod api;
 pub mod recording;
+pub mod transfer;
 pub mod tunnel;
 pub mod wire;
 

@@ -78,6 +78,11 @@ pub struct Register {
     /// even read the template).
     #[serde(default, skip_serializing_if = "is_false")]
     pub user_homes: bool,
+    /// The agent understands [`ServerMessage::TransferOpen`]. Absent (false) from agents that
+    /// predate file transfer: the control plane then answers `transfer_unsupported` itself
+    /// instead of sending them a message they would skip.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub file_transfer: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -144,6 +149,23 @@ pub struct TunnelOpen {
     pub session_id: Uuid,
     /// One-time stream token, presented on the data connection (see [`crate::tunnel`]).
     pub token: String,
+}
+
+/// Asks the agent to carry one file transfer (see [`crate::transfer`]): dial a data WebSocket
+/// to the control plane with `token` and upload, download or list in the session's transfer
+/// folder. Sent only to agents whose `register` said `file_transfer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferOpen {
+    pub transfer_id: Uuid,
+    pub session_id: Uuid,
+    /// One-time stream token, presented on the data connection.
+    pub token: String,
+    pub direction: crate::transfer::TransferDirection,
+    /// The file, relative to the transfer folder (empty for `list`).
+    #[serde(default)]
+    pub path: String,
+    /// Most bytes the transfer may carry; the agent enforces it while streaming.
+    pub max_bytes: u64,
 }
 
 /// Body of a `start_session` command.
@@ -215,6 +237,7 @@ pub enum ServerMessage {
     ResultRecorded {
         command_id: Uuid,
     },
+    TransferOpen(TransferOpen),
 }
 
 /// Why a control message was refused.
@@ -312,6 +335,7 @@ const SERVER_TYPES: &[&str] = &[
     "tunnel_open",
     "tunnel_close",
     "result_recorded",
+    "transfer_open",
 ];
 
 fn decode<T: DeserializeOwned>(text: &str, known: &[&str]) -> Result<T, ProtoError> {
@@ -359,6 +383,7 @@ mod tests {
                 }],
                 result_receipts: true,
                 user_homes: true,
+                file_transfer: true,
             }),
             AgentMessage::Heartbeat {
                 active_sessions: 1,
@@ -428,6 +453,14 @@ mod tests {
             ServerMessage::ResultRecorded {
                 command_id: Uuid::now_v7(),
             },
+            ServerMessage::TransferOpen(TransferOpen {
+                transfer_id: Uuid::now_v7(),
+                session_id: Uuid::now_v7(),
+                token: "sst_t".into(),
+                direction: crate::transfer::TransferDirection::Upload,
+                path: "a.txt".into(),
+                max_bytes: 10,
+            }),
         ];
         for msg in msgs {
             assert_eq!(decode_server_message(&encode(&msg)), Ok(msg));
@@ -443,6 +476,10 @@ mod tests {
             panic!("an older agent's register still decodes");
         };
         assert!(!register.result_receipts);
+        assert!(
+            !register.file_transfer,
+            "an older agent cannot transfer files"
+        );
         let old_welcome = r#"{"v":1,"type":"welcome","accepted":true,"heartbeat_interval_secs":10,"replica_id":"r","epoch":1}"#;
         assert!(matches!(
             decode_server_message(old_welcome),
@@ -454,10 +491,12 @@ mod tests {
         let quiet = encode(&AgentMessage::Register(Register {
             result_receipts: false,
             user_homes: false,
+            file_transfer: false,
             ..register
         }));
         assert!(!quiet.contains("result_receipts"), "{quiet}");
         assert!(!quiet.contains("user_homes"), "{quiet}");
+        assert!(!quiet.contains("file_transfer"), "{quiet}");
     }
 
     #[test]

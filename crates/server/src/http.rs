@@ -66,7 +66,7 @@ pub(crate) async fn security_headers(
 }
 
 /// Middleware answering 408 when a request takes longer than the timeout; long polls
-/// (`?wait=`) and WebSocket upgrades are left to bound themselves.
+/// (`?wait=`), WebSocket upgrades and file transfers are left to bound themselves.
 pub(crate) async fn request_timeout(
     State(limit): State<Duration>,
     request: Request,
@@ -92,7 +92,10 @@ fn exempt(request: &Request) -> bool {
         .uri()
         .query()
         .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("wait=")));
-    upgrade || waits
+    // Uploads and downloads bound themselves (each frame has its own timeout).
+    let transfer = request.uri().path().starts_with("/api/v1/sessions/")
+        && request.uri().path().contains("/files/");
+    upgrade || waits || transfer
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then lets the open

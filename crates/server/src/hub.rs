@@ -32,6 +32,9 @@ pub enum DeliveryError {
         "the message is {size} bytes encoded, over the agent protocol's limit of {limit} bytes"
     )]
     TooBig { size: usize, limit: usize },
+    /// The agent's connection did not announce support for this message (an older agent).
+    #[error("agent {0} predates file transfer; upgrade it to carry files")]
+    Unsupported(String),
 }
 
 /// Why a connection could not become its agent's current one.
@@ -86,6 +89,8 @@ pub struct AgentConnection {
     pub epoch: i64,
     /// The key the agent authenticated with (revoking it closes the connection).
     pub key_id: Uuid,
+    /// The agent said in `register` that it carries file transfers.
+    pub file_transfer: bool,
     outbox: mpsc::Sender<ServerMessage>,
     closer: Arc<Closer>,
 }
@@ -105,9 +110,16 @@ impl AgentConnection {
             conn_id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             epoch,
             key_id,
+            file_transfer: false,
             outbox,
             closer,
         }
+    }
+
+    /// The connection of an agent that carries file transfers (`file_transfer` in register).
+    pub fn with_file_transfer(mut self, file_transfer: bool) -> Self {
+        self.file_transfer = file_transfer;
+        self
     }
 
     /// Queues `msg` without waiting. A full queue means the agent stopped reading: the
@@ -115,6 +127,9 @@ impl AgentConnection {
     /// message over the frame limit is refused before it is queued: the agent would drop the
     /// connection, and with it every other session's traffic, on reading it.
     pub fn send(&self, msg: ServerMessage) -> Result<(), DeliveryError> {
+        if matches!(msg, ServerMessage::TransferOpen(_)) && !self.file_transfer {
+            return Err(DeliveryError::Unsupported(self.agent_id.clone()));
+        }
         let size = wire::encode(&msg).len();
         if size > MAX_MESSAGE_BYTES {
             return Err(DeliveryError::TooBig {

@@ -34,6 +34,8 @@ pub(crate) enum Action {
     ShareSession,
     /// Open a viewer through a share link.
     UseShare,
+    /// Upload files into a session, download them from it, list its transfer folder.
+    TransferFiles,
     /// See every user's sessions (listing without the owner filter forced to oneself).
     ListAllSessions,
     /// Launch a session from a template.
@@ -120,7 +122,10 @@ pub(crate) fn decide(
     };
     match (action, resource) {
         (
-            Action::ReadSession | Action::ControlSession | Action::ShareSession,
+            Action::ReadSession
+            | Action::ControlSession
+            | Action::ShareSession
+            | Action::TransferFiles,
             Resource::Session(session),
         ) => {
             if actor.role >= Role::Operator || session.owner_id == Some(actor.user_id) {
@@ -289,6 +294,7 @@ mod tests {
             Action::ReadSession,
             Action::ControlSession,
             Action::ShareSession,
+            Action::TransferFiles,
         ] {
             assert_eq!(decide(&alice, action, Resource::Session(&hers)), Ok(()));
             assert_eq!(

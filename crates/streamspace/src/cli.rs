@@ -507,6 +507,11 @@ pub struct AgentRunArgs {
     /// the agent must run as root) [default: the agent's own user].
     #[arg(long, env = "STREAMSPACE_RUN_AS")]
     pub run_as: Option<String>,
+    /// Directory holding the transfer folder (`Transfers/`) of `--runtime process` sessions,
+    /// for a session user without a usable home (such as `nobody`) [default: the session user's
+    /// home].
+    #[arg(long, env = "STREAMSPACE_TRANSFER_HOME")]
+    pub transfer_home: Option<PathBuf>,
     /// A label KEY=VALUE to report (repeatable; comma-separated in the variable).
     #[arg(long = "label", env = "STREAMSPACE_LABELS", value_delimiter = ',', value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
@@ -702,6 +707,22 @@ pub enum SessionCommand {
     },
     /// Resume a hibernated session.
     Wake {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Copy a file into or out of a session's transfer folder (`Transfers/` in its home):
+    /// `cp LOCAL ID:PATH` uploads, `cp ID:PATH LOCAL` downloads.
+    Cp {
+        /// A local file, or `ID:PATH` (a session's id and a path in its transfer folder).
+        from: String,
+        /// A local file, or `ID:PATH`; exactly one of the two is `ID:PATH`.
+        to: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a session's transfer folder.
+    Ls {
         id: uuid::Uuid,
         #[command(flatten)]
         client: ClientArgs,

@@ -120,6 +120,24 @@ impl Tabular for Session {
     }
 }
 
+impl Tabular for streamspace_proto::transfer::FileEntry {
+    fn headers() -> &'static [&'static str] {
+        &["NAME", "KIND", "SIZE", "MODIFIED"]
+    }
+    fn row(&self) -> Vec<String> {
+        let kind = match self.kind {
+            streamspace_proto::transfer::FileKind::File => "file",
+            streamspace_proto::transfer::FileKind::Directory => "directory",
+        };
+        vec![
+            self.name.clone(),
+            kind.to_owned(),
+            self.size.to_string(),
+            self.modified.map_or_else(|| "-".to_owned(), time),
+        ]
+    }
+}
+
 impl Tabular for Agent {
     fn headers() -> &'static [&'static str] {
         &[

@@ -213,6 +213,51 @@ async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Resul
     Ok(())
 }
 
+/// A file dropped on the viewer's files panel lands in the session's `~/Transfers` (the `up`
+/// agent's sessions run as this machine's user, root in the tests), is listed, and downloads.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_dropped_in_the_browser_is_listed_and_downloads() -> anyhow::Result<()> {
+    check_toolchain()?;
+    let mut h = common::harness()?;
+    let (up, url, token, admin) = platform(&mut h).await?;
+    let marker = format!("marker{}", Uuid::now_v7().simple());
+    let home = own_home()?;
+    let landed = home.join("Transfers").join(format!("dropped-{marker}.txt"));
+    let out = drive(
+        || up.logs(),
+        &url,
+        &token,
+        &admin,
+        "files",
+        "files",
+        &["--marker", &marker],
+    )
+    .await;
+    let on_disk = std::fs::read_to_string(&landed);
+    let _ = std::fs::remove_file(&landed);
+    let out = out?;
+    assert!(out.contains("the download holds what was dropped"), "{out}");
+    assert_eq!(
+        on_disk.ok().as_deref(),
+        Some(marker.as_str()),
+        "in ~/Transfers"
+    );
+    Ok(())
+}
+
+/// This process's user's home, from the password database (as the agent reads it).
+fn own_home() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self")?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.get(2) == Some(&uid.as_str()))
+        .and_then(|fields| fields.get(5).map(PathBuf::from))
+        .context("this user's home in /etc/passwd")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn keystrokes_and_clipboard_in_the_browser_reach_the_session() -> anyhow::Result<()> {
     check_toolchain()?;

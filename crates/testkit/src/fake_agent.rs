@@ -148,6 +148,7 @@ pub fn register_message(
         sessions,
         result_receipts: false,
         user_homes: false,
+        file_transfer: false,
     })
 }
 

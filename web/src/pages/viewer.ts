@@ -5,6 +5,7 @@
 import RFB from "@novnc/novnc";
 import { ApiError, Session, api, isTerminal, websocketUrl } from "../api";
 import { h, poll, replace } from "../dom";
+import { filesPanel } from "./files";
 
 // waiting: the session is on its way to running (starting, waking); unavailable: it is not.
 type ViewState = "loading" | "waiting" | "connecting" | "connected" | "disconnected" | "unavailable";
@@ -36,6 +37,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
   );
   const reconnect = h("button", { type: "button", hidden: true }, "Connect again");
   const wake = h("button", { type: "button", hidden: true }, "Wake session");
+  const files = filesPanel(id);
   const view = h(
     "section",
     { class: "viewer", "data-view-state": "loading", "aria-labelledby": "viewer-title" },
@@ -61,6 +63,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
         h("div", { class: "row" }, sendClipboard, pasteLocal),
       ),
     ),
+    files.element,
   );
   replace(root, view);
 
@@ -111,6 +114,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
       return;
     }
     wake.hidden = true;
+    void files.refresh();
     setState("connecting", "Connecting…");
     let url: string;
     try {

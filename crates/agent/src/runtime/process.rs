@@ -36,7 +36,7 @@ use streamspace_proto::SessionState;
 use streamspace_proto::api::Template;
 use uuid::Uuid;
 
-use super::{Runtime, RuntimeError, SessionInfo, VncTarget, vnc};
+use super::{Runtime, RuntimeError, SessionInfo, TransferHome, VncTarget, vnc};
 use group::{poll_until, signal_group, terminate};
 use identity::SessionUser;
 use state::{Intent, Role, SessionRecord, StateDir};
@@ -72,6 +72,10 @@ pub struct ProcessRuntimeConfig {
     pub ready_timeout: Duration,
     /// How long processes have to exit after `SIGTERM` before they get `SIGKILL`.
     pub stop_timeout: Duration,
+    /// The directory that holds the sessions' transfer folder (`Transfers/`) instead of the
+    /// session user's home — for a user whose home does not exist (`nobody`); `None`: the home
+    /// from the password database.
+    pub transfer_home: Option<PathBuf>,
 }
 
 impl ProcessRuntimeConfig {
@@ -86,6 +90,7 @@ impl ProcessRuntimeConfig {
             geometry: "1280x800".to_owned(),
             ready_timeout: Duration::from_secs(15),
             stop_timeout: Duration::from_secs(3),
+            transfer_home: None,
         }
     }
 }
@@ -433,6 +438,36 @@ impl Runtime for ProcessRuntime {
             address: info.vnc_address,
             password,
         }))
+    }
+
+    async fn transfer_home(&self, session_id: Uuid) -> Result<TransferHome, RuntimeError> {
+        let (record, info) = self.live_record(session_id)?;
+        if !info.is_live() {
+            return Err(RuntimeError::UnknownSession(session_id));
+        }
+        let user = match &self.config.run_as {
+            Some(name) => SessionUser::run_as(name)?,
+            None => SessionUser::agent(),
+        };
+        let owner = user.switches().then_some(crate::transfer::folder::Owner {
+            uid: user.uid,
+            gid: user.gid,
+        });
+        // A session that mounts its owner's user home keeps its transfer folder there, where
+        // the desktop sees it; otherwise the session user's own home (or --transfer-home).
+        let home = match (&record.user_home, &self.config.transfer_home) {
+            (Some(home), _) => home.clone(),
+            (None, Some(dir)) => dir.clone(),
+            (None, None) => user.home().to_owned(),
+        };
+        if !home.is_dir() {
+            return Err(RuntimeError::TransferUnsupported(format!(
+                "the home {} of the session's user {} does not exist; give the agent --transfer-home",
+                home.display(),
+                user.name
+            )));
+        }
+        Ok(TransferHome { home, owner })
     }
 
     async fn list(&self) -> Result<Vec<SessionInfo>, RuntimeError> {

@@ -237,7 +237,8 @@ impl Conn {
             self.key.id,
             self.tx.clone(),
             self.closer.clone(),
-        );
+        )
+        .with_file_transfer(reg.file_transfer);
         let conn_id = conn.conn_id;
         app.hub
             .attach(conn)

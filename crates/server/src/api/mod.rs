@@ -136,6 +136,14 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/shares/{share_id}/connect",
             post(crate::tunnel::viewer::connect_shared),
         )
+        .route(
+            "/api/v1/sessions/{id}/files",
+            get(crate::tunnel::transfer::list),
+        )
+        .route(
+            "/api/v1/sessions/{id}/files/{*path}",
+            get(crate::tunnel::transfer::download).put(crate::tunnel::transfer::upload),
+        )
         .route("/api/v1/commands", get(commands::list))
         .route("/api/v1/commands/{command_id}", get(commands::get))
         .route(
@@ -174,6 +182,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/internal/v1/tunnels/open",
             post(crate::tunnel::remote::open_here),
+        )
+        .route(
+            "/internal/v1/transfers/open",
+            post(crate::tunnel::remote::open_transfer_here),
         )
         .route(
             "/internal/v1/tunnels/data",

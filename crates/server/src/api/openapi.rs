@@ -30,6 +30,10 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
         "replica to replica only, authenticated by the replica proof",
     ),
     (
+        "/internal/v1/transfers/open",
+        "replica to replica only, authenticated by the replica proof",
+    ),
+    (
         "/internal/v1/tunnels/data",
         "replica to replica only, authenticated by the replica proof",
     ),
@@ -49,6 +53,7 @@ const ERROR_CODES: &[&str] = &[
     "forbidden",
     "forbidden_origin",
     "internal",
+    "invalid_path",
     "invalid_body",
     "invalid_token",
     "method_not_allowed",
@@ -69,10 +74,15 @@ const ERROR_CODES: &[&str] = &[
     "token_expired",
     "too_many_attempts",
     "too_many_connections",
+    "too_large",
     "too_many_streams",
     "totp_required",
+    "transfer_failed",
+    "transfer_forbidden",
+    "transfer_unsupported",
     "unauthorized",
     "unsupported_media_type",
+    "upload_incomplete",
     "wrong_agent",
     "wrong_session",
 ];
@@ -130,6 +140,9 @@ const ERROR_CODES: &[&str] = &[
         super::shares::viewers,
         super::shares::disconnect,
         crate::tunnel::viewer::connect_shared,
+        crate::tunnel::transfer::list,
+        crate::tunnel::transfer::upload,
+        crate::tunnel::transfer::download,
         super::commands::list,
         super::commands::get,
         super::templates::list,
@@ -170,6 +183,7 @@ const ERROR_CODES: &[&str] = &[
         (name = "groups", description = "Groups (admins)"),
         (name = "quotas", description = "Session quotas (admins)"),
         (name = "tokens", description = "API tokens"),
+        (name = "files", description = "Files into and out of a session's transfer folder"),
         (name = "auth", description = "Signing in and out, passwords, two-step sign-in"),
         (name = "audit", description = "The audit log"),
         (name = "health", description = "Probes"),
@@ -443,8 +457,15 @@ mod tests {
         );
         let mut routed = BTreeSet::new();
         for path in &paths {
+            // OpenAPI spells a catch-all segment `{name}` where the router says `{*name}`;
+            // left-out paths keep the router's spelling.
+            let spelled = if left_out.contains(path.as_str()) {
+                path.clone()
+            } else {
+                path.replace("{*", "{")
+            };
             for method in routed_methods(&router, path).await? {
-                routed.insert((method.to_string(), path.clone()));
+                routed.insert((method.to_string(), spelled.clone()));
             }
         }
         let undocumented: Vec<_> = routed

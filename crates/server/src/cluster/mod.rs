@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use streamspace_proto::api::Command;
-use streamspace_proto::wire::TunnelOpen;
+use streamspace_proto::wire::{TransferOpen, TunnelOpen};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::hub::{Hub, LocalHub};
 use crate::keyring::{Keyring, ReplicaProofs};
 
-pub(crate) use peer::{AUTH_HEADER, Peer, RemoteOpen, proof, verify};
+pub(crate) use peer::{AUTH_HEADER, Peer, RemoteOpen, RemoteTransfer, proof, verify};
 pub use redis::InvalidRedisUrl;
 pub use replicas::ReplicaStatus;
 pub(crate) use replicas::{ReplicaInfo, ReplicasUnavailable};
@@ -93,6 +93,11 @@ pub(crate) trait Cluster: Send + Sync + 'static {
     /// Asks the replica holding `agent_id` (not this one) to send it `open`, recording that the
     /// viewer of the stream is here. Errors say why the stream cannot be opened.
     async fn open_tunnel(&self, agent_id: &str, open: TunnelOpen) -> Result<(), String>;
+
+    /// Asks the replica holding `agent_id` (not this one) to send it the transfer `open`,
+    /// recording that the transfer's request is here (the data connection finds it as a
+    /// viewer's does). Errors say why the transfer cannot be opened.
+    async fn open_transfer(&self, agent_id: &str, open: TransferOpen) -> Result<(), String>;
 
     /// Where the replica holding the viewer of stream `token` is reached, if another one.
     async fn viewer_replica(&self, token: &str) -> Option<Peer>;

@@ -59,6 +59,13 @@ impl Peer {
     }
 }
 
+/// Body of `POST /internal/v1/transfers/open`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct RemoteTransfer {
+    pub agent_id: String,
+    pub open: streamspace_proto::wire::TransferOpen,
+}
+
 /// Body of `POST /internal/v1/tunnels/open`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct RemoteOpen {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use streamspace_proto::api::Command;
-use streamspace_proto::wire::TunnelOpen;
+use streamspace_proto::wire::{TransferOpen, TunnelOpen};
 use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, ReplicaInfo, ReplicaStatus, ReplicasUnavailable};
@@ -54,6 +54,10 @@ impl Cluster for Single {
     async fn announce_agent_revoked(&self, _revoked: &super::AgentRevoked) {}
 
     async fn open_tunnel(&self, agent_id: &str, _open: TunnelOpen) -> Result<(), String> {
+        Err(DeliveryError::NotConnected(agent_id.to_owned()).to_string())
+    }
+
+    async fn open_transfer(&self, agent_id: &str, _open: TransferOpen) -> Result<(), String> {
         Err(DeliveryError::NotConnected(agent_id.to_owned()).to_string())
     }
 

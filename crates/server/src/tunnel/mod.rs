@@ -19,10 +19,14 @@
 //! replicas, the viewer, the agent and its data connection may sit on three of them; the cluster
 //! asks the agent's replica to open, and `remote` forwards a data connection to the viewer's
 //! replica (one hop).
+//!
+//! File transfers (`transfer`) travel the same way: one data connection per transfer, opened
+//! by `transfer_open`, with the request in the viewer's place.
 
 pub(crate) mod data;
 pub(crate) mod remote;
 pub(crate) mod rfb_filter;
 mod splice;
 pub(crate) mod token;
+pub(crate) mod transfer;
 pub(crate) mod viewer;

@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::cluster::{self, AUTH_HEADER, Peer, RemoteOpen};
+use crate::cluster::{self, AUTH_HEADER, Peer, RemoteOpen, RemoteTransfer};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -43,6 +43,31 @@ pub(crate) async fn open_here(
     match app
         .hub
         .send(&body.agent_id, ServerMessage::TunnelOpen(body.open))
+        .await
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "agent_unavailable",
+            e.to_string(),
+        )
+        .into_response(),
+    }
+}
+
+/// `POST /internal/v1/transfers/open`: another replica's request needs our agent to carry a
+/// file transfer.
+pub(crate) async fn open_transfer_here(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<RemoteTransfer>,
+) -> Response {
+    if !cluster::verify(&app.keys.replicas, &headers, "open", &body.open.token) {
+        return ApiError::unauthorized("not a replica of this control plane").into_response();
+    }
+    match app
+        .hub
+        .send(&body.agent_id, ServerMessage::TransferOpen(body.open))
         .await
     {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

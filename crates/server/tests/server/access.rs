@@ -268,6 +268,25 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
             None,
             [NO, NO, NO, NO],
         ),
+        // Files travel only in running sessions: 409 again means "allowed, but not now".
+        (
+            Method::GET,
+            format!("/api/v1/sessions/{a_id}/files"),
+            None,
+            [CONFLICT, CONFLICT, CONFLICT, GONE],
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/sessions/{a_id}/files/notes.txt"),
+            Some(json!("text")),
+            [CONFLICT, CONFLICT, CONFLICT, GONE],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/sessions/{a_id}/files/notes.txt"),
+            None,
+            [CONFLICT, CONFLICT, CONFLICT, GONE],
+        ),
         (
             Method::GET,
             format!("/api/v1/sessions/{a_id}/rules"),

@@ -68,6 +68,7 @@ fn agent_config(args: AgentRunArgs, env: Lookup) -> anyhow::Result<AgentConfig> 
     };
     let mut config = AgentConfig::new(servers, agent_id, key, state_dir);
     config.run_as = args.run_as;
+    config.transfer_home = args.transfer_home;
     config.runtime = match args.runtime {
         RuntimeArg::Process => RuntimeKind::Process,
         RuntimeArg::Docker => RuntimeKind::Docker,

@@ -168,6 +168,17 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        SessionCommand::Cp { from, to, client } => {
+            super::files::copy(&connect(&client)?, &from, &to, client.output).await
+        }
+        SessionCommand::Ls { id, client } => {
+            let listing = connect(&client)?.list_files(id).await?;
+            print_many(client.output, &listing.entries)?;
+            if listing.truncated {
+                eprintln!("(more entries than a listing shows)");
+            }
+            Ok(())
+        }
     }
 }
 

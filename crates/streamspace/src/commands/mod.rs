@@ -2,6 +2,7 @@
 
 mod agent;
 mod client;
+mod files;
 mod identity;
 mod local_machine;
 mod migrate;

@@ -34,6 +34,8 @@ pub struct SessionUser {
     /// Whether the session's processes switch to this user (`--run-as`), rather than run as
     /// the agent's own.
     switch: bool,
+    /// Whether `home` is the session owner's user home (`persistent_home: user`).
+    user_home: bool,
 }
 
 impl SessionUser {
@@ -51,6 +53,7 @@ impl SessionUser {
                 home: PathBuf::from("/"),
                 shell: PathBuf::from("/bin/sh"),
                 switch: false,
+                user_home: false,
             },
         }
     }
@@ -80,13 +83,28 @@ impl SessionUser {
             home: user.dir,
             shell: usable_shell(user.shell),
             switch,
+            user_home: false,
         }
     }
 
     /// This user with `home` as its home directory (`HOME` and the working directory): a
     /// session that mounts its owner's home.
     pub fn with_home(self, home: PathBuf) -> Self {
-        Self { home, ..self }
+        Self {
+            home,
+            user_home: true,
+            ..self
+        }
+    }
+
+    /// The owner's user home the session mounts, if it mounts one.
+    pub fn user_home(&self) -> Option<&Path> {
+        self.user_home.then_some(self.home.as_path())
+    }
+
+    /// The user's home directory, from the password database.
+    pub fn home(&self) -> &Path {
+        &self.home
     }
 
     /// Whether the session's processes run as another user than the agent.

@@ -156,6 +156,7 @@ impl ProcessRuntime {
             pgid: xvnc.pid,
             processes: vec![xvnc],
             intent: Intent::Launching,
+            user_home: user.user_home().map(std::path::Path::to_path_buf),
         });
         self.save(record).map_err(LaunchError::Fatal)?;
         self.reached(Step::XvncRecorded)?;

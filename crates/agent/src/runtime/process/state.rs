@@ -58,6 +58,10 @@ pub struct SessionRecord {
     pub pgid: i32,
     pub processes: Vec<ProcessRecord>,
     pub intent: Intent,
+    /// The owner's user home the session mounts as its `HOME` (`persistent_home: user`), where
+    /// its transfer folder lives too. Records written before user homes have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_home: Option<PathBuf>,
 }
 
 impl SessionRecord {
@@ -238,6 +242,7 @@ mod tests {
                 start_time: 5,
             }],
             intent: Intent::Running,
+            user_home: None,
         }
     }
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use streamspace_proto::api::Command;
-use streamspace_proto::wire::TunnelOpen;
+use streamspace_proto::wire::{TransferOpen, TunnelOpen};
 use tokio_util::sync::CancellationToken;
 
 pub use link::InvalidRedisUrl;
@@ -129,6 +129,15 @@ impl Cluster for RedisCluster {
             open_timeout: self.open_timeout,
         };
         tunnels::open_elsewhere(&self.link, &caller, agent_id, open).await
+    }
+
+    async fn open_transfer(&self, agent_id: &str, open: TransferOpen) -> Result<(), String> {
+        let caller = tunnels::Caller {
+            http: &self.http,
+            replica_proofs: &self.replica_proofs,
+            open_timeout: self.open_timeout,
+        };
+        tunnels::open_transfer_elsewhere(&self.link, &caller, agent_id, open).await
     }
 
     async fn viewer_replica(&self, token: &str) -> Option<super::Peer> {

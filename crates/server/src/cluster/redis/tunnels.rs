@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
-use streamspace_proto::wire::TunnelOpen;
+use serde::Serialize;
+use streamspace_proto::wire::{TransferOpen, TunnelOpen};
 
 use super::link::RedisLink;
 use super::{replicas, routing};
-use crate::cluster::{AUTH_HEADER, Peer, RemoteOpen, proof};
+use crate::cluster::{AUTH_HEADER, Peer, RemoteOpen, RemoteTransfer, proof};
 use crate::keyring::{Keyring, ReplicaProofs};
 
 /// What calling another replica needs.
@@ -36,6 +37,53 @@ pub(crate) async fn open_elsewhere(
     agent_id: &str,
     open: TunnelOpen,
 ) -> Result<(), String> {
+    let token = open.token.clone();
+    let body = RemoteOpen {
+        agent_id: agent_id.to_owned(),
+        open,
+    };
+    ask_owner(
+        link,
+        caller,
+        agent_id,
+        &token,
+        "/internal/v1/tunnels/open",
+        &body,
+    )
+    .await
+}
+
+/// [`open_elsewhere`] for a file transfer: `POST /internal/v1/transfers/open` on the owner.
+pub(crate) async fn open_transfer_elsewhere(
+    link: &RedisLink,
+    caller: &Caller<'_>,
+    agent_id: &str,
+    open: TransferOpen,
+) -> Result<(), String> {
+    let token = open.token.clone();
+    let body = RemoteTransfer {
+        agent_id: agent_id.to_owned(),
+        open,
+    };
+    ask_owner(
+        link,
+        caller,
+        agent_id,
+        &token,
+        "/internal/v1/transfers/open",
+        &body,
+    )
+    .await
+}
+
+async fn ask_owner(
+    link: &RedisLink,
+    caller: &Caller<'_>,
+    agent_id: &str,
+    token: &str,
+    path: &str,
+    body: &impl Serialize,
+) -> Result<(), String> {
     let open_timeout = caller.open_timeout;
     let owner = routing::owner(link, agent_id)
         .await
@@ -47,7 +95,7 @@ pub(crate) async fn open_elsewhere(
         .map_err(|e| format!("Redis is unreachable: {e}"))?
         .ok_or_else(|| format!("replica {owner} holding agent {agent_id} is gone"))?;
     let ttl_ms = u64::try_from(open_timeout.as_millis()).unwrap_or(u64::MAX);
-    let (key, me) = (token_key(&open.token), link.replica.id.clone());
+    let (key, me) = (token_key(token), link.replica.id.clone());
     link.with_conn(|mut conn| async move {
         redis::cmd("SET")
             .arg(key)
@@ -59,18 +107,14 @@ pub(crate) async fn open_elsewhere(
     })
     .await
     .map_err(|e| format!("Redis is unreachable: {e}"))?;
-    let auth = proof(caller.replica_proofs, "open", &open.token);
-    let body = RemoteOpen {
-        agent_id: agent_id.to_owned(),
-        open,
-    };
+    let auth = proof(caller.replica_proofs, "open", token);
     crate::metrics::replica_hop("open", peer.scheme());
     let answer = caller
         .http
-        .post(peer.http_url("/internal/v1/tunnels/open"))
+        .post(peer.http_url(path))
         .header(AUTH_HEADER, auth)
         .timeout(open_timeout)
-        .json(&body)
+        .json(body)
         .send()
         .await
         .map_err(|e| {
@@ -83,9 +127,12 @@ pub(crate) async fn open_elsewhere(
             format!("replica {owner} is unreachable: {text}")
         })?;
     if answer.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("replica {owner} answered {}", answer.status()))
+        return Ok(());
+    }
+    let status = answer.status();
+    match answer.json::<streamspace_proto::api::ErrorBody>().await {
+        Ok(body) => Err(body.error.message),
+        Err(_) => Err(format!("replica {owner} answered {status}")),
     }
 }
 
