@@ -14,6 +14,7 @@ pub mod oidc;
 pub mod podman;
 pub mod poll;
 pub mod postgres;
+pub mod pytool;
 pub mod redis;
 pub mod relay;
 pub mod schemathesis;

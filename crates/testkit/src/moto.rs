@@ -1,72 +1,42 @@
 //! An S3-compatible object store for tests: `moto_server` (PyPI `moto[server]`) on a free
 //! loopback port, killed on drop.
 //!
-//! moto lives in a virtualenv under the workspace's `target/tools/` (`.ci/run` makes it ahead
+//! moto lives in a virtualenv under the workspace's `target/tools/` (`scripts/test` makes it ahead
 //! of the tests; a test makes it itself on first use, under a file lock, since nextest runs
 //! tests as parallel processes). A missing Python, a failed install or a server that does not
 //! answer fails the test loudly.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use crate::pytool::PyTool;
 
 /// The version the tests run.
 pub const VERSION: &str = "5.2.5";
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+const TOOL: PyTool = PyTool {
+    name: "moto",
+    package: "moto[server]",
+    version: VERSION,
+    program: "moto_server",
+    needed_by: "the S3 tests",
+};
+
 /// The virtualenv's folder.
 pub fn venv_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/tools/moto")
-        .components()
-        .collect()
+    TOOL.venv_dir()
 }
 
 /// The `moto_server` program, installed if it is not there yet.
 pub fn install() -> anyhow::Result<PathBuf> {
-    let dir = venv_dir();
-    let program = dir.join("bin/moto_server");
-    let marker = dir.join(format!("installed-{VERSION}"));
-    if marker.exists() && program.exists() {
-        return Ok(program);
-    }
-    std::fs::create_dir_all(dir.parent().context("the venv has a parent")?)?;
-    let lock_path = std::env::temp_dir().join("streamspace-testkit-moto.lock");
-    let lock_file = std::fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .context("locking the moto install")?;
-    if marker.exists() && program.exists() {
-        return Ok(program);
-    }
-    run(Command::new("python3").args(["-m", "venv"]).arg(&dir))
-        .context("making a virtualenv (the S3 tests need python3 with venv)")?;
-    run(Command::new(dir.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check"])
-        .arg(format!("moto[server]=={VERSION}")))
-    .context("installing moto[server] from PyPI")?;
-    std::fs::write(&marker, VERSION)?;
-    Ok(program)
-}
-
-fn run(command: &mut Command) -> anyhow::Result<()> {
-    let output = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    if !output.status.success() {
-        bail!(
-            "{command:?} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
+    TOOL.install()
 }
 
 /// A running `moto_server`.
