@@ -587,9 +587,9 @@ async fn recovery_ends_a_start_cut_short_and_the_session_then_runs_once() -> any
     let servers = xvnc_on_display(now);
     assert_eq!(servers.len(), 1, "one Xvnc for the session: {servers:?}");
     assert_eq!(servers[0], recorded_pids(dir.path(), id)?[0]);
-    if now != display {
-        assert!(xvnc_on_display(display).is_empty());
-    }
+    // The display the orphan held is free again, so a session of another test running at the
+    // same time may already have taken it: the orphan's end is proven above by its pid, not by
+    // the display staying empty.
     rt.stop(id).await?;
     assert!(xvnc_on_display(now).is_empty());
     Ok(())

@@ -660,6 +660,17 @@ async fn routing_follows_a_sentinel_failover() -> anyhow::Result<()> {
     let others = vec![cluster.apis[1].clone(), cluster.apis[2].clone()];
     ids.extend(ping_many(&others, 100, 8).await?);
 
+    wait_until(
+        "the sentinel to know the replica",
+        Duration::from_secs(30),
+        || async {
+            sentinel
+                .ready_for_failover("streamspace", 0)
+                .ok()?
+                .then_some(())
+        },
+    )
+    .await?;
     master.kill();
     let (sentinel_ref, replica_port) = (&sentinel, replica.port());
     wait_until("the sentinel to promote the replica", Duration::from_secs(60), || async move {
@@ -708,6 +719,14 @@ async fn routing_survives_a_dead_sentinel_and_a_stale_master() -> anyhow::Result
     let others = vec![cluster.apis[1].clone(), cluster.apis[2].clone()];
     ids.extend(ping_many(&others, 100, 8).await?);
 
+    for s in [&s2, &s3] {
+        wait_until(
+            "each live sentinel to know the replica and the other sentinel",
+            Duration::from_secs(30),
+            || async move { s.ready_for_failover("streamspace", 1).ok()?.then_some(()) },
+        )
+        .await?;
+    }
     master.kill();
     let replica_port = replica.port();
     for s in [&s2, &s3] {

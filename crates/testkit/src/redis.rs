@@ -329,6 +329,43 @@ impl RedisSentinel {
             .context("unexpected sentinel reply")?;
         Ok(port.parse()?)
     }
+
+    /// Whether this Sentinel could fail `name` over now: it knows a replica whose link to the
+    /// master is up and at least `other_sentinels` fellow Sentinels. A Sentinel learns of
+    /// replicas from the master's INFO (every ten seconds) and of other Sentinels from hello
+    /// messages through the master, so a master killed before both arrived is never failed
+    /// over; tests wait for this before they kill it.
+    pub fn ready_for_failover(&self, name: &str, other_sentinels: usize) -> anyhow::Result<bool> {
+        let master = fields(&command(self.port, &["SENTINEL", "MASTER", name])?);
+        let others: usize = master
+            .iter()
+            .find(|(k, _)| k == "num-other-sentinels")
+            .context("no num-other-sentinels in SENTINEL MASTER")?
+            .1
+            .parse()?;
+        let replicas = fields(&command(self.port, &["SENTINEL", "REPLICAS", name])?);
+        let linked = replicas
+            .iter()
+            .any(|(k, v)| k == "master-link-status" && v == "ok");
+        Ok(linked && others >= other_sentinels)
+    }
+}
+
+/// The key/value pairs of a RESP reply made of arrays of bulk strings, nested arrays
+/// flattened: what `SENTINEL MASTER` and `SENTINEL REPLICAS` answer.
+fn fields(reply: &str) -> Vec<(String, String)> {
+    let mut lines = reply.split("\r\n");
+    let mut words = Vec::new();
+    while let Some(line) = lines.next() {
+        if line.starts_with('$') {
+            // The next line is the string, possibly empty.
+            words.push(lines.next().unwrap_or_default());
+        }
+    }
+    words
+        .chunks_exact(2)
+        .map(|p| (p[0].to_owned(), p[1].to_owned()))
+        .collect()
 }
 
 impl Drop for RedisSentinel {
