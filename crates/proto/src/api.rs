@@ -13,6 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 mod identity;
+mod overview;
 mod quota;
 mod recording;
 mod rules;
@@ -23,6 +24,10 @@ pub use identity::{
     CreateUser, CreatedToken, DeleteUserQuery, DisableTotp, Group, HomeDisposal, LoginRequest,
     LoginResponse, Me, Page, RecoveryCodes, Role, SignInProvider, TotpEnrolment, UpdateGroup,
     UpdateUser, User,
+};
+pub use overview::{
+    OVERVIEW_MAX_HOURS, OVERVIEW_MAX_POINTS, OVERVIEW_SAMPLE_SECS, Overview, OverviewPoint,
+    OverviewQuery, overview_interval_secs,
 };
 pub use quota::{GroupQuota, QuotaLimits, QuotaUsage, SessionSize, SetQuota, UserQuota};
 pub use recording::Recording;

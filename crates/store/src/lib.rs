@@ -50,6 +50,7 @@ pub mod shares;
 mod sql;
 pub mod sqlite;
 pub mod sso;
+pub mod stats;
 
 pub use identity::{
     AuditQuery, BOOTSTRAP_ADMIN_ID, Identity, NewGroup, NewUser, UserChange, UserRecord,
@@ -61,6 +62,7 @@ pub use redact::{REDACTED, redact_url};
 pub use rules::Rules;
 pub use shares::{NewShare, Shares};
 pub use sso::{NewOidcFlow, OidcFlow, OidcSignIn, SingleSignOn};
+pub use stats::{LiveCounts, Stats};
 
 /// `last_used_at` of a credential is kept to this many seconds: a lookup writes it only when
 /// it is older, so busy keys do not turn every request into a write of the same row.
@@ -353,7 +355,9 @@ pub(crate) fn with_expiry(audit: &AuditEntry, key: &ApiKeyRecord) -> AuditEntry 
 
 /// Persistence for the control plane. All methods are safe to call from several replicas at once.
 #[async_trait]
-pub trait Store: Identity + Quotas + Rules + SingleSignOn + Recordings + Shares + 'static {
+pub trait Store:
+    Identity + Quotas + Rules + SingleSignOn + Recordings + Shares + Stats + 'static
+{
     /// Backend name (`postgres` or `sqlite`), for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 

@@ -321,6 +321,7 @@ pub(crate) struct Statements {
     pub template_lock: &'static str,
     pub share_insert: &'static str,
     pub share_revoke: &'static str,
+    pub sample_insert: &'static str,
     session_move: [&'static str; SessionState::ALL.len()],
 }
 
@@ -535,6 +536,10 @@ impl Statements {
                 "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
                  WHERE at < {} ORDER BY at LIMIT $2)",
                 ago("$1")
+            )),
+            sample_insert: leak(crate::stats::sample_insert(
+                &(d.time_param)("$2"),
+                &(d.time_param)("$3"),
             )),
             recording_finish: leak(format!(
                 "UPDATE recordings SET ended_at = {now}, bytes = $2, complete = $3 WHERE id = $1"

@@ -100,6 +100,8 @@ conformance!(
     down_0008_drops_the_rules_columns,
     shares_are_made_listed_and_revoked,
     down_0009_drops_the_shares,
+    samples_count_the_system_once_per_minute,
+    down_0012_drops_the_samples,
 );
 
 #[path = "conformance/homes.rs"]
@@ -116,6 +118,10 @@ use rules::{down_0008_drops_the_rules_columns, rules_are_kept_on_templates_group
 #[path = "conformance/shares.rs"]
 mod shares;
 use shares::{down_0009_drops_the_shares, shares_are_made_listed_and_revoked};
+
+#[path = "conformance/stats.rs"]
+mod stats;
+use stats::{down_0012_drops_the_samples, samples_count_the_system_once_per_minute};
 
 #[path = "conformance/retention.rs"]
 mod retention;

@@ -17,6 +17,7 @@ pub(crate) mod recording;
 pub(crate) mod rules;
 pub(crate) mod shares;
 pub(crate) mod sso;
+pub(crate) mod stats;
 pub(crate) mod tx;
 
 macro_rules! impl_store {
@@ -29,6 +30,7 @@ macro_rules! impl_store {
         $crate::common::recording::impl_recordings!($store, $conn, $stmts);
         $crate::home::impl_user_homes!($store, $conn, $stmts);
         $crate::common::shares::impl_shares!($store, $conn, $stmts);
+        $crate::common::stats::impl_stats!($store, $stmts);
 
         #[async_trait::async_trait]
         impl $crate::Store for $store {
