@@ -61,6 +61,7 @@ mod metrics;
 mod module_graph;
 mod oidc;
 mod outcomes;
+mod overview;
 mod policy;
 mod recording;
 mod retention;
@@ -156,6 +157,11 @@ pub async fn serve(
         state.store.clone(),
         state.recorder.as_ref().map(|r| r.storage.clone()),
         config.retention.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(overview::run(
+        state.store.clone(),
+        chrono::Utc::now,
         shutdown.clone(),
     ));
     tracing::info!(%addr, replica_id = %config.replica_id, %address,

@@ -44,7 +44,7 @@ pub(crate) enum Action {
     ReadTemplate,
     /// Create, change or delete templates: they carry the commands agents run.
     ManageTemplates,
-    /// Agents, agent keys, replicas, every command.
+    /// Agents, agent keys, replicas, every command, the overview of the whole system.
     ManageAgents,
     /// Users, groups, quotas and other users' tokens.
     ManageUsers,

@@ -14,6 +14,7 @@ mod groups;
 mod health;
 mod oidc;
 pub mod openapi;
+mod overview;
 mod paging;
 mod quotas;
 mod recordings;
@@ -61,6 +62,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/v1/agents/{id}/ping", post(agents::ping))
         .route("/api/v1/replicas", get(replicas::list))
+        .route("/api/v1/overview", get(overview::get))
         .route(
             "/api/v1/agent-keys",
             post(agent_keys::create).get(agent_keys::list),

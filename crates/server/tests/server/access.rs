@@ -379,6 +379,12 @@ async fn role_route_matrix(backend: Backend) -> anyhow::Result<()> {
             None,
             [OK, OK, NO, NO],
         ),
+        (
+            Method::GET,
+            "/api/v1/overview".into(),
+            None,
+            [OK, OK, NO, NO],
+        ),
         (Method::GET, "/api/v1/users".into(), None, [OK, NO, NO, NO]),
         (
             Method::GET,

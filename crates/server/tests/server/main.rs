@@ -10,6 +10,7 @@ mod audit;
 mod dispatch;
 mod http_limits;
 mod oidc;
+mod overview;
 mod quota;
 mod rules;
 mod secrets;
