@@ -410,6 +410,14 @@ impl Client {
         self.send(request).await
     }
 
+    /// `GET /api/v1/overview?hours=`: the whole system over the last `hours` (operators).
+    pub async fn overview(&self, hours: u32) -> Result<streamspace_proto::api::Overview> {
+        let request = self
+            .request(Method::GET, "api/v1/overview")?
+            .query(&[("hours", hours)]);
+        self.send(request).await
+    }
+
     /// `GET /api/v1/replicas`, every page, each replica as raw JSON.
     pub async fn list_replicas(&self) -> Result<Vec<serde_json::Value>> {
         self.all("api/v1/replicas", &[]).await

@@ -131,6 +131,9 @@ pub enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(crate::cli_identity::AuditCommand),
+    /// The whole system over the last hours and now: sessions by state, agents with their
+    /// load, commands per interval and failures (operators).
+    Overview(OverviewArgs),
     /// Show and set the quotas of users and groups (admins).
     #[command(subcommand)]
     Quota(crate::cli_identity::QuotaCommand),
@@ -148,6 +151,18 @@ impl Command {
             _ => "warn",
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct OverviewArgs {
+    /// How many hours back, 1 to 168.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=168))]
+    pub hours: u32,
+    /// How many of the newest intervals the table shows (JSON has them all).
+    #[arg(long, default_value_t = 12)]
+    pub last: usize,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]

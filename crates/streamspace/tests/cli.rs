@@ -491,6 +491,30 @@ async fn two_users_sign_in_and_keep_to_their_own_sessions() -> anyhow::Result<()
                 .any(|l| l.split_whitespace().eq(["sessions", "1", "1"])),
         "whoami shows the quota and the use:\n{table}"
     );
+
+    // The overview is for operators: the admin gets it, alice is told she may not.
+    let overview = succeeded(&admin_cmd(&["overview", "--hours", "2"], "")?, "overview")?;
+    anyhow::ensure!(
+        overview["hours"] == 2
+            && overview["interval_secs"] == 60
+            && overview["sessions_now"]
+                .as_object()
+                .is_some_and(|m| m.len() == 6),
+        "{overview}"
+    );
+    let refused = as_person(&alice_home, &["overview", s[0], s[1]], "")?;
+    anyhow::ensure!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("operator"),
+        "a user is refused the overview, naming the role it needs: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let out_of_range = admin_cmd(&["overview", "--hours", "500"], "")?;
+    anyhow::ensure!(
+        !out_of_range.status.success()
+            && String::from_utf8_lossy(&out_of_range.stderr).contains("--hours"),
+        "{}",
+        String::from_utf8_lossy(&out_of_range.stderr)
+    );
     succeeded(
         &admin_cmd(&["group", "create", "staff"], "")?,
         "group create",

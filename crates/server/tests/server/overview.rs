@@ -33,7 +33,10 @@ async fn the_overview_shows_the_samples_and_the_counts_of_now(
         .await?;
     ensure!(status == StatusCode::OK, "{body}");
     let overview: Overview = serde_json::from_value(body)?;
-    ensure!(overview.hours == 1 && overview.interval_secs == 60, "{overview:?}");
+    ensure!(
+        overview.hours == 1 && overview.interval_secs == 60,
+        "{overview:?}"
+    );
     let point = overview.points.first().context("one point")?;
     ensure!(overview.points.len() == 1, "{overview:?}");
     ensure!(
@@ -46,7 +49,10 @@ async fn the_overview_shows_the_samples_and_the_counts_of_now(
         .iter()
         .filter_map(|s| overview.sessions_now.get(*s))
         .sum();
-    ensure!(live == 1 && overview.sessions_now.len() == 6, "{overview:?}");
+    ensure!(
+        live == 1 && overview.sessions_now.len() == 6,
+        "{overview:?}"
+    );
     ensure!(overview.commands_in_flight.len() == 3, "{overview:?}");
 
     // The default window is six hours, in two-minute intervals.

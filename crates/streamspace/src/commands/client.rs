@@ -432,6 +432,84 @@ pub async fn agent_key(cmd: AgentKeyCommand) -> anyhow::Result<()> {
     }
 }
 
+/// `streamspace overview`: this moment (sessions by state, unfinished commands, each agent's
+/// load against its capacity), then the newest intervals of the history.
+pub async fn overview(args: crate::cli::OverviewArgs) -> anyhow::Result<()> {
+    let api = connect(&args.client)?;
+    let overview = api.overview(args.hours).await?;
+    if args.client.output == OutputFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&overview)?);
+        return Ok(());
+    }
+    let counts = |map: &std::collections::BTreeMap<String, u64>| {
+        map.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("sessions now: {}", counts(&overview.sessions_now));
+    println!(
+        "commands in flight: {}",
+        counts(&overview.commands_in_flight)
+    );
+    let agents = api.list_agents().await?;
+    let rows: Vec<Vec<String>> = agents
+        .iter()
+        .map(|a| {
+            vec![
+                crate::output::terminal_safe(&a.agent_id).into_owned(),
+                a.status.as_str().to_owned(),
+                a.platform.clone(),
+                format!("{}/{}", a.active_sessions, a.max_sessions),
+                a.replica_id.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    println!();
+    crate::output::print_rows(
+        &["AGENT", "STATUS", "PLATFORM", "SESSIONS", "REPLICA"],
+        &rows,
+    );
+    let newest = overview.points.len().saturating_sub(args.last);
+    let rows: Vec<Vec<String>> = overview.points[newest..]
+        .iter()
+        .map(|p| {
+            vec![
+                p.at.format("%Y-%m-%d %H:%M").to_string(),
+                p.sessions_running.to_string(),
+                p.sessions_hibernated.to_string(),
+                (p.sessions_pending + p.sessions_starting).to_string(),
+                p.sessions_failed.to_string(),
+                p.agents_online.to_string(),
+                p.commands_created.to_string(),
+                p.commands_failed.to_string(),
+            ]
+        })
+        .collect();
+    println!();
+    println!(
+        "last {} h, {}-minute intervals ({} of {} shown):",
+        overview.hours,
+        overview.interval_secs / 60,
+        rows.len(),
+        overview.points.len()
+    );
+    crate::output::print_rows(
+        &[
+            "UNTIL (UTC)",
+            "RUNNING",
+            "HIBERNATED",
+            "STARTING",
+            "FAILED",
+            "AGENTS",
+            "COMMANDS",
+            "CMD FAILED",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

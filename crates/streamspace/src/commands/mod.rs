@@ -31,6 +31,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Login(args) => identity::login(args).await,
         Command::Logout(args) => identity::logout(args).await,
         Command::Whoami(args) => identity::whoami(args).await,
+        Command::Overview(args) => client::overview(args).await,
         Command::User(cmd) => identity::user(cmd).await,
         Command::Group(cmd) => identity::group(cmd).await,
         Command::Totp(cmd) => totp::run(cmd).await,
