@@ -421,6 +421,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/overview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Sessions, agents and commands over the last hours, and now */
+        get: operations["overview_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/recordings/{id}": {
         parameters: {
             query?: never;
@@ -1263,6 +1280,67 @@ export interface components {
             /** @description What your sessions hold now. */
             usage: components["schemas"]["QuotaUsage"];
             user: components["schemas"]["User"];
+        };
+        /**
+         * @description The overview's answer: the history, oldest first (intervals without a sample — the control
+         *     plane was down — are missing, not zero), and the counts of this moment.
+         */
+        Overview: {
+            /** @description Commands not finished yet, by status (`pending`, `sent`, `acknowledged`). */
+            commands_in_flight: {
+                [key: string]: number;
+            };
+            /**
+             * Format: int32
+             * @description The window asked for, in hours.
+             */
+            hours: number;
+            /**
+             * Format: int32
+             * @description The width of each point's interval, in seconds (a multiple of 60).
+             */
+            interval_secs: number;
+            points: components["schemas"]["OverviewPoint"][];
+            /** @description Sessions by state now, every state named (terminal ones included). */
+            sessions_now: {
+                [key: string]: number;
+            };
+        };
+        /**
+         * @description One interval of the overview. Sessions and agents are counted at the interval's end;
+         *     commands over the whole interval.
+         */
+        OverviewPoint: {
+            /** Format: int64 */
+            agents_online: number;
+            /**
+             * Format: date-time
+             * @description The interval's end.
+             */
+            at: string;
+            /**
+             * Format: int64
+             * @description Commands created during the interval.
+             */
+            commands_created: number;
+            /**
+             * Format: int64
+             * @description Commands that failed during the interval.
+             */
+            commands_failed: number;
+            /**
+             * Format: int64
+             * @description Sessions that failed during the interval.
+             */
+            sessions_failed: number;
+            /** Format: int64 */
+            sessions_hibernated: number;
+            /** Format: int64 */
+            sessions_pending: number;
+            /** Format: int64 */
+            sessions_running: number;
+            /** Format: int64 */
+            sessions_starting: number;
         };
         /** @description A page of a listing, newest first; `next_cursor` is absent on the last page. */
         Page_Agent: {
@@ -4612,6 +4690,74 @@ export interface operations {
             };
             /** @description The body is JSON of the wrong shape: a missing or unknown field, a wrong type (`bad_request`) */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many bad credentials from this address (`too_many_attempts`, with `Retry-After`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Internal error (`internal`); the server log has the details */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    overview_get: {
+        parameters: {
+            query?: {
+                /** @description Hours back from now: 1 to 168, default 6. */
+                hours?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The overview: one point per interval, oldest first (an interval the control plane did not sample is missing), and the counts of this moment */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Overview"];
+                };
+            };
+            /** @description A query parameter is invalid (`bad_request`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not signed in, or the token is unknown or expired (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The caller's role or ownership does not allow it, or a cross-site cookie request (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

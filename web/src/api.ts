@@ -20,6 +20,7 @@ export type ClipboardPolicy = Schemas["ClipboardPolicy"];
 export type TransferPolicy = Schemas["TransferPolicy"];
 export type RecordingPolicy = Schemas["RecordingPolicy"];
 export type Agent = Schemas["Agent"];
+export type Overview = Schemas["Overview"];
 export type Command = Schemas["Command"];
 /** Answer to POST /api/v1/sessions/{id}/connect. */
 export type ConnectTicket = Schemas["ConnectInfo"];
@@ -190,6 +191,7 @@ export const api = {
   },
   files: (id: string) => request<FileListing>("GET", `/sessions/${enc(id)}/files`),
   agents: () => all<Agent>("/agents"),
+  overview: (hours: number) => request<Overview>("GET", `/overview?hours=${hours}`),
   commands: async (limit = 50) => (await request<Page<Command>>("GET", `/commands?limit=${limit}`)).items,
   users: () => all<User>("/users"),
   createUser: (user: CreateUser) => request<User>("POST", "/users", user),

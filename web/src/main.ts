@@ -3,6 +3,7 @@ import { Role, api, setUnauthorizedHandler } from "./api";
 import { clearMessages, h, replace, showError } from "./dom";
 import { accountPage } from "./pages/account";
 import { agentsPage } from "./pages/agents";
+import { overviewPage } from "./pages/overview";
 import { auditPage } from "./pages/audit";
 import { catalogPage } from "./pages/catalog";
 import { commandsPage } from "./pages/commands";
@@ -37,6 +38,7 @@ interface Route {
 const routes: Route[] = [
   { pattern: /^\/(?:catalog)?$/, page: catalogPage, title: "Catalog", role: "user", nav: "Catalog", href: "/catalog" },
   { pattern: /^\/sessions$/, page: sessionsPage, title: "My sessions", role: "user", nav: "My sessions", href: "/sessions" },
+  { pattern: /^\/overview$/, page: overviewPage, title: "Overview", role: "operator", nav: "Overview", href: "/overview" },
   { pattern: /^\/agents$/, page: agentsPage, title: "Agents", role: "operator", nav: "Agents", href: "/agents" },
   { pattern: /^\/templates$/, page: templatesPage, title: "Templates", role: "operator", nav: "Templates", href: "/templates" },
   { pattern: /^\/commands$/, page: commandsPage, title: "Commands", role: "user", nav: "Commands", href: "/commands" },

@@ -235,6 +235,16 @@ async function lifecycle(page) {
   step("the agents page shows the local agent online");
   await nav(page, "Agents").click();
   await page.locator('tr[data-agent="local"]').getByText("online").waitFor();
+  step("the overview shows this moment, the agent's load and the minutes sampled so far");
+  await nav(page, "Overview").click();
+  await page.locator('[data-tile="running"] strong').waitFor();
+  await page.locator('tr[data-agent="local"] meter').waitFor();
+  await page.getByText("Sessions by state", { exact: false }).waitFor();
+  // The first sample is written just after the first minute since `up` started ends; the
+  // page asks again every 15 s.
+  await page.locator("figure svg.chart g[data-at]").first().waitFor({ state: "attached", timeout: 120_000 });
+  await page.getByLabel("Window").selectOption("24");
+  await page.getByText("Commands per 8 minutes", { exact: false }).waitFor();
   step("the commands page shows the session's commands");
   await nav(page, "Commands").click();
   for (const action of ["start_session", "hibernate_session", "wake_session", "stop_session"]) {
@@ -413,7 +423,7 @@ async function asUser(page, username, password, other) {
   await nav(page, "Catalog").click();
   await page.locator('button[data-template="xterm"]').waitFor();
   step("the user has no links to the admin and operator pages");
-  for (const name of ["Agents", "Users", "Groups", "Audit"]) {
+  for (const name of ["Overview", "Agents", "Users", "Groups", "Audit"]) {
     await expectAbsent(nav(page, name), `the user sees a link to ${name}`);
   }
   step("the audit page, linked from the profile, shows the user only their own entries");
@@ -422,7 +432,7 @@ async function asUser(page, username, password, other) {
   await page.locator('#audit tr[data-action="auth.login"]').first().waitFor();
   const actors = await page.locator("#audit tbody tr td:nth-child(2)").allTextContents();
   if (actors.some((a) => a !== `user:${username}`)) fail(`the user sees others' audit entries: ${actors}`);
-  for (const [path, title] of [["/users", "Users"], ["/groups", "Groups"], ["/agents", "Agents"]]) {
+  for (const [path, title] of [["/users", "Users"], ["/groups", "Groups"], ["/agents", "Agents"], ["/overview", "Overview"]]) {
     step(`${path} is not available to the user`);
     await page.goto(`${opts.url}${path}`);
     await page.getByRole("heading", { name: title }).waitFor();

@@ -210,6 +210,10 @@ async fn ui_follows_a_session_through_hibernate_wake_and_stop() -> anyhow::Resul
         out.contains("an operator edits a template on the Templates page"),
         "{out}"
     );
+    assert!(
+        out.contains("the overview shows this moment, the agent's load and the minutes sampled"),
+        "{out}"
+    );
     Ok(())
 }
 
