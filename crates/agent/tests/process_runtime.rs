@@ -945,6 +945,11 @@ async fn a_user_home_follows_its_user_across_sessions_and_only_that_user() -> an
         "one\ntwo\n",
         "the next session of the same user finds what the first wrote"
     );
+    assert_eq!(
+        rt.transfer_home(second).await?.home,
+        home,
+        "files carried into a session that mounts the user home land in that home"
+    );
 
     let out = dir.path().join("bob.txt");
     let other = Uuid::now_v7();
@@ -960,6 +965,7 @@ async fn a_user_home_follows_its_user_across_sessions_and_only_that_user() -> an
         "bob\n",
         "another user's session has its own home, without the first user's files"
     );
+    assert_eq!(rt.transfer_home(other).await?.home, bob_home);
     rt.stop(second).await?;
     rt.stop(other).await?;
 
