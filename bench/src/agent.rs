@@ -23,12 +23,13 @@ use uuid::Uuid;
 
 /// How long registration may take before the harness gives up.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(20);
-const MAX_SESSIONS: u32 = 10;
+/// Sessions a simulated agent takes unless its spec says otherwise.
+pub const MAX_SESSIONS: u32 = 10;
 /// How long a viewer's stream may take to reach its target and dial its data connection.
 const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Who a simulated agent is and where it connects.
-#[derive(Debug, Clone)]
+/// Who a simulated agent is and where it connects (JSON for an agent in its own process).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Spec {
     /// The control connection's URL (`ws://…/api/v1/agents/connect`).
     pub ws_url: String,
@@ -37,6 +38,8 @@ pub struct Spec {
     pub heartbeat: Duration,
     /// Template name → the TCP address its sessions' "VNC server" is.
     pub targets: HashMap<String, SocketAddr>,
+    /// Most sessions it takes (what it registers and heartbeats).
+    pub max_sessions: u32,
 }
 
 /// Connects, registers and returns a task that answers commands until `stop` turns true; the
@@ -51,6 +54,7 @@ pub async fn spawn(
         agent_id,
         heartbeat,
         targets,
+        max_sessions,
     } = spec;
     // The testkit's connection and handshake (no Nagle delay, as the real agent).
     let mut ws = match fake_agent::open(&ws_url, &key, None)
@@ -60,7 +64,7 @@ pub async fn spawn(
         Ok(ws) => ws,
         Err(refused) => bail!("agent {agent_id} refused by {ws_url}: {refused:?}"),
     };
-    let register = fake_agent::register_message(&agent_id, MAX_SESSIONS, vec![]);
+    let register = fake_agent::register_message(&agent_id, max_sessions, vec![]);
     fake_agent::handshake(&mut ws, &register, REGISTER_TIMEOUT).await?;
     let tunnel_url = ws_url.replacen("/agents/connect", "/agents/tunnel", 1);
     let key = key.to_owned();
@@ -74,7 +78,7 @@ pub async fn spawn(
                 _ = tick.tick() => {
                     let beat = AgentMessage::Heartbeat {
                         active_sessions: 0,
-                        capacity: Capacity { max_sessions: MAX_SESSIONS },
+                        capacity: Capacity { max_sessions },
                     };
                     ws.send(Message::text(wire::encode(&beat))).await?;
                 }

@@ -32,7 +32,7 @@ pub struct Params {
 }
 
 /// Resident memory of `pid` in KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -58,7 +58,7 @@ pub(crate) fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
 
 /// Raises this process's soft open-files limit to its hard limit when `needed` is more than the
 /// soft limit allows. The replicas the harness starts inherit the raised limit.
-fn raise_open_files(needed: u64) -> anyhow::Result<()> {
+pub(crate) fn raise_open_files(needed: u64) -> anyhow::Result<()> {
     use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
     let (soft, hard) =
         getrlimit(Resource::RLIMIT_NOFILE).context("reading the open-files limit")?;
@@ -261,6 +261,7 @@ async fn one_run(
                     agent_id: id.clone(),
                     heartbeat: Duration::from_secs(p.heartbeat_secs),
                     targets: Default::default(),
+                    max_sessions: agent::MAX_SESSIONS,
                 },
                 stop_rx.clone(),
             )

@@ -224,6 +224,7 @@ async fn topology(
             agent_id: id.clone(),
             heartbeat: HEARTBEAT,
             targets: Default::default(),
+            max_sessions: agent::MAX_SESSIONS,
         };
         let task = agent::spawn(spec, stop_rx.clone()).await?;
         agents.push(task);

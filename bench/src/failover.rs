@@ -96,6 +96,7 @@ impl Roamer {
             agent_id: self.agent_id.clone(),
             heartbeat: self.heartbeat,
             targets: Default::default(),
+            max_sessions: agent::MAX_SESSIONS,
         }
     }
 

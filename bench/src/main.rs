@@ -20,6 +20,7 @@ mod procs;
 mod report;
 mod session_start;
 mod tunnel;
+mod viewers;
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,9 @@ enum Scenario {
     Agents,
     /// Process-runtime session start time (real agent, Xvnc, xterm).
     SessionStart,
+    /// Many viewers streaming at once, each from its own session: memory per viewer, CPU per
+    /// GB relayed, and the latency a keystroke round trip gains through the tunnel.
+    Viewers,
     /// Every implemented scenario.
     All,
 }
@@ -97,13 +101,22 @@ struct Cli {
     /// Seconds between each simulated agent's heartbeats (agents).
     #[arg(long, default_value_t = 5)]
     heartbeat_secs: u64,
-    /// Seconds over which the replica's CPU time is measured (agents).
+    /// Seconds over which CPU time is measured (agents, viewers).
     #[arg(long, default_value_t = 10)]
     window_secs: u64,
     /// Seconds the agents of the killed replica may take to be back before the run fails
     /// (agents).
     #[arg(long, default_value_t = 120)]
     reconnect_timeout_secs: u64,
+    /// Viewer counts to measure (viewers).
+    #[arg(long, value_delimiter = ',', default_value = "100,500")]
+    viewer_counts: Vec<usize>,
+    /// KiB per second each session sends its viewer (viewers).
+    #[arg(long, default_value_t = 256)]
+    viewer_rate_kib: usize,
+    /// Keystroke round trips per run while the viewers stream (viewers).
+    #[arg(long, default_value_t = 1000)]
+    keystrokes: usize,
     /// Print and write JSON, but do not append to docs/BENCHMARKS.md.
     #[arg(long)]
     no_docs: bool,
@@ -111,6 +124,13 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The `viewers` scenario runs its simulated agent as a child process of this binary.
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, mode, spec] = args.as_slice()
+        && mode == "sim-agent"
+    {
+        return viewers::sim_agent_main(spec).await;
+    }
     let cli = Cli::parse();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -176,6 +196,20 @@ async fn main() -> anyhow::Result<()> {
         let (rows, notes) = session_start::run(&bin, &params).await?;
         let parameters = serde_json::to_value(&params)?;
         let report = report_of("session-start", &command, &machine, parameters, notes, rows);
+        record(&report, &root, cli.no_docs)?;
+    }
+    if matches!(cli.scenario, Scenario::Viewers | Scenario::All) {
+        let params = viewers::Params {
+            runs: cli.runs,
+            counts: cli.viewer_counts.clone(),
+            rate_kib: cli.viewer_rate_kib,
+            window_secs: cli.window_secs,
+            round_trips: cli.keystrokes,
+        };
+        println!("viewers: {} runs per count …", params.runs);
+        let (rows, notes) = viewers::run(&bin, &params).await?;
+        let parameters = serde_json::to_value(&params)?;
+        let report = report_of("viewers", &command, &machine, parameters, notes, rows);
         record(&report, &root, cli.no_docs)?;
     }
     Ok(())

@@ -62,6 +62,56 @@ pub async fn source(bytes: usize) -> anyhow::Result<Target> {
     .await
 }
 
+/// Every connection receives `chunk` bytes every `every` (a desktop that keeps changing) until
+/// the reader hangs up.
+pub async fn paced(chunk: usize, every: Duration) -> anyhow::Result<Target> {
+    serve(move |stream| async move {
+        let (mut rx, mut tx) = stream.into_split();
+        let data = vec![0x5au8; chunk];
+        let writer = async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = tx.write_all(&data).await {
+                    return anyhow::Result::<()>::Err(e.into());
+                }
+            }
+        };
+        let mut rest = [0u8; 64];
+        let hangup = async move {
+            while rx.read(&mut rest).await? > 0 {}
+            anyhow::Ok(())
+        };
+        tokio::select! {
+            r = writer => r,
+            r = hangup => r,
+        }
+    })
+    .await
+}
+
+/// Reads from `path` until `stop` turns true, adding what arrives to `bytes`.
+pub async fn drain(
+    path: &Path,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut conn = Conn::open(path).await?;
+    let mut buf = vec![0u8; IO_BYTES];
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            chunk = conn.read(&mut buf) => {
+                let chunk = chunk?;
+                if chunk.is_empty() {
+                    bail!("{path}: the stream ended");
+                }
+                bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// Every connection gets back what it sends.
 pub async fn echo() -> anyhow::Result<Target> {
     serve(|mut stream| async move {

@@ -137,6 +137,7 @@ impl Setup {
                     ("bench-echo".to_owned(), targets[1]),
                 ]
                 .into(),
+                max_sessions: agent::MAX_SESSIONS,
             },
             stop,
         )
