@@ -112,3 +112,17 @@ export async function runAction(
     showError(`${label} failed: ${(e as Error).message}`);
   }
 }
+
+/**
+ * Wraps a page's `refresh` so that only the newest call renders: answers can arrive out of
+ * order (the page's first load may be answered after the load that follows a change), and an
+ * older answer must not overwrite a newer one. `load` fetches; `render` draws what it fetched.
+ */
+export function newestOnly<T>(load: () => Promise<T>, render: (data: T) => void): () => Promise<void> {
+  let newest = 0;
+  return async () => {
+    const mine = ++newest;
+    const data = await load();
+    if (mine === newest) render(data);
+  };
+}

@@ -1,5 +1,5 @@
 import { Group, GroupQuota, QuotaLimits, SessionRules, SetQuota, api } from "../api";
-import { clearMessages, h, replace, runAction, showError, showNotice } from "../dom";
+import { clearMessages, h, replace, runAction, showError, showNotice, newestOnly } from "../dom";
 import { quotaForm } from "../quota";
 import { rulesFields, rulesText } from "../rules";
 
@@ -29,18 +29,23 @@ export function groupsPage(root: HTMLElement): void {
     quota,
   );
 
-  const refresh = async () => {
-    const groups = await api.groups();
-    if (groups.length === 0) {
-      replace(body, h("tr", {}, h("td", { colspan: headers.length }, "No groups yet.")));
-      return;
-    }
-    const [quotas, rules] = await Promise.all([
-      Promise.all(groups.map((g) => api.groupQuota(g.name))),
-      Promise.all(groups.map((g) => api.groupRules(g.name))),
-    ]);
-    replace(body, ...groups.map((g, i) => row(g, quotas[i], rules[i])));
-  };
+  const refresh = newestOnly(
+    async () => {
+      const groups = await api.groups();
+      const [quotas, rules] = await Promise.all([
+        Promise.all(groups.map((g) => api.groupQuota(g.name))),
+        Promise.all(groups.map((g) => api.groupRules(g.name))),
+      ]);
+      return { groups, quotas, rules };
+    },
+    ({ groups, quotas, rules }) => {
+      if (groups.length === 0) {
+        replace(body, h("tr", {}, h("td", { colspan: headers.length }, "No groups yet.")));
+        return;
+      }
+      replace(body, ...groups.map((g, i) => row(g, quotas[i], rules[i])));
+    },
+  );
   const act = (label: string, call: () => Promise<unknown>, done?: string) =>
     runAction(label, call, refresh, done);
 

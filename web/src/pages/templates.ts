@@ -3,7 +3,7 @@
 // a new template and names the field it refuses.
 
 import { HomePolicy, Template, TemplateIcon, api } from "../api";
-import { clearMessages, h, replace, runAction, showError, showNotice } from "../dom";
+import { clearMessages, h, replace, runAction, showError, showNotice, newestOnly } from "../dom";
 import { rulesFields, rulesText } from "../rules";
 
 const HOMES: [HomePolicy, string][] = [
@@ -46,14 +46,13 @@ export function templatesPage(root: HTMLElement): void {
     editor,
   );
 
-  const refresh = async () => {
-    const templates = await api.templates();
+  const refresh = newestOnly(api.templates, (templates) => {
     if (templates.length === 0) {
       replace(body, h("tr", {}, h("td", { colspan: headers.length }, "No templates yet.")));
       return;
     }
     replace(body, ...templates.map(row));
-  };
+  });
 
   function row(t: Template): HTMLTableRowElement {
     const runs = t.image ? `image ${t.image}` : t.command.join(" ");

@@ -1,5 +1,5 @@
 import { ApiToken, api } from "../api";
-import { clearMessages, h, replace, showError, time } from "../dom";
+import { clearMessages, h, replace, showError, time, newestOnly } from "../dom";
 
 /** The signed-in user's personal API tokens: list, create (the secret is shown once), revoke. */
 export function tokensPage(root: HTMLElement): void {
@@ -22,14 +22,13 @@ export function tokensPage(root: HTMLElement): void {
     h("table", {}, h("thead", {}, h("tr", {}, ...headers.map((c) => h("th", { scope: "col" }, c)))), body),
   );
 
-  const refresh = async () => {
-    const tokens = await api.tokens();
+  const refresh = newestOnly(api.tokens, (tokens) => {
     if (tokens.length === 0) {
       replace(body, h("tr", {}, h("td", { colspan: headers.length }, "No tokens.")));
       return;
     }
     replace(body, ...tokens.map(row));
-  };
+  });
 
   function row(t: ApiToken): HTMLTableRowElement {
     // The admin token (`ssa_…`) is the one `streamspace up` and STREAMSPACE_ADMIN_TOKEN configure.

@@ -1,5 +1,5 @@
 import { ApiError, Role, SetQuota, User, api } from "../api";
-import { badge, clearMessages, h, replace, runAction, showError, showNotice, time } from "../dom";
+import { badge, clearMessages, h, replace, runAction, showError, showNotice, time, newestOnly } from "../dom";
 import { quotaForm, quotaTable } from "../quota";
 import { signedInUser } from "../session";
 
@@ -33,10 +33,7 @@ export function usersPage(root: HTMLElement): void {
     quota,
   );
 
-  const refresh = async () => {
-    const users = await api.users();
-    replace(body, ...users.map(row));
-  };
+  const refresh = newestOnly(api.users, (users) => replace(body, ...users.map(row)));
   const act = (label: string, call: () => Promise<unknown>, done?: string) =>
     runAction(label, call, refresh, done);
 
