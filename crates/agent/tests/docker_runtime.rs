@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use bollard::Docker;
 use bollard::models::ContainerStateStatusEnum;
-use streamspace_agent::runtime::docker::{AGENT_LABEL, SESSION_LABEL, container_name, volume_name};
+use streamspace_agent::runtime::docker::{
+    AGENT_LABEL, SESSION_LABEL, USER_HOME_LABEL, container_name, user_volume_name, volume_name,
+};
 use streamspace_agent::runtime::{DockerRuntime, DockerRuntimeConfig, Runtime, RuntimeError};
 use streamspace_proto::SessionState;
 use streamspace_proto::api::{CreateTemplate, HomePolicy, Template, TemplateResources};
@@ -367,5 +369,84 @@ async fn a_session_being_stopped_is_never_reported_failed() -> Result<()> {
         rt.status(id).await?.is_none(),
         "the container survived stop"
     );
+    Ok(())
+}
+
+async fn user_volume_exists(docker: &Docker, user: Uuid) -> Result<bool> {
+    match docker.inspect_volume(&user_volume_name(user)).await {
+        Ok(_) => Ok(true),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[tokio::test]
+async fn a_users_home_follows_them_from_session_to_session_and_no_one_else() -> Result<()> {
+    let podman = engine()?;
+    let docker = api(&podman)?;
+    let rt = runtime(&podman, "dock-1")?;
+    ensure!(rt.user_homes(), "the docker runtime keeps user homes");
+    let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let home = template(HomePolicy::User);
+    match rt.start(Uuid::now_v7(), &home).await {
+        Err(RuntimeError::InvalidTemplate(_)) => {}
+        other => bail!("a user-home template started without a user: {other:?}"),
+    }
+
+    let first = Uuid::now_v7();
+    rt.start_with_user_home(first, &home, alice).await?;
+    podman.run(&[
+        "exec",
+        &container_name(first),
+        "sh",
+        "-c",
+        "echo kept > /home/notes.txt",
+    ])?;
+    let labels = docker
+        .inspect_volume(&user_volume_name(alice))
+        .await?
+        .labels;
+    ensure!(
+        labels.get(USER_HOME_LABEL) == Some(&alice.to_string()),
+        "volume labels {labels:?}"
+    );
+    match rt.delete_user_home(alice).await {
+        Err(RuntimeError::HomeInUse(message)) if message.contains(&first.to_string()) => {}
+        other => bail!("deleting a home in use gave {other:?}"),
+    }
+    rt.stop(first).await?;
+    ensure!(
+        user_volume_exists(&docker, alice).await?,
+        "stopping the session removed the user's home"
+    );
+
+    let next = Uuid::now_v7();
+    rt.start_with_user_home(next, &home, alice).await?;
+    let read = podman.run(&["exec", &container_name(next), "cat", "/home/notes.txt"])?;
+    ensure!(read.trim() == "kept", "the next session read {read:?}");
+    let other = Uuid::now_v7();
+    rt.start_with_user_home(other, &home, bob).await?;
+    ensure!(
+        podman
+            .run(&["exec", &container_name(other), "cat", "/home/notes.txt"])
+            .is_err(),
+        "another user's session sees the file"
+    );
+    for id in [next, other] {
+        rt.stop(id).await?;
+    }
+
+    rt.delete_user_home(alice).await?;
+    ensure!(
+        !user_volume_exists(&docker, alice).await?,
+        "delete left the user's home"
+    );
+    ensure!(
+        user_volume_exists(&docker, bob).await?,
+        "delete removed another user's home"
+    );
+    rt.delete_user_home(alice).await?;
     Ok(())
 }

@@ -135,6 +135,9 @@ pub enum RuntimeError {
     /// This runtime cannot carry files into or out of its sessions.
     #[error("{0}")]
     TransferUnsupported(String),
+    /// A user's home cannot be removed (or shared) while a session uses it.
+    #[error("{0}")]
+    HomeInUse(String),
 }
 
 impl RuntimeError {
