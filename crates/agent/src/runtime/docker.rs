@@ -21,8 +21,13 @@
 //!   never started (an interrupted start, which the control plane redelivers) once they are older
 //!   than a grace period.
 //!
+//! - **File transfer** goes through the engine's archive endpoints into `Transfers/` in the
+//!   session's home inside the container (module `files`).
+//!
 //! The engine is the only state: nothing is written to the agent's state directory.
 
+mod archive;
+mod files;
 mod pull;
 mod spec;
 
@@ -558,6 +563,44 @@ impl Runtime for DockerRuntime {
     async fn recover(&self) -> Result<Vec<SessionInfo>, RuntimeError> {
         recover::run(self).await
     }
+
+    async fn transfer_folder(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Box<dyn crate::transfer::TransferFolder>, RuntimeError> {
+        let container = self
+            .inspect(session_id)
+            .await?
+            .ok_or(RuntimeError::UnknownSession(session_id))?;
+        let info = observe(session_id, &container);
+        if !info.is_live() {
+            return Err(RuntimeError::SessionFailed {
+                session_id,
+                message: info.message.unwrap_or_default(),
+            });
+        }
+        Ok(Box::new(files::ContainerFolder::new(
+            self.docker.clone(),
+            container_name(session_id),
+            home_of(&container),
+        )))
+    }
+}
+
+/// The session's home inside its container: the `HOME` its environment sets (the image's or
+/// the template's), else where the home volume is mounted.
+fn home_of(c: &ContainerInspectResponse) -> String {
+    c.config
+        .as_ref()
+        .and_then(|c| c.env.as_ref())
+        .and_then(|env| {
+            env.iter()
+                .rev()
+                .find_map(|e| e.strip_prefix("HOME="))
+                .filter(|home| home.starts_with('/') && !home.split('/').any(|p| p == ".."))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| spec::HOME_MOUNT.to_owned())
 }
 
 impl DockerRuntime {
