@@ -20,7 +20,6 @@
 //!   reports exited ones as failed and removes them, and removes containers that were created but
 //!   never started (an interrupted start, which the control plane redelivers) once they are older
 //!   than a grace period.
-//!
 //! - **File transfer** goes through the engine's archive endpoints into `Transfers/` in the
 //!   session's home inside the container (module `files`).
 //!
