@@ -858,3 +858,56 @@ async fn user_homes_follow_the_agents_options_and_are_never_taken_over() -> Resu
     ));
     Ok(())
 }
+
+/// The fake API server's claims, checked directly: what the user-home code relies on.
+#[tokio::test]
+async fn the_fake_api_treats_claims_like_the_api_server() -> Result<()> {
+    use kube::api::{Api, DeleteParams, PostParams};
+    let api = FakeApi::new();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(api.client(NS), NS);
+    let claim = |name: &str, modes: Value| -> Result<PersistentVolumeClaim> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"accessModes": modes, "resources": {"requests": {"storage": "1Gi"}}}
+        }))?)
+    };
+    let code = |e: kube::Error| match e {
+        kube::Error::Api(s) => (s.code, s.reason),
+        other => (0, other.to_string()),
+    };
+    let made = claims
+        .create(
+            &PostParams::default(),
+            &claim("c", json!(["ReadWriteOnce"]))?,
+        )
+        .await?;
+    assert_eq!(
+        made.metadata.finalizers,
+        Some(vec!["kubernetes.io/pvc-protection".to_owned()])
+    );
+    let again = claims
+        .create(
+            &PostParams::default(),
+            &claim("c", json!(["ReadWriteOnce"]))?,
+        )
+        .await
+        .map_err(code);
+    assert_eq!(again.err(), Some((409, "AlreadyExists".to_owned())));
+    let invalid = claims
+        .create(&PostParams::default(), &claim("d", json!([]))?)
+        .await
+        .map_err(code);
+    assert_eq!(invalid.err(), Some((422, "Invalid".to_owned())));
+    let missing = claims.get("d").await.map_err(code);
+    assert_eq!(missing.err(), Some((404, "NotFound".to_owned())));
+    // Not mounted: a delete removes it at once.
+    claims.delete("c", &DeleteParams::default()).await?;
+    assert!(claims.get_opt("c").await?.is_none());
+    let gone = claims
+        .delete("c", &DeleteParams::default())
+        .await
+        .map_err(code);
+    assert_eq!(gone.err().map(|(c, _)| c), Some(404));
+    Ok(())
+}
