@@ -397,11 +397,11 @@ impl Runtime for IdleRuntime {
         self.inner.vnc_target(session_id).await
     }
 
-    async fn transfer_home(
+    async fn transfer_folder(
         &self,
         session_id: Uuid,
-    ) -> Result<crate::runtime::TransferHome, RuntimeError> {
-        self.inner.transfer_home(session_id).await
+    ) -> Result<Box<dyn crate::transfer::TransferFolder>, RuntimeError> {
+        self.inner.transfer_folder(session_id).await
     }
 
     async fn list(&self) -> Result<Vec<SessionInfo>, RuntimeError> {

@@ -8,12 +8,18 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use bollard::Docker;
 use bollard::models::ContainerStateStatusEnum;
-use streamspace_agent::runtime::docker::{AGENT_LABEL, SESSION_LABEL, container_name, volume_name};
+use futures_util::{SinkExt, StreamExt};
+use streamspace_agent::runtime::docker::{
+    AGENT_LABEL, SESSION_LABEL, USER_HOME_LABEL, container_name, user_volume_name, volume_name,
+};
 use streamspace_agent::runtime::{DockerRuntime, DockerRuntimeConfig, Runtime, RuntimeError};
 use streamspace_proto::SessionState;
 use streamspace_proto::api::{CreateTemplate, HomePolicy, Template, TemplateResources};
+use streamspace_proto::transfer::{FileKind, Frame, TransferDirection, failure_code};
+use streamspace_proto::wire::TransferOpen;
 use streamspace_testkit::Podman;
 use streamspace_testkit::vnc::read_rfb_banner;
+use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 const IMAGE: &str = "localhost/streamspace-session:test";
@@ -367,5 +373,351 @@ async fn a_session_being_stopped_is_never_reported_failed() -> Result<()> {
         rt.status(id).await?.is_none(),
         "the container survived stop"
     );
+    Ok(())
+}
+
+async fn user_volume_exists(docker: &Docker, user: Uuid) -> Result<bool> {
+    match docker.inspect_volume(&user_volume_name(user)).await {
+        Ok(_) => Ok(true),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[tokio::test]
+async fn a_users_home_follows_them_from_session_to_session_and_no_one_else() -> Result<()> {
+    let podman = engine()?;
+    let docker = api(&podman)?;
+    let rt = runtime(&podman, "dock-1")?;
+    ensure!(rt.user_homes(), "the docker runtime keeps user homes");
+    let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let home = template(HomePolicy::User);
+    match rt.start(Uuid::now_v7(), &home).await {
+        Err(RuntimeError::InvalidTemplate(_)) => {}
+        other => bail!("a user-home template started without a user: {other:?}"),
+    }
+
+    let first = Uuid::now_v7();
+    rt.start_with_user_home(first, &home, alice).await?;
+    podman.run(&[
+        "exec",
+        &container_name(first),
+        "sh",
+        "-c",
+        "echo kept > /home/notes.txt",
+    ])?;
+    let labels = docker
+        .inspect_volume(&user_volume_name(alice))
+        .await?
+        .labels;
+    ensure!(
+        labels.get(USER_HOME_LABEL) == Some(&alice.to_string()),
+        "volume labels {labels:?}"
+    );
+    match rt.delete_user_home(alice).await {
+        Err(RuntimeError::HomeInUse(message)) if message.contains(&first.to_string()) => {}
+        other => bail!("deleting a home in use gave {other:?}"),
+    }
+    rt.stop(first).await?;
+    ensure!(
+        user_volume_exists(&docker, alice).await?,
+        "stopping the session removed the user's home"
+    );
+
+    let next = Uuid::now_v7();
+    rt.start_with_user_home(next, &home, alice).await?;
+    let read = podman.run(&["exec", &container_name(next), "cat", "/home/notes.txt"])?;
+    ensure!(read.trim() == "kept", "the next session read {read:?}");
+    let other = Uuid::now_v7();
+    rt.start_with_user_home(other, &home, bob).await?;
+    ensure!(
+        podman
+            .run(&["exec", &container_name(other), "cat", "/home/notes.txt"])
+            .is_err(),
+        "another user's session sees the file"
+    );
+    for id in [next, other] {
+        rt.stop(id).await?;
+    }
+
+    rt.delete_user_home(alice).await?;
+    ensure!(
+        !user_volume_exists(&docker, alice).await?,
+        "delete left the user's home"
+    );
+    ensure!(
+        user_volume_exists(&docker, bob).await?,
+        "delete removed another user's home"
+    );
+    rt.delete_user_home(alice).await?;
+    Ok(())
+}
+
+/// One transfer through the agent's real code path (`transfer::carry` over a WebSocket, as the
+/// control plane drives it): sends `upload` (data frames, then `end`) once the agent is ready,
+/// and returns every frame the agent sent.
+async fn transfer(
+    rt: &DockerRuntime,
+    session_id: Uuid,
+    direction: TransferDirection,
+    path: &str,
+    upload: &[u8],
+    max_bytes: u64,
+) -> Result<Vec<Frame>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let open = TransferOpen {
+        transfer_id: Uuid::now_v7(),
+        session_id,
+        token: "t".into(),
+        direction,
+        path: path.into(),
+        max_bytes,
+    };
+    let agent = async {
+        let tcp = tokio::net::TcpStream::connect(address).await?;
+        let (socket, _) = tokio_tungstenite::client_async(
+            format!("ws://{address}/"),
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+        )
+        .await?;
+        streamspace_agent::transfer::carry(rt, &open, socket).await;
+        anyhow::Ok(())
+    };
+    let control_plane = async {
+        let (tcp, _) = listener.accept().await?;
+        let mut socket = tokio_tungstenite::accept_async(tcp).await?;
+        let mut frames = Vec::new();
+        while let Some(message) = socket.next().await {
+            let Message::Binary(bytes) = message? else {
+                continue;
+            };
+            let frame = Frame::decode(&bytes)?;
+            if frame == Frame::Ready {
+                for chunk in upload.chunks(1000) {
+                    socket
+                        .send(Message::binary(Frame::encode_data(chunk)))
+                        .await?;
+                }
+                socket.send(Message::binary(Frame::End.encode())).await?;
+            }
+            frames.push(frame);
+        }
+        anyhow::Ok(frames)
+    };
+    let ((), frames) = tokio::try_join!(agent, control_plane)?;
+    Ok(frames)
+}
+
+fn failure_of(frames: &[Frame]) -> Option<&str> {
+    frames.iter().find_map(|f| match f {
+        Frame::Error(failure) => Some(failure.code.as_str()),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn files_go_into_and_out_of_a_session_container() -> Result<()> {
+    let podman = engine()?;
+    let rt = runtime(&podman, "dock-1")?;
+    let mut desk = template(HomePolicy::Delete);
+    desk.env.insert("HOME".into(), "/home".into());
+    let id = Uuid::now_v7();
+    rt.start(id, &desk).await?;
+    let name = container_name(id);
+    let max = 1 << 20;
+
+    let listed = transfer(&rt, id, TransferDirection::List, "", b"", max).await?;
+    ensure!(
+        matches!(listed.as_slice(), [Frame::Listing(l)] if l.entries.is_empty()),
+        "a new session lists {listed:?}"
+    );
+    let body: Vec<u8> = (0..5000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let up = transfer(
+        &rt,
+        id,
+        TransferDirection::Upload,
+        "docs/deep/a.bin",
+        &body,
+        max,
+    )
+    .await?;
+    ensure!(
+        up == [Frame::Ready, Frame::Done { bytes: 20000 }],
+        "upload answered {up:?}"
+    );
+    let inside = podman.run(&["exec", &name, "ls", "-ln", "/home/Transfers/docs/deep"])?;
+    ensure!(
+        inside.contains("20000") && inside.contains("a.bin"),
+        "{inside}"
+    );
+    let mode = podman.run(&["exec", &name, "ls", "-ldn", "/home/Transfers"])?;
+    ensure!(mode.starts_with("drwx------"), "the folder is {mode}");
+    transfer(&rt, id, TransferDirection::Upload, "top.txt", b"top", max).await?;
+    podman.run(&["exec", &name, "sh", "-c", "mkdir /home/Transfers/empty"])?;
+
+    let listed = transfer(&rt, id, TransferDirection::List, "", b"", max).await?;
+    let [Frame::Listing(listing)] = listed.as_slice() else {
+        bail!("list answered {listed:?}");
+    };
+    let entries: Vec<(&str, FileKind, u64)> = listing
+        .entries
+        .iter()
+        .map(|e| (e.name.as_str(), e.kind, e.size))
+        .collect();
+    ensure!(
+        entries
+            == [
+                ("docs", FileKind::Directory, 0),
+                ("empty", FileKind::Directory, 0),
+                ("top.txt", FileKind::File, 3),
+            ],
+        "listed {entries:?}"
+    );
+
+    let down = transfer(
+        &rt,
+        id,
+        TransferDirection::Download,
+        "docs/deep/a.bin",
+        b"",
+        max,
+    )
+    .await?;
+    let (first, rest) = down.split_first().context("no frames")?;
+    ensure!(*first == Frame::Header { size: 20000 }, "{first:?}");
+    let got: Vec<u8> = rest
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Data(d) => Some(d.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    ensure!(got == body, "the downloaded bytes differ");
+    ensure!(
+        rest.last() == Some(&Frame::Done { bytes: 20000 }),
+        "{rest:?}"
+    );
+
+    // Replacing a file, and what may not be replaced.
+    transfer(&rt, id, TransferDirection::Upload, "top.txt", b"again", max).await?;
+    let read = podman.run(&["exec", &name, "cat", "/home/Transfers/top.txt"])?;
+    ensure!(read == "again", "replaced with {read:?}");
+    let up = transfer(&rt, id, TransferDirection::Upload, "empty", b"x", max).await?;
+    ensure!(
+        failure_of(&up) == Some(failure_code::INVALID_PATH),
+        "{up:?}"
+    );
+    let down = transfer(&rt, id, TransferDirection::Download, "missing", b"", max).await?;
+    ensure!(
+        failure_of(&down) == Some(failure_code::NOT_FOUND),
+        "{down:?}"
+    );
+    let down = transfer(
+        &rt,
+        id,
+        TransferDirection::Download,
+        "../etc/passwd",
+        b"",
+        max,
+    )
+    .await?;
+    ensure!(
+        failure_of(&down) == Some(failure_code::INVALID_PATH),
+        "{down:?}"
+    );
+    rt.stop(id).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn links_out_of_the_folder_and_oversize_uploads_are_refused() -> Result<()> {
+    let podman = engine()?;
+    let rt = runtime(&podman, "dock-1")?;
+    let mut desk = template(HomePolicy::None);
+    desk.env.insert("HOME".into(), "/home".into());
+    let id = Uuid::now_v7();
+    rt.start(id, &desk).await?;
+    let name = container_name(id);
+    let max = 1 << 20;
+    podman.run(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "mkdir -p /home/Transfers && echo secret > /secret && chmod 600 /secret \
+         && ln -s / /home/Transfers/root && ln -s /secret /home/Transfers/s",
+    ])?;
+    for path in ["root/secret", "s", "root/etc/passwd"] {
+        let down = transfer(&rt, id, TransferDirection::Download, path, b"", max).await?;
+        ensure!(
+            failure_of(&down) == Some(failure_code::INVALID_PATH),
+            "download of {path}: {down:?}"
+        );
+        ensure!(
+            !down.iter().any(|f| matches!(f, Frame::Data(_))),
+            "{path}: bytes came out"
+        );
+    }
+    for path in ["root/planted", "s", "root/tmp/planted"] {
+        let up = transfer(&rt, id, TransferDirection::Upload, path, b"x", max).await?;
+        ensure!(
+            failure_of(&up) == Some(failure_code::INVALID_PATH),
+            "upload to {path}: {up:?}"
+        );
+    }
+    let read = podman.run(&["exec", &name, "cat", "/secret"])?;
+    ensure!(
+        read.trim() == "secret",
+        "the link's target changed: {read:?}"
+    );
+    let stray = podman.run(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "ls /planted /tmp/planted 2>&1 || true",
+    ])?;
+    ensure!(
+        stray.contains("No such file"),
+        "something was planted: {stray}"
+    );
+
+    // The folder itself a link: nothing through it either.
+    podman.run(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "rm -rf /home/Transfers && ln -s /tmp /home/Transfers",
+    ])?;
+    let listed = transfer(&rt, id, TransferDirection::List, "", b"", max).await?;
+    ensure!(
+        failure_of(&listed) == Some(failure_code::INVALID_PATH),
+        "{listed:?}"
+    );
+    let up = transfer(&rt, id, TransferDirection::Upload, "new", b"x", max).await?;
+    ensure!(
+        failure_of(&up) == Some(failure_code::INVALID_PATH),
+        "{up:?}"
+    );
+
+    // Over the limit: refused while streaming, and nothing is left in the container.
+    podman.run(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "rm /home/Transfers && mkdir /home/Transfers",
+    ])?;
+    let big = vec![7u8; 5000];
+    let up = transfer(&rt, id, TransferDirection::Upload, "big.bin", &big, 4096).await?;
+    ensure!(failure_of(&up) == Some(failure_code::TOO_LARGE), "{up:?}");
+    let left = podman.run(&["exec", &name, "ls", "-A", "/home/Transfers"])?;
+    ensure!(left.trim().is_empty(), "an over-size upload left {left:?}");
+    rt.stop(id).await?;
     Ok(())
 }

@@ -694,3 +694,220 @@ async fn throttling_is_retried_after_the_servers_delay_and_reported_if_it_persis
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_users_home_is_one_claim_that_outlives_their_sessions() -> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    let rt = runtime(&api)?;
+    assert!(rt.user_homes());
+    let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let home = template(HomePolicy::User);
+    let claim_name = format!("ss-home-{alice}");
+    assert!(matches!(
+        rt.start(Uuid::now_v7(), &home).await,
+        Err(RuntimeError::InvalidTemplate(_))
+    ));
+
+    let first = Uuid::now_v7();
+    api.clear_log();
+    rt.start_with_user_home(first, &home, alice).await?;
+    let claim = body(&api, Method::POST, CLAIMS)?;
+    assert_eq!(
+        claim,
+        json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": claim_name, "namespace": NS,
+                "labels": {"app.kubernetes.io/managed-by": "streamspace",
+                           "app.kubernetes.io/component": "user-home",
+                           "streamspace.io/user-home": alice.to_string(),
+                           "streamspace.io/agent-id": "agent-1"}
+            },
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "fast",
+                     "resources": {"requests": {"storage": "5Gi"}}}
+        })
+    );
+    round_trips::<PersistentVolumeClaim>(&claim)?;
+    let writes = api.writes();
+    assert_eq!(
+        writes[..2],
+        [format!("POST {CLAIMS}"), format!("POST {DEPLOYMENTS}")],
+        "the claim is made before the pod that mounts it"
+    );
+    assert!(
+        !writes.contains(&format!("POST {CLAIMS}/ss-{first}-home")),
+        "no session claim"
+    );
+    let d = body(&api, Method::POST, DEPLOYMENTS)?;
+    assert_eq!(
+        d["spec"]["template"]["spec"]["volumes"],
+        json!([{"name": "home", "persistentVolumeClaim": {"claimName": claim_name}}])
+    );
+    assert_eq!(
+        d["metadata"]["labels"]["streamspace.io/user-home"],
+        json!(alice.to_string())
+    );
+    let uid = api
+        .object("persistentvolumeclaims", &claim_name)
+        .map(|c| c["metadata"]["uid"].clone())
+        .context("no claim")?;
+
+    // ReadWriteOnce: one live session at a time, and no deletion while it runs.
+    let second = Uuid::now_v7();
+    match rt.start_with_user_home(second, &home, alice).await {
+        Err(RuntimeError::HomeInUse(m)) => assert!(m.contains(&first.to_string()), "{m}"),
+        other => panic!("a second session on a ReadWriteOnce home gave {other:?}"),
+    }
+    assert!(api.object("deployments", &format!("ss-{second}")).is_none());
+    assert!(matches!(
+        rt.delete_user_home(alice).await,
+        Err(RuntimeError::HomeInUse(_))
+    ));
+    // A repeated start of the same session is not a second session.
+    rt.start_with_user_home(first, &home, alice).await?;
+
+    // Stopping keeps the claim; the next session mounts the same one, another user's its own.
+    rt.stop(first).await?;
+    api.collect_garbage();
+    let next = Uuid::now_v7();
+    rt.start_with_user_home(next, &home, alice).await?;
+    assert_eq!(
+        api.object("persistentvolumeclaims", &claim_name)
+            .map(|c| c["metadata"]["uid"].clone()),
+        Some(uid),
+        "the user's next session got another home"
+    );
+    let other = Uuid::now_v7();
+    rt.start_with_user_home(other, &home, bob).await?;
+    let mounted = api.object("deployments", &format!("ss-{other}")).map(|d| {
+        d["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"].clone()
+    });
+    assert_eq!(mounted, Some(json!(format!("ss-home-{bob}"))));
+
+    // Deleting: the claim is marked while the stopped session's pod still terminates (the API
+    // server's claim protection), so a new session cannot use it meanwhile; then it is gone.
+    rt.stop(next).await?;
+    api.collect_garbage();
+    rt.delete_user_home(alice).await?;
+    let marked = api
+        .object("persistentvolumeclaims", &claim_name)
+        .context("the claim went while a pod still mounted it")?;
+    assert!(!marked["metadata"]["deletionTimestamp"].is_null());
+    match rt.start_with_user_home(Uuid::now_v7(), &home, alice).await {
+        Err(RuntimeError::StartFailed(m)) => assert!(m.contains("being deleted"), "{m}"),
+        other => panic!("a start on a home being deleted gave {other:?}"),
+    }
+    api.finish_terminating();
+    assert!(api.object("persistentvolumeclaims", &claim_name).is_none());
+    assert!(
+        api.object("persistentvolumeclaims", &format!("ss-home-{bob}"))
+            .is_some()
+    );
+    rt.delete_user_home(alice).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn user_homes_follow_the_agents_options_and_are_never_taken_over() -> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    let mut config = KubernetesRuntimeConfig::new(NS, "agent-1");
+    config.poll_interval = Duration::from_millis(10);
+    config.user_home_access_mode = "ReadWriteMany".into();
+    config.user_home_size = Some("50Gi".into());
+    config.user_home_storage_class = Some("shared".into());
+    let rt = KubernetesRuntime::new(api.client(NS), config.clone()).map_err(anyhow::Error::msg)?;
+    let user = Uuid::now_v7();
+    let home = template(HomePolicy::User);
+    // ReadWriteMany: the user's sessions may run at once.
+    rt.start_with_user_home(Uuid::now_v7(), &home, user).await?;
+    rt.start_with_user_home(Uuid::now_v7(), &home, user).await?;
+    let claim = body(&api, Method::POST, CLAIMS)?;
+    assert_eq!(
+        claim["spec"],
+        json!({"accessModes": ["ReadWriteMany"], "storageClassName": "shared",
+               "resources": {"requests": {"storage": "50Gi"}}})
+    );
+
+    // A claim of that name that StreamSpace did not make is neither mounted nor deleted.
+    let stranger = Uuid::now_v7();
+    api.insert(
+        "persistentvolumeclaims",
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": format!("ss-home-{stranger}"), "namespace": NS},
+               "spec": {"accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}}}}),
+    );
+    let id = Uuid::now_v7();
+    match rt.start_with_user_home(id, &home, stranger).await {
+        Err(RuntimeError::StartFailed(m)) => assert!(m.contains("not StreamSpace's"), "{m}"),
+        other => panic!("a foreign claim gave {other:?}"),
+    }
+    assert!(api.object("deployments", &format!("ss-{id}")).is_none());
+    rt.delete_user_home(stranger).await?;
+    assert!(
+        api.object("persistentvolumeclaims", &format!("ss-home-{stranger}"))
+            .is_some()
+    );
+
+    config.user_home_access_mode = "ReadWriteSometimes".into();
+    assert!(matches!(
+        KubernetesRuntime::new(api.client(NS), config),
+        Err(RuntimeError::InvalidConfig(_))
+    ));
+    Ok(())
+}
+
+/// The fake API server's claims, checked directly: what the user-home code relies on.
+#[tokio::test]
+async fn the_fake_api_treats_claims_like_the_api_server() -> Result<()> {
+    use kube::api::{Api, DeleteParams, PostParams};
+    let api = FakeApi::new();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(api.client(NS), NS);
+    let claim = |name: &str, modes: Value| -> Result<PersistentVolumeClaim> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"accessModes": modes, "resources": {"requests": {"storage": "1Gi"}}}
+        }))?)
+    };
+    let code = |e: kube::Error| match e {
+        kube::Error::Api(s) => (s.code, s.reason),
+        other => (0, other.to_string()),
+    };
+    let made = claims
+        .create(
+            &PostParams::default(),
+            &claim("c", json!(["ReadWriteOnce"]))?,
+        )
+        .await?;
+    assert_eq!(
+        made.metadata.finalizers,
+        Some(vec!["kubernetes.io/pvc-protection".to_owned()])
+    );
+    let again = claims
+        .create(
+            &PostParams::default(),
+            &claim("c", json!(["ReadWriteOnce"]))?,
+        )
+        .await
+        .map_err(code);
+    assert_eq!(again.err(), Some((409, "AlreadyExists".to_owned())));
+    let invalid = claims
+        .create(&PostParams::default(), &claim("d", json!([]))?)
+        .await
+        .map_err(code);
+    assert_eq!(invalid.err(), Some((422, "Invalid".to_owned())));
+    let missing = claims.get("d").await.map_err(code);
+    assert_eq!(missing.err(), Some((404, "NotFound".to_owned())));
+    // Not mounted: a delete removes it at once.
+    claims.delete("c", &DeleteParams::default()).await?;
+    assert!(claims.get_opt("c").await?.is_none());
+    let gone = claims
+        .delete("c", &DeleteParams::default())
+        .await
+        .map_err(code);
+    assert_eq!(gone.err().map(|(c, _)| c), Some(404));
+    Ok(())
+}

@@ -574,6 +574,23 @@ pub struct AgentRunArgs {
     /// Size of a session home volume (`--runtime kubernetes`), a Kubernetes quantity.
     #[arg(long, env = "STREAMSPACE_HOME_SIZE", default_value = "10Gi")]
     pub home_size: String,
+    /// Access mode of users' home volume claims (`--runtime kubernetes`, templates with
+    /// `persistent_home: user`): ReadWriteOnce, ReadWriteOncePod or ReadWriteMany.
+    #[arg(
+        long,
+        env = "STREAMSPACE_USER_HOME_ACCESS_MODE",
+        default_value = "ReadWriteOnce",
+        value_parser = ["ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany"]
+    )]
+    pub user_home_access_mode: String,
+    /// Size of a user's home volume claim (`--runtime kubernetes`), a Kubernetes quantity
+    /// [default: --home-size].
+    #[arg(long, env = "STREAMSPACE_USER_HOME_SIZE")]
+    pub user_home_size: Option<String>,
+    /// Storage class of users' home volume claims (`--runtime kubernetes`) [default:
+    /// --storage-class].
+    #[arg(long, env = "STREAMSPACE_USER_HOME_STORAGE_CLASS")]
+    pub user_home_storage_class: Option<String>,
     /// The cluster's DNS domain, for session VNC addresses (`--runtime kubernetes`).
     #[arg(
         long,

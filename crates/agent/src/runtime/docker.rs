@@ -4,7 +4,9 @@
 //! - **Start** creates `streamspace-<session id>` from the template's image, labelled with the
 //!   session and agent ids (module `spec`), its VNC port published on 127.0.0.1 with a port the engine
 //!   picks, CPU and memory limits from the template, and a `streamspace-home-<session id>` volume
-//!   on `/home` when the template has a home policy. The container is confined as
+//!   on `/home` when the template has a home policy — or, with `persistent_home: user`, the
+//!   user's own `streamspace-user-home-<user id>` volume, made on first use and shared by all of
+//!   that user's sessions on this engine. The container is confined as
 //!   [`super::confinement`] describes: capabilities dropped but for a desktop's few,
 //!   `no-new-privileges`, a process limit, no swap beyond the memory limit, and optionally a
 //!   read-only root. It is ready when the published port answers with the RFB banner.
@@ -12,14 +14,19 @@
 //!   desktop keeps its state and its port, wake is instant, and a paused container is told apart
 //!   from a dead one without any state of our own. Memory stays allocated while hibernated.
 //! - **Stop** stops and removes the container; the volume is deleted or kept per the policy
-//!   recorded in its labels.
+//!   recorded in its labels. A user's volume is never removed by a stop, only by
+//!   [`Runtime::delete_user_home`], which refuses while a container of the user mounts it.
 //! - **Recover** (agent start) adopts running and paused containers labelled for this agent,
 //!   reports exited ones as failed and removes them, and removes containers that were created but
 //!   never started (an interrupted start, which the control plane redelivers) once they are older
 //!   than a grace period.
+//! - **File transfer** goes through the engine's archive endpoints into `Transfers/` in the
+//!   session's home inside the container (module `files`).
 //!
 //! The engine is the only state: nothing is written to the agent's state directory.
 
+mod archive;
+mod files;
 mod pull;
 mod spec;
 
@@ -41,7 +48,9 @@ use uuid::Uuid;
 use super::{Confinement, Runtime, RuntimeError, SessionInfo, vnc};
 use crate::Chain;
 
-pub use spec::{AGENT_LABEL, SESSION_LABEL, container_name, volume_name};
+pub use spec::{
+    AGENT_LABEL, SESSION_LABEL, USER_HOME_LABEL, container_name, user_volume_name, volume_name,
+};
 
 /// The Docker Engine endpoint used when none is configured.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
@@ -153,6 +162,61 @@ impl DockerRuntime {
             .map_err(|e| engine("creating the home volume", e))
     }
 
+    /// Creates the home volume of `user_id` unless it exists. An existing volume of that name
+    /// that is not labelled as that user's home is refused rather than mounted.
+    async fn ensure_user_volume(&self, user_id: Uuid) -> Result<(), RuntimeError> {
+        let name = user_volume_name(user_id);
+        match self.docker.inspect_volume(&name).await {
+            Ok(v) if spec::user_home_of(Some(&v.labels)) == Some(user_id) => return Ok(()),
+            Ok(_) => {
+                return Err(RuntimeError::StartFailed(format!(
+                    "a volume {name} exists on the Docker host but is not StreamSpace's home of \
+                     user {user_id}"
+                )));
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(engine("inspecting the user's home volume", e)),
+        }
+        match self
+            .docker
+            .create_volume(spec::user_volume(user_id, &self.config.agent_id))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(%user_id, volume = %name, "user home volume created");
+                Ok(())
+            }
+            // Made meanwhile by another session of the same user.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(engine("creating the user's home volume", e)),
+        }
+    }
+
+    /// The containers (in any state) that mount the home of `user_id`.
+    async fn user_home_containers(&self, user_id: Uuid) -> Result<Vec<String>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![format!("{USER_HOME_LABEL}={user_id}")])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| engine("listing the containers of a user home", e))?;
+        Ok(containers
+            .into_iter()
+            .map(|c| {
+                session_of(c.labels.as_ref())
+                    .map(|id| format!("session {id}"))
+                    .or_else(|| c.names.and_then(|n| n.into_iter().next()))
+                    .unwrap_or_else(|| c.id.unwrap_or_default())
+            })
+            .collect())
+    }
+
     /// Removes the container (stopping it first) and, if its policy says so, its volume.
     async fn remove(&self, session_id: Uuid) -> Result<(), RuntimeError> {
         let name = container_name(session_id);
@@ -228,6 +292,7 @@ impl DockerRuntime {
         &self,
         session_id: Uuid,
         template: &Template,
+        user_home: Option<Uuid>,
     ) -> Result<SessionInfo, RuntimeError> {
         let image = template
             .image
@@ -239,8 +304,12 @@ impl DockerRuntime {
                     template.name
                 ))
             })?;
-        if template.persistent_home.has_volume() {
-            self.ensure_volume(session_id, template).await?;
+        match user_home {
+            Some(user_id) => self.ensure_user_volume(user_id).await?,
+            None if template.persistent_home.has_volume() => {
+                self.ensure_volume(session_id, template).await?;
+            }
+            None => {}
         }
         let name = container_name(session_id);
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
@@ -250,6 +319,7 @@ impl DockerRuntime {
             template,
             image,
             &self.config.confinement,
+            user_home,
         );
         match self
             .docker
@@ -381,6 +451,10 @@ impl Runtime for DockerRuntime {
         "docker"
     }
 
+    fn user_homes(&self) -> bool {
+        true
+    }
+
     async fn start(
         &self,
         session_id: Uuid,
@@ -389,25 +463,53 @@ impl Runtime for DockerRuntime {
         if template.persistent_home.is_user() {
             return Err(super::no_user_homes(self.platform(), template));
         }
-        if let Some(existing) = self.inspect(session_id).await? {
-            let info = observe(session_id, &existing);
-            if info.is_live() {
-                return Ok(info);
-            }
-            // A leftover that never became a session (or died): start afresh.
-            self.remove(session_id).await?;
+        self.start_session(session_id, template, None).await
+    }
+
+    async fn start_with_user_home(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+        user_id: Uuid,
+    ) -> Result<SessionInfo, RuntimeError> {
+        self.start_session(session_id, template, Some(user_id))
+            .await
+    }
+
+    async fn delete_user_home(&self, user_id: Uuid) -> Result<(), RuntimeError> {
+        let users = self.user_home_containers(user_id).await?;
+        if !users.is_empty() {
+            return Err(RuntimeError::HomeInUse(format!(
+                "the home of user {user_id} is in use by {}; stop those sessions first",
+                users.join(", ")
+            )));
         }
-        match self.create_and_start(session_id, template).await {
-            Ok(info) => {
-                tracing::info!(session_id = %session_id, vnc = %info.vnc_address, "session container running");
-                Ok(info)
+        let name = user_volume_name(user_id);
+        match self.docker.inspect_volume(&name).await {
+            Ok(v) if spec::user_home_of(Some(&v.labels)) == Some(user_id) => {}
+            // Not ours to remove: a volume of that name StreamSpace did not make.
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(engine("inspecting the user's home volume", e)),
+        }
+        match self
+            .docker
+            .remove_volume(&name, None::<RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(%user_id, volume = %name, "user home volume removed");
+                Ok(())
             }
-            Err(e) => {
-                if let Err(cleanup) = self.remove(session_id).await {
-                    tracing::warn!(session_id = %session_id, error = %Chain(&cleanup), "cleaning up a failed start");
-                }
-                Err(e)
-            }
+            Err(e) if is_not_found(&e) => Ok(()),
+            // Mounted by a container made since the check (or not made by StreamSpace).
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) => Err(RuntimeError::HomeInUse(format!(
+                "the home of user {user_id} is in use by a container: {message}"
+            ))),
+            Err(e) => Err(engine("removing the user's home volume", e)),
         }
     }
 
@@ -460,9 +562,77 @@ impl Runtime for DockerRuntime {
     async fn recover(&self) -> Result<Vec<SessionInfo>, RuntimeError> {
         recover::run(self).await
     }
+
+    async fn transfer_folder(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Box<dyn crate::transfer::TransferFolder>, RuntimeError> {
+        let container = self
+            .inspect(session_id)
+            .await?
+            .ok_or(RuntimeError::UnknownSession(session_id))?;
+        let info = observe(session_id, &container);
+        if !info.is_live() {
+            return Err(RuntimeError::SessionFailed {
+                session_id,
+                message: info.message.unwrap_or_default(),
+            });
+        }
+        Ok(Box::new(files::ContainerFolder::new(
+            self.docker.clone(),
+            container_name(session_id),
+            home_of(&container),
+        )))
+    }
+}
+
+/// The session's home inside its container: the `HOME` its environment sets (the image's or
+/// the template's), else where the home volume is mounted.
+fn home_of(c: &ContainerInspectResponse) -> String {
+    c.config
+        .as_ref()
+        .and_then(|c| c.env.as_ref())
+        .and_then(|env| {
+            env.iter()
+                .rev()
+                .find_map(|e| e.strip_prefix("HOME="))
+                .filter(|home| home.starts_with('/') && !home.split('/').any(|p| p == ".."))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| spec::HOME_MOUNT.to_owned())
 }
 
 impl DockerRuntime {
+    /// Starts the session (with the home volume of `user_home`'s user, when given), or returns
+    /// it unchanged if it is already running or hibernated.
+    async fn start_session(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+        user_home: Option<Uuid>,
+    ) -> Result<SessionInfo, RuntimeError> {
+        if let Some(existing) = self.inspect(session_id).await? {
+            let info = observe(session_id, &existing);
+            if info.is_live() {
+                return Ok(info);
+            }
+            // A leftover that never became a session (or died): start afresh.
+            self.remove(session_id).await?;
+        }
+        match self.create_and_start(session_id, template, user_home).await {
+            Ok(info) => {
+                tracing::info!(session_id = %session_id, vnc = %info.vnc_address, "session container running");
+                Ok(info)
+            }
+            Err(e) => {
+                if let Err(cleanup) = self.remove(session_id).await {
+                    tracing::warn!(session_id = %session_id, error = %Chain(&cleanup), "cleaning up a failed start");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// The session, which must be running or hibernated.
     async fn live(&self, session_id: Uuid) -> Result<SessionInfo, RuntimeError> {
         let info = self

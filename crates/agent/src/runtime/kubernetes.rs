@@ -10,6 +10,10 @@
 //! - Readiness is the pod's `Ready` condition (a TCP probe on the VNC port); the VNC address
 //!   is the Service's cluster DNS name and port, reachable from wherever the agent runs
 //!   in-cluster.
+//! - A user's home (`persistent_home: user`) is a claim of its own, `ss-home-<user id>`, owned
+//!   by nothing and made before the first Deployment that mounts it; those Deployments carry
+//!   the user's id in a label, which is how a second session on a ReadWriteOnce home and the
+//!   deletion of a home in use are refused.
 //! - Kubernetes is the only state: no local files. Recovery lists the Deployments labelled for
 //!   this agent.
 //!
@@ -58,6 +62,14 @@ pub struct KubernetesRuntimeConfig {
     pub storage_class: Option<String>,
     /// Where the home volume is mounted in the session's container.
     pub home_mount_path: String,
+    /// Access mode of users' home claims (`persistent_home: user`): `ReadWriteOnce` (one node
+    /// at a time: a user's second live session is refused), `ReadWriteOncePod` (one pod at a
+    /// time: refused likewise) or `ReadWriteMany` (shared storage: sessions may run at once).
+    pub user_home_access_mode: String,
+    /// Size of a user's home claim (`None`: [`KubernetesRuntimeConfig::home_size`]).
+    pub user_home_size: Option<String>,
+    /// Storage class of users' home claims (`None`: [`KubernetesRuntimeConfig::storage_class`]).
+    pub user_home_storage_class: Option<String>,
     /// How long a start or wake waits for the pod to become Ready (image pulls included).
     pub ready_timeout: Duration,
     /// How often readiness is polled.
@@ -76,12 +88,18 @@ impl KubernetesRuntimeConfig {
             home_size: "10Gi".to_owned(),
             storage_class: None,
             home_mount_path: "/home".to_owned(),
+            user_home_access_mode: ACCESS_MODES[0].to_owned(),
+            user_home_size: None,
+            user_home_storage_class: None,
             ready_timeout: Duration::from_secs(180),
             poll_interval: Duration::from_secs(1),
             confinement: Confinement::default(),
         }
     }
 }
+
+/// The access modes a user's home claim may have; the first is the default.
+pub const ACCESS_MODES: [&str; 3] = ["ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany"];
 
 /// Why no client for the cluster could be made.
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +204,118 @@ fn vnc_port_of(deployment: &Deployment) -> u16 {
 }
 
 impl KubernetesRuntime {
+    /// Starts the session (mounting the home claim of `user_home`'s user, when given), or
+    /// returns it unchanged if it exists.
+    async fn start_session(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+        user_home: Option<Uuid>,
+    ) -> Result<SessionInfo, RuntimeError> {
+        let desired = objects::deployment(session_id, template, &self.config, user_home)?;
+        let name = session_name(session_id);
+        let root = match self
+            .deployments
+            .get_opt(&name)
+            .await
+            .map_err(|e| api_error("reading the session's deployment", e))?
+        {
+            Some(d) if !self.is_ours(&d) => {
+                return Err(RuntimeError::StartFailed(format!(
+                    "deployment {name} exists but belongs to another agent"
+                )));
+            }
+            Some(d) if observe::is_deleting(&d) => {
+                return Err(RuntimeError::StartFailed(format!(
+                    "deployment {name} of a previous run is still being deleted"
+                )));
+            }
+            Some(d) => d,
+            None => match self
+                .deployments
+                .create(&PostParams::default(), &desired)
+                .await
+            {
+                Ok(d) => d,
+                Err(e) if already_exists(&e) => self
+                    .deployments
+                    .get(&name)
+                    .await
+                    .map_err(|e| api_error("reading the session's deployment", e))?,
+                Err(e) => return Err(api_error("creating the session's deployment", e)),
+            },
+        };
+        match self.finish_start(session_id, template, &root).await {
+            Ok(info) => {
+                tracing::info!(%session_id, deployment = %name, state = info.state.as_str(), "session started");
+                Ok(info)
+            }
+            Err(e) => {
+                // Leave nothing behind: the session is failed either way (a child that could
+                // not be made, or a pod that never became Ready).
+                if let Err(cleanup) = self.delete_root(session_id).await {
+                    tracing::warn!(%session_id, error = %Chain(&cleanup), "could not remove a failed start");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The sessions of this namespace (any agent's) whose Deployment mounts the home of
+    /// `user_id` and is not being deleted.
+    async fn user_home_sessions(&self, user_id: Uuid) -> Result<Vec<Uuid>, RuntimeError> {
+        let lp = ListParams::default().labels(&objects::user_home_selector(user_id));
+        let list = self
+            .deployments
+            .list(&lp)
+            .await
+            .map_err(|e| api_error("listing the sessions of a user home", e))?;
+        Ok(list
+            .items
+            .iter()
+            .filter(|d| !observe::is_deleting(d))
+            .filter_map(|d| objects::session_id_of(&d.metadata))
+            .collect())
+    }
+
+    /// Creates the home claim of `user_id` unless it exists. One of that name that is not
+    /// that user's home, or that is being deleted, is refused rather than mounted.
+    async fn ensure_user_home(&self, user_id: Uuid) -> Result<(), RuntimeError> {
+        let claim = objects::user_home_claim(user_id, &self.config);
+        let name = objects::user_home_claim_name(user_id);
+        match self.claims.create(&PostParams::default(), &claim).await {
+            Ok(_) => {
+                tracing::info!(%user_id, claim = %name, "user home volume claim created");
+                return Ok(());
+            }
+            Err(e) if already_exists(&e) => {}
+            Err(e) => return Err(api_error("creating the user's home volume claim", e)),
+        }
+        let existing = self
+            .claims
+            .get_opt(&name)
+            .await
+            .map_err(|e| api_error("reading the user's home volume claim", e))?;
+        match existing {
+            Some(c) if objects::user_home_of(&c.metadata) != Some(user_id) => {
+                Err(RuntimeError::StartFailed(format!(
+                    "a volume claim {name} exists but is not StreamSpace's home of user {user_id}"
+                )))
+            }
+            Some(c) if c.metadata.deletion_timestamp.is_some() => Err(RuntimeError::StartFailed(
+                format!("the home of user {user_id} (volume claim {name}) is being deleted"),
+            )),
+            Some(_) => Ok(()),
+            // Deleted in between: make it again.
+            None => self
+                .claims
+                .create(&PostParams::default(), &claim)
+                .await
+                .map(drop)
+                .map_err(|e| api_error("creating the user's home volume claim", e)),
+        }
+    }
+
     /// A runtime using `client` (a real cluster, or a mock service in tests).
     pub fn new(client: Client, config: KubernetesRuntimeConfig) -> Result<Self, RuntimeError> {
         objects::check_label_value("agent id", &config.agent_id)?;
@@ -193,6 +323,13 @@ impl KubernetesRuntime {
             return Err(RuntimeError::InvalidConfig(
                 "the Kubernetes namespace is empty".to_owned(),
             ));
+        }
+        if !ACCESS_MODES.contains(&config.user_home_access_mode.as_str()) {
+            return Err(RuntimeError::InvalidConfig(format!(
+                "the access mode {:?} of user homes is none of {}",
+                config.user_home_access_mode,
+                ACCESS_MODES.join(", ")
+            )));
         }
         let ns = config.namespace.as_str();
         Ok(Self {
@@ -380,6 +517,10 @@ impl Runtime for KubernetesRuntime {
         "kubernetes"
     }
 
+    fn user_homes(&self) -> bool {
+        true
+    }
+
     async fn start(
         &self,
         session_id: Uuid,
@@ -388,52 +529,66 @@ impl Runtime for KubernetesRuntime {
         if template.persistent_home.is_user() {
             return Err(super::no_user_homes(self.platform(), template));
         }
-        let desired = objects::deployment(session_id, template, &self.config)?;
-        let name = session_name(session_id);
-        let root = match self
-            .deployments
+        self.start_session(session_id, template, None).await
+    }
+
+    async fn start_with_user_home(
+        &self,
+        session_id: Uuid,
+        template: &Template,
+        user_id: Uuid,
+    ) -> Result<SessionInfo, RuntimeError> {
+        if self.root(session_id).await?.is_none() {
+            if self.config.user_home_access_mode != "ReadWriteMany" {
+                let others: Vec<String> = self
+                    .user_home_sessions(user_id)
+                    .await?
+                    .into_iter()
+                    .filter(|id| *id != session_id)
+                    .map(|id| id.to_string())
+                    .collect();
+                if !others.is_empty() {
+                    return Err(RuntimeError::HomeInUse(format!(
+                        "the home of user {user_id} is a {} volume already mounted by session {}; \
+                         stop it first (or give the agent a ReadWriteMany access mode for user \
+                         homes on storage that supports it)",
+                        self.config.user_home_access_mode,
+                        others.join(", ")
+                    )));
+                }
+            }
+            self.ensure_user_home(user_id).await?;
+        }
+        self.start_session(session_id, template, Some(user_id))
+            .await
+    }
+
+    async fn delete_user_home(&self, user_id: Uuid) -> Result<(), RuntimeError> {
+        let users = self.user_home_sessions(user_id).await?;
+        if !users.is_empty() {
+            let users: Vec<String> = users.iter().map(|id| format!("session {id}")).collect();
+            return Err(RuntimeError::HomeInUse(format!(
+                "the home of user {user_id} is in use by {}; stop those sessions first",
+                users.join(", ")
+            )));
+        }
+        let name = objects::user_home_claim_name(user_id);
+        let claim = self
+            .claims
             .get_opt(&name)
             .await
-            .map_err(|e| api_error("reading the session's deployment", e))?
-        {
-            Some(d) if !self.is_ours(&d) => {
-                return Err(RuntimeError::StartFailed(format!(
-                    "deployment {name} exists but belongs to another agent"
-                )));
+            .map_err(|e| api_error("reading the user's home volume claim", e))?;
+        // Absent, or a claim of that name StreamSpace did not make: nothing of ours to remove.
+        if claim.is_none_or(|c| objects::user_home_of(&c.metadata) != Some(user_id)) {
+            return Ok(());
+        }
+        match self.claims.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {
+                tracing::info!(%user_id, claim = %name, "user home volume claim deleted");
+                Ok(())
             }
-            Some(d) if observe::is_deleting(&d) => {
-                return Err(RuntimeError::StartFailed(format!(
-                    "deployment {name} of a previous run is still being deleted"
-                )));
-            }
-            Some(d) => d,
-            None => match self
-                .deployments
-                .create(&PostParams::default(), &desired)
-                .await
-            {
-                Ok(d) => d,
-                Err(e) if already_exists(&e) => self
-                    .deployments
-                    .get(&name)
-                    .await
-                    .map_err(|e| api_error("reading the session's deployment", e))?,
-                Err(e) => return Err(api_error("creating the session's deployment", e)),
-            },
-        };
-        match self.finish_start(session_id, template, &root).await {
-            Ok(info) => {
-                tracing::info!(%session_id, deployment = %name, state = info.state.as_str(), "session started");
-                Ok(info)
-            }
-            Err(e) => {
-                // Leave nothing behind: the session is failed either way (a child that could
-                // not be made, or a pod that never became Ready).
-                if let Err(cleanup) = self.delete_root(session_id).await {
-                    tracing::warn!(%session_id, error = %Chain(&cleanup), "could not remove a failed start");
-                }
-                Err(e)
-            }
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(api_error("deleting the user's home volume claim", e)),
         }
     }
 

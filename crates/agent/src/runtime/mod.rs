@@ -64,16 +64,6 @@ pub struct VncTarget {
     pub password: Option<vnc::auth::VncPassword>,
 }
 
-/// Where a session's transfer folder lives on the agent's own file system (see
-/// [`crate::transfer`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransferHome {
-    /// The session's home: the folder is `Transfers` inside it.
-    pub home: std::path::PathBuf,
-    /// Who owns what a transfer creates (`None`: the agent's own user).
-    pub owner: Option<crate::transfer::folder::Owner>,
-}
-
 /// Why a runtime action did not happen. The control plane shows the user the whole chain
 /// ([`crate::Chain`]): this message, then its source's.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +125,9 @@ pub enum RuntimeError {
     /// This runtime cannot carry files into or out of its sessions.
     #[error("{0}")]
     TransferUnsupported(String),
+    /// A user's home cannot be removed (or shared) while a session uses it.
+    #[error("{0}")]
+    HomeInUse(String),
 }
 
 impl RuntimeError {
@@ -227,9 +220,13 @@ pub trait Runtime: Send + Sync + 'static {
             .map(|s| s.vnc_address))
     }
 
-    /// Where the session's transfer folder lives, if the session is held and alive. By default
-    /// transfers are not supported, and the error says so to the person who asked.
-    async fn transfer_home(&self, session_id: Uuid) -> Result<TransferHome, RuntimeError> {
+    /// The session's transfer folder (see [`crate::transfer`]), if the session is held and
+    /// alive. By default transfers are not supported, and the error says so to the person who
+    /// asked.
+    async fn transfer_folder(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Box<dyn crate::transfer::TransferFolder>, RuntimeError> {
         let _ = session_id;
         Err(RuntimeError::TransferUnsupported(format!(
             "the {} runtime does not carry files into or out of sessions",

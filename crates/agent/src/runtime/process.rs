@@ -36,7 +36,7 @@ use streamspace_proto::SessionState;
 use streamspace_proto::api::Template;
 use uuid::Uuid;
 
-use super::{Runtime, RuntimeError, SessionInfo, TransferHome, VncTarget, vnc};
+use super::{Runtime, RuntimeError, SessionInfo, VncTarget, vnc};
 use group::{poll_until, signal_group, terminate};
 use identity::SessionUser;
 use state::{Intent, Role, SessionRecord, StateDir};
@@ -440,7 +440,10 @@ impl Runtime for ProcessRuntime {
         }))
     }
 
-    async fn transfer_home(&self, session_id: Uuid) -> Result<TransferHome, RuntimeError> {
+    async fn transfer_folder(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Box<dyn crate::transfer::TransferFolder>, RuntimeError> {
         let (record, info) = self.live_record(session_id)?;
         if !info.is_live() {
             return Err(RuntimeError::UnknownSession(session_id));
@@ -467,7 +470,7 @@ impl Runtime for ProcessRuntime {
                 user.name
             )));
         }
-        Ok(TransferHome { home, owner })
+        Ok(Box::new(crate::transfer::LocalFolder { home, owner }))
     }
 
     async fn list(&self) -> Result<Vec<SessionInfo>, RuntimeError> {

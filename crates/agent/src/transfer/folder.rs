@@ -1,5 +1,5 @@
-//! The transfer folder on a local file system (the process runtime's, and what the container
-//! runtimes unpack into): every path is walked from the folder one component at a time with
+//! The transfer folder on a local file system (the process runtime's, behind
+//! [`super::LocalFolder`]): every path is walked from the folder one component at a time with
 //! `openat(…, O_NOFOLLOW)`, so no symbolic link — planted before or swapped in during a
 //! transfer — leads the agent, which may run as root, out of the folder.
 //!

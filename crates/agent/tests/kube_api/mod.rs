@@ -23,6 +23,12 @@
 //!   it at once and its dependents only when the garbage collector runs
 //!   ([`FakeApi::collect_garbage`]); foreground propagation keeps the owner, with a
 //!   `deletionTimestamp` and the `foregroundDeletion` finalizer, until its dependents are gone;
+//! - **claims in use are protected**: a claim gets the `kubernetes.io/pvc-protection`
+//!   finalizer when it is created; deleting it while a pod (even a terminating one) mounts it
+//!   only marks it (`deletionTimestamp`) until no pod does, and a create of the same name
+//!   meanwhile answers 409 `AlreadyExists` (claims deleted by the garbage collector go at once:
+//!   a simplification no test relies on); a claim without access modes or a storage request is
+//!   422 `Invalid`;
 //! - **refusals**: 403 `Forbidden` for a (resource, verb) the agent's Role does not grant
 //!   ([`FakeApi::forbid`]), 429 `TooManyRequests` with `Retry-After` as API priority and
 //!   fairness answers under load ([`FakeApi::throttle`]), 503 when the server is down, and a
@@ -199,6 +205,38 @@ fn validate(resource: &str, obj: &Value) -> Vec<String> {
             Some(&obj["spec"]["template"]["spec"])
         }
         "pods" => Some(&obj["spec"]),
+        "persistentvolumeclaims" => {
+            let modes = obj["spec"]["accessModes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if modes.is_empty() {
+                problems.push(
+                    "spec.accessModes: Required value: at least 1 access mode is required"
+                        .to_owned(),
+                );
+            }
+            for mode in &modes {
+                let mode = mode.as_str().unwrap_or("");
+                if ![
+                    "ReadWriteOnce",
+                    "ReadOnlyMany",
+                    "ReadWriteMany",
+                    "ReadWriteOncePod",
+                ]
+                .contains(&mode)
+                {
+                    problems.push(format!("spec.accessModes: Unsupported value: {mode:?}"));
+                }
+            }
+            if obj["spec"]["resources"]["requests"]["storage"]
+                .as_str()
+                .is_none()
+            {
+                problems.push("spec.resources[storage]: Required value".to_owned());
+            }
+            None
+        }
         _ => None,
     };
     if let Some(spec) = pod_spec {
@@ -324,6 +362,7 @@ fn default_object(resource: &str, obj: &mut Value, version: u64) {
         }
         "persistentvolumeclaims" => {
             or_default(&mut obj["spec"], "volumeMode", json!("Filesystem"));
+            obj["metadata"]["finalizers"] = json!([PVC_PROTECTION]);
             obj["status"] = json!({"phase": "Pending"});
         }
         _ => {}
@@ -471,12 +510,14 @@ impl FakeApi {
         st.collect_garbage();
     }
 
-    /// The kubelet's part: terminating pods are gone.
+    /// The kubelet's part: terminating pods are gone (and claims deleted while they mounted
+    /// them with them).
     pub fn finish_terminating(&self) {
         let mut st = self.lock();
         st.objects
             .retain(|(r, _), o| r != "pods" || o["metadata"]["deletionTimestamp"].is_null());
         st.collect_garbage();
+        st.release_claims();
     }
 
     async fn serve(&self, req: Request<Body>) -> Response<Body> {
@@ -684,6 +725,29 @@ impl FakeApi {
                 st.next_version = version;
                 (StatusCode::OK, obj)
             }
+            (&Method::DELETE, Some(n), None) if resource == "persistentvolumeclaims" => {
+                let Some(obj) = st.objects.get(&key(n)).cloned() else {
+                    return missing(n);
+                };
+                let marked = st.objects.get_mut(&key(n)).map(|o| {
+                    if o["metadata"]["deletionTimestamp"].is_null() {
+                        o["metadata"]["deletionTimestamp"] = json!(NOW);
+                    }
+                    o.clone()
+                });
+                st.release_claims();
+                match st.objects.get(&key(n)) {
+                    // Still mounted: marked, and answered as the object.
+                    Some(_) => (StatusCode::OK, marked.unwrap_or(obj)),
+                    None => (
+                        StatusCode::OK,
+                        json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                               "status": "Success",
+                               "details": {"name": n, "kind": resource,
+                                           "uid": obj["metadata"]["uid"].clone()}}),
+                    ),
+                }
+            }
             (&Method::DELETE, Some(n), None) => {
                 let Some(obj) = st.objects.get(&key(n)).cloned() else {
                     return missing(n);
@@ -818,6 +882,30 @@ impl State {
         }
     }
 
+    /// The claim protection controller: a claim marked for deletion goes once no pod (even a
+    /// terminating one) mounts it.
+    fn release_claims(&mut self) {
+        let mounted: BTreeSet<String> = self
+            .objects
+            .iter()
+            .filter(|((r, _), _)| r == "pods")
+            .flat_map(|(_, p)| {
+                p["spec"]["volumes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        self.objects.retain(|(r, n), o| {
+            r != "persistentvolumeclaims"
+                || o["metadata"]["deletionTimestamp"].is_null()
+                || mounted.contains(n)
+        });
+    }
+
     fn collect_garbage(&mut self) {
         loop {
             let uids: BTreeSet<String> = self
@@ -879,6 +967,9 @@ impl State {
         }
     }
 }
+
+/// The finalizer the API server's admission gives every claim.
+const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
 
 fn owned_by(obj: &Value, uid: &Value) -> bool {
     obj["metadata"]["ownerReferences"]

@@ -92,6 +92,9 @@ fn agent_config(args: AgentRunArgs, env: Lookup) -> anyhow::Result<AgentConfig> 
     config.kubernetes.lease_duration = Some(lease.unwrap_or(cli::DEFAULT_LEASE));
     config.kubernetes.storage_class = args.storage_class;
     config.kubernetes.home_size = Some(args.home_size);
+    config.kubernetes.user_home_access_mode = Some(args.user_home_access_mode);
+    config.kubernetes.user_home_size = args.user_home_size;
+    config.kubernetes.user_home_storage_class = args.user_home_storage_class;
     config.kubernetes.cluster_domain = Some(args.cluster_domain);
     config.max_sessions = args.max_sessions;
     config.labels = args.labels.into_iter().collect();

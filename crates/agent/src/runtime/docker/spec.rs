@@ -21,6 +21,9 @@ pub const HOME_LABEL: &str = "io.streamspace.home";
 pub const VNC_PORT_LABEL: &str = "io.streamspace.vnc-port";
 /// The template the session was started from (informational).
 pub const TEMPLATE_LABEL: &str = "io.streamspace.template";
+/// The user whose home a volume is, and on a container the user whose home it mounts
+/// (`persistent_home: user`).
+pub const USER_HOME_LABEL: &str = "io.streamspace.user-home";
 
 /// Where the home volume is mounted in the container.
 pub const HOME_MOUNT: &str = "/home";
@@ -33,13 +36,23 @@ pub fn volume_name(session_id: Uuid) -> String {
     format!("streamspace-home-{session_id}")
 }
 
+/// The home volume of the user `user_id`, named from the id (never from a user name).
+pub fn user_volume_name(user_id: Uuid) -> String {
+    format!("streamspace-user-home-{user_id}")
+}
+
 /// `5901/tcp`, the key Docker uses for a container port.
 pub fn port_key(port: u16) -> String {
     format!("{port}/tcp")
 }
 
-fn labels(session_id: Uuid, agent_id: &str, template: &Template) -> HashMap<String, String> {
-    HashMap::from([
+fn labels(
+    session_id: Uuid,
+    agent_id: &str,
+    template: &Template,
+    user_home: Option<Uuid>,
+) -> HashMap<String, String> {
+    let mut labels = HashMap::from([
         (SESSION_LABEL.to_owned(), session_id.to_string()),
         (AGENT_LABEL.to_owned(), agent_id.to_owned()),
         (
@@ -48,7 +61,11 @@ fn labels(session_id: Uuid, agent_id: &str, template: &Template) -> HashMap<Stri
         ),
         (VNC_PORT_LABEL.to_owned(), template.ports.vnc.to_string()),
         (TEMPLATE_LABEL.to_owned(), template.name.clone()),
-    ])
+    ]);
+    if let Some(user_id) = user_home {
+        labels.insert(USER_HOME_LABEL.to_owned(), user_id.to_string());
+    }
+    labels
 }
 
 /// Mount options of the memory-backed scratch directories of a read-only session.
@@ -56,13 +73,15 @@ const SCRATCH_OPTIONS: &str = "rw,nosuid,nodev";
 
 /// The container for one session: the template's image, command and environment, its VNC port
 /// published on loopback with a port the engine picks, its CPU and memory limits, the home
-/// volume when the template asks for one, and the agent's [`Confinement`].
+/// volume when the template asks for one (the user's own, [`user_volume_name`], when
+/// `user_home` names its user), and the agent's [`Confinement`].
 pub fn container(
     session_id: Uuid,
     agent_id: &str,
     template: &Template,
     image: &str,
     confinement: &Confinement,
+    user_home: Option<Uuid>,
 ) -> ContainerCreateBody {
     let vnc = port_key(template.ports.vnc);
     let mut env: Vec<String> = template
@@ -74,10 +93,17 @@ pub fn container(
     if !template.env.contains_key("VNC_PORT") {
         env.push(format!("VNC_PORT={}", template.ports.vnc));
     }
-    let mounts = template.persistent_home.has_volume().then(|| {
+    let source = match user_home {
+        Some(user_id) => Some(user_volume_name(user_id)),
+        None => template
+            .persistent_home
+            .has_volume()
+            .then(|| volume_name(session_id)),
+    };
+    let mounts = source.map(|source| {
         vec![Mount {
             target: Some(HOME_MOUNT.to_owned()),
-            source: Some(volume_name(session_id)),
+            source: Some(source),
             typ: Some(MountType::VOLUME),
             ..Default::default()
         }]
@@ -125,7 +151,7 @@ pub fn container(
         image: Some(image.to_owned()),
         cmd: (!template.command.is_empty()).then(|| template.command.clone()),
         env: Some(env),
-        labels: Some(labels(session_id, agent_id, template)),
+        labels: Some(labels(session_id, agent_id, template, user_home)),
         exposed_ports: Some(vec![vnc]),
         host_config: Some(host_config),
         ..Default::default()
@@ -136,9 +162,28 @@ pub fn container(
 pub fn volume(session_id: Uuid, agent_id: &str, template: &Template) -> VolumeCreateRequest {
     VolumeCreateRequest {
         name: Some(volume_name(session_id)),
-        labels: Some(labels(session_id, agent_id, template)),
+        labels: Some(labels(session_id, agent_id, template, None)),
         ..Default::default()
     }
+}
+
+/// The home volume of the user `user_id`: labelled as StreamSpace's, with the user and the
+/// agent that made it, and never with a session (it outlives them all).
+pub fn user_volume(user_id: Uuid, agent_id: &str) -> VolumeCreateRequest {
+    VolumeCreateRequest {
+        name: Some(user_volume_name(user_id)),
+        labels: Some(HashMap::from([
+            (AGENT_LABEL.to_owned(), agent_id.to_owned()),
+            (HOME_LABEL.to_owned(), HomePolicy::User.as_str().to_owned()),
+            (USER_HOME_LABEL.to_owned(), user_id.to_string()),
+        ])),
+        ..Default::default()
+    }
+}
+
+/// The user whose home a volume or container carries, from its labels.
+pub fn user_home_of(labels: Option<&HashMap<String, String>>) -> Option<Uuid> {
+    labels?.get(USER_HOME_LABEL)?.parse().ok()
 }
 
 /// The home policy recorded in a container's or volume's labels (`none` if absent or unknown).
@@ -170,7 +215,7 @@ mod tests {
             },
             chrono::Utc::now(),
         );
-        let c = container(id, "a1", &t, "img:1", &Confinement::default());
+        let c = container(id, "a1", &t, "img:1", &Confinement::default(), None);
         let labels = c.labels.clone().unwrap_or_default();
         assert_eq!(labels.get(SESSION_LABEL), Some(&id.to_string()));
         assert_eq!(labels.get(AGENT_LABEL).map(String::as_str), Some("a1"));
@@ -189,6 +234,36 @@ mod tests {
     }
 
     #[test]
+    fn a_user_home_session_mounts_the_users_volume() {
+        let (session, user) = (Uuid::now_v7(), Uuid::now_v7());
+        let t = Template::new(
+            CreateTemplate {
+                name: "desk".into(),
+                image: Some("img:1".into()),
+                persistent_home: HomePolicy::User,
+                ..Default::default()
+            },
+            chrono::Utc::now(),
+        );
+        let c = container(
+            session,
+            "a1",
+            &t,
+            "img:1",
+            &Confinement::default(),
+            Some(user),
+        );
+        let mounts = c.host_config.unwrap_or_default().mounts.unwrap_or_default();
+        assert_eq!(mounts[0].source, Some(user_volume_name(user)));
+        assert_eq!(mounts[0].target.as_deref(), Some(HOME_MOUNT));
+        assert_eq!(user_home_of(c.labels.as_ref()), Some(user));
+        let volume = user_volume(user, "a1");
+        assert_eq!(volume.name, Some(user_volume_name(user)));
+        assert_eq!(user_home_of(volume.labels.as_ref()), Some(user));
+        assert!(!user_volume_name(user).contains(&session.to_string()));
+    }
+
+    #[test]
     fn container_is_confined() {
         let t = Template::new(
             CreateTemplate {
@@ -203,7 +278,7 @@ mod tests {
             chrono::Utc::now(),
         );
         let id = Uuid::now_v7();
-        let open = container(id, "a1", &t, "img:1", &Confinement::default());
+        let open = container(id, "a1", &t, "img:1", &Confinement::default(), None);
         let host = open.host_config.unwrap_or_default();
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
         assert_eq!(
@@ -231,7 +306,7 @@ mod tests {
             read_only_root: true,
             fs_group: None,
         };
-        let host = container(id, "a1", &t, "img:1", &strict)
+        let host = container(id, "a1", &t, "img:1", &strict, None)
             .host_config
             .unwrap_or_default();
         assert_eq!(host.pids_limit, Some(100));

@@ -30,6 +30,8 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 pub const LABEL_SESSION: &str = "streamspace.io/session-id";
 pub const LABEL_AGENT: &str = "streamspace.io/agent-id";
+/// On a user's home claim, and on the Deployments that mount it: whose home it is.
+pub const LABEL_USER_HOME: &str = "streamspace.io/user-home";
 /// The container that runs the session inside its pod.
 pub const CONTAINER: &str = "session";
 /// The named port of the session's VNC server (container and Service).
@@ -46,6 +48,22 @@ pub fn session_name(session_id: Uuid) -> String {
 /// The home volume claim of a session (`ss-<uuid>-home`).
 pub fn home_claim_name(session_id: Uuid) -> String {
     format!("{}-home", session_name(session_id))
+}
+
+/// The home volume claim of the user `user_id` (`ss-home-<uuid>`): named from the id, never
+/// from a user name.
+pub fn user_home_claim_name(user_id: Uuid) -> String {
+    format!("ss-home-{}", user_id.hyphenated())
+}
+
+/// Selects the home claim of one user, and the Deployments that mount it.
+pub fn user_home_selector(user_id: Uuid) -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_USER_HOME}={user_id}")
+}
+
+/// The user whose home an object is (or mounts), from its labels.
+pub fn user_home_of(meta: &ObjectMeta) -> Option<Uuid> {
+    meta.labels.as_ref()?.get(LABEL_USER_HOME)?.parse().ok()
 }
 
 /// Refuses a string Kubernetes would not accept as a label value (at most 63 characters of
@@ -139,15 +157,22 @@ fn resources_of(template: &Template) -> Option<ResourceRequirements> {
     })
 }
 
-/// The session's root object: a Deployment of one replica (zero while hibernated).
+/// The session's root object: a Deployment of one replica (zero while hibernated), mounting
+/// the home claim of `user_home`'s user when given (labelled with that user, so that the
+/// home's other sessions are found).
 pub fn deployment(
     session_id: Uuid,
     template: &Template,
     config: &KubernetesRuntimeConfig,
+    user_home: Option<Uuid>,
 ) -> Result<Deployment, RuntimeError> {
     let image = image_of(template)?;
     let name = session_name(session_id);
     let labels = session_labels(session_id, &config.agent_id);
+    let mut root_labels = labels.clone();
+    if let Some(user_id) = user_home {
+        root_labels.insert(LABEL_USER_HOME.to_owned(), user_id.to_string());
+    }
     let port = i32::from(template.ports.vnc);
     let env: Vec<EnvVar> = template
         .env
@@ -169,7 +194,10 @@ pub fn deployment(
         volumes.push(Volume {
             name: HOME_VOLUME.to_owned(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: home_claim_name(session_id),
+                claim_name: match user_home {
+                    Some(user_id) => user_home_claim_name(user_id),
+                    None => home_claim_name(session_id),
+                },
                 read_only: None,
             }),
             ..Default::default()
@@ -253,7 +281,7 @@ pub fn deployment(
         metadata: ObjectMeta {
             name: Some(name),
             namespace: Some(config.namespace.clone()),
-            labels: Some(labels.clone()),
+            labels: Some(root_labels),
             ..Default::default()
         },
         spec: Some(DeploymentSpec {
@@ -325,9 +353,11 @@ pub fn service(
     }
 }
 
-/// The home volume claim, when the template asks for one. With [`HomePolicy::Delete`] it is
-/// owned by the Deployment (so stopping the session deletes it); with [`HomePolicy::Retain`]
-/// it has no owner and outlives the session, still labelled for the operator to find.
+/// The session's own home volume claim, when the template asks for one. With
+/// [`HomePolicy::Delete`] it is owned by the Deployment (so stopping the session deletes it);
+/// with [`HomePolicy::Retain`] it has no owner and outlives the session, still labelled for the
+/// operator to find. [`HomePolicy::User`] sessions mount their user's claim instead
+/// ([`user_home_claim`]).
 pub fn home_claim(
     session_id: Uuid,
     template: &Template,
@@ -335,9 +365,9 @@ pub fn home_claim(
     owner: OwnerReference,
 ) -> Option<PersistentVolumeClaim> {
     let owner_references = match template.persistent_home {
-        HomePolicy::None => return None,
+        HomePolicy::None | HomePolicy::User => return None,
         HomePolicy::Delete => Some(vec![owner]),
-        HomePolicy::Retain | HomePolicy::User => None,
+        HomePolicy::Retain => None,
     };
     Some(PersistentVolumeClaim {
         metadata: ObjectMeta {
@@ -363,6 +393,46 @@ pub fn home_claim(
     })
 }
 
+/// The home volume claim of the user `user_id`: owned by nothing (it outlives every session),
+/// labelled with the user and the agent that made it, with the user homes' access mode,
+/// size and storage class.
+pub fn user_home_claim(user_id: Uuid, config: &KubernetesRuntimeConfig) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(user_home_claim_name(user_id)),
+            namespace: Some(config.namespace.clone()),
+            labels: Some(BTreeMap::from([
+                (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+                (LABEL_COMPONENT.to_owned(), "user-home".to_owned()),
+                (LABEL_USER_HOME.to_owned(), user_id.to_string()),
+                (LABEL_AGENT.to_owned(), config.agent_id.clone()),
+            ])),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec![config.user_home_access_mode.clone()]),
+            storage_class_name: config
+                .user_home_storage_class
+                .clone()
+                .or_else(|| config.storage_class.clone()),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(
+                        config
+                            .user_home_size
+                            .clone()
+                            .unwrap_or_else(|| config.home_size.clone()),
+                    ),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
 /// Where a session's VNC server is reached from inside the cluster: the Service's DNS name.
 pub fn vnc_address(session_id: Uuid, port: u16, config: &KubernetesRuntimeConfig) -> String {
     let host = format!(
@@ -383,6 +453,7 @@ mod tests {
         let id = Uuid::now_v7();
         let name = session_name(id);
         assert!(name.len() <= 63 && home_claim_name(id).len() <= 63);
+        assert!(user_home_claim_name(id).len() <= 63);
         assert!(name.starts_with("ss-"));
         assert!(
             name.bytes()

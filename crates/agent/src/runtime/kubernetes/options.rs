@@ -28,6 +28,13 @@ pub struct KubernetesOptions {
     pub home_size: Option<String>,
     /// The cluster's DNS domain, for VNC addresses [default: `cluster.local`].
     pub cluster_domain: Option<String>,
+    /// Access mode of users' home claims: `ReadWriteOnce`, `ReadWriteOncePod` or
+    /// `ReadWriteMany` [default: `ReadWriteOnce`].
+    pub user_home_access_mode: Option<String>,
+    /// Size of a user's home claim [default: `home_size`].
+    pub user_home_size: Option<String>,
+    /// Storage class of users' home claims [default: `storage_class`].
+    pub user_home_storage_class: Option<String>,
 }
 
 impl KubernetesOptions {
@@ -43,6 +50,11 @@ impl KubernetesOptions {
         if let Some(domain) = &self.cluster_domain {
             runtime.cluster_domain = domain.clone();
         }
+        if let Some(mode) = &self.user_home_access_mode {
+            runtime.user_home_access_mode = mode.clone();
+        }
+        runtime.user_home_size = self.user_home_size.clone();
+        runtime.user_home_storage_class = self.user_home_storage_class.clone();
         runtime
     }
 
