@@ -945,10 +945,23 @@ async fn a_user_home_follows_its_user_across_sessions_and_only_that_user() -> an
         "one\ntwo\n",
         "the next session of the same user finds what the first wrote"
     );
+    // A file carried into a session that mounts the user home lands in that home.
+    let folder = rt.transfer_folder(second).await?;
+    let mut upload = folder
+        .upload("carried.txt", Uuid::now_v7())
+        .await
+        .map_err(|f| anyhow::anyhow!("{}: {}", f.code, f.message))?;
+    upload
+        .write(b"carried\n")
+        .await
+        .map_err(|f| anyhow::anyhow!("{}: {}", f.code, f.message))?;
+    upload
+        .commit()
+        .await
+        .map_err(|f| anyhow::anyhow!("{}: {}", f.code, f.message))?;
     assert_eq!(
-        rt.transfer_home(second).await?.home,
-        home,
-        "files carried into a session that mounts the user home land in that home"
+        std::fs::read_to_string(home.join("Transfers").join("carried.txt"))?,
+        "carried\n"
     );
 
     let out = dir.path().join("bob.txt");
@@ -965,7 +978,16 @@ async fn a_user_home_follows_its_user_across_sessions_and_only_that_user() -> an
         "bob\n",
         "another user's session has its own home, without the first user's files"
     );
-    assert_eq!(rt.transfer_home(other).await?.home, bob_home);
+    let listing = rt
+        .transfer_folder(other)
+        .await?
+        .list()
+        .await
+        .map_err(|f| anyhow::anyhow!("{}: {}", f.code, f.message))?;
+    assert!(
+        listing.entries.is_empty(),
+        "the other user's transfer folder is their own: {listing:?}"
+    );
     rt.stop(second).await?;
     rt.stop(other).await?;
 
