@@ -93,6 +93,31 @@ impl DockerRuntimeConfig {
 pub struct DockerRuntime {
     docker: Docker,
     config: DockerRuntimeConfig,
+    /// Sessions a `stop` of ours is removing: their containers exit before they are removed,
+    /// and an exited container of a session being stopped has not failed.
+    stopping: std::sync::Mutex<std::collections::HashSet<Uuid>>,
+}
+
+/// Marks a session as being stopped for as long as it lives (also when the stop is cancelled).
+struct Stopping<'a> {
+    runtime: &'a DockerRuntime,
+    session_id: Uuid,
+}
+
+impl<'a> Stopping<'a> {
+    fn mark(runtime: &'a DockerRuntime, session_id: Uuid) -> Self {
+        runtime.stopping_set().insert(session_id);
+        Self {
+            runtime,
+            session_id,
+        }
+    }
+}
+
+impl Drop for Stopping<'_> {
+    fn drop(&mut self) {
+        self.runtime.stopping_set().remove(&self.session_id);
+    }
 }
 
 fn engine(what: &str, source: DockerError) -> RuntimeError {
@@ -123,7 +148,18 @@ impl DockerRuntime {
         let host = config.host.as_deref().unwrap_or(DEFAULT_DOCKER_HOST);
         let docker = Docker::connect_with_host(host)
             .map_err(|e| engine(&format!("cannot use the Docker host {host:?}"), e))?;
-        Ok(Self { docker, config })
+        Ok(Self {
+            docker,
+            config,
+            stopping: Default::default(),
+        })
+    }
+
+    fn stopping_set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Uuid>> {
+        // A poisoned set still holds the right ids: nothing panics while holding it.
+        self.stopping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn inspect(
@@ -514,6 +550,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn stop(&self, session_id: Uuid) -> Result<(), RuntimeError> {
+        let _stopping = Stopping::mark(self, session_id);
         self.remove(session_id).await
     }
 
@@ -540,10 +577,14 @@ impl Runtime for DockerRuntime {
     }
 
     async fn status(&self, session_id: Uuid) -> Result<Option<SessionInfo>, RuntimeError> {
-        Ok(self
+        let info = self
             .inspect(session_id)
             .await?
-            .map(|c| observe(session_id, &c)))
+            .map(|c| observe(session_id, &c));
+        // A container that exited because we are stopping it is on its way out, not failed.
+        Ok(info.filter(|i| {
+            i.state != SessionState::Failed || !self.stopping_set().contains(&session_id)
+        }))
     }
 
     async fn list(&self) -> Result<Vec<SessionInfo>, RuntimeError> {
