@@ -20,8 +20,14 @@ export interface Series {
 export interface BarChart {
   /** What the chart shows, for screen readers and as its caption. */
   title: string;
-  /** One label per bar (the interval's end), shown on hover and at both ends of the axis. */
-  labels: string[];
+  /** The time axis: from `start` to `end` (ms since the epoch), bars `interval` ms wide. */
+  start: number;
+  end: number;
+  interval: number;
+  /** When each bar's interval ends (ms since the epoch), one per value of each series. */
+  at: number[];
+  /** How a time reads on the axis and on hover. */
+  label: (t: number) => string;
   /** Stacked bottom to top in this order. */
   series: Series[];
 }
@@ -29,23 +35,25 @@ export interface BarChart {
 const WIDTH = 720;
 const HEIGHT = 180;
 const LEFT = 36;
+const TOP = 8;
 const BOTTOM = 20;
 
 /** The chart as a figure: the SVG, a caption and a legend. */
 export function barChart(chart: BarChart): HTMLElement {
-  const n = chart.labels.length;
-  const totals = chart.labels.map((_, i) => chart.series.reduce((sum, s) => sum + (s.values[i] ?? 0), 0));
+  const n = chart.at.length;
+  const totals = chart.at.map((_, i) => chart.series.reduce((sum, s) => sum + (s.values[i] ?? 0), 0));
   const top = niceCeiling(Math.max(1, ...totals));
   const plotW = WIDTH - LEFT;
-  const plotH = HEIGHT - BOTTOM;
-  const step = n > 0 ? plotW / n : plotW;
-  const barW = Math.max(1, step * 0.8);
-  const y = (v: number) => plotH - (v / top) * plotH;
+  const plotH = HEIGHT - TOP - BOTTOM;
+  const span = Math.max(1, chart.end - chart.start);
+  const x = (t: number) => LEFT + ((t - chart.start) / span) * plotW;
+  const barW = Math.max(1, (chart.interval / span) * plotW * 0.85);
+  const y = (v: number) => TOP + plotH - (v / top) * plotH;
   const svg = el("svg", {
     viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
     class: "chart",
     role: "img",
-    "aria-label": `${chart.title}: ${summary(chart, totals)}`,
+    "aria-label": `${chart.title}: ${summary(totals)}`,
   });
   for (const v of [0, top / 2, top]) {
     svg.append(
@@ -53,29 +61,28 @@ export function barChart(chart: BarChart): HTMLElement {
       el("text", { x: LEFT - 4, y: y(v) + 4, "text-anchor": "end", class: "chart-axis" }, formatCount(v)),
     );
   }
-  chart.labels.forEach((label, i) => {
+  chart.at.forEach((at, i) => {
     let base = 0;
+    const label = chart.label(at);
     const bar = el("g", { "data-at": label });
     const parts = chart.series.map((s) => `${s.name} ${s.values[i] ?? 0}`).join(", ");
-    bar.append(el("title", {}, `${label}: ${parts}`));
+    bar.append(el("title", {}, `until ${label}: ${parts}`));
+    const left = Math.max(LEFT, x(at - chart.interval));
     for (const s of chart.series) {
       const v = s.values[i] ?? 0;
       if (v > 0) {
-        bar.append(
-          el("rect", { x: LEFT + i * step, y: y(base + v), width: barW, height: y(base) - y(base + v), fill: s.colour }),
-        );
+        bar.append(el("rect", { x: left, y: y(base + v), width: barW, height: y(base) - y(base + v), fill: s.colour }));
       }
       base += v;
     }
     svg.append(bar);
   });
-  if (n > 0) {
-    svg.append(
-      el("text", { x: LEFT, y: HEIGHT - 4, class: "chart-axis" }, chart.labels[0]),
-      el("text", { x: WIDTH, y: HEIGHT - 4, "text-anchor": "end", class: "chart-axis" }, chart.labels[n - 1]),
-    );
-  } else {
-    svg.append(el("text", { x: LEFT + plotW / 2, y: plotH / 2, "text-anchor": "middle", class: "chart-axis" }, "No samples yet"));
+  svg.append(
+    el("text", { x: LEFT, y: HEIGHT - 4, class: "chart-axis" }, chart.label(chart.start)),
+    el("text", { x: WIDTH, y: HEIGHT - 4, "text-anchor": "end", class: "chart-axis" }, chart.label(chart.end)),
+  );
+  if (n === 0) {
+    svg.append(el("text", { x: LEFT + plotW / 2, y: TOP + plotH / 2, "text-anchor": "middle", class: "chart-axis" }, "No samples yet"));
   }
   const legend = document.createElement("ul");
   legend.className = "chart-legend";
@@ -105,8 +112,8 @@ function formatCount(v: number): string {
   return Number.isInteger(v) ? String(v) : v.toFixed(1);
 }
 
-/** "peak 12, latest 3" for the label a screen reader reads. */
-function summary(chart: BarChart, totals: number[]): string {
+/** "12 intervals, peak 12, latest 3" for the label a screen reader reads. */
+function summary(totals: number[]): string {
   if (totals.length === 0) return "no samples yet";
-  return `${chart.labels.length} intervals, peak ${Math.max(...totals)}, latest ${totals[totals.length - 1]}`;
+  return `${totals.length} intervals, peak ${Math.max(...totals)}, latest ${totals[totals.length - 1]}`;
 }

@@ -34,7 +34,7 @@ export function overviewPage(root: HTMLElement): () => void {
   replace(
     root,
     h("h1", {}, "Overview"),
-    h("p", {}, h("label", { for: "overview-hours" }, "Show the last "), picker),
+    h("p", { class: "window" }, h("label", { for: "overview-hours" }, "Show the last "), picker),
     now,
     charts,
     h("h2", {}, "Agents"),
@@ -56,13 +56,24 @@ export function overviewPage(root: HTMLElement): () => void {
       tile("failed", count(o.sessions_now, "failed")),
       tile("commands in flight", count(o.commands_in_flight, "pending", "sent", "acknowledged")),
     );
-    const labels = o.points.map((p) => label(p.at, o.hours));
+    // The axis is the whole window up to the end of the current interval, so that a few
+    // samples show as what they are: the last minutes of it.
+    const interval = o.interval_secs * 1000;
+    const end = Math.ceil(Date.now() / interval) * interval;
+    const axis = {
+      start: end - o.hours * 3_600_000,
+      end,
+      interval,
+      at: o.points.map((p) => Date.parse(p.at)),
+      label: (t: number) => label(new Date(t).toISOString(), o.hours),
+    };
     const minutes = o.interval_secs / 60;
+    const per = minutes === 1 ? "minute" : `${minutes} minutes`;
     replace(
       charts,
       barChart({
+        ...axis,
         title: `Sessions by state (at the end of each ${minutes}-minute interval)`,
-        labels,
         series: [
           { name: "running", colour: "var(--accent)", values: o.points.map((p) => p.sessions_running) },
           { name: "hibernated", colour: "var(--muted)", values: o.points.map((p) => p.sessions_hibernated) },
@@ -74,8 +85,8 @@ export function overviewPage(root: HTMLElement): () => void {
         ],
       }),
       barChart({
-        title: `Commands per ${minutes} minutes, and failures`,
-        labels,
+        ...axis,
+        title: `Commands per ${per}, and failures`,
         series: [
           {
             name: "succeeded or pending",
@@ -86,8 +97,8 @@ export function overviewPage(root: HTMLElement): () => void {
         ],
       }),
       barChart({
+        ...axis,
         title: "Sessions that failed, and agents online",
-        labels,
         series: [
           { name: "sessions failed", colour: "var(--danger)", values: o.points.map((p) => p.sessions_failed) },
           { name: "agents online", colour: "#3a9a5b", values: o.points.map((p) => p.agents_online) },
