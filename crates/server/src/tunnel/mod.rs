@@ -26,6 +26,7 @@
 pub(crate) mod data;
 pub(crate) mod remote;
 pub(crate) mod rfb_filter;
+pub(crate) mod rfb_server;
 mod splice;
 pub(crate) mod token;
 pub(crate) mod transfer;
