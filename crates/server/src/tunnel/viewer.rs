@@ -1,7 +1,8 @@
 //! The browser's side: `POST /api/v1/sessions/{id}/connect` (the session's owner or an
 //! operator) and `POST /api/v1/shares/{share_id}/connect` (a user the share link is for) issue
 //! a viewer token, and `GET /api/v1/sessions/{id}/vnc?token=…` upgrades to the viewer's
-//! WebSocket. A viewer through a view-only link has what it sends filtered (`rfb_filter`).
+//! WebSocket. What a viewer sends is filtered by its mode and clipboard rule (`rfb_filter`), and
+//! what the session sends it by the clipboard rule (`rfb_server`).
 //!
 //! The WebSocket is websockify-style: raw VNC bytes in binary frames, no subprotocol required,
 //! `binary` answered when the browser offers it — so stock noVNC connects as it is. Every
