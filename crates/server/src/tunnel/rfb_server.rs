@@ -317,6 +317,9 @@ pub(crate) struct ServerFilter {
     rect: Rect,
     /// The current Hextile tile's top left corner, relative to the rectangle.
     tile: (u16, u16),
+    /// The pixel format of the current update (read from the link once per update: it cannot
+    /// change its sizes while updates are on their way).
+    format: Option<PixelFormat>,
 }
 
 impl ServerFilter {
@@ -331,6 +334,7 @@ impl ServerFilter {
             rects_left: 0,
             rect: Rect::default(),
             tile: (0, 0),
+            format: None,
         }
     }
 
@@ -366,6 +370,14 @@ impl ServerFilter {
             let Some(total) = self.step(out)? else {
                 continue;
             };
+            if total <= self.head.len() {
+                // Each header asks for more than it has; anything else would never end.
+                self.state = State::Failed;
+                return Err(StreamError::Malformed {
+                    kind: self.head.first().copied().unwrap_or(0),
+                    why: "a header the filter could not read",
+                });
+            }
             if self.head.is_empty() && self.state == State::Message && input[at] == 3 {
                 self.withhold = true;
             }
@@ -435,7 +447,7 @@ impl ServerFilter {
     }
 
     fn format(&self) -> Result<PixelFormat, StreamError> {
-        self.link.format().ok_or(StreamError::Malformed {
+        self.format.ok_or(StreamError::Malformed {
             kind: 0,
             why: "an update before ServerInit",
         })
@@ -538,6 +550,7 @@ impl ServerFilter {
                     return Ok(Some(n));
                 }
                 self.rects_left = u16_at(2);
+                self.format = self.link.format();
                 let next = self.next_rect();
                 Ok(self.to(next))
             }
