@@ -5,7 +5,8 @@
 //! sends its viewers as ServerCutText), `paste` writes what the session's clipboard holds
 //! (`xclip`) into a file, and every line is written there too. The owner's viewer types; a
 //! second viewer under the rule being tested (bob, through a control share link, whose group
-//! says the rule) watches what the session copies out and pastes in.
+//! says the rule) watches what the session copies out and pastes in — in the classic form and,
+//! as noVNC negotiates it, the extended clipboard.
 
 use std::time::{Duration, Instant};
 
@@ -305,7 +306,102 @@ async fn each_clipboard_rule_holds_in_both_directions() -> anyhow::Result<()> {
             case.pasted
         );
     }
+
+    // The extended clipboard, as noVNC negotiates it: the session's capabilities reach bob,
+    // its text comes unsolicited (compressed), and the limit holds on the compressed length.
+    let rules = SessionRules {
+        clipboard: Some(ClipboardPolicy::Both),
+        clipboard_max_bytes: Some(64),
+        ..SessionRules::default()
+    };
+    api.set_group_rules("clippers", &rules).await?;
+    let info = bob.connect_share(share.id).await?;
+    let mut viewer = Rfb::new(viewer::open(&info.url, None).await?.0);
+    let seen = viewer.handshake().await.with_context(logs)?;
+    viewer
+        .write(&set_encodings_message(&[0, EXTENDED_CLIPBOARD]))
+        .await?;
+    viewer.write(&NOVNC_CLIPBOARD_CAPS).await?;
+    // Text zlib cannot squeeze under the limit: 192 pseudo-random hex digits.
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let long: String = (0..12)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{x:016x}")
+        })
+        .collect();
+    for (text, passes) in [("ext-short", true), (long.as_str(), false)] {
+        type_line(&mut owner, &format!("copy {text}")).await?;
+        read_cut_texts(&mut owner, &init, false, Some(text))
+            .await
+            .with_context(|| format!("the owner never received {text:?}"))?;
+        viewer.request_update(false, 1, 1).await?;
+        let got = read_extended_until_update(&mut viewer, &seen)
+            .await
+            .with_context(|| format!("bob's stream\n{}", logs()))?;
+        let provided: Vec<usize> = got
+            .iter()
+            .filter(|(flags, _)| flags & PROVIDE != 0 && flags & CAPS == 0)
+            .map(|(_, size)| *size)
+            .collect();
+        ensure!(
+            provided.len() == usize::from(passes) && provided.iter().all(|&n| n <= 64),
+            "copying {} bytes out: bob received extended clipboard messages {got:?}",
+            text.len()
+        );
+    }
     Ok(())
+}
+
+const EXTENDED_CLIPBOARD: i32 = 0xC0A1_E5CE_u32 as i32;
+const CAPS: u32 = 1 << 24;
+const PROVIDE: u32 = 1 << 28;
+
+/// The capabilities noVNC announces: every action, text up to 10 MiB.
+const NOVNC_CLIPBOARD_CAPS: [u8; 16] = [
+    6, 0, 0, 0, 0xff, 0xff, 0xff, 0xf8, 0x1f, 0, 0, 1, 0, 0xa0, 0, 0,
+];
+
+/// Reads server messages (Raw updates only) up to the end of the next FramebufferUpdate;
+/// returns the flags and length of every extended clipboard message seen.
+async fn read_extended_until_update(
+    rfb: &mut Rfb,
+    init: &Init,
+) -> anyhow::Result<Vec<(u32, usize)>> {
+    let mut seen = Vec::new();
+    loop {
+        match rfb.read_exact(1).await?[0] {
+            0 => {
+                let header = rfb.read_exact(3).await?;
+                for _ in 0..u16::from_be_bytes([header[1], header[2]]) {
+                    let rect = rfb.read_exact(12).await?;
+                    let w = usize::from(u16::from_be_bytes([rect[4], rect[5]]));
+                    let h = usize::from(u16::from_be_bytes([rect[6], rect[7]]));
+                    ensure!(rect[8..12] == [0, 0, 0, 0], "not Raw: {rect:?}");
+                    rfb.read_exact(w * h * init.bytes_per_pixel).await?;
+                }
+                return Ok(seen);
+            }
+            2 => {}
+            3 => {
+                let header = rfb.read_exact(7).await?;
+                let len = i32::from_be_bytes([header[3], header[4], header[5], header[6]]);
+                let size = usize::try_from(len.unsigned_abs())?;
+                let body = rfb.read_exact(size).await?;
+                ensure!(
+                    len < 0 && size >= 4,
+                    "classic cut text after the extended clipboard"
+                );
+                seen.push((
+                    u32::from_be_bytes([body[0], body[1], body[2], body[3]]),
+                    size,
+                ));
+            }
+            other => bail!("unexpected server message type {other}"),
+        }
+    }
 }
 
 /// noVNC's SetPixelFormat: 32 bits per pixel, depth 24, little-endian true colour.
@@ -331,7 +427,7 @@ const NOVNC_PSEUDO: [i32; 12] = [
     -239,
 ];
 
-fn set_encodings(encodings: &[i32]) -> Vec<u8> {
+fn set_encodings_message(encodings: &[i32]) -> Vec<u8> {
     let mut m = vec![2, 0];
     m.extend_from_slice(&u16::try_from(encodings.len()).unwrap_or(0).to_be_bytes());
     for e in encodings {
@@ -396,7 +492,7 @@ async fn the_filter_follows_xvnc_in_every_encoding_it_allows() -> anyhow::Result
             encodings.push(0);
         }
         encodings.extend_from_slice(&NOVNC_PSEUDO);
-        viewer.write(&set_encodings(&encodings)).await?;
+        viewer.write(&set_encodings_message(&encodings)).await?;
         viewer
             .request_update(false, init.width, init.height)
             .await?;
