@@ -2,6 +2,8 @@
 //! for the bulk-transfer test, an in-process agent whose test runtime points sessions at local
 //! TCP targets), and viewers that open the browser WebSocket exactly as noVNC does.
 
+#[path = "streaming/clipboard.rs"]
+mod clipboard;
 #[path = "streaming/closing.rs"]
 mod closing;
 mod common;

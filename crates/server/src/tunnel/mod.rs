@@ -9,7 +9,9 @@
 //!    through the hub.
 //! 3. The agent dials `GET /api/v1/agents/tunnel?token=…` (`data`) with its agent key; the
 //!    pending tunnel is taken out (one use) and the data socket handed to the viewer's task.
-//! 4. `splice` copies binary frames both ways until either side ends. Nothing is buffered
+//! 4. `splice` copies binary frames both ways until either side ends, through the filters the
+//!    viewer's rules need (`rfb_filter` on what the viewer sends, `rfb_server` on what the
+//!    session sends: view-only input, the clipboard policy). Nothing is buffered
 //!    beyond one frame per direction plus each socket's bounded write buffer: a viewer that does
 //!    not read within the send timeout is closed with 1013, and since every viewer has its own
 //!    data connection, TCP flow control keeps one slow viewer from stalling any other.
@@ -26,6 +28,7 @@
 pub(crate) mod data;
 pub(crate) mod remote;
 pub(crate) mod rfb_filter;
+pub(crate) mod rfb_server;
 mod splice;
 pub(crate) mod token;
 pub(crate) mod transfer;

@@ -21,8 +21,15 @@
 //! skipped without being held. An unknown or malformed message is an error: the tunnel ends
 //! that viewer's stream with the error as its close reason, and nothing else.
 //!
+//! When the policy limits what leaves the session, the server's half is filtered too
+//! (`rfb_server`), and this filter serves it: it tells it the version the viewer chose and the
+//! pixel format it set (through a [`Link`]), refuses a change of pixel size once updates were
+//! requested, and takes every encoding the server filter cannot follow out of `SetEncodings`.
+//!
 //! A viewer the policy lets do everything never gets a filter at all (see
 //! [`ClientPolicy::passes_everything`]): the owner's stream costs nothing extra.
+
+use super::rfb_server::{Link, PixelFormat, can_follow};
 
 /// What the viewer may do with the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,6 +68,12 @@ impl ClientPolicy {
         self.mode == ViewerMode::Control
             && !self.limits_clipboard_direction()
             && self.clipboard_max_bytes.is_none()
+    }
+
+    /// Whether what the session sends must be filtered too (`rfb_server`): when copying out of
+    /// the session is forbidden or limited in size.
+    pub fn filters_session_stream(&self) -> bool {
+        !self.clipboard_from_session || self.clipboard_max_bytes.is_some()
     }
 
     fn limits_clipboard_direction(&self) -> bool {
@@ -141,6 +154,8 @@ pub(crate) struct ClientFilter {
     policy: ClientPolicy,
     state: State,
     head: Vec<u8>,
+    /// To the filter of the server's half, when there is one.
+    link: Option<Link>,
 }
 
 impl ClientFilter {
@@ -149,6 +164,16 @@ impl ClientFilter {
             policy,
             state: State::Version,
             head: Vec::new(),
+            link: None,
+        }
+    }
+
+    /// A filter that serves the server's half's filter through `link` (see the module
+    /// documentation).
+    pub fn linked(policy: ClientPolicy, link: Link) -> Self {
+        Self {
+            link: Some(link),
+            ..Self::new(policy)
         }
     }
 
@@ -216,6 +241,9 @@ impl ClientFilter {
                 if self.policy.mode == ViewerMode::Control {
                     out.extend_from_slice(head);
                     self.state = State::Opaque;
+                    if let Some(link) = &self.link {
+                        link.client_opaque();
+                    }
                     return Ok(None);
                 }
                 Err(FilterError::Version)
@@ -223,6 +251,9 @@ impl ClientFilter {
             State::Version if head.len() < 12 => Ok(Some(12)),
             State::Version => {
                 let minor = rfb_minor_version(head).ok_or(FilterError::Version)?;
+                if let Some(link) = &self.link {
+                    link.client_version(minor);
+                }
                 out.extend_from_slice(head);
                 self.state = if minor < 7 {
                     State::Init
@@ -256,6 +287,7 @@ impl ClientFilter {
                     debug_assert_eq!(header, head.len());
                     let pass = self.allows(kind);
                     if pass {
+                        self.tell_link(kind)?;
                         self.emit(kind, out);
                     }
                     self.state = if body == 0 {
@@ -297,13 +329,37 @@ impl ClientFilter {
         }
     }
 
+    /// Tells the server's half's filter what it needs of a message about to pass; a pixel
+    /// format it could not follow is an error.
+    fn tell_link(&self, kind: Kind) -> Result<(), FilterError> {
+        let Some(link) = &self.link else {
+            return Ok(());
+        };
+        match kind {
+            Kind::SetPixelFormat => {
+                let format = PixelFormat::parse(&std::array::from_fn(|i| self.head[4 + i]));
+                link.set_pixel_format(format)
+                    .map_err(|why| FilterError::Malformed { kind: 0, why })
+            }
+            Kind::UpdateRequest | Kind::ContinuousUpdates => {
+                link.updates_requested();
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Passes the collected header on, rewritten where the policy says.
     fn emit(&self, kind: Kind, out: &mut Vec<u8>) {
-        if kind == Kind::SetEncodings && self.policy.limits_clipboard_direction() {
-            out.extend_from_slice(&without_encoding(&self.head, EXTENDED_CLIPBOARD));
-        } else {
+        if kind != Kind::SetEncodings {
             out.extend_from_slice(&self.head);
+            return;
         }
+        let limited = self.policy.limits_clipboard_direction();
+        let followed = self.link.is_some();
+        out.extend_from_slice(&keep_encodings(&self.head, |e| {
+            !(limited && e == EXTENDED_CLIPBOARD) && (!followed || can_follow(e))
+        }));
     }
 }
 
@@ -406,11 +462,11 @@ fn frame(head: &[u8]) -> Result<Frame, FilterError> {
     })
 }
 
-/// A whole `SetEncodings` message without `encoding`.
-fn without_encoding(message: &[u8], encoding: i32) -> Vec<u8> {
+/// A whole `SetEncodings` message with only the encodings `keep` keeps.
+fn keep_encodings(message: &[u8], keep: impl Fn(i32) -> bool) -> Vec<u8> {
     let kept: Vec<&[u8]> = message[4..]
         .chunks_exact(4)
-        .filter(|e| i32::from_be_bytes([e[0], e[1], e[2], e[3]]) != encoding)
+        .filter(|e| keep(i32::from_be_bytes([e[0], e[1], e[2], e[3]])))
         .collect();
     let count = u16::try_from(kept.len()).unwrap_or(u16::MAX);
     let mut out = Vec::with_capacity(4 + 4 * kept.len());
@@ -423,14 +479,14 @@ fn without_encoding(message: &[u8], encoding: i32) -> Vec<u8> {
 }
 
 /// Whether `head` may still become an RFB 3.x version message.
-fn could_be_rfb(head: &[u8]) -> bool {
+pub(super) fn could_be_rfb(head: &[u8]) -> bool {
     const PREFIX: &[u8] = b"RFB 003.";
     let n = head.len().min(PREFIX.len());
     head[..n] == PREFIX[..n]
 }
 
 /// The minor version of an RFB 3.x version message, as the agent reads it.
-fn rfb_minor_version(message: &[u8]) -> Option<u32> {
+pub(super) fn rfb_minor_version(message: &[u8]) -> Option<u32> {
     let text = std::str::from_utf8(message).ok()?;
     let version = text.strip_prefix("RFB ")?.strip_suffix('\n')?;
     let (major, minor) = version.split_once('.')?;

@@ -15,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use streamspace_proto::tunnel::close_code;
 
 use super::rfb_filter::ClientFilter;
+use super::rfb_server::{self, Piece, ServerFilter};
 use crate::hub::Closer;
 use crate::recording::Tap;
 
@@ -34,6 +35,16 @@ impl Ending {
     }
 }
 
+/// The filters of one viewer's stream (see `rfb_filter` and `rfb_server`); with neither, its
+/// bytes are copied as they are.
+#[derive(Debug, Default)]
+pub(super) struct Filters {
+    /// On what the viewer sends.
+    pub client: Option<ClientFilter>,
+    /// On what the session sends.
+    pub server: Option<ServerFilter>,
+}
+
 /// Timing of one splice.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Timing {
@@ -41,15 +52,16 @@ pub(super) struct Timing {
     pub close_grace: Duration,
 }
 
-/// Runs the stream until either side ends or `closer` is closed; returns how it ended. What
-/// the viewer sends passes `filter` first, if there is one (see `rfb_filter`); with a `tap`,
-/// every chunk going to the viewer is handed to the recording first.
+/// Runs the stream until either side ends or `closer` is closed; returns how it ended. Each
+/// direction passes its filter first, if it has one; with a `tap`, every chunk going to the
+/// viewer is handed to the recording first (after the filter: a recording holds what the viewer
+/// was sent).
 pub(super) async fn run(
     viewer: WebSocket,
     data: WebSocket,
     closer: &Closer,
     timing: Timing,
-    filter: Option<ClientFilter>,
+    filters: Filters,
     tap: Option<&mut Tap>,
 ) -> Ending {
     let (mut viewer_tx, mut viewer_rx) = viewer.split();
@@ -59,8 +71,8 @@ pub(super) async fn run(
             let (code, reason) = closer.reason().unwrap_or((close_code::NORMAL, String::new()));
             Ending::new(code, reason)
         }
-        e = down(&mut data_rx, &mut viewer_tx, timing.send_timeout, tap) => e,
-        e = up(&mut viewer_rx, &mut data_tx, timing.send_timeout, filter) => e,
+        e = down(&mut data_rx, &mut viewer_tx, timing.send_timeout, filters.server, tap) => e,
+        e = up(&mut viewer_rx, &mut data_tx, timing.send_timeout, filters.client) => e,
     };
     let data_code = if ending.code == close_code::SLOW_VIEWER {
         close_code::NORMAL
@@ -79,13 +91,15 @@ pub(super) async fn run(
     ending
 }
 
-/// Agent → viewer.
+/// Agent → viewer, through `filter` if there is one.
 async fn down(
     from: &mut SplitStream<WebSocket>,
     to: &mut SplitSink<WebSocket, Message>,
     send_timeout: Duration,
+    mut filter: Option<ServerFilter>,
     mut tap: Option<&mut Tap>,
 ) -> Ending {
+    let mut pieces: Vec<Piece> = Vec::new();
     loop {
         let bytes = match from.next().await {
             Some(Ok(Message::Binary(bytes))) => bytes,
@@ -99,6 +113,23 @@ async fn down(
             }
             Some(Err(_)) | None => {
                 return Ending::new(close_code::TUNNEL_FAILED, "the agent's connection was lost");
+            }
+        };
+        // What passes is usually the frame itself: it is sent on as it is, without a copy.
+        let bytes = match filter.as_mut() {
+            None => bytes,
+            Some(filter) => {
+                pieces.clear();
+                if let Err(e) = filter.feed(&bytes, &mut pieces) {
+                    return Ending::new(close_code::TUNNEL_FAILED, e.to_string());
+                }
+                if rfb_server::is_whole(&pieces, bytes.len()) {
+                    bytes
+                } else if pieces.is_empty() {
+                    continue;
+                } else {
+                    rfb_server::assemble(&bytes, &pieces).into()
+                }
             }
         };
         if let Some(tap) = tap.as_deref_mut()

@@ -1,7 +1,8 @@
 //! The browser's side: `POST /api/v1/sessions/{id}/connect` (the session's owner or an
 //! operator) and `POST /api/v1/shares/{share_id}/connect` (a user the share link is for) issue
 //! a viewer token, and `GET /api/v1/sessions/{id}/vnc?token=…` upgrades to the viewer's
-//! WebSocket. A viewer through a view-only link has what it sends filtered (`rfb_filter`).
+//! WebSocket. What a viewer sends is filtered by its mode and clipboard rule (`rfb_filter`), and
+//! what the session sends it by the clipboard rule (`rfb_server`).
 //!
 //! The WebSocket is websockify-style: raw VNC bytes in binary frames, no subprotocol required,
 //! `binary` answered when the browser offers it — so stock noVNC connects as it is. Every
@@ -33,7 +34,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::rfb_filter::{ClientFilter, ClientPolicy, ViewerMode};
-use super::splice::{self, Timing};
+use super::rfb_server::{Link, ServerFilter};
+use super::splice::{self, Filters, Timing};
 use super::token::{self, Access, TokenError};
 use crate::auth::Actor;
 use crate::error::ApiError;
@@ -545,9 +547,9 @@ impl Stream {
             close_grace: tunnel.close_grace,
         };
         let policy = self.policy;
-        let filter = (!policy.passes_everything()).then(|| ClientFilter::new(policy));
+        let filters = filters(policy);
         let ending = {
-            let splice = splice::run(viewer, data, &open.closer, timing, filter, tap.as_mut());
+            let splice = splice::run(viewer, data, &open.closer, timing, filters, tap.as_mut());
             tokio::pin!(splice);
             // On shutdown both sides still get a close frame: the splice ends through the closer.
             tokio::select! {
@@ -593,9 +595,28 @@ impl Stream {
     }
 }
 
-/// What a viewer in `mode` under `rules` may send. Cut text towards the session is filtered
-/// here; the session's cut text towards the viewer is not (that needs a parser of the server's
-/// messages): `from_session` only keeps the extended clipboard from being negotiated.
+/// The filters a viewer's stream passes under `policy`: none for a viewer that may do
+/// everything; the client filter when what it sends is limited; and the server filter too when
+/// what the session sends is (the two linked).
+fn filters(policy: ClientPolicy) -> Filters {
+    if policy.passes_everything() {
+        return Filters::default();
+    }
+    if !policy.filters_session_stream() {
+        return Filters {
+            client: Some(ClientFilter::new(policy)),
+            server: None,
+        };
+    }
+    let link = Link::default();
+    Filters {
+        client: Some(ClientFilter::linked(policy, link.clone())),
+        server: Some(ServerFilter::new(policy, link)),
+    }
+}
+
+/// What a viewer in `mode` under `rules` may send and receive: cut text is filtered both ways
+/// by the clipboard policy and its maximum.
 fn client_policy(mode: ShareMode, rules: &EffectiveRules) -> ClientPolicy {
     ClientPolicy {
         mode: match mode {
@@ -712,6 +733,27 @@ mod tests {
         }
         let watcher = client_policy(ShareMode::ViewOnly, &rules(ClipboardPolicy::Both));
         assert_eq!(watcher.mode, ViewerMode::ViewOnly);
+    }
+
+    #[test]
+    fn the_session_side_is_parsed_only_when_the_rules_limit_it() {
+        let policy = |from, max| ClientPolicy {
+            mode: ViewerMode::Control,
+            clipboard_to_session: true,
+            clipboard_from_session: from,
+            clipboard_max_bytes: max,
+        };
+        let f = filters(policy(true, None));
+        assert!(f.client.is_none() && f.server.is_none(), "the fast path");
+        for (from, max) in [(false, None), (true, Some(1000)), (false, Some(1))] {
+            let f = filters(policy(from, max));
+            assert!(f.client.is_some() && f.server.is_some(), "{from} {max:?}");
+        }
+        let f = filters(ClientPolicy {
+            clipboard_to_session: false,
+            ..policy(true, None)
+        });
+        assert!(f.client.is_some() && f.server.is_none());
     }
 
     #[test]

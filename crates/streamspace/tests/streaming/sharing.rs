@@ -21,7 +21,7 @@ use super::{START_TIMEOUT, platform};
 const RETURN: u32 = 0xff0d;
 
 /// Types `line` and Return.
-async fn type_line(rfb: &mut Rfb, line: &str) -> anyhow::Result<()> {
+pub(super) async fn type_line(rfb: &mut Rfb, line: &str) -> anyhow::Result<()> {
     for c in line.chars() {
         rfb.key(u32::from(c)).await?;
     }
@@ -29,7 +29,7 @@ async fn type_line(rfb: &mut Rfb, line: &str) -> anyhow::Result<()> {
 }
 
 /// A user who signs in with a password; their API client.
-async fn user(api: &Client, url: &str, username: &str) -> anyhow::Result<Client> {
+pub(super) async fn user(api: &Client, url: &str, username: &str) -> anyhow::Result<Client> {
     let password = format!("{username}-password-1");
     api.create_user(&CreateUser {
         username: username.into(),
