@@ -55,7 +55,8 @@
 //               the link and sees the desktop with the "View only" badge; their clicks and keys
 //               send no input message (the frames their page sends are read); USER sees them in
 //               the dialog's watchers and disconnects them, and their page says so; USER revokes
-//               the link, and connecting again is refused as revoked.
+//               the link, and connecting again is refused as revoked. Links for other people
+//               and expired links are refused with their own messages.
 //
 // Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
 // stderr (and a screenshot) on failure.
@@ -860,7 +861,7 @@ async function sharing(page, browser) {
   if (!watcher || !watcherPassword) fail("sharing needs --new-user and --new-password");
   await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(opts.url).origin });
   await signIn(page);
-  await launchXterm(page);
+  const id = await launchXterm(page);
   await page.locator('[data-view-state="connected"]').waitFor({ timeout: TIMEOUT });
   step("the owner makes a view-only link in the share dialog and copies it");
   await page.getByRole("button", { name: "Share…" }).click();
@@ -938,6 +939,32 @@ async function sharing(page, browser) {
     .getByText("This share link was revoked by the session's owner.")
     .waitFor();
   await dialog.getByRole("button", { name: "Close" }).click();
+
+  step("a link for other people, and an expired one, are explained to the watcher");
+  const makeShare = async (share) => {
+    const made = await fetch(`${opts.url}/api/v1/sessions/${id}/shares`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${opts.token}`, "Content-Type": "application/json" },
+      body: JSON.stringify(share),
+    });
+    if (!made.ok) fail(`making a share link: ${made.status} ${await made.text()}`);
+    return made.json();
+  };
+  const forOthers = await makeShare({ mode: "control", users: [opts.username] });
+  await watching.goto(`${opts.url}${forOthers.link}`);
+  await watching
+    .locator('[data-view-state="refused"][data-reason="forbidden"]')
+    .getByText("This share link is for other people. Ask the session's owner to add you.")
+    .waitFor();
+  const brief = await makeShare({ mode: "view_only", expires_in_secs: 1 });
+  await watching.goto(`${opts.url}${brief.link}`);
+  // Opened within its second, the link connects and its stream is closed when it expires;
+  // either way, connecting (again) is refused as expired.
+  const expired = watching.locator('[data-view-state="refused"][data-reason="share_expired"]');
+  const ended = watching.locator('[data-view-state="disconnected"]');
+  await expired.or(ended).waitFor({ timeout: TIMEOUT });
+  if (await ended.isVisible()) await watching.getByRole("button", { name: "Connect again" }).click();
+  await expired.getByText("This share link has expired. Ask the session's owner for a new one.").waitFor();
   await other.close();
   console.log("a view-only link is watched, the watcher disconnected, the link revoked");
 }

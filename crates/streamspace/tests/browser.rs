@@ -248,7 +248,8 @@ async fn a_file_dropped_in_the_browser_is_listed_and_downloads() -> anyhow::Resu
 /// The owner makes a view-only share link in the viewer's share dialog; a second user opens it
 /// in another browser context, signs in on the way, and watches with the "View only" badge
 /// while their page sends no input; the owner sees and disconnects them (their page says who
-/// did), then revokes the link, which refuses them.
+/// did), then revokes the link, which refuses them; a link for other people and an expired one
+/// are refused with their own messages.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_view_only_link_from_the_share_dialog_is_watched_and_disconnected() -> anyhow::Result<()>
 {
@@ -278,19 +279,21 @@ async fn a_view_only_link_from_the_share_dialog_is_watched_and_disconnected() ->
         out.contains("a view-only link is watched, the watcher disconnected, the link revoked"),
         "{out}"
     );
-    // What the dialog did, as the audit log has it.
-    for action in [
-        "session.share",
-        "share.connect",
-        "session.disconnect_viewer",
-        "session.unshare",
+    // What the dialog and the pages did, as the audit log has it: three links made (in the
+    // dialog, then one for other people and a short one), one revoked, one watcher disconnected,
+    // and the watcher's viewer tokens (the short link may have opened once before it expired).
+    for (action, made) in [
+        ("session.share", 3..=3),
+        ("session.unshare", 1..=1),
+        ("session.disconnect_viewer", 1..=1),
+        ("share.connect", 1..=2),
     ] {
         let filter = streamspace_proto::api::AuditFilter {
             action: Some(action.into()),
             ..Default::default()
         };
         let entries = api.list_audit(&filter).await?;
-        assert_eq!(entries.items.len(), 1, "{action}: {entries:?}");
+        assert!(made.contains(&entries.items.len()), "{action}: {entries:?}");
     }
     Ok(())
 }
