@@ -329,7 +329,8 @@ pub(crate) async fn internal_viewers(
 }
 
 /// `POST /internal/v1/viewers/close`: another replica disconnects a viewer, which may be one
-/// this replica carries (204) or not (404). The replica that was asked audits it.
+/// this replica carries (204) or not (404). The replica that asked, whose API was called,
+/// audits it.
 pub(crate) async fn internal_close(
     State(app): State<AppState>,
     headers: HeaderMap,
