@@ -894,6 +894,7 @@ async function sharing(page, browser) {
     closed = new Promise((resolve) => ws.on("close", resolve));
   });
   await watching.goto(link);
+  await watching.locator("#signin-for-share").waitFor();
   await watching.getByLabel("Username").waitFor();
   await watching.getByLabel("Username").fill(watcher);
   await watching.getByLabel("Password").fill(watcherPassword);
