@@ -56,7 +56,8 @@
 //               send no input message (the frames their page sends are read); USER sees them in
 //               the dialog's watchers and disconnects them, and their page says so; USER revokes
 //               the link, and connecting again is refused as revoked. Links for other people
-//               and expired links are refused with their own messages.
+//               and expired links are refused with their own messages. The session list's
+//               Share button opens the same dialog.
 //
 // Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
 // stderr (and a screenshot) on failure.
@@ -967,6 +968,15 @@ async function sharing(page, browser) {
   if (await ended.isVisible()) await watching.getByRole("button", { name: "Connect again" }).click();
   await expired.getByText("This share link has expired. Ask the session's owner for a new one.").waitFor();
   await other.close();
+
+  step("the session list opens the same dialog, with the session's links");
+  await nav(page, "My sessions").click();
+  await page.locator(`tr[data-session="${id}"]`).getByRole("button", { name: "Share" }).click();
+  const fromList = page.locator("#share-dialog");
+  await fromList.locator(`tr[data-share="${shareId}"][data-state="revoked"]`).waitFor();
+  await fromList.locator(`tr[data-share="${forOthers.id}"][data-state="active"]`).waitFor();
+  await fromList.getByRole("button", { name: "Close" }).click();
+  await fromList.waitFor({ state: "hidden" });
   console.log("a view-only link is watched, the watcher disconnected, the link revoked");
 }
 
