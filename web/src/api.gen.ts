@@ -671,7 +671,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Who watches a session (the viewers this replica carries) */
+        /** Who watches a session (on every replica) */
         get: operations["viewers_list"];
         put?: never;
         post?: never;
@@ -6608,7 +6608,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such session, or no such viewer on this replica */
+            /** @description No such session, or no such viewer on any replica */
             404: {
                 headers: {
                     [name: string]: unknown;

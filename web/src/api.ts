@@ -25,6 +25,12 @@ export type Command = Schemas["Command"];
 /** Answer to POST /api/v1/sessions/{id}/connect. */
 export type ConnectTicket = Schemas["ConnectInfo"];
 export type Recording = Schemas["Recording"];
+/** A share link of a session; `link` is the web UI's page for it (`/shared/{id}`). */
+export type Share = Schemas["Share"];
+export type CreateShare = Schemas["CreateShare"];
+export type ShareMode = Schemas["ShareMode"];
+/** Someone watching a session right now, on whichever replica carries their stream. */
+export type Viewer = Schemas["Viewer"];
 /** What a user may do; ordered by power. */
 export type Role = Schemas["Role"];
 export type User = Schemas["User"];
@@ -177,6 +183,16 @@ export const api = {
   /** `record` asks for the viewing to be recorded (honoured under the `on_request` policy). */
   connect: (id: string, record = false) =>
     request<ConnectTicket>("POST", `/sessions/${enc(id)}/connect`, record ? { record } : undefined),
+  /** A viewer ticket through share link `shareId`, carrying the link's mode. */
+  connectShare: (shareId: string) => request<ConnectTicket>("POST", `/shares/${enc(shareId)}/connect`),
+  shares: (sessionId: string) => all<Share>(`/sessions/${enc(sessionId)}/shares`),
+  createShare: (sessionId: string, share: CreateShare) =>
+    request<Share>("POST", `/sessions/${enc(sessionId)}/shares`, share),
+  revokeShare: (sessionId: string, shareId: string) =>
+    request<Share>("DELETE", `/sessions/${enc(sessionId)}/shares/${enc(shareId)}`),
+  viewers: (sessionId: string) => all<Viewer>(`/sessions/${enc(sessionId)}/viewers`),
+  disconnectViewer: (sessionId: string, viewerId: string) =>
+    request<unknown>("DELETE", `/sessions/${enc(sessionId)}/viewers/${enc(viewerId)}`),
   recordings: (sessionId: string) => all<Recording>(`/sessions/${enc(sessionId)}/recordings`),
   recording: (id: string) => request<Recording>("GET", `/recordings/${enc(id)}`),
   deleteRecording: (id: string) => request<unknown>("DELETE", `/recordings/${enc(id)}`),

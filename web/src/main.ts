@@ -17,6 +17,7 @@ import { usersPage } from "./pages/users";
 import { viewerPage } from "./pages/viewer";
 import { playbackPage } from "./pages/playback";
 import { recordingsPage } from "./pages/recordings";
+import { sharedPage } from "./pages/shared";
 import { interceptLinks, navigate, onNavigate } from "./router";
 import { may, setSignedInUser, signedInUser } from "./session";
 
@@ -50,6 +51,8 @@ const routes: Route[] = [
   { pattern: /^\/tokens$/, page: tokensPage, title: "API tokens", role: "user" },
   { pattern: /^\/totp$/, page: totpPage, title: "Two-step sign-in", role: "user" },
   { pattern: /^\/view\/([0-9a-fA-F-]{36})$/, page: viewerPage, title: "Viewer", role: "user" },
+  // A share link: someone not signed in signs in first and comes back here.
+  { pattern: /^\/shared\/([0-9a-fA-F-]{36})$/, page: sharedPage, title: "Shared session", role: "user" },
   { pattern: /^\/sessions\/([0-9a-fA-F-]{36})\/recordings$/, page: recordingsPage, title: "Recordings", role: "user" },
   { pattern: /^\/recordings\/([0-9a-fA-F-]{36})$/, page: playbackPage, title: "Playback", role: "user" },
 ];

@@ -50,6 +50,14 @@
 //               and sees the desktop in the noVNC viewer.
 //   files       sign in, launch xterm; drop a file named after MARKER (holding MARKER) on the
 //               viewer's files panel; it is listed; its download link returns MARKER.
+//   sharing     USER launches xterm and, in the viewer's share dialog, makes a view-only link;
+//               NEW-USER opens it in a fresh browser context, is sent to sign in, comes back to
+//               the link and sees the desktop with the "View only" badge; their clicks and keys
+//               send no input message (the frames their page sends are read); USER sees them in
+//               the dialog's watchers and disconnects them, and their page says so; USER revokes
+//               the link, and connecting again is refused as revoked. Links for other people
+//               and expired links are refused with their own messages. The session list's
+//               Share button opens the same dialog.
 //
 // Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
 // stderr (and a screenshot) on failure.
@@ -821,7 +829,172 @@ async function files(page) {
   await page.screenshot({ path: opts.screenshot, fullPage: true });
 }
 
-const scenarios = { lifecycle, keystrokes, users, totp, quotas, audit, sso, recording, files };
+/** Client-to-server RFB messages that carry input (key, pointer, cut text, desktop size). */
+const INPUT_MESSAGES = new Set([4, 5, 6, 251]);
+/** The extended clipboard's capabilities action: noVNC's answer to the server's, not input. */
+const CLIPBOARD_CAPS = 1 << 24;
+
+/** Whether the message at `at` of `frame` is noVNC's extended clipboard capabilities answer. */
+function clipboardCaps(frame, at) {
+  if (frame[at] !== 6 || at + 12 > frame.length) return 0;
+  const length = frame.readInt32BE(at + 4);
+  if (length >= 0 || !(frame.readUInt32BE(at + 8) & CLIPBOARD_CAPS)) return 0;
+  return 8 - length;
+}
+
+/** The input messages among the client-to-server frames `frames` (each a Buffer). */
+function inputMessages(frames) {
+  const found = [];
+  for (const frame of frames) {
+    // The handshake: the protocol version, then one-byte answers.
+    if (frame.length === 12 && frame.toString("latin1").startsWith("RFB ")) continue;
+    let at = 0;
+    while (at < frame.length) {
+      const type = frame[at];
+      const caps = clipboardCaps(frame, at);
+      if (caps > 0) {
+        at += caps;
+        continue;
+      }
+      if (INPUT_MESSAGES.has(type)) {
+        found.push(`${type} (${frame.subarray(at, at + 24).toString("hex")})`);
+        break;
+      }
+      // Walk over what a watcher may send; stop at anything else (one-byte handshake answers).
+      const length =
+        type === 0 ? 20 : type === 2 && at + 4 <= frame.length ? 4 + 4 * frame.readUInt16BE(at + 2) : type === 3 || type === 150 ? 10 : 0;
+      if (length === 0) break;
+      at += length;
+    }
+  }
+  return found;
+}
+
+async function sharing(page, browser) {
+  const watcher = opts["new-user"];
+  const watcherPassword = opts["new-password"];
+  if (!watcher || !watcherPassword) fail("sharing needs --new-user and --new-password");
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(opts.url).origin });
+  await signIn(page);
+  const id = await launchXterm(page);
+  await page.locator('[data-view-state="connected"]').waitFor({ timeout: TIMEOUT });
+  step("the owner makes a view-only link in the share dialog and copies it");
+  await page.getByRole("button", { name: "Share…" }).click();
+  const dialog = page.locator("#share-dialog");
+  await dialog.waitFor({ state: "visible" });
+  await dialog.getByLabel("Mode").selectOption("view_only");
+  await dialog.getByLabel("Expires after").selectOption({ label: "1 hour" });
+  await dialog.getByRole("button", { name: "Create link" }).click();
+  const linkBox = dialog.locator("#share-link-url");
+  await linkBox.waitFor({ state: "visible" });
+  const link = await linkBox.inputValue();
+  if (!/\/shared\/[0-9a-f-]{36}$/.test(link)) fail(`the dialog made ${JSON.stringify(link)}`);
+  const shareId = link.split("/").pop();
+  await dialog.locator(`tr[data-share="${shareId}"][data-state="active"]`).waitFor();
+  await dialog.getByRole("button", { name: "Copy link" }).click();
+  await dialog.getByText("Copied.").waitFor();
+  const onClipboard = await page.evaluate(() => navigator.clipboard.readText());
+  if (onClipboard !== link) fail(`the clipboard holds ${JSON.stringify(onClipboard)}, not the link`);
+
+  step(`${watcher} opens the link in another browser, signs in and comes back to it`);
+  const other = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const watching = await other.newPage();
+  watching.setDefaultTimeout(TIMEOUT);
+  watching.on("pageerror", (e) => console.error(`watcher page error: ${e.message}`));
+  const sent = [];
+  let closed = null;
+  watching.on("websocket", (ws) => {
+    if (!ws.url().includes("/vnc?")) return;
+    ws.on("framesent", ({ payload }) => sent.push(Buffer.isBuffer(payload) ? payload : Buffer.from(payload, "latin1")));
+    closed = new Promise((resolve) => ws.on("close", resolve));
+  });
+  await watching.goto(link);
+  await watching.locator("#signin-for-share").waitFor();
+  await watching.getByLabel("Username").waitFor();
+  await watching.getByLabel("Username").fill(watcher);
+  await watching.getByLabel("Password").fill(watcherPassword);
+  await watching.getByRole("button", { name: "Sign in" }).click();
+  await watching.waitForURL(`**/shared/${shareId}`);
+  step("the watcher sees the desktop, marked view only");
+  await watching.locator('[data-view-state="connected"]').waitFor({ timeout: TIMEOUT });
+  await watching.locator("#share-mode").getByText("View only").waitFor({ state: "visible" });
+  const canvas = watching.locator("#screen canvas");
+  await waitForDrawing(watching, canvas, "the shared desktop");
+  step("the watcher's clicks and keys are not sent");
+  const box = await canvas.boundingBox();
+  if (!box) fail("the shared canvas has no box");
+  await watching.mouse.click(box.x + 40, box.y + 40);
+  await watching.keyboard.type("echo not from a watcher", { delay: 10 });
+  await watching.keyboard.press("Enter");
+  await watching.screenshot({ path: opts.screenshot.replace(/\.png$/, "-watcher.png"), fullPage: true });
+
+  step("the owner sees the watcher in the dialog and disconnects them");
+  const row = dialog.locator(`#watchers tr[data-user="${watcher}"][data-mode="view_only"]`);
+  await row.waitFor({ timeout: TIMEOUT });
+  await page.screenshot({ path: opts.screenshot.replace(/\.png$/, "-dialog.png"), fullPage: true });
+  await row.getByRole("button", { name: "Disconnect" }).click();
+  await row.waitFor({ state: "detached", timeout: TIMEOUT });
+  step("the watcher's page says why");
+  await watching
+    .locator('[data-view-state="disconnected"]')
+    .getByText(`Disconnected: disconnected by ${opts.username}.`)
+    .waitFor({ timeout: TIMEOUT });
+  if (!closed) fail("the watcher's page opened no viewer WebSocket");
+  await closed;
+  const input = inputMessages(sent);
+  if (sent.length === 0) fail("no frame from the watcher was seen");
+  if (input.length > 0) fail(`the view-only page sent input messages of types ${input}`);
+  step(`the watcher's page sent ${sent.length} frames, none of them input`);
+
+  step("the owner revokes the link; connecting again is refused as revoked");
+  await dialog.locator(`tr[data-share="${shareId}"]`).getByRole("button", { name: "Revoke" }).click();
+  await dialog.locator(`tr[data-share="${shareId}"][data-state="revoked"]`).waitFor();
+  await watching.getByRole("button", { name: "Connect again" }).click();
+  await watching
+    .locator('[data-view-state="refused"][data-reason="share_revoked"]')
+    .getByText("This share link was revoked by the session's owner.")
+    .waitFor();
+  await dialog.getByRole("button", { name: "Close" }).click();
+
+  step("a link for other people, and an expired one, are explained to the watcher");
+  const makeShare = async (share) => {
+    const made = await fetch(`${opts.url}/api/v1/sessions/${id}/shares`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${opts.token}`, "Content-Type": "application/json" },
+      body: JSON.stringify(share),
+    });
+    if (!made.ok) fail(`making a share link: ${made.status} ${await made.text()}`);
+    return made.json();
+  };
+  const forOthers = await makeShare({ mode: "control", users: [opts.username] });
+  await watching.goto(`${opts.url}${forOthers.link}`);
+  await watching
+    .locator('[data-view-state="refused"][data-reason="forbidden"]')
+    .getByText("This share link is for other people. Ask the session's owner to add you.")
+    .waitFor();
+  const brief = await makeShare({ mode: "view_only", expires_in_secs: 1 });
+  await watching.goto(`${opts.url}${brief.link}`);
+  // Opened within its second, the link connects and its stream is closed when it expires;
+  // either way, connecting (again) is refused as expired.
+  const expired = watching.locator('[data-view-state="refused"][data-reason="share_expired"]');
+  const ended = watching.locator('[data-view-state="disconnected"]');
+  await expired.or(ended).waitFor({ timeout: TIMEOUT });
+  if (await ended.isVisible()) await watching.getByRole("button", { name: "Connect again" }).click();
+  await expired.getByText("This share link has expired. Ask the session's owner for a new one.").waitFor();
+  await other.close();
+
+  step("the session list opens the same dialog, with the session's links");
+  await nav(page, "My sessions").click();
+  await page.locator(`tr[data-session="${id}"]`).getByRole("button", { name: "Share" }).click();
+  const fromList = page.locator("#share-dialog");
+  await fromList.locator(`tr[data-share="${shareId}"][data-state="revoked"]`).waitFor();
+  await fromList.locator(`tr[data-share="${forOthers.id}"][data-state="active"]`).waitFor();
+  await fromList.getByRole("button", { name: "Close" }).click();
+  await fromList.waitFor({ state: "hidden" });
+  console.log("a view-only link is watched, the watcher disconnected, the link revoked");
+}
+
+const scenarios = { lifecycle, keystrokes, users, totp, quotas, audit, sso, recording, files, sharing };
 const scenario = scenarios[opts.scenario];
 if (!scenario) fail(`unknown scenario ${opts.scenario}`);
 

@@ -229,7 +229,8 @@ pub async fn serve(
 
 /// Starts what keeps the replica in step with the others until `stop`: the link itself, and
 /// one listener per kind of event it hears (wake-ups for the dispatcher, finished commands for
-/// waiting requests, revocations, ended sessions), plus the check of this replica's viewers.
+/// waiting requests, revocations, ended sessions, revoked share links), plus the check of this
+/// replica's viewers.
 fn listen(
     state: &AppState,
     events: state::EventReceivers,
@@ -240,6 +241,7 @@ fn listen(
         finished,
         mut revoked,
         mut ended,
+        mut unshared,
     } = events;
     vec![
         tokio::spawn({
@@ -278,6 +280,22 @@ fn listen(
                         heard = ended.recv() => match heard {
                             Some((session_id, reason)) => {
                                 tunnels.close_session(session_id, close_code::NORMAL, &reason);
+                            }
+                            None => return,
+                        },
+                    }
+                }
+            }
+        }),
+        tokio::spawn({
+            let (tunnels, stop) = (state.tunnels.clone(), stop.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        heard = unshared.recv() => match heard {
+                            Some((share_id, reason)) => {
+                                tunnels.close_share(share_id, close_code::POLICY, &reason);
                             }
                             None => return,
                         },

@@ -58,6 +58,7 @@ pub(crate) struct EventReceivers {
     pub finished: mpsc::Receiver<Command>,
     pub revoked: mpsc::Receiver<Option<Uuid>>,
     pub ended: mpsc::Receiver<(Uuid, String)>,
+    pub unshared: mpsc::Receiver<(Uuid, String)>,
 }
 
 /// Builds a replica's shared state: its cluster (single, or Redis when configured), hub,
@@ -83,6 +84,7 @@ pub(crate) fn assemble(
     let (finished_tx, finished) = mpsc::channel(queue);
     let (revoked_tx, revoked) = mpsc::channel(queue);
     let (ended_tx, ended) = mpsc::channel(queue);
+    let (unshared_tx, unshared) = mpsc::channel(queue);
     let cluster = crate::cluster::start(
         crate::cluster::Setup {
             redis: config.redis.clone(),
@@ -98,6 +100,7 @@ pub(crate) fn assemble(
             finished: finished_tx,
             revoked: revoked_tx,
             ended: ended_tx,
+            unshared: unshared_tx,
         },
     )
     .map_err(|e| ServerError::InvalidConfig(e.to_string()))?;
@@ -137,6 +140,7 @@ pub(crate) fn assemble(
         finished,
         revoked,
         ended,
+        unshared,
     };
     Ok((state, receivers))
 }

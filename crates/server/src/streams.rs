@@ -287,8 +287,9 @@ pub(crate) async fn close_ended(store: &dyn Store, tunnels: &Tunnels) -> usize {
     closed
 }
 
-/// Closes the streams held here that came through a share link no longer active (revoked on
-/// another replica, or expired); how many links had streams closed.
+/// Closes the streams held here that came through a share link no longer active (expired, or
+/// revoked on another replica whose announcement did not reach this one); how many links had
+/// streams closed.
 pub(crate) async fn close_unshared(store: &dyn Store, tunnels: &Tunnels) -> usize {
     let mut closed = 0;
     for share_id in tunnels.shares() {

@@ -5,7 +5,8 @@
 //!   `/assets/` have content hashes in their names and are cached for a year (`immutable`);
 //!   everything else (`index.html`) is revalidated on each load (`no-cache`), with an `ETag`.
 //! - Any other `GET`/`HEAD` path without a file extension answers `index.html`, so the UI's
-//!   client-side routes (`/sessions`, `/view/{id}`, …) survive a reload.
+//!   client-side routes (`/sessions`, `/view/{id}`, a share link's `/shared/{id}`, …) survive a
+//!   reload.
 //! - Paths under `/api/`, missing paths with a file extension, and every other method answer
 //!   the API's JSON 404, as before.
 //!
@@ -119,6 +120,7 @@ mod tests {
             "/",
             "/sessions",
             "/view/0190c5a8-0000-7000-8000-000000000000",
+            "/shared/0190c5a8-0000-7000-8000-000000000000",
         ] {
             let response = get(path).await;
             assert_eq!(response.status(), StatusCode::OK, "{path}");

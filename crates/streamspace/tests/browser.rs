@@ -249,6 +249,59 @@ async fn a_file_dropped_in_the_browser_is_listed_and_downloads() -> anyhow::Resu
     Ok(())
 }
 
+/// The owner makes a view-only share link in the viewer's share dialog; a second user opens it
+/// in another browser context, signs in on the way, and watches with the "View only" badge
+/// while their page sends no input; the owner sees and disconnects them (their page says who
+/// did), then revokes the link, which refuses them; a link for other people and an expired one
+/// are refused with their own messages.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_view_only_link_from_the_share_dialog_is_watched_and_disconnected() -> anyhow::Result<()>
+{
+    check_toolchain()?;
+    let mut h = common::harness()?;
+    let (up, url, token, admin) = platform(&mut h).await?;
+    let api = Client::new(&url, &token)?;
+    let password = "wanda's password";
+    api.create_user(&CreateUser {
+        username: "wanda".to_owned(),
+        role: Role::User,
+        password: Some(password.to_owned()),
+        ..CreateUser::default()
+    })
+    .await?;
+    let out = drive(
+        || up.logs(),
+        &url,
+        &token,
+        &admin,
+        "sharing",
+        "sharing",
+        &["--new-user", "wanda", "--new-password", password],
+    )
+    .await?;
+    assert!(
+        out.contains("a view-only link is watched, the watcher disconnected, the link revoked"),
+        "{out}"
+    );
+    // What the dialog and the pages did, as the audit log has it: three links made (in the
+    // dialog, then one for other people and a short one), one revoked, one watcher disconnected,
+    // and the watcher's viewer tokens (the short link may have opened once before it expired).
+    for (action, made) in [
+        ("session.share", 3..=3),
+        ("session.unshare", 1..=1),
+        ("session.disconnect_viewer", 1..=1),
+        ("share.connect", 1..=2),
+    ] {
+        let filter = streamspace_proto::api::AuditFilter {
+            action: Some(action.into()),
+            ..Default::default()
+        };
+        let entries = api.list_audit(&filter).await?;
+        assert!(made.contains(&entries.items.len()), "{action}: {entries:?}");
+    }
+    Ok(())
+}
+
 /// This process's user's home, from the password database (as the agent reads it).
 fn own_home() -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;

@@ -2,6 +2,7 @@ import { Session, api, isTerminal } from "../api";
 import { badge, clearMessages, h, poll, replace, shortId, showError, time } from "../dom";
 import { navigate } from "../router";
 import { may, signedInUser } from "../session";
+import { shareDialog } from "./share";
 
 const POLL_MS = 1500;
 
@@ -40,6 +41,16 @@ export function sessionsPage(root: HTMLElement): () => void {
     ),
     table,
   );
+
+  // The share dialog of one session at a time, opened from its row.
+  let sharing: ReturnType<typeof shareDialog> | null = null;
+  const share = (id: string) => {
+    sharing?.close();
+    sharing?.dialog.remove();
+    sharing = shareDialog(id);
+    root.append(sharing.dialog);
+    sharing.button.click();
+  };
 
   let latest: Session[] = [];
   const load = () => api.sessions(showAll.checked ? undefined : signedInUser()?.username);
@@ -83,7 +94,10 @@ export function sessionsPage(root: HTMLElement): () => void {
       actions.push(button("Hibernate", () => void act("Hibernate", () => api.hibernate(s.id))));
     }
     if (s.state === "hibernated") actions.push(button("Wake", () => void act("Wake", () => api.wake(s.id))));
-    if (!isTerminal(s.state)) actions.push(button("Stop", () => void act("Stop", () => api.stop(s.id))));
+    if (!isTerminal(s.state)) {
+      actions.push(button("Share", () => share(s.id)));
+      actions.push(button("Stop", () => void act("Stop", () => api.stop(s.id))));
+    }
     // The API answers who may read them (the owner and admins).
     actions.push(button("Recordings", () => navigate(`/sessions/${s.id}/recordings`)));
     return h(
@@ -99,7 +113,7 @@ export function sessionsPage(root: HTMLElement): () => void {
     );
   }
 
-  return poll(async () => {
+  const stopPolling = poll(async () => {
     try {
       latest = await load();
       render();
@@ -107,4 +121,8 @@ export function sessionsPage(root: HTMLElement): () => void {
       showError((e as Error).message);
     }
   }, POLL_MS);
+  return () => {
+    stopPolling();
+    sharing?.close();
+  };
 }

@@ -39,6 +39,13 @@ export function signInPage(root: HTMLElement, signedIn: (user: User) => void, re
     "form",
     { class: "card signin", "aria-labelledby": "signin-title" },
     h("h1", { id: "signin-title" }, "Sign in"),
+    returnTo.startsWith("/shared/")
+      ? h(
+          "p",
+          { class: "notice", id: "signin-for-share", role: "status" },
+          "Someone shared a session with you: sign in to open it, and you will be taken there.",
+        )
+      : null,
     h(
       "p",
       {},

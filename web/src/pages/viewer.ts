@@ -6,6 +6,7 @@ import RFB from "@novnc/novnc";
 import { ApiError, Session, api, isTerminal, websocketUrl } from "../api";
 import { h, poll, replace } from "../dom";
 import { filesPanel } from "./files";
+import { shareDialog } from "./share";
 
 // waiting: the session is on its way to running (starting, waking); unavailable: it is not.
 type ViewState = "loading" | "waiting" | "connecting" | "connected" | "disconnected" | "unavailable";
@@ -38,6 +39,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
   const reconnect = h("button", { type: "button", hidden: true }, "Connect again");
   const wake = h("button", { type: "button", hidden: true }, "Wake session");
   const files = filesPanel(id);
+  const share = shareDialog(id);
   const view = h(
     "section",
     { class: "viewer", "data-view-state": "loading", "aria-labelledby": "viewer-title" },
@@ -45,7 +47,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
       "div",
       { class: "row spread" },
       h("h1", { id: "viewer-title" }, "Session ", h("code", {}, id.slice(-8)), " ", recordingBadge),
-      h("div", { class: "row" }, reconnect, wake, fullscreen, h("a", { href: "/sessions", "data-link": "" }, "My sessions")),
+      h("div", { class: "row" }, reconnect, wake, share.button, fullscreen, h("a", { href: "/sessions", "data-link": "" }, "My sessions")),
     ),
     status,
     screen,
@@ -64,6 +66,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
       ),
     ),
     files.element,
+    share.dialog,
   );
   replace(root, view);
 
@@ -179,7 +182,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
     rfb.clipboardPasteFrom(text);
     rfb.focus();
   });
-    sendClipboard.addEventListener("click", () => {
+  sendClipboard.addEventListener("click", () => {
     if (!rfb) return;
     rfb.clipboardPasteFrom(clipboard.value);
     rfb.focus();
@@ -220,6 +223,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
   return () => {
     closed = true;
     stopWatching();
+    share.close();
     disconnectRfb();
   };
 }

@@ -190,6 +190,11 @@ pub(crate) fn router(state: AppState) -> Router {
             post(crate::tunnel::remote::open_transfer_here),
         )
         .route(
+            "/internal/v1/sessions/{id}/viewers",
+            get(shares::internal_viewers),
+        )
+        .route("/internal/v1/viewers/close", post(shares::internal_close))
+        .route(
             "/internal/v1/tunnels/data",
             get(crate::tunnel::data::internal),
         )

@@ -37,6 +37,14 @@ pub const LEFT_OUT: &[(&str, &str)] = &[
         "/internal/v1/tunnels/data",
         "replica to replica only, authenticated by the replica proof",
     ),
+    (
+        "/internal/v1/sessions/{id}/viewers",
+        "replica to replica only, authenticated by the replica proof",
+    ),
+    (
+        "/internal/v1/viewers/close",
+        "replica to replica only, authenticated by the replica proof",
+    ),
     ("/metrics", "Prometheus scraping, not part of the API"),
     (DOCUMENT_PATH, "this document itself"),
     (DOCS_UI_PATH, "the docs UI's page"),

@@ -3,13 +3,18 @@
 //! watches. Using a link (`POST /api/v1/shares/{share_id}/connect`) lives with the other
 //! viewer endpoints in `crate::tunnel::viewer`.
 //!
-//! Revoking a link closes its viewers on this replica at once, and on the others at their next
-//! check of the viewed sessions (every sweep interval; see `crate::streams`). The viewers
-//! listed and disconnected are those this replica carries.
+//! A watcher's stream sits on whichever replica the load balancer gave their browser, so the
+//! viewers are listed and disconnected on every replica: this one's from its own streams, the
+//! others' by asking them through the cluster (`crate::cluster::Cluster::viewers_elsewhere`,
+//! answered by [`internal_viewers`] and [`internal_close`] there). Revoking a link closes its
+//! viewers here at once and announces it to the other replicas, which close theirs on hearing
+//! it; each replica's check of its viewers' links (every sweep interval, see `crate::streams`)
+//! makes up for an announcement lost while Redis is away.
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
@@ -240,9 +245,11 @@ pub(super) async fn revoke(
         .revoke_share(share_id, &entry)
         .await
         .map_err(|e| ApiError::from_store(e, "revoking a share link"))?;
-    let closed =
-        app.tunnels
-            .close_share(share_id, close_code::POLICY, crate::streams::SHARE_REVOKED);
+    let reason = crate::streams::SHARE_REVOKED;
+    let closed = app
+        .tunnels
+        .close_share(share_id, close_code::POLICY, reason);
+    app.cluster.announce_share_revoked(share_id, reason).await;
     tracing::info!(session_id = %id, %share_id, viewers_here = closed, "share link revoked");
     Ok(Json(share))
 }
@@ -252,7 +259,7 @@ pub(super) async fn revoke(
     path = "/api/v1/sessions/{id}/viewers",
     operation_id = "viewers_list",
     tag = "sessions",
-    summary = "Who watches a session (the viewers this replica carries)",
+    summary = "Who watches a session (on every replica)",
     params(("id" = uuid::Uuid, Path, description = "the session's id"), ListQuery),
     responses(
         (status = 200, description = "The viewers, oldest stream first", body = streamspace_proto::api::Page<streamspace_proto::api::Viewer>),
@@ -268,6 +275,19 @@ pub(super) async fn viewers(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<Viewer>>, ApiError> {
     shareable(&app, &actor, id).await?;
+    let mut viewers = viewers_here(&app, id).await?;
+    viewers.extend(app.cluster.viewers_elsewhere(id).await);
+    // Stream ids are UUIDv7: by id is oldest first, across replicas too.
+    viewers.sort_by_key(|v| v.id);
+    viewers.dedup_by_key(|v| v.id);
+    let page = paging::of_list(viewers, query.limit, query.cursor.as_deref(), |v| {
+        v.id.to_string()
+    })?;
+    Ok(Json(page))
+}
+
+/// The viewers of session `id` this replica carries.
+async fn viewers_here(app: &AppState, id: Uuid) -> Result<Vec<Viewer>, ApiError> {
     let mut viewers = Vec::new();
     for stream in app.tunnels.streams_of(id) {
         let user = match app.store.get_user_by_id(stream.watcher.user_id).await {
@@ -284,10 +304,57 @@ pub(super) async fn viewers(
             replica: app.config.replica_id.clone(),
         });
     }
-    let page = paging::of_list(viewers, query.limit, query.cursor.as_deref(), |v| {
-        v.id.to_string()
-    })?;
-    Ok(Json(page))
+    Ok(viewers)
+}
+
+/// `GET /internal/v1/sessions/{id}/viewers`: another replica lists a session's viewers, and
+/// asks this one for those it carries.
+pub(crate) async fn internal_viewers(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Response {
+    if !crate::cluster::verify(
+        &app.keys.replicas,
+        &headers,
+        crate::cluster::VIEWERS_PROOF,
+        &id.to_string(),
+    ) {
+        return ApiError::unauthorized("not a replica of this control plane").into_response();
+    }
+    match viewers_here(&app, id).await {
+        Ok(viewers) => Json(viewers).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /internal/v1/viewers/close`: another replica disconnects a viewer, which may be one
+/// this replica carries (204) or not (404). The replica that asked, whose API was called,
+/// audits it.
+pub(crate) async fn internal_close(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<crate::cluster::CloseViewer>,
+) -> Response {
+    let proven = crate::cluster::verify(
+        &app.keys.replicas,
+        &headers,
+        crate::cluster::CLOSE_VIEWER_PROOF,
+        &body.viewer_id.to_string(),
+    );
+    if !proven {
+        return ApiError::unauthorized("not a replica of this control plane").into_response();
+    }
+    if app.tunnels.close_stream(
+        body.session_id,
+        body.viewer_id,
+        close_code::POLICY,
+        &body.reason,
+    ) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        ApiError::not_found("viewer not found").into_response()
+    }
 }
 
 #[utoipa::path(
@@ -303,7 +370,7 @@ pub(super) async fn viewers(
     responses(
         (status = 204, description = "The viewer is being disconnected"),
         (status = 400, description = "A path parameter is invalid (`bad_request`)", body = streamspace_proto::api::ErrorBody),
-        (status = 404, description = "No such session, or no such viewer on this replica", body = streamspace_proto::api::ErrorBody),
+        (status = 404, description = "No such session, or no such viewer on any replica", body = streamspace_proto::api::ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = [])),
 )]
@@ -314,10 +381,14 @@ pub(super) async fn disconnect(
 ) -> Result<StatusCode, ApiError> {
     shareable(&app, &actor, id).await?;
     let reason = format!("disconnected by {}", actor.principal.username);
-    if !app
+    let closed = app
         .tunnels
         .close_stream(id, viewer_id, close_code::POLICY, &reason)
-    {
+        || app
+            .cluster
+            .close_viewer_elsewhere(id, viewer_id, &reason)
+            .await;
+    if !closed {
         return Err(ApiError::not_found("viewer not found"));
     }
     let entry = audit(

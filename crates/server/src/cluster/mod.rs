@@ -4,8 +4,8 @@
 //! [`LocalHub`], commands for agents it does not hold wait in the database for the agent (or
 //! another replica's sweep), and the replica list is itself. With Redis ([`redis`]) replicas
 //! record which agent each holds, wake each other through per-replica channels, announce
-//! finished commands, revocations and sessions that ended, list each other, and open viewer
-//! streams through each other.
+//! finished commands, revocations, revoked share links and sessions that ended, list each
+//! other, open viewer streams through each other, and list and disconnect each other's viewers.
 //!
 //! The rest of the server — API, dispatcher, tunnel, health, the agent endpoint — asks this
 //! interface and never looks at Redis. What other replicas tell this one arrives as [`Events`]
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use streamspace_proto::api::Command;
+use streamspace_proto::api::{Command, Viewer};
 use streamspace_proto::wire::{TransferOpen, TunnelOpen};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,10 @@ use uuid::Uuid;
 use crate::hub::{Hub, LocalHub};
 use crate::keyring::{Keyring, ReplicaProofs};
 
-pub(crate) use peer::{AUTH_HEADER, Peer, RemoteOpen, RemoteTransfer, proof, verify};
+pub(crate) use peer::{
+    AUTH_HEADER, CLOSE_VIEWER_PROOF, CloseViewer, Peer, RemoteOpen, RemoteTransfer, VIEWERS_PROOF,
+    proof, verify,
+};
 pub use redis::InvalidRedisUrl;
 pub use replicas::ReplicaStatus;
 pub(crate) use replicas::{ReplicaInfo, ReplicasUnavailable};
@@ -55,6 +58,9 @@ pub(crate) struct Events {
     /// A session left `running` (on some replica's word): close its viewers here, with this
     /// reason.
     pub ended: mpsc::Sender<(Uuid, String)>,
+    /// A share link stopped opening anything (revoked on some replica): close the viewers
+    /// that came through it here, with this reason.
+    pub unshared: mpsc::Sender<(Uuid, String)>,
 }
 
 /// The other replicas, as the rest of the server sees them.
@@ -85,6 +91,21 @@ pub(crate) trait Cluster: Send + Sync + 'static {
     /// Tells the other replicas that `session_id` left `running`, so they close its viewers
     /// with `reason`. This replica closes its own itself.
     async fn announce_session_ended(&self, session_id: Uuid, reason: &str);
+
+    /// Tells the other replicas that share link `share_id` was revoked, so they close the
+    /// viewers that came through it with `reason` at once. This replica closes its own itself;
+    /// an announcement lost while Redis is away is made up for by each replica's check of its
+    /// viewers' links (`crate::streams::close_unshared`).
+    async fn announce_share_revoked(&self, share_id: Uuid, reason: &str);
+
+    /// The viewers of `session_id` that the other live replicas carry, as each lists its own.
+    /// A replica that cannot be asked is left out (and logged): the list is what could be seen.
+    async fn viewers_elsewhere(&self, session_id: Uuid) -> Vec<Viewer>;
+
+    /// Asks the other live replicas to close viewer stream `viewer_id` of `session_id` with
+    /// `reason`; whether one of them carried it.
+    async fn close_viewer_elsewhere(&self, session_id: Uuid, viewer_id: Uuid, reason: &str)
+    -> bool;
 
     /// The live replicas, this one included, given how many agents this one holds.
     async fn replicas(&self, agents_here: usize)

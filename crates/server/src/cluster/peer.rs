@@ -1,6 +1,6 @@
 //! Calls between replicas: they carry `x-streamspace-replica-auth`, an HMAC of the purpose and
-//! the stream token under the replica-proof key all replicas derive from the master secret
-//! (`crate::keyring`), so only a replica can make them.
+//! the stream token (or the id the call is about) under the replica-proof key all replicas
+//! derive from the master secret (`crate::keyring`), so only a replica can make them.
 
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,20 @@ impl Peer {
 pub(crate) struct RemoteTransfer {
     pub agent_id: String,
     pub open: streamspace_proto::wire::TransferOpen,
+}
+
+/// Purpose of the proof on `GET /internal/v1/sessions/{id}/viewers` (over the session id).
+pub(crate) const VIEWERS_PROOF: &str = "viewers";
+/// Purpose of the proof on `POST /internal/v1/viewers/close` (over the viewer id).
+pub(crate) const CLOSE_VIEWER_PROOF: &str = "close-viewer";
+
+/// Body of `POST /internal/v1/viewers/close`: close this viewer stream if it is held here.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CloseViewer {
+    pub session_id: uuid::Uuid,
+    pub viewer_id: uuid::Uuid,
+    /// The close reason the viewer is given (with code 1008).
+    pub reason: String,
 }
 
 /// Body of `POST /internal/v1/tunnels/open`.

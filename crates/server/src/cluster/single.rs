@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use streamspace_proto::api::Command;
+use streamspace_proto::api::{Command, Viewer};
 use streamspace_proto::wire::{TransferOpen, TunnelOpen};
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +53,22 @@ impl Cluster for Single {
 
     async fn announce_agent_revoked(&self, _revoked: &super::AgentRevoked) {}
 
+    async fn announce_share_revoked(&self, _share_id: uuid::Uuid, _reason: &str) {}
+
+    /// No other replica carries viewers.
+    async fn viewers_elsewhere(&self, _session_id: uuid::Uuid) -> Vec<Viewer> {
+        Vec::new()
+    }
+
+    async fn close_viewer_elsewhere(
+        &self,
+        _session_id: uuid::Uuid,
+        _viewer_id: uuid::Uuid,
+        _reason: &str,
+    ) -> bool {
+        false
+    }
+
     async fn open_tunnel(&self, agent_id: &str, _open: TunnelOpen) -> Result<(), String> {
         Err(DeliveryError::NotConnected(agent_id.to_owned()).to_string())
     }
@@ -97,5 +113,12 @@ mod tests {
             "the viewer hears what the hub said"
         );
         assert_eq!(single.viewer_replica("sst_x").await, None);
+        let session = Uuid::now_v7();
+        assert!(single.viewers_elsewhere(session).await.is_empty());
+        assert!(
+            !single
+                .close_viewer_elsewhere(session, Uuid::now_v7(), "kicked")
+                .await
+        );
     }
 }

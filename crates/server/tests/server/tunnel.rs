@@ -464,3 +464,88 @@ async fn internal_routes_need_this_control_planes_replica_proof() -> anyhow::Res
     }
     Ok(())
 }
+
+/// The routes other replicas list and disconnect this one's viewers through need this control
+/// plane's proof for that purpose and that id; with it they answer what this replica carries.
+#[tokio::test]
+async fn viewer_routes_between_replicas_need_the_replica_proof() -> anyhow::Result<()> {
+    let s = TestServer::sqlite(fast_config()).await?;
+    let other = TestServer::sqlite(fast_config()).await?;
+    let secrets = streamspace_server::SecretsConfig::default();
+    let ours = streamspace_server::Keys::load(s.store.as_ref(), &secrets).await?;
+    let theirs = streamspace_server::Keys::load(other.store.as_ref(), &secrets).await?;
+    let proof = |keys: &streamspace_server::Keys, purpose: &str, id: Uuid| {
+        keys.replicas
+            .mac(&format!("streamspace replica\n{purpose}\n{id}"))
+    };
+    let (session, viewer) = (Uuid::now_v7(), Uuid::now_v7());
+    let list = |auth: Option<String>| {
+        let mut request = s
+            .http
+            .get(format!("{}/internal/v1/sessions/{session}/viewers", s.base));
+        if let Some(auth) = auth {
+            request = request.header("x-streamspace-replica-auth", auth);
+        }
+        request.send()
+    };
+    let close = |auth: Option<String>| {
+        let body = serde_json::json!({
+            "session_id": session, "viewer_id": viewer, "reason": "disconnected by alice",
+        });
+        let mut request = s
+            .http
+            .post(format!("{}/internal/v1/viewers/close", s.base))
+            .json(&body);
+        if let Some(auth) = auth {
+            request = request.header("x-streamspace-replica-auth", auth);
+        }
+        request.send()
+    };
+    for (auth, why) in [
+        (None, "no proof"),
+        (
+            Some(proof(&theirs, "viewers", session)),
+            "another control plane's",
+        ),
+        (
+            Some(proof(&ours, "close-viewer", session)),
+            "another purpose",
+        ),
+        (Some(proof(&ours, "viewers", viewer)), "another id"),
+    ] {
+        let (status, body) = crate::common::read(list(auth).await?).await?;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::UNAUTHORIZED,
+            "list, {why}: {body}"
+        );
+    }
+    let (status, body) =
+        crate::common::read(list(Some(proof(&ours, "viewers", session))).await?).await?;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body, serde_json::json!([]), "no viewer here");
+    for (auth, why) in [
+        (None, "no proof"),
+        (
+            Some(proof(&theirs, "close-viewer", viewer)),
+            "another control plane's",
+        ),
+        (Some(proof(&ours, "viewers", viewer)), "another purpose"),
+        (Some(proof(&ours, "close-viewer", session)), "another id"),
+    ] {
+        let (status, body) = crate::common::read(close(auth).await?).await?;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::UNAUTHORIZED,
+            "close, {why}: {body}"
+        );
+    }
+    let (status, body) =
+        crate::common::read(close(Some(proof(&ours, "close-viewer", viewer))).await?).await?;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::NOT_FOUND,
+        "a viewer this replica does not carry: {body}"
+    );
+    Ok(())
+}

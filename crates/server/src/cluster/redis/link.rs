@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::routing::{self, Wake};
 use super::target::{Target, explain};
-use super::{ended, finished, revoked};
+use super::{ended, finished, revoked, unshared};
 use crate::cluster::{Events, ReplicaInfo};
 use crate::hub::LocalHub;
 
@@ -176,6 +176,7 @@ impl RedisLink {
                 finished::CHANNEL,
                 revoked::CHANNEL,
                 ended::CHANNEL,
+                unshared::CHANNEL,
             ]))
             .await?;
             // A failover can leave a demoted master answering: refuse it.
@@ -245,6 +246,12 @@ impl RedisLink {
         if msg.get_channel_name() == ended::CHANNEL {
             if let Some(ended) = ended::parse(&payload) {
                 let _ = self.events.ended.send(ended).await;
+            }
+            return;
+        }
+        if msg.get_channel_name() == unshared::CHANNEL {
+            if let Some(unshared) = unshared::parse(&payload) {
+                let _ = self.events.unshared.send(unshared).await;
             }
             return;
         }

@@ -12,7 +12,9 @@
 //! - [`revoked`]: revoked credentials (and revoked agent keys, deleted agents) announced to every
 //!   replica;
 //! - [`ended`]: sessions that left `running`, announced to every replica;
-//! - [`tunnels`]: viewer streams opened through the agent's replica.
+//! - [`unshared`]: revoked share links, announced to every replica;
+//! - [`tunnels`]: viewer streams opened through the agent's replica;
+//! - [`viewers`]: the viewers other replicas carry, listed and disconnected by asking them.
 
 mod ended;
 mod finished;
@@ -23,12 +25,14 @@ mod revoked;
 mod routing;
 mod target;
 mod tunnels;
+mod unshared;
+mod viewers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use streamspace_proto::api::Command;
+use streamspace_proto::api::{Command, Viewer};
 use streamspace_proto::wire::{TransferOpen, TunnelOpen};
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +81,17 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    /// What calling another replica needs.
+    fn caller(&self) -> tunnels::Caller<'_> {
+        tunnels::Caller {
+            http: &self.http,
+            replica_proofs: &self.replica_proofs,
+            open_timeout: self.open_timeout,
+        }
+    }
+}
+
 #[async_trait]
 impl Cluster for RedisCluster {
     fn hub(&self) -> Arc<dyn Hub> {
@@ -107,6 +122,23 @@ impl Cluster for RedisCluster {
         ended::publish(&self.link, session_id, reason).await;
     }
 
+    async fn announce_share_revoked(&self, share_id: uuid::Uuid, reason: &str) {
+        unshared::publish(&self.link, share_id, reason).await;
+    }
+
+    async fn viewers_elsewhere(&self, session_id: uuid::Uuid) -> Vec<Viewer> {
+        viewers::list_elsewhere(&self.link, &self.caller(), session_id).await
+    }
+
+    async fn close_viewer_elsewhere(
+        &self,
+        session_id: uuid::Uuid,
+        viewer_id: uuid::Uuid,
+        reason: &str,
+    ) -> bool {
+        viewers::close_elsewhere(&self.link, &self.caller(), session_id, viewer_id, reason).await
+    }
+
     async fn replicas(
         &self,
         agents_here: usize,
@@ -123,20 +155,12 @@ impl Cluster for RedisCluster {
     }
 
     async fn open_tunnel(&self, agent_id: &str, open: TunnelOpen) -> Result<(), String> {
-        let caller = tunnels::Caller {
-            http: &self.http,
-            replica_proofs: &self.replica_proofs,
-            open_timeout: self.open_timeout,
-        };
+        let caller = self.caller();
         tunnels::open_elsewhere(&self.link, &caller, agent_id, open).await
     }
 
     async fn open_transfer(&self, agent_id: &str, open: TransferOpen) -> Result<(), String> {
-        let caller = tunnels::Caller {
-            http: &self.http,
-            replica_proofs: &self.replica_proofs,
-            open_timeout: self.open_timeout,
-        };
+        let caller = self.caller();
         tunnels::open_transfer_elsewhere(&self.link, &caller, agent_id, open).await
     }
 
