@@ -507,10 +507,18 @@ fn xvnc_on_display(display: u32) -> Vec<i32> {
         .collect()
 }
 
-/// A display from `first` up that no X server holds.
+/// A display from `first` up that no living X server holds: none, or a stale lock of a server
+/// that was killed (the Xvnc started on it removes that, as X servers do).
 fn free_display(first: u32) -> anyhow::Result<u32> {
+    let stale_or_none = |n: u32| match std::fs::read_to_string(&lock_files(n)[0]) {
+        Ok(text) => text
+            .trim()
+            .parse::<i32>()
+            .is_ok_and(|pid| proc_state(pid).is_none()),
+        Err(_) => !lock_files(n)[1].exists(),
+    };
     (first..first + 200)
-        .find(|n| lock_files(*n).iter().all(|p| !p.exists()))
+        .find(|n| stale_or_none(*n))
         .context("no free X display")
 }
 

@@ -150,7 +150,7 @@ impl ProcessRuntime {
         let mut inner = self.inner();
         let first = self.config.first_display;
         let display = (first..first.saturating_add(1000))
-            .find(|n| !inner.displays.contains(n) && !xdisplay::display_taken(*n))
+            .find(|n| !inner.displays.contains(n) && xdisplay::free_for_use(*n))
             .ok_or_else(|| {
                 RuntimeError::StartFailed(format!("no free X display from :{first} upwards"))
             })?;

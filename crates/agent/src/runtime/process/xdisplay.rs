@@ -51,9 +51,52 @@ pub fn xauthority(display: u32, cookie: &[u8; 16]) -> Vec<u8> {
     file
 }
 
-/// Whether some X server (alive or crashed) holds display `n`.
+/// Whether a living X server holds display `n`, or may be about to. A lock naming a process
+/// that no longer exists is stale: the X server started on that display removes it, as every X
+/// server does, so it does not make the display taken (a machine where sessions were killed
+/// would otherwise run out of displays).
 pub fn display_taken(n: u32) -> bool {
-    lock_file(n).exists() || socket_file(n).exists()
+    let lock = std::fs::read_to_string(lock_file(n)).map_err(|e| e.kind());
+    taken(lock, socket_file(n).exists(), |pid| {
+        procfs::stat(pid).is_some_and(|s| !s.is_dead())
+    })
+}
+
+/// Whether display `n` can be used now: no living X server holds it, and a stale lock and
+/// socket left there (by a server that was killed) are removed first — the new server may run
+/// as a user who could not remove another user's files from `/tmp` itself.
+pub fn free_for_use(n: u32) -> bool {
+    if display_taken(n) {
+        return false;
+    }
+    if lock_file(n).exists() || socket_file(n).exists() {
+        let owner = std::fs::read_to_string(lock_file(n))
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+            .unwrap_or(0);
+        remove_lock_files(n, owner);
+    }
+    !lock_file(n).exists() && !socket_file(n).exists()
+}
+
+/// The decision of [`display_taken`]: `lock` is the lock file's text (or why it could not be
+/// read), `socket` whether the display's socket exists, `alive` whether a pid is a living
+/// process.
+fn taken(
+    lock: Result<String, std::io::ErrorKind>,
+    socket: bool,
+    alive: impl Fn(i32) -> bool,
+) -> bool {
+    match lock {
+        // No lock: a socket alone may be a server between its socket and its lock; keep off.
+        Err(std::io::ErrorKind::NotFound) => socket,
+        Err(_) => true,
+        Ok(text) => match text.trim().parse::<i32>() {
+            Ok(pid) if pid > 0 => alive(pid),
+            // Empty or half-written: a server is writing its lock right now.
+            _ => true,
+        },
+    }
 }
 
 /// Removes the lock file and socket of `display` if they belong to the X server `pid` or to no
@@ -121,6 +164,32 @@ mod tests {
         expected.extend_from_slice(&[0, 16]);
         expected.extend_from_slice(&[7; 16]);
         assert_eq!(file, expected);
+    }
+
+    #[test]
+    fn a_lock_of_a_process_that_is_gone_leaves_the_display_free() {
+        use std::io::ErrorKind::{NotFound, PermissionDenied};
+        let alive = |pid: i32| pid == 4242;
+        // X servers write their pid right-aligned in eleven characters.
+        assert!(
+            taken(Ok("      4242\n".into()), true, alive),
+            "a living server"
+        );
+        assert!(
+            !taken(Ok("      4243\n".into()), true, alive),
+            "a stale lock"
+        );
+        assert!(
+            taken(Ok(String::new()), false, alive),
+            "a lock being written"
+        );
+        assert!(taken(Ok("junk".into()), false, alive));
+        assert!(taken(Err(PermissionDenied), false, alive));
+        assert!(!taken(Err(NotFound), false, alive), "nothing there");
+        assert!(
+            taken(Err(NotFound), true, alive),
+            "a socket without a lock yet"
+        );
     }
 
     #[test]
