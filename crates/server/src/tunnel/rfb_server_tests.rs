@@ -181,8 +181,11 @@ const CAPS: u32 = CLIPBOARD_CAPS | (1 << 25) | (1 << 26) | CLIPBOARD_NOTIFY | CL
 enum Is {
     /// Drawing and everything else the clipboard policy does not touch.
     Other,
-    /// The session's clipboard (text or its announcement), of this size.
+    /// The session's clipboard text, of this size.
     Clipboard(u32),
+    /// An announcement that the session's clipboard changed (extended clipboard "notify"): it
+    /// carries no text, so only the direction rule applies to it, never the size limit.
+    Announcement,
 }
 
 /// Every message the filter follows, after `hello()`.
@@ -217,7 +220,7 @@ fn every_message() -> Vec<(Vec<u8>, Is)> {
             extended_cut_text(PROVIDE_TEXT, &bytes(40)),
             Is::Clipboard(44),
         ),
-        (extended_cut_text(NOTIFY_TEXT, &[]), Is::Clipboard(4)),
+        (extended_cut_text(NOTIFY_TEXT, &[]), Is::Announcement),
         (extended_cut_text(CAPS, &bytes(4)), Is::Other),
         (vec![150], Is::Other),
         (fence, Is::Other),
@@ -633,6 +636,7 @@ proptest! {
         let passes = |is: Is| match is {
             Is::Other => true,
             Is::Clipboard(n) => from_session && max.is_none_or(|max| n <= max),
+            Is::Announcement => from_session,
         };
         let mut s = hello();
         let mut want = hello();
