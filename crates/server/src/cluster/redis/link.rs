@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::routing::{self, Wake};
 use super::target::{Target, explain};
-use super::{ended, finished, revoked, unshared};
+use super::{closing, finished, revoked};
 use crate::cluster::{Events, ReplicaInfo};
 use crate::hub::LocalHub;
 
@@ -175,8 +175,8 @@ impl RedisLink {
                 channel,
                 finished::CHANNEL,
                 revoked::CHANNEL,
-                ended::CHANNEL,
-                unshared::CHANNEL,
+                closing::ENDED.channel,
+                closing::UNSHARED.channel,
             ]))
             .await?;
             // A failover can leave a demoted master answering: refuse it.
@@ -243,14 +243,14 @@ impl RedisLink {
             let _ = self.events.revoked.send(heard.user).await;
             return;
         }
-        if msg.get_channel_name() == ended::CHANNEL {
-            if let Some(ended) = ended::parse(&payload) {
+        if msg.get_channel_name() == closing::ENDED.channel {
+            if let Some(ended) = closing::ENDED.parse(&payload) {
                 let _ = self.events.ended.send(ended).await;
             }
             return;
         }
-        if msg.get_channel_name() == unshared::CHANNEL {
-            if let Some(unshared) = unshared::parse(&payload) {
+        if msg.get_channel_name() == closing::UNSHARED.channel {
+            if let Some(unshared) = closing::UNSHARED.parse(&payload) {
                 let _ = self.events.unshared.send(unshared).await;
             }
             return;

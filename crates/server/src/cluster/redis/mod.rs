@@ -16,7 +16,7 @@
 //! - [`tunnels`]: viewer streams opened through the agent's replica;
 //! - [`viewers`]: the viewers other replicas carry, listed and disconnected by asking them.
 
-mod ended;
+mod closing;
 mod finished;
 mod hub;
 mod link;
@@ -25,7 +25,6 @@ mod revoked;
 mod routing;
 mod target;
 mod tunnels;
-mod unshared;
 mod viewers;
 
 use std::sync::Arc;
@@ -119,11 +118,13 @@ impl Cluster for RedisCluster {
     }
 
     async fn announce_session_ended(&self, session_id: uuid::Uuid, reason: &str) {
-        ended::publish(&self.link, session_id, reason).await;
+        closing::ENDED.publish(&self.link, session_id, reason).await;
     }
 
     async fn announce_share_revoked(&self, share_id: uuid::Uuid, reason: &str) {
-        unshared::publish(&self.link, share_id, reason).await;
+        closing::UNSHARED
+            .publish(&self.link, share_id, reason)
+            .await;
     }
 
     async fn viewers_elsewhere(&self, session_id: uuid::Uuid) -> Vec<Viewer> {
