@@ -11,6 +11,7 @@
 //! upload leaves nothing behind (each folder guarantees that for its own storage).
 
 pub mod folder;
+pub mod remote;
 
 use std::path::PathBuf;
 use std::pin::Pin;

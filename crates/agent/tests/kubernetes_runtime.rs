@@ -18,9 +18,11 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use kube_api::FakeApi;
 use serde_json::{Value, json};
 use streamspace_agent::Chain;
+use streamspace_agent::runtime::kubernetes::TransferSidecar;
 use streamspace_agent::runtime::{
     KubernetesRuntime, KubernetesRuntimeConfig, Runtime, RuntimeError,
 };
+use streamspace_agent::transfer::{LocalFolder, remote};
 use streamspace_proto::SessionState;
 use streamspace_proto::api::{HomePolicy, Template, TemplatePorts, TemplateResources};
 use uuid::Uuid;
@@ -909,5 +911,206 @@ async fn the_fake_api_treats_claims_like_the_api_server() -> Result<()> {
         .await
         .map_err(code);
     assert_eq!(gone.err().map(|(c, _)| c), Some(404));
+    Ok(())
+}
+
+/// The transfer sidecar's settings the file-transfer tests use, listening on `port`.
+fn with_sidecar(api: &FakeApi, port: u16) -> Result<KubernetesRuntime> {
+    let mut config = KubernetesRuntimeConfig::new(NS, "agent-1");
+    config.poll_interval = Duration::from_millis(10);
+    config.ready_timeout = Duration::from_secs(5);
+    config.transfer = Some(TransferSidecar {
+        image: "registry.example/streamspace:1".into(),
+        port,
+        uid: 1000,
+    });
+    KubernetesRuntime::new(api.client(NS), config).map_err(anyhow::Error::msg)
+}
+
+/// The token in the session's Secret, decoded as a client of the API server would.
+fn token_in_secret(api: &FakeApi, name: &str) -> Result<String> {
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(api.object("secrets", name).context("no transfer secret")?)?;
+    streamspace_agent::runtime::kubernetes::objects::token_of(&secret).context("no token")
+}
+
+/// File transfer on Kubernetes: the session's pod runs the transfer sidecar beside the
+/// desktop, sharing the transfer folder, and the agent reaches it on the pod's address with
+/// the session's token from its Secret. The fake API server runs no containers, so the test
+/// plays the kubelet: it runs the sidecar's own code on 127.0.0.1 with the token the Secret
+/// holds (as the sidecar's environment would), over a directory standing for the shared
+/// volume, and reports the pod's address as 127.0.0.1.
+#[tokio::test]
+async fn files_reach_a_session_through_its_transfer_sidecar() -> Result<()> {
+    let api = FakeApi::new();
+    api.set_pod_status(json!({"phase": "Running", "podIP": "127.0.0.1",
+        "conditions": [{"type": "Ready", "status": "True"}]}));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let rt = with_sidecar(&api, port)?;
+    let id = Uuid::now_v7();
+    let name = format!("ss-{id}");
+    rt.start(id, &template(HomePolicy::None)).await?;
+
+    // The pod: the desktop and the sidecar share an emptyDir as the desktop's ~/Transfers;
+    // the sidecar runs as the desktop's user, reads its token from the Secret, and listens
+    // on its own port, which is not on the Service.
+    let deployment = api.object("deployments", &name).context("no deployment")?;
+    let pod = &deployment["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_array().context("no containers")?;
+    assert_eq!(containers.len(), 2, "{containers:#?}");
+    assert_eq!(
+        containers[0]["volumeMounts"],
+        json!([{"name": "transfers", "mountPath": "/home/Transfers"}])
+    );
+    let sidecar = &containers[1];
+    assert_eq!(sidecar["name"], "transfer");
+    assert_eq!(sidecar["image"], "registry.example/streamspace:1");
+    assert_eq!(
+        sidecar["args"],
+        json!([
+            "transfer-sidecar",
+            "--listen",
+            format!("0.0.0.0:{port}"),
+            "--home",
+            "/streamspace/home"
+        ])
+    );
+    assert_eq!(
+        sidecar["env"],
+        json!([{"name": "STREAMSPACE_TRANSFER_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": name, "key": "token"}}}])
+    );
+    assert_eq!(
+        sidecar["volumeMounts"],
+        json!([{"name": "transfers", "mountPath": "/streamspace/home/Transfers"}])
+    );
+    assert_eq!(sidecar["securityContext"]["runAsUser"], 1000);
+    assert_eq!(sidecar["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        sidecar["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "transfers", "emptyDir": {}}])
+    );
+    let service = api.object("services", &name).context("no service")?;
+    assert_eq!(
+        service["spec"]["ports"].as_array().map(Vec::len),
+        Some(1),
+        "the sidecar's port stays off the Service"
+    );
+    let secret = api.object("secrets", &name).context("no secret")?;
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["uid"],
+        deployment["metadata"]["uid"]
+    );
+    let token = token_in_secret(&api, &name)?;
+    assert_eq!(token.len(), 64);
+
+    // The kubelet's part: the sidecar over the shared volume.
+    let volume = tempfile::tempdir()?;
+    std::fs::create_dir(volume.path().join("Transfers"))?;
+    let folder = LocalFolder {
+        home: volume.path().to_path_buf(),
+        owner: None,
+    };
+    let served = tokio::spawn(remote::serve(listener, folder, token));
+
+    let files = rt.transfer_folder(id).await?;
+    let mut upload = files.upload("notes/today.txt", Uuid::now_v7()).await?;
+    upload.write(b"written from the browser").await?;
+    upload.commit().await?;
+    assert_eq!(
+        std::fs::read(volume.path().join("Transfers/notes/today.txt"))?,
+        b"written from the browser"
+    );
+    std::fs::write(
+        volume.path().join("Transfers/report.txt"),
+        b"made in the session",
+    )?;
+    let listing = files.list().await?;
+    let names: Vec<&str> = listing.entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["notes", "report.txt"]);
+    let download = files.download("report.txt").await?;
+    assert_eq!(download.size, 19);
+    let mut body = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut { download.body }, &mut body).await?;
+    assert_eq!(body, b"made in the session");
+    let Err(failure) = files.download("../../etc/passwd").await else {
+        anyhow::bail!("a path out of the folder was served");
+    };
+    assert_eq!(failure.code, "invalid_path");
+
+    // A retried start keeps the token the running sidecar holds.
+    rt.start(id, &template(HomePolicy::None)).await?;
+    assert!(rt.transfer_folder(id).await?.list().await.is_ok());
+
+    // Hibernated, the session has no pod to carry files.
+    rt.hibernate(id).await?;
+    let err = rt.transfer_folder(id).await.map(drop);
+    assert!(
+        matches!(&err, Err(RuntimeError::SessionFailed { message, .. }) if message.contains("hibernated")),
+        "{err:?}"
+    );
+    rt.wake(id).await?;
+
+    // Stopping the session removes its Secret with the rest.
+    rt.stop(id).await?;
+    api.collect_garbage();
+    assert!(api.object("secrets", &name).is_none());
+    assert!(matches!(
+        rt.transfer_folder(id).await.map(drop),
+        Err(RuntimeError::UnknownSession(u)) if u == id
+    ));
+    served.abort();
+    Ok(())
+}
+
+/// With a home volume the sidecar mounts the home itself, so ~/Transfers is in the home; and
+/// an agent without the sidecar, or a session started before it had one, says transfers are
+/// not supported rather than failing some other way.
+#[tokio::test]
+async fn the_sidecar_shares_the_home_and_sessions_without_it_refuse_transfers() -> Result<()> {
+    let api = FakeApi::new();
+    api.make_pods_ready();
+    let plain = runtime(&api)?;
+    let old = Uuid::now_v7();
+    plain.start(old, &template(HomePolicy::Delete)).await?;
+    let err = plain.transfer_folder(old).await.map(drop);
+    assert!(
+        matches!(&err, Err(RuntimeError::TransferUnsupported(m)) if m.contains("--transfer-sidecar-image")),
+        "{err:?}"
+    );
+
+    let rt = with_sidecar(&api, 5990)?;
+    let err = rt.transfer_folder(old).await.map(drop);
+    assert!(
+        matches!(&err, Err(RuntimeError::TransferUnsupported(m)) if m.contains("start it again")),
+        "{err:?}"
+    );
+
+    let id = Uuid::now_v7();
+    rt.start(id, &template(HomePolicy::Delete)).await?;
+    let deployment = api
+        .object("deployments", &format!("ss-{id}"))
+        .context("no deployment")?;
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"],
+        json!([{"name": "home", "mountPath": "/home"}])
+    );
+    assert_eq!(
+        pod["containers"][1]["volumeMounts"],
+        json!([{"name": "home", "mountPath": "/streamspace/home"}])
+    );
+    assert_eq!(pod["volumes"].as_array().map(Vec::len), Some(1));
+    // Ready, but no address reported for the pod yet.
+    let err = rt.transfer_folder(id).await.map(drop);
+    assert!(
+        matches!(&err, Err(RuntimeError::SessionFailed { message, .. }) if message.contains("no address")),
+        "{err:?}"
+    );
     Ok(())
 }

@@ -140,13 +140,31 @@ pub enum Command {
     /// Print the REST API's OpenAPI document (the one a server serves at
     /// /api/v1/openapi.json), with no server needed.
     Openapi,
+    /// Serve a session's transfer folder to its agent: the sidecar the `kubernetes` runtime
+    /// puts in every session pod (not for use by hand). The token comes from
+    /// STREAMSPACE_TRANSFER_TOKEN only, never from a flag.
+    #[command(hide = true)]
+    TransferSidecar(TransferSidecarArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TransferSidecarArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:5990")]
+    pub listen: std::net::SocketAddr,
+    /// The directory holding the transfer folder (`Transfers/` in it).
+    #[arg(long)]
+    pub home: PathBuf,
 }
 
 impl Command {
     /// Long-running roles log at info; one-shot client commands only say what went wrong.
     pub fn default_log_level(&self) -> &'static str {
         match self {
-            Command::Up(_) | Command::Server(_) | Command::Migrate(_) => "info",
+            Command::Up(_)
+            | Command::Server(_)
+            | Command::Migrate(_)
+            | Command::TransferSidecar(_) => "info",
             Command::Agent(a) if a.action.is_none() => "info",
             _ => "warn",
         }
@@ -591,6 +609,18 @@ pub struct AgentRunArgs {
     /// --storage-class].
     #[arg(long, env = "STREAMSPACE_USER_HOME_STORAGE_CLASS")]
     pub user_home_storage_class: Option<String>,
+    /// Image of the file-transfer sidecar in every session pod (`--runtime kubernetes`),
+    /// normally the agent's own image; without it, sessions on Kubernetes carry no files.
+    #[arg(long, env = "STREAMSPACE_TRANSFER_SIDECAR_IMAGE")]
+    pub transfer_sidecar_image: Option<String>,
+    /// Port of the transfer sidecar on the session pod's address (`--runtime kubernetes`).
+    #[arg(long, env = "STREAMSPACE_TRANSFER_SIDECAR_PORT", default_value_t = streamspace_agent::runtime::kubernetes::DEFAULT_TRANSFER_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    pub transfer_sidecar_port: u16,
+    /// User (and group) id the transfer sidecar runs as (`--runtime kubernetes`): the one the
+    /// session images run as, so that the transfer folder and uploads belong to the desktop's
+    /// user.
+    #[arg(long, env = "STREAMSPACE_TRANSFER_SIDECAR_UID", default_value_t = streamspace_agent::runtime::kubernetes::DEFAULT_TRANSFER_UID, value_parser = clap::value_parser!(i64).range(1..=i64::from(u32::MAX)))]
+    pub transfer_sidecar_uid: i64,
     /// The cluster's DNS domain, for session VNC addresses (`--runtime kubernetes`).
     #[arg(
         long,

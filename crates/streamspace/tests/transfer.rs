@@ -420,3 +420,73 @@ async fn files_travel_when_the_request_is_on_another_replica() -> anyhow::Result
     assert_eq!(code(download(&api2, session, "nope").await), "not_found");
     Ok(())
 }
+
+/// The Kubernetes runtime's transfer sidecar as the pod runs it: `streamspace
+/// transfer-sidecar`, its token from the environment only, serving `--home`'s `Transfers/` to
+/// the agent's client and to no one without the token; and refusing to start without one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_transfer_sidecar_process_serves_its_folder_to_the_token_only() -> anyhow::Result<()> {
+    use streamspace_agent::transfer::TransferFolder;
+    use streamspace_agent::transfer::remote::RemoteFolder;
+
+    let mut h = common::harness()?;
+    let home = h.path("volume");
+    std::fs::create_dir_all(&home)?;
+    let home_arg = home.display().to_string();
+    let args = [
+        "transfer-sidecar",
+        "--listen",
+        "127.0.0.1:0",
+        "--home",
+        &home_arg,
+    ];
+
+    let mut tokenless = h.spawn("sidecar-no-token", &args, &[])?;
+    let status = tokenless.wait_for_exit().await?;
+    assert!(!status.success());
+    assert!(
+        tokenless
+            .logs()
+            .contains("STREAMSPACE_TRANSFER_TOKEN is not set"),
+        "{}",
+        tokenless.logs()
+    );
+
+    let sidecar = h.spawn(
+        "sidecar",
+        &args,
+        &[("STREAMSPACE_TRANSFER_TOKEN", "a-session-token")],
+    )?;
+    let line = sidecar
+        .wait_for_stderr("serving the session's transfer folder")
+        .await?;
+    // The log line may be coloured: take the address itself.
+    let at = line
+        .find("127.0.0.1:")
+        .with_context(|| format!("no address in {line:?}"))?;
+    let address: String = line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+
+    let folder = RemoteFolder::new(&address, "a-session-token");
+    let mut upload = folder.upload("in.txt", Uuid::now_v7()).await?;
+    upload.write(b"through the sidecar").await?;
+    upload.commit().await?;
+    assert_eq!(
+        std::fs::read(home.join("Transfers/in.txt"))?,
+        b"through the sidecar"
+    );
+    let listing = folder.list().await?;
+    assert_eq!(listing.entries.len(), 1, "{listing:?}");
+
+    let stranger = RemoteFolder::new(&address, "a-guess");
+    assert!(stranger.list().await.is_err());
+    assert!(stranger.download("in.txt").await.is_err());
+    assert!(
+        sidecar.logs().contains("refused the agent's token"),
+        "{}",
+        sidecar.logs()
+    );
+    Ok(())
+}

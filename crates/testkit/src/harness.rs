@@ -72,6 +72,16 @@ impl Proc {
         .await
     }
 
+    /// Waits for the process to exit on its own (at most [`START_TIMEOUT`]) and returns how.
+    pub async fn wait_for_exit(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let name = self.name.clone();
+        wait_until(&format!("{name} to exit"), START_TIMEOUT, || {
+            let status = self.child.try_wait().ok().flatten();
+            async move { status }
+        })
+        .await
+    }
+
     /// The URL a `streamspace server` process prints once it listens (`http://…`, or
     /// `https://…` when it serves TLS).
     pub async fn server_url(&self) -> anyhow::Result<String> {

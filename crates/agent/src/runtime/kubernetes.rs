@@ -14,6 +14,10 @@
 //!   by nothing and made before the first Deployment that mounts it; those Deployments carry
 //!   the user's id in a label, which is how a second session on a ReadWriteOnce home and the
 //!   deletion of a home in use are refused.
+//! - File transfer (with [`KubernetesRuntimeConfig::transfer`]): a sidecar container in the
+//!   pod serves the session's transfer folder to the agent on the pod's address
+//!   ([`crate::transfer::remote`]), with a per-session token kept in a Secret owned by the
+//!   Deployment.
 //! - Kubernetes is the only state: no local files. Recovery lists the Deployments labelled for
 //!   this agent.
 //!
@@ -30,7 +34,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{InferConfigError, KubeconfigError};
 use kube::{Api, Client};
@@ -77,7 +81,27 @@ pub struct KubernetesRuntimeConfig {
     /// Read-only root and home volume group of session pods (the process limit is the
     /// kubelet's).
     pub confinement: Confinement,
+    /// The file-transfer sidecar in every session pod (`None`: sessions carry no files).
+    pub transfer: Option<TransferSidecar>,
 }
+
+/// The file-transfer sidecar of session pods (see [`crate::transfer::remote`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferSidecar {
+    /// The image that runs `streamspace transfer-sidecar`: the agent's own.
+    pub image: String,
+    /// The port it listens on, on the pod's address.
+    pub port: u16,
+    /// The user and group it runs as: the user the session images run as, so that the
+    /// transfer folder and what is uploaded into it belong to the desktop's user.
+    pub uid: i64,
+}
+
+/// The transfer sidecar's port unless the operator picks another.
+pub const DEFAULT_TRANSFER_PORT: u16 = 5990;
+/// The user the sidecar runs as unless the operator picks another (that of most desktop
+/// images).
+pub const DEFAULT_TRANSFER_UID: i64 = 1000;
 
 impl KubernetesRuntimeConfig {
     pub fn new(namespace: impl Into<String>, agent_id: impl Into<String>) -> Self {
@@ -94,6 +118,7 @@ impl KubernetesRuntimeConfig {
             ready_timeout: Duration::from_secs(180),
             poll_interval: Duration::from_secs(1),
             confinement: Confinement::default(),
+            transfer: None,
         }
     }
 }
@@ -154,6 +179,7 @@ pub struct KubernetesRuntime {
     services: Api<Service>,
     claims: Api<PersistentVolumeClaim>,
     pods: Api<Pod>,
+    secrets: Api<Secret>,
 }
 
 impl std::fmt::Debug for KubernetesRuntime {
@@ -336,6 +362,7 @@ impl KubernetesRuntime {
             deployments: Api::namespaced(client.clone(), ns),
             services: Api::namespaced(client.clone(), ns),
             claims: Api::namespaced(client.clone(), ns),
+            secrets: Api::namespaced(client.clone(), ns),
             pods: Api::namespaced(client, ns),
             config,
         })
@@ -444,6 +471,13 @@ impl KubernetesRuntime {
         // after a crash between the two completes the set.
         let service = objects::service(session_id, template, &self.config, owner.clone());
         self.ensure(&self.services, &service, "service").await?;
+        if self.config.transfer.is_some() {
+            // A token of its own per session; a retried start keeps the first one.
+            let token = new_token();
+            let secret = objects::transfer_secret(session_id, &self.config, owner.clone(), &token);
+            self.ensure(&self.secrets, &secret, "transfer secret")
+                .await?;
+        }
         if let Some(claim) = objects::home_claim(session_id, template, &self.config, owner) {
             self.ensure(&self.claims, &claim, "home volume claim")
                 .await?;
@@ -682,4 +716,78 @@ impl Runtime for KubernetesRuntime {
         }
         Ok(sessions)
     }
+
+    async fn transfer_folder(
+        &self,
+        session_id: Uuid,
+    ) -> Result<Box<dyn crate::transfer::TransferFolder>, RuntimeError> {
+        let Some(sidecar) = &self.config.transfer else {
+            return Err(RuntimeError::TransferUnsupported(
+                "this agent runs Kubernetes sessions without the transfer sidecar \
+                 (--transfer-sidecar-image)"
+                    .to_owned(),
+            ));
+        };
+        let root = self
+            .root(session_id)
+            .await?
+            .ok_or(RuntimeError::UnknownSession(session_id))?;
+        if !objects::has_transfer_sidecar(&root) {
+            return Err(RuntimeError::TransferUnsupported(
+                "the session was started before its agent ran sessions with the transfer \
+                 sidecar; start it again to carry files"
+                    .to_owned(),
+            ));
+        }
+        let pods = self.session_pods(session_id).await?;
+        let not_running = |message: &str| RuntimeError::SessionFailed {
+            session_id,
+            message: message.to_owned(),
+        };
+        // The pod's own address: the sidecar's port is not on the Service, and the agent's
+        // pods are the only ones the sessions' network policy lets in.
+        let pod_ip = match observe::observe(&root, &pods) {
+            Observed::Ready => pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none() && observe::pod_ready(p))
+                .find_map(|p| p.status.as_ref()?.pod_ip.clone())
+                .ok_or_else(|| not_running("the session's pod has no address yet"))?,
+            Observed::Hibernated => return Err(not_running("the session is hibernated")),
+            Observed::NotReady => return Err(not_running("the session's pod is not Ready")),
+            Observed::Failed(why) => return Err(not_running(&why)),
+        };
+        let secret = self
+            .secrets
+            .get_opt(&session_name(session_id))
+            .await
+            .map_err(|e| api_error("reading the session's transfer secret", e))?
+            .filter(|s| objects::session_id_of(&s.metadata) == Some(session_id))
+            .ok_or_else(|| {
+                RuntimeError::Platform(format!(
+                    "the session's transfer secret {} is missing",
+                    session_name(session_id)
+                ))
+            })?;
+        let token = objects::token_of(&secret).ok_or_else(|| {
+            RuntimeError::Platform(format!(
+                "the session's transfer secret {} holds no token",
+                session_name(session_id)
+            ))
+        })?;
+        let ip: std::net::IpAddr = pod_ip.parse().map_err(|_| {
+            RuntimeError::Platform(format!(
+                "the session's pod has an unusable address {pod_ip:?}"
+            ))
+        })?;
+        let address = std::net::SocketAddr::new(ip, sidecar.port).to_string();
+        Ok(Box::new(crate::transfer::remote::RemoteFolder::new(
+            address, token,
+        )))
+    }
+}
+
+/// A fresh transfer token: 32 random bytes, hex.
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -244,8 +244,32 @@ fn validate(resource: &str, obj: &Value) -> Vec<String> {
         if containers.is_empty() {
             problems.push("spec.template.spec.containers: Required value".to_owned());
         }
+        let volumes: BTreeSet<&str> = spec["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        let mut names = BTreeSet::new();
         for (i, c) in containers.iter().enumerate() {
             let at = format!("spec.template.spec.containers[{i}]");
+            let name = c["name"].as_str().unwrap_or("");
+            if !names.insert(name) {
+                problems.push(format!("{at}.name: Duplicate value: {name:?}"));
+            }
+            for (j, m) in c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let volume = m["name"].as_str().unwrap_or("");
+                if !volumes.contains(volume) {
+                    problems.push(format!(
+                        "{at}.volumeMounts[{j}].name: Not found: {volume:?}"
+                    ));
+                }
+            }
             let image = c["image"].as_str().unwrap_or("");
             if image.is_empty() {
                 problems.push(format!("{at}.image: Required value"));

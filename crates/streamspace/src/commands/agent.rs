@@ -96,6 +96,13 @@ fn agent_config(args: AgentRunArgs, env: Lookup) -> anyhow::Result<AgentConfig> 
     config.kubernetes.user_home_size = args.user_home_size;
     config.kubernetes.user_home_storage_class = args.user_home_storage_class;
     config.kubernetes.cluster_domain = Some(args.cluster_domain);
+    config.kubernetes.transfer = args.transfer_sidecar_image.map(|image| {
+        streamspace_agent::runtime::kubernetes::TransferSidecar {
+            image,
+            port: args.transfer_sidecar_port,
+            uid: args.transfer_sidecar_uid,
+        }
+    });
     config.max_sessions = args.max_sessions;
     config.labels = args.labels.into_iter().collect();
     config.max_concurrent_commands = usize::try_from(args.max_concurrent_commands)

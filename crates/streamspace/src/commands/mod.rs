@@ -42,6 +42,38 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", streamspace_server::openapi::document_json());
             Ok(())
         }
+        Command::TransferSidecar(args) => transfer_sidecar(args).await,
+    }
+}
+
+/// Serves the transfer folder under `args.home` until asked to stop.
+async fn transfer_sidecar(args: crate::cli::TransferSidecarArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let token = std::env::var(streamspace_agent::runtime::kubernetes::objects::TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .with_context(|| {
+            format!(
+                "{} is not set: the sidecar serves no one without a token",
+                streamspace_agent::runtime::kubernetes::objects::TOKEN_ENV
+            )
+        })?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener
+        .local_addr()
+        .context("the listener has no address")?;
+    tracing::info!(listen = %address, home = %args.home.display(), "serving the session's transfer folder");
+    let folder = streamspace_agent::transfer::LocalFolder {
+        home: args.home,
+        owner: None,
+    };
+    tokio::select! {
+        served = streamspace_agent::transfer::remote::serve(listener, folder, token) => {
+            served.context("the transfer sidecar's listener failed")
+        }
+        () = stop_signal() => Ok(()),
     }
 }
 

@@ -7,12 +7,14 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service,
-    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -20,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use streamspace_proto::api::{HomePolicy, Template};
 use uuid::Uuid;
 
-use super::KubernetesRuntimeConfig;
+use super::{KubernetesRuntimeConfig, TransferSidecar};
 use crate::runtime::RuntimeError;
 use crate::runtime::confinement::SCRATCH_DIRS;
 
@@ -37,6 +39,18 @@ pub const CONTAINER: &str = "session";
 /// The named port of the session's VNC server (container and Service).
 pub const VNC_PORT_NAME: &str = "vnc";
 const HOME_VOLUME: &str = "home";
+/// The transfer sidecar's container, and its named port (container only: the agent dials the
+/// pod's address, not the Service).
+pub const TRANSFER_CONTAINER: &str = "transfer";
+pub const TRANSFER_PORT_NAME: &str = "transfer";
+/// Where the sidecar sees the session's home (or, without a home volume, only its transfer
+/// folder, an `emptyDir` shared with the session's container).
+pub const SIDECAR_HOME: &str = "/streamspace/home";
+/// The key of the transfer token in the session's Secret.
+pub const TOKEN_KEY: &str = "token";
+/// The environment variable the sidecar reads its token from.
+pub const TOKEN_ENV: &str = "STREAMSPACE_TRANSFER_TOKEN";
+const TRANSFER_VOLUME: &str = "transfers";
 /// Prefix of the `emptyDir` volumes of a read-only session's scratch directories.
 const SCRATCH_VOLUME: &str = "scratch";
 
@@ -223,6 +237,28 @@ pub fn deployment(
             });
         }
     }
+    // Without a home volume, the transfer folder is a volume of its own that the sidecar
+    // shares; with one, the sidecar mounts the home.
+    if config.transfer.is_some() && !has_home {
+        mounts.push(VolumeMount {
+            name: TRANSFER_VOLUME.to_owned(),
+            mount_path: format!(
+                "{}/{}",
+                config.home_mount_path.trim_end_matches('/'),
+                streamspace_proto::transfer::TRANSFER_FOLDER
+            ),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: TRANSFER_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        });
+    }
+    let sidecar = config
+        .transfer
+        .as_ref()
+        .map(|t| transfer_sidecar(session_id, t, has_home));
     let container = Container {
         name: CONTAINER.to_owned(),
         image: Some(image.to_owned()),
@@ -258,7 +294,7 @@ pub fn deployment(
         ..Default::default()
     };
     let pod = PodSpec {
-        containers: vec![container],
+        containers: std::iter::once(container).chain(sidecar).collect(),
         // A desktop has no business talking to the Kubernetes API.
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
@@ -306,6 +342,131 @@ pub fn deployment(
         }),
         status: None,
     })
+}
+
+/// The transfer sidecar of a session's pod: `streamspace transfer-sidecar` serving the
+/// transfer folder on the pod's network to whoever holds the session's token (read from the
+/// session's Secret), as the session images' user, with no capability and a read-only root.
+fn transfer_sidecar(session_id: Uuid, sidecar: &TransferSidecar, has_home: bool) -> Container {
+    let mount = if has_home {
+        VolumeMount {
+            name: HOME_VOLUME.to_owned(),
+            mount_path: SIDECAR_HOME.to_owned(),
+            ..Default::default()
+        }
+    } else {
+        VolumeMount {
+            name: TRANSFER_VOLUME.to_owned(),
+            mount_path: format!(
+                "{SIDECAR_HOME}/{}",
+                streamspace_proto::transfer::TRANSFER_FOLDER
+            ),
+            ..Default::default()
+        }
+    };
+    let quantity = |q: &str| Quantity(q.to_owned());
+    Container {
+        name: TRANSFER_CONTAINER.to_owned(),
+        image: Some(sidecar.image.clone()),
+        args: Some(vec![
+            "transfer-sidecar".to_owned(),
+            "--listen".to_owned(),
+            format!("0.0.0.0:{}", sidecar.port),
+            "--home".to_owned(),
+            SIDECAR_HOME.to_owned(),
+        ]),
+        env: Some(vec![EnvVar {
+            name: TOKEN_ENV.to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: session_name(session_id),
+                    key: TOKEN_KEY.to_owned(),
+                    optional: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ports: Some(vec![ContainerPort {
+            name: Some(TRANSFER_PORT_NAME.to_owned()),
+            container_port: i32::from(sidecar.port),
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String(TRANSFER_PORT_NAME.to_owned()),
+                ..Default::default()
+            }),
+            period_seconds: Some(5),
+            ..Default::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), quantity("10m")),
+                ("memory".to_owned(), quantity("16Mi")),
+            ])),
+            limits: Some(BTreeMap::from([("memory".to_owned(), quantity("128Mi"))])),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            read_only_root_filesystem: Some(true),
+            run_as_user: Some(sidecar.uid),
+            run_as_group: Some(sidecar.uid),
+            run_as_non_root: Some(true),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![mount]),
+        ..Default::default()
+    }
+}
+
+/// The Secret holding the session's transfer token, owned by the Deployment (the sidecar reads
+/// it as an environment variable; the agent reads it back when it carries a transfer).
+pub fn transfer_secret(
+    session_id: Uuid,
+    config: &KubernetesRuntimeConfig,
+    owner: OwnerReference,
+    token: &str,
+) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(session_name(session_id)),
+            namespace: Some(config.namespace.clone()),
+            labels: Some(session_labels(session_id, &config.agent_id)),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            TOKEN_KEY.to_owned(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
+        type_: Some("Opaque".to_owned()),
+        ..Default::default()
+    }
+}
+
+/// Whether the Deployment's pods run the transfer sidecar (not those started before the agent
+/// ran sessions with one).
+pub fn has_transfer_sidecar(deployment: &Deployment) -> bool {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .is_some_and(|p| p.containers.iter().any(|c| c.name == TRANSFER_CONTAINER))
+}
+
+/// The transfer token in a session's Secret, if it holds one.
+pub fn token_of(secret: &Secret) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(TOKEN_KEY)?;
+    String::from_utf8(bytes.0.clone())
+        .ok()
+        .filter(|t| !t.is_empty())
 }
 
 /// Makes `root` (the created Deployment) the controlling owner, so that deleting it deletes

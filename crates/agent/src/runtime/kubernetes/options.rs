@@ -35,6 +35,8 @@ pub struct KubernetesOptions {
     pub user_home_size: Option<String>,
     /// Storage class of users' home claims [default: `storage_class`].
     pub user_home_storage_class: Option<String>,
+    /// The file-transfer sidecar of session pods [default: none, so no file transfer].
+    pub transfer: Option<super::TransferSidecar>,
 }
 
 impl KubernetesOptions {
@@ -55,6 +57,7 @@ impl KubernetesOptions {
         }
         runtime.user_home_size = self.user_home_size.clone();
         runtime.user_home_storage_class = self.user_home_storage_class.clone();
+        runtime.transfer = self.transfer.clone();
         runtime
     }
 
