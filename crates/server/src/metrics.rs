@@ -15,6 +15,10 @@
 //!   delivers those;
 //! - `streamspace_tunnel_streams` and `streamspace_tunnel_pending` (gauges): viewer streams
 //!   spliced on this replica, and tunnels waiting for their agent's data connection;
+//! - `streamspace_tunnel_bytes_total{direction}` (counter): bytes of viewer streams passed on by
+//!   the replica holding the viewer, `to_viewer` (what the session showed, after filtering) and
+//!   `to_session` (what the viewer sent and the filter let through) — its rate is the relay
+//!   throughput;
 //! - `streamspace_command_waits_total{answer}` (counter): waiting command reads (`?wait=`) by
 //!   how they ended — the outcome `announced` (here or by another replica through Redis), found
 //!   by a `read` of the database, or `timeout` with the command unfinished;
@@ -74,6 +78,12 @@ fn handle() -> Option<&'static PrometheusHandle> {
 /// Makes sure the recorder exists before anything is counted.
 pub(crate) fn init() {
     let _ = handle();
+}
+
+/// The counter of bytes relayed in one `direction` of viewer streams (`to_viewer` or
+/// `to_session`); a stream takes its handle once and adds to it per frame.
+pub(crate) fn tunnel_bytes(direction: &'static str) -> metrics::Counter {
+    metrics::counter!("streamspace_tunnel_bytes_total", "direction" => direction)
 }
 
 pub(crate) fn command(status: &'static str) {

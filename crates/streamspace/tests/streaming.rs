@@ -266,14 +266,20 @@ async fn stopping_a_session_closes_its_viewers_and_tokens_are_refused() -> anyho
 
 /// `streamspace_tunnel_streams` from the server's `/metrics`.
 async fn tunnel_gauge(url: &str) -> Option<f64> {
+    metric(url, "streamspace_tunnel_streams").await
+}
+
+/// The sample `series` (a metric's name with its labels, as exposed) from `/metrics`.
+async fn metric(url: &str, series: &str) -> Option<f64> {
     let text = reqwest::get(format!("{url}/metrics"))
         .await
         .ok()?
         .text()
         .await
         .ok()?;
+    let prefix = format!("{series} ");
     text.lines()
-        .find_map(|l| l.strip_prefix("streamspace_tunnel_streams "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
 }
 
@@ -390,6 +396,15 @@ async fn a_stalled_viewer_is_closed_without_slowing_another_viewer() -> anyhow::
         .with_context(|| server.logs())?;
     let (bulk, _) = viewer::open(&api.connect_session(bulk_session.id).await?.url, None).await?;
     bulk_echo(bulk).await.with_context(|| server.logs())?;
+    // Every byte of the echo was counted on its way in and on its way back.
+    for direction in ["to_session", "to_viewer"] {
+        let series = format!("streamspace_tunnel_bytes_total{{direction=\"{direction}\"}}");
+        let relayed = metric(&url, &series).await.unwrap_or(0.0);
+        assert!(
+            relayed >= BULK_BYTES as f64,
+            "{series} is {relayed} after {BULK_BYTES} bytes each way"
+        );
+    }
 
     // The stalled stream was torn down on the agent's side (its firehose connection ended)...
     wait_until(

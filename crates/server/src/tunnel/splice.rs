@@ -100,6 +100,7 @@ async fn down(
     mut tap: Option<&mut Tap>,
 ) -> Ending {
     let mut pieces: Vec<Piece> = Vec::new();
+    let relayed = crate::metrics::tunnel_bytes("to_viewer");
     loop {
         let bytes = match from.next().await {
             Some(Ok(Message::Binary(bytes))) => bytes,
@@ -137,6 +138,7 @@ async fn down(
         {
             return Ending::new(close_code::TUNNEL_FAILED, e.to_string());
         }
+        relayed.increment(bytes.len() as u64);
         match tokio::time::timeout(send_timeout, to.send(Message::Binary(bytes))).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Ending::new(close_code::NORMAL, "viewer gone"),
@@ -157,6 +159,7 @@ async fn up(
     send_timeout: Duration,
     mut filter: Option<ClientFilter>,
 ) -> Ending {
+    let relayed = crate::metrics::tunnel_bytes("to_session");
     loop {
         let bytes = match from.next().await {
             Some(Ok(Message::Binary(bytes))) => bytes,
@@ -184,6 +187,7 @@ async fn up(
                 passed.into()
             }
         };
+        relayed.increment(bytes.len() as u64);
         match tokio::time::timeout(send_timeout, to.send(Message::Binary(bytes))).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
