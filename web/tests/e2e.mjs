@@ -4,7 +4,7 @@
 //   node web/tests/e2e.mjs --url http://127.0.0.1:PORT --token TOKEN --scenario NAME \
 //        --username USER --password PASSWORD --screenshot OUT.png \
 //        [--marker M --marker-file PATH] [--new-user NAME --new-password P --other-session ID]
-//        [--group NAME]
+//        [--group NAME] [--template NAME] [--keep-user NAME --delete-user NAME]
 //
 // The browser signs in with USER and PASSWORD; TOKEN (an admin token) is only for the API calls
 // the driver makes itself.
@@ -57,7 +57,20 @@
 //               the dialog's watchers and disconnects them, and their page says so; USER revokes
 //               the link, and connecting again is refused as revoked. Links for other people
 //               and expired links are refused with their own messages. The session list's
-//               Share button opens the same dialog.
+//               Share button opens the same dialog. The view-only page has neither clipboard
+//               tools nor a files panel.
+//   control     USER launches TEMPLATE (an xterm running the clipboard probe, which writes the
+//               lines typed into it to MARKER-FILE) and makes a control link in the share
+//               dialog; NEW-USER opens it, sees the desktop with the "Control" badge and the
+//               clipboard tools but no files panel; their typing reaches the probe; MARKER sent
+//               from their clipboard box is what the session's clipboard holds (the probe's
+//               `paste` writes it); what the session copies (`copy …`) appears in their box.
+//               The API refuses them the session's files (404, as for anyone else's session).
+//               The session list's share dialog shows them watching with control.
+//   homes       USER (an admin) deletes KEEP-USER and DELETE-USER, who each have a home, on
+//               the Users page: after the browser's "Delete …?" confirmation, the page asks
+//               what to do with the home; KEEP-USER's is kept; for DELETE-USER, Cancel first
+//               leaves the user in place, then deleting again removes the home too.
 //
 // Prints one `step: …` line per step, and `ok: SCENARIO` at the end; exits 1 with the reason on
 // stderr (and a screenshot) on failure.
@@ -84,6 +97,9 @@ const { values: opts } = parseArgs({
     group: { type: "string" },
     "provider-id": { type: "string" },
     "expect-username": { type: "string" },
+    template: { type: "string" },
+    "keep-user": { type: "string" },
+    "delete-user": { type: "string" },
     chromium: { type: "string", default: process.env.CHROMIUM ?? "/usr/bin/chromium" },
   },
 });
@@ -122,9 +138,14 @@ async function signIn(page, username = opts.username, password = opts.password, 
 
 /** Launches xterm from the catalog; returns the session id once the viewer page opens. */
 async function launchXterm(page) {
-  step("launch xterm from the catalog");
+  return launch(page, "xterm");
+}
+
+/** Launches `template` from the catalog; returns the session id once the viewer page opens. */
+async function launch(page, template) {
+  step(`launch ${template} from the catalog`);
   await nav(page, "Catalog").click();
-  await page.locator('button[data-template="xterm"]').click();
+  await page.locator(`button[data-template="${template}"]`).click();
   // The catalog waits for `running` before opening the viewer.
   await page.waitForURL(/\/view\/[0-9a-f-]{36}$/, { timeout: TIMEOUT });
   const id = new URL(page.url()).pathname.split("/").pop();
@@ -908,18 +929,15 @@ async function sharing(page, browser) {
     ws.on("framesent", ({ payload }) => sent.push(Buffer.isBuffer(payload) ? payload : Buffer.from(payload, "latin1")));
     closed = new Promise((resolve) => ws.on("close", resolve));
   });
-  await watching.goto(link);
-  await watching.locator("#signin-for-share").waitFor();
-  await watching.getByLabel("Username").waitFor();
-  await watching.getByLabel("Username").fill(watcher);
-  await watching.getByLabel("Password").fill(watcherPassword);
-  await watching.getByRole("button", { name: "Sign in" }).click();
-  await watching.waitForURL(`**/shared/${shareId}`);
+  await openShareLink(watching, link, watcher, watcherPassword);
   step("the watcher sees the desktop, marked view only");
   await watching.locator('[data-view-state="connected"]').waitFor({ timeout: TIMEOUT });
   await watching.locator("#share-mode").getByText("View only").waitFor({ state: "visible" });
   const canvas = watching.locator("#screen canvas");
   await waitForDrawing(watching, canvas, "the shared desktop");
+  step("the view-only page has no clipboard tools and no files panel");
+  await expectAbsent(watching.locator("#clipboard"), "a view-only watcher has the clipboard tools");
+  await expectAbsent(watching.locator("#files-drop"), "a view-only watcher has the files panel");
   step("the watcher's clicks and keys are not sent");
   const box = await canvas.boundingBox();
   if (!box) fail("the shared canvas has no box");
@@ -994,7 +1012,185 @@ async function sharing(page, browser) {
   console.log("a view-only link is watched, the watcher disconnected, the link revoked");
 }
 
-const scenarios = { lifecycle, keystrokes, users, totp, quotas, audit, sso, recording, files, sharing };
+/** Opens the share `link` signed out: signs in as `username` on the way and comes back to it. */
+async function openShareLink(page, link, username, password) {
+  await page.goto(link);
+  await page.locator("#signin-for-share").waitFor();
+  await page.getByLabel("Username").waitFor();
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(`**/shared/${link.split("/").pop()}`);
+}
+
+/** The lines `file` holds (none while it does not exist). */
+async function fileLines(file) {
+  return (await readFile(file, "utf8").catch(() => "")).split("\n");
+}
+
+/**
+ * Runs `attempt` until `done` says so, looking for up to 5 s after each; fails with `what`
+ * after the scenario's timeout. For input into a remote desktop, whose first keys may race
+ * the X focus following the pointer.
+ */
+async function untilDone(what, attempt, done) {
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    await attempt();
+    const looked = Date.now() + 5000;
+    while (Date.now() < looked) {
+      if (await done()) return;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    if (Date.now() > deadline) fail(`${what}, tried for ${TIMEOUT / 1000} s`);
+  }
+}
+
+async function control(page, browser) {
+  const watcher = opts["new-user"];
+  const watcherPassword = opts["new-password"];
+  const { template, marker } = opts;
+  const file = opts["marker-file"];
+  if (!watcher || !watcherPassword || !template || !marker || !file) {
+    fail("control needs --new-user, --new-password, --template, --marker and --marker-file");
+  }
+  await signIn(page);
+  const id = await launch(page, template);
+  await page.locator('[data-view-state="connected"]').waitFor({ timeout: TIMEOUT });
+  step("the owner makes a control link in the share dialog");
+  await page.getByRole("button", { name: "Share…" }).click();
+  const dialog = page.locator("#share-dialog");
+  await dialog.getByLabel("Mode").selectOption("control");
+  await dialog.getByRole("button", { name: "Create link" }).click();
+  const linkBox = dialog.locator("#share-link-url");
+  await linkBox.waitFor({ state: "visible" });
+  const link = await linkBox.inputValue();
+  await dialog.getByRole("button", { name: "Close" }).click();
+  // The owner leaves the viewer: one controlling viewer sizes the desktop, the watcher's.
+  await nav(page, "My sessions").click();
+
+  step(`${watcher} opens the link, signs in and comes back to it`);
+  const other = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await other.grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(opts.url).origin });
+  const watching = await other.newPage();
+  watching.setDefaultTimeout(TIMEOUT);
+  watching.on("pageerror", (e) => console.error(`watcher page error: ${e.message}`));
+  try {
+    await openShareLink(watching, link, watcher, watcherPassword);
+    await controlAsWatcher(watching, marker, file);
+    step("the API refuses the watcher the session's files, as another user's session");
+    const listing = await watching.evaluate(async (id) => (await fetch(`/api/v1/sessions/${id}/files`)).status, id);
+    if (listing !== 404) fail(`listing the shared session's files answered ${listing} to the watcher, not 404`);
+    step("the owner's dialog, from the session list, shows the watcher with control");
+    await page.locator(`tr[data-session="${id}"]`).getByRole("button", { name: "Share" }).click();
+    await page.locator(`#share-dialog #watchers tr[data-user="${watcher}"][data-mode="control"]`).waitFor({ timeout: TIMEOUT });
+    await page.screenshot({ path: opts.screenshot.replace(/\.png$/, "-dialog.png"), fullPage: true });
+    await page.locator("#share-dialog").getByRole("button", { name: "Close" }).click();
+  } catch (e) {
+    await watching.screenshot({ path: opts.screenshot.replace(/\.png$/, "-watcher.png"), fullPage: true }).catch(() => {});
+    throw e;
+  }
+  await watching.screenshot({ path: opts.screenshot.replace(/\.png$/, "-watcher.png"), fullPage: true });
+  await other.close();
+  console.log("a control link's watcher pastes into the session and sees what it copies");
+}
+
+/** The watcher's side of `control`, on the shared page `page`. */
+async function controlAsWatcher(page, marker, file) {
+  step("the watcher sees the desktop with control, the clipboard tools and no files panel");
+  await page.locator('[data-view-state="connected"]').waitFor({ timeout: TIMEOUT });
+  await page.locator("#share-mode").getByText("Control").waitFor({ state: "visible" });
+  const box = page.getByLabel(/^Clipboard/);
+  await box.waitFor({ state: "visible" });
+  await page.getByRole("button", { name: "Send to session" }).waitFor({ state: "visible" });
+  await expectAbsent(page.locator("#files-drop"), "a watcher through a link has the files panel");
+  const canvas = page.locator("#screen canvas");
+  await waitForDrawing(page, canvas, "the shared desktop");
+  // The probe's xterm is at the desktop's top left; measured afresh for every use (the desktop
+  // follows the watcher's viewer, and filling the box may scroll the page).
+  const xterm = async () => {
+    await canvas.scrollIntoViewIfNeeded();
+    const fb = await canvas.evaluate((c) => ({ width: c.width, height: c.height }));
+    const b = await canvas.boundingBox();
+    if (!b) fail("the noVNC canvas has no box");
+    return [b.x + (40 * b.width) / fb.width, b.y + (40 * b.height) / fb.height];
+  };
+  const typeLine = async (text) => {
+    await page.mouse.click(...(await xterm()));
+    await page.keyboard.type(text, { delay: 20 });
+    await page.keyboard.press("Enter");
+  };
+  const hasLine = (line) => async () => (await fileLines(file)).includes(line);
+
+  step("the watcher's typing reaches the session");
+  await untilDone("the probe never took the watcher's typing", () => typeLine("ready"), hasLine("ready"));
+
+  step("text sent from the watcher's clipboard box is the session's clipboard");
+  await untilDone(
+    `the session's clipboard never held ${marker}`,
+    async () => {
+      await box.fill(marker);
+      await page.getByRole("button", { name: "Send to session" }).click();
+      await typeLine("paste");
+    },
+    hasLine(`pasted:${marker}`),
+  );
+
+  step("what the session copies appears in the watcher's clipboard box");
+  const copied = `from the session ${marker}`;
+  await untilDone(
+    "what the session copied never reached the watcher's clipboard box",
+    async () => {
+      await box.fill("");
+      await typeLine(`copy ${copied}`);
+    },
+    async () => (await box.inputValue()) === copied,
+  );
+}
+
+async function homes(page) {
+  const keep = opts["keep-user"];
+  const remove = opts["delete-user"];
+  if (!keep || !remove) fail("homes needs --keep-user and --delete-user");
+  await signIn(page);
+  await nav(page, "Users").click();
+  await page.getByRole("heading", { name: "Users" }).waitFor();
+  const question = page.locator("#home-dialog");
+  /** Deletes `username`: accepts the browser's confirmation, then answers the home question. */
+  const deleteAnswering = async (username, answer) => {
+    step(`delete ${username}, answering "${answer}" about their home`);
+    page.once("dialog", (confirmation) => {
+      if (!confirmation.message().startsWith(`Delete ${username}?`)) {
+        console.error(`unexpected confirmation: ${confirmation.message()}`);
+      }
+      void confirmation.accept();
+    });
+    await page.getByRole("button", { name: `Delete ${username}` }).click();
+    await question.waitFor({ state: "visible" });
+    await question.getByRole("heading", { name: `${username} has a home directory` }).waitFor();
+    await page.screenshot({ path: opts.screenshot.replace(/\.png$/, `-${username}.png`) });
+    await question.getByRole("button", { name: answer, exact: true }).click();
+    await question.waitFor({ state: "hidden" });
+  };
+  const row = (username) => page.locator(`tr[data-user="${username}"]`);
+
+  await deleteAnswering(keep, "Keep the home");
+  await page.getByText(`Deleted ${keep}; their home stays on its agent.`).waitFor();
+  await row(keep).waitFor({ state: "detached" });
+
+  await deleteAnswering(remove, "Cancel");
+  await page.getByText(`${remove} was not deleted.`).waitFor();
+  await page.reload();
+  await row(remove).waitFor();
+  step(`${remove} is still there after Cancel`);
+
+  await deleteAnswering(remove, "Delete the home");
+  await page.getByText(`Deleted ${remove}; their agent removes their home.`).waitFor();
+  await row(remove).waitFor({ state: "detached" });
+  console.log("deleting a user with a home keeps it, deletes it, or cancels, as asked");
+}
+
+const scenarios = { lifecycle, keystrokes, users, totp, quotas, audit, sso, recording, files, sharing, control, homes };
 const scenario = scenarios[opts.scenario];
 if (!scenario) fail(`unknown scenario ${opts.scenario}`);
 

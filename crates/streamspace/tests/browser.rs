@@ -12,18 +12,24 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use common::{ADMIN_TOKEN, Harness, Proc, wait_for_agent_online, wait_for_ready};
 use streamspace_client::Client;
-use streamspace_proto::api::{CreateGroup, CreateUser, QuotaLimits, Role, SessionFilter};
+use streamspace_proto::api::{
+    AuditFilter, CreateGroup, CreateTemplate, CreateUser, HomePolicy, LoginRequest, QuotaLimits,
+    Role, SessionFilter, SessionRules, SessionState,
+};
 use streamspace_testkit::redis::RedisServer;
-use streamspace_testkit::{OidcClient, OidcProvider, PgCluster};
+use streamspace_testkit::{OidcClient, OidcProvider, PgCluster, wait_until};
 use uuid::Uuid;
 
 /// The whole driver run, browser start to last assertion.
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// A session's way to `running` (or `terminated`), or an agent's to a command.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -75,6 +81,12 @@ struct Login {
 /// `streamspace up` on a fresh data dir; returns it with its URL, admin token and the admin's
 /// sign-in (the password `up` saved).
 async fn platform(h: &mut Harness) -> anyhow::Result<(Proc, String, String, Login)> {
+    let (up, url, token, admin, _) = platform_in(h).await?;
+    Ok((up, url, token, admin))
+}
+
+/// [`platform`], and its data directory.
+async fn platform_in(h: &mut Harness) -> anyhow::Result<(Proc, String, String, Login, PathBuf)> {
     let (up, url, data) = h.up().await?;
     let read = |name: &str| -> anyhow::Result<String> {
         let path = data.join(name);
@@ -92,7 +104,7 @@ async fn platform(h: &mut Harness) -> anyhow::Result<(Proc, String, String, Logi
     wait_for_agent_online(&api, "local")
         .await
         .with_context(|| up.logs())?;
-    Ok((up, url, token, admin))
+    Ok((up, url, token, admin, data))
 }
 
 /// Runs one scenario of the driver; returns its output, or fails with it and the platform's logs.
@@ -300,6 +312,210 @@ async fn a_view_only_link_from_the_share_dialog_is_watched_and_disconnected() ->
         assert!(made.contains(&entries.items.len()), "{action}: {entries:?}");
     }
     Ok(())
+}
+
+/// The owner makes a control link; the watcher's page has the clipboard tools but not the files
+/// panel (file transfer stays with the owner and operators). What the watcher sends from the
+/// clipboard box is what the session's clipboard holds (read with `xclip` in the session), and
+/// what the session copies reaches the watcher's box.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_control_link_watcher_uses_the_clipboard_both_ways() -> anyhow::Result<()> {
+    check_toolchain()?;
+    let mut h = common::harness()?;
+    let (up, url, token, admin) = platform(&mut h).await?;
+    let api = Client::new(&url, &token)?;
+    let password = "carol's password";
+    api.create_user(&CreateUser {
+        username: "carol".to_owned(),
+        role: Role::User,
+        password: Some(password.to_owned()),
+        ..CreateUser::default()
+    })
+    .await?;
+    let file = h.path("clipboard-probe.txt");
+    common::clipboard_template(&api, "clipboard-probe", &file, SessionRules::default()).await?;
+    let marker = format!("marker{}", Uuid::now_v7().simple());
+    let file_arg = file.display().to_string();
+    let out = drive(
+        || up.logs(),
+        &url,
+        &token,
+        &admin,
+        "control",
+        "control",
+        &[
+            "--new-user",
+            "carol",
+            "--new-password",
+            password,
+            "--template",
+            "clipboard-probe",
+            "--marker",
+            &marker,
+            "--marker-file",
+            &file_arg,
+        ],
+    )
+    .await?;
+    assert!(
+        out.contains("a control link's watcher pastes into the session and sees what it copies"),
+        "{out}"
+    );
+    // The probe's own record: the session's clipboard held the marker the watcher sent.
+    let lines = std::fs::read_to_string(&file)?;
+    assert!(
+        lines.lines().any(|l| l == format!("pasted:{marker}")),
+        "{lines}"
+    );
+    let connects = api
+        .list_audit(&AuditFilter {
+            action: Some("share.connect".into()),
+            actor: Some("carol".into()),
+            ..AuditFilter::default()
+        })
+        .await?;
+    assert!(
+        !connects.items.is_empty(),
+        "carol used the link: {connects:?}"
+    );
+    Ok(())
+}
+
+/// Two users with a home each (a session of a `persistent_home: user` template ran and
+/// stopped); the admin deletes them on the Users page, which asks what to do with the home:
+/// one is kept, the other (after a Cancel that deletes nothing) deleted with the user.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_user_with_a_home_asks_to_keep_or_delete_it() -> anyhow::Result<()> {
+    check_toolchain()?;
+    let mut h = common::harness()?;
+    let (up, url, token, admin, data) = platform_in(&mut h).await?;
+    let api = Client::new(&url, &token)?;
+    api.create_template(&CreateTemplate {
+        name: "home".into(),
+        command: [
+            "sh",
+            "-c",
+            r#"echo mine > "$HOME/notes.txt"; exec sleep 600"#,
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        persistent_home: HomePolicy::User,
+        ..CreateTemplate::default()
+    })
+    .await?;
+    let homes = data.join("agent").join("homes");
+    let keeper = user_with_home(&api, &url, "keeper", &homes, || up.logs()).await?;
+    let leaver = user_with_home(&api, &url, "leaver", &homes, || up.logs()).await?;
+    let out = drive(
+        || up.logs(),
+        &url,
+        &token,
+        &admin,
+        "homes",
+        "homes",
+        &["--keep-user", "keeper", "--delete-user", "leaver"],
+    )
+    .await?;
+    assert!(
+        out.contains("deleting a user with a home keeps it, deletes it, or cancels, as asked"),
+        "{out}"
+    );
+    for name in ["keeper", "leaver"] {
+        let err = api.get_user(name).await.expect_err("the user is deleted");
+        assert_eq!(err.code(), Some("not_found"), "{name}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(keeper.join("notes.txt"))
+            .ok()
+            .as_deref(),
+        Some("mine\n"),
+        "the kept home, with its file"
+    );
+    wait_until("leaver's home to be removed", SESSION_TIMEOUT, || {
+        let gone = !leaver.exists();
+        async move { gone.then_some(()) }
+    })
+    .await
+    .with_context(|| up.logs())?;
+    // Cancel deleted nothing: one deletion each, saying what became of the home.
+    let deletions = api
+        .list_audit(&AuditFilter {
+            action: Some("user.delete".into()),
+            ..AuditFilter::default()
+        })
+        .await?;
+    let mut said: Vec<(String, String)> = deletions
+        .items
+        .iter()
+        .map(|e| {
+            (
+                e.target.clone(),
+                e.detail["home"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    said.sort();
+    assert_eq!(
+        said,
+        [
+            ("keeper".to_owned(), "keep".to_owned()),
+            ("leaver".to_owned(), "delete".to_owned())
+        ],
+        "{deletions:?}"
+    );
+    Ok(())
+}
+
+/// Makes user `username`, runs and stops one session of the `home` template as them, and
+/// returns their home (under `homes`) once the session wrote its file there.
+async fn user_with_home(
+    api: &Client,
+    url: &str,
+    username: &str,
+    homes: &Path,
+    logs: impl Fn() -> String,
+) -> anyhow::Result<PathBuf> {
+    let password = format!("{username}'s password");
+    let user = api
+        .create_user(&CreateUser {
+            username: username.to_owned(),
+            role: Role::User,
+            password: Some(password.clone()),
+            ..CreateUser::default()
+        })
+        .await?;
+    let login = Client::new(url, "")?
+        .login(&LoginRequest {
+            username: username.to_owned(),
+            password,
+            totp: None,
+            token_name: Some("browser test".to_owned()),
+        })
+        .await?;
+    let token = login.token.context("sign-in returns a token")?.token;
+    let own = Client::new(url, &token)?;
+    let session = own.create_session("home").await?;
+    let deadline = Instant::now() + SESSION_TIMEOUT;
+    own.wait_for_session(session.id, SessionState::Running, deadline)
+        .await
+        .with_context(&logs)?;
+    let home = homes.join(user.id.to_string());
+    let notes = home.join("notes.txt");
+    wait_until(
+        &format!("{username}'s session to write its home"),
+        SESSION_TIMEOUT,
+        || {
+            let written = notes.is_file();
+            async move { written.then_some(()) }
+        },
+    )
+    .await
+    .with_context(&logs)?;
+    own.stop_session(session.id).await?;
+    own.wait_for_session(session.id, SessionState::Terminated, deadline)
+        .await
+        .with_context(&logs)?;
+    Ok(home)
 }
 
 /// This process's user's home, from the password database (as the agent reads it).

@@ -1,12 +1,16 @@
 // A share link's page, `/shared/{id}`: a signed-in user (the router sends anyone else to sign
 // in and back here) watches, or controls, someone else's session through the link. The link's
 // mode comes with the viewer ticket; view-only shows a badge and sends no input (noVNC's
-// viewOnly, no resizing, no clipboard) — the server drops it anyway. Why the link cannot be used
-// (revoked, expired, for other people) or why the stream ended (the owner disconnected the
-// watcher, revoked the link, the session stopped) is said in words: the server's close reason.
+// viewOnly, no resizing, no clipboard tools) — the server drops it anyway. A control link gets
+// the owner's viewer's clipboard tools (the tunnel holds them to the session's clipboard rule,
+// worked out for the watcher) but no files panel: file transfer is the owner's (and
+// operators'), as the API's authorization says. Why the link cannot be used (revoked, expired,
+// for other people) or why the stream ended (the owner disconnected the watcher, revoked the
+// link, the session stopped) is said in words: the server's close reason.
 
 import RFB from "@novnc/novnc";
 import { ApiError, ConnectTicket, api, websocketUrl } from "../api";
+import { clipboardTools } from "../clipboard";
 import { h, replace } from "../dom";
 
 // waiting: the shared session is not running now; refused: the link cannot be used.
@@ -39,6 +43,12 @@ export function sharedPage(root: HTMLElement, shareId: string): () => void {
   const screen = h("div", { class: "screen", id: "screen", "aria-label": "Shared remote desktop" });
   const reconnect = h("button", { type: "button", hidden: true }, "Connect again");
   const fullscreen = h("button", { type: "button" }, "Full screen");
+  const clipboard = clipboardTools(
+    () => rfb,
+    (message) => (status.textContent = message),
+  );
+  // Filled once the link's mode is known: a view-only page has no tools at all.
+  const tools = h("div", { class: "viewer-tools", id: "shared-tools" });
   const view = h(
     "section",
     { class: "viewer", "data-view-state": "loading", "aria-labelledby": "shared-title" },
@@ -50,6 +60,7 @@ export function sharedPage(root: HTMLElement, shareId: string): () => void {
     ),
     status,
     screen,
+    tools,
   );
   replace(root, view);
 
@@ -81,6 +92,13 @@ export function sharedPage(root: HTMLElement, shareId: string): () => void {
       ? "You are watching: your keyboard and mouse do not reach the session"
       : "Your keyboard and mouse reach the session";
     recordingBadge.hidden = !ticket.recorded;
+    if (viewOnly) tools.replaceChildren();
+    else
+      replace(
+        tools,
+        clipboard.element,
+        h("p", { class: "muted" }, "Moving files in and out of the session is left to its owner."),
+      );
   };
 
   async function connect() {
@@ -119,6 +137,7 @@ export function sharedPage(root: HTMLElement, shareId: string): () => void {
     client.resizeSession = !viewOnly;
     client.scaleViewport = true;
     client.background = "#1e1e1e";
+    if (!viewOnly) clipboard.attach(client);
     client.addEventListener("connect", () => {
       if (rfb !== client) return;
       setState(

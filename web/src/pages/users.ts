@@ -25,31 +25,55 @@ export function usersPage(root: HTMLElement): void {
     create,
   );
   const quota = h("section", { id: "user-quota", "aria-live": "polite" });
+  const homeQuestion = homeDialog();
   replace(
     root,
     h("h1", {}, "Users"),
     form,
     h("table", {}, h("thead", {}, h("tr", {}, ...headers.map((c) => h("th", { scope: "col" }, c)))), body),
     quota,
+    homeQuestion.dialog,
   );
 
   const refresh = newestOnly(api.users, (users) => replace(body, ...users.map(row)));
   const act = (label: string, call: () => Promise<unknown>, done?: string) =>
     runAction(label, call, refresh, done);
 
-  /** Deletes the user; if they have a home, asks whether it goes too. */
-  async function deleteUser(username: string): Promise<void> {
+  /**
+   * Deletes the user; if they have a home, asks whether it goes too. Returns what was done, or
+   * null when the admin cancelled at that question (the user is then not deleted).
+   */
+  async function deleteUser(username: string): Promise<string | null> {
     try {
       await api.deleteUser(username);
+      return `Deleted ${username}.`;
     } catch (e) {
       if (!(e instanceof ApiError) || e.code !== "home_choice_required") throw e;
-      const remove = window.confirm(
-        `${username} has a home directory (templates that keep the user's home). ` +
-          "Delete it too? OK deletes it; Cancel keeps it on its agent for an operator.",
-      );
-      await api.deleteUser(username, remove ? "delete" : "keep");
     }
+    const choice = await homeQuestion.ask(username);
+    if (choice === null) return null;
+    await api.deleteUser(username, choice);
+    return choice === "keep"
+      ? `Deleted ${username}; their home stays on its agent.`
+      : `Deleted ${username}; their agent removes their home.`;
   }
+
+  const remove = async (username: string) => {
+    if (!window.confirm(`Delete ${username}? Their sessions are stopped.`)) return;
+    clearMessages();
+    try {
+      const done = await deleteUser(username);
+      if (done === null) {
+        showNotice(`${username} was not deleted.`);
+        return;
+      }
+      if (quota.dataset.user === username) quota.replaceChildren();
+      await refresh();
+      showNotice(done);
+    } catch (e) {
+      showError(`Delete failed: ${(e as Error).message}`);
+    }
+  };
 
   function row(u: User): HTMLTableRowElement {
     const self = signedInUser()?.id === u.id;
@@ -62,13 +86,7 @@ export function usersPage(root: HTMLElement): void {
       actions.push(button("Disable", () => void act("Disable", () => api.updateUser(u.username, { disabled: true }))));
     }
     if (!self) {
-      actions.push(
-        button("Delete", () => {
-          if (!window.confirm(`Delete ${u.username}? Their sessions are stopped.`)) return;
-          if (quota.dataset.user === u.username) quota.replaceChildren();
-          void act("Delete", () => deleteUser(u.username), `Deleted ${u.username}.`);
-        }),
-      );
+      actions.push(button("Delete", () => void remove(u.username)));
     }
     return h(
       "tr",
@@ -124,4 +142,54 @@ export function usersPage(root: HTMLElement): void {
   });
 
   refresh().catch((e: Error) => showError(e.message));
+}
+
+/**
+ * The question a user's deletion asks when they have a home (`persistent_home: user`): keep it,
+ * delete it, or cancel the deletion. Three answers, so not `window.confirm`, whose Cancel would
+ * have to mean one of them.
+ */
+function homeDialog(): { dialog: HTMLDialogElement; ask: (username: string) => Promise<"keep" | "delete" | null> } {
+  const title = h("h2", { id: "home-title" });
+  const text = h("p", { id: "home-text" });
+  const answer = (value: string, label: string) => h("button", { type: "submit", value }, label);
+  const dialog = h(
+    "dialog",
+    { class: "ask-dialog", id: "home-dialog", "aria-labelledby": "home-title", "aria-describedby": "home-text" },
+    h(
+      "form",
+      { method: "dialog" },
+      title,
+      text,
+      h(
+        "div",
+        { class: "row" },
+        answer("keep", "Keep the home"),
+        answer("delete", "Delete the home"),
+        answer("cancel", "Cancel"),
+      ),
+    ),
+  );
+
+  const ask = (username: string) => {
+    title.textContent = `${username} has a home directory`;
+    text.textContent =
+      `Sessions of templates that keep the user's home saved ${username}'s files there. ` +
+      "Keep it on its agent for an operator to back up or remove, or delete it with the user " +
+      "(its agent removes it, once online). Cancel deletes nothing.";
+    dialog.returnValue = "";
+    dialog.showModal();
+    return new Promise<"keep" | "delete" | null>((resolve) => {
+      // Escape closes the dialog with no answer: the same as Cancel.
+      dialog.addEventListener(
+        "close",
+        () => {
+          const value = dialog.returnValue;
+          resolve(value === "keep" || value === "delete" ? value : null);
+        },
+        { once: true },
+      );
+    });
+  };
+  return { dialog, ask };
 }

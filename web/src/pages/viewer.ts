@@ -4,6 +4,7 @@
 
 import RFB from "@novnc/novnc";
 import { ApiError, Session, api, isTerminal, websocketUrl } from "../api";
+import { clipboardTools } from "../clipboard";
 import { h, poll, replace } from "../dom";
 import { filesPanel } from "./files";
 import { shareDialog } from "./share";
@@ -21,12 +22,10 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
   // scaling is the fallback for sessions whose VNC server cannot resize. Both are remembered.
   const scale = h("input", { type: "checkbox", id: "scale", checked: preference("scale") });
   const resize = h("input", { type: "checkbox", id: "resize", checked: preference("resize") });
-  const clipboard = h("textarea", { id: "clipboard", rows: 3, spellcheck: "false" });
-  const sendClipboard = h("button", { type: "button" }, "Send to session");
-  // Where the browser lets the page use the system clipboard (a secure origin, with permission),
-  // what the session copies lands there too, and this button pastes from it; the box stays as
-  // the way that always works.
-  const pasteLocal = h("button", { type: "button", hidden: !navigator.clipboard }, "Paste from your clipboard");
+  const clipboard = clipboardTools(
+    () => rfb,
+    (message) => (status.textContent = message),
+  );
   const fullscreen = h("button", { type: "button" }, "Full screen");
   // Asks for the viewing to be recorded (honoured where the session's policy is "on request");
   // the badge shows whenever the server says this viewing is recorded, asked or not.
@@ -57,13 +56,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
       h("label", { class: "inline" }, scale, " Scale to fit"),
       h("label", { class: "inline" }, resize, " Resize the remote desktop to the window"),
       h("label", { class: "inline" }, askRecord, " Record this viewing (reconnects)"),
-      h(
-        "div",
-        { class: "clipboard" },
-        h("label", { for: "clipboard" }, "Clipboard (the session's copies appear here; edit and send to paste)"),
-        clipboard,
-        h("div", { class: "row" }, sendClipboard, pasteLocal),
-      ),
+      clipboard.element,
     ),
     files.element,
     share.dialog,
@@ -153,12 +146,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
       const reason = (event as CustomEvent<{ reason?: string }>).detail?.reason;
       setState("disconnected", `The session refused the connection${reason ? `: ${reason}` : ""}.`);
     });
-    client.addEventListener("clipboard", (event) => {
-      const text = (event as CustomEvent<{ text: string }>).detail.text;
-      clipboard.value = text;
-      // Refused without permission or focus: the box has it anyway.
-      navigator.clipboard?.writeText(text).catch(() => {});
-    });
+    clipboard.attach(client);
   }
 
   scale.addEventListener("change", () => {
@@ -168,24 +156,6 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
   resize.addEventListener("change", () => {
     remember("resize", resize.checked);
     if (rfb) rfb.resizeSession = resize.checked;
-  });
-  pasteLocal.addEventListener("click", async () => {
-    let text: string;
-    try {
-      text = await navigator.clipboard.readText();
-    } catch {
-      status.textContent = "The browser did not let the page read your clipboard: paste into the box instead.";
-      return;
-    }
-    clipboard.value = text;
-    if (!rfb) return;
-    rfb.clipboardPasteFrom(text);
-    rfb.focus();
-  });
-  sendClipboard.addEventListener("click", () => {
-    if (!rfb) return;
-    rfb.clipboardPasteFrom(clipboard.value);
-    rfb.focus();
   });
   fullscreen.addEventListener("click", () => {
     screen.requestFullscreen().catch(() => {

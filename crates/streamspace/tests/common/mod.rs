@@ -31,3 +31,47 @@ pub async fn commands_for(api: &Client, session: Uuid) -> anyhow::Result<Vec<Api
     commands.reverse();
     Ok(commands)
 }
+
+/// The clipboard probe's script: reads lines typed into its xterm; `copy TEXT` puts TEXT on the
+/// session's clipboard (an OSC 52 escape, which xterm turns into the X CLIPBOARD selection,
+/// which Xvnc sends its viewers as ServerCutText), `paste` writes `pasted:` and what the
+/// session's clipboard holds (`xclip`) into `FILE`, and every other line goes there as typed.
+const CLIPBOARD_SCRIPT: &str = r#"while IFS= read -r line; do
+  case "$line" in
+    paste) printf 'pasted:%s\n' "$(xclip -o -selection clipboard 2>/dev/null)" >> "$FILE" ;;
+    copy\ *) printf '\033]52;c;%s\007' "$(printf %s "${line#copy }" | base64 -w0)"
+             printf '%s\n' "$line" >> "$FILE" ;;
+    *) printf '%s\n' "$line" >> "$FILE" ;;
+  esac
+done"#;
+
+/// Makes the template `name`: an xterm at the top left of the desktop running the clipboard
+/// probe ([`CLIPBOARD_SCRIPT`]) into `file`, under `rules`.
+pub async fn clipboard_template(
+    api: &Client,
+    name: &str,
+    file: &std::path::Path,
+    rules: streamspace_proto::api::SessionRules,
+) -> anyhow::Result<()> {
+    let script = CLIPBOARD_SCRIPT.replace("\"$FILE\"", &format!("'{}'", file.display()));
+    api.create_template(&streamspace_proto::api::CreateTemplate {
+        name: name.into(),
+        command: [
+            "xterm",
+            "-xrm",
+            "XTerm*allowWindowOps: true",
+            "-geometry",
+            "80x24+0+0",
+            "-e",
+            "sh",
+            "-c",
+            &script,
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rules,
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}

@@ -1,9 +1,8 @@
 //! The clipboard policy in the tunnel, both ways, with a real server, agent, Xvnc and xterm.
 //!
-//! The session's xterm runs a script that reads lines: `copy TEXT` puts TEXT on the session's
-//! clipboard (an OSC 52 escape, which xterm turns into the X CLIPBOARD selection, which Xvnc
-//! sends its viewers as ServerCutText), `paste` writes what the session's clipboard holds
-//! (`xclip`) into a file, and every line is written there too. The owner's viewer types; a
+//! The session's xterm runs the clipboard probe (`common::clipboard_template`): `copy TEXT` puts
+//! TEXT on the session's clipboard, `paste` writes what it holds (`xclip`) into a file, and every
+//! line is written there too. The owner's viewer types; a
 //! second viewer under the rule being tested (bob, through a control share link, whose group
 //! says the rule) watches what the session copies out and pastes in — in the classic form and,
 //! as noVNC negotiates it, the extended clipboard.
@@ -14,56 +13,15 @@ use anyhow::{Context, bail, ensure};
 use futures_util::StreamExt;
 use streamspace_client::Client;
 use streamspace_proto::api::{
-    ClipboardPolicy, CreateGroup, CreateShare, CreateTemplate, SessionRules, SessionState,
-    ShareMode,
+    ClipboardPolicy, CreateGroup, CreateShare, SessionRules, SessionState, ShareMode,
 };
 use streamspace_testkit::wait_until;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::common;
+use super::common::{self, clipboard_template};
 use super::sharing::{type_line, user};
 use super::viewer::{self, Init, Rfb};
 use super::{START_TIMEOUT, platform};
-
-/// The session's script (see the module documentation); `FILE` is where lines go.
-const SCRIPT: &str = r#"while IFS= read -r line; do
-  case "$line" in
-    paste) printf 'pasted:%s\n' "$(xclip -o -selection clipboard 2>/dev/null)" >> "$FILE" ;;
-    copy\ *) printf '\033]52;c;%s\007' "$(printf %s "${line#copy }" | base64 -w0)"
-             printf '%s\n' "$line" >> "$FILE" ;;
-    *) printf '%s\n' "$line" >> "$FILE" ;;
-  esac
-done"#;
-
-/// A template whose xterm runs [`SCRIPT`] into `file`, with `rules`.
-async fn clipboard_template(
-    api: &Client,
-    name: &str,
-    file: &std::path::Path,
-    rules: SessionRules,
-) -> anyhow::Result<()> {
-    let script = SCRIPT.replace("\"$FILE\"", &format!("'{}'", file.display()));
-    api.create_template(&CreateTemplate {
-        name: name.into(),
-        command: [
-            "xterm",
-            "-xrm",
-            "XTerm*allowWindowOps: true",
-            "-geometry",
-            "80x24+0+0",
-            "-e",
-            "sh",
-            "-c",
-            &script,
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-        rules,
-        ..Default::default()
-    })
-    .await?;
-    Ok(())
-}
 
 /// The lines the session's script wrote.
 fn lines(file: &std::path::Path) -> Vec<String> {
