@@ -616,8 +616,10 @@ fn filters(policy: ClientPolicy) -> Filters {
 }
 
 /// What a viewer in `mode` under `rules` may send and receive: cut text is filtered both ways
-/// by the clipboard policy and its maximum.
+/// by the clipboard policy and its maximum. A view-only watcher gets no clipboard either way:
+/// it watches the screen, and what the person at the controls copies is not shown on it.
 fn client_policy(mode: ShareMode, rules: &EffectiveRules) -> ClientPolicy {
+    let view_only = mode == ShareMode::ViewOnly;
     ClientPolicy {
         mode: match mode {
             ShareMode::Control => ViewerMode::Control,
@@ -627,10 +629,11 @@ fn client_policy(mode: ShareMode, rules: &EffectiveRules) -> ClientPolicy {
             rules.clipboard,
             ClipboardPolicy::Both | ClipboardPolicy::ToSession
         ),
-        clipboard_from_session: matches!(
-            rules.clipboard,
-            ClipboardPolicy::Both | ClipboardPolicy::FromSession
-        ),
+        clipboard_from_session: !view_only
+            && matches!(
+                rules.clipboard,
+                ClipboardPolicy::Both | ClipboardPolicy::FromSession
+            ),
         clipboard_max_bytes: Some(rules.clipboard_max_bytes),
     }
 }

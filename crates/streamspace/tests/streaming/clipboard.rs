@@ -310,6 +310,36 @@ async fn each_clipboard_rule_holds_in_both_directions() -> anyhow::Result<()> {
             text.len()
         );
     }
+
+    // Through a view-only link bob gets none of the session's clipboard, though his rules
+    // allow both ways: a watcher sees the screen, not what the person at the controls copies.
+    let watch = api
+        .create_share(
+            session,
+            &CreateShare {
+                mode: ShareMode::ViewOnly,
+                expires_in_secs: None,
+                expires_at: None,
+                users: vec!["bob".into()],
+                groups: vec![],
+            },
+        )
+        .await?;
+    let info = bob.connect_share(watch.id).await?;
+    let mut watcher = Rfb::new(viewer::open(&info.url, None).await?.0);
+    let seen = watcher.handshake().await.with_context(logs)?;
+    type_line(&mut owner, "copy out-to-watcher").await?;
+    read_cut_texts(&mut owner, &init, false, Some("out-to-watcher"))
+        .await
+        .context("the owner never received out-to-watcher")?;
+    watcher.request_update(false, 1, 1).await?;
+    let got = read_cut_texts(&mut watcher, &seen, true, None)
+        .await
+        .with_context(|| format!("the view-only stream\n{}", logs()))?;
+    ensure!(
+        got.is_empty(),
+        "a view-only watcher received the session's clipboard: {got:?}"
+    );
     Ok(())
 }
 
