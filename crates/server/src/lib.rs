@@ -46,6 +46,7 @@ mod agent_ws;
 mod api;
 mod audit;
 mod auth;
+mod batch;
 mod bootstrap;
 mod cluster;
 mod config;

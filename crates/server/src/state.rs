@@ -49,6 +49,28 @@ pub(crate) struct AppState {
     pub peer_tls: Arc<rustls::ClientConfig>,
     /// Records viewings; `None` when no recording store is configured.
     pub recorder: Option<Arc<crate::recording::Recorder>>,
+    /// Agent registrations, written to the database in batches (see `crate::batch`).
+    pub registrar: Arc<Registrar>,
+}
+
+/// Registers agent connections in batches: one statement for every agent that registers while
+/// the previous batch is being written.
+pub(crate) type Registrar = crate::batch::Batcher<streamspace_store::AgentRegistration, i64>;
+
+/// The most registrations written in one statement.
+const REGISTRATION_BATCH: usize = 512;
+
+fn registrar(store: &Arc<dyn Store>, stop: CancellationToken) -> Registrar {
+    let store = store.clone();
+    crate::batch::Batcher::start(REGISTRATION_BATCH, stop, move |regs| {
+        let store = store.clone();
+        async move {
+            store
+                .register_agents(&regs)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
 }
 
 /// The receiving ends of the [`crate::cluster::Events`] a replica's cluster sends, for the
@@ -117,7 +139,9 @@ pub(crate) fn assemble(
         shutdown.clone(),
         tasks,
     );
+    let registrar = Arc::new(registrar(&store, shutdown.clone()));
     let state = AppState {
+        registrar,
         store,
         keys,
         hub,

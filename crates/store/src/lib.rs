@@ -420,6 +420,11 @@ pub trait Store:
 
     /// Creates or updates the agent, marks it online on `replica_id`, bumps and returns its epoch.
     async fn register_agent(&self, reg: &AgentRegistration) -> Result<i64>;
+    /// [`Store::register_agent`] for several connections at once — one statement on
+    /// PostgreSQL, so that a storm of reconnecting agents costs a round trip per batch rather
+    /// than per agent. Returns the epochs in the order of `regs`; an agent named twice is
+    /// registered twice, in that order (the later one holding the newer epoch).
+    async fn register_agents(&self, regs: &[AgentRegistration]) -> Result<Vec<i64>>;
     /// Records a heartbeat (and the capacity it reports) for the connection with `epoch`, held
     /// by `replica_id`; returns false if that connection is no longer current (a newer
     /// registration happened). The agent is online on `replica_id` afterwards even if a sweep

@@ -15,7 +15,7 @@ use streamspace_store::{
     ApiKeyKind, CommandOutcome, MigrationState, NewApiKey, NewCommand, SessionQuery, StoreError,
     migrate,
 };
-use support::{Db, audit, new_session, new_session_for, register};
+use support::{Db, audit, new_session, new_session_for, register, registration};
 use uuid::Uuid;
 
 /// Declares every conformance test once per backend.
@@ -56,6 +56,7 @@ conformance!(
     concurrent_placements_never_exceed_capacity,
     no_capacity_without_an_online_agent,
     epoch_fences_stale_connections,
+    a_batch_of_registrations_is_each_agents_own,
     expire_agents_marks_silent_agents_offline,
     deliverable_commands_follow_backoff,
     fail_stuck_commands_fails_what_cannot_finish,
@@ -612,6 +613,55 @@ async fn epoch_fences_stale_connections(db: &Db) -> Result<()> {
         agent.status == AgentStatus::Offline && agent.replica_id.is_none(),
         "{agent:?}"
     );
+    Ok(())
+}
+
+async fn a_batch_of_registrations_is_each_agents_own(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    let before = register(&*store, "known", 1).await?;
+    let mut moved = registration("known", 7);
+    moved.replica_id = "replica-2".into();
+    moved.labels = BTreeMap::from([("zone".into(), "b".into())]);
+    // A new agent, one that existed, and one named twice (a reconnect racing its own).
+    let batch = [
+        registration("fresh", 2),
+        moved,
+        registration("twice", 1),
+        registration("twice", 3),
+    ];
+    let epochs = store.register_agents(&batch).await?;
+    ensure!(epochs.len() == 4, "{epochs:?}");
+    ensure!(epochs[0] == 1, "a new agent starts at epoch 1: {epochs:?}");
+    ensure!(epochs[1] == before + 1, "{before} then {epochs:?}");
+    ensure!(
+        epochs[3] == epochs[2] + 1,
+        "the later of the two is newer: {epochs:?}"
+    );
+    let known = store.get_agent("known").await?;
+    ensure!(
+        known.status == AgentStatus::Online
+            && known.replica_id.as_deref() == Some("replica-2")
+            && known.max_sessions == 7
+            && known.labels.get("zone").map(String::as_str) == Some("b"),
+        "{known:?}"
+    );
+    let twice = store.get_agent("twice").await?;
+    ensure!(
+        twice.epoch == epochs[3] && twice.max_sessions == 3,
+        "{twice:?}"
+    );
+    // The older registration is fenced like any stale connection.
+    ensure!(
+        !store
+            .heartbeat_agent("twice", epochs[2], 3, "replica-1")
+            .await?
+    );
+    ensure!(
+        store
+            .heartbeat_agent("twice", epochs[3], 3, "replica-1")
+            .await?
+    );
+    ensure!(store.register_agents(&[]).await?.is_empty());
     Ok(())
 }
 

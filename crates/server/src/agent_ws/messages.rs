@@ -211,7 +211,7 @@ impl Conn {
             replica_id: app.config.replica_id.clone(),
             user_homes: reg.user_homes,
         };
-        let epoch = app.store.register_agent(&registration).await.map_err(|e| {
+        let epoch = app.registrar.call(registration).await.map_err(|e| {
             tracing::error!(error = %e, "recording the agent's registration failed");
             Refusal::new(
                 INTERNAL,

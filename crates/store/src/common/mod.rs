@@ -316,6 +316,13 @@ macro_rules! impl_store {
                     .await?)
             }
 
+            async fn register_agents(
+                &self,
+                regs: &[$crate::AgentRegistration],
+            ) -> $crate::Result<Vec<i64>> {
+                self.register_batch(regs).await
+            }
+
             async fn heartbeat_agent(
                 &self,
                 agent_id: &str,

@@ -33,6 +33,24 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Registers every agent of the arrays at once (see [`crate::Store::register_agents`]); the
+/// same update as the one-agent statement, which an agent must not appear twice in.
+static REGISTER_MANY: LazyLock<String> = LazyLock::new(|| {
+    "INSERT INTO agents (agent_id, platform, version, max_sessions, labels, replica_id, \
+     status, epoch, last_heartbeat_at, user_homes) \
+     SELECT t.agent_id, t.platform, t.version, t.max_sessions, t.labels::jsonb, t.replica_id, \
+     'online', 1, clock_timestamp(), t.user_homes \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], \
+     $7::bool[]) AS t(agent_id, platform, version, max_sessions, labels, replica_id, user_homes) \
+     ON CONFLICT (agent_id) DO UPDATE SET platform = excluded.platform, \
+     version = excluded.version, max_sessions = excluded.max_sessions, \
+     labels = excluded.labels, replica_id = excluded.replica_id, status = 'online', \
+     user_homes = excluded.user_homes, \
+     epoch = agents.epoch + 1, last_heartbeat_at = excluded.last_heartbeat_at \
+     RETURNING agent_id, epoch"
+        .to_owned()
+});
+
 /// [`crate::Store`] on PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -106,6 +124,59 @@ impl PgStore {
             }
         }
         Err(StoreError::NoCapacity)
+    }
+
+    /// One statement per round of distinct agents (almost always one round: an agent seldom
+    /// registers twice within one batch).
+    async fn register_batch(&self, regs: &[crate::AgentRegistration]) -> Result<Vec<i64>> {
+        let mut epochs = vec![0i64; regs.len()];
+        let mut left: Vec<usize> = (0..regs.len()).collect();
+        while !left.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            let (round, later): (Vec<usize>, Vec<usize>) = left
+                .iter()
+                .partition(|&&i| seen.insert(regs[i].agent_id.as_str()));
+            let column = |f: &dyn Fn(&crate::AgentRegistration) -> String| -> Vec<String> {
+                round.iter().map(|&i| f(&regs[i])).collect()
+            };
+            let labels = round
+                .iter()
+                .map(|&i| serde_json::to_string(&regs[i].labels))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Invalid(format!("agent labels: {e}")))?;
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(REGISTER_MANY.as_str()))
+                    .bind(column(&|r| r.agent_id.clone()))
+                    .bind(column(&|r| r.platform.clone()))
+                    .bind(column(&|r| r.version.clone()))
+                    .bind(
+                        round
+                            .iter()
+                            .map(|&i| regs[i].max_sessions.max(0))
+                            .collect::<Vec<i32>>(),
+                    )
+                    .bind(labels)
+                    .bind(column(&|r| r.replica_id.clone()))
+                    .bind(
+                        round
+                            .iter()
+                            .map(|&i| regs[i].user_homes)
+                            .collect::<Vec<bool>>(),
+                    )
+                    .fetch_all(&self.pool)
+                    .await?;
+            let by_agent: std::collections::HashMap<String, i64> = rows.into_iter().collect();
+            for &i in &round {
+                epochs[i] = *by_agent.get(&regs[i].agent_id).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "registering agent {:?} returned no epoch",
+                        regs[i].agent_id
+                    ))
+                })?;
+            }
+            left = later;
+        }
+        Ok(epochs)
     }
 
     /// One statement claims all of them; `RETURNING` sees the trigger's `updated_at`.

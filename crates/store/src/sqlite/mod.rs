@@ -27,6 +27,28 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// One write transaction for the whole batch: SQLite's cost is the commit, not the
+    /// statement.
+    async fn register_batch(&self, regs: &[crate::AgentRegistration]) -> Result<Vec<i64>> {
+        let mut tx = self.write_tx().await?;
+        let mut epochs = Vec::with_capacity(regs.len());
+        for reg in regs {
+            let epoch: i64 = sqlx::query_scalar(SQLITE_STATEMENTS.agent_register)
+                .bind(&reg.agent_id)
+                .bind(&reg.platform)
+                .bind(&reg.version)
+                .bind(reg.max_sessions.max(0))
+                .bind(sqlx::types::Json(&reg.labels))
+                .bind(&reg.replica_id)
+                .bind(reg.user_homes)
+                .fetch_one(&mut *tx)
+                .await?;
+            epochs.push(epoch);
+        }
+        tx.commit().await?;
+        Ok(epochs)
+    }
+
     /// Opens `url` (`sqlite:PATH` or `sqlite://PATH`), creating the file if missing. Does not
     /// migrate.
     pub async fn connect(url: &str) -> Result<Self> {

@@ -179,7 +179,7 @@ pub async fn register_with_homes(
     Ok(store.register_agent(&reg).await?)
 }
 
-fn registration(agent_id: &str, max_sessions: i32) -> AgentRegistration {
+pub fn registration(agent_id: &str, max_sessions: i32) -> AgentRegistration {
     AgentRegistration {
         agent_id: agent_id.into(),
         platform: "process".into(),

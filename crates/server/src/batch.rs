@@ -1,0 +1,180 @@
+//! Group commit: many callers' requests carried out together, one database round trip per
+//! batch instead of one per request.
+//!
+//! A [`Batcher`] runs one task. It waits for a request, takes every other one already queued
+//! (up to the batch size) and hands them to its work function at once; requests that arrive
+//! meanwhile form the next batch. So a lone request waits for nothing but its own round trip,
+//! and a storm — ten thousand agents reconnecting after their replica died — is carried in a
+//! few hundred statements, queueing in memory here rather than for the database pool's
+//! connections, which the replica's other work still finds free.
+
+use std::future::Future;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Why a batched request was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BatchError {
+    /// The batch failed; every request in it gets the same message.
+    #[error("{0}")]
+    Failed(String),
+    /// The replica is shutting down.
+    #[error("the replica is shutting down")]
+    Stopped,
+}
+
+struct Job<Req, Resp> {
+    request: Req,
+    reply: oneshot::Sender<Result<Resp, BatchError>>,
+}
+
+/// A queue of requests carried out in batches (see the module's documentation).
+pub(crate) struct Batcher<Req, Resp> {
+    tx: mpsc::Sender<Job<Req, Resp>>,
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
+    /// Starts the batching task: `work` gets at most `max_batch` requests at a time and must
+    /// answer each, in order. The task ends with `stop` or when the last handle is dropped.
+    pub(crate) fn start<F, Fut>(max_batch: usize, stop: CancellationToken, mut work: F) -> Self
+    where
+        F: FnMut(Vec<Req>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<Resp>, String>> + Send,
+    {
+        let max_batch = max_batch.max(1);
+        let (tx, mut rx) = mpsc::channel::<Job<Req, Resp>>(max_batch * 4);
+        tokio::spawn(async move {
+            let mut jobs = Vec::with_capacity(max_batch);
+            loop {
+                let taken = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
+                    taken = rx.recv_many(&mut jobs, max_batch) => taken,
+                };
+                if taken == 0 {
+                    return;
+                }
+                let (requests, replies): (Vec<Req>, Vec<_>) =
+                    jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
+                let outcome = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
+                    outcome = work(requests) => outcome,
+                };
+                match outcome {
+                    Ok(answers) if answers.len() == replies.len() => {
+                        for (reply, answer) in replies.into_iter().zip(answers) {
+                            let _ = reply.send(Ok(answer));
+                        }
+                    }
+                    Ok(answers) => {
+                        let e = BatchError::Failed(format!(
+                            "a batch of {} requests got {} answers",
+                            replies.len(),
+                            answers.len()
+                        ));
+                        for reply in replies {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                    Err(message) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(BatchError::Failed(message.clone())));
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Queues `request` and waits for its answer.
+    pub(crate) async fn call(&self, request: Req) -> Result<Resp, BatchError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| BatchError::Stopped)?;
+        answer.await.map_err(|_| BatchError::Stopped)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_queued_together_are_carried_together_and_answered_in_order()
+    -> anyhow::Result<()> {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
+        let seen = sizes.clone();
+        let batcher = Arc::new(Batcher::start(
+            64,
+            CancellationToken::new(),
+            move |requests: Vec<u32>| {
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(requests.len());
+                let mut gate = gate_rx.clone();
+                async move {
+                    // The first batch waits until the test lets it go, so that the others
+                    // queue meanwhile.
+                    let _ = gate.wait_for(|open| *open).await;
+                    Ok(requests.into_iter().map(|r| r * 10).collect())
+                }
+            },
+        ));
+        let first = tokio::spawn({
+            let b = batcher.clone();
+            async move { b.call(1).await }
+        });
+        // Wait until the first batch has been taken (it is held at the gate).
+        while sizes.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let rest: Vec<_> = (2..=100)
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.call(i).await })
+            })
+            .collect();
+        // Every one of the 99 is queued before the gate opens.
+        while batcher.tx.capacity() > batcher.tx.max_capacity() - 99 {
+            tokio::task::yield_now().await;
+        }
+        gate_tx.send(true)?;
+        assert_eq!(first.await?, Ok(10));
+        for (i, task) in (2..=100).zip(rest) {
+            assert_eq!(task.await?, Ok(i * 10));
+        }
+        let sizes = sizes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(
+            sizes,
+            [1, 64, 35],
+            "one alone, then the queue in batches of at most 64"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_each_request_with_its_reason() -> anyhow::Result<()> {
+        let batcher: Batcher<u32, u32> =
+            Batcher::start(8, CancellationToken::new(), |_requests: Vec<u32>| async {
+                Err("the database is down".to_owned())
+            });
+        assert_eq!(
+            batcher.call(1).await,
+            Err(BatchError::Failed("the database is down".into()))
+        );
+        let stop = CancellationToken::new();
+        let stopped: Batcher<u32, u32> =
+            Batcher::start(8, stop.clone(), |r: Vec<u32>| async { Ok(r) });
+        stop.cancel();
+        assert_eq!(stopped.call(1).await, Err(BatchError::Stopped));
+        Ok(())
+    }
+}
