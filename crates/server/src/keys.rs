@@ -40,6 +40,17 @@ pub(crate) async fn find<P: Purpose>(
     if let Some(record) = store.find_api_key(&current).await? {
         return Ok(Some(record));
     }
+    find_older(store, keyring, secret).await
+}
+
+/// The second half of [`find`], for a secret not found under the current key: its hash under
+/// an older key, re-hashed under the current one when found.
+pub(crate) async fn find_older<P: Purpose>(
+    store: &dyn Store,
+    keyring: &Keyring<P>,
+    secret: &str,
+) -> Result<Option<ApiKeyRecord>, StoreError> {
+    let current = keyring.mac(secret);
     for old in keyring.older_macs(secret) {
         let Some(record) = store.find_api_key(&old).await? else {
             continue;

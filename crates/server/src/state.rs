@@ -51,6 +51,9 @@ pub(crate) struct AppState {
     pub recorder: Option<Arc<crate::recording::Recorder>>,
     /// Agent registrations, written to the database in batches (see `crate::batch`).
     pub registrar: Arc<Registrar>,
+    /// Agent keys of connecting agents, looked up in batches (by their hash under the current
+    /// credential key).
+    pub agent_keys: Arc<crate::batch::Batcher<String, Option<streamspace_store::ApiKeyRecord>>>,
 }
 
 /// Registers agent connections in batches: one statement for every agent that registers while
@@ -59,6 +62,22 @@ pub(crate) type Registrar = crate::batch::Batcher<streamspace_store::AgentRegist
 
 /// The most registrations written in one statement.
 const REGISTRATION_BATCH: usize = 512;
+
+fn key_lookup(
+    store: &Arc<dyn Store>,
+    stop: CancellationToken,
+) -> crate::batch::Batcher<String, Option<streamspace_store::ApiKeyRecord>> {
+    let store = store.clone();
+    crate::batch::Batcher::start(REGISTRATION_BATCH, stop, move |hashes| {
+        let store = store.clone();
+        async move {
+            store
+                .find_api_keys(&hashes)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+}
 
 fn registrar(store: &Arc<dyn Store>, stop: CancellationToken) -> Registrar {
     let store = store.clone();
@@ -140,8 +159,10 @@ pub(crate) fn assemble(
         tasks,
     );
     let registrar = Arc::new(registrar(&store, shutdown.clone()));
+    let agent_keys = Arc::new(key_lookup(&store, shutdown.clone()));
     let state = AppState {
         registrar,
+        agent_keys,
         store,
         keys,
         hub,

@@ -379,6 +379,9 @@ pub trait Store:
     /// Looks up a key that is neither revoked nor expired by its keyed hash and records its use, to the
     /// [`KEY_USE_RESOLUTION_SECS`]: `last_used_at` is written only when older than that.
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+    /// [`Store::find_api_key`] for several hashes at once — one lookup and at most one
+    /// `last_used_at` update on PostgreSQL: the answers in the order of `key_hashes`.
+    async fn find_api_keys(&self, key_hashes: &[String]) -> Result<Vec<Option<ApiKeyRecord>>>;
     async fn list_api_keys(&self, kind: ApiKeyKind) -> Result<Vec<ApiKeyRecord>>;
     /// Marks a key revoked; `NotFound` if no such key.
     async fn revoke_api_key(&self, id: Uuid, audit: &AuditEntry) -> Result<()>;

@@ -397,6 +397,14 @@ pub(crate) struct ApiKeyRow {
     revoked_at: Option<DateTime<Utc>>,
 }
 
+/// An `api_keys` row with the hash it was found by (batched lookups).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct FoundKeyRow {
+    pub key_hash: String,
+    #[sqlx(flatten)]
+    pub key: ApiKeyRow,
+}
+
 impl TryFrom<ApiKeyRow> for ApiKeyRecord {
     type Error = StoreError;
     fn try_from(r: ApiKeyRow) -> Result<Self> {

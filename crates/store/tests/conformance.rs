@@ -1066,6 +1066,26 @@ async fn api_keys_lookup_and_revoke(db: &Db) -> Result<()> {
     );
     ensure!(found.to_agent_key().is_some_and(|k| k.agent_id == "a1"));
     ensure!(store.find_api_key("nope").await?.is_none());
+    // In a batch: each answer in its place, a hash named twice found twice, an unknown one
+    // not at all; the use is recorded as by the one-key lookup.
+    let batch = store
+        .find_api_keys(&[
+            "h-admin".into(),
+            "nope".into(),
+            "h-agent".into(),
+            "h-admin".into(),
+        ])
+        .await?;
+    let ids: Vec<Option<Uuid>> = batch.iter().map(|k| k.as_ref().map(|k| k.id)).collect();
+    ensure!(
+        ids == [Some(admin.id), None, Some(agent_key.id), Some(admin.id)],
+        "{ids:?}"
+    );
+    ensure!(
+        batch.iter().flatten().all(|k| k.last_used_at.is_some()),
+        "{batch:?}"
+    );
+    ensure!(store.find_api_keys(&[]).await?.is_empty());
     let listed = store.list_api_keys(ApiKeyKind::Agent).await?;
     ensure!(
         listed.len() == 1 && listed[0].id == agent_key.id,
@@ -1076,6 +1096,10 @@ async fn api_keys_lookup_and_revoke(db: &Db) -> Result<()> {
     ensure!(
         store.find_api_key("h-agent").await?.is_none(),
         "revoked key still accepted"
+    );
+    ensure!(
+        store.find_api_keys(&["h-agent".into()]).await?[0].is_none(),
+        "revoked key still found in a batch"
     );
     let listed = store.list_api_keys(ApiKeyKind::Agent).await?;
     ensure!(listed[0].revoked_at.is_some(), "{listed:?}");

@@ -108,9 +108,20 @@ pub(crate) async fn connect(
 async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<ApiKeyRecord, ApiError> {
     let token = bearer_token(headers)
         .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <agent key>`"))?;
-    let record = crate::keys::find(app.store.as_ref(), &app.keys.credentials, token)
-        .await
-        .map_err(|e| ApiError::from_store(e, "looking up an agent key"))?;
+    // Looked up in batches with the other agents connecting at the same moment (a replica's
+    // agents all come back at once when it dies); a key stored under an older master secret
+    // is then looked for on its own.
+    let keyring = &app.keys.credentials;
+    let record = match app.agent_keys.call(keyring.mac(token)).await {
+        Ok(Some(record)) => Some(record),
+        Ok(None) => crate::keys::find_older(app.store.as_ref(), keyring, token)
+            .await
+            .map_err(|e| ApiError::from_store(e, "looking up an agent key"))?,
+        Err(e) => {
+            tracing::error!(error = %e, "looking up an agent key failed");
+            return Err(ApiError::internal());
+        }
+    };
     match record {
         Some(record) if record.kind == ApiKeyKind::Agent && record.agent_id.is_some() => Ok(record),
         _ => Err(ApiError::unauthorized("invalid or revoked agent key")),

@@ -115,6 +115,13 @@ macro_rules! impl_store {
                 Ok(Some(record))
             }
 
+            async fn find_api_keys(
+                &self,
+                key_hashes: &[String],
+            ) -> $crate::Result<Vec<Option<$crate::ApiKeyRecord>>> {
+                self.find_keys_batch(key_hashes).await
+            }
+
             async fn list_api_keys(
                 &self,
                 kind: $crate::ApiKeyKind,

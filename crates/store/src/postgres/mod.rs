@@ -51,6 +51,21 @@ static REGISTER_MANY: LazyLock<String> = LazyLock::new(|| {
         .to_owned()
 });
 
+/// Finds the unrevoked, unexpired keys of any of the hashes `$1`.
+static FIND_KEYS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT key_hash, {} FROM api_keys WHERE key_hash = ANY($1) AND revoked_at IS NULL \
+         AND (expires_at IS NULL OR expires_at > clock_timestamp())",
+        sql::key_columns!()
+    )
+});
+
+/// Records the use of the keys `$1` whose `last_used_at` is older than `$2` seconds.
+const TOUCH_KEYS: &str = "UPDATE api_keys SET last_used_at = clock_timestamp() \
+     WHERE id = ANY($1) AND (last_used_at IS NULL \
+     OR last_used_at < clock_timestamp() - make_interval(secs => $2)) \
+     RETURNING id, last_used_at";
+
 /// [`crate::Store`] on PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -124,6 +139,48 @@ impl PgStore {
             }
         }
         Err(StoreError::NoCapacity)
+    }
+
+    /// One lookup for all of them, then one update of the `last_used_at` that are stale.
+    async fn find_keys_batch(&self, hashes: &[String]) -> Result<Vec<Option<crate::ApiKeyRecord>>> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<crate::rows::FoundKeyRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(FIND_KEYS.as_str()))
+                .bind(hashes)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let record: crate::ApiKeyRecord = row.key.try_into()?;
+            found.insert(row.key_hash, record);
+        }
+        let now = chrono::Utc::now();
+        let stale: Vec<Uuid> = found
+            .values()
+            .filter(|r| {
+                r.last_used_at.is_none_or(|at| {
+                    now - at >= chrono::TimeDelta::seconds(crate::KEY_USE_RESOLUTION_SECS)
+                })
+            })
+            .map(|r| r.id)
+            .collect();
+        if !stale.is_empty() {
+            let touched: Vec<(DbUuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(TOUCH_KEYS)
+                .bind(stale)
+                .bind(crate::KEY_USE_RESOLUTION_SECS as f64)
+                .fetch_all(&self.pool)
+                .await?;
+            let touched: std::collections::HashMap<Uuid, _> =
+                touched.into_iter().map(|(id, at)| (id.0, at)).collect();
+            for record in found.values_mut() {
+                if let Some(at) = touched.get(&record.id) {
+                    record.last_used_at = Some(*at);
+                }
+            }
+        }
+        Ok(hashes.iter().map(|h| found.get(h).cloned()).collect())
     }
 
     /// One statement per round of distinct agents (almost always one round: an agent seldom

@@ -27,6 +27,15 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// One lookup after another: SQLite answers in the process, with no round trip to save.
+    async fn find_keys_batch(&self, hashes: &[String]) -> Result<Vec<Option<crate::ApiKeyRecord>>> {
+        let mut found = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            found.push(crate::Store::find_api_key(self, hash).await?);
+        }
+        Ok(found)
+    }
+
     /// One write transaction for the whole batch: SQLite's cost is the commit, not the
     /// statement.
     async fn register_batch(&self, regs: &[crate::AgentRegistration]) -> Result<Vec<i64>> {
