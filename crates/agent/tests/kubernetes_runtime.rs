@@ -32,6 +32,7 @@ const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/sessions/deployments";
 const SERVICES: &str = "/api/v1/namespaces/sessions/services";
 const CLAIMS: &str = "/api/v1/namespaces/sessions/persistentvolumeclaims";
 const PODS: &str = "/api/v1/namespaces/sessions/pods";
+const SECRETS: &str = "/api/v1/namespaces/sessions/secrets";
 
 fn template(home: HomePolicy) -> Template {
     Template {
@@ -951,6 +952,19 @@ async fn files_reach_a_session_through_its_transfer_sidecar() -> Result<()> {
     let id = Uuid::now_v7();
     let name = format!("ss-{id}");
     rt.start(id, &template(HomePolicy::None)).await?;
+    // The Secret comes first (a pod whose sidecar finds no Secret fails at once), unowned;
+    // the Deployment becomes its owner once it exists.
+    let writes = api.writes();
+    assert_eq!(
+        writes[..2],
+        [format!("POST {SECRETS}"), format!("POST {DEPLOYMENTS}"),],
+        "{writes:?}"
+    );
+    assert!(
+        writes.contains(&format!("PATCH {SECRETS}/{name}")),
+        "{writes:?}"
+    );
+    assert!(body(&api, Method::POST, SECRETS)?["metadata"]["ownerReferences"].is_null());
 
     // The pod: the desktop and the sidecar share an emptyDir as the desktop's ~/Transfers;
     // the sidecar runs as the desktop's user, reads its token from the Secret, and listens
@@ -1058,7 +1072,6 @@ async fn files_reach_a_session_through_its_transfer_sidecar() -> Result<()> {
 
     // Stopping the session removes its Secret with the rest.
     rt.stop(id).await?;
-    api.collect_garbage();
     assert!(api.object("secrets", &name).is_none());
     assert!(matches!(
         rt.transfer_folder(id).await.map(drop),
@@ -1106,6 +1119,21 @@ async fn the_sidecar_shares_the_home_and_sessions_without_it_refuse_transfers() 
         json!([{"name": "home", "mountPath": "/streamspace/home"}])
     );
     assert_eq!(pod["volumes"].as_array().map(Vec::len), Some(1));
+    // A Deployment the API server refuses leaves no Secret behind.
+    let refused = Uuid::now_v7();
+    api.reject_next(
+        "create",
+        "deployments",
+        http::StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+    );
+    assert!(
+        rt.start(refused, &template(HomePolicy::None))
+            .await
+            .is_err()
+    );
+    assert!(api.object("secrets", &format!("ss-{refused}")).is_none());
+
     // Ready, but no address reported for the pod yet.
     let err = rt.transfer_folder(id).await.map(drop);
     assert!(

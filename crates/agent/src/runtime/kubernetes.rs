@@ -257,19 +257,30 @@ impl KubernetesRuntime {
                 )));
             }
             Some(d) => d,
-            None => match self
-                .deployments
-                .create(&PostParams::default(), &desired)
-                .await
-            {
-                Ok(d) => d,
-                Err(e) if already_exists(&e) => self
+            None => {
+                if self.config.transfer.is_some() {
+                    self.prepare_transfer_secret(session_id).await?;
+                }
+                match self
                     .deployments
-                    .get(&name)
+                    .create(&PostParams::default(), &desired)
                     .await
-                    .map_err(|e| api_error("reading the session's deployment", e))?,
-                Err(e) => return Err(api_error("creating the session's deployment", e)),
-            },
+                {
+                    Ok(d) => d,
+                    Err(e) if already_exists(&e) => self
+                        .deployments
+                        .get(&name)
+                        .await
+                        .map_err(|e| api_error("reading the session's deployment", e))?,
+                    Err(e) => {
+                        let err = api_error("creating the session's deployment", e);
+                        if let Err(cleanup) = self.delete_root(session_id).await {
+                            tracing::warn!(%session_id, error = %Chain(&cleanup), "could not remove a failed start");
+                        }
+                        return Err(err);
+                    }
+                }
+            }
         };
         match self.finish_start(session_id, template, &root).await {
             Ok(info) => {
@@ -456,6 +467,64 @@ impl KubernetesRuntime {
         }
     }
 
+    /// Makes the session's transfer Secret, with a token of its own, before the Deployment whose
+    /// sidecar reads it (a pod started without it would fail at once). One left by an
+    /// interrupted start is kept; one still owned by a previous run's Deployment fails the
+    /// start like the other children do (see [`Self::ensure`]).
+    async fn prepare_transfer_secret(&self, session_id: Uuid) -> Result<(), RuntimeError> {
+        let secret = objects::transfer_secret(session_id, &self.config, None, &new_token());
+        match self.secrets.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(()),
+            Err(e) if already_exists(&e) => {
+                let name = session_name(session_id);
+                let existing = self
+                    .secrets
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| api_error("reading the session's transfer secret", e))?;
+                let owned = existing
+                    .as_ref()
+                    .and_then(|s| s.metadata.owner_references.as_ref())
+                    .is_some_and(|refs| !refs.is_empty());
+                if owned {
+                    return Err(RuntimeError::StartFailed(format!(
+                        "the session's transfer secret {name} from a previous run is still being \
+                         removed by the cluster; start the session again shortly"
+                    )));
+                }
+                Ok(())
+            }
+            Err(e) => Err(api_error("creating the session's transfer secret", e)),
+        }
+    }
+
+    /// Makes the Deployment the owner of the session's transfer Secret, so that the garbage
+    /// collector removes it with the session; makes the Secret if it is missing.
+    async fn own_transfer_secret(
+        &self,
+        session_id: Uuid,
+        owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ) -> Result<(), RuntimeError> {
+        let name = session_name(session_id);
+        let patch = serde_json::json!({ "metadata": { "ownerReferences": [owner.clone()] } });
+        match self
+            .secrets
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(&e) => {
+                let secret =
+                    objects::transfer_secret(session_id, &self.config, Some(owner), &new_token());
+                self.ensure(&self.secrets, &secret, "transfer secret").await
+            }
+            Err(e) => Err(api_error(
+                "giving the session's transfer secret its owner",
+                e,
+            )),
+        }
+    }
+
     /// The rest of a start once the root exists: its children, then readiness.
     async fn finish_start(
         &self,
@@ -471,12 +540,8 @@ impl KubernetesRuntime {
         // after a crash between the two completes the set.
         let service = objects::service(session_id, template, &self.config, owner.clone());
         self.ensure(&self.services, &service, "service").await?;
-        if self.config.transfer.is_some() {
-            // A token of its own per session; a retried start keeps the first one.
-            let token = new_token();
-            let secret = objects::transfer_secret(session_id, &self.config, owner.clone(), &token);
-            self.ensure(&self.secrets, &secret, "transfer secret")
-                .await?;
+        if self.config.transfer.is_some() && objects::has_transfer_sidecar(root) {
+            self.own_transfer_secret(session_id, owner.clone()).await?;
         }
         if let Some(claim) = objects::home_claim(session_id, template, &self.config, owner) {
             self.ensure(&self.claims, &claim, "home volume claim")
@@ -532,16 +597,29 @@ impl KubernetesRuntime {
 
     async fn delete_root(&self, session_id: Uuid) -> Result<(), RuntimeError> {
         // Background propagation: the Deployment goes at once, the garbage collector removes
-        // its ReplicaSet, pod, Service and owned home claim.
+        // its ReplicaSet, pod, Service, owned home claim and transfer Secret.
         match self
             .deployments
             .delete(&session_name(session_id), &DeleteParams::background())
             .await
         {
-            Ok(_) => Ok(()),
-            Err(e) if not_found(&e) => Ok(()),
-            Err(e) => Err(api_error("deleting the session's deployment", e)),
+            Ok(_) => {}
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(api_error("deleting the session's deployment", e)),
         }
+        // A start cut short before the Deployment owned it leaves the Secret to no one.
+        if self.config.transfer.is_some() {
+            match self
+                .secrets
+                .delete(&session_name(session_id), &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(api_error("deleting the session's transfer secret", e)),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -426,12 +426,14 @@ fn transfer_sidecar(session_id: Uuid, sidecar: &TransferSidecar, has_home: bool)
     }
 }
 
-/// The Secret holding the session's transfer token, owned by the Deployment (the sidecar reads
-/// it as an environment variable; the agent reads it back when it carries a transfer).
+/// The Secret holding the session's transfer token (the sidecar reads it as an environment
+/// variable; the agent reads it back when it carries a transfer). It is made before the
+/// Deployment, which the pod's sidecar could not start without it, so without an owner; the
+/// start then makes the Deployment its owner.
 pub fn transfer_secret(
     session_id: Uuid,
     config: &KubernetesRuntimeConfig,
-    owner: OwnerReference,
+    owner: Option<OwnerReference>,
     token: &str,
 ) -> Secret {
     Secret {
@@ -439,7 +441,7 @@ pub fn transfer_secret(
             name: Some(session_name(session_id)),
             namespace: Some(config.namespace.clone()),
             labels: Some(session_labels(session_id, &config.agent_id)),
-            owner_references: Some(vec![owner]),
+            owner_references: owner.map(|o| vec![o]),
             ..Default::default()
         },
         data: Some(BTreeMap::from([(
