@@ -184,6 +184,17 @@ mod tests {
         assert_eq!(young, 0, "recordings younger than the retention stay");
         assert!(on_disk(&ended) && on_disk(&abandoned));
 
+        // Only rows strictly older than the cutoff go, and times have millisecond resolution:
+        // a purge in the millisecond of the last write would keep that row. Wait until the
+        // database's clock has passed both (a moment), so the purge below sees them expired.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while store.expired_recordings(0.0, 10).await?.len() < 2 {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the recordings never became older than now"
+            );
+            tokio::task::yield_now().await;
+        }
         let gone = purge_recordings(store.as_ref(), storage.as_ref(), Duration::ZERO)
             .await
             .map_err(anyhow::Error::msg)?;
