@@ -120,6 +120,7 @@ pub(crate) async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > rules.transfer_max_bytes) {
+        discard(body).await;
         return Err(too_large(rules.transfer_max_bytes));
     }
     let record = stream::Record::new(&app, &actor, id, TransferDirection::Upload, &path);
@@ -349,6 +350,30 @@ async fn open(
             "the agent did not open the transfer in time",
         )),
     }
+}
+
+/// How much of a refused upload is read and thrown away before the answer.
+const DISCARDED_BYTES: u64 = 8 * 1024 * 1024;
+/// How long that may take.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and throws away the start of a body that is refused before it is read (at most
+/// [`DISCARDED_BYTES`], for at most [`DISCARD_TIME`]): a client still sending it then reads
+/// the answer, where a connection closed under its feet would give it only a reset. A larger
+/// body still gets the reset.
+async fn discard(body: Body) {
+    use futures_util::StreamExt;
+    let mut data = body.into_data_stream();
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(DISCARD_TIME, async {
+        while read < DISCARDED_BYTES {
+            match data.next().await {
+                Some(Ok(chunk)) => read += chunk.len() as u64,
+                Some(Err(_)) | None => break,
+            }
+        }
+    })
+    .await;
 }
 
 fn too_large(max_bytes: u64) -> ApiError {
