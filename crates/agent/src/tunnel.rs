@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use streamspace_proto::tunnel::{
-    AGENT_TUNNEL_PATH, CHUNK_BYTES, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, TOKEN_PARAM,
-    close_code,
+    AGENT_TUNNEL_PATH, CHUNK_BYTES, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES,
+    STREAM_READ_BUFFER_BYTES, TOKEN_PARAM, close_code,
 };
 use streamspace_proto::wire::{AgentMessage, TransferOpen, TunnelOpen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -385,6 +385,7 @@ pub(crate) async fn dial(
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
+        .read_buffer_size(STREAM_READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
     let connector = tls.map(tokio_tungstenite::Connector::Rustls);

@@ -29,6 +29,11 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// Most bytes a WebSocket may hold unsent before writes fail: a few frames, never more.
 pub const MAX_WRITE_BUFFER_BYTES: usize = 2 * MAX_FRAME_BYTES;
+/// The read buffer of every WebSocket a viewer's stream passes through (the viewer's, the
+/// agent's data connection on both ends, the hop between replicas). tungstenite's default,
+/// 128 KiB, was most of what each open stream cost in memory; a larger frame is read in
+/// several reads into its message, so throughput barely changes.
+pub const STREAM_READ_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Close codes on the viewer's and the agent's data connections.
 pub mod close_code {

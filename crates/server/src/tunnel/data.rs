@@ -15,7 +15,9 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use streamspace_proto::tunnel::{MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES};
+use streamspace_proto::tunnel::{
+    MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, STREAM_READ_BUFFER_BYTES,
+};
 use streamspace_store::ApiKeyKind;
 
 use serde::Deserialize;
@@ -127,6 +129,7 @@ fn bounded(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(STREAM_READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
 }

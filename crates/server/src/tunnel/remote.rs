@@ -20,7 +20,9 @@ use axum::extract::ws::{Message as AxMessage, WebSocket};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use streamspace_proto::tunnel::{MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, TOKEN_PARAM};
+use streamspace_proto::tunnel::{
+    MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, STREAM_READ_BUFFER_BYTES, TOKEN_PARAM,
+};
 use streamspace_proto::wire::ServerMessage;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -104,6 +106,7 @@ pub(crate) async fn forward(
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
+        .read_buffer_size(STREAM_READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
     crate::metrics::replica_hop("data", peer.scheme());

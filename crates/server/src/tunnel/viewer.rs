@@ -26,7 +26,7 @@ use streamspace_proto::api::{
 };
 use streamspace_proto::tunnel::{
     BINARY_SUBPROTOCOL, ConnectInfo, ConnectRequest, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES,
-    RECORD_PARAM, close_code,
+    RECORD_PARAM, STREAM_READ_BUFFER_BYTES, close_code,
 };
 use streamspace_proto::wire::{ServerMessage, TunnelOpen};
 use tokio::sync::oneshot;
@@ -313,6 +313,7 @@ pub(crate) async fn vnc(
         .protocols([BINARY_SUBPROTOCOL])
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(STREAM_READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "viewer upgrade failed"))
