@@ -13,7 +13,7 @@
 //! it would make the agent drop its connection, with every other session's traffic, again and
 //! again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +28,10 @@ use tracing::Instrument;
 use crate::config::ServerConfig;
 use crate::hub::{DeliveryError, Hub};
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Most commands read for one agent per pass; a worker loops until the agent has no more.
 const BATCH: i64 = 100;
 
@@ -36,6 +40,10 @@ const BATCH: i64 = 100;
 pub(crate) struct Dispatcher {
     tx: mpsc::Sender<String>,
     agents: Mutex<HashMap<String, Entry>>,
+    /// Agents that registered here and whose first pass over unfinished commands has not run
+    /// yet, with the commands sent on the new connection meanwhile: that pass resends what a
+    /// previous connection may have lost, not what this one has just been sent.
+    sent_since_connect: Mutex<HashMap<String, HashSet<uuid::Uuid>>>,
 }
 
 /// Where an agent is in the dispatcher. The flags say whether to include unfinished
@@ -47,6 +55,28 @@ enum Entry {
 }
 
 impl Dispatcher {
+    /// `agent_id` is registering a new connection here: commands sent on it before its pass
+    /// over unfinished commands are not sent again by that pass. Call before the connection can
+    /// be delivered to.
+    pub fn connected(&self, agent_id: &str) {
+        lock(&self.sent_since_connect).insert(agent_id.to_owned(), HashSet::new());
+    }
+
+    /// Notes a command sent to `agent_id`, if its connection is new (see [`Self::connected`]).
+    fn note_sent(&self, agent_id: &str, command_id: uuid::Uuid) {
+        if let Some(sent) = lock(&self.sent_since_connect).get_mut(agent_id) {
+            sent.insert(command_id);
+        }
+    }
+
+    /// What was sent on `agent_id`'s new connection so far; forgets it (the pass over
+    /// unfinished commands asks once).
+    fn take_sent(&self, agent_id: &str) -> HashSet<uuid::Uuid> {
+        lock(&self.sent_since_connect)
+            .remove(agent_id)
+            .unwrap_or_default()
+    }
+
     /// Asks for delivery of `agent_id`'s commands. Never blocks; if the queue is full the request
     /// is dropped and the next sweep finds the work.
     pub fn wake(&self, agent_id: &str, include_unfinished: bool) {
@@ -128,6 +158,7 @@ pub(crate) fn start(
     let dispatcher = Arc::new(Dispatcher {
         tx,
         agents: Mutex::new(HashMap::new()),
+        sent_since_connect: Mutex::new(HashMap::new()),
     });
     let span = tracing::info_span!("dispatcher", replica_id = %ctx.config.replica_id);
     tasks.spawn(
@@ -173,7 +204,7 @@ async fn run_queue(
         let span = tracing::info_span!("deliver", agent_id = %agent_id);
         tasks.spawn(
             async move {
-                deliver_for_agent(&ctx, &agent_id, include_unfinished).await;
+                deliver_for_agent(&ctx, &dispatcher, &agent_id, include_unfinished).await;
                 dispatcher.finish(&agent_id);
                 drop(permit);
             }
@@ -185,6 +216,7 @@ async fn run_queue(
 /// Sends every deliverable command of `agent_id`, if it is connected here.
 pub(crate) async fn deliver_for_agent(
     ctx: &DispatchContext,
+    dispatcher: &Dispatcher,
     agent_id: &str,
     include_unfinished: bool,
 ) {
@@ -209,13 +241,19 @@ pub(crate) async fn deliver_for_agent(
                 .await
         };
         let claimed = !include_unfinished;
-        let commands = match read {
+        let mut commands = match read {
             Ok(commands) => commands,
             Err(e) => {
                 tracing::warn!(error = %e, "reading deliverable commands failed; the sweep retries");
                 return;
             }
         };
+        if include_unfinished {
+            // Passes for one agent never overlap, so whatever was sent on its new connection
+            // before this one began is in the set.
+            let sent = dispatcher.take_sent(agent_id);
+            commands.retain(|c| !sent.contains(&c.command_id));
+        }
         let full_batch = commands.len() as i64 >= BATCH;
         let mut sent_any = false;
         for command in commands {
@@ -224,11 +262,15 @@ pub(crate) async fn deliver_for_agent(
                 command_id = %command.command_id,
                 action = %command.action
             );
+            let command_id = command.command_id;
             match deliver_one(ctx, agent_id, command, claimed)
                 .instrument(span)
                 .await
             {
-                Delivered::Yes => sent_any = true,
+                Delivered::Yes => {
+                    dispatcher.note_sent(agent_id, command_id);
+                    sent_any = true;
+                }
                 Delivered::Skipped => {}
                 Delivered::AgentGone => return,
             }
@@ -420,8 +462,27 @@ mod tests {
         let d = Dispatcher {
             tx,
             agents: Mutex::new(HashMap::new()),
+            sent_since_connect: Mutex::new(HashMap::new()),
         };
         (d, rx)
+    }
+
+    #[test]
+    fn the_pass_after_a_registration_knows_what_the_new_connection_was_sent() {
+        let (d, _rx) = dispatcher(8);
+        let (before, after) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        // Sent on an older connection: nothing is noted.
+        d.note_sent("a", before);
+        d.connected("a");
+        d.note_sent("a", after);
+        d.note_sent("b", after);
+        assert_eq!(d.take_sent("a"), HashSet::from([after]));
+        // Asked once: a later pass resends what is unfinished, as after any reconnect.
+        assert!(d.take_sent("a").is_empty());
+        assert!(d.take_sent("b").is_empty(), "b never registered here");
+        // A newer connection starts afresh.
+        d.connected("a");
+        assert!(d.take_sent("a").is_empty());
     }
 
     #[test]

@@ -240,6 +240,7 @@ impl Conn {
         )
         .with_file_transfer(reg.file_transfer);
         let conn_id = conn.conn_id;
+        app.dispatcher.connected(&reg.agent_id);
         app.hub
             .attach(conn)
             .await
