@@ -113,16 +113,14 @@ pub(crate) async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<UploadResult>), ApiError> {
-    let (session, rules) = admit(&app, &actor, id, TransferDirection::Upload).await?;
-    valid_path(&path)?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > rules.transfer_max_bytes) {
-        discard(body).await;
-        return Err(too_large(rules.transfer_max_bytes));
-    }
+    // A refusal comes before the body is read: its start is read first (see `discard`).
+    let (session, rules) = match admit_upload(&app, &actor, id, &path, &headers).await {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            discard(body).await;
+            return Err(e);
+        }
+    };
     let record = stream::Record::new(&app, &actor, id, TransferDirection::Upload, &path);
     let socket = open(
         &app,
@@ -136,7 +134,10 @@ pub(crate) async fn upload(
         Ok(socket) => {
             stream::upload(socket, body, rules.transfer_max_bytes, &app.config.tunnel).await
         }
-        Err(e) => Err(Outcome::Refused(e)),
+        Err(e) => {
+            discard(body).await;
+            Err(Outcome::Refused(e))
+        }
     };
     match outcome {
         Ok(bytes) => {
@@ -352,6 +353,27 @@ async fn open(
     }
 }
 
+/// Whether `actor` may upload to `path` of session `id` a body of the declared length: the
+/// session and its rules when so.
+async fn admit_upload(
+    app: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(Session, EffectiveRules), ApiError> {
+    let (session, rules) = admit(app, actor, id, TransferDirection::Upload).await?;
+    valid_path(path)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > rules.transfer_max_bytes) {
+        return Err(too_large(rules.transfer_max_bytes));
+    }
+    Ok((session, rules))
+}
+
 /// How much of a refused upload is read and thrown away before the answer.
 const DISCARDED_BYTES: u64 = 8 * 1024 * 1024;
 /// How long that may take.
@@ -359,8 +381,10 @@ const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads and throws away the start of a body that is refused before it is read (at most
 /// [`DISCARDED_BYTES`], for at most [`DISCARD_TIME`]): a client still sending it then reads
-/// the answer, where a connection closed under its feet would give it only a reset. A larger
-/// body still gets the reset.
+/// the answer, where a connection closed under its feet would give it only a reset — and a
+/// client that reuses its connection for the next request does not find it closed under that
+/// one (the server closes a connection whose request body was left unread). A larger body
+/// still gets the reset.
 async fn discard(body: Body) {
     use futures_util::StreamExt;
     let mut data = body.into_data_stream();
