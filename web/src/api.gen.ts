@@ -1055,6 +1055,12 @@ export interface components {
         /** @description Answer to `POST /api/v1/sessions/{id}/connect`. */
         ConnectInfo: {
             /**
+             * @description The clipboard this viewer has: the session rules' clipboard policy for the viewer's
+             *     user, and `none` through a view-only link. The tunnel enforces it; the web viewer offers
+             *     only the tools it allows.
+             */
+            clipboard?: components["schemas"]["ClipboardPolicy"];
+            /**
              * Format: date-time
              * @description After this moment the token opens nothing.
              */

@@ -7,6 +7,7 @@
 // clipboard rule whatever the page does.
 
 import RFB from "@novnc/novnc";
+import type { ClipboardPolicy } from "./api";
 import { h } from "./dom";
 
 export interface ClipboardTools {
@@ -14,7 +15,20 @@ export interface ClipboardTools {
   element: HTMLElement;
   /** Follows what `rfb`'s session copies; call once per connection. */
   attach: (rfb: RFB) => void;
+  /**
+   * Offers only what the viewer's clipboard rule allows (the connect answer's `clipboard`),
+   * and says what is off.
+   */
+  follow: (policy: ClipboardPolicy) => void;
 }
+
+/** What the page says about the clipboard under each rule. */
+const EXPLAINED: Record<ClipboardPolicy, string> = {
+  both: "Clipboard (the session's copies appear here; edit and send to paste)",
+  to_session: "Clipboard (paste into the session; copying out of it is off for this session)",
+  from_session: "Clipboard (the session's copies appear here; pasting into it is off for this session)",
+  none: "The clipboard is off for this session.",
+};
 
 /**
  * The tools for the connection `current` returns (null while there is none); `say` tells the
@@ -24,13 +38,9 @@ export function clipboardTools(current: () => RFB | null, say: (message: string)
   const box = h("textarea", { id: "clipboard", rows: 3, spellcheck: "false" });
   const send = h("button", { type: "button" }, "Send to session");
   const pasteLocal = h("button", { type: "button", hidden: !navigator.clipboard }, "Paste from your clipboard");
-  const element = h(
-    "div",
-    { class: "clipboard" },
-    h("label", { for: "clipboard" }, "Clipboard (the session's copies appear here; edit and send to paste)"),
-    box,
-    h("div", { class: "row" }, send, pasteLocal),
-  );
+  const label = h("label", { for: "clipboard", id: "clipboard-rule" }, EXPLAINED.both);
+  const buttons = h("div", { class: "row" }, send, pasteLocal);
+  const element = h("div", { class: "clipboard" }, label, box, buttons);
 
   const paste = (text: string) => {
     const rfb = current();
@@ -61,5 +71,12 @@ export function clipboardTools(current: () => RFB | null, say: (message: string)
     });
   };
 
-  return { element, attach };
+  const follow = (policy: ClipboardPolicy) => {
+    label.textContent = EXPLAINED[policy] ?? EXPLAINED.both;
+    element.dataset.clipboard = policy;
+    box.hidden = policy === "none";
+    buttons.hidden = policy === "none" || policy === "from_session";
+  };
+
+  return { element, attach, follow };
 }

@@ -71,6 +71,11 @@ pub struct ConnectInfo {
     /// (the server drops its input), else `control`.
     #[serde(default = "control")]
     pub mode: crate::api::ShareMode,
+    /// The clipboard this viewer has: the session rules' clipboard policy for the viewer's
+    /// user, and `none` through a view-only link. The tunnel enforces it; the web viewer offers
+    /// only the tools it allows.
+    #[serde(default)]
+    pub clipboard: crate::api::ClipboardPolicy,
 }
 
 /// Body of `POST /api/v1/sessions/{id}/connect` (optional: no body asks for nothing).
@@ -197,6 +202,7 @@ mod tests {
             expires_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
             recorded: true,
             mode: crate::api::ShareMode::ViewOnly,
+            clipboard: crate::api::ClipboardPolicy::None,
         };
         let json = serde_json::to_value(&info).unwrap_or_default();
         let mut keys: Vec<&str> = json
@@ -204,7 +210,18 @@ mod tests {
             .map(|o| o.keys().map(String::as_str).collect())
             .unwrap_or_default();
         keys.sort_unstable();
-        assert_eq!(keys, ["expires_at", "mode", "recorded", "token", "url"]);
+        assert_eq!(
+            keys,
+            [
+                "clipboard",
+                "expires_at",
+                "mode",
+                "recorded",
+                "token",
+                "url"
+            ]
+        );
+        assert_eq!(json["clipboard"], "none");
         assert_eq!(json["mode"], "view_only");
     }
 

@@ -123,6 +123,7 @@ export function sharedPage(root: HTMLElement, shareId: string): () => void {
     }
     if (closed) return;
     showMode(ticket);
+    clipboard.follow(ticket.clipboard ?? "both");
     const viewOnly = ticket.mode === "view_only";
     // The page opens the WebSocket itself so that it hears the server's close reason (noVNC's
     // disconnect event does not carry it).

@@ -116,6 +116,7 @@ export function viewerPage(root: HTMLElement, id: string): () => void {
     try {
       const ticket = await api.connect(id, askRecord.checked);
       recordingBadge.hidden = !ticket.recorded;
+      clipboard.follow(ticket.clipboard ?? "both");
       recordingBadge.title = ticket.recorded ? "This viewing is being recorded" : "";
       url = websocketUrl(ticket.url);
     } catch (e) {

@@ -69,13 +69,11 @@ impl TokenQuery {
 /// Whether `principal`'s viewing of `session` is recorded when `requested`, and how (the
 /// session's recording rule, `crate::rules::effective`); 503 when it must be but this replica
 /// has nowhere to record it.
-async fn recording(
+fn recording(
     app: &AppState,
-    session: &Session,
-    principal: &policy::Principal,
+    rules: &EffectiveRules,
     requested: bool,
 ) -> Result<Option<Strictness>, ApiError> {
-    let rules = crate::rules::effective(app, session, principal).await?;
     let wanted = crate::recording::wanted(rules.recording, requested);
     match (wanted, &app.recorder) {
         (Some(Strictness::Required), None) => Err(ApiError::new(
@@ -125,11 +123,11 @@ pub(crate) async fn connect(
         policy::Resource::Session(&session),
     )?;
     require_running(&session)?;
-    let recorded = recording(&app, &session, &actor.principal, request.record)
-        .await?
-        .is_some();
+    let rules = crate::rules::effective(&app, &session, &actor.principal).await?;
+    let recorded = recording(&app, &rules, request.record)?.is_some();
     let mut info = issue(&app, &headers, &actor, id, Access::Owner, None)?;
     info.recorded = recorded;
+    info.clipboard = viewer_clipboard(info.mode, &rules);
     if request.record {
         info.url.push_str(&format!("&{RECORD_PARAM}=1"));
     }
@@ -176,9 +174,8 @@ pub(crate) async fn connect_shared(
     require_active(&share)?;
     let session = load_session(&app, share.session_id).await?;
     require_running(&session)?;
-    let recorded = recording(&app, &session, &actor.principal, false)
-        .await?
-        .is_some();
+    let rules = crate::rules::effective(&app, &session, &actor.principal).await?;
+    let recorded = recording(&app, &rules, false)?.is_some();
     let access = Access::Share {
         id: share.id,
         mode: share.mode,
@@ -192,6 +189,7 @@ pub(crate) async fn connect_shared(
         Some(share.expires_at),
     )?;
     info.recorded = recorded;
+    info.clipboard = viewer_clipboard(info.mode, &rules);
     let entry = crate::audit::entry(
         &actor,
         "share.connect",
@@ -241,6 +239,7 @@ fn issue(
         expires_at,
         mode: access.mode(),
         recorded: false,
+        clipboard: ClipboardPolicy::Both,
     })
 }
 
@@ -417,21 +416,19 @@ async fn authorize(app: &AppState, id: Uuid, query: TokenQuery) -> Result<Author
     };
     let rules = crate::rules::effective(app, &session, &principal).await?;
     let policy = client_policy(grant.access.mode(), &rules);
-    let recording = recording(app, &session, &principal, query.record())
-        .await?
-        .map(|strictness| {
-            let viewing = Viewing {
-                session_id: id,
-                owner_id: session.owner_id,
-                viewer_id: grant.user_id,
-                viewer: principal.username.clone(),
-                mode: match grant.access.mode() {
-                    ShareMode::Control => "control",
-                    ShareMode::ViewOnly => "view_only",
-                },
-            };
-            (strictness, viewing)
-        });
+    let recording = recording(app, &rules, query.record())?.map(|strictness| {
+        let viewing = Viewing {
+            session_id: id,
+            owner_id: session.owner_id,
+            viewer_id: grant.user_id,
+            viewer: principal.username.clone(),
+            mode: match grant.access.mode() {
+                ShareMode::Control => "control",
+                ShareMode::ViewOnly => "view_only",
+            },
+        };
+        (strictness, viewing)
+    });
     Ok(Authorized {
         agent_id,
         user_id: grant.user_id,
@@ -616,6 +613,19 @@ fn filters(policy: ClientPolicy) -> Filters {
     }
 }
 
+/// The clipboard a viewer in `mode` under `rules` has, as its connect answer tells it: what
+/// [`client_policy`] lets through, in the rules' terms.
+fn viewer_clipboard(mode: ShareMode, rules: &EffectiveRules) -> ClipboardPolicy {
+    let policy = client_policy(mode, rules);
+    let to_session = policy.clipboard_to_session && mode == ShareMode::Control;
+    match (to_session, policy.clipboard_from_session) {
+        (true, true) => ClipboardPolicy::Both,
+        (true, false) => ClipboardPolicy::ToSession,
+        (false, true) => ClipboardPolicy::FromSession,
+        (false, false) => ClipboardPolicy::None,
+    }
+}
+
 /// What a viewer in `mode` under `rules` may send and receive: cut text is filtered both ways
 /// by the clipboard policy and its maximum. A view-only watcher gets no clipboard either way:
 /// it watches the screen, and what the person at the controls copies is not shown on it.
@@ -734,9 +744,19 @@ mod tests {
                 "{clipboard:?}"
             );
             assert_eq!(p.clipboard_max_bytes, Some(1000));
+            // The connect answer says the same.
+            assert_eq!(
+                viewer_clipboard(ShareMode::Control, &rules(clipboard)),
+                clipboard
+            );
         }
         let watcher = client_policy(ShareMode::ViewOnly, &rules(ClipboardPolicy::Both));
         assert_eq!(watcher.mode, ViewerMode::ViewOnly);
+        assert!(!watcher.clipboard_from_session);
+        assert_eq!(
+            viewer_clipboard(ShareMode::ViewOnly, &rules(ClipboardPolicy::Both)),
+            ClipboardPolicy::None
+        );
     }
 
     #[test]

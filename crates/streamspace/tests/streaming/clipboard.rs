@@ -221,6 +221,12 @@ async fn each_clipboard_rule_holds_in_both_directions() -> anyhow::Result<()> {
         };
         api.set_group_rules("clippers", &rules).await?;
         let info = bob.connect_share(share.id).await?;
+        // The connect answer tells the viewer its rule (the web viewer offers only that).
+        ensure!(
+            info.clipboard == case.clipboard,
+            "{name}: connect answered {:?}",
+            info.clipboard
+        );
         let mut viewer = Rfb::new(viewer::open(&info.url, None).await?.0);
         let seen = viewer.handshake().await.with_context(logs)?;
 
@@ -326,6 +332,11 @@ async fn each_clipboard_rule_holds_in_both_directions() -> anyhow::Result<()> {
         )
         .await?;
     let info = bob.connect_share(watch.id).await?;
+    ensure!(
+        info.clipboard == ClipboardPolicy::None,
+        "a view-only link's connect answered {:?}",
+        info.clipboard
+    );
     let mut watcher = Rfb::new(viewer::open(&info.url, None).await?.0);
     let seen = watcher.handshake().await.with_context(logs)?;
     type_line(&mut owner, "copy out-to-watcher").await?;
