@@ -60,35 +60,25 @@ pub(crate) struct AppState {
 /// the previous batch is being written.
 pub(crate) type Registrar = crate::batch::Batcher<streamspace_store::AgentRegistration, i64>;
 
-/// The most registrations written in one statement.
-const REGISTRATION_BATCH: usize = 512;
+/// The most requests one batch of [`AppState::registrar`] or [`AppState::agent_keys`] carries.
+const AGENT_BATCH: usize = 512;
 
-fn key_lookup(
+/// A batcher whose every batch is one `call` on the store.
+fn store_batcher<Req, Resp, F, Fut>(
     store: &Arc<dyn Store>,
     stop: CancellationToken,
-) -> crate::batch::Batcher<String, Option<streamspace_store::ApiKeyRecord>> {
+    call: F,
+) -> crate::batch::Batcher<Req, Resp>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(Arc<dyn Store>, Vec<Req>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = streamspace_store::Result<Vec<Resp>>> + Send,
+{
     let store = store.clone();
-    crate::batch::Batcher::start(REGISTRATION_BATCH, stop, move |hashes| {
-        let store = store.clone();
-        async move {
-            store
-                .find_api_keys(&hashes)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    })
-}
-
-fn registrar(store: &Arc<dyn Store>, stop: CancellationToken) -> Registrar {
-    let store = store.clone();
-    crate::batch::Batcher::start(REGISTRATION_BATCH, stop, move |regs| {
-        let store = store.clone();
-        async move {
-            store
-                .register_agents(&regs)
-                .await
-                .map_err(|e| e.to_string())
-        }
+    crate::batch::Batcher::start(AGENT_BATCH, stop, move |requests| {
+        let batch = call(store.clone(), requests);
+        async move { batch.await.map_err(|e| e.to_string()) }
     })
 }
 
@@ -158,8 +148,16 @@ pub(crate) fn assemble(
         shutdown.clone(),
         tasks,
     );
-    let registrar = Arc::new(registrar(&store, shutdown.clone()));
-    let agent_keys = Arc::new(key_lookup(&store, shutdown.clone()));
+    let registrar = Arc::new(store_batcher(
+        &store,
+        shutdown.clone(),
+        |store, regs| async move { store.register_agents(&regs).await },
+    ));
+    let agent_keys = Arc::new(store_batcher(
+        &store,
+        shutdown.clone(),
+        |store, hashes| async move { store.find_api_keys(&hashes).await },
+    ));
     let state = AppState {
         registrar,
         agent_keys,

@@ -204,6 +204,15 @@ fn api_error(what: &str, e: kube::Error) -> RuntimeError {
     }
 }
 
+/// A deletion's outcome: done, or nothing to delete.
+fn gone<T>(deleted: Result<T, kube::Error>, what: &str) -> Result<(), RuntimeError> {
+    match deleted {
+        Ok(_) => Ok(()),
+        Err(e) if not_found(&e) => Ok(()),
+        Err(e) => Err(api_error(what, e)),
+    }
+}
+
 fn not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.is_not_found())
 }
@@ -596,28 +605,21 @@ impl KubernetesRuntime {
     }
 
     async fn delete_root(&self, session_id: Uuid) -> Result<(), RuntimeError> {
+        let name = session_name(session_id);
         // Background propagation: the Deployment goes at once, the garbage collector removes
         // its ReplicaSet, pod, Service, owned home claim and transfer Secret.
-        match self
+        let deleted = self
             .deployments
-            .delete(&session_name(session_id), &DeleteParams::background())
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if not_found(&e) => {}
-            Err(e) => return Err(api_error("deleting the session's deployment", e)),
-        }
+            .delete(&name, &DeleteParams::background())
+            .await;
+        gone(deleted, "deleting the session's deployment")?;
         // A start cut short before the Deployment owned it leaves the Secret to no one.
         if self.config.transfer.is_some() {
-            match self
+            let deleted = self
                 .secrets
-                .delete(&session_name(session_id), &DeleteParams::background())
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if not_found(&e) => {}
-                Err(e) => return Err(api_error("deleting the session's transfer secret", e)),
-            }
+                .delete(&name, &DeleteParams::background())
+                .await;
+            gone(deleted, "deleting the session's transfer secret")?;
         }
         Ok(())
     }

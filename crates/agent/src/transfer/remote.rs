@@ -4,7 +4,8 @@
 //! agent over the pod network.
 //!
 //! One TCP connection carries one operation. Control messages are JSON, each preceded by its
-//! length as a big-endian `u32` (at most [`MAX_MESSAGE_BYTES`]):
+//! length as a big-endian `u32` (a request at most [`MAX_REQUEST_BYTES`], a reply at most
+//! [`MAX_MESSAGE_BYTES`]):
 //!
 //! 1. the agent sends a [`Request`]: the session's transfer token and the operation;
 //! 2. the sidecar answers with a [`Reply`]:
@@ -37,6 +38,9 @@ use super::{Download, LocalFolder, TransferFolder, Upload, failed};
 /// The largest control message either side accepts (a listing of
 /// [`streamspace_proto::transfer::MAX_LISTING_ENTRIES`] entries fits many times over).
 pub const MAX_MESSAGE_BYTES: u32 = 4 * 1024 * 1024;
+/// The largest request the sidecar reads, before it knows who is asking: a token and a path
+/// (at most [`streamspace_proto::transfer::MAX_PATH_BYTES`]) fit many times over.
+pub const MAX_REQUEST_BYTES: u32 = 16 * 1024;
 /// How long either side waits for the other's next message or chunk.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the agent waits for the sidecar to accept its connection.
@@ -89,9 +93,10 @@ async fn write_message<W: AsyncWrite + Unpin, T: Serialize>(
 
 async fn read_message<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
     input: &mut R,
+    max: u32,
 ) -> Result<T, TransferFailure> {
     let len = timed(input.read_u32()).await?;
-    if len > MAX_MESSAGE_BYTES {
+    if len > max {
         return Err(failed(format!(
             "a message of {len} bytes from the transfer peer"
         )));
@@ -173,7 +178,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let request: Request = read_message(read).await?;
+    let request: Request = read_message(read, MAX_REQUEST_BYTES).await?;
     if !bool::from(request.token.as_bytes().ct_eq(token.as_bytes())) {
         return Err(TransferFailure::new(
             failure_code::FAILED,
@@ -280,7 +285,7 @@ impl RemoteFolder {
             operation,
         };
         write_message(&mut write, &request).await?;
-        match read_message(&mut read).await? {
+        match read_message(&mut read, MAX_MESSAGE_BYTES).await? {
             Reply::Failed { failure } => Err(failure),
             reply => Ok((reply, read, write)),
         }
@@ -360,7 +365,7 @@ impl Upload for RemoteUpload {
             .await
             .map_err(connection_failed)?;
         write.flush().await.map_err(connection_failed)?;
-        match read_message(&mut read).await? {
+        match read_message(&mut read, MAX_MESSAGE_BYTES).await? {
             Reply::Done => Ok(()),
             Reply::Failed { failure } => Err(failure),
             reply => Err(unexpected(&reply)),
@@ -490,10 +495,17 @@ mod tests {
     async fn a_garbled_request_closes_only_its_connection() -> anyhow::Result<()> {
         let home = tempfile::tempdir()?;
         let (address, _task) = sidecar(home.path()).await?;
-        let mut raw = TcpStream::connect(&address).await?;
-        raw.write_all(&u32::MAX.to_be_bytes()).await?;
-        let mut answer = Vec::new();
-        raw.read_to_end(&mut answer).await?;
+        // A length past what any request needs is refused before anything is read or held.
+        for len in [u32::MAX, MAX_REQUEST_BYTES + 1] {
+            let mut raw = TcpStream::connect(&address).await?;
+            raw.write_all(&len.to_be_bytes()).await?;
+            let mut answer = Vec::new();
+            raw.read_to_end(&mut answer).await?;
+            anyhow::ensure!(
+                String::from_utf8_lossy(&answer).contains("a message of"),
+                "{len}: {answer:?}"
+            );
+        }
         let remote = RemoteFolder::new(&address, "the-token");
         assert!(remote.list().await.is_ok(), "the sidecar still serves");
         Ok(())

@@ -32,6 +32,25 @@ macro_rules! impl_store {
         $crate::common::shares::impl_shares!($store, $conn, $stmts);
         $crate::common::stats::impl_stats!($store, $stmts);
 
+        impl $store {
+            /// Registers one agent connection on `conn` (see [`crate::Store::register_agent`]).
+            pub(crate) async fn register_one(
+                conn: &mut $conn,
+                reg: &$crate::AgentRegistration,
+            ) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar($stmts.agent_register)
+                    .bind(&reg.agent_id)
+                    .bind(&reg.platform)
+                    .bind(&reg.version)
+                    .bind(reg.max_sessions.max(0))
+                    .bind(sqlx::types::Json(&reg.labels))
+                    .bind(&reg.replica_id)
+                    .bind(reg.user_homes)
+                    .fetch_one(conn)
+                    .await?)
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             fn backend(&self) -> &'static str {
@@ -311,16 +330,8 @@ macro_rules! impl_store {
             }
 
             async fn register_agent(&self, reg: &$crate::AgentRegistration) -> $crate::Result<i64> {
-                Ok(sqlx::query_scalar($stmts.agent_register)
-                    .bind(&reg.agent_id)
-                    .bind(&reg.platform)
-                    .bind(&reg.version)
-                    .bind(reg.max_sessions.max(0))
-                    .bind(sqlx::types::Json(&reg.labels))
-                    .bind(&reg.replica_id)
-                    .bind(reg.user_homes)
-                    .fetch_one(&self.pool)
-                    .await?)
+                let mut conn = self.pool.acquire().await?;
+                Self::register_one(&mut conn, reg).await
             }
 
             async fn register_agents(

@@ -42,17 +42,7 @@ impl SqliteStore {
         let mut tx = self.write_tx().await?;
         let mut epochs = Vec::with_capacity(regs.len());
         for reg in regs {
-            let epoch: i64 = sqlx::query_scalar(SQLITE_STATEMENTS.agent_register)
-                .bind(&reg.agent_id)
-                .bind(&reg.platform)
-                .bind(&reg.version)
-                .bind(reg.max_sessions.max(0))
-                .bind(sqlx::types::Json(&reg.labels))
-                .bind(&reg.replica_id)
-                .bind(reg.user_homes)
-                .fetch_one(&mut *tx)
-                .await?;
-            epochs.push(epoch);
+            epochs.push(Self::register_one(&mut tx, reg).await?);
         }
         tx.commit().await?;
         Ok(epochs)
