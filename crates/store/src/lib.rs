@@ -276,6 +276,14 @@ pub struct NewSession {
     pub user_home: Option<UserHomeUse>,
 }
 
+/// An agent's report on one of its commands, to record with [`Store::finish_commands`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandReport {
+    pub agent_id: String,
+    pub command_id: Uuid,
+    pub outcome: CommandOutcome,
+}
+
 /// Outcome of an agent's report on a command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CommandOutcome {
@@ -497,6 +505,11 @@ pub trait Store:
     /// Inserts a `pending` command that belongs to no session (e.g. `ping`); `NotFound` if the
     /// agent does not exist, `Conflict` if the command id is taken.
     async fn create_command(&self, command: &NewCommand) -> Result<Command>;
+    /// [`Store::create_command`] for several commands at once, answering each in the order
+    /// given: one statement on PostgreSQL when all of them can be inserted (a refused one
+    /// sends the batch through one at a time, so that each gets its own answer). The outer
+    /// error is the database failing.
+    async fn create_commands(&self, commands: &[NewCommand]) -> Result<Vec<Result<Command>>>;
     async fn get_command(&self, command_id: Uuid) -> Result<Command>;
     /// Newest first, at most `filter.limit` (default 100, max 1001); only commands of the
     /// sessions of the user `owner_id`, and only those with an id below `before_id` (the last
@@ -539,6 +552,16 @@ pub trait Store:
         max_attempts: i32,
         limit: i64,
     ) -> Result<Vec<Command>>;
+    /// [`Store::claim_due_commands`] for several agents at once (one statement on PostgreSQL):
+    /// at most `limit` commands per agent, answered in the order of `agent_ids`. An agent
+    /// named twice gets its commands once, at its first place.
+    async fn claim_due_commands_of(
+        &self,
+        agent_ids: &[String],
+        ack_timeout_secs: f64,
+        max_attempts: i32,
+        limit: i64,
+    ) -> Result<Vec<Vec<Command>>>;
     /// Claims one delivery attempt: `pending|sent → sent`, `attempts += 1`, `sent_at = now`, only
     /// if the row still has `expected_attempts` attempts (so two dispatchers never send the same
     /// attempt). Returns the updated command, or `None` if someone else claimed it or it moved on.
@@ -560,6 +583,13 @@ pub trait Store:
         command_id: Uuid,
         outcome: &CommandOutcome,
     ) -> Result<(Command, bool)>;
+    /// [`Store::finish_command`] for several reports at once, answering each in order. On
+    /// PostgreSQL the commands without a session finish in one statement; the others (and a
+    /// report on a command the statement did not change) take the one-report path.
+    async fn finish_commands(
+        &self,
+        reports: &[CommandReport],
+    ) -> Result<Vec<Result<(Command, bool)>>>;
     /// Fails (with `reason`) non-terminal commands that cannot finish any more: `sent` or
     /// `acknowledged` rows not updated for `stuck_secs`, `sent` rows out of attempts and past
     /// their last ack timeout, and `pending` rows older than `pending_secs`. A failed

@@ -326,6 +326,21 @@ pub(crate) struct Statements {
     session_move: [&'static str; SessionState::ALL.len()],
 }
 
+/// When a `sent` command's backoff has passed: its last send is older than
+/// `ack · 2^(attempts-1)` seconds (`ack` an SQL expression).
+fn command_backoff(d: &Dialect, ack: &str) -> String {
+    (d.ago)(&format!("{ack} * (1 << (attempts - 1))"))
+}
+
+/// Whether a `sent` command may be sent again: it has attempts left (`max`) and its backoff
+/// has passed. Unqualified columns of `agent_commands`.
+pub(crate) fn command_retry_due(d: &Dialect, ack: &str, max: &str) -> String {
+    format!(
+        "(status = 'sent' AND attempts < {max} AND sent_at < {})",
+        command_backoff(d, ack)
+    )
+}
+
 impl Statements {
     fn new(d: &Dialect) -> Self {
         let now = d.now;
@@ -334,14 +349,8 @@ impl Statements {
         // with the result, see the agent connection) is dated by the result, never after it.
         let implied_ack = format!("acknowledged_at = COALESCE(acknowledged_at, {})", d.tx_now);
         let (lock, lock_skip) = (d.lock, d.lock_skip);
-        // A `sent` row may be sent again once its last send is older than its backoff.
-        let backoff = |ack: &str| ago(&format!("{ack} * (1 << (attempts - 1))"));
-        let retry_due = |ack: &str, max: &str| {
-            format!(
-                "(status = 'sent' AND attempts < {max} AND sent_at < {})",
-                backoff(ack)
-            )
-        };
+        let backoff = |ack: &str| command_backoff(d, ack);
+        let retry_due = |ack: &str, max: &str| command_retry_due(d, ack, max);
         let unexpired = format!("(expires_at IS NULL OR expires_at > {now})");
         let (since, until) = ((d.time_param)("$4"), (d.time_param)("$5"));
         Self {

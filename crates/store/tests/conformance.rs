@@ -73,6 +73,7 @@ conformance!(
     down_0003_drops_the_runtime_columns,
     sessionless_commands_claim_once_and_finish,
     due_commands_are_claimed_once_in_order,
+    command_batches_answer_each_in_order,
     concurrent_migrations_apply_each_version_once,
     users_crud_and_lookup,
     last_enabled_admin_is_kept,
@@ -165,7 +166,8 @@ use identity::{
 #[path = "conformance/commands.rs"]
 mod commands;
 use commands::{
-    due_commands_are_claimed_once_in_order, sessionless_commands_claim_once_and_finish,
+    command_batches_answer_each_in_order, due_commands_are_claimed_once_in_order,
+    sessionless_commands_claim_once_and_finish,
 };
 
 #[path = "conformance/templates.rs"]

@@ -524,6 +524,20 @@ macro_rules! impl_store {
                 }
             }
 
+            async fn create_commands(
+                &self,
+                commands: &[$crate::NewCommand],
+            ) -> $crate::Result<Vec<$crate::Result<streamspace_proto::api::Command>>> {
+                if let Some(created) = self.insert_commands_batch(commands).await? {
+                    return Ok(created.into_iter().map(Ok).collect());
+                }
+                let mut answers = Vec::with_capacity(commands.len());
+                for command in commands {
+                    answers.push($crate::Store::create_command(self, command).await);
+                }
+                Ok(answers)
+            }
+
             async fn get_command(
                 &self,
                 command_id: uuid::Uuid,
@@ -604,6 +618,17 @@ macro_rules! impl_store {
                     .await
             }
 
+            async fn claim_due_commands_of(
+                &self,
+                agent_ids: &[String],
+                ack_timeout_secs: f64,
+                max_attempts: i32,
+                limit: i64,
+            ) -> $crate::Result<Vec<Vec<streamspace_proto::api::Command>>> {
+                self.claim_due_batch(agent_ids, ack_timeout_secs, max_attempts, limit)
+                    .await
+            }
+
             async fn ack_command(
                 &self,
                 agent_id: &str,
@@ -630,6 +655,29 @@ macro_rules! impl_store {
                     return Ok((done, true));
                 }
                 self.finish_command_tx(agent_id, command_id, outcome).await
+            }
+
+            async fn finish_commands(
+                &self,
+                reports: &[$crate::CommandReport],
+            ) -> $crate::Result<Vec<$crate::Result<(streamspace_proto::api::Command, bool)>>> {
+                let mut finished = self.finish_sessionless_batch(reports).await?;
+                let mut answers = Vec::with_capacity(reports.len());
+                for (report, done) in reports.iter().zip(finished.iter_mut()) {
+                    let answer = match done.take() {
+                        Some(command) => Ok((command, true)),
+                        None => {
+                            self.finish_command_tx(
+                                &report.agent_id,
+                                report.command_id,
+                                &report.outcome,
+                            )
+                            .await
+                        }
+                    };
+                    answers.push(answer);
+                }
+                Ok(answers)
             }
 
             async fn fail_stuck_commands(

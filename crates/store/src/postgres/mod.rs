@@ -5,6 +5,7 @@
 //! quota and the agent's capacity under those locks, and a delivery claim skips rows another
 //! dispatcher holds (`FOR UPDATE SKIP LOCKED`).
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use sqlx::postgres::PgPoolOptions;
@@ -49,6 +50,51 @@ static REGISTER_MANY: LazyLock<String> = LazyLock::new(|| {
      epoch = agents.epoch + 1, last_heartbeat_at = excluded.last_heartbeat_at \
      RETURNING agent_id, epoch"
         .to_owned()
+});
+
+/// Inserts every command of the arrays (`$1` ids, `$2` agents, `$3` sessions, `$4` actions,
+/// `$5` payloads as JSON text), as [`sql::COMMAND_INSERT`] does one.
+static INSERT_COMMANDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload) \
+         SELECT n.command_id, n.agent_id, n.session_id, n.action, n.payload::jsonb \
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[]) \
+         AS n(command_id, agent_id, session_id, action, payload) RETURNING {}",
+        sql::command_columns!()
+    )
+});
+
+/// Claims what is due for each agent of `$1` (`$2` ack timeout, `$3` most attempts, `$4` most
+/// per agent), as the one-agent claim does: a lateral subquery per agent keeps the per-agent
+/// limit and the row locks.
+static CLAIM_DUE_OF: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, \
+         sent_at = clock_timestamp() WHERE id IN (SELECT due.id \
+         FROM unnest($1::text[]) AS a(for_agent) CROSS JOIN LATERAL \
+         (SELECT id FROM agent_commands WHERE agent_id = a.for_agent \
+         AND (status = 'pending' OR {}) ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) AS due) \
+         RETURNING {}",
+        sql::command_retry_due(&sql::PG, "$2", "$3"),
+        sql::command_columns!()
+    )
+});
+
+/// Finishes every command of the arrays that belongs to no session and is in a finishable
+/// state (`$1` ids, `$2` agents, `$3` statuses, `$4` results as JSON text, `$5` errors), as
+/// the one-command statement does; the others are left to the caller.
+static FINISH_SESSIONLESS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE agent_commands SET status = r.status_to, result = r.result_to::jsonb, \
+         error_message = r.error_to, acknowledged_at = COALESCE(acknowledged_at, now()), \
+         completed_at = clock_timestamp() \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+         AS r(for_command, for_agent, status_to, result_to, error_to) \
+         WHERE command_id = r.for_command AND agent_id = r.for_agent AND session_id IS NULL \
+         AND status IN ({}) RETURNING {}",
+        sql::command_from(CommandStatus::Completed),
+        sql::command_columns!()
+    )
 });
 
 /// Finds the unrevoked, unexpired keys of any of the hashes `$1`.
@@ -234,6 +280,156 @@ impl PgStore {
             left = later;
         }
         Ok(epochs)
+    }
+
+    /// One statement for the whole batch; `None` if the database refused one of them (a
+    /// missing agent or session, a taken id), for the caller to insert one by one.
+    async fn insert_commands_batch(
+        &self,
+        commands: &[crate::NewCommand],
+    ) -> Result<Option<Vec<Command>>> {
+        if commands.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let payloads = commands
+            .iter()
+            .map(|c| serde_json::to_string(&c.payload))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Invalid(format!("command payload: {e}")))?;
+        let rows = sqlx::query_as::<_, CommandRow>(sqlx::AssertSqlSafe(INSERT_COMMANDS.as_str()))
+            .bind(commands.iter().map(|c| c.command_id).collect::<Vec<_>>())
+            .bind(
+                commands
+                    .iter()
+                    .map(|c| c.agent_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(commands.iter().map(|c| c.session_id).collect::<Vec<_>>())
+            .bind(
+                commands
+                    .iter()
+                    .map(|c| c.action.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(payloads)
+            .fetch_all(&self.pool)
+            .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(e))
+                if e.is_foreign_key_violation() || e.is_unique_violation() =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut by_id: HashMap<Uuid, Command> = HashMap::new();
+        for row in rows {
+            let command: Command = row.try_into()?;
+            by_id.insert(command.command_id, command);
+        }
+        commands
+            .iter()
+            .map(|c| {
+                by_id.remove(&c.command_id).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "inserting command {} returned no row",
+                        c.command_id
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// One statement for every agent of the batch.
+    async fn claim_due_batch(
+        &self,
+        agent_ids: &[String],
+        ack_timeout_secs: f64,
+        max_attempts: i32,
+        limit: i64,
+    ) -> Result<Vec<Vec<Command>>> {
+        if agent_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query_as::<_, CommandRow>(sqlx::AssertSqlSafe(CLAIM_DUE_OF.as_str()))
+            .bind(agent_ids)
+            .bind(ack_timeout_secs)
+            .bind(max_attempts)
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_agent: HashMap<String, Vec<Command>> = HashMap::new();
+        for row in rows {
+            let command: Command = row.try_into()?;
+            by_agent
+                .entry(command.agent_id.clone())
+                .or_default()
+                .push(command);
+        }
+        Ok(agent_ids
+            .iter()
+            .map(|agent_id| {
+                let mut claimed = by_agent.remove(agent_id).unwrap_or_default();
+                // RETURNING does not keep the subquery's order.
+                claimed.sort_by_key(|c| c.id);
+                claimed
+            })
+            .collect())
+    }
+
+    /// One statement for the reports on commands without a session; `None` for the others.
+    async fn finish_sessionless_batch(
+        &self,
+        reports: &[crate::CommandReport],
+    ) -> Result<Vec<Option<Command>>> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only the first report on each command goes into the statement (an UPDATE changes a
+        // row once, from whichever of its matches it meets first); the others take the
+        // one-report path and find it finished.
+        let mut first = std::collections::HashSet::with_capacity(reports.len());
+        let mut ids = Vec::with_capacity(reports.len());
+        let mut agents = Vec::with_capacity(reports.len());
+        let mut statuses = Vec::with_capacity(reports.len());
+        let mut results = Vec::with_capacity(reports.len());
+        let mut errors = Vec::with_capacity(reports.len());
+        for report in reports {
+            if !first.insert(report.command_id) {
+                continue;
+            }
+            let (status, result, error) = report.outcome.columns();
+            ids.push(report.command_id);
+            agents.push(report.agent_id.as_str());
+            statuses.push(status);
+            results.push(
+                result
+                    .map(|v| serde_json::to_string(&v.0))
+                    .transpose()
+                    .map_err(|e| StoreError::Invalid(format!("command result: {e}")))?,
+            );
+            errors.push(error);
+        }
+        let rows =
+            sqlx::query_as::<_, CommandRow>(sqlx::AssertSqlSafe(FINISH_SESSIONLESS.as_str()))
+                .bind(ids)
+                .bind(agents)
+                .bind(statuses)
+                .bind(results)
+                .bind(errors)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut by_id: HashMap<(Uuid, String), Command> = HashMap::new();
+        for row in rows {
+            let command: Command = row.try_into()?;
+            by_id.insert((command.command_id, command.agent_id.clone()), command);
+        }
+        Ok(reports
+            .iter()
+            .map(|r| by_id.remove(&(r.command_id, r.agent_id.clone())))
+            .collect())
     }
 
     /// One statement claims all of them; `RETURNING` sees the trigger's `updated_at`.

@@ -48,6 +48,45 @@ impl SqliteStore {
         Ok(epochs)
     }
 
+    /// SQLite inserts one at a time (its cost is the commit, and each answer is its own).
+    async fn insert_commands_batch(
+        &self,
+        _commands: &[crate::NewCommand],
+    ) -> Result<Option<Vec<Command>>> {
+        Ok(None)
+    }
+
+    /// One agent after another: one writer is all SQLite has.
+    async fn claim_due_batch(
+        &self,
+        agent_ids: &[String],
+        ack_timeout_secs: f64,
+        max_attempts: i32,
+        limit: i64,
+    ) -> Result<Vec<Vec<Command>>> {
+        let mut claimed = Vec::with_capacity(agent_ids.len());
+        let mut seen = std::collections::HashSet::new();
+        for agent_id in agent_ids {
+            if !seen.insert(agent_id.as_str()) {
+                claimed.push(Vec::new());
+                continue;
+            }
+            claimed.push(
+                self.claim_due(agent_id, ack_timeout_secs, max_attempts, limit)
+                    .await?,
+            );
+        }
+        Ok(claimed)
+    }
+
+    /// Every report takes the one-report path (see [`Self::finish_sessionless`]).
+    async fn finish_sessionless_batch(
+        &self,
+        reports: &[crate::CommandReport],
+    ) -> Result<Vec<Option<Command>>> {
+        Ok(vec![None; reports.len()])
+    }
+
     /// Opens `url` (`sqlite:PATH` or `sqlite://PATH`), creating the file if missing. Does not
     /// migrate.
     pub async fn connect(url: &str) -> Result<Self> {

@@ -3,7 +3,7 @@
 use anyhow::{Result, ensure};
 use serde_json::json;
 use streamspace_proto::api::{Action, CommandStatus};
-use streamspace_store::{CommandOutcome, NewCommand, StoreError};
+use streamspace_store::{CommandOutcome, CommandReport, NewCommand, StoreError};
 use uuid::Uuid;
 
 use super::support::{Db, register};
@@ -153,5 +153,167 @@ pub(crate) async fn due_commands_are_claimed_once_in_order(db: &Db) -> Result<()
     ensure!(again.len() == 30 && again.iter().all(|c| c.attempts == 2));
     let other = store.claim_due_commands("a2", 60.0, 5, 100).await?;
     ensure!(other.len() == 1 && other[0].agent_id == "a2");
+    Ok(())
+}
+
+/// The batched forms answer each request in its place, as the one-at-a-time forms would:
+/// a refused command does not take the others with it, a claim keeps each agent's limit and
+/// order, and a report on a session's command still moves the session.
+pub(crate) async fn command_batches_answer_each_in_order(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 5).await?;
+    register(&*store, "a2", 1).await?;
+    let batch = [ping("a1"), ping("a2"), ping("a1")];
+    let created = store.create_commands(&batch).await?;
+    ensure!(created.len() == 3, "{created:?}");
+    for (asked, answer) in batch.iter().zip(&created) {
+        let command = answer.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        ensure!(
+            command.command_id == asked.command_id
+                && command.agent_id == asked.agent_id
+                && command.status == CommandStatus::Pending,
+            "asked {asked:?}, got {command:?}"
+        );
+    }
+
+    let taken = batch[0].clone();
+    let fresh = ping("a2");
+    let mixed = [ping("nobody"), taken, fresh.clone()];
+    let answers = store.create_commands(&mixed).await?;
+    ensure!(
+        matches!(answers[0], Err(StoreError::NotFound { what: "agent" })),
+        "unknown agent: {:?}",
+        answers[0]
+    );
+    ensure!(
+        matches!(answers[1], Err(StoreError::Conflict(_))),
+        "taken id: {:?}",
+        answers[1]
+    );
+    ensure!(
+        matches!(&answers[2], Ok(c) if c.command_id == fresh.command_id),
+        "the good one of a refused batch: {:?}",
+        answers[2]
+    );
+    ensure!(store.create_commands(&[]).await?.is_empty());
+
+    // a1 has two due commands, a2 two; at most one each, a1 named twice, a3 unknown.
+    let agents = ["a1", "a2", "a1", "a3"].map(String::from);
+    let claimed = store.claim_due_commands_of(&agents, 60.0, 5, 1).await?;
+    ensure!(claimed.len() == 4, "{claimed:?}");
+    ensure!(
+        claimed[0].len() == 1 && claimed[0][0].command_id == batch[0].command_id,
+        "a1's oldest first: {:?}",
+        claimed[0]
+    );
+    ensure!(
+        claimed[1].len() == 1 && claimed[1][0].command_id == batch[1].command_id,
+        "a2's oldest first: {:?}",
+        claimed[1]
+    );
+    ensure!(
+        claimed[2].is_empty() && claimed[3].is_empty(),
+        "{claimed:?}"
+    );
+    ensure!(
+        claimed[0][0].status == CommandStatus::Sent && claimed[0][0].attempts == 1,
+        "{:?}",
+        claimed[0][0]
+    );
+    let rest = store
+        .claim_due_commands_of(&agents[..2], 60.0, 5, 10)
+        .await?;
+    ensure!(
+        rest[0]
+            .iter()
+            .map(|c| c.command_id)
+            .eq([batch[2].command_id])
+            && rest[1].iter().map(|c| c.command_id).eq([fresh.command_id]),
+        "the rest: {rest:?}"
+    );
+    ensure!(
+        store
+            .claim_due_commands_of(&agents, 60.0, 5, 10)
+            .await?
+            .iter()
+            .all(Vec::is_empty),
+        "sent commands are not due before their ack timeout"
+    );
+
+    let (session, start) = store
+        .create_session(
+            &super::support::new_session("alice"),
+            &super::support::audit(),
+        )
+        .await?;
+    let report = |agent_id: &str, command_id, outcome| CommandReport {
+        agent_id: agent_id.to_owned(),
+        command_id,
+        outcome,
+    };
+    let pong = CommandOutcome::Completed(json!({ "pong": true }));
+    let reports = [
+        report("a1", batch[0].command_id, pong.clone()),
+        report(
+            "a1",
+            batch[0].command_id,
+            CommandOutcome::Failed("late".into()),
+        ),
+        report("a1", batch[1].command_id, pong.clone()),
+        report(
+            "a1",
+            start.command_id,
+            CommandOutcome::Completed(json!({ "vnc_address": "10.0.0.1:5901" })),
+        ),
+        report(
+            "a2",
+            batch[1].command_id,
+            CommandOutcome::Failed("no".into()),
+        ),
+    ];
+    let finished = store.finish_commands(&reports).await?;
+    ensure!(finished.len() == reports.len(), "{finished:?}");
+    let ok = |i: usize| {
+        finished[i]
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("report {i}: {e}"))
+    };
+    let (first, changed) = ok(0)?;
+    ensure!(
+        *changed
+            && first.status == CommandStatus::Completed
+            && first.result == Some(json!({ "pong": true })),
+        "{first:?}"
+    );
+    ensure!(first.acknowledged_at.is_some() && first.completed_at.is_some());
+    let (again, changed) = ok(1)?;
+    ensure!(
+        !changed && again == first,
+        "a repeated report changed {again:?}"
+    );
+    ensure!(
+        matches!(finished[2], Err(StoreError::NotFound { .. })),
+        "another agent's command: {:?}",
+        finished[2]
+    );
+    let (started, changed) = ok(3)?;
+    ensure!(
+        *changed && started.status == CommandStatus::Completed,
+        "{started:?}"
+    );
+    let running = store.get_session(session.id).await?;
+    ensure!(
+        running.state == streamspace_proto::api::SessionState::Running
+            && running.vnc_address.as_deref() == Some("10.0.0.1:5901"),
+        "{running:?}"
+    );
+    let (failed, changed) = ok(4)?;
+    ensure!(
+        *changed
+            && failed.status == CommandStatus::Failed
+            && failed.error_message.as_deref() == Some("no"),
+        "{failed:?}"
+    );
+    ensure!(store.finish_commands(&[]).await?.is_empty());
     Ok(())
 }
