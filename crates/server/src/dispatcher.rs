@@ -33,7 +33,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Most commands read for one agent per pass; a worker loops until the agent has no more.
-const BATCH: i64 = 100;
+pub(crate) const BATCH: i64 = 100;
 
 /// Queue of agents to deliver for. Each agent is queued at most once and delivered for by at
 /// most one worker at a time, so concurrent wake-ups never send the same command twice.
@@ -142,6 +142,8 @@ impl Dispatcher {
 #[derive(Clone)]
 pub(crate) struct DispatchContext {
     pub store: Arc<dyn Store>,
+    /// Claims of due commands, batched across the workers.
+    pub commands: Arc<crate::state::CommandBatches>,
     pub hub: Arc<dyn Hub>,
     pub config: Arc<ServerConfig>,
     pub outcomes: Arc<crate::outcomes::Outcomes>,
@@ -235,10 +237,12 @@ pub(crate) async fn deliver_for_agent(
             ctx.store
                 .deliverable_commands(agent_id, ack_timeout, max_attempts, true, BATCH)
                 .await
+                .map_err(|e| e.to_string())
         } else {
-            ctx.store
-                .claim_due_commands(agent_id, ack_timeout, max_attempts, BATCH)
+            ctx.commands
+                .claim_due(agent_id)
                 .await
+                .map_err(|e| e.to_string())
         };
         let claimed = !include_unfinished;
         let mut commands = match read {

@@ -136,6 +136,24 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Maps a batched store call that was not carried out (see `crate::batch`): 503
+    /// `shutting_down` while the replica stops, else 500 (logged with `doing`).
+    pub(crate) fn from_batch(err: crate::batch::BatchError, doing: &str) -> Self {
+        match err {
+            crate::batch::BatchError::Stopped => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "this replica is shutting down; try again",
+            ),
+            crate::batch::BatchError::Failed(e) => {
+                tracing::error!(error = %e, "{doing} failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         Self::from_store(err, "store call")

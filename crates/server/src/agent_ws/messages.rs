@@ -11,7 +11,9 @@ use streamspace_proto::api::{Session, SessionState};
 use streamspace_proto::wire::{
     AgentMessage, Capacity, Register, ServerMessage, SessionStatus, close_code,
 };
-use streamspace_store::{AgentRegistration, ApiKeyRecord, CommandOutcome, StoreError};
+use streamspace_store::{
+    AgentRegistration, ApiKeyRecord, CommandOutcome, CommandReport, StoreError,
+};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -431,12 +433,19 @@ impl Conn {
     /// one, or an earlier one for a repeat), so the agent may stop resending it. A command that
     /// does not exist or is another agent's counts as settled too: no resend would change that.
     async fn finish(&self, agent_id: &str, command_id: Uuid, outcome: CommandOutcome) -> bool {
-        match self
-            .app
-            .store
-            .finish_command(agent_id, command_id, &outcome)
-            .await
-        {
+        let report = CommandReport {
+            agent_id: agent_id.to_owned(),
+            command_id,
+            outcome,
+        };
+        let recorded = match self.app.commands.finish(report).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::warn!(%command_id, error = %e, "recording a command result failed; the agent will send it again");
+                return false;
+            }
+        };
+        match recorded {
             Ok((command, true)) => {
                 self.app.outcomes.announce(&command).await;
                 crate::metrics::command_finished(&command);

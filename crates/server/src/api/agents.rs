@@ -129,8 +129,8 @@ pub(super) async fn ping(
     // Watching before the command exists: its outcome cannot be missed.
     let waiter = wait.map(|_| app.outcomes.watch(command_id));
     let command = app
-        .store
-        .create_command(&NewCommand {
+        .commands
+        .create(NewCommand {
             command_id,
             agent_id: id,
             session_id: None,
@@ -138,6 +138,7 @@ pub(super) async fn ping(
             payload: json!({}),
         })
         .await
+        .map_err(|e| ApiError::from_batch(e, "creating a ping"))?
         .map_err(|e| ApiError::from_store(e, "creating a ping"))?;
     app.route_to(&command.agent_id).await;
     let (Some(wait), Some(waiter)) = (wait, waiter) else {
