@@ -9,6 +9,10 @@
 //! connections, which the replica's other work still finds free.
 
 use std::future::Future;
+use std::sync::Arc;
+
+use streamspace_proto::api::Command;
+use streamspace_store::{CommandReport, NewCommand, Store};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -97,6 +101,94 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
             .await
             .map_err(|_| BatchError::Stopped)?;
         answer.await.map_err(|_| BatchError::Stopped)?
+    }
+}
+
+/// A batcher whose every batch is one `call` on the store.
+pub(crate) fn store_batcher<Req, Resp, F, Fut>(
+    store: &Arc<dyn Store>,
+    max_batch: usize,
+    stop: CancellationToken,
+    call: F,
+) -> Batcher<Req, Resp>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(Arc<dyn Store>, Vec<Req>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = streamspace_store::Result<Vec<Resp>>> + Send,
+{
+    let store = store.clone();
+    Batcher::start(max_batch, stop, move |requests| {
+        let batch = call(store.clone(), requests);
+        async move { batch.await.map_err(|e| e.to_string()) }
+    })
+}
+
+/// A replica's command writes, carried in batches (see `crate::batch`): pings the API
+/// creates, the dispatcher's claims of what is due for an agent, and the results agents
+/// report. Under load each is one statement for many commands; a lone one waits for nothing
+/// but its own round trip.
+pub(crate) struct CommandBatches {
+    inserts: Batcher<NewCommand, streamspace_store::Result<Command>>,
+    claims: Batcher<String, Vec<Command>>,
+    reports: Batcher<CommandReport, streamspace_store::Result<(Command, bool)>>,
+}
+
+/// The most commands (or agents, for claims) one batch of [`CommandBatches`] carries.
+const COMMAND_BATCH: usize = 256;
+
+impl CommandBatches {
+    /// Starts the three batchers; claims take at most `claim_limit` commands per agent with
+    /// the replica's ack timeout and attempt limit.
+    pub(crate) fn start(
+        store: &Arc<dyn Store>,
+        config: &crate::config::ServerConfig,
+        claim_limit: i64,
+        stop: CancellationToken,
+    ) -> Self {
+        let (ack_timeout, max_attempts) = (config.ack_timeout.as_secs_f64(), config.max_attempts);
+        Self {
+            inserts: store_batcher(
+                &store.clone(),
+                COMMAND_BATCH,
+                stop.clone(),
+                |store, new| async move { store.create_commands(&new).await },
+            ),
+            claims: store_batcher(
+                store,
+                COMMAND_BATCH,
+                stop.clone(),
+                move |store, agents| async move {
+                    store
+                        .claim_due_commands_of(&agents, ack_timeout, max_attempts, claim_limit)
+                        .await
+                },
+            ),
+            reports: store_batcher(store, COMMAND_BATCH, stop, |store, reports| async move {
+                store.finish_commands(&reports).await
+            }),
+        }
+    }
+
+    /// Inserts a command that belongs to no session, as [`Store::create_command`].
+    pub(crate) async fn create(
+        &self,
+        command: NewCommand,
+    ) -> Result<streamspace_store::Result<Command>, BatchError> {
+        self.inserts.call(command).await
+    }
+
+    /// Claims what is due for `agent_id`, as [`Store::claim_due_commands`].
+    pub(crate) async fn claim_due(&self, agent_id: &str) -> Result<Vec<Command>, BatchError> {
+        self.claims.call(agent_id.to_owned()).await
+    }
+
+    /// Records an agent's report on a command, as [`Store::finish_command`].
+    pub(crate) async fn finish(
+        &self,
+        report: CommandReport,
+    ) -> Result<streamspace_store::Result<(Command, bool)>, BatchError> {
+        self.reports.call(report).await
     }
 }
 

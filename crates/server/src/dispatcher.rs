@@ -143,7 +143,7 @@ impl Dispatcher {
 pub(crate) struct DispatchContext {
     pub store: Arc<dyn Store>,
     /// Claims of due commands, batched across the workers.
-    pub commands: Arc<crate::state::CommandBatches>,
+    pub commands: Arc<crate::batch::CommandBatches>,
     pub hub: Arc<dyn Hub>,
     pub config: Arc<ServerConfig>,
     pub outcomes: Arc<crate::outcomes::Outcomes>,
@@ -231,8 +231,9 @@ pub(crate) async fn deliver_for_agent(
             ctx.config.ack_timeout.as_secs_f64(),
             ctx.config.max_attempts,
         );
-        // Usually one statement claims everything due; after a (re)connect the unfinished
-        // commands are read first and claimed one by one (acknowledged ones are not claimed).
+        // Usually one statement claims everything due (for this and every other agent whose
+        // worker asks meanwhile: `CommandBatches`); after a (re)connect the unfinished commands
+        // are read first and claimed one by one (acknowledged ones are not claimed).
         let read = if include_unfinished {
             ctx.store
                 .deliverable_commands(agent_id, ack_timeout, max_attempts, true, BATCH)

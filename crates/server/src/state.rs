@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use streamspace_proto::api::{Command, SessionState};
 use streamspace_proto::tunnel::close_code;
-use streamspace_store::{CommandReport, NewCommand, Store};
+use streamspace_store::Store;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -55,7 +55,7 @@ pub(crate) struct AppState {
     /// credential key).
     pub agent_keys: Arc<crate::batch::Batcher<String, Option<streamspace_store::ApiKeyRecord>>>,
     /// Command writes carried in batches (the dispatcher shares them).
-    pub commands: Arc<CommandBatches>,
+    pub commands: Arc<crate::batch::CommandBatches>,
 }
 
 /// Registers agent connections in batches: one statement for every agent that registers while
@@ -64,97 +64,6 @@ pub(crate) type Registrar = crate::batch::Batcher<streamspace_store::AgentRegist
 
 /// The most requests one batch of [`AppState::registrar`] or [`AppState::agent_keys`] carries.
 const AGENT_BATCH: usize = 512;
-
-/// A batcher whose every batch is one `call` on the store.
-fn store_batcher<Req, Resp, F, Fut>(
-    store: &Arc<dyn Store>,
-    max_batch: usize,
-    stop: CancellationToken,
-    call: F,
-) -> crate::batch::Batcher<Req, Resp>
-where
-    Req: Send + 'static,
-    Resp: Send + 'static,
-    F: Fn(Arc<dyn Store>, Vec<Req>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = streamspace_store::Result<Vec<Resp>>> + Send,
-{
-    let store = store.clone();
-    crate::batch::Batcher::start(max_batch, stop, move |requests| {
-        let batch = call(store.clone(), requests);
-        async move { batch.await.map_err(|e| e.to_string()) }
-    })
-}
-
-/// A replica's command writes, carried in batches (see `crate::batch`): pings the API
-/// creates, the dispatcher's claims of what is due for an agent, and the results agents
-/// report. Under load each is one statement for many commands; a lone one waits for nothing
-/// but its own round trip.
-pub(crate) struct CommandBatches {
-    inserts: crate::batch::Batcher<NewCommand, streamspace_store::Result<Command>>,
-    claims: crate::batch::Batcher<String, Vec<Command>>,
-    reports: crate::batch::Batcher<CommandReport, streamspace_store::Result<(Command, bool)>>,
-}
-
-/// The most commands (or agents, for claims) one batch of [`CommandBatches`] carries.
-const COMMAND_BATCH: usize = 256;
-
-impl CommandBatches {
-    /// Starts the three batchers; claims take at most `claim_limit` commands per agent with
-    /// the replica's ack timeout and attempt limit.
-    pub(crate) fn start(
-        store: &Arc<dyn Store>,
-        config: &ServerConfig,
-        claim_limit: i64,
-        stop: CancellationToken,
-    ) -> Self {
-        let (ack_timeout, max_attempts) = (config.ack_timeout.as_secs_f64(), config.max_attempts);
-        Self {
-            inserts: store_batcher(
-                &store.clone(),
-                COMMAND_BATCH,
-                stop.clone(),
-                |store, new| async move { store.create_commands(&new).await },
-            ),
-            claims: store_batcher(
-                store,
-                COMMAND_BATCH,
-                stop.clone(),
-                move |store, agents| async move {
-                    store
-                        .claim_due_commands_of(&agents, ack_timeout, max_attempts, claim_limit)
-                        .await
-                },
-            ),
-            reports: store_batcher(store, COMMAND_BATCH, stop, |store, reports| async move {
-                store.finish_commands(&reports).await
-            }),
-        }
-    }
-
-    /// Inserts a command that belongs to no session, as [`Store::create_command`].
-    pub(crate) async fn create(
-        &self,
-        command: NewCommand,
-    ) -> Result<streamspace_store::Result<Command>, crate::batch::BatchError> {
-        self.inserts.call(command).await
-    }
-
-    /// Claims what is due for `agent_id`, as [`Store::claim_due_commands`].
-    pub(crate) async fn claim_due(
-        &self,
-        agent_id: &str,
-    ) -> Result<Vec<Command>, crate::batch::BatchError> {
-        self.claims.call(agent_id.to_owned()).await
-    }
-
-    /// Records an agent's report on a command, as [`Store::finish_command`].
-    pub(crate) async fn finish(
-        &self,
-        report: CommandReport,
-    ) -> Result<streamspace_store::Result<(Command, bool)>, crate::batch::BatchError> {
-        self.reports.call(report).await
-    }
-}
 
 /// The receiving ends of the [`crate::cluster::Events`] a replica's cluster sends, for the
 /// listeners `serve` starts.
@@ -212,7 +121,7 @@ pub(crate) fn assemble(
     let hub = cluster.hub();
     let recorder = recorder(&store, &config, tasks)?;
     let outcomes = crate::outcomes::Outcomes::new(cluster.clone());
-    let commands = Arc::new(CommandBatches::start(
+    let commands = Arc::new(crate::batch::CommandBatches::start(
         &store,
         &config,
         crate::dispatcher::BATCH,
@@ -229,13 +138,13 @@ pub(crate) fn assemble(
         shutdown.clone(),
         tasks,
     );
-    let registrar = Arc::new(store_batcher(
+    let registrar = Arc::new(crate::batch::store_batcher(
         &store,
         AGENT_BATCH,
         shutdown.clone(),
         |store, regs| async move { store.register_agents(&regs).await },
     ));
-    let agent_keys = Arc::new(store_batcher(
+    let agent_keys = Arc::new(crate::batch::store_batcher(
         &store,
         AGENT_BATCH,
         shutdown.clone(),
