@@ -52,6 +52,7 @@ pub struct Params {
     pub replica_threads: Option<u16>,
     pub poll_ms: u64,
     pub replicas: Vec<usize>,
+    pub commits: Vec<Commits>,
 }
 
 /// Per-run results of one topology.
@@ -61,11 +62,48 @@ struct Measured {
     p99_ms: Vec<f64>,
 }
 
+/// How PostgreSQL commits, for the servers and pgbench alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Commits {
+    /// `fsync`, `synchronous_commit` and `full_page_writes` off, as in the tests: the CPU's
+    /// limit, not the disk's.
+    Fast,
+    /// All three on, as a production database runs: every commit waits for the disk.
+    Durable,
+}
+
 pub async fn run(bin: &Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
     if p.agents == 0 || p.clients == 0 || p.commands < p.clients || p.runs == 0 {
         bail!("need at least one agent, one client, one run, and as many commands as clients");
     }
-    let pg = PgCluster::start()?;
+    if p.commits.is_empty() {
+        bail!("need at least one commit setting (--commits fast,durable)");
+    }
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for &commits in &p.commits {
+        let (mut r, n) = run_commits(bin, p, commits).await?;
+        rows.append(&mut r);
+        // The notes are the same for each setting but the row-write counts.
+        if notes.is_empty() {
+            notes = n;
+        } else if let Some(writes) = n.into_iter().find(|n| n.starts_with("Row writes")) {
+            notes.push(writes);
+        }
+    }
+    Ok((rows, notes))
+}
+
+async fn run_commits(
+    bin: &Path,
+    p: &Params,
+    commits: Commits,
+) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
+    let (pg, suffix) = match commits {
+        Commits::Fast => (PgCluster::start()?, ""),
+        Commits::Durable => (PgCluster::start_durable()?, ", durable commits"),
+    };
     let needs_redis = p.replicas.iter().any(|&n| n > 1);
     let redis = if needs_redis {
         Some(RedisServer::start()?)
@@ -78,7 +116,7 @@ pub async fn run(bin: &Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String
     let mut writes = Vec::new();
     for &n in &p.replicas {
         let db = pg.create_database()?;
-        println!("commands: {n} replica(s), {} runs …", p.runs);
+        println!("commands: {n} replica(s){suffix}, {} runs …", p.runs);
         let m = topology(bin, &db, redis.as_ref().map(RedisServer::url), n, p).await?;
         // The warm-up's commands and the measured ones.
         let commands = p.clients + p.runs * p.commands;
@@ -107,9 +145,9 @@ pub async fn run(bin: &Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String
     let tps = Stat::of(tps);
     for (n, m) in measured {
         let setup = if n == 1 {
-            "1 replica".to_owned()
+            format!("1 replica{suffix}")
         } else {
-            format!("{n} replicas, cross-replica")
+            format!("{n} replicas, cross-replica{suffix}")
         };
         let per_second = Stat::of(m.per_second);
         let ratio = per_second.median / tps.median;
@@ -155,14 +193,16 @@ pub async fn run(bin: &Path, p: &Params) -> anyhow::Result<(Vec<Row>, Vec<String
         follow,
         threads,
         format!(
-            "Row writes per command, counted by PostgreSQL's statistics over each topology's \
+            "Row writes per command{suffix}, counted by PostgreSQL's statistics over each topology's \
              runs: 1 INSERT and {} UPDATEs of `agent_commands`; the pgbench script does 1 INSERT \
              and {script_updates} UPDATEs (an agent's ack is not written when its result follows \
              within 10 ms).",
             writes.join(", ")
         ),
-        "Everything (PostgreSQL with fsync off, Redis, the replicas, the agents, the clients, pgbench) \
-         shares this machine's CPUs, so the numbers are lower bounds for a real deployment."
+        "Everything (PostgreSQL, Redis, the replicas, the agents, the clients, pgbench) \
+         shares this machine's CPUs, so the numbers are lower bounds for a real deployment. \
+         PostgreSQL runs with fsync, synchronous_commit and full_page_writes off unless the setup \
+         says \"durable commits\" (all three on, servers and pgbench alike)."
             .into(),
     ];
     Ok((rows, notes))

@@ -80,6 +80,15 @@ struct Cli {
     /// the first and the clients on the others.
     #[arg(long, value_delimiter = ',', default_value = "1,3")]
     replicas: Vec<usize>,
+    /// How PostgreSQL commits (commands): `fast` (fsync off, as in the tests) and/or `durable`
+    /// (fsync and synchronous_commit on); each setting is measured with pgbench under it.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "fast,durable"
+    )]
+    commits: Vec<commands::Commits>,
     /// Megabytes (10⁶ bytes) per bulk transfer (tunnel).
     #[arg(long, default_value_t = 200)]
     bulk_mb: usize,
@@ -95,6 +104,15 @@ struct Cli {
     /// Sessions started per run (session-start).
     #[arg(long, default_value_t = 20)]
     sessions: usize,
+    /// Runtimes to start sessions with (session-start): `process` and/or `docker` (against a
+    /// throwaway Podman engine).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "process,docker"
+    )]
+    runtimes: Vec<session_start::Runtime>,
     /// Agent counts to measure (agents).
     #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
     agent_counts: Vec<usize>,
@@ -153,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
             replica_threads: cli.replica_threads,
             poll_ms: cli.poll_ms,
             replicas: cli.replicas.clone(),
+            commits: cli.commits.clone(),
         };
         let (rows, notes) = commands::run(&bin, &params).await?;
         let parameters = serde_json::to_value(&params)?;
@@ -191,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
         let params = session_start::Params {
             runs: cli.runs,
             sessions: cli.sessions,
+            runtimes: cli.runtimes.clone(),
         };
         println!("session start: {} runs …", params.runs);
         let (rows, notes) = session_start::run(&bin, &params).await?;

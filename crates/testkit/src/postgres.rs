@@ -29,17 +29,24 @@ impl PgCluster {
     /// Creates and starts a new cluster. Fails with the tool's output if PostgreSQL is missing or
     /// does not start.
     pub fn start() -> anyhow::Result<Self> {
-        Self::start_inner(None)
+        Self::start_inner(None, false)
+    }
+
+    /// [`Self::start`] with durable commits (`fsync`, `synchronous_commit` and
+    /// `full_page_writes` on, as a production database runs), for benchmarks that report
+    /// both settings; the tests run with them off.
+    pub fn start_durable() -> anyhow::Result<Self> {
+        Self::start_inner(None, true)
     }
 
     /// [`Self::start`], also serving TLS (`ssl=on`) with `server`'s certificate and key, which
     /// are copied into the cluster's directory (PostgreSQL wants its key owned by itself, 0600).
     /// Clients may still connect without TLS; `sslmode` decides.
     pub fn start_tls(server: &crate::CertFiles) -> anyhow::Result<Self> {
-        Self::start_inner(Some(server))
+        Self::start_inner(Some(server), false)
     }
 
-    fn start_inner(tls: Option<&crate::CertFiles>) -> anyhow::Result<Self> {
+    fn start_inner(tls: Option<&crate::CertFiles>, durable: bool) -> anyhow::Result<Self> {
         let bin = PG_BIN_DIRS
             .iter()
             .map(PathBuf::from)
@@ -75,12 +82,17 @@ impl PgCluster {
             Some(files) => cluster.install_certificate(files)?,
             None => String::new(),
         };
+        let commits = if durable {
+            "-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+        } else {
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
         // Retry on a port taken between choosing and binding.
         let mut last_err = None;
         for _ in 0..5 {
             let port = crate::free_port()?;
             let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200{ssl}",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 {commits} -c max_connections=200{ssl}",
                 cluster.dir.path().display()
             );
             let result = run(cluster
