@@ -3,7 +3,8 @@
 //!
 //! A [`Batcher`] runs one task. It waits for a request, takes every other one already queued
 //! (up to the batch size) and hands them to its work function at once; requests that arrive
-//! meanwhile form the next batch. So a lone request waits for nothing but its own round trip,
+//! while its batches in flight (a set number, often one) are busy form the next batch. So a
+//! lone request waits for nothing but its own round trip,
 //! and a storm — ten thousand agents reconnecting after their replica died — is carried in a
 //! few hundred statements, queueing in memory here rather than for the database pool's
 //! connections, which the replica's other work still finds free.
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use streamspace_proto::api::Command;
 use streamspace_store::{CommandReport, NewCommand, Store};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Why a batched request was not carried out.
@@ -40,17 +41,34 @@ pub(crate) struct Batcher<Req, Resp> {
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts the batching task: `work` gets at most `max_batch` requests at a time and must
-    /// answer each, in order. The task ends with `stop` or when the last handle is dropped.
-    pub(crate) fn start<F, Fut>(max_batch: usize, stop: CancellationToken, mut work: F) -> Self
+    /// answer each, in order; at most `in_flight` batches are carried out at once (requests
+    /// queue while that many are). The task ends with `stop` or when the last handle is
+    /// dropped.
+    pub(crate) fn start<F, Fut>(
+        max_batch: usize,
+        in_flight: usize,
+        stop: CancellationToken,
+        mut work: F,
+    ) -> Self
     where
         F: FnMut(Vec<Req>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<Resp>, String>> + Send,
+        Fut: Future<Output = Result<Vec<Resp>, String>> + Send + 'static,
     {
         let max_batch = max_batch.max(1);
+        let slots = Arc::new(Semaphore::new(in_flight.max(1)));
         let (tx, mut rx) = mpsc::channel::<Job<Req, Resp>>(max_batch * 4);
         tokio::spawn(async move {
             let mut jobs = Vec::with_capacity(max_batch);
             loop {
+                // A free slot first: while every slot is busy, requests gather in the queue.
+                let slot = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => return,
+                    },
+                };
                 let taken = tokio::select! {
                     biased;
                     () = stop.cancelled() => return,
@@ -61,33 +79,17 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                 }
                 let (requests, replies): (Vec<Req>, Vec<_>) =
                     jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
-                let outcome = tokio::select! {
-                    biased;
-                    () = stop.cancelled() => return,
-                    outcome = work(requests) => outcome,
-                };
-                match outcome {
-                    Ok(answers) if answers.len() == replies.len() => {
-                        for (reply, answer) in replies.into_iter().zip(answers) {
-                            let _ = reply.send(Ok(answer));
-                        }
-                    }
-                    Ok(answers) => {
-                        let e = BatchError::Failed(format!(
-                            "a batch of {} requests got {} answers",
-                            replies.len(),
-                            answers.len()
-                        ));
-                        for reply in replies {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                    }
-                    Err(message) => {
-                        for reply in replies {
-                            let _ = reply.send(Err(BatchError::Failed(message.clone())));
-                        }
-                    }
-                }
+                let batch = work(requests);
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let outcome = tokio::select! {
+                        biased;
+                        () = stop.cancelled() => return,
+                        outcome = batch => outcome,
+                    };
+                    drop(slot);
+                    answer(replies, outcome);
+                });
             }
         });
         Self { tx }
@@ -104,10 +106,40 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     }
 }
 
+/// Hands each caller its answer, or every caller the batch's failure.
+fn answer<Resp>(
+    replies: Vec<oneshot::Sender<Result<Resp, BatchError>>>,
+    outcome: Result<Vec<Resp>, String>,
+) {
+    match outcome {
+        Ok(answers) if answers.len() == replies.len() => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(Ok(answer));
+            }
+        }
+        Ok(answers) => {
+            let e = BatchError::Failed(format!(
+                "a batch of {} requests got {} answers",
+                replies.len(),
+                answers.len()
+            ));
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+        Err(message) => {
+            for reply in replies {
+                let _ = reply.send(Err(BatchError::Failed(message.clone())));
+            }
+        }
+    }
+}
+
 /// A batcher whose every batch is one `call` on the store.
 pub(crate) fn store_batcher<Req, Resp, F, Fut>(
     store: &Arc<dyn Store>,
     max_batch: usize,
+    in_flight: usize,
     stop: CancellationToken,
     call: F,
 ) -> Batcher<Req, Resp>
@@ -115,10 +147,10 @@ where
     Req: Send + 'static,
     Resp: Send + 'static,
     F: Fn(Arc<dyn Store>, Vec<Req>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = streamspace_store::Result<Vec<Resp>>> + Send,
+    Fut: std::future::Future<Output = streamspace_store::Result<Vec<Resp>>> + Send + 'static,
 {
     let store = store.clone();
-    Batcher::start(max_batch, stop, move |requests| {
+    Batcher::start(max_batch, in_flight, stop, move |requests| {
         let batch = call(store.clone(), requests);
         async move { batch.await.map_err(|e| e.to_string()) }
     })
@@ -136,6 +168,9 @@ pub(crate) struct CommandBatches {
 
 /// The most commands (or agents, for claims) one batch of [`CommandBatches`] carries.
 const COMMAND_BATCH: usize = 256;
+/// Batches of each kind carried out at once: a few, so that a lone command does not wait for
+/// another's round trip, while a burst still gathers into batches when they are all busy.
+const COMMAND_BATCHES_IN_FLIGHT: usize = 4;
 
 impl CommandBatches {
     /// Starts the three batchers; claims take at most `claim_limit` commands per agent with
@@ -151,12 +186,14 @@ impl CommandBatches {
             inserts: store_batcher(
                 &store.clone(),
                 COMMAND_BATCH,
+                COMMAND_BATCHES_IN_FLIGHT,
                 stop.clone(),
                 |store, new| async move { store.create_commands(&new).await },
             ),
             claims: store_batcher(
                 store,
                 COMMAND_BATCH,
+                COMMAND_BATCHES_IN_FLIGHT,
                 stop.clone(),
                 move |store, agents| async move {
                     store
@@ -164,9 +201,13 @@ impl CommandBatches {
                         .await
                 },
             ),
-            reports: store_batcher(store, COMMAND_BATCH, stop, |store, reports| async move {
-                store.finish_commands(&reports).await
-            }),
+            reports: store_batcher(
+                store,
+                COMMAND_BATCH,
+                COMMAND_BATCHES_IN_FLIGHT,
+                stop,
+                |store, reports| async move { store.finish_commands(&reports).await },
+            ),
         }
     }
 
@@ -206,6 +247,7 @@ mod tests {
         let seen = sizes.clone();
         let batcher = Arc::new(Batcher::start(
             64,
+            1,
             CancellationToken::new(),
             move |requests: Vec<u32>| {
                 seen.lock()
@@ -253,18 +295,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_second_batch_is_carried_while_the_first_is_in_flight() -> anyhow::Result<()> {
+        let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
+        let taken = Arc::new(Mutex::new(Vec::new()));
+        let seen = taken.clone();
+        let batcher = Arc::new(Batcher::start(
+            8,
+            2,
+            CancellationToken::new(),
+            move |requests: Vec<u32>| {
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(requests.iter().copied());
+                let mut gate = gate_rx.clone();
+                async move {
+                    // Request 1 is held until the test lets it go; others pass at once.
+                    if requests.contains(&1) {
+                        let _ = gate.wait_for(|open| *open).await;
+                    }
+                    Ok(requests)
+                }
+            },
+        ));
+        let first = tokio::spawn({
+            let b = batcher.clone();
+            async move { b.call(1).await }
+        });
+        // Wait until the first batch has taken request 1.
+        while taken.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(batcher.call(2).await, Ok(2), "the second slot carried it");
+        assert!(!first.is_finished());
+        gate_tx.send(true)?;
+        assert_eq!(first.await?, Ok(1));
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn a_failed_batch_fails_each_request_with_its_reason() -> anyhow::Result<()> {
-        let batcher: Batcher<u32, u32> =
-            Batcher::start(8, CancellationToken::new(), |_requests: Vec<u32>| async {
-                Err("the database is down".to_owned())
-            });
+        let batcher: Batcher<u32, u32> = Batcher::start(
+            8,
+            1,
+            CancellationToken::new(),
+            |_requests: Vec<u32>| async { Err("the database is down".to_owned()) },
+        );
         assert_eq!(
             batcher.call(1).await,
             Err(BatchError::Failed("the database is down".into()))
         );
         let stop = CancellationToken::new();
         let stopped: Batcher<u32, u32> =
-            Batcher::start(8, stop.clone(), |r: Vec<u32>| async { Ok(r) });
+            Batcher::start(8, 1, stop.clone(), |r: Vec<u32>| async { Ok(r) });
         stop.cancel();
         assert_eq!(stopped.call(1).await, Err(BatchError::Stopped));
         Ok(())

@@ -141,12 +141,14 @@ pub(crate) fn assemble(
     let registrar = Arc::new(crate::batch::store_batcher(
         &store,
         AGENT_BATCH,
+        1,
         shutdown.clone(),
         |store, regs| async move { store.register_agents(&regs).await },
     ));
     let agent_keys = Arc::new(crate::batch::store_batcher(
         &store,
         AGENT_BATCH,
+        1,
         shutdown.clone(),
         |store, hashes| async move { store.find_api_keys(&hashes).await },
     ));

@@ -528,6 +528,10 @@ macro_rules! impl_store {
                 &self,
                 commands: &[$crate::NewCommand],
             ) -> $crate::Result<Vec<$crate::Result<streamspace_proto::api::Command>>> {
+                // One alone takes the plain statement, cheaper to plan than the array one.
+                if let [command] = commands {
+                    return Ok(vec![$crate::Store::create_command(self, command).await]);
+                }
                 if let Some(created) = self.insert_commands_batch(commands).await? {
                     return Ok(created.into_iter().map(Ok).collect());
                 }
@@ -625,6 +629,12 @@ macro_rules! impl_store {
                 max_attempts: i32,
                 limit: i64,
             ) -> $crate::Result<Vec<Vec<streamspace_proto::api::Command>>> {
+                if let [agent_id] = agent_ids {
+                    return Ok(vec![
+                        self.claim_due(agent_id, ack_timeout_secs, max_attempts, limit)
+                            .await?,
+                    ]);
+                }
                 self.claim_due_batch(agent_ids, ack_timeout_secs, max_attempts, limit)
                     .await
             }
@@ -661,7 +671,23 @@ macro_rules! impl_store {
                 &self,
                 reports: &[$crate::CommandReport],
             ) -> $crate::Result<Vec<$crate::Result<(streamspace_proto::api::Command, bool)>>> {
-                let mut finished = self.finish_sessionless_batch(reports).await?;
+                if let [report] = reports {
+                    return Ok(vec![
+                        $crate::Store::finish_command(
+                            self,
+                            &report.agent_id,
+                            report.command_id,
+                            &report.outcome,
+                        )
+                        .await,
+                    ]);
+                }
+                // A batch that fails (two batches in flight can deadlock on rows they both
+                // name) leaves every report to the one-report path.
+                let mut finished = match self.finish_sessionless_batch(reports).await {
+                    Ok(finished) => finished,
+                    Err(_) => vec![None; reports.len()],
+                };
                 let mut answers = Vec::with_capacity(reports.len());
                 for (report, done) in reports.iter().zip(finished.iter_mut()) {
                     let answer = match done.take() {
