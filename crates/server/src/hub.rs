@@ -200,6 +200,11 @@ impl LocalHub {
         lock(&self.conns).get(agent_id).map(|c| c.epoch)
     }
 
+    /// How many agents are held here.
+    pub fn count(&self) -> usize {
+        lock(&self.conns).len()
+    }
+
     /// Every agent held here with its connection's epoch.
     pub fn held(&self) -> Vec<(String, i64)> {
         lock(&self.conns)

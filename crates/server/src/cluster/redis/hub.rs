@@ -7,6 +7,7 @@
 //! every record when Redis is back.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use streamspace_proto::wire::ServerMessage;
@@ -19,14 +20,56 @@ use crate::hub::{AgentConnection, DeliveryError, Hub, LocalHub, StaleConnection}
 pub(crate) struct RedisHub {
     local: Arc<LocalHub>,
     link: Arc<RedisLink>,
+    announcer: Arc<Announcer>,
 }
 
 impl RedisHub {
     pub fn new(link: Arc<RedisLink>) -> Self {
         Self {
             local: link.local.clone(),
+            announcer: Arc::new(Announcer {
+                link: link.clone(),
+                running: AtomicBool::new(false),
+                dirty: AtomicBool::new(false),
+            }),
             link,
         }
+    }
+}
+
+/// Re-publishes the replica's record (its count of agents) after attaches and detaches, one
+/// write at a time: a storm of ten thousand agents arriving costs a few writes, not one Redis
+/// round trip each in the path of every registration.
+struct Announcer {
+    link: Arc<RedisLink>,
+    /// A task is writing the record.
+    running: AtomicBool,
+    /// The count changed since the running task last read it.
+    dirty: AtomicBool,
+}
+
+impl Announcer {
+    /// Notes a change; starts the writing task unless one runs (it will write this change).
+    fn changed(self: &Arc<Self>) {
+        self.dirty.store(true, Ordering::Release);
+        if self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                while this.dirty.swap(false, Ordering::AcqRel) {
+                    let _ = replicas::announce(&this.link, this.link.local.count()).await;
+                }
+                this.running.store(false, Ordering::Release);
+                // A change noted after the last write, by a caller that saw this task running,
+                // is this task's to write, unless another task has started since.
+                if !this.dirty.load(Ordering::Acquire) || this.running.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
+        });
     }
 }
 
@@ -43,7 +86,7 @@ impl Hub for RedisHub {
             Err(e) => tracing::debug!(%agent_id, error = %e,
                 "recording agent ownership failed; re-published when Redis returns"),
         }
-        let _ = replicas::announce(&self.link, self.local.held().len()).await;
+        self.announcer.changed();
         Ok(())
     }
 
@@ -52,7 +95,7 @@ impl Hub for RedisHub {
         let removed = self.local.detach(agent_id, conn_id).await;
         if let (true, Some(epoch)) = (removed, epoch) {
             routing::release(&self.link, agent_id, epoch).await;
-            let _ = replicas::announce(&self.link, self.local.held().len()).await;
+            self.announcer.changed();
         }
         removed
     }
