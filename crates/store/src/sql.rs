@@ -341,6 +341,35 @@ pub(crate) fn command_retry_due(d: &Dialect, ack: &str, max: &str) -> String {
     )
 }
 
+/// Selects (and on PostgreSQL locks, skipping rows another transaction holds) the ids of at
+/// most `limit` due commands of `agent`, oldest first: pending ones and sent ones whose
+/// backoff has passed (`ack`, `max` as in [`command_retry_due`]).
+///
+/// The candidates come from two plain scans of `agent_commands_claim_idx` in id order, which
+/// mark the entries of finished commands dead as they meet them; a bitmap scan (what the
+/// planner picks for one `status = 'pending' OR …` condition) never does, and visits every
+/// entry a finished command left behind again on every claim until vacuum. The locked rows are
+/// checked again, as a row may have moved on since it was read; the check is a `CASE` so that
+/// the planner reaches the rows through the candidates rather than through an index of its
+/// own choosing.
+pub(crate) fn command_claim_due_ids(
+    d: &Dialect,
+    agent: &str,
+    ack: &str,
+    max: &str,
+    limit: &str,
+) -> String {
+    let retry_due = command_retry_due(d, ack, max);
+    format!(
+        "SELECT id FROM agent_commands WHERE id IN (SELECT due.id FROM \
+         (SELECT id FROM agent_commands WHERE agent_id = {agent} AND status = 'pending' \
+         UNION ALL SELECT id FROM agent_commands WHERE agent_id = {agent} AND {retry_due}) \
+         AS due ORDER BY due.id LIMIT {limit}) \
+         AND CASE WHEN status = 'pending' THEN TRUE ELSE {retry_due} END ORDER BY id{}",
+        d.lock_skip
+    )
+}
+
 impl Statements {
     fn new(d: &Dialect) -> Self {
         let now = d.now;
@@ -461,13 +490,12 @@ impl Statements {
                 command_from(CommandStatus::Sent)
             )),
             // Claims every due command of agent $1 at once ($2 ack timeout, $3 max attempts,
-            // $4 limit); rows another dispatcher holds are left to it.
+            // $4 limit); rows another dispatcher holds are left to it. See
+            // `command_claim_due_ids`.
             command_claim_due: leak(format!(
                 "UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, \
-                 sent_at = {now} WHERE id IN (SELECT id FROM agent_commands \
-                 WHERE agent_id = $1 AND (status = 'pending' OR {}) \
-                 ORDER BY id LIMIT $4{lock_skip}) RETURNING {}",
-                retry_due("$2", "$3"),
+                 sent_at = {now} WHERE id IN ({}) RETURNING {}",
+                command_claim_due_ids(d, "$1", "$2", "$3", "$4"),
                 command_columns!()
             )),
             command_finish_sessionless: leak(format!(

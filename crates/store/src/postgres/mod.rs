@@ -66,16 +66,13 @@ static INSERT_COMMANDS: LazyLock<String> = LazyLock::new(|| {
 
 /// Claims what is due for each agent of `$1` (`$2` ack timeout, `$3` most attempts, `$4` most
 /// per agent), as the one-agent claim does: a lateral subquery per agent keeps the per-agent
-/// limit and the row locks.
+/// limit and the row locks (see [`sql::command_claim_due_ids`]).
 static CLAIM_DUE_OF: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, \
          sent_at = clock_timestamp() WHERE id IN (SELECT due.id \
-         FROM unnest($1::text[]) AS a(for_agent) CROSS JOIN LATERAL \
-         (SELECT id FROM agent_commands WHERE agent_id = a.for_agent \
-         AND (status = 'pending' OR {}) ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) AS due) \
-         RETURNING {}",
-        sql::command_retry_due(&sql::PG, "$2", "$3"),
+         FROM unnest($1::text[]) AS a(for_agent) CROSS JOIN LATERAL ({}) AS due) RETURNING {}",
+        sql::command_claim_due_ids(&sql::PG, "a.for_agent", "$2", "$3", "$4"),
         sql::command_columns!()
     )
 });
