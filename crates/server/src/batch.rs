@@ -184,7 +184,7 @@ impl CommandBatches {
         let (ack_timeout, max_attempts) = (config.ack_timeout.as_secs_f64(), config.max_attempts);
         Self {
             inserts: store_batcher(
-                &store.clone(),
+                store,
                 COMMAND_BATCH,
                 COMMAND_BATCHES_IN_FLIGHT,
                 stop.clone(),

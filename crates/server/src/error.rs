@@ -134,9 +134,7 @@ impl ApiError {
             }
         }
     }
-}
 
-impl ApiError {
     /// Maps a batched store call that was not carried out (see `crate::batch`): 503
     /// `shutting_down` while the replica stops, else 500 (logged with `doing`).
     pub(crate) fn from_batch(err: crate::batch::BatchError, doing: &str) -> Self {

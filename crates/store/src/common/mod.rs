@@ -529,10 +529,9 @@ macro_rules! impl_store {
                 commands: &[$crate::NewCommand],
             ) -> $crate::Result<Vec<$crate::Result<streamspace_proto::api::Command>>> {
                 // One alone takes the plain statement, cheaper to plan than the array one.
-                if let [command] = commands {
-                    return Ok(vec![$crate::Store::create_command(self, command).await]);
-                }
-                if let Some(created) = self.insert_commands_batch(commands).await? {
+                if commands.len() > 1
+                    && let Some(created) = self.insert_commands_batch(commands).await?
+                {
                     return Ok(created.into_iter().map(Ok).collect());
                 }
                 let mut answers = Vec::with_capacity(commands.len());
@@ -684,13 +683,13 @@ macro_rules! impl_store {
                 }
                 // A batch that fails (two batches in flight can deadlock on rows they both
                 // name) leaves every report to the one-report path.
-                let mut finished = match self.finish_sessionless_batch(reports).await {
+                let finished = match self.finish_sessionless_batch(reports).await {
                     Ok(finished) => finished,
                     Err(_) => vec![None; reports.len()],
                 };
                 let mut answers = Vec::with_capacity(reports.len());
-                for (report, done) in reports.iter().zip(finished.iter_mut()) {
-                    let answer = match done.take() {
+                for (report, done) in reports.iter().zip(finished) {
+                    let answer = match done {
                         Some(command) => Ok((command, true)),
                         None => {
                             self.finish_command_tx(
