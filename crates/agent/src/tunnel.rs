@@ -1,6 +1,13 @@
-//! The agent's side of viewer streams: for each `tunnel_open`, dial a data WebSocket to the
+//! The agent's side of viewer streams: for each `tunnel_open`, dial a data connection to the
 //! control plane with the one-time stream token and copy bytes between it and the session's VNC
 //! server, until either side ends.
+//!
+//! The data connection is an HTTP upgrade to a raw stream (`Upgrade: streamspace-stream/1`):
+//! the bytes as they are, with no WebSocket framing and none of the masking every byte a
+//! WebSocket client sends must have. When the control plane (or a proxy in front of it)
+//! answers that upgrade with anything but `101`, the agent dials a WebSocket instead and keeps
+//! to WebSockets until its control connection is made again. File transfers always use a
+//! WebSocket: their outcome travels in tagged frames.
 //!
 //! Each stream is its own task with its own TCP connections, so a viewer that reads slowly only
 //! slows its own copy loop (TCP flow control reaches back to that one VNC connection) and never
@@ -15,16 +22,18 @@
 mod handshake;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use streamspace_client::raw_stream::{self, RawDialError, RawStream};
 use streamspace_proto::tunnel::{
-    AGENT_TUNNEL_PATH, CHUNK_BYTES, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES,
-    STREAM_READ_BUFFER_BYTES, TOKEN_PARAM, close_code,
+    AGENT_TUNNEL_PATH, FIRST_READ_BYTES, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES,
+    STREAM_READ_BUFFER_BYTES, TOKEN_PARAM, close_code, next_read_size,
 };
 use streamspace_proto::wire::{AgentMessage, TransferOpen, TunnelOpen};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -44,7 +53,14 @@ use crate::runtime::vnc::auth::VncPassword;
 use crate::runtime::vnc::{self, VncAddress, VncStream};
 use crate::runtime::{Runtime, RuntimeError};
 
+/// A WebSocket data connection (file transfers, and streams where the raw upgrade is refused).
 pub(crate) type DataSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A viewer stream's data connection.
+enum DataConn {
+    Raw(RawStream),
+    WebSocket(Box<DataSocket>),
+}
 
 /// How long a viewer has to answer the agent's RFB greeting (a person may be looking at a
 /// page that is still loading its viewer).
@@ -94,6 +110,8 @@ pub enum TunnelError {
     VncWrite(#[source] std::io::Error),
     #[error("opening the data connection")]
     Dial(#[source] WsError),
+    #[error("opening the raw data connection")]
+    RawDial(#[source] RawDialError),
     #[error("opening the data connection timed out")]
     DialTimeout,
 }
@@ -107,6 +125,9 @@ pub struct Tunnels {
     outbox: mpsc::Sender<AgentMessage>,
     server: Mutex<Option<Url>>,
     open: Mutex<HashMap<Uuid, CancellationToken>>,
+    /// Set once the raw upgrade was refused: streams use WebSockets until the next control
+    /// connection.
+    raw_refused: AtomicBool,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Counts viewers per session for idle timeouts, once set ([`Tunnels::watch_viewers`]).
@@ -129,6 +150,7 @@ impl Tunnels {
             outbox,
             server: Mutex::new(None),
             open: Mutex::new(HashMap::new()),
+            raw_refused: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             viewers: std::sync::OnceLock::new(),
@@ -141,8 +163,10 @@ impl Tunnels {
     }
 
     /// Remembers which control-plane URL the current connection uses; data connections go to
-    /// the same place (`…/agents/connect` becomes `…/agents/tunnel`).
+    /// the same place (`…/agents/connect` becomes `…/agents/tunnel`), first as raw streams
+    /// again.
     pub fn set_server(&self, control_url: &Url) {
+        self.raw_refused.store(false, Ordering::Relaxed);
         let mut url = control_url.clone();
         let prefix = url
             .path()
@@ -273,6 +297,7 @@ impl Tunnels {
             vnc_password: target.password.as_ref(),
             connect_timeout: self.connect_timeout,
             tls: self.tls.clone(),
+            raw_refused: &self.raw_refused,
         };
         stream.carry(cancel.cancelled()).await
     }
@@ -280,8 +305,9 @@ impl Tunnels {
 
 /// Carries one stream as the agent does: connects to the VNC server at `vnc_address`, dials the
 /// data connection at `data_url` (the control plane's `…/api/v1/agents/tunnel`) with the agent
-/// `key` and the one-time stream `token`, and copies bytes both ways until either side ends.
-/// Returns why the stream ended, or why it could not be opened.
+/// `key` and the one-time stream `token` — raw, or a WebSocket if that is refused — and copies
+/// bytes both ways until either side ends. Returns why the stream ended, or why it could not
+/// be opened.
 ///
 /// [`Tunnels`] runs one of these per `tunnel_open`; the benchmark harness's simulated agent
 /// calls it directly, so both measure the same data path.
@@ -301,6 +327,7 @@ pub async fn carry_stream(
         vnc_password: None,
         connect_timeout,
         tls: None,
+        raw_refused: &AtomicBool::new(false),
     };
     stream.carry(std::future::pending()).await
 }
@@ -315,8 +342,11 @@ struct Stream<'a> {
     /// asks for none (the viewer then handshakes with it directly).
     vnc_password: Option<&'a VncPassword>,
     connect_timeout: Duration,
-    /// `None`: tungstenite's default (the Mozilla roots).
+    /// `None`: tungstenite's default (the Mozilla roots), and no raw stream over TLS.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Whether a raw upgrade was refused before (then this stream dials a WebSocket); set when
+    /// this one is.
+    raw_refused: &'a AtomicBool,
 }
 
 impl Stream<'_> {
@@ -339,7 +369,12 @@ impl Stream<'_> {
         }
         let mut data = self.dial().await?;
         if self.vnc_password.is_some() {
-            let greeting = handshake::offer_none(&mut data);
+            let greeting = async {
+                match &mut data {
+                    DataConn::Raw(raw) => handshake::offer_none(raw).await,
+                    DataConn::WebSocket(socket) => handshake::offer_none(socket.as_mut()).await,
+                }
+            };
             let early = match tokio::time::timeout(VIEWER_HANDSHAKE_TIMEOUT, greeting).await {
                 Ok(Ok(early)) => early,
                 Ok(Err(e)) => return Err(TunnelError::Viewer(e)),
@@ -349,10 +384,29 @@ impl Stream<'_> {
                 vnc.write_all(&early).await.map_err(TunnelError::VncWrite)?;
             }
         }
-        Ok(splice(data, vnc, stop).await)
+        Ok(match data {
+            DataConn::Raw(raw) => splice_raw(raw, vnc, stop).await,
+            DataConn::WebSocket(socket) => splice(*socket, vnc, stop).await,
+        })
     }
 
-    async fn dial(&self) -> Result<DataSocket, TunnelError> {
+    /// A raw data connection unless the upgrade was refused (now or before), else a WebSocket.
+    async fn dial(&self) -> Result<DataConn, TunnelError> {
+        // Without a TLS configuration of its own, a `wss` stream keeps tungstenite's roots.
+        let can_raw = self.tls.is_some() || !matches!(self.data_url.scheme(), "wss" | "https");
+        if can_raw && !self.raw_refused.load(Ordering::Relaxed) {
+            match self.dial_raw().await {
+                Ok(raw) => return Ok(DataConn::Raw(raw)),
+                Err(TunnelError::RawDial(e)) if e.is_refusal() => {
+                    tracing::info!(
+                        error = %Chain(&e),
+                        "the raw data connection was refused; using WebSockets until the next control connection"
+                    );
+                    self.raw_refused.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
         dial(
             &self.data_url,
             self.key,
@@ -361,6 +415,26 @@ impl Stream<'_> {
             self.tls.clone(),
         )
         .await
+        .map(|socket| DataConn::WebSocket(Box::new(socket)))
+    }
+
+    async fn dial_raw(&self) -> Result<RawStream, TunnelError> {
+        let mut url = self.data_url.clone();
+        url.query_pairs_mut().append_pair(TOKEN_PARAM, self.token);
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key))
+            .map_err(|_| TunnelError::BadKey)?;
+        auth.set_sensitive(true);
+        let headers = http::HeaderMap::from_iter([(AUTHORIZATION, auth)]);
+        match tokio::time::timeout(
+            self.connect_timeout,
+            raw_stream::dial(&url, headers, self.tls.as_ref()),
+        )
+        .await
+        {
+            Ok(Ok(raw)) => Ok(raw),
+            Ok(Err(e)) => Err(TunnelError::RawDial(e)),
+            Err(_) => Err(TunnelError::DialTimeout),
+        }
     }
 }
 
@@ -420,9 +494,59 @@ async fn splice(data: DataSocket, vnc: VncStream, stop: impl Future<Output = ()>
     reason
 }
 
-/// Size of the first read from the VNC server; see [`next_read_size`].
-const FIRST_READ_BYTES: usize = 64 * 1024;
-const _: () = assert!(FIRST_READ_BYTES <= CHUNK_BYTES);
+/// Copies between a raw data connection and the VNC server until one side ends; returns why.
+/// The data connection's end (its write side shut down) is what tells the control plane.
+async fn splice_raw(data: RawStream, vnc: VncStream, stop: impl Future<Output = ()>) -> String {
+    let (mut data_rx, mut data_tx) = tokio::io::split(data);
+    let (mut vnc_rx, mut vnc_tx) = vnc.into_split();
+    let reason = tokio::select! {
+        () = stop => "stream closed by the agent".to_owned(),
+        r = vnc_to_raw(&mut vnc_rx, &mut data_tx) => r,
+        r = raw_to_vnc(&mut data_rx, &mut vnc_tx) => r,
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), data_tx.shutdown()).await;
+    let _ = vnc_tx.shutdown().await;
+    reason
+}
+
+/// VNC server → raw data connection, through one buffer that grows while the server has more
+/// to send and shrinks when it is quiet.
+async fn vnc_to_raw(vnc: &mut vnc::ReadHalf, data: &mut (impl AsyncWrite + Unpin)) -> String {
+    let mut buf = vec![0; FIRST_READ_BYTES];
+    loop {
+        let n = match vnc.read(&mut buf).await {
+            Ok(0) => return "the VNC server closed the connection".to_owned(),
+            Ok(n) => n,
+            Err(e) => return format!("reading from the VNC server: {e}"),
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, data.write_all(&buf[..n])).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return "the data connection was lost".to_owned(),
+            Err(_) => return "the control plane stopped reading the stream".to_owned(),
+        }
+        let next = next_read_size(buf.len(), n);
+        if next != buf.len() {
+            buf = vec![0; next];
+        }
+    }
+}
+
+/// Raw data connection → VNC server.
+async fn raw_to_vnc(data: &mut (impl AsyncRead + Unpin), vnc: &mut vnc::WriteHalf) -> String {
+    let mut buf = vec![0; STREAM_READ_BUFFER_BYTES];
+    loop {
+        let n = match data.read(&mut buf).await {
+            Ok(0) => return "the viewer left".to_owned(),
+            Ok(n) => n,
+            Err(e) => return format!("the data connection failed: {e}"),
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, vnc.write_all(&buf[..n])).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return format!("writing to the VNC server: {e}"),
+            Err(_) => return "the VNC server stopped reading".to_owned(),
+        }
+    }
+}
 
 async fn vnc_to_data(
     vnc: &mut vnc::ReadHalf,
@@ -444,20 +568,6 @@ async fn vnc_to_data(
             Ok(Err(_)) => return "the data connection was lost".to_owned(),
             Err(_) => return "the control plane stopped reading the stream".to_owned(),
         }
-    }
-}
-
-/// The next read's size after a read of `size` returned `read` bytes: twice as much (up to
-/// [`CHUNK_BYTES`]) when it filled the buffer, half as much (down to [`FIRST_READ_BYTES`]) when
-/// it filled less than half. A bulk update then travels in few large frames — fewer messages
-/// and system calls on every hop to the viewer — while a quiet stream keeps small buffers.
-fn next_read_size(size: usize, read: usize) -> usize {
-    if read >= size {
-        (size * 2).min(CHUNK_BYTES)
-    } else if read < size / 2 {
-        (size / 2).max(FIRST_READ_BYTES)
-    } else {
-        size
     }
 }
 
@@ -513,27 +623,6 @@ mod tests {
             }
             assert_eq!(lock(&tunnels.server).as_ref().map(Url::as_str), Some(data));
         }
-    }
-
-    #[test]
-    fn reads_grow_while_the_vnc_server_has_more_and_shrink_when_it_is_quiet() {
-        let mut size = FIRST_READ_BYTES;
-        for _ in 0..10 {
-            size = next_read_size(size, size);
-        }
-        assert_eq!(
-            size, CHUNK_BYTES,
-            "full reads grow the buffer to the largest frame"
-        );
-        assert_eq!(
-            next_read_size(size, size / 2),
-            size,
-            "half-full reads keep it"
-        );
-        for _ in 0..10 {
-            size = next_read_size(size, 100);
-        }
-        assert_eq!(size, FIRST_READ_BYTES, "small reads shrink it back");
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! never drifts from the server. API errors come back as [`ClientError::Api`] with the server's
 //! error code and message.
 
+pub mod raw_stream;
 pub mod tls;
 mod wait;
 

@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 
 /// The agent's data-connection endpoint, under the control plane's base URL.
 pub const AGENT_TUNNEL_PATH: &str = "api/v1/agents/tunnel";
+/// The `Upgrade` protocol of a raw data connection: after `101 Switching Protocols` the
+/// connection carries the stream's bytes as they are, with no frames, in both directions. The
+/// agent asks for it first and falls back to a WebSocket when the answer is anything else (a
+/// load balancer that passes only WebSocket upgrades); replicas use it for their one hop.
+pub const RAW_STREAM_PROTOCOL: &str = "streamspace-stream/1";
 /// Query parameter carrying a token (browsers cannot set headers on WebSockets).
 pub const TOKEN_PARAM: &str = "token";
 /// Prefix of one-time stream tokens (agent data connections).
@@ -25,6 +30,25 @@ pub const BINARY_SUBPROTOCOL: &str = "binary";
 /// Most bytes the agent reads from the VNC server into one frame (it starts smaller and grows
 /// while the server has more to send: large frames mean fewer messages on every hop).
 pub const CHUNK_BYTES: usize = 256 * 1024;
+/// Size of a stream's first read from the VNC server or a raw data connection; see
+/// [`next_read_size`].
+pub const FIRST_READ_BYTES: usize = 64 * 1024;
+const _: () = assert!(FIRST_READ_BYTES <= CHUNK_BYTES);
+
+/// The next read's size after a read of `size` returned `read` bytes: twice as much (up to
+/// [`CHUNK_BYTES`]) when it filled the buffer, half as much (down to [`FIRST_READ_BYTES`]) when
+/// it filled less than half. A bulk update then travels in few large chunks — fewer messages
+/// and system calls on every hop to the viewer — while a quiet stream keeps small buffers.
+pub fn next_read_size(size: usize, read: usize) -> usize {
+    if read >= size {
+        (size * 2).min(CHUNK_BYTES)
+    } else if read < size / 2 {
+        (size / 2).max(FIRST_READ_BYTES)
+    } else {
+        size
+    }
+}
+
 /// Largest frame or message accepted on either data WebSocket.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// Most bytes a WebSocket may hold unsent before writes fail: a few frames, never more.
@@ -170,6 +194,27 @@ pub fn viewer_token_signed_part(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn reads_grow_while_the_vnc_server_has_more_and_shrink_when_it_is_quiet() {
+        let mut size = FIRST_READ_BYTES;
+        for _ in 0..10 {
+            size = next_read_size(size, size);
+        }
+        assert_eq!(
+            size, CHUNK_BYTES,
+            "full reads grow the buffer to the largest frame"
+        );
+        assert_eq!(
+            next_read_size(size, size / 2),
+            size,
+            "half-full reads keep it"
+        );
+        for _ in 0..10 {
+            size = next_read_size(size, 100);
+        }
+        assert_eq!(size, FIRST_READ_BYTES, "small reads shrink it back");
+    }
 
     proptest! {
         /// Whatever arrives as `?token=`, parsing answers and never panics.

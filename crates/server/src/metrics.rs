@@ -26,6 +26,10 @@
 //!   another one for a viewer stream — asking the agent's replica to `open` it, or carrying its
 //!   `data` to the viewer's replica — by `scheme` (`https` when the peer serves TLS, else
 //!   `http`);
+//! - `streamspace_tunnel_data_connections_total{transport}` (counter): agents' data
+//!   connections (and hops carrying them) accepted here, `raw` (upgraded to a raw stream) or
+//!   `websocket` (the fallback, and file transfers) — a `websocket` share that grows for viewer
+//!   streams means something in front of the replicas refuses the raw upgrade;
 //! - `streamspace_redis_up` (gauge): 1 while Redis is connected, 0 otherwise (absent without
 //!   Redis).
 //!
@@ -121,6 +125,11 @@ pub(crate) fn command_wait(answer: &'static str) {
 
 pub(crate) fn replica_hop(kind: &'static str, scheme: &'static str) {
     metrics::counter!("streamspace_replica_hops_total", "kind" => kind, "scheme" => scheme)
+        .increment(1);
+}
+
+pub(crate) fn data_connection(transport: &'static str) {
+    metrics::counter!("streamspace_tunnel_data_connections_total", "transport" => transport)
         .increment(1);
 }
 

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::WebSocket;
 use chrono::{DateTime, Utc};
+use streamspace_client::raw_stream::RawStream;
 use streamspace_proto::api::{SessionState, ShareMode};
 use streamspace_proto::tunnel::close_code;
 use streamspace_store::{Store, StoreError};
@@ -38,13 +39,22 @@ pub(crate) struct Pending {
     deliver: oneshot::Sender<Opened>,
 }
 
-/// What the viewer's task learns: the agent's data socket, or why there is none.
-pub(crate) type Opened = Result<WebSocket, String>;
+/// What the viewer's task learns: the agent's data connection, or why there is none.
+pub(crate) type Opened = Result<DataConn, String>;
+
+/// An agent's data connection as it arrived (directly or through the one hop).
+pub(crate) enum DataConn {
+    /// The stream's bytes in binary WebSocket frames: the fallback, and every file transfer
+    /// (whose frames carry tags).
+    WebSocket(Box<WebSocket>),
+    /// The stream's bytes as they are, after an upgrade to `streamspace-stream/1`.
+    Raw(RawStream),
+}
 
 impl Pending {
-    /// Hands the agent's data socket to the viewer's task; false if the viewer is gone.
-    pub fn deliver(self, socket: WebSocket) -> bool {
-        self.deliver.send(Ok(socket)).is_ok()
+    /// Hands the agent's data connection to the viewer's task; false if the viewer is gone.
+    pub fn deliver(self, conn: DataConn) -> bool {
+        self.deliver.send(Ok(conn)).is_ok()
     }
 }
 

@@ -10,7 +10,10 @@
 //! - 3.7: the server lists the types (`[1, None]`), the viewer picks None, nothing follows;
 //! - 3.8 and later minors (Apple's 3.889): as 3.7, then a security result (32-bit 0).
 
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::runtime::vnc::auth::{SECURITY_NONE, rfb_minor_version};
@@ -22,6 +25,8 @@ pub enum ViewerError {
     Left,
     #[error("the data connection failed during the RFB handshake")]
     Data(#[source] WsError),
+    #[error("the raw data connection failed during the RFB handshake")]
+    Raw(#[source] std::io::Error),
     #[error("the viewer sent a text frame during the RFB handshake")]
     Text,
     #[error("the viewer does not speak RFB 3.x (it sent {0:?})")]
@@ -31,12 +36,9 @@ pub enum ViewerError {
 }
 
 /// Greets the viewer on `data` as a VNC server without authentication. Returns the bytes the
-/// viewer sent beyond the handshake (its `ClientInit`, if it came in the same frame), which
+/// viewer sent beyond the handshake (its `ClientInit`, if it came with its last answer), which
 /// belong to the VNC server.
-pub async fn offer_none<S>(data: &mut S) -> Result<Vec<u8>, ViewerError>
-where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
-{
+pub async fn offer_none(data: &mut impl ViewerLink) -> Result<Vec<u8>, ViewerError> {
     let mut viewer = Bytes {
         data,
         buffered: Vec::new(),
@@ -67,32 +69,70 @@ where
     Ok(viewer.buffered)
 }
 
-/// The viewer's binary frames read as one stream of bytes.
-struct Bytes<'a, S> {
-    data: &'a mut S,
-    buffered: Vec<u8>,
+/// A data connection as the handshake uses it: bytes to the viewer, and what it sends next.
+pub trait ViewerLink {
+    async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), ViewerError>;
+    /// Appends the viewer's next bytes (at least one) to `into`.
+    async fn receive(&mut self, into: &mut Vec<u8>) -> Result<(), ViewerError>;
 }
 
-impl<S> Bytes<'_, S>
-where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
-{
-    async fn send(&mut self, bytes: &[u8]) -> Result<(), ViewerError> {
-        self.data
-            .send(Message::binary(bytes.to_vec()))
+/// A WebSocket data connection: binary frames.
+impl<S: AsyncRead + AsyncWrite + Unpin> ViewerLink for WebSocketStream<S> {
+    async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), ViewerError> {
+        SinkExt::send(self, Message::binary(bytes.to_vec()))
             .await
             .map_err(ViewerError::Data)
     }
 
-    async fn read_exact(&mut self, n: usize) -> Result<Vec<u8>, ViewerError> {
-        while self.buffered.len() < n {
-            match self.data.next().await {
-                Some(Ok(Message::Binary(bytes))) => self.buffered.extend_from_slice(&bytes),
+    async fn receive(&mut self, into: &mut Vec<u8>) -> Result<(), ViewerError> {
+        loop {
+            match self.next().await {
+                Some(Ok(Message::Binary(bytes))) if !bytes.is_empty() => {
+                    into.extend_from_slice(&bytes);
+                    return Ok(());
+                }
                 Some(Ok(Message::Close(_))) | None => return Err(ViewerError::Left),
                 Some(Ok(Message::Text(_))) => return Err(ViewerError::Text),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(ViewerError::Data(e)),
             }
+        }
+    }
+}
+
+/// A raw data connection (an upgraded HTTP connection): the bytes as they are.
+impl<T> ViewerLink for TokioIo<T>
+where
+    TokioIo<T>: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), ViewerError> {
+        self.write_all(bytes).await.map_err(ViewerError::Raw)
+    }
+
+    async fn receive(&mut self, into: &mut Vec<u8>) -> Result<(), ViewerError> {
+        into.reserve(64);
+        match self.read_buf(into).await {
+            Ok(0) => Err(ViewerError::Left),
+            Ok(_) => Ok(()),
+            Err(e) => Err(ViewerError::Raw(e)),
+        }
+    }
+}
+
+/// The viewer's bytes, buffered until the handshake has read what it needs.
+struct Bytes<'a, L> {
+    data: &'a mut L,
+    buffered: Vec<u8>,
+}
+
+impl<L: ViewerLink> Bytes<'_, L> {
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), ViewerError> {
+        self.data.send_bytes(bytes).await
+    }
+
+    async fn read_exact(&mut self, n: usize) -> Result<Vec<u8>, ViewerError> {
+        while self.buffered.len() < n {
+            self.data.receive(&mut self.buffered).await?;
         }
         let rest = self.buffered.split_off(n);
         Ok(std::mem::replace(&mut self.buffered, rest))

@@ -8,15 +8,21 @@
 //!
 //! A token unknown here may belong to a tunnel pending on another replica: the cluster knows
 //! which, and the connection is forwarded there, one hop (see [`remote`]).
+//!
+//! The connection is either an upgrade to a raw stream (`Upgrade: streamspace-stream/1`, the
+//! bytes as they are after the `101`) or a WebSocket of binary frames, which agents fall back to
+//! when something between them and the control plane passes only WebSocket upgrades
+//! ([`DataUpgrade`]). `streamspace_tunnel_data_connections_total{transport}` counts which.
 
 use axum::Extension;
-use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
 use streamspace_proto::tunnel::{
-    MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, STREAM_READ_BUFFER_BYTES,
+    MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, RAW_STREAM_PROTOCOL, STREAM_READ_BUFFER_BYTES,
 };
 use streamspace_store::ApiKeyKind;
 
@@ -29,7 +35,7 @@ use crate::cluster;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::state::AppState;
-use crate::streams::{Pending, TakeError};
+use crate::streams::{DataConn, Pending, TakeError};
 use crate::tls::{ClientCert, require_agent_cert};
 
 #[utoipa::path(
@@ -37,11 +43,11 @@ use crate::tls::{ClientCert, require_agent_cert};
     path = "/api/v1/agents/tunnel",
     operation_id = "agent_tunnel",
     tag = "websockets",
-    summary = "An agent's data connection for one viewer stream (WebSocket)",
+    summary = "An agent's data connection for one viewer stream (raw upgrade or WebSocket)",
     params(crate::tunnel::viewer::TokenQuery),
     responses(
-        (status = 101, description = "Switching to the WebSocket protocol"),
-        (status = 400, description = "Not a WebSocket upgrade", body = streamspace_proto::api::ErrorBody),
+        (status = 101, description = "Switching to a raw stream (`Upgrade: streamspace-stream/1`) or to the WebSocket protocol"),
+        (status = 400, description = "Neither a raw-stream nor a WebSocket upgrade", body = streamspace_proto::api::ErrorBody),
         (status = 401, description = "No valid agent key or stream token", body = streamspace_proto::api::ErrorBody),
         (status = 404, description = "No stream waits for this token", body = streamspace_proto::api::ErrorBody),
     ),
@@ -52,7 +58,7 @@ pub(crate) async fn connect(
     headers: HeaderMap,
     cert: Option<Extension<ClientCert>>,
     ApiQuery(query): ApiQuery<TokenQuery>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<DataUpgrade, ApiError>,
 ) -> Response {
     if let Err(e) = require_agent_cert(app.config.tls.as_ref(), cert.map(|c| c.0)) {
         return e.into_response();
@@ -67,7 +73,7 @@ async fn accept(
     app: &AppState,
     headers: &HeaderMap,
     query: TokenQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<DataUpgrade, ApiError>,
 ) -> Result<Response, ApiError> {
     if headers.contains_key(header::ORIGIN) {
         return Err(ApiError::new(
@@ -86,7 +92,7 @@ async fn accept(
         _ => None,
     }
     .ok_or_else(|| ApiError::unauthorized("invalid or revoked agent key"))?;
-    let upgrade = upgrade.map_err(|r| ApiError::new(r.status(), "bad_request", r.body_text()))?;
+    let upgrade = upgrade?;
     let token = query
         .token()
         .ok_or_else(|| ApiError::unauthorized("missing `token` query parameter"))?;
@@ -97,8 +103,8 @@ async fn accept(
             if let Some(peer) = app.cluster.viewer_replica(token).await {
                 let (app, token) = (app.clone(), token.to_owned());
                 let tasks = app.tasks.clone();
-                return Ok(bounded(upgrade).on_upgrade(move |socket| {
-                    tasks.track_future(remote::forward(app, socket, peer, token, agent_id))
+                return Ok(upgrade.on_upgrade(move |conn| {
+                    tasks.track_future(remote::forward(app, conn, peer, token, agent_id))
                 }));
             }
             return Err(ApiError::new(
@@ -124,24 +130,101 @@ async fn accept(
     Ok(deliver_on_upgrade(upgrade, pending))
 }
 
-/// The data socket's limits: frames and messages capped, write buffer bounded.
-fn bounded(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
-    upgrade
-        .max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
-        .read_buffer_size(STREAM_READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+/// A data connection's upgrade: to a raw stream when the request asks for
+/// [`RAW_STREAM_PROTOCOL`], else to a WebSocket. Refusals are JSON errors.
+pub(crate) enum DataUpgrade {
+    WebSocket(WebSocketUpgrade),
+    Raw(hyper::upgrade::OnUpgrade),
 }
 
-fn deliver_on_upgrade(upgrade: WebSocketUpgrade, pending: Pending) -> Response {
-    bounded(upgrade)
-        .on_failed_upgrade(|e| tracing::debug!(error = %e, "data connection upgrade failed"))
-        .on_upgrade(move |socket| async move {
-            if !pending.deliver(socket) {
-                tracing::debug!("the viewer left before the agent's data connection arrived");
-            }
+impl<S: Send + Sync> FromRequestParts<S> for DataUpgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if !asks_for_raw(&parts.headers) {
+            return WebSocketUpgrade::from_request_parts(parts, state)
+                .await
+                .map(Self::WebSocket)
+                .map_err(|r| ApiError::new(r.status(), "bad_request", r.body_text()));
+        }
+        let upgrading = parts.version == Version::HTTP_11
+            && parts
+                .headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+        let on_upgrade = upgrading
+            .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+            .flatten();
+        on_upgrade.map(Self::Raw).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "a raw stream needs an HTTP/1.1 request with `Connection: upgrade`",
+            )
         })
+    }
+}
+
+fn asks_for_raw(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(RAW_STREAM_PROTOCOL))
+}
+
+impl DataUpgrade {
+    /// Answers `101` and, once the connection has switched, runs `then` with it.
+    pub(crate) fn on_upgrade<F, Fut>(self, then: F) -> Response
+    where
+        F: FnOnce(DataConn) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        match self {
+            Self::WebSocket(upgrade) => upgrade
+                .max_message_size(MAX_FRAME_BYTES)
+                .max_frame_size(MAX_FRAME_BYTES)
+                .read_buffer_size(STREAM_READ_BUFFER_BYTES)
+                .write_buffer_size(0)
+                .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+                .on_failed_upgrade(
+                    |e| tracing::debug!(error = %e, "data connection upgrade failed"),
+                )
+                .on_upgrade(move |socket| {
+                    crate::metrics::data_connection("websocket");
+                    then(DataConn::WebSocket(Box::new(socket)))
+                }),
+            Self::Raw(on_upgrade) => {
+                tokio::spawn(async move {
+                    match on_upgrade.await {
+                        Ok(upgraded) => {
+                            crate::metrics::data_connection("raw");
+                            then(DataConn::Raw(TokioIo::new(upgraded))).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "data connection upgrade failed"),
+                    }
+                });
+                let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+                let headers = response.headers_mut();
+                headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                headers.insert(
+                    header::UPGRADE,
+                    HeaderValue::from_static(RAW_STREAM_PROTOCOL),
+                );
+                response
+            }
+        }
+    }
+}
+
+fn deliver_on_upgrade(upgrade: DataUpgrade, pending: Pending) -> Response {
+    upgrade.on_upgrade(move |conn| async move {
+        if !pending.deliver(conn) {
+            tracing::debug!("the viewer left before the agent's data connection arrived");
+        }
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,14 +239,14 @@ pub(crate) async fn internal(
     State(app): State<AppState>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<InternalQuery>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<DataUpgrade, ApiError>,
 ) -> Response {
     if !cluster::verify(&app.keys.replicas, &headers, "data", &query.token) {
         return ApiError::unauthorized("not a replica of this control plane").into_response();
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(r) => return ApiError::new(r.status(), "bad_request", r.body_text()).into_response(),
+        Err(e) => return e.into_response(),
     };
     match app.tunnels.take(&query.token, &query.agent_id) {
         Ok(pending) => deliver_on_upgrade(upgrade, pending),

@@ -6,24 +6,33 @@
 //!   in [`open_here`].
 //! - **Joining.** The data connection lands on some replica C. If C does not hold the pending
 //!   tunnel, the cluster names B by the token; C dials `GET /internal/v1/tunnels/data` on B and
-//!   copies frames between the agent and B ([`forward`]) — the one replica-to-replica hop. B
-//!   hands that socket to the viewer's task exactly as if the agent had dialled B.
+//!   copies between the agent and B ([`forward`]) — the one replica-to-replica hop, a raw
+//!   stream when the agent's connection is one. B hands that connection to the viewer's task
+//!   exactly as if the agent had dialled B.
 //!
 //! Calls between replicas carry the cluster's proof (an HMAC under the shared server secret), so
 //! only a replica can make them. They are https/wss to a replica that serves TLS (its record
 //! says so), verified against the configured CA and `--internal-tls-name` (see `crate::tls`);
 //! `streamspace_replica_hops_total{kind, scheme}` counts them.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::extract::ws::{Message as AxMessage, WebSocket};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
+use streamspace_client::raw_stream::{self, RawStream};
 use streamspace_proto::tunnel::{
-    MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, STREAM_READ_BUFFER_BYTES, TOKEN_PARAM,
+    FIRST_READ_BYTES, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, STREAM_READ_BUFFER_BYTES,
+    TOKEN_PARAM, next_read_size,
 };
 use streamspace_proto::wire::ServerMessage;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message as TMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -32,6 +41,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::cluster::{self, AUTH_HEADER, Peer, RemoteOpen, RemoteTransfer};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::streams::DataConn;
 
 /// `POST /internal/v1/tunnels/open`: another replica's viewer needs our agent to dial.
 pub(crate) async fn open_here(
@@ -82,34 +92,60 @@ pub(crate) async fn open_transfer_here(
     }
 }
 
-/// Dials the viewer's replica for `token` on behalf of `agent_id`, then copies frames between
-/// the agent's socket and it until either ends.
+/// Dials the viewer's replica for `token` on behalf of `agent_id`, then copies between the
+/// agent's connection and it until either ends. The hop takes the agent connection's form: a
+/// raw stream to the peer for a raw one (a WebSocket if the peer, of an older release, refuses
+/// the upgrade), a WebSocket for a WebSocket (file transfers need their frames kept).
 pub(crate) async fn forward(
     app: AppState,
-    agent: WebSocket,
+    agent: DataConn,
     peer: Peer,
     token: String,
     agent_id: String,
 ) {
-    let url = peer.ws_url(&format!(
-        "/internal/v1/tunnels/data?{TOKEN_PARAM}={token}&agent_id={agent_id}"
-    ));
-    let address = &peer.address;
-    let Ok(mut request) = url.as_str().into_client_request() else {
+    let path = format!("/internal/v1/tunnels/data?{TOKEN_PARAM}={token}&agent_id={agent_id}");
+    let proof = cluster::proof(&app.keys.replicas, "data", &token);
+    let Ok(proof) = HeaderValue::from_str(&proof) else {
         return;
     };
-    let Ok(auth) = HeaderValue::from_str(&cluster::proof(&app.keys.replicas, "data", &token))
-    else {
+    let address = peer.address.clone();
+    crate::metrics::replica_hop("data", peer.scheme());
+    let send_timeout = app.config.tunnel.send_timeout;
+    let agent = match agent {
+        DataConn::Raw(agent) => {
+            let Ok(url) = reqwest::Url::parse(&peer.http_url(&path)) else {
+                return;
+            };
+            let headers =
+                HeaderMap::from_iter([(HeaderName::from_static(AUTH_HEADER), proof.clone())]);
+            let dial = raw_stream::dial(&url, headers, Some(&app.peer_tls));
+            match tokio::time::timeout(app.config.tunnel.open_timeout, dial).await {
+                Ok(Ok(peer)) => {
+                    tracing::info!(%address, %agent_id, "stream forwarded to the viewer's replica");
+                    return splice_raw(agent, peer, send_timeout).await;
+                }
+                Ok(Err(e)) if e.is_refusal() => {
+                    tracing::info!(%address, error = ?e, "the viewer's replica refused a raw hop; using a WebSocket");
+                    DataConn::Raw(agent)
+                }
+                Ok(Err(e)) => {
+                    return tracing::warn!(%address, error = ?e, "forwarding a stream failed");
+                }
+                Err(_) => return tracing::warn!(%address, "forwarding a stream timed out"),
+            }
+        }
+        agent @ DataConn::WebSocket(_) => agent,
+    };
+    let Ok(mut request) = peer.ws_url(&path).as_str().into_client_request() else {
         return;
     };
-    request.headers_mut().insert(AUTH_HEADER, auth);
+    request.headers_mut().insert(AUTH_HEADER, proof);
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
         .read_buffer_size(STREAM_READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
-    crate::metrics::replica_hop("data", peer.scheme());
     let connector = tokio_tungstenite::Connector::Rustls(app.peer_tls.clone());
     let dial = tokio_tungstenite::connect_async_tls_with_config(
         request,
@@ -123,9 +159,102 @@ pub(crate) async fn forward(
         Err(_) => return tracing::warn!(%address, "forwarding a stream timed out"),
     };
     tracing::info!(%address, %agent_id, "stream forwarded to the viewer's replica");
+    match agent {
+        DataConn::WebSocket(agent) => splice_frames(*agent, peer, send_timeout).await,
+        DataConn::Raw(agent) => splice_raw_to_frames(agent, peer, send_timeout).await,
+    }
+}
+
+/// The replica's WebSocket to the viewer's replica.
+type PeerSocket = tokio_tungstenite::WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Raw both ways: bytes copied as they are until either side ends.
+async fn splice_raw(agent: RawStream, peer: RawStream, send_timeout: Duration) {
+    let (mut agent_rx, mut agent_tx) = tokio::io::split(agent);
+    let (mut peer_rx, mut peer_tx) = tokio::io::split(peer);
+    tokio::select! {
+        () = copy(&mut agent_rx, &mut peer_tx, FIRST_READ_BYTES, send_timeout) => {},
+        () = copy(&mut peer_rx, &mut agent_tx, STREAM_READ_BUFFER_BYTES, send_timeout) => {},
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, agent_tx.shutdown()).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, peer_tx.shutdown()).await;
+}
+
+/// Copies `from` to `to` until `from` ends or a write fails or takes longer than
+/// `send_timeout`; the buffer starts at `first` bytes and grows while reads fill it.
+async fn copy<R, W>(from: &mut R, to: &mut W, first: usize, send_timeout: Duration)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0; first];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if !matches!(
+            tokio::time::timeout(send_timeout, to.write_all(&buf[..n])).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
+        let next = next_read_size(buf.len(), n).max(first);
+        if next != buf.len() {
+            buf.resize(next, 0);
+        }
+    }
+}
+
+/// A raw agent connection to a peer that took only a WebSocket: each read becomes a frame.
+async fn splice_raw_to_frames(agent: RawStream, peer: PeerSocket, send_timeout: Duration) {
+    let (mut agent_rx, mut agent_tx) = tokio::io::split(agent);
+    let (mut peer_tx, mut peer_rx) = peer.split();
+    let to_peer = async {
+        let mut size = FIRST_READ_BYTES;
+        loop {
+            let mut buf = BytesMut::with_capacity(size);
+            let n = match agent_rx.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            size = next_read_size(size, n);
+            let frame = TMessage::Binary(buf.freeze());
+            if !matches!(
+                tokio::time::timeout(send_timeout, peer_tx.send(frame)).await,
+                Ok(Ok(()))
+            ) {
+                break;
+            }
+        }
+    };
+    let to_agent = async {
+        while let Some(Ok(msg)) = peer_rx.next().await {
+            let bytes = match msg {
+                TMessage::Binary(b) => b,
+                TMessage::Close(_) => break,
+                _ => continue,
+            };
+            if !matches!(
+                tokio::time::timeout(send_timeout, agent_tx.write_all(&bytes)).await,
+                Ok(Ok(()))
+            ) {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = to_peer => {},
+        () = to_agent => {},
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, agent_tx.shutdown()).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, peer_tx.send(TMessage::Close(None))).await;
+}
+
+/// WebSockets both ways: frames passed on as they are.
+async fn splice_frames(agent: WebSocket, peer: PeerSocket, send_timeout: Duration) {
     let (mut agent_tx, mut agent_rx) = agent.split();
     let (mut peer_tx, mut peer_rx) = peer.split();
-    let send_timeout = app.config.tunnel.send_timeout;
     let to_peer = async {
         while let Some(Ok(msg)) = agent_rx.next().await {
             let out = match msg {
@@ -160,14 +289,9 @@ pub(crate) async fn forward(
         () = to_peer => {},
         () = to_agent => {},
     }
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        agent_tx.send(AxMessage::Close(None)),
-    )
-    .await;
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        peer_tx.send(TMessage::Close(None)),
-    )
-    .await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, agent_tx.send(AxMessage::Close(None))).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, peer_tx.send(TMessage::Close(None))).await;
 }
+
+/// How long a hop waits to tell each side that it ends.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);

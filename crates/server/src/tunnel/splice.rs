@@ -1,4 +1,5 @@
-//! Copies one viewer's stream between the browser's WebSocket and the agent's data connection.
+//! Copies one viewer's stream between the browser's WebSocket and the agent's data connection
+//! (a raw stream, or binary WebSocket frames when the agent fell back to one).
 //!
 //! Each direction reads one frame, sends it on, and only then reads the next, so what is held
 //! in memory is one frame per direction plus each socket's bounded write buffer. A send that
@@ -10,14 +11,18 @@
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use streamspace_proto::tunnel::close_code;
+use streamspace_client::raw_stream::RawStream;
+use streamspace_proto::tunnel::{FIRST_READ_BYTES, close_code, next_read_size};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::rfb_filter::ClientFilter;
 use super::rfb_server::{self, Piece, ServerFilter};
 use crate::hub::Closer;
 use crate::recording::Tap;
+use crate::streams::DataConn;
 
 /// How a stream ended, and what the viewer is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,14 +63,14 @@ pub(super) struct Timing {
 /// was sent).
 pub(super) async fn run(
     viewer: WebSocket,
-    data: WebSocket,
+    data: DataConn,
     closer: &Closer,
     timing: Timing,
     filters: Filters,
     tap: Option<&mut Tap>,
 ) -> Ending {
     let (mut viewer_tx, mut viewer_rx) = viewer.split();
-    let (mut data_tx, mut data_rx) = data.split();
+    let (mut data_tx, mut data_rx) = split(data);
     let ending = tokio::select! {
         () = closer.closed() => {
             let (code, reason) = closer.reason().unwrap_or((close_code::NORMAL, String::new()));
@@ -79,7 +84,9 @@ pub(super) async fn run(
     } else {
         ending.code
     };
-    close(&mut data_tx, data_code, &ending.reason, timing.send_timeout).await;
+    data_tx
+        .close(data_code, &ending.reason, timing.send_timeout)
+        .await;
     drop((data_tx, data_rx));
     close(
         &mut viewer_tx,
@@ -93,7 +100,7 @@ pub(super) async fn run(
 
 /// Agent → viewer, through `filter` if there is one.
 async fn down(
-    from: &mut SplitStream<WebSocket>,
+    from: &mut DataRx,
     to: &mut SplitSink<WebSocket, Message>,
     send_timeout: Duration,
     mut filter: Option<ServerFilter>,
@@ -103,18 +110,8 @@ async fn down(
     let relayed = crate::metrics::tunnel_bytes("to_viewer");
     loop {
         let bytes = match from.next().await {
-            Some(Ok(Message::Binary(bytes))) => bytes,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(frame))) => {
-                let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                return Ending::new(close_code::NORMAL, non_empty(reason, "stream ended"));
-            }
-            Some(Ok(Message::Text(_))) => {
-                return Ending::new(close_code::TUNNEL_FAILED, "the agent sent a text frame");
-            }
-            Some(Err(_)) | None => {
-                return Ending::new(close_code::TUNNEL_FAILED, "the agent's connection was lost");
-            }
+            Ok(bytes) => bytes,
+            Err(ending) => return ending,
         };
         // What passes is usually the frame itself: it is sent on as it is, without a copy.
         let bytes = match filter.as_mut() {
@@ -155,7 +152,7 @@ async fn down(
 /// Viewer → agent, through `filter` if there is one.
 async fn up(
     from: &mut SplitStream<WebSocket>,
-    to: &mut SplitSink<WebSocket, Message>,
+    to: &mut DataTx,
     send_timeout: Duration,
     mut filter: Option<ClientFilter>,
 ) -> Ending {
@@ -188,9 +185,9 @@ async fn up(
             }
         };
         relayed.increment(bytes.len() as u64);
-        match tokio::time::timeout(send_timeout, to.send(Message::Binary(bytes))).await {
+        match tokio::time::timeout(send_timeout, to.send(bytes)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => {
+            Ok(Err(())) => {
                 return Ending::new(close_code::TUNNEL_FAILED, "the agent's connection was lost");
             }
             Err(_) => {
@@ -206,6 +203,95 @@ async fn close(sink: &mut SplitSink<WebSocket, Message>, code: u16, reason: &str
         reason: truncate(reason).into(),
     };
     let _ = tokio::time::timeout(wait, sink.send(Message::Close(Some(frame)))).await;
+}
+
+/// The agent's half of a stream, reading.
+enum DataRx {
+    WebSocket(SplitStream<WebSocket>),
+    /// With the size of the next read (see `next_read_size`).
+    Raw(ReadHalf<RawStream>, usize),
+}
+
+/// The agent's half of a stream, writing.
+enum DataTx {
+    WebSocket(SplitSink<WebSocket, Message>),
+    Raw(WriteHalf<RawStream>),
+}
+
+fn split(data: DataConn) -> (DataTx, DataRx) {
+    match data {
+        DataConn::WebSocket(socket) => {
+            let (tx, rx) = (*socket).split();
+            (DataTx::WebSocket(tx), DataRx::WebSocket(rx))
+        }
+        DataConn::Raw(stream) => {
+            let (rx, tx) = tokio::io::split(stream);
+            (DataTx::Raw(tx), DataRx::Raw(rx, FIRST_READ_BYTES))
+        }
+    }
+}
+
+impl DataRx {
+    /// The next bytes from the agent, or how the stream ended.
+    async fn next(&mut self) -> Result<Bytes, Ending> {
+        match self {
+            Self::WebSocket(socket) => loop {
+                match socket.next().await {
+                    Some(Ok(Message::Binary(bytes))) => return Ok(bytes),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(frame))) => {
+                        let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                        let reason = non_empty(reason, "stream ended");
+                        return Err(Ending::new(close_code::NORMAL, reason));
+                    }
+                    Some(Ok(Message::Text(_))) => {
+                        let text = "the agent sent a text frame";
+                        return Err(Ending::new(close_code::TUNNEL_FAILED, text));
+                    }
+                    Some(Err(_)) | None => return Err(lost()),
+                }
+            },
+            Self::Raw(stream, size) => {
+                // A fresh buffer per read, handed on without a copy.
+                let mut buf = BytesMut::with_capacity(*size);
+                match stream.read_buf(&mut buf).await {
+                    Ok(0) => Err(Ending::new(
+                        close_code::NORMAL,
+                        "the agent ended the stream",
+                    )),
+                    Ok(n) => {
+                        *size = next_read_size(*size, n);
+                        Ok(buf.freeze())
+                    }
+                    Err(_) => Err(lost()),
+                }
+            }
+        }
+    }
+}
+
+impl DataTx {
+    async fn send(&mut self, bytes: Bytes) -> Result<(), ()> {
+        match self {
+            Self::WebSocket(socket) => socket.send(Message::Binary(bytes)).await.map_err(|_| ()),
+            Self::Raw(stream) => stream.write_all(&bytes).await.map_err(|_| ()),
+        }
+    }
+
+    /// Ends the agent's side: a close frame with `code` and `reason` on a WebSocket, the end of
+    /// the stream on a raw one (the agent then drops its VNC connection either way).
+    async fn close(&mut self, code: u16, reason: &str, wait: Duration) {
+        match self {
+            Self::WebSocket(socket) => close(socket, code, reason, wait).await,
+            Self::Raw(stream) => {
+                let _ = tokio::time::timeout(wait, stream.shutdown()).await;
+            }
+        }
+    }
+}
+
+fn lost() -> Ending {
+    Ending::new(close_code::TUNNEL_FAILED, "the agent's connection was lost")
 }
 
 fn non_empty(s: String, default: &str) -> String {

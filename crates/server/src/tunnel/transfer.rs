@@ -35,6 +35,7 @@ use crate::extract::ApiPath;
 use crate::hub::DeliveryError;
 use crate::policy;
 use crate::state::AppState;
+use crate::streams::DataConn;
 
 pub(crate) use stream::Outcome;
 
@@ -339,7 +340,13 @@ async fn open(
         ));
     }
     match tokio::time::timeout(app.config.tunnel.open_timeout, delivered).await {
-        Ok(Ok(Ok(socket))) => Ok(socket),
+        Ok(Ok(Ok(DataConn::WebSocket(socket)))) => Ok(*socket),
+        // A transfer's outcome travels in tagged frames, which a raw stream does not have.
+        Ok(Ok(Ok(DataConn::Raw(_)))) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "agent_unavailable",
+            "the agent opened the transfer as a raw stream; transfers need a WebSocket",
+        )),
         Ok(Ok(Err(reason))) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "agent_unavailable",
