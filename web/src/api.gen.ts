@@ -80,7 +80,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** An agent's data connection for one viewer stream (WebSocket) */
+        /** An agent's data connection for one viewer stream (raw upgrade or WebSocket) */
         get: operations["agent_tunnel"];
         put?: never;
         post?: never;
@@ -2506,14 +2506,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Switching to the WebSocket protocol */
+            /** @description Switching to a raw stream (`Upgrade: streamspace-stream/1`) or to the WebSocket protocol */
             101: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description Not a WebSocket upgrade */
+            /** @description Neither a raw-stream nor a WebSocket upgrade */
             400: {
                 headers: {
                     [name: string]: unknown;

@@ -597,6 +597,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use anyhow::Context as _;
+
     use super::*;
     use crate::runtime::{ProcessRuntime, ProcessRuntimeConfig};
 
@@ -623,6 +625,125 @@ mod tests {
             }
             assert_eq!(lock(&tunnels.server).as_ref().map(Url::as_str), Some(data));
         }
+    }
+
+    /// Accepts connections on `listener` and hands each to `serve`, forever.
+    fn serve_each<F, Fut>(listener: tokio::net::TcpListener, serve: F)
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve(conn));
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn a_refused_raw_upgrade_falls_back_to_a_websocket_until_the_next_control_connection()
+    -> anyhow::Result<()> {
+        // The session's VNC server: an echo.
+        let vnc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let vnc_address = vnc.local_addr()?.to_string();
+        serve_each(vnc, |mut conn| async move {
+            let (mut from, mut to) = conn.split();
+            let _ = tokio::io::copy(&mut from, &mut to).await;
+        });
+        // The control plane's data endpoint, taking WebSockets and handing them to the test.
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let upstream_address = upstream.local_addr()?;
+        let (accepted_tx, mut accepted) = mpsc::channel(4);
+        serve_each(upstream, move |conn| {
+            let accepted_tx = accepted_tx.clone();
+            async move {
+                if let Ok(ws) = tokio_tungstenite::accept_async(conn).await {
+                    let _ = accepted_tx.send(ws).await;
+                }
+            }
+        });
+        // In front of it, a proxy that passes only WebSocket upgrades and refuses any other,
+        // as some load balancers do; it counts the raw upgrades it refused.
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let proxy_address = proxy.local_addr()?;
+        let refusals = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = refusals.clone();
+        serve_each(proxy, move |mut conn| {
+            let counted = counted.clone();
+            async move {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0];
+                    if conn.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if !text.contains("upgrade: websocket") {
+                    assert!(text.contains("upgrade: streamspace-stream/1"), "{text}");
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let refusal = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+                    let _ = conn.write_all(refusal).await;
+                    return;
+                }
+                let Ok(mut upstream) = TcpStream::connect(upstream_address).await else {
+                    return;
+                };
+                if upstream.write_all(&head).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
+                }
+            }
+        });
+
+        let refused = AtomicBool::new(false);
+        for _ in 0..2 {
+            let stream = Stream {
+                data_url: Url::parse(&format!("ws://{proxy_address}/api/v1/agents/tunnel"))?,
+                key: "k",
+                token: "sst_t",
+                vnc_address: &vnc_address,
+                vnc_password: None,
+                connect_timeout: Duration::from_secs(10),
+                tls: None,
+                raw_refused: &refused,
+            };
+            let control_plane = async {
+                let mut ws = accepted.recv().await.context("no data WebSocket")?;
+                ws.send(Message::binary(vec![1, 2, 3])).await?;
+                let echoed = match ws.next().await {
+                    Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+                    other => anyhow::bail!("expected the echo, got {other:?}"),
+                };
+                ws.close(None).await?;
+                anyhow::Ok(echoed)
+            };
+            let (ended, echoed) = tokio::join!(stream.carry(std::future::pending()), control_plane);
+            assert_eq!(echoed?, [1, 2, 3], "the stream went through the WebSocket");
+            assert_eq!(ended?, "the viewer left");
+            assert!(refused.load(Ordering::SeqCst), "the refusal is remembered");
+        }
+        assert_eq!(
+            refusals.load(Ordering::SeqCst),
+            1,
+            "the second stream did not ask for a raw stream again"
+        );
+
+        // A new control connection tries raw streams again.
+        let (tx, _rx) = mpsc::channel(1);
+        let tunnels = Tunnels::new(
+            Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(
+                std::env::temp_dir().join("unused-tunnel-test"),
+            ))),
+            "k".into(),
+            Duration::from_secs(1),
+            None,
+            tx,
+        );
+        tunnels.raw_refused.store(true, Ordering::SeqCst);
+        tunnels.set_server(&Url::parse("ws://h:1/api/v1/agents/connect")?);
+        assert!(!tunnels.raw_refused.load(Ordering::SeqCst));
+        Ok(())
     }
 
     #[tokio::test]

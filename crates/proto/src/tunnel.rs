@@ -1,11 +1,12 @@
 //! The data side of a viewer's stream: what the browser, the control plane and the agent agree
 //! on besides the JSON control messages.
 //!
-//! Each viewer gets its own pair of WebSockets — browser ↔ control plane and agent ↔ control
-//! plane (the *data connection*) — and the bytes of the VNC stream travel in **binary frames**
-//! with no envelope of ours: a frame holds whatever the sender read from its side. There is
-//! therefore no frame codec to parse; what is fixed is where to connect, how to authenticate,
-//! how big a frame may be, and which close codes mean what.
+//! Each viewer gets its own pair of connections — a WebSocket browser ↔ control plane, and
+//! agent ↔ control plane the *data connection*, a raw stream after an HTTP upgrade to
+//! [`RAW_STREAM_PROTOCOL`] or, as the fallback, a WebSocket — and the bytes of the VNC stream
+//! travel with no envelope of ours: a WebSocket frame holds whatever the sender read from its
+//! side. There is therefore no frame codec to parse; what is fixed is where to connect, how to
+//! authenticate, how big a frame may be, and which close codes mean what.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

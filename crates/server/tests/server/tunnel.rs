@@ -209,6 +209,112 @@ async fn data_connections_need_the_agents_key_and_a_fresh_token() -> anyhow::Res
     s.stop().await
 }
 
+/// Dials the raw data connection at `url` with `key`, as the agent does first.
+async fn raw(
+    url: &str,
+    key: &str,
+) -> Result<streamspace_client::raw_stream::RawStream, streamspace_client::raw_stream::RawDialError>
+{
+    let url = reqwest::Url::parse(url).expect("a data URL");
+    let auth = format!("Bearer {key}").parse().expect("a header value");
+    let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
+    streamspace_client::raw_stream::dial(&url, headers, None).await
+}
+
+fn refusal(
+    result: Result<impl Sized, streamspace_client::raw_stream::RawDialError>,
+) -> (u16, bool) {
+    match result {
+        Err(e @ streamspace_client::raw_stream::RawDialError::Refused { status, .. }) => {
+            (status.as_u16(), e.is_refusal())
+        }
+        Err(e) => panic!("expected an HTTP refusal, got {e:?}"),
+        Ok(_) => panic!("the raw data connection was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn a_raw_data_connection_carries_the_bytes_as_they_are() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (s, mut agent, id) = running_session().await?;
+    let key_a1 = s.agent_key("a1").await?;
+    let key_a2 = s.agent_key("a2").await?;
+    let info = connect_info(&s, id).await?;
+    let (mut viewer, _) = tokio_tungstenite::connect_async(info.url.as_str()).await?;
+    let url = data_url(&s, &tunnel_open(&mut agent).await?.token);
+
+    // Wrong credentials are answered as on a WebSocket, and are no reason to fall back to one.
+    assert_eq!(refusal(raw(&url, "nope").await), (401, false));
+    assert_eq!(refusal(raw(&url, &key_a2).await), (403, false));
+    let mut data = raw(&url, &key_a1).await?;
+    assert_eq!(
+        refusal(raw(&url, &key_a1).await),
+        (401, false),
+        "a stream token works once"
+    );
+
+    data.write_all(b"RFB 003.008\n").await?;
+    assert_eq!(next_binary(&mut viewer).await?, b"RFB 003.008\n");
+    viewer.send(Message::binary(vec![1, 2, 3])).await?;
+    let mut three = [0; 3];
+    data.read_exact(&mut three).await?;
+    assert_eq!(three, [1, 2, 3]);
+
+    // A bulk update larger than any one read arrives whole and in order.
+    let bulk: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    let writing = {
+        let bulk = bulk.clone();
+        async move {
+            data.write_all(&bulk).await?;
+            anyhow::Ok(data)
+        }
+    };
+    let reading = async {
+        let mut got = Vec::new();
+        while got.len() < bulk.len() {
+            got.extend(next_binary(&mut viewer).await?);
+        }
+        anyhow::Ok(got)
+    };
+    let (data, got) = tokio::try_join!(writing, reading)?;
+    assert!(
+        got == bulk,
+        "the bulk arrived changed ({} bytes)",
+        got.len()
+    );
+
+    // The agent ending its side ends the viewer's stream cleanly.
+    let mut data = data;
+    data.shutdown().await?;
+    assert_eq!(close_code(&mut viewer).await?, 1000);
+
+    // A viewer leaving ends the agent's side: it reads the end of the stream.
+    let (mut viewer, _) = tokio_tungstenite::connect_async(info.url.as_str()).await?;
+    let url = data_url(&s, &tunnel_open(&mut agent).await?.token);
+    let mut data = raw(&url, &key_a1).await?;
+    data.write_all(&[7]).await?;
+    assert_eq!(next_binary(&mut viewer).await?, [7]);
+    viewer.close(None).await?;
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), data.read_to_end(&mut rest))
+        .await
+        .context("the agent's side was not ended")??;
+
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains(r#"streamspace_tunnel_data_connections_total{transport="raw"} 2"#),
+        "both streams are counted as raw: {metrics}"
+    );
+    s.stop().await
+}
+
 #[tokio::test]
 async fn agent_reports_and_session_changes_close_viewers() -> anyhow::Result<()> {
     let (s, mut agent, id) = running_session().await?;

@@ -163,5 +163,26 @@ async fn a_viewer_on_another_replica_reaches_the_agent_through_one_hop() -> anyh
         back, sent,
         "bytes cross the replica hop unchanged, both ways"
     );
+
+    // The agent's data connection to A and A's hop to B were raw streams, not WebSockets.
+    let mut counted = Vec::new();
+    for url in &pair.urls {
+        let metrics = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+        counted.extend(
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("streamspace_tunnel_data_connections_total"))
+                .map(str::to_owned),
+        );
+    }
+    assert_eq!(
+        counted,
+        [
+            r#"streamspace_tunnel_data_connections_total{transport="raw"} 1"#,
+            r#"streamspace_tunnel_data_connections_total{transport="raw"} 1"#
+        ],
+        "{}",
+        logs()
+    );
     pair.stop_agent().await
 }

@@ -167,6 +167,7 @@ async fn every_hop_of_a_stream_across_replicas_is_tls() -> anyhow::Result<()> {
         .tls_backend_preconfigured(rustls::ClientConfig::clone(&tls))
         .build()?;
     let mut https_hops = 0.0;
+    let mut raw_connections = 0.0;
     for url in &pair.urls {
         let text = http
             .get(format!("{url}/metrics"))
@@ -174,6 +175,22 @@ async fn every_hop_of_a_stream_across_replicas_is_tls() -> anyhow::Result<()> {
             .await?
             .text()
             .await?;
+        // The agent's data connection (to A) and the hop (A to B) are raw streams inside TLS.
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("streamspace_tunnel_data_connections_total"))
+        {
+            assert!(
+                line.contains(r#"transport="raw""#),
+                "a data connection fell back to a WebSocket: {line}\n{}",
+                logs()
+            );
+            raw_connections += line
+                .rsplit(' ')
+                .next()
+                .and_then(|n| n.parse::<f64>().ok())
+                .context("a counter value")?;
+        }
         for line in text
             .lines()
             .filter(|l| l.starts_with("streamspace_replica_hops_total"))
@@ -194,6 +211,10 @@ async fn every_hop_of_a_stream_across_replicas_is_tls() -> anyhow::Result<()> {
     assert!(
         https_hops >= 2.0,
         "expected an https open and an https data hop, counted {https_hops}"
+    );
+    assert!(
+        raw_connections >= 2.0,
+        "expected the agent's raw data connection and a raw hop, counted {raw_connections}"
     );
     drop((tx, rx));
     pair.stop_agent().await
