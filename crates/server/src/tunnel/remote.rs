@@ -207,7 +207,10 @@ where
 }
 
 /// A raw agent connection to a peer that took only a WebSocket: each read becomes a frame.
-async fn splice_raw_to_frames(agent: RawStream, peer: PeerSocket, send_timeout: Duration) {
+async fn splice_raw_to_frames<A>(agent: A, peer: PeerSocket, send_timeout: Duration)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+{
     let (mut agent_rx, mut agent_tx) = tokio::io::split(agent);
     let (mut peer_tx, mut peer_rx) = peer.split();
     let to_peer = async {
@@ -295,3 +298,47 @@ async fn splice_frames(agent: WebSocket, peer: PeerSocket, send_timeout: Duratio
 
 /// How long a hop waits to tell each side that it ends.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_raw_agent_connection_crosses_to_a_peer_that_takes_only_websockets()
+    -> anyhow::Result<()> {
+        // The agent's raw connection: one end of an in-memory pipe, the test holds the other.
+        let (agent, mut agent_end) = tokio::io::duplex(64 * 1024);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let accepting = tokio::spawn(async move {
+            let (conn, _) = listener.accept().await?;
+            anyhow::Ok(tokio_tungstenite::accept_async(conn).await?)
+        });
+        let tcp = TcpStream::connect(address).await?;
+        let (peer, _) = tokio_tungstenite::client_async(
+            format!("ws://{address}/internal/v1/tunnels/data"),
+            MaybeTlsStream::Plain(tcp),
+        )
+        .await?;
+        let mut viewer_side = accepting.await??;
+        let hop = tokio::spawn(splice_raw_to_frames(agent, peer, Duration::from_secs(5)));
+
+        agent_end.write_all(b"RFB 003.008\n").await?;
+        match viewer_side.next().await {
+            Some(Ok(TMessage::Binary(bytes))) => assert_eq!(&bytes[..], b"RFB 003.008\n"),
+            other => anyhow::bail!("expected the agent's bytes in a frame, got {other:?}"),
+        }
+        viewer_side.send(TMessage::binary(vec![1, 2, 3])).await?;
+        let mut three = [0; 3];
+        agent_end.read_exact(&mut three).await?;
+        assert_eq!(three, [1, 2, 3]);
+
+        // The viewer's replica ending the stream ends the agent's side.
+        viewer_side.close(None).await?;
+        let mut rest = Vec::new();
+        agent_end.read_to_end(&mut rest).await?;
+        assert!(rest.is_empty());
+        hop.await?;
+        Ok(())
+    }
+}
