@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -40,6 +41,10 @@ pub struct Spec {
     pub targets: HashMap<String, SocketAddr>,
     /// Most sessions it takes (what it registers and heartbeats).
     pub max_sessions: u32,
+    /// What `wss://` URLs are verified with (a bench CA); `None` for plain replicas. Not
+    /// carried to a separate agents process: only in-process agents speak TLS.
+    #[serde(skip)]
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Connects, registers and returns a task that answers commands until `stop` turns true; the
@@ -55,9 +60,10 @@ pub async fn spawn(
         heartbeat,
         targets,
         max_sessions,
+        tls,
     } = spec;
     // The testkit's connection and handshake (no Nagle delay, as the real agent).
-    let mut ws = match fake_agent::open(&ws_url, &key, None)
+    let mut ws = match fake_agent::open_with(&ws_url, &key, None, tls.clone())
         .await
         .with_context(|| format!("connecting agent {agent_id} to {ws_url}"))?
     {
@@ -108,11 +114,11 @@ pub async fn spawn(
                                 continue;
                             };
                             // The real agent's data path, so the numbers are the agent's.
-                            let (url, key) = (tunnel_url.clone(), key.clone());
+                            let (url, key, tls) = (tunnel_url.clone(), key.clone(), tls.clone());
                             tokio::spawn(async move {
                                 let target = target.to_string();
                                 let carried = streamspace_agent::tunnel::carry_stream(
-                                    &url, &key, &open.token, &target, STREAM_OPEN_TIMEOUT,
+                                    &url, &key, &open.token, &target, STREAM_OPEN_TIMEOUT, tls,
                                 );
                                 if let Err(e) = carried.await {
                                     let e = streamspace_agent::Chain(&e);

@@ -262,6 +262,7 @@ async fn one_run(
                     heartbeat: Duration::from_secs(p.heartbeat_secs),
                     targets: Default::default(),
                     max_sessions: agent::MAX_SESSIONS,
+                    tls: None,
                 },
                 stop_rx.clone(),
             )

@@ -265,6 +265,7 @@ async fn topology(
             heartbeat: HEARTBEAT,
             targets: Default::default(),
             max_sessions: agent::MAX_SESSIONS,
+            tls: None,
         };
         let task = agent::spawn(spec, stop_rx.clone()).await?;
         agents.push(task);

@@ -97,6 +97,7 @@ impl Roamer {
             heartbeat: self.heartbeat,
             targets: Default::default(),
             max_sessions: agent::MAX_SESSIONS,
+            tls: None,
         }
     }
 

@@ -101,6 +101,10 @@ struct Cli {
     /// Record every viewing (tunnel): measures what recording costs the stream.
     #[arg(long)]
     record: bool,
+    /// Plain replicas, replicas serving TLS, or both (tunnel); websockify is measured the same
+    /// way.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "plain,tls")]
+    security: Vec<tunnel::Security>,
     /// Sessions started per run (session-start).
     #[arg(long, default_value_t = 20)]
     sessions: usize,
@@ -185,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
             round_trips: cli.round_trips,
             message_bytes: cli.message_bytes,
             record: cli.record,
+            security: cli.security.clone(),
         };
         println!("tunnel: {} runs …", params.runs);
         let (rows, notes) = tunnel::run(&bin, &params).await?;

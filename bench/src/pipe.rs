@@ -4,6 +4,7 @@
 //! (`streamspace_agent::tunnel::carry_stream`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -141,6 +142,8 @@ where
 /// A path to measure: a viewer WebSocket URL, or a plain TCP address.
 pub enum Path {
     Ws(String),
+    /// A `wss://` URL and what its certificate is verified with.
+    Wss(String, Arc<rustls::ClientConfig>),
     Tcp(SocketAddr),
 }
 
@@ -148,7 +151,9 @@ impl std::fmt::Display for Path {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             // Without the query: it holds a (single-use) token.
-            Path::Ws(url) => write!(f, "{}", url.split('?').next().unwrap_or_default()),
+            Path::Ws(url) | Path::Wss(url, _) => {
+                write!(f, "{}", url.split('?').next().unwrap_or_default())
+            }
             Path::Tcp(addr) => write!(f, "tcp://{addr}"),
         }
     }
@@ -167,16 +172,24 @@ impl Conn {
                 s.set_nodelay(true)?;
                 Conn::Tcp(s)
             }
-            Path::Ws(url) => {
+            Path::Ws(url) | Path::Wss(url, _) => {
                 let mut request = url.as_str().into_client_request()?;
                 request.headers_mut().insert(
                     "sec-websocket-protocol",
                     HeaderValue::from_static(BINARY_SUBPROTOCOL),
                 );
-                let (ws, _) =
-                    tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true)
-                        .await
-                        .with_context(|| format!("opening {url}"))?;
+                let connector = match path {
+                    Path::Wss(_, tls) => Some(tokio_tungstenite::Connector::Rustls(tls.clone())),
+                    _ => None,
+                };
+                let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+                    request,
+                    Some(ws_config()),
+                    true,
+                    connector,
+                )
+                .await
+                .with_context(|| format!("opening {url}"))?;
                 Conn::Ws(Box::new(ws))
             }
         })

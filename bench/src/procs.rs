@@ -2,6 +2,7 @@
 //! with the testkit's harness and killed when dropped.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use streamspace_client::Client;
@@ -22,6 +23,8 @@ pub fn harness(bin: &Path) -> anyhow::Result<Harness> {
 pub struct Replica {
     pub id: String,
     pub url: String,
+    /// What its certificate is verified with, when it serves TLS.
+    tls: Option<Arc<rustls::ClientConfig>>,
     proc: Proc,
     /// Its own output directory and process tag, gone with the replica.
     _harness: Harness,
@@ -36,11 +39,24 @@ impl Replica {
         database_url: &str,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_tls(bin, id, database_url, extra, None).await
+    }
+
+    /// [`Self::start`] for a replica given `--tls-cert` (in `extra`): its API is called over
+    /// https verified with `tls`.
+    pub async fn start_tls(
+        bin: &Path,
+        id: &str,
+        database_url: &str,
+        extra: &[&str],
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> anyhow::Result<Self> {
         let mut h = harness(bin)?;
         let (proc, url) = h.replica(database_url, id, "127.0.0.1:0", extra).await?;
         let replica = Self {
             id: id.to_owned(),
             url,
+            tls,
             proc,
             _harness: h,
         };
@@ -55,14 +71,15 @@ impl Replica {
     }
 
     pub fn api(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(&self.url, ADMIN_TOKEN)?)
+        Ok(match &self.tls {
+            Some(tls) => Client::with_tls(&self.url, ADMIN_TOKEN, tls.clone())?,
+            None => Client::new(&self.url, ADMIN_TOKEN)?,
+        })
     }
 
     pub fn agent_ws_url(&self) -> String {
-        format!(
-            "{}/api/v1/agents/connect",
-            self.url.replacen("http://", "ws://", 1)
-        )
+        // `http` → `ws`, `https` → `wss`.
+        format!("ws{}/api/v1/agents/connect", &self.url["http".len()..])
     }
 
     pub fn logs(&self) -> String {

@@ -2,7 +2,8 @@
 //! data WebSocket → TCP target — as bulk throughput (a source sending a fixed number of bytes:
 //! the downstream direction a VNC stream mostly uses) and small-message round trips (an echo).
 //! References in the same run, against the same targets: raw TCP over loopback, and websockify
-//! (Debian's python3-websockify) in front of each target.
+//! (Debian's python3-websockify) in front of each target. With `--security tls` the replicas
+//! serve TLS (certificates of a CA made for the run) and websockify does too (`--ssl-only`).
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -11,8 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use streamspace_client::Client;
+use streamspace_client::tls::{TlsOptions, client_config};
 use streamspace_proto::api::{CreateTemplate, SessionState};
-use streamspace_testkit::{PgCluster, RedisServer, free_port, wait_until};
+use streamspace_testkit::{CertFiles, PgCluster, RedisServer, TestCa, free_port, wait_until};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -31,6 +33,35 @@ pub struct Params {
     /// Record every viewing (`--recording-policy always` into a local directory), to measure
     /// what recording costs the tunnel.
     pub record: bool,
+    /// Plain replicas, replicas serving TLS, or both (each against websockify the same way).
+    pub security: Vec<Security>,
+}
+
+/// Whether the replicas (and websockify) serve TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    Plain,
+    Tls,
+}
+
+/// The certificates of a TLS run: the replicas' and websockify's, and what clients trust.
+struct BenchTls {
+    cert: CertFiles,
+    ca: TestCa,
+    client: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl BenchTls {
+    fn new() -> anyhow::Result<Self> {
+        let ca = TestCa::new("StreamSpace bench CA")?;
+        let cert = ca.server_cert("bench", &["127.0.0.1", "localhost"])?;
+        let client = client_config(&TlsOptions {
+            ca_cert: Some(ca.cert.clone()),
+            ..TlsOptions::default()
+        })?;
+        Ok(Self { cert, ca, client })
+    }
 }
 
 /// websockify in front of one target, killed when dropped.
@@ -40,9 +71,19 @@ struct Websockify {
 }
 
 impl Websockify {
-    async fn start(target: SocketAddr) -> anyhow::Result<Self> {
+    /// Plain, or with `tls` serving only TLS (`wss://`).
+    async fn start(target: SocketAddr, tls: Option<&BenchTls>) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let child = Command::new("websockify")
+        let mut command = Command::new("websockify");
+        if let Some(tls) = tls {
+            command
+                .arg("--cert")
+                .arg(&tls.cert.cert)
+                .arg("--key")
+                .arg(&tls.cert.key)
+                .arg("--ssl-only");
+        }
+        let child = command
             .arg(format!("127.0.0.1:{port}"))
             .arg(target.to_string())
             .stdin(Stdio::null())
@@ -50,8 +91,9 @@ impl Websockify {
             .stderr(Stdio::null())
             .spawn()
             .context("starting websockify (apt-get install python3-websockify)")?;
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
         let ws = Self {
-            url: format!("ws://127.0.0.1:{port}/"),
+            url: format!("{scheme}://127.0.0.1:{port}/"),
             child,
         };
         wait_until(
@@ -84,23 +126,28 @@ async fn running_session(api: &Client, template: &str) -> anyhow::Result<Uuid> {
     Ok(session.id)
 }
 
-/// A fresh viewer URL (tokens are short-lived and single-use).
-async fn viewer(api: &Client, session: Uuid) -> anyhow::Result<Path> {
-    Ok(Path::Ws(api.connect_session(session).await?.url))
+/// A path through `url`, over TLS verified with `tls` if given.
+fn path(url: String, tls: Option<&BenchTls>) -> Path {
+    match tls {
+        Some(tls) => Path::Wss(url, tls.client.clone()),
+        None => Path::Ws(url),
+    }
 }
 
 /// A control plane holding a simulated agent with one source and one echo session; viewers
 /// connect through `viewer_api`'s replica (the last one: with two, not the agent's).
-struct Setup {
+struct Setup<'t> {
     name: String,
     replicas: Vec<Replica>,
     viewer_api: Client,
     source_session: Uuid,
     echo_session: Uuid,
     agent: tokio::task::JoinHandle<anyhow::Result<u64>>,
+    /// Set when the replicas serve TLS.
+    tls: Option<&'t BenchTls>,
 }
 
-impl Setup {
+impl<'t> Setup<'t> {
     async fn start(
         bin: &std::path::Path,
         db: &str,
@@ -108,16 +155,28 @@ impl Setup {
         recordings: Option<&str>,
         targets: [SocketAddr; 2],
         stop: watch::Receiver<bool>,
+        tls: Option<&'t BenchTls>,
     ) -> anyhow::Result<Self> {
         let mut extra: Vec<&str> = redis_url.map_or(vec![], |url| vec!["--redis-url", url]);
         if let Some(store) = recordings {
             extra.extend(["--recording-policy", "always", "--recording-store", store]);
         }
+        let tls_args = tls.map(|t| {
+            [
+                t.cert.cert.display().to_string(),
+                t.cert.key.display().to_string(),
+                t.ca.cert.display().to_string(),
+            ]
+        });
+        if let Some([cert, key, ca]) = &tls_args {
+            extra.extend(["--tls-cert", cert, "--tls-key", key, "--ca-cert", ca]);
+        }
         let count = if redis_url.is_some() { 2 } else { 1 };
         let mut replicas = Vec::new();
         for i in 0..count {
             let id = format!("bench-{}-{i}", if count == 1 { "single" } else { "pair" });
-            replicas.push(Replica::start(bin, &id, db, &extra).await?);
+            let client_tls = tls.map(|t| t.client.clone());
+            replicas.push(Replica::start_tls(bin, &id, db, &extra, client_tls).await?);
         }
         let api = replicas[0].api()?;
         for name in ["bench-source", "bench-echo"] {
@@ -138,6 +197,7 @@ impl Setup {
                 ]
                 .into(),
                 max_sessions: agent::MAX_SESSIONS,
+                tls: tls.map(|t| t.client.clone()),
             },
             stop,
         )
@@ -150,26 +210,32 @@ impl Setup {
             .await
             .with_context(|| logs(&replicas))?;
         let viewer_api = replicas[count - 1].api()?;
+        let mut name = if count == 1 {
+            "1 replica".to_owned()
+        } else {
+            "2 replicas, viewer on the other".to_owned()
+        };
+        if tls.is_some() {
+            name.push_str(", TLS");
+        }
+        if recordings.is_some() {
+            name.push_str(", recorded");
+        }
         Ok(Self {
-            name: format!(
-                "{}{}",
-                if count == 1 {
-                    "1 replica"
-                } else {
-                    "2 replicas, viewer on the other"
-                },
-                if recordings.is_some() {
-                    ", recorded"
-                } else {
-                    ""
-                }
-            ),
+            name,
             replicas,
             viewer_api,
             source_session,
             echo_session,
             agent,
+            tls,
         })
+    }
+
+    /// A fresh viewer path to `session` (tokens are short-lived and single-use).
+    async fn viewer(&self, session: Uuid) -> anyhow::Result<Path> {
+        let url = self.viewer_api.connect_session(session).await?.url;
+        Ok(path(url, self.tls))
     }
 
     fn logs(&self) -> String {
@@ -210,11 +276,21 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
     if p.runs == 0 || p.bulk_mb == 0 || p.round_trips == 0 || p.message_bytes == 0 {
         bail!("runs, bulk size, round trips and message size must be positive");
     }
+    if p.security.is_empty() {
+        bail!("`--security` needs plain, tls or both");
+    }
     let bytes = p.bulk_mb * 1_000_000;
     let source = pipe::source(bytes).await?;
     let echo = pipe::echo().await?;
-    let ws_source = Websockify::start(source.addr).await?;
-    let ws_echo = Websockify::start(echo.addr).await?;
+    let tls = BenchTls::new()?;
+    // websockify the way each setup runs: plain, and serving TLS.
+    let mut references = Vec::new();
+    for security in &p.security {
+        let tls = (*security == Security::Tls).then_some(&tls);
+        let source = Websockify::start(source.addr, tls).await?;
+        let echo = Websockify::start(echo.addr, tls).await?;
+        references.push((*security, source, echo, Series::default()));
+    }
 
     let pg = PgCluster::start()?;
     let redis = RedisServer::start()?;
@@ -225,52 +301,63 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
     let store = format!("dir:{}", recordings.path().display());
     let store = p.record.then_some(store.as_str());
     let mut setups = Vec::new();
-    for redis_url in [None, Some(redis.url())] {
-        let db = pg.create_database()?;
-        let setup = Setup::start(
-            bin,
-            &db,
-            redis_url.as_deref(),
-            store,
-            targets,
-            stop_rx.clone(),
-        );
-        setups.push(setup.await?);
+    for security in &p.security {
+        let tls = (*security == Security::Tls).then_some(&tls);
+        for redis_url in [None, Some(redis.url())] {
+            let db = pg.create_database()?;
+            let setup = Setup::start(
+                bin,
+                &db,
+                redis_url.as_deref(),
+                store,
+                targets,
+                stop_rx.clone(),
+                tls,
+            );
+            setups.push(setup.await?);
+        }
     }
 
     let mut ours: Vec<Series> = setups.iter().map(|_| Series::default()).collect();
-    let mut wsify = Series::default();
     let mut tcp = Series::default();
     // Warm-up, not recorded (whole transfers: a viewer leaving early breaks the agent's pipe).
     for s in &setups {
-        let url = viewer(&s.viewer_api, s.source_session).await?;
+        let url = s.viewer(s.source_session).await?;
         pipe::bulk(&url, bytes).await.with_context(|| s.logs())?;
     }
     for run in 0..p.runs {
         for (s, series) in setups.iter().zip(&mut ours) {
-            let bulk = viewer(&s.viewer_api, s.source_session).await?;
-            let echo = viewer(&s.viewer_api, s.echo_session).await?;
+            let bulk = s.viewer(s.source_session).await?;
+            let echo = s.viewer(s.echo_session).await?;
             series
                 .measure(bulk, echo, bytes, p)
                 .await
                 .with_context(|| s.logs())?;
         }
-        let (bulk_path, echo_path) = (
-            Path::Ws(ws_source.url.clone()),
-            Path::Ws(ws_echo.url.clone()),
-        );
-        wsify.measure(bulk_path, echo_path, bytes, p).await?;
+        for (security, source, echo, series) in &mut references {
+            let tls = (*security == Security::Tls).then_some(&tls);
+            let (bulk, echo) = (path(source.url.clone(), tls), path(echo.url.clone(), tls));
+            series.measure(bulk, echo, bytes, p).await?;
+        }
         tcp.measure(Path::Tcp(source.addr), Path::Tcp(echo.addr), bytes, p)
             .await?;
         println!(
-            "  run {}: bulk MB/s {}, websockify {:.0}, TCP {:.0}",
+            "  run {}: bulk MB/s {}, {}, TCP {:.0}",
             run + 1,
             ours.iter()
                 .zip(&setups)
                 .map(|(o, s)| format!("{} {:.0}", s.name, o.bulk[run]))
                 .collect::<Vec<_>>()
                 .join(", "),
-            wsify.bulk[run],
+            references
+                .iter()
+                .map(|(security, _, _, r)| format!(
+                    "{} {:.0}",
+                    websockify_name(*security),
+                    r.bulk[run]
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
             tcp.bulk[run],
         );
     }
@@ -281,6 +368,16 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
 
     let mut rows = Vec::new();
     for (setup, series) in setups.iter().zip(ours) {
+        let security = if setup.tls.is_some() {
+            Security::Tls
+        } else {
+            Security::Plain
+        };
+        let wsify = references
+            .iter()
+            .find(|r| r.0 == security)
+            .map(|r| &r.3)
+            .context("a websockify reference for every setup")?;
         for (metric, unit, values, refs) in [
             (
                 "downstream bulk",
@@ -292,7 +389,7 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
             ("round trip p99", "ms", series.p99, [&wsify.p99, &tcp.p99]),
         ] {
             let value = Stat::of(values);
-            for (name, reference) in ["websockify", "raw TCP"].into_iter().zip(refs) {
+            for (name, reference) in [websockify_name(security), "raw TCP"].into_iter().zip(refs) {
                 let reference = Stat::of(reference.clone());
                 rows.push(Row {
                     setup: setup.name.clone(),
@@ -317,9 +414,20 @@ pub async fn run(bin: &std::path::Path, p: &Params) -> anyhow::Result<(Vec<Row>,
         "With 2 replicas the agent holds its control and data connections to the first and the viewer \
          connects to the second, so every byte takes the replica-to-replica hop."
             .into(),
+        "With TLS the replicas serve https/wss with certificates of a CA made for the run, the agent's \
+         data connection and the replica hop are encrypted too, and the reference is websockify \
+         serving TLS (`--ssl-only`); raw TCP stays plain."
+            .into(),
         "Ratios are ours ÷ reference: above 1 is better for MB/s, worse for latency.".into(),
         "The client, the replicas, the simulated agent, websockify and the targets share this machine's CPUs."
             .into(),
     ];
     Ok((rows, notes))
+}
+
+fn websockify_name(security: Security) -> &'static str {
+    match security {
+        Security::Plain => "websockify",
+        Security::Tls => "websockify, TLS",
+    }
 }

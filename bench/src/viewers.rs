@@ -163,6 +163,7 @@ async fn one_run(
             ("bench-echo".to_owned(), echo),
         ]),
         max_sessions: u32::try_from(n + 1)?,
+        tls: None,
     })?;
     let deadline = Instant::now() + Duration::from_secs(60 + n as u64 / 5);
     let mut sessions = Vec::with_capacity(n);

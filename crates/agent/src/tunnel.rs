@@ -311,12 +311,16 @@ impl Tunnels {
 ///
 /// [`Tunnels`] runs one of these per `tunnel_open`; the benchmark harness's simulated agent
 /// calls it directly, so both measure the same data path.
+///
+/// `tls` is what a `wss://` data URL is verified with (`None`: tungstenite's Mozilla roots, and
+/// then a WebSocket rather than a raw stream).
 pub async fn carry_stream(
     data_url: &str,
     key: &str,
     token: &str,
     vnc_address: &str,
     connect_timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<String, TunnelError> {
     let data_url = Url::parse(data_url).map_err(TunnelError::DataUrl)?;
     let stream = Stream {
@@ -326,7 +330,7 @@ pub async fn carry_stream(
         vnc_address,
         vnc_password: None,
         connect_timeout,
-        tls: None,
+        tls,
         raw_refused: &AtomicBool::new(false),
     };
     stream.carry(std::future::pending()).await
