@@ -174,7 +174,8 @@ impl<'t> Setup<'t> {
         let count = if redis_url.is_some() { 2 } else { 1 };
         let mut replicas = Vec::new();
         for i in 0..count {
-            let id = format!("bench-{}-{i}", if count == 1 { "single" } else { "pair" });
+            // Setups share one Redis: replica and agent ids differ between them.
+            let id = format!("bench-{}-{i}", setup_tag(count, tls.is_some()));
             let client_tls = tls.map(|t| t.client.clone());
             replicas.push(Replica::start_tls(bin, &id, db, &extra, client_tls).await?);
         }
@@ -184,12 +185,13 @@ impl<'t> Setup<'t> {
                 serde_json::from_value(serde_json::json!({ "name": name, "command": ["true"] }))?;
             api.create_template(&template).await?;
         }
-        let key = api.create_agent_key("bench-agent").await?.secret;
+        let agent_id = format!("bench-agent-{}", setup_tag(count, tls.is_some()));
+        let key = api.create_agent_key(&agent_id).await?.secret;
         let agent = agent::spawn(
             agent::Spec {
                 ws_url: replicas[0].agent_ws_url(),
                 key,
-                agent_id: "bench-agent".into(),
+                agent_id,
                 heartbeat: HEARTBEAT,
                 targets: [
                     ("bench-source".to_owned(), targets[0]),
@@ -429,5 +431,15 @@ fn websockify_name(security: Security) -> &'static str {
     match security {
         Security::Plain => "websockify",
         Security::Tls => "websockify, TLS",
+    }
+}
+
+/// `single`/`pair`, and `-tls` when the replicas serve TLS.
+fn setup_tag(replicas: usize, tls: bool) -> String {
+    let tag = if replicas == 1 { "single" } else { "pair" };
+    if tls {
+        format!("{tag}-tls")
+    } else {
+        tag.to_owned()
     }
 }

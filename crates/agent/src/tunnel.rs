@@ -523,7 +523,12 @@ async fn vnc_to_raw(vnc: &mut vnc::ReadHalf, data: &mut (impl AsyncWrite + Unpin
             Ok(n) => n,
             Err(e) => return format!("reading from the VNC server: {e}"),
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, data.write_all(&buf[..n])).await {
+        // Flushed: over TLS the last records of a write may wait in the session otherwise.
+        let write = async {
+            data.write_all(&buf[..n]).await?;
+            data.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return "the data connection was lost".to_owned(),
             Err(_) => return "the control plane stopped reading the stream".to_owned(),
@@ -629,6 +634,27 @@ mod tests {
             }
             assert_eq!(lock(&tunnels.server).as_ref().map(Url::as_str), Some(data));
         }
+    }
+
+    #[tokio::test]
+    async fn every_read_from_the_vnc_server_is_flushed_to_the_data_connection() -> anyhow::Result<()>
+    {
+        // A data connection that holds what is written until it is flushed, as a TLS session
+        // may hold the last records of a write.
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let mut data = tokio::io::BufWriter::new(ours);
+        let (vnc_side, mut server) = tokio::io::duplex(64 * 1024);
+        let mut vnc: vnc::ReadHalf = Box::new(vnc_side);
+        let copying = tokio::spawn(async move { vnc_to_raw(&mut vnc, &mut data).await });
+        // The VNC server sends a little and then stays quiet (and connected).
+        server.write_all(b"RFB 003.008\n").await?;
+        let mut got = [0; 12];
+        tokio::time::timeout(Duration::from_secs(10), theirs.read_exact(&mut got))
+            .await
+            .context("the bytes stayed in the data connection's buffer")??;
+        assert_eq!(&got, b"RFB 003.008\n");
+        copying.abort();
+        Ok(())
     }
 
     /// Accepts connections on `listener` and hands each to `serve`, forever.

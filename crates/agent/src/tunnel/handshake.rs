@@ -106,7 +106,8 @@ where
     TokioIo<T>: AsyncRead + AsyncWrite + Unpin,
 {
     async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), ViewerError> {
-        self.write_all(bytes).await.map_err(ViewerError::Raw)
+        self.write_all(bytes).await.map_err(ViewerError::Raw)?;
+        self.flush().await.map_err(ViewerError::Raw)
     }
 
     async fn receive(&mut self, into: &mut Vec<u8>) -> Result<(), ViewerError> {

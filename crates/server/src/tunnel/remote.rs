@@ -194,7 +194,7 @@ where
             Ok(n) => n,
         };
         if !matches!(
-            tokio::time::timeout(send_timeout, to.write_all(&buf[..n])).await,
+            tokio::time::timeout(send_timeout, write_flushed(to, &buf[..n])).await,
             Ok(Ok(()))
         ) {
             return;
@@ -204,6 +204,13 @@ where
             buf.resize(next, 0);
         }
     }
+}
+
+/// Writes `bytes` and flushes them: over TLS the last records of a write may otherwise wait in
+/// the session until the next write.
+async fn write_flushed<W: AsyncWrite + Unpin>(to: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    to.write_all(bytes).await?;
+    to.flush().await
 }
 
 /// A raw agent connection to a peer that took only a WebSocket: each read becomes a frame.
@@ -239,7 +246,7 @@ where
                 _ => continue,
             };
             if !matches!(
-                tokio::time::timeout(send_timeout, agent_tx.write_all(&bytes)).await,
+                tokio::time::timeout(send_timeout, write_flushed(&mut agent_tx, &bytes)).await,
                 Ok(Ok(()))
             ) {
                 break;
@@ -302,6 +309,24 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_raw_hop_flushes_every_read() -> anyhow::Result<()> {
+        // A side that holds what is written until it is flushed, as a TLS session may hold the
+        // last records of a write.
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let mut to = tokio::io::BufWriter::new(ours);
+        let (mut from, mut sender) = tokio::io::duplex(64 * 1024);
+        let copying = tokio::spawn(async move {
+            copy(&mut from, &mut to, FIRST_READ_BYTES, Duration::from_secs(5)).await;
+        });
+        sender.write_all(&[1, 2, 3]).await?;
+        let mut got = [0; 3];
+        tokio::time::timeout(Duration::from_secs(10), theirs.read_exact(&mut got)).await??;
+        assert_eq!(got, [1, 2, 3]);
+        copying.abort();
+        Ok(())
+    }
 
     #[tokio::test]
     async fn a_raw_agent_connection_crosses_to_a_peer_that_takes_only_websockets()

@@ -274,7 +274,11 @@ impl DataTx {
     async fn send(&mut self, bytes: Bytes) -> Result<(), ()> {
         match self {
             Self::WebSocket(socket) => socket.send(Message::Binary(bytes)).await.map_err(|_| ()),
-            Self::Raw(stream) => stream.write_all(&bytes).await.map_err(|_| ()),
+            // Flushed: over TLS the last records of a write may wait in the session otherwise.
+            Self::Raw(stream) => {
+                stream.write_all(&bytes).await.map_err(|_| ())?;
+                stream.flush().await.map_err(|_| ())
+            }
         }
     }
 
