@@ -1,5 +1,6 @@
-//! Scenario `tunnel`: bytes through a viewer's stream — browser-side WebSocket → server → agent
-//! data WebSocket → TCP target — as bulk throughput (a source sending a fixed number of bytes:
+//! Scenario `tunnel`: bytes through a viewer's stream — browser-side WebSocket → server → the
+//! agent's data connection (raw, or a WebSocket against a server that refuses the upgrade) →
+//! TCP target — as bulk throughput (a source sending a fixed number of bytes:
 //! the downstream direction a VNC stream mostly uses) and small-message round trips (an echo).
 //! References in the same run, against the same targets: raw TCP over loopback, and websockify
 //! (Debian's python3-websockify) in front of each target. With `--security tls` the replicas

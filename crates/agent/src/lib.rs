@@ -9,8 +9,9 @@
 //! - each connection registers (reporting every session the agent holds), then reads commands
 //!   and passes them to the [`executor`], which acknowledges at once, suppresses duplicates with
 //!   a persisted [`command_log`], and runs actions on a bounded pool against a [`runtime`];
-//! - a `tunnel_open` starts a viewer stream ([`tunnel`]): its own data WebSocket to the control
-//!   plane, copied to and from the session's VNC server;
+//! - a `tunnel_open` starts a viewer stream ([`tunnel`]): its own data connection to the control
+//!   plane (a raw stream after an HTTP upgrade, a WebSocket if that is refused), copied to and
+//!   from the session's VNC server;
 //! - everything the agent says goes through one bounded outbox drained by the current
 //!   connection's writer, so results produced while disconnected are sent after reconnecting;
 //! - a leader that loses its leadership stops all of that and stands by again; on shutdown it

@@ -2,7 +2,8 @@
 //!
 //! A transfer travels like a viewer's stream (see [`crate::tunnel`]): the control plane sends
 //! the agent `transfer_open` ([`crate::wire::TransferOpen`]) with a one-time stream token, and
-//! the agent dials one data WebSocket for that transfer to the same endpoint viewers use. What
+//! the agent dials one data WebSocket for that transfer to the same endpoint viewers use (a
+//! viewer's stream may be a raw stream there; a transfer is always a WebSocket). What
 //! differs is what the binary frames hold: each starts with a one-byte tag ([`Frame`]), so
 //! that the outcome (the file's size, an error naming its cause, the end) travels in the
 //! stream itself and survives the replica-to-replica hop, which forwards binary frames only.

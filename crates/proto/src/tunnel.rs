@@ -41,16 +41,24 @@ const _: () = assert!(FIRST_READ_BYTES <= CHUNK_BYTES);
 /// it filled less than half. A bulk update then travels in few large chunks — fewer messages
 /// and system calls on every hop to the viewer — while a quiet stream keeps small buffers.
 pub fn next_read_size(size: usize, read: usize) -> usize {
+    next_read_size_from(FIRST_READ_BYTES, size, read)
+}
+
+/// [`next_read_size`] shrinking down to `smallest` instead: for reads whose buffer waits, held,
+/// for the next bytes of a quiet stream (the replica's reads from a raw data connection), where
+/// a smaller floor is less memory per open viewer.
+pub fn next_read_size_from(smallest: usize, size: usize, read: usize) -> usize {
     if read >= size {
         (size * 2).min(CHUNK_BYTES)
     } else if read < size / 2 {
-        (size / 2).max(FIRST_READ_BYTES)
+        (size / 2).max(smallest)
     } else {
         size
     }
 }
 
-/// Largest frame or message accepted on either data WebSocket.
+/// Largest frame or message accepted on a WebSocket of a stream (the viewer's, or an agent's data
+/// connection when it is one).
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// Most bytes a WebSocket may hold unsent before writes fail: a few frames, never more.
 pub const MAX_WRITE_BUFFER_BYTES: usize = 2 * MAX_FRAME_BYTES;
@@ -215,6 +223,14 @@ mod tests {
             size = next_read_size(size, 100);
         }
         assert_eq!(size, FIRST_READ_BYTES, "small reads shrink it back");
+        let floor = STREAM_READ_BUFFER_BYTES;
+        assert_eq!(next_read_size_from(floor, floor, floor), 2 * floor);
+        assert_eq!(next_read_size_from(floor, 4 * floor, 1), 2 * floor);
+        assert_eq!(
+            next_read_size_from(floor, floor, 1),
+            floor,
+            "not below the floor"
+        );
     }
 
     proptest! {

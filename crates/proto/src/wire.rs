@@ -141,8 +141,10 @@ pub enum AgentMessage {
     },
 }
 
-/// Asks the agent to carry one viewer's stream: dial a data WebSocket to the control plane with
-/// `token` and copy bytes between it and the session's VNC server.
+/// Asks the agent to carry one viewer's stream: dial a data connection to the control plane
+/// with `token` (a raw stream, or a WebSocket if that upgrade is refused; see
+/// [`crate::tunnel::RAW_STREAM_PROTOCOL`]) and copy bytes between it and the session's VNC
+/// server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TunnelOpen {
     pub tunnel_id: Uuid,
@@ -152,7 +154,7 @@ pub struct TunnelOpen {
 }
 
 /// Asks the agent to carry one file transfer (see [`crate::transfer`]): dial a data WebSocket
-/// to the control plane with `token` and upload, download or list in the session's transfer
+/// (always a WebSocket: the transfer's frames carry tags) to the control plane with `token` and upload, download or list in the session's transfer
 /// folder. Sent only to agents whose `register` said `file_transfer`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferOpen {

@@ -27,7 +27,7 @@ use futures_util::{SinkExt, StreamExt};
 use streamspace_client::raw_stream::{self, RawStream};
 use streamspace_proto::tunnel::{
     FIRST_READ_BYTES, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, STREAM_READ_BUFFER_BYTES,
-    TOKEN_PARAM, next_read_size,
+    TOKEN_PARAM, next_read_size, next_read_size_from,
 };
 use streamspace_proto::wire::ServerMessage;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -173,7 +173,7 @@ async fn splice_raw(agent: RawStream, peer: RawStream, send_timeout: Duration) {
     let (mut agent_rx, mut agent_tx) = tokio::io::split(agent);
     let (mut peer_rx, mut peer_tx) = tokio::io::split(peer);
     tokio::select! {
-        () = copy(&mut agent_rx, &mut peer_tx, FIRST_READ_BYTES, send_timeout) => {},
+        () = copy(&mut agent_rx, &mut peer_tx, STREAM_READ_BUFFER_BYTES, send_timeout) => {},
         () = copy(&mut peer_rx, &mut agent_tx, STREAM_READ_BUFFER_BYTES, send_timeout) => {},
     }
     let _ = tokio::time::timeout(CLOSE_WAIT, agent_tx.shutdown()).await;
@@ -181,7 +181,8 @@ async fn splice_raw(agent: RawStream, peer: RawStream, send_timeout: Duration) {
 }
 
 /// Copies `from` to `to` until `from` ends or a write fails or takes longer than
-/// `send_timeout`; the buffer starts at `first` bytes and grows while reads fill it.
+/// `send_timeout`; the buffer starts at `first` bytes, grows while reads fill it and shrinks
+/// back (never below `first`) when they do not.
 async fn copy<R, W>(from: &mut R, to: &mut W, first: usize, send_timeout: Duration)
 where
     R: AsyncRead + Unpin,
@@ -199,9 +200,10 @@ where
         ) {
             return;
         }
-        let next = next_read_size(buf.len(), n).max(first);
+        let next = next_read_size_from(first, buf.len(), n);
         if next != buf.len() {
-            buf.resize(next, 0);
+            // A new buffer, so a smaller one frees the larger.
+            buf = vec![0; next];
         }
     }
 }

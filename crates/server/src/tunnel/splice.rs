@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use streamspace_client::raw_stream::RawStream;
-use streamspace_proto::tunnel::{FIRST_READ_BYTES, close_code, next_read_size};
+use streamspace_proto::tunnel::{STREAM_READ_BUFFER_BYTES, close_code, next_read_size_from};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::rfb_filter::ClientFilter;
@@ -226,7 +226,7 @@ fn split(data: DataConn) -> (DataTx, DataRx) {
         }
         DataConn::Raw(stream) => {
             let (rx, tx) = tokio::io::split(stream);
-            (DataTx::Raw(tx), DataRx::Raw(rx, FIRST_READ_BYTES))
+            (DataTx::Raw(tx), DataRx::Raw(rx, STREAM_READ_BUFFER_BYTES))
         }
     }
 }
@@ -252,7 +252,9 @@ impl DataRx {
                 }
             },
             Self::Raw(stream, size) => {
-                // A fresh buffer per read, handed on without a copy.
+                // A fresh buffer per read, handed on without a copy; it waits for a quiet
+                // stream's next bytes, so it starts (and shrinks back to) the size of a
+                // WebSocket's read buffer, and grows while reads fill it.
                 let mut buf = BytesMut::with_capacity(*size);
                 match stream.read_buf(&mut buf).await {
                     Ok(0) => Err(Ending::new(
@@ -260,7 +262,7 @@ impl DataRx {
                         "the agent ended the stream",
                     )),
                     Ok(n) => {
-                        *size = next_read_size(*size, n);
+                        *size = next_read_size_from(STREAM_READ_BUFFER_BYTES, *size, n);
                         Ok(buf.freeze())
                     }
                     Err(_) => Err(lost()),
