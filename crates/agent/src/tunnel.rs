@@ -12,8 +12,9 @@
 //! Each stream is its own task with its own TCP connections, so a viewer that reads slowly only
 //! slows its own copy loop (TCP flow control reaches back to that one VNC connection) and never
 //! the control connection or other viewers. Memory per stream is one read buffer of at most
-//! [`CHUNK_BYTES`] per direction plus the socket's bounded write buffer. Streams outlive a
-//! reconnect of the control connection: they depend only on their own sockets.
+//! [`CHUNK_BYTES`](streamspace_proto::tunnel::CHUNK_BYTES) per direction plus the socket's
+//! bounded write buffer. Streams outlive a reconnect of the control connection: they depend
+//! only on their own sockets.
 //!
 //! When the session's VNC server asks for a password (the process runtime's), the agent
 //! authenticates to it first with the session's password and then greets the viewer as a
