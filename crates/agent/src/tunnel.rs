@@ -402,12 +402,18 @@ impl Stream<'_> {
         if can_raw && !self.raw_refused.load(Ordering::Relaxed) {
             match self.dial_raw().await {
                 Ok(raw) => return Ok(DataConn::Raw(raw)),
-                Err(TunnelError::RawDial(e)) if e.is_refusal() => {
+                Err(TunnelError::RawDial(e)) if e.is_lasting() => {
                     tracing::info!(
                         error = %Chain(&e),
                         "the raw data connection was refused; using WebSockets until the next control connection"
                     );
                     self.raw_refused.store(true, Ordering::Relaxed);
+                }
+                Err(TunnelError::RawDial(e)) if e.is_refusal() => {
+                    tracing::info!(
+                        error = %Chain(&e),
+                        "the raw data connection failed for now; this stream uses a WebSocket"
+                    );
                 }
                 Err(e) => return Err(e),
             }

@@ -51,23 +51,52 @@ pub enum RawDialError {
     Http(#[source] hyper::Error),
     #[error("the server answered {status} instead of switching to a raw stream: {body}")]
     Refused { status: StatusCode, body: String },
+    #[error("the server switched to {0:?}, not to a raw stream")]
+    OtherProtocol(String),
 }
 
 impl RawDialError {
-    /// Whether the server (or something in front of it) answered but would not switch: the
-    /// caller may try a WebSocket instead. An answer of 401 or 403 is about the credentials,
-    /// which a WebSocket would not change.
+    /// Whether the answer (or its absence) says that a raw stream cannot pass here, so the
+    /// caller may try a WebSocket instead: any answer but `101`, a `101` to another protocol,
+    /// or the connection breaking during the exchange (a proxy that does not know the
+    /// protocol). Not a refusal: 401 or 403 from the control plane itself (its JSON error),
+    /// which is about the key or the token and which a WebSocket would not change — a proxy's
+    /// 403 (Envoy's answer to an upgrade it is not configured for) is one. Failures to connect
+    /// or to shake hands over TLS are not refusals either.
     pub fn is_refusal(&self) -> bool {
         match self {
-            Self::Refused { status, .. } => {
-                *status != StatusCode::UNAUTHORIZED && *status != StatusCode::FORBIDDEN
+            Self::Refused { status, body } => {
+                let about_credentials =
+                    *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN;
+                !(about_credentials && is_control_plane_error(body))
             }
-            // The connection closed during the exchange: what a proxy that does not know the
-            // protocol may do.
-            Self::Http(e) => e.is_incomplete_message() || e.is_closed() || e.is_parse(),
+            Self::Http(_) | Self::OtherProtocol(_) => true,
             _ => false,
         }
     }
+
+    /// Whether a refusal is lasting — something in the way refuses the protocol — rather than
+    /// a passing trouble (429, 502, 503, 504: a replica draining, a proxy without a backend for
+    /// a moment), after which the next stream should try a raw stream again.
+    pub fn is_lasting(&self) -> bool {
+        let passing = [
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::BAD_GATEWAY,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::GATEWAY_TIMEOUT,
+        ];
+        match self {
+            Self::Refused { status, .. } if passing.contains(status) => false,
+            _ => self.is_refusal(),
+        }
+    }
+}
+
+/// Whether `body` is the control plane's JSON error (`{"error": {"code": …}}`).
+fn is_control_plane_error(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|v| v["error"]["code"].is_string())
 }
 
 /// Dials `url` (`http`/`ws`, or `https`/`wss` with `tls`) and asks for a raw stream, sending
@@ -168,8 +197,62 @@ where
         };
         return Err(RawDialError::Refused { status, body });
     }
+    let protocol = response
+        .headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !protocol.trim().eq_ignore_ascii_case(RAW_STREAM_PROTOCOL) {
+        return Err(RawDialError::OtherProtocol(protocol.to_owned()));
+    }
     let upgraded = hyper::upgrade::on(response)
         .await
         .map_err(RawDialError::Http)?;
     Ok(TokioIo::new(upgraded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, body: &str) -> RawDialError {
+        RawDialError::Refused {
+            status: StatusCode::from_u16(status).expect("a status"),
+            body: body.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_control_planes_own_401_and_403_are_final_and_anything_else_refuses() {
+        let ours = r#"{"error":{"code":"invalid_token","message":"unknown or already used stream token"}}"#;
+        assert!(!refused(401, ours).is_refusal(), "a bad token stays bad");
+        assert!(
+            !refused(403, ours).is_refusal(),
+            "so does another agent's token"
+        );
+        // A proxy's 403 to an upgrade it does not pass (Envoy's), with its own body.
+        assert!(refused(403, "upgrade failed").is_refusal());
+        assert!(refused(401, "").is_refusal());
+        for status in [400, 404, 405, 426, 501] {
+            let e = refused(status, ours);
+            assert!(e.is_refusal() && e.is_lasting(), "{status}");
+        }
+        assert!(RawDialError::OtherProtocol("websocket".into()).is_lasting());
+    }
+
+    #[test]
+    fn a_passing_trouble_falls_back_once_and_is_not_remembered() {
+        for status in [429, 502, 503, 504] {
+            let e = refused(status, "");
+            assert!(e.is_refusal() && !e.is_lasting(), "{status}");
+        }
+        let connect = RawDialError::Connect {
+            address: "127.0.0.1:1".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert!(
+            !connect.is_refusal(),
+            "a WebSocket would not connect either"
+        );
+    }
 }
