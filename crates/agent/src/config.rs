@@ -106,6 +106,9 @@ pub struct AgentConfig {
     /// Accept plain `http://` server URLs whose host is not a loopback address
     /// (`--allow-insecure`); otherwise they are refused at start.
     pub allow_insecure: bool,
+    /// Carry viewer streams in WebSockets only (`--websocket-streams`), never asking for a raw
+    /// stream first.
+    pub websocket_streams: bool,
 }
 
 impl AgentConfig {
@@ -140,6 +143,7 @@ impl AgentConfig {
             confinement: Default::default(),
             tls: Default::default(),
             allow_insecure: false,
+            websocket_streams: false,
         }
     }
 }
@@ -170,6 +174,7 @@ impl fmt::Debug for AgentConfig {
             .field("confinement", &self.confinement)
             .field("tls", &self.tls)
             .field("allow_insecure", &self.allow_insecure)
+            .field("websocket_streams", &self.websocket_streams)
             .finish()
     }
 }

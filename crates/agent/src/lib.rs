@@ -254,6 +254,9 @@ pub async fn run_with_runtime(
         Some(tls.clone()),
         outbox_tx.clone(),
     );
+    if config.websocket_streams {
+        tunnels.websockets_only();
+    }
     tunnels.watch_viewers(idle.watch().clone());
     let ctx = connection::Context {
         config: &config,

@@ -129,6 +129,8 @@ pub struct Tunnels {
     /// Set once the raw upgrade was refused: streams use WebSockets until the next control
     /// connection.
     raw_refused: AtomicBool,
+    /// Set by [`Tunnels::websockets_only`]: streams never ask for a raw stream.
+    websockets_only: AtomicBool,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Counts viewers per session for idle timeouts, once set ([`Tunnels::watch_viewers`]).
@@ -152,10 +154,18 @@ impl Tunnels {
             server: Mutex::new(None),
             open: Mutex::new(HashMap::new()),
             raw_refused: AtomicBool::new(false),
+            websockets_only: AtomicBool::new(false),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             viewers: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Carries every stream in a WebSocket from now on, never asking for a raw stream
+    /// (`--websocket-streams`).
+    pub fn websockets_only(&self) {
+        self.websockets_only.store(true, Ordering::Relaxed);
+        self.raw_refused.store(true, Ordering::Relaxed);
     }
 
     /// Reports every open stream as a viewer of its session to `watch`.
@@ -167,7 +177,8 @@ impl Tunnels {
     /// the same place (`…/agents/connect` becomes `…/agents/tunnel`), first as raw streams
     /// again.
     pub fn set_server(&self, control_url: &Url) {
-        self.raw_refused.store(false, Ordering::Relaxed);
+        let websockets_only = self.websockets_only.load(Ordering::Relaxed);
+        self.raw_refused.store(websockets_only, Ordering::Relaxed);
         let mut url = control_url.clone();
         let prefix = url
             .path()
@@ -778,8 +789,13 @@ mod tests {
             tx,
         );
         tunnels.raw_refused.store(true, Ordering::SeqCst);
-        tunnels.set_server(&Url::parse("ws://h:1/api/v1/agents/connect")?);
+        let control = Url::parse("ws://h:1/api/v1/agents/connect")?;
+        tunnels.set_server(&control);
         assert!(!tunnels.raw_refused.load(Ordering::SeqCst));
+        // Unless the operator said WebSockets only (`--websocket-streams`).
+        tunnels.websockets_only();
+        tunnels.set_server(&control);
+        assert!(tunnels.raw_refused.load(Ordering::SeqCst));
         Ok(())
     }
 

@@ -551,6 +551,11 @@ pub struct AgentRunArgs {
     /// Commands executed at once.
     #[arg(long, env = "STREAMSPACE_MAX_CONCURRENT_COMMANDS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_commands: u32,
+    /// Carry viewer streams in WebSockets only, never asking for a raw stream: for a proxy in
+    /// front of the control plane that passes the raw upgrade on but then breaks it (agents
+    /// fall back by themselves when it is refused).
+    #[arg(long, env = "STREAMSPACE_WEBSOCKET_STREAMS")]
+    pub websocket_streams: bool,
     /// Docker Engine API for `--runtime docker`: unix:///path or tcp://host:port [default:
     /// $DOCKER_HOST, else unix:///var/run/docker.sock].
     #[arg(long, env = "DOCKER_HOST")]

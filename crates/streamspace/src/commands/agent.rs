@@ -105,6 +105,7 @@ fn agent_config(args: AgentRunArgs, env: Lookup) -> anyhow::Result<AgentConfig> 
     });
     config.max_sessions = args.max_sessions;
     config.labels = args.labels.into_iter().collect();
+    config.websocket_streams = args.websocket_streams;
     config.max_concurrent_commands = usize::try_from(args.max_concurrent_commands)
         .expect("a u32 fits in usize on supported targets");
     config.allow_insecure = args.trust.allow_insecure;
