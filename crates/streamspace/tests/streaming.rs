@@ -161,6 +161,40 @@ async fn viewers_speak_rfb_with_a_real_session_through_the_tunnel() -> anyhow::R
     );
     let (third, _) = viewer::open(&info.url, None).await?;
     assert_eq!(Rfb::new(third).read_exact(12).await?, b"RFB 003.008\n");
+
+    // The agent carried all three as raw streams (answering Xvnc's password itself).
+    let raw = r#"streamspace_tunnel_data_connections_total{transport="raw"}"#;
+    assert_eq!(metric(&url, raw).await, Some(3.0), "{}", logs());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_told_to_use_websocket_streams_never_asks_for_a_raw_one() -> anyhow::Result<()> {
+    let mut h = common::harness()?;
+    let (server, url, api) = server(&mut h, &[]).await?;
+    let key = api.create_agent_key("ws-agent").await?;
+    let state_dir = h.path("agent-state");
+    let agent = h.agent_with(
+        &url,
+        "ws-agent",
+        &key.secret,
+        &state_dir,
+        &["--websocket-streams"],
+    )?;
+    let logs = || format!("{}\n{}", server.logs(), agent.logs());
+    wait_for_agent_online(&api, "ws-agent")
+        .await
+        .with_context(logs)?;
+    let session = api.create_session("xterm").await?;
+    let viewer_url = cli_connect(&url, session.id).await.with_context(logs)?;
+    let (socket, _) = viewer::open(&viewer_url, None).await.with_context(logs)?;
+    let mut rfb = Rfb::new(socket);
+    let (w, h_px) = rfb.handshake_to_first_update().await.with_context(logs)?;
+    assert_eq!((w, h_px), (1280, 800));
+    let websocket = r#"streamspace_tunnel_data_connections_total{transport="websocket"}"#;
+    let raw = r#"streamspace_tunnel_data_connections_total{transport="raw"}"#;
+    assert_eq!(metric(&url, websocket).await, Some(1.0), "{}", logs());
+    assert_eq!(metric(&url, raw).await, None, "{}", logs());
     Ok(())
 }
 
