@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use streamspace_client::raw_stream::{self, RawDialError, RawStream};
+use streamspace_client::raw_stream::{self, RawDialError, RawStream, write_flushed};
 use streamspace_proto::tunnel::{
     AGENT_TUNNEL_PATH, FIRST_READ_BYTES, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES,
     STREAM_READ_BUFFER_BYTES, TOKEN_PARAM, close_code, next_read_size,
@@ -441,12 +441,8 @@ impl Stream<'_> {
     }
 
     async fn dial_raw(&self) -> Result<RawStream, TunnelError> {
-        let mut url = self.data_url.clone();
-        url.query_pairs_mut().append_pair(TOKEN_PARAM, self.token);
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.key))
-            .map_err(|_| TunnelError::BadKey)?;
-        auth.set_sensitive(true);
-        let headers = http::HeaderMap::from_iter([(AUTHORIZATION, auth)]);
+        let url = with_token(&self.data_url, self.token);
+        let headers = http::HeaderMap::from_iter([(AUTHORIZATION, bearer(self.key)?)]);
         match tokio::time::timeout(
             self.connect_timeout,
             raw_stream::dial(&url, headers, self.tls.as_ref()),
@@ -460,6 +456,22 @@ impl Stream<'_> {
     }
 }
 
+/// `data_url` with the one-time stream `token` in its query, as both kinds of data connection
+/// present it.
+fn with_token(data_url: &Url, token: &str) -> Url {
+    let mut url = data_url.clone();
+    url.query_pairs_mut().append_pair(TOKEN_PARAM, token);
+    url
+}
+
+/// The agent key as an `Authorization` value, marked sensitive (never logged).
+fn bearer(key: &str) -> Result<HeaderValue, TunnelError> {
+    let mut auth =
+        HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| TunnelError::BadKey)?;
+    auth.set_sensitive(true);
+    Ok(auth)
+}
+
 /// Dials a data connection at `data_url` with the agent `key` and the one-time stream `token`.
 pub(crate) async fn dial(
     data_url: &Url,
@@ -468,16 +480,11 @@ pub(crate) async fn dial(
     connect_timeout: Duration,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<DataSocket, TunnelError> {
-    let mut url = data_url.clone();
-    url.query_pairs_mut().append_pair(TOKEN_PARAM, token);
-    let mut request = url
+    let mut request = with_token(data_url, token)
         .as_str()
         .into_client_request()
         .map_err(TunnelError::DataRequest)?;
-    let mut auth =
-        HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| TunnelError::BadKey)?;
-    auth.set_sensitive(true);
-    request.headers_mut().insert(AUTHORIZATION, auth);
+    request.headers_mut().insert(AUTHORIZATION, bearer(key)?);
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
@@ -541,12 +548,7 @@ async fn vnc_to_raw(vnc: &mut vnc::ReadHalf, data: &mut (impl AsyncWrite + Unpin
             Ok(n) => n,
             Err(e) => return format!("reading from the VNC server: {e}"),
         };
-        // Flushed: over TLS the last records of a write may wait in the session otherwise.
-        let write = async {
-            data.write_all(&buf[..n]).await?;
-            data.flush().await
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        match tokio::time::timeout(WRITE_TIMEOUT, write_flushed(data, &buf[..n])).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return "the data connection was lost".to_owned(),
             Err(_) => return "the control plane stopped reading the stream".to_owned(),

@@ -99,6 +99,18 @@ fn is_control_plane_error(body: &str) -> bool {
         .is_some_and(|v| v["error"]["code"].is_string())
 }
 
+/// Writes `bytes` to a raw stream and flushes them. Every write to a raw stream goes through
+/// here: over TLS the last records of a write otherwise wait in the session until the next
+/// write, which may never come on a quiet stream.
+pub async fn write_flushed<W>(to: &mut W, bytes: &[u8]) -> std::io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    to.write_all(bytes).await?;
+    to.flush().await
+}
+
 /// Dials `url` (`http`/`ws`, or `https`/`wss` with `tls`) and asks for a raw stream, sending
 /// `headers` besides the upgrade's own (an `Authorization`, a replica proof).
 pub async fn dial(

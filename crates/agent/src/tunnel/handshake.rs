@@ -12,7 +12,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -106,8 +106,9 @@ where
     TokioIo<T>: AsyncRead + AsyncWrite + Unpin,
 {
     async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), ViewerError> {
-        self.write_all(bytes).await.map_err(ViewerError::Raw)?;
-        self.flush().await.map_err(ViewerError::Raw)
+        streamspace_client::raw_stream::write_flushed(self, bytes)
+            .await
+            .map_err(ViewerError::Raw)
     }
 
     async fn receive(&mut self, into: &mut Vec<u8>) -> Result<(), ViewerError> {

@@ -22,12 +22,11 @@ use axum::extract::State;
 use axum::extract::ws::{Message as AxMessage, WebSocket};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
-use streamspace_client::raw_stream::{self, RawStream};
+use streamspace_client::raw_stream::{self, RawStream, write_flushed};
 use streamspace_proto::tunnel::{
-    FIRST_READ_BYTES, MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, STREAM_READ_BUFFER_BYTES,
-    TOKEN_PARAM, next_read_size, next_read_size_from,
+    MAX_FRAME_BYTES, MAX_WRITE_BUFFER_BYTES, STREAM_READ_BUFFER_BYTES, TOKEN_PARAM,
+    next_read_size_from,
 };
 use streamspace_proto::wire::ServerMessage;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -38,6 +37,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::splice::RawReader;
 use crate::cluster::{self, AUTH_HEADER, Peer, RemoteOpen, RemoteTransfer};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -208,13 +208,6 @@ where
     }
 }
 
-/// Writes `bytes` and flushes them: over TLS the last records of a write may otherwise wait in
-/// the session until the next write.
-async fn write_flushed<W: AsyncWrite + Unpin>(to: &mut W, bytes: &[u8]) -> std::io::Result<()> {
-    to.write_all(bytes).await?;
-    to.flush().await
-}
-
 /// A raw agent connection to a peer that took only a WebSocket: each read becomes a frame.
 async fn splice_raw_to_frames<A>(agent: A, peer: PeerSocket, send_timeout: Duration)
 where
@@ -223,15 +216,9 @@ where
     let (mut agent_rx, mut agent_tx) = tokio::io::split(agent);
     let (mut peer_tx, mut peer_rx) = peer.split();
     let to_peer = async {
-        let mut size = FIRST_READ_BYTES;
-        loop {
-            let mut buf = BytesMut::with_capacity(size);
-            let n = match agent_rx.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            size = next_read_size(size, n);
-            let frame = TMessage::Binary(buf.freeze());
+        let mut reader = RawReader::new(&mut agent_rx);
+        while let Ok(Some(bytes)) = reader.next().await {
+            let frame = TMessage::Binary(bytes);
             if !matches!(
                 tokio::time::timeout(send_timeout, peer_tx.send(frame)).await,
                 Ok(Ok(()))
@@ -320,7 +307,13 @@ mod tests {
         let mut to = tokio::io::BufWriter::new(ours);
         let (mut from, mut sender) = tokio::io::duplex(64 * 1024);
         let copying = tokio::spawn(async move {
-            copy(&mut from, &mut to, FIRST_READ_BYTES, Duration::from_secs(5)).await;
+            copy(
+                &mut from,
+                &mut to,
+                STREAM_READ_BUFFER_BYTES,
+                Duration::from_secs(5),
+            )
+            .await;
         });
         sender.write_all(&[1, 2, 3]).await?;
         let mut got = [0; 3];

@@ -14,9 +14,9 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use streamspace_client::raw_stream::RawStream;
+use streamspace_client::raw_stream::{RawStream, write_flushed};
 use streamspace_proto::tunnel::{STREAM_READ_BUFFER_BYTES, close_code, next_read_size_from};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::rfb_filter::ClientFilter;
 use super::rfb_server::{self, Piece, ServerFilter};
@@ -208,8 +208,7 @@ async fn close(sink: &mut SplitSink<WebSocket, Message>, code: u16, reason: &str
 /// The agent's half of a stream, reading.
 enum DataRx {
     WebSocket(SplitStream<WebSocket>),
-    /// With the size of the next read (see `next_read_size`).
-    Raw(ReadHalf<RawStream>, usize),
+    Raw(RawReader<ReadHalf<RawStream>>),
 }
 
 /// The agent's half of a stream, writing.
@@ -226,7 +225,7 @@ fn split(data: DataConn) -> (DataTx, DataRx) {
         }
         DataConn::Raw(stream) => {
             let (rx, tx) = tokio::io::split(stream);
-            (DataTx::Raw(tx), DataRx::Raw(rx, STREAM_READ_BUFFER_BYTES))
+            (DataTx::Raw(tx), DataRx::Raw(RawReader::new(rx)))
         }
     }
 }
@@ -251,24 +250,44 @@ impl DataRx {
                     Some(Err(_)) | None => return Err(lost()),
                 }
             },
-            Self::Raw(stream, size) => {
-                // A fresh buffer per read, handed on without a copy; it waits for a quiet
-                // stream's next bytes, so it starts (and shrinks back to) the size of a
-                // WebSocket's read buffer, and grows while reads fill it.
-                let mut buf = BytesMut::with_capacity(*size);
-                match stream.read_buf(&mut buf).await {
-                    Ok(0) => Err(Ending::new(
-                        close_code::NORMAL,
-                        "the agent ended the stream",
-                    )),
-                    Ok(n) => {
-                        *size = next_read_size_from(STREAM_READ_BUFFER_BYTES, *size, n);
-                        Ok(buf.freeze())
-                    }
-                    Err(_) => Err(lost()),
-                }
-            }
+            Self::Raw(reader) => match reader.next().await {
+                Ok(Some(bytes)) => Ok(bytes),
+                Ok(None) => Err(Ending::new(
+                    close_code::NORMAL,
+                    "the agent ended the stream",
+                )),
+                Err(_) => Err(lost()),
+            },
         }
+    }
+}
+
+/// Reads a raw data connection a chunk at a time, each into a fresh buffer handed on without a
+/// copy. The buffer waits, held, for a quiet stream's next bytes, so it starts at (and shrinks
+/// back to) the size of a WebSocket's read buffer, and grows while reads fill it.
+pub(super) struct RawReader<R> {
+    stream: R,
+    /// The next read's size (see `next_read_size_from`).
+    size: usize,
+}
+
+impl<R: AsyncRead + Unpin> RawReader<R> {
+    pub(super) fn new(stream: R) -> Self {
+        Self {
+            stream,
+            size: STREAM_READ_BUFFER_BYTES,
+        }
+    }
+
+    /// The next bytes, or `None` at the end of the stream.
+    pub(super) async fn next(&mut self) -> std::io::Result<Option<Bytes>> {
+        let mut buf = BytesMut::with_capacity(self.size);
+        let n = self.stream.read_buf(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.size = next_read_size_from(STREAM_READ_BUFFER_BYTES, self.size, n);
+        Ok(Some(buf.freeze()))
     }
 }
 
@@ -276,11 +295,7 @@ impl DataTx {
     async fn send(&mut self, bytes: Bytes) -> Result<(), ()> {
         match self {
             Self::WebSocket(socket) => socket.send(Message::Binary(bytes)).await.map_err(|_| ()),
-            // Flushed: over TLS the last records of a write may wait in the session otherwise.
-            Self::Raw(stream) => {
-                stream.write_all(&bytes).await.map_err(|_| ())?;
-                stream.flush().await.map_err(|_| ())
-            }
+            Self::Raw(stream) => write_flushed(stream, &bytes).await.map_err(|_| ()),
         }
     }
 

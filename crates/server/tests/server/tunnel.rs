@@ -568,6 +568,20 @@ async fn internal_routes_need_this_control_planes_replica_proof() -> anyhow::Res
             other => bail!("the data route let a stream in without a valid proof: {other:?}"),
         }
     }
+    // A raw hop needs the same proof.
+    let raw_data = reqwest::Url::parse(&data.replacen("ws://", "http://", 1))?;
+    for auth in [None, Some(proof(&theirs, "data"))] {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(auth) = auth {
+            headers.insert("x-streamspace-replica-auth", auth.parse()?);
+        }
+        let dialled = streamspace_client::raw_stream::dial(&raw_data, headers, None).await;
+        assert_eq!(
+            refusal(dialled),
+            (401, false),
+            "a raw hop without a valid proof"
+        );
+    }
     Ok(())
 }
 
