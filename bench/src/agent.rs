@@ -77,7 +77,8 @@ pub async fn spawn(
     Ok(tokio::spawn(async move {
         let mut completed = 0u64;
         let mut sessions: HashMap<Uuid, SocketAddr> = HashMap::new();
-        let mut tick = tokio::time::interval(heartbeat);
+        // The first heartbeat one interval after the welcome, as the real agent sends it.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         loop {
             tokio::select! {
                 _ = stop.changed() => break,

@@ -455,7 +455,9 @@ pub trait Store:
     /// returns their ids.
     async fn expire_agents(&self, older_than_secs: f64) -> Result<Vec<String>>;
     async fn get_agent(&self, agent_id: &str) -> Result<Agent>;
-    async fn list_agents(&self) -> Result<Vec<Agent>>;
+    /// Agents in the order of their ids: at most `limit`, those after `after` (a page of a
+    /// listing that may hold ten thousand).
+    async fn list_agents(&self, after: Option<&str>, limit: i64) -> Result<Vec<Agent>>;
     /// Removes the agent and revokes its keys; `Conflict` while it has non-terminal sessions.
     async fn delete_agent(&self, agent_id: &str, audit: &AuditEntry) -> Result<()>;
 

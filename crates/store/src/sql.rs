@@ -108,7 +108,7 @@ pub(crate) const AGENT_GET: &str = concat!(
 pub(crate) const AGENT_LIST: &str = concat!(
     "SELECT ",
     agent_columns!(),
-    " FROM agents a ORDER BY a.agent_id"
+    " FROM agents a WHERE ($1 IS NULL OR a.agent_id > $1) ORDER BY a.agent_id LIMIT $2"
 );
 /// Least-loaded online agent (of platform `$1`, when not null) with a free session slot.
 pub(crate) const AGENT_CHOOSE: &str = concat!(

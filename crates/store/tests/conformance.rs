@@ -552,7 +552,7 @@ async fn concurrent_placements_never_exceed_capacity(db: &Db) -> Result<()> {
         }
     }
     ensure!(ok == 3, "{ok} sessions placed on 3 slots");
-    for agent in store.list_agents().await? {
+    for agent in store.list_agents(None, 100).await? {
         ensure!(
             agent.active_sessions <= agent.max_sessions,
             "{agent:?} over capacity"

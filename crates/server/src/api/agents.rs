@@ -30,15 +30,17 @@ pub(super) async fn list(
     State(app): State<AppState>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<Agent>>, ApiError> {
+    // Paged by the database (keyset on the id): a control plane may hold ten thousand agents.
+    let limit = super::paging::limit(page.limit)?;
+    let after = page.cursor.as_deref().map(super::paging::key).transpose()?;
     let agents = app
         .store
-        .list_agents()
+        .list_agents(after.as_deref(), limit as i64 + 1)
         .await
         .map_err(|e| ApiError::from_store(e, "listing agents"))?;
-    let page = super::paging::of_list(agents, page.limit, page.cursor.as_deref(), |a| {
+    Ok(Json(super::paging::from_overfetch(agents, limit, |a| {
         a.agent_id.clone()
-    })?;
-    Ok(Json(page))
+    })))
 }
 
 #[utoipa::path(

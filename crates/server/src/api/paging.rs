@@ -1,9 +1,9 @@
 //! Paging of every listing: `?limit=` (default 100, at most 1000) and `?cursor=` (the
 //! `next_cursor` of the previous page, opaque to clients), answered as `{items, next_cursor}`.
 //!
-//! Sessions and commands, which grow without bound, are paged by the database (keyset on
-//! their ids). The other listings are bounded by what operators create (templates, agents,
-//! users, groups, keys) and are paged here, over the whole list in a stable order.
+//! Sessions, commands and agents, which grow without bound or into the thousands, are paged by
+//! the database (keyset on their ids). The other listings are bounded by what operators create
+//! (templates, users, groups, keys) and are paged here, over the whole list in a stable order.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -298,9 +298,50 @@ async fn capacity_is_enforced(backend: Backend) -> anyhow::Result<()> {
     s.stop().await
 }
 
+/// The agents listing is paged by the database: in id order, each page starting after the
+/// last one's cursor, with no cursor after the last page; a bad cursor is a 400.
+async fn agents_are_listed_in_pages(backend: Backend) -> anyhow::Result<()> {
+    let s = backend.server(fast_config()).await?;
+    let mut agents = Vec::new();
+    for id in ["c3", "a1", "b2"] {
+        agents.push(s.agent(id, 1).await?);
+    }
+    let (status, first) = s.call(Method::GET, "/api/v1/agents?limit=2", None).await?;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["agent_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(ids(&first), ["a1", "b2"], "{first}");
+    let cursor = first["next_cursor"].as_str().expect("a next cursor");
+    let (status, second) = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/agents?limit=2&cursor={cursor}"),
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(ids(&second), ["c3"], "{second}");
+    assert!(second["next_cursor"].is_null(), "the last page: {second}");
+    assert_eq!(second["items"][0]["status"], "online", "{second}");
+    let (status, body) = s
+        .call(Method::GET, "/api/v1/agents?cursor=%25%25", None)
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "bad_request");
+    drop(agents);
+    s.stop().await
+}
+
 on_both_backends!(
     sessions_have_uuid_v7_ids_and_need_a_template,
     capacity_is_enforced,
+    agents_are_listed_in_pages,
 );
 
 #[tokio::test]

@@ -388,8 +388,14 @@ macro_rules! impl_store {
                     .try_into()
             }
 
-            async fn list_agents(&self) -> $crate::Result<Vec<streamspace_proto::api::Agent>> {
+            async fn list_agents(
+                &self,
+                after: Option<&str>,
+                limit: i64,
+            ) -> $crate::Result<Vec<streamspace_proto::api::Agent>> {
                 let rows = sqlx::query_as::<_, $crate::rows::AgentRow>($crate::sql::AGENT_LIST)
+                    .bind(after)
+                    .bind(limit)
                     .fetch_all(&self.pool)
                     .await?;
                 $crate::rows::convert_all(rows)
