@@ -54,6 +54,13 @@ pub(crate) struct AppState {
     /// Agent keys of connecting agents, looked up in batches (by their hash under the current
     /// credential key).
     pub agent_keys: Arc<crate::batch::Batcher<String, Option<streamspace_store::ApiKeyRecord>>>,
+    /// Agent heartbeats (with the check of each agent's key), written in batches.
+    pub heartbeats: Arc<
+        crate::batch::Batcher<
+            streamspace_store::AgentHeartbeat,
+            streamspace_store::HeartbeatOutcome,
+        >,
+    >,
     /// Command writes carried in batches (the dispatcher shares them).
     pub commands: Arc<crate::batch::CommandBatches>,
 }
@@ -62,7 +69,8 @@ pub(crate) struct AppState {
 /// the previous batch is being written.
 pub(crate) type Registrar = crate::batch::Batcher<streamspace_store::AgentRegistration, i64>;
 
-/// The most requests one batch of [`AppState::registrar`] or [`AppState::agent_keys`] carries.
+/// The most requests one batch of [`AppState::registrar`], [`AppState::agent_keys`] or
+/// [`AppState::heartbeats`] carries.
 const AGENT_BATCH: usize = 512;
 
 /// The receiving ends of the [`crate::cluster::Events`] a replica's cluster sends, for the
@@ -152,10 +160,18 @@ pub(crate) fn assemble(
         shutdown.clone(),
         |store, hashes| async move { store.find_api_keys(&hashes).await },
     ));
+    let heartbeats = Arc::new(crate::batch::store_batcher(
+        &store,
+        AGENT_BATCH,
+        1,
+        shutdown.clone(),
+        |store, beats| async move { store.heartbeat_agents(&beats).await },
+    ));
     let state = AppState {
         commands,
         registrar,
         agent_keys,
+        heartbeats,
         store,
         keys,
         hub,

@@ -148,6 +148,31 @@ pub struct AgentRegistration {
     pub user_homes: bool,
 }
 
+/// One agent connection's heartbeat, for [`Store::heartbeat_agents`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentHeartbeat {
+    pub agent_id: String,
+    /// The epoch the connection registered at.
+    pub epoch: i64,
+    /// The capacity it reports.
+    pub max_sessions: i32,
+    /// The replica holding the connection.
+    pub replica_id: String,
+    /// The key the agent connected with, which must still be valid.
+    pub key_id: Uuid,
+}
+
+/// What a heartbeat came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatOutcome {
+    /// Recorded: the connection is the agent's current one.
+    Recorded,
+    /// Not recorded: a newer registration of the agent happened.
+    Replaced,
+    /// Not recorded: the key is revoked, expired or deleted.
+    KeyGone,
+}
+
 /// How a new session uses its owner's home (`persistent_home: user`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserHomeUse {
@@ -448,6 +473,12 @@ pub trait Store:
         max_sessions: i32,
         replica_id: &str,
     ) -> Result<bool>;
+    /// [`Store::heartbeat_agent`] for several connections at once, each also checking that the
+    /// key its agent connected with is still valid (not revoked, expired or deleted) — one
+    /// statement on PostgreSQL, so that ten thousand agents heartbeating cost a round trip
+    /// per batch rather than two per heartbeat. A heartbeat whose key is gone is not recorded.
+    /// Answers in the order of `beats`.
+    async fn heartbeat_agents(&self, beats: &[AgentHeartbeat]) -> Result<Vec<HeartbeatOutcome>>;
     /// Marks the agent offline only if `epoch` is still its current one (a stale connection's
     /// cleanup never marks the newer connection's agent offline).
     async fn agent_disconnected(&self, agent_id: &str, epoch: i64) -> Result<bool>;

@@ -57,6 +57,7 @@ conformance!(
     no_capacity_without_an_online_agent,
     epoch_fences_stale_connections,
     a_batch_of_registrations_is_each_agents_own,
+    a_batch_of_heartbeats_checks_each_key_and_epoch,
     expire_agents_marks_silent_agents_offline,
     deliverable_commands_follow_backoff,
     fail_stuck_commands_fails_what_cannot_finish,
@@ -664,6 +665,68 @@ async fn a_batch_of_registrations_is_each_agents_own(db: &Db) -> Result<()> {
             .await?
     );
     ensure!(store.register_agents(&[]).await?.is_empty());
+    Ok(())
+}
+
+async fn a_batch_of_heartbeats_checks_each_key_and_epoch(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    let key = |agent: &str, expires_in_secs: Option<f64>| NewApiKey {
+        id: Uuid::now_v7(),
+        kind: ApiKeyKind::Agent,
+        agent_id: Some(agent.into()),
+        prefix: "agt".into(),
+        key_hash: format!("h-{agent}-{}", Uuid::now_v7()),
+        expires_in_secs,
+        ..NewApiKey::default()
+    };
+    let (valid, revoked, expired) = (key("a1", None), key("a2", None), key("a3", Some(0.05)));
+    for k in [&valid, &revoked] {
+        store.create_api_key(k.clone(), &audit()).await?;
+    }
+    store.revoke_api_key(revoked.id, &audit()).await?;
+    let created = store.create_api_key(expired.clone(), &audit()).await?;
+    // Past its expiry by the database's clock, which decides.
+    db.clock_past(created.expires_at.context("an expiring key")?)
+        .await?;
+    let old = register(&*store, "a1", 1).await?;
+    let new = register(&*store, "a1", 1).await?;
+    let a2 = register(&*store, "a2", 1).await?;
+    let a3 = register(&*store, "a3", 1).await?;
+    let beat = |agent: &str, epoch: i64, key_id: Uuid| streamspace_store::AgentHeartbeat {
+        agent_id: agent.into(),
+        epoch,
+        max_sessions: 4,
+        replica_id: "replica-2".into(),
+        key_id,
+    };
+    use streamspace_store::HeartbeatOutcome::{KeyGone, Recorded, Replaced};
+    let outcomes = store
+        .heartbeat_agents(&[
+            beat("a1", old, valid.id),
+            beat("a2", a2, revoked.id),
+            beat("a1", new, valid.id),
+            beat("a3", a3, expired.id),
+            beat("a1", new, Uuid::now_v7()),
+            beat("a1", new, valid.id),
+        ])
+        .await?;
+    ensure!(
+        outcomes == [Replaced, KeyGone, Recorded, KeyGone, KeyGone, Recorded],
+        "{outcomes:?}"
+    );
+    let a1 = store.get_agent("a1").await?;
+    ensure!(
+        a1.max_sessions == 4 && a1.replica_id.as_deref() == Some("replica-2"),
+        "the current connection's heartbeat is recorded: {a1:?}"
+    );
+    for agent in ["a2", "a3"] {
+        let a = store.get_agent(agent).await?;
+        ensure!(
+            a.max_sessions == 1 && a.replica_id.as_deref() == Some("replica-1"),
+            "a heartbeat with a key that is gone is not recorded: {a:?}"
+        );
+    }
+    ensure!(store.heartbeat_agents(&[]).await?.is_empty());
     Ok(())
 }
 

@@ -12,7 +12,8 @@ use streamspace_proto::wire::{
     AgentMessage, Capacity, Register, ServerMessage, SessionStatus, close_code,
 };
 use streamspace_store::{
-    AgentRegistration, ApiKeyRecord, CommandOutcome, CommandReport, StoreError,
+    AgentHeartbeat, AgentRegistration, ApiKeyRecord, CommandOutcome, CommandReport,
+    HeartbeatOutcome, StoreError,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -362,55 +363,35 @@ impl Conn {
         }
     }
 
+    /// Records a heartbeat, in a batch with other connections' (see `crate::batch`). It also
+    /// checks the key the agent connected with — not revoked (revoking it, or deleting its
+    /// agent), not expired: the fallback for a revocation announcement this replica missed
+    /// (Redis away).
     async fn heartbeat(
         &self,
         agent_id: &str,
         epoch: i64,
         capacity: Capacity,
     ) -> Result<(), Refusal> {
-        self.check_key().await?;
-        match self
-            .app
-            .store
-            .heartbeat_agent(
-                agent_id,
-                epoch,
-                clamp_i32(capacity.max_sessions),
-                &self.app.config.replica_id,
-            )
-            .await
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Refusal::new(
+        let beat = AgentHeartbeat {
+            agent_id: agent_id.to_owned(),
+            epoch,
+            max_sessions: clamp_i32(capacity.max_sessions),
+            replica_id: self.app.config.replica_id.clone(),
+            key_id: self.key.id,
+        };
+        match self.app.heartbeats.call(beat).await {
+            Ok(HeartbeatOutcome::Recorded) => Ok(()),
+            Ok(HeartbeatOutcome::Replaced) => Err(Refusal::new(
                 close_code::REPLACED,
                 "a newer connection of this agent has registered",
             )),
+            Ok(HeartbeatOutcome::KeyGone) => Err(Refusal::policy(KEY_GONE)),
             Err(e) => {
                 tracing::warn!(error = %e, "recording a heartbeat failed");
                 Ok(())
             }
         }
-    }
-
-    /// The fallback for a revocation announcement this replica missed (Redis away): the key the
-    /// agent connected with must still be valid — not revoked (revoking it, or deleting its
-    /// agent), not expired — at every heartbeat.
-    async fn check_key(&self) -> Result<(), Refusal> {
-        let key = match self.app.store.get_api_key(self.key.id).await {
-            Ok(key) => key,
-            Err(StoreError::NotFound { .. }) => {
-                return Err(Refusal::policy(KEY_GONE));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "checking the agent's key failed");
-                return Ok(());
-            }
-        };
-        let expired = key.expires_at.is_some_and(|at| at <= chrono::Utc::now());
-        if key.revoked_at.is_some() || expired {
-            return Err(Refusal::policy(KEY_GONE));
-        }
-        Ok(())
     }
 
     /// A result arrived: it moves the command past `acknowledged` itself.

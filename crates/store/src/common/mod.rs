@@ -358,6 +358,16 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn heartbeat_agents(
+                &self,
+                beats: &[$crate::AgentHeartbeat],
+            ) -> $crate::Result<Vec<$crate::HeartbeatOutcome>> {
+                if beats.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.heartbeat_batch(beats).await
+            }
+
             async fn agent_disconnected(&self, agent_id: &str, epoch: i64) -> $crate::Result<bool> {
                 let done = sqlx::query($stmts.agent_disconnected)
                     .bind(agent_id)

@@ -109,6 +109,33 @@ const TOUCH_KEYS: &str = "UPDATE api_keys SET last_used_at = clock_timestamp() \
      OR last_used_at < clock_timestamp() - make_interval(secs => $2)) \
      RETURNING id, last_used_at";
 
+/// Records the heartbeats of the arrays (`$1` agents, `$2` epochs, `$3` capacities, `$4` key
+/// ids, `$5` replicas) whose keys are still valid, as the one-agent statement does; answers,
+/// per heartbeat in order, whether its key was valid and whether its connection was current.
+static HEARTBEAT_MANY: LazyLock<String> = LazyLock::new(|| {
+    "WITH beat AS (SELECT * FROM unnest($1::text[], $2::int8[], $3::int4[], $4::uuid[], \
+     $5::text[]) WITH ORDINALITY AS b(agent_id, epoch, max_sessions, key_id, replica_id, n)), \
+     valid AS (SELECT b.* FROM beat b JOIN api_keys k ON k.id = b.key_id \
+     WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > clock_timestamp())), \
+     done AS (UPDATE agents a SET last_heartbeat_at = clock_timestamp(), \
+     max_sessions = v.max_sessions, status = 'online', replica_id = v.replica_id \
+     FROM valid v WHERE a.agent_id = v.agent_id AND a.epoch = v.epoch \
+     RETURNING a.agent_id, a.epoch) \
+     SELECT v.n IS NOT NULL, EXISTS (SELECT 1 FROM done d \
+     WHERE d.agent_id = b.agent_id AND d.epoch = b.epoch) \
+     FROM beat b LEFT JOIN valid v ON v.n = b.n ORDER BY b.n"
+        .to_owned()
+});
+
+/// A heartbeat's outcome from (its key was valid, its connection was current).
+fn heartbeat_outcome((key_valid, current): (bool, bool)) -> crate::HeartbeatOutcome {
+    match (key_valid, current) {
+        (false, _) => crate::HeartbeatOutcome::KeyGone,
+        (true, false) => crate::HeartbeatOutcome::Replaced,
+        (true, true) => crate::HeartbeatOutcome::Recorded,
+    }
+}
+
 /// [`crate::Store`] on PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -185,6 +212,44 @@ impl PgStore {
     }
 
     /// One lookup for all of them, then one update of the `last_used_at` that are stale.
+    /// One statement for the whole batch (see [`HEARTBEAT_MANY`]).
+    async fn heartbeat_batch(
+        &self,
+        beats: &[crate::AgentHeartbeat],
+    ) -> Result<Vec<crate::HeartbeatOutcome>> {
+        let rows: Vec<(bool, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(HEARTBEAT_MANY.as_str()))
+            .bind(
+                beats
+                    .iter()
+                    .map(|b| b.agent_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(beats.iter().map(|b| b.epoch).collect::<Vec<_>>())
+            .bind(
+                beats
+                    .iter()
+                    .map(|b| b.max_sessions.max(0))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(beats.iter().map(|b| b.key_id).collect::<Vec<_>>())
+            .bind(
+                beats
+                    .iter()
+                    .map(|b| b.replica_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.len() != beats.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} heartbeats were answered {} times",
+                beats.len(),
+                rows.len()
+            )));
+        }
+        Ok(rows.into_iter().map(heartbeat_outcome).collect())
+    }
+
     async fn find_keys_batch(&self, hashes: &[String]) -> Result<Vec<Option<crate::ApiKeyRecord>>> {
         if hashes.is_empty() {
             return Ok(Vec::new());

@@ -27,6 +27,43 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// One write transaction for the whole batch, each heartbeat checking its key first.
+    async fn heartbeat_batch(
+        &self,
+        beats: &[crate::AgentHeartbeat],
+    ) -> Result<Vec<crate::HeartbeatOutcome>> {
+        let mut tx = self.write_tx().await?;
+        let mut outcomes = Vec::with_capacity(beats.len());
+        for beat in beats {
+            let key: Option<crate::rows::ApiKeyRow> = sqlx::query_as(sql::KEY_GET)
+                .bind(crate::rows::DbUuid(beat.key_id))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let key: Option<crate::ApiKeyRecord> = key.map(TryInto::try_into).transpose()?;
+            let valid = key.is_some_and(|k| {
+                k.revoked_at.is_none() && k.expires_at.is_none_or(|at| at > chrono::Utc::now())
+            });
+            if !valid {
+                outcomes.push(crate::HeartbeatOutcome::KeyGone);
+                continue;
+            }
+            let done = sqlx::query(SQLITE_STATEMENTS.agent_heartbeat)
+                .bind(&beat.agent_id)
+                .bind(beat.epoch)
+                .bind(beat.max_sessions.max(0))
+                .bind(&beat.replica_id)
+                .execute(&mut *tx)
+                .await?;
+            outcomes.push(if done.rows_affected() > 0 {
+                crate::HeartbeatOutcome::Recorded
+            } else {
+                crate::HeartbeatOutcome::Replaced
+            });
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
     /// One lookup after another: SQLite answers in the process, with no round trip to save.
     async fn find_keys_batch(&self, hashes: &[String]) -> Result<Vec<Option<crate::ApiKeyRecord>>> {
         let mut found = Vec::with_capacity(hashes.len());
