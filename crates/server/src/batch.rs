@@ -158,11 +158,12 @@ where
 
 /// A replica's command writes, carried in batches (see `crate::batch`): pings the API
 /// creates, the dispatcher's claims of what is due for an agent, and the results agents
-/// report. Under load each is one statement for many commands; a lone one waits for nothing
-/// but its own round trip.
+/// report; also the read of a (re)connected agent's unfinished commands. Under load each is
+/// one statement for many commands; a lone one waits for nothing but its own round trip.
 pub(crate) struct CommandBatches {
     inserts: Batcher<NewCommand, streamspace_store::Result<Command>>,
     claims: Batcher<String, Vec<Command>>,
+    unfinished: Batcher<String, Vec<Command>>,
     reports: Batcher<CommandReport, streamspace_store::Result<(Command, bool)>>,
 }
 
@@ -201,6 +202,15 @@ impl CommandBatches {
                         .await
                 },
             ),
+            unfinished: store_batcher(
+                store,
+                COMMAND_BATCH,
+                COMMAND_BATCHES_IN_FLIGHT,
+                stop.clone(),
+                move |store, agents| async move {
+                    store.unfinished_commands_of(&agents, claim_limit).await
+                },
+            ),
             reports: store_batcher(
                 store,
                 COMMAND_BATCH,
@@ -222,6 +232,12 @@ impl CommandBatches {
     /// Claims what is due for `agent_id`, as [`Store::claim_due_commands`].
     pub(crate) async fn claim_due(&self, agent_id: &str) -> Result<Vec<Command>, BatchError> {
         self.claims.call(agent_id.to_owned()).await
+    }
+
+    /// Every unfinished command of `agent_id` (at most the claim limit), as
+    /// [`Store::unfinished_commands_of`] reads them for a (re)connected agent.
+    pub(crate) async fn unfinished(&self, agent_id: &str) -> Result<Vec<Command>, BatchError> {
+        self.unfinished.call(agent_id.to_owned()).await
     }
 
     /// Records an agent's report on a command, as [`Store::finish_command`].

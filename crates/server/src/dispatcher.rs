@@ -227,16 +227,13 @@ pub(crate) async fn deliver_for_agent(
         if !ctx.hub.holds(agent_id).await {
             return;
         }
-        let (ack_timeout, max_attempts) = (
-            ctx.config.ack_timeout.as_secs_f64(),
-            ctx.config.max_attempts,
-        );
         // Usually one statement claims everything due (for this and every other agent whose
         // worker asks meanwhile: `CommandBatches`); after a (re)connect the unfinished commands
-        // are read first and claimed one by one (acknowledged ones are not claimed).
+        // are read first (in batches too) and claimed one by one (acknowledged ones are not
+        // claimed).
         let read = if include_unfinished {
-            ctx.store
-                .deliverable_commands(agent_id, ack_timeout, max_attempts, true, BATCH)
+            ctx.commands
+                .unfinished(agent_id)
                 .await
                 .map_err(|e| e.to_string())
         } else {

@@ -61,6 +61,8 @@ pub(crate) struct AppState {
             streamspace_store::HeartbeatOutcome,
         >,
     >,
+    /// The live sessions of (re)connecting agents, read in batches for their reconciliation.
+    pub live_sessions: Arc<crate::batch::Batcher<String, Vec<streamspace_proto::api::Session>>>,
     /// Command writes carried in batches (the dispatcher shares them).
     pub commands: Arc<crate::batch::CommandBatches>,
 }
@@ -69,8 +71,8 @@ pub(crate) struct AppState {
 /// the previous batch is being written.
 pub(crate) type Registrar = crate::batch::Batcher<streamspace_store::AgentRegistration, i64>;
 
-/// The most requests one batch of [`AppState::registrar`], [`AppState::agent_keys`] or
-/// [`AppState::heartbeats`] carries.
+/// The most requests one batch of [`AppState::registrar`], [`AppState::agent_keys`],
+/// [`AppState::heartbeats`] or [`AppState::live_sessions`] carries.
 const AGENT_BATCH: usize = 512;
 
 /// The receiving ends of the [`crate::cluster::Events`] a replica's cluster sends, for the
@@ -167,7 +169,15 @@ pub(crate) fn assemble(
         shutdown.clone(),
         |store, beats| async move { store.heartbeat_agents(&beats).await },
     ));
+    let live_sessions = Arc::new(crate::batch::store_batcher(
+        &store,
+        AGENT_BATCH,
+        1,
+        shutdown.clone(),
+        |store, agents| async move { store.list_live_sessions_of(&agents).await },
+    ));
     let state = AppState {
+        live_sessions,
         commands,
         registrar,
         agent_keys,

@@ -558,6 +558,15 @@ pub trait Store:
     /// have fewer than `max_attempts` attempts. With `include_unfinished`, also every `sent` and
     /// `acknowledged` command regardless of timing (used when an agent (re)connects: it answers
     /// duplicates from memory and re-runs idempotent actions otherwise).
+    /// Every unfinished command (`pending`, `sent` or `acknowledged`) of each of `agent_ids`,
+    /// at most `limit` per agent, oldest first — what [`Store::deliverable_commands`] reads
+    /// with `include_unfinished` when an agent (re)connects — in one statement on PostgreSQL;
+    /// answers in the order of `agent_ids`.
+    async fn unfinished_commands_of(
+        &self,
+        agent_ids: &[String],
+        limit: i64,
+    ) -> Result<Vec<Vec<Command>>>;
     async fn deliverable_commands(
         &self,
         agent_id: &str,
@@ -651,6 +660,10 @@ pub trait Store:
     /// The sessions placed on `agent_id` that have not ended (not terminated or failed),
     /// for reconciling what a (re)connecting agent reports.
     async fn list_live_sessions(&self, agent_id: &str) -> Result<Vec<Session>>;
+    /// [`Store::list_live_sessions`] for several agents at once — one statement on PostgreSQL,
+    /// so that a storm of reconnecting agents is reconciled in a few — answering in the order
+    /// of `agent_ids`.
+    async fn list_live_sessions_of(&self, agent_ids: &[String]) -> Result<Vec<Vec<Session>>>;
 }
 
 /// Which sessions [`Store::list_sessions`] reads; the default reads them all.

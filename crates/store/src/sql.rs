@@ -61,6 +61,7 @@ macro_rules! key_columns {
 
 pub(crate) use command_columns;
 pub(crate) use key_columns;
+pub(crate) use session_columns;
 
 pub(crate) const SETTING_INSERT: &str =
     "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";

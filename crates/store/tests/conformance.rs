@@ -58,6 +58,7 @@ conformance!(
     epoch_fences_stale_connections,
     a_batch_of_registrations_is_each_agents_own,
     a_batch_of_heartbeats_checks_each_key_and_epoch,
+    batched_reconnect_reads_answer_as_the_one_agent_reads,
     expire_agents_marks_silent_agents_offline,
     deliverable_commands_follow_backoff,
     fail_stuck_commands_fails_what_cannot_finish,
@@ -727,6 +728,97 @@ async fn a_batch_of_heartbeats_checks_each_key_and_epoch(db: &Db) -> Result<()> 
         );
     }
     ensure!(store.heartbeat_agents(&[]).await?.is_empty());
+    Ok(())
+}
+
+/// What a (re)connecting agent's reconciliation and first dispatch read, for many agents at
+/// once: each agent's answer is what the one-agent read gives, in the order asked.
+async fn batched_reconnect_reads_answer_as_the_one_agent_reads(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    // Two sessions on a1, one of them ended; then one on a2, now the less loaded.
+    register(&*store, "a1", 3).await?;
+    let (ended, ended_start) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
+    let (live, live_start) = store
+        .create_session(&new_session("alice"), &audit())
+        .await?;
+    store
+        .set_session_state(ended.id, SessionState::Terminated, None, None)
+        .await?;
+    register(&*store, "a2", 3).await?;
+    let (on_a2, _) = store.create_session(&new_session("bob"), &audit()).await?;
+    ensure!(on_a2.agent_id.as_deref() == Some("a2"), "{on_a2:?}");
+
+    // a1's commands: one sent, one acknowledged, a ping pending and one completed.
+    let ping = |agent: &str| NewCommand {
+        command_id: Uuid::now_v7(),
+        agent_id: agent.into(),
+        session_id: None,
+        action: Action::Ping,
+        payload: json!({}),
+    };
+    let pending = store.create_command(&ping("a1")).await?;
+    let done = store.create_command(&ping("a1")).await?;
+    store.claim_delivery(ended_start.command_id, 0).await?;
+    store.claim_delivery(live_start.command_id, 0).await?;
+    ensure!(store.ack_command("a1", live_start.command_id).await?);
+    store
+        .finish_command(
+            "a1",
+            done.command_id,
+            &CommandOutcome::Completed(json!({"pong": true})),
+        )
+        .await?;
+
+    let asked: Vec<String> = ["a2", "a1", "nobody", "a1"].map(String::from).to_vec();
+    let sessions = store.list_live_sessions_of(&asked).await?;
+    let session_ids =
+        |v: &[streamspace_proto::api::Session]| v.iter().map(|s| s.id).collect::<Vec<_>>();
+    ensure!(sessions.len() == 4, "{sessions:?}");
+    ensure!(session_ids(&sessions[0]) == [on_a2.id], "{sessions:?}");
+    ensure!(
+        session_ids(&sessions[1]) == [live.id],
+        "ended sessions are left out: {sessions:?}"
+    );
+    ensure!(
+        sessions[2].is_empty() && sessions[3] == sessions[1],
+        "{sessions:?}"
+    );
+    for (agent, batched) in asked.iter().zip(&sessions) {
+        ensure!(
+            *batched == store.list_live_sessions(agent).await?,
+            "{agent}"
+        );
+    }
+
+    let command_ids =
+        |v: &[streamspace_proto::api::Command]| v.iter().map(|c| c.command_id).collect::<Vec<_>>();
+    for limit in [10, 2] {
+        let unfinished = store.unfinished_commands_of(&asked, limit).await?;
+        ensure!(unfinished.len() == 4, "{unfinished:?}");
+        for (agent, batched) in asked.iter().zip(&unfinished) {
+            let one = store
+                .deliverable_commands(agent, 3600.0, 3, true, limit)
+                .await?;
+            ensure!(
+                command_ids(batched) == command_ids(&one),
+                "{agent}, limit {limit}: {batched:?} against {one:?}"
+            );
+        }
+        let a1 = command_ids(&unfinished[1]);
+        let all = [
+            ended_start.command_id,
+            live_start.command_id,
+            pending.command_id,
+        ];
+        ensure!(
+            a1 == all[..(limit as usize).min(3)],
+            "a1's unfinished commands, oldest first, at most {limit}: {a1:?}"
+        );
+    }
+    ensure!(store.list_live_sessions_of(&[]).await?.is_empty());
+    ensure!(store.unfinished_commands_of(&[], 10).await?.is_empty());
     Ok(())
 }
 

@@ -280,7 +280,7 @@ impl Conn {
             }
         }
         let held: HashSet<Uuid> = reported.iter().map(|s| s.session_id).collect();
-        let sessions = match self.app.store.list_live_sessions(agent_id).await {
+        let sessions = match self.app.live_sessions.call(agent_id.to_owned()).await {
             Ok(sessions) => sessions,
             Err(e) => {
                 tracing::warn!(error = %e, "listing sessions for reconciliation failed");

@@ -481,6 +481,16 @@ macro_rules! impl_store {
                 $crate::rows::convert_all(rows)
             }
 
+            async fn list_live_sessions_of(
+                &self,
+                agent_ids: &[String],
+            ) -> $crate::Result<Vec<Vec<streamspace_proto::api::Session>>> {
+                if agent_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.live_sessions_batch(agent_ids).await
+            }
+
             async fn list_sessions(
                 &self,
                 query: &$crate::SessionQuery<'_>,
@@ -604,6 +614,17 @@ macro_rules! impl_store {
                     .fetch_all(&self.pool)
                     .await?;
                 $crate::rows::convert_all(rows)
+            }
+
+            async fn unfinished_commands_of(
+                &self,
+                agent_ids: &[String],
+                limit: i64,
+            ) -> $crate::Result<Vec<Vec<streamspace_proto::api::Command>>> {
+                if agent_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.unfinished_batch(agent_ids, limit.max(0)).await
             }
 
             async fn agents_with_deliverable_commands(

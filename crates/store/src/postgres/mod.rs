@@ -127,6 +127,56 @@ static HEARTBEAT_MANY: LazyLock<String> = LazyLock::new(|| {
         .to_owned()
 });
 
+/// The sessions of the agents `$1` that have not ended, newest first (as
+/// [`sql::SESSION_LIST_LIVE`] reads one agent's).
+static LIVE_SESSIONS_OF: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM sessions WHERE agent_id = ANY($1) \
+         AND state NOT IN ('terminated', 'failed') ORDER BY created_at DESC, id DESC",
+        sql::session_columns!()
+    )
+});
+
+/// At most `$2` unfinished commands of each agent of `$1`, oldest first (a lateral subquery
+/// per agent keeps the per-agent limit).
+static UNFINISHED_OF: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT due.* FROM unnest($1::text[]) AS a(for_agent) CROSS JOIN LATERAL \
+         (SELECT {} FROM agent_commands WHERE agent_id = a.for_agent \
+         AND status IN ('pending', 'sent', 'acknowledged') ORDER BY id LIMIT $2) AS due",
+        sql::command_columns!()
+    )
+});
+
+/// `rows` (each naming its agent with `agent`) grouped per agent of `agent_ids`, in their
+/// order, each group keeping the rows' order; an agent named twice gets its rows twice.
+fn per_agent<T: Clone>(
+    agent_ids: &[String],
+    rows: Vec<T>,
+    agent: impl Fn(&T) -> Option<&str>,
+) -> Vec<Vec<T>> {
+    let mut by_agent: HashMap<String, Vec<T>> = HashMap::new();
+    for row in rows {
+        if let Some(id) = agent(&row) {
+            by_agent.entry(id.to_owned()).or_default().push(row);
+        }
+    }
+    agent_ids
+        .iter()
+        .map(|id| by_agent.get(id).cloned().unwrap_or_default())
+        .collect()
+}
+
+/// The distinct ids of `agent_ids`, for an array parameter.
+fn distinct(agent_ids: &[String]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::new();
+    agent_ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
+
 /// A heartbeat's outcome from (its key was valid, its connection was current).
 fn heartbeat_outcome((key_valid, current): (bool, bool)) -> crate::HeartbeatOutcome {
     match (key_valid, current) {
@@ -212,6 +262,37 @@ impl PgStore {
     }
 
     /// One lookup for all of them, then one update of the `last_used_at` that are stale.
+    /// One statement for every agent of the batch.
+    async fn live_sessions_batch(&self, agent_ids: &[String]) -> Result<Vec<Vec<Session>>> {
+        let rows = sqlx::query_as::<_, crate::rows::SessionRow>(sqlx::AssertSqlSafe(
+            LIVE_SESSIONS_OF.as_str(),
+        ))
+        .bind(distinct(agent_ids))
+        .fetch_all(&self.pool)
+        .await?;
+        let sessions: Vec<Session> = crate::rows::convert_all(rows)?;
+        Ok(per_agent(agent_ids, sessions, |s| s.agent_id.as_deref()))
+    }
+
+    /// One statement for every agent of the batch.
+    async fn unfinished_batch(
+        &self,
+        agent_ids: &[String],
+        limit: i64,
+    ) -> Result<Vec<Vec<Command>>> {
+        let rows = sqlx::query_as::<_, CommandRow>(sqlx::AssertSqlSafe(UNFINISHED_OF.as_str()))
+            .bind(distinct(agent_ids))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut commands: Vec<Command> = crate::rows::convert_all(rows)?;
+        // The lateral rows come agent by agent in the subquery's order; keep it explicit.
+        commands.sort_by_key(|c| c.id);
+        Ok(per_agent(agent_ids, commands, |c| {
+            Some(c.agent_id.as_str())
+        }))
+    }
+
     /// One statement for the whole batch (see [`HEARTBEAT_MANY`]).
     async fn heartbeat_batch(
         &self,

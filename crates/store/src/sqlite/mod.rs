@@ -27,6 +27,31 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// One agent after another: SQLite answers in the process, with no round trip to save.
+    async fn live_sessions_batch(&self, agent_ids: &[String]) -> Result<Vec<Vec<Session>>> {
+        let mut all = Vec::with_capacity(agent_ids.len());
+        for agent_id in agent_ids {
+            all.push(crate::Store::list_live_sessions(self, agent_id).await?);
+        }
+        Ok(all)
+    }
+
+    /// One agent after another, as [`Self::live_sessions_batch`].
+    async fn unfinished_batch(
+        &self,
+        agent_ids: &[String],
+        limit: i64,
+    ) -> Result<Vec<Vec<Command>>> {
+        let mut all = Vec::with_capacity(agent_ids.len());
+        for agent_id in agent_ids {
+            // With every unfinished command included, the timing arguments select nothing more.
+            all.push(
+                crate::Store::deliverable_commands(self, agent_id, 0.0, 0, true, limit).await?,
+            );
+        }
+        Ok(all)
+    }
+
     /// One write transaction for the whole batch, each heartbeat checking its key first.
     async fn heartbeat_batch(
         &self,
