@@ -76,7 +76,12 @@ pub async fn open_with(
             .headers_mut()
             .insert("origin", HeaderValue::from_str(origin)?);
     }
-    let config = WebSocketConfig::default().max_message_size(Some(16 << 20));
+    // A small read buffer: the bench runs ten thousand of these in one process, and
+    // tungstenite's default (128 KiB, zeroed per connection) made the harness's own reconnects
+    // cost more than the server's. Messages of any size up to the limit still arrive whole.
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(16 << 20))
+        .read_buffer_size(4096);
     let connector = tls.map(tokio_tungstenite::Connector::Rustls);
     let dial =
         tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
