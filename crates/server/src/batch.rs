@@ -202,10 +202,12 @@ impl CommandBatches {
                         .await
                 },
             ),
+            // Read only when agents (re)connect, so usually in a storm: one batch at a time
+            // gathers the most agents per statement, as registrations do.
             unfinished: store_batcher(
                 store,
                 COMMAND_BATCH,
-                COMMAND_BATCHES_IN_FLIGHT,
+                1,
                 stop.clone(),
                 move |store, agents| async move {
                     store.unfinished_commands_of(&agents, claim_limit).await
