@@ -690,11 +690,22 @@ pub enum Purge {
     Audit,
 }
 
+/// Connections a PostgreSQL store keeps at most, unless told otherwise.
+pub const DEFAULT_PG_POOL_SIZE: u32 = 16;
+
 /// Opens the store a URL names: `postgres://…`/`postgresql://…` or `sqlite:PATH` / `sqlite://PATH`
 /// (created if missing). Does not migrate.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with_pool(url, DEFAULT_PG_POOL_SIZE).await
+}
+
+/// [`open`], a PostgreSQL store keeping at most `pg_pool_size` connections (at least one).
+/// SQLite's pool is its own (one writer, a few readers) and does not change.
+pub async fn open_with_pool(url: &str, pg_pool_size: u32) -> Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+        Ok(Arc::new(
+            postgres::PgStore::connect_with_pool(url, pg_pool_size).await?,
+        ))
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
     } else {

@@ -215,6 +215,12 @@ pub struct ServerArgs {
     /// (sqlite:PATH) database.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// Connections this replica keeps to PostgreSQL at most. Every replica has its own pool,
+    /// so replicas × this must stay under the server's `max_connections`; fewer also means
+    /// fewer backends to wake where the database shares a few CPUs. SQLite ignores it.
+    #[arg(long, env = "STREAMSPACE_DATABASE_POOL_SIZE", default_value_t = streamspace_store::DEFAULT_PG_POOL_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool_size: u32,
     /// Address to listen on.
     #[arg(long, env = "STREAMSPACE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
@@ -1279,6 +1285,24 @@ mod tests {
             "the error does not name {flag}: {text}"
         );
         text
+    }
+
+    #[test]
+    fn the_database_pool_size_defaults_to_sixteen_and_refuses_zero() {
+        let pool = |extra: &[&str]| {
+            let base = ["streamspace", "server", "--database-url", "sqlite::memory:"];
+            Cli::try_parse_from(base.iter().chain(extra.iter())).map(|cli| match cli.command {
+                Command::Server(server) => server.database_pool_size,
+                other => panic!("expected the server command, got {other:?}"),
+            })
+        };
+        assert_eq!(pool(&[]).expect("the default"), 16);
+        assert_eq!(pool(&["--database-pool-size", "4"]).expect("a size"), 4);
+        refused(pool(&["--database-pool-size", "0"]), "--database-pool-size");
+        refused(
+            pool(&["--database-pool-size", "1001"]),
+            "--database-pool-size",
+        );
     }
 
     #[test]

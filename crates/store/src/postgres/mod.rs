@@ -193,10 +193,16 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects to `url` (`postgres://…` or `postgresql://…`). Does not migrate.
+    /// Connects to `url` (`postgres://…` or `postgresql://…`) with a pool of at most
+    /// [`crate::DEFAULT_PG_POOL_SIZE`] connections. Does not migrate.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_pool(url, crate::DEFAULT_PG_POOL_SIZE).await
+    }
+
+    /// [`Self::connect`] with a pool of at most `pool_size` connections (at least one).
+    pub async fn connect_with_pool(url: &str, pool_size: u32) -> Result<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(pool_size.max(1))
             // No ping before every statement: it doubled the round trips of the command path.
             // A connection that died idle fails its next statement, which reports the error
             // and is retried by its caller (the dispatcher, the agent, the API client); the

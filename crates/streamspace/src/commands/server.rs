@@ -67,7 +67,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             tracing::info!(?applied, "applied migrations");
         }
     }
-    let store = streamspace_store::open(&args.database_url)
+    let store = streamspace_store::open_with_pool(&args.database_url, args.database_pool_size)
         .await
         .context("opening the database")?;
     let env_token = std::env::var("STREAMSPACE_ADMIN_TOKEN")
