@@ -174,7 +174,7 @@ const COMMAND_BATCH: usize = 256;
 const COMMAND_BATCHES_IN_FLIGHT: usize = 4;
 
 impl CommandBatches {
-    /// Starts the three batchers; claims take at most `claim_limit` commands per agent with
+    /// Starts the four batchers; claims take at most `claim_limit` commands per agent with
     /// the replica's ack timeout and attempt limit.
     pub(crate) fn start(
         store: &Arc<dyn Store>,

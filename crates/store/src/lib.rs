@@ -553,11 +553,6 @@ pub trait Store:
         owner_id: Option<Uuid>,
         before_id: Option<i64>,
     ) -> Result<Vec<Command>>;
-    /// Commands to deliver to `agent_id` now, oldest first: `pending` ones, plus `sent` ones whose
-    /// last send is older than their backoff (`ack_timeout_secs · 2^(attempts-1)`) and which
-    /// have fewer than `max_attempts` attempts. With `include_unfinished`, also every `sent` and
-    /// `acknowledged` command regardless of timing (used when an agent (re)connects: it answers
-    /// duplicates from memory and re-runs idempotent actions otherwise).
     /// Every unfinished command (`pending`, `sent` or `acknowledged`) of each of `agent_ids`,
     /// at most `limit` per agent, oldest first — what [`Store::deliverable_commands`] reads
     /// with `include_unfinished` when an agent (re)connects — in one statement on PostgreSQL;
@@ -567,6 +562,11 @@ pub trait Store:
         agent_ids: &[String],
         limit: i64,
     ) -> Result<Vec<Vec<Command>>>;
+    /// Commands to deliver to `agent_id` now, oldest first: `pending` ones, plus `sent` ones whose
+    /// last send is older than their backoff (`ack_timeout_secs · 2^(attempts-1)`) and which
+    /// have fewer than `max_attempts` attempts. With `include_unfinished`, also every `sent` and
+    /// `acknowledged` command regardless of timing (used when an agent (re)connects: it answers
+    /// duplicates from memory and re-runs idempotent actions otherwise).
     async fn deliverable_commands(
         &self,
         agent_id: &str,

@@ -480,10 +480,14 @@ impl Statements {
                  WHERE agent_id = $1 AND epoch = $2"
                     .to_owned(),
             ),
+            // Rows a heartbeat or a registration holds are skipped (that agent is alive): the
+            // sweep never waits on their batches, so it cannot deadlock with them.
             agent_expire: leak(format!(
-                "UPDATE agents SET status = 'offline', replica_id = NULL WHERE status = 'online' \
-                 AND (last_heartbeat_at IS NULL OR last_heartbeat_at < {}) RETURNING agent_id",
-                ago("$1")
+                "UPDATE agents SET status = 'offline', replica_id = NULL WHERE agent_id IN \
+                 (SELECT agent_id FROM agents WHERE status = 'online' \
+                 AND (last_heartbeat_at IS NULL OR last_heartbeat_at < {}){}) RETURNING agent_id",
+                ago("$1"),
+                d.lock_skip
             )),
             command_claim: leak(format!(
                 "UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, \

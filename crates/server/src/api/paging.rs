@@ -36,7 +36,12 @@ pub(crate) fn cursor(key: &str) -> String {
 pub(crate) fn key(cursor: &str) -> Result<String, ApiError> {
     let bad = || ApiError::bad_request("cursor is not one this server gave out (use next_cursor)");
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    String::from_utf8(bytes).map_err(|_| bad())
+    let key = String::from_utf8(bytes).map_err(|_| bad())?;
+    // No key handed out holds a control character, and PostgreSQL refuses NUL in text.
+    if key.chars().any(char::is_control) {
+        return Err(bad());
+    }
+    Ok(key)
 }
 
 /// The key of a cursor parsed as `T` (an id), or 400.

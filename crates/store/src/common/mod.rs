@@ -405,7 +405,7 @@ macro_rules! impl_store {
             ) -> $crate::Result<Vec<streamspace_proto::api::Agent>> {
                 let rows = sqlx::query_as::<_, $crate::rows::AgentRow>($crate::sql::AGENT_LIST)
                     .bind(after)
-                    .bind(limit)
+                    .bind(limit.max(0))
                     .fetch_all(&self.pool)
                     .await?;
                 $crate::rows::convert_all(rows)

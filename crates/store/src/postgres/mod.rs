@@ -267,7 +267,6 @@ impl PgStore {
         Err(StoreError::NoCapacity)
     }
 
-    /// One lookup for all of them, then one update of the `last_used_at` that are stale.
     /// One statement for every agent of the batch.
     async fn live_sessions_batch(&self, agent_ids: &[String]) -> Result<Vec<Vec<Session>>> {
         let rows = sqlx::query_as::<_, crate::rows::SessionRow>(sqlx::AssertSqlSafe(
@@ -304,23 +303,28 @@ impl PgStore {
         &self,
         beats: &[crate::AgentHeartbeat],
     ) -> Result<Vec<crate::HeartbeatOutcome>> {
+        // In agent id order, as registration batches lock their rows, so that two batches
+        // never wait on each other in a circle; the answers are put back in the callers' order.
+        let mut order: Vec<usize> = (0..beats.len()).collect();
+        order.sort_by(|&a, &b| beats[a].agent_id.cmp(&beats[b].agent_id));
+        let sorted: Vec<&crate::AgentHeartbeat> = order.iter().map(|&i| &beats[i]).collect();
         let rows: Vec<(bool, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(HEARTBEAT_MANY.as_str()))
             .bind(
-                beats
+                sorted
                     .iter()
                     .map(|b| b.agent_id.as_str())
                     .collect::<Vec<_>>(),
             )
-            .bind(beats.iter().map(|b| b.epoch).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|b| b.epoch).collect::<Vec<_>>())
             .bind(
-                beats
+                sorted
                     .iter()
                     .map(|b| b.max_sessions.max(0))
                     .collect::<Vec<_>>(),
             )
-            .bind(beats.iter().map(|b| b.key_id).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|b| b.key_id).collect::<Vec<_>>())
             .bind(
-                beats
+                sorted
                     .iter()
                     .map(|b| b.replica_id.as_str())
                     .collect::<Vec<_>>(),
@@ -334,9 +338,14 @@ impl PgStore {
                 rows.len()
             )));
         }
-        Ok(rows.into_iter().map(heartbeat_outcome).collect())
+        let mut outcomes = vec![crate::HeartbeatOutcome::Replaced; beats.len()];
+        for (&i, row) in order.iter().zip(rows) {
+            outcomes[i] = heartbeat_outcome(row);
+        }
+        Ok(outcomes)
     }
 
+    /// One lookup for all of them, then one update of the `last_used_at` that are stale.
     async fn find_keys_batch(&self, hashes: &[String]) -> Result<Vec<Option<crate::ApiKeyRecord>>> {
         if hashes.is_empty() {
             return Ok(Vec::new());
@@ -385,9 +394,12 @@ impl PgStore {
         let mut left: Vec<usize> = (0..regs.len()).collect();
         while !left.is_empty() {
             let mut seen = std::collections::HashSet::new();
-            let (round, later): (Vec<usize>, Vec<usize>) = left
+            let (mut round, later): (Vec<usize>, Vec<usize>) = left
                 .iter()
                 .partition(|&&i| seen.insert(regs[i].agent_id.as_str()));
+            // Rows locked in id order, as the heartbeat batches lock them: two batches never
+            // wait on each other in a circle.
+            round.sort_by(|&a, &b| regs[a].agent_id.cmp(&regs[b].agent_id));
             let column = |f: &dyn Fn(&crate::AgentRegistration) -> String| -> Vec<String> {
                 round.iter().map(|&i| f(&regs[i])).collect()
             };
