@@ -188,7 +188,8 @@ impl FakeAgent {
         Self::connect_with(ws_url, key, agent_id, register).await
     }
 
-    async fn connect_with(
+    /// Connects and registers with `register` as it is (e.g. one saying `file_transfer`).
+    pub async fn connect_with(
         ws_url: &str,
         key: &str,
         agent_id: &str,

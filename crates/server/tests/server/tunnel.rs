@@ -315,6 +315,59 @@ async fn a_raw_data_connection_carries_the_bytes_as_they_are() -> anyhow::Result
     s.stop().await
 }
 
+/// A file transfer's frames carry tags, which a raw stream has not: an agent that answers a
+/// transfer with a raw data connection gets its upgrade, and the API client a 502 that says
+/// why, not a hang or a garbled file.
+#[tokio::test]
+async fn a_transfer_opened_as_a_raw_stream_is_refused_with_502() -> anyhow::Result<()> {
+    let s = TestServer::sqlite(config()).await?;
+    let key = s.agent_key("a1").await?;
+    let AgentMessage::Register(register) =
+        crate::common::fake_agent::register_message("a1", 4, vec![])
+    else {
+        bail!("register_message made no register");
+    };
+    let register = AgentMessage::Register(streamspace_proto::wire::Register {
+        file_transfer: true,
+        ..register
+    });
+    let mut agent = FakeAgent::connect_with(&s.ws_url, &key, "a1", register).await?;
+    let session = s.create_session("xterm").await?;
+    agent.run_next(Action::StartSession).await?;
+    agent
+        .send(&AgentMessage::SessionStatus(FakeAgent::status(
+            session.id,
+            SessionState::Running,
+        )))
+        .await?;
+    s.wait_session_state(session.id, SessionState::Running)
+        .await?;
+
+    let path = format!("/api/v1/sessions/{}/files", session.id);
+    let answer_raw = async {
+        let open = match agent.recv().await? {
+            ServerMessage::TransferOpen(open) => open,
+            other => bail!("expected transfer_open, got {other:?}"),
+        };
+        // Held open until the API has answered: the refusal is the server's, not a hang-up.
+        raw(&data_url(&s, &open.token), &key)
+            .await
+            .context("the raw upgrade itself is accepted")
+    };
+    let (listed, stream) = tokio::join!(s.call(Method::GET, &path, None), answer_raw);
+    let _stream = stream?;
+    let (status, body) = listed?;
+    assert_eq!(status, reqwest::StatusCode::BAD_GATEWAY, "{body}");
+    crate::common::assert_error(&body, "agent_unavailable");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("raw stream")),
+        "{body}"
+    );
+    s.stop().await
+}
+
 #[tokio::test]
 async fn agent_reports_and_session_changes_close_viewers() -> anyhow::Result<()> {
     let (s, mut agent, id) = running_session().await?;
