@@ -75,6 +75,28 @@ pub(crate) type Registrar = crate::batch::Batcher<streamspace_store::AgentRegist
 /// [`AppState::heartbeats`] or [`AppState::live_sessions`] carries.
 const AGENT_BATCH: usize = 512;
 
+/// A batcher for the work of connecting and connected agents (see [`AGENT_BATCH`]): one batch
+/// in flight, so that a reconnect storm gathers into as few statements as it can.
+fn agent_batcher<Req, Resp, F, Fut>(
+    store: &Arc<dyn Store>,
+    shutdown: &CancellationToken,
+    call: F,
+) -> Arc<crate::batch::Batcher<Req, Resp>>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(Arc<dyn Store>, Vec<Req>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = streamspace_store::Result<Vec<Resp>>> + Send + 'static,
+{
+    Arc::new(crate::batch::store_batcher(
+        store,
+        AGENT_BATCH,
+        1,
+        shutdown.clone(),
+        call,
+    ))
+}
+
 /// The receiving ends of the [`crate::cluster::Events`] a replica's cluster sends, for the
 /// listeners `serve` starts.
 pub(crate) struct EventReceivers {
@@ -148,34 +170,18 @@ pub(crate) fn assemble(
         shutdown.clone(),
         tasks,
     );
-    let registrar = Arc::new(crate::batch::store_batcher(
-        &store,
-        AGENT_BATCH,
-        1,
-        shutdown.clone(),
-        |store, regs| async move { store.register_agents(&regs).await },
-    ));
-    let agent_keys = Arc::new(crate::batch::store_batcher(
-        &store,
-        AGENT_BATCH,
-        1,
-        shutdown.clone(),
-        |store, hashes| async move { store.find_api_keys(&hashes).await },
-    ));
-    let heartbeats = Arc::new(crate::batch::store_batcher(
-        &store,
-        AGENT_BATCH,
-        1,
-        shutdown.clone(),
-        |store, beats| async move { store.heartbeat_agents(&beats).await },
-    ));
-    let live_sessions = Arc::new(crate::batch::store_batcher(
-        &store,
-        AGENT_BATCH,
-        1,
-        shutdown.clone(),
-        |store, agents| async move { store.list_live_sessions_of(&agents).await },
-    ));
+    let registrar = agent_batcher(&store, &shutdown, |store, regs| async move {
+        store.register_agents(&regs).await
+    });
+    let agent_keys = agent_batcher(&store, &shutdown, |store, hashes| async move {
+        store.find_api_keys(&hashes).await
+    });
+    let heartbeats = agent_batcher(&store, &shutdown, |store, beats| async move {
+        store.heartbeat_agents(&beats).await
+    });
+    let live_sessions = agent_batcher(&store, &shutdown, |store, agents| async move {
+        store.list_live_sessions_of(&agents).await
+    });
     let state = AppState {
         live_sessions,
         commands,

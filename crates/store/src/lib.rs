@@ -461,23 +461,14 @@ pub trait Store:
     /// than per agent. Returns the epochs in the order of `regs`; an agent named twice is
     /// registered twice, in that order (the later one holding the newer epoch).
     async fn register_agents(&self, regs: &[AgentRegistration]) -> Result<Vec<i64>>;
-    /// Records a heartbeat (and the capacity it reports) for the connection with `epoch`, held
-    /// by `replica_id`; returns false if that connection is no longer current (a newer
-    /// registration happened). The agent is online on `replica_id` afterwards even if a sweep
-    /// marked it offline meanwhile: a sweep on another replica cannot close the connection, and
-    /// under load a heartbeat can be recorded after the liveness timeout.
-    async fn heartbeat_agent(
-        &self,
-        agent_id: &str,
-        epoch: i64,
-        max_sessions: i32,
-        replica_id: &str,
-    ) -> Result<bool>;
-    /// [`Store::heartbeat_agent`] for several connections at once, each also checking that the
-    /// key its agent connected with is still valid (not revoked, expired or deleted) — one
-    /// statement on PostgreSQL, so that ten thousand agents heartbeating cost a round trip
-    /// per batch rather than two per heartbeat. A heartbeat whose key is gone is not recorded.
-    /// Answers in the order of `beats`.
+    /// Records heartbeats (and the capacities they report), each for the connection with its
+    /// `epoch`, held by its `replica_id`, if the key its agent connected with is still valid
+    /// (not revoked, expired or deleted) and the connection is still current (no newer
+    /// registration happened); answers each in the order of `beats`. A recorded heartbeat puts
+    /// the agent online on its replica even if a sweep marked it offline meanwhile: a sweep on
+    /// another replica cannot close the connection, and under load a heartbeat can be recorded
+    /// after the liveness timeout. One statement on PostgreSQL, so that ten thousand agents
+    /// heartbeating cost a round trip per batch rather than two per heartbeat.
     async fn heartbeat_agents(&self, beats: &[AgentHeartbeat]) -> Result<Vec<HeartbeatOutcome>>;
     /// Marks the agent offline only if `epoch` is still its current one (a stale connection's
     /// cleanup never marks the newer connection's agent offline).

@@ -15,7 +15,7 @@ use streamspace_store::{
     ApiKeyKind, CommandOutcome, MigrationState, NewApiKey, NewCommand, SessionQuery, StoreError,
     migrate,
 };
-use support::{Db, audit, new_session, new_session_for, register, registration};
+use support::{Db, audit, heartbeat, new_session, new_session_for, register, registration};
 use uuid::Uuid;
 
 /// Declares every conformance test once per backend.
@@ -220,9 +220,7 @@ async fn updated_at_follows_updates_and_created_at_stays(db: &Db) -> Result<()> 
     let before = store.get_agent("a1").await?;
     db.clock_past(before.updated_at).await?;
     ensure!(
-        store
-            .heartbeat_agent("a1", before.epoch, 5, "replica-1")
-            .await?,
+        heartbeat(&*store, "a1", before.epoch, 5, "replica-1").await?,
         "heartbeat refused"
     );
     let after = store.get_agent("a1").await?;
@@ -604,11 +602,11 @@ async fn epoch_fences_stale_connections(db: &Db) -> Result<()> {
         "stale cleanup won"
     );
     ensure!(
-        !store.heartbeat_agent("a1", old, 1, "replica-1").await?,
+        !heartbeat(&*store, "a1", old, 1, "replica-1").await?,
         "stale heartbeat accepted"
     );
     ensure!(
-        store.heartbeat_agent("a1", new, 1, "replica-1").await?,
+        heartbeat(&*store, "a1", new, 1, "replica-1").await?,
         "current heartbeat refused"
     );
     ensure!(store.agent_disconnected("a1", new).await?);
@@ -655,16 +653,8 @@ async fn a_batch_of_registrations_is_each_agents_own(db: &Db) -> Result<()> {
         "{twice:?}"
     );
     // The older registration is fenced like any stale connection.
-    ensure!(
-        !store
-            .heartbeat_agent("twice", epochs[2], 3, "replica-1")
-            .await?
-    );
-    ensure!(
-        store
-            .heartbeat_agent("twice", epochs[3], 3, "replica-1")
-            .await?
-    );
+    ensure!(!heartbeat(&*store, "twice", epochs[2], 3, "replica-1").await?);
+    ensure!(heartbeat(&*store, "twice", epochs[3], 3, "replica-1").await?);
     ensure!(store.register_agents(&[]).await?.is_empty());
     Ok(())
 }
@@ -845,7 +835,7 @@ async fn expire_agents_marks_silent_agents_offline(db: &Db) -> Result<()> {
     // Its connection was only slow (a sweep elsewhere cannot close it): its next heartbeat puts
     // the agent back online on the replica holding it.
     ensure!(
-        store.heartbeat_agent("a", epoch, 1, "replica-2").await?,
+        heartbeat(&*store, "a", epoch, 1, "replica-2").await?,
         "a late heartbeat of the current connection was refused"
     );
     let agent = store.get_agent("a").await?;

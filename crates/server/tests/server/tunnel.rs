@@ -41,6 +41,12 @@ async fn running_session_with(
 ) -> anyhow::Result<(TestServer, FakeAgent, Uuid)> {
     let s = TestServer::sqlite(config).await?;
     let mut agent = s.agent("a1", 4).await?;
+    let id = run_a_session(&s, &mut agent).await?;
+    Ok((s, agent, id))
+}
+
+/// Creates an `xterm` session, which `agent` (the only one) starts and reports running.
+async fn run_a_session(s: &TestServer, agent: &mut FakeAgent) -> anyhow::Result<Uuid> {
     let session = s.create_session("xterm").await?;
     agent.run_next(Action::StartSession).await?;
     agent
@@ -51,7 +57,7 @@ async fn running_session_with(
         .await?;
     s.wait_session_state(session.id, SessionState::Running)
         .await?;
-    Ok((s, agent, session.id))
+    Ok(session.id)
 }
 
 async fn connect_info(s: &TestServer, id: Uuid) -> anyhow::Result<ConnectInfo> {
@@ -332,18 +338,9 @@ async fn a_transfer_opened_as_a_raw_stream_is_refused_with_502() -> anyhow::Resu
         ..register
     });
     let mut agent = FakeAgent::connect_with(&s.ws_url, &key, "a1", register).await?;
-    let session = s.create_session("xterm").await?;
-    agent.run_next(Action::StartSession).await?;
-    agent
-        .send(&AgentMessage::SessionStatus(FakeAgent::status(
-            session.id,
-            SessionState::Running,
-        )))
-        .await?;
-    s.wait_session_state(session.id, SessionState::Running)
-        .await?;
+    let id = run_a_session(&s, &mut agent).await?;
 
-    let path = format!("/api/v1/sessions/{}/files", session.id);
+    let path = format!("/api/v1/sessions/{id}/files");
     let answer_raw = async {
         let open = match agent.recv().await? {
             ServerMessage::TransferOpen(open) => open,

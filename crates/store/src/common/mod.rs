@@ -341,23 +341,6 @@ macro_rules! impl_store {
                 self.register_batch(regs).await
             }
 
-            async fn heartbeat_agent(
-                &self,
-                agent_id: &str,
-                epoch: i64,
-                max_sessions: i32,
-                replica_id: &str,
-            ) -> $crate::Result<bool> {
-                let done = sqlx::query($stmts.agent_heartbeat)
-                    .bind(agent_id)
-                    .bind(epoch)
-                    .bind(max_sessions.max(0))
-                    .bind(replica_id)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() > 0)
-            }
-
             async fn heartbeat_agents(
                 &self,
                 beats: &[$crate::AgentHeartbeat],

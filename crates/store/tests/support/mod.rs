@@ -6,7 +6,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde_json::json;
 use sqlx::{PgPool, SqlitePool};
-use streamspace_store::{AgentRegistration, NewSession, Store, migrate};
+use streamspace_store::{
+    AgentHeartbeat, AgentRegistration, ApiKeyKind, HeartbeatOutcome, NewApiKey, NewSession, Store,
+    migrate,
+};
 use streamspace_testkit::PgCluster;
 use uuid::Uuid;
 
@@ -164,6 +167,39 @@ pub async fn register(store: &dyn Store, agent_id: &str, max_sessions: i32) -> R
     Ok(store
         .register_agent(&registration(agent_id, max_sessions))
         .await?)
+}
+
+/// Records one heartbeat of `agent_id`'s connection at `epoch`, held by `replica_id`, as a
+/// replica does (a batch of one, with a valid key made for it); whether it was recorded
+/// (false: the connection is no longer current).
+pub async fn heartbeat(
+    store: &dyn Store,
+    agent_id: &str,
+    epoch: i64,
+    max_sessions: i32,
+    replica_id: &str,
+) -> Result<bool> {
+    let key = NewApiKey {
+        id: Uuid::now_v7(),
+        kind: ApiKeyKind::Agent,
+        agent_id: Some(agent_id.into()),
+        prefix: "agt".into(),
+        key_hash: format!("h-{agent_id}-{}", Uuid::now_v7()),
+        ..NewApiKey::default()
+    };
+    store.create_api_key(key.clone(), &audit()).await?;
+    let beat = AgentHeartbeat {
+        agent_id: agent_id.into(),
+        epoch,
+        max_sessions,
+        replica_id: replica_id.into(),
+        key_id: key.id,
+    };
+    match store.heartbeat_agents(&[beat]).await?.as_slice() {
+        [HeartbeatOutcome::Recorded] => Ok(true),
+        [HeartbeatOutcome::Replaced] => Ok(false),
+        other => anyhow::bail!("a heartbeat with a fresh key came to {other:?}"),
+    }
 }
 
 /// Registers an agent that keeps user homes.
