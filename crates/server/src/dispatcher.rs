@@ -124,6 +124,23 @@ impl Dispatcher {
         unfinished
     }
 
+    /// Takes `agent_id`'s delivery turn for a request that inserts a command and sends it
+    /// itself (`NewCommand::send_now`): only when no pass runs or waits for the agent, and its
+    /// first pass after a (re)connect (the one that resends unfinished commands) has run. Passes
+    /// never overlap a turn: a wake meanwhile runs once the turn ends.
+    pub fn take_turn(self: &Arc<Self>, agent_id: &str) -> Option<Turn> {
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        if agents.contains_key(agent_id) || lock(&self.sent_since_connect).contains_key(agent_id) {
+            return None;
+        }
+        agents.insert(agent_id.to_owned(), Entry::Running { again: None });
+        Some(Turn {
+            dispatcher: self.clone(),
+            agent_id: agent_id.to_owned(),
+            pass: true,
+        })
+    }
+
     /// A worker is done with `agent_id`; queues it again if it was woken meanwhile.
     fn finish(&self, agent_id: &str) {
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
@@ -135,6 +152,47 @@ impl Dispatcher {
             }
             _ => {}
         }
+    }
+}
+
+/// An agent's delivery turn, taken by a request (see [`Dispatcher::take_turn`]). Ending it
+/// (dropping it) runs a pass if one was asked for meanwhile, or if the turn's own command was
+/// not sent ([`Turn::sent`] says it was): a turn given up half way leaves the work to a pass.
+pub(crate) struct Turn {
+    dispatcher: Arc<Dispatcher>,
+    agent_id: String,
+    pass: bool,
+}
+
+impl Turn {
+    /// Sends `command`, which its creator inserted claimed in this turn; a pass follows the
+    /// turn only if one was asked for meanwhile.
+    pub(crate) async fn send(mut self, ctx: &DispatchContext, command: Command) {
+        let command_id = command.command_id;
+        let span = tracing::info_span!(
+            "command",
+            agent_id = %self.agent_id,
+            command_id = %command_id,
+            action = %command.action
+        );
+        let delivered = deliver_one(ctx, &self.agent_id, command, true)
+            .instrument(span)
+            .await;
+        if let Delivered::Yes = delivered {
+            self.dispatcher.note_sent(&self.agent_id, command_id);
+        }
+        // Sent, or failed as unsendable: done. The agent gone: the command is resent after
+        // its ack timeout, or at once when the agent reconnects. No pass is owed either way.
+        self.pass = false;
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if self.pass {
+            self.dispatcher.wake(&self.agent_id, false);
+        }
+        self.dispatcher.finish(&self.agent_id);
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use streamspace_proto::api::{Command, SessionState};
+use streamspace_proto::api::{Command, CommandStatus, SessionState};
 use streamspace_proto::tunnel::close_code;
 use streamspace_store::Store;
 use tokio::sync::{Semaphore, mpsc};
@@ -264,6 +264,59 @@ impl AppState {
         self.cluster
             .announce_session_ended(session_id, &reason)
             .await;
+    }
+
+    /// Creates a command for `agent_id` with `create` (told whether to insert it claimed, see
+    /// `NewCommand::send_now`) and gets it moving. When the agent is connected here and its
+    /// delivery turn is free, the command is inserted claimed and sent from here, which saves
+    /// the dispatcher's claim (a statement) and its wake-up; otherwise as [`Self::route_to`].
+    /// Runs as a task of its own: a client that hangs up cannot leave a claimed command unsent
+    /// until its ack timeout.
+    pub async fn create_command<F, Fut>(
+        &self,
+        agent_id: String,
+        create: F,
+    ) -> Result<Command, crate::error::ApiError>
+    where
+        F: FnOnce(bool) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Command, crate::error::ApiError>> + Send + 'static,
+    {
+        let app = self.clone();
+        let task = self.tasks.spawn(async move {
+            let turn = if app.hub.holds(&agent_id).await {
+                app.dispatcher.take_turn(&agent_id)
+            } else {
+                None
+            };
+            let Some(turn) = turn else {
+                let created = create(false).await?;
+                app.route_to(&agent_id).await;
+                return Ok(created);
+            };
+            let created = create(true).await?;
+            crate::metrics::command("pending");
+            crate::metrics::delivery("local");
+            if created.status == CommandStatus::Sent {
+                turn.send(&app.dispatch_context(), created.clone()).await;
+            }
+            // Dropping the turn of a command left pending runs a pass for it.
+            Ok(created)
+        });
+        task.await.map_err(|e| {
+            tracing::error!(error = %e, "creating a command failed");
+            crate::error::ApiError::internal()
+        })?
+    }
+
+    /// What the dispatcher's work needs, for work done outside it.
+    pub fn dispatch_context(&self) -> DispatchContext {
+        DispatchContext {
+            store: self.store.clone(),
+            commands: self.commands.clone(),
+            hub: self.hub.clone(),
+            config: self.config.clone(),
+            outcomes: self.outcomes.clone(),
+        }
     }
 
     /// Gets a command just created for `agent_id` moving, wherever the agent is connected.

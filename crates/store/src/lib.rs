@@ -266,7 +266,7 @@ pub struct NewApiKey {
     pub key_hash: String,
 }
 
-/// A new command row (always created `pending`).
+/// A new command row, created `pending` for the dispatcher to claim and send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCommand {
     pub command_id: Uuid,
@@ -274,6 +274,12 @@ pub struct NewCommand {
     pub session_id: Option<Uuid>,
     pub action: Action,
     pub payload: Value,
+    /// Insert the command already claimed — `sent`, attempt 1 — unless an earlier command of
+    /// its agent is still `pending` (it then waits its turn, `pending`). Only for a caller
+    /// that holds the agent's delivery turn on the replica the agent is connected to, and
+    /// sends the command itself when the row comes back `sent`: the dispatcher's claim (a
+    /// statement and a wake-up) is saved, and no command overtakes an earlier one.
+    pub send_now: bool,
 }
 
 /// A session to create together with its `start_session` command.

@@ -302,6 +302,8 @@ pub(crate) struct Statements {
     pub agent_disconnected: &'static str,
     pub agent_expire: &'static str,
     pub command_claim: &'static str,
+    /// [`COMMAND_INSERT`] for a command to be sent at once (see `NewCommand::send_now`).
+    pub command_insert_sent: &'static str,
     pub command_claim_due: &'static str,
     pub command_finish_sessionless: &'static str,
     pub command_ack: &'static str,
@@ -493,6 +495,17 @@ impl Statements {
                 "UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, \
                  sent_at = {now} WHERE command_id = $1 AND attempts = $2 AND status IN ({})",
                 command_from(CommandStatus::Sent)
+            )),
+            // The same columns as `COMMAND_INSERT`, claimed in the insert unless an earlier
+            // command of the agent is still pending.
+            command_insert_sent: leak(format!(
+                "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload, \
+                 status, attempts, sent_at) SELECT $1, $2, $3, $4, $5, \
+                 CASE WHEN s.now_sent THEN 'sent' ELSE 'pending' END, \
+                 CASE WHEN s.now_sent THEN 1 ELSE 0 END, CASE WHEN s.now_sent THEN {now} END \
+                 FROM (SELECT NOT EXISTS (SELECT 1 FROM agent_commands \
+                 WHERE agent_id = $2 AND status = 'pending') AS now_sent) AS s RETURNING {}",
+                command_columns!()
             )),
             // Claims every due command of agent $1 at once ($2 ack timeout, $3 max attempts,
             // $4 limit); rows another dispatcher holds are left to it. See

@@ -74,6 +74,7 @@ conformance!(
     templates_from_before_0003_get_defaults,
     down_0003_drops_the_runtime_columns,
     sessionless_commands_claim_once_and_finish,
+    commands_sent_now_are_claimed_unless_one_is_pending,
     due_commands_are_claimed_once_in_order,
     command_batches_answer_each_in_order,
     concurrent_migrations_apply_each_version_once,
@@ -168,8 +169,8 @@ use identity::{
 #[path = "conformance/commands.rs"]
 mod commands;
 use commands::{
-    command_batches_answer_each_in_order, due_commands_are_claimed_once_in_order,
-    sessionless_commands_claim_once_and_finish,
+    command_batches_answer_each_in_order, commands_sent_now_are_claimed_unless_one_is_pending,
+    due_commands_are_claimed_once_in_order, sessionless_commands_claim_once_and_finish,
 };
 
 #[path = "conformance/templates.rs"]
@@ -747,6 +748,7 @@ async fn batched_reconnect_reads_answer_as_the_one_agent_reads(db: &Db) -> Resul
         session_id: None,
         action: Action::Ping,
         payload: json!({}),
+        send_now: false,
     };
     let pending = store.create_command(&ping("a1")).await?;
     let done = store.create_command(&ping("a1")).await?;
@@ -1496,6 +1498,7 @@ fn session_command(session_id: Uuid, action: Action) -> NewCommand {
         session_id: Some(session_id),
         action,
         payload: json!({"session_id": session_id}),
+        send_now: false,
     }
 }
 

@@ -130,19 +130,23 @@ pub(super) async fn ping(
     let command_id = uuid::Uuid::now_v7();
     // Watching before the command exists: its outcome cannot be missed.
     let waiter = wait.map(|_| app.outcomes.watch(command_id));
+    let commands = app.commands.clone();
     let command = app
-        .commands
-        .create(NewCommand {
-            command_id,
-            agent_id: id,
-            session_id: None,
-            action: Action::Ping,
-            payload: json!({}),
+        .create_command(id.clone(), move |send_now| async move {
+            commands
+                .create(NewCommand {
+                    command_id,
+                    agent_id: id,
+                    session_id: None,
+                    action: Action::Ping,
+                    payload: json!({}),
+                    send_now,
+                })
+                .await
+                .map_err(|e| ApiError::from_batch(e, "creating a ping"))?
+                .map_err(|e| ApiError::from_store(e, "creating a ping"))
         })
-        .await
-        .map_err(|e| ApiError::from_batch(e, "creating a ping"))?
-        .map_err(|e| ApiError::from_store(e, "creating a ping"))?;
-    app.route_to(&command.agent_id).await;
+        .await?;
     let (Some(wait), Some(waiter)) = (wait, waiter) else {
         return Ok((StatusCode::ACCEPTED, Json(command)));
     };

@@ -338,6 +338,7 @@ async fn session_command(
         session_id: Some(id),
         action,
         payload: serde_json::Value::Null,
+        send_now: false,
     };
     let entry = audit(
         actor,
@@ -345,11 +346,19 @@ async fn session_command(
         id.to_string(),
         json!({ "command_id": command.command_id, "agent_id": agent_id }),
     );
+    let (store, allowed_from) = (app.store.clone(), allowed_from.to_vec());
     let created = app
-        .store
-        .create_session_command(id, allowed_from, &command, &entry)
-        .await
-        .map_err(|e| ApiError::from_store(e, "queueing a session command"))?;
+        .create_command(agent_id.clone(), move |send_now| async move {
+            let command = NewCommand {
+                send_now,
+                ..command
+            };
+            store
+                .create_session_command(id, &allowed_from, &command, &entry)
+                .await
+                .map_err(|e| ApiError::from_store(e, "queueing a session command"))
+        })
+        .await?;
     tracing::info!(
         session_id = %id,
         %agent_id,
@@ -357,7 +366,6 @@ async fn session_command(
         action = %action,
         "session command queued"
     );
-    app.route_to(&agent_id).await;
     Ok((StatusCode::ACCEPTED, Json(for_actor(actor, session))))
 }
 

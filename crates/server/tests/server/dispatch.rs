@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use streamspace_proto::api::{Action, AgentStatus, CommandStatus, SessionState};
@@ -662,6 +664,67 @@ async fn waiting_reads_answer_when_the_command_finishes(backend: Backend) -> any
     Ok(())
 }
 
+/// A command created on the replica its agent is connected to is claimed in its own insert and
+/// sent by the request (`sent`, attempt 1, in the API's answer), unless an earlier command of
+/// the agent is still pending: then it waits behind that one, and both go in order.
+async fn a_command_for_a_connected_agent_is_claimed_in_its_insert_behind_pending_ones(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let s = backend.server(fast_config()).await?;
+    let key = s.agent_key("a1").await?;
+    let mut agent = FakeAgent::connect(&s.ws_url, &key, "a1", 2, vec![]).await?;
+
+    // A command another replica queued (written straight to the database, nobody woken).
+    let earlier = s
+        .store
+        .create_command(&streamspace_store::NewCommand {
+            command_id: uuid::Uuid::now_v7(),
+            agent_id: "a1".into(),
+            session_id: None,
+            action: Action::Ping,
+            payload: json!({}),
+            send_now: false,
+        })
+        .await?;
+    let ping = s.api.ping_agent("a1").await?;
+    assert_eq!(
+        ping.status,
+        CommandStatus::Pending,
+        "a ping behind a pending command waits its turn: {ping:?}"
+    );
+    for expected in [earlier.command_id, ping.command_id] {
+        let got = agent.expect_command().await?;
+        assert_eq!(got.command_id, expected, "in the order they were created");
+        agent
+            .ack_and_complete(got.command_id, json!({ "pong": true }))
+            .await?;
+        s.wait_command_status(got.command_id, CommandStatus::Completed)
+            .await?;
+    }
+
+    // Nothing pending: a ping is claimed in its insert. (A pass still running for the agent
+    // sends it the dispatcher's way instead; the next ping then finds the turn free.)
+    let mut claimed = None;
+    for _ in 0..20 {
+        let ping = s.api.ping_agent("a1").await?;
+        let got = agent.expect_command().await?;
+        assert_eq!((got.command_id, got.attempt), (ping.command_id, 1));
+        agent
+            .ack_and_complete(got.command_id, json!({ "pong": true }))
+            .await?;
+        s.wait_command_status(ping.command_id, CommandStatus::Completed)
+            .await?;
+        if ping.status == CommandStatus::Sent {
+            claimed = Some(ping);
+            break;
+        }
+    }
+    let claimed = claimed.context("no ping of 20 was claimed in its insert")?;
+    assert_eq!(claimed.attempts, 1);
+    assert!(claimed.sent_at.is_some());
+    s.stop().await
+}
+
 on_both_backends!(
     waiting_reads_answer_when_the_command_finishes,
     session_state_follows_command_results,
@@ -677,4 +740,5 @@ on_both_backends!(
     registration_reconciles_reported_sessions,
     a_silent_agent_is_closed_after_three_heartbeats,
     shutdown_tells_agents_to_reconnect,
+    a_command_for_a_connected_agent_is_claimed_in_its_insert_behind_pending_ones,
 );

@@ -58,7 +58,12 @@ macro_rules! impl_transactions {
                 conn: &mut $conn,
                 command: &$crate::NewCommand,
             ) -> $crate::Result<streamspace_proto::api::Command> {
-                sqlx::query_as::<_, $crate::rows::CommandRow>($crate::sql::COMMAND_INSERT)
+                let insert = if command.send_now {
+                    $stmts.command_insert_sent
+                } else {
+                    $crate::sql::COMMAND_INSERT
+                };
+                sqlx::query_as::<_, $crate::rows::CommandRow>(insert)
                     .bind($crate::rows::DbUuid(command.command_id))
                     .bind(&command.agent_id)
                     .bind(command.session_id.map($crate::rows::DbUuid))
@@ -105,6 +110,7 @@ macro_rules! impl_transactions {
                     session_id: Some(new.id),
                     action: streamspace_proto::api::Action::StartSession,
                     payload: new.payload.clone(),
+                    send_now: false,
                 };
                 let command = Self::insert_command(conn, &command).await?;
                 Self::record_user_home(conn, new, agent_id).await?;

@@ -53,13 +53,20 @@ static REGISTER_MANY: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Inserts every command of the arrays (`$1` ids, `$2` agents, `$3` sessions, `$4` actions,
-/// `$5` payloads as JSON text), as [`sql::COMMAND_INSERT`] does one.
+/// `$5` payloads as JSON text, `$6` whether to send at once), as [`sql::COMMAND_INSERT`] and
+/// `command_insert_sent` do one.
 static INSERT_COMMANDS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload) \
-         SELECT n.command_id, n.agent_id, n.session_id, n.action, n.payload::jsonb \
-         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[]) \
-         AS n(command_id, agent_id, session_id, action, payload) RETURNING {}",
+        "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload, \
+         status, attempts, sent_at) \
+         SELECT n.command_id, n.agent_id, n.session_id, n.action, n.payload::jsonb, \
+         CASE WHEN s.now_sent THEN 'sent' ELSE 'pending' END, \
+         CASE WHEN s.now_sent THEN 1 ELSE 0 END, \
+         CASE WHEN s.now_sent THEN clock_timestamp() END \
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::bool[]) \
+         AS n(command_id, agent_id, session_id, action, payload, send_now) \
+         CROSS JOIN LATERAL (SELECT n.send_now AND NOT EXISTS (SELECT 1 FROM agent_commands p \
+         WHERE p.agent_id = n.agent_id AND p.status = 'pending') AS now_sent) AS s RETURNING {}",
         sql::command_columns!()
     )
 });
@@ -473,6 +480,7 @@ impl PgStore {
                     .collect::<Vec<_>>(),
             )
             .bind(payloads)
+            .bind(commands.iter().map(|c| c.send_now).collect::<Vec<_>>())
             .fetch_all(&self.pool)
             .await;
         let rows = match rows {

@@ -15,6 +15,7 @@ fn ping(agent_id: &str) -> NewCommand {
         session_id: None,
         action: Action::Ping,
         payload: json!({}),
+        send_now: false,
     }
 }
 
@@ -315,5 +316,72 @@ pub(crate) async fn command_batches_answer_each_in_order(db: &Db) -> Result<()> 
         "{failed:?}"
     );
     ensure!(store.finish_commands(&[]).await?.is_empty());
+    Ok(())
+}
+
+/// A command inserted to be sent at once (`send_now`) comes back claimed — `sent`, attempt 1 —
+/// unless an earlier command of its agent is still pending; alone and in a batch, where only
+/// the earlier pending commands of each agent count.
+pub(crate) async fn commands_sent_now_are_claimed_unless_one_is_pending(db: &Db) -> Result<()> {
+    let store = db.store().await?;
+    register(&*store, "a1", 5).await?;
+    register(&*store, "a2", 5).await?;
+    register(&*store, "a3", 5).await?;
+    let now = |agent: &str| NewCommand {
+        send_now: true,
+        ..ping(agent)
+    };
+    let sent = store.create_command(&now("a1")).await?;
+    ensure!(
+        sent.status == CommandStatus::Sent && sent.attempts == 1 && sent.sent_at.is_some(),
+        "claimed in its insert: {sent:?}"
+    );
+    // A claimed command is not claimed again before its ack timeout.
+    ensure!(
+        store
+            .claim_due_commands("a1", 60.0, 5, 10)
+            .await?
+            .is_empty()
+    );
+    // Another one while the first is only `sent`: nothing is pending, so it is claimed too.
+    let second = store.create_command(&now("a1")).await?;
+    ensure!(second.status == CommandStatus::Sent, "{second:?}");
+
+    // A pending command of a2 makes the next one of a2 wait behind it, pending.
+    let queued = store.create_command(&ping("a2")).await?;
+    let behind = store.create_command(&now("a2")).await?;
+    ensure!(
+        behind.status == CommandStatus::Pending && behind.attempts == 0 && behind.sent_at.is_none(),
+        "behind a pending command: {behind:?}"
+    );
+    let claimed = store.claim_due_commands("a2", 60.0, 5, 10).await?;
+    ensure!(
+        claimed.iter().map(|c| c.command_id).collect::<Vec<_>>()
+            == [queued.command_id, behind.command_id],
+        "the dispatcher claims both, in order: {claimed:?}"
+    );
+
+    // In a batch: a2 has nothing pending now, a1 gets a pending command first, a3 is not
+    // asked to send at once.
+    store.create_command(&ping("a1")).await?;
+    let batch = [now("a1"), now("a2"), ping("a3")];
+    let created = store.create_commands(&batch).await?;
+    let statuses = created
+        .iter()
+        .map(|c| c.as_ref().map(|c| c.status).map_err(|e| e.to_string()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    ensure!(
+        statuses
+            == [
+                CommandStatus::Pending,
+                CommandStatus::Sent,
+                CommandStatus::Pending,
+            ],
+        "{statuses:?}"
+    );
+    // Alone, the batch takes the one-command statement: the same answer.
+    let alone = store.create_commands(&[now("a2")]).await?;
+    ensure!(matches!(&alone[..], [Ok(c)] if c.status == CommandStatus::Sent));
     Ok(())
 }
