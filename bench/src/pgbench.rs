@@ -1,8 +1,8 @@
 //! The database's own limit for what one command costs: `pgbench` running, against the server's
 //! migrated database, the row writes the store made per command in the measured runs — one
-//! INSERT and, as counted by PostgreSQL's statistics, two or three UPDATEs of `agent_commands`
-//! (claim → sent, the ack when it was written, complete), each its own transaction, with
-//! prepared statements as sqlx uses.
+//! INSERT and, as counted by PostgreSQL's statistics, one to three UPDATEs of `agent_commands`
+//! (claim → sent unless the insert claimed it, the ack when it was written, complete), each its
+//! own transaction, with prepared statements as sqlx uses.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,21 +19,46 @@ const PG_BIN_DIRS: &[&str] = &[
 /// registered it.
 const AGENT: &str = "bench-agent-0";
 
-/// The script of one command: an INSERT and `updates` (2 or 3) UPDATEs.
+/// The script of one command: an INSERT and `updates` UPDATEs — 1: inserted claimed (as the
+/// server does when the agent is connected where the command is created), then completed;
+/// 2: inserted, claimed, completed; 3: with the ack written too.
 fn script(updates: usize) -> anyhow::Result<String> {
-    let ack = match updates {
-        2 => "",
-        3 => concat!(
+    let columns = "command_id, agent_id, session_id, action, payload, status, attempts, sent_at";
+    let (insert, claim) = match updates {
+        // The server's statement: claimed unless an earlier command of the agent is pending.
+        1 => (
+            format!(
+                "INSERT INTO agent_commands ({columns}) SELECT gen_random_uuid(), '{AGENT}', \
+                 NULL, 'pgbench', '{{}}', CASE WHEN s.now_sent THEN 'sent' ELSE 'pending' END, \
+                 CASE WHEN s.now_sent THEN 1 ELSE 0 END, \
+                 CASE WHEN s.now_sent THEN clock_timestamp() END \
+                 FROM (SELECT NOT EXISTS (SELECT 1 FROM agent_commands \
+                 WHERE agent_id = '{AGENT}' AND status = 'pending') AS now_sent) AS s"
+            ),
+            "",
+        ),
+        2 | 3 => (
+            format!(
+                "INSERT INTO agent_commands ({columns}) VALUES (gen_random_uuid(), '{AGENT}', \
+                 NULL, 'pgbench', '{{}}', 'pending', 0, NULL)"
+            ),
+            "UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, \
+             sent_at = clock_timestamp() WHERE command_id = :cid AND attempts = 0 \
+             AND status IN ('pending', 'sent');\n",
+        ),
+        n => bail!("the reference knows commands of 1 to 3 UPDATEs, not {n}"),
+    };
+    let ack = if updates == 3 {
+        concat!(
             "UPDATE agent_commands SET status = 'acknowledged', acknowledged_at = clock_timestamp() ",
             "WHERE command_id = :cid AND agent_id = 'bench-agent-0' AND status IN ('sent');\n"
-        ),
-        n => bail!("the reference knows commands of 2 or 3 UPDATEs, not {n}"),
+        )
+    } else {
+        ""
     };
     Ok(format!(
-        "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload) \
-         VALUES (gen_random_uuid(), '{AGENT}', NULL, 'pgbench', '{{}}') RETURNING command_id AS cid \\gset\n\
-         UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, sent_at = clock_timestamp() \
-         WHERE command_id = :cid AND attempts = 0 AND status IN ('pending', 'sent');\n\
+        "{insert} RETURNING command_id AS cid \\gset\n\
+         {claim}\
          {ack}\
          UPDATE agent_commands SET status = 'completed', result = '{{\"pong\": true}}', error_message = NULL, \
          completed_at = clock_timestamp() WHERE command_id = :cid AND agent_id = '{AGENT}' \
