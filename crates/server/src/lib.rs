@@ -140,15 +140,15 @@ pub async fn serve(
     });
     let address = replica.address.clone();
     let tasks = TaskTracker::new();
-    let (mut state, events) = state::assemble(
+    let (state, events) = state::assemble(
         store,
         config.clone(),
         keys,
+        oidc,
         replica,
         shutdown.clone(),
         &tasks,
     )?;
-    state.oidc = Arc::new(oidc);
     let hub = state.hub.clone();
     // The cluster outlives the HTTP server a little: agents' owner records are released after
     // the server stops accepting, so it stops only when the tracked tasks are done.

@@ -18,9 +18,21 @@ use crate::error::ServerError;
 use crate::hub::Hub;
 use crate::keyring::Keys;
 
-/// Shared state, cheap to clone (axum's `State`).
+/// Shared state, cheap to clone (axum's `State`): one reference count, however many parts
+/// it has (every request clones it several times).
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Parts>);
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub(crate) struct Parts {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServerConfig>,
     /// One key per purpose, from the master secret.
@@ -115,6 +127,7 @@ pub(crate) fn assemble(
     store: Arc<dyn Store>,
     config: Arc<ServerConfig>,
     keys: Arc<Keys>,
+    oidc: crate::oidc::Providers,
     replica: Arc<crate::cluster::ReplicaInfo>,
     shutdown: CancellationToken,
     tasks: &TaskTracker,
@@ -182,7 +195,7 @@ pub(crate) fn assemble(
     let live_sessions = agent_batcher(&store, &shutdown, |store, agents| async move {
         store.list_live_sessions_of(&agents).await
     });
-    let state = AppState {
+    let state = AppState(Arc::new(Parts {
         live_sessions,
         commands,
         registrar,
@@ -200,11 +213,11 @@ pub(crate) fn assemble(
         outcomes,
         credentials: Arc::new(CredentialCache::new(config.credential_cache_ttl)),
         throttle: Arc::default(),
-        oidc: Arc::default(),
+        oidc: Arc::new(oidc),
         peer_tls,
         recorder,
         config,
-    };
+    }));
     let receivers = EventReceivers {
         wakes,
         finished,

@@ -49,6 +49,7 @@ pub(super) async fn routes(url: &str) -> anyhow::Result<(Router, String)> {
         store,
         config,
         keys,
+        Default::default(),
         replica,
         CancellationToken::new(),
         &TaskTracker::new(),
