@@ -50,6 +50,8 @@ REFUSED = [
     ({"agent": {"enabled": True}}, "agent.key"),
     ({"agent": {"enabled": True, "key": "k", "runtime": "process"}}, "agent.replicas above 1"),
     ({"postgresql": {"password": "p@ss/word"}}, "only letters and digits"),
+    ({"controlPlane": {"replicas": 4, "databasePoolSize": 30}}, "lower databasePoolSize"),
+    ({"controlPlane": {"databasePoolSize": 0}}, "/controlPlane/databasePoolSize"),
     ({"ingress": {"enabled": True, "tls": {"enabled": True}}}, "ingress.tls.secretName"),
     # values.schema.json: misspelled keys and impossible values.
     ({"controlPlane": {"replica": 3}}, "additional properties 'replica' not allowed"),
@@ -217,7 +219,8 @@ def control_plane(objects, min_replicas, where, problems):
     problems.check(field("POD_IP") == "status.podIP", where, "POD_IP not from status.podIP")
     problems.check("$(POD_IP)" in env.get("STREAMSPACE_INTERNAL_ADDRESS", {}).get("value", ""),
                    where, "the advertised address is not the pod IP")
-    for name in ("DATABASE_URL", "REDIS_URL", "STREAMSPACE_ADMIN_TOKEN"):
+    for name in ("DATABASE_URL", "REDIS_URL", "STREAMSPACE_ADMIN_TOKEN",
+                 "STREAMSPACE_DATABASE_POOL_SIZE"):
         problems.check(name in env, where, f"server env has no {name}")
     for name in ("STREAMSPACE_ADMIN_TOKEN",):
         problems.check("value" not in env.get(name, {}), where, f"{name} is not from a Secret")
