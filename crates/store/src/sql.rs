@@ -284,6 +284,8 @@ pub(crate) struct Statements {
     pub audit_list: &'static str,
     pub key_insert: &'static str,
     pub key_find: &'static str,
+    /// One row if the key `$1` (its id) is neither revoked nor expired.
+    pub key_valid: &'static str,
     pub key_revoked: &'static str,
     pub token_list: &'static str,
     pub admins_lock: &'static str,
@@ -403,6 +405,9 @@ impl Statements {
             key_find: leak(format!(
                 "SELECT {} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND {unexpired}",
                 key_columns!()
+            )),
+            key_valid: leak(format!(
+                "SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL AND {unexpired}"
             )),
             key_revoked: leak(
                 "SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = $1 \

@@ -60,14 +60,12 @@ impl SqliteStore {
         let mut tx = self.write_tx().await?;
         let mut outcomes = Vec::with_capacity(beats.len());
         for beat in beats {
-            let key: Option<crate::rows::ApiKeyRow> = sqlx::query_as(sql::KEY_GET)
+            // The validity alone, as PostgreSQL's statement checks it: no row to decode.
+            let valid = sqlx::query(SQLITE_STATEMENTS.key_valid)
                 .bind(crate::rows::DbUuid(beat.key_id))
                 .fetch_optional(&mut *tx)
-                .await?;
-            let key: Option<crate::ApiKeyRecord> = key.map(TryInto::try_into).transpose()?;
-            let valid = key.is_some_and(|k| {
-                k.revoked_at.is_none() && k.expires_at.is_none_or(|at| at > chrono::Utc::now())
-            });
+                .await?
+                .is_some();
             if !valid {
                 outcomes.push(crate::HeartbeatOutcome::KeyGone);
                 continue;
