@@ -28,11 +28,11 @@ fn script(updates: usize) -> anyhow::Result<String> {
         // The server's statement: claimed unless an earlier command of the agent is pending.
         1 => (
             format!(
-                "INSERT INTO agent_commands ({columns}) SELECT gen_random_uuid(), '{AGENT}', \
-                 NULL, 'pgbench', '{{}}', CASE WHEN s.now_sent THEN 'sent' ELSE 'pending' END, \
-                 CASE WHEN s.now_sent THEN 1 ELSE 0 END, \
-                 CASE WHEN s.now_sent THEN clock_timestamp() END \
-                 FROM (SELECT NOT EXISTS (SELECT 1 FROM agent_commands \
+                "INSERT INTO agent_commands ({columns}, created_at) SELECT gen_random_uuid(), \
+                 '{AGENT}', NULL, 'pgbench', '{{}}', \
+                 CASE WHEN s.now_sent THEN 'sent' ELSE 'pending' END, \
+                 CASE WHEN s.now_sent THEN 1 ELSE 0 END, CASE WHEN s.now_sent THEN s.at END, s.at \
+                 FROM (SELECT clock_timestamp() AS at, NOT EXISTS (SELECT 1 FROM agent_commands \
                  WHERE agent_id = '{AGENT}' AND status = 'pending') AS now_sent) AS s"
             ),
             "",

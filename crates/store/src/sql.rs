@@ -502,13 +502,13 @@ impl Statements {
                 command_from(CommandStatus::Sent)
             )),
             // The same columns as `COMMAND_INSERT`, claimed in the insert unless an earlier
-            // command of the agent is still pending.
+            // command of the agent is still pending; created and sent at the same instant.
             command_insert_sent: leak(format!(
                 "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload, \
-                 status, attempts, sent_at) SELECT $1, $2, $3, $4, $5, \
+                 status, attempts, created_at, sent_at) SELECT $1, $2, $3, $4, $5, \
                  CASE WHEN s.now_sent THEN 'sent' ELSE 'pending' END, \
-                 CASE WHEN s.now_sent THEN 1 ELSE 0 END, CASE WHEN s.now_sent THEN {now} END \
-                 FROM (SELECT NOT EXISTS (SELECT 1 FROM agent_commands \
+                 CASE WHEN s.now_sent THEN 1 ELSE 0 END, s.at, CASE WHEN s.now_sent THEN s.at END \
+                 FROM (SELECT {now} AS at, NOT EXISTS (SELECT 1 FROM agent_commands \
                  WHERE agent_id = $2 AND status = 'pending') AS now_sent) AS s RETURNING {}",
                 command_columns!()
             )),

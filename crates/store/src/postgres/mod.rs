@@ -58,15 +58,15 @@ static REGISTER_MANY: LazyLock<String> = LazyLock::new(|| {
 static INSERT_COMMANDS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload, \
-         status, attempts, sent_at) \
+         status, attempts, created_at, sent_at) \
          SELECT n.command_id, n.agent_id, n.session_id, n.action, n.payload::jsonb, \
          CASE WHEN s.now_sent THEN 'sent' ELSE 'pending' END, \
-         CASE WHEN s.now_sent THEN 1 ELSE 0 END, \
-         CASE WHEN s.now_sent THEN clock_timestamp() END \
+         CASE WHEN s.now_sent THEN 1 ELSE 0 END, s.at, CASE WHEN s.now_sent THEN s.at END \
          FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::bool[]) \
          AS n(command_id, agent_id, session_id, action, payload, send_now) \
-         CROSS JOIN LATERAL (SELECT n.send_now AND NOT EXISTS (SELECT 1 FROM agent_commands p \
-         WHERE p.agent_id = n.agent_id AND p.status = 'pending') AS now_sent) AS s RETURNING {}",
+         CROSS JOIN LATERAL (SELECT clock_timestamp() AS at, n.send_now AND NOT EXISTS \
+         (SELECT 1 FROM agent_commands p WHERE p.agent_id = n.agent_id AND p.status = 'pending') \
+         AS now_sent) AS s RETURNING {}",
         sql::command_columns!()
     )
 });

@@ -336,6 +336,10 @@ pub(crate) async fn commands_sent_now_are_claimed_unless_one_is_pending(db: &Db)
         sent.status == CommandStatus::Sent && sent.attempts == 1 && sent.sent_at.is_some(),
         "claimed in its insert: {sent:?}"
     );
+    ensure!(
+        sent.sent_at.is_some_and(|at| at >= sent.created_at),
+        "not sent before it was created: {sent:?}"
+    );
     // A claimed command is not claimed again before its ack timeout.
     ensure!(
         store
