@@ -5,7 +5,9 @@
 //! de-duplicated queue to a bounded pool of workers. A worker reads the agent's deliverable
 //! commands, claims each delivery attempt in the database (so no attempt is sent twice), and hands
 //! the command to the hub. Commands for agents that are not connected stay `pending` in the
-//! database until the agent connects. The sweep also fails stuck commands and expires silent
+//! database until the agent connects. A request creating a command for an agent connected here
+//! may instead take the agent's delivery turn ([`Dispatcher::take_turn`]) while no pass runs or
+//! waits for it, insert the command claimed and send it itself. The sweep also fails stuck commands and expires silent
 //! agents. Delivery is at least once; the agent answers duplicates from memory.
 //!
 //! A command too big for the agent protocol's frame limit is failed rather than sent (the hub
@@ -156,8 +158,9 @@ impl Dispatcher {
 }
 
 /// An agent's delivery turn, taken by a request (see [`Dispatcher::take_turn`]). Ending it
-/// (dropping it) runs a pass if one was asked for meanwhile, or if the turn's own command was
-/// not sent ([`Turn::sent`] says it was): a turn given up half way leaves the work to a pass.
+/// (dropping it) runs a pass if one was asked for meanwhile, or unless [`Turn::send`] or
+/// [`Turn::release`] settled the turn's own command: a turn given up half way (its command
+/// left pending, an error, a panic) leaves the work to a pass.
 pub(crate) struct Turn {
     dispatcher: Arc<Dispatcher>,
     agent_id: String,
@@ -166,8 +169,9 @@ pub(crate) struct Turn {
 
 impl Turn {
     /// Sends `command`, which its creator inserted claimed in this turn; a pass follows the
-    /// turn only if one was asked for meanwhile.
-    pub(crate) async fn send(mut self, ctx: &DispatchContext, command: Command) {
+    /// turn only if one was asked for meanwhile. False if the agent was gone (nothing was
+    /// handed to it): the caller gives the claim back.
+    pub(crate) async fn send(mut self, ctx: &DispatchContext, command: Command) -> bool {
         let command_id = command.command_id;
         let span = tracing::info_span!(
             "command",
@@ -181,8 +185,15 @@ impl Turn {
         if let Delivered::Yes = delivered {
             self.dispatcher.note_sent(&self.agent_id, command_id);
         }
-        // Sent, or failed as unsendable: done. The agent gone: the command is resent after
-        // its ack timeout, or at once when the agent reconnects. No pass is owed either way.
+        // Sent, or failed as unsendable: done. The agent gone: not connected here any more,
+        // so a pass here has nothing to do.
+        self.pass = false;
+        !matches!(delivered, Delivered::AgentGone)
+    }
+
+    /// Ends the turn with nothing of its own to deliver (its command was refused); a pass
+    /// follows only if one was asked for meanwhile.
+    pub(crate) fn release(mut self) {
         self.pass = false;
     }
 }

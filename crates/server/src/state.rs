@@ -8,6 +8,7 @@ use streamspace_store::Store;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::actor::CredentialCache;
@@ -291,34 +292,65 @@ impl AppState {
         create: F,
     ) -> Result<Command, crate::error::ApiError>
     where
-        F: FnOnce(bool) -> Fut + Send + 'static,
+        F: FnOnce(Option<streamspace_store::SendNow>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<Command, crate::error::ApiError>> + Send + 'static,
     {
         let app = self.clone();
-        let task = self.tasks.spawn(async move {
-            let turn = if app.hub.holds(&agent_id).await {
-                app.dispatcher.take_turn(&agent_id)
-            } else {
-                None
-            };
-            let Some(turn) = turn else {
-                let created = create(false).await?;
-                app.route_to(&agent_id).await;
-                return Ok(created);
-            };
-            let created = create(true).await?;
-            crate::metrics::command("pending");
-            crate::metrics::delivery("local");
-            if created.status == CommandStatus::Sent {
-                turn.send(&app.dispatch_context(), created.clone()).await;
+        let task = self.tasks.spawn(
+            async move {
+                let turn = if app.hub.holds(&agent_id).await {
+                    app.dispatcher.take_turn(&agent_id)
+                } else {
+                    None
+                };
+                let Some(turn) = turn else {
+                    let created = create(None).await?;
+                    app.route_to(&agent_id).await;
+                    return Ok(created);
+                };
+                let send_now = streamspace_store::SendNow {
+                    ack_timeout_secs: app.config.ack_timeout.as_secs_f64(),
+                    max_attempts: app.config.max_attempts,
+                };
+                let created = match create(Some(send_now)).await {
+                    Ok(created) => created,
+                    // Refused (a conflict, a missing agent): nothing was written, no pass is owed.
+                    Err(e) if e.status.is_client_error() => {
+                        turn.release();
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
+                crate::metrics::command("pending");
+                crate::metrics::delivery("local");
+                if created.status == CommandStatus::Sent
+                    && !turn.send(&app.dispatch_context(), created.clone()).await
+                {
+                    app.unclaimed(&created).await;
+                }
+                // Dropping the turn of a command left pending runs a pass for it.
+                Ok(created)
             }
-            // Dropping the turn of a command left pending runs a pass for it.
-            Ok(created)
-        });
+            .in_current_span(),
+        );
         task.await.map_err(|e| {
             tracing::error!(error = %e, "creating a command failed");
             crate::error::ApiError::internal()
         })?
+    }
+
+    /// A command claimed in its insert found its agent gone before it could be handed over
+    /// (it reconnected elsewhere, say): the claim is given back and the command routed as one
+    /// created pending, so it goes in order with the agent's others instead of waiting out its
+    /// ack timeout while later ones pass it.
+    async fn unclaimed(&self, command: &Command) {
+        match self.store.unclaim_delivery(command.command_id).await {
+            Ok(true) => self.route_to(&command.agent_id).await,
+            // Moved on meanwhile (the agent's new connection resent it, say).
+            Ok(false) => {}
+            Err(e) => tracing::warn!(command_id = %command.command_id, error = %e,
+                "giving back the claim of an unsent command failed; it is resent after its ack timeout"),
+        }
     }
 
     /// What the dispatcher's work needs, for work done outside it.

@@ -139,7 +139,7 @@ macro_rules! impl_user_homes {
                             session_id: None,
                             action: streamspace_proto::api::Action::DeleteUserHome,
                             payload: serde_json::json!({ "user_id": user_id }),
-                            send_now: false,
+                            send_now: None,
                         };
                         Ok(Some(Self::insert_command(conn, &command).await?))
                     }

@@ -274,12 +274,23 @@ pub struct NewCommand {
     pub session_id: Option<Uuid>,
     pub action: Action,
     pub payload: Value,
-    /// Insert the command already claimed — `sent`, attempt 1 — unless an earlier command of
-    /// its agent is still `pending` (it then waits its turn, `pending`). Only for a caller
-    /// that holds the agent's delivery turn on the replica the agent is connected to, and
+    /// Insert the command already claimed — `sent`, attempt 1 — unless its agent has a
+    /// command the dispatcher would claim now: a `pending` one, or a `sent` one due again under
+    /// these resend settings (the new command then waits its turn, `pending`). Only for a
+    /// caller that holds the agent's delivery turn on the replica the agent is connected to, and
     /// sends the command itself when the row comes back `sent`: the dispatcher's claim (a
-    /// statement and a wake-up) is saved, and no command overtakes an earlier one.
-    pub send_now: bool,
+    /// statement and a wake-up) is saved, and no command overtakes one that is due before it.
+    pub send_now: Option<SendNow>,
+}
+
+/// The resend settings a command claimed in its insert is checked against (see
+/// [`NewCommand::send_now`]): those of the replica's dispatcher.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SendNow {
+    /// Seconds before an unacknowledged command is sent again (doubling with each attempt).
+    pub ack_timeout_secs: f64,
+    /// Attempts after which a command is no longer sent again.
+    pub max_attempts: i32,
 }
 
 /// A session to create together with its `start_session` command.
@@ -601,6 +612,10 @@ pub trait Store:
         max_attempts: i32,
         limit: i64,
     ) -> Result<Vec<Vec<Command>>>;
+    /// Gives back the claim a command got in its insert (`NewCommand::send_now`) when it could
+    /// not be handed to its agent at all: `sent` with its first attempt → `pending`, attempt 0.
+    /// True if it was given back; false if it had moved on (acknowledged, finished, resent).
+    async fn unclaim_delivery(&self, command_id: Uuid) -> Result<bool>;
     /// Claims one delivery attempt: `pending|sent → sent`, `attempts += 1`, `sent_at = now`, only
     /// if the row still has `expected_attempts` attempts (so two dispatchers never send the same
     /// attempt). Returns the updated command, or `None` if someone else claimed it or it moved on.

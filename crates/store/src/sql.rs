@@ -152,6 +152,9 @@ pub(crate) const COMMAND_INSERT: &str = concat!(
      VALUES ($1, $2, $3, $4, $5) RETURNING ",
     command_columns!()
 );
+/// Gives back the claim of a command claimed in its insert that never reached its agent.
+pub(crate) const COMMAND_UNCLAIM: &str = "UPDATE agent_commands SET status = 'pending', \
+     attempts = 0, sent_at = NULL WHERE command_id = $1 AND status = 'sent' AND attempts = 1";
 pub(crate) const COMMAND_GET: &str = concat!(
     "SELECT ",
     command_columns!(),
@@ -346,6 +349,18 @@ pub(crate) fn command_retry_due(d: &Dialect, ack: &str, max: &str) -> String {
     )
 }
 
+/// True when `agent` has no command a claim would take now (see [`command_claim_due_ids`]):
+/// none pending and none sent and due again (`ack`, `max` as in [`command_retry_due`]). Two
+/// plain scans of `agent_commands_claim_idx`, as the claim's candidates.
+pub(crate) fn command_none_due(d: &Dialect, agent: &str, ack: &str, max: &str) -> String {
+    format!(
+        "(NOT EXISTS (SELECT 1 FROM agent_commands WHERE agent_id = {agent} \
+         AND status = 'pending') AND NOT EXISTS (SELECT 1 FROM agent_commands \
+         WHERE agent_id = {agent} AND {}))",
+        command_retry_due(d, ack, max)
+    )
+}
+
 /// Selects (and on PostgreSQL locks, skipping rows another transaction holds) the ids of at
 /// most `limit` due commands of `agent`, oldest first: pending ones and sent ones whose
 /// backoff has passed (`ack`, `max` as in [`command_retry_due`]).
@@ -501,15 +516,16 @@ impl Statements {
                  sent_at = {now} WHERE command_id = $1 AND attempts = $2 AND status IN ({})",
                 command_from(CommandStatus::Sent)
             )),
-            // The same columns as `COMMAND_INSERT`, claimed in the insert unless an earlier
-            // command of the agent is still pending; created and sent at the same instant.
+            // The same columns as `COMMAND_INSERT`, claimed in the insert unless the agent has
+            // a command the dispatcher would claim now ($6 ack timeout, $7 most attempts, as
+            // in `command_claim_due_ids`); created and sent at the same instant.
             command_insert_sent: leak(format!(
                 "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload, \
                  status, attempts, created_at, sent_at) SELECT $1, $2, $3, $4, $5, \
                  CASE WHEN s.now_sent THEN 'sent' ELSE 'pending' END, \
                  CASE WHEN s.now_sent THEN 1 ELSE 0 END, s.at, CASE WHEN s.now_sent THEN s.at END \
-                 FROM (SELECT {now} AS at, NOT EXISTS (SELECT 1 FROM agent_commands \
-                 WHERE agent_id = $2 AND status = 'pending') AS now_sent) AS s RETURNING {}",
+                 FROM (SELECT {now} AS at, {} AS now_sent) AS s RETURNING {}",
+                command_none_due(d, "$2", "$6", "$7"),
                 command_columns!()
             )),
             // Claims every due command of agent $1 at once ($2 ack timeout, $3 max attempts,

@@ -748,7 +748,7 @@ async fn batched_reconnect_reads_answer_as_the_one_agent_reads(db: &Db) -> Resul
         session_id: None,
         action: Action::Ping,
         payload: json!({}),
-        send_now: false,
+        send_now: None,
     };
     let pending = store.create_command(&ping("a1")).await?;
     let done = store.create_command(&ping("a1")).await?;
@@ -1498,7 +1498,7 @@ fn session_command(session_id: Uuid, action: Action) -> NewCommand {
         session_id: Some(session_id),
         action,
         payload: json!({"session_id": session_id}),
-        send_now: false,
+        send_now: None,
     }
 }
 

@@ -338,7 +338,7 @@ async fn session_command(
         session_id: Some(id),
         action,
         payload: serde_json::Value::Null,
-        send_now: false,
+        send_now: None,
     };
     let entry = audit(
         actor,

@@ -630,6 +630,14 @@ macro_rules! impl_store {
                 self.claim(command_id, expected_attempts).await
             }
 
+            async fn unclaim_delivery(&self, command_id: uuid::Uuid) -> $crate::Result<bool> {
+                let done = sqlx::query($crate::sql::COMMAND_UNCLAIM)
+                    .bind($crate::rows::DbUuid(command_id))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn claim_due_commands(
                 &self,
                 agent_id: &str,

@@ -58,17 +58,21 @@ macro_rules! impl_transactions {
                 conn: &mut $conn,
                 command: &$crate::NewCommand,
             ) -> $crate::Result<streamspace_proto::api::Command> {
-                let insert = if command.send_now {
+                let insert = if command.send_now.is_some() {
                     $stmts.command_insert_sent
                 } else {
                     $crate::sql::COMMAND_INSERT
                 };
-                sqlx::query_as::<_, $crate::rows::CommandRow>(insert)
+                let mut query = sqlx::query_as::<_, $crate::rows::CommandRow>(insert)
                     .bind($crate::rows::DbUuid(command.command_id))
                     .bind(&command.agent_id)
                     .bind(command.session_id.map($crate::rows::DbUuid))
                     .bind(command.action.as_str())
-                    .bind(sqlx::types::Json(&command.payload))
+                    .bind(sqlx::types::Json(&command.payload));
+                if let Some(now) = command.send_now {
+                    query = query.bind(now.ack_timeout_secs).bind(now.max_attempts);
+                }
+                query
                     .fetch_one(&mut *conn)
                     .await
                     .map_err(|e| {
@@ -110,7 +114,7 @@ macro_rules! impl_transactions {
                     session_id: Some(new.id),
                     action: streamspace_proto::api::Action::StartSession,
                     payload: new.payload.clone(),
-                    send_now: false,
+                    send_now: None,
                 };
                 let command = Self::insert_command(conn, &command).await?;
                 Self::record_user_home(conn, new, agent_id).await?;

@@ -53,8 +53,10 @@ static REGISTER_MANY: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Inserts every command of the arrays (`$1` ids, `$2` agents, `$3` sessions, `$4` actions,
-/// `$5` payloads as JSON text, `$6` whether to send at once), as [`sql::COMMAND_INSERT`] and
-/// `command_insert_sent` do one.
+/// `$5` payloads as JSON text, `$6` whether to send at once, `$7` and `$8` the resend settings
+/// that decides by), as [`sql::COMMAND_INSERT`] and `command_insert_sent` do one. The rows of
+/// one statement do not see each other: a pending command and one to send at once for the same
+/// agent in one batch both go in as asked (only concurrent requests put them there).
 static INSERT_COMMANDS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload, \
@@ -62,11 +64,12 @@ static INSERT_COMMANDS: LazyLock<String> = LazyLock::new(|| {
          SELECT n.command_id, n.agent_id, n.session_id, n.action, n.payload::jsonb, \
          CASE WHEN s.now_sent THEN 'sent' ELSE 'pending' END, \
          CASE WHEN s.now_sent THEN 1 ELSE 0 END, s.at, CASE WHEN s.now_sent THEN s.at END \
-         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::bool[]) \
-         AS n(command_id, agent_id, session_id, action, payload, send_now) \
-         CROSS JOIN LATERAL (SELECT clock_timestamp() AS at, n.send_now AND NOT EXISTS \
-         (SELECT 1 FROM agent_commands p WHERE p.agent_id = n.agent_id AND p.status = 'pending') \
-         AS now_sent) AS s RETURNING {}",
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::bool[], \
+         $7::float8[], $8::int4[]) AS n(command_id, agent_id, session_id, action, payload, \
+         send_now, ack_secs, max_attempts) \
+         CROSS JOIN LATERAL (SELECT clock_timestamp() AS at, n.send_now AND {} AS now_sent) AS s \
+         RETURNING {}",
+        sql::command_none_due(&sql::PG, "n.agent_id", "n.ack_secs", "n.max_attempts"),
         sql::command_columns!()
     )
 });
@@ -480,7 +483,24 @@ impl PgStore {
                     .collect::<Vec<_>>(),
             )
             .bind(payloads)
-            .bind(commands.iter().map(|c| c.send_now).collect::<Vec<_>>())
+            .bind(
+                commands
+                    .iter()
+                    .map(|c| c.send_now.is_some())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                commands
+                    .iter()
+                    .map(|c| c.send_now.map_or(0.0, |n| n.ack_timeout_secs))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                commands
+                    .iter()
+                    .map(|c| c.send_now.map_or(0, |n| n.max_attempts))
+                    .collect::<Vec<_>>(),
+            )
             .fetch_all(&self.pool)
             .await;
         let rows = match rows {

@@ -3,7 +3,7 @@
 use anyhow::{Result, ensure};
 use serde_json::json;
 use streamspace_proto::api::{Action, CommandStatus};
-use streamspace_store::{CommandOutcome, CommandReport, NewCommand, StoreError};
+use streamspace_store::{CommandOutcome, CommandReport, NewCommand, SendNow, StoreError};
 use uuid::Uuid;
 
 use super::support::{Db, register};
@@ -15,7 +15,7 @@ fn ping(agent_id: &str) -> NewCommand {
         session_id: None,
         action: Action::Ping,
         payload: json!({}),
-        send_now: false,
+        send_now: None,
     }
 }
 
@@ -327,8 +327,12 @@ pub(crate) async fn commands_sent_now_are_claimed_unless_one_is_pending(db: &Db)
     register(&*store, "a1", 5).await?;
     register(&*store, "a2", 5).await?;
     register(&*store, "a3", 5).await?;
+    let resend = SendNow {
+        ack_timeout_secs: 60.0,
+        max_attempts: 5,
+    };
     let now = |agent: &str| NewCommand {
-        send_now: true,
+        send_now: Some(resend),
         ..ping(agent)
     };
     let sent = store.create_command(&now("a1")).await?;
@@ -350,6 +354,44 @@ pub(crate) async fn commands_sent_now_are_claimed_unless_one_is_pending(db: &Db)
     // Another one while the first is only `sent`: nothing is pending, so it is claimed too.
     let second = store.create_command(&now("a1")).await?;
     ensure!(second.status == CommandStatus::Sent, "{second:?}");
+    // Under an ack timeout of zero both are due again: the next one waits behind them.
+    let due_first = NewCommand {
+        send_now: Some(SendNow {
+            ack_timeout_secs: 0.0,
+            ..resend
+        }),
+        ..ping("a1")
+    };
+    let behind_due = store.create_command(&due_first).await?;
+    ensure!(
+        behind_due.status == CommandStatus::Pending,
+        "behind commands due again: {behind_due:?}"
+    );
+    let claimed = store.claim_due_commands("a1", 0.0, 5, 10).await?;
+    ensure!(
+        claimed.iter().map(|c| c.command_id).collect::<Vec<_>>()
+            == [sent.command_id, second.command_id, behind_due.command_id],
+        "claimed in order: {claimed:?}"
+    );
+
+    // A claim given back: only a first attempt still `sent` is.
+    let unsent = store.create_command(&now("a3")).await?;
+    ensure!(store.unclaim_delivery(unsent.command_id).await?);
+    let back = store.get_command(unsent.command_id).await?;
+    ensure!(
+        back.status == CommandStatus::Pending && back.attempts == 0 && back.sent_at.is_none(),
+        "given back: {back:?}"
+    );
+    ensure!(
+        !store.unclaim_delivery(unsent.command_id).await?,
+        "a pending command has no claim to give back"
+    );
+    ensure!(
+        !store.unclaim_delivery(sent.command_id).await?,
+        "a second attempt is not given back"
+    );
+    let claimed = store.claim_due_commands("a3", 60.0, 5, 10).await?;
+    ensure!(claimed.len() == 1 && claimed[0].command_id == unsent.command_id);
 
     // A pending command of a2 makes the next one of a2 wait behind it, pending.
     let queued = store.create_command(&ping("a2")).await?;
