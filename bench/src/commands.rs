@@ -6,9 +6,10 @@
 //! create → completed visible through the API. With several replicas the
 //! agents all connect to the first and the clients only talk to the others, so every command
 //! crosses replicas. The reference, measured in the same run against the same PostgreSQL, is
-//! `pgbench` writing a command's life in `agent_commands` (INSERT, claim, complete), each its own
-//! transaction; where the store's writes per command differ (a command created on the replica
-//! its agent is connected to is claimed in its insert), also pgbench doing exactly those.
+//! `pgbench` doing the row writes the store made per command in `agent_commands` (an INSERT and
+//! the UPDATEs PostgreSQL counted), each its own transaction; where those are fewer than a
+//! command's life as separate writes (INSERT, claim, complete) — a command created on the
+//! replica its agent is connected to is claimed in its insert — also pgbench doing that.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ use crate::report::{Reference, Row, Stat, percentile};
 
 /// Agents heartbeat this often (the server's default interval is 10 s).
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
-/// UPDATEs of the lifecycle reference: claim and complete (the ack is coalesced).
+/// UPDATEs of a command's life as separate writes: claim and complete (the ack coalesced).
 const LIFECYCLE_UPDATES: usize = 2;
 /// One command taking longer than this fails the run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -129,29 +130,31 @@ async fn run_commits(
         measured.push((n, m, updates));
         reference_db.get_or_insert(db);
     }
-    // The servers are gone: the database serves pgbench alone. Two references: a command's
-    // whole life as its own writes — created, claimed, completed (the ack coalesced), the
-    // baseline the targets were set against — and pgbench doing exactly the writes measured,
-    // where those differ (a command created where its agent is connected is claimed in its
-    // insert).
+    // The servers are gone: the database serves pgbench alone. The reference is pgbench doing
+    // the writes measured; where those are fewer than a command's whole life as separate
+    // writes — created, claimed, completed (the ack coalesced): a command created where its
+    // agent is connected is claimed in its insert — a second row sets the figure against that
+    // too, to compare with the runs before. The scripts take turns, run by run.
     let db = reference_db.context("no topology was measured")?;
     let same_writes = |updates: f64| (updates.round() as usize).clamp(1, 3);
     let mut scripts = std::collections::BTreeSet::from([LIFECYCLE_UPDATES]);
     scripts.extend(measured.iter().map(|(_, _, u)| same_writes(*u)));
-    let mut references = std::collections::BTreeMap::new();
-    for &updates in &scripts {
-        println!(
-            "commands: pgbench reference (1 INSERT + {updates} UPDATEs), {} runs …",
-            p.runs
-        );
-        let mut tps = Vec::new();
-        for _ in 0..p.runs {
-            tps.push(pgbench::command_writes(
-                &db, p.clients, p.commands, updates,
-            )?);
+    println!(
+        "commands: pgbench references (1 INSERT + {scripts:?} UPDATEs), {} runs …",
+        p.runs
+    );
+    let mut tps: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
+    for _ in 0..p.runs {
+        for &updates in &scripts {
+            tps.entry(updates)
+                .or_default()
+                .push(pgbench::command_writes(
+                    &db, p.clients, p.commands, updates,
+                )?);
         }
-        references.insert(updates, Stat::of(tps));
     }
+    let references: std::collections::BTreeMap<usize, Stat> =
+        tps.into_iter().map(|(k, v)| (k, Stat::of(v))).collect();
     let reference = |updates: usize, per_second: &Stat| -> anyhow::Result<Reference> {
         let tps = references
             .get(&updates)
@@ -179,15 +182,15 @@ async fn run_commits(
             metric: "commands completed".into(),
             unit: "/s".into(),
             value: per_second.clone(),
-            reference: Some(reference(LIFECYCLE_UPDATES, &per_second)?),
+            reference: Some(reference(same_writes(updates), &per_second)?),
         });
-        if same_writes(updates) != LIFECYCLE_UPDATES {
+        if same_writes(updates) < LIFECYCLE_UPDATES {
             rows.push(Row {
                 setup: setup.clone(),
-                metric: "commands completed, vs pgbench doing the same writes".into(),
+                metric: "commands completed, vs pgbench writing insert, claim, complete".into(),
                 unit: "/s".into(),
                 value: per_second.clone(),
-                reference: Some(reference(same_writes(updates), &per_second)?),
+                reference: Some(reference(LIFECYCLE_UPDATES, &per_second)?),
             });
         }
         for (metric, v) in [("latency p50", m.p50_ms), ("latency p99", m.p99_ms)] {
@@ -225,9 +228,10 @@ async fn run_commits(
              runs: 1 INSERT and {} UPDATEs of `agent_commands` (an agent's ack is not written when \
              its result follows within 10 ms; a command created on the replica its agent is \
              connected to is claimed in its insert). \"commands completed\" is set against pgbench \
-             writing a command's whole life one row write at a time — inserted, claimed, completed; \
-             where the writes measured differ, a second row sets it against pgbench doing exactly \
-             those.",
+             doing the writes measured (their mean, rounded); where those are fewer than a \
+             command's whole life one row write at a time — inserted, claimed, completed — a \
+             second row sets the same figure against pgbench doing that, as the reference did \
+             before commands were claimed in their insert.",
             writes.join(", ")
         ),
         "Everything (PostgreSQL, Redis, the replicas, the agents, the clients, pgbench) \
