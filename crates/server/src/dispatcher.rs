@@ -583,6 +583,39 @@ mod tests {
     }
 
     #[test]
+    fn a_turn_excludes_passes_and_ends_with_one_only_when_owed() {
+        let (d, mut rx) = dispatcher(8);
+        let d = Arc::new(d);
+        d.connected("a");
+        assert!(
+            d.take_turn("a").is_none(),
+            "not before the first pass after a connect"
+        );
+        d.take_sent("a");
+        let turn = d.take_turn("a").expect("idle: the turn is free");
+        assert!(d.take_turn("a").is_none(), "one turn at a time");
+        d.wake("a", false);
+        assert!(rx.try_recv().is_err(), "a wake waits for the turn");
+        turn.release();
+        assert_eq!(
+            rx.try_recv().ok().as_deref(),
+            Some("a"),
+            "woken meanwhile: a pass follows"
+        );
+        assert!(!d.start("a"));
+        assert!(d.take_turn("a").is_none(), "no turn beside a pass");
+        d.finish("a");
+        d.take_turn("a").expect("free again").release();
+        assert!(rx.try_recv().is_err(), "a released turn owes no pass");
+        drop(d.take_turn("a").expect("free again"));
+        assert_eq!(
+            rx.try_recv().ok().as_deref(),
+            Some("a"),
+            "a turn given up leaves its work to a pass"
+        );
+    }
+
+    #[test]
     fn a_full_queue_drops_the_wake_for_the_sweep() {
         let (d, mut rx) = dispatcher(1);
         d.wake("a", false);
