@@ -45,7 +45,15 @@ pub(crate) struct Dispatcher {
     /// Agents that registered here and whose first pass over unfinished commands has not run
     /// yet, with the commands sent on the new connection meanwhile: that pass resends what a
     /// previous connection may have lost, not what this one has just been sent.
-    sent_since_connect: Mutex<HashMap<String, HashSet<uuid::Uuid>>>,
+    sent_since_connect: Mutex<HashMap<String, FirstPass>>,
+}
+
+/// What an agent's new connection is owed: its first pass, which resends the unfinished
+/// commands an earlier connection may have lost, except those sent on this one meanwhile.
+struct FirstPass {
+    /// The registration has asked for the pass (so the connection is attached).
+    asked: bool,
+    sent: HashSet<uuid::Uuid>,
 }
 
 /// Where an agent is in the dispatcher. The flags say whether to include unfinished
@@ -61,13 +69,17 @@ impl Dispatcher {
     /// over unfinished commands are not sent again by that pass. Call before the connection can
     /// be delivered to.
     pub fn connected(&self, agent_id: &str) {
-        lock(&self.sent_since_connect).insert(agent_id.to_owned(), HashSet::new());
+        let owed = FirstPass {
+            asked: false,
+            sent: HashSet::new(),
+        };
+        lock(&self.sent_since_connect).insert(agent_id.to_owned(), owed);
     }
 
     /// Notes a command sent to `agent_id`, if its connection is new (see [`Self::connected`]).
     fn note_sent(&self, agent_id: &str, command_id: uuid::Uuid) {
-        if let Some(sent) = lock(&self.sent_since_connect).get_mut(agent_id) {
-            sent.insert(command_id);
+        if let Some(owed) = lock(&self.sent_since_connect).get_mut(agent_id) {
+            owed.sent.insert(command_id);
         }
     }
 
@@ -76,12 +88,34 @@ impl Dispatcher {
     fn take_sent(&self, agent_id: &str) -> HashSet<uuid::Uuid> {
         lock(&self.sent_since_connect)
             .remove(agent_id)
+            .map(|owed| owed.sent)
             .unwrap_or_default()
     }
 
+    /// Whether `agent_id`'s connection here is still owed its first pass.
+    fn owes_first_pass(&self, agent_id: &str) -> bool {
+        lock(&self.sent_since_connect).contains_key(agent_id)
+    }
+
+    /// Agents whose connection asked for its first pass and is still owed it while no pass runs
+    /// or waits for it: that pass was lost (its read failed, or its wake found the queue full).
+    /// The sweep asks for it again.
+    fn lost_first_passes(&self) -> Vec<String> {
+        let agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        lock(&self.sent_since_connect)
+            .iter()
+            .filter(|(agent_id, owed)| owed.asked && !agents.contains_key(*agent_id))
+            .map(|(agent_id, _)| agent_id.clone())
+            .collect()
+    }
+
     /// Asks for delivery of `agent_id`'s commands. Never blocks; if the queue is full the request
-    /// is dropped and the next sweep finds the work.
+    /// is dropped and the next sweep finds the work. `include_unfinished` asks for a new
+    /// connection's first pass (see [`Self::connected`]).
     pub fn wake(&self, agent_id: &str, include_unfinished: bool) {
+        if include_unfinished && let Some(owed) = lock(&self.sent_since_connect).get_mut(agent_id) {
+            owed.asked = true;
+        }
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
         match agents.get_mut(agent_id) {
             Some(Entry::Queued { unfinished }) => *unfinished |= include_unfinished,
@@ -291,7 +325,9 @@ pub(crate) async fn deliver_for_agent(
     agent_id: &str,
     include_unfinished: bool,
 ) {
-    let mut include_unfinished = include_unfinished;
+    // Only a connection's first pass resends what is unfinished: the registration's wake and
+    // the sweep's repeat of a lost one may both ask, and the first to run answers for both.
+    let mut include_unfinished = include_unfinished && dispatcher.owes_first_pass(agent_id);
     loop {
         if !ctx.hub.holds(agent_id).await {
             return;
@@ -509,6 +545,12 @@ pub(crate) async fn sweep(
             )
             .await;
     }
+    for agent_id in dispatcher.lost_first_passes() {
+        if ctx.hub.holds(&agent_id).await {
+            tracing::debug!(%agent_id, "asking again for a connection's lost first pass");
+            dispatcher.wake(&agent_id, true);
+        }
+    }
     let agents = ctx
         .store
         .agents_with_deliverable_commands(config.ack_timeout.as_secs_f64(), config.max_attempts)
@@ -613,6 +655,38 @@ mod tests {
             Some("a"),
             "a turn given up leaves its work to a pass"
         );
+    }
+
+    #[test]
+    fn a_lost_first_pass_is_asked_for_again() {
+        let (d, mut rx) = dispatcher(1);
+        d.connected("a");
+        assert!(d.owes_first_pass("a"));
+        assert!(
+            d.lost_first_passes().is_empty(),
+            "a registration that has not asked yet is still under way"
+        );
+        // The queue is full: the registration's wake is dropped.
+        d.wake("b", false);
+        d.wake("a", true);
+        assert_eq!(d.lost_first_passes(), ["a"]);
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("b"));
+        // Asked again, it is queued, then runs: not lost meanwhile.
+        d.wake("a", true);
+        assert!(d.lost_first_passes().is_empty());
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("a"));
+        assert!(d.start("a"));
+        assert!(d.lost_first_passes().is_empty());
+        // Its read failed: the pass ended owing still.
+        d.finish("a");
+        assert_eq!(d.lost_first_passes(), ["a"]);
+        d.wake("a", true);
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("a"));
+        assert!(d.start("a"));
+        d.take_sent("a");
+        d.finish("a");
+        assert!(!d.owes_first_pass("a"));
+        assert!(d.lost_first_passes().is_empty(), "owed no more");
     }
 
     #[test]
