@@ -7,8 +7,9 @@
 //! the command to the hub. Commands for agents that are not connected stay `pending` in the
 //! database until the agent connects. A request creating a command for an agent connected here
 //! may instead take the agent's delivery turn ([`Dispatcher::take_turn`]) while no pass runs or
-//! waits for it, insert the command claimed and send it itself. The sweep also fails stuck commands and expires silent
-//! agents. Delivery is at least once; the agent answers duplicates from memory.
+//! waits for it, insert the command claimed and send it itself. The sweep also fails stuck
+//! commands and expires silent agents. Delivery is at least once; the agent answers duplicates
+//! from memory.
 //!
 //! A command too big for the agent protocol's frame limit is failed rather than sent (the hub
 //! refuses it): only a template stored before the API limited templates can make one, and sending
@@ -166,7 +167,7 @@ impl Dispatcher {
     /// never overlap a turn: a wake meanwhile runs once the turn ends.
     pub fn take_turn(self: &Arc<Self>, agent_id: &str) -> Option<Turn> {
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        if agents.contains_key(agent_id) || lock(&self.sent_since_connect).contains_key(agent_id) {
+        if agents.contains_key(agent_id) || self.owes_first_pass(agent_id) {
             return None;
         }
         agents.insert(agent_id.to_owned(), Entry::Running { again: None });

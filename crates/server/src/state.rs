@@ -78,6 +78,8 @@ pub(crate) struct Parts {
     pub live_sessions: Arc<crate::batch::Batcher<String, Vec<streamspace_proto::api::Session>>>,
     /// Command writes carried in batches (the dispatcher shares them).
     pub commands: Arc<crate::batch::CommandBatches>,
+    /// What the dispatcher's work needs, for a request that sends a command itself.
+    pub delivery: DispatchContext,
 }
 
 /// Registers agent connections in batches: one statement for every agent that registers while
@@ -173,17 +175,14 @@ pub(crate) fn assemble(
         crate::dispatcher::BATCH,
         shutdown.clone(),
     ));
-    let dispatcher = crate::dispatcher::start(
-        DispatchContext {
-            commands: commands.clone(),
-            store: store.clone(),
-            hub: hub.clone(),
-            config: config.clone(),
-            outcomes: outcomes.clone(),
-        },
-        shutdown.clone(),
-        tasks,
-    );
+    let delivery = DispatchContext {
+        commands: commands.clone(),
+        store: store.clone(),
+        hub: hub.clone(),
+        config: config.clone(),
+        outcomes: outcomes.clone(),
+    };
+    let dispatcher = crate::dispatcher::start(delivery.clone(), shutdown.clone(), tasks);
     let registrar = agent_batcher(&store, &shutdown, |store, regs| async move {
         store.register_agents(&regs).await
     });
@@ -197,6 +196,7 @@ pub(crate) fn assemble(
         store.list_live_sessions_of(&agents).await
     });
     let state = AppState(Arc::new(Parts {
+        delivery,
         live_sessions,
         commands,
         registrar,
@@ -324,7 +324,7 @@ impl AppState {
                 crate::metrics::command("pending");
                 crate::metrics::delivery("local");
                 if created.status == CommandStatus::Sent
-                    && !turn.send(&app.dispatch_context(), created.clone()).await
+                    && !turn.send(&app.delivery, created.clone()).await
                 {
                     app.unclaimed(&created).await;
                 }
@@ -345,7 +345,8 @@ impl AppState {
     /// ack timeout while later ones pass it.
     async fn unclaimed(&self, command: &Command) {
         match self.store.unclaim_delivery(command.command_id).await {
-            Ok(true) => self.route_to(&command.agent_id).await,
+            // Counted as created already: only routed.
+            Ok(true) => self.route(&command.agent_id).await,
             // Moved on meanwhile (the agent's new connection resent it, say).
             Ok(false) => {}
             Err(e) => tracing::warn!(command_id = %command.command_id, error = %e,
@@ -353,20 +354,14 @@ impl AppState {
         }
     }
 
-    /// What the dispatcher's work needs, for work done outside it.
-    pub fn dispatch_context(&self) -> DispatchContext {
-        DispatchContext {
-            store: self.store.clone(),
-            commands: self.commands.clone(),
-            hub: self.hub.clone(),
-            config: self.config.clone(),
-            outcomes: self.outcomes.clone(),
-        }
-    }
-
     /// Gets a command just created for `agent_id` moving, wherever the agent is connected.
     pub async fn route_to(&self, agent_id: &str) {
         crate::metrics::command("pending");
+        self.route(agent_id).await;
+    }
+
+    /// [`Self::route_to`] without counting the command as created.
+    async fn route(&self, agent_id: &str) {
         if self.hub.holds(agent_id).await {
             crate::metrics::delivery("local");
             self.dispatcher.wake(agent_id, false);

@@ -349,6 +349,11 @@ pub(crate) fn command_retry_due(d: &Dialect, ack: &str, max: &str) -> String {
     )
 }
 
+/// The `status, attempts, created_at, sent_at` of a command inserted claimed if `s.now_sent`
+/// (else pending), created — and sent — at `s.at`: the tail of both claiming inserts.
+pub(crate) const CLAIMING_INSERT_VALUES: &str = "CASE WHEN s.now_sent THEN 'sent' ELSE 'pending' END, \
+     CASE WHEN s.now_sent THEN 1 ELSE 0 END, s.at, CASE WHEN s.now_sent THEN s.at END";
+
 /// True when `agent` has no command a claim would take now (see [`command_claim_due_ids`]):
 /// none pending and none sent and due again (`ack`, `max` as in [`command_retry_due`]). Two
 /// plain scans of `agent_commands_claim_idx`, as the claim's candidates.
@@ -521,10 +526,9 @@ impl Statements {
             // in `command_claim_due_ids`); created and sent at the same instant.
             command_insert_sent: leak(format!(
                 "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload, \
-                 status, attempts, created_at, sent_at) SELECT $1, $2, $3, $4, $5, \
-                 CASE WHEN s.now_sent THEN 'sent' ELSE 'pending' END, \
-                 CASE WHEN s.now_sent THEN 1 ELSE 0 END, s.at, CASE WHEN s.now_sent THEN s.at END \
+                 status, attempts, created_at, sent_at) SELECT $1, $2, $3, $4, $5, {} \
                  FROM (SELECT {now} AS at, {} AS now_sent) AS s RETURNING {}",
+                CLAIMING_INSERT_VALUES,
                 command_none_due(d, "$2", "$6", "$7"),
                 command_columns!()
             )),

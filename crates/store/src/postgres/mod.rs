@@ -61,14 +61,13 @@ static INSERT_COMMANDS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO agent_commands (command_id, agent_id, session_id, action, payload, \
          status, attempts, created_at, sent_at) \
-         SELECT n.command_id, n.agent_id, n.session_id, n.action, n.payload::jsonb, \
-         CASE WHEN s.now_sent THEN 'sent' ELSE 'pending' END, \
-         CASE WHEN s.now_sent THEN 1 ELSE 0 END, s.at, CASE WHEN s.now_sent THEN s.at END \
+         SELECT n.command_id, n.agent_id, n.session_id, n.action, n.payload::jsonb, {} \
          FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::bool[], \
          $7::float8[], $8::int4[]) AS n(command_id, agent_id, session_id, action, payload, \
          send_now, ack_secs, max_attempts) \
          CROSS JOIN LATERAL (SELECT clock_timestamp() AS at, n.send_now AND {} AS now_sent) AS s \
          RETURNING {}",
+        sql::CLAIMING_INSERT_VALUES,
         sql::command_none_due(&sql::PG, "n.agent_id", "n.ack_secs", "n.max_attempts"),
         sql::command_columns!()
     )
